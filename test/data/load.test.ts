@@ -1,0 +1,66 @@
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createDataset, fingerprint } from '../../training/data/dataset.js';
+import { DataError } from '../../training/data/errors.js';
+import { writeKaggleCsv } from '../../training/data/kaggle-csv.js';
+import { loadDataset } from '../../training/data/load.js';
+import { defaultMnistDir, labelsPathFor, loadMnist } from '../../training/data/mnist.js';
+import { subDir, syntheticSamples, tempDir, writeIdxImages, writeIdxLabels } from './helpers.js';
+
+describe('loadDataset', () => {
+  const dir = tempDir();
+
+  it('loads the package MNIST test split by name', () => {
+    const test = loadDataset('mnist:test');
+    expect(test.count).toBe(10000);
+    expect(test.name).toBe('mnist:test');
+    expect(fingerprint(test)).toBe(fingerprint(loadMnist('test')));
+  });
+
+  it('loads an IDX images path with the labels file found beside it', () => {
+    const copy = subDir(dir, 'copy');
+    for (const name of ['t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+      copyFileSync(join(defaultMnistDir(), name), join(copy, name));
+    }
+    const images = join(copy, 't10k-images-idx3-ubyte');
+    expect(labelsPathFor(images)).toBe(join(copy, 't10k-labels-idx1-ubyte'));
+    expect(fingerprint(loadDataset(images))).toBe(fingerprint(loadMnist('test')));
+  });
+
+  it('loads an IDX images file without a labels file as unlabelled', () => {
+    const alone = subDir(dir, 'alone');
+    const { images } = syntheticSamples(4, 2);
+    const path = join(alone, 'extra-images-idx3-ubyte');
+    writeIdxImages(path, images);
+    const data = loadDataset(path);
+    expect(data.labels).toBeNull();
+    expect(data.count).toBe(4);
+  });
+
+  it('finds a gzipped labels file beside a raw images file', () => {
+    const mixed = subDir(dir, 'mixed');
+    const { images, labels } = syntheticSamples(3, 4);
+    writeIdxImages(join(mixed, 'x-images.idx3-ubyte'), images);
+    writeIdxLabels(join(mixed, 'x-labels.idx1-ubyte.gz'), labels); // content is raw: detection is by bytes
+    const data = loadDataset(join(mixed, 'x-images.idx3-ubyte'));
+    expect(Array.from(data.labels!)).toEqual(Array.from(labels));
+  });
+
+  it('loads a Kaggle CSV by path', () => {
+    const { images, labels } = syntheticSamples(5, 3);
+    const path = join(dir, 'train.csv');
+    writeKaggleCsv(path, createDataset('t', images, labels));
+    expect(Array.from(loadDataset(path).labels!)).toEqual(Array.from(labels));
+  });
+
+  it('gives clear DataErrors for a missing file, a directory and an unknown split', () => {
+    const missing = join(dir, 'nope.csv');
+    expect(() => loadDataset(missing)).toThrow(DataError);
+    expect(() => loadDataset(missing)).toThrow(`${missing}: no such file`);
+    const folder = join(dir, 'folder');
+    mkdirSync(folder);
+    expect(() => loadDataset(folder)).toThrow(`${folder}: is not a file`);
+    expect(() => loadDataset('mnist:validation')).toThrow(/unknown MNIST split "validation"/);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * The slice of tfjs-backend-wasm's internals that gradfleet's kernels use. The backend does not
+ * export these types, so they are declared here once, at the one boundary, and checked at install
+ * time (see `assertWasmBackend`).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface WasmTensorData {
+  id: number;
+  memoryOffset: number;
+  shape: number[];
+  dtype: tf.DataType;
+  refCount: number;
+}
+
+export interface WasmBackend extends tf.KernelBackend {
+  dataIdMap: { get(dataId: tf.DataId): WasmTensorData; has(dataId: tf.DataId): boolean };
+  wasm: { HEAPU8: Uint8Array };
+  makeOutput(shape: readonly number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+export function assertWasmBackend(backend: tf.KernelBackend): asserts backend is WasmBackend {
+  const b = backend as Partial<WasmBackend>;
+  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function') {
+    throw new Error('gradfleet wasm kernels: the active backend does not look like tfjs-backend-wasm 4.x');
+  }
+}
+
+/**
+ * A Float32Array view of a tensor's bytes inside the wasm heap. Views go stale when the heap grows,
+ * so take them after every allocation that precedes their use, never cache them.
+ */
+export function f32(backend: WasmBackend, info: tf.TensorInfo): Float32Array {
+  if (info.dtype !== 'float32') throw new Error(`expected a float32 tensor, got ${info.dtype}`);
+  return backend.typedArrayFromHeap(info) as Float32Array;
+}
+
+export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs?: tf.NamedAttrMap };
+export type WasmKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
+
+/** The stock wasm kernel registered under `name`, captured so that overrides can fall back to it. */
+export function stockKernel(name: string): WasmKernelFunc {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`tfjs-backend-wasm has no stock kernel ${name}`);
+  return k.kernelFunc as unknown as WasmKernelFunc;
+}
+
+/** Frees intermediates made inside a kernel (reshape views included: they hold a ref count). */
+export function disposeAll(backend: WasmBackend, ...infos: tf.TensorInfo[]): void {
+  for (const info of infos) backend.disposeData(info.dataId);
+}
+
+export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);

@@ -1,0 +1,76 @@
+/**
+ * The forward pass of any ModelSpec on tfjs tensors, in training mode (batch statistics, seeded
+ * dropout) or inference mode (moving statistics, no dropout). Parameters come as tensors in
+ * layout order; the caller owns them.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { batchNormTrain } from './batch-norm.js';
+import { dropoutMask } from './dropout.js';
+import { BATCH_NORM_EPSILON, type ModelSpec, type ParamLayout } from './spec.js';
+
+export type ForwardMode = { training: true; dropoutSeed: number } | { training: false };
+
+export interface ForwardResult {
+  logits: tf.Tensor2D;
+  /** Training mode only: per BatchNorm layer index, the batch mean and variance. */
+  batchStats: Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>;
+}
+
+/** Index of each layer's first parameter in the layout, so layers can find their tensors. */
+function firstParamOfLayer(layout: ParamLayout): Map<number, number> {
+  const first = new Map<number, number>();
+  layout.entries.forEach((e, i) => {
+    if (!first.has(e.layer)) first.set(e.layer, i);
+  });
+  return first;
+}
+
+const activationName = (a: 'relu' | 'linear') => (a === 'relu' ? 'relu' : 'linear');
+
+export function forward(
+  model: ModelSpec, layout: ParamLayout, params: readonly tf.Tensor[], input: tf.Tensor4D, mode: ForwardMode,
+): ForwardResult {
+  const first = firstParamOfLayer(layout);
+  const batchStats: ForwardResult['batchStats'] = new Map();
+  const batch = input.shape[0];
+  let x: tf.Tensor = input;
+  model.layers.forEach((layer, index) => {
+    const p = first.get(index) ?? -1;
+    switch (layer.kind) {
+      case 'conv2d':
+        x = tf.fused.conv2d({
+          x: x as tf.Tensor4D, filter: params[p] as tf.Tensor4D, bias: params[p + 1], strides: 1, pad: 'same',
+          activation: activationName(layer.activation),
+        });
+        break;
+      case 'dense':
+        x = tf.fused.matMul({ a: x as tf.Tensor2D, b: params[p] as tf.Tensor2D, bias: params[p + 1], activation: activationName(layer.activation) });
+        break;
+      case 'batchNorm': {
+        const [gamma, beta, movingMean, movingVariance] = params.slice(p, p + 4) as tf.Tensor1D[];
+        if (mode.training) {
+          const { y, mean, variance } = batchNormTrain(x, gamma, beta, BATCH_NORM_EPSILON, layer.activation);
+          batchStats.set(index, { mean, variance });
+          x = y;
+        } else {
+          const normed = tf.batchNorm(x, movingMean, movingVariance, beta, gamma, BATCH_NORM_EPSILON);
+          x = layer.activation === 'relu' ? tf.relu(normed) : normed;
+        }
+        break;
+      }
+      case 'maxPool':
+        x = tf.maxPool(x as tf.Tensor4D, layer.size, layer.size, 'valid');
+        break;
+      case 'dropout':
+        if (mode.training && layer.rate > 0) {
+          const mask = dropoutMask(mode.dropoutSeed, index, batch, x.shape.slice(1), layer.rate, layer.spatial);
+          x = tf.mul(x, tf.tensor(mask.values, mask.shape));
+        }
+        break;
+      case 'flatten':
+        x = tf.reshape(x, [batch, -1]);
+        break;
+    }
+  });
+  return { logits: x as tf.Tensor2D, batchStats };
+}

@@ -1,0 +1,134 @@
+/**
+ * Models as data: an ordered list of typed layers. From it follow the parameter layout (the flat
+ * float32 order used by checkpoints and the wire), the parameter count, and the forward pass.
+ */
+
+export type Activation = 'relu' | 'linear';
+
+export type LayerSpec =
+  | { kind: 'conv2d'; name: string; filters: number; kernelSize: number; activation: Activation }
+  | { kind: 'batchNorm'; name: string; activation: Activation }
+  | { kind: 'maxPool'; size: number }
+  | { kind: 'dropout'; rate: number; spatial: boolean }
+  | { kind: 'flatten' }
+  | { kind: 'dense'; name: string; units: number; activation: Activation };
+
+export interface ModelSpec {
+  name: string;
+  description: string;
+  inputShape: readonly [number, number, number];
+  layers: readonly LayerSpec[];
+  classes: number;
+}
+
+/**
+ * What each parameter is, which decides how a micro-batch's contribution to it is made and applied:
+ * trainable roles get gradients (applied by Adam); BatchNorm's moving statistics get the
+ * micro-batch's batch statistics (applied as a moving average).
+ */
+export type ParamRole = 'kernel' | 'bias' | 'gamma' | 'beta' | 'movingMean' | 'movingVariance';
+
+export interface ParamEntry {
+  name: string;
+  role: ParamRole;
+  shape: readonly number[];
+  size: number;
+  offset: number;
+  trainable: boolean;
+  /** Index into ModelSpec.layers of the layer that owns it. */
+  layer: number;
+}
+
+export interface ParamLayout {
+  entries: readonly ParamEntry[];
+  /** Number of float32 values in a flat weights buffer (all parameters, BatchNorm statistics included). */
+  size: number;
+  trainableSize: number;
+}
+
+/** Keras' BatchNormalization defaults, which the published mnist-cnn used. */
+export const BATCH_NORM_EPSILON = 1e-3;
+export const BATCH_NORM_MOMENTUM = 0.99;
+
+export function isTrainableRole(role: ParamRole): boolean {
+  return role !== 'movingMean' && role !== 'movingVariance';
+}
+
+/** Shapes of each layer's output, in NHWC without the batch axis. */
+export function layerOutputShapes(model: ModelSpec): number[][] {
+  let shape: number[] = [...model.inputShape];
+  return model.layers.map((layer) => {
+    switch (layer.kind) {
+      case 'conv2d':
+        shape = [shape[0], shape[1], layer.filters];
+        break;
+      case 'maxPool':
+        shape = [Math.floor(shape[0] / layer.size), Math.floor(shape[1] / layer.size), shape[2]];
+        break;
+      case 'flatten':
+        shape = [shape.reduce((a, b) => a * b, 1)];
+        break;
+      case 'dense':
+        shape = [layer.units];
+        break;
+      case 'batchNorm':
+      case 'dropout':
+        break;
+    }
+    return shape;
+  });
+}
+
+/** The flat parameter layout, in Keras' weight order (kernel, bias; gamma, beta, mean, variance). */
+export function paramLayout(model: ModelSpec): ParamLayout {
+  const entries: ParamEntry[] = [];
+  let offset = 0;
+  let trainableSize = 0;
+  const add = (layer: number, name: string, role: ParamRole, shape: number[]) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const trainable = isTrainableRole(role);
+    entries.push({ name, role, shape, size, offset, trainable, layer });
+    offset += size;
+    if (trainable) trainableSize += size;
+  };
+  const outShapes = layerOutputShapes(model);
+  model.layers.forEach((layer, i) => {
+    const inShape = i === 0 ? [...model.inputShape] : outShapes[i - 1];
+    const inChannels = inShape[inShape.length - 1];
+    switch (layer.kind) {
+      case 'conv2d':
+        add(i, `${layer.name}/kernel`, 'kernel', [layer.kernelSize, layer.kernelSize, inChannels, layer.filters]);
+        add(i, `${layer.name}/bias`, 'bias', [layer.filters]);
+        break;
+      case 'dense':
+        add(i, `${layer.name}/kernel`, 'kernel', [inChannels, layer.units]);
+        add(i, `${layer.name}/bias`, 'bias', [layer.units]);
+        break;
+      case 'batchNorm':
+        add(i, `${layer.name}/gamma`, 'gamma', [inChannels]);
+        add(i, `${layer.name}/beta`, 'beta', [inChannels]);
+        add(i, `${layer.name}/moving_mean`, 'movingMean', [inChannels]);
+        add(i, `${layer.name}/moving_variance`, 'movingVariance', [inChannels]);
+        break;
+      default:
+        break;
+    }
+  });
+  return { entries, size: offset, trainableSize };
+}
+
+/** Forward-pass multiply-adds ×2 per sample, for the benchmark's GFLOP/s figures. */
+export function forwardFlopsPerSample(model: ModelSpec): number {
+  const outShapes = layerOutputShapes(model);
+  let flops = 0;
+  model.layers.forEach((layer, i) => {
+    const inShape = i === 0 ? [...model.inputShape] : outShapes[i - 1];
+    const out = outShapes[i];
+    if (layer.kind === 'conv2d') {
+      flops += 2 * out[0] * out[1] * out[2] * layer.kernelSize * layer.kernelSize * inShape[2];
+    } else if (layer.kind === 'dense') {
+      flops += 2 * inShape[0] * layer.units;
+    }
+  });
+  return flops;
+}

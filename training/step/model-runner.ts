@@ -1,0 +1,145 @@
+/**
+ * Runs one model on the active tfjs backend: holds the current weights as tensors (uploaded once
+ * per weights version, shared by every micro-batch of a step), computes a micro-batch's
+ * contribution, and predicts.
+ *
+ * A contribution is a flat buffer in the weights' layout: the gradient of the micro-batch's mean
+ * loss for trainable parameters, and the micro-batch's BatchNorm statistics in the moving-mean and
+ * moving-variance slots. Averaging contributions (over micro-batches, workers, a reduction tree)
+ * therefore averages both at once; optimizer/apply-update.ts gives each slot its meaning.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the
+// same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
+import '@tensorflow/tfjs';
+import { forward } from '../models/forward.js';
+import { type ModelSpec, type ParamLayout, paramLayout } from '../models/spec.js';
+
+export interface MicroBatch {
+  /** count × H × W × 1 normalised pixels. */
+  images: Float32Array;
+  labels: Uint8Array;
+  count: number;
+}
+
+export interface Contribution {
+  values: Float32Array;
+  /** Mean cross-entropy over the micro-batch. */
+  loss: number;
+  correct: number;
+  count: number;
+}
+
+export class ModelRunner {
+  readonly layout: ParamLayout;
+  private params: tf.Tensor[] = [];
+  private readonly trainable: number[];
+
+  constructor(readonly model: ModelSpec) {
+    this.layout = paramLayout(model);
+    this.trainable = this.layout.entries.flatMap((e, i) => (e.trainable ? [i] : []));
+  }
+
+  setWeights(weights: Float32Array): void {
+    if (weights.length !== this.layout.size) {
+      throw new Error(`${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`);
+    }
+    const next = this.layout.entries.map((e) => tf.tensor(weights.subarray(e.offset, e.offset + e.size), [...e.shape], 'float32'));
+    this.disposeParams();
+    this.params = next;
+  }
+
+  private inputTensor(images: Float32Array, count: number): tf.Tensor4D {
+    const [h, w, c] = this.model.inputShape;
+    if (images.length !== count * h * w * c) {
+      throw new Error(`${this.model.name}: ${count} images need ${count * h * w * c} values, got ${images.length}`);
+    }
+    return tf.tensor4d(images, [count, h, w, c]);
+  }
+
+  private requireWeights(): void {
+    if (this.params.length === 0) throw new Error(`${this.model.name}: setWeights() before computing`);
+  }
+
+  contribution(batch: MicroBatch, dropoutSeed: number): Contribution {
+    this.requireWeights();
+    const { count, labels } = batch;
+    if (labels.length !== count) throw new Error(`micro-batch: ${count} images but ${labels.length} labels`);
+    for (let i = 0; i < count; i++) {
+      if (labels[i] >= this.model.classes) throw new Error(`micro-batch: label ${labels[i]} at ${i} is not a class of ${this.model.name}`);
+    }
+    const kept: tf.Tensor[] = [];
+    const keep = <T extends tf.Tensor>(t: T): T => (kept.push(tf.keep(t)), t);
+    let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
+    let logits: tf.Tensor2D | undefined;
+    const results = tf.tidy(() => {
+      const x = this.inputTensor(batch.images, count);
+      const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), this.model.classes);
+      const lossOf = (...trainable: tf.Tensor[]): tf.Scalar => {
+        const params = [...this.params];
+        this.trainable.forEach((p, i) => (params[p] = trainable[i]));
+        const out = forward(this.model, this.layout, params, x, { training: true, dropoutSeed });
+        logits = keep(out.logits);
+        for (const s of out.batchStats.values()) {
+          keep(s.mean);
+          keep(s.variance);
+        }
+        stats = out.batchStats;
+        return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(out.logits)), -1)));
+      };
+      const { value, grads } = tf.valueAndGrads(lossOf)(this.trainable.map((p) => this.params[p]));
+      return { value, grads };
+    });
+    try {
+      const values = new Float32Array(this.layout.size);
+      this.trainable.forEach((p, i) => values.set(results.grads[i].dataSync() as Float32Array, this.layout.entries[p].offset));
+      for (const e of this.layout.entries) {
+        if (e.role !== 'movingMean' && e.role !== 'movingVariance') continue;
+        const s = stats.get(e.layer);
+        if (!s) throw new Error(`internal: no batch statistics for ${e.name}`);
+        values.set((e.role === 'movingMean' ? s.mean : s.variance).dataSync() as Float32Array, e.offset);
+      }
+      return { values, loss: results.value.dataSync()[0], correct: countCorrect(logits!.dataSync() as Float32Array, labels, this.model.classes), count };
+    } finally {
+      tf.dispose([results.value, ...results.grads, ...kept]);
+    }
+  }
+
+  /** Inference-mode logits (moving statistics, no dropout), count × classes. */
+  logits(images: Float32Array, count: number): Float32Array {
+    this.requireWeights();
+    const out = tf.tidy(() => forward(this.model, this.layout, this.params, this.inputTensor(images, count), { training: false }).logits);
+    try {
+      return out.dataSync() as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  private disposeParams(): void {
+    tf.dispose(this.params);
+    this.params = [];
+  }
+
+  dispose(): void {
+    this.disposeParams();
+  }
+}
+
+export function argmaxRows(logits: Float32Array, classes: number): Uint8Array {
+  const rows = logits.length / classes;
+  const out = new Uint8Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (logits[r * classes + c] > logits[r * classes + best]) best = c;
+    out[r] = best;
+  }
+  return out;
+}
+
+function countCorrect(logits: Float32Array, labels: Uint8Array, classes: number): number {
+  const predicted = argmaxRows(logits, classes);
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
+  return correct;
+}
