@@ -5,6 +5,9 @@
  * The pure-JS cpu backend (~17 s per step) is only used when asked for by name.
  */
 import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the
+// same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
+import '@tensorflow/tfjs';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { installWasmTrainingKernels } from '../kernels/register.js';
 

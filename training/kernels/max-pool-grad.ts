@@ -18,9 +18,13 @@ export function makeMaxPoolGrad(): WasmKernelFunc {
 
     const out = backend.makeOutput(input.shape, 'float32');
     const dx = f32(backend, out);
-    dx.fill(0);
     const x = f32(backend, input);
     const g = f32(backend, dy);
+    if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && h === 2 * oh && w === 2 * ow) {
+      pool2x2Grad(x, g, dx, n * oh, ow, c);
+      return out;
+    }
+    dx.fill(0);
     for (let b = 0; b < n; b++) {
       for (let oy = 0; oy < oh; oy++) {
         const y0 = oy * sh - top;
@@ -50,4 +54,32 @@ export function makeMaxPoolGrad(): WasmKernelFunc {
     }
     return out;
   };
+}
+
+/**
+ * The 2×2, stride-2 tiling that both models use: windows do not overlap and cover the input, so
+ * every dx element is written exactly once (no zero-fill pass, no accumulation).
+ */
+function pool2x2Grad(x: Float32Array, g: Float32Array, dx: Float32Array, outRows: number, ow: number, c: number): void {
+  const rowStride = 2 * ow * c;
+  for (let r = 0, gi = 0; r < outRows; r++) {
+    for (let ox = 0; ox < ow; ox++) {
+      const a0 = 2 * r * rowStride + 2 * ox * c;
+      for (let ch = 0; ch < c; ch++, gi++) {
+        const p00 = a0 + ch;
+        const p01 = p00 + c;
+        const p10 = p00 + rowStride;
+        const p11 = p10 + c;
+        let best = p00;
+        if (x[p01] > x[best]) best = p01;
+        if (x[p10] > x[best]) best = p10;
+        if (x[p11] > x[best]) best = p11;
+        dx[p00] = 0;
+        dx[p01] = 0;
+        dx[p10] = 0;
+        dx[p11] = 0;
+        dx[best] = g[gi];
+      }
+    }
+  }
 }

@@ -9,9 +9,6 @@
  * therefore averages both at once; optimizer/apply-update.ts gives each slot its meaning.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the
-// same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
-import '@tensorflow/tfjs';
 import { forward } from '../models/forward.js';
 import { type ModelSpec, type ParamLayout, paramLayout } from '../models/spec.js';
 

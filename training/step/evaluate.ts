@@ -1,0 +1,70 @@
+/** Inference over a labelled data set: loss, accuracy, per-class accuracy and the confusion matrix. */
+import { type Dataset, normalizeInto, PIXELS_PER_IMAGE } from '../data/index.js';
+import { ModelRunner, argmaxRows } from './model-runner.js';
+
+export interface Evaluation {
+  count: number;
+  /** Mean cross-entropy. */
+  loss: number;
+  accuracy: number;
+  /** confusion[true][predicted]. */
+  confusion: number[][];
+  perClassAccuracy: number[];
+}
+
+/** Cross-entropy of each row of logits against its label, computed stably (log-sum-exp). */
+export function crossEntropySum(logits: Float32Array, labels: Uint8Array, classes: number): number {
+  let total = 0;
+  for (let r = 0; r < labels.length; r++) {
+    const row = logits.subarray(r * classes, (r + 1) * classes);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    total += max + Math.log(sum) - row[labels[r]];
+  }
+  return total;
+}
+
+/** Runs `fn` over the data set in batches of consecutive samples, with normalised pixels. */
+export function forEachBatch(
+  data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void,
+): void {
+  const buffer = new Float32Array(batchSize * PIXELS_PER_IMAGE);
+  const indices = new Uint32Array(batchSize);
+  for (let start = 0; start < data.count; start += batchSize) {
+    const count = Math.min(batchSize, data.count - start);
+    for (let i = 0; i < count; i++) indices[i] = start + i;
+    fn(normalizeInto(data.images, indices.subarray(0, count), buffer), start, count);
+  }
+}
+
+export function predict(runner: ModelRunner, data: Dataset, batchSize = 500): Uint8Array {
+  const out = new Uint8Array(data.count);
+  forEachBatch(data, batchSize, (images, start, count) => {
+    out.set(argmaxRows(runner.logits(images, count), runner.model.classes), start);
+  });
+  return out;
+}
+
+export function evaluate(runner: ModelRunner, data: Dataset, batchSize = 500): Evaluation {
+  const labels = data.labels;
+  if (!labels) throw new Error(`evaluate: ${data.name} has no labels`);
+  const classes = runner.model.classes;
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  let lossSum = 0;
+  forEachBatch(data, batchSize, (images, start, count) => {
+    const logits = runner.logits(images, count);
+    const batchLabels = labels.subarray(start, start + count);
+    lossSum += crossEntropySum(logits, batchLabels, classes);
+    argmaxRows(logits, classes).forEach((p, i) => confusion[batchLabels[i]][p]++);
+  });
+  const correct = confusion.reduce((s, row, i) => s + row[i], 0);
+  return {
+    count: data.count,
+    loss: lossSum / data.count,
+    accuracy: correct / data.count,
+    confusion,
+    perClassAccuracy: confusion.map((row, i) => row[i] / Math.max(1, row.reduce((a, b) => a + b, 0))),
+  };
+}
