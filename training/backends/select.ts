@@ -4,6 +4,7 @@
  * its install script downloads libtensorflow. Otherwise wasm with gradfleet's training kernels.
  * The pure-JS cpu backend (~17 s per step) is only used when asked for by name.
  */
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the
 // same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
@@ -34,16 +35,29 @@ const NATIVE_PACKAGES = [
   { package: '@tensorflow/tfjs-node', gpu: false },
 ] as const;
 
+const resolvePackage = createRequire(import.meta.url).resolve;
+
+function isInstalled(pkg: string): boolean {
+  try {
+    resolvePackage(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function tryNative(skipped: BackendInfo['skipped']): Promise<BackendInfo | null> {
   for (const candidate of NATIVE_PACKAGES) {
+    if (!isInstalled(candidate.package)) {
+      skipped.push({ package: candidate.package, reason: 'not installed' });
+      continue;
+    }
     try {
       await import(candidate.package);
       if (!(await tf.setBackend('tensorflow'))) throw new Error('loaded, but the tensorflow backend failed to initialise');
       return { name: 'tensorflow', package: candidate.package, gpu: candidate.gpu, trainingKernels: [], skipped };
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const reason = e.code === 'ERR_MODULE_NOT_FOUND' ? 'not installed' : `failed to load: ${e.message.split('\n')[0]}`;
-      skipped.push({ package: candidate.package, reason });
+      skipped.push({ package: candidate.package, reason: `failed to load: ${(err as Error).message.split('\n')[0]}` });
     }
   }
   return null;
@@ -67,6 +81,8 @@ export function parseBackendChoice(value: string): BackendChoice {
 }
 
 export async function selectBackend(choice: BackendChoice, log: Logger = silentLogger): Promise<BackendInfo> {
+  // Production mode skips per-op debug checks and tfjs's console banners.
+  tf.enableProdMode();
   let info: BackendInfo;
   switch (choice) {
     case 'tensorflow': {

@@ -18,6 +18,7 @@ export interface WasmBackend extends tf.KernelBackend {
   wasm: { HEAPU8: Uint8Array };
   makeOutput(shape: readonly number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  numDataIds(): number;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
