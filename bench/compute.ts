@@ -1,0 +1,106 @@
+/**
+ * The compute benchmark: training-step throughput of a model on a backend, and the GFLOP/s of its
+ * convolution layers' three kernels (forward, input gradient, filter gradient) at the step's shapes.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initialWeights } from '../training/models/init.js';
+import { type ModelSpec, forwardFlopsPerSample, layerOutputShapes } from '../training/models/spec.js';
+import { deriveSeed, Rng } from '../training/rng.js';
+import { ModelRunner } from '../training/step/model-runner.js';
+
+export interface StepBenchmark {
+  model: string;
+  backend: string;
+  batch: number;
+  steps: number;
+  ms_per_step: number;
+  samples_per_s: number;
+  /** Achieved, counting a training step as 3× the forward FLOPs. */
+  gflops: number;
+}
+
+export interface ConvBenchmark {
+  layer: string;
+  shape: string;
+  forward_gflops: number;
+  input_grad_gflops: number;
+  filter_grad_gflops: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function randomBatch(model: ModelSpec, batch: number, seed: number) {
+  const rng = new Rng(seed);
+  const [h, w, c] = model.inputShape;
+  return {
+    images: Float32Array.from({ length: batch * h * w * c }, () => rng.nextGaussian()),
+    labels: Uint8Array.from({ length: batch }, () => rng.nextInt(model.classes)),
+    count: batch,
+  };
+}
+
+/** Median wall time of `steps` training steps (contribution only: what a worker does), after 2 warm-ups. */
+export function benchmarkStep(model: ModelSpec, batch: number, steps: number, onStep?: (i: number) => void): StepBenchmark {
+  const runner = new ModelRunner(model);
+  try {
+    runner.setWeights(initialWeights(model, 1));
+    const data = randomBatch(model, batch, 2);
+    const times: number[] = [];
+    for (let i = -2; i < steps; i++) {
+      const started = performance.now();
+      runner.contribution(data, deriveSeed(3, i + 2));
+      if (i >= 0) {
+        times.push(performance.now() - started);
+        onStep?.(i);
+      }
+    }
+    const ms = median(times);
+    return {
+      model: model.name, backend: tf.getBackend(), batch, steps, ms_per_step: ms, samples_per_s: (batch * 1000) / ms,
+      gflops: (3 * forwardFlopsPerSample(model) * batch) / (ms * 1e6),
+    };
+  } finally {
+    runner.dispose();
+  }
+}
+
+/** Times one kernel call (median of `repeats`, after a warm-up), freeing its output each time. */
+function timeKernel(kernel: string, inputs: tf.NamedTensorMap, attrs: object, repeats: number): number {
+  const times: number[] = [];
+  for (let i = -1; i < repeats; i++) {
+    const started = performance.now();
+    const out = tf.engine().runKernel(kernel, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
+    out.dataSync();
+    if (i >= 0) times.push(performance.now() - started);
+    out.dispose();
+  }
+  return median(times);
+}
+
+export function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): ConvBenchmark[] {
+  const shapes = layerOutputShapes(model);
+  const results: ConvBenchmark[] = [];
+  model.layers.forEach((layer, i) => {
+    if (layer.kind !== 'conv2d') return;
+    const inShape = i === 0 ? [...model.inputShape] : shapes[i - 1];
+    const [h, w, ci] = inShape;
+    const k = layer.kernelSize;
+    const co = layer.filters;
+    const flops = 2 * batch * h * w * co * k * k * ci;
+    const gflops = (ms: number) => flops / (ms * 1e6);
+    tf.tidy(() => {
+      const x = tf.randomNormal([batch, h, w, ci]);
+      const filter = tf.randomNormal([k, k, ci, co]);
+      const dy = tf.randomNormal([batch, h, w, co]);
+      const common = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
+      results.push({
+        layer: layer.name,
+        shape: `${h}×${w}×${ci}→${co}`,
+        forward_gflops: gflops(timeKernel(tf.Conv2D, { x, filter }, { ...common, dilations: [1, 1] }, repeats)),
+        input_grad_gflops: gflops(timeKernel(tf.Conv2DBackpropInput, { dy, filter }, { ...common, inputShape: [batch, h, w, ci] }, repeats)),
+        filter_grad_gflops: gflops(timeKernel(tf.Conv2DBackpropFilter, { x, dy }, { ...common, filterShape: [k, k, ci, co] }, repeats)),
+      });
+    });
+  });
+  return results;
+}

@@ -1,0 +1,46 @@
+/** `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend. */
+import Table from 'cli-table3';
+import { Command } from 'commander';
+import { benchmarkConvLayers, benchmarkStep } from '../../bench/compute.js';
+import { createLogger } from '../../common/logger.js';
+import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
+import { getModel, modelNames } from '../../training/models/zoo.js';
+import { oneOf, positiveInt, printJson } from '../options.js';
+import { createProgress } from '../progress.js';
+
+const fixed = (digits: number) => (v: number) => v.toFixed(digits);
+
+export function benchCommand(): Command {
+  const bench = new Command('bench').description('benchmarks (run them alone: on 2 cores anything else halves the figure)');
+  bench.command('compute')
+    .description('training-step throughput and conv-kernel GFLOP/s per model and backend')
+    .option('--model <name...>', `models to run (${modelNames().join(', ')})`, modelNames())
+    .option('--backend <name...>', 'backends to run', ['auto'])
+    .option('--batch <n>', 'micro-batch size', positiveInt, 64)
+    .option('--steps <n>', 'timed steps (median reported)', positiveInt, 10)
+    .option('--conv-repeats <n>', 'timed calls per conv kernel', positiveInt, 5)
+    .option('--json', 'print one JSON object per model and backend; the last stdout line is the last one')
+    .action(async (opts: { model: string[]; backend: string[]; batch: number; steps: number; convRepeats: number; json?: boolean }) => {
+      const log = createLogger('bench');
+      const models = opts.model.map(getModel);
+      const backends = opts.backend.map(oneOf(BACKEND_CHOICES)) as BackendChoice[];
+      const steps = new Table({ head: ['model', 'backend', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
+      const convs = new Table({ head: ['model', 'backend', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'filter-grad GFLOP/s'] });
+      for (const choice of backends) {
+        const backend = (await selectBackend(choice, log)).name;
+        for (const model of models) {
+          const progress = createProgress(log, `${model.name} on ${backend}`, opts.steps, 'steps');
+          const step = benchmarkStep(model, opts.batch, opts.steps, (i) => progress.update(i + 1));
+          progress.stop();
+          const layers = benchmarkConvLayers(model, opts.batch, opts.convRepeats);
+          steps.push([model.name, backend, opts.batch, fixed(1)(step.ms_per_step), fixed(0)(step.samples_per_s), fixed(2)(step.gflops)]);
+          for (const l of layers) {
+            convs.push([model.name, backend, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);
+          }
+          if (opts.json) printJson({ ...step, conv_layers: layers });
+        }
+      }
+      if (!opts.json) process.stdout.write(`Training step (one process, one core):\n${steps.toString()}\n\nConvolution kernels at the step's shapes:\n${convs.toString()}\n`);
+    });
+  return bench;
+}
