@@ -104,3 +104,33 @@ export function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: nu
   });
   return results;
 }
+
+export interface KernelProfileRow {
+  kernel: string;
+  calls: number;
+  ms: number;
+}
+
+/** Per-kernel time of one training step (tf.profile), largest first. Op wrappers are left out. */
+export async function profileStep(model: ModelSpec, batch: number): Promise<KernelProfileRow[]> {
+  const runner = new ModelRunner(model);
+  try {
+    runner.setWeights(initialWeights(model, 1));
+    const data = randomBatch(model, batch, 2);
+    runner.contribution(data, 1);
+    const info = await tf.profile(() => {
+      runner.contribution(data, 2);
+    });
+    const rows = new Map<string, KernelProfileRow>();
+    for (const k of info.kernels) {
+      if (k.name.endsWith('__op')) continue;
+      const row = rows.get(k.name) ?? { kernel: k.name, calls: 0, ms: 0 };
+      row.calls++;
+      row.ms += Number(k.kernelTimeMs);
+      rows.set(k.name, row);
+    }
+    return [...rows.values()].sort((a, b) => b.ms - a.ms);
+  } finally {
+    runner.dispose();
+  }
+}

@@ -1,7 +1,7 @@
 /** `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend. */
 import Table from 'cli-table3';
 import { Command } from 'commander';
-import { benchmarkConvLayers, benchmarkStep } from '../../bench/compute.js';
+import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
@@ -19,12 +19,14 @@ export function benchCommand(): Command {
     .option('--batch <n>', 'micro-batch size', positiveInt, 64)
     .option('--steps <n>', 'timed steps (median reported)', positiveInt, 10)
     .option('--conv-repeats <n>', 'timed calls per conv kernel', positiveInt, 5)
+    .option('--profile', 'also print where one step\'s time goes, per kernel')
     .option('--json', 'print one JSON object per model and backend; the last stdout line is the last one')
-    .action(async (opts: { model: string[]; backend: string[]; batch: number; steps: number; convRepeats: number; json?: boolean }) => {
+    .action(async (opts: { model: string[]; backend: string[]; batch: number; steps: number; convRepeats: number; profile?: boolean; json?: boolean }) => {
       const log = createLogger('bench');
       const models = opts.model.map(getModel);
       const backends = opts.backend.map(oneOf(BACKEND_CHOICES)) as BackendChoice[];
       const steps = new Table({ head: ['model', 'backend', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
+      const profiles = new Table({ head: ['model', 'backend', 'kernel', 'calls', 'ms', 'share'] });
       const convs = new Table({ head: ['model', 'backend', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'filter-grad GFLOP/s'] });
       for (const choice of backends) {
         const backend = (await selectBackend(choice, log)).name;
@@ -37,10 +39,17 @@ export function benchCommand(): Command {
           for (const l of layers) {
             convs.push([model.name, backend, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);
           }
-          if (opts.json) printJson({ ...step, conv_layers: layers });
+          const profile = opts.profile ? await profileStep(model, opts.batch) : [];
+          const total = profile.reduce((a, r) => a + r.ms, 0);
+          for (const r of profile.slice(0, 12)) {
+            profiles.push([model.name, backend, r.kernel, r.calls, fixed(1)(r.ms), `${fixed(0)((100 * r.ms) / total)}%`]);
+          }
+          if (opts.json) printJson({ ...step, conv_layers: layers, ...(opts.profile ? { profile } : {}) });
         }
       }
-      if (!opts.json) process.stdout.write(`Training step (one process, one core):\n${steps.toString()}\n\nConvolution kernels at the step's shapes:\n${convs.toString()}\n`);
+      if (opts.json) return;
+      process.stdout.write(`Training step (one process, one core):\n${steps.toString()}\n\nConvolution kernels at the step's shapes:\n${convs.toString()}\n`);
+      if (opts.profile) process.stdout.write(`\nWhere one step's kernel time goes (top 12):\n${profiles.toString()}\n`);
     });
   return bench;
 }

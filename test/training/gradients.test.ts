@@ -5,21 +5,15 @@
 import { describe, expect, it } from 'vitest';
 import { initialWeights } from '../../training/models/init.js';
 import { getModel } from '../../training/models/zoo.js';
-import { type Contribution, ModelRunner } from '../../training/step/model-runner.js';
+import { type Contribution, ModelRunner, computeContribution } from '../../training/step/model-runner.js';
 import { maxAbsDiff, norm, onBackend, randomArray, relativeError } from '../helpers/backends.js';
 
 async function contributionOn(backend: 'cpu' | 'wasm', modelName: string, batch: number): Promise<Contribution> {
   return onBackend(backend, () => {
     const model = getModel(modelName);
-    const runner = new ModelRunner(model);
-    try {
-      runner.setWeights(initialWeights(model, 3));
-      const images = randomArray(batch * 28 * 28, 5).map((v) => v * 2);
-      const labels = Uint8Array.from({ length: batch }, (_, i) => (i * 7) % 10);
-      return runner.contribution({ images, labels, count: batch }, 1234);
-    } finally {
-      runner.dispose();
-    }
+    const images = randomArray(batch * 28 * 28, 5).map((v) => v * 2);
+    const labels = Uint8Array.from({ length: batch }, (_, i) => (i * 7) % 10);
+    return computeContribution(model, initialWeights(model, 3), { images, labels, count: batch }, 1234);
   });
 }
 

@@ -36,22 +36,27 @@ beforeAll(async () => {
 });
 
 describe('Conv2DBackpropFilter (missing from stock wasm)', () => {
-  const cases: [string, number[], number[], number, 'same' | 'valid'][] = [
-    ['3×3 same stride 1', [4, 12, 12, 3], [3, 3, 3, 8], 1, 'same'],
-    ['3×3 same stride 2', [3, 13, 11, 4], [3, 3, 4, 5], 2, 'same'],
-    ['3×3 valid stride 2', [2, 12, 12, 3], [3, 3, 3, 6], 2, 'valid'],
-    ['2×2 (even) same', [2, 10, 10, 3], [2, 2, 3, 4], 1, 'same'],
-    ['4×4 (even) valid stride 2', [2, 11, 11, 2], [4, 4, 2, 3], 2, 'valid'],
-    ['5×5 same', [2, 14, 14, 3], [5, 5, 3, 4], 1, 'same'],
-    ['5×5 valid', [2, 14, 14, 3], [5, 5, 3, 4], 1, 'valid'],
+  // [name, batch, height, width, kernel, stride, padding]
+  const cases: [string, number, number, number, number, number, 'same' | 'valid'][] = [
+    ['3×3 same stride 1', 4, 12, 12, 3, 1, 'same'],
+    ['3×3 same stride 2', 3, 13, 11, 3, 2, 'same'],
+    ['3×3 valid stride 2', 2, 12, 12, 3, 2, 'valid'],
+    ['2×2 (even) same', 2, 10, 10, 2, 1, 'same'],
+    ['4×4 (even) valid stride 2', 2, 11, 11, 4, 2, 'valid'],
+    ['5×5 same', 2, 14, 14, 5, 1, 'same'],
+    ['5×5 valid', 2, 14, 14, 5, 1, 'valid'],
   ];
-  for (const [name, xShape, filterShape, stride, pad] of cases) {
-    it(name, async () => {
-      const outShape = tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number],
-        filterShape as [number, number, number, number], stride, 1, pad).outShape;
-      await expectAgreement(tf.Conv2DBackpropFilter, randomInputs({ x: xShape, dy: outShape }, 11),
-        { strides: [stride, stride], pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape });
-    });
+  // 1 input channel takes the patch-GEMM path (kh·kw·ci ≤ 32), 8 the batch/channel-swap conv.
+  for (const inChannels of [1, 8]) {
+    for (const [name, n, h, w, k, stride, pad] of cases) {
+      it(`${name}, ${inChannels} input channel(s)`, async () => {
+        const xShape: [number, number, number, number] = [n, h, w, inChannels];
+        const filterShape: [number, number, number, number] = [k, k, inChannels, 5];
+        const outShape = tf.backend_util.computeConv2DInfo(xShape, filterShape, stride, 1, pad).outShape;
+        await expectAgreement(tf.Conv2DBackpropFilter, randomInputs({ x: xShape, dy: outShape }, 11),
+          { strides: [stride, stride], pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape });
+      });
+    }
   }
 });
 

@@ -140,3 +140,17 @@ function countCorrect(logits: Float32Array, labels: Uint8Array, classes: number)
   for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
   return correct;
 }
+
+/**
+ * The one-shot form: a micro-batch's contribution under the given weights. A worker computing many
+ * micro-batches per weights version keeps a ModelRunner instead (the upload happens once).
+ */
+export function computeContribution(model: ModelSpec, weights: Float32Array, batch: MicroBatch, dropoutSeed: number): Contribution {
+  const runner = new ModelRunner(model);
+  try {
+    runner.setWeights(weights);
+    return runner.contribution(batch, dropoutSeed);
+  } finally {
+    runner.dispose();
+  }
+}

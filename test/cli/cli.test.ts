@@ -1,0 +1,54 @@
+/** The gradfleet binary as a user runs it (built by `npm test` before vitest starts). */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const bin = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+function gradfleet(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const lines = r.stdout.trim().split('\n');
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, last: lines[lines.length - 1] };
+}
+
+describe('gradfleet train', () => {
+  it('trains, evaluates and ends stdout with the JSON summary; the same seed gives the same weights', () => {
+    const args = ['train', '--model', 'mnist-small', '--max-steps', '40', '--backend', 'wasm', '--json'];
+    const first = gradfleet(...args);
+    expect(first.status).toBe(0);
+    const summary = JSON.parse(first.last);
+    expect(summary).toMatchObject({ model: 'mnist-small', backend: 'wasm', workers: 1, steps: 40, samples: 40 * 64 });
+    expect(summary.weights_sha256).toMatch(/^[0-9a-f]{64}$/);
+    // 40 steps of Adam already put a small CNN far above chance on the real test set.
+    expect(summary.test_accuracy).toBeGreaterThan(0.7);
+    expect(first.stderr).toContain('compute backend: wasm');
+    expect(JSON.parse(gradfleet(...args).last).weights_sha256).toBe(summary.weights_sha256);
+    expect(JSON.parse(gradfleet(...args.slice(0, -1), '--seed', '2', '--json').last).weights_sha256).not.toBe(summary.weights_sha256);
+  }, 120_000);
+
+  it.each([
+    [['--batch-size', 'abc'], /--batch-size.*expected a positive integer/],
+    [['--epochs', '0'], /--epochs.*expected a positive integer/],
+    [['--backend', 'gpu'], /expected one of: auto, tensorflow, wasm, cpu/],
+    [['--model', 'resnet'], /unknown model 'resnet'; known models: mnist-cnn, mnist-small/],
+    [['--train', '/nonexistent/train.csv'], /\/nonexistent\/train\.csv/],
+    [['--bogus'], /unknown option '--bogus'/],
+  ])('rejects %j with a clear message and a non-zero exit', (flags, message) => {
+    const r = gradfleet('train', ...flags);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.length).toBeLessThan(2000); // one clear message, not a dump of the wasm runtime
+  });
+});
+
+describe('gradfleet bench compute --json', () => {
+  it('ends stdout with the step and conv-layer figures', () => {
+    const r = gradfleet('bench', 'compute', '--model', 'mnist-small', '--backend', 'wasm', '--batch', '16', '--steps', '2', '--conv-repeats', '1', '--json');
+    expect(r.status).toBe(0);
+    const result = JSON.parse(r.last);
+    expect(result).toMatchObject({ model: 'mnist-small', backend: 'wasm', batch: 16, steps: 2 });
+    for (const key of ['ms_per_step', 'samples_per_s', 'gflops']) expect(result[key]).toBeGreaterThan(0);
+    expect(result.conv_layers.map((l: { layer: string }) => l.layer)).toEqual(['conv1', 'conv2', 'conv3']);
+    expect(result.conv_layers[1].filter_grad_gflops).toBeGreaterThan(0);
+  }, 120_000);
+});
