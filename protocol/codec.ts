@@ -1,0 +1,99 @@
+/**
+ * Frames: a fixed 12-byte preamble, a msgpack header (one Message), zero padding to a 4-byte
+ * boundary, then the tensor payload as raw little-endian float32.
+ *
+ *   0  magic "GFLT"   4  u8 protocol version   5  3 bytes zero   8  u32 LE header length   12  header…
+ *
+ * Why not msgpack for the tensors: msgpackr's default pack() writes a Float32Array as `bin` through
+ * Uint8Array.set, silently turning every float into one byte; and a payload behind an aligned
+ * offset decodes as a Float32Array view of the received bytes (~0.001 ms for 14 MB) instead of a copy.
+ */
+import { Packr } from 'msgpackr';
+import { ProtocolError } from './errors.js';
+import { type Message, declaredPayloadValues, messageSchema } from './messages.js';
+
+export const PROTOCOL_VERSION = 1;
+const MAGIC = 0x544c4647; // "GFLT" read as u32 LE
+const PREAMBLE = 12;
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+// Plain maps and arrays only: no records/structures state shared between peers, no typed arrays.
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  throw new Error('gradfleet needs a little-endian host: tensors travel as raw little-endian float32');
+}
+
+export interface Frame {
+  message: Message;
+  /** Empty when the message carries no tensor. A view of the frame's bytes when aligned, else a copy. */
+  payload: Float32Array;
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0)): Uint8Array {
+  const checked = messageSchema.parse(message);
+  const declared = declaredPayloadValues(checked);
+  if (declared !== payload.length) {
+    throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, got ${payload.length}`);
+  }
+  const header = packr.pack(checked);
+  const payloadAt = align4(PREAMBLE + header.length);
+  const frame = new Uint8Array(payloadAt + payload.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, MAGIC, true);
+  view.setUint8(4, PROTOCOL_VERSION);
+  view.setUint32(8, header.length, true);
+  frame.set(header, PREAMBLE);
+  frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
+  return frame;
+}
+
+export interface DecodeOptions {
+  maxFrameBytes?: number;
+}
+
+export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Frame {
+  const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (bytes.length < PREAMBLE) throw new ProtocolError('too_short', `frame of ${bytes.length} bytes is shorter than the ${PREAMBLE}-byte preamble`);
+  if (bytes.length > max) throw new ProtocolError('too_large', `frame of ${bytes.length} bytes exceeds the limit of ${max}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== MAGIC) throw new ProtocolError('bad_magic', 'not a gradfleet frame');
+  const version = view.getUint8(4);
+  if (version !== PROTOCOL_VERSION) throw new ProtocolError('unknown_version', `protocol version ${version}, this build speaks ${PROTOCOL_VERSION}`);
+  const headerLength = view.getUint32(8, true);
+  if (headerLength === 0 || PREAMBLE + headerLength > bytes.length) {
+    throw new ProtocolError('bad_header_length', `header length ${headerLength} does not fit a ${bytes.length}-byte frame`);
+  }
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes.subarray(PREAMBLE, PREAMBLE + headerLength));
+  } catch (err) {
+    throw new ProtocolError('malformed_header', (err as Error).message);
+  }
+  const parsed = messageSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ProtocolError('invalid_message', `${issue.path.join('.') || 'message'}: ${issue.message}`);
+  }
+  const message = parsed.data;
+  const payloadAt = align4(PREAMBLE + headerLength);
+  const payloadBytes = Math.max(0, bytes.length - payloadAt);
+  if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not whole float32 values`);
+  const values = payloadBytes / 4;
+  const declared = declaredPayloadValues(message);
+  if (values !== declared) throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, frame has ${values}`);
+  const offset = bytes.byteOffset + payloadAt;
+  const payload = offset % 4 === 0
+    ? new Float32Array(bytes.buffer, offset, values)
+    : new Float32Array(bytes.slice(payloadAt).buffer); // the transport handed us unaligned bytes: one copy
+  return { message, payload };
+}
+
+/** Gradients and weights must be finite; the index of the first bad value makes the log useful. */
+export function assertFinite(payload: Float32Array, what: string): void {
+  for (let i = 0; i < payload.length; i++) {
+    if (!Number.isFinite(payload[i])) throw new ProtocolError('non_finite', `${what}: value ${i} is ${payload[i]}`);
+  }
+}

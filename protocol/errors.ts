@@ -1,0 +1,13 @@
+/** Why a frame was rejected: one reason per check, so every rejection can be counted by reason. */
+export const REJECT_REASONS = [
+  'too_short', 'too_large', 'bad_magic', 'unknown_version', 'bad_header_length', 'malformed_header',
+  'invalid_message', 'misaligned_payload', 'wrong_payload_size', 'non_finite',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+  constructor(readonly reason: RejectReason, message: string) {
+    super(`${reason}: ${message}`);
+  }
+}

@@ -1,0 +1,127 @@
+import { pack } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame } from '../../protocol/codec.js';
+import { ProtocolError, type RejectReason } from '../../protocol/errors.js';
+import type { Message } from '../../protocol/messages.js';
+
+const fingerprint = 'ab'.repeat(32);
+const samples: [Message, number][] = [
+  [{ type: 'hello', workerId: 'w-1', backend: 'wasm', dataFingerprint: fingerprint }, 0],
+  [{ type: 'hello', workerId: 'w-2', backend: 'tensorflow', dataFingerprint: null }, 0],
+  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, microBatchSize: 16, dataFingerprint: fingerprint, weightsVersion: 0, payloadValues: 5 }, 5],
+  [{ type: 'assign', step: 3, weightsVersion: 3, first: 8, count: 4 }, 0],
+  [{ type: 'contribution', step: 3, first: 8, count: 4, lossSum: 1.25, correct: 50, samples: 64, payloadValues: 7 }, 7],
+  [{ type: 'weights', version: 4, payloadValues: 3 }, 3],
+  [{ type: 'heartbeat', sentAt: 1234.5 }, 0],
+  [{ type: 'error', code: 'bad_frame', message: 'nope' }, 0],
+  [{ type: 'shutdown', reason: 'done' }, 0],
+];
+
+function rejection(bytes: Uint8Array, maxFrameBytes?: number): RejectReason | 'accepted' {
+  try {
+    decodeFrame(bytes, { maxFrameBytes });
+    return 'accepted';
+  } catch (err) {
+    if (err instanceof ProtocolError) return err.reason;
+    throw err; // anything but a ProtocolError is a crash
+  }
+}
+
+describe('frames', () => {
+  it.each(samples)('round-trips %j', (message, values) => {
+    const payload = Float32Array.from({ length: values }, (_, i) => (i - 2.5) * 1e-3);
+    const frame = decodeFrame(encodeFrame(message, payload));
+    expect(frame.message).toEqual(message);
+    expect(frame.payload).toEqual(payload);
+  });
+
+  it('carries float32 bit-exactly and decodes an aligned payload as a view, not a copy', () => {
+    const payload = Float32Array.of(1.5, 2.5, -3, 100.25, 1e-30, -0, 3.4e38);
+    const bytes = encodeFrame({ type: 'weights', version: 1, payloadValues: payload.length }, payload);
+    const { payload: out } = decodeFrame(bytes);
+    expect(out.buffer).toBe(bytes.buffer);
+    expect(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)).toEqual(new Uint8Array(payload.buffer));
+  });
+
+  it('copies once when a transport hands over an unaligned buffer', () => {
+    const payload = Float32Array.of(1, 2, 3);
+    const bytes = encodeFrame({ type: 'weights', version: 1, payloadValues: 3 }, payload);
+    const shifted = new Uint8Array(bytes.length + 1).subarray(1);
+    shifted.set(bytes);
+    expect(decodeFrame(shifted).payload).toEqual(payload);
+  });
+
+  it('guards against msgpackr silently corrupting Float32Arrays (why tensors bypass msgpack)', () => {
+    // The trap itself: default pack() writes a 16-byte bin (0xc4 0x10) whose first bytes are the
+    // floats squeezed into one byte each, and the rest whatever was in msgpackr's shared buffer.
+    const packed = pack(Float32Array.of(1.5, 2.5, -3, 100.25));
+    expect([...packed.subarray(0, 6)]).toEqual([0xc4, 0x10, 0x01, 0x02, 0xfd, 0x64]);
+    // A typed array smuggled into a message header is refused, not corrupted.
+    const bad = { type: 'heartbeat', sentAt: Float32Array.of(1.5) } as unknown as Message;
+    expect(() => encodeFrame(bad)).toThrow();
+  });
+
+  it('refuses to encode a payload that does not match its declared size', () => {
+    expect(() => encodeFrame({ type: 'weights', version: 1, payloadValues: 4 }, new Float32Array(3))).toThrow(/declares 4 payload values, got 3/);
+  });
+});
+
+describe('rejections, each with its reason', () => {
+  const good = encodeFrame({ type: 'contribution', step: 1, first: 0, count: 2, lossSum: 0.5, correct: 3, samples: 4, payloadValues: 4 }, Float32Array.of(1, 2, 3, 4));
+  const mutate = (f: (b: Uint8Array) => void) => {
+    const b = good.slice();
+    f(b);
+    return b;
+  };
+
+  it.each<[string, Uint8Array, RejectReason]>([
+    ['empty', new Uint8Array(0), 'too_short'],
+    ['wrong magic', mutate((b) => (b[0] = 0x58)), 'bad_magic'],
+    ['unknown version', mutate((b) => (b[4] = PROTOCOL_VERSION + 1)), 'unknown_version'],
+    ['header length past the end', mutate((b) => new DataView(b.buffer).setUint32(8, 1e6, true)), 'bad_header_length'],
+    ['garbage header', mutate((b) => b.fill(0xc1, 12, 20)), 'malformed_header'],
+    ['truncated payload', good.slice(0, good.length - 4), 'wrong_payload_size'],
+    ['payload not whole floats', good.slice(0, good.length - 1), 'misaligned_payload'],
+  ])('%s', (_, bytes, reason) => {
+    expect(rejection(bytes)).toBe(reason);
+  });
+
+  it('an unknown message type or a bad field is invalid_message', () => {
+    expect(rejection(encodeRaw({ type: 'teleport' }))).toBe('invalid_message');
+    expect(rejection(encodeRaw({ type: 'assign', step: -1, weightsVersion: 0, first: 0, count: 1 }))).toBe('invalid_message');
+  });
+
+  it('a frame over the size limit is too_large', () => {
+    expect(rejection(good, good.length - 1)).toBe('too_large');
+    expect(DEFAULT_MAX_FRAME_BYTES).toBeGreaterThan(3_488_874 * 4);
+  });
+
+  it('non-finite gradients are caught with the position of the first bad value', () => {
+    expect(() => assertFinite(Float32Array.of(1, NaN), 'gradient')).toThrow(/non_finite: gradient: value 1 is NaN/);
+    expect(() => assertFinite(Float32Array.of(Infinity), 'gradient')).toThrow(ProtocolError);
+    expect(() => assertFinite(Float32Array.of(1, 2), 'gradient')).not.toThrow();
+  });
+
+  it('random bytes and mutated frames never crash the decoder', () => {
+    let seed = 12345;
+    const next = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    for (let i = 0; i < 5000; i++) {
+      const bytes = next() < 0.5 ? Uint8Array.from({ length: Math.floor(next() * 64) }, () => next() * 256) : good.slice();
+      for (let k = 0; k < 3; k++) bytes[Math.floor(next() * bytes.length)] = next() * 256;
+      const r = rejection(bytes);
+      expect(typeof r).toBe('string');
+    }
+  });
+});
+
+/** A frame around any header object, bypassing encodeFrame's own validation. */
+function encodeRaw(header: object): Uint8Array {
+  const h = pack(header);
+  const frame = new Uint8Array((12 + h.length + 3) & ~3);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 0x544c4647, true);
+  view.setUint8(4, PROTOCOL_VERSION);
+  view.setUint32(8, h.length, true);
+  frame.set(h, 12);
+  return frame;
+}
