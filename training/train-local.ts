@@ -36,6 +36,8 @@ export interface LocalTrainResult {
   weights: Float32Array;
   adam: AdamState;
   steps: number;
+  /** Training samples processed (the last batch of an epoch may be short). */
+  samples: number;
   history: EpochRecord[];
 }
 
@@ -51,6 +53,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
   const stepsPerEpoch = Math.ceil(train.count / batchSize);
   const history: EpochRecord[] = [];
   let step = 0;
+  let samples = 0;
   try {
     for (let epoch = 0; epoch < opts.epochs && step !== opts.maxSteps; epoch++) {
       const order = shuffledIndices(train.count, deriveSeed(seed, epoch));
@@ -67,6 +70,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
         lossSum += c.loss * c.count;
         correct += c.correct;
         seen += c.count;
+        samples += c.count;
         opts.onStep?.({ epoch, step, stepInEpoch: s, stepsPerEpoch, loss: c.loss, accuracy: c.correct / c.count });
       }
       runner.setWeights(weights);
@@ -74,7 +78,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
       history.push(record);
       opts.onEpoch?.(record);
     }
-    return { weights, adam, steps: step, history };
+    return { weights, adam, steps: step, samples, history };
   } finally {
     runner.dispose();
   }

@@ -58,10 +58,9 @@ export function trainCommand(): Command {
       progress.stop();
       const wallS = (performance.now() - started) / 1000;
       const last = result.history.at(-1);
-      const samples = Math.min(result.steps * opts.batchSize, result.history.length * train.count + (result.steps % Math.ceil(train.count / opts.batchSize)) * opts.batchSize);
       const summary = {
         model: model.name, backend: backend.name, workers: 1, transport: 'in-process', steps: result.steps, epochs: result.history.length,
-        samples, wall_s: wallS, samples_per_s: samples / wallS, test_accuracy: last?.test?.accuracy ?? null, test_loss: last?.test?.loss ?? null,
+        samples: result.samples, wall_s: wallS, samples_per_s: result.samples / wallS, test_accuracy: last?.test?.accuracy ?? null, test_loss: last?.test?.loss ?? null,
         weights_sha256: weightsSha256(result.weights), checkpoint: null,
       };
       if (opts.json) printJson(summary);

@@ -13,6 +13,7 @@ describe('training mnist-small in one process', () => {
       epochs: 1, batchSize: 32, seed: 1, onStep: (s) => steps.push(s.step),
     });
     expect(result.steps).toBe(1875);
+    expect(result.samples).toBe(60_000);
     expect(steps.length).toBe(1875);
     const [epoch] = result.history;
     expect(epoch.test!.count).toBe(10_000);
