@@ -1,7 +1,8 @@
 /**
  * Tile for the pure-broadcast case, [1,…,1, inner…] repeated along the leading axes, which is what
- * the BatchNorm gradient asks for. The stock kernel walks every output element with index
- * arithmetic (323 ms of a 1.1 s mnist-cnn step); doubling copies inside the heap are memcpy speed.
+ * tfjs's own batchNorm gradient asks for (gradfleet's models use the fused BatchNorm kernel instead).
+ * The stock kernel walks every output element with index arithmetic (323 ms of a 1.1 s mnist-cnn
+ * step in that path); doubling copies inside the heap run at memcpy speed.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { type KernelArgs, type WasmKernelFunc, f32, sizeOf, stockKernel } from './wasm-backend.js';
