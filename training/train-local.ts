@@ -70,9 +70,9 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
         lossSum += c.loss * c.count;
         correct += c.correct;
         seen += c.count;
-        samples += c.count;
         opts.onStep?.({ epoch, step, stepInEpoch: s, stepsPerEpoch, loss: c.loss, accuracy: c.correct / c.count });
       }
+      samples += seen;
       runner.setWeights(weights);
       const record: EpochRecord = { epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, test: opts.test && evaluate(runner, opts.test) };
       history.push(record);

@@ -11,7 +11,7 @@ import { getModel, modelNames } from '../../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../../training/optimizer/adam.js';
 import { trainLocal } from '../../training/train-local.js';
 import { nonNegativeInt, oneOf, positiveInt, positiveNumber, printJson } from '../options.js';
-import { createProgress } from '../progress.js';
+import { type Progress, createProgress } from '../progress.js';
 
 interface TrainOptions {
   model: string; epochs: number; batchSize: number; lr: number; seed: number; maxSteps?: number;
@@ -43,19 +43,21 @@ export function trainCommand(): Command {
       const backend = await selectBackend(opts.backend, log);
       log.info({ model: model.name, train: train.count, test: test.count, epochs: opts.epochs, batchSize: opts.batchSize }, 'training');
       const started = performance.now();
-      let progress = createProgress(log, 'epoch 1', Math.ceil(train.count / opts.batchSize), 'steps');
+      // A bar per epoch, opened by that epoch's first step (so none is left empty after the last).
+      let progress: Progress | undefined;
       const result = trainLocal({
         model, train, test, epochs: opts.epochs, batchSize: opts.batchSize, seed: opts.seed, maxSteps: opts.maxSteps,
         adam: { ...DEFAULT_ADAM, learningRate: opts.lr },
-        onStep: (s) => progress.update(s.stepInEpoch + 1, { loss: s.loss.toFixed(4) }),
+        onStep: (s) => {
+          if (s.stepInEpoch === 0) progress = createProgress(log, `epoch ${s.epoch + 1}`, s.stepsPerEpoch, 'steps');
+          progress?.update(s.stepInEpoch + 1, { loss: s.loss.toFixed(4) });
+        },
         onEpoch: (e) => {
-          progress.stop();
+          progress?.stop();
           log.info({ epoch: e.epoch + 1, train_loss: e.trainLoss, train_accuracy: e.trainAccuracy, test_loss: e.test?.loss, test_accuracy: e.test?.accuracy },
             `epoch ${e.epoch + 1}: test accuracy ${((e.test?.accuracy ?? 0) * 100).toFixed(2)}%`);
-          progress = createProgress(log, `epoch ${e.epoch + 2}`, Math.ceil(train.count / opts.batchSize), 'steps');
         },
       });
-      progress.stop();
       const wallS = (performance.now() - started) / 1000;
       const last = result.history.at(-1);
       const summary = {

@@ -5,7 +5,7 @@
  * Cᵀ = op(B)ᵀ·op(A)ᵀ and transpose the (often small) output: whichever moves fewer elements.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type KernelArgs, type WasmBackend, type WasmKernelFunc, disposeAll, sizeOf, stockKernel } from './wasm-backend.js';
+import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, sizeOf, stockKernel } from './wasm-backend.js';
 
 export function makeBatchMatMul(): WasmKernelFunc {
   const stock = stockKernel(tf.BatchMatMul);
@@ -28,21 +28,20 @@ export function makeBatchMatMul(): WasmKernelFunc {
     const costDirect = untransposed(a, transposeA) + untransposed(b, transposeB);
     const costSwapped = untransposed(a, !transposeA) + untransposed(b, !transposeB) + outSize;
 
-    const made: tf.TensorInfo[] = [];
-    const keep = (t: tf.TensorInfo) => (made.push(t), t);
+    const scratch = new Scratch(backend);
     try {
       if (costDirect <= costSwapped) {
-        const a2 = transposeA ? keep(swapLastTwo(backend, a)) : a;
-        const b2 = transposeB ? keep(swapLastTwo(backend, b)) : b;
+        const a2 = transposeA ? scratch.keep(swapLastTwo(backend, a)) : a;
+        const b2 = transposeB ? scratch.keep(swapLastTwo(backend, b)) : b;
         return stock({ inputs: { a: a2, b: b2 }, backend, attrs: { transposeA: false, transposeB: false } });
       }
       // op(B)ᵀ is B itself when transposeB is set, and likewise for A.
-      const bt = transposeB ? b : keep(swapLastTwo(backend, b));
-      const at = transposeA ? a : keep(swapLastTwo(backend, a));
-      const ct = keep(stock({ inputs: { a: bt, b: at }, backend, attrs: { transposeA: false, transposeB: false } }) as tf.TensorInfo);
+      const bt = transposeB ? b : scratch.keep(swapLastTwo(backend, b));
+      const at = transposeA ? a : scratch.keep(swapLastTwo(backend, a));
+      const ct = scratch.keep(stock({ inputs: { a: bt, b: at }, backend, attrs: { transposeA: false, transposeB: false } }) as tf.TensorInfo);
       return swapLastTwo(backend, ct);
     } finally {
-      disposeAll(backend, ...made);
+      scratch.dispose();
     }
   };
 }

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { channelMeans, channelsOf } from './channel-means.js';
-import { type KernelArgs, type WasmBackend, type WasmKernelFunc, disposeAll, f32, stockKernel } from './wasm-backend.js';
+import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, f32, stockKernel } from './wasm-backend.js';
 
 export const BatchNormTrain = 'GradfleetBatchNormTrain';
 export const BatchNormTrainGrad = 'GradfleetBatchNormTrainGrad';
@@ -30,15 +30,11 @@ function makeOps() {
     relu: stockKernel(tf.Relu), step: stockKernel(tf.Step),
   };
   return (backend: WasmBackend) => {
-    const made: tf.TensorInfo[] = [];
-    const run = (f: WasmKernelFunc, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}) => {
-      const info = f({ inputs, backend, attrs }) as tf.TensorInfo;
-      made.push(info);
-      return info;
-    };
+    const scratch = new Scratch(backend);
+    const run = (f: WasmKernelFunc, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}) =>
+      scratch.keep(f({ inputs, backend, attrs }) as tf.TensorInfo);
     const vector = (values: ArrayLike<number>) => {
-      const t = backend.makeOutput([values.length], 'float32');
-      made.push(t);
+      const t = scratch.keep(backend.makeOutput([values.length], 'float32'));
       f32(backend, t).set(values);
       return t;
     };
@@ -51,12 +47,8 @@ function makeOps() {
       square: (x: tf.TensorInfo) => run(k.square, { x }),
       relu: (x: tf.TensorInfo) => run(k.relu, { x }),
       step: (x: tf.TensorInfo) => run(k.step, { x }, { alpha: 0 }),
-      /** Hands `t` to the caller: it will not be disposed with the intermediates. */
-      release(t: tf.TensorInfo): tf.TensorInfo {
-        made.splice(made.indexOf(t), 1);
-        return t;
-      },
-      disposeIntermediates: () => disposeAll(backend, ...made.splice(0)),
+      release: (t: tf.TensorInfo) => scratch.release(t),
+      disposeIntermediates: () => scratch.dispose(),
     };
   };
 }

@@ -12,7 +12,7 @@
  * dW = patchesᵀ·dy as one GEMM, with the transposed im2col patches [kh·kw·ci, M] built directly.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type KernelArgs, type WasmBackend, type WasmKernelFunc, disposeAll, f32, stockKernel } from './wasm-backend.js';
+import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, f32, stockKernel } from './wasm-backend.js';
 
 export function makeConv2DBackpropFilter(): WasmKernelFunc {
   const pad = stockKernel(tf.PadV2);
@@ -34,36 +34,30 @@ export function makeConv2DBackpropFilter(): WasmKernelFunc {
       x.shape as [number, number, number, number], filterShape, strides, 1, padAttr, dimRoundingMode);
     const { top, bottom, left, right } = info.padInfo;
     const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
-    if (kh * kw * info.inChannels <= SMALL_PATCH) {
-      const patches = transposedPatches(backend, x, info);
-      const dy2 = run(reshape, backend, { x: dy }, { shape: [1, patches.shape[2], info.outChannels] });
-      try {
+    const scratch = new Scratch(backend);
+    try {
+      if (kh * kw * info.inChannels <= SMALL_PATCH) {
+        const patches = scratch.keep(transposedPatches(backend, x, info));
+        const dy2 = scratch.keep(run(reshape, backend, { x: dy }, { shape: [1, patches.shape[2], info.outChannels] }));
         const dw = run(matMul, backend, { a: patches, b: dy2 }, { transposeA: false, transposeB: false });
         dw.shape = [...filterShape];
         return dw;
-      } finally {
-        disposeAll(backend, patches, dy2);
       }
-    }
-
-    const intermediates: tf.TensorInfo[] = [];
-    const keep = (t: tf.TensorInfo) => (intermediates.push(t), t);
-    try {
       const padded = top || bottom || left || right
-        ? keep(run(pad, backend, { x }, { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 }))
+        ? scratch.keep(run(pad, backend, { x }, { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 }))
         : x;
-      const xSwapped = keep(run(transpose, backend, { x: padded }, { perm: [3, 1, 2, 0] }));
-      const dySwapped = keep(run(transpose, backend, { x: dy }, { perm: [1, 2, 0, 3] }));
-      let dw = keep(run(conv2d, backend, { x: xSwapped, filter: dySwapped }, {
+      const xSwapped = scratch.keep(run(transpose, backend, { x: padded }, { perm: [3, 1, 2, 0] }));
+      const dySwapped = scratch.keep(run(transpose, backend, { x: dy }, { perm: [1, 2, 0, 3] }));
+      let dw = scratch.keep(run(conv2d, backend, { x: xSwapped, filter: dySwapped }, {
         strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: undefined as unknown as string,
       }));
       // With a stride, the valid output can run past the kernel extent (floor in Ho); only kh×kw is the gradient.
       if (dw.shape[1] !== kh || dw.shape[2] !== kw) {
-        dw = keep(run(slice, backend, { x: dw }, { begin: [0, 0, 0, 0], size: [dw.shape[0], kh, kw, dw.shape[3]] }));
+        dw = scratch.keep(run(slice, backend, { x: dw }, { begin: [0, 0, 0, 0], size: [dw.shape[0], kh, kw, dw.shape[3]] }));
       }
       return run(transpose, backend, { x: dw }, { perm: [1, 2, 0, 3] });
     } finally {
-      disposeAll(backend, ...intermediates);
+      scratch.dispose();
     }
   };
 }

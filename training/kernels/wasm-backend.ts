@@ -54,3 +54,27 @@ export function disposeAll(backend: WasmBackend, ...infos: tf.TensorInfo[]): voi
 }
 
 export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/**
+ * The intermediates of one kernel call, freed together (call `dispose` in a `finally`). `release`
+ * takes one back out, when it becomes the kernel's output.
+ */
+export class Scratch {
+  private readonly made: tf.TensorInfo[] = [];
+
+  constructor(private readonly backend: WasmBackend) {}
+
+  keep<T extends tf.TensorInfo>(t: T): T {
+    this.made.push(t);
+    return t;
+  }
+
+  release<T extends tf.TensorInfo>(t: T): T {
+    this.made.splice(this.made.indexOf(t), 1);
+    return t;
+  }
+
+  dispose(): void {
+    disposeAll(this.backend, ...this.made.splice(0));
+  }
+}
