@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-/** The one gradfleet binary: subcommands for training, benchmarks and (soon) the cluster roles. */
+/** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { benchCommand } from './commands/bench.js';
+import { coordinatorCommand } from './commands/coordinator.js';
+import { evalCommand, predictCommand } from './commands/eval.js';
 import { trainCommand } from './commands/train.js';
+import { workerCommand } from './commands/worker.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -13,6 +16,10 @@ const program = new Command('gradfleet')
   .showHelpAfterError()
   .exitOverride()
   .addCommand(trainCommand())
+  .addCommand(coordinatorCommand())
+  .addCommand(workerCommand())
+  .addCommand(evalCommand())
+  .addCommand(predictCommand())
   .addCommand(benchCommand());
 
 try {

@@ -19,6 +19,13 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
+/** A factor in (0, 1], e.g. a decay. */
+export function unitFraction(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1]');
+  return n;
+}
+
 export function oneOf<T extends string>(choices: readonly T[]): (value: string) => T {
   return (value: string) => {
     if ((choices as readonly string[]).includes(value)) return value as T;

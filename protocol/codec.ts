@@ -1,8 +1,15 @@
 /**
  * Frames: a fixed 12-byte preamble, a msgpack header (one Message), zero padding to a 4-byte
- * boundary, then the tensor payload as raw little-endian float32.
+ * boundary, then the tensor payload as raw little-endian values of the payload dtype.
  *
- *   0  magic "GFLT"   4  u8 protocol version   5  3 bytes zero   8  u32 LE header length   12  header…
+ *   0  magic "GFLT"   4  u8 protocol version   5  u8 payload dtype   6  2 bytes zero
+ *   8  u32 LE header length   12  header…
+ *
+ * Payload dtype (wire-dtype.ts): 0 float32, 1 IEEE binary16, 2 bfloat16. The payload holds the
+ * message's `payloadValues` values of that dtype, then zero bytes up to a 4-byte boundary (2 of them
+ * for an odd count of 16-bit values); any other length, or nonzero padding, is wrong_payload_size.
+ * Dtype 0 is the original layout: a version-1 frame with byte 5 = 0 decodes exactly as before.
+ * Decoding always yields float32: a view of the frame's bytes for f32, a converted copy otherwise.
  *
  * Why not msgpack for the tensors: msgpack libraries disagree on typed arrays (msgpackr's default
  * pack() silently turns every float of a Float32Array into one byte), and a payload behind an
@@ -13,12 +20,12 @@
 import { decode as unpackHeader, encode as packHeader } from '@msgpack/msgpack';
 import { ProtocolError } from './errors.js';
 import { type Message, declaredPayloadValues, messageSchema } from './messages.js';
+import { type WireDtype, bytesPerValue, decodeHalf, encodeHalf, wireDtypeCode, wireDtypeFromCode } from './wire-dtype.js';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = 0x544c4647; // "GFLT" read as u32 LE
 const PREAMBLE = 12;
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
-
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('gradfleet needs a little-endian host: tensors travel as raw little-endian float32');
@@ -26,13 +33,26 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
 
 export interface Frame {
   message: Message;
-  /** Empty when the message carries no tensor. A view of the frame's bytes when aligned, else a copy. */
+  /**
+   * Empty when the message carries no tensor. For f32, a view of the frame's bytes when aligned,
+   * else a copy; for f16/bf16, a float32 copy widened from the wire values.
+   */
   payload: Float32Array;
+  /** How the payload travelled. */
+  dtype: WireDtype;
+}
+
+export interface EncodeOptions {
+  /** Payload dtype on the wire (default f32: bit-exact). f16/bf16 round to nearest even. */
+  dtype?: WireDtype;
 }
 
 const align4 = (n: number) => (n + 3) & ~3;
 
-export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0)): Uint8Array {
+export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0), options: EncodeOptions = {}): Uint8Array {
+  const dtype = options.dtype ?? 'f32';
+  const code = wireDtypeCode(dtype);
+  if (code === undefined) throw new ProtocolError('unknown_dtype', `cannot encode a payload as ${String(dtype)}`);
   const checked = messageSchema.parse(message);
   const declared = declaredPayloadValues(checked);
   if (declared !== payload.length) {
@@ -40,13 +60,15 @@ export function encodeFrame(message: Message, payload: Float32Array = new Float3
   }
   const header = packHeader(checked);
   const payloadAt = align4(PREAMBLE + header.length);
-  const frame = new Uint8Array(payloadAt + payload.byteLength);
+  const frame = new Uint8Array(payloadAt + align4(payload.length * bytesPerValue(dtype))); // zeroed: padding included
   const view = new DataView(frame.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint8(4, PROTOCOL_VERSION);
+  view.setUint8(5, code);
   view.setUint32(8, header.length, true);
   frame.set(header, PREAMBLE);
-  frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
+  if (dtype === 'f32') frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
+  else encodeHalf(dtype, payload, new Uint16Array(frame.buffer, payloadAt, payload.length));
   return frame;
 }
 
@@ -62,6 +84,8 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
   if (view.getUint32(0, true) !== MAGIC) throw new ProtocolError('bad_magic', 'not a gradfleet frame');
   const version = view.getUint8(4);
   if (version !== PROTOCOL_VERSION) throw new ProtocolError('unknown_version', `protocol version ${version}, this build speaks ${PROTOCOL_VERSION}`);
+  const dtype = wireDtypeFromCode(view.getUint8(5));
+  if (dtype === undefined) throw new ProtocolError('unknown_dtype', `payload dtype code ${view.getUint8(5)} is not one of 0 (f32), 1 (f16), 2 (bf16)`);
   const headerLength = view.getUint32(8, true);
   if (headerLength === 0 || PREAMBLE + headerLength > bytes.length) {
     throw new ProtocolError('bad_header_length', `header length ${headerLength} does not fit a ${bytes.length}-byte frame`);
@@ -80,15 +104,28 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
   const message = parsed.data;
   const payloadAt = align4(PREAMBLE + headerLength);
   const payloadBytes = Math.max(0, bytes.length - payloadAt);
-  if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not whole float32 values`);
-  const values = payloadBytes / 4;
+  if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not padded to 4 bytes`);
   const declared = declaredPayloadValues(message);
-  if (values !== declared) throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, frame has ${values}`);
   const offset = bytes.byteOffset + payloadAt;
-  const payload = offset % 4 === 0
-    ? new Float32Array(bytes.buffer, offset, values)
-    : new Float32Array(bytes.slice(payloadAt).buffer); // the transport handed us unaligned bytes: one copy
-  return { message, payload };
+  if (dtype === 'f32') {
+    const values = payloadBytes / 4;
+    if (values !== declared) throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, frame has ${values}`);
+    const payload = offset % 4 === 0
+      ? new Float32Array(bytes.buffer, offset, values)
+      : new Float32Array(copyOf(bytes, payloadAt, bytes.length).buffer); // the transport handed us unaligned bytes: one copy
+    return { message, payload, dtype };
+  }
+  const valueBytes = declared * bytesPerValue(dtype);
+  if (payloadBytes !== align4(valueBytes)) {
+    throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} ${dtype} payload values (${align4(valueBytes)} bytes padded), frame has ${payloadBytes} bytes`);
+  }
+  for (let i = payloadAt + valueBytes; i < bytes.length; i++) {
+    if (bytes[i] !== 0) throw new ProtocolError('wrong_payload_size', `nonzero padding after ${declared} ${dtype} payload values`);
+  }
+  const wire = offset % 2 === 0
+    ? new Uint16Array(bytes.buffer, offset, declared)
+    : new Uint16Array(copyOf(bytes, payloadAt, payloadAt + valueBytes).buffer); // odd offset: one copy
+  return { message, payload: decodeHalf(dtype, wire, new Float32Array(declared)), dtype };
 }
 
 /** Gradients and weights must be finite; the index of the first bad value makes the log useful. */
@@ -96,4 +133,9 @@ export function assertFinite(payload: Float32Array, what: string): void {
   for (let i = 0; i < payload.length; i++) {
     if (!Number.isFinite(payload[i])) throw new ProtocolError('non_finite', `${what}: value ${i} is ${payload[i]}`);
   }
+}
+
+/** A copy in a fresh ArrayBuffer. Not bytes.slice(): on a Node Buffer that is a view of a shared pool. */
+function copyOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes, start, end);
 }

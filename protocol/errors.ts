@@ -1,7 +1,7 @@
 /** Why a frame was rejected: one reason per check, so every rejection can be counted by reason. */
 export const REJECT_REASONS = [
   'too_short', 'too_large', 'bad_magic', 'unknown_version', 'bad_header_length', 'malformed_header',
-  'invalid_message', 'misaligned_payload', 'wrong_payload_size', 'non_finite',
+  'invalid_message', 'misaligned_payload', 'wrong_payload_size', 'non_finite', 'unknown_dtype',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -10,48 +10,102 @@ const id = z.string().min(1).max(128);
 const count = z.number().int().nonnegative();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
+const MAX_LAYOUT_ENTRIES = 1024;
+/** Samples per dataChunk: 8192 MNIST images are 6.4 MB, well under the frame limit. */
+export const MAX_CHUNK_SAMPLES = 8192;
+const MAX_CHUNK_PIXELS = MAX_CHUNK_SAMPLES * 28 * 28;
+const MAX_EVAL_CHUNKS = 4096;
+
+export const SPLITS = ['train', 'test'] as const;
+export type Split = (typeof SPLITS)[number];
+const split = z.enum(SPLITS);
+// msgpack 'bin' decodes to a Uint8Array over any buffer, so the type is not narrowed to ArrayBuffer.
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
+
 export const helloSchema = z.object({
   type: z.literal('hello'),
   workerId: id,
   backend: z.string().max(64),
-  dataFingerprint: sha256.nullable(),
 });
 
+const datasetInfo = z.object({ spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive() });
+
+/** The run's contract, agreed once: model, geometry, the flat tensor layout, and the data sets. */
 export const welcomeSchema = z.object({
   type: z.literal('welcome'),
   runId: id,
   model: id,
   seed: count,
+  batchSize: z.number().int().positive(),
   microBatchSize: z.number().int().positive(),
-  dataFingerprint: sha256,
-  weightsVersion: count,
-  payloadValues: count,
+  layout: z.array(z.object({ name: z.string().max(256), shape: z.array(count).max(8), offset: count })).max(MAX_LAYOUT_ENTRIES),
+  layoutSize: count,
+  train: datasetInfo,
+  test: datasetInfo,
 });
 
-/** Compute the contributions of micro-batches [first, first + count) of `step`. */
-export const assignSchema = z.object({
-  type: z.literal('assign'),
-  step: count,
-  weightsVersion: count,
-  first: count,
-  count: z.number().int().positive(),
-});
+/** The worker is ready to compute, or first needs the listed data sets streamed to it. */
+export const readySchema = z.object({ type: z.literal('ready'), missing: z.array(split).max(SPLITS.length) });
 
-/** The sum of the contributions of micro-batches [first, first + count), in the payload. */
-export const contributionSchema = z.object({
-  type: z.literal('contribution'),
-  step: count,
+/** Samples [first, first + count) of a data set the worker lacks; pixels as bytes, as stored. */
+export const dataChunkSchema = z.object({
+  type: z.literal('dataChunk'),
+  split,
   first: count,
-  count: z.number().int().positive(),
-  lossSum: z.number().finite(),
-  correct: count,
-  samples: count,
-  payloadValues: count,
+  count: z.number().int().positive().max(MAX_CHUNK_SAMPLES),
+  total: z.number().int().positive(),
+  images: bytes.refine((b) => b.length <= MAX_CHUNK_PIXELS, 'too many pixels'),
+  labels: bytes.nullable(),
 });
 
 export const weightsSchema = z.object({
   type: z.literal('weights'),
   version: count,
+  payloadValues: count,
+});
+
+/** Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the epoch order. */
+export const assignSchema = z.object({
+  type: z.literal('assign'),
+  step: count,
+  epoch: count,
+  batchStart: count,
+  batchSamples: z.number().int().positive(),
+  weightsVersion: count,
+  first: count,
+  count: z.number().int().positive(),
+});
+
+/** One reduction-tree node of a step (see training/parallel/reduction-tree.ts); its sums in the payload. */
+export const contributionSchema = z.object({
+  type: z.literal('contribution'),
+  step: count,
+  level: z.number().int().nonnegative().max(31),
+  index: count,
+  lossSum: z.number().finite(),
+  correct: count,
+  samples: z.number().int().positive(),
+  computeSeconds: z.number().nonnegative().finite(),
+  payloadValues: count,
+});
+
+/** Evaluate test chunks [first, first + count) of `chunkSize` samples each. */
+export const evaluateSchema = z.object({
+  type: z.literal('evaluate'),
+  round: count,
+  weightsVersion: count,
+  chunkSize: z.number().int().positive(),
+  first: count,
+  count: z.number().int().positive().max(MAX_EVAL_CHUNKS),
+});
+
+/** Per-chunk loss sums; the payload holds the predicted class of every sample evaluated. */
+export const evaluationSchema = z.object({
+  type: z.literal('evaluation'),
+  round: count,
+  first: count,
+  count: z.number().int().positive().max(MAX_EVAL_CHUNKS),
+  lossSums: z.array(z.number().finite()).max(MAX_EVAL_CHUNKS),
   payloadValues: count,
 });
 
@@ -62,7 +116,8 @@ export const errorSchema = z.object({ type: z.literal('error'), code: z.string()
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
-  helloSchema, welcomeSchema, assignSchema, contributionSchema, weightsSchema, heartbeatSchema, errorSchema, shutdownSchema,
+  helloSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, assignSchema, contributionSchema,
+  evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
 ]);
 
 export type Message = z.infer<typeof messageSchema>;

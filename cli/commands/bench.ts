@@ -1,7 +1,11 @@
-/** `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend. */
+/**
+ * `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend.
+ * `gradfleet bench wire`: frame size, encode/decode time and precision per payload dtype.
+ */
 import Table from 'cli-table3';
 import { Command } from 'commander';
 import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
+import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
@@ -50,6 +54,24 @@ export function benchCommand(): Command {
       if (opts.json) return;
       process.stdout.write(`Training step (one process, one core):\n${steps.toString()}\n\nConvolution kernels at the step's shapes:\n${convs.toString()}\n`);
       if (opts.profile) process.stdout.write(`\nWhere one step's kernel time goes (top 12):\n${profiles.toString()}\n`);
+    });
+  bench.command('wire')
+    .description('frame bytes, encode/decode ms and max relative error of a weights frame per payload dtype (f32, f16, bf16)')
+    .option('--values <n>', 'payload values (default: mnist-large\'s parameter count)', positiveInt, 3_488_874)
+    .option('--reps <n>', 'timed encode/decode pairs per dtype (median reported)', positiveInt, 5)
+    .option('--json', 'print one JSON object per dtype')
+    .action((opts: { values: number; reps: number; json?: boolean }) => {
+      const rows = benchmarkWire(opts.values, opts.reps);
+      if (opts.json) {
+        for (const row of rows) printJson({ values: opts.values, ...row });
+        return;
+      }
+      const f32Bytes = rows.find((r) => r.dtype === 'f32')?.bytes ?? rows[0].bytes;
+      const table = new Table({ head: ['dtype', 'bytes', 'vs f32', 'encode ms', 'decode ms', 'max rel error'] });
+      for (const r of rows) {
+        table.push([r.dtype, r.bytes, `${fixed(0)((100 * r.bytes) / f32Bytes)}%`, fixed(2)(r.encode_ms), fixed(2)(r.decode_ms), r.max_rel_error.toExponential(2)]);
+      }
+      process.stdout.write(`Weights frame of ${opts.values} values, N(0, 1) (median of ${opts.reps}; relative error over |x| ≥ 2^-14):\n${table.toString()}\n`);
     });
   return bench;
 }

@@ -51,7 +51,7 @@ export function evaluate(runner: ModelRunner, data: Dataset, batchSize = 500): E
   const labels = data.labels;
   if (!labels) throw new Error(`evaluate: ${data.name} has no labels`);
   const classes = runner.model.classes;
-  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  const confusion = emptyConfusion(classes);
   let lossSum = 0;
   forEachBatch(data, batchSize, (images, start, count) => {
     const logits = runner.logits(images, count);
@@ -59,11 +59,21 @@ export function evaluate(runner: ModelRunner, data: Dataset, batchSize = 500): E
     lossSum += crossEntropySum(logits, batchLabels, classes);
     argmaxRows(logits, classes).forEach((p, i) => confusion[batchLabels[i]][p]++);
   });
+  return evaluationOf(confusion, lossSum);
+}
+
+export function emptyConfusion(classes: number): number[][] {
+  return Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+}
+
+/** The summary of a confusion matrix (confusion[true][predicted]) and the summed loss. */
+export function evaluationOf(confusion: number[][], lossSum: number): Evaluation {
+  const count = confusion.reduce((s, row) => s + row.reduce((a, b) => a + b, 0), 0);
   const correct = confusion.reduce((s, row, i) => s + row[i], 0);
   return {
-    count: data.count,
-    loss: lossSum / data.count,
-    accuracy: correct / data.count,
+    count,
+    loss: lossSum / count,
+    accuracy: correct / count,
     confusion,
     perClassAccuracy: confusion.map((row, i) => row[i] / Math.max(1, row.reduce((a, b) => a + b, 0))),
   };

@@ -1,0 +1,73 @@
+/** `gradfleet eval` and `gradfleet predict`: use a run's checkpoint on labelled or unlabelled data. */
+import { basename, dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import Table from 'cli-table3';
+import { Command } from 'commander';
+import { createLogger } from '../../common/logger.js';
+import { loadRunState, runPaths, writeConfusion } from '../../coordinator/run-outputs.js';
+import type { RunState } from '../../coordinator/run-state.js';
+import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
+import { loadDataset, writeSubmission } from '../../training/data/index.js';
+import { getModel } from '../../training/models/zoo.js';
+import { evaluate, predict } from '../../training/step/evaluate.js';
+import { ModelRunner } from '../../training/step/model-runner.js';
+import { oneOf, printJson } from '../options.js';
+
+interface ModelFlags { checkpoint: string; backend: BackendChoice; json?: boolean }
+
+/** The run directory a --checkpoint argument belongs to (run dir, its checkpoints/ dir, or a file in it). */
+function runDirOf(path: string): string {
+  if (existsSync(runPaths(path).checkpoints)) return path;
+  const dir = basename(path) === 'checkpoints' ? path : dirname(path);
+  return basename(dir) === 'checkpoints' ? dirname(dir) : dir;
+}
+
+async function loadRunner(flags: ModelFlags, log: ReturnType<typeof createLogger>): Promise<{ runner: ModelRunner; state: RunState; path: string }> {
+  const { state, path } = await loadRunState(flags.checkpoint, log);
+  await selectBackend(flags.backend, log);
+  const runner = new ModelRunner(getModel(state.config.model));
+  runner.setWeights(state.weights);
+  log.info({ checkpoint: path, model: state.config.model, step: state.step }, `loaded ${state.config.model} at step ${state.step} from ${path}`);
+  return { runner, state, path };
+}
+
+const withModelOptions = (cmd: Command) => cmd
+  .requiredOption('--checkpoint <path>', 'run directory, checkpoints directory, or one .gfck file')
+  .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
+  .option('--json', 'print the result as JSON on the last stdout line');
+
+export function evalCommand(): Command {
+  return withModelOptions(new Command('eval').description('loss, accuracy, per-class accuracy and confusion matrix of a checkpoint'))
+    .option('--data <data>', 'labelled data (default: the run\'s test set)')
+    .option('--confusion <svg>', 'where to draw the confusion matrix (default: <run dir>/confusion-eval.svg)')
+    .action(async (flags: ModelFlags & { data?: string; confusion?: string }) => {
+      const log = createLogger('eval');
+      const { runner, state, path } = await loadRunner(flags, log);
+      const spec = flags.data ?? state.config.test.spec;
+      const data = loadDataset(spec);
+      const result = evaluate(runner, data);
+      runner.dispose();
+      const picture = flags.confusion ?? join(runDirOf(flags.checkpoint), 'confusion-eval.svg');
+      await writeConfusion(picture, result, `${state.config.model} step ${state.step} on ${spec}`);
+      if (flags.json) return printJson({ checkpoint: path, data: spec, ...result, confusion_svg: picture });
+      const classes = new Table({ head: ['true \\ predicted', ...result.confusion.map((_, i) => String(i)), 'accuracy'] });
+      result.confusion.forEach((row, i) => classes.push([String(i), ...row.map(String), `${(result.perClassAccuracy[i] * 100).toFixed(2)}%`]));
+      process.stdout.write(`${spec}: ${result.count} samples, loss ${result.loss.toFixed(4)}, accuracy ${(result.accuracy * 100).toFixed(2)}%\n${classes.toString()}\nconfusion matrix drawn in ${picture}\n`);
+    });
+}
+
+export function predictCommand(): Command {
+  return withModelOptions(new Command('predict').description('predict labels and write a Kaggle submission.csv (ImageId,Label)'))
+    .requiredOption('--input <file>', 'Kaggle test.csv, or an IDX images file')
+    .option('--out <file>', 'submission file', 'submission.csv')
+    .action(async (flags: ModelFlags & { input: string; out: string }) => {
+      const log = createLogger('predict');
+      const data = loadDataset(flags.input);
+      const { runner } = await loadRunner(flags, log);
+      const labels = predict(runner, data);
+      runner.dispose();
+      writeSubmission(flags.out, labels);
+      if (flags.json) printJson({ input: flags.input, out: flags.out, rows: labels.length });
+      else log.info({ out: flags.out, rows: labels.length }, `wrote ${labels.length} predictions to ${flags.out}`);
+    });
+}

@@ -1,0 +1,87 @@
+/** The flags that define a training run, shared by `gradfleet train` and `gradfleet coordinator`. */
+import { join } from 'node:path';
+import { Command } from 'commander';
+import type { LaunchOptions, NewRunConfig, RunSummary } from '../coordinator/launch.js';
+import type { CoordinatorHooks } from '../coordinator/coordinator.js';
+import type { Logger } from '../common/logger.js';
+import { modelNames } from '../training/models/zoo.js';
+import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
+import { nonNegativeInt, positiveInt, positiveNumber, printJson, unitFraction } from './options.js';
+import { type Progress, createProgress } from './progress.js';
+
+export interface RunFlags {
+  model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
+  maxSteps?: number; train: string; test: string; out?: string; resume?: string; host: string; port: number;
+  evalChunk: number; json?: boolean;
+}
+
+export function addRunOptions(cmd: Command, defaultPort: number): Command {
+  return cmd
+    .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
+    .option('--epochs <n>', 'epochs', positiveInt, 1)
+    .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 64)
+    .option('--micro-batch <n>', 'samples per micro-batch (the unit of work and of the reduction tree)', positiveInt, 16)
+    .option('--lr <rate>', 'Adam learning rate', positiveNumber, DEFAULT_ADAM.learningRate)
+    .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch', unitFraction, 1)
+    .option('--seed <n>', 'seed for initial weights, shuffles and dropout', nonNegativeInt, 1)
+    .option('--max-steps <n>', 'stop once the run has taken this many steps in total', positiveInt)
+    .option('--train <data>', 'training data: mnist:train, a Kaggle train.csv, or an IDX images file', 'mnist:train')
+    .option('--test <data>', 'test data (labelled)', 'mnist:test')
+    .option('--out <dir>', 'run directory: checkpoints, curves, exported model (default runs/<model>-<time>)')
+    .option('--resume <dir>', 'continue the run in DIR from its newest valid checkpoint')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0: any free port)', nonNegativeInt, defaultPort)
+    .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
+    .option('--json', 'print a JSON summary as the last stdout line');
+}
+
+export function runConfigOf(flags: RunFlags): NewRunConfig {
+  return {
+    model: flags.model, seed: flags.seed, batchSize: flags.batchSize, microBatchSize: flags.microBatch, epochs: flags.epochs,
+    maxSteps: flags.maxSteps ?? null, adam: { ...DEFAULT_ADAM, learningRate: flags.lr }, lrDecay: flags.lrDecay,
+    evalChunkSize: flags.evalChunk, train: flags.train, test: flags.test,
+  };
+}
+
+/** Where the run writes: --out, else the resumed run's directory, else a fresh one under runs/. */
+export function outDirOf(flags: RunFlags): string {
+  if (flags.out) return flags.out;
+  if (flags.resume) return flags.resume;
+  return join('runs', `${flags.model}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+}
+
+/** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
+export function resumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
+  if (!flags.resume) return undefined;
+  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test'];
+  const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
+  if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
+  const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
+  return { from: flags.resume, overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined } };
+}
+
+/** A bar per epoch (opened by its first step) on a TTY; structured logs otherwise. */
+export function progressHooks(log: Logger): CoordinatorHooks {
+  let progress: Progress | undefined;
+  let done = 0;
+  return {
+    step: ({ position, samples, epochSamples, loss }) => {
+      if (!progress || position.stepInEpoch === 0) {
+        progress?.stop();
+        progress = createProgress(log, `epoch ${position.epoch + 1}`, epochSamples, 'samples');
+        done = position.stepInEpoch === 0 ? 0 : Math.min(epochSamples, position.stepInEpoch * samples);
+      }
+      done += samples;
+      progress.update(done, { loss: loss.toFixed(4) });
+    },
+    epoch: () => {
+      progress?.stop();
+      progress = undefined;
+    },
+  };
+}
+
+export function report(summary: RunSummary, json: boolean | undefined, log: Logger): void {
+  if (json) printJson(summary);
+  else log.info(summary, `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`);
+}

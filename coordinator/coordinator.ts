@@ -1,0 +1,305 @@
+/**
+ * The coordinator's training loop: for each step, shards the micro-batches over the ready workers,
+ * gathers their tree nodes, reduces them over the fixed tree, applies Adam and broadcasts the new
+ * weights. Each epoch it evaluates on the test set (sharded too) and checkpoints.
+ *
+ * Work is handed out as ranges; a worker that leaves or sends a rejected result gives its ranges
+ * back and they go to whoever is ready, so the step still completes with the same bits.
+ */
+import { encodeFrame } from '../protocol/codec.js';
+import type { Logger } from 'pino';
+import type { RejectionCounts } from '../protocol/channel.js';
+import type { Dataset } from '../training/data/index.js';
+import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
+import { applyUpdate } from '../training/optimizer/apply-update.js';
+import { averageOf } from '../training/parallel/reduction-tree.js';
+import { type BatchGeometry, type StepPosition, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
+import type { Evaluation } from '../training/step/evaluate.js';
+import { saveCheckpoint } from './checkpoint-store.js';
+import { EvalGather } from './eval-gather.js';
+import { runPaths, writeCurves } from './run-outputs.js';
+import { type EpochSummary, type RunState, adamForEpoch, emptyAccumulator, stateToCheckpoint } from './run-state.js';
+import { splitRange, updateSpeed } from './sharding.js';
+import { StepGather, type Verdict } from './step-gather.js';
+import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
+import type { Range, WorkTracker } from './work-tracker.js';
+
+export interface StepReport {
+  position: StepPosition;
+  stepsPerEpoch: number;
+  /** Samples in this step, and in a whole epoch. */
+  samples: number;
+  epochSamples: number;
+  loss: number;
+  accuracy: number;
+  workers: number;
+}
+
+/** Seconds spent in each phase of the steps run so far. */
+export interface PhaseTotals {
+  steps: number;
+  /** From handing out work to the last node arriving. */
+  gather: number;
+  /** The slowest worker's reported compute, per step. */
+  compute: number;
+  reduce: number;
+  optimizer: number;
+  broadcast: number;
+}
+
+export interface CoordinatorHooks {
+  step?(report: StepReport): void;
+  epoch?(summary: EpochSummary, evaluation: Evaluation): void;
+}
+
+export interface CoordinatorOptions {
+  state: RunState;
+  model: ModelSpec;
+  layout: ParamLayout;
+  train: Dataset;
+  test: Dataset;
+  pool: WorkerPool;
+  outDir: string;
+  minWorkers: number;
+  log: Logger;
+  rejections: RejectionCounts;
+  hooks?: CoordinatorHooks;
+}
+
+export interface RunOutcome {
+  state: RunState;
+  /** Steps and samples trained by this invocation (a resumed run counts from where it resumed). */
+  stepsRun: number;
+  samplesRun: number;
+  trainSeconds: number;
+  evaluation: Evaluation | null;
+  checkpoint: string | null;
+  stopped: 'finished' | 'interrupted';
+  phases: PhaseTotals;
+  workersSeen: Set<string>;
+  backends: Set<string>;
+}
+
+interface ActiveWork {
+  kind: ResultMessage['type'];
+  tracker: WorkTracker;
+  send(session: WorkerSession, range: Range): void;
+  accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict;
+  done(): void;
+}
+
+export class Coordinator {
+  private active: ActiveWork | undefined;
+  private pending: Range[] = [];
+  private stopRequested = false;
+  private weightsFrame: { version: number; bytes: Uint8Array } | undefined;
+  private evalRound = 0;
+  private readonly geometry: BatchGeometry;
+  private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
+  private readonly workersSeen = new Set<string>();
+  private readonly backends = new Set<string>();
+  private lastCheckpoint: { step: number; path: string } | undefined;
+
+  constructor(private readonly o: CoordinatorOptions) {
+    const { config } = o.state;
+    this.geometry = { trainCount: o.train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize };
+    o.pool.setEvents({
+      ready: (s) => this.onReady(s),
+      lost: (s) => this.onLost(s),
+      result: (s, m, p) => this.onResult(s, m, p),
+    });
+  }
+
+  /** Finish the step in flight, checkpoint, and stop (Ctrl-C). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  async run(): Promise<RunOutcome> {
+    const { state, log, minWorkers } = this.o;
+    const { config } = state;
+    if (this.o.pool.ready().length < minWorkers) log.info({ min_workers: minWorkers }, `waiting for ${minWorkers} worker(s)`);
+    await this.o.pool.waitForReady(minWorkers);
+    const started = performance.now();
+    const startStep = state.step;
+    let samplesRun = 0;
+    let evaluation: Evaluation | null = null;
+    let evaluatedAt = -1;
+    const perEpoch = stepsPerEpoch(this.geometry);
+    const finished = () => positionOf(this.geometry, state.step).epoch >= config.epochs || (config.maxSteps !== null && state.step >= config.maxSteps);
+    while (!this.stopRequested && !finished()) {
+      const position = positionOf(this.geometry, state.step);
+      samplesRun += await this.runStep(position);
+      if (position.stepInEpoch === perEpoch - 1) {
+        evaluation = await this.evaluate();
+        evaluatedAt = state.step;
+        this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
+        await this.checkpoint();
+        await writeCurves(this.o.outDir, config.model, state.history);
+      }
+    }
+    const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
+    if (stopped === 'finished' && evaluatedAt !== state.step) evaluation = await this.evaluate();
+    if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
+    return {
+      state, stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000,
+      evaluation, checkpoint: this.lastCheckpoint?.path ?? null, stopped, phases: { ...this.phases },
+      workersSeen: this.workersSeen, backends: this.backends,
+    };
+  }
+
+  private async runStep(position: StepPosition): Promise<number> {
+    const { state, layout, pool } = this.o;
+    const batch = stepBatch(this.geometry, position.stepInEpoch);
+    const gather = new StepGather(position, batch, this.geometry, layout.size);
+    const t0 = performance.now();
+    await this.runWork({
+      kind: 'contribution',
+      tracker: gather.tracker,
+      accept: (s, m, p) => (m.type === 'contribution' ? gather.accept(s.id, m, p) : { ok: false, reason: 'unexpected_message', detail: 'evaluation during a step', reassign: [] }),
+      send: (s, r) => {
+        this.ensureWeights(s);
+        s.channel.send({
+          type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
+          weightsVersion: state.step, first: r.first, count: r.end - r.first,
+        });
+      },
+    });
+    const t1 = performance.now();
+    const average = averageOf(gather.reduce());
+    const t2 = performance.now();
+    const next = applyUpdate(layout, state.weights, average.values, state.adam, adamForEpoch(state.config, position.epoch));
+    state.weights = next.weights;
+    state.adam = next.adam;
+    state.step++;
+    const t3 = performance.now();
+    for (const s of pool.ready()) this.ensureWeights(s);
+    const t4 = performance.now();
+    const acc = state.epochAccumulator;
+    acc.lossSum += average.loss * batch.samples;
+    acc.correct += Math.round(average.accuracy * batch.samples);
+    acc.samples += batch.samples;
+    Object.assign(this.phases, {
+      steps: this.phases.steps + 1,
+      gather: this.phases.gather + (t1 - t0) / 1000,
+      compute: this.phases.compute + Math.max(0, ...gather.computeSeconds.values()),
+      reduce: this.phases.reduce + (t2 - t1) / 1000,
+      optimizer: this.phases.optimizer + (t3 - t2) / 1000,
+      broadcast: this.phases.broadcast + (t4 - t3) / 1000,
+    });
+    this.o.hooks?.step?.({
+      position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
+      workers: gather.computeSeconds.size,
+    });
+    return batch.samples;
+  }
+
+  private async evaluate(): Promise<Evaluation> {
+    const { test, model, state } = this.o;
+    if (!test.labels) throw new Error(`${test.name} has no labels to evaluate against`);
+    const round = this.evalRound++;
+    const gather = new EvalGather(round, test.labels, state.config.evalChunkSize, model.classes);
+    await this.runWork({
+      kind: 'evaluation',
+      tracker: gather.tracker,
+      accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : { ok: false, reason: 'stale_result', detail: 'contribution during an evaluation', reassign: [] }),
+      send: (s, r) => {
+        this.ensureWeights(s);
+        s.channel.send({ type: 'evaluate', round, weightsVersion: state.step, chunkSize: gather.chunkSize, first: r.first, count: r.end - r.first });
+      },
+    });
+    return gather.result();
+  }
+
+  private closeEpoch(epoch: number, evaluation: Evaluation, wallSeconds: number): void {
+    const { state, log } = this.o;
+    const acc = state.epochAccumulator;
+    const summary: EpochSummary = {
+      epoch: epoch + 1, step: state.step, trainLoss: acc.lossSum / acc.samples, trainAccuracy: acc.correct / acc.samples,
+      testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, wallSeconds,
+    };
+    state.history.push(summary);
+    state.epochAccumulator = emptyAccumulator();
+    log.info({ ...summary }, `epoch ${summary.epoch}: train loss ${summary.trainLoss.toFixed(4)}, test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`);
+    this.o.hooks?.epoch?.(summary, evaluation);
+  }
+
+  private async checkpoint(): Promise<void> {
+    const { meta, tensors } = stateToCheckpoint(this.o.state);
+    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, this.o.state.step, meta, tensors, { keep: 3, log: this.o.log });
+    this.lastCheckpoint = { step: this.o.state.step, path };
+    this.o.log.info({ path, step: this.o.state.step }, `checkpoint written: ${path}`);
+  }
+
+  /** Sends the current weights unless the worker has them; one encoding per version, shared by all. */
+  private ensureWeights(session: WorkerSession): void {
+    const { state } = this.o;
+    if (session.weightsVersion === state.step) return;
+    if (this.weightsFrame?.version !== state.step) {
+      this.weightsFrame = { version: state.step, bytes: encodeFrame({ type: 'weights', version: state.step, payloadValues: state.weights.length }, state.weights) };
+    }
+    session.channel.sendEncoded(this.weightsFrame.bytes);
+    session.weightsVersion = state.step;
+  }
+
+  private runWork(work: Omit<ActiveWork, 'done'>): Promise<void> {
+    return new Promise((resolve) => {
+      this.active = { ...work, done: resolve };
+      this.dispatch([{ first: 0, end: work.tracker.items }]);
+    });
+  }
+
+  private dispatch(ranges: Range[]): void {
+    const work = this.active;
+    if (!work) return;
+    const ready = this.o.pool.ready();
+    if (ready.length === 0) {
+      this.pending.push(...ranges);
+      this.o.log.warn('no worker is ready: the step waits for one to join');
+      return;
+    }
+    const byId = new Map(ready.map((s) => [s.id, s]));
+    const speeds = ready.map((s) => ({ id: s.id, speed: s.speed ?? 1 }));
+    for (const range of ranges) {
+      for (const block of splitRange(range.first, range.end, speeds)) {
+        const r = { first: block.first, end: block.first + block.count };
+        work.tracker.expect(block.workerId, r);
+        work.send(byId.get(block.workerId)!, r);
+      }
+    }
+  }
+
+  private onReady(session: WorkerSession): void {
+    this.workersSeen.add(session.id);
+    this.backends.add(session.backend);
+    this.ensureWeights(session);
+    if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
+  }
+
+  private onLost(session: WorkerSession): void {
+    if (!this.active) return;
+    const orphaned = this.active.tracker.release(session.id);
+    if (orphaned.length > 0) {
+      this.o.log.warn({ worker: session.id, ranges: orphaned }, `reassigning the work of lost worker ${session.id}`);
+      this.dispatch(orphaned);
+    }
+  }
+
+  private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
+    const work = this.active;
+    if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
+    const verdict = work.accept(session, message, payload);
+    if (!verdict.ok) {
+      session.channel.reject(verdict.reason, verdict.detail);
+      if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);
+      return;
+    }
+    if (message.type === 'contribution') {
+      session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
+    }
+    if (work.tracker.remaining === 0) {
+      this.active = undefined;
+      work.done();
+    }
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Starting a run: a fresh state or one resumed from a checkpoint, the listener, the worker pool and
+ * the coordinator, wired together; and the summary a finished run reports.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { RejectionCounts } from '../protocol/channel.js';
+import type { Listener } from '../protocol/transport.js';
+import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
+import { initialWeights } from '../training/models/init.js';
+import { type ModelSpec, paramLayout } from '../training/models/spec.js';
+import { getModel } from '../training/models/zoo.js';
+import { createAdamState } from '../training/optimizer/adam.js';
+import { stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
+import { Coordinator, type CoordinatorHooks, type RunOutcome } from './coordinator.js';
+import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
+import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
+import { WorkerPool } from './worker-pool.js';
+
+export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
+
+export interface LaunchOptions {
+  /** A fresh run's config, or the flags that may change when resuming (epochs, maxSteps). */
+  config: NewRunConfig;
+  resume?: { from: string; overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>> };
+  outDir: string;
+  listen: () => Promise<Listener>;
+  minWorkers: number;
+  log: Logger;
+  hooks?: CoordinatorHooks;
+}
+
+export interface RunSummary {
+  model: string; backend: string; workers: number; transport: string; steps: number; epochs: number; samples: number;
+  wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
+  checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
+  phases_s_per_step: Record<string, number>;
+}
+
+export interface LaunchedRun {
+  url: string;
+  coordinator: Coordinator;
+  /** Runs to the end, writes the run's outputs and returns its summary. */
+  finish(): Promise<RunSummary>;
+}
+
+export function weightsSha256(weights: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)).digest('hex');
+}
+
+function datasetRef(spec: string, data: Dataset) {
+  return { spec, fingerprint: fingerprint(data), count: data.count };
+}
+
+async function initialState(o: LaunchOptions, train: Dataset, test: Dataset): Promise<RunState> {
+  if (o.resume) {
+    const { state, path } = await loadRunState(o.resume.from, o.log);
+    for (const [key, value] of Object.entries(o.resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
+    for (const split of ['train', 'test'] as const) {
+      const now = fingerprint(split === 'train' ? train : test);
+      if (now !== state.config[split].fingerprint) throw new Error(`cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`);
+    }
+    o.log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
+    return state;
+  }
+  const { train: trainSpec, test: testSpec, ...rest } = o.config;
+  const model = getModel(rest.model);
+  const config: RunConfig = { ...rest, runId: randomUUID(), train: datasetRef(trainSpec, train), test: datasetRef(testSpec, test) };
+  const weights = initialWeights(model, config.seed);
+  return { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [] };
+}
+
+export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
+  const train = loadDataset(o.config.train);
+  const test = loadDataset(o.config.test);
+  if (!train.labels) throw new Error(`${o.config.train}: training data needs labels`);
+  if (!test.labels) throw new Error(`${o.config.test}: test data needs labels`);
+  const state = await initialState(o, train, test);
+  const model = getModel(state.config.model);
+  validateGeometry({ trainCount: train.count, batchSize: state.config.batchSize, microBatchSize: state.config.microBatchSize });
+  const layout = paramLayout(model);
+  const listener = await o.listen();
+  const rejections = new RejectionCounts();
+  const { config } = state;
+  const pool = new WorkerPool({
+    listener, log: o.log, rejections, datasets: { train, test },
+    welcome: {
+      type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
+      layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size,
+      train: config.train, test: config.test,
+    },
+  });
+  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, log: o.log, rejections, hooks: o.hooks });
+  o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
+    `coordinator listening on ${listener.url}`);
+  return {
+    url: listener.url,
+    coordinator,
+    finish: async () => {
+      try {
+        const outcome = await coordinator.run();
+        const summary = summarize(outcome, model, o.outDir, rejections);
+        await writeOutputs(outcome, model, o.outDir, o.log);
+        await writeSummary(o.outDir, summary);
+        pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
+        return summary;
+      } finally {
+        await listener.close();
+      }
+    },
+  };
+}
+
+async function writeOutputs(outcome: RunOutcome, model: ModelSpec, outDir: string, log: Logger): Promise<void> {
+  await writeCurves(outDir, model.name, outcome.state.history);
+  if (outcome.evaluation) await writeConfusion(runPaths(outDir).confusion, outcome.evaluation, `${model.name} at step ${outcome.state.step}: test set`);
+  await exportModel(outDir, model, outcome.state.weights, log);
+}
+
+function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, rejections: RejectionCounts): RunSummary {
+  const { state, phases } = outcome;
+  const perStep = (s: number) => (phases.steps > 0 ? s / phases.steps : 0);
+  return {
+    model: model.name,
+    backend: [...outcome.backends].join(',') || 'none',
+    workers: outcome.workersSeen.size,
+    transport: 'ws',
+    steps: state.step,
+    epochs: state.history.length,
+    samples: outcome.samplesRun,
+    wall_s: outcome.trainSeconds,
+    samples_per_s: outcome.samplesRun / Math.max(1e-9, outcome.trainSeconds),
+    test_accuracy: outcome.evaluation?.accuracy ?? null,
+    test_loss: outcome.evaluation?.loss ?? null,
+    weights_sha256: weightsSha256(state.weights),
+    checkpoint: outcome.checkpoint,
+    out: outDir,
+    stopped: outcome.stopped,
+    rejected_frames: { ...rejections.byReason },
+    phases_s_per_step: {
+      gather: perStep(phases.gather), compute: perStep(phases.compute), reduce: perStep(phases.reduce),
+      optimizer: perStep(phases.optimizer), broadcast: perStep(phases.broadcast),
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/** What a run leaves in its directory besides checkpoints: pictures, the exported model, the summary. */
+import { existsSync } from 'node:fs';
+import { writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { writeTfjsModel } from '../training/export/tfjs-layers.js';
+import type { ModelSpec } from '../training/models/spec.js';
+import { renderConfusionMatrix, renderTrainingCurves, writeSvg } from '../training/report/index.js';
+import type { Evaluation } from '../training/step/evaluate.js';
+import { resolveCheckpoint } from './checkpoint-store.js';
+import { type EpochSummary, type RunState, stateFromCheckpoint } from './run-state.js';
+
+export const runPaths = (outDir: string) => ({
+  checkpoints: join(outDir, 'checkpoints'),
+  curves: join(outDir, 'curves.svg'),
+  confusion: join(outDir, 'confusion.svg'),
+  model: join(outDir, 'model'),
+  summary: join(outDir, 'summary.json'),
+});
+
+export async function writeCurves(outDir: string, model: string, history: readonly EpochSummary[]): Promise<void> {
+  if (history.length === 0) return;
+  const svg = renderTrainingCurves(history.map((h) => ({
+    epoch: h.epoch, trainLoss: h.trainLoss, trainAccuracy: h.trainAccuracy,
+    testLoss: h.testLoss ?? undefined, testAccuracy: h.testAccuracy ?? undefined,
+  })), { title: `${model}: loss and accuracy per epoch` });
+  await writeSvg(runPaths(outDir).curves, svg);
+}
+
+export async function writeConfusion(path: string, evaluation: Evaluation, title: string): Promise<void> {
+  await writeSvg(path, renderConfusionMatrix(evaluation.confusion, { title }));
+}
+
+export async function exportModel(outDir: string, model: ModelSpec, weights: Float32Array, log: Logger): Promise<string> {
+  const { modelJson } = await writeTfjsModel(runPaths(outDir).model, model, weights);
+  log.info({ path: modelJson }, `exported the model for tf.loadLayersModel: ${modelJson}`);
+  return modelJson;
+}
+
+export async function writeSummary(outDir: string, summary: object): Promise<void> {
+  const path = runPaths(outDir).summary;
+  await writeFile(`${path}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
+  await rename(`${path}.tmp`, path);
+}
+
+/**
+ * A run's newest valid checkpoint, from its run directory (DIR/checkpoints), a checkpoints
+ * directory or one checkpoint file.
+ */
+export async function loadRunState(pathOrDir: string, log?: Logger): Promise<{ state: RunState; path: string }> {
+  const inRun = runPaths(pathOrDir).checkpoints;
+  const loaded = await resolveCheckpoint(existsSync(inRun) ? inRun : pathOrDir, log);
+  return { state: stateFromCheckpoint(loaded.meta, loaded.tensors, loaded.path), path: loaded.path };
+}

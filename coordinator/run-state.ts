@@ -1,0 +1,89 @@
+/**
+ * Everything a run is: its config and where it stands (weights, Adam state, step, the current
+ * epoch's running sums, history). A checkpoint is this state; resuming from it continues the run
+ * bit for bit, because every shuffle and dropout mask is derived from (seed, epoch, step).
+ */
+import { z } from 'zod';
+import type { AdamState } from '../training/optimizer/adam.js';
+
+export const runConfigSchema = z.object({
+  runId: z.string().min(1),
+  model: z.string(),
+  seed: z.number().int().nonnegative(),
+  batchSize: z.number().int().positive(),
+  microBatchSize: z.number().int().positive(),
+  epochs: z.number().int().positive(),
+  maxSteps: z.number().int().positive().nullable(),
+  adam: z.object({ learningRate: z.number().positive(), beta1: z.number(), beta2: z.number(), epsilon: z.number().positive() }),
+  /** The learning rate of epoch e is adam.learningRate · lrDecay^e. */
+  lrDecay: z.number().positive().max(1),
+  evalChunkSize: z.number().int().positive(),
+  train: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
+  test: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
+});
+export type RunConfig = z.infer<typeof runConfigSchema>;
+
+const epochSummarySchema = z.object({
+  epoch: z.number().int().positive(),
+  step: z.number().int().nonnegative(),
+  trainLoss: z.number(),
+  trainAccuracy: z.number(),
+  testLoss: z.number().nullable(),
+  testAccuracy: z.number().nullable(),
+  wallSeconds: z.number(),
+});
+export type EpochSummary = z.infer<typeof epochSummarySchema>;
+
+const accumulatorSchema = z.object({ lossSum: z.number(), correct: z.number().int(), samples: z.number().int() });
+export type EpochAccumulator = z.infer<typeof accumulatorSchema>;
+
+const metaSchema = z.object({
+  kind: z.literal('gradfleet-run'),
+  config: runConfigSchema,
+  step: z.number().int().nonnegative(),
+  adamStep: z.number().int().nonnegative(),
+  epochAccumulator: accumulatorSchema,
+  history: z.array(epochSummarySchema),
+  savedAt: z.string(),
+});
+
+export interface RunState {
+  config: RunConfig;
+  /** Steps completed = the weights version. */
+  step: number;
+  weights: Float32Array;
+  adam: AdamState;
+  epochAccumulator: EpochAccumulator;
+  history: EpochSummary[];
+}
+
+export const emptyAccumulator = (): EpochAccumulator => ({ lossSum: 0, correct: 0, samples: 0 });
+
+export function stateToCheckpoint(state: RunState): { meta: unknown; tensors: Record<string, Float32Array> } {
+  return {
+    meta: {
+      kind: 'gradfleet-run', config: state.config, step: state.step, adamStep: state.adam.step,
+      epochAccumulator: state.epochAccumulator, history: state.history, savedAt: new Date().toISOString(),
+    },
+    tensors: { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v },
+  };
+}
+
+export function stateFromCheckpoint(meta: unknown, tensors: Record<string, Float32Array>, where: string): RunState {
+  const parsed = metaSchema.safeParse(meta);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${where}: not a gradfleet run checkpoint (${issue.path.join('.') || 'meta'}: ${issue.message})`);
+  }
+  const { weights, adam_m: m, adam_v: v } = tensors;
+  if (!weights || !m || !v || m.length !== weights.length || v.length !== weights.length) {
+    throw new Error(`${where}: checkpoint lacks consistent weights/adam_m/adam_v tensors`);
+  }
+  const { config, step, adamStep, epochAccumulator, history } = parsed.data;
+  return { config, step, weights, adam: { step: adamStep, m, v }, epochAccumulator, history };
+}
+
+/** Adam's settings for a step of `epoch`: the configured rate, decayed per epoch. */
+export function adamForEpoch(config: RunConfig, epoch: number): RunConfig['adam'] {
+  return { ...config.adam, learningRate: config.adam.learningRate * config.lrDecay ** epoch };
+}

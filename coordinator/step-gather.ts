@@ -1,0 +1,63 @@
+/**
+ * One step's gather: which tree nodes arrived from whom, checked against what each worker owes,
+ * reduced over the fixed tree once every micro-batch is in.
+ */
+import type { MessageOf } from '../protocol/messages.js';
+import type { BatchGeometry, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
+import { microBatchRange } from '../training/parallel/step-plan.js';
+import { type NodeSum, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
+import { type Range, WorkTracker } from './work-tracker.js';
+
+export type Verdict = { ok: true } | { ok: false; reason: string; detail: string; reassign: Range[] };
+
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
+export class StepGather {
+  readonly tracker: WorkTracker;
+  private readonly nodes = new Map<string, NodeSum>();
+  /** Per worker: seconds of compute it reported for this step. */
+  readonly computeSeconds = new Map<string, number>();
+
+  constructor(
+    readonly position: StepPosition, readonly batch: StepBatch,
+    private readonly geometry: BatchGeometry, private readonly layoutSize: number,
+  ) {
+    this.tracker = new WorkTracker(batch.microBatches);
+  }
+
+  /** Samples in micro-batches [first, end) of this step. */
+  private samplesIn(range: Range): number {
+    const start = microBatchRange(this.geometry, this.batch, range.first).start;
+    return microBatchRange(this.geometry, this.batch, range.end - 1).end - start;
+  }
+
+  accept(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
+    const refuse = (reason: string, detail: string, reassign: Range[] = []): Verdict => ({ ok: false, reason, detail, reassign });
+    const { microBatches } = this.batch;
+    if (message.step !== this.position.step) return refuse('stale_result', `contribution for step ${message.step} during step ${this.position.step}`);
+    const node = { level: message.level, index: message.index };
+    if (!isValidNode(node, microBatches)) return refuse('unexpected_message', `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`);
+    const { first, end } = nodeRange(node, microBatches);
+    const range = { first, end };
+    if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`);
+    if (payload.length !== this.layoutSize) return refuse('wrong_payload_size', `contribution has ${payload.length} values, the layout has ${this.layoutSize}`, this.tracker.revoke(workerId, range));
+    if (message.samples !== this.samplesIn(range)) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.samples} samples, it has ${this.samplesIn(range)}`, this.tracker.revoke(workerId, range));
+    const bad = firstNonFinite(payload);
+    if (bad >= 0) return refuse('non_finite', `contribution value ${bad} is ${payload[bad]}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
+    this.tracker.settle(workerId, range);
+    this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
+    this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
+    return { ok: true };
+  }
+
+  get complete(): boolean {
+    return this.tracker.remaining === 0;
+  }
+
+  reduce(): NodeSum {
+    return reduceNodes(this.nodes, { level: rootLevel(this.batch.microBatches), index: 0 }, this.batch.microBatches);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * What the coordinator and workers need from a transport: a bidirectional link per worker that
+ * carries whole frames. WebSockets (ws-transport.ts) is the embedded default; NATS plugs in behind
+ * the same two interfaces.
+ */
+
+export interface LinkHandlers {
+  frame(bytes: Uint8Array): void;
+  close(reason: string): void;
+}
+
+export interface Link {
+  /** Who is at the other end, for logs ("ws 127.0.0.1:51234"). */
+  readonly peer: string;
+  send(frame: Uint8Array): void;
+  close(reason: string): void;
+  /** Set once, synchronously after the link is handed over, so no frame is missed. */
+  attach(handlers: LinkHandlers): void;
+}
+
+export interface Listener {
+  /** Where workers connect, e.g. ws://127.0.0.1:7070. */
+  readonly url: string;
+  /** Called for each new link; its handler must attach() before returning. */
+  onLink(handler: (link: Link) => void): void;
+  close(): Promise<void>;
+}
+
+export class TransportError extends Error {
+  override name = 'TransportError';
+}

@@ -1,0 +1,221 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderConfusionMatrix, renderTrainingCurves, writeSvg, type CurvePoint } from '../../training/report/index.js';
+
+/** Well-formed enough for any SVG viewer: one root, balanced tags, quoted attributes, escaped text. */
+function expectWellFormed(svg: string): void {
+  expect(svg.startsWith('<svg')).toBe(true);
+  expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+  expect(svg).not.toMatch(/NaN|undefined|Infinity|null/);
+  const badEntity = /&(?!(?:amp|lt|gt|quot|apos);)/;
+  const tag = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+="[^"<>]*")*)\s*(\/?)>/g;
+  const stack: string[] = [];
+  let roots = 0;
+  let last = 0;
+  for (let m = tag.exec(svg); m; m = tag.exec(svg)) {
+    const between = svg.slice(last, m.index);
+    expect(between, `stray markup before offset ${m.index}`).not.toMatch(/[<>]/);
+    expect(between).not.toMatch(badEntity);
+    expect(m[3]).not.toMatch(badEntity);
+    const [, closing, name, , selfClosing] = m;
+    if (closing) {
+      expect(stack.pop(), `</${name}> at offset ${m.index}`).toBe(name);
+    } else {
+      if (stack.length === 0) roots++;
+      if (!selfClosing) stack.push(name);
+    }
+    last = tag.lastIndex;
+  }
+  expect(svg.slice(last).trim()).toBe('');
+  expect(stack).toEqual([]);
+  expect(roots).toBe(1);
+}
+
+/** data-series → the `d` attribute of that series' line. */
+function seriesPaths(svg: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of svg.matchAll(/<path class="series" data-series="([^"]+)" d="([^"]+)"/g)) {
+    expect(out.has(m[1]), `one path per series (${m[1]})`).toBe(false);
+    out.set(m[1], m[2]);
+  }
+  return out;
+}
+
+const pointCount = (d: string) => (d.match(/[ML]/g) ?? []).length;
+const subpathCount = (d: string) => (d.match(/M/g) ?? []).length;
+
+function dotCount(svg: string, series: string): number {
+  const group = svg.match(new RegExp(`<g class="points" data-series="${series}">(.*?)</g>`));
+  return group ? (group[1].match(/<circle /g) ?? []).length : 0;
+}
+
+function texts(svg: string): string[] {
+  return [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+}
+
+function history(epochs: number): CurvePoint[] {
+  return Array.from({ length: epochs }, (_, i) => ({
+    epoch: i + 1,
+    trainLoss: 0.5 / (i + 1),
+    testLoss: 0.55 / (i + 1),
+    trainAccuracy: 0.95 + 0.008 * i,
+    testAccuracy: 0.955 + 0.007 * i,
+  }));
+}
+
+describe('renderTrainingCurves', () => {
+  it('draws one line per series with a dot for every epoch', () => {
+    const svg = renderTrainingCurves(history(5));
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect([...paths.keys()].sort()).toEqual(['test-accuracy', 'test-loss', 'train-accuracy', 'train-loss']);
+    for (const [id, d] of paths) {
+      expect(pointCount(d), id).toBe(5);
+      expect(subpathCount(d), id).toBe(1);
+      expect(dotCount(svg, id), id).toBe(5);
+    }
+    expect(svg).toContain('<g class="panel" data-panel="loss">');
+    expect(svg).toContain('<g class="panel" data-panel="accuracy">');
+    const labels = texts(svg);
+    expect(labels).toEqual(expect.arrayContaining(['Training curves', 'Loss', 'Accuracy', 'epoch', 'train', 'test', '1', '5']));
+  });
+
+  it('ranges the accuracy axis to the data, as percentages', () => {
+    const accuracies = [0.951, 0.97, 0.985, 0.993, 1];
+    const points = accuracies.map((a, i) => ({ epoch: i + 1, trainLoss: 1 - a, trainAccuracy: a, testAccuracy: a - 0.001 }));
+    const percents = texts(renderTrainingCurves(points)).filter((t) => t.endsWith('%')).map((t) => Number.parseFloat(t));
+    expect(percents).toEqual([95, 96, 97, 98, 99, 100]);
+  });
+
+  it('escapes the title', () => {
+    const svg = renderTrainingCurves(history(3), { title: 'loss <&> "accuracy"' });
+    expectWellFormed(svg);
+    expect(svg).toContain('loss &lt;&amp;&gt; &quot;accuracy&quot;');
+    expect(svg).not.toContain('<&>');
+  });
+
+  it('draws a single epoch as one point per series', () => {
+    const svg = renderTrainingCurves(history(1));
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect(paths.size).toBe(4);
+    for (const [id, d] of paths) {
+      expect(pointCount(d), id).toBe(1);
+      expect(dotCount(svg, id), id).toBe(1);
+    }
+  });
+
+  it('leaves out test series that were never measured', () => {
+    const svg = renderTrainingCurves(history(4).map(({ epoch, trainLoss, trainAccuracy }) => ({ epoch, trainLoss, trainAccuracy })));
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect([...paths.keys()].sort()).toEqual(['train-accuracy', 'train-loss']);
+    expect(pointCount(paths.get('train-loss')!)).toBe(4);
+    expect(texts(svg)).not.toContain('test');
+  });
+
+  it('joins the test line across epochs it was not measured in', () => {
+    const points = history(6).map((p) => (p.epoch % 2 === 0 ? p : { ...p, testLoss: undefined, testAccuracy: undefined }));
+    const paths = seriesPaths(renderTrainingCurves(points));
+    expect(pointCount(paths.get('test-loss')!)).toBe(3);
+    expect(subpathCount(paths.get('test-loss')!)).toBe(1);
+    expect(pointCount(paths.get('train-loss')!)).toBe(6);
+  });
+
+  it('skips non-finite values, breaking the line there', () => {
+    const points = history(6);
+    points[2] = { ...points[2], trainLoss: Number.NaN, testAccuracy: Number.POSITIVE_INFINITY };
+    points[3] = { ...points[3], trainLoss: Number.POSITIVE_INFINITY };
+    const svg = renderTrainingCurves(points);
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect(pointCount(paths.get('train-loss')!)).toBe(4);
+    expect(subpathCount(paths.get('train-loss')!)).toBe(2);
+    expect(pointCount(paths.get('test-accuracy')!)).toBe(5);
+    expect(dotCount(svg, 'train-loss')).toBe(4);
+  });
+
+  it('renders empty and all-non-finite histories without a line', () => {
+    for (const h of [[], [{ epoch: 1, trainLoss: Number.NaN, trainAccuracy: Number.NaN }]]) {
+      const svg = renderTrainingCurves(h);
+      expectWellFormed(svg);
+      expect(seriesPaths(svg).size).toBe(0);
+      expect(texts(svg)).toContain('no data');
+    }
+  });
+});
+
+describe('renderConfusionMatrix', () => {
+  // Mostly right, a few confusions that vary by cell so every count is distinct per row.
+  const confusion = Array.from({ length: 10 }, (_, t) =>
+    Array.from({ length: 10 }, (_, p) => (t === p ? 950 + 3 * t : (t * 7 + p * 3) % 5)));
+  const correct = confusion.reduce((s, row, i) => s + row[i], 0);
+  const total = confusion.flat().reduce((a, b) => a + b, 0);
+
+  it('draws a cell with its count for every pair of classes', () => {
+    const svg = renderConfusionMatrix(confusion);
+    expectWellFormed(svg);
+    const cells = [...svg.matchAll(/<g class="cell" data-true="(\d+)" data-predicted="(\d+)">(.*?)<\/g>/g)];
+    expect(cells).toHaveLength(100);
+    for (const [, t, p, body] of cells) {
+      expect(body).toMatch(/<rect [^>]*fill="#[0-9a-f]{6}"/);
+      expect(texts(body)).toEqual([String(confusion[Number(t)][Number(p)])]);
+    }
+  });
+
+  it('puts the overall accuracy in the title and each class accuracy beside its row', () => {
+    const svg = renderConfusionMatrix(confusion, { title: 'Test set' });
+    const expected = `${((100 * correct) / total).toFixed(2)}%`;
+    expect(svg).toContain(`<title>Test set — accuracy ${expected} (${correct} of ${total})</title>`);
+    expect(texts(svg)[0]).toBe(`Test set — accuracy ${expected} (${correct} of ${total})`);
+    const rowAccuracy = [...svg.matchAll(/<text [^>]*class="row-accuracy" data-true="(\d+)"[^>]*>([^<]*)</g)];
+    expect(rowAccuracy).toHaveLength(10);
+    for (const [, t, shown] of rowAccuracy) {
+      const row = confusion[Number(t)];
+      expect(shown).toBe(`${((100 * row[Number(t)]) / row.reduce((a, b) => a + b, 0)).toFixed(1)}%`);
+    }
+  });
+
+  it('shades cells by their share of the row', () => {
+    const svg = renderConfusionMatrix([[9, 1], [5, 5]]);
+    const fill = (t: number, p: number) =>
+      svg.match(new RegExp(`data-true="${t}" data-predicted="${p}"><title>[^<]*</title><rect [^>]*fill="(#[0-9a-f]{6})"`))![1];
+    const darkness = (hex: string) => 765 - [1, 3, 5].reduce((s, i) => s + Number.parseInt(hex.slice(i, i + 2), 16), 0);
+    expect(darkness(fill(0, 0))).toBeGreaterThan(darkness(fill(1, 1)));
+    expect(fill(1, 0)).toBe(fill(1, 1));
+    expect(darkness(fill(1, 1))).toBeGreaterThan(darkness(fill(0, 1)));
+  });
+
+  it('escapes labels and the title, and copes with an empty class', () => {
+    const svg = renderConfusionMatrix([[3, 1], [0, 0]], { title: 'a <&> b', labels: ['<cat>', 'dog & co'] });
+    expectWellFormed(svg);
+    expect(svg).toContain('a &lt;&amp;&gt; b — accuracy 75.00% (3 of 4)');
+    expect(texts(svg)).toEqual(expect.arrayContaining(['&lt;cat&gt;', 'dog &amp; co', '75.0%', '–']));
+  });
+
+  it('renders a matrix with no samples', () => {
+    for (const m of [[], [[0, 0], [0, 0]]]) {
+      const svg = renderConfusionMatrix(m);
+      expectWellFormed(svg);
+      expect(svg).toContain('no samples');
+    }
+  });
+});
+
+describe('writeSvg', () => {
+  const dirs: string[] = [];
+  afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+  it('writes the file atomically, replacing an old one and leaving no temporary file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gradfleet-report-'));
+    dirs.push(dir);
+    const path = join(dir, 'reports', 'curves.svg');
+    await writeSvg(path, '<svg/>');
+    const svg = renderTrainingCurves(history(2));
+    await writeSvg(path, svg);
+    expect(await readFile(path, 'utf8')).toBe(svg);
+    expect(await readdir(join(dir, 'reports'))).toEqual(['curves.svg']);
+  });
+});

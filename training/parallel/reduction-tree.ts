@@ -1,0 +1,104 @@
+/**
+ * The fixed reduction tree that makes a step's averaged gradient the same bits for any number of
+ * workers and any assignment of micro-batches to them.
+ *
+ * Over a step's M micro-batches, node (level l, index k) covers [k·2^l, min(M, (k+1)·2^l)). A
+ * leaf (l = 0) is one micro-batch's contribution scaled by its sample count; an inner node is
+ * left + right in float32, or just left when the right child covers nothing. Whoever computes a
+ * node (a worker pre-reducing the nodes that lie inside its assignment, or the coordinator
+ * combining what arrives) therefore performs the same float operations in the same order.
+ */
+
+export interface TreeNode {
+  level: number;
+  index: number;
+}
+
+/** A node's value: sums over the samples it covers. */
+export interface NodeSum {
+  /** Σ count·contribution, elementwise, in float32. */
+  values: Float32Array;
+  lossSum: number;
+  correct: number;
+  samples: number;
+}
+
+export function nodeRange(node: TreeNode, microBatches: number): { first: number; end: number } {
+  const first = node.index * 2 ** node.level;
+  return { first, end: Math.min(microBatches, first + 2 ** node.level) };
+}
+
+/** The tree's height for M micro-batches: the root is (rootLevel(M), 0). */
+export function rootLevel(microBatches: number): number {
+  return microBatches <= 1 ? 0 : Math.ceil(Math.log2(microBatches));
+}
+
+export function isValidNode(node: TreeNode, microBatches: number): boolean {
+  const { level, index } = node;
+  if (!Number.isInteger(level) || !Number.isInteger(index) || level < 0 || index < 0) return false;
+  if (level > rootLevel(microBatches)) return false;
+  return nodeRange(node, microBatches).first < microBatches;
+}
+
+/**
+ * Splits the micro-batch range [first, end) into the fewest tree nodes, left to right: at each
+ * position the highest node that starts there and ends inside the range.
+ */
+export function decompose(first: number, end: number, microBatches: number): TreeNode[] {
+  if (!(0 <= first && first < end && end <= microBatches)) throw new RangeError(`range [${first}, ${end}) of ${microBatches} micro-batches`);
+  const nodes: TreeNode[] = [];
+  const top = rootLevel(microBatches);
+  for (let p = first; p < end;) {
+    let level = 0;
+    while (level < top) {
+      const size = 2 ** (level + 1);
+      if (p % size !== 0 || Math.min(microBatches, p + size) > end) break;
+      level++;
+    }
+    nodes.push({ level, index: p / 2 ** level });
+    p = Math.min(microBatches, p + 2 ** level);
+  }
+  return nodes;
+}
+
+/** Leaf value of one micro-batch: the contribution (a mean over `count` samples) times `count`. */
+export function leafSum(meanValues: Float32Array, lossMean: number, correct: number, count: number): NodeSum {
+  const values = new Float32Array(meanValues.length);
+  for (let i = 0; i < values.length; i++) values[i] = meanValues[i] * count;
+  return { values, lossSum: lossMean * count, correct, samples: count };
+}
+
+/** left + right into left's buffer (the caller owns both). */
+function combine(left: NodeSum, right: NodeSum): NodeSum {
+  const a = left.values;
+  const b = right.values;
+  if (a.length !== b.length) throw new Error(`reduction: node sizes differ (${a.length} vs ${b.length})`);
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+  return { values: a, lossSum: left.lossSum + right.lossSum, correct: left.correct + right.correct, samples: left.samples + right.samples };
+}
+
+/** Map key of a node in the maps reduceNodes reads. */
+export const nodeKey = (n: TreeNode): string => `${n.level}:${n.index}`;
+
+/**
+ * Reduces the node values covering `target` (those supplied must partition its range). Consumes
+ * the supplied buffers (keyed by nodeKey). Throws naming the first micro-batch nobody supplied.
+ */
+export function reduceNodes(supplied: ReadonlyMap<string, NodeSum>, target: TreeNode, microBatches: number): NodeSum {
+  const visit = (node: TreeNode): NodeSum => {
+    const have = supplied.get(nodeKey(node));
+    if (have) return have;
+    if (node.level === 0) throw new Error(`reduction: micro-batch ${node.index} is missing`);
+    const left = visit({ level: node.level - 1, index: node.index * 2 });
+    const right: TreeNode = { level: node.level - 1, index: node.index * 2 + 1 };
+    return nodeRange(right, microBatches).first < microBatches ? combine(left, visit(right)) : left;
+  };
+  return visit(target);
+}
+
+/** The step's average: root sums divided by the number of samples, per element in float32. */
+export function averageOf(root: NodeSum): { values: Float32Array; loss: number; accuracy: number } {
+  const values = root.values;
+  for (let i = 0; i < values.length; i++) values[i] = values[i] / root.samples;
+  return { values, loss: root.lossSum / root.samples, accuracy: root.correct / root.samples };
+}

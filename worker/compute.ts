@@ -1,0 +1,115 @@
+/**
+ * What a worker computes: the tree nodes of its share of a step, and predictions for test chunks.
+ * Pure with respect to the wire: messages in, messages + payloads out.
+ */
+import { type Dataset, PIXELS_PER_IMAGE, gatherLabels, normalizeInto } from '../training/data/index.js';
+import type { MessageOf } from '../protocol/messages.js';
+import type { ModelSpec } from '../training/models/spec.js';
+import { type NodeSum, decompose, leafSum, nodeKey, nodeRange, reduceNodes } from '../training/parallel/reduction-tree.js';
+import { type BatchGeometry, dropoutSeed, epochOrder, microBatchRange } from '../training/parallel/step-plan.js';
+import { crossEntropySum } from '../training/step/evaluate.js';
+import { ModelRunner, argmaxRows } from '../training/step/model-runner.js';
+
+export interface ComputedNode {
+  message: MessageOf<'contribution'>;
+  payload: Float32Array;
+}
+
+export class WorkerCompute {
+  private readonly runner: ModelRunner;
+  private weights: { version: number; values: Float32Array } | undefined;
+  private uploadedVersion = -1;
+  private order: { epoch: number; indices: Uint32Array } | undefined;
+  private readonly images: Float32Array;
+  private readonly labels: Uint8Array;
+
+  constructor(
+    readonly model: ModelSpec, private readonly seed: number, private readonly geometry: BatchGeometry,
+    private readonly train: Dataset, private readonly test: Dataset,
+  ) {
+    this.runner = new ModelRunner(model);
+    this.images = new Float32Array(geometry.microBatchSize * PIXELS_PER_IMAGE);
+    this.labels = new Uint8Array(geometry.microBatchSize);
+  }
+
+  get layoutSize(): number {
+    return this.runner.layout.size;
+  }
+
+  setWeights(version: number, values: Float32Array): void {
+    if (values.length !== this.runner.layout.size) throw new Error(`weights have ${values.length} values, the layout needs ${this.runner.layout.size}`);
+    this.weights = { version, values };
+  }
+
+  private useWeights(version: number): void {
+    if (this.weights?.version !== version) throw new Error(`asked to compute with weights version ${version}, holding ${this.weights?.version ?? 'none'}`);
+    if (this.uploadedVersion === version) return;
+    this.runner.setWeights(this.weights.values);
+    this.uploadedVersion = version;
+  }
+
+  private epochIndices(epoch: number): Uint32Array {
+    if (this.order?.epoch !== epoch) this.order = { epoch, indices: epochOrder(this.seed, epoch, this.train.count) };
+    return this.order.indices;
+  }
+
+  /** Computes the assignment node by node, calling `emit` as each node is ready (so sends overlap compute). */
+  contributions(assign: MessageOf<'assign'>, emit: (node: ComputedNode) => void): void {
+    this.useWeights(assign.weightsVersion);
+    const batch = { batchStart: assign.batchStart, samples: assign.batchSamples, microBatches: Math.ceil(assign.batchSamples / this.geometry.microBatchSize) };
+    const order = this.epochIndices(assign.epoch);
+    const trainLabels = this.train.labels!;
+    for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
+      const started = performance.now();
+      const { first, end } = nodeRange(node, batch.microBatches);
+      const leaves = new Map<string, NodeSum>();
+      for (let i = first; i < end; i++) {
+        const { start, end: stop } = microBatchRange(this.geometry, batch, i);
+        const idx = order.subarray(start, stop);
+        const c = this.runner.contribution({
+          images: normalizeInto(this.train.images, idx, this.images),
+          labels: gatherLabels(trainLabels, idx, this.labels),
+          count: idx.length,
+        }, dropoutSeed(this.seed, assign.step, i));
+        leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
+      }
+      const sum = reduceNodes(leaves, node, batch.microBatches);
+      emit({
+        message: {
+          type: 'contribution', step: assign.step, level: node.level, index: node.index, lossSum: sum.lossSum, correct: sum.correct,
+          samples: sum.samples, computeSeconds: (performance.now() - started) / 1000, payloadValues: sum.values.length,
+        },
+        payload: sum.values,
+      });
+    }
+  }
+
+  evaluate(request: MessageOf<'evaluate'>): { message: MessageOf<'evaluation'>; payload: Float32Array } {
+    this.useWeights(request.weightsVersion);
+    const labels = this.test.labels;
+    if (!labels) throw new Error('the test set has no labels');
+    const { chunkSize, first, count } = request;
+    const start = first * chunkSize;
+    const end = Math.min(this.test.count, (first + count) * chunkSize);
+    if (start >= end) throw new Error(`test chunks [${first}, ${first + count}) are outside ${this.test.count} samples`);
+    const predictions = new Float32Array(end - start);
+    const lossSums: number[] = [];
+    const buffer = new Float32Array(chunkSize * PIXELS_PER_IMAGE);
+    const indices = new Uint32Array(chunkSize);
+    for (let at = start; at < end; at += chunkSize) {
+      const n = Math.min(chunkSize, end - at);
+      for (let i = 0; i < n; i++) indices[i] = at + i;
+      const logits = this.runner.logits(normalizeInto(this.test.images, indices.subarray(0, n), buffer), n);
+      lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
+      predictions.set(argmaxRows(logits, this.model.classes), at - start);
+    }
+    return {
+      message: { type: 'evaluation', round: request.round, first, count, lossSums, payloadValues: predictions.length },
+      payload: predictions,
+    };
+  }
+
+  dispose(): void {
+    this.runner.dispose();
+  }
+}
