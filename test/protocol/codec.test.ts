@@ -2,20 +2,27 @@ import { encode as pack } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import { ProtocolError, type RejectReason } from '../../protocol/errors.js';
-import type { Message } from '../../protocol/messages.js';
+import { type Message, messageSchema } from '../../protocol/messages.js';
 
 const fingerprint = 'ab'.repeat(32);
+const layout = [{ name: 'conv1/kernel', shape: [3, 3, 1, 16], offset: 0 }, { name: 'conv1/bias', shape: [16], offset: 144 }];
+const dataset = { spec: 'mnist:train', fingerprint, count: 60000 };
+/** One of every message type: the union is exhaustive, so a new type without a sample fails to compile below. */
 const samples: [Message, number][] = [
-  [{ type: 'hello', workerId: 'w-1', backend: 'wasm', dataFingerprint: fingerprint }, 0],
-  [{ type: 'hello', workerId: 'w-2', backend: 'tensorflow', dataFingerprint: null }, 0],
-  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, microBatchSize: 16, dataFingerprint: fingerprint, weightsVersion: 0, payloadValues: 5 }, 5],
-  [{ type: 'assign', step: 3, weightsVersion: 3, first: 8, count: 4 }, 0],
-  [{ type: 'contribution', step: 3, first: 8, count: 4, lossSum: 1.25, correct: 50, samples: 64, payloadValues: 7 }, 7],
+  [{ type: 'hello', workerId: 'w-1', backend: 'wasm' }, 0],
+  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, train: dataset, test: { ...dataset, count: 10000 } }, 0],
+  [{ type: 'ready', missing: ['train'] }, 0],
+  [{ type: 'dataChunk', split: 'test', first: 8, count: 2, total: 10, images: new Uint8Array(2 * 784).fill(7), labels: Uint8Array.of(3, 9) }, 0],
   [{ type: 'weights', version: 4, payloadValues: 3 }, 3],
+  [{ type: 'assign', step: 3, epoch: 0, batchStart: 192, batchSamples: 64, weightsVersion: 3, first: 2, count: 2 }, 0],
+  [{ type: 'contribution', step: 3, level: 1, index: 1, lossSum: 1.25, correct: 50, samples: 64, computeSeconds: 0.02, payloadValues: 7 }, 7],
+  [{ type: 'evaluate', round: 2, weightsVersion: 7, chunkSize: 500, first: 4, count: 3 }, 0],
+  [{ type: 'evaluation', round: 2, first: 4, count: 2, lossSums: [1.5, 2.5], payloadValues: 5 }, 5],
   [{ type: 'heartbeat', sentAt: 1234.5 }, 0],
   [{ type: 'error', code: 'bad_frame', message: 'nope' }, 0],
   [{ type: 'shutdown', reason: 'done' }, 0],
 ];
+
 
 function rejection(bytes: Uint8Array, maxFrameBytes?: number): RejectReason | 'accepted' {
   try {
@@ -28,6 +35,11 @@ function rejection(bytes: Uint8Array, maxFrameBytes?: number): RejectReason | 'a
 }
 
 describe('frames', () => {
+  it('has a round-trip sample for every message type', () => {
+    const types = messageSchema.options.map((o) => o.shape.type.value);
+    expect(new Set(samples.map(([m]) => m.type))).toEqual(new Set(types));
+  });
+
   it.each(samples)('round-trips %j', (message, values) => {
     const payload = Float32Array.from({ length: values }, (_, i) => (i - 2.5) * 1e-3);
     const frame = decodeFrame(encodeFrame(message, payload));
@@ -49,6 +61,12 @@ describe('frames', () => {
     const shifted = new Uint8Array(bytes.length + 1).subarray(1);
     shifted.set(bytes);
     expect(decodeFrame(shifted).payload).toEqual(payload);
+    // A Node Buffer's slice() is a view of its (shared) pool, not a copy: the decoder must not use it.
+    for (let shift = 1; shift < 4; shift++) {
+      const pooled = Buffer.alloc(bytes.length + 7).subarray(shift, shift + bytes.length);
+      pooled.set(bytes);
+      expect(decodeFrame(pooled).payload).toEqual(payload);
+    }
   });
 
   it('never sends a tensor through msgpack: a typed array smuggled into a header is refused', () => {
@@ -64,7 +82,7 @@ describe('frames', () => {
 });
 
 describe('rejections, each with its reason', () => {
-  const good = encodeFrame({ type: 'contribution', step: 1, first: 0, count: 2, lossSum: 0.5, correct: 3, samples: 4, payloadValues: 4 }, Float32Array.of(1, 2, 3, 4));
+  const good = encodeFrame({ type: 'contribution', step: 1, level: 1, index: 0, lossSum: 0.5, correct: 3, samples: 4, computeSeconds: 0.1, payloadValues: 4 }, Float32Array.of(1, 2, 3, 4));
   const mutate = (f: (b: Uint8Array) => void) => {
     const b = good.slice();
     f(b);
