@@ -12,7 +12,7 @@ import { type Progress, createProgress } from './progress.js';
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
   maxSteps?: number; train: string; test: string; out?: string; resume?: string; host: string; port: number;
-  evalChunk: number; json?: boolean;
+  evalChunk: number; maxFrameMb: number; json?: boolean;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -32,6 +32,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', nonNegativeInt, defaultPort)
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
+    .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 

@@ -24,8 +24,10 @@ export interface LaunchOptions {
   config: NewRunConfig;
   resume?: { from: string; overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>> };
   outDir: string;
-  listen: () => Promise<Listener>;
+  listen: (maxFrameBytes: number) => Promise<Listener>;
   minWorkers: number;
+  /** Largest frame accepted from a worker; must hold the model's weights. */
+  maxFrameBytes: number;
   log: Logger;
   hooks?: CoordinatorHooks;
 }
@@ -79,11 +81,13 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const model = getModel(state.config.model);
   validateGeometry({ trainCount: train.count, batchSize: state.config.batchSize, microBatchSize: state.config.microBatchSize });
   const layout = paramLayout(model);
-  const listener = await o.listen();
+  const needed = layout.size * 4 + 4096;
+  if (o.maxFrameBytes < needed) throw new Error(`the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`);
+  const listener = await o.listen(o.maxFrameBytes);
   const rejections = new RejectionCounts();
   const { config } = state;
   const pool = new WorkerPool({
-    listener, log: o.log, rejections, datasets: { train, test },
+    listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes,
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size,

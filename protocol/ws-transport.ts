@@ -12,6 +12,13 @@ export interface WsOptions {
   maxFrameBytes?: number;
 }
 
+/**
+ * ws cuts a connection (close 1009) on a message over its maxPayload before anyone sees it. Setting
+ * it a little above the decoder's limit lets moderately oversized frames reach the decoder, where
+ * they are rejected, logged and counted as too_large like every other bad frame.
+ */
+const wsMaxPayload = (options: WsOptions) => (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) + (1 << 20);
+
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -59,7 +66,7 @@ class WsLink implements Link {
 }
 
 export async function listenWs(host: string, port: number, options: WsOptions = {}): Promise<Listener> {
-  const server = new WebSocketServer({ host, port, maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false });
+  const server = new WebSocketServer({ host, port, maxPayload: wsMaxPayload(options), perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', (err) => reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)));
@@ -81,7 +88,7 @@ export async function listenWs(host: string, port: number, options: WsOptions = 
 }
 
 export async function connectWs(url: string, options: WsOptions = {}): Promise<Link> {
-  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
+  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: wsMaxPayload(options) });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', (err) => reject(new TransportError(`cannot connect to ${url}: ${err.message}`)));

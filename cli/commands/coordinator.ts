@@ -16,7 +16,7 @@ export function coordinatorCommand(): Command {
       const log = createLogger('coordinator');
       const run = await launchRun({
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
-        listen: () => listenWs(flags.host, flags.port), minWorkers: flags.minWorkers, log, hooks: progressHooks(log),
+        listen: (maxFrameBytes) => listenWs(flags.host, flags.port, { maxFrameBytes }), maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.minWorkers, log, hooks: progressHooks(log),
       });
       stopOnSigint(run.coordinator, log);
       report(await run.finish(), flags.json, log);

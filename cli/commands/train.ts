@@ -26,7 +26,7 @@ export function trainCommand(): Command {
       const log = createLogger('coordinator');
       const run = await launchRun({
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
-        listen: () => listenWs(flags.host, flags.port), minWorkers: flags.workers, log, hooks: progressHooks(log),
+        listen: (maxFrameBytes) => listenWs(flags.host, flags.port, { maxFrameBytes }), maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
       });
       const workers = spawnLocalWorkers(flags.workers, run.url, flags.backend, log);
       stopOnSigint(run.coordinator, log);

@@ -1,0 +1,91 @@
+/** The built gradfleet binary as users run it (npm test builds dist/ before vitest starts). */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { loadMnist, subset, writeKaggleCsv } from '../../training/data/index.js';
+
+export const bin = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export interface Finished {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** The --json object: the last stdout line, parsed (undefined if it is not JSON). */
+  json: Record<string, any> | undefined;
+}
+
+export interface Started {
+  child: ChildProcess;
+  done: Promise<Finished>;
+  /** Resolves with the first stderr line matching `pattern`. */
+  waitFor(pattern: RegExp): Promise<string>;
+}
+
+export function start(args: string[], env: Record<string, string> = {}): Started {
+  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const watchers: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+    for (const w of [...watchers]) {
+      const line = stderr.split('\n').find((l) => w.pattern.test(l));
+      if (line) {
+        watchers.splice(watchers.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  const done = new Promise<Finished>((resolve) => child.on('close', (status) => {
+    let json: Record<string, any> | undefined;
+    try {
+      json = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
+    } catch {
+      json = undefined;
+    }
+    resolve({ status, stdout, stderr, json });
+  }));
+  return {
+    child, done,
+    waitFor: (pattern) => new Promise((resolve, reject) => {
+      const line = stderr.split('\n').find((l) => pattern.test(l));
+      if (line) return resolve(line);
+      watchers.push({ pattern, resolve });
+      child.on('close', () => reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`)));
+    }),
+  };
+}
+
+export const run = (args: string[], env?: Record<string, string>): Promise<Finished> => start(args, env).done;
+
+/** Fails the test with the process's stderr when it did not exit cleanly. */
+export function expectOk(r: Finished): Record<string, any> {
+  if (r.status !== 0 || !r.json) throw new Error(`gradfleet exited ${r.status}:\n${r.stderr.slice(-4000)}`);
+  return r.json;
+}
+
+/** A temp dir removed after the file's tests (call at collection time, not inside an `it`). */
+export function tempDir(prefix = 'gradfleet-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Small real-MNIST data sets as Kaggle CSVs, so a test can run whole epochs in seconds: the first
+ * `train` training images and the first `test` test images (labelled), plus the test images
+ * without labels as Kaggle's test.csv.
+ */
+export function smallMnist(dir: string, train: number, test: number): { train: string; test: string; unlabelled: string } {
+  const paths = { train: join(dir, 'train.csv'), test: join(dir, 'test-labelled.csv'), unlabelled: join(dir, 'test.csv') };
+  const first = (n: number) => Array.from({ length: n }, (_, i) => i);
+  writeKaggleCsv(paths.train, subset(loadMnist('train'), first(train), 'train'));
+  const testSet = subset(loadMnist('test'), first(test), 'test');
+  writeKaggleCsv(paths.test, testSet);
+  writeKaggleCsv(paths.unlabelled, { ...testSet, labels: null });
+  return paths;
+}
