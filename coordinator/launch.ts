@@ -54,30 +54,37 @@ function datasetRef(spec: string, data: Dataset) {
   return { spec, fingerprint: fingerprint(data), count: data.count };
 }
 
-async function initialState(o: LaunchOptions, train: Dataset, test: Dataset): Promise<RunState> {
-  if (o.resume) {
-    const { state, path } = await loadRunState(o.resume.from, o.log);
-    for (const [key, value] of Object.entries(o.resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
-    for (const split of ['train', 'test'] as const) {
-      const now = fingerprint(split === 'train' ? train : test);
-      if (now !== state.config[split].fingerprint) throw new Error(`cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`);
-    }
-    o.log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
-    return state;
+function loadLabelled(spec: string, role: string): Dataset {
+  const data = loadDataset(spec);
+  if (!data.labels) throw new Error(`${spec}: ${role} data needs labels`);
+  return data;
+}
+
+/** A resumed run's state and data: the data named in its checkpoint, proven unchanged. */
+async function resumedRun(o: LaunchOptions & { resume: NonNullable<LaunchOptions['resume']> }) {
+  const { state, path } = await loadRunState(o.resume.from, o.log);
+  for (const [key, value] of Object.entries(o.resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
+  const data = { train: loadLabelled(state.config.train.spec, 'training'), test: loadLabelled(state.config.test.spec, 'test') };
+  for (const split of ['train', 'test'] as const) {
+    if (fingerprint(data[split]) !== state.config[split].fingerprint) throw new Error(`cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`);
   }
+  o.log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
+  return { state, ...data };
+}
+
+function freshRun(o: LaunchOptions) {
   const { train: trainSpec, test: testSpec, ...rest } = o.config;
+  const train = loadLabelled(trainSpec, 'training');
+  const test = loadLabelled(testSpec, 'test');
   const model = getModel(rest.model);
   const config: RunConfig = { ...rest, runId: randomUUID(), train: datasetRef(trainSpec, train), test: datasetRef(testSpec, test) };
   const weights = initialWeights(model, config.seed);
-  return { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [] };
+  const state: RunState = { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [] };
+  return { state, train, test };
 }
 
 export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
-  const train = loadDataset(o.config.train);
-  const test = loadDataset(o.config.test);
-  if (!train.labels) throw new Error(`${o.config.train}: training data needs labels`);
-  if (!test.labels) throw new Error(`${o.config.test}: test data needs labels`);
-  const state = await initialState(o, train, test);
+  const { state, train, test } = o.resume ? await resumedRun({ ...o, resume: o.resume }) : freshRun(o);
   const model = getModel(state.config.model);
   validateGeometry({ trainCount: train.count, batchSize: state.config.batchSize, microBatchSize: state.config.microBatchSize });
   const layout = paramLayout(model);

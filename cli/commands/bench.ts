@@ -1,9 +1,11 @@
 /**
  * `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend.
  * `gradfleet bench wire`: frame size, encode/decode time and precision per payload dtype.
+ * `gradfleet bench cluster`: steady-state throughput of the embedded cluster per model and worker count.
  */
 import Table from 'cli-table3';
 import { Command } from 'commander';
+import { benchmarkCluster } from '../../bench/cluster.js';
 import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
 import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
@@ -13,6 +15,14 @@ import { oneOf, positiveInt, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
+
+const DEFAULT_CLUSTER_MODELS = ['mnist-cnn', 'mnist-small'];
+const DEFAULT_CLUSTER_WORKERS = [1, 2];
+
+/** A variadic positive-integer option: the values given replace the default (as commander does for strings). */
+function positiveInts(defaults: number[]) {
+  return (value: string, previous: number[]) => [...(previous === defaults ? [] : previous), positiveInt(value)];
+}
 
 export function benchCommand(): Command {
   const bench = new Command('bench').description('benchmarks (run them alone: on 2 cores anything else halves the figure)');
@@ -72,6 +82,41 @@ export function benchCommand(): Command {
         table.push([r.dtype, r.bytes, `${fixed(0)((100 * r.bytes) / f32Bytes)}%`, fixed(2)(r.encode_ms), fixed(2)(r.decode_ms), r.max_rel_error.toExponential(2)]);
       }
       process.stdout.write(`Weights frame of ${opts.values} values, N(0, 1) (median of ${opts.reps}; relative error over |x| ≥ 2^-14):\n${table.toString()}\n`);
+    });
+  bench.command('cluster')
+    .description('steady-state samples/s of `train` (coordinator + local workers over WebSockets) per model and worker count, and where a step goes')
+    .option('--model <name...>', `models to run (${modelNames().join(', ')})`, DEFAULT_CLUSTER_MODELS)
+    .option('--workers <n...>', 'worker counts to run', positiveInts(DEFAULT_CLUSTER_WORKERS), DEFAULT_CLUSTER_WORKERS)
+    .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 128)
+    .option('--micro-batch <n>', 'samples per micro-batch', positiveInt, 32)
+    .option('--steps <n>', 'timed steps per configuration (after the warm-up steps)', positiveInt, 10)
+    .option('--warmup <n>', 'warm-up steps, run and subtracted', positiveInt, 2)
+    .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'wasm')
+    .option('--json', 'print one JSON object per model and worker count; the last stdout line is the last one')
+    .action(async (opts: { model: string[]; workers: number[]; batchSize: number; microBatch: number; steps: number; warmup: number; backend: string; json?: boolean }) => {
+      const log = createLogger('bench');
+      const models = opts.model.map((name) => getModel(name).name);
+      const rows = await benchmarkCluster({
+        models, workers: opts.workers, batchSize: opts.batchSize, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup, backend: opts.backend,
+        onRun: ({ model, workers, maxSteps }) => log.info({ model, workers, max_steps: maxSteps }, `train ${model}, ${workers} worker(s), ${maxSteps} steps`),
+      });
+      if (opts.json) {
+        for (const row of rows) printJson(row);
+        return;
+      }
+      const table = new Table({
+        head: ['model', 'backend', 'workers', 'batch', 'micro', 'samples/s', 'ms/step', 'compute ms', 'protocol ms', 'reduce ms', 'optimizer ms', 'broadcast ms', 'overhead', 'speed-up'],
+      });
+      for (const r of rows) {
+        table.push([
+          r.model, r.backend, r.workers, r.batch, r.micro_batch, fixed(0)(r.samples_per_s), fixed(1)(r.ms_per_step),
+          ...[r.compute_ms, r.protocol_ms, r.reduce_ms, r.optimizer_ms, r.broadcast_ms].map(fixed(1)),
+          `${fixed(0)(r.overhead_pct)}%`, r.speedup === null ? '–' : `${fixed(2)(r.speedup)}×`,
+        ]);
+      }
+      process.stdout.write(`Cluster training step, steady state (steps ${opts.warmup + 1}–${opts.warmup + opts.steps}: a ${opts.warmup + opts.steps}-step run minus a ${opts.warmup}-step run):\n${table.toString()}\n`
+        + 'protocol = gather − compute (assign, encode, transfer, decode, waiting for the slowest worker); overhead = share of the step that is not compute; '
+        + 'speed-up = samples/s over the 1-worker row. Coordinator and workers share this machine\'s cores.\n');
     });
   return bench;
 }
