@@ -1,0 +1,106 @@
+/**
+ * Bad input and lost work never change the result: rejected frames are counted by reason, their
+ * micro-batches recomputed elsewhere, and the run ends with the same bits as an undisturbed one.
+ */
+import { describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
+import type { Message, MessageOf } from '../../protocol/messages.js';
+import { decompose, nodeRange } from '../../training/parallel/reduction-tree.js';
+import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+
+const dir = tempDir();
+const data = smallMnist(dir, 300, 200);
+const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '11', '--max-steps', '8', '--epochs', '2',
+  '--train', data.train, '--test', data.test, '--json'];
+
+let undisturbed: string | undefined;
+async function undisturbedSha(): Promise<string> {
+  undisturbed ??= expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/undisturbed`])).weights_sha256;
+  return undisturbed!;
+}
+
+/** A coordinator on a free port, and its address once it listens. */
+async function coordinator(name: string, extra: string[] = []) {
+  const p = start(['coordinator', ...config, '--port', '0', '--out', `${dir}/${name}`, ...extra]);
+  const line = await p.waitFor(/coordinator listening on/);
+  const url = /ws:\/\/[0-9.]+:\d+/.exec(line)![0];
+  return { ...p, url };
+}
+
+const worker = (url: string, id: string, ...extra: string[]) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, ...extra]);
+
+describe('faults', () => {
+  it('a NaN gradient is rejected as non_finite and recomputed; the weights are unchanged', async () => {
+    const c = await coordinator('nan', ['--min-workers', '2']);
+    worker(c.url, 'poisoner', '--fault-nan-at-step', '3');
+    worker(c.url, 'honest');
+    const summary = expectOk(await c.done);
+    expect(summary.rejected_frames).toEqual({ non_finite: 1 });
+    expect(c.child.exitCode).toBe(0);
+    expect(summary.weights_sha256).toBe(await undisturbedSha());
+  }, 120_000);
+
+  it('a worker that dies mid-run loses no work: its micro-batches go to the survivor and the weights are unchanged', async () => {
+    const c = await coordinator('lost', ['--min-workers', '2']);
+    const doomed = worker(c.url, 'doomed', '--fault-exit-at-step', '4');
+    worker(c.url, 'survivor');
+    const summary = expectOk(await c.done);
+    expect((await doomed.done).status).toBe(3);
+    expect(summary.stopped).toBe('finished');
+    expect(summary.steps).toBe(8);
+    expect(summary.weights_sha256).toBe(await undisturbedSha());
+  }, 120_000);
+
+  it('malformed, oversized, wrong-version, wrong-shape and non-finite frames are rejected and counted while training goes on', async () => {
+    const c = await coordinator('rogue', ['--min-workers', '2', '--max-frame-mb', '1']);
+    const socket = new WebSocket(c.url, { perMessageDeflate: false });
+    await new Promise((resolve) => socket.once('open', resolve));
+    const send = (message: Message, payload?: Float32Array) => socket.send(encodeFrame(message, payload));
+
+    const valid = encodeFrame({ type: 'heartbeat', sentAt: 1 });
+    const withByte = (at: number, value: number) => {
+      const b = valid.slice();
+      b[at] = value;
+      return b;
+    };
+    socket.send(withByte(0, 0x58)); // bad magic
+    socket.send(withByte(4, 99)); // a protocol version from the future
+    socket.send(withByte(12, 0xc1)); // 0xc1 is never valid msgpack
+    socket.send(new Uint8Array(1.5 * 1024 * 1024)); // over the 1 MiB limit
+    socket.send(Buffer.from('not a frame')); // text-sized garbage
+    send({ type: 'assign', step: 0, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first: 0, count: 1 }); // before hello
+
+    // Then join like a worker and answer assignments badly: a wrong-shape gradient, then a NaN one, then vanish.
+    let welcome: MessageOf<'welcome'> | undefined;
+    let answered = 0;
+    socket.on('message', (bytes: Buffer) => {
+      const { message } = decodeFrame(new Uint8Array(bytes));
+      if (message.type === 'welcome') welcome = message;
+      if (message.type !== 'assign' || !welcome) return;
+      const microBatches = Math.ceil(message.batchSamples / welcome.microBatchSize);
+      const node = decompose(message.first, message.first + message.count, microBatches)[0];
+      const { first, end } = nodeRange(node, microBatches);
+      const samples = Math.min(message.batchSamples, end * welcome.microBatchSize) - first * welcome.microBatchSize;
+      const reply = (values: Float32Array) => send({
+        type: 'contribution', step: message.step, level: node.level, index: node.index, lossSum: 1, correct: 0, samples,
+        computeSeconds: 0.01, payloadValues: values.length,
+      }, values);
+      answered++;
+      if (answered === 1) reply(new Float32Array(welcome.layoutSize - 1));
+      else if (answered === 2) reply(new Float32Array(welcome.layoutSize).fill(Number.NaN));
+      else socket.terminate();
+    });
+    send({ type: 'hello', workerId: 'rogue', backend: 'none' });
+    send({ type: 'ready', missing: [] });
+    worker(c.url, 'honest');
+
+    const summary = expectOk(await c.done);
+    expect(summary.rejected_frames).toMatchObject({
+      bad_magic: 1, unknown_version: 1, malformed_header: 1, too_large: 1, unexpected_message: 1, wrong_payload_size: 1, non_finite: 1,
+    });
+    expect(summary.rejected_frames.too_short ?? 0).toBeGreaterThanOrEqual(1);
+    expect(summary.steps).toBe(8);
+    expect(summary.weights_sha256).toBe(await undisturbedSha());
+  }, 120_000);
+});
