@@ -15,8 +15,10 @@
  * not wall_s: it also counts the final test-set evaluation (10k inferences) and start-up. The phases
  * cover only the step loop, so start-up, evaluation and checkpointing never enter; differencing
  * removes the warm-up steps. The cost is some noise: run-to-run variation of the warm-up steps lands
- * in the difference, spread over `steps` (so use more steps for tighter figures); a difference below
- * zero (possible only for sub-millisecond phases) is reported as 0.
+ * in the difference, spread over `steps` (so use more steps, on an otherwise idle machine, for
+ * tighter figures). A gather or compute difference that is not positive means the noise swamped the
+ * measurement: an error. A smaller phase whose difference comes out below zero is reported as 0 and
+ * listed in `clamped`.
  *
  * A step's time is gather + reduce + optimizer + broadcast (the coordinator's bookkeeping between
  * steps is not timed and is negligible); samples/s = batch / step time. "Protocol" is gather −
@@ -68,10 +70,14 @@ export interface ClusterBenchmark {
   overhead_pct: number;
   /** samples/s over the same model's 1-worker row; null without one. */
   speedup: number | null;
+  /** Phases whose difference came out below zero (noise in a sub-millisecond phase), reported as 0. */
+  clamped: string[];
 }
 
 const PHASES = ['gather', 'compute', 'reduce', 'optimizer', 'broadcast'] as const;
 type Phase = (typeof PHASES)[number];
+
+const fixed = (v: number) => v.toFixed(3);
 
 /** Last characters of a child's stderr: enough for the error, never a whole dumped wasm runtime. */
 const tail = (s: string, n = 1500) => (s.length > n ? `…${s.slice(-n)}` : s);
@@ -131,7 +137,13 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
         summaries.push(await runTrain(o, model, workers, maxSteps));
       }
       const [short, long] = summaries.map(totals);
-      const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, (1000 * (long[p] - short[p])) / o.steps)])) as Record<Phase, number>;
+      const raw = Object.fromEntries(PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps])) as Record<Phase, number>;
+      if (!(raw.gather > 0 && raw.compute > 0)) {
+        throw new Error(`${model} with ${workers} worker(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's `
+          + `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`);
+      }
+      const clamped = PHASES.filter((p) => raw[p] < 0);
+      const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, raw[p])])) as Record<Phase, number>;
       const step = ms.gather + ms.reduce + ms.optimizer + ms.broadcast;
       const protocol = Math.max(0, ms.gather - ms.compute);
       modelRows.push({
@@ -139,7 +151,7 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
         samples_per_s: (1000 * o.batchSize) / step, ms_per_step: step,
         compute_ms: ms.compute, protocol_ms: protocol, reduce_ms: ms.reduce, optimizer_ms: ms.optimizer, broadcast_ms: ms.broadcast,
         overhead_pct: (100 * Math.max(0, step - ms.compute)) / step,
-        speedup: null,
+        speedup: null, clamped,
       });
     }
     const base = modelRows.find((r) => r.workers === 1);

@@ -110,13 +110,15 @@ export function benchCommand(): Command {
       for (const r of rows) {
         table.push([
           r.model, r.backend, r.workers, r.batch, r.micro_batch, fixed(0)(r.samples_per_s), fixed(1)(r.ms_per_step),
-          ...[r.compute_ms, r.protocol_ms, r.reduce_ms, r.optimizer_ms, r.broadcast_ms].map(fixed(1)),
+          fixed(1)(r.compute_ms), fixed(1)(r.protocol_ms),
+          ...(['reduce', 'optimizer', 'broadcast'] as const).map((p) => `${fixed(1)(r[`${p}_ms`])}${r.clamped.includes(p) ? '*' : ''}`),
           `${fixed(0)(r.overhead_pct)}%`, r.speedup === null ? '–' : `${fixed(2)(r.speedup)}×`,
         ]);
       }
       process.stdout.write(`Cluster training step, steady state (steps ${opts.warmup + 1}–${opts.warmup + opts.steps}: a ${opts.warmup + opts.steps}-step run minus a ${opts.warmup}-step run):\n${table.toString()}\n`
         + 'protocol = gather − compute (assign, encode, transfer, decode, waiting for the slowest worker); overhead = share of the step that is not compute; '
-        + 'speed-up = samples/s over the 1-worker row. Coordinator and workers share this machine\'s cores.\n');
+        + 'speed-up = samples/s over the 1-worker row. Coordinator and workers share this machine\'s cores.\n'
+        + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
   return bench;
 }
