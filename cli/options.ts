@@ -1,5 +1,6 @@
 /** Flag parsers shared by the subcommands: each rejects bad input with a message naming the flag's rule. */
 import { InvalidArgumentError } from 'commander';
+import { type WireDtype, parseWireDtype } from '../protocol/wire-dtype.js';
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -24,6 +25,14 @@ export function unitFraction(value: string): number {
   const n = Number(value);
   if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1]');
   return n;
+}
+
+export function wireDtype(value: string): WireDtype {
+  try {
+    return parseWireDtype(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 export function oneOf<T extends string>(choices: readonly T[]): (value: string) => T {

@@ -6,13 +6,14 @@ import type { CoordinatorHooks } from '../coordinator/coordinator.js';
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
-import { nonNegativeInt, positiveInt, positiveNumber, printJson, unitFraction } from './options.js';
+import { nonNegativeInt, positiveInt, positiveNumber, printJson, unitFraction, wireDtype } from './options.js';
+import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
 
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
   maxSteps?: number; train: string; test: string; out?: string; resume?: string; host: string; port: number;
-  evalChunk: number; maxFrameMb: number; json?: boolean;
+  evalChunk: number; maxFrameMb: number; wire: WireDtype; json?: boolean;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -33,6 +34,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--port <n>', 'port to listen on (0: any free port)', nonNegativeInt, defaultPort)
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
     .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
+    .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)', wireDtype, 'f32')
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 
@@ -40,7 +42,7 @@ export function runConfigOf(flags: RunFlags): NewRunConfig {
   return {
     model: flags.model, seed: flags.seed, batchSize: flags.batchSize, microBatchSize: flags.microBatch, epochs: flags.epochs,
     maxSteps: flags.maxSteps ?? null, adam: { ...DEFAULT_ADAM, learningRate: flags.lr }, lrDecay: flags.lrDecay,
-    evalChunkSize: flags.evalChunk, train: flags.train, test: flags.test,
+    evalChunkSize: flags.evalChunk, wire: flags.wire, train: flags.train, test: flags.test,
   };
 }
 
@@ -54,7 +56,7 @@ export function outDirOf(flags: RunFlags): string {
 /** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
 export function resumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
   if (!flags.resume) return undefined;
-  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test'];
+  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire'];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';

@@ -236,7 +236,7 @@ export class Coordinator {
     const { state } = this.o;
     if (session.weightsVersion === state.step) return;
     if (this.weightsFrame?.version !== state.step) {
-      this.weightsFrame = { version: state.step, bytes: encodeFrame({ type: 'weights', version: state.step, payloadValues: state.weights.length }, state.weights) };
+      this.weightsFrame = { version: state.step, bytes: encodeFrame({ type: 'weights', version: state.step, payloadValues: state.weights.length }, state.weights, { dtype: state.config.wire }) };
     }
     session.channel.sendEncoded(this.weightsFrame.bytes);
     session.weightsVersion = state.step;

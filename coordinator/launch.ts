@@ -33,7 +33,7 @@ export interface LaunchOptions {
 }
 
 export interface RunSummary {
-  model: string; backend: string; workers: number; transport: string; steps: number; epochs: number; samples: number;
+  model: string; backend: string; workers: number; transport: string; wire: string; steps: number; epochs: number; samples: number;
   wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
   checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
   phases_s_per_step: Record<string, number>;
@@ -97,7 +97,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes,
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
-      layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size,
+      layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
       train: config.train, test: config.test,
     },
   });
@@ -136,6 +136,7 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
     backend: [...outcome.backends].join(',') || 'none',
     workers: outcome.workersSeen.size,
     transport: 'ws',
+    wire: state.config.wire,
     steps: state.step,
     epochs: state.history.length,
     samples: outcome.samplesRun,

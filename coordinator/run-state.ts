@@ -4,6 +4,7 @@
  * bit for bit, because every shuffle and dropout mask is derived from (seed, epoch, step).
  */
 import { z } from 'zod';
+import { WIRE_DTYPES } from '../protocol/wire-dtype.js';
 import type { AdamState } from '../training/optimizer/adam.js';
 
 export const runConfigSchema = z.object({
@@ -18,6 +19,8 @@ export const runConfigSchema = z.object({
   /** The learning rate of epoch e is adam.learningRate · lrDecay^e. */
   lrDecay: z.number().positive().max(1),
   evalChunkSize: z.number().int().positive(),
+  /** Payload dtype of gradients and weights on the wire; f32 keeps results bit-identical across worker counts. */
+  wire: z.enum(WIRE_DTYPES),
   train: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
   test: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
 });

@@ -103,6 +103,7 @@ export class WorkerPool {
     }
     const session: WorkerSession = { id: message.workerId, channel, backend: message.backend, state: 'welcomed', weightsVersion: -1 };
     this.sessions.set(session.id, session);
+    channel.wire = this.options.welcome.wire;
     this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend }, `worker ${session.id} joined from ${channel.peer}`);
     channel.send(this.options.welcome);
     return session;

@@ -7,6 +7,7 @@ import { type Frame, decodeFrame, encodeFrame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { Message } from './messages.js';
 import type { Link } from './transport.js';
+import type { WireDtype } from './wire-dtype.js';
 
 /** Rejections by reason: protocol checks plus the roles' own (e.g. a contribution nobody asked for). */
 export class RejectionCounts {
@@ -49,8 +50,11 @@ export class Channel {
     return this.link.peer;
   }
 
+  /** Tensor payloads travel in `wire` (set once the run's wire dtype is agreed). */
+  wire: WireDtype = 'f32';
+
   send(message: Message, payload?: Float32Array): void {
-    this.sendEncoded(encodeFrame(message, payload));
+    this.sendEncoded(encodeFrame(message, payload, { dtype: payload && payload.length > 0 ? this.wire : 'f32' }));
   }
 
   /** For frames encoded once and sent to many (weights). */

@@ -5,6 +5,7 @@
  * (codec.ts), and `payloadValues` says how many values the payload must hold.
  */
 import { z } from 'zod';
+import { WIRE_DTYPES } from './wire-dtype.js';
 
 const id = z.string().min(1).max(128);
 const count = z.number().int().nonnegative();
@@ -40,6 +41,8 @@ export const welcomeSchema = z.object({
   microBatchSize: z.number().int().positive(),
   layout: z.array(z.object({ name: z.string().max(256), shape: z.array(count).max(8), offset: count })).max(MAX_LAYOUT_ENTRIES),
   layoutSize: count,
+  /** Dtype of tensor payloads in both directions (f32 unless the run chose fp16/bf16). */
+  wire: z.enum(WIRE_DTYPES),
   train: datasetInfo,
   test: datasetInfo,
 });

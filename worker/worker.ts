@@ -82,6 +82,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         && ours.entries.every((e, i) => e.name === w.layout[i].name && e.offset === w.layout[i].offset && e.shape.join() === w.layout[i].shape.join());
       if (!agrees) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
       welcome = w;
+      channel.wire = w.wire;
       const missing: Split[] = [];
       for (const split of ['train', 'test'] as const) {
         const info = w[split];

@@ -80,6 +80,16 @@ describe('determinism across worker counts', () => {
     expect(maxAbsDiff(reference, initialWeights(getModel('mnist-small'), 7))).toBeGreaterThan(1e-3);
   }, 240_000);
 
+  it('--wire bf16 trains as well as f32, is kept in the run config, and is the one mode that gives up bit-identity', async () => {
+    const out = `${dir}/bf16`;
+    const bf16 = expectOk(await run(['train', ...common, '--workers', '2', '--wire', 'bf16', '--out', out]));
+    const f32 = expectOk(await run(['train', ...common, '--workers', '2', '--out', `${dir}/f32`]));
+    expect(bf16.wire).toBe('bf16');
+    expect(bf16.weights_sha256).not.toBe(f32.weights_sha256);
+    expect(Math.abs(bf16.test_accuracy - f32.test_accuracy)).toBeLessThan(0.03);
+    expect((await loadRunState(out)).state.config.wire).toBe('bf16');
+  }, 240_000);
+
   it('holds for mnist-cnn (BatchNorm statistics and dropout masks reduced over the same tree)', async () => {
     const args = ['train', '--model', 'mnist-cnn', '--backend', 'wasm', '--batch-size', '32', '--micro-batch', '8', '--max-steps', '3', '--seed', '3',
       '--train', data.train, '--test', data.test, '--json'];

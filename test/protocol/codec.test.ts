@@ -10,7 +10,7 @@ const dataset = { spec: 'mnist:train', fingerprint, count: 60000 };
 /** One of every message type: the union is exhaustive, so a new type without a sample fails to compile below. */
 const samples: [Message, number][] = [
   [{ type: 'hello', workerId: 'w-1', backend: 'wasm' }, 0],
-  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, train: dataset, test: { ...dataset, count: 10000 } }, 0],
+  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, wire: 'f32', train: dataset, test: { ...dataset, count: 10000 } }, 0],
   [{ type: 'ready', missing: ['train'] }, 0],
   [{ type: 'dataChunk', split: 'test', first: 8, count: 2, total: 10, images: new Uint8Array(2 * 784).fill(7), labels: Uint8Array.of(3, 9) }, 0],
   [{ type: 'weights', version: 4, payloadValues: 3 }, 3],
