@@ -20,8 +20,8 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
   return cmd
     .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
     .option('--epochs <n>', 'epochs', positiveInt, 1)
-    .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 64)
-    .option('--micro-batch <n>', 'samples per micro-batch (the unit of work and of the reduction tree)', positiveInt, 16)
+    .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 128)
+    .option('--micro-batch <n>', 'samples per micro-batch (the unit of work and of the reduction tree)', positiveInt, 32)
     .option('--lr <rate>', 'Adam learning rate', positiveNumber, DEFAULT_ADAM.learningRate)
     .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch', unitFraction, 1)
     .option('--seed <n>', 'seed for initial weights, shuffles and dropout', nonNegativeInt, 1)

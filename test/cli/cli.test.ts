@@ -18,7 +18,7 @@ function gradfleet(...args: string[]) {
 
 describe('gradfleet train', () => {
   it('trains, evaluates and ends stdout with the JSON summary; the same seed gives the same weights', () => {
-    const args = ['train', '--model', 'mnist-small', '--max-steps', '40', '--backend', 'wasm', '--workers', '1', '--out', out, '--json'];
+    const args = ['train', '--model', 'mnist-small', '--max-steps', '40', '--batch-size', '64', '--backend', 'wasm', '--workers', '1', '--out', out, '--json'];
     const first = gradfleet(...args);
     expect(first.status).toBe(0);
     const summary = JSON.parse(first.last);
