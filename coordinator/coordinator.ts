@@ -9,6 +9,7 @@
 import { encodeFrame } from '../protocol/codec.js';
 import type { Logger } from 'pino';
 import type { RejectionCounts } from '../protocol/channel.js';
+import type { MessageOf } from '../protocol/messages.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
 import { applyUpdate } from '../training/optimizer/apply-update.js';
@@ -84,6 +85,7 @@ interface ActiveWork {
   kind: ResultMessage['type'];
   tracker: WorkTracker;
   send(session: WorkerSession, range: Range): void;
+  /** Only called with messages of type `kind` (onResult checks), hence the narrowing casts. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict;
   done(): void;
 }
@@ -156,7 +158,7 @@ export class Coordinator {
     await this.runWork({
       kind: 'contribution',
       tracker: gather.tracker,
-      accept: (s, m, p) => (m.type === 'contribution' ? gather.accept(s.id, m, p) : { ok: false, reason: 'unexpected_message', detail: 'evaluation during a step', reassign: [] }),
+      accept: (s, m, p) => gather.accept(s.id, m as MessageOf<'contribution'>, p),
       send: (s, r) => {
         this.ensureWeights(s);
         s.channel.send({
@@ -168,7 +170,7 @@ export class Coordinator {
     const t1 = performance.now();
     const average = averageOf(gather.reduce());
     const t2 = performance.now();
-    const next = applyUpdate(layout, state.weights, average.values, state.adam, adamForEpoch(state.config, position.epoch));
+    const next = applyUpdate(layout, state.weights, average.values, state.adam, adamForEpoch(state.config, position.epoch), { inPlace: true });
     state.weights = next.weights;
     state.adam = next.adam;
     state.step++;
@@ -202,7 +204,7 @@ export class Coordinator {
     await this.runWork({
       kind: 'evaluation',
       tracker: gather.tracker,
-      accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : { ok: false, reason: 'stale_result', detail: 'contribution during an evaluation', reassign: [] }),
+      accept: (s, m, p) => gather.accept(s.id, m as MessageOf<'evaluation'>, p),
       send: (s, r) => {
         this.ensureWeights(s);
         s.channel.send({ type: 'evaluate', round, weightsVersion: state.step, chunkSize: gather.chunkSize, first: r.first, count: r.end - r.first });

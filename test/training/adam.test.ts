@@ -44,6 +44,21 @@ describe('adamStep', () => {
     expect(relativeError(w, expected)).toBeLessThan(1e-5);
   });
 
+  it('in place computes the same bits into the given buffers', () => {
+    const size = 1000;
+    const w = randomArray(size, 3);
+    const g = randomArray(size, 4);
+    const state = createAdamState(size);
+    const pure = adamStep(w, g, state, DEFAULT_ADAM, [{ offset: 10, size: 900 }]);
+    const mine = { w: w.slice(), m: state.m.slice(), v: state.v.slice() };
+    const inPlace = adamStep(mine.w, g, { step: 0, m: mine.m, v: mine.v }, DEFAULT_ADAM, [{ offset: 10, size: 900 }], true);
+    expect(inPlace.weights).toBe(mine.w);
+    expect(inPlace.state.m).toBe(mine.m);
+    expect(Buffer.from(mine.w.buffer).equals(Buffer.from(pure.weights.buffer))).toBe(true);
+    expect(Buffer.from(mine.v.buffer).equals(Buffer.from(pure.state.v.buffer))).toBe(true);
+    expect(Buffer.from(w.buffer).equals(Buffer.from(mine.w.buffer))).toBe(false); // the pure call left w alone
+  });
+
   it('rejects mismatched sizes', () => {
     expect(() => adamStep(new Float32Array(3), new Float32Array(2), createAdamState(3), DEFAULT_ADAM, [])).toThrow(/size mismatch/);
   });
@@ -55,7 +70,7 @@ describe('applyUpdate', () => {
     const layout = paramLayout(model);
     const w = initialWeights(model, 1);
     const contribution = new Float32Array(layout.size).fill(0.5);
-    const { weights, adam } = applyUpdate(layout, w, contribution, createAdamState(layout.size), DEFAULT_ADAM, 0.99);
+    const { weights, adam } = applyUpdate(layout, w, contribution, createAdamState(layout.size), DEFAULT_ADAM, { momentum: 0.99 });
     const byName = (n: string) => layout.entries.find((e) => e.name === n)!;
     expect(weights[byName('bn1/moving_mean').offset]).toBeCloseTo(0.99 * 0 + 0.01 * 0.5, 7);
     expect(weights[byName('bn1/moving_variance').offset]).toBeCloseTo(0.99 * 1 + 0.01 * 0.5, 7);

@@ -33,11 +33,12 @@ export interface Range {
 }
 
 /**
- * Returns new weights and state; the inputs are not modified. Only `ranges` are updated, other
- * elements are copied unchanged.
+ * Returns new weights and state; the inputs are not modified unless `inPlace` (the coordinator
+ * owns its buffers and saves copying 3 × 14 MB per mnist-cnn step). Only `ranges` are updated, other
+ * elements are copied unchanged. Both modes compute the same bits.
  */
 export function adamStep(
-  weights: Float32Array, grads: Float32Array, state: AdamState, config: AdamConfig, ranges: readonly Range[],
+  weights: Float32Array, grads: Float32Array, state: AdamState, config: AdamConfig, ranges: readonly Range[], inPlace = false,
 ): { weights: Float32Array; state: AdamState } {
   if (grads.length !== weights.length || state.m.length !== weights.length || state.v.length !== weights.length) {
     throw new Error(`adamStep: size mismatch (weights ${weights.length}, grads ${grads.length}, m ${state.m.length}, v ${state.v.length})`);
@@ -45,9 +46,9 @@ export function adamStep(
   const { learningRate, beta1, beta2, epsilon } = config;
   const t = state.step + 1;
   const stepSize = learningRate * Math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t);
-  const w = weights.slice();
-  const m = state.m.slice();
-  const v = state.v.slice();
+  const w = inPlace ? weights : weights.slice();
+  const m = inPlace ? state.m : state.m.slice();
+  const v = inPlace ? state.v : state.v.slice();
   for (const { offset, size } of ranges) {
     for (let i = offset, end = offset + size; i < end; i++) {
       const g = grads[i];

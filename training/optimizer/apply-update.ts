@@ -16,9 +16,10 @@ export function trainableRanges(layout: ParamLayout): Range[] {
 
 export function applyUpdate(
   layout: ParamLayout, weights: Float32Array, contribution: Float32Array, adam: AdamState, config: AdamConfig,
-  momentum = BATCH_NORM_MOMENTUM,
+  options: { momentum?: number; inPlace?: boolean } = {},
 ): UpdateResult {
-  const next = adamStep(weights, contribution, adam, config, trainableRanges(layout));
+  const { momentum = BATCH_NORM_MOMENTUM, inPlace = false } = options;
+  const next = adamStep(weights, contribution, adam, config, trainableRanges(layout), inPlace);
   for (const e of layout.entries) {
     if (e.trainable) continue;
     for (let i = e.offset, end = e.offset + e.size; i < end; i++) {
