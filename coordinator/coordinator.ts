@@ -168,7 +168,12 @@ export class Coordinator {
       },
     });
     const t1 = performance.now();
-    const average = averageOf(gather.reduce());
+    const root = gather.reduce();
+    const acc = state.epochAccumulator;
+    acc.lossSum += root.lossSum;
+    acc.correct += root.correct;
+    acc.samples += root.samples;
+    const average = averageOf(root);
     const t2 = performance.now();
     const next = applyUpdate(layout, state.weights, average.values, state.adam, adamForEpoch(state.config, position.epoch), { inPlace: true });
     state.weights = next.weights;
@@ -177,10 +182,6 @@ export class Coordinator {
     const t3 = performance.now();
     for (const s of pool.ready()) this.ensureWeights(s);
     const t4 = performance.now();
-    const acc = state.epochAccumulator;
-    acc.lossSum += average.loss * batch.samples;
-    acc.correct += Math.round(average.accuracy * batch.samples);
-    acc.samples += batch.samples;
     Object.assign(this.phases, {
       steps: this.phases.steps + 1,
       gather: this.phases.gather + (t1 - t0) / 1000,
