@@ -1,8 +1,8 @@
 /** What a run leaves in its directory besides checkpoints: pictures, the exported model, the summary. */
 import { existsSync } from 'node:fs';
-import { writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../common/write-atomic.js';
 import { writeTfjsModel } from '../training/export/tfjs-layers.js';
 import type { ModelSpec } from '../training/models/spec.js';
 import { renderConfusionMatrix, renderTrainingCurves, writeSvg } from '../training/report/index.js';
@@ -38,9 +38,7 @@ export async function exportModel(outDir: string, model: ModelSpec, weights: Flo
 }
 
 export async function writeSummary(outDir: string, summary: object): Promise<void> {
-  const path = runPaths(outDir).summary;
-  await writeFile(`${path}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(runPaths(outDir).summary, `${JSON.stringify(summary, null, 2)}\n`);
 }
 
 /**

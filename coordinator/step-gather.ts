@@ -2,6 +2,7 @@
  * One step's gather: which tree nodes arrived from whom, checked against what each worker owes,
  * reduced over the fixed tree once every micro-batch is in.
  */
+import { firstNonFinite } from '../protocol/codec.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { BatchGeometry, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
@@ -9,11 +10,6 @@ import { type NodeSum, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel }
 import { type Range, WorkTracker } from './work-tracker.js';
 
 export type Verdict = { ok: true } | { ok: false; reason: string; detail: string; reassign: Range[] };
-
-export function firstNonFinite(values: Float32Array): number {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
-  return -1;
-}
 
 export class StepGather {
   readonly tracker: WorkTracker;

@@ -128,11 +128,16 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
   return { message, payload: decodeHalf(dtype, wire, new Float32Array(declared)), dtype };
 }
 
-/** Gradients and weights must be finite; the index of the first bad value makes the log useful. */
+/** Index of the first NaN or ±Infinity, or -1: gradients and weights must be finite. */
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
+/** Throws naming the first bad value's position, which makes the log useful. */
 export function assertFinite(payload: Float32Array, what: string): void {
-  for (let i = 0; i < payload.length; i++) {
-    if (!Number.isFinite(payload[i])) throw new ProtocolError('non_finite', `${what}: value ${i} is ${payload[i]}`);
-  }
+  const bad = firstNonFinite(payload);
+  if (bad >= 0) throw new ProtocolError('non_finite', `${what}: value ${bad} is ${payload[bad]}`);
 }
 
 /** A copy in a fresh ArrayBuffer. Not bytes.slice(): on a Node Buffer that is a view of a shared pool. */

@@ -7,7 +7,7 @@ import type { MessageOf } from '../protocol/messages.js';
 import type { ModelSpec } from '../training/models/spec.js';
 import { type NodeSum, decompose, leafSum, nodeKey, nodeRange, reduceNodes } from '../training/parallel/reduction-tree.js';
 import { type BatchGeometry, dropoutSeed, epochOrder, microBatchRange } from '../training/parallel/step-plan.js';
-import { crossEntropySum } from '../training/step/evaluate.js';
+import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
 import { ModelRunner, argmaxRows } from '../training/step/model-runner.js';
 
 export interface ComputedNode {
@@ -94,15 +94,11 @@ export class WorkerCompute {
     if (start >= end) throw new Error(`test chunks [${first}, ${first + count}) are outside ${this.test.count} samples`);
     const predictions = new Float32Array(end - start);
     const lossSums: number[] = [];
-    const buffer = new Float32Array(chunkSize * PIXELS_PER_IMAGE);
-    const indices = new Uint32Array(chunkSize);
-    for (let at = start; at < end; at += chunkSize) {
-      const n = Math.min(chunkSize, end - at);
-      for (let i = 0; i < n; i++) indices[i] = at + i;
-      const logits = this.runner.logits(normalizeInto(this.test.images, indices.subarray(0, n), buffer), n);
+    forEachBatch(this.test, chunkSize, (images, at, n) => {
+      const logits = this.runner.logits(images, n);
       lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
       predictions.set(argmaxRows(logits, this.model.classes), at - start);
-    }
+    }, start, end);
     return {
       message: { type: 'evaluation', round: request.round, first, count, lossSums, payloadValues: predictions.length },
       payload: predictions,

@@ -4,7 +4,8 @@
  * Keras' weight names, shapes (HWIO conv kernels, [in, out] dense kernels), weight order and NHWC
  * flatten order, so the weights are written as they are.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../common/write-atomic.js';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, type ModelSpec, paramLayout } from '../models/spec.js';
@@ -93,12 +94,6 @@ export function toLayersArtifacts(model: ModelSpec, weights: Float32Array): tf.i
   };
 }
 
-async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, data);
-  await rename(temp, path);
-}
-
 export async function writeTfjsModel(dir: string, model: ModelSpec, weights: Float32Array): Promise<{ modelJson: string; weightsFile: string }> {
   const artifacts = toLayersArtifacts(model, weights);
   const json: tf.io.ModelJSON = {
@@ -112,8 +107,8 @@ export async function writeTfjsModel(dir: string, model: ModelSpec, weights: Flo
   const weightsFile = join(dir, WEIGHTS_FILE);
   await mkdir(dir, { recursive: true });
   // Weights first: a model.json on disk always has its weights beside it.
-  await writeAtomically(weightsFile, new Uint8Array(artifacts.weightData as ArrayBuffer));
-  await writeAtomically(modelJson, JSON.stringify(json));
+  await writeFileAtomic(weightsFile, new Uint8Array(artifacts.weightData as ArrayBuffer));
+  await writeFileAtomic(modelJson, JSON.stringify(json));
   return { modelJson, weightsFile };
 }
 

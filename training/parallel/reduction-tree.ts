@@ -61,10 +61,14 @@ export function decompose(first: number, end: number, microBatches: number): Tre
   return nodes;
 }
 
-/** Leaf value of one micro-batch: the contribution (a mean over `count` samples) times `count`. */
+/**
+ * Leaf value of one micro-batch: the contribution (a mean over `count` samples) times `count`.
+ * Scales `meanValues` in place and takes it over: on the worker's hot path it is a fresh buffer
+ * per micro-batch, and a copy would cost 14 MB per mnist-cnn micro-batch.
+ */
 export function leafSum(meanValues: Float32Array, lossMean: number, correct: number, count: number): NodeSum {
-  const values = new Float32Array(meanValues.length);
-  for (let i = 0; i < values.length; i++) values[i] = meanValues[i] * count;
+  const values = meanValues;
+  for (let i = 0; i < values.length; i++) values[i] *= count;
   return { values, lossSum: lossMean * count, correct, samples: count };
 }
 

@@ -26,14 +26,18 @@ export function crossEntropySum(logits: Float32Array, labels: Uint8Array, classe
   return total;
 }
 
-/** Runs `fn` over the data set in batches of consecutive samples, with normalised pixels. */
+/**
+ * Runs `fn` over samples [from, to) of the data set (all by default) in batches of consecutive
+ * samples, with normalised pixels.
+ */
 export function forEachBatch(
   data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void,
+  from = 0, to = data.count,
 ): void {
   const buffer = new Float32Array(batchSize * PIXELS_PER_IMAGE);
   const indices = new Uint32Array(batchSize);
-  for (let start = 0; start < data.count; start += batchSize) {
-    const count = Math.min(batchSize, data.count - start);
+  for (let start = from; start < to; start += batchSize) {
+    const count = Math.min(batchSize, to - start);
     for (let i = 0; i < count; i++) indices[i] = start + i;
     fn(normalizeInto(data.images, indices.subarray(0, count), buffer), start, count);
   }
