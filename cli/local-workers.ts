@@ -15,9 +15,10 @@ export interface LocalWorkers {
   kill(): void;
 }
 
-export function spawnLocalWorkers(count: number, url: string, backend: string, log: Logger, extraArgs: string[] = []): LocalWorkers {
+/** `argsFor(i)`: extra flags for worker i (from 0), e.g. its own metrics port. */
+export function spawnLocalWorkers(count: number, url: string, backend: string, log: Logger, argsFor: (i: number) => string[] = () => []): LocalWorkers {
   const children = Array.from({ length: count }, (_, i) => {
-    const child = spawn(process.execPath, [mainScript, 'worker', '--connect', url, '--backend', backend, '--id', `local-${i + 1}`, ...extraArgs], {
+    const child = spawn(process.execPath, [mainScript, 'worker', '--connect', url, '--backend', backend, '--id', `local-${i + 1}`, ...argsFor(i)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       detached: true,
       env: { ...process.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },

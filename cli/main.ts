@@ -1,18 +1,16 @@
 #!/usr/bin/env node
 /** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { packageVersion } from '../common/package-info.js';
 import { benchCommand } from './commands/bench.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { evalCommand, predictCommand } from './commands/eval.js';
 import { trainCommand } from './commands/train.js';
 import { workerCommand } from './commands/worker.js';
 
-const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
 const program = new Command('gradfleet')
   .description('distributed data-parallel training of MNIST CNNs')
-  .version(version)
+  .version(packageVersion)
   .showHelpAfterError()
   .exitOverride()
   .addCommand(trainCommand())

@@ -6,7 +6,7 @@ import type { CoordinatorHooks } from '../coordinator/coordinator.js';
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
-import { nonNegativeInt, positiveInt, positiveNumber, printJson, unitFraction, wireDtype } from './options.js';
+import { nonNegativeInt, port, positiveInt, positiveNumber, printJson, unitFraction, wireDtype } from './options.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
 
@@ -31,7 +31,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--out <dir>', 'run directory: checkpoints, curves, exported model (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in DIR from its newest valid checkpoint')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'port to listen on (0: any free port)', nonNegativeInt, defaultPort)
+    .option('--port <n>', 'port to listen on (0: any free port)', port, defaultPort)
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
     .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
     .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)', wireDtype, 'f32')

@@ -12,7 +12,9 @@ import type { RejectionCounts } from '../protocol/channel.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
-import { applyUpdate } from '../training/optimizer/apply-update.js';
+import type { Range as ParamRange } from '../training/optimizer/adam.js';
+import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
+import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
 import { type BatchGeometry, type StepPosition, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
@@ -34,6 +36,22 @@ export interface StepReport {
   loss: number;
   accuracy: number;
   workers: number;
+  learningRate: number;
+  /** L2 norm of the averaged gradient (trainable parameters). */
+  gradientNorm: number;
+  /** Wall seconds of the step, and of each phase of it. */
+  seconds: { total: number; gather: number; reduce: number; optimizer: number; broadcast: number };
+  /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
+  workerSeconds: Map<string, number>;
+  computeSeconds: Map<string, number>;
+  /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
+  workerSpeeds: Map<string, number>;
+}
+
+export interface CheckpointReport {
+  step: number;
+  path: string;
+  seconds: number;
 }
 
 /** Seconds spent in each phase of the steps run so far. */
@@ -48,9 +66,21 @@ export interface PhaseTotals {
   broadcast: number;
 }
 
+/** What the coordinator tells its observers (progress bars, metrics); each hook is optional. */
 export interface CoordinatorHooks {
   step?(report: StepReport): void;
   epoch?(summary: EpochSummary, evaluation: Evaluation): void;
+  checkpoint?(report: CheckpointReport): void;
+  workerReady?(session: WorkerSession): void;
+  workerLost?(session: WorkerSession, reason: string): void;
+}
+
+/** One set of hooks that calls each given set in turn. */
+export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
+  const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
+  const each = <K extends keyof CoordinatorHooks>(key: K) =>
+    ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
+  return { step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost') };
 }
 
 export interface CoordinatorOptions {
@@ -101,13 +131,15 @@ export class Coordinator {
   private readonly workersSeen = new Set<string>();
   private readonly backends = new Set<string>();
   private lastCheckpoint: { step: number; path: string } | undefined;
+  private readonly trainable: ParamRange[];
 
   constructor(private readonly o: CoordinatorOptions) {
     const { config } = o.state;
     this.geometry = { trainCount: o.train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize };
+    this.trainable = trainableRanges(o.layout);
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
-      lost: (s) => this.onLost(s),
+      lost: (s, reason) => this.onLost(s, reason),
       result: (s, m, p) => this.onResult(s, m, p),
     });
   }
@@ -174,25 +206,27 @@ export class Coordinator {
     acc.correct += root.correct;
     acc.samples += root.samples;
     const average = averageOf(root);
+    const norm = gradientNorm(average.values, this.trainable);
     const t2 = performance.now();
-    const next = applyUpdate(layout, state.weights, average.values, state.adam, adamForEpoch(state.config, position.epoch), { inPlace: true });
+    const adam = adamForEpoch(state.config, position.epoch);
+    const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
     state.weights = next.weights;
     state.adam = next.adam;
     state.step++;
     const t3 = performance.now();
     for (const s of pool.ready()) this.ensureWeights(s);
     const t4 = performance.now();
-    Object.assign(this.phases, {
-      steps: this.phases.steps + 1,
-      gather: this.phases.gather + (t1 - t0) / 1000,
-      compute: this.phases.compute + Math.max(0, ...gather.computeSeconds.values()),
-      reduce: this.phases.reduce + (t2 - t1) / 1000,
-      optimizer: this.phases.optimizer + (t3 - t2) / 1000,
-      broadcast: this.phases.broadcast + (t4 - t3) / 1000,
+    const seconds = { total: (t4 - t0) / 1000, gather: (t1 - t0) / 1000, reduce: (t2 - t1) / 1000, optimizer: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 };
+    const p = this.phases;
+    Object.assign(p, {
+      steps: p.steps + 1, gather: p.gather + seconds.gather, compute: p.compute + Math.max(0, ...gather.computeSeconds.values()),
+      reduce: p.reduce + seconds.reduce, optimizer: p.optimizer + seconds.optimizer, broadcast: p.broadcast + seconds.broadcast,
     });
+    const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
-      workers: gather.computeSeconds.size,
+      workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: norm, seconds, workerSeconds, computeSeconds: gather.computeSeconds,
+      workerSpeeds: new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const]))),
     });
     return batch.samples;
   }
@@ -228,10 +262,13 @@ export class Coordinator {
   }
 
   private async checkpoint(): Promise<void> {
+    const started = performance.now();
     const { meta, tensors } = stateToCheckpoint(this.o.state);
-    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, this.o.state.step, meta, tensors, { keep: 3, log: this.o.log });
-    this.lastCheckpoint = { step: this.o.state.step, path };
-    this.o.log.info({ path, step: this.o.state.step }, `checkpoint written: ${path}`);
+    const { step } = this.o.state;
+    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, step, meta, tensors, { keep: 3, log: this.o.log });
+    this.lastCheckpoint = { step, path };
+    this.o.log.info({ path, step }, `checkpoint written: ${path}`);
+    this.o.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
   }
 
   /** Sends the current weights unless the worker has them; one encoding per version, shared by all. */
@@ -275,11 +312,13 @@ export class Coordinator {
   private onReady(session: WorkerSession): void {
     this.workersSeen.add(session.id);
     this.backends.add(session.backend);
+    this.o.hooks?.workerReady?.(session);
     this.ensureWeights(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
   }
 
-  private onLost(session: WorkerSession): void {
+  private onLost(session: WorkerSession, reason: string): void {
+    this.o.hooks?.workerLost?.(session, reason);
     if (!this.active) return;
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {

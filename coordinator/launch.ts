@@ -12,7 +12,9 @@ import { type ModelSpec, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { createAdamState } from '../training/optimizer/adam.js';
 import { stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
-import { Coordinator, type CoordinatorHooks, type RunOutcome } from './coordinator.js';
+import { serveMetrics } from '../common/metrics-server.js';
+import { Coordinator, type CoordinatorHooks, type RunOutcome, combineHooks } from './coordinator.js';
+import { CoordinatorMetrics } from './metrics.js';
 import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
 import { WorkerPool } from './worker-pool.js';
@@ -30,6 +32,8 @@ export interface LaunchOptions {
   maxFrameBytes: number;
   log: Logger;
   hooks?: CoordinatorHooks;
+  /** Serve Prometheus metrics at http://host:port/metrics while the run lasts. */
+  metrics?: { host: string; port: number };
 }
 
 export interface RunSummary {
@@ -41,6 +45,8 @@ export interface RunSummary {
 
 export interface LaunchedRun {
   url: string;
+  /** Where Prometheus scrapes the coordinator, when metrics were asked for. */
+  metricsUrl: string | null;
   coordinator: Coordinator;
   /** Runs to the end, writes the run's outputs and returns its summary. */
   finish(): Promise<RunSummary>;
@@ -90,22 +96,28 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
   if (o.maxFrameBytes < needed) throw new Error(`the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`);
-  const listener = await o.listen(o.maxFrameBytes);
-  const rejections = new RejectionCounts();
+  const metrics = o.metrics ? new CoordinatorMetrics(model.name) : undefined;
+  const endpoint = o.metrics && metrics ? await serveMetrics(metrics.registry, { ...o.metrics, log: o.log }) : undefined;
+  const listener = await o.listen(o.maxFrameBytes).catch(async (err: unknown) => {
+    await endpoint?.close();
+    throw err;
+  });
+  const rejections = new RejectionCounts(metrics && ((reason) => metrics.rejected(reason)));
   const { config } = state;
   const pool = new WorkerPool({
-    listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes,
+    listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes, meterFor: metrics && ((id) => metrics.meterFor(id)),
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
       train: config.train, test: config.test,
     },
   });
-  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, log: o.log, rejections, hooks: o.hooks });
+  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
     `coordinator listening on ${listener.url}`);
   return {
     url: listener.url,
+    metricsUrl: endpoint?.url ?? null,
     coordinator,
     finish: async () => {
       try {
@@ -117,6 +129,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
         return summary;
       } finally {
         await listener.close();
+        await endpoint?.close();
       }
     },
   };

@@ -16,6 +16,8 @@ export class StepGather {
   private readonly nodes = new Map<string, NodeSum>();
   /** Per worker: seconds of compute it reported for this step. */
   readonly computeSeconds = new Map<string, number>();
+  /** Per worker: when (performance.now()) its last accepted node arrived. */
+  readonly lastArrival = new Map<string, number>();
 
   constructor(
     readonly position: StepPosition, readonly batch: StepBatch,
@@ -46,6 +48,7 @@ export class StepGather {
     this.tracker.settle(workerId, range);
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
+    this.lastArrival.set(workerId, performance.now());
     return { ok: true };
   }
 

@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Dataset } from '../training/data/index.js';
-import { Channel, type RejectionCounts } from '../protocol/channel.js';
+import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import { MAX_CHUNK_SAMPLES, type MessageOf, type Split } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
@@ -37,6 +37,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   rejections: RejectionCounts;
   maxFrameBytes?: number;
+  /** Counts a worker's traffic (metrics), from its hello on. */
+  meterFor?: (workerId: string) => ChannelMeter;
   /** A link that has not said hello by then is closed. */
   helloTimeoutMs?: number;
 }
@@ -104,6 +106,7 @@ export class WorkerPool {
     const session: WorkerSession = { id: message.workerId, channel, backend: message.backend, state: 'welcomed', weightsVersion: -1 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
+    channel.meter = this.options.meterFor?.(session.id);
     this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend }, `worker ${session.id} joined from ${channel.peer}`);
     channel.send(this.options.welcome);
     return session;

@@ -13,13 +13,27 @@ import type { WireDtype } from './wire-dtype.js';
 export class RejectionCounts {
   readonly byReason: Record<string, number> = {};
 
+  /** `onRecord` sees every rejection as it happens (the metrics' counter). */
+  constructor(private readonly onRecord?: (reason: string) => void) {}
+
   record(reason: string): void {
     this.byReason[reason] = (this.byReason[reason] ?? 0) + 1;
+    this.onRecord?.(reason);
   }
 
   get total(): number {
     return Object.values(this.byReason).reduce((a, b) => a + b, 0);
   }
+}
+
+/** Where a role counts its traffic (metrics); every hook is optional and must be cheap. */
+export interface ChannelMeter {
+  /** A frame encoded by this channel (weights shared by many are encoded elsewhere). */
+  encoded?(seconds: number): void;
+  sent?(bytes: number): void;
+  /** A frame written out to the transport, `seconds` after it was handed over. */
+  delivered?(seconds: number): void;
+  received?(bytes: number): void;
 }
 
 export interface ChannelOptions {
@@ -38,6 +52,8 @@ export interface ChannelOptions {
 export class Channel {
   bytesIn = 0;
   bytesOut = 0;
+  /** Set by the role once it knows who the peer is (a worker's id arrives with its hello). */
+  meter: ChannelMeter | undefined;
 
   constructor(readonly link: Link, private readonly options: ChannelOptions) {
     link.attach({
@@ -54,13 +70,20 @@ export class Channel {
   wire: WireDtype = 'f32';
 
   send(message: Message, payload?: Float32Array): void {
-    this.sendEncoded(encodeFrame(message, payload, { dtype: payload && payload.length > 0 ? this.wire : 'f32' }));
+    const started = performance.now();
+    const frame = encodeFrame(message, payload, { dtype: payload && payload.length > 0 ? this.wire : 'f32' });
+    this.meter?.encoded?.((performance.now() - started) / 1000);
+    this.sendEncoded(frame);
   }
 
   /** For frames encoded once and sent to many (weights). */
   sendEncoded(frame: Uint8Array): void {
     this.bytesOut += frame.byteLength;
-    this.link.send(frame);
+    const meter = this.meter;
+    meter?.sent?.(frame.byteLength);
+    if (!meter?.delivered) return this.link.send(frame);
+    const handed = performance.now();
+    this.link.send(frame, () => meter.delivered?.((performance.now() - handed) / 1000));
   }
 
   /** Counts and logs a rejection found by the role (after decoding), naming the peer. */
@@ -80,6 +103,7 @@ export class Channel {
 
   private receive(bytes: Uint8Array): void {
     this.bytesIn += bytes.byteLength;
+    this.meter?.received?.(bytes.byteLength);
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, { maxFrameBytes: this.options.maxFrameBytes });

@@ -5,6 +5,12 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
+/** Rejections decided by a role after a frame decoded fine (a result nobody asked for, a name taken). */
+export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'duplicate_worker'] as const;
+
+/** Every reason a rejection may be counted under (metrics export each, zero until it happens). */
+export const KNOWN_REJECT_REASONS: readonly string[] = [...REJECT_REASONS, ...ROLE_REJECT_REASONS];
+
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
   constructor(readonly reason: RejectReason, message: string) {

@@ -12,7 +12,8 @@ export interface LinkHandlers {
 export interface Link {
   /** Who is at the other end, for logs ("ws 127.0.0.1:51234"). */
   readonly peer: string;
-  send(frame: Uint8Array): void;
+  /** `written` (optional) runs once the frame has been handed to the operating system. */
+  send(frame: Uint8Array, written?: () => void): void;
   close(reason: string): void;
   /** Set once, synchronously after the link is handed over, so no frame is missed. */
   attach(handlers: LinkHandlers): void;

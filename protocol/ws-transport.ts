@@ -46,9 +46,12 @@ class WsLink implements Link {
     this.handlers = handlers;
   }
 
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, written?: () => void): void {
     if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
-    this.socket.send(frame, { binary: true });
+    // A failed write closes the socket, which finish() reports; the callback only times success.
+    this.socket.send(frame, { binary: true }, written && ((err) => {
+      if (!err) written();
+    }));
   }
 
   close(reason: string): void {

@@ -4,7 +4,7 @@
  * sent, until the coordinator says shutdown.
  */
 import type { Logger } from 'pino';
-import { Channel, RejectionCounts } from '../protocol/channel.js';
+import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import type { MessageOf, Split } from '../protocol/messages.js';
 import type { Link } from '../protocol/transport.js';
@@ -22,6 +22,14 @@ export interface FaultPlan {
   exitAtStep?: number;
 }
 
+/** What a worker reports as it goes (metrics); every part is optional. */
+export interface WorkerObserver {
+  meter?: ChannelMeter;
+  welcomed?(model: string): void;
+  /** An assignment computed: its compute time and the micro-batches it covered. */
+  computed?(seconds: number, microBatches: number): void;
+}
+
 export interface WorkerOptions {
   link: Link;
   workerId: string;
@@ -29,6 +37,7 @@ export interface WorkerOptions {
   log: Logger;
   faults?: FaultPlan;
   maxFrameBytes?: number;
+  observer?: WorkerObserver;
 }
 
 export interface WorkerOutcome {
@@ -50,7 +59,7 @@ function localCopy(spec: string, expected: string, log: Logger): Dataset | null 
 }
 
 export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
-  const { link, workerId, log, faults = {} } = options;
+  const { link, workerId, log, faults = {}, observer } = options;
   const rejections = new RejectionCounts();
   let compute: WorkerCompute | undefined;
   let welcome: MessageOf<'welcome'> | undefined;
@@ -83,6 +92,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       if (!agrees) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
       welcome = w;
       channel.wire = w.wire;
+      observer?.welcomed?.(w.model);
       const missing: Split[] = [];
       for (const split of ['train', 'test'] as const) {
         const info = w[split];
@@ -114,14 +124,17 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         log.warn(`fault injection: exiting at step ${assign.step}`);
         process.exit(3);
       }
+      let computeSeconds = 0;
       compute.contributions(assign, ({ message, payload }) => {
         if (faults.nanAtStep === assign.step && !nanInjected) {
           nanInjected = true;
           payload[0] = Number.NaN;
           log.warn(`fault injection: NaN in step ${assign.step}'s contribution`);
         }
+        computeSeconds += message.computeSeconds;
         channel.send(message, payload);
       });
+      observer?.computed?.(computeSeconds, assign.count);
       steps++;
     };
 
@@ -165,6 +178,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       },
       onClose: (reason) => finish(reason, new Error(`connection to the coordinator lost: ${reason}`)),
     });
+    channel.meter = observer?.meter;
     channel.send({ type: 'hello', workerId, backend: options.backend });
   });
 }

@@ -4,10 +4,14 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { connectWs } from '../../protocol/ws-transport.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { serveMetrics } from '../../common/metrics-server.js';
+import { WorkerMetrics } from '../../worker/metrics.js';
 import { type FaultPlan, runWorker } from '../../worker/worker.js';
+import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { nonNegativeInt, oneOf, positiveInt } from '../options.js';
 
-interface WorkerFlags { connect: string; backend: BackendChoice; id: string; connectTimeout: number; faultNanAtStep?: number; faultExitAtStep?: number }
+interface WorkerFlags extends MetricsFlags { connect: string; backend: BackendChoice; id: string; connectTimeout: number; faultNanAtStep?: number; faultExitAtStep?: number }
 
 async function connectWithRetry(url: string, timeoutS: number, log: ReturnType<typeof createLogger>) {
   const deadline = Date.now() + timeoutS * 1000;
@@ -23,22 +27,30 @@ async function connectWithRetry(url: string, timeoutS: number, log: ReturnType<t
 }
 
 export function workerCommand(): Command {
-  return new Command('worker')
+  const cmd = new Command('worker')
     .description('connect to a coordinator and compute the micro-batches it assigns')
     .requiredOption('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070')
     .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
     .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
     .option('--connect-timeout <s>', 'keep retrying the connection this long', positiveInt, 30)
     .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
+    .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp());
+  return addMetricsOptions(cmd)
     .action(async (flags: WorkerFlags) => {
       const log = createLogger(`worker ${flags.id}`);
       const backend = await selectBackend(flags.backend, log);
-      const link = await connectWithRetry(flags.connect, flags.connectTimeout, log);
-      const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep };
-      process.once('SIGINT', () => link.close('worker interrupted'));
-      process.once('SIGTERM', () => link.close('worker terminated'));
-      const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, faults });
-      log.info({ ...outcome }, `worker done after ${outcome.steps} steps: ${outcome.reason}`);
+      const metricsAt = metricsOf(flags);
+      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: backend.name }, () => tf.memory().numBytes);
+      const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
+      try {
+        const link = await connectWithRetry(flags.connect, flags.connectTimeout, log);
+        const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep };
+        process.once('SIGINT', () => link.close('worker interrupted'));
+        process.once('SIGTERM', () => link.close('worker terminated'));
+        const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, faults, observer: metrics });
+        log.info({ ...outcome }, `worker done after ${outcome.steps} steps: ${outcome.reason}`);
+      } finally {
+        await endpoint?.close();
+      }
     });
 }

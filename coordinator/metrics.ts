@@ -1,0 +1,127 @@
+/**
+ * The coordinator's Prometheus metrics: progress, loss, phases, the cluster's workers and what they
+ * cost, rejected frames, checkpoints. Everything here is fed by hooks and counters the training loop
+ * already calls; nothing in the loop waits on metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LateGauge } from '../common/late-gauge.js';
+import { packageVersion } from '../common/package-info.js';
+import type { ChannelMeter } from '../protocol/channel.js';
+import { KNOWN_REJECT_REASONS } from '../protocol/errors.js';
+import type { CoordinatorHooks, StepReport } from './coordinator.js';
+import { stragglerRatio } from './stragglers.js';
+import type { WorkerSession } from './worker-pool.js';
+
+export const PHASES = ['gather', 'reduce', 'optimizer', 'broadcast'] as const;
+
+/** Step times span ~5 ms (mnist-small on GPUs) to tens of seconds (mnist-cnn on one CPU). */
+const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+const nowSeconds = () => Date.now() / 1000;
+
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly backends = new Set<string>();
+  private readonly r = this.registry;
+  private readonly buildInfo = new Gauge({ name: 'gradfleet_build_info', help: 'Always 1; labels: gradfleet version, role, model and the workers\' compute backends', labelNames: ['version', 'role', 'model', 'backend'], registers: [this.r] });
+  private readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Optimizer steps taken (by this coordinator process)', registers: [this.r] });
+  private readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training samples processed', registers: [this.r] });
+  private readonly epoch = new Gauge({ name: 'gradfleet_epoch', help: 'Epoch in progress, counted from 1', registers: [this.r] });
+  private readonly epochProgress = new Gauge({ name: 'gradfleet_epoch_progress_ratio', help: 'Fraction of the current epoch\'s steps done', registers: [this.r] });
+  private readonly trainLoss = new LateGauge(this.r, { name: 'gradfleet_train_loss', help: 'Mean cross-entropy of the last step\'s global batch' });
+  private readonly trainAccuracy = new LateGauge(this.r, { name: 'gradfleet_train_accuracy_ratio', help: 'Accuracy on the last step\'s global batch' });
+  private readonly testLoss = new LateGauge(this.r, { name: 'gradfleet_test_loss', help: 'Mean cross-entropy on the test set at the last evaluation' });
+  private readonly testAccuracy = new LateGauge(this.r, { name: 'gradfleet_test_accuracy_ratio', help: 'Accuracy on the test set at the last evaluation' });
+  private readonly learningRate = new LateGauge(this.r, { name: 'gradfleet_learning_rate', help: 'Adam learning rate of the last step' });
+  private readonly gradNorm = new LateGauge(this.r, { name: 'gradfleet_gradient_norm', help: 'L2 norm of the last averaged gradient (trainable parameters)' });
+  private readonly samplesPerSecond = new LateGauge(this.r, { name: 'gradfleet_samples_per_second', help: 'Training throughput of the last step' });
+  private readonly stepDuration = new Histogram({ name: 'gradfleet_step_duration_seconds', help: 'Wall time of a step, from handing out work to the new weights sent', buckets: STEP_BUCKETS, registers: [this.r] });
+  private readonly phase = new Histogram({ name: 'gradfleet_step_phase_seconds', help: 'Wall time of each phase of a step: gather (waiting for gradients), reduce, optimizer, broadcast', labelNames: ['phase'], buckets: STEP_BUCKETS, registers: [this.r] });
+  private readonly lastStep = new Gauge({ name: 'gradfleet_last_step_timestamp_seconds', help: 'Unix time of the last completed step (of the run\'s start before the first)', registers: [this.r] });
+  private readonly connected = new Gauge({ name: 'gradfleet_workers_connected', help: 'Workers ready to take work', registers: [this.r] });
+  private readonly joined = new Counter({ name: 'gradfleet_workers_joined_total', help: 'Workers that became ready', registers: [this.r] });
+  private readonly lost = new Counter({ name: 'gradfleet_workers_lost_total', help: 'Ready workers that left or were dropped', registers: [this.r] });
+  private readonly workerStep = new Gauge({ name: 'gradfleet_worker_step_seconds', help: 'Per worker: seconds from the last step\'s start to its last gradient arriving', labelNames: ['worker'], registers: [this.r] });
+  private readonly workerSpeed = new Gauge({ name: 'gradfleet_worker_microbatches_per_second', help: 'Per worker: measured speed, which its share of each step follows', labelNames: ['worker'], registers: [this.r] });
+  private readonly workerCompute = new Counter({ name: 'gradfleet_worker_compute_seconds_total', help: 'Per worker: compute time it reported for its gradients', labelNames: ['worker'], registers: [this.r] });
+  private readonly workerSent = new Counter({ name: 'gradfleet_worker_sent_bytes_total', help: 'Per worker: bytes received from it', labelNames: ['worker'], registers: [this.r] });
+  private readonly workerReceived = new Counter({ name: 'gradfleet_worker_received_bytes_total', help: 'Per worker: bytes sent to it (weights, work, data)', labelNames: ['worker'], registers: [this.r] });
+  private readonly straggler = new Gauge({ name: 'gradfleet_straggler_ratio', help: 'Slowest over median worker step time in the last step (1: balanced)', registers: [this.r] });
+  private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
+  private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
+  private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
+
+  constructor(private readonly model: string) {
+    collectDefaultMetrics({ register: this.registry });
+    for (const reason of KNOWN_REJECT_REASONS) this.rejections.inc({ reason }, 0);
+    this.lastStep.set(nowSeconds());
+    this.setBuildInfo();
+  }
+
+  rejected(reason: string): void {
+    this.rejections.inc({ reason });
+  }
+
+  /** Counts one worker's traffic, in the worker's terms: what it sent and received. */
+  meterFor(workerId: string): ChannelMeter {
+    return {
+      sent: (bytes) => this.workerReceived.inc({ worker: workerId }, bytes),
+      received: (bytes) => this.workerSent.inc({ worker: workerId }, bytes),
+    };
+  }
+
+  hooks(): CoordinatorHooks {
+    return {
+      step: (report) => this.stepDone(report),
+      epoch: (_summary, evaluation) => {
+        this.testLoss.set(evaluation.loss);
+        this.testAccuracy.set(evaluation.accuracy);
+      },
+      checkpoint: ({ seconds }) => {
+        this.checkpointDuration.observe(seconds);
+        this.lastCheckpoint.set(nowSeconds());
+      },
+      workerReady: (session) => this.workerReady(session),
+      workerLost: (session) => {
+        this.connected.dec();
+        this.lost.inc();
+        // A departed worker's gauges would otherwise go on showing its last value.
+        this.workerStep.remove({ worker: session.id });
+        this.workerSpeed.remove({ worker: session.id });
+      },
+    };
+  }
+
+  private workerReady(session: WorkerSession): void {
+    this.connected.inc();
+    this.joined.inc();
+    if (!this.backends.has(session.backend)) {
+      this.backends.add(session.backend);
+      this.setBuildInfo();
+    }
+  }
+
+  private setBuildInfo(): void {
+    this.buildInfo.reset();
+    this.buildInfo.set({ version: packageVersion, role: 'coordinator', model: this.model, backend: [...this.backends].sort().join(',') || 'none' }, 1);
+  }
+
+  private stepDone(r: StepReport): void {
+    this.steps.inc();
+    this.samples.inc(r.samples);
+    this.epoch.set(r.position.epoch + 1);
+    this.epochProgress.set((r.position.stepInEpoch + 1) / r.stepsPerEpoch);
+    this.trainLoss.set(r.loss);
+    this.trainAccuracy.set(r.accuracy);
+    this.learningRate.set(r.learningRate);
+    this.gradNorm.set(r.gradientNorm);
+    this.samplesPerSecond.set(r.samples / Math.max(1e-9, r.seconds.total));
+    this.stepDuration.observe(r.seconds.total);
+    for (const phase of PHASES) this.phase.observe({ phase }, r.seconds[phase]);
+    for (const [worker, seconds] of r.workerSeconds) this.workerStep.set({ worker }, seconds);
+    for (const [worker, seconds] of r.computeSeconds) this.workerCompute.inc({ worker }, seconds);
+    for (const [worker, speed] of r.workerSpeeds) this.workerSpeed.set({ worker }, speed);
+    this.straggler.set(stragglerRatio([...r.workerSeconds.values()]));
+    this.lastStep.set(nowSeconds());
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * A real Prometheus, configured from the shipped deploy/prometheus files, scrapes a real run
+ * (coordinator + 2 workers). Every dashboard query returns data, every alert rule evaluates, and
+ * killing a worker makes GradfleetWorkerLost fire.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { type Started, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { type PrometheusServer, startPrometheus, until } from '../helpers/prometheus.js';
+
+const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
+const dir = tempDir();
+const data = smallMnist(dir, 1024, 500);
+const processes: Started[] = [];
+let prometheus: PrometheusServer | undefined;
+afterAll(async () => {
+  for (const p of processes) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  await prometheus?.stop();
+});
+
+const urlIn = (line: string, scheme: string) => new RegExp(`${scheme}://[0-9.]+:\\d+(/metrics)?`).exec(line)![0];
+
+async function scrape(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+const valueOf = (exposition: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
+
+/** Every PromQL expression in the dashboard, with the panel it belongs to. */
+function dashboardQueries(): Array<{ panel: string; expr: string }> {
+  const dashboard = JSON.parse(readFileSync(deploy('grafana/dashboards/gradfleet.json'), 'utf8'));
+  return dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((t: any) => ({ panel: p.title, expr: t.expr })));
+}
+
+/** The shipped Prometheus config, pointed at this test's processes and sped up to 1 s. */
+function testConfig(coordinator: string, workers: string[]) {
+  const shipped = parse(readFileSync(deploy('prometheus/prometheus.yml'), 'utf8'));
+  const hostPort = (url: string) => new URL(url).host;
+  const targets: Record<string, string[]> = { 'gradfleet-coordinator': [hostPort(coordinator)], 'gradfleet-worker': workers.map(hostPort) };
+  const jobs = shipped.scrape_configs.map((j: any) => j.job_name);
+  expect(jobs).toEqual(expect.arrayContaining(Object.keys(targets)));
+  return {
+    ...shipped,
+    global: { ...shipped.global, scrape_interval: '1s', evaluation_interval: '1s' },
+    rule_files: shipped.rule_files.map((f: string) => deploy(`prometheus/${f}`)),
+    scrape_configs: shipped.scrape_configs
+      .filter((j: any) => targets[j.job_name])
+      .map((j: any) => ({ job_name: j.job_name, static_configs: [{ targets: targets[j.job_name] }] })),
+  };
+}
+
+describe('Prometheus scraping a real run', () => {
+  it('serves /metrics during a step, answers every dashboard query, evaluates every rule and fires GradfleetWorkerLost', async () => {
+    const coordinator = start(['coordinator', '--model', 'mnist-small', '--batch-size', '32', '--micro-batch', '16', '--epochs', '500', '--eval-chunk', '250',
+      '--train', data.train, '--test', data.test, '--port', '0', '--metrics-port', '0', '--min-workers', '2', '--out', `${dir}/run`, '--json']);
+    processes.push(coordinator);
+    const coordinatorMetrics = urlIn(await coordinator.waitFor(/metrics at/), 'http');
+    const wsUrl = urlIn(await coordinator.waitFor(/coordinator listening on/), 'ws');
+    const workers = ['steady', 'doomed'].map((id) => start(['worker', '--connect', wsUrl, '--backend', 'wasm', '--id', id, '--metrics-port', '0']));
+    processes.push(...workers);
+    const workerMetrics = await Promise.all(workers.map(async (w) => urlIn(await w.waitFor(/metrics at/), 'http')));
+
+    prometheus = await startPrometheus(dir, testConfig(coordinatorMetrics, workerMetrics));
+    const p = prometheus;
+    await until('three targets up and a finished epoch', async () =>
+      (await p.query('up == 1')).length === 3 && (await p.query('gradfleet_test_accuracy_ratio')).length === 1);
+
+    // A stopped worker holds its share of the step: the step is in flight, and scrapes still answer.
+    const doomed = workers[1];
+    doomed.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 1500));
+    const during = await scrape(coordinatorMetrics);
+    await new Promise((r) => setTimeout(r, 1000));
+    const later = await scrape(coordinatorMetrics);
+    expect(valueOf(later, 'gradfleet_steps_total')).toBe(valueOf(during, 'gradfleet_steps_total'));
+    expect(valueOf(later, 'gradfleet_workers_connected')).toBe(2);
+    doomed.child.kill('SIGCONT');
+    await until('steps to resume', async () => valueOf(await scrape(coordinatorMetrics), 'gradfleet_steps_total') > valueOf(later, 'gradfleet_steps_total'));
+    // Let the 1m rate() windows hold several samples of the resumed run.
+    await new Promise((r) => setTimeout(r, 3000));
+
+    const empty: string[] = [];
+    for (const { panel, expr } of dashboardQueries()) {
+      if ((await p.query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
+    }
+    expect(empty).toEqual([]);
+
+    const rules = (await p.api('/api/v1/rules')).groups.flatMap((g: any) => g.rules);
+    expect(rules.length).toBeGreaterThanOrEqual(6);
+    for (const rule of rules) expect({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }).toEqual({ rule: rule.name, health: 'ok', error: '' });
+    const alertNames = (alerts: any[], state: string) => alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
+    expect(alertNames((await p.api('/api/v1/alerts')).alerts, 'firing')).toEqual([]);
+
+    doomed.child.kill('SIGKILL');
+    await until('GradfleetWorkerLost to fire', async () => alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetWorkerLost'));
+    const lost = await p.query('gradfleet_workers_lost_total');
+    expect(Number(lost[0].value[1])).toBe(1);
+
+    coordinator.child.kill('SIGINT');
+    const finished = await coordinator.done;
+    expect(finished.status).toBe(0);
+    expect(finished.json?.stopped).toBe('interrupted');
+  }, 180_000);
+});
