@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the real servers the tests run (they never use mocks): Prometheus with promtool, and
+# nats-server, from the Debian/Ubuntu packages. Does nothing when they are already on the PATH.
+set -euo pipefail
+need=()
+{ command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
+command -v nats-server >/dev/null || need+=(nats-server)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+echo "installing ${need[*]} (apt)" >&2
+"${sudo[@]}" apt-get update -qq
+# The tests start these binaries themselves; the packages' systemd units are not needed.
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

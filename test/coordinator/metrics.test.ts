@@ -1,0 +1,102 @@
+/** The metrics' math and exposition, without a cluster: straggler ratio, gradient norm, what /metrics shows when. */
+import { createServer } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../common/logger.js';
+import { serveMetrics } from '../../common/metrics-server.js';
+import type { StepReport } from '../../coordinator/coordinator.js';
+import { CoordinatorMetrics } from '../../coordinator/metrics.js';
+import { median, stragglerRatio } from '../../coordinator/stragglers.js';
+import type { WorkerSession } from '../../coordinator/worker-pool.js';
+import { gradientNorm } from '../../training/optimizer/gradient-norm.js';
+
+const session = (id: string, backend = 'wasm') => ({ id, backend }) as WorkerSession;
+
+function stepReport(overrides: Partial<StepReport> = {}): StepReport {
+  return {
+    position: { step: 9, epoch: 0, stepInEpoch: 9 }, stepsPerEpoch: 40, samples: 64, epochSamples: 2560, loss: 0.5, accuracy: 0.75, workers: 2,
+    learningRate: 0.001, gradientNorm: 2.5, seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
+    workerSeconds: new Map([['a', 0.1], ['b', 0.15]]), computeSeconds: new Map([['a', 0.08], ['b', 0.12]]), workerSpeeds: new Map([['a', 40], ['b', 27]]),
+    ...overrides,
+  };
+}
+
+const line = (text: string, name: string) => text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+
+describe('straggler ratio', () => {
+  it('is the slowest over the median, and 1 for a balanced or single worker', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(stragglerRatio([0.5])).toBe(1);
+    expect(stragglerRatio([0.2, 0.2, 0.2])).toBe(1);
+    expect(stragglerRatio([1, 1, 4])).toBe(4);
+    expect(stragglerRatio([1, 3])).toBe(1.5);
+  });
+});
+
+describe('gradient norm', () => {
+  it('sums only the trainable ranges', () => {
+    const g = new Float32Array([3, 4, 100, 100, 12]);
+    expect(gradientNorm(g, [{ offset: 0, size: 2 }])).toBe(5);
+    expect(gradientNorm(g, [{ offset: 0, size: 2 }, { offset: 4, size: 1 }])).toBe(13);
+  });
+});
+
+describe('coordinator metrics', () => {
+  it('shows progress, phases and per-worker figures after a step; test figures only after an evaluation', async () => {
+    const m = new CoordinatorMetrics('mnist-small');
+    const hooks = m.hooks();
+    let text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_train_loss')).toBeUndefined();
+    expect(line(text, 'gradfleet_rejected_messages_total{reason="non_finite"}')).toBe('gradfleet_rejected_messages_total{reason="non_finite"} 0');
+    hooks.workerReady!(session('a'));
+    hooks.workerReady!(session('b', 'tensorflow'));
+    hooks.step!(stepReport());
+    m.rejected('non_finite');
+    text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_steps_total')).toBe('gradfleet_steps_total 1');
+    expect(line(text, 'gradfleet_samples_total')).toBe('gradfleet_samples_total 64');
+    expect(line(text, 'gradfleet_epoch_progress_ratio')).toBe('gradfleet_epoch_progress_ratio 0.25');
+    expect(line(text, 'gradfleet_train_loss')).toBe('gradfleet_train_loss 0.5');
+    expect(line(text, 'gradfleet_samples_per_second')).toBe('gradfleet_samples_per_second 320');
+    expect(line(text, 'gradfleet_straggler_ratio')).toBe('gradfleet_straggler_ratio 1.2');
+    expect(text).toContain('gradfleet_worker_step_seconds{worker="b"} 0.15');
+    expect(text).toContain('gradfleet_step_phase_seconds_sum{phase="gather"} 0.15');
+    expect(text).toContain('gradfleet_rejected_messages_total{reason="non_finite"} 1');
+    expect(text).toContain('backend="tensorflow,wasm"');
+    expect(line(text, 'gradfleet_workers_connected')).toBe('gradfleet_workers_connected 2');
+    expect(line(text, 'gradfleet_test_accuracy_ratio')).toBeUndefined();
+
+    hooks.epoch!({ epoch: 1, step: 40, trainLoss: 0.5, trainAccuracy: 0.8, testLoss: 0.3, testAccuracy: 0.9, wallSeconds: 5 }, { loss: 0.3, accuracy: 0.9 } as never);
+    hooks.workerLost!(session('b'), 'closed');
+    text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_test_accuracy_ratio')).toBe('gradfleet_test_accuracy_ratio 0.9');
+    expect(line(text, 'gradfleet_workers_lost_total')).toBe('gradfleet_workers_lost_total 1');
+    expect(line(text, 'gradfleet_workers_connected')).toBe('gradfleet_workers_connected 1');
+    expect(text).not.toContain('gradfleet_worker_step_seconds{worker="b"}');
+    // Counters keep a departed worker's totals, so rate() over them stays right.
+    expect(text).toContain('gradfleet_worker_compute_seconds_total{worker="b"} 0.12');
+  });
+});
+
+describe('metrics endpoint', () => {
+  it('serves /metrics and /healthz, refuses other paths and methods, and names a busy port', async () => {
+    const m = new CoordinatorMetrics('mnist-small');
+    const endpoint = await serveMetrics(m.registry, { host: '127.0.0.1', port: 0, log: silentLogger });
+    try {
+      const res = await fetch(endpoint.url);
+      expect(res.headers.get('content-type')).toContain('text/plain');
+      expect(await res.text()).toContain('gradfleet_build_info{version=');
+      expect((await fetch(endpoint.url.replace('/metrics', '/healthz'))).status).toBe(200);
+      expect((await fetch(endpoint.url.replace('/metrics', '/other'))).status).toBe(404);
+      expect((await fetch(endpoint.url, { method: 'POST' })).status).toBe(405);
+      const port = Number(new URL(endpoint.url).port);
+      await expect(serveMetrics(m.registry, { host: '127.0.0.1', port, log: silentLogger })).rejects.toThrow(/metrics port 127\.0\.0\.1:\d+ is already in use/);
+    } finally {
+      await endpoint.close();
+    }
+    // Closed means closed: the port is free again.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(Number(new URL(endpoint.url).port), '127.0.0.1', resolve));
+    probe.close();
+  });
+});
