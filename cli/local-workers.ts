@@ -15,13 +15,22 @@ export interface LocalWorkers {
   kill(): void;
 }
 
-/** `argsFor(i)`: extra flags for worker i (from 0), e.g. its own metrics port. */
-export function spawnLocalWorkers(count: number, url: string, backend: string, log: Logger, argsFor: (i: number) => string[] = () => []): LocalWorkers {
+export interface LocalWorkerOptions {
+  count: number;
+  backend: string;
+  log: Logger;
+  /** Flags for worker i (from 0): how to join, its metrics port. */
+  argsFor: (i: number) => string[];
+  /** Extra environment (secrets that must not show in `ps`). */
+  env?: Record<string, string>;
+}
+
+export function spawnLocalWorkers({ count, backend, log, argsFor, env = {} }: LocalWorkerOptions): LocalWorkers {
   const children = Array.from({ length: count }, (_, i) => {
-    const child = spawn(process.execPath, [mainScript, 'worker', '--connect', url, '--backend', backend, '--id', `local-${i + 1}`, ...argsFor(i)], {
+    const child = spawn(process.execPath, [mainScript, 'worker', '--backend', backend, '--id', `local-${i + 1}`, ...argsFor(i)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       detached: true,
-      env: { ...process.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, ...env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },
     });
     child.on('exit', (code, signal) => {
       if (code !== 0) log.warn({ worker: `local-${i + 1}`, code, signal }, `local worker ${i + 1} exited (${signal ?? `code ${code}`})`);

@@ -27,6 +27,8 @@ export interface LaunchOptions {
   resume?: { from: string; overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>> };
   outDir: string;
   listen: (maxFrameBytes: number) => Promise<Listener>;
+  /** The transport's name, for the summary. */
+  transport: string;
   minWorkers: number;
   /** Largest frame accepted from a worker; must hold the model's weights. */
   maxFrameBytes: number;
@@ -122,7 +124,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     finish: async () => {
       try {
         const outcome = await coordinator.run();
-        const summary = summarize(outcome, model, o.outDir, rejections);
+        const summary = summarize(outcome, model, o.outDir, rejections, o.transport);
         await writeOutputs(outcome, model, o.outDir, o.log);
         await writeSummary(o.outDir, summary);
         pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
@@ -141,14 +143,14 @@ async function writeOutputs(outcome: RunOutcome, model: ModelSpec, outDir: strin
   await exportModel(outDir, model, outcome.state.weights, log);
 }
 
-function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, rejections: RejectionCounts): RunSummary {
+function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, rejections: RejectionCounts, transport: string): RunSummary {
   const { state, phases } = outcome;
   const perStep = (s: number) => (phases.steps > 0 ? s / phases.steps : 0);
   return {
     model: model.name,
     backend: [...outcome.backends].join(',') || 'none',
     workers: outcome.workersSeen.size,
-    transport: 'ws',
+    transport,
     wire: state.config.wire,
     steps: state.step,
     epochs: state.history.length,

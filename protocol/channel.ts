@@ -59,6 +59,11 @@ export class Channel {
     link.attach({
       frame: (bytes) => this.receive(bytes),
       close: (reason) => options.onClose(reason),
+      // The transport recovers these itself (resends): count and log, never answer.
+      rejected: (reason, detail) => {
+        options.rejections.record(reason);
+        options.log.warn({ peer: this.peer, reason }, detail);
+      },
     });
   }
 

@@ -7,6 +7,8 @@
 export interface LinkHandlers {
   frame(bytes: Uint8Array): void;
   close(reason: string): void;
+  /** Something the transport itself dropped (a lost or repeated chunk), for counting and logs. */
+  rejected?(reason: string, detail: string): void;
 }
 
 export interface Link {

@@ -6,36 +6,37 @@ import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
-import { listenWs } from '../../protocol/ws-transport.js';
 import { BACKEND_CHOICES } from '../../training/backends/select.js';
 import { spawnLocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { oneOf, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
+import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
 
-interface TrainFlags extends RunFlags, MetricsFlags {
+interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags {
   workers: number;
   backend: string;
   workerMetricsPort?: number;
 }
 
 export function trainCommand(): Command {
-  const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers over WebSockets, then evaluate on the test set'), 0)
+  const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
     .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
-  return addMetricsOptions(cmd)
+  return addTransportOptions(addMetricsOptions(cmd))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
       const run = await launchRun({
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
-        listen: (maxFrameBytes) => listenWs(flags.host, flags.port, { maxFrameBytes }), maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
+        listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),
       });
       const base = flags.workerMetricsPort;
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
-      const workers = spawnLocalWorkers(flags.workers, run.url, flags.backend, log, metricsArgs);
+      const join = workerTransportArgs(flags, run.url);
+      const workers = spawnLocalWorkers({ count: flags.workers, backend: flags.backend, log, argsFor: (i) => [...join.args, ...metricsArgs(i)], env: join.env });
       stopOnSigint(run.coordinator, log);
       let finished = false;
       const summary = await Promise.race([

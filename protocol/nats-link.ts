@@ -1,0 +1,224 @@
+/**
+ * A Link over two NATS subjects (one per direction) that keeps the guarantees a WebSocket gives and
+ * core NATS does not: frames larger than max_payload travel as checked chunks (chunking.ts); every
+ * frame has a sequence number and stays buffered until the peer acknowledges it, so a message lost
+ * in a server restart or a failover to another cluster node is resent after the reconnect (or after
+ * a retransmission timeout), and a repeat is dropped by its number: nothing lost, nothing counted
+ * twice. Heartbeats stand in for a socket's close: a peer silent for `deadAfterMs` is gone.
+ */
+import { type MsgHdrs, type NatsConnection, type Subscription, headers as natsHeaders } from 'nats';
+import { type ChunkInfo, Reassembler, chunkFrame } from './chunking.js';
+import type { Link, LinkHandlers } from './transport.js';
+
+const H = { seq: 'Gf-Seq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc', control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason' } as const;
+
+/** Control messages: `ack` (I hold every frame up to Gf-Ack), `ping` (an ack that also says I am alive), `resume` (resend after Gf-Ack; answer with your own resume if Gf-Reason is `reply`), `close`. */
+type Control = 'ack' | 'ping' | 'resume' | 'close';
+
+export interface NatsLinkOptions {
+  nc: NatsConnection;
+  sendSubject: string;
+  recvSubject: string;
+  peer: string;
+  /** Largest chunk payload: the server's max_payload less room for the headers. */
+  chunkBytes: number;
+  maxFrameBytes?: number;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  /** Unacknowledged frames are resent after this long (doubling per retry). */
+  retransmitMs?: number;
+  /** Runs when the link ends (the worker closes its own connection here). */
+  onEnd?: () => void;
+}
+
+interface Unacked {
+  frame: Uint8Array;
+  sentAt: number;
+  retries: number;
+}
+
+export class NatsLink implements Link {
+  readonly peer: string;
+  private handlers: LinkHandlers | undefined;
+  private readonly early: Array<() => void> = [];
+  private readonly subscription: Subscription;
+  private readonly reassembler: Reassembler;
+  private readonly unacked = new Map<number, Unacked>();
+  private sentSeq = 0;
+  private lastSent = 0;
+  private lastReceived = Date.now();
+  private ackTimer: NodeJS.Timeout | undefined;
+  private resumeAskedFor = -1;
+  private readonly ticker: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly o: NatsLinkOptions) {
+    this.peer = o.peer;
+    this.reassembler = new Reassembler(0, o.maxFrameBytes);
+    this.subscription = o.nc.subscribe(o.recvSubject, {
+      callback: (err, msg) => {
+        if (err) return this.finish(`subscription failed: ${err.message}`);
+        this.onMessage(msg.headers, msg.data);
+      },
+    });
+    const heartbeat = o.heartbeatMs ?? 1000;
+    this.ticker = setInterval(() => this.tick(), Math.min(heartbeat, 500));
+  }
+
+  attach(handlers: LinkHandlers): void {
+    this.handlers = handlers;
+    for (const deliver of this.early.splice(0)) deliver();
+  }
+
+  send(frame: Uint8Array, written?: () => void): void {
+    if (this.closed) return;
+    const seq = ++this.sentSeq;
+    this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
+    this.publishFrame(seq, frame);
+    if (written) this.o.nc.flush().then(written, () => {});
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.control('close', { [H.reason]: reason.slice(0, 200) });
+    this.finish(reason);
+  }
+
+  /** After the connection came back: ask the peer for what it sent meanwhile, and offer the same. */
+  resync(): void {
+    if (!this.closed) this.control('resume', { [H.ack]: String(this.reassembler.delivered), [H.reason]: 'reply' });
+  }
+
+  private publishFrame(seq: number, frame: Uint8Array): void {
+    for (const { info, bytes } of chunkFrame(seq, frame, this.o.chunkBytes)) {
+      const h = natsHeaders();
+      h.set(H.seq, String(info.seq));
+      h.set(H.part, String(info.part));
+      h.set(H.parts, String(info.parts));
+      h.set(H.length, String(info.length));
+      h.set(H.crc, String(info.crc));
+      if (!this.publish(bytes, h)) return;
+    }
+  }
+
+  /** False when the connection refuses (closed or its reconnect buffer full): the frame stays unacked and is resent. */
+  private publish(data: Uint8Array, h: MsgHdrs): boolean {
+    try {
+      this.o.nc.publish(this.o.sendSubject, data, { headers: h });
+      this.lastSent = Date.now();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private control(kind: Control, fields: Record<string, string> = {}): void {
+    const h = natsHeaders();
+    h.set(H.control, kind);
+    for (const [k, v] of Object.entries(fields)) h.set(k, v);
+    this.publish(new Uint8Array(0), h);
+  }
+
+  private onMessage(h: MsgHdrs | undefined, data: Uint8Array): void {
+    if (this.closed) return;
+    this.lastReceived = Date.now();
+    const kind = h?.get(H.control);
+    if (kind) return this.onControl(kind as Control, h!);
+    const info = h && chunkInfoOf(h);
+    if (!info) return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
+    const result = this.reassembler.add(info, data);
+    switch (result.kind) {
+      case 'frame':
+        this.deliver(result.bytes);
+        this.scheduleAck();
+        return;
+      case 'partial':
+        return;
+      case 'duplicate':
+        return this.report('duplicate_chunk', `chunk ${result.part} of frame ${result.seq} from ${this.peer} arrived again: dropped`);
+      case 'gap':
+      case 'corrupt':
+        this.report(result.kind === 'gap' ? 'lost_chunk' : 'corrupt_chunk', `${result.detail} (from ${this.peer}): asking for frames from ${result.expected} again`);
+        if (this.resumeAskedFor !== result.expected) {
+          this.resumeAskedFor = result.expected;
+          this.control('resume', { [H.ack]: String(result.expected - 1) });
+        }
+    }
+  }
+
+  private onControl(kind: Control, h: MsgHdrs): void {
+    const acked = Number(h.get(H.ack));
+    switch (kind) {
+      case 'ack':
+      case 'ping':
+        if (Number.isInteger(acked)) this.dropAcked(acked);
+        return;
+      case 'resume':
+        if (!Number.isInteger(acked)) return;
+        this.dropAcked(acked);
+        for (const [seq, u] of this.unacked) {
+          u.sentAt = Date.now();
+          this.publishFrame(seq, u.frame);
+        }
+        if (h.get(H.reason) === 'reply') this.control('resume', { [H.ack]: String(this.reassembler.delivered) });
+        return;
+      case 'close':
+        return this.finish(`peer closed: ${h.get(H.reason) || 'no reason'}`);
+      default:
+        return this.report('malformed_chunk', `unknown control message ${String(kind).slice(0, 40)} from ${this.peer}`);
+    }
+  }
+
+  private dropAcked(acked: number): void {
+    for (const seq of this.unacked.keys()) {
+      if (seq > acked) break;
+      this.unacked.delete(seq);
+    }
+  }
+
+  private scheduleAck(): void {
+    this.resumeAskedFor = -1;
+    this.ackTimer ??= setTimeout(() => {
+      this.ackTimer = undefined;
+      this.control('ack', { [H.ack]: String(this.reassembler.delivered) });
+    }, 5);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const { heartbeatMs = 1000, deadAfterMs = 30_000, retransmitMs = 2000 } = this.o;
+    if (now - this.lastReceived > deadAfterMs) return this.finish(`no message from ${this.peer} for ${(deadAfterMs / 1000).toFixed(0)} s`);
+    if (now - this.lastSent >= heartbeatMs) this.control('ping', { [H.ack]: String(this.reassembler.delivered) });
+    for (const [seq, u] of this.unacked) {
+      if (now - u.sentAt < retransmitMs * 2 ** u.retries) continue;
+      u.retries = Math.min(u.retries + 1, 5);
+      u.sentAt = now;
+      this.publishFrame(seq, u.frame);
+    }
+  }
+
+  private deliver(bytes: Uint8Array): void {
+    if (this.handlers) this.handlers.frame(bytes);
+    else this.early.push(() => this.handlers?.frame(bytes));
+  }
+
+  private report(reason: string, detail: string): void {
+    this.handlers?.rejected?.(reason, detail);
+  }
+
+  private finish(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.ticker);
+    clearTimeout(this.ackTimer);
+    this.unacked.clear();
+    this.subscription.unsubscribe();
+    this.o.onEnd?.();
+    this.handlers?.close(reason);
+  }
+}
+
+function chunkInfoOf(h: MsgHdrs): ChunkInfo | undefined {
+  const info = { seq: Number(h.get(H.seq)), part: Number(h.get(H.part)), parts: Number(h.get(H.parts)), length: Number(h.get(H.length)), crc: Number(h.get(H.crc)) };
+  return Object.values(info).every((v) => Number.isSafeInteger(v) && v >= 0) && info.seq > 0 && info.parts > 0 ? info : undefined;
+}

@@ -1,0 +1,177 @@
+/**
+ * NATS as the second transport: the coordinator answers join requests on `<subject>.join` and
+ * gives each worker a session of two subjects (`<subject>.s.<session>.up` and `.down`); each side
+ * then speaks the same frames as over WebSockets through a NatsLink. Connections reconnect on their
+ * own (any server of the list, or a cluster node the server announces) and every link resyncs.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  type Authenticator, type ConnectionOptions, type NatsConnection, connect, credsAuthenticator, nkeyAuthenticator, nuid,
+} from 'nats';
+import { NatsLink } from './nats-link.js';
+import { type Link, type Listener, TransportError } from './transport.js';
+
+export interface NatsOptions {
+  /** One or more server URLs (nats://host:4222, tls://host:4222). */
+  servers: string[];
+  /** Subject prefix: coordinator and workers of one run must agree on it. */
+  subject: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** A .creds file (JWT + NKey seed) or an NKey seed file. */
+  credsFile?: string;
+  nkeySeedFile?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+}
+
+/** Room left in each message for our headers (the server counts them against max_payload). */
+const HEADER_ROOM = 1024;
+
+function authenticator(o: NatsOptions): Authenticator | undefined {
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new TransportError(`cannot read the NATS ${what} ${path}: ${(err as Error).message}`);
+    }
+  };
+  if (o.credsFile) return credsAuthenticator(read(o.credsFile, 'credentials file'));
+  if (o.nkeySeedFile) return nkeyAuthenticator(new TextEncoder().encode(read(o.nkeySeedFile, 'NKey seed file').toString('utf8').trim()));
+  return undefined;
+}
+
+export function connectionOptions(o: NatsOptions, name: string): ConnectionOptions {
+  const tls = o.tls && (o.tls.caFile || o.tls.certFile) ? { caFile: o.tls.caFile, certFile: o.tls.certFile, keyFile: o.tls.keyFile } : undefined;
+  return {
+    servers: o.servers, name, user: o.user, pass: o.pass, token: o.token, authenticator: authenticator(o), tls,
+    // Keep trying for as long as the run lasts; links resend what a reconnect lost.
+    reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, reconnectJitter: 250, pingInterval: 5000,
+  };
+}
+
+/** Why a connection failed, in words a user can act on. */
+function explain(err: unknown, servers: string[]): TransportError {
+  const { code, message } = err as { code?: string; message?: string };
+  const where = servers.join(', ');
+  if (code === 'AUTHORIZATION_VIOLATION' || code === 'BAD_AUTHENTICATION' || code === 'BAD_CREDS' || code === 'AUTHENTICATION_EXPIRED' || /authori[sz]ation/i.test(message ?? '')) {
+    return new TransportError(`NATS at ${where} refused the credentials (check --nats-user/--nats-pass, --nats-token, --nats-creds or --nats-nkey): ${message}`);
+  }
+  if (code === 'CONNECTION_REFUSED') return new TransportError(`cannot reach NATS at ${where}: connection refused (is nats-server running?)`);
+  return new TransportError(`cannot connect to NATS at ${where}: ${message ?? String(err)}`);
+}
+
+export function isAuthFailure(err: unknown): boolean {
+  return err instanceof TransportError && err.message.includes('refused the credentials');
+}
+
+async function open(o: NatsOptions, name: string): Promise<NatsConnection> {
+  try {
+    return await connect(connectionOptions(o, name));
+  } catch (err) {
+    throw explain(err, o.servers);
+  }
+}
+
+/** Tells every link of a connection when it came back, so each can resync. */
+function watchReconnects(nc: NatsConnection, links: () => Iterable<NatsLink>, onStatus?: (event: string, detail: string) => void): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      onStatus?.(s.type, String(s.data ?? ''));
+      if (s.type === 'reconnect') for (const link of links()) link.resync();
+    }
+  })().catch(() => {});
+}
+
+const chunkBytesOf = (nc: NatsConnection) => Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+
+interface JoinRequest {
+  worker: string;
+  /** Chosen by the worker (a NUID), which has already subscribed to its `down` subject. */
+  session: string;
+}
+
+function sessionSubjects(prefix: string, session: string) {
+  return { up: `${prefix}.s.${session}.up`, down: `${prefix}.s.${session}.down` };
+}
+
+function parseJoin(data: Uint8Array): JoinRequest | undefined {
+  try {
+    const j = JSON.parse(new TextDecoder().decode(data)) as Partial<JoinRequest>;
+    return typeof j.worker === 'string' && typeof j.session === 'string' && /^[A-Za-z0-9]{8,64}$/.test(j.session) ? { worker: j.worker, session: j.session } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface NatsListenOptions {
+  maxFrameBytes?: number;
+  onStatus?: (event: string, detail: string) => void;
+}
+
+export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}): Promise<Listener> {
+  const nc = await open(o, 'gradfleet-coordinator');
+  const sessions = new Map<string, NatsLink>();
+  let onLink: ((link: Link) => void) | undefined;
+  watchReconnects(nc, () => sessions.values(), options.onStatus);
+  const join = nc.subscribe(`${o.subject}.join`, {
+    callback: (err, msg) => {
+      if (err || !onLink) return;
+      const request = parseJoin(msg.data);
+      if (!request || sessions.has(request.session)) {
+        msg.respond(new TextEncoder().encode(JSON.stringify({ error: request ? 'session taken' : 'malformed join request' })));
+        return;
+      }
+      const subjects = sessionSubjects(o.subject, request.session);
+      const link: NatsLink = new NatsLink({
+        nc, sendSubject: subjects.down, recvSubject: subjects.up, peer: `nats ${request.worker.slice(0, 64)} (session ${request.session.slice(-8)})`,
+        chunkBytes: chunkBytesOf(nc), maxFrameBytes: options.maxFrameBytes, heartbeatMs: o.heartbeatMs, deadAfterMs: o.deadAfterMs,
+        onEnd: () => sessions.delete(request.session),
+      });
+      sessions.set(request.session, link);
+      onLink(link);
+      msg.respond(new TextEncoder().encode(JSON.stringify({ session: request.session })));
+    },
+  });
+  await nc.flush();
+  return {
+    url: `nats://${o.servers.map((s) => s.replace(/^\w+:\/\//, '')).join(',')}/${o.subject}`,
+    onLink: (handler) => {
+      onLink = handler;
+    },
+    close: async () => {
+      join.unsubscribe();
+      for (const link of [...sessions.values()]) link.close('coordinator closing');
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+/**
+ * A worker's link: its own connection; it subscribes to its session's `down` subject first, then
+ * asks to join, so the coordinator's first frame finds the subscription in place.
+ */
+export async function connectNats(o: NatsOptions, workerId: string, options: { maxFrameBytes?: number; onStatus?: (event: string, detail: string) => void } = {}): Promise<Link> {
+  const nc = await open(o, `gradfleet-worker-${workerId}`);
+  const session = nuid.next();
+  const subjects = sessionSubjects(o.subject, session);
+  const link = new NatsLink({
+    nc, sendSubject: subjects.up, recvSubject: subjects.down, peer: `nats coordinator (session ${session.slice(-8)})`, chunkBytes: chunkBytesOf(nc),
+    maxFrameBytes: options.maxFrameBytes, heartbeatMs: o.heartbeatMs, deadAfterMs: o.deadAfterMs, onEnd: () => void nc.drain().catch(() => nc.close()),
+  });
+  watchReconnects(nc, () => [link], options.onStatus);
+  try {
+    await nc.flush();
+    const reply = await nc.request(`${o.subject}.join`, new TextEncoder().encode(JSON.stringify({ worker: workerId, session } satisfies JoinRequest)), { timeout: 5000 });
+    const refusal = (JSON.parse(new TextDecoder().decode(reply.data)) as { error?: string }).error;
+    if (refusal) throw new Error(`the coordinator refused: ${refusal}`);
+  } catch (err) {
+    link.close('join failed');
+    const code = (err as { code?: string }).code;
+    if (code === '503') throw new TransportError(`no coordinator answers on ${o.subject}.join at ${o.servers.join(', ')} (not started yet, or another --nats-subject)`);
+    throw new TransportError(`joining through ${o.subject}.join failed: ${(err as Error).message}`);
+  }
+  return link;
+}
