@@ -1,0 +1,51 @@
+/**
+ * Training over NATS changes nothing: the same weights as over WebSockets, and the same weights
+ * when a node of a 3-node NATS cluster dies under a worker mid-run (it fails over and resends).
+ */
+import { describe, expect, it } from 'vitest';
+import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { startCluster, startNats } from '../helpers/nats.js';
+import { until } from '../helpers/prometheus.js';
+
+const dir = tempDir();
+const data = smallMnist(dir, 600, 200);
+const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', '40', '--epochs', '5',
+  '--train', data.train, '--test', data.test, '--json'];
+
+let overWs: string | undefined;
+async function wsSha(): Promise<string> {
+  overWs ??= expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/ws`])).weights_sha256;
+  return overWs!;
+}
+
+describe('training over NATS', () => {
+  it('2 workers over NATS end with the same weights as over WebSockets', async () => {
+    const server = await startNats('single', []);
+    const summary = expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--transport', 'nats', '--nats-url', server.url, '--out', `${dir}/nats`]));
+    expect(summary.transport).toBe('nats');
+    expect(summary.workers).toBe(2);
+    expect(summary.weights_sha256).toBe(await wsSha());
+    await server.stop();
+  }, 120_000);
+
+  it('3-node cluster: coordinator on A, workers on B and C; B dies mid-run, its worker fails over, same weights', async () => {
+    const [a, b, c] = await startCluster(dir);
+    const nats = (server: string) => ['--transport', 'nats', '--nats-url', server, '--nats-subject', 'failover'];
+    const coordinator = start(['coordinator', ...config, ...nats(a.url), '--min-workers', '2', '--no-metrics', '--out', `${dir}/failover`]);
+    await coordinator.waitFor(/coordinator listening on/);
+    // Worker B knows only node B: it learns the other nodes from the cluster, as NATS clients do.
+    const workerB = start(['worker', ...nats(b.url), '--backend', 'wasm', '--id', 'on-b']);
+    const workerC = start(['worker', ...nats(c.url), '--backend', 'wasm', '--id', 'on-c']);
+    await coordinator.waitFor(/worker on-b joined/);
+    await coordinator.waitFor(/worker on-c joined/);
+    await until('a few steps', async () => /"done":(\d+)/.test(await coordinator.waitFor(/samples"/)), 60_000);
+    await b.stop('SIGKILL');
+    const summary = expectOk(await coordinator.done);
+    expect(await workerB.waitFor(/NATS reconnected/)).toBeTruthy();
+    expect(summary.steps).toBe(40);
+    expect(summary.workers).toBe(2);
+    expect(summary.weights_sha256).toBe(await wsSha());
+    expect((await workerB.done).status).toBe(0);
+    expect((await workerC.done).status).toBe(0);
+  }, 180_000);
+});

@@ -1,0 +1,88 @@
+/** The NATS link against a real nats-server: sizes around max_payload, loss and resend, auth errors. */
+import { describe, expect, it } from 'vitest';
+import { connect } from 'nats';
+import { NatsLink } from '../../protocol/nats-link.js';
+import { connectNats, listenNats } from '../../protocol/nats-transport.js';
+import type { Link } from '../../protocol/transport.js';
+import { tempDir } from '../helpers/gradfleet.js';
+import { startNats } from '../helpers/nats.js';
+
+const dir = tempDir();
+const smallPayload = { dir, text: `max_payload: ${64 * 1024}\n` };
+
+const MAX_PAYLOAD = 64 * 1024;
+const frame = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 131 + 7) & 255);
+
+/** Frames (and transport rejections) arriving on a link, awaited one by one. */
+function inbox(link: Link) {
+  const frames: Uint8Array[] = [];
+  const rejected: string[] = [];
+  const waiters: Array<() => void> = [];
+  link.attach({ frame: (b) => { frames.push(b); waiters.splice(0).forEach((w) => w()); }, close: () => {}, rejected: (r) => rejected.push(r) });
+  return {
+    frames, rejected,
+    async next(count: number) {
+      while (frames.length < count) await new Promise<void>((r) => waiters.push(r));
+      return frames;
+    },
+  };
+}
+
+describe('NATS transport', () => {
+  it('1 byte, exactly max_payload, one byte more, and 14 MB round-trip through a server with a 64 KiB max_payload', async () => {
+    const server = await startNats('small-payload', [], {}, smallPayload);
+    const o = { servers: [server.url], subject: 'chunks' };
+    const listener = await listenNats(o);
+    const accepted = new Promise<Link>((resolve) => listener.onLink(resolve));
+    const worker = await connectNats(o, 'w');
+    const coordinatorSide = inbox(await accepted);
+    const sizes = [1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 14_000_000];
+    for (const n of sizes) worker.send(frame(n));
+    const got = await coordinatorSide.next(sizes.length);
+    expect(got.map((f) => f.byteLength)).toEqual(sizes);
+    for (const f of got) expect(Buffer.from(f).equals(Buffer.from(frame(f.byteLength)))).toBe(true);
+    expect(got.every((f) => f.byteOffset % 4 === 0)).toBe(true);
+    expect(coordinatorSide.rejected).toEqual([]);
+    worker.close('done');
+    await listener.close();
+    await server.stop();
+  });
+
+  it('a lost chunk is detected and counted, and the frame arrives once, resent', async () => {
+    const server = await startNats('lossy', [], {}, smallPayload);
+    const nc = await connect({ servers: server.url });
+    // Fault injection on a real connection: the third message published is never sent.
+    let published = 0;
+    const publish = nc.publish.bind(nc);
+    nc.publish = (subject, data, options) => {
+      if (++published !== 3) publish(subject, data, options);
+    };
+    const sender = new NatsLink({ nc, sendSubject: 't.a', recvSubject: 't.b', peer: 'receiver', chunkBytes: 16 * 1024 });
+    const receiverNc = await connect({ servers: server.url });
+    const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.b', recvSubject: 't.a', peer: 'sender', chunkBytes: 16 * 1024 });
+    const got = inbox(receiver);
+    inbox(sender);
+    await receiverNc.flush();
+    sender.send(frame(100_000));
+    sender.send(frame(10));
+    await got.next(2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
+    expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
+    expect(got.rejected).toContain('lost_chunk');
+    sender.close('done');
+    receiver.close('done');
+    await Promise.all([nc.close(), receiverNc.close()]);
+    await server.stop();
+  });
+
+  it('an unreachable server, wrong credentials and a missing coordinator each get a clear error', async () => {
+    const server = await startNats('auth', ['--user', 'gradfleet', '--pass', 's3cret']);
+    const refused = await startNats('gone', []);
+    await refused.stop();
+    await expect(connectNats({ servers: [refused.url], subject: 'x' }, 'w')).rejects.toThrow(/cannot (reach|connect to) NATS at nats:\/\/127\.0\.0\.1:\d+/);
+    await expect(connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 'wrong' }, 'w')).rejects.toThrow(/refused the credentials/);
+    await expect(connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 's3cret' }, 'w')).rejects.toThrow(/no coordinator answers on x\.join/);
+    await server.stop();
+  });
+});
