@@ -7,6 +7,7 @@ import Table from 'cli-table3';
 import { Command } from 'commander';
 import { benchmarkCluster } from '../../bench/cluster.js';
 import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
+import { benchmarkTransports } from '../../bench/transport.js';
 import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
@@ -82,6 +83,22 @@ export function benchCommand(): Command {
         table.push([r.dtype, r.bytes, `${fixed(0)((100 * r.bytes) / f32Bytes)}%`, fixed(2)(r.encode_ms), fixed(2)(r.decode_ms), r.max_rel_error.toExponential(2)]);
       }
       process.stdout.write(`Weights frame of ${opts.values} values, N(0, 1) (median of ${opts.reps}; relative error over |x| ≥ 2^-14):\n${table.toString()}\n`);
+    });
+  bench.command('transport')
+    .description('latency and throughput of one mnist-cnn gradient (14 MB) from a worker to the coordinator: raw TCP, ws, NATS (loopback)')
+    .option('--bytes <n>', 'frame size (default: mnist-cnn\'s gradient)', positiveInt, 3_488_874 * 4)
+    .option('--frames <n>', 'frames sent back to back for the throughput', positiveInt, 20)
+    .option('--reps <n>', 'one-at-a-time frames for the latency (median)', positiveInt, 5)
+    .option('--json', 'print one JSON object per transport')
+    .action(async (opts: { bytes: number; frames: number; reps: number; json?: boolean }) => {
+      const rows = await benchmarkTransports(opts.bytes, opts.frames, opts.reps);
+      if (opts.json) {
+        for (const row of rows) printJson(row);
+        return;
+      }
+      const table = new Table({ head: ['transport', 'latency ms', 'MB/s', 'vs raw TCP', 'note'] });
+      for (const r of rows) table.push([r.transport, fixed(1)(r.latency_ms), fixed(0)(r.mb_per_s), r.vs_tcp === null ? '' : `${fixed(0)(100 * r.vs_tcp)}%`, r.note ?? '']);
+      process.stdout.write(`One ${(opts.bytes / 1e6).toFixed(1)} MB frame, worker → coordinator on loopback (latency: median of ${opts.reps}; throughput: ${opts.frames} back to back):\n${table.toString()}\n`);
     });
   bench.command('cluster')
     .description('steady-state samples/s of `train` (coordinator + local workers over WebSockets) per model and worker count, and where a step goes')

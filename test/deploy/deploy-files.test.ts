@@ -27,17 +27,17 @@ function flag(args: string[], name: string): string | undefined {
 
 /** A compose file with each service's `extends` merged in (what `docker compose config` does). */
 function composeServices(file: string): Record<string, any> {
-  const doc = parse(read(deploy(file)));
+  const doc = parse(read(deploy(file)), { merge: true });
   return Object.fromEntries(Object.entries(doc.services as Record<string, any>).map(([name, service]) => {
     const { extends: ext, ...own } = service;
     if (!ext) return [name, own];
     const baseFile = join(dirname(deploy(file)), ext.file);
-    const base = parse(read(baseFile)).services[ext.service];
+    const base = parse(read(baseFile), { merge: true }).services[ext.service];
     return [name, { ...base, ...own, baseDir: dirname(baseFile) }];
   }));
 }
 
-const k8sDocs = () => ['coordinator.yaml', 'workers.yaml', 'namespace.yaml'].flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
+const k8sDocs = () => ['coordinator.yaml', 'workers.yaml', 'namespace.yaml', 'nats.yaml'].flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
 const k8s = (kind: string, name: string) => k8sDocs().find((d) => d.kind === kind && d.metadata.name === name);
 
 const helpOf = new Map<string, string>();
@@ -103,7 +103,7 @@ describe('compose', () => {
   ] as const) {
     it(`${file}: images, ports, volumes and flags match the code`, () => {
       const s = composeServices(file);
-      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'prometheus', 'worker']);
+      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'nats-1', 'nats-2', 'nats-3', 'prometheus', 'worker']);
       expect(s.coordinator.image).toBe(`${image}:${pkg.version}`);
       expect(s.worker.image).toBe(s.coordinator.image);
       expect(existsSync(join(root, s.coordinator.build.dockerfile))).toBe(true);
@@ -117,7 +117,17 @@ describe('compose', () => {
       expect(s.coordinator.ports).toEqual(expect.arrayContaining([`${DEFAULT_COORDINATOR_PORT}:${DEFAULT_COORDINATOR_PORT}`]));
       const w = s.worker.command as string[];
       expect(w[0]).toBe('worker');
-      expect(flag(w, '--connect')).toBe(`ws://coordinator:${DEFAULT_COORDINATOR_PORT}`);
+      // Both meet on every node of the compose NATS cluster, each node running deploy/nats/cluster.conf.
+      const natsNodes = ['nats-1', 'nats-2', 'nats-3'];
+      for (const args of [c, w]) {
+        expect(flag(args, '--transport')).toBe('nats');
+        expect(flag(args, '--nats-url')).toBe(natsNodes.map((n) => `nats://${n}:4222`).join(','));
+      }
+      for (const n of natsNodes) {
+        expect(s[n].environment.NATS_NAME).toBe(n);
+        expect(s[n].volumes).toEqual(['../nats/cluster.conf:/etc/nats/cluster.conf:ro']);
+        expect(read(deploy('nats/cluster.conf'))).toContain(`nats-route://${n}:6222`);
+      }
       expect(Number(flag(w, '--metrics-port'))).toBe(DEFAULT_WORKER_METRICS_PORT);
       expectKnownFlags(c);
       expectKnownFlags(w);
@@ -139,6 +149,15 @@ describe('compose', () => {
   });
 });
 
+describe('NATS cluster config', () => {
+  it('nats-server accepts deploy/nats/cluster.conf, and its max_payload holds a chunk', () => {
+    const natsServer = requireBinary('nats-server');
+    // -t: parse and validate, then exit; non-zero (a throw here) on any error.
+    execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { ...process.env, NATS_NAME: 'nats-1' }, stdio: 'pipe' });
+    expect(read(deploy('nats/cluster.conf'))).toMatch(/max_payload: 8MB/);
+  });
+});
+
 describe('Kubernetes', () => {
   it('coordinator, service, workers and disruption budget agree on names, ports, metrics and GPUs', () => {
     const coord = k8s('Deployment', 'gradfleet-coordinator');
@@ -153,7 +172,13 @@ describe('Kubernetes', () => {
     expect(Number(flag(cc.args, '--metrics-port'))).toBe(DEFAULT_COORDINATOR_METRICS_PORT);
     expect(service.spec.ports.map((p: any) => p.port).sort()).toEqual([DEFAULT_COORDINATOR_PORT, DEFAULT_COORDINATOR_METRICS_PORT].sort());
     expect(service.spec.selector).toEqual(coord.spec.template.metadata.labels);
-    expect(flag(wc.args, '--connect')).toBe(`ws://${service.metadata.name}:${DEFAULT_COORDINATOR_PORT}`);
+    const nats = k8s('StatefulSet', 'nats');
+    for (const args of [cc.args, wc.args]) {
+      expect(flag(args, '--transport')).toBe('nats');
+      expect(flag(args, '--nats-url')).toBe(`nats://${k8s('Service', 'nats').metadata.name}:4222`);
+    }
+    expect(nats.spec.replicas).toBe(3);
+    expect(k8s('PodDisruptionBudget', 'nats').spec.maxUnavailable).toBe(1);
     expect(Number(flag(wc.args, '--metrics-port'))).toBe(DEFAULT_WORKER_METRICS_PORT);
     for (const [deployment, port] of [[coord, DEFAULT_COORDINATOR_METRICS_PORT], [workers, DEFAULT_WORKER_METRICS_PORT]] as const) {
       expect(deployment.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port) });
@@ -164,6 +189,14 @@ describe('Kubernetes', () => {
     expect(coord.spec.strategy.type).toBe('Recreate');
     expectKnownFlags(cc.args);
     expectKnownFlags(wc.args);
+  });
+
+  it('nats-server accepts the NATS ConfigMap, whose routes name the StatefulSet\'s pods', () => {
+    const conf = k8s('ConfigMap', 'nats-config').data['nats.conf'];
+    for (const i of [0, 1, 2]) expect(conf).toContain(`nats-route://nats-${i}.nats:6222`);
+    const file = join(scratch, 'k8s-nats.conf');
+    writeFileSync(file, conf);
+    execFileSync(requireBinary('nats-server'), ['-t', '-c', file], { env: { ...process.env, NATS_NAME: 'nats-0' }, stdio: 'pipe' });
   });
 
   it('the kustomization lists exactly the manifests that exist', () => {

@@ -1,0 +1,175 @@
+/**
+ * The transport benchmark: one 14 MB frame (an mnist-cnn gradient) from a worker to the coordinator
+ * over raw TCP (the loopback ceiling), WebSockets and NATS, as gradfleet's links carry it. Latency:
+ * one frame at a time, send to fully received. Throughput: `frames` sent back to back.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type Socket, createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectNats, listenNats } from '../protocol/nats-transport.js';
+import type { Link, Listener } from '../protocol/transport.js';
+import { connectWs, listenWs } from '../protocol/ws-transport.js';
+
+export interface TransportBenchmark {
+  transport: string;
+  bytes: number;
+  latency_ms: number;
+  mb_per_s: number;
+  /** Throughput relative to raw TCP. */
+  vs_tcp: number | null;
+  note?: string;
+}
+
+/** What a transport looks like to the benchmark: send from one end, count whole frames at the other. */
+interface Pipe {
+  send(frame: Uint8Array): void;
+  onFrame(handler: () => void): void;
+  close(): Promise<void>;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames: number, reps: number): Promise<TransportBenchmark> {
+  let received = 0;
+  let wake: (() => void) | undefined;
+  pipe.onFrame(() => {
+    received++;
+    wake?.();
+  });
+  const until = (n: number) => new Promise<void>((resolve) => {
+    wake = () => received >= n && resolve();
+    wake();
+  });
+  const latencies: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const t0 = performance.now();
+    pipe.send(frame);
+    await until(received + 1);
+    if (r > 0) latencies.push(performance.now() - t0); // the first one warms up
+  }
+  const t0 = performance.now();
+  const target = received + frames;
+  for (let i = 0; i < frames; i++) pipe.send(frame);
+  await until(target);
+  const seconds = (performance.now() - t0) / 1000;
+  await pipe.close();
+  return { transport, bytes: frame.byteLength, latency_ms: median(latencies), mb_per_s: (frames * frame.byteLength) / 1e6 / seconds, vs_tcp: null };
+}
+
+/** Length-prefixed frames over a plain socket: the ceiling. */
+async function tcpPipe(): Promise<Pipe> {
+  let handler = () => {};
+  const server = createServer((socket) => {
+    // A receiver as a real protocol would write one: read the length, then fill one buffer.
+    const head = Buffer.alloc(4);
+    let headFilled = 0;
+    let body: Buffer | undefined;
+    let filled = 0;
+    socket.on('data', (chunk: Buffer) => {
+      let at = 0;
+      while (at < chunk.length) {
+        if (!body) {
+          const n = Math.min(4 - headFilled, chunk.length - at);
+          chunk.copy(head, headFilled, at, at + n);
+          headFilled += n;
+          at += n;
+          if (headFilled === 4) body = Buffer.allocUnsafe(head.readUInt32LE(0));
+          continue;
+        }
+        const n = Math.min(body.length - filled, chunk.length - at);
+        chunk.copy(body, filled, at, at + n);
+        filled += n;
+        at += n;
+        if (filled === body.length) {
+          body = undefined;
+          filled = 0;
+          headFilled = 0;
+          handler();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const client: Socket = await new Promise((resolve) => {
+    const s = createConnection(port, '127.0.0.1', () => resolve(s));
+  });
+  return {
+    send: (frame) => {
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(frame.byteLength);
+      client.write(head);
+      client.write(frame);
+    },
+    onFrame: (h) => (handler = h),
+    close: async () => {
+      client.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function linkPipe(listener: Listener, connect: () => Promise<Link>): Promise<Pipe> {
+  let handler = () => {};
+  listener.onLink((link) => link.attach({ frame: () => handler(), close: () => {} }));
+  const worker = await connect();
+  worker.attach({ frame: () => {}, close: () => {} });
+  return {
+    send: (frame) => worker.send(frame),
+    onFrame: (h) => (handler = h),
+    close: async () => {
+      worker.close('done');
+      await listener.close();
+    },
+  };
+}
+
+/** A nats-server of this machine's (Debian's package), with the deploy/nats max_payload. */
+async function startNatsServer(): Promise<{ url: string; stop: () => void } | string> {
+  try {
+    execFileSync('sh', ['-c', 'command -v nats-server'], { stdio: 'ignore' });
+  } catch {
+    return 'nats-server is not installed (scripts/install-test-deps.sh)';
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'gradfleet-bench-'));
+  const conf = join(dir, 'nats.conf');
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\nmax_pending: 64MB\n`);
+  const child: ChildProcess = spawn('nats-server', ['-c', conf], { stdio: 'ignore' });
+  const stop = () => {
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
+    });
+    if (up) return { url: `nats://127.0.0.1:${port}`, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  stop();
+  return 'nats-server did not start';
+}
+
+export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, reps = 5): Promise<TransportBenchmark[]> {
+  const frame = new Uint8Array(bytes).map((_, i) => i & 255);
+  const rows: TransportBenchmark[] = [];
+  rows.push(await measure('tcp (raw)', await tcpPipe(), frame, frames, reps));
+  const ws = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
+  rows.push(await measure('ws', await linkPipe(ws, () => connectWs(ws.url)), frame, frames, reps));
+  const nats = await startNatsServer();
+  if (typeof nats === 'string') rows.push({ transport: 'nats', bytes, latency_ms: Number.NaN, mb_per_s: Number.NaN, vs_tcp: null, note: nats });
+  else {
+    try {
+      const o = { servers: [nats.url], subject: 'bench' };
+      const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
+      rows.push(await measure('nats', await linkPipe(listener, () => connectNats(o, 'bench')), frame, frames, reps));
+    } finally {
+      nats.stop();
+    }
+  }
+  const tcp = rows[0].mb_per_s;
+  return rows.map((r) => ({ ...r, vs_tcp: Number.isFinite(r.mb_per_s) ? r.mb_per_s / tcp : null }));
+}
