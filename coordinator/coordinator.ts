@@ -37,8 +37,11 @@ export interface StepReport {
   accuracy: number;
   workers: number;
   learningRate: number;
-  /** L2 norm of the averaged gradient (trainable parameters). */
-  gradientNorm: number;
+  /**
+   * L2 norm of the averaged gradient (trainable parameters). A function, computed on demand: it is a
+   * pass over every parameter, paid only by observers that show it, and only during the hook.
+   */
+  gradientNorm(): number;
   /** Wall seconds of the step, and of each phase of it. */
   seconds: { total: number; gather: number; reduce: number; optimizer: number; broadcast: number };
   /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
@@ -206,7 +209,6 @@ export class Coordinator {
     acc.correct += root.correct;
     acc.samples += root.samples;
     const average = averageOf(root);
-    const norm = gradientNorm(average.values, this.trainable);
     const t2 = performance.now();
     const adam = adamForEpoch(state.config, position.epoch);
     const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
@@ -225,7 +227,7 @@ export class Coordinator {
     const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
-      workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: norm, seconds, workerSeconds, computeSeconds: gather.computeSeconds,
+      workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: () => gradientNorm(average.values, this.trainable), seconds, workerSeconds, computeSeconds: gather.computeSeconds,
       workerSpeeds: new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const]))),
     });
     return batch.samples;

@@ -114,7 +114,7 @@ export class CoordinatorMetrics {
     this.trainLoss.set(r.loss);
     this.trainAccuracy.set(r.accuracy);
     this.learningRate.set(r.learningRate);
-    this.gradNorm.set(r.gradientNorm);
+    this.gradNorm.set(r.gradientNorm());
     this.samplesPerSecond.set(r.samples / Math.max(1e-9, r.seconds.total));
     this.stepDuration.observe(r.seconds.total);
     for (const phase of PHASES) this.phase.observe({ phase }, r.seconds[phase]);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { startCluster, startNats } from '../helpers/nats.js';
-import { until } from '../helpers/prometheus.js';
+import { until } from '../helpers/wait.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 600, 200);

@@ -14,7 +14,7 @@ const session = (id: string, backend = 'wasm') => ({ id, backend }) as WorkerSes
 function stepReport(overrides: Partial<StepReport> = {}): StepReport {
   return {
     position: { step: 9, epoch: 0, stepInEpoch: 9 }, stepsPerEpoch: 40, samples: 64, epochSamples: 2560, loss: 0.5, accuracy: 0.75, workers: 2,
-    learningRate: 0.001, gradientNorm: 2.5, seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
+    learningRate: 0.001, gradientNorm: () => 2.5, seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
     workerSeconds: new Map([['a', 0.1], ['b', 0.15]]), computeSeconds: new Map([['a', 0.08], ['b', 0.12]]), workerSpeeds: new Map([['a', 40], ['b', 27]]),
     ...overrides,
   };

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { type Started, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
-import { type PrometheusServer, startPrometheus, until } from '../helpers/prometheus.js';
+import { type PrometheusServer, startPrometheus } from '../helpers/prometheus.js';
+import { until } from '../helpers/wait.js';
 
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 const dir = tempDir();

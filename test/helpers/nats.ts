@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 import { requireBinary } from './binaries.js';
-import { freePort, until } from './prometheus.js';
+import { freePort, until, untilServing } from './wait.js';
 
 export interface NatsServer {
   name: string;
@@ -44,9 +44,7 @@ export async function startNats(name: string, args: string[], env: Record<string
     }),
   };
   running.add(server);
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`nats-server ${name} exited (${code}):\n${log}`))));
-  exited.catch(() => {});
-  await Promise.race([exited, until(`nats-server ${name} to accept clients`, async () => (await fetch(`http://127.0.0.1:${monitorPort}/healthz`)).ok, 15_000)]);
+  await untilServing(child, `nats-server ${name}`, () => log, async () => (await fetch(`http://127.0.0.1:${monitorPort}/healthz`)).ok, 15_000);
   return server;
 }
 
