@@ -2,11 +2,12 @@
  * How processes reach each other: WebSockets (the embedded default) or NATS, with the connection
  * options NATS users expect. Shared by `train`, `coordinator` and `worker`.
  */
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
 import { type NatsOptions, connectNats, listenNats } from '../protocol/nats-transport.js';
 import type { Link, Listener } from '../protocol/transport.js';
-import { connectWs, listenWs } from '../protocol/ws-transport.js';
+import { type WsServerTls, connectWs, listenWs } from '../protocol/ws-transport.js';
 import { oneOf, positiveInt } from './options.js';
 
 export const TRANSPORTS = ['ws', 'nats'] as const;
@@ -55,16 +56,51 @@ export function natsOptionsOf(f: TransportFlags): NatsOptions {
   };
 }
 
-export function listenerFor(f: TransportFlags, host: string, port: number, log: Logger): (maxFrameBytes: number) => Promise<Listener> {
-  if (f.transport === 'ws') return (maxFrameBytes) => listenWs(host, port, { maxFrameBytes });
+/** wss:// for `gradfleet coordinator`. */
+export interface TlsListenFlags {
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+export function addTlsListenOptions(cmd: Command): Command {
+  return cmd
+    .option('--tls-cert <file>', 'serve wss:// with this certificate (PEM; chain included); needs --tls-key')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)');
+}
+
+/** Workers verify a wss:// coordinator against this CA. */
+export function addTlsConnectOptions(cmd: Command): Command {
+  return cmd.option('--tls-ca <file>', 'trust this CA (PEM) for a wss:// coordinator, e.g. one with a self-signed certificate');
+}
+
+function readPem(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+}
+
+function serverTlsOf(f: TlsListenFlags): WsServerTls | undefined {
+  if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
+  if (f.tlsCert === undefined || f.tlsKey === undefined) throw new Error('wss:// needs both --tls-cert and --tls-key');
+  return { cert: readPem('--tls-cert', f.tlsCert), key: readPem('--tls-key', f.tlsKey) };
+}
+
+export function listenerFor(f: TransportFlags & TlsListenFlags, host: string, port: number, log: Logger): (maxFrameBytes: number) => Promise<Listener> {
+  const tls = serverTlsOf(f);
+  if (tls && f.transport !== 'ws') throw new Error('--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)');
+  if (f.transport === 'ws') return (maxFrameBytes) => listenWs(host, port, { maxFrameBytes, tls });
   const nats = natsOptionsOf(f);
   return (maxFrameBytes) => listenNats(nats, { maxFrameBytes, onStatus: natsStatusLogger(log) });
 }
 
-export function connectorFor(f: TransportFlags & { connect?: string }, workerId: string, log: Logger): { where: string; connect: () => Promise<Link> } {
+export function connectorFor(f: TransportFlags & { connect?: string; tlsCa?: string }, workerId: string, log: Logger): { where: string; connect: () => Promise<Link> } {
   if (f.transport === 'ws') {
     if (!f.connect) throw new Error('--connect ws://HOST:PORT is required (or --transport nats)');
-    return { where: f.connect, connect: () => connectWs(f.connect!) };
+    if (!/^wss?:\/\//.test(f.connect)) throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
+    const ca = f.tlsCa === undefined ? undefined : readPem('--tls-ca', f.tlsCa);
+    return { where: f.connect, connect: () => connectWs(f.connect!, { ca }) };
   }
   const nats = natsOptionsOf(f);
   return { where: `${nats.servers.join(',')} (${nats.subject})`, connect: () => connectNats(nats, workerId, { onStatus: natsStatusLogger(log) }) };

@@ -3,8 +3,9 @@
  * gathers their tree nodes, reduces them over the fixed tree, applies Adam and broadcasts the new
  * weights. Each epoch it evaluates on the test set (sharded too) and checkpoints.
  *
- * Work is handed out as ranges; a worker that leaves or sends a rejected result gives its ranges
- * back and they go to whoever is ready, so the step still completes with the same bits.
+ * Work is handed out as ranges; a worker that leaves, misses the step deadline or sends a rejected
+ * result gives its ranges back and they go to whoever is ready, so the step still completes with
+ * the same bits. Below --min-workers the run pauses between steps until enough have joined.
  */
 import { encodeFrame } from '../protocol/codec.js';
 import type { Logger } from 'pino';
@@ -22,7 +23,9 @@ import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
 import { runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, adamForEpoch, emptyAccumulator, stateToCheckpoint } from './run-state.js';
+import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { splitRange, updateSpeed } from './sharding.js';
+import { StragglerWatch } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
 import type { Range, WorkTracker } from './work-tracker.js';
@@ -76,6 +79,12 @@ export interface CoordinatorHooks {
   checkpoint?(report: CheckpointReport): void;
   workerReady?(session: WorkerSession): void;
   workerLost?(session: WorkerSession, reason: string): void;
+  /** The run paused (too few workers) or went on. */
+  paused?(paused: boolean): void;
+  /** A worker did not deliver its share in time and lost it for this step. */
+  deadlineMissed?(session: WorkerSession): void;
+  /** A worker became, or stopped being, a persistent straggler. */
+  straggler?(workerId: string, isStraggler: boolean): void;
 }
 
 /** One set of hooks that calls each given set in turn. */
@@ -83,7 +92,10 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
   const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
   const each = <K extends keyof CoordinatorHooks>(key: K) =>
     ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
-  return { step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost') };
+  return {
+    step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
+    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
+  };
 }
 
 export interface CoordinatorOptions {
@@ -95,6 +107,10 @@ export interface CoordinatorOptions {
   pool: WorkerPool;
   outDir: string;
   minWorkers: number;
+  /** A worker that has not delivered its share this long after it was assigned loses it for the step. */
+  stepDeadlineMs: number;
+  /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
+  checkpointEvery: number;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -112,11 +128,16 @@ export interface RunOutcome {
   phases: PhaseTotals;
   workersSeen: Set<string>;
   backends: Set<string>;
+  accounting: LedgerTotals;
 }
 
 interface ActiveWork {
   kind: ResultMessage['type'];
   tracker: WorkTracker;
+  /** When each worker was last given work in this unit (its deadline runs from there). */
+  assignedAt: Map<string, number>;
+  /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
+  late: Set<string>;
   send(session: WorkerSession, range: Range): void;
   /** Only called with messages of type `kind` (onResult checks), hence the narrowing casts. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict;
@@ -135,11 +156,15 @@ export class Coordinator {
   private readonly backends = new Set<string>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly trainable: ParamRange[];
+  private readonly ledger: SampleLedger;
+  private readonly stragglers = new StragglerWatch();
+  private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: CoordinatorOptions) {
     const { config } = o.state;
     this.geometry = { trainCount: o.train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize };
     this.trainable = trainableRanges(o.layout);
+    this.ledger = new SampleLedger(o.train.count);
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
       lost: (s, reason) => this.onLost(s, reason),
@@ -153,10 +178,9 @@ export class Coordinator {
   }
 
   async run(): Promise<RunOutcome> {
-    const { state, log, minWorkers } = this.o;
+    const { state } = this.o;
     const { config } = state;
-    if (this.o.pool.ready().length < minWorkers) log.info({ min_workers: minWorkers }, `waiting for ${minWorkers} worker(s)`);
-    await this.o.pool.waitForReady(minWorkers);
+    await this.enoughWorkers(true);
     const started = performance.now();
     const startStep = state.step;
     let samplesRun = 0;
@@ -164,15 +188,21 @@ export class Coordinator {
     let evaluatedAt = -1;
     const perEpoch = stepsPerEpoch(this.geometry);
     const finished = () => positionOf(this.geometry, state.step).epoch >= config.epochs || (config.maxSteps !== null && state.step >= config.maxSteps);
+    const first = positionOf(this.geometry, state.step);
+    this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
     while (!this.stopRequested && !finished()) {
+      await this.enoughWorkers(false);
       const position = positionOf(this.geometry, state.step);
       samplesRun += await this.runStep(position);
       if (position.stepInEpoch === perEpoch - 1) {
+        this.closeLedger(position.epoch);
         evaluation = await this.evaluate();
         evaluatedAt = state.step;
         this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
         await this.checkpoint();
         await writeCurves(this.o.outDir, config.model, state.history);
+      } else if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) {
+        await this.checkpoint();
       }
     }
     const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
@@ -181,8 +211,30 @@ export class Coordinator {
     return {
       state, stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000,
       evaluation, checkpoint: this.lastCheckpoint?.path ?? null, stopped, phases: { ...this.phases },
-      workersSeen: this.workersSeen, backends: this.backends,
+      workersSeen: this.workersSeen, backends: this.backends, accounting: { ...this.ledger.totals },
     };
+  }
+
+  /** Waits (paused, and saying so) until --min-workers are ready. */
+  private async enoughWorkers(starting: boolean): Promise<void> {
+    const { pool, minWorkers, log, hooks } = this.o;
+    const ready = pool.ready().length;
+    if (ready >= minWorkers) return;
+    if (starting) log.info({ min_workers: minWorkers }, `waiting for ${minWorkers} worker(s)`);
+    else {
+      log.warn({ ready, min_workers: minWorkers, step: this.o.state.step }, `paused at step ${this.o.state.step}: ${ready} of ${minWorkers} workers ready; waiting for more to join`);
+      hooks?.paused?.(true);
+    }
+    await pool.waitForReady(minWorkers);
+    if (!starting) {
+      log.info({ ready: pool.ready().length, step: this.o.state.step }, `resumed with ${pool.ready().length} workers`);
+      hooks?.paused?.(false);
+    }
+  }
+
+  private closeLedger(epoch: number): void {
+    const missing = this.ledger.close();
+    if (missing > 0) this.o.log.error({ epoch: epoch + 1, missing }, `epoch ${epoch + 1} closed with ${missing} samples never trained on`);
   }
 
   private async runStep(position: StepPosition): Promise<number> {
@@ -193,7 +245,14 @@ export class Coordinator {
     await this.runWork({
       kind: 'contribution',
       tracker: gather.tracker,
-      accept: (s, m, p) => gather.accept(s.id, m as MessageOf<'contribution'>, p),
+      accept: (s, m, p) => {
+        const verdict = gather.accept(s.id, m as MessageOf<'contribution'>, p);
+        if (verdict.ok && verdict.trained) {
+          this.ledger.record(position.epoch, verdict.trained.start, verdict.trained.end);
+          this.ledger.countMicroBatches(verdict.trained.microBatches);
+        }
+        return verdict;
+      },
       send: (s, r) => {
         this.ensureWeights(s);
         s.channel.send({
@@ -225,12 +284,27 @@ export class Coordinator {
       reduce: p.reduce + seconds.reduce, optimizer: p.optimizer + seconds.optimizer, broadcast: p.broadcast + seconds.broadcast,
     });
     const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
+    const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
+    this.watchStragglers(workerSpeeds);
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
       workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: () => gradientNorm(average.values, this.trainable), seconds, workerSeconds, computeSeconds: gather.computeSeconds,
-      workerSpeeds: new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const]))),
+      workerSpeeds,
     });
     return batch.samples;
+  }
+
+  private watchStragglers(speeds: Map<string, number>): void {
+    const { flagged, cleared, median } = this.stragglers.observe(speeds);
+    for (const id of flagged) {
+      this.o.log.warn({ worker: id, speed: speeds.get(id), median_speed: median },
+        `worker ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} micro-batches/s against a median of ${median.toFixed(1)}; it gets a smaller share`);
+      this.o.hooks?.straggler?.(id, true);
+    }
+    for (const id of cleared) {
+      this.o.log.info({ worker: id }, `worker ${id} is no longer a straggler`);
+      this.o.hooks?.straggler?.(id, false);
+    }
   }
 
   private async evaluate(): Promise<Evaluation> {
@@ -284,11 +358,31 @@ export class Coordinator {
     session.weightsVersion = state.step;
   }
 
-  private runWork(work: Omit<ActiveWork, 'done'>): Promise<void> {
-    return new Promise((resolve) => {
-      this.active = { ...work, done: resolve };
+  private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late'>): Promise<void> {
+    const deadline = this.o.stepDeadlineMs;
+    return new Promise<void>((resolve) => {
+      this.active = { ...work, assignedAt: new Map(), late: new Set(), done: resolve };
+      this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
       this.dispatch([{ first: 0, end: work.tracker.items }]);
-    });
+    }).finally(() => clearInterval(this.deadlineTimer));
+  }
+
+  /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
+  private enforceDeadline(): void {
+    const work = this.active;
+    if (!work) return;
+    const now = performance.now();
+    for (const session of this.o.pool.ready()) {
+      const at = work.assignedAt.get(session.id);
+      if (at === undefined || now - at < this.o.stepDeadlineMs || !work.tracker.owesAnything(session.id)) continue;
+      const orphaned = work.tracker.release(session.id);
+      work.assignedAt.delete(session.id);
+      work.late.add(session.id);
+      this.o.log.warn({ worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
+        `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`);
+      this.o.hooks?.deadlineMissed?.(session);
+      this.dispatch(orphaned);
+    }
   }
 
   private dispatch(ranges: Range[]): void {
@@ -300,12 +394,18 @@ export class Coordinator {
       this.o.log.warn('no worker is ready: the step waits for one to join');
       return;
     }
-    const byId = new Map(ready.map((s) => [s.id, s]));
-    const speeds = ready.map((s) => ({ id: s.id, speed: s.speed ?? 1 }));
+    const onTime = ready.filter((s) => !work.late.has(s.id));
+    // When every ready worker was late, waiting for a new one could be forever: give them another chance.
+    if (onTime.length === 0) work.late.clear();
+    const eligible = onTime.length > 0 ? onTime : ready;
+    const byId = new Map(eligible.map((s) => [s.id, s]));
+    const speeds = eligible.map((s) => ({ id: s.id, speed: s.speed ?? 1 }));
+    const now = performance.now();
     for (const range of ranges) {
       for (const block of splitRange(range.first, range.end, speeds)) {
         const r = { first: block.first, end: block.first + block.count };
         work.tracker.expect(block.workerId, r);
+        work.assignedAt.set(block.workerId, now);
         work.send(byId.get(block.workerId)!, r);
       }
     }
@@ -332,6 +432,7 @@ export class Coordinator {
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
     if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
+    if (work.late.has(session.id)) return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
     const verdict = work.accept(session, message, payload);
     if (!verdict.ok) {
       session.channel.reject(verdict.reason, verdict.detail);

@@ -17,7 +17,20 @@ import { Coordinator, type CoordinatorHooks, type RunOutcome, combineHooks } fro
 import { CoordinatorMetrics } from './metrics.js';
 import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
+import type { SharedSecret } from '../protocol/auth.js';
+import type { AdmissionLimits } from './admission.js';
+import type { LedgerTotals } from './sample-ledger.js';
 import { WorkerPool } from './worker-pool.js';
+
+/** How the coordinator keeps its workers honest and alive (cli/cluster-options.ts has the flags). */
+export interface ClusterPolicy {
+  stepDeadlineMs: number;
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  limits: AdmissionLimits;
+  secret?: SharedSecret;
+  /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
+  checkpointEvery: number;
+}
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
 
@@ -30,6 +43,7 @@ export interface LaunchOptions {
   /** The transport's name, for the summary. */
   transport: string;
   minWorkers: number;
+  policy: ClusterPolicy;
   /** Largest frame accepted from a worker; must hold the model's weights. */
   maxFrameBytes: number;
   log: Logger;
@@ -43,6 +57,8 @@ export interface RunSummary {
   wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
   checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
   phases_s_per_step: Record<string, number>;
+  /** Every sample of every epoch accounted: duplicates and missing must be 0. */
+  accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
 }
 
 export interface LaunchedRun {
@@ -108,13 +124,15 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const { config } = state;
   const pool = new WorkerPool({
     listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes, meterFor: metrics && ((id) => metrics.meterFor(id)),
+    secret: o.policy.secret, limits: o.policy.limits, heartbeat: o.policy.heartbeat,
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
       train: config.train, test: config.test,
     },
   });
-  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
+  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers,
+    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
     `coordinator listening on ${listener.url}`);
   return {
@@ -145,6 +163,7 @@ async function writeOutputs(outcome: RunOutcome, model: ModelSpec, outDir: strin
 
 function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, rejections: RejectionCounts, transport: string): RunSummary {
   const { state, phases } = outcome;
+  const a: LedgerTotals = outcome.accounting;
   const perStep = (s: number) => (phases.steps > 0 ? s / phases.steps : 0);
   return {
     model: model.name,
@@ -168,5 +187,6 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
       gather: perStep(phases.gather), compute: perStep(phases.compute), reduce: perStep(phases.reduce),
       optimizer: perStep(phases.optimizer), broadcast: perStep(phases.broadcast),
     },
+    accounting: { samples: a.samples, micro_batches: a.microBatches, duplicate_samples: a.duplicates, missing_samples: a.missing, epochs_complete: a.epochsComplete },
   };
 }

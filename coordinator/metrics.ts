@@ -47,6 +47,9 @@ export class CoordinatorMetrics {
   private readonly workerSent = new Counter({ name: 'gradfleet_worker_sent_bytes_total', help: 'Per worker: bytes received from it', labelNames: ['worker'], registers: [this.r] });
   private readonly workerReceived = new Counter({ name: 'gradfleet_worker_received_bytes_total', help: 'Per worker: bytes sent to it (weights, work, data)', labelNames: ['worker'], registers: [this.r] });
   private readonly straggler = new Gauge({ name: 'gradfleet_straggler_ratio', help: 'Slowest over median worker step time in the last step (1: balanced)', registers: [this.r] });
+  private readonly paused = new Gauge({ name: 'gradfleet_paused', help: '1 while the run waits for --min-workers, else 0', registers: [this.r] });
+  private readonly deadlineMisses = new Counter({ name: 'gradfleet_deadline_misses_total', help: 'Shares reassigned because a worker missed the step deadline', registers: [this.r] });
+  private readonly workerStraggler = new Gauge({ name: 'gradfleet_worker_straggler', help: 'Per worker: 1 while it is a persistent straggler (under half the median speed)', labelNames: ['worker'], registers: [this.r] });
   private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
   private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
   private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
@@ -88,7 +91,11 @@ export class CoordinatorMetrics {
         // A departed worker's gauges would otherwise go on showing its last value.
         this.workerStep.remove({ worker: session.id });
         this.workerSpeed.remove({ worker: session.id });
+        this.workerStraggler.remove({ worker: session.id });
       },
+      paused: (paused) => this.paused.set(paused ? 1 : 0),
+      deadlineMissed: () => this.deadlineMisses.inc(),
+      straggler: (worker, isStraggler) => this.workerStraggler.set({ worker }, isStraggler ? 1 : 0),
     };
   }
 

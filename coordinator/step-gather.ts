@@ -9,7 +9,10 @@ import { microBatchRange } from '../training/parallel/step-plan.js';
 import { type NodeSum, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
 import { type Range, WorkTracker } from './work-tracker.js';
 
-export type Verdict = { ok: true } | { ok: false; reason: string; detail: string; reassign: Range[] };
+/** `trained`: the epoch-order positions of the samples an accepted contribution covers. */
+export type Verdict =
+  | { ok: true; trained?: { start: number; end: number; microBatches: number } }
+  | { ok: false; reason: string; detail: string; reassign: Range[] };
 
 export class StepGather {
   readonly tracker: WorkTracker;
@@ -26,10 +29,14 @@ export class StepGather {
     this.tracker = new WorkTracker(batch.microBatches);
   }
 
-  /** Samples in micro-batches [first, end) of this step. */
+  /** Epoch-order positions of micro-batches [first, end) of this step. */
+  private positionsOf(range: Range): { start: number; end: number } {
+    return { start: microBatchRange(this.geometry, this.batch, range.first).start, end: microBatchRange(this.geometry, this.batch, range.end - 1).end };
+  }
+
   private samplesIn(range: Range): number {
-    const start = microBatchRange(this.geometry, this.batch, range.first).start;
-    return microBatchRange(this.geometry, this.batch, range.end - 1).end - start;
+    const { start, end } = this.positionsOf(range);
+    return end - start;
   }
 
   accept(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
@@ -49,7 +56,7 @@ export class StepGather {
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
     this.lastArrival.set(workerId, performance.now());
-    return { ok: true };
+    return { ok: true, trained: { ...this.positionsOf(range), microBatches: end - first } };
   }
 
   get complete(): boolean {

@@ -15,3 +15,41 @@ export function stragglerRatio(stepSeconds: readonly number[]): number {
   const mid = median(stepSeconds);
   return mid > 0 ? Math.max(...stepSeconds) / mid : 1;
 }
+
+/**
+ * Names the workers that stay slow: one whose speed (micro-batches per second) is under
+ * `1 / factor` of the median's for `patience` steps in a row. Sharding already gives it fewer
+ * micro-batches; this is what tells a person which machine to look at.
+ */
+export class StragglerWatch {
+  private readonly slowSteps = new Map<string, number>();
+  private readonly flagged = new Set<string>();
+
+  constructor(private readonly factor = 2, private readonly patience = 5) {}
+
+  /** One step's speeds; returns the workers that became stragglers and those that stopped being. */
+  observe(speeds: ReadonlyMap<string, number>): { flagged: string[]; cleared: string[]; median: number } {
+    const mid = median([...speeds.values()]);
+    const result = { flagged: [] as string[], cleared: [] as string[], median: mid };
+    for (const id of [...this.slowSteps.keys()]) {
+      if (speeds.has(id)) continue;
+      this.slowSteps.delete(id);
+      if (this.flagged.delete(id)) result.cleared.push(id);
+    }
+    if (speeds.size < 2) return result;
+    for (const [id, speed] of speeds) {
+      const slow = speed * this.factor < mid;
+      const run = slow ? (this.slowSteps.get(id) ?? 0) + 1 : 0;
+      this.slowSteps.set(id, run);
+      if (run >= this.patience && !this.flagged.has(id)) {
+        this.flagged.add(id);
+        result.flagged.push(id);
+      } else if (!slow && this.flagged.delete(id)) result.cleared.push(id);
+    }
+    return result;
+  }
+
+  isStraggler(id: string): boolean {
+    return this.flagged.has(id);
+  }
+}

@@ -1,23 +1,32 @@
 /**
- * Membership: accepts worker links, runs the handshake (hello → welcome → ready, streaming any data
- * set a worker lacks), and hands the coordinator ready workers, their results and their losses.
+ * Membership: admits worker links within the limits, runs the handshake (hello → [challenge → auth]
+ * → welcome → ready, streaming any data set a worker lacks), keeps the heartbeat, and hands the
+ * coordinator ready workers, their results and their losses.
+ *
+ * Until a link has authenticated, the only message it may send is its part of the handshake, and
+ * its frames are held to a small size: nothing else it says is ever processed.
  */
 import type { Logger } from 'pino';
+import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
+import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
 import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
-import { MAX_CHUNK_SAMPLES, type MessageOf, type Split } from '../protocol/messages.js';
+import { MAX_CHUNK_SAMPLES, type Message, type MessageOf, type Split } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { PIXELS_PER_IMAGE } from '../training/data/index.js';
 
-export type WelcomeMessage = MessageOf<'welcome'>;
+/** The run's welcome, less the heartbeat terms, which the pool fills in from its own settings. */
+export type WelcomeMessage = Omit<MessageOf<'welcome'>, 'heartbeatMs' | 'heartbeatTimeoutMs'>;
 export type ResultMessage = MessageOf<'contribution'> | MessageOf<'evaluation'>;
 
 export interface WorkerSession {
   readonly id: string;
   readonly channel: Channel;
   readonly backend: string;
-  state: 'connected' | 'welcomed' | 'ready' | 'gone';
+  state: 'welcomed' | 'ready' | 'gone';
+  /** When (performance.now()) a valid frame last came from it. */
+  lastHeard: number;
   /** Micro-batches per second, measured (undefined until its first result). */
   speed?: number;
   /** The weights version this worker holds (-1: none yet). */
@@ -39,8 +48,23 @@ export interface WorkerPoolOptions {
   maxFrameBytes?: number;
   /** Counts a worker's traffic (metrics), from its hello on. */
   meterFor?: (workerId: string) => ChannelMeter;
-  /** A link that has not said hello by then is closed. */
+  /** A link that has not finished the handshake by then is closed. */
   helloTimeoutMs?: number;
+  /** Workers must prove they hold it (protocol/auth.ts); none: anyone may join. */
+  secret?: SharedSecret;
+  limits?: AdmissionLimits;
+  /** Heartbeat period, and the silence after which a worker is dropped; both go to workers in the welcome. */
+  heartbeat: { intervalMs: number; timeoutMs: number };
+}
+
+/** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
+const HANDSHAKE_FRAME_BYTES = 16 * 1024;
+
+/** A link between connecting and being admitted. */
+interface Handshake {
+  hello?: MessageOf<'hello'>;
+  /** The nonce sent in our challenge, once sent. */
+  nonce?: Uint8Array;
 }
 
 export class WorkerPool {
@@ -48,9 +72,15 @@ export class WorkerPool {
   private events: PoolEvents | undefined;
   private readyWaiters: Array<() => void> = [];
   private closing = false;
+  private openLinks = 0;
+  private readonly admission: AdmissionControl;
+  private readonly heartbeatTimer: NodeJS.Timeout;
 
   constructor(private readonly options: WorkerPoolOptions) {
+    this.admission = new AdmissionControl(options.limits ?? DEFAULT_ADMISSION, performance.now());
     options.listener.onLink((link) => this.accept(link));
+    this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeat.intervalMs);
+    this.heartbeatTimer.unref();
   }
 
   setEvents(events: PoolEvents): void {
@@ -68,6 +98,7 @@ export class WorkerPool {
 
   shutdown(reason: string): void {
     this.closing = true;
+    clearInterval(this.heartbeatTimer);
     for (const s of this.sessions.values()) {
       s.channel.send({ type: 'shutdown', reason });
       s.channel.link.close(reason);
@@ -76,40 +107,85 @@ export class WorkerPool {
 
   private accept(link: Link): void {
     const { log, rejections, maxFrameBytes } = this.options;
+    const admitted = this.admission.admitConnection(this.openLinks, performance.now());
+    if (!admitted.ok) {
+      rejections.record(admitted.reason);
+      log.warn({ peer: link.peer, reason: admitted.reason }, `refused a connection from ${link.peer}: ${admitted.detail}`);
+      link.close(admitted.detail);
+      return;
+    }
+    this.openLinks++;
     let session: WorkerSession | undefined;
+    const handshake: Handshake = {};
     const channel: Channel = new Channel(link, {
-      log, rejections, maxFrameBytes, replyToRejections: true,
+      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true,
       onMessage: (frame) => {
-        if (!session) session = this.greet(channel, frame);
-        else this.handle(session, frame);
+        if (session) {
+          session.lastHeard = performance.now();
+          return this.handle(session, frame);
+        }
+        session = this.shake(channel, handshake, frame.message);
+        if (session) channel.maxFrameBytes = maxFrameBytes;
       },
       onClose: (reason) => {
+        this.openLinks--;
         clearTimeout(helloTimer);
         if (session) this.drop(session, reason);
       },
     });
     const helloTimer = setTimeout(() => {
-      if (!session) link.close('no hello in time');
+      if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
   }
 
-  private greet(channel: Channel, { message }: Frame): WorkerSession | undefined {
-    if (message.type !== 'hello') {
-      channel.reject('unexpected_message', `${message.type} before hello`);
+  /** One handshake message; returns the session once the worker is admitted. */
+  private shake(channel: Channel, handshake: Handshake, message: Message): WorkerSession | undefined {
+    const { secret } = this.options;
+    const refuse = (reason: string, detail: string): undefined => {
+      channel.reject(reason, detail);
+      channel.link.close(detail);
+      return undefined;
+    };
+    if (!handshake.hello) {
+      if (message.type !== 'hello') return refuse('unauthenticated', `${message.type} before hello`);
+      handshake.hello = message;
+      if (!secret) return this.admit(channel, message, refuse);
+      handshake.nonce = newNonce();
+      channel.send({ type: 'challenge', nonce: handshake.nonce, proof: secret.coordinatorProof(message.nonce, handshake.nonce) });
       return undefined;
     }
-    if (this.sessions.has(message.workerId)) {
-      channel.reject('duplicate_worker', `a worker named ${message.workerId} is already connected`);
-      channel.link.close('duplicate worker id');
-      return undefined;
-    }
-    const session: WorkerSession = { id: message.workerId, channel, backend: message.backend, state: 'welcomed', weightsVersion: -1 };
+    if (message.type !== 'auth' || !secret || !handshake.nonce) return refuse('unauthenticated', `${message.type} before authenticating`);
+    const expected = secret.workerProof(handshake.nonce, handshake.hello.nonce, handshake.hello.workerId);
+    if (!proofsMatch(expected, message.proof)) return refuse('auth_failed', `worker ${handshake.hello.workerId} does not hold the secret`);
+    return this.admit(channel, handshake.hello, refuse);
+  }
+
+  private admit(channel: Channel, hello: MessageOf<'hello'>, refuse: (reason: string, detail: string) => undefined): WorkerSession | undefined {
+    if (this.sessions.has(hello.workerId)) return refuse('duplicate_worker', `a worker named ${hello.workerId} is already connected`);
+    if (!this.admission.hasRoomFor(this.sessions.size)) return refuse('cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
+    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now() };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
     this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend }, `worker ${session.id} joined from ${channel.peer}`);
-    channel.send(this.options.welcome);
+    const { intervalMs, timeoutMs } = this.options.heartbeat;
+    channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
     return session;
+  }
+
+  /** Heartbeats out; workers silent past the timeout (dead, stopped, cut off) are dropped. */
+  private beat(): void {
+    const now = performance.now();
+    const { timeoutMs } = this.options.heartbeat;
+    for (const s of [...this.sessions.values()]) {
+      if (now - s.lastHeard > timeoutMs) {
+        const reason = `no heartbeat for ${((now - s.lastHeard) / 1000).toFixed(1)} s`;
+        this.drop(s, reason);
+        s.channel.link.close(reason);
+      } else {
+        s.channel.send({ type: 'heartbeat', sentAt: Date.now() });
+      }
+    }
   }
 
   private handle(session: WorkerSession, { message, payload }: Frame): void {
@@ -124,7 +200,7 @@ export class WorkerPool {
         if (session.state !== 'ready') return session.channel.reject('unexpected_message', `${message.type} from a worker that is not ready`);
         return this.events?.result(session, message, payload);
       case 'heartbeat':
-        return;
+        return; // lastHeard is already updated
       case 'error':
         this.options.log.warn({ worker: session.id, code: message.code }, `worker ${session.id} reports: ${message.message}`);
         return;

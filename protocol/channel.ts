@@ -54,8 +54,11 @@ export class Channel {
   bytesOut = 0;
   /** Set by the role once it knows who the peer is (a worker's id arrives with its hello). */
   meter: ChannelMeter | undefined;
+  /** Largest frame decoded; a role may keep it small until the peer has authenticated. */
+  maxFrameBytes: number | undefined;
 
   constructor(readonly link: Link, private readonly options: ChannelOptions) {
+    this.maxFrameBytes = options.maxFrameBytes;
     link.attach({
       frame: (bytes) => this.receive(bytes),
       close: (reason) => options.onClose(reason),
@@ -111,7 +114,7 @@ export class Channel {
     this.meter?.received?.(bytes.byteLength);
     let frame: Frame;
     try {
-      frame = decodeFrame(bytes, { maxFrameBytes: this.options.maxFrameBytes });
+      frame = decodeFrame(bytes, { maxFrameBytes: this.maxFrameBytes });
     } catch (err) {
       if (err instanceof ProtocolError) return this.reject(err.reason, err.message);
       return this.reject('malformed_header', (err as Error).message);

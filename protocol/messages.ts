@@ -5,6 +5,7 @@
  * (codec.ts), and `payloadValues` says how many values the payload must hold.
  */
 import { z } from 'zod';
+import { NONCE_BYTES, PROOF_BYTES } from './auth.js';
 import { WIRE_DTYPES } from './wire-dtype.js';
 
 const id = z.string().min(1).max(128);
@@ -23,11 +24,22 @@ const split = z.enum(SPLITS);
 // msgpack 'bin' decodes to a Uint8Array over any buffer, so the type is not narrowed to ArrayBuffer.
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 
+const nonce = bytes.refine((b) => b.length === NONCE_BYTES, `expected ${NONCE_BYTES} bytes`);
+const proof = bytes.refine((b) => b.length === PROOF_BYTES, `expected ${PROOF_BYTES} bytes`);
+
+/** The worker's first message; `nonce` is what the coordinator must prove it knows the secret against. */
 export const helloSchema = z.object({
   type: z.literal('hello'),
   workerId: id,
   backend: z.string().max(64),
+  nonce,
 });
+
+/** Sent instead of a welcome when the coordinator has a secret: its proof, and a nonce for the worker's. */
+export const challengeSchema = z.object({ type: z.literal('challenge'), nonce, proof });
+
+/** The worker's answer to a challenge. */
+export const authSchema = z.object({ type: z.literal('auth'), proof });
 
 const datasetInfo = z.object({ spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive() });
 
@@ -43,6 +55,9 @@ export const welcomeSchema = z.object({
   layoutSize: count,
   /** Dtype of tensor payloads in both directions (f32 unless the run chose fp16/bf16). */
   wire: z.enum(WIRE_DTYPES),
+  /** Each side sends a heartbeat this often, and drops a peer it has not heard from in `heartbeatTimeoutMs`. */
+  heartbeatMs: z.number().int().positive(),
+  heartbeatTimeoutMs: z.number().int().positive(),
   train: datasetInfo,
   test: datasetInfo,
 });
@@ -119,7 +134,7 @@ export const errorSchema = z.object({ type: z.literal('error'), code: z.string()
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
-  helloSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, assignSchema, contributionSchema,
+  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, assignSchema, contributionSchema,
   evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
 ]);
 

@@ -57,14 +57,10 @@ function explain(err: unknown, servers: string[]): TransportError {
   const { code, message } = err as { code?: string; message?: string };
   const where = servers.join(', ');
   if (code === 'AUTHORIZATION_VIOLATION' || code === 'BAD_AUTHENTICATION' || code === 'BAD_CREDS' || code === 'AUTHENTICATION_EXPIRED' || /authori[sz]ation/i.test(message ?? '')) {
-    return new TransportError(`NATS at ${where} refused the credentials (check --nats-user/--nats-pass, --nats-token, --nats-creds or --nats-nkey): ${message}`);
+    return new TransportError(`NATS at ${where} refused the credentials (check --nats-user/--nats-pass, --nats-token, --nats-creds or --nats-nkey): ${message}`, { permanent: true });
   }
   if (code === 'CONNECTION_REFUSED') return new TransportError(`cannot reach NATS at ${where}: connection refused (is nats-server running?)`);
   return new TransportError(`cannot connect to NATS at ${where}: ${message ?? String(err)}`);
-}
-
-export function isAuthFailure(err: unknown): boolean {
-  return err instanceof TransportError && err.message.includes('refused the credentials');
 }
 
 async function open(o: NatsOptions, name: string): Promise<NatsConnection> {

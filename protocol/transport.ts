@@ -31,4 +31,15 @@ export interface Listener {
 
 export class TransportError extends Error {
   override name = 'TransportError';
+  /** Retrying cannot help (credentials refused, certificate not trusted): give up and say why. */
+  readonly permanent: boolean;
+
+  constructor(message: string, options: { permanent?: boolean } = {}) {
+    super(message);
+    this.permanent = options.permanent ?? false;
+  }
+}
+
+export function isPermanentFailure(err: unknown): boolean {
+  return err instanceof TransportError && err.permanent;
 }

@@ -3,6 +3,7 @@
  * default and it is ~50× slower on float payloads. Client frames carry a zero mask (see connectWs);
  * `bufferutil` (a dependency) still unmasks natively any masked frame another client sends.
  */
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
@@ -11,6 +12,15 @@ import { type Link, type LinkHandlers, type Listener, TransportError } from './t
 export interface WsOptions {
   maxFrameBytes?: number;
 }
+
+/** wss:// for the coordinator: its certificate chain and key (PEM). */
+export interface WsServerTls {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Certificate errors: the server is not who it claims, or not trusted; waiting will not change that. */
+const CERTIFICATE_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS/;
 
 /**
  * ws cuts a connection (close 1009) on a message over its maxPayload before anyone sees it. Setting
@@ -68,24 +78,35 @@ class WsLink implements Link {
   }
 }
 
-export async function listenWs(host: string, port: number, options: WsOptions = {}): Promise<Listener> {
-  const server = new WebSocketServer({ host, port, maxPayload: wsMaxPayload(options), perMessageDeflate: false });
+export async function listenWs(host: string, port: number, options: WsOptions & { tls?: WsServerTls } = {}): Promise<Listener> {
+  const common = { maxPayload: wsMaxPayload(options), perMessageDeflate: false };
+  let https: HttpsServer | undefined;
+  if (options.tls) {
+    try {
+      https = createHttpsServer({ cert: options.tls.cert, key: options.tls.key });
+    } catch (err) {
+      throw new TransportError(`cannot use the TLS certificate and key: ${(err as Error).message}`, { permanent: true });
+    }
+  }
+  const server = https ? new WebSocketServer({ server: https, ...common }) : new WebSocketServer({ host, port, ...common });
   await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', (err) => reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)));
+    const emitter = https ?? server;
+    emitter.once('listening', resolve);
+    emitter.once('error', (err: Error) => reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)));
+    https?.listen(port, host);
   });
-  const address = server.address() as AddressInfo;
+  const address = (https ?? server).address() as AddressInfo;
   let onLink: (link: Link) => void = (link) => link.close('not accepting workers yet');
   server.on('connection', (socket, request) => {
     const remote = request.socket;
     onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`));
   });
   return {
-    url: `ws://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    url: `${https ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     onLink: (handler) => (onLink = handler),
     close: () => new Promise<void>((resolve) => {
       for (const client of server.clients) client.terminate();
-      server.close(() => resolve());
+      server.close(() => (https ? https.close(() => resolve()) : resolve()));
     }),
   };
 }
@@ -97,11 +118,15 @@ export async function listenWs(host: string, port: number, options: WsOptions = 
  */
 const zeroMask = (mask: Uint8Array) => mask.fill(0);
 
-export async function connectWs(url: string, options: WsOptions = {}): Promise<Link> {
-  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: wsMaxPayload(options), generateMask: zeroMask });
+export async function connectWs(url: string, options: WsOptions & { ca?: Buffer } = {}): Promise<Link> {
+  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: wsMaxPayload(options), generateMask: zeroMask, ca: options.ca });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
-    socket.once('error', (err) => reject(new TransportError(`cannot connect to ${url}: ${err.message}`)));
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const untrusted = CERTIFICATE_ERRORS.test(err.code ?? '');
+      const hint = untrusted ? ' (the coordinator\'s certificate is not trusted: pass --tls-ca with the CA that signed it)' : '';
+      reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted }));
+    });
   });
   return new WsLink(socket, `ws ${url}`);
 }

@@ -2,6 +2,7 @@
  * What a worker computes: the tree nodes of its share of a step, and predictions for test chunks.
  * Pure with respect to the wire: messages in, messages + payloads out.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { type Dataset, PIXELS_PER_IMAGE, gatherLabels, normalizeInto } from '../training/data/index.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { ModelSpec } from '../training/models/spec.js';
@@ -53,17 +54,23 @@ export class WorkerCompute {
     return this.order.indices;
   }
 
-  /** Computes the assignment node by node, calling `emit` as each node is ready (so sends overlap compute). */
-  contributions(assign: MessageOf<'assign'>, emit: (node: ComputedNode) => void): void {
+  /**
+   * Computes the assignment node by node, calling `emit` as each node is ready (so sends overlap
+   * compute). Yields to the event loop between micro-batches so heartbeats flow during long shares.
+   */
+  async contributions(assign: MessageOf<'assign'>, emit: (node: ComputedNode) => void, cancelled: () => boolean = () => false): Promise<void> {
     this.useWeights(assign.weightsVersion);
     const batch = { batchStart: assign.batchStart, samples: assign.batchSamples, microBatches: Math.ceil(assign.batchSamples / this.geometry.microBatchSize) };
     const order = this.epochIndices(assign.epoch);
     const trainLabels = this.train.labels!;
     for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
-      const started = performance.now();
+      let seconds = 0;
       const { first, end } = nodeRange(node, batch.microBatches);
       const leaves = new Map<string, NodeSum>();
       for (let i = first; i < end; i++) {
+        if (i > first) await yieldToEventLoop();
+        if (cancelled()) return;
+        const started = performance.now();
         const { start, end: stop } = microBatchRange(this.geometry, batch, i);
         const idx = order.subarray(start, stop);
         const c = this.runner.contribution({
@@ -72,12 +79,13 @@ export class WorkerCompute {
           count: idx.length,
         }, dropoutSeed(this.seed, assign.step, i));
         leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
+        seconds += (performance.now() - started) / 1000;
       }
       const sum = reduceNodes(leaves, node, batch.microBatches);
       emit({
         message: {
           type: 'contribution', step: assign.step, level: node.level, index: node.index, lossSum: sum.lossSum, correct: sum.correct,
-          samples: sum.samples, computeSeconds: (performance.now() - started) / 1000, payloadValues: sum.values.length,
+          samples: sum.samples, computeSeconds: seconds, payloadValues: sum.values.length,
         },
         payload: sum.values,
       });

@@ -4,6 +4,7 @@
  * sent, until the coordinator says shutdown.
  */
 import type { Logger } from 'pino';
+import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import type { MessageOf, Split } from '../protocol/messages.js';
@@ -14,12 +15,14 @@ import { paramLayout } from '../training/models/spec.js';
 import { WorkerCompute } from './compute.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 
-/** Failures a test can inject to prove the coordinator copes (hidden CLI flag --fault). */
+/** Failures a test can inject to prove the coordinator copes (hidden CLI flags --fault-*). */
 export interface FaultPlan {
   /** Poison the first contribution of this step with NaN. */
   nanAtStep?: number;
   /** Exit the process abruptly when assigned this step. */
   exitAtStep?: number;
+  /** Sleep this long before each assignment (a slow machine). */
+  slowMs?: number;
 }
 
 /** What a worker reports as it goes (metrics); every part is optional. */
@@ -35,16 +38,27 @@ export interface WorkerOptions {
   workerId: string;
   backend: string;
   log: Logger;
+  /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
+  secret?: SharedSecret;
   faults?: FaultPlan;
   maxFrameBytes?: number;
   observer?: WorkerObserver;
 }
 
+/**
+ * How a session ended. `shutdown`: the coordinator is done with us. `lost`: the link died or went
+ * silent, or the coordinator turned us away for now (full, name still taken): worth reconnecting.
+ * `refused`: authentication failed either way, which waiting does not fix.
+ */
 export interface WorkerOutcome {
+  end: 'shutdown' | 'lost' | 'refused';
   reason: string;
   steps: number;
   rejections: Record<string, number>;
 }
+
+/** Coordinator error codes that end a session for good. */
+const FATAL_CODES = new Set(['auth_failed', 'unauthenticated']);
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
 function localCopy(spec: string, expected: string, log: Logger): Dataset | null {
@@ -59,23 +73,48 @@ function localCopy(spec: string, expected: string, log: Logger): Dataset | null 
 }
 
 export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
-  const { link, workerId, log, faults = {}, observer } = options;
+  const { link, workerId, log, faults = {}, observer, secret } = options;
   const rejections = new RejectionCounts();
+  const nonce = newNonce();
   let compute: WorkerCompute | undefined;
   let welcome: MessageOf<'welcome'> | undefined;
+  let challenged = false;
   const data: Partial<Record<Split, Dataset>> = {};
   const receivers: Partial<Record<Split, DatasetReceiver>> = {};
   let steps = 0;
   let nanInjected = false;
+  let lastHeard = performance.now();
+  let heartbeat: NodeJS.Timeout | undefined;
+  // Compute runs one message at a time, in arrival order (weights before the assignment that uses them).
+  let queue = Promise.resolve();
 
   return new Promise<WorkerOutcome>((resolve, reject) => {
     let finished = false;
-    const finish = (reason: string, error?: Error) => {
+    const finish = (end: WorkerOutcome['end'], reason: string, error?: Error) => {
       if (finished) return;
       finished = true;
-      compute?.dispose();
+      clearInterval(heartbeat);
+      // Let a share in progress notice `finished` and stop before its model goes away.
+      void queue.finally(() => compute?.dispose());
       if (error) reject(error);
-      else resolve({ reason, steps, rejections: rejections.byReason });
+      else resolve({ end, reason, steps, rejections: rejections.byReason });
+    };
+    const serially = (task: () => void | Promise<void>) => {
+      queue = queue.then(async () => {
+        if (!finished) await task();
+      }).catch((err: unknown) => fail(err as Error));
+    };
+    const fail = (err: Error) => {
+      if (finished) return;
+      // A fault of this worker's own (layout mismatch, bad assignment): report and leave.
+      channel.send({ type: 'error', code: 'worker_failed', message: err.message });
+      link.close('worker failed');
+      finish('refused', 'failed', err);
+    };
+    const refuse = (reason: string) => {
+      log.error(reason);
+      link.close(reason);
+      finish('refused', reason);
     };
 
     const startCompute = (w: MessageOf<'welcome'>) => {
@@ -85,7 +124,26 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);
     };
 
+    const onChallenge = (c: MessageOf<'challenge'>) => {
+      if (!secret) return refuse('the coordinator requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)');
+      if (challenged || welcome) return channel.reject('unexpected_message', 'a second challenge');
+      if (!proofsMatch(secret.coordinatorProof(nonce, c.nonce), c.proof)) return refuse('the coordinator does not hold our secret: refusing to work for it');
+      challenged = true;
+      channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, nonce, workerId) });
+    };
+
+    const keepAlive = (w: MessageOf<'welcome'>) => {
+      heartbeat = setInterval(() => {
+        const silent = performance.now() - lastHeard;
+        if (silent > w.heartbeatTimeoutMs) link.close(`the coordinator has been silent for ${(silent / 1000).toFixed(1)} s`);
+        else channel.send({ type: 'heartbeat', sentAt: Date.now() });
+      }, w.heartbeatMs);
+      heartbeat.unref();
+    };
+
     const onWelcome = (w: MessageOf<'welcome'>) => {
+      if (secret && !challenged) return refuse('the coordinator did not authenticate (it has no secret, or is not ours): refusing to work for it');
+      if (welcome) return channel.reject('unexpected_message', 'a second welcome');
       const ours = paramLayout(getModel(w.model));
       const agrees = ours.size === w.layoutSize && ours.entries.length === w.layout.length
         && ours.entries.every((e, i) => e.name === w.layout[i].name && e.offset === w.layout[i].offset && e.shape.join() === w.layout[i].shape.join());
@@ -93,6 +151,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       welcome = w;
       channel.wire = w.wire;
       observer?.welcomed?.(w.model);
+      keepAlive(w);
       const missing: Split[] = [];
       for (const split of ['train', 'test'] as const) {
         const info = w[split];
@@ -118,14 +177,15 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       if (data.train && data.test) startCompute(welcome);
     };
 
-    const onAssign = (assign: MessageOf<'assign'>) => {
+    const onAssign = async (assign: MessageOf<'assign'>) => {
       if (!compute) return channel.reject('unexpected_message', 'assign before ready');
       if (faults.exitAtStep === assign.step) {
         log.warn(`fault injection: exiting at step ${assign.step}`);
         process.exit(3);
       }
+      if (faults.slowMs) await new Promise((r) => setTimeout(r, faults.slowMs));
       let computeSeconds = 0;
-      compute.contributions(assign, ({ message, payload }) => {
+      await compute.contributions(assign, ({ message, payload }) => {
         if (faults.nanAtStep === assign.step && !nanInjected) {
           nanInjected = true;
           payload[0] = Number.NaN;
@@ -133,30 +193,37 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         }
         computeSeconds += message.computeSeconds;
         channel.send(message, payload);
-      });
+      }, () => finished);
       observer?.computed?.(computeSeconds, assign.count);
       steps++;
     };
 
+    const onError = (e: MessageOf<'error'>) => {
+      if (FATAL_CODES.has(e.code)) return refuse(`the coordinator refused us: ${e.message}`);
+      log.warn({ code: e.code }, `coordinator reports: ${e.message}`);
+    };
+
     const onMessage = ({ message, payload }: Frame) => {
+      lastHeard = performance.now();
       switch (message.type) {
+        case 'challenge': return onChallenge(message);
         case 'welcome': return onWelcome(message);
         case 'dataChunk': return onChunk(message);
         case 'weights':
           if (!compute) return channel.reject('unexpected_message', 'weights before ready');
           // The payload views this frame's buffer, which nothing else holds: no copy needed.
-          return compute.setWeights(message.version, payload);
-        case 'assign': return onAssign(message);
-        case 'evaluate': {
+          return serially(() => compute!.setWeights(message.version, payload));
+        case 'assign': return serially(() => onAssign(message));
+        case 'evaluate':
           if (!compute) return channel.reject('unexpected_message', 'evaluate before ready');
-          const { message: result, payload: predictions } = compute.evaluate(message);
-          return channel.send(result, predictions);
-        }
-        case 'error':
-          return log.warn({ code: message.code }, `coordinator reports: ${message.message}`);
+          return serially(() => {
+            const { message: result, payload: predictions } = compute!.evaluate(message);
+            channel.send(result, predictions);
+          });
+        case 'error': return onError(message);
         case 'shutdown':
           log.info({ reason: message.reason }, `coordinator says shutdown: ${message.reason}`);
-          finish(message.reason);
+          finish('shutdown', message.reason);
           return link.close('shutdown');
         case 'heartbeat': return;
         default:
@@ -170,15 +237,12 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         try {
           onMessage(frame);
         } catch (err) {
-          // A fault of this worker's own (layout mismatch, bad assignment): report and leave.
-          channel.send({ type: 'error', code: 'worker_failed', message: (err as Error).message });
-          link.close('worker failed');
-          finish('failed', err as Error);
+          fail(err as Error);
         }
       },
-      onClose: (reason) => finish(reason, new Error(`connection to the coordinator lost: ${reason}`)),
+      onClose: (reason) => finish('lost', `connection to the coordinator lost: ${reason}`),
     });
     channel.meter = observer?.meter;
-    channel.send({ type: 'hello', workerId, backend: options.backend });
+    channel.send({ type: 'hello', workerId, backend: options.backend, nonce });
   });
 }

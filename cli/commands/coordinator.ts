@@ -6,17 +6,20 @@ import { DEFAULT_COORDINATOR_METRICS_PORT, type MetricsFlags, addMetricsOptions,
 import { positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
-import { type TransportFlags, addTransportOptions, listenerFor } from '../transport-options.js';
+import { type TlsListenFlags, type TransportFlags, addTlsListenOptions, addTransportOptions, listenerFor } from '../transport-options.js';
+import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
 
 export const DEFAULT_COORDINATOR_PORT = 7070;
 
 export function coordinatorCommand(): Command {
   const cmd = addRunOptions(new Command('coordinator').description('run the coordinator; start workers with `gradfleet worker --connect ws://HOST:PORT` (or both with --transport nats)'), DEFAULT_COORDINATOR_PORT)
-    .option('--min-workers <n>', 'workers to wait for before the first step', positiveInt, 1);
-  return addTransportOptions(addMetricsOptions(cmd, DEFAULT_COORDINATOR_METRICS_PORT))
-    .action(async (flags: RunFlags & MetricsFlags & TransportFlags & { minWorkers: number }, cmd: Command) => {
+    .option('--min-workers <n>', 'workers needed to take a step: the run waits (paused) while fewer are ready', positiveInt, 1);
+  return addTlsListenOptions(addClusterOptions(addTransportOptions(addMetricsOptions(cmd, DEFAULT_COORDINATOR_METRICS_PORT))))
+    .action(async (flags: RunFlags & MetricsFlags & TransportFlags & TlsListenFlags & ClusterFlags & { minWorkers: number }, cmd: Command) => {
       const log = createLogger('coordinator');
+      if (flags.minWorkers > flags.maxWorkers) throw new Error(`--min-workers ${flags.minWorkers} is above --max-workers ${flags.maxWorkers}: the run could never start`);
       const run = await launchRun({
+        policy: clusterPolicyOf(flags),
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.minWorkers, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),

@@ -13,8 +13,10 @@ import { oneOf, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
+import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
+import { workerSecretArgs } from '../secret-options.js';
 
-interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags {
+interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags {
   workers: number;
   backend: string;
   workerMetricsPort?: number;
@@ -25,10 +27,11 @@ export function trainCommand(): Command {
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
     .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
-  return addTransportOptions(addMetricsOptions(cmd))
+  return addClusterOptions(addTransportOptions(addMetricsOptions(cmd)))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
       const run = await launchRun({
+        policy: clusterPolicyOf(flags),
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),
@@ -36,7 +39,8 @@ export function trainCommand(): Command {
       const base = flags.workerMetricsPort;
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
       const join = workerTransportArgs(flags, run.url);
-      const workers = spawnLocalWorkers({ count: flags.workers, backend: flags.backend, log, argsFor: (i) => [...join.args, ...metricsArgs(i)], env: join.env });
+      const secret = workerSecretArgs(flags);
+      const workers = spawnLocalWorkers({ count: flags.workers, backend: flags.backend, log, argsFor: (i) => [...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env } });
       stopOnSigint(run.coordinator, log);
       let finished = false;
       const summary = await Promise.race([

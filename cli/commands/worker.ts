@@ -1,29 +1,36 @@
-/** `gradfleet worker`: computes gradients for a coordinator. */
+/** `gradfleet worker`: computes gradients for a coordinator, and comes back when it restarts. */
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
-import { createLogger } from '../../common/logger.js';
-import { isAuthFailure } from '../../protocol/nats-transport.js';
-import type { Link } from '../../protocol/transport.js';
-import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import * as tf from '@tensorflow/tfjs-core';
+import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
+import { type Link, isPermanentFailure } from '../../protocol/transport.js';
+import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { type FaultPlan, runWorker } from '../../worker/worker.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { nonNegativeInt, oneOf, positiveInt } from '../options.js';
-import { type TransportFlags, addTransportOptions, connectorFor } from '../transport-options.js';
+import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
+import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor } from '../transport-options.js';
 
-interface WorkerFlags extends MetricsFlags, TransportFlags { connect?: string; backend: BackendChoice; id: string; connectTimeout: number; faultNanAtStep?: number; faultExitAtStep?: number }
+interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags {
+  connect?: string; tlsCa?: string; backend: BackendChoice; id: string; connectTimeout: number; reconnect: boolean;
+  faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number;
+}
 
-async function connectWithRetry(target: { where: string; connect: () => Promise<Link> }, timeoutS: number, log: ReturnType<typeof createLogger>) {
+/** Backoff between attempts: doubling from 100 ms to 5 s, with jitter so restarted fleets do not reconnect in lockstep. */
+const backoff = (attempt: number) => Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+
+/** Connects, retrying with backoff for up to `timeoutS`; errors that waiting cannot fix end it at once. */
+async function connectWithRetry(target: { where: string; connect: () => Promise<Link> }, timeoutS: number, log: Logger): Promise<Link> {
   const deadline = Date.now() + timeoutS * 1000;
-  for (let delay = 100; ; delay = Math.min(2000, delay * 2)) {
+  for (let attempt = 0; ; attempt++) {
     try {
       return await target.connect();
     } catch (err) {
-      // Wrong credentials do not get better by waiting.
-      if (Date.now() + delay > deadline || isAuthFailure(err)) throw err;
-      log.info({ coordinator: target.where, retry_in_ms: delay }, `${(err as Error).message}; retrying`);
+      const delay = backoff(attempt);
+      if (Date.now() + delay > deadline || isPermanentFailure(err)) throw err;
+      log.info({ coordinator: target.where, retry_in_ms: Math.round(delay) }, `${(err as Error).message}; retrying`);
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -31,27 +38,55 @@ async function connectWithRetry(target: { where: string; connect: () => Promise<
 
 export function workerCommand(): Command {
   const cmd = new Command('worker')
-    .description('connect to a coordinator and compute the micro-batches it assigns')
-    .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 (with --transport ws)')
+    .description('connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away')
+    .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 or wss://… (with --transport ws)')
     .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
     .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
-    .option('--connect-timeout <s>', 'keep retrying the connection this long', positiveInt, 30)
+    .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
+    .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
     .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp());
-  return addTransportOptions(addMetricsOptions(cmd))
+    .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
+    .addOption(new Option('--fault-slow-ms <n>', 'testing: sleep this long before each assignment').argParser(nonNegativeInt).hideHelp());
+  return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(cmd)), 'to prove to the coordinator'))
     .action(async (flags: WorkerFlags) => {
       const log = createLogger(`worker ${flags.id}`);
+      const secret = secretOf(flags);
+      const target = connectorFor(flags, flags.id, log);
       const backend = await selectBackend(flags.backend, log);
       const metricsAt = metricsOf(flags);
       const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: backend.name }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
+      const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs };
+      let link: Link | undefined;
+      let stopping = false;
+      const stop = (why: string) => {
+        stopping = true;
+        link?.close(why);
+      };
+      process.once('SIGINT', () => stop('worker interrupted'));
+      process.once('SIGTERM', () => stop('worker terminated'));
       try {
-        const link = await connectWithRetry(connectorFor(flags, flags.id, log), flags.connectTimeout, log);
-        const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep };
-        process.once('SIGINT', () => link.close('worker interrupted'));
-        process.once('SIGTERM', () => link.close('worker terminated'));
-        const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, faults, observer: metrics });
-        log.info({ ...outcome }, `worker done after ${outcome.steps} steps: ${outcome.reason}`);
+        let steps = 0;
+        // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
+        let shortSessions = 0;
+        for (;;) {
+          link = await connectWithRetry(target, flags.connectTimeout, log);
+          const began = Date.now();
+          const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, secret, faults, observer: metrics });
+          steps += outcome.steps;
+          if (outcome.end === 'refused') {
+            process.exitCode = 2;
+            return log.error({ reason: outcome.reason }, `worker refused: ${outcome.reason}`);
+          }
+          if (outcome.end === 'shutdown' || stopping || !flags.reconnect) {
+            if (outcome.end === 'lost' && !stopping) process.exitCode = 1;
+            return log.info({ ...outcome, steps }, `worker done after ${steps} steps: ${outcome.reason}`);
+          }
+          shortSessions = Date.now() - began < 5000 ? shortSessions + 1 : 0;
+          const wait = shortSessions > 0 ? backoff(shortSessions) : 0;
+          log.warn({ reason: outcome.reason, steps, retry_in_ms: Math.round(wait) }, `${outcome.reason}; reconnecting to ${target.where}`);
+          await new Promise((r) => setTimeout(r, wait));
+        }
       } finally {
         await endpoint?.close();
       }

@@ -22,7 +22,7 @@ async function undisturbedSha(): Promise<string> {
 
 /** A coordinator on a free port, and its address once it listens. */
 async function coordinator(name: string, extra: string[] = []) {
-  const p = start(['coordinator', ...config, '--port', '0', '--out', `${dir}/${name}`, ...extra]);
+  const p = start(['coordinator', ...config, '--port', '0', '--metrics-port', '0', '--out', `${dir}/${name}`, ...extra]);
   const line = await p.waitFor(/coordinator listening on/);
   const url = /ws:\/\/[0-9.]+:\d+/.exec(line)![0];
   return { ...p, url };
@@ -41,22 +41,31 @@ describe('faults', () => {
     expect(summary.weights_sha256).toBe(await undisturbedSha());
   }, 120_000);
 
-  it('a worker that dies mid-run loses no work: its micro-batches go to the survivor and the weights are unchanged', async () => {
+  it('a worker that dies mid-run loses no work: the survivor finishes the step, the run pauses below --min-workers until a new worker joins, and the weights are unchanged', async () => {
     const c = await coordinator('lost', ['--min-workers', '2']);
     const doomed = worker(c.url, 'doomed', '--fault-exit-at-step', '4');
     worker(c.url, 'survivor');
+    await c.waitFor(/paused at step/);
+    worker(c.url, 'relief');
+    await c.waitFor(/resumed with 2 workers/);
     const summary = expectOk(await c.done);
     expect((await doomed.done).status).toBe(3);
     expect(summary.stopped).toBe('finished');
     expect(summary.steps).toBe(8);
+    expect(summary.workers).toBe(3);
     expect(summary.weights_sha256).toBe(await undisturbedSha());
   }, 120_000);
 
   it('malformed, oversized, wrong-version, wrong-shape and non-finite frames are rejected and counted while training goes on', async () => {
     const c = await coordinator('rogue', ['--min-workers', '2', '--max-frame-mb', '1']);
-    const socket = new WebSocket(c.url, { perMessageDeflate: false });
-    await new Promise((resolve) => socket.once('open', resolve));
-    const send = (message: Message, payload?: Float32Array) => socket.send(encodeFrame(message, payload));
+    const open = async () => {
+      const ws = new WebSocket(c.url, { perMessageDeflate: false });
+      await new Promise((resolve) => ws.once('open', resolve));
+      return ws;
+    };
+    // A connection that never says hello: its garbage is counted, and its first message that decodes closes it unheard.
+    const stranger = await open();
+    const closed = new Promise((resolve) => stranger.once('close', resolve));
 
     const valid = encodeFrame({ type: 'heartbeat', sentAt: 1 });
     const withByte = (at: number, value: number) => {
@@ -64,12 +73,16 @@ describe('faults', () => {
       b[at] = value;
       return b;
     };
-    socket.send(withByte(0, 0x58)); // bad magic
-    socket.send(withByte(4, 99)); // a protocol version from the future
-    socket.send(withByte(12, 0xc1)); // 0xc1 is never valid msgpack
-    socket.send(new Uint8Array(1.5 * 1024 * 1024)); // over the 1 MiB limit
-    socket.send(Buffer.from('not a frame')); // text-sized garbage
-    send({ type: 'assign', step: 0, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first: 0, count: 1 }); // before hello
+    stranger.send(withByte(0, 0x58)); // bad magic
+    stranger.send(withByte(4, 99)); // a protocol version from the future
+    stranger.send(withByte(12, 0xc1)); // 0xc1 is never valid msgpack
+    stranger.send(new Uint8Array(1.5 * 1024 * 1024)); // over the 1 MiB limit
+    stranger.send(Buffer.from('not a frame')); // text-sized garbage
+    stranger.send(encodeFrame({ type: 'assign', step: 0, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first: 0, count: 1 })); // before hello
+    await closed;
+
+    const socket = await open();
+    const send = (message: Message, payload?: Float32Array) => socket.send(encodeFrame(message, payload));
 
     // Then join like a worker and answer assignments badly: a wrong-shape gradient, then a NaN one, then vanish.
     let welcome: MessageOf<'welcome'> | undefined;
@@ -89,15 +102,19 @@ describe('faults', () => {
       answered++;
       if (answered === 1) reply(new Float32Array(welcome.layoutSize - 1));
       else if (answered === 2) reply(new Float32Array(welcome.layoutSize).fill(Number.NaN));
-      else socket.terminate();
+      else {
+        socket.terminate();
+        // The run pauses below --min-workers 2 until someone takes the rogue's place.
+        worker(c.url, 'relief');
+      }
     });
-    send({ type: 'hello', workerId: 'rogue', backend: 'none' });
+    send({ type: 'hello', workerId: 'rogue', backend: 'none', nonce: new Uint8Array(32) });
     send({ type: 'ready', missing: [] });
     worker(c.url, 'honest');
 
     const summary = expectOk(await c.done);
     expect(summary.rejected_frames).toMatchObject({
-      bad_magic: 1, unknown_version: 1, malformed_header: 1, too_large: 1, unexpected_message: 1, wrong_payload_size: 1, non_finite: 1,
+      bad_magic: 1, unknown_version: 1, malformed_header: 1, too_large: 1, unauthenticated: 1, wrong_payload_size: 1, non_finite: 1,
     });
     expect(summary.rejected_frames.too_short ?? 0).toBeGreaterThanOrEqual(1);
     expect(summary.steps).toBe(8);

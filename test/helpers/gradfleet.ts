@@ -24,8 +24,16 @@ export interface Started {
   waitFor(pattern: RegExp): Promise<string>;
 }
 
+/** Every process a test file started; any still running when the file ends is killed, so none outlives a failed test. */
+const live = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 export function start(args: string[], env: Record<string, string> = {}): Started {
   const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let stdout = '';
   let stderr = '';
   const watchers: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];

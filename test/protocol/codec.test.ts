@@ -9,8 +9,13 @@ const layout = [{ name: 'conv1/kernel', shape: [3, 3, 1, 16], offset: 0 }, { nam
 const dataset = { spec: 'mnist:train', fingerprint, count: 60000 };
 /** One of every message type: the union is exhaustive, so a new type without a sample fails to compile below. */
 const samples: [Message, number][] = [
-  [{ type: 'hello', workerId: 'w-1', backend: 'wasm' }, 0],
-  [{ type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, wire: 'f32', train: dataset, test: { ...dataset, count: 10000 } }, 0],
+  [{ type: 'hello', workerId: 'w-1', backend: 'wasm', nonce: new Uint8Array(32).fill(1) }, 0],
+  [{ type: 'challenge', nonce: new Uint8Array(32).fill(2), proof: new Uint8Array(32).fill(3) }, 0],
+  [{ type: 'auth', proof: new Uint8Array(32).fill(4) }, 0],
+  [{
+    type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, wire: 'f32',
+    heartbeatMs: 2000, heartbeatTimeoutMs: 20000, train: dataset, test: { ...dataset, count: 10000 },
+  }, 0],
   [{ type: 'ready', missing: ['train'] }, 0],
   [{ type: 'dataChunk', split: 'test', first: 8, count: 2, total: 10, images: new Uint8Array(2 * 784).fill(7), labels: Uint8Array.of(3, 9) }, 0],
   [{ type: 'weights', version: 4, payloadValues: 3 }, 3],

@@ -1,0 +1,42 @@
+/**
+ * How the coordinator runs its cluster: liveness (heartbeats, step deadline), admission limits,
+ * authentication and how often it checkpoints. Shared by `train` and `coordinator`.
+ */
+import { Command } from 'commander';
+import { DEFAULT_ADMISSION } from '../coordinator/admission.js';
+import type { ClusterPolicy } from '../coordinator/launch.js';
+import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
+import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
+
+export interface ClusterFlags extends SecretFlags {
+  maxWorkers: number;
+  stepDeadline: number;
+  heartbeat: number;
+  heartbeatTimeout: number;
+  maxConnections: number;
+  maxJoinsPerS: number;
+  checkpointEvery: number;
+}
+
+export function addClusterOptions(cmd: Command): Command {
+  cmd
+    .option('--max-workers <n>', 'admit at most this many workers; more are refused until one leaves', positiveInt, DEFAULT_ADMISSION.maxWorkers)
+    .option('--step-deadline <s>', 'a worker that has not delivered its share this long after assignment loses it for the step', positiveNumber, 30)
+    .option('--heartbeat <s>', 'heartbeat period, both ways', positiveNumber, 2)
+    .option('--heartbeat-timeout <s>', 'a worker (or, for workers, the coordinator) silent this long is dropped', positiveNumber, 20)
+    .option('--max-connections <n>', 'connections open at once, handshakes included', positiveInt, DEFAULT_ADMISSION.maxConnections)
+    .option('--max-joins-per-s <n>', 'new connections per second (bursts of up to this many)', positiveInt, DEFAULT_ADMISSION.joinsPerSecond)
+    .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0);
+  return addSecretOptions(cmd, 'workers must prove they hold');
+}
+
+export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
+  if (f.heartbeatTimeout <= f.heartbeat) throw new Error(`--heartbeat-timeout (${f.heartbeatTimeout} s) must be longer than --heartbeat (${f.heartbeat} s)`);
+  return {
+    stepDeadlineMs: f.stepDeadline * 1000,
+    heartbeat: { intervalMs: Math.round(f.heartbeat * 1000), timeoutMs: Math.round(f.heartbeatTimeout * 1000) },
+    limits: { maxWorkers: f.maxWorkers, maxConnections: f.maxConnections, joinsPerSecond: f.maxJoinsPerS },
+    secret: secretOf(f),
+    checkpointEvery: f.checkpointEvery,
+  };
+}
