@@ -30,6 +30,9 @@ import { StepGather, type Verdict } from './step-gather.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
 import type { Range, WorkTracker } from './work-tracker.js';
 
+/** A ready worker left without work this many steps in a row gets one micro-batch, to measure it again. */
+const PROBE_AFTER_IDLE_STEPS = 3;
+
 export interface StepReport {
   position: StepPosition;
   stepsPerEpoch: number;
@@ -285,6 +288,7 @@ export class Coordinator {
     });
     const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
     const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
+    for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
     this.watchStragglers(workerSpeeds);
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
@@ -399,7 +403,7 @@ export class Coordinator {
     if (onTime.length === 0) work.late.clear();
     const eligible = onTime.length > 0 ? onTime : ready;
     const byId = new Map(eligible.map((s) => [s.id, s]));
-    const speeds = eligible.map((s) => ({ id: s.id, speed: s.speed ?? 1 }));
+    const speeds = eligible.map((s) => ({ id: s.id, speed: s.speed ?? 1, probe: s.idleSteps >= PROBE_AFTER_IDLE_STEPS }));
     const now = performance.now();
     for (const range of ranges) {
       for (const block of splitRange(range.first, range.end, speeds)) {

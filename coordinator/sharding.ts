@@ -8,6 +8,11 @@ export interface WorkerSpeed {
   id: string;
   /** Items per second (any positive scale; only the ratios matter). */
   speed: number;
+  /**
+   * Give it at least one item (when there are enough to go round) whatever its speed: a worker
+   * that gets nothing is never measured again, so one slow warm-up step would idle it for good.
+   */
+  probe?: boolean;
 }
 
 export interface Block {
@@ -34,6 +39,14 @@ export function splitRange(first: number, end: number, workers: readonly WorkerS
     if (left === 0) break;
     counts[i]++;
     left--;
+  }
+  if (items >= workers.length) {
+    workers.forEach((w, i) => {
+      if (!w.probe || counts[i] > 0) return;
+      const donor = counts.indexOf(Math.max(...counts));
+      counts[donor]--;
+      counts[i]++;
+    });
   }
   const blocks: Block[] = [];
   let at = first;

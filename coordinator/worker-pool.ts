@@ -29,6 +29,8 @@ export interface WorkerSession {
   lastHeard: number;
   /** Micro-batches per second, measured (undefined until its first result). */
   speed?: number;
+  /** Steps in a row it was ready for but given no micro-batch (too slow for a share of its own). */
+  idleSteps: number;
   /** The weights version this worker holds (-1: none yet). */
   weightsVersion: number;
 }
@@ -121,6 +123,8 @@ export class WorkerPool {
       log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true,
       onMessage: (frame) => {
         if (session) {
+          // A dropped worker's frames still in flight (it was frozen, then thawed) are moot, not bad.
+          if (session.state === 'gone') return;
           session.lastHeard = performance.now();
           return this.handle(session, frame);
         }
@@ -163,7 +167,7 @@ export class WorkerPool {
   private admit(channel: Channel, hello: MessageOf<'hello'>, refuse: (reason: string, detail: string) => undefined): WorkerSession | undefined {
     if (this.sessions.has(hello.workerId)) return refuse('duplicate_worker', `a worker named ${hello.workerId} is already connected`);
     if (!this.admission.hasRoomFor(this.sessions.size)) return refuse('cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
-    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now() };
+    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);

@@ -22,6 +22,8 @@ export interface Started {
   done: Promise<Finished>;
   /** Resolves with the first stderr line matching `pattern`. */
   waitFor(pattern: RegExp): Promise<string>;
+  /** Its stderr so far. */
+  log(): string;
 }
 
 /** Every process a test file started; any still running when the file ends is killed, so none outlives a failed test. */
@@ -59,6 +61,7 @@ export function start(args: string[], env: Record<string, string> = {}): Started
   }));
   return {
     child, done,
+    log: () => stderr,
     waitFor: (pattern) => new Promise((resolve, reject) => {
       const line = stderr.split('\n').find((l) => pattern.test(l));
       if (line) return resolve(line);
