@@ -153,7 +153,7 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
     throw new CheckpointError('bad_header', `header is not JSON: ${errorMessage(cause)}`, { cause });
   }
   const header = checkHeaderShape(parsed);
-  if (JSON.stringify(parsed) !== text) {
+  if (notTooDeep(() => JSON.stringify(parsed)) !== text) {
     throw new CheckpointError('bad_header', 'header JSON is not in the canonical form the encoder writes (altered bytes?)');
   }
 
@@ -172,7 +172,7 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   checkTensorTable(header.tensors, header.payloadBytes);
 
   const payload = bytes.subarray(payloadStart, payloadEnd);
-  const actual = digest(header.meta, header.tensors, header.payloadBytes, payload);
+  const actual = notTooDeep(() => digest(header.meta, header.tensors, header.payloadBytes, payload));
   if (actual !== header.sha256) {
     throw new CheckpointError('checksum_mismatch', `checksum mismatch: header says sha256 ${header.sha256}, content hashes to ${actual}`);
   }
@@ -248,6 +248,16 @@ function checkTensorTable(table: TensorEntry[], payloadBytes: number): void {
     if (prev.offset + prev.length * 4 > cur.offset) {
       throw new CheckpointError('bad_tensor_table', `tensors "${prev.name}" and "${cur.name}" overlap at payload offset ${cur.offset}`);
     }
+  }
+}
+
+/** JSON.stringify and canonicalJson recurse: a header nested thousands deep overflows the stack, which is a bad header, not a crash. */
+function notTooDeep<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (cause) {
+    if (cause instanceof RangeError) throw new CheckpointError('bad_header', 'header JSON is nested too deeply', { cause });
+    throw cause;
   }
 }
 

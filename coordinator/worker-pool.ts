@@ -67,6 +67,8 @@ interface Handshake {
   hello?: MessageOf<'hello'>;
   /** The nonce sent in our challenge, once sent. */
   nonce?: Uint8Array;
+  /** Whether the challenge was answered (rightly or not). */
+  answered?: boolean;
 }
 
 export class WorkerPool {
@@ -135,6 +137,11 @@ export class WorkerPool {
         this.openLinks--;
         clearTimeout(helloTimer);
         if (session) this.drop(session, reason);
+        else if (handshake.nonce && !handshake.answered) {
+          // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to authenticate.
+          rejections.record('auth_failed');
+          log.warn({ peer: link.peer, worker: handshake.hello?.workerId, reason: 'auth_failed' }, `${link.peer} left without answering the challenge (${reason})`);
+        }
       },
     });
     const helloTimer = setTimeout(() => {
@@ -158,6 +165,7 @@ export class WorkerPool {
       channel.send({ type: 'challenge', nonce: handshake.nonce, proof: secret.coordinatorProof(message.nonce, handshake.nonce) });
       return undefined;
     }
+    handshake.answered = true;
     if (message.type !== 'auth' || !secret || !handshake.nonce) return refuse('unauthenticated', `${message.type} before authenticating`);
     const expected = secret.workerProof(handshake.nonce, handshake.hello.nonce, handshake.hello.workerId);
     if (!proofsMatch(expected, message.proof)) return refuse('auth_failed', `worker ${handshake.hello.workerId} does not hold the secret`);

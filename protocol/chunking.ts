@@ -5,6 +5,7 @@
  * detected, reported, and never merged into a frame.
  */
 import { crc32 } from 'node:zlib';
+import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
 
 export interface ChunkInfo {
   seq: number;
@@ -41,11 +42,15 @@ export type Reassembly =
   /** The chunks do not make the frame they claim (length or CRC): dropped; resend from `expected`. */
   | { kind: 'corrupt'; expected: number; detail: string };
 
-/** Rebuilds frames from chunks arriving in order; `delivered` is the last complete frame's sequence number. */
+/**
+ * Rebuilds frames from chunks arriving in order; `delivered` is the last complete frame's sequence number.
+ * A frame's buffer is allocated at its first chunk, from the length that chunk claims: hence a limit
+ * even when none is given (the decoder's default), or one chunk header could ask for terabytes.
+ */
 export class Reassembler {
   private partial: { info: ChunkInfo; buffer: Uint8Array; filled: number; nextPart: number } | undefined;
 
-  constructor(public delivered = 0, private readonly maxFrameBytes = Number.POSITIVE_INFINITY) {}
+  constructor(public delivered = 0, private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
 
   get expected(): number {
     return this.delivered + 1;
@@ -59,11 +64,13 @@ export class Reassembler {
     }
     if (seq > this.expected) return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
     const p = this.partial;
-    if (p && part < p.nextPart) return { kind: 'duplicate', seq, part };
-    if ((p?.nextPart ?? 0) !== part) return this.fail('gap', `chunk ${part} of frame ${seq} arrived while chunk ${p?.nextPart ?? 0} was expected`);
+    // Checked before "duplicate": a partial frame started by a bad first chunk would otherwise take
+    // every resent chunk of a one-chunk frame for a repeat, and the stream would never recover.
     if (p && (p.info.parts !== parts || p.info.length !== length || p.info.crc !== info.crc)) {
       return this.fail('corrupt', `chunk ${part} of frame ${seq} disagrees with its first chunk`);
     }
+    if (p && part < p.nextPart) return { kind: 'duplicate', seq, part };
+    if ((p?.nextPart ?? 0) !== part) return this.fail('gap', `chunk ${part} of frame ${seq} arrived while chunk ${p?.nextPart ?? 0} was expected`);
     // A fresh buffer per frame: aligned (payloads decode as zero-copy Float32Array views) and owned
     // (transports may hand out views into a shared read buffer).
     const current = p ?? { info, buffer: new Uint8Array(length), filled: 0, nextPart: 0 };

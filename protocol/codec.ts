@@ -47,7 +47,8 @@ export interface EncodeOptions {
   dtype?: WireDtype;
 }
 
-const align4 = (n: number) => (n + 3) & ~3;
+// Plain arithmetic, not `(n + 3) & ~3`: that wraps at 2^32, and a peer's payloadValues ≥ 2^31 (16-bit values) made it 0.
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
 
 export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0), options: EncodeOptions = {}): Uint8Array {
   const dtype = options.dtype ?? 'f32';
@@ -103,7 +104,8 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
   }
   const message = parsed.data;
   const payloadAt = align4(PREAMBLE + headerLength);
-  const payloadBytes = Math.max(0, bytes.length - payloadAt);
+  if (bytes.length < payloadAt) throw new ProtocolError('misaligned_payload', `frame ends inside the header's padding (${bytes.length} of ${payloadAt} bytes)`);
+  const payloadBytes = bytes.length - payloadAt;
   if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not padded to 4 bytes`);
   const declared = declaredPayloadValues(message);
   const offset = bytes.byteOffset + payloadAt;

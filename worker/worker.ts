@@ -108,13 +108,14 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       if (finished) return;
       // A fault of this worker's own (layout mismatch, bad assignment): report and leave.
       channel.send({ type: 'error', code: 'worker_failed', message: err.message });
-      link.close('worker failed');
+      // Settle first: closing the link reports it lost, which would otherwise win.
       finish('refused', 'failed', err);
+      link.close('worker failed');
     };
     const refuse = (reason: string) => {
       log.error(reason);
-      link.close(reason);
       finish('refused', reason);
+      link.close(reason);
     };
 
     const startCompute = (w: MessageOf<'welcome'>) => {

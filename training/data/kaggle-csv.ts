@@ -58,6 +58,8 @@ export function parseKaggleCsv(bytes: Uint8Array, source: string): Dataset {
   let capacity = 0;
   for (let p = buf.indexOf(LF, dataStart); p !== -1; p = buf.indexOf(LF, p + 1)) capacity++;
   if (buf.length > dataStart && buf[buf.length - 1] !== LF) capacity++;
+  // A row is at least `fields` digits and the commas between them: blank lines must not size the array.
+  capacity = Math.min(capacity, Math.floor((buf.length - dataStart) / (2 * fields - 1)));
   const images = new Uint8Array(capacity * PIXELS_PER_IMAGE);
   const labels = labelled ? new Uint8Array(capacity) : null;
 
