@@ -21,7 +21,7 @@ export interface FaultPlan {
   nanAtStep?: number;
   /** Exit the process abruptly when assigned this step. */
   exitAtStep?: number;
-  /** Sleep this long before each assignment (a slow machine). */
+  /** Burn this much CPU before each assignment, counted as compute: a slower machine. */
   slowMs?: number;
 }
 
@@ -59,6 +59,13 @@ export interface WorkerOutcome {
 
 /** Coordinator error codes that end a session for good. */
 const FATAL_CODES = new Set(['auth_failed', 'unauthenticated']);
+
+/** Busy-waits (a slower processor, not an idle one); returns the seconds spent. */
+function burn(ms: number): number {
+  const started = performance.now();
+  while (performance.now() - started < ms);
+  return (performance.now() - started) / 1000;
+}
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
 function localCopy(spec: string, expected: string, log: Logger): Dataset | null {
@@ -184,9 +191,11 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         log.warn(`fault injection: exiting at step ${assign.step}`);
         process.exit(3);
       }
-      if (faults.slowMs) await new Promise((r) => setTimeout(r, faults.slowMs));
+      let stall = faults.slowMs ? burn(faults.slowMs) : 0;
       let computeSeconds = 0;
       await compute.contributions(assign, ({ message, payload }) => {
+        message.computeSeconds += stall;
+        stall = 0;
         if (faults.nanAtStep === assign.step && !nanInjected) {
           nanInjected = true;
           payload[0] = Number.NaN;

@@ -46,7 +46,7 @@ export function workerCommand(): Command {
     .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
     .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
     .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-slow-ms <n>', 'testing: sleep this long before each assignment').argParser(nonNegativeInt).hideHelp());
+    .addOption(new Option('--fault-slow-ms <n>', 'testing: burn this many ms of CPU before each assignment (a slower machine)').argParser(nonNegativeInt).hideHelp());
   return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(cmd)), 'to prove to the coordinator'))
     .action(async (flags: WorkerFlags) => {
       const log = createLogger(`worker ${flags.id}`);

@@ -14,9 +14,15 @@ const STEPS_PER_EPOCH = 5; // 300 samples in batches of 64: four full steps and 
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', String(STEPS), '--epochs', '9',
   '--train', data.train, '--test', data.test, '--json'];
 
+let reference: Record<string, any> | undefined;
+async function undisturbedRun(): Promise<Record<string, any>> {
+  reference ??= expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]));
+  return reference;
+}
+
 describe('chaos', () => {
   it('SIGKILL one worker and SIGSTOP another past the deadline: same weights as an undisturbed run, exact sample accounting', async () => {
-    const undisturbed = expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]));
+    const undisturbed = await undisturbedRun();
 
     const out = `${dir}/chaos`;
     const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, '--min-workers', '1', '--checkpoint-every', '1',
@@ -47,5 +53,18 @@ describe('chaos', () => {
     // Whatever the frozen worker sent on its dropped link after thawing is ignored, not counted as bad input.
     expect(chaos.rejected_frames).toEqual({});
     expect((await killed.done).status).toBeNull(); // killed by the signal
+  }, 180_000);
+
+  it('a persistently slow worker is named a straggler and gets a smaller share; the weights do not change', async () => {
+    const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/straggler`, '--min-workers', '3', '--batch-size', '64']);
+    const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/))![0];
+    for (const id of ['quick-1', 'quick-2']) start(['worker', '--connect', url, '--backend', 'wasm', '--id', id]);
+    start(['worker', '--connect', url, '--backend', 'wasm', '--id', 'laggard', '--fault-slow-ms', '150']);
+    const line = await c.waitFor(/laggard is a straggler/);
+    const { speed, median_speed: median } = JSON.parse(line);
+    expect(speed * 2).toBeLessThan(median);
+    const summary = expectOk(await c.done);
+    expect(summary.weights_sha256).toBe((await undisturbedRun()).weights_sha256);
+    expect(c.log()).not.toMatch(/quick-\d is a straggler/);
   }, 180_000);
 });
