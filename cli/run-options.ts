@@ -1,5 +1,7 @@
 /** The flags that define a training run, shared by `gradfleet train` and `gradfleet coordinator`. */
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { CHECKPOINT_FILE_PATTERN } from '../coordinator/checkpoint-store.js';
 import { Command } from 'commander';
 import type { LaunchOptions, NewRunConfig, RunSummary } from '../coordinator/launch.js';
 import type { CoordinatorHooks } from '../coordinator/coordinator.js';
@@ -12,7 +14,7 @@ import { type Progress, createProgress } from './progress.js';
 
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
-  maxSteps?: number; train: string; test: string; out?: string; resume?: string; host: string; port: number;
+  maxSteps?: number; train: string; test: string; out?: string; resume?: string; autoResume?: boolean; host: string; port: number;
   evalChunk: number; maxFrameMb: number; wire: WireDtype; json?: boolean;
 }
 
@@ -30,6 +32,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--test <data>', 'test data (labelled)', 'mnist:test')
     .option('--out <dir>', 'run directory: checkpoints, curves, exported model (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in DIR from its newest valid checkpoint')
+    .option('--auto-resume', 'continue the run in --out if it has a checkpoint, else start it (for restarted pods and services)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', port, defaultPort)
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
@@ -55,12 +58,30 @@ export function outDirOf(flags: RunFlags): string {
 
 /** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
 export function resumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
+  if (flags.autoResume) return autoResumeOf(cmd, flags);
   if (!flags.resume) return undefined;
   const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire'];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
   return { from: flags.resume, overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined } };
+}
+
+/**
+ * --auto-resume: the same command line starts a run and, after a crash, continues it. The run's
+ * own config wins when continuing; only a different model is refused, as certainly a mistake.
+ */
+function autoResumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
+  if (flags.resume) throw new Error('give --resume DIR or --auto-resume, not both');
+  if (!flags.out) throw new Error('--auto-resume needs --out DIR: the run directory to continue when it has checkpoints');
+  const dir = join(flags.out, 'checkpoints');
+  const hasCheckpoint = existsSync(dir) && readdirSync(dir).some((f) => CHECKPOINT_FILE_PATTERN.test(f));
+  if (!hasCheckpoint) return undefined;
+  const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
+  return {
+    from: flags.out, expectModel: flags.model,
+    overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined },
+  };
 }
 
 /** A bar per epoch (opened by its first step) on a TTY; structured logs otherwise. */

@@ -19,8 +19,9 @@ export function addSecretOptions(cmd: Command, who: string): Command {
     .option('--secret-file <path>', 'read the shared secret from this file (trailing newline ignored)');
 }
 
+/** An empty value (`GRADFLEET_SECRET=` from a compose file with no secret set) means none. */
 export function secretOf(flags: SecretFlags): SharedSecret | undefined {
-  if (flags.secret !== undefined && flags.secretFile !== undefined) throw new Error(`give the secret once: --secret (or ${SECRET_ENV}) or --secret-file, not both`);
+  if (flags.secret && flags.secretFile !== undefined) throw new Error(`give the secret once: --secret (or ${SECRET_ENV}) or --secret-file, not both`);
   if (flags.secretFile !== undefined) {
     let text: string;
     try {
@@ -30,11 +31,11 @@ export function secretOf(flags: SecretFlags): SharedSecret | undefined {
     }
     return new SharedSecret(text.replace(/\r?\n$/, ''));
   }
-  return flags.secret === undefined ? undefined : new SharedSecret(flags.secret);
+  return flags.secret === undefined || flags.secret === '' ? undefined : new SharedSecret(flags.secret);
 }
 
 /** How local workers get the secret: its file's path, or the value in their environment (never in their arguments). */
 export function workerSecretArgs(flags: SecretFlags): { args: string[]; env: Record<string, string> } {
   if (flags.secretFile !== undefined) return { args: ['--secret-file', flags.secretFile], env: {} };
-  return { args: [], env: flags.secret === undefined ? {} : { [SECRET_ENV]: flags.secret } };
+  return { args: [], env: flags.secret ? { [SECRET_ENV]: flags.secret } : {} };
 }

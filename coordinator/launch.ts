@@ -37,7 +37,12 @@ export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train
 export interface LaunchOptions {
   /** A fresh run's config, or the flags that may change when resuming (epochs, maxSteps). */
   config: NewRunConfig;
-  resume?: { from: string; overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>> };
+  resume?: {
+    from: string;
+    overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>>;
+    /** Refuse to continue a run of another model (--auto-resume, where the command line names one). */
+    expectModel?: string;
+  };
   outDir: string;
   listen: (maxFrameBytes: number) => Promise<Listener>;
   /** The transport's name, for the summary. */
@@ -87,6 +92,8 @@ function loadLabelled(spec: string, role: string): Dataset {
 /** A resumed run's state and data: the data named in its checkpoint, proven unchanged. */
 async function resumedRun(o: LaunchOptions & { resume: NonNullable<LaunchOptions['resume']> }) {
   const { state, path } = await loadRunState(o.resume.from, o.log);
+  const { expectModel } = o.resume;
+  if (expectModel !== undefined && expectModel !== state.config.model) throw new Error(`${path} is a ${state.config.model} run, not ${expectModel}: pick another --out`);
   for (const [key, value] of Object.entries(o.resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
   const data = { train: loadLabelled(state.config.train.spec, 'training'), test: loadLabelled(state.config.test.spec, 'test') };
   for (const split of ['train', 'test'] as const) {

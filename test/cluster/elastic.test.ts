@@ -80,4 +80,22 @@ describe('elastic membership', () => {
       expect(done.stderr).toMatch(/reconnecting/);
     }
   }, 180_000);
+
+  it('--auto-resume starts a run when --out is empty and continues it when the same command runs again', async () => {
+    const out = `${dir}/auto`;
+    const again = async (steps: string[], model = 'mnist-small') => {
+      const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, '--auto-resume', ...steps, '--model', model]);
+      const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/).catch(() => 'ws://0.0.0.0:1'))![0];
+      start(['worker', '--connect', url, '--backend', 'wasm', '--id', 'w', '--connect-timeout', '3']);
+      return c.done;
+    };
+    const first = expectOk(await again(['--max-steps', '10']));
+    expect(first.steps).toBe(10);
+    const second = await again([]);
+    expect(second.stderr).toMatch(/resuming mnist-small run .* from step 10/);
+    expect(expectOk(second).weights_sha256).toBe((await undisturbed()).weights_sha256);
+    const wrong = await again([], 'mnist-cnn');
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr).toMatch(/is a mnist-small run, not mnist-cnn/);
+  }, 180_000);
 });

@@ -324,14 +324,15 @@ function rawFrame(header: unknown, payload: Uint8Array = new Uint8Array(0), dtyp
   return rawFrameAround(pack(header), payload, dtypeCode);
 }
 
-function rawFrameAround(header: Uint8Array, payload: Uint8Array, dtypeCode: number, headerLength = header.length): Uint8Array {
+/** The same around header bytes that need not be msgpack at all. */
+function rawFrameAround(header: Uint8Array, payload: Uint8Array, dtypeCode: number): Uint8Array {
   const at = align4(FRAME_PREAMBLE + header.length);
   const frame = new Uint8Array(at + payload.length);
   const view = new DataView(frame.buffer);
   view.setUint32(0, FRAME_MAGIC, true);
   view.setUint8(4, PROTOCOL_VERSION);
   view.setUint8(5, dtypeCode);
-  view.setUint32(8, headerLength, true);
+  view.setUint32(8, header.length, true);
   frame.set(header, FRAME_PREAMBLE);
   frame.set(payload, at);
   return frame;
@@ -465,7 +466,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
       fc.record({
         kind: fc.constant('payloadValues' as const), base: fc.nat({ max: PAYLOAD_SAMPLES.length - 1 }), dtype: fc.integer({ min: 0, max: 2 }),
         value: fc.oneof(fc.constantFrom(2 ** 31, 2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER), fc.integer({ min: 1 << 20, max: Number.MAX_SAFE_INTEGER })),
-        words: fc.nat({ max: 16 }),
+        words: fc.nat({ max: 16 }), shift: fc.constantFrom(0, 1), // an odd offset takes the copying path
       }),
       fc.record({
         kind: fc.constant('container' as const), code: fc.constantFrom(...CONTAINERS),
@@ -483,7 +484,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
           bytes = Uint8Array.from(VALID_FRAMES[c.base]);
           new DataView(bytes.buffer).setUint32(8, c.value, true); // ≥ 64 KiB: far past the end of any sample frame
         } else if (c.kind === 'payloadValues') {
-          bytes = rawFrame({ ...PAYLOAD_SAMPLES[c.base], payloadValues: c.value }, new Uint8Array(4 * c.words), c.dtype);
+          bytes = place(rawFrame({ ...PAYLOAD_SAMPLES[c.base], payloadValues: c.value }, new Uint8Array(4 * c.words), c.dtype), c.shift);
         } else {
           const claim = new Uint8Array(5);
           claim[0] = c.code;
