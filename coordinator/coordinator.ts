@@ -178,7 +178,10 @@ export class Coordinator {
   /** Finish the step in flight, checkpoint, and stop (Ctrl-C). */
   requestStop(): void {
     this.stopRequested = true;
+    this.wakeFromPause();
   }
+
+  private wakeFromPause: () => void = () => {};
 
   async run(): Promise<RunOutcome> {
     const { state } = this.o;
@@ -195,6 +198,7 @@ export class Coordinator {
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
     while (!this.stopRequested && !finished()) {
       await this.enoughWorkers(false);
+      if (this.stopRequested) break;
       const position = positionOf(this.geometry, state.step);
       samplesRun += await this.runStep(position);
       if (position.stepInEpoch === perEpoch - 1) {
@@ -228,7 +232,9 @@ export class Coordinator {
       log.warn({ ready, min_workers: minWorkers, step: this.o.state.step }, `paused at step ${this.o.state.step}: ${ready} of ${minWorkers} workers ready; waiting for more to join`);
       hooks?.paused?.(true);
     }
-    await pool.waitForReady(minWorkers);
+    // Ctrl-C while paused stops the run rather than waiting on for workers.
+    await Promise.race([pool.waitForReady(minWorkers), new Promise<void>((resolve) => (this.wakeFromPause = resolve))]);
+    if (this.stopRequested) return;
     if (!starting) {
       log.info({ ready: pool.ready().length, step: this.o.state.step }, `resumed with ${pool.ready().length} workers`);
       hooks?.paused?.(false);

@@ -58,6 +58,8 @@ export class Reassembler {
 
   add(info: ChunkInfo, bytes: Uint8Array): Reassembly {
     const { seq, part, parts, length } = info;
+    // Any non-integer would poison `delivered` (NaN compares false with everything).
+    if (![seq, part, parts, length].every(Number.isSafeInteger)) return this.fail('corrupt', `chunk header ${JSON.stringify({ seq, part, parts, length })} is not whole numbers`);
     if (seq < this.expected) return { kind: 'duplicate', seq, part };
     if (!(part >= 0 && part < parts) || !(length >= 0) || length > this.maxFrameBytes) {
       return this.fail('corrupt', `chunk ${part}/${parts} of frame ${seq} claims ${length} bytes`);
