@@ -60,6 +60,9 @@ function explain(err: unknown, servers: string[]): TransportError {
     return new TransportError(`NATS at ${where} refused the credentials (check --nats-user/--nats-pass, --nats-token, --nats-creds or --nats-nkey): ${message}`, { permanent: true });
   }
   if (code === 'CONNECTION_REFUSED') return new TransportError(`cannot reach NATS at ${where}: connection refused (is nats-server running?)`);
+  if (/certificate|self[- ]signed|altnames/i.test(message ?? '')) {
+    return new TransportError(`NATS at ${where}: the server's TLS certificate is not trusted (pass --nats-tls-ca with the CA that signed it): ${message}`, { permanent: true });
+  }
   return new TransportError(`cannot connect to NATS at ${where}: ${message ?? String(err)}`);
 }
 

@@ -2,12 +2,11 @@
  * Nobody without the secret joins, nothing an unauthenticated peer says is processed, the secret
  * never shows, and wss:// works with a CA made here (and fails clearly without it).
  */
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
-import { requireBinary } from '../helpers/binaries.js';
+import { makeCertificates } from '../helpers/certificates.js';
 import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
@@ -124,20 +123,8 @@ describe('limits', () => {
 });
 
 describe('TLS', () => {
-  /** A CA and a certificate for 127.0.0.1 signed by it, made with the real openssl. */
-  function makeCertificates(): { ca: string; cert: string; key: string } {
-    const openssl = requireBinary('openssl');
-    const f = (name: string) => `${dir}/${name}`;
-    const sh = (...args: string[]) => execFileSync(openssl, args, { stdio: 'pipe' });
-    sh('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=gradfleet test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'));
-    sh('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key'), '-out', f('server.csr'));
-    writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    sh('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', f('san.ext'), '-out', f('server.pem'));
-    return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
-  }
-
   it('wss:// with a self-signed CA: a worker given --tls-ca trains; one without it fails at once naming the certificate problem', async () => {
-    const tls = makeCertificates();
+    const tls = makeCertificates(dir);
     const c = await coordinator('tls', ['--tls-cert', tls.cert, '--tls-key', tls.key, '--min-workers', '1', '--secret-file', secretFile]);
     expect(c.url).toMatch(/^wss:\/\//);
     const untrusting = await worker(c.url, 'untrusting', ['--secret-file', secretFile]).done;
