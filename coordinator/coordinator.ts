@@ -184,8 +184,13 @@ export class Coordinator {
   private wakeFromPause: () => void = () => {};
 
   async run(): Promise<RunOutcome> {
-    const { state } = this.o;
+    const { state, log } = this.o;
     const { config } = state;
+    const finished = () => positionOf(this.geometry, state.step).epoch >= config.epochs || (config.maxSteps !== null && state.step >= config.maxSteps);
+    if (finished()) {
+      log.info({ step: state.step }, `the run is already finished (step ${state.step}): nothing to do`);
+      return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'finished' });
+    }
     await this.enoughWorkers(true);
     const started = performance.now();
     const startStep = state.step;
@@ -193,7 +198,6 @@ export class Coordinator {
     let evaluation: Evaluation | null = null;
     let evaluatedAt = -1;
     const perEpoch = stepsPerEpoch(this.geometry);
-    const finished = () => positionOf(this.geometry, state.step).epoch >= config.epochs || (config.maxSteps !== null && state.step >= config.maxSteps);
     const first = positionOf(this.geometry, state.step);
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
     while (!this.stopRequested && !finished()) {
@@ -215,9 +219,12 @@ export class Coordinator {
     const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
     if (stopped === 'finished' && evaluatedAt !== state.step) evaluation = await this.evaluate();
     if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
+    return this.outcome({ stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000, evaluation, stopped });
+  }
+
+  private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
-      state, stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000,
-      evaluation, checkpoint: this.lastCheckpoint?.path ?? null, stopped, phases: { ...this.phases },
+      ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
       workersSeen: this.workersSeen, backends: this.backends, accounting: { ...this.ledger.totals },
     };
   }
@@ -382,9 +389,12 @@ export class Coordinator {
     const work = this.active;
     if (!work) return;
     const now = performance.now();
-    for (const session of this.o.pool.ready()) {
+    const ready = this.o.pool.ready();
+    for (const session of ready) {
       const at = work.assignedAt.get(session.id);
       if (at === undefined || now - at < this.o.stepDeadlineMs || !work.tracker.owesAnything(session.id)) continue;
+      // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
+      if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.tracker.release(session.id);
       work.assignedAt.delete(session.id);
       work.late.add(session.id);
@@ -414,8 +424,9 @@ export class Coordinator {
     for (const range of ranges) {
       for (const block of splitRange(range.first, range.end, speeds)) {
         const r = { first: block.first, end: block.first + block.count };
+        // The deadline runs from when it was first given work it has not finished, not from each addition.
+        if (!work.tracker.owesAnything(block.workerId)) work.assignedAt.set(block.workerId, now);
         work.tracker.expect(block.workerId, r);
-        work.assignedAt.set(block.workerId, now);
         work.send(byId.get(block.workerId)!, r);
       }
     }
@@ -442,7 +453,11 @@ export class Coordinator {
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
     if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
-    if (work.late.has(session.id)) return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
+    if (work.late.has(session.id)) {
+      // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
+      if (message.type === 'contribution') session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
+      return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
+    }
     const verdict = work.accept(session, message, payload);
     if (!verdict.ok) {
       session.channel.reject(verdict.reason, verdict.detail);

@@ -68,7 +68,11 @@ export class NatsLink implements Link {
   attach(handlers: LinkHandlers): void {
     this.handlers = handlers;
     for (const deliver of this.early.splice(0)) deliver();
+    // Closed before anyone listened (refused at once): say so, or the owner would wait forever.
+    if (this.closedFor !== undefined) handlers.close(this.closedFor);
   }
+
+  private closedFor: string | undefined;
 
   send(frame: Uint8Array, written?: () => void): void {
     if (this.closed) return;
@@ -214,6 +218,7 @@ export class NatsLink implements Link {
     this.unacked.clear();
     this.subscription.unsubscribe();
     this.o.onEnd?.();
+    this.closedFor = reason;
     this.handlers?.close(reason);
   }
 }

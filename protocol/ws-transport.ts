@@ -21,6 +21,8 @@ export interface WsServerTls {
 
 /** Certificate errors: the server is not who it claims, or not trusted; waiting will not change that. */
 const CERTIFICATE_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS/;
+/** wss:// to a plain ws:// server (or the reverse through a proxy): the scheme is wrong, not the network. */
+const WRONG_SCHEME = /WRONG_VERSION_NUMBER|HPE_INVALID/;
 
 /**
  * ws cuts a connection (close 1009) on a message over its maxPayload before anyone sees it. Setting
@@ -54,7 +56,11 @@ class WsLink implements Link {
 
   attach(handlers: LinkHandlers): void {
     this.handlers = handlers;
+    // Closed before anyone listened (refused at once): say so, or the owner would wait forever.
+    if (this.closedFor !== undefined) handlers.close(this.closedFor);
   }
+
+  private closedFor: string | undefined;
 
   send(frame: Uint8Array, written?: () => void): void {
     if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
@@ -74,6 +80,7 @@ class WsLink implements Link {
   private finish(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.closedFor = reason;
     this.handlers?.close(reason);
   }
 }
@@ -124,8 +131,10 @@ export async function connectWs(url: string, options: WsOptions & { ca?: Buffer 
     socket.once('open', resolve);
     socket.once('error', (err: NodeJS.ErrnoException) => {
       const untrusted = CERTIFICATE_ERRORS.test(err.code ?? '');
-      const hint = untrusted ? ' (the coordinator\'s certificate is not trusted: pass --tls-ca with the CA that signed it)' : '';
-      reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted }));
+      const wrongScheme = WRONG_SCHEME.test(`${err.code ?? ''} ${err.message}`);
+      const hint = untrusted ? ' (the coordinator\'s certificate is not trusted: pass --tls-ca with the CA that signed it)'
+        : wrongScheme ? ' (does the coordinator serve ws:// rather than wss://, or the reverse?)' : '';
+      reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted || wrongScheme }));
     });
   });
   return new WsLink(socket, `ws ${url}`);

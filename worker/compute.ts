@@ -92,7 +92,8 @@ export class WorkerCompute {
     }
   }
 
-  evaluate(request: MessageOf<'evaluate'>): { message: MessageOf<'evaluation'>; payload: Float32Array } {
+  /** Predictions for the requested test chunks; yields between chunks so heartbeats flow during a long share. */
+  async evaluate(request: MessageOf<'evaluate'>): Promise<{ message: MessageOf<'evaluation'>; payload: Float32Array }> {
     this.useWeights(request.weightsVersion);
     const labels = this.test.labels;
     if (!labels) throw new Error('the test set has no labels');
@@ -102,11 +103,14 @@ export class WorkerCompute {
     if (start >= end) throw new Error(`test chunks [${first}, ${first + count}) are outside ${this.test.count} samples`);
     const predictions = new Float32Array(end - start);
     const lossSums: number[] = [];
-    forEachBatch(this.test, chunkSize, (images, at, n) => {
-      const logits = this.runner.logits(images, n);
-      lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
-      predictions.set(argmaxRows(logits, this.model.classes), at - start);
-    }, start, end);
+    for (let chunk = start; chunk < end; chunk += chunkSize) {
+      if (chunk > start) await yieldToEventLoop();
+      forEachBatch(this.test, chunkSize, (images, at, n) => {
+        const logits = this.runner.logits(images, n);
+        lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
+        predictions.set(argmaxRows(logits, this.model.classes), at - start);
+      }, chunk, Math.min(end, chunk + chunkSize));
+    }
     return {
       message: { type: 'evaluation', round: request.round, first, count, lossSums, payloadValues: predictions.length },
       payload: predictions,

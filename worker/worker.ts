@@ -57,6 +57,8 @@ export interface WorkerOutcome {
   rejections: Record<string, number>;
 }
 
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
 /** Coordinator error codes that end a session for good. */
 const FATAL_CODES = new Set(['auth_failed', 'unauthenticated']);
 
@@ -101,6 +103,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       if (finished) return;
       finished = true;
       clearInterval(heartbeat);
+      clearTimeout(handshakeTimer);
       // Let a share in progress notice `finished` and stop before its model goes away.
       void queue.finally(() => compute?.dispose());
       if (error) reject(error);
@@ -139,6 +142,12 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       challenged = true;
       channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, nonce, workerId) });
     };
+
+    // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.
+    const handshakeTimer = setTimeout(() => {
+      if (!welcome) link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+    }, HANDSHAKE_TIMEOUT_MS);
+    handshakeTimer.unref();
 
     const keepAlive = (w: MessageOf<'welcome'>) => {
       heartbeat = setInterval(() => {
@@ -226,9 +235,9 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         case 'assign': return serially(() => onAssign(message));
         case 'evaluate':
           if (!compute) return channel.reject('unexpected_message', 'evaluate before ready');
-          return serially(() => {
-            const { message: result, payload: predictions } = compute!.evaluate(message);
-            channel.send(result, predictions);
+          return serially(async () => {
+            const { message: result, payload: predictions } = await compute!.evaluate(message);
+            if (!finished) channel.send(result, predictions);
           });
         case 'error': return onError(message);
         case 'shutdown':

@@ -31,7 +31,8 @@ export function trainCommand(): Command {
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
       const run = await launchRun({
-        policy: clusterPolicyOf(flags),
+        // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
+        policy: clusterPolicyOf({ ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16) }),
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),

@@ -21,10 +21,13 @@ interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags {
 /** Backoff between attempts: doubling from 100 ms to 5 s, with jitter so restarted fleets do not reconnect in lockstep. */
 const backoff = (attempt: number) => Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
 
-/** Connects, retrying with backoff for up to `timeoutS`; errors that waiting cannot fix end it at once. */
-async function connectWithRetry(target: { where: string; connect: () => Promise<Link> }, timeoutS: number, log: Logger): Promise<Link> {
+/**
+ * Connects, retrying with backoff for up to `timeoutS`; errors that waiting cannot fix end it at
+ * once, and so does a stop (Ctrl-C, SIGTERM), with undefined.
+ */
+async function connectWithRetry(target: { where: string; connect: () => Promise<Link> }, timeoutS: number, log: Logger, stopping: () => boolean): Promise<Link | undefined> {
   const deadline = Date.now() + timeoutS * 1000;
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0; !stopping(); attempt++) {
     try {
       return await target.connect();
     } catch (err) {
@@ -34,6 +37,7 @@ async function connectWithRetry(target: { where: string; connect: () => Promise<
       await new Promise((r) => setTimeout(r, delay));
     }
   }
+  return undefined;
 }
 
 export function workerCommand(): Command {
@@ -70,7 +74,8 @@ export function workerCommand(): Command {
         // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
         let shortSessions = 0;
         for (;;) {
-          link = await connectWithRetry(target, flags.connectTimeout, log);
+          link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
+          if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
           const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, secret, faults, observer: metrics });
           steps += outcome.steps;
@@ -86,6 +91,7 @@ export function workerCommand(): Command {
           const wait = shortSessions > 0 ? backoff(shortSessions) : 0;
           log.warn({ reason: outcome.reason, steps, retry_in_ms: Math.round(wait) }, `${outcome.reason}; reconnecting to ${target.where}`);
           await new Promise((r) => setTimeout(r, wait));
+          if (stopping) return log.info({ steps }, `worker stopped after ${steps} steps`);
         }
       } finally {
         await endpoint?.close();

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { startCluster, startNats } from '../helpers/nats.js';
+import { untilStep } from '../helpers/run-progress.js';
 import { until } from '../helpers/wait.js';
 
 const dir = tempDir();
@@ -48,4 +49,21 @@ describe('training over NATS', () => {
     expect((await workerB.done).status).toBe(0);
     expect((await workerC.done).status).toBe(0);
   }, 180_000);
+
+  it('a worker killed with SIGKILL over NATS (no socket to close) is found by the heartbeat; the survivor finishes with the same weights', async () => {
+    const server = await startNats('loss', []);
+    const out = `${dir}/nats-loss`;
+    const join = ['--transport', 'nats', '--nats-url', server.url, '--nats-subject', 'loss'];
+    const c = start(['coordinator', ...config, ...join, '--no-metrics', '--min-workers', '2', '--checkpoint-every', '1', '--heartbeat', '0.25', '--heartbeat-timeout', '2', '--out', out]);
+    await c.waitFor(/coordinator listening on/);
+    const [victim] = ['victim', 'survivor'].map((id) => start(['worker', ...join, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '30']));
+    await untilStep(out, 5);
+    victim.child.kill('SIGKILL');
+    await c.waitFor(/worker victim left: no heartbeat/);
+    start(['worker', ...join, '--backend', 'wasm', '--id', 'relief']);
+    const summary = expectOk(await c.done);
+    expect(summary.weights_sha256).toBe(await wsSha());
+    expect(summary.accounting).toMatchObject({ duplicate_samples: 0, missing_samples: 0 });
+    await server.stop();
+  }, 120_000);
 });
