@@ -39,6 +39,7 @@ import { parseKaggleCsv } from '../../training/data/kaggle-csv.js';
 import { loadMnistFiles } from '../../training/data/mnist.js';
 import { Rng } from '../../training/rng.js';
 import { DatasetReceiver } from '../../worker/dataset-receiver.js';
+import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
 /** numRuns per property: 107k for the frame decoder's own properties, 160k in all (the Channel, chunk and data-set properties feed several inputs per run). */
 const RUNS = {
@@ -259,29 +260,9 @@ const FRAME_PREAMBLE = 12;
 const FRAME_FIELDS: LengthField[] = [{ at: 8, littleEndian: true }];
 const align4 = (n: number) => (n + 3) & ~3;
 
+/** One of every message type, with the number of payload values each carries. */
+const SAMPLES = MESSAGE_SAMPLES;
 const fingerprintHex = 'ab'.repeat(32);
-const layout = [{ name: 'conv1/kernel', shape: [3, 3, 1, 16], offset: 0 }, { name: 'conv1/bias', shape: [16], offset: 144 }];
-const datasetInfo = { spec: 'mnist:train', fingerprint: fingerprintHex, count: 60000 };
-/** One of every message type (as in codec.test.ts), with the number of payload values each carries. */
-const SAMPLES: [Message, number][] = [
-  [{ type: 'hello', workerId: 'w-1', backend: 'wasm', nonce: new Uint8Array(32).fill(1) }, 0],
-  [{ type: 'challenge', nonce: new Uint8Array(32).fill(2), proof: new Uint8Array(32).fill(3) }, 0],
-  [{ type: 'auth', proof: new Uint8Array(32).fill(4) }, 0],
-  [{
-    type: 'welcome', runId: 'run', model: 'mnist-small', seed: 1, batchSize: 64, microBatchSize: 16, layout, layoutSize: 160, wire: 'f32',
-    heartbeatMs: 2000, heartbeatTimeoutMs: 20000, train: datasetInfo, test: { ...datasetInfo, count: 10000 },
-  }, 0],
-  [{ type: 'ready', missing: ['train'] }, 0],
-  [{ type: 'dataChunk', split: 'test', first: 8, count: 2, total: 10, images: new Uint8Array(2 * 784).fill(7), labels: Uint8Array.of(3, 9) }, 0],
-  [{ type: 'weights', version: 4, payloadValues: 3 }, 3],
-  [{ type: 'assign', step: 3, epoch: 0, batchStart: 192, batchSamples: 64, weightsVersion: 3, first: 2, count: 2 }, 0],
-  [{ type: 'contribution', step: 3, level: 1, index: 1, lossSum: 1.25, correct: 50, samples: 64, computeSeconds: 0.02, payloadValues: 7 }, 7],
-  [{ type: 'evaluate', round: 2, weightsVersion: 7, chunkSize: 500, first: 4, count: 3 }, 0],
-  [{ type: 'evaluation', round: 2, first: 4, count: 2, lossSums: [1.5, 2.5], payloadValues: 5 }, 5],
-  [{ type: 'heartbeat', sentAt: 1234.5 }, 0],
-  [{ type: 'error', code: 'bad_frame', message: 'nope' }, 0],
-  [{ type: 'shutdown', reason: 'done' }, 0],
-];
 const MESSAGE_TYPES = messageSchema.options.map((o) => o.shape.type.value);
 
 const payloadOf = (n: number) => Float32Array.from({ length: n }, (_, i) => (i - 2.5) * 0.37 + i * 1e-3);
