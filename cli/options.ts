@@ -1,4 +1,5 @@
 /** Flag parsers shared by the subcommands: each rejects bad input with a message naming the flag's rule. */
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import { type WireDtype, parseWireDtype } from '../protocol/wire-dtype.js';
 
@@ -46,6 +47,15 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
     if ((choices as readonly string[]).includes(value)) return value as T;
     throw new InvalidArgumentError(`expected one of: ${choices.join(', ')}`);
   };
+}
+
+/** Reads the file a flag names, failing with the flag and the reason (not a bare ENOENT). */
+export function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
 }
 
 /** Prints the result object as the last line on stdout (the --json contract). */

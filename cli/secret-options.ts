@@ -2,9 +2,9 @@
  * The shared secret's flags, for the coordinator and its workers. From a file or the environment
  * it stays out of `ps` and shell history; --secret on the command line is offered for quick tries.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { SharedSecret } from '../protocol/auth.js';
+import { readFlagFile } from './options.js';
 
 export const SECRET_ENV = 'GRADFLEET_SECRET';
 
@@ -23,13 +23,7 @@ export function addSecretOptions(cmd: Command, who: string): Command {
 export function secretOf(flags: SecretFlags): SharedSecret | undefined {
   if (flags.secret && flags.secretFile !== undefined) throw new Error(`give the secret once: --secret (or ${SECRET_ENV}) or --secret-file, not both`);
   if (flags.secretFile !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(flags.secretFile, 'utf8');
-    } catch (err) {
-      throw new Error(`--secret-file ${flags.secretFile}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-    }
-    return new SharedSecret(text.replace(/\r?\n$/, ''));
+    return new SharedSecret(readFlagFile('--secret-file', flags.secretFile).toString('utf8').replace(/\r?\n$/, ''));
   }
   return flags.secret === undefined || flags.secret === '' ? undefined : new SharedSecret(flags.secret);
 }

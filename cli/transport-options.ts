@@ -2,13 +2,12 @@
  * How processes reach each other: WebSockets (the embedded default) or NATS, with the connection
  * options NATS users expect. Shared by `train`, `coordinator` and `worker`.
  */
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
 import { type NatsOptions, connectNats, listenNats } from '../protocol/nats-transport.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { type WsServerTls, connectWs, listenWs } from '../protocol/ws-transport.js';
-import { oneOf, positiveInt } from './options.js';
+import { oneOf, positiveInt, readFlagFile } from './options.js';
 
 export const TRANSPORTS = ['ws', 'nats'] as const;
 export type TransportName = (typeof TRANSPORTS)[number];
@@ -73,18 +72,10 @@ export function addTlsConnectOptions(cmd: Command): Command {
   return cmd.option('--tls-ca <file>', 'trust this CA (PEM) for a wss:// coordinator, e.g. one with a self-signed certificate');
 }
 
-function readPem(flag: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`${flag} ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-}
-
 function serverTlsOf(f: TlsListenFlags): WsServerTls | undefined {
   if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
   if (f.tlsCert === undefined || f.tlsKey === undefined) throw new Error('wss:// needs both --tls-cert and --tls-key');
-  return { cert: readPem('--tls-cert', f.tlsCert), key: readPem('--tls-key', f.tlsKey) };
+  return { cert: readFlagFile('--tls-cert', f.tlsCert), key: readFlagFile('--tls-key', f.tlsKey) };
 }
 
 export function listenerFor(f: TransportFlags & TlsListenFlags, host: string, port: number, log: Logger): (maxFrameBytes: number) => Promise<Listener> {
@@ -99,7 +90,7 @@ export function connectorFor(f: TransportFlags & { connect?: string; tlsCa?: str
   if (f.transport === 'ws') {
     if (!f.connect) throw new Error('--connect ws://HOST:PORT is required (or --transport nats)');
     if (!/^wss?:\/\//.test(f.connect)) throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
-    const ca = f.tlsCa === undefined ? undefined : readPem('--tls-ca', f.tlsCa);
+    const ca = f.tlsCa === undefined ? undefined : readFlagFile('--tls-ca', f.tlsCa);
     return { where: f.connect, connect: () => connectWs(f.connect!, { ca }) };
   }
   const nats = natsOptionsOf(f);

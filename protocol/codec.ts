@@ -24,7 +24,8 @@ import { type WireDtype, bytesPerValue, decodeHalf, encodeHalf, wireDtypeCode, w
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = 0x544c4647; // "GFLT" read as u32 LE
-const PREAMBLE = 12;
+/** Bytes before the header: magic (4), version, dtype, 2 reserved, header length (4). */
+export const PREAMBLE = 12;
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
@@ -48,7 +49,22 @@ export interface EncodeOptions {
 }
 
 // Plain arithmetic, not `(n + 3) & ~3`: that wraps at 2^32, and a peer's payloadValues ≥ 2^31 (16-bit values) made it 0.
-const align4 = (n: number) => Math.ceil(n / 4) * 4;
+export const align4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** Where the payload starts after a header of `headerLength` bytes (4-byte aligned, for Float32Array views). */
+export const payloadOffset = (headerLength: number) => align4(PREAMBLE + headerLength);
+
+/**
+ * Writes the preamble into the first PREAMBLE bytes of `frame`. Exported so that tests can build the
+ * frames encodeFrame refuses to (lying lengths, unknown dtypes), as a hostile peer could.
+ */
+export function writePreamble(frame: Uint8Array, dtypeCode: number, headerLength: number): void {
+  const view = new DataView(frame.buffer, frame.byteOffset, PREAMBLE);
+  view.setUint32(0, MAGIC, true);
+  view.setUint8(4, PROTOCOL_VERSION);
+  view.setUint8(5, dtypeCode);
+  view.setUint32(8, headerLength, true);
+}
 
 export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0), options: EncodeOptions = {}): Uint8Array {
   const dtype = options.dtype ?? 'f32';
@@ -60,13 +76,9 @@ export function encodeFrame(message: Message, payload: Float32Array = new Float3
     throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, got ${payload.length}`);
   }
   const header = packHeader(checked);
-  const payloadAt = align4(PREAMBLE + header.length);
+  const payloadAt = payloadOffset(header.length);
   const frame = new Uint8Array(payloadAt + align4(payload.length * bytesPerValue(dtype))); // zeroed: padding included
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, MAGIC, true);
-  view.setUint8(4, PROTOCOL_VERSION);
-  view.setUint8(5, code);
-  view.setUint32(8, header.length, true);
+  writePreamble(frame, code, header.length);
   frame.set(header, PREAMBLE);
   if (dtype === 'f32') frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
   else encodeHalf(dtype, payload, new Uint16Array(frame.buffer, payloadAt, payload.length));
@@ -103,7 +115,7 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
     throw new ProtocolError('invalid_message', `${issue.path.join('.') || 'message'}: ${issue.message}`);
   }
   const message = parsed.data;
-  const payloadAt = align4(PREAMBLE + headerLength);
+  const payloadAt = payloadOffset(headerLength);
   if (bytes.length < payloadAt) throw new ProtocolError('misaligned_payload', `frame ends inside the header's padding (${bytes.length} of ${payloadAt} bytes)`);
   const payloadBytes = bytes.length - payloadAt;
   if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not padded to 4 bytes`);

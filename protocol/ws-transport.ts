@@ -39,7 +39,8 @@ function toBytes(data: RawData): Uint8Array {
 
 class WsLink implements Link {
   private handlers: LinkHandlers | undefined;
-  private closed = false;
+  /** Why the link closed; undefined while open. */
+  private closedFor: string | undefined;
 
   constructor(private readonly socket: WebSocket, readonly peer: string) {
     socket.binaryType = 'nodebuffer';
@@ -60,10 +61,8 @@ class WsLink implements Link {
     if (this.closedFor !== undefined) handlers.close(this.closedFor);
   }
 
-  private closedFor: string | undefined;
-
   send(frame: Uint8Array, written?: () => void): void {
-    if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
+    if (this.closedFor !== undefined || this.socket.readyState !== WebSocket.OPEN) return;
     // A failed write closes the socket, which finish() reports; the callback only times success.
     this.socket.send(frame, { binary: true }, written && ((err) => {
       if (!err) written();
@@ -71,15 +70,14 @@ class WsLink implements Link {
   }
 
   close(reason: string): void {
-    if (this.closed) return;
+    if (this.closedFor !== undefined) return;
     // Close reasons are limited to 123 bytes by the WebSocket spec.
     this.socket.close(1000, Buffer.from(reason).subarray(0, 123).toString());
     this.finish(reason);
   }
 
   private finish(reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closedFor !== undefined) return;
     this.closedFor = reason;
     this.handlers?.close(reason);
   }

@@ -4,7 +4,7 @@
  * The run must end with the weights of an undisturbed run, every sample trained on exactly once.
  */
 import { describe, expect, it } from 'vitest';
-import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { randomInt, untilStep } from '../helpers/run-progress.js';
 
 const dir = tempDir();
@@ -14,11 +14,7 @@ const STEPS_PER_EPOCH = 5; // 300 samples in batches of 64: four full steps and 
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', String(STEPS), '--epochs', '9',
   '--train', data.train, '--test', data.test, '--json'];
 
-let reference: Record<string, any> | undefined;
-async function undisturbedRun(): Promise<Record<string, any>> {
-  reference ??= expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]));
-  return reference;
-}
+const undisturbedRun = runOnce(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
 
 describe('chaos', () => {
   it('SIGKILL one worker and SIGSTOP another past the deadline: same weights as an undisturbed run, exact sample accounting', async () => {
@@ -27,7 +23,7 @@ describe('chaos', () => {
     const out = `${dir}/chaos`;
     const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, '--min-workers', '1', '--checkpoint-every', '1',
       '--step-deadline', '1', '--heartbeat', '0.25', '--heartbeat-timeout', '2']);
-    const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/))![0];
+    const url = await listeningUrl(c);
     // Slowed down so that the faults land mid-run rather than after it.
     const worker = (id: string) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '60', '--connect-timeout', '5']);
     const [killed, frozen] = [worker('killed'), worker('frozen'), worker('steady')];
@@ -57,7 +53,7 @@ describe('chaos', () => {
 
   it('a persistently slow worker is named a straggler and gets a smaller share; the weights do not change', async () => {
     const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/straggler`, '--min-workers', '3', '--batch-size', '64']);
-    const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/))![0];
+    const url = await listeningUrl(c);
     for (const id of ['quick-1', 'quick-2']) start(['worker', '--connect', url, '--backend', 'wasm', '--id', id]);
     start(['worker', '--connect', url, '--backend', 'wasm', '--id', 'laggard', '--fault-slow-ms', '150']);
     const line = await c.waitFor(/laggard is a straggler/);

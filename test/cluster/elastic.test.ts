@@ -6,7 +6,7 @@
 import { readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { checkpointedStep, randomInt, untilStep } from '../helpers/run-progress.js';
 import { freePort } from '../helpers/wait.js';
 import { checkpointFileName } from '../../coordinator/checkpoint-store.js';
@@ -17,11 +17,7 @@ const STEPS = 24;
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '9', '--max-steps', String(STEPS), '--epochs', '9',
   '--train', data.train, '--test', data.test, '--json'];
 
-let reference: Record<string, any> | undefined;
-async function undisturbed(): Promise<Record<string, any>> {
-  reference ??= expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]));
-  return reference;
-}
+const undisturbed = runOnce(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
 
 /** Slowed so that the run lasts long enough to be disturbed mid-way. */
 const worker = (url: string, id: string, ...extra: string[]) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '50', ...extra]);
@@ -30,7 +26,7 @@ describe('elastic membership', () => {
   it('a worker that joins mid-run gets the weights and a share of the work; one over --max-workers is refused and counted', async () => {
     const out = `${dir}/join`;
     const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, '--min-workers', '1', '--max-workers', '2', '--checkpoint-every', '1']);
-    const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/))![0];
+    const url = await listeningUrl(c);
     const first = worker(url, 'first');
     await untilStep(out, randomInt(3, 8));
     const late = worker(url, 'late');
@@ -85,7 +81,7 @@ describe('elastic membership', () => {
     const out = `${dir}/auto`;
     const again = async (steps: string[], model = 'mnist-small') => {
       const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, '--auto-resume', ...steps, '--model', model]);
-      const url = /ws:\/\/[0-9.]+:\d+/.exec(await c.waitFor(/coordinator listening on/).catch(() => 'ws://0.0.0.0:1'))![0];
+      const url = await listeningUrl(c).catch(() => 'ws://0.0.0.0:1');
       start(['worker', '--connect', url, '--backend', 'wasm', '--id', 'w', '--connect-timeout', '3']);
       return c.done;
     };

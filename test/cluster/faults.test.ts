@@ -7,25 +7,20 @@ import { WebSocket } from 'ws';
 import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import type { Message, MessageOf } from '../../protocol/messages.js';
 import { decompose, nodeRange } from '../../training/parallel/reduction-tree.js';
-import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 300, 200);
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '11', '--max-steps', '8', '--epochs', '2',
   '--train', data.train, '--test', data.test, '--json'];
 
-let undisturbed: string | undefined;
-async function undisturbedSha(): Promise<string> {
-  undisturbed ??= expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/undisturbed`])).weights_sha256;
-  return undisturbed!;
-}
+const undisturbed = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
+const undisturbedSha = async () => (await undisturbed()).weights_sha256;
 
 /** A coordinator on a free port, and its address once it listens. */
 async function coordinator(name: string, extra: string[] = []) {
   const p = start(['coordinator', ...config, '--port', '0', '--metrics-port', '0', '--out', `${dir}/${name}`, ...extra]);
-  const line = await p.waitFor(/coordinator listening on/);
-  const url = /ws:\/\/[0-9.]+:\d+/.exec(line)![0];
-  return { ...p, url };
+  return { ...p, url: await listeningUrl(p) };
 }
 
 const worker = (url: string, id: string, ...extra: string[]) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, ...extra]);

@@ -3,7 +3,7 @@
  * when a node of a 3-node NATS cluster dies under a worker mid-run (it fails over and resends).
  */
 import { describe, expect, it } from 'vitest';
-import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { startCluster, startNats } from '../helpers/nats.js';
 import { untilStep } from '../helpers/run-progress.js';
 import { until } from '../helpers/wait.js';
@@ -13,11 +13,8 @@ const data = smallMnist(dir, 600, 200);
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', '40', '--epochs', '5',
   '--train', data.train, '--test', data.test, '--json'];
 
-let overWs: string | undefined;
-async function wsSha(): Promise<string> {
-  overWs ??= expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/ws`])).weights_sha256;
-  return overWs!;
-}
+const overWs = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/ws`]);
+const wsSha = async () => (await overWs()).weights_sha256;
 
 describe('training over NATS', () => {
   it('2 workers over NATS end with the same weights as over WebSockets', async () => {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import { makeCertificates } from '../helpers/certificates.js';
-import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 200, 100);
@@ -19,8 +19,7 @@ writeFileSync(secretFile, `${SECRET}\n`);
 
 async function coordinator(name: string, extra: string[] = []) {
   const p = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/${name}`, ...extra]);
-  const url = /wss?:\/\/[0-9.]+:\d+/.exec(await p.waitFor(/coordinator listening on/))![0];
-  return { ...p, url };
+  return { ...p, url: await listeningUrl(p) };
 }
 const worker = (url: string, id: string, extra: string[] = [], env: Record<string, string> = {}) =>
   start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--connect-timeout', '5', ...extra], env);

@@ -73,6 +73,17 @@ export function start(args: string[], env: Record<string, string> = {}): Started
 
 export const run = (args: string[], env?: Record<string, string>): Promise<Finished> => start(args, env).done;
 
+/** Where a started coordinator listens (ws:// or wss://), read from its log. */
+export async function listeningUrl(coordinator: Started): Promise<string> {
+  return /wss?:\/\/[0-9.]+:\d+/.exec(await coordinator.waitFor(/coordinator listening on/))![0];
+}
+
+/** A run made at most once per test file, when a test first needs it (a reference to compare with). */
+export function runOnce(args: string[]): () => Promise<Record<string, any>> {
+  let result: Promise<Record<string, any>> | undefined;
+  return () => (result ??= run(args).then(expectOk));
+}
+
 /** Fails the test with the process's stderr when it did not exit cleanly. */
 export function expectOk(r: Finished): Record<string, any> {
   if (r.status !== 0 || !r.json) throw new Error(`gradfleet exited ${r.status}:\n${r.stderr.slice(-4000)}`);

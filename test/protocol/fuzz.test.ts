@@ -26,7 +26,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from '../../coordinator/checkpoint-file.js';
 import { Channel, RejectionCounts } from '../../protocol/channel.js';
 import { type ChunkInfo, Reassembler, chunkFrame } from '../../protocol/chunking.js';
-import { type Frame, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame, firstNonFinite } from '../../protocol/codec.js';
+import { type Frame, PREAMBLE, align4, assertFinite, decodeFrame, encodeFrame, firstNonFinite, payloadOffset, writePreamble } from '../../protocol/codec.js';
 import { ProtocolError, REJECT_REASONS, type RejectReason, TRANSPORT_REJECT_REASONS } from '../../protocol/errors.js';
 import { type Message, type MessageOf, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
 import { NatsLink } from '../../protocol/nats-link.js';
@@ -255,10 +255,7 @@ const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a
 // 1. Frames: decodeFrame, and the Channel's receive path around it.
 // ---------------------------------------------------------------------------------------------
 
-const FRAME_MAGIC = 0x544c4647;
-const FRAME_PREAMBLE = 12;
 const FRAME_FIELDS: LengthField[] = [{ at: 8, littleEndian: true }];
-const align4 = (n: number) => (n + 3) & ~3;
 
 /** One of every message type, with the number of payload values each carries. */
 const SAMPLES = MESSAGE_SAMPLES;
@@ -287,7 +284,7 @@ function checkAcceptedFrame(bytes: Uint8Array, frame: Frame): void {
   expect(frame.payload).toBeInstanceOf(Float32Array);
   expect(frame.payload.length).toBe(declaredPayloadValues(frame.message));
   // No allocation beyond what the bytes imply: the values came from the bytes after the preamble.
-  expect(frame.payload.length * bytesPerValue(frame.dtype)).toBeLessThanOrEqual(bytes.length - FRAME_PREAMBLE);
+  expect(frame.payload.length * bytesPerValue(frame.dtype)).toBeLessThanOrEqual(bytes.length - PREAMBLE);
   // The decoder accepts nothing the encoder could not have written.
   expect(decodeFrame(encodeFrame(frame.message, frame.payload, { dtype: frame.dtype })).message).toEqual(frame.message);
 }
@@ -312,14 +309,10 @@ function rawFrame(header: unknown, payload: Uint8Array = new Uint8Array(0), dtyp
 
 /** The same around header bytes that need not be msgpack at all. */
 function rawFrameAround(header: Uint8Array, payload: Uint8Array, dtypeCode: number): Uint8Array {
-  const at = align4(FRAME_PREAMBLE + header.length);
+  const at = payloadOffset(header.length);
   const frame = new Uint8Array(at + payload.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, FRAME_MAGIC, true);
-  view.setUint8(4, PROTOCOL_VERSION);
-  view.setUint8(5, dtypeCode);
-  view.setUint32(8, header.length, true);
-  frame.set(header, FRAME_PREAMBLE);
+  writePreamble(frame, dtypeCode, header.length);
+  frame.set(header, PREAMBLE);
   frame.set(payload, at);
   return frame;
 }
@@ -382,13 +375,9 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
       shift: fc.constantFrom(0, 1, 2),
     });
     const counts = frameProperty(arb, RUNS.framePreamble, ({ dtype, claim, body, shift }) => {
-      const bytes = new Uint8Array(FRAME_PREAMBLE + body.length);
-      const view = new DataView(bytes.buffer);
-      view.setUint32(0, FRAME_MAGIC, true);
-      view.setUint8(4, PROTOCOL_VERSION);
-      view.setUint8(5, dtype);
-      view.setUint32(8, claim === 'exact' ? body.length : claim, true);
-      bytes.set(body, FRAME_PREAMBLE);
+      const bytes = new Uint8Array(PREAMBLE + body.length);
+      writePreamble(bytes, dtype, claim === 'exact' ? body.length : claim);
+      bytes.set(body, PREAMBLE);
       return { bytes: place(bytes, shift) };
     });
     expect(counts.byReason.malformed_header).toBeGreaterThan(0);
@@ -418,7 +407,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
   it(`mutated valid frames (${RUNS.frameMutated} cases): flips, overwrites, truncations, extensions, splices, huge length fields`, () => {
     const arb = fc.record({
       base: fc.nat({ max: VALID_FRAMES.length - 1 }),
-      mutations: fc.array(mutationArb(FRAME_PREAMBLE), { minLength: 1, maxLength: 4 }),
+      mutations: fc.array(mutationArb(PREAMBLE), { minLength: 1, maxLength: 4 }),
       shift: fc.constantFrom(0, 0, 1, 2, 3),
       limit: oneIn(8, fc.integer({ min: -16, max: 16 })), // a maxFrameBytes near the frame's length
     });
@@ -501,7 +490,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
     for (const dtype of WIRE_DTYPES) {
       for (const reason of ['a', 'ab', 'abc', 'abcd']) {
         const frame = encodeFrame({ type: 'shutdown', reason }, undefined, { dtype });
-        const headerEnd = FRAME_PREAMBLE + new DataView(frame.buffer).getUint32(8, true);
+        const headerEnd = PREAMBLE + new DataView(frame.buffer).getUint32(8, true);
         if (headerEnd % 4 === 0) continue; // no padding to cut into
         for (const shift of [0, 1, 2, 3]) {
           expect(frameVerdict(place(frame.slice(0, headerEnd), shift))).toEqual({ ok: false, reason: 'misaligned_payload' });
@@ -556,7 +545,7 @@ describe('Channel: every bad frame is one counted rejection, and no exception es
   const bases = [...VALID_FRAMES, nanFrame];
   const input = fc.oneof(
     { weight: 2, arbitrary: fc.record({ base: fc.nat({ max: bases.length - 1 }), mutations: fc.constant([] as Mutation[]), shift: fc.constantFrom(0, 1) }) },
-    { weight: 5, arbitrary: fc.record({ base: fc.nat({ max: bases.length - 1 }), mutations: fc.array(mutationArb(FRAME_PREAMBLE), { minLength: 1, maxLength: 3 }), shift: fc.constantFrom(0, 1, 2, 3) }) },
+    { weight: 5, arbitrary: fc.record({ base: fc.nat({ max: bases.length - 1 }), mutations: fc.array(mutationArb(PREAMBLE), { minLength: 1, maxLength: 3 }), shift: fc.constantFrom(0, 1, 2, 3) }) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64, size: 'max' }).map((bytes) => ({ bytes })) },
   );
 
