@@ -14,10 +14,12 @@
  * Why not msgpack for the tensors: msgpack libraries disagree on typed arrays (msgpackr's default
  * pack() silently turns every float of a Float32Array into one byte), and a payload behind an
  * aligned offset decodes as a Float32Array view of the received bytes (~0.001 ms for 14 MB)
- * instead of a copy. The header codec is @msgpack/msgpack: msgpackr's optional native extractor has
- * platform packages that the npm registry mirror here lacks, which makes `npm ci` reject the lockfile.
+ * instead of a copy. The header codec is msgpackr as plain msgpack: no records (a structure
+ * definition is per-message state a peer could otherwise plant) and maps decoded as objects.
+ * package.json overrides msgpackr-extract (msgpackr's optional native decoder) to 3.0.4: later
+ * versions lack some platforms' packages on the registry mirror, and `npm ci` rejects the lockfile.
  */
-import { decode as unpackHeader, encode as packHeader } from '@msgpack/msgpack';
+import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';
 import { type Message, declaredPayloadValues, messageSchema } from './messages.js';
 import { type WireDtype, bytesPerValue, decodeHalf, encodeHalf, wireDtypeCode, wireDtypeFromCode } from './wire-dtype.js';
@@ -27,6 +29,16 @@ const MAGIC = 0x544c4647; // "GFLT" read as u32 LE
 /** Bytes before the header: magic (4), version, dtype, 2 reserved, header length (4). */
 export const PREAMBLE = 12;
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+const plainMsgpack = { useRecords: false, mapsAsObjects: true } as const;
+const headerPackr = new Packr(plainMsgpack);
+const headerUnpackr = new Unpackr(plainMsgpack);
+/**
+ * A header's msgpack bytes, in a buffer of their own (msgpackr's pack() returns a view of a buffer it
+ * reuses; encodeFrame copies that view at once). Exported so that tests can build hostile headers.
+ */
+export const packHeader = (header: unknown): Uint8Array => Uint8Array.from(headerPackr.pack(header));
+const unpackHeader = (bytes: Uint8Array): unknown => headerUnpackr.unpack(bytes);
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('gradfleet needs a little-endian host: tensors travel as raw little-endian float32');
@@ -75,7 +87,7 @@ export function encodeFrame(message: Message, payload: Float32Array = new Float3
   if (declared !== payload.length) {
     throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, got ${payload.length}`);
   }
-  const header = packHeader(checked);
+  const header = headerPackr.pack(checked); // a view of msgpackr's buffer: copied into the frame below
   const payloadAt = payloadOffset(header.length);
   const frame = new Uint8Array(payloadAt + align4(payload.length * bytesPerValue(dtype))); // zeroed: padding included
   writePreamble(frame, code, header.length);

@@ -1,12 +1,11 @@
-import { encode as pack } from '@msgpack/msgpack';
+import { pack as defaultPack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame } from '../../protocol/codec.js';
+import { DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame, packHeader as pack } from '../../protocol/codec.js';
 import { ProtocolError, type RejectReason } from '../../protocol/errors.js';
 import { type Message, messageSchema } from '../../protocol/messages.js';
 import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
 const samples = MESSAGE_SAMPLES;
-
 
 function rejection(bytes: Uint8Array, maxFrameBytes?: number): RejectReason | 'accepted' {
   try {
@@ -53,9 +52,14 @@ describe('frames', () => {
     }
   });
 
-  it('never sends a tensor through msgpack: a typed array smuggled into a header is refused', () => {
-    // (msgpackr's default pack() turns each float of a Float32Array into one byte; the codec's
-    // headers are validated plain data and the floats travel raw, so no library's choice matters.)
+  it('never sends a tensor through msgpack: the msgpackr trap is real, and a typed array smuggled into a header is refused', () => {
+    // msgpackr's default pack() writes a Float32Array as bin through Uint8Array.set, one byte per
+    // float. Pinned here so that the day it stops (or the codec starts relying on it) is noticed.
+    const floats = Float32Array.of(1.5, 2.5, -3, 100.25);
+    const roundTripped = unpack(defaultPack(floats)) as Uint8Array;
+    expect(Array.from(roundTripped.subarray(0, 4))).toEqual([1, 2, 253, 100]);
+    expect(roundTripped).not.toEqual(new Uint8Array(floats.buffer));
+    expect(decodeFrame(encodeFrame({ type: 'weights', version: 1, payloadValues: 4 }, floats)).payload).toEqual(floats);
     const bad = { type: 'heartbeat', sentAt: Float32Array.of(1.5) } as unknown as Message;
     expect(() => encodeFrame(bad)).toThrow();
   });
