@@ -371,7 +371,7 @@ export class Coordinator {
     if (this.weightsFrame?.version !== state.step) {
       this.weightsFrame = { version: state.step, bytes: encodeFrame({ type: 'weights', version: state.step, payloadValues: state.weights.length }, state.weights, { dtype: state.config.wire }) };
     }
-    session.channel.sendEncoded(this.weightsFrame.bytes);
+    session.channel.sendShared(this.weightsFrame.bytes);
     session.weightsVersion = state.step;
   }
 

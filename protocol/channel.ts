@@ -81,17 +81,23 @@ export class Channel {
     const started = performance.now();
     const frame = encodeFrame(message, payload, { dtype: payload && payload.length > 0 ? this.wire : 'f32' });
     this.meter?.encoded?.((performance.now() - started) / 1000);
-    this.sendEncoded(frame);
+    this.write(frame, false);
   }
 
-  /** For frames encoded once and sent to many (weights). */
-  sendEncoded(frame: Uint8Array): void {
+  /** For frames encoded once and sent to many (weights): the transport may publish them once for all. */
+  sendShared(frame: Uint8Array): void {
+    this.write(frame, true);
+  }
+
+  private write(frame: Uint8Array, shared: boolean): void {
     this.bytesOut += frame.byteLength;
     const meter = this.meter;
     meter?.sent?.(frame.byteLength);
-    if (!meter?.delivered) return this.link.send(frame);
+    const link = this.link;
+    const send = (written?: () => void) => (shared && link.sendShared ? link.sendShared(frame, written) : link.send(frame, written));
+    if (!meter?.delivered) return send();
     const handed = performance.now();
-    this.link.send(frame, () => meter.delivered?.((performance.now() - handed) / 1000));
+    send(() => meter.delivered?.((performance.now() - handed) / 1000));
   }
 
   /** Counts and logs a rejection found by the role (after decoding), naming the peer. */

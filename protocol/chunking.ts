@@ -89,6 +89,16 @@ export class Reassembler {
     return { kind: 'frame', seq, bytes: current.buffer };
   }
 
+  /** Frame `seq` came whole by another way (a broadcast its link referred to): in its place, it is delivered. */
+  acceptWhole(seq: number, bytes: Uint8Array): Reassembly {
+    if (!Number.isSafeInteger(seq)) return this.fail('corrupt', `frame number ${seq} is not a whole number`);
+    if (seq < this.expected) return { kind: 'duplicate', seq, part: 0 };
+    if (seq > this.expected) return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
+    this.partial = undefined;
+    this.delivered = seq;
+    return { kind: 'frame', seq, bytes };
+  }
+
   private fail(kind: 'gap' | 'corrupt', detail: string): Reassembly {
     this.partial = undefined;
     return { kind, expected: this.expected, detail };

@@ -7,13 +7,21 @@
  * twice. Heartbeats stand in for a socket's close: a peer silent for `deadAfterMs` is gone.
  */
 import { type MsgHdrs, type NatsConnection, type Subscription, headers as natsHeaders } from 'nats';
-import { type ChunkInfo, Reassembler, chunkFrame } from './chunking.js';
+import { type ChunkInfo, type Reassembly, Reassembler, chunkFrame } from './chunking.js';
+import { BroadcastCache, type BroadcastPublisher, type BroadcastRef } from './nats-broadcast.js';
 import type { Link, LinkHandlers } from './transport.js';
 
-const H = { seq: 'Gf-Seq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc', control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason' } as const;
+const H = {
+  seq: 'Gf-Seq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc', control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason',
+  broadcastId: 'Gf-Bid', broadcastSeq: 'Gf-Bseq',
+} as const;
 
-/** Control messages: `ack` (I hold every frame up to Gf-Ack), `ping` (an ack that also says I am alive), `resume` (resend after Gf-Ack; answer with your own resume if Gf-Reason is `reply`), `close`. */
-type Control = 'ack' | 'ping' | 'resume' | 'close';
+/**
+ * Control messages: `ack` (I hold every frame up to Gf-Ack), `ping` (an ack that also says I am
+ * alive), `resume` (resend after Gf-Ack; answer with your own resume if Gf-Reason is `reply`),
+ * `close`, and `ref` (frame Gf-Seq is broadcast Gf-Bseq of publisher Gf-Bid: nats-broadcast.ts).
+ */
+type Control = 'ack' | 'ping' | 'resume' | 'close' | 'ref';
 
 export interface NatsLinkOptions {
   nc: NatsConnection;
@@ -29,6 +37,10 @@ export interface NatsLinkOptions {
   retransmitMs?: number;
   /** Runs when the link ends (the worker closes its own connection here). */
   onEnd?: () => void;
+  /** The coordinator's side: where shared frames are offered once for every worker. */
+  broadcast?: BroadcastPublisher;
+  /** The worker's side: the subject shared frames are offered on (subscribed for the link's life). */
+  broadcastSubject?: string;
 }
 
 interface Unacked {
@@ -42,6 +54,7 @@ export class NatsLink implements Link {
   private handlers: LinkHandlers | undefined;
   private readonly early: Array<() => void> = [];
   private readonly subscription: Subscription;
+  private readonly broadcasts: { cache: BroadcastCache; subscription: Subscription } | undefined;
   private readonly reassembler: Reassembler;
   private readonly unacked = new Map<number, Unacked>();
   private sentSeq = 0;
@@ -49,6 +62,8 @@ export class NatsLink implements Link {
   private lastReceived = Date.now();
   private ackTimer: NodeJS.Timeout | undefined;
   private resumeAskedFor = -1;
+  /** The frame whose broadcast this side missed and asked to be resent in full (-1: none). */
+  private broadcastMissed = -1;
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
 
@@ -61,6 +76,10 @@ export class NatsLink implements Link {
         this.onMessage(msg.headers, msg.data);
       },
     });
+    if (o.broadcastSubject) {
+      const cache = new BroadcastCache(o.maxFrameBytes);
+      this.broadcasts = { cache, subscription: o.nc.subscribe(o.broadcastSubject, { callback: (err, msg) => err || cache.add(msg.headers, msg.data) }) };
+    }
     const heartbeat = o.heartbeatMs ?? 1000;
     this.ticker = setInterval(() => this.tick(), Math.min(heartbeat, 500));
   }
@@ -79,6 +98,19 @@ export class NatsLink implements Link {
     const seq = ++this.sentSeq;
     this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
     this.publishFrame(seq, frame);
+    if (written) this.o.nc.flush().then(written, () => {});
+  }
+
+  /**
+   * The same frame for many links (the weights): offered once on the broadcast subject, and this
+   * link's stream carries only a reference to it. Unacknowledged, it is resent in full, like any frame.
+   */
+  sendShared(frame: Uint8Array, written?: () => void): void {
+    const ref = this.closed ? undefined : this.o.broadcast?.offer(frame);
+    if (!ref) return this.send(frame, written);
+    const seq = ++this.sentSeq;
+    this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
+    this.control('ref', { [H.seq]: String(seq), [H.broadcastId]: ref.id, [H.broadcastSeq]: String(ref.seq), [H.length]: String(ref.length), [H.crc]: String(ref.crc) });
     if (written) this.o.nc.flush().then(written, () => {});
   }
 
@@ -130,7 +162,10 @@ export class NatsLink implements Link {
     if (kind) return this.onControl(kind as Control, h!);
     const info = h && chunkInfoOf(h);
     if (!info) return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
-    const result = this.reassembler.add(info, data);
+    this.handle(this.reassembler.add(info, data));
+  }
+
+  private handle(result: Reassembly): void {
     switch (result.kind) {
       case 'frame':
         this.deliver(result.bytes);
@@ -142,6 +177,8 @@ export class NatsLink implements Link {
         return this.report('duplicate_chunk', `chunk ${result.part} of frame ${result.seq} from ${this.peer} arrived again: dropped`);
       case 'gap':
       case 'corrupt':
+        // Frames sent before our request for a missed broadcast was answered: expected, and already asked for.
+        if (result.kind === 'gap' && this.broadcastMissed === result.expected) return;
         this.report(result.kind === 'gap' ? 'lost_chunk' : 'corrupt_chunk', `${result.detail} (from ${this.peer}): asking for frames from ${result.expected} again`);
         if (this.resumeAskedFor !== result.expected) {
           this.resumeAskedFor = result.expected;
@@ -168,9 +205,25 @@ export class NatsLink implements Link {
         return;
       case 'close':
         return this.finish(`peer closed: ${h.get(H.reason) || 'no reason'}`);
+      case 'ref':
+        return this.onRef(h);
       default:
         return this.report('malformed_chunk', `unknown control message ${String(kind).slice(0, 40)} from ${this.peer}`);
     }
+  }
+
+  /** A frame of this link that was broadcast: delivered from the cache, or asked for again in full. */
+  private onRef(h: MsgHdrs): void {
+    const seq = Number(h.get(H.seq));
+    const ref: BroadcastRef = { id: h.get(H.broadcastId), seq: Number(h.get(H.broadcastSeq)), length: Number(h.get(H.length)), crc: Number(h.get(H.crc)) };
+    if (seq !== this.reassembler.expected) return this.handle(this.reassembler.acceptWhole(seq, new Uint8Array(0)));
+    const frame = this.broadcasts?.cache.take(ref);
+    if (frame) return this.handle(this.reassembler.acceptWhole(seq, frame));
+    // Missed (joined after it, or lost a chunk): not an error of the peer's, so not reported. Ask once.
+    this.broadcastMissed = seq;
+    if (this.resumeAskedFor === seq) return;
+    this.resumeAskedFor = seq;
+    this.control('resume', { [H.ack]: String(seq - 1) });
   }
 
   private dropAcked(acked: number): void {
@@ -182,6 +235,7 @@ export class NatsLink implements Link {
 
   private scheduleAck(): void {
     this.resumeAskedFor = -1;
+    this.broadcastMissed = -1;
     this.ackTimer ??= setTimeout(() => {
       this.ackTimer = undefined;
       this.control('ack', { [H.ack]: String(this.reassembler.delivered) });
@@ -217,6 +271,7 @@ export class NatsLink implements Link {
     clearTimeout(this.ackTimer);
     this.unacked.clear();
     this.subscription.unsubscribe();
+    this.broadcasts?.subscription.unsubscribe();
     this.o.onEnd?.();
     this.closedFor = reason;
     this.handlers?.close(reason);

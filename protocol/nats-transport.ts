@@ -1,13 +1,15 @@
 /**
  * NATS as the second transport: the coordinator answers join requests on `<subject>.join` and
  * gives each worker a session of two subjects (`<subject>.s.<session>.up` and `.down`); each side
- * then speaks the same frames as over WebSockets through a NatsLink. Connections reconnect on their
- * own (any server of the list, or a cluster node the server announces) and every link resyncs.
+ * then speaks the same frames as over WebSockets through a NatsLink. The weights go once per step
+ * to every worker on `<subject>.weights` (nats-broadcast.ts). Connections reconnect on their own
+ * (any server of the list, or a cluster node the server announces) and every link resyncs.
  */
 import { readFileSync } from 'node:fs';
 import {
   type Authenticator, type ConnectionOptions, type NatsConnection, connect, credsAuthenticator, nkeyAuthenticator, nuid,
 } from 'nats';
+import { BroadcastPublisher, broadcastSubject } from './nats-broadcast.js';
 import { NatsLink } from './nats-link.js';
 import { type Link, type Listener, TransportError } from './transport.js';
 
@@ -118,6 +120,7 @@ export interface NatsListenOptions {
 export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}): Promise<Listener> {
   const nc = await open(o, 'gradfleet-coordinator');
   const sessions = new Map<string, NatsLink>();
+  const broadcast = new BroadcastPublisher(nc, broadcastSubject(o.subject), chunkBytesOf(nc));
   let onLink: ((link: Link) => void) | undefined;
   watchReconnects(nc, () => sessions.values(), options.onStatus);
   const join = nc.subscribe(`${o.subject}.join`, {
@@ -132,7 +135,7 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
       const link: NatsLink = new NatsLink({
         nc, sendSubject: subjects.down, recvSubject: subjects.up, peer: `nats ${request.worker.slice(0, 64)} (session ${request.session.slice(-8)})`,
         chunkBytes: chunkBytesOf(nc), maxFrameBytes: options.maxFrameBytes, heartbeatMs: o.heartbeatMs, deadAfterMs: o.deadAfterMs,
-        onEnd: () => sessions.delete(request.session),
+        onEnd: () => sessions.delete(request.session), broadcast,
       });
       sessions.set(request.session, link);
       onLink(link);
@@ -164,6 +167,7 @@ export async function connectNats(o: NatsOptions, workerId: string, options: { m
   const link = new NatsLink({
     nc, sendSubject: subjects.up, recvSubject: subjects.down, peer: `nats coordinator (session ${session.slice(-8)})`, chunkBytes: chunkBytesOf(nc),
     maxFrameBytes: options.maxFrameBytes, heartbeatMs: o.heartbeatMs, deadAfterMs: o.deadAfterMs, onEnd: () => void nc.drain().catch(() => nc.close()),
+    broadcastSubject: broadcastSubject(o.subject),
   });
   watchReconnects(nc, () => [link], options.onStatus);
   try {

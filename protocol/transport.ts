@@ -16,6 +16,12 @@ export interface Link {
   readonly peer: string;
   /** `written` (optional) runs once the frame has been handed to the operating system. */
   send(frame: Uint8Array, written?: () => void): void;
+  /**
+   * The same frame, sent to many links (the weights): a transport that can publish it once for all
+   * may, as long as it arrives exactly as send() would deliver it, in order with the link's other
+   * frames. Without it, send() is used.
+   */
+  sendShared?(frame: Uint8Array, written?: () => void): void;
   close(reason: string): void;
   /** Set once, synchronously after the link is handed over, so no frame is missed. */
   attach(handlers: LinkHandlers): void;

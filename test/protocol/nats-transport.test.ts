@@ -1,6 +1,7 @@
-/** The NATS link against a real nats-server: sizes around max_payload, loss and resend, auth errors. */
+/** The NATS link against a real nats-server: sizes around max_payload, loss and resend, the weights broadcast, auth errors. */
 import { describe, expect, it } from 'vitest';
 import { connect } from 'nats';
+import { BroadcastPublisher } from '../../protocol/nats-broadcast.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { connectNats, listenNats } from '../../protocol/nats-transport.js';
 import type { Link } from '../../protocol/transport.js';
@@ -70,6 +71,87 @@ describe('NATS transport', () => {
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
     expect(got.rejected).toContain('lost_chunk');
+    sender.close('done');
+    receiver.close('done');
+    await Promise.all([nc.close(), receiverNc.close()]);
+    await server.stop();
+  });
+
+  it('a shared frame (the weights) crosses the server once for all workers, each in its place in its link; a late joiner gets it in full', async () => {
+    const server = await startNats('broadcast', []);
+    const o = { servers: [server.url], subject: 'bc' };
+    const listener = await listenNats(o);
+    const accepted: Link[] = [];
+    listener.onLink((link) => {
+      inbox(link);
+      accepted.push(link);
+    });
+    // What crosses the server, by subject: a spy of our own on a real connection.
+    const spy = await connect({ servers: server.url });
+    const bytesOn = { weights: 0, down: 0 };
+    spy.subscribe('bc.weights', { callback: (_, m) => (bytesOn.weights += m.data.byteLength) });
+    spy.subscribe('bc.s.*.down', { callback: (_, m) => (bytesOn.down += m.data.byteLength) });
+    await spy.flush();
+    const early = [inbox(await connectNats(o, 'a')), inbox(await connectNats(o, 'b'))];
+    expect(accepted).toHaveLength(2); // a join is answered after its link is handed over
+    const weights = frame(3_000_000);
+    const sendAround = (link: Link) => {
+      link.send(frame(10));
+      link.sendShared!(weights);
+      link.send(frame(20));
+    };
+    accepted.forEach(sendAround);
+    for (const w of early) {
+      const got = await w.next(3);
+      expect(got.map((f) => f.byteLength)).toEqual([10, weights.byteLength, 20]);
+      expect(Buffer.from(got[1]).equals(Buffer.from(weights))).toBe(true);
+      expect(w.rejected).toEqual([]);
+    }
+    await spy.flush();
+    expect(bytesOn.weights).toBe(weights.byteLength); // once, not once per worker
+    expect(bytesOn.down).toBeLessThan(10_000);
+
+    // Joined after the broadcast: the same frame offered again is not republished; the link resends it in full.
+    const late = inbox(await connectNats(o, 'c'));
+    sendAround(accepted[2]);
+    const got = await late.next(3);
+    expect(got.map((f) => f.byteLength)).toEqual([10, weights.byteLength, 20]);
+    expect(Buffer.from(got[1]).equals(Buffer.from(weights))).toBe(true);
+    expect(late.rejected).toEqual([]);
+    await spy.flush();
+    expect(bytesOn.weights).toBe(weights.byteLength);
+    expect(bytesOn.down).toBeGreaterThan(weights.byteLength);
+    await spy.close();
+    await listener.close();
+    await server.stop();
+  });
+
+  it('a lost broadcast chunk costs a resend in full over the session, never a torn or missing frame', async () => {
+    const server = await startNats('lossy-broadcast', [], {}, smallPayload);
+    const nc = await connect({ servers: server.url });
+    let broadcastChunks = 0;
+    const publish = nc.publish.bind(nc);
+    nc.publish = (subject, data, options) => {
+      if (subject === 'lb.weights' && ++broadcastChunks === 2) return; // the second chunk of the first broadcast is lost
+      publish(subject, data, options);
+    };
+    const chunkBytes = 16 * 1024;
+    const sender = new NatsLink({ nc, sendSubject: 't.down', recvSubject: 't.up', peer: 'worker', chunkBytes, broadcast: new BroadcastPublisher(nc, 'lb.weights', chunkBytes) });
+    const receiverNc = await connect({ servers: server.url });
+    const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.up', recvSubject: 't.down', peer: 'coordinator', chunkBytes, broadcastSubject: 'lb.weights' });
+    const got = inbox(receiver);
+    inbox(sender);
+    await receiverNc.flush();
+    const first = frame(100_000);
+    const second = frame(50_000).reverse();
+    sender.sendShared(first);
+    sender.send(frame(10));
+    sender.sendShared(second);
+    await got.next(3);
+    expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10, 50_000]);
+    expect(Buffer.from(got.frames[0]).equals(Buffer.from(first))).toBe(true);
+    expect(Buffer.from(got.frames[2]).equals(Buffer.from(second))).toBe(true);
+    expect(got.rejected).toEqual([]);
     sender.close('done');
     receiver.close('done');
     await Promise.all([nc.close(), receiverNc.close()]);

@@ -1,0 +1,107 @@
+/**
+ * One frame for many workers (the weights, every step) published once on the run's broadcast
+ * subject instead of once per session: with N workers the coordinator sends the model once, not N
+ * times. A broadcast is only an offer. Each link still carries, in its own ordered stream, a small
+ * reference to it (nats-link.ts `ref`); a worker that holds the referenced frame delivers it in that
+ * place, and one that missed it (joined later, reconnected, lost a chunk) asks for the frame again
+ * and gets it in full over its session. So the guarantees of the link (in order, nothing lost,
+ * nothing twice) hold whatever happened to the broadcast.
+ */
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders, nuid } from 'nats';
+import { type ChunkInfo, Reassembler, chunkFrame } from './chunking.js';
+
+/** Chunk headers of the broadcast subject (the link's chunk headers, plus whose broadcast it is). */
+export const BROADCAST_HEADERS = { id: 'Gf-Bid', seq: 'Gf-Bseq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc' } as const;
+
+/** What a link's `ref` names: a frame of one publisher's broadcast, with its length and CRC-32 to check it against. */
+export interface BroadcastRef {
+  /** The publisher's id: a restarted coordinator numbers its broadcasts from 1 again. */
+  id: string;
+  seq: number;
+  length: number;
+  crc: number;
+}
+
+export const broadcastSubject = (prefix: string) => `${prefix}.weights`;
+
+/** The coordinator's side: one per connection. */
+export class BroadcastPublisher {
+  private readonly id = nuid.next();
+  private seq = 0;
+  private last: { frame: Uint8Array; ref: BroadcastRef } | undefined;
+
+  constructor(private readonly nc: NatsConnection, private readonly subject: string, private readonly chunkBytes: number) {}
+
+  /**
+   * The reference to `frame`, publishing it first unless it was the frame published last (the same
+   * weights, offered to one session after another). Undefined when the connection refuses to publish:
+   * the caller sends the frame over the session instead.
+   */
+  offer(frame: Uint8Array): BroadcastRef | undefined {
+    if (this.last?.frame === frame) return this.last.ref;
+    const seq = ++this.seq;
+    const chunks = chunkFrame(seq, frame, this.chunkBytes);
+    try {
+      for (const { info, bytes } of chunks) this.nc.publish(this.subject, bytes, { headers: chunkHeaders(this.id, info) });
+    } catch {
+      this.last = undefined;
+      return undefined;
+    }
+    const ref = { id: this.id, seq, length: frame.byteLength, crc: chunks[0].info.crc };
+    this.last = { frame, ref };
+    return ref;
+  }
+}
+
+function chunkHeaders(id: string, info: ChunkInfo): MsgHdrs {
+  const h = natsHeaders();
+  const H = BROADCAST_HEADERS;
+  h.set(H.id, id);
+  h.set(H.seq, String(info.seq));
+  h.set(H.part, String(info.part));
+  h.set(H.parts, String(info.parts));
+  h.set(H.length, String(info.length));
+  h.set(H.crc, String(info.crc));
+  return h;
+}
+
+/** How many whole broadcasts a worker keeps: the one a `ref` is about to name, and one spare. */
+const KEEP = 2;
+
+/**
+ * The worker's side: reassembles what the broadcast subject carries and keeps the last frames until
+ * a link's `ref` claims one. Anything incomplete (the worker subscribed mid-frame, a chunk was lost)
+ * is dropped quietly: the `ref` then finds nothing, and the link asks for the frame in full.
+ */
+export class BroadcastCache {
+  private assembling: { id: string; reassembler: Reassembler } | undefined;
+  private readonly complete = new Map<string, { bytes: Uint8Array; crc: number }>();
+
+  constructor(private readonly maxFrameBytes?: number) {}
+
+  add(h: MsgHdrs | undefined, data: Uint8Array): void {
+    const H = BROADCAST_HEADERS;
+    const id = h?.get(H.id);
+    const info = { seq: Number(h?.get(H.seq)), part: Number(h?.get(H.part)), parts: Number(h?.get(H.parts)), length: Number(h?.get(H.length)), crc: Number(h?.get(H.crc)) };
+    if (!id || !Object.values(info).every((v) => Number.isSafeInteger(v) && v >= 0) || info.seq < 1) return;
+    if (info.part === 0) this.assembling = { id, reassembler: new Reassembler(info.seq - 1, this.maxFrameBytes) };
+    const a = this.assembling;
+    if (!a || a.id !== id) return;
+    const result = a.reassembler.add(info, data);
+    if (result.kind === 'partial') return;
+    this.assembling = undefined;
+    if (result.kind !== 'frame') return;
+    this.complete.set(`${id}:${info.seq}`, { bytes: result.bytes, crc: info.crc });
+    for (const key of this.complete.keys()) if (this.complete.size > KEEP) this.complete.delete(key);
+  }
+
+  /** The frame `ref` names, once, if it arrived whole and matches; else undefined. */
+  take(ref: BroadcastRef): Uint8Array | undefined {
+    const key = `${ref.id}:${ref.seq}`;
+    const frame = this.complete.get(key);
+    this.complete.delete(key);
+    // The reassembler checked the bytes against the CRC their chunks claimed; this checks that the
+    // chunks claimed what the ref says.
+    return frame && frame.bytes.byteLength === ref.length && frame.crc === ref.crc ? frame.bytes : undefined;
+  }
+}
