@@ -29,6 +29,8 @@ interface Pipe {
   close(): Promise<void>;
 }
 
+const STALL_MS = 30_000;
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames: number, reps: number): Promise<TransportBenchmark> {
@@ -38,8 +40,14 @@ async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames:
     received++;
     wake?.();
   });
-  const until = (n: number) => new Promise<void>((resolve) => {
-    wake = () => received >= n && resolve();
+  // A frame that never arrives (a transport bug, a server gone) must end the benchmark with a reason, not hang it.
+  const until = (n: number) => new Promise<void>((resolve, reject) => {
+    const stalled = setTimeout(() => reject(new Error(`${transport}: ${received} of ${n} frames arrived, then none for ${STALL_MS / 1000} s`)), STALL_MS);
+    wake = () => {
+      if (received < n) return stalled.refresh();
+      clearTimeout(stalled);
+      resolve();
+    };
     wake();
   });
   const latencies: number[] = [];
