@@ -1,7 +1,8 @@
 /**
  * The transport benchmark: one 14 MB frame (an mnist-cnn gradient) from a worker to the coordinator
  * over raw TCP (the loopback ceiling), WebSockets and NATS, as gradfleet's links carry it. Latency:
- * one frame at a time, send to fully received. Throughput: `frames` sent back to back.
+ * one frame at a time, send to fully received. Throughput: `frames` sent back to back. Then the
+ * other direction: one frame (the weights) from the coordinator to several workers.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -180,4 +181,78 @@ export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, re
   }
   const tcp = rows[0].mb_per_s;
   return rows.map((r) => ({ ...r, vs_tcp: Number.isFinite(r.mb_per_s) ? r.mb_per_s / tcp : null }));
+}
+
+export interface FanOutBenchmark {
+  transport: string;
+  workers: number;
+  bytes: number;
+  /** From the coordinator handing the frame over to the last worker holding it whole (median). */
+  latency_ms: number;
+  /** Bytes delivered to all workers per second. */
+  mb_per_s: number;
+  /** Bytes the coordinator itself put on the wire per frame: once per worker, or once for all. */
+  coordinator_mb: number;
+  note?: string;
+}
+
+/**
+ * The weights, once per step, from the coordinator to every worker: ws sends one copy per worker;
+ * NATS publishes one copy on the broadcast subject (nats-broadcast.ts). Each rep is a distinct frame,
+ * as each step's weights are.
+ */
+async function fanOut(transport: string, listener: Listener, connect: (i: number) => Promise<Link>, workers: number, frame: Uint8Array, reps: number): Promise<FanOutBenchmark> {
+  const coordinatorSide: Link[] = [];
+  listener.onLink((link) => {
+    link.attach({ frame: () => {}, close: () => {} });
+    coordinatorSide.push(link);
+  });
+  const received = new Array<number>(workers).fill(0);
+  let wake: (() => void) | undefined;
+  const workerLinks: Link[] = [];
+  for (let i = 0; i < workers; i++) {
+    const link = await connect(i);
+    link.attach({ frame: () => (received[i]++, wake?.()), close: () => {} });
+    workerLinks.push(link);
+  }
+  while (coordinatorSide.length < workers) await new Promise((r) => setTimeout(r, 10));
+  const latencies: number[] = [];
+  let sent = 0;
+  const frames = Array.from({ length: reps + 1 }, () => frame.slice());
+  for (const f of frames) {
+    const t0 = performance.now();
+    for (const link of coordinatorSide) (link.sendShared ?? link.send).call(link, f);
+    sent++;
+    await new Promise<void>((resolve, reject) => {
+      const stalled = setTimeout(() => reject(new Error(`${transport} fan-out: frame ${sent} reached ${received.filter((n) => n >= sent).length} of ${workers} workers, then nothing for ${STALL_MS / 1000} s`)), STALL_MS);
+      wake = () => {
+        if (received.some((n) => n < sent)) return;
+        clearTimeout(stalled);
+        resolve();
+      };
+      wake();
+    });
+    if (sent > 1) latencies.push(performance.now() - t0); // the first one warms up
+  }
+  for (const link of workerLinks) link.close('done');
+  await listener.close();
+  const latency = median(latencies);
+  const shared = coordinatorSide.some((l) => l.sendShared);
+  return { transport, workers, bytes: frame.byteLength, latency_ms: latency, mb_per_s: (workers * frame.byteLength) / 1e6 / (latency / 1000), coordinator_mb: ((shared ? 1 : workers) * frame.byteLength) / 1e6 };
+}
+
+export async function benchmarkFanOut(bytes = 3_488_874 * 4, workers = 4, reps = 5): Promise<FanOutBenchmark[]> {
+  const frame = new Uint8Array(bytes).map((_, i) => (i * 7) & 255);
+  const ws = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
+  const rows = [await fanOut('ws', ws, () => connectWs(ws.url), workers, frame, reps)];
+  const nats = await startNatsServer();
+  if (typeof nats === 'string') return [...rows, { transport: 'nats', workers, bytes, latency_ms: Number.NaN, mb_per_s: Number.NaN, coordinator_mb: Number.NaN, note: nats }];
+  try {
+    const o = { servers: [nats.url], subject: 'bench' };
+    const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
+    rows.push(await fanOut('nats (broadcast)', listener, (i) => connectNats(o, `bench-${i}`), workers, frame, reps));
+  } finally {
+    nats.stop();
+  }
+  return rows;
 }

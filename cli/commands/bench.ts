@@ -7,12 +7,12 @@ import Table from 'cli-table3';
 import { Command } from 'commander';
 import { benchmarkCluster } from '../../bench/cluster.js';
 import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
-import { benchmarkTransports } from '../../bench/transport.js';
+import { benchmarkFanOut, benchmarkTransports } from '../../bench/transport.js';
 import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
-import { oneOf, positiveInt, printJson } from '../options.js';
+import { nonNegativeInt, oneOf, positiveInt, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -89,16 +89,25 @@ export function benchCommand(): Command {
     .option('--bytes <n>', 'frame size (default: mnist-cnn\'s gradient)', positiveInt, 3_488_874 * 4)
     .option('--frames <n>', 'frames sent back to back for the throughput', positiveInt, 20)
     .option('--reps <n>', 'one-at-a-time frames for the latency (median)', positiveInt, 5)
-    .option('--json', 'print one JSON object per transport')
-    .action(async (opts: { bytes: number; frames: number; reps: number; json?: boolean }) => {
+    .option('--fan-out <n>', 'workers the weights go to in the fan-out table (0: skip it)', nonNegativeInt, 4)
+    .option('--json', 'print one JSON object per transport (and per fan-out transport)')
+    .action(async (opts: { bytes: number; frames: number; reps: number; fanOut: number; json?: boolean }) => {
       const rows = await benchmarkTransports(opts.bytes, opts.frames, opts.reps);
+      const fanOut = opts.fanOut > 0 ? await benchmarkFanOut(opts.bytes, opts.fanOut, opts.reps) : [];
+      // nats.js can leave a half-closed socket behind when the server it was closing against has just
+      // been stopped (the benchmark's own server is, at once): a finished benchmark must not wait on it.
+      setTimeout(() => process.exit(), 200).unref();
       if (opts.json) {
-        for (const row of rows) printJson(row);
+        for (const row of [...rows, ...fanOut]) printJson(row);
         return;
       }
       const table = new Table({ head: ['transport', 'latency ms', 'MB/s', 'vs raw TCP', 'note'] });
       for (const r of rows) table.push([r.transport, fixed(1)(r.latency_ms), fixed(0)(r.mb_per_s), r.vs_tcp === null ? '' : `${fixed(0)(100 * r.vs_tcp)}%`, r.note ?? '']);
       process.stdout.write(`One ${(opts.bytes / 1e6).toFixed(1)} MB frame, worker → coordinator on loopback (latency: median of ${opts.reps}; throughput: ${opts.frames} back to back):\n${table.toString()}\n`);
+      if (fanOut.length === 0) return;
+      const spread = new Table({ head: ['transport', 'workers', 'latency ms', 'MB/s delivered', 'coordinator sends MB', 'note'] });
+      for (const r of fanOut) spread.push([r.transport, r.workers, fixed(1)(r.latency_ms), fixed(0)(r.mb_per_s), fixed(1)(r.coordinator_mb), r.note ?? '']);
+      process.stdout.write(`The weights (one ${(opts.bytes / 1e6).toFixed(1)} MB frame), coordinator → ${opts.fanOut} workers (latency: until the last holds it, median of ${opts.reps}):\n${spread.toString()}\n`);
     });
   bench.command('cluster')
     .description('steady-state samples/s of `train` (coordinator + local workers over WebSockets) per model and worker count, and where a step goes')

@@ -69,3 +69,19 @@ describe('gradfleet bench compute --json', () => {
     expect(result.conv_layers[1].filter_grad_gflops).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('gradfleet bench transport --json', () => {
+  it('measures tcp, ws and NATS one way, and the weights to 3 workers: NATS sends them once; the process exits by itself', () => {
+    const r = gradfleet('bench', 'transport', '--bytes', '1000000', '--frames', '3', '--reps', '2', '--fan-out', '3', '--json');
+    expect(r.status).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.map((row) => row.transport)).toEqual(['tcp (raw)', 'ws', 'nats', 'ws', 'nats (broadcast)']);
+    for (const row of rows) {
+      expect(row.note).toBeUndefined(); // a note means a part could not run (no nats-server)
+      expect(row.mb_per_s).toBeGreaterThan(0);
+      expect(row.latency_ms).toBeGreaterThan(0);
+    }
+    expect(rows[3]).toMatchObject({ workers: 3, coordinator_mb: 3 });
+    expect(rows[4]).toMatchObject({ workers: 3, coordinator_mb: 1 });
+  }, 120_000);
+});
