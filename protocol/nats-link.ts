@@ -216,6 +216,7 @@ export class NatsLink implements Link {
   private onRef(h: MsgHdrs): void {
     const seq = Number(h.get(H.seq));
     const ref: BroadcastRef = { id: h.get(H.broadcastId), seq: Number(h.get(H.broadcastSeq)), length: Number(h.get(H.length)), crc: Number(h.get(H.crc)) };
+    // Out of its place (a repeat, or frames lost before it): handled as any frame's number would be; no bytes are used.
     if (seq !== this.reassembler.expected) return this.handle(this.reassembler.acceptWhole(seq, new Uint8Array(0)));
     const frame = this.broadcasts?.cache.take(ref);
     if (frame) return this.handle(this.reassembler.acceptWhole(seq, frame));

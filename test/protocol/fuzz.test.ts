@@ -732,7 +732,7 @@ const headerEditArb: fc.Arbitrary<HeaderEdit> = fc.oneof(
   fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc) }),
   fc.record({ kind: fc.constant('set' as const), at: fc.nat(), key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.control), value: headerText }),
   fc.record({
-    kind: fc.constant('control' as const), at: fc.nat(), control: fc.oneof(fc.constantFrom('ack', 'ping', 'resume'), headerText.filter((s) => s !== '')),
+    kind: fc.constant('control' as const), at: fc.nat(), control: fc.oneof(fc.constantFrom('ack', 'ping', 'resume', 'ref'), headerText.filter((s) => s !== '')),
     ack: headerText, reply: fc.boolean(),
   }),
 );
@@ -810,7 +810,9 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
         for (const e of headerEdits) {
           const at = messages.length === 0 ? 0 : e.at % messages.length;
           if (e.kind === 'control') {
-            messages.splice(at, 0, { h: { [H.control]: e.control, [H.ack]: e.ack, ...(e.reply ? { [H.reason]: 'reply' } : {}) }, data: new Uint8Array(0) });
+            // A `ref` names a broadcast this link never saw (it has no broadcast subject): it must ask for the frame, never deliver one.
+            const ref = e.control === 'ref' ? { [H.seq]: e.ack, 'Gf-Bid': 'fuzz', 'Gf-Bseq': e.ack, [H.length]: e.ack, [H.crc]: e.ack } : {};
+            messages.splice(at, 0, { h: { [H.control]: e.control, [H.ack]: e.ack, ...(e.reply ? { [H.reason]: 'reply' } : {}), ...ref }, data: new Uint8Array(0) });
           } else if (messages[at]) {
             const h = { ...messages[at].h };
             if (e.kind === 'delete') delete h[e.key];
