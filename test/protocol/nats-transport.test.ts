@@ -29,6 +29,37 @@ function inbox(link: Link) {
   };
 }
 
+const BROADCAST = 'lossy.weights';
+
+/**
+ * Two NatsLinks on their own connections to a real server with a 64 KiB max_payload; the sender's
+ * connection never sends the messages `drop` picks (fault injection on a real connection).
+ */
+async function lossyPair(name: string, drop: (subject: string) => boolean, broadcast = false) {
+  const server = await startNats(name, [], {}, smallPayload);
+  const nc = await connect({ servers: server.url });
+  const publish = nc.publish.bind(nc);
+  nc.publish = (subject, data, options) => {
+    if (!drop(subject)) publish(subject, data, options);
+  };
+  const chunkBytes = 16 * 1024;
+  const sender = new NatsLink({ nc, sendSubject: 't.a', recvSubject: 't.b', peer: 'receiver', chunkBytes, broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined });
+  const receiverNc = await connect({ servers: server.url });
+  const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.b', recvSubject: 't.a', peer: 'sender', chunkBytes, broadcastSubject: broadcast ? BROADCAST : undefined });
+  const got = inbox(receiver);
+  inbox(sender);
+  await receiverNc.flush();
+  return {
+    sender, got,
+    async stop() {
+      sender.close('done');
+      receiver.close('done');
+      await Promise.all([nc.close(), receiverNc.close()]);
+      await server.stop();
+    },
+  };
+}
+
 describe('NATS transport', () => {
   it('1 byte, exactly max_payload, one byte more, and 14 MB round-trip through a server with a 64 KiB max_payload', async () => {
     const server = await startNats('small-payload', [], {}, smallPayload);
@@ -50,20 +81,9 @@ describe('NATS transport', () => {
   });
 
   it('a lost chunk is detected and counted, and the frame arrives once, resent', async () => {
-    const server = await startNats('lossy', [], {}, smallPayload);
-    const nc = await connect({ servers: server.url });
-    // Fault injection on a real connection: the third message published is never sent.
     let published = 0;
-    const publish = nc.publish.bind(nc);
-    nc.publish = (subject, data, options) => {
-      if (++published !== 3) publish(subject, data, options);
-    };
-    const sender = new NatsLink({ nc, sendSubject: 't.a', recvSubject: 't.b', peer: 'receiver', chunkBytes: 16 * 1024 });
-    const receiverNc = await connect({ servers: server.url });
-    const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.b', recvSubject: 't.a', peer: 'sender', chunkBytes: 16 * 1024 });
-    const got = inbox(receiver);
-    inbox(sender);
-    await receiverNc.flush();
+    const pair = await lossyPair('lossy', () => ++published === 3); // the third message published is never sent
+    const { sender, got } = pair;
     sender.send(frame(100_000));
     sender.send(frame(10));
     await got.next(2);
@@ -71,10 +91,7 @@ describe('NATS transport', () => {
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
     expect(got.rejected).toContain('lost_chunk');
-    sender.close('done');
-    receiver.close('done');
-    await Promise.all([nc.close(), receiverNc.close()]);
-    await server.stop();
+    await pair.stop();
   });
 
   it('a shared frame (the weights) crosses the server once for all workers, each in its place in its link; a late joiner gets it in full', async () => {
@@ -127,21 +144,10 @@ describe('NATS transport', () => {
   });
 
   it('a lost broadcast chunk costs a resend in full over the session, never a torn or missing frame', async () => {
-    const server = await startNats('lossy-broadcast', [], {}, smallPayload);
-    const nc = await connect({ servers: server.url });
     let broadcastChunks = 0;
-    const publish = nc.publish.bind(nc);
-    nc.publish = (subject, data, options) => {
-      if (subject === 'lb.weights' && ++broadcastChunks === 2) return; // the second chunk of the first broadcast is lost
-      publish(subject, data, options);
-    };
-    const chunkBytes = 16 * 1024;
-    const sender = new NatsLink({ nc, sendSubject: 't.down', recvSubject: 't.up', peer: 'worker', chunkBytes, broadcast: new BroadcastPublisher(nc, 'lb.weights', chunkBytes) });
-    const receiverNc = await connect({ servers: server.url });
-    const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.up', recvSubject: 't.down', peer: 'coordinator', chunkBytes, broadcastSubject: 'lb.weights' });
-    const got = inbox(receiver);
-    inbox(sender);
-    await receiverNc.flush();
+    // The second chunk of the first broadcast is lost.
+    const pair = await lossyPair('lossy-broadcast', (subject) => subject === BROADCAST && ++broadcastChunks === 2, true);
+    const { sender, got } = pair;
     const first = frame(100_000);
     const second = frame(50_000).reverse();
     sender.sendShared(first);
@@ -152,10 +158,7 @@ describe('NATS transport', () => {
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(first))).toBe(true);
     expect(Buffer.from(got.frames[2]).equals(Buffer.from(second))).toBe(true);
     expect(got.rejected).toEqual([]);
-    sender.close('done');
-    receiver.close('done');
-    await Promise.all([nc.close(), receiverNc.close()]);
-    await server.stop();
+    await pair.stop();
   });
 
   it('an unreachable server, wrong credentials and a missing coordinator each get a clear error', async () => {
