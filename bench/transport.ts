@@ -34,23 +34,35 @@ const STALL_MS = 30_000;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/**
+ * Waiting for frames. A frame that never arrives (a transport bug, a server gone) ends the benchmark
+ * with a reason once nothing has arrived for STALL_MS, instead of hanging it.
+ */
+function arrivals() {
+  let wake: (() => void) | undefined;
+  return {
+    /** To be called on every frame received. */
+    arrived: () => wake?.(),
+    until: (done: () => boolean, stalled: () => string) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${stalled()}, then nothing for ${STALL_MS / 1000} s`)), STALL_MS);
+      wake = () => {
+        if (!done()) return timer.refresh();
+        clearTimeout(timer);
+        resolve();
+      };
+      wake();
+    }),
+  };
+}
+
 async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames: number, reps: number): Promise<TransportBenchmark> {
   let received = 0;
-  let wake: (() => void) | undefined;
+  const waiting = arrivals();
   pipe.onFrame(() => {
     received++;
-    wake?.();
+    waiting.arrived();
   });
-  // A frame that never arrives (a transport bug, a server gone) must end the benchmark with a reason, not hang it.
-  const until = (n: number) => new Promise<void>((resolve, reject) => {
-    const stalled = setTimeout(() => reject(new Error(`${transport}: ${received} of ${n} frames arrived, then none for ${STALL_MS / 1000} s`)), STALL_MS);
-    wake = () => {
-      if (received < n) return stalled.refresh();
-      clearTimeout(stalled);
-      resolve();
-    };
-    wake();
-  });
+  const until = (n: number) => waiting.until(() => received >= n, () => `${transport}: ${received} of ${n} frames arrived`);
   const latencies: number[] = [];
   for (let r = 0; r < reps + 1; r++) {
     const t0 = performance.now();
@@ -208,11 +220,11 @@ async function fanOut(transport: string, listener: Listener, connect: (i: number
     coordinatorSide.push(link);
   });
   const received = new Array<number>(workers).fill(0);
-  let wake: (() => void) | undefined;
+  const waiting = arrivals();
   const workerLinks: Link[] = [];
   for (let i = 0; i < workers; i++) {
     const link = await connect(i);
-    link.attach({ frame: () => (received[i]++, wake?.()), close: () => {} });
+    link.attach({ frame: () => (received[i]++, waiting.arrived()), close: () => {} });
     workerLinks.push(link);
   }
   while (coordinatorSide.length < workers) await new Promise((r) => setTimeout(r, 10));
@@ -223,15 +235,7 @@ async function fanOut(transport: string, listener: Listener, connect: (i: number
     const t0 = performance.now();
     for (const link of coordinatorSide) (link.sendShared ?? link.send).call(link, f);
     sent++;
-    await new Promise<void>((resolve, reject) => {
-      const stalled = setTimeout(() => reject(new Error(`${transport} fan-out: frame ${sent} reached ${received.filter((n) => n >= sent).length} of ${workers} workers, then nothing for ${STALL_MS / 1000} s`)), STALL_MS);
-      wake = () => {
-        if (received.some((n) => n < sent)) return;
-        clearTimeout(stalled);
-        resolve();
-      };
-      wake();
-    });
+    await waiting.until(() => received.every((n) => n >= sent), () => `${transport} fan-out: frame ${sent} reached ${received.filter((n) => n >= sent).length} of ${workers} workers`);
     if (sent > 1) latencies.push(performance.now() - t0); // the first one warms up
   }
   for (const link of workerLinks) link.close('done');

@@ -7,11 +7,12 @@
  * and gets it in full over its session. So the guarantees of the link (in order, nothing lost,
  * nothing twice) hold whatever happened to the broadcast.
  */
-import { type MsgHdrs, type NatsConnection, headers as natsHeaders, nuid } from 'nats';
-import { type ChunkInfo, Reassembler, chunkFrame } from './chunking.js';
+import { type MsgHdrs, type NatsConnection, nuid } from 'nats';
+import { Reassembler, chunkFrame } from './chunking.js';
+import { chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
 
-/** Chunk headers of the broadcast subject (the link's chunk headers, plus whose broadcast it is). */
-export const BROADCAST_HEADERS = { id: 'Gf-Bid', seq: 'Gf-Bseq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc' } as const;
+/** Whose broadcast a chunk (or a link's `ref`) belongs to; the chunk headers are a link's own. */
+export const BROADCAST_ID_HEADER = 'Gf-Bid';
 
 /** What a link's `ref` names: a frame of one publisher's broadcast, with its length and CRC-32 to check it against. */
 export interface BroadcastRef {
@@ -42,7 +43,11 @@ export class BroadcastPublisher {
     const seq = ++this.seq;
     const chunks = chunkFrame(seq, frame, this.chunkBytes);
     try {
-      for (const { info, bytes } of chunks) this.nc.publish(this.subject, bytes, { headers: chunkHeaders(this.id, info) });
+      for (const { info, bytes } of chunks) {
+        const headers = chunkHeaders(info);
+        headers.set(BROADCAST_ID_HEADER, this.id);
+        this.nc.publish(this.subject, bytes, { headers });
+      }
     } catch {
       this.last = undefined;
       return undefined;
@@ -51,18 +56,6 @@ export class BroadcastPublisher {
     this.last = { frame, ref };
     return ref;
   }
-}
-
-function chunkHeaders(id: string, info: ChunkInfo): MsgHdrs {
-  const h = natsHeaders();
-  const H = BROADCAST_HEADERS;
-  h.set(H.id, id);
-  h.set(H.seq, String(info.seq));
-  h.set(H.part, String(info.part));
-  h.set(H.parts, String(info.parts));
-  h.set(H.length, String(info.length));
-  h.set(H.crc, String(info.crc));
-  return h;
 }
 
 /** How many whole broadcasts a worker keeps: the one a `ref` is about to name, and one spare. */
@@ -80,10 +73,9 @@ export class BroadcastCache {
   constructor(private readonly maxFrameBytes?: number) {}
 
   add(h: MsgHdrs | undefined, data: Uint8Array): void {
-    const H = BROADCAST_HEADERS;
-    const id = h?.get(H.id);
-    const info = { seq: Number(h?.get(H.seq)), part: Number(h?.get(H.part)), parts: Number(h?.get(H.parts)), length: Number(h?.get(H.length)), crc: Number(h?.get(H.crc)) };
-    if (!id || !Object.values(info).every((v) => Number.isSafeInteger(v) && v >= 0) || info.seq < 1) return;
+    const id = h?.get(BROADCAST_ID_HEADER);
+    const info = chunkInfoOf(h);
+    if (!id || !info) return;
     if (info.part === 0) this.assembling = { id, reassembler: new Reassembler(info.seq - 1, this.maxFrameBytes) };
     const a = this.assembling;
     if (!a || a.id !== id) return;

@@ -7,14 +7,12 @@
  * twice. Heartbeats stand in for a socket's close: a peer silent for `deadAfterMs` is gone.
  */
 import { type MsgHdrs, type NatsConnection, type Subscription, headers as natsHeaders } from 'nats';
-import { type ChunkInfo, type Reassembly, Reassembler, chunkFrame } from './chunking.js';
-import { BroadcastCache, type BroadcastPublisher, type BroadcastRef } from './nats-broadcast.js';
+import { type Reassembly, Reassembler, chunkFrame } from './chunking.js';
+import { BROADCAST_ID_HEADER, BroadcastCache, type BroadcastPublisher, type BroadcastRef } from './nats-broadcast.js';
+import { CHUNK_HEADERS, chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
 import type { Link, LinkHandlers } from './transport.js';
 
-const H = {
-  seq: 'Gf-Seq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc', control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason',
-  broadcastId: 'Gf-Bid', broadcastSeq: 'Gf-Bseq',
-} as const;
+const H = { ...CHUNK_HEADERS, control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason', broadcastId: BROADCAST_ID_HEADER, broadcastSeq: 'Gf-Bseq' } as const;
 
 /**
  * Control messages: `ack` (I hold every frame up to Gf-Ack), `ping` (an ack that also says I am
@@ -127,13 +125,7 @@ export class NatsLink implements Link {
 
   private publishFrame(seq: number, frame: Uint8Array): void {
     for (const { info, bytes } of chunkFrame(seq, frame, this.o.chunkBytes)) {
-      const h = natsHeaders();
-      h.set(H.seq, String(info.seq));
-      h.set(H.part, String(info.part));
-      h.set(H.parts, String(info.parts));
-      h.set(H.length, String(info.length));
-      h.set(H.crc, String(info.crc));
-      if (!this.publish(bytes, h)) return;
+      if (!this.publish(bytes, chunkHeaders(info))) return;
     }
   }
 
@@ -160,7 +152,7 @@ export class NatsLink implements Link {
     this.lastReceived = Date.now();
     const kind = h?.get(H.control);
     if (kind) return this.onControl(kind as Control, h!);
-    const info = h && chunkInfoOf(h);
+    const info = chunkInfoOf(h);
     if (!info) return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
     this.handle(this.reassembler.add(info, data));
   }
@@ -277,9 +269,4 @@ export class NatsLink implements Link {
     this.closedFor = reason;
     this.handlers?.close(reason);
   }
-}
-
-function chunkInfoOf(h: MsgHdrs): ChunkInfo | undefined {
-  const info = { seq: Number(h.get(H.seq)), part: Number(h.get(H.part)), parts: Number(h.get(H.parts)), length: Number(h.get(H.length)), crc: Number(h.get(H.crc)) };
-  return Object.values(info).every((v) => Number.isSafeInteger(v) && v >= 0) && info.seq > 0 && info.parts > 0 ? info : undefined;
 }
