@@ -9,6 +9,7 @@ import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
 
 export interface ClusterFlags extends SecretFlags {
+  minWorkers: number;
   maxWorkers: number;
   stepDeadline: number;
   heartbeat: number;
@@ -20,6 +21,7 @@ export interface ClusterFlags extends SecretFlags {
 
 export function addClusterOptions(cmd: Command): Command {
   cmd
+    .option('--min-workers <n>', 'workers needed to take a step: the run waits (paused) while fewer are ready', positiveInt, 1)
     .option('--max-workers <n>', 'admit at most this many workers; more are refused until one leaves', positiveInt, DEFAULT_ADMISSION.maxWorkers)
     .option('--step-deadline <s>', 'a worker that has not delivered its share this long after assignment loses it for the step', positiveNumber, 30)
     .option('--heartbeat <s>', 'heartbeat period, both ways', positiveNumber, 2)

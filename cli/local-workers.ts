@@ -1,47 +1,175 @@
 /**
- * Worker processes on this machine for `gradfleet train`: one `gradfleet worker` child per slot,
- * in its own process group so that Ctrl-C reaches only the coordinator, which then stops them.
+ * The worker processes of `gradfleet train`, supervised: one `gradfleet worker` child per slot, in
+ * its own process group so that Ctrl-C reaches only the coordinator, which then stops them. A child
+ * that exits unexpectedly (a crash, an OOM kill, a driver fault) is replaced after a backoff, up to
+ * `restarts` times per slot; the replacement joins the run like any elastic worker, under a new
+ * name (`local-2-r1`) so that it never collides with the session its predecessor left behind.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../common/logger.js';
+import { type Logger, writeLogLine } from '../common/logger.js';
 
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
 
-export interface LocalWorkers {
-  children: ChildProcess[];
-  /** Resolves when every child has exited. */
-  allExited: Promise<void>;
-  kill(): void;
-}
+/** Lines of a child's stderr kept to explain its death. */
+const TAIL_LINES = 12;
 
 export interface LocalWorkerOptions {
   count: number;
   backend: string;
   log: Logger;
-  /** Flags for worker i (from 0): how to join, its metrics port. */
+  /** Flags for slot i (from 0): how to join, its metrics port. */
   argsFor: (i: number) => string[];
   /** Extra environment (secrets that must not show in `ps`). */
   env?: Record<string, string>;
+  /** Replacements allowed per slot over the run. */
+  restarts: number;
+  /** Delay before the n-th restart of a slot (n from 1). */
+  backoffMs?: (n: number) => number;
+  /** Told of every replacement started, by slot name. */
+  onRestart?: (slot: string) => void;
 }
 
-export function spawnLocalWorkers({ count, backend, log, argsFor, env = {} }: LocalWorkerOptions): LocalWorkers {
-  const children = Array.from({ length: count }, (_, i) => {
-    const child = spawn(process.execPath, [mainScript, 'worker', '--backend', backend, '--id', `local-${i + 1}`, ...argsFor(i)], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+export interface GaveUp {
+  worker: string;
+  /** "code 3" or "signal SIGKILL". */
+  exit: string;
+  stderr_tail: string[];
+}
+
+export interface LocalWorkersReport {
+  restarts: number;
+  restarts_by_worker: Record<string, number>;
+  gave_up: GaveUp[];
+}
+
+interface Slot {
+  name: string;
+  index: number;
+  restarts: number;
+  child?: ChildProcess;
+  pendingRestart?: NodeJS.Timeout;
+  /** No process now and none to come: it gave up, or finished on its own. */
+  done: boolean;
+  tail: string[];
+}
+
+export const defaultBackoffMs = (n: number) => Math.min(8000, 500 * 2 ** (n - 1));
+
+const describeExit = (code: number | null, signal: NodeJS.Signals | null) => (signal ? `signal ${signal}` : `code ${code}`);
+
+export class LocalWorkers {
+  private readonly slots: Slot[];
+  private stopping = false;
+  private readonly gaveUp: GaveUp[] = [];
+  private resolveAllGone!: () => void;
+  /** Resolves when no slot has a worker left or coming (every one gave up or exited on its own). */
+  readonly allGone = new Promise<void>((resolve) => (this.resolveAllGone = resolve));
+
+  constructor(private readonly o: LocalWorkerOptions) {
+    this.slots = Array.from({ length: o.count }, (_, index) => ({ name: `local-${index + 1}`, index, restarts: 0, done: false, tail: [] }));
+    for (const slot of this.slots) this.spawn(slot);
+    // Children live in their own process groups: if this process ends without stop(), take them along.
+    process.once('exit', () => this.signalAll('SIGTERM'));
+  }
+
+  /** Process ids of the workers running now, by slot name. */
+  pids(): Record<string, number> {
+    return Object.fromEntries(this.slots.flatMap((s) => (s.child?.pid === undefined ? [] : [[s.name, s.child.pid]])));
+  }
+
+  report(): LocalWorkersReport {
+    const byWorker = Object.fromEntries(this.slots.map((s) => [s.name, s.restarts]));
+    return { restarts: this.slots.reduce((n, s) => n + s.restarts, 0), restarts_by_worker: byWorker, gave_up: [...this.gaveUp] };
+  }
+
+  /** From now on exits are the run ending, not crashes: nothing is restarted or reported. */
+  expectExits(): void {
+    this.stopping = true;
+    for (const slot of this.slots) clearTimeout(slot.pendingRestart);
+  }
+
+  /**
+   * Ends every worker: they have been told to shut down (or the run is over), so each gets
+   * `graceMs` to exit on its own, then SIGTERM, then SIGKILL. Exits from here on are expected.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.expectExits();
+    if (await this.exitedWithin(graceMs)) return;
+    this.signalAll('SIGTERM');
+    if (await this.exitedWithin(5000)) return;
+    this.signalAll('SIGKILL');
+    await this.exitedWithin(5000);
+  }
+
+  private spawn(slot: Slot): void {
+    const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
+    const { o } = this;
+    const child = spawn(process.execPath, [mainScript, 'worker', '--backend', o.backend, '--id', id, ...o.argsFor(slot.index)], {
+      stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
-      env: { ...process.env, ...env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, ...o.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },
     });
-    child.on('exit', (code, signal) => {
-      if (code !== 0) log.warn({ worker: `local-${i + 1}`, code, signal }, `local worker ${i + 1} exited (${signal ?? `code ${code}`})`);
+    slot.child = child;
+    slot.tail = [];
+    // Relayed through this process's log output, so on a terminal they print above the bar, readable.
+    createInterface({ input: child.stderr!, crlfDelay: Infinity }).on('line', (line) => {
+      slot.tail.push(line);
+      if (slot.tail.length > TAIL_LINES) slot.tail.shift();
+      writeLogLine(line);
     });
-    return child;
-  });
-  const allExited = Promise.all(children.map((c) => new Promise<void>((resolve) => {
-    if (c.exitCode !== null || c.signalCode !== null) resolve();
-    else c.once('exit', () => resolve());
-  }))).then(() => undefined);
-  const kill = () => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGTERM'));
-  process.once('exit', kill);
-  return { children, allExited, kill };
+    child.on('error', (err) => o.log.error({ worker: id, err: err.message }, `local worker ${id} could not start: ${err.message}`));
+    child.once('exit', (code, signal) => {
+      slot.child = undefined;
+      if (this.stopping) {
+        o.log.debug({ worker: id, code, signal }, `local worker ${id} exited (${describeExit(code, signal)})`);
+        return;
+      }
+      if (code === 0) {
+        o.log.info({ worker: id }, `local worker ${id} finished`);
+        return this.retire(slot);
+      }
+      this.restartOrGiveUp(slot, id, describeExit(code, signal));
+    });
+    o.log.info({ worker: id, pid: child.pid }, `local worker ${id} started (pid ${child.pid})`);
+  }
+
+  private restartOrGiveUp(slot: Slot, id: string, exit: string): void {
+    const { o } = this;
+    if (slot.restarts >= o.restarts) {
+      const gaveUp: GaveUp = { worker: slot.name, exit, stderr_tail: [...slot.tail] };
+      this.gaveUp.push(gaveUp);
+      o.log.error(gaveUp, `local worker ${id} exited (${exit}) and has used its ${o.restarts} restart(s): the run goes on without it.`
+        + (slot.tail.length > 0 ? ` Its last stderr lines:\n${slot.tail.join('\n')}` : ''));
+      return this.retire(slot);
+    }
+    slot.restarts++;
+    const delay = (o.backoffMs ?? defaultBackoffMs)(slot.restarts);
+    o.log.warn({ worker: id, exit, restart: slot.restarts, of: o.restarts, in_ms: delay },
+      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${o.restarts})`);
+    slot.pendingRestart = setTimeout(() => {
+      if (this.stopping) return;
+      this.spawn(slot);
+      o.onRestart?.(slot.name);
+    }, delay);
+  }
+
+  private retire(slot: Slot): void {
+    slot.done = true;
+    if (this.slots.every((s) => s.done)) this.resolveAllGone();
+  }
+
+  private signalAll(signal: NodeJS.Signals): void {
+    for (const s of this.slots) if (s.child && s.child.exitCode === null && s.child.signalCode === null) s.child.kill(signal);
+  }
+
+  private async exitedWithin(ms: number): Promise<boolean> {
+    const alive = this.slots.flatMap((s) => (s.child ? [s.child] : []));
+    if (alive.length === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const exited = Promise.all(alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())))).then(() => true);
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    return Promise.race([exited, timedOut]).finally(() => clearTimeout(timer));
+  }
 }

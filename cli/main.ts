@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
 import { Command, CommanderError } from 'commander';
+import { configureLogFormat } from '../common/logger.js';
 import { packageVersion } from '../common/package-info.js';
 import { benchCommand } from './commands/bench.js';
 import { coordinatorCommand } from './commands/coordinator.js';
@@ -13,6 +14,8 @@ const program = new Command('gradfleet')
   .version(packageVersion)
   .showHelpAfterError()
   .exitOverride()
+  // Loggers are made inside the actions, so they all see the format that --json asks for.
+  .hook('preAction', (_program, action) => configureLogFormat({ json: action.opts().json === true }))
   .addCommand(trainCommand())
   .addCommand(coordinatorCommand())
   .addCommand(workerCommand())

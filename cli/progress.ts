@@ -1,41 +1,54 @@
 /**
- * Progress for long work: a bar with rate and ETA on a TTY (stderr, so stdout stays for results),
- * structured log lines at most every few seconds otherwise.
+ * Progress for long work: on a terminal, a bar on the last line of stderr (log lines scroll above
+ * it); elsewhere, a structured log line at most every few seconds. Rate and ETA come from the last
+ * 30 s, not from the start.
  */
-import cliProgress from 'cli-progress';
 import type { Logger } from '../common/logger.js';
+import { logFormat } from '../common/logger.js';
+import { stderrStatus } from '../common/status-line.js';
+import { RateWindow, formatDuration } from './rate-window.js';
 
 export interface Progress {
   update(done: number, fields?: Record<string, string | number>): void;
   stop(): void;
 }
 
-export function createProgress(log: Logger, label: string, total: number, unit: string): Progress {
-  if (process.stderr.isTTY) {
-    const bar = new cliProgress.SingleBar({
-      stream: process.stderr,
-      format: `${label} |{bar}| {value}/{total} ${unit} | {rate} ${unit}/s | {info} | ETA {eta_formatted}`,
-      hideCursor: true,
-    }, cliProgress.Presets.shades_classic);
-    const started = Date.now();
-    bar.start(total, 0, { rate: '0', info: '' });
+const BAR_WIDTH = 24;
+
+export function renderBar(label: string, done: number, total: number, unit: string, rate: number, eta: number | null, info: string): string {
+  const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
+  const filled = Math.round(fraction * BAR_WIDTH);
+  const bar = `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
+  return `${label} |${bar}| ${done}/${total} ${unit} | ${rate.toFixed(0)} ${unit}/s${info ? ` | ${info}` : ''} | ETA ${formatDuration(eta)}`;
+}
+
+const describe = (fields: Record<string, string | number>) => Object.entries(fields).map(([k, v]) => `${k} ${v}`).join(' ');
+
+export function createProgress(log: Logger, label: string, total: number, unit: string, now: () => number = Date.now): Progress {
+  const window = new RateWindow();
+  window.observe(now(), 0);
+  if (process.stderr.isTTY && logFormat() === 'pretty') {
+    stderrStatus.show(renderBar(label, 0, total, unit, 0, null, ''));
     return {
-      update: (done, fields = {}) => bar.update(done, {
-        rate: (done / Math.max(1e-3, (Date.now() - started) / 1000)).toFixed(0),
-        info: Object.entries(fields).map(([k, v]) => `${k} ${v}`).join(' '),
-      }),
-      stop: () => bar.stop(),
+      update(done, fields = {}) {
+        window.observe(now(), done);
+        const { rate, etaSeconds } = window.estimate(total);
+        stderrStatus.show(renderBar(label, done, total, unit, rate, etaSeconds, describe(fields)));
+        // A full bar stays on screen as it is; what is logged next (the evaluation) goes below it.
+        if (done >= total) stderrStatus.keep();
+      },
+      stop: () => stderrStatus.keep(),
     };
   }
   let lastLog = 0;
-  const started = Date.now();
   return {
     update(done, fields = {}) {
-      const now = Date.now();
-      if (now - lastLog < 5000 && done < total) return;
-      lastLog = now;
-      const rate = done / Math.max(1e-3, (now - started) / 1000);
-      log.info({ label, done, total, unit, rate: Math.round(rate), eta_s: Math.round((total - done) / Math.max(rate, 1e-9)), ...fields }, `${label} ${done}/${total} ${unit}`);
+      const t = now();
+      window.observe(t, done);
+      if (t - lastLog < 5000 && done < total) return;
+      lastLog = t;
+      const { rate, etaSeconds } = window.estimate(total);
+      log.info({ label, done, total, unit, rate: Math.round(rate), eta_s: etaSeconds === null ? null : Math.round(etaSeconds), ...fields }, `${label} ${done}/${total} ${unit}`);
     },
     stop() {},
   };

@@ -15,7 +15,7 @@ import { type Progress, createProgress } from './progress.js';
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
   maxSteps?: number; train: string; test: string; out?: string; resume?: string; autoResume?: boolean; host: string; port: number;
-  evalChunk: number; maxFrameMb: number; wire: WireDtype; json?: boolean;
+  evalChunk: number; maxFrameMb: number; wire: WireDtype; json?: boolean; curvesEvery: number;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -38,6 +38,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
     .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
     .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)', wireDtype, 'f32')
+    .option('--curves-every <steps>', 'redraw curves.svg every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 100)
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 

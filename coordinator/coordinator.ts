@@ -110,10 +110,14 @@ export interface CoordinatorOptions {
   pool: WorkerPool;
   outDir: string;
   minWorkers: number;
+  /** Workers to wait for before the first step, if more than minWorkers; after graceMs it starts with minWorkers. */
+  startWorkers?: { count: number; graceMs: number };
   /** A worker that has not delivered its share this long after it was assigned loses it for the step. */
   stepDeadlineMs: number;
   /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
   checkpointEvery: number;
+  /** Redraw curves.svg every this many steps as well as at each epoch's end (0: epochs only). */
+  curvesEvery: number;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -191,7 +195,7 @@ export class Coordinator {
       log.info({ step: state.step }, `the run is already finished (step ${state.step}): nothing to do`);
       return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'finished' });
     }
-    await this.enoughWorkers(true);
+    await this.waitToStart();
     const started = performance.now();
     const startStep = state.step;
     let samplesRun = 0;
@@ -201,7 +205,7 @@ export class Coordinator {
     const first = positionOf(this.geometry, state.step);
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
     while (!this.stopRequested && !finished()) {
-      await this.enoughWorkers(false);
+      await this.waitWhilePaused();
       if (this.stopRequested) break;
       const position = positionOf(this.geometry, state.step);
       samplesRun += await this.runStep(position);
@@ -211,9 +215,10 @@ export class Coordinator {
         evaluatedAt = state.step;
         this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
         await this.checkpoint();
-        await writeCurves(this.o.outDir, config.model, state.history);
-      } else if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) {
-        await this.checkpoint();
+        await writeCurves(this.o.outDir, state);
+      } else {
+        if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
+        if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
       }
     }
     const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
@@ -229,23 +234,42 @@ export class Coordinator {
     };
   }
 
-  /** Waits (paused, and saying so) until --min-workers are ready. */
-  private async enoughWorkers(starting: boolean): Promise<void> {
+  /** Before the first step: the workers asked for (all of train's local ones), or --min-workers once their grace is over. */
+  private async waitToStart(): Promise<void> {
+    const { pool, minWorkers, log } = this.o;
+    const start = this.o.startWorkers;
+    const wanted = Math.max(minWorkers, start?.count ?? 0);
+    if (pool.ready().length >= wanted) return;
+    log.info({ workers: wanted, min_workers: minWorkers }, `waiting for ${wanted} worker(s)`);
+    let graceTimer: NodeJS.Timeout | undefined;
+    const graceOver = start && wanted > minWorkers
+      ? new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, start.graceMs))).then(() => {
+        log.warn({ ready: pool.ready().length, wanted }, `${pool.ready().length} of ${wanted} workers ready after ${start.graceMs / 1000} s: starting with at least ${minWorkers}`);
+        return pool.waitForReady(minWorkers);
+      })
+      : new Promise<void>(() => {});
+    await Promise.race([pool.waitForReady(wanted), graceOver, this.stopWaiting()]).finally(() => clearTimeout(graceTimer));
+  }
+
+  /** Between steps: paused, and saying so, while fewer than --min-workers are ready. */
+  private async waitWhilePaused(): Promise<void> {
     const { pool, minWorkers, log, hooks } = this.o;
-    const ready = pool.ready().length;
-    if (ready >= minWorkers) return;
-    if (starting) log.info({ min_workers: minWorkers }, `waiting for ${minWorkers} worker(s)`);
-    else {
-      log.warn({ ready, min_workers: minWorkers, step: this.o.state.step }, `paused at step ${this.o.state.step}: ${ready} of ${minWorkers} workers ready; waiting for more to join`);
-      hooks?.paused?.(true);
-    }
-    // Ctrl-C while paused stops the run rather than waiting on for workers.
-    await Promise.race([pool.waitForReady(minWorkers), new Promise<void>((resolve) => (this.wakeFromPause = resolve))]);
+    if (pool.ready().length >= minWorkers) return;
+    log.warn({ ready: pool.ready().length, min_workers: minWorkers, step: this.o.state.step },
+      `paused at step ${this.o.state.step}: ${pool.ready().length} of ${minWorkers} workers ready; waiting for more to join`);
+    hooks?.paused?.(true);
+    await Promise.race([pool.waitForReady(minWorkers), this.stopWaiting()]);
     if (this.stopRequested) return;
-    if (!starting) {
-      log.info({ ready: pool.ready().length, step: this.o.state.step }, `resumed with ${pool.ready().length} workers`);
-      hooks?.paused?.(false);
-    }
+    log.info({ ready: pool.ready().length, step: this.o.state.step }, `resumed with ${pool.ready().length} workers`);
+    hooks?.paused?.(false);
+  }
+
+  /** Resolves on Ctrl-C: a run waiting for workers stops rather than waiting on. */
+  private stopWaiting(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wakeFromPause = resolve;
+      if (this.stopRequested) resolve();
+    });
   }
 
   private closeLedger(epoch: number): void {
@@ -290,6 +314,7 @@ export class Coordinator {
     state.weights = next.weights;
     state.adam = next.adam;
     state.step++;
+    state.stepLosses.push(average.loss);
     const t3 = performance.now();
     for (const s of pool.ready()) this.ensureWeights(s);
     const t4 = performance.now();

@@ -44,10 +44,17 @@ export interface LaunchOptions {
     expectModel?: string;
   };
   outDir: string;
+  /** Redraw curves.svg every this many steps as well as after each epoch (0: epochs only). */
+  curvesEvery?: number;
   listen: (maxFrameBytes: number) => Promise<Listener>;
   /** The transport's name, for the summary. */
   transport: string;
   minWorkers: number;
+  /**
+   * Workers to wait for before the first step, when more than minWorkers (train's own local
+   * workers); after `startGraceMs` the run starts with those it has.
+   */
+  startWorkers?: { count: number; graceMs: number };
   policy: ClusterPolicy;
   /** Largest frame accepted from a worker; must hold the model's weights. */
   maxFrameBytes: number;
@@ -64,6 +71,15 @@ export interface RunSummary {
   phases_s_per_step: Record<string, number>;
   /** Every sample of every epoch accounted: duplicates and missing must be 0. */
   accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
+  /** `gradfleet train` only: its supervised local worker processes. */
+  local_workers?: LocalWorkersReport;
+}
+
+export interface LocalWorkersReport {
+  restarts: number;
+  restarts_by_worker: Record<string, number>;
+  /** Slots that kept crashing past their restarts: which, how it last exited, its last stderr lines. */
+  gave_up: { worker: string; exit: string; stderr_tail: string[] }[];
 }
 
 export interface LaunchedRun {
@@ -71,8 +87,13 @@ export interface LaunchedRun {
   /** Where Prometheus scrapes the coordinator, when metrics were asked for. */
   metricsUrl: string | null;
   coordinator: Coordinator;
-  /** Runs to the end, writes the run's outputs and returns its summary. */
-  finish(): Promise<RunSummary>;
+  /** The run's Prometheus metrics, when asked for. */
+  metrics: CoordinatorMetrics | undefined;
+  /**
+   * Runs to the end, writes the run's outputs and returns its summary (with what `extras` adds to
+   * it); `beforeShutdown` is called just before the workers are told to shut down.
+   */
+  finish(o?: { extras?: () => Pick<RunSummary, 'local_workers'>; beforeShutdown?: () => void }): Promise<RunSummary>;
 }
 
 export function weightsSha256(weights: Float32Array): string {
@@ -110,7 +131,7 @@ function freshRun(o: LaunchOptions) {
   const model = getModel(rest.model);
   const config: RunConfig = { ...rest, runId: randomUUID(), train: datasetRef(trainSpec, train), test: datasetRef(testSpec, test) };
   const weights = initialWeights(model, config.seed);
-  const state: RunState = { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [] };
+  const state: RunState = { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [], stepLosses: [] };
   return { state, train, test };
 }
 
@@ -138,20 +159,22 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
       train: config.train, test: config.test,
     },
   });
-  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
+  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
+    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
     `coordinator listening on ${listener.url}`);
   return {
     url: listener.url,
     metricsUrl: endpoint?.url ?? null,
     coordinator,
-    finish: async () => {
+    metrics,
+    finish: async ({ extras, beforeShutdown } = {}) => {
       try {
         const outcome = await coordinator.run();
-        const summary = summarize(outcome, model, o.outDir, rejections, o.transport);
+        const summary = { ...summarize(outcome, model, o.outDir, rejections, o.transport), ...extras?.() };
         await writeOutputs(outcome, model, o.outDir, o.log);
         await writeSummary(o.outDir, summary);
+        beforeShutdown?.();
         pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
         return summary;
       } finally {
@@ -163,7 +186,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
 }
 
 async function writeOutputs(outcome: RunOutcome, model: ModelSpec, outDir: string, log: Logger): Promise<void> {
-  await writeCurves(outDir, model.name, outcome.state.history);
+  await writeCurves(outDir, outcome.state);
   if (outcome.evaluation) await writeConfusion(runPaths(outDir).confusion, outcome.evaluation, `${model.name} at step ${outcome.state.step}: test set`);
   await exportModel(outDir, model, outcome.state.weights, log);
 }

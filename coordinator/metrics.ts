@@ -50,6 +50,7 @@ export class CoordinatorMetrics {
   private readonly paused = new Gauge({ name: 'gradfleet_paused', help: '1 while the run waits for --min-workers, else 0', registers: [this.r] });
   private readonly deadlineMisses = new Counter({ name: 'gradfleet_deadline_misses_total', help: 'Shares reassigned because a worker missed the step deadline', registers: [this.r] });
   private readonly workerStraggler = new Gauge({ name: 'gradfleet_worker_straggler', help: 'Per worker: 1 while it is a persistent straggler (under half the median speed)', labelNames: ['worker'], registers: [this.r] });
+  private readonly localRestarts = new Counter({ name: 'gradfleet_local_worker_restarts_total', help: 'gradfleet train: local worker processes restarted after an unexpected exit, per slot', labelNames: ['worker'], registers: [this.r] });
   private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
   private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
   private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
@@ -63,6 +64,11 @@ export class CoordinatorMetrics {
 
   rejected(reason: string): void {
     this.rejections.inc({ reason });
+  }
+
+  /** A local worker slot of `gradfleet train` got a replacement process. */
+  localWorkerRestarted(slot: string): void {
+    this.localRestarts.inc({ worker: slot });
   }
 
   /** Counts one worker's traffic, in the worker's terms: what it sent and received. */

@@ -8,7 +8,7 @@ import type { ModelSpec } from '../training/models/spec.js';
 import { renderConfusionMatrix, renderTrainingCurves, writeSvg } from '../training/report/index.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { resolveCheckpoint } from './checkpoint-store.js';
-import { type EpochSummary, type RunState, stateFromCheckpoint } from './run-state.js';
+import { type RunState, stateFromCheckpoint } from './run-state.js';
 
 export const runPaths = (outDir: string) => ({
   checkpoints: join(outDir, 'checkpoints'),
@@ -18,12 +18,13 @@ export const runPaths = (outDir: string) => ({
   summary: join(outDir, 'summary.json'),
 });
 
-export async function writeCurves(outDir: string, model: string, history: readonly EpochSummary[]): Promise<void> {
-  if (history.length === 0) return;
-  const svg = renderTrainingCurves(history.map((h) => ({
+/** curves.svg: the loss of every step so far, and loss and accuracy per finished epoch. */
+export async function writeCurves(outDir: string, state: Pick<RunState, 'config' | 'history' | 'stepLosses'>): Promise<void> {
+  if (state.history.length === 0 && state.stepLosses.length === 0) return;
+  const svg = renderTrainingCurves(state.history.map((h) => ({
     epoch: h.epoch, trainLoss: h.trainLoss, trainAccuracy: h.trainAccuracy,
     testLoss: h.testLoss ?? undefined, testAccuracy: h.testAccuracy ?? undefined,
-  })), { title: `${model}: loss and accuracy per epoch` });
+  })), { title: `${state.config.model}: loss per step, loss and accuracy per epoch`, steps: state.stepLosses.map((loss, i) => ({ step: i + 1, loss })) });
   await writeSvg(runPaths(outDir).curves, svg);
 }
 

@@ -58,6 +58,8 @@ export interface RunState {
   adam: AdamState;
   epochAccumulator: EpochAccumulator;
   history: EpochSummary[];
+  /** Train loss of each step's global batch: [i] is step i + 1 (NaN where a checkpoint predating it left no record). */
+  stepLosses: number[];
 }
 
 export const emptyAccumulator = (): EpochAccumulator => ({ lossSum: 0, correct: 0, samples: 0 });
@@ -68,7 +70,7 @@ export function stateToCheckpoint(state: RunState): { meta: unknown; tensors: Re
       kind: 'gradfleet-run', config: state.config, step: state.step, adamStep: state.adam.step,
       epochAccumulator: state.epochAccumulator, history: state.history, savedAt: new Date().toISOString(),
     },
-    tensors: { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v },
+    tensors: { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v, step_losses: Float32Array.from(state.stepLosses) },
   };
 }
 
@@ -83,7 +85,10 @@ export function stateFromCheckpoint(meta: unknown, tensors: Record<string, Float
     throw new Error(`${where}: checkpoint lacks consistent weights/adam_m/adam_v tensors`);
   }
   const { config, step, adamStep, epochAccumulator, history } = parsed.data;
-  return { config, step, weights, adam: { step: adamStep, m, v }, epochAccumulator, history };
+  // Checkpoints written before per-step losses were kept have none: those steps show as a gap.
+  const losses = tensors.step_losses ?? new Float32Array(step).fill(Number.NaN);
+  if (losses.length !== step) throw new Error(`${where}: checkpoint has ${losses.length} per-step losses for ${step} steps`);
+  return { config, step, weights, adam: { step: adamStep, m, v }, epochAccumulator, history, stepLosses: Array.from(losses) };
 }
 
 /** Adam's settings for a step of `epoch`: the configured rate, decayed per epoch. */

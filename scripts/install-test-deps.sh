@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run (they never use mocks): Prometheus with promtool, and
-# nats-server, from the Debian/Ubuntu packages; openssl makes the TLS tests' certificates. Does nothing when they are already on the PATH.
+# nats-server, from the Debian/Ubuntu packages; openssl makes the TLS tests' certificates; tmux
+# gives the terminal-output test a real terminal. Does nothing when they are already on the PATH.
 set -euo pipefail
 need=()
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
 command -v nats-server >/dev/null || need+=(nats-server)
 command -v openssl >/dev/null || need+=(openssl)
+command -v tmux >/dev/null || need+=(tmux)      # the terminal-output test reads a real terminal's screen
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

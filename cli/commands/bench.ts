@@ -4,6 +4,7 @@
  * `gradfleet bench cluster`: steady-state throughput of the embedded cluster per model and worker count.
  */
 import Table from 'cli-table3';
+import { tableStyle } from '../../common/colour.js';
 import { Command } from 'commander';
 import { benchmarkCluster } from '../../bench/cluster.js';
 import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
@@ -40,9 +41,9 @@ export function benchCommand(): Command {
       const log = createLogger('bench');
       const models = opts.model.map(getModel);
       const backends = opts.backend.map(oneOf(BACKEND_CHOICES)) as BackendChoice[];
-      const steps = new Table({ head: ['model', 'backend', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
-      const profiles = new Table({ head: ['model', 'backend', 'kernel', 'calls', 'ms', 'share'] });
-      const convs = new Table({ head: ['model', 'backend', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'filter-grad GFLOP/s'] });
+      const steps = new Table({ style: tableStyle(), head: ['model', 'backend', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
+      const profiles = new Table({ style: tableStyle(), head: ['model', 'backend', 'kernel', 'calls', 'ms', 'share'] });
+      const convs = new Table({ style: tableStyle(), head: ['model', 'backend', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'filter-grad GFLOP/s'] });
       for (const choice of backends) {
         const backend = (await selectBackend(choice, log)).name;
         for (const model of models) {
@@ -78,7 +79,7 @@ export function benchCommand(): Command {
         return;
       }
       const f32Bytes = rows.find((r) => r.dtype === 'f32')?.bytes ?? rows[0].bytes;
-      const table = new Table({ head: ['dtype', 'bytes', 'vs f32', 'encode ms', 'decode ms', 'max rel error'] });
+      const table = new Table({ style: tableStyle(), head: ['dtype', 'bytes', 'vs f32', 'encode ms', 'decode ms', 'max rel error'] });
       for (const r of rows) {
         table.push([r.dtype, r.bytes, `${fixed(0)((100 * r.bytes) / f32Bytes)}%`, fixed(2)(r.encode_ms), fixed(2)(r.decode_ms), r.max_rel_error.toExponential(2)]);
       }
@@ -101,11 +102,11 @@ export function benchCommand(): Command {
         for (const row of [...rows, ...fanOut]) printJson(row);
         return;
       }
-      const table = new Table({ head: ['transport', 'latency ms', 'MB/s', 'vs raw TCP', 'note'] });
+      const table = new Table({ style: tableStyle(), head: ['transport', 'latency ms', 'MB/s', 'vs raw TCP', 'note'] });
       for (const r of rows) table.push([r.transport, fixed(1)(r.latency_ms), fixed(0)(r.mb_per_s), r.vs_tcp === null ? '' : `${fixed(0)(100 * r.vs_tcp)}%`, r.note ?? '']);
       process.stdout.write(`One ${(opts.bytes / 1e6).toFixed(1)} MB frame, worker → coordinator on loopback (latency: median of ${opts.reps}; throughput: ${opts.frames} back to back):\n${table.toString()}\n`);
       if (fanOut.length === 0) return;
-      const spread = new Table({ head: ['transport', 'workers', 'latency ms', 'MB/s delivered', 'coordinator sends MB', 'note'] });
+      const spread = new Table({ style: tableStyle(), head: ['transport', 'workers', 'latency ms', 'MB/s delivered', 'coordinator sends MB', 'note'] });
       for (const r of fanOut) spread.push([r.transport, r.workers, fixed(1)(r.latency_ms), fixed(0)(r.mb_per_s), fixed(1)(r.coordinator_mb), r.note ?? '']);
       process.stdout.write(`The weights (one ${(opts.bytes / 1e6).toFixed(1)} MB frame), coordinator → ${opts.fanOut} workers (latency: until the last holds it, median of ${opts.reps}):\n${spread.toString()}\n`);
     });
@@ -130,7 +131,7 @@ export function benchCommand(): Command {
         for (const row of rows) printJson(row);
         return;
       }
-      const table = new Table({
+      const table = new Table({ style: tableStyle(),
         head: ['model', 'backend', 'workers', 'batch', 'micro', 'samples/s', 'ms/step', 'compute ms', 'protocol ms', 'reduce ms', 'optimizer ms', 'broadcast ms', 'overhead', 'speed-up'],
       });
       for (const r of rows) {

@@ -2,6 +2,7 @@
 import { basename, dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import Table from 'cli-table3';
+import { tableStyle } from '../../common/colour.js';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { loadRunState, runPaths, writeConfusion } from '../../coordinator/run-outputs.js';
@@ -50,7 +51,7 @@ export function evalCommand(): Command {
       const picture = flags.confusion ?? join(runDirOf(flags.checkpoint), 'confusion-eval.svg');
       await writeConfusion(picture, result, `${state.config.model} step ${state.step} on ${spec}`);
       if (flags.json) return printJson({ checkpoint: path, data: spec, ...result, confusion_svg: picture });
-      const classes = new Table({ head: ['true \\ predicted', ...result.confusion.map((_, i) => String(i)), 'accuracy'] });
+      const classes = new Table({ style: tableStyle(), head: ['true \\ predicted', ...result.confusion.map((_, i) => String(i)), 'accuracy'] });
       result.confusion.forEach((row, i) => classes.push([String(i), ...row.map(String), `${(result.perClassAccuracy[i] * 100).toFixed(2)}%`]));
       process.stdout.write(`${spec}: ${result.count} samples, loss ${result.loss.toFixed(4)}, accuracy ${(result.accuracy * 100).toFixed(2)}%\n${classes.toString()}\nconfusion matrix drawn in ${picture}\n`);
     });

@@ -1,15 +1,15 @@
 /**
- * `gradfleet train`: the embedded cluster. A coordinator in this process and N local worker
- * processes talking to it over WebSockets on 127.0.0.1.
+ * `gradfleet train`: the embedded cluster. A coordinator in this process and N supervised local
+ * worker processes talking to it over WebSockets on 127.0.0.1 (or through NATS).
  */
 import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
 import { BACKEND_CHOICES } from '../../training/backends/select.js';
-import { spawnLocalWorkers } from '../local-workers.js';
+import { LocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
-import { oneOf, port, positiveInt } from '../options.js';
+import { nonNegativeInt, oneOf, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
@@ -20,12 +20,17 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
   workers: number;
   backend: string;
   workerMetricsPort?: number;
+  workerRestarts: number;
 }
+
+/** How long the first step waits for every local worker before starting with those that are ready. */
+const START_GRACE_MS = 120_000;
 
 export function trainCommand(): Command {
   const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
     .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
+    .option('--worker-restarts <n>', 'restarts per local worker after an unexpected exit (then the run goes on without it)', nonNegativeInt, 3)
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
   return addClusterOptions(addTransportOptions(addMetricsOptions(cmd)))
     .action(async (flags: TrainFlags, cmd: Command) => {
@@ -33,24 +38,30 @@ export function trainCommand(): Command {
       const run = await launchRun({
         // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
         policy: clusterPolicyOf({ ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16) }),
-        config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags),
-        listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.workers, log, hooks: progressHooks(log),
+        config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
+        listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
+        // The run starts with all its workers, then goes on with those it has while one is being replaced.
+        minWorkers: flags.minWorkers, startWorkers: { count: flags.workers, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),
       });
       const base = flags.workerMetricsPort;
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
       const join = workerTransportArgs(flags, run.url);
       const secret = workerSecretArgs(flags);
-      const workers = spawnLocalWorkers({ count: flags.workers, backend: flags.backend, log, argsFor: (i) => [...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env } });
+      const workers = new LocalWorkers({
+        count: flags.workers, backend: flags.backend, log, restarts: flags.workerRestarts,
+        argsFor: (i) => [...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
+        onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
+      });
       stopOnSigint(run.coordinator, log);
       let finished = false;
       const summary = await Promise.race([
-        run.finish().finally(() => (finished = true)),
-        workers.allExited.then(() => {
-          if (!finished) throw new Error(`all ${flags.workers} local workers exited before the run finished (see their errors above)`);
+        run.finish({ extras: () => ({ local_workers: workers.report() }), beforeShutdown: () => workers.expectExits() }).finally(() => (finished = true)),
+        workers.allGone.then(() => {
+          if (!finished) throw new Error(`all ${flags.workers} local workers are gone before the run finished (see their errors above)`);
           return new Promise<never>(() => {});
         }),
-      ]).finally(() => workers.kill());
+      ]).finally(() => workers.stop());
       report(summary, flags.json, log);
     });
 }
