@@ -11,6 +11,7 @@ import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
 import { nonNegativeInt, port, positiveInt, positiveNumber, printJson, unitFraction, wireDtype } from './options.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
+import { stderrStatus } from '../common/status-line.js';
 
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
@@ -107,6 +108,7 @@ export function progressHooks(log: Logger): CoordinatorHooks {
 }
 
 export function report(summary: RunSummary, json: boolean | undefined, log: Logger): void {
+  stderrStatus.keep(); // an interrupted epoch's bar stays where it stopped, above the summary
   if (json) printJson(summary);
   else log.info(summary, `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`);
 }

@@ -60,3 +60,5 @@ export class StatusLine {
 
 /** The status line of this process's stderr, where logs and progress go (stdout is for results). */
 export const stderrStatus = new StatusLine(2, process.stderr.isTTY === true, () => process.stderr.columns ?? 80);
+// A bar still showing when the process ends stays as a line of its own, so the shell prompt starts on the next one.
+process.once('exit', () => stderrStatus.keep());

@@ -66,6 +66,13 @@ describe('a finished run', () => {
     expect(evaluation.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(200);
     expect(existsSync(evaluation.confusion_svg)).toBe(true);
 
+    // Read by a person through a pipe (| head, > file): the table, in plain text.
+    const table = await run(['eval', '--checkpoint', out, '--backend', 'wasm']);
+    expect(table.status).toBe(0);
+    expect(table.stdout).toMatch(/true \\ predicted/);
+    expect(table.stdout).toContain(`accuracy ${(summary.test_accuracy * 100).toFixed(2)}%`);
+    expect(table.stdout + table.stderr).not.toMatch(/\x1b\[/);
+
     const submission = join(dir, 'submission.csv');
     expectOk(await run(['predict', '--checkpoint', out, '--input', data.unlabelled, '--out', submission, '--backend', 'wasm', '--json']));
     const lines = readFileSync(submission, 'utf8').trim().split('\n');

@@ -82,11 +82,63 @@ describe('renderTrainingCurves', () => {
     expect(labels).toEqual(expect.arrayContaining(['Training curves', 'Loss', 'Accuracy', 'epoch', 'train', 'test', '1', '5']));
   });
 
-  it('ranges the accuracy axis to the data, as percentages', () => {
+  it('ranges the accuracy axis to the data, as percentages, with room below the lowest point', () => {
     const accuracies = [0.951, 0.97, 0.985, 0.993, 1];
     const points = accuracies.map((a, i) => ({ epoch: i + 1, trainLoss: 1 - a, trainAccuracy: a, testAccuracy: a - 0.001 }));
     const percents = texts(renderTrainingCurves(points)).filter((t) => t.endsWith('%')).map((t) => Number.parseFloat(t));
-    expect(percents).toEqual([95, 96, 97, 98, 99, 100]);
+    // 95.0% would put the 95.1% point on the axis floor, where it reads as clipped.
+    expect(percents).toEqual([94, 95, 96, 97, 98, 99, 100]);
+  });
+
+  it('keeps every point inside its panel, whatever the values', () => {
+    const extremes: number[][] = [
+      [1e-30, 2e-30, 3e-30], [1e300, -1e300, 5e299], [1.7e308, -1.7e308], [0, 0, 0], [-5, -5], [7], [1e15, 1e15 + 1],
+      [2.302, 0.0001, 0.5], Array.from({ length: 200_000 }, (_, i) => Math.sin(i) * 10 ** (i % 7)),
+    ];
+    for (const values of extremes) {
+      const points = values.slice(0, 50).map((v, i) => ({ epoch: i + 1, trainLoss: v, testLoss: v / 2, trainAccuracy: 0.9 + (i % 3) * 0.05, testAccuracy: 0.95 }));
+      const svg = renderTrainingCurves(points, { steps: values.map((loss, i) => ({ step: i + 1, loss })) });
+      expectWellFormed(svg);
+      for (const panel of svg.matchAll(/<g class="panel" data-panel="([^"]+)">([\s\S]*?)\n<\/g>/g)) {
+        const frame = /<path d="M([\d.-]+),([\d.-]+)V([\d.-]+)H([\d.-]+)" fill="none" stroke="#444"/.exec(panel[2]);
+        expect(frame, panel[1]).not.toBeNull();
+        const [left, top, bottom, right] = frame!.slice(1).map(Number);
+        const coords = [...panel[2].matchAll(/data-series="[^"]+" d="([^"]+)"/g)].flatMap((m) => [...m[1].matchAll(/[ML]([\d.-]+),([\d.-]+)/g)])
+          .map((m) => [Number(m[1]), Number(m[2])]);
+        const dots = [...panel[2].matchAll(/<g class="points"[^>]*>(.*?)<\/g>/g)].flatMap((g) => [...g[1].matchAll(/<circle cx="([\d.-]+)" cy="([\d.-]+)"/g)])
+          .map((m) => [Number(m[1]), Number(m[2])]);
+        expect(coords.length, `${panel[1]} for ${values.slice(0, 3)}`).toBeGreaterThan(0);
+        for (const [x, y] of [...coords, ...dots]) {
+          expect(x, `${panel[1]} x for ${values.slice(0, 3)}`).toBeGreaterThanOrEqual(left - 0.01);
+          expect(x).toBeLessThanOrEqual(right + 0.01);
+          expect(y, `${panel[1]} y for ${values.slice(0, 3)}`).toBeGreaterThanOrEqual(top - 0.01);
+          expect(y, `${panel[1]} y for ${values.slice(0, 3)}`).toBeLessThanOrEqual(bottom + 0.01);
+        }
+      }
+    }
+  });
+
+  it('draws the loss of every step, faint, with a smoothed line through it', () => {
+    const steps = Array.from({ length: 300 }, (_, i) => ({ step: i + 1, loss: 2.3 * Math.exp(-i / 60) + (i % 2 ? 0.2 : -0.2) }));
+    steps[100] = { step: 101, loss: Number.NaN };
+    const svg = renderTrainingCurves(history(2), { steps });
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect(pointCount(paths.get('step-loss')!)).toBe(299);
+    expect(subpathCount(paths.get('step-loss')!)).toBe(2);
+    expect(svg).toMatch(/data-series="step-loss" d="[^"]+" fill="none" stroke="#1f77b4" stroke-width="1" stroke-opacity="0.3"/);
+    // Smoothing takes out the ±0.2 zig-zag: the smoothed line moves far less from point to point.
+    const ys = (id: string) => [...paths.get(id)!.matchAll(/[ML][\d.-]+,([\d.-]+)/g)].map((m) => Number(m[1]));
+    const wiggle = (v: number[]) => v.slice(1).reduce((a, y, i) => a + Math.abs(y - v[i]), 0);
+    expect(wiggle(ys('step-loss-smoothed'))).toBeLessThan(wiggle(ys('step-loss')) / 4);
+    expect(texts(svg)).toEqual(expect.arrayContaining(['Train loss per step', 'step', 'Loss', 'Accuracy']));
+  });
+
+  it('thins a long per-step curve for drawing, the axis still covering every step', () => {
+    const steps = Array.from({ length: 50_000 }, (_, i) => ({ step: i + 1, loss: 1 / (i + 1) }));
+    const svg = renderTrainingCurves([], { steps });
+    expect(pointCount(seriesPaths(svg).get('step-loss')!)).toBeLessThanOrEqual(3001);
+    expect(texts(svg)).toContain('50000');
   });
 
   it('escapes the title', () => {

@@ -65,6 +65,8 @@ interface Series {
 interface Axis {
   min: number;
   max: number;
+  /** Between ticks; positions are computed in these units. */
+  step: number;
   ticks: number[];
   decimals: number;
 }
@@ -230,7 +232,7 @@ function renderPanel(panel: {
 
 /** Where `v` falls on the axis, 0 at min and 1 at max; computed in tick units, which cannot overflow. */
 function fraction(v: number, axis: Axis): number {
-  const step = axis.ticks.length > 1 ? axis.ticks[1] - axis.ticks[0] : 1;
+  const { step } = axis;
   const span = axis.max / step - axis.min / step;
   return span > 0 ? (v / step - axis.min / step) / span : 0.5;
 }
@@ -275,19 +277,19 @@ function extent(values: readonly number[]): { lo: number; hi: number } | null {
 /** Epoch ticks from the first epoch on, at most {@link MAX_X_TICKS}; a lone epoch gets half an epoch either side. */
 function epochAxis(epochs: number[]): Axis {
   const range = extent(epochs);
-  if (!range) return { min: 0.5, max: 1.5, ticks: [1], decimals: 0 };
+  if (!range) return { min: 0.5, max: 1.5, step: 1, ticks: [1], decimals: 0 };
   const { lo: first, hi: last } = range;
-  if (first === last) return { min: first - 0.5, max: first + 0.5, ticks: [first], decimals: 0 };
+  if (first === last) return { min: first - 0.5, max: first + 0.5, step: 1, ticks: [first], decimals: 0 };
   const step = Math.max(1, niceStep(last / (MAX_X_TICKS - 1) - first / (MAX_X_TICKS - 1), true));
   const ticks: number[] = [];
   for (let e = first; e <= last + 1e-9 && ticks.length <= MAX_X_TICKS; e += step) ticks.push(e);
-  return { min: first, max: last, ticks, decimals: 0 };
+  return { min: first, max: last, step, ticks, decimals: 0 };
 }
 
 /** Step ticks at nice whole numbers covering every step. */
 function stepAxis(steps: number[]): Axis {
   const range = extent(steps);
-  if (!range) return { min: 0, max: 1, ticks: [0, 1], decimals: 0 };
+  if (!range) return makeAxis(0, 1, 1);
   const lo = Math.min(0, range.lo);
   const hi = Math.max(range.hi, lo + 1);
   const step = niceStep(hi / (MAX_X_TICKS - 1) - lo / (MAX_X_TICKS - 1), true);
@@ -312,10 +314,11 @@ function valueAxis(values: number[], isFraction: boolean): Axis {
     hi += pad;
     halfSpan = hi / 2 - lo / 2;
   }
-  const padding = 2 * halfSpan * Y_PADDING;
-  const step = niceStep((2 * halfSpan) / TARGET_Y_TICKS, false);
-  let min = Math.floor((lo - padding) / step + 1e-9) * step;
-  let max = Math.ceil((hi + padding) / step - 1e-9) * step;
+  // Everything in units of the step from here: near ±Number.MAX_VALUE a sum of two values is Infinity.
+  const step = niceStep(halfSpan * (2 / TARGET_Y_TICKS), false);
+  const padding = (halfSpan / step) * (2 * Y_PADDING);
+  let min = Math.floor(lo / step - padding + 1e-9) * step;
+  let max = Math.ceil(hi / step + padding - 1e-9) * step;
   if (isFraction && range.lo >= 0 && range.hi <= 1) {
     min = Math.max(0, min);
     max = Math.min(1, max);
@@ -329,8 +332,11 @@ function valueAxis(values: number[], isFraction: boolean): Axis {
 function makeAxis(min: number, max: number, step: number): Axis {
   const ticks: number[] = [];
   const count = Math.min(50, Math.round(max / step - min / step));
-  for (let i = 0; i <= count; i++) ticks.push(min + i * step);
-  return { min, max, ticks, decimals: Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9))) };
+  for (let i = 0; i <= count; i++) {
+    const tick = min + i * step;
+    if (Number.isFinite(tick) && tick <= max) ticks.push(tick);
+  }
+  return { min, max, step, ticks, decimals: Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9))) };
 }
 
 /** The 1, 2 or 5 × 10^k step closest above `raw` (integers only when `integer`). */
