@@ -86,6 +86,10 @@ describe('determinism across worker counts', () => {
     const f32 = expectOk(await run(['train', ...common, '--workers', '2', '--out', `${dir}/f32`]));
     expect(bf16.wire).toBe('bf16');
     expect(bf16.weights_sha256).not.toBe(f32.weights_sha256);
+    console.log(`determinism: test accuracy f32 ${f32.test_accuracy}, bf16 ${bf16.test_accuracy}`);
+    // Both must have learned (chance is 0.1), or "as well as" would hold for two broken runs.
+    expect(f32.test_accuracy).toBeGreaterThan(0.45);
+    expect(bf16.test_accuracy).toBeGreaterThan(0.45);
     expect(Math.abs(bf16.test_accuracy - f32.test_accuracy)).toBeLessThan(0.03);
     expect((await loadRunState(out)).state.config.wire).toBe('bf16');
   }, 240_000);

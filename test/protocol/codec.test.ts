@@ -1,7 +1,7 @@
 import { pack as defaultPack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame, packHeader as pack } from '../../protocol/codec.js';
-import { ProtocolError, type RejectReason } from '../../protocol/errors.js';
+import { DEFAULT_MAX_FRAME_BYTES, PREAMBLE, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame, packHeader as pack } from '../../protocol/codec.js';
+import { ProtocolError, REJECT_REASONS, type RejectReason } from '../../protocol/errors.js';
 import { type Message, messageSchema } from '../../protocol/messages.js';
 import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
@@ -105,15 +105,24 @@ describe('rejections, each with its reason', () => {
     expect(() => assertFinite(Float32Array.of(1, 2), 'gradient')).not.toThrow();
   });
 
-  it('random bytes and mutated frames never crash the decoder', () => {
+  it('random bytes and mutated frames are refused with a known reason (and bytes short of a preamble as too_short), never a crash', () => {
     let seed = 12345;
     const next = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const outcomes = new Map<string, number>();
     for (let i = 0; i < 5000; i++) {
       const bytes = next() < 0.5 ? Uint8Array.from({ length: Math.floor(next() * 64) }, () => next() * 256) : good.slice();
       for (let k = 0; k < 3; k++) bytes[Math.floor(next() * bytes.length)] = next() * 256;
       const r = rejection(bytes);
-      expect(typeof r).toBe('string');
+      expect([...REJECT_REASONS, 'accepted']).toContain(r);
+      if (bytes.length < PREAMBLE) expect(r).toBe('too_short');
+      // Random bytes almost never carry the magic: a frame is accepted only if it still starts like one.
+      if (r === 'accepted') expect(Buffer.from(bytes.subarray(0, 4)).equals(Buffer.from(good.subarray(0, 4)))).toBe(true);
+      outcomes.set(r, (outcomes.get(r) ?? 0) + 1);
     }
+    // The mix exercises the decoder's checks, not just its first one.
+    expect(outcomes.get('too_short')).toBeGreaterThan(0);
+    expect(outcomes.get('bad_magic')).toBeGreaterThan(0);
+    expect(outcomes.size).toBeGreaterThanOrEqual(4);
   });
 });
 
