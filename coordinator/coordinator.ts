@@ -53,6 +53,8 @@ export interface StepReport {
   /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
   workerSeconds: Map<string, number>;
   computeSeconds: Map<string, number>;
+  /** Per worker: micro-batches it delivered this step. */
+  workerMicroBatches: Map<string, number>;
   /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
   workerSpeeds: Map<string, number>;
 }
@@ -331,7 +333,7 @@ export class Coordinator {
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
       workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: () => gradientNorm(average.values, this.trainable), seconds, workerSeconds, computeSeconds: gather.computeSeconds,
-      workerSpeeds,
+      workerMicroBatches: gather.microBatchesBy, workerSpeeds,
     });
     return batch.samples;
   }

@@ -44,6 +44,7 @@ export class CoordinatorMetrics {
   private readonly workerStep = new Gauge({ name: 'gradfleet_worker_step_seconds', help: 'Per worker: seconds from the last step\'s start to its last gradient arriving', labelNames: ['worker'], registers: [this.r] });
   private readonly workerSpeed = new Gauge({ name: 'gradfleet_worker_microbatches_per_second', help: 'Per worker: measured speed, which its share of each step follows', labelNames: ['worker'], registers: [this.r] });
   private readonly workerCompute = new Counter({ name: 'gradfleet_worker_compute_seconds_total', help: 'Per worker: compute time it reported for its gradients', labelNames: ['worker'], registers: [this.r] });
+  private readonly workerMicroBatches = new Counter({ name: 'gradfleet_worker_microbatches_total', help: 'Per worker: micro-batches of training steps it delivered (its share of the work)', labelNames: ['worker'], registers: [this.r] });
   private readonly workerSent = new Counter({ name: 'gradfleet_worker_sent_bytes_total', help: 'Per worker: bytes received from it', labelNames: ['worker'], registers: [this.r] });
   private readonly workerReceived = new Counter({ name: 'gradfleet_worker_received_bytes_total', help: 'Per worker: bytes sent to it (weights, work, data)', labelNames: ['worker'], registers: [this.r] });
   private readonly straggler = new Gauge({ name: 'gradfleet_straggler_ratio', help: 'Slowest over median worker step time in the last step (1: balanced)', registers: [this.r] });
@@ -133,6 +134,7 @@ export class CoordinatorMetrics {
     for (const phase of PHASES) this.phase.observe({ phase }, r.seconds[phase]);
     for (const [worker, seconds] of r.workerSeconds) this.workerStep.set({ worker }, seconds);
     for (const [worker, seconds] of r.computeSeconds) this.workerCompute.inc({ worker }, seconds);
+    for (const [worker, count] of r.workerMicroBatches) this.workerMicroBatches.inc({ worker }, count);
     for (const [worker, speed] of r.workerSpeeds) this.workerSpeed.set({ worker }, speed);
     this.straggler.set(stragglerRatio([...r.workerSeconds.values()]));
     this.lastStep.set(nowSeconds());

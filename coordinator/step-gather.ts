@@ -19,6 +19,8 @@ export class StepGather {
   private readonly nodes = new Map<string, NodeSum>();
   /** Per worker: seconds of compute it reported for this step. */
   readonly computeSeconds = new Map<string, number>();
+  /** Per worker: micro-batches of this step it delivered (its share, as it turned out). */
+  readonly microBatchesBy = new Map<string, number>();
   /** Per worker: when (performance.now()) its last accepted node arrived. */
   readonly lastArrival = new Map<string, number>();
 
@@ -56,6 +58,7 @@ export class StepGather {
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
     this.lastArrival.set(workerId, performance.now());
+    this.microBatchesBy.set(workerId, (this.microBatchesBy.get(workerId) ?? 0) + end - first);
     return { ok: true, trained: { ...this.positionsOf(range), microBatches: end - first } };
   }
 

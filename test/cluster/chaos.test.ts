@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { randomInt, untilStep } from '../helpers/run-progress.js';
+import { metricValues } from '../helpers/prometheus.js';
+import { freePort, until } from '../helpers/wait.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 300, 200);
@@ -52,13 +54,27 @@ describe('chaos', () => {
   }, 180_000);
 
   it('a persistently slow worker is named a straggler and gets a smaller share; the weights do not change', async () => {
-    const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/straggler`, '--min-workers', '3', '--batch-size', '64']);
+    const metricsPort = await freePort();
+    const c = start(['coordinator', ...config, '--port', '0', '--metrics-port', String(metricsPort), '--out', `${dir}/straggler`, '--min-workers', '3', '--batch-size', '64']);
     const url = await listeningUrl(c);
     for (const id of ['quick-1', 'quick-2']) start(['worker', '--connect', url, '--backend', 'wasm', '--id', id]);
     start(['worker', '--connect', url, '--backend', 'wasm', '--id', 'laggard', '--fault-slow-ms', '150']);
     const line = await c.waitFor(/laggard is a straggler/);
     const { speed, median_speed: median } = JSON.parse(line);
     expect(speed * 2).toBeLessThan(median);
+    // Its share after it was named: micro-batches each worker delivered over the next steps.
+    const scrape = async () => metricValues(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+    const before = await scrape();
+    expect(before.get('gradfleet_worker_straggler{worker="laggard"}')).toBe(1);
+    expect(before.get('gradfleet_worker_straggler{worker="quick-1"}') ?? 0).toBe(0);
+    const after = await until('four more steps', async () => {
+      const now = await scrape();
+      return now.get('gradfleet_steps_total')! >= before.get('gradfleet_steps_total')! + 4 && now;
+    }, 60_000);
+    const share = (w: string) => (after.get(`gradfleet_worker_microbatches_total{worker="${w}"}`) ?? 0) - (before.get(`gradfleet_worker_microbatches_total{worker="${w}"}`) ?? 0);
+    console.log(`straggler share over ${after.get('gradfleet_steps_total')! - before.get('gradfleet_steps_total')!} steps: laggard ${share('laggard')}, quick-1 ${share('quick-1')}, quick-2 ${share('quick-2')}`);
+    expect(share('quick-1') + share('quick-2')).toBeGreaterThan(0);
+    for (const quick of ['quick-1', 'quick-2']) expect(share('laggard')).toBeLessThan(share(quick));
     const summary = expectOk(await c.done);
     expect(summary.weights_sha256).toBe((await undisturbedRun()).weights_sha256);
     expect(c.log()).not.toMatch(/quick-\d is a straggler/);

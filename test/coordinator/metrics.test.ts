@@ -15,7 +15,7 @@ function stepReport(overrides: Partial<StepReport> = {}): StepReport {
   return {
     position: { step: 9, epoch: 0, stepInEpoch: 9 }, stepsPerEpoch: 40, samples: 64, epochSamples: 2560, loss: 0.5, accuracy: 0.75, workers: 2,
     learningRate: 0.001, gradientNorm: () => 2.5, seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
-    workerSeconds: new Map([['a', 0.1], ['b', 0.15]]), computeSeconds: new Map([['a', 0.08], ['b', 0.12]]), workerSpeeds: new Map([['a', 40], ['b', 27]]),
+    workerSeconds: new Map([['a', 0.1], ['b', 0.15]]), computeSeconds: new Map([['a', 0.08], ['b', 0.12]]), workerMicroBatches: new Map([['a', 3], ['b', 1]]), workerSpeeds: new Map([['a', 40], ['b', 27]]),
     ...overrides,
   };
 }
@@ -75,6 +75,8 @@ describe('coordinator metrics', () => {
     expect(text).not.toContain('gradfleet_worker_step_seconds{worker="b"}');
     // Counters keep a departed worker's totals, so rate() over them stays right.
     expect(text).toContain('gradfleet_worker_compute_seconds_total{worker="b"} 0.12');
+    expect(text).toContain('gradfleet_worker_microbatches_total{worker="a"} 3');
+    expect(text).toContain('gradfleet_worker_microbatches_total{worker="b"} 1');
   });
 });
 

@@ -46,3 +46,13 @@ export async function startPrometheus(dir: string, config: object): Promise<Prom
     }),
   };
 }
+
+/** A scrape's samples by series, spelled as the exposition format writes them: `name{label="v"}` → value. */
+export function metricValues(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
