@@ -11,6 +11,9 @@ import { type Started, smallMnist, start, tempDir } from '../helpers/gradfleet.j
 import { type PrometheusServer, startPrometheus } from '../helpers/prometheus.js';
 import { until } from '../helpers/wait.js';
 
+/** The alerting rules deploy/prometheus/alerts.yml ships, in its order. */
+const ALERTS = ['GradfleetTrainingStuck', 'GradfleetWorkerLost', 'GradfleetWorkerDown', 'GradfleetCoordinatorDown', 'GradfleetLossNotFinite',
+  'GradfleetNonFiniteGradients', 'GradfleetStragglerHigh', 'GradfleetFramesRejected'];
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 const dir = tempDir();
 const data = smallMnist(dir, 1024, 500);
@@ -91,8 +94,18 @@ describe('Prometheus scraping a real run', () => {
     expect(empty).toEqual([]);
 
     const rules = (await p.api('/api/v1/rules')).groups.flatMap((g: any) => g.rules);
-    expect(rules.length).toBeGreaterThanOrEqual(6);
+    const shipped = parse(readFileSync(deploy('prometheus/alerts.yml'), 'utf8')).groups.flatMap((g: any) => g.rules.map((r: any) => r.alert));
+    expect(shipped).toEqual(ALERTS);
+    expect(rules.map((r: any) => r.name).sort()).toEqual([...ALERTS].sort());
     for (const rule of rules) expect({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }).toEqual({ rule: rule.name, health: 'ok', error: '' });
+    // An alert on a series that never exists would never fire: every series each rule reads has samples.
+    const noData: string[] = [];
+    for (const rule of rules) {
+      for (const selector of new Set(String(rule.query).match(/\b(?:gradfleet_\w+|up)(?:\{[^}]*\})?/g))) {
+        if ((await p.query(selector)).length === 0) noData.push(`${rule.name}: ${selector}`);
+      }
+    }
+    expect(noData).toEqual([]);
     const alertNames = (alerts: any[], state: string) => alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
     expect(alertNames((await p.api('/api/v1/alerts')).alerts, 'firing')).toEqual([]);
 
