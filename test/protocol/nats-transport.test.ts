@@ -1,6 +1,6 @@
 /** The NATS link against a real nats-server: sizes around max_payload, loss and resend, the weights broadcast, auth errors. */
 import { describe, expect, it } from 'vitest';
-import { connect } from 'nats';
+import { type NatsConnection, connect } from 'nats';
 import { BroadcastPublisher } from '../../protocol/nats-broadcast.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { connectNats, listenNats } from '../../protocol/nats-transport.js';
@@ -35,22 +35,35 @@ const BROADCAST = 'lossy.weights';
  * Two NatsLinks on their own connections to a real server with a 64 KiB max_payload; the sender's
  * connection never sends the messages `drop` picks (fault injection on a real connection).
  */
-async function lossyPair(name: string, drop: (subject: string) => boolean, broadcast = false) {
+async function lossyPair(name: string, drop: (subject: string) => boolean, broadcast = false, dropFromReceiver: (subject: string) => boolean = () => false) {
   const server = await startNats(name, [], {}, smallPayload);
   const nc = await connect({ servers: server.url });
-  const publish = nc.publish.bind(nc);
-  nc.publish = (subject, data, options) => {
-    if (!drop(subject)) publish(subject, data, options);
+  // What the sender put on the wire, by subject, and what it lost: proof that a loss and a resend happened.
+  const sent = new Map<string, { messages: number; bytes: number }>();
+  let dropped = 0;
+  const lossy = (conn: NatsConnection, lose: (subject: string) => boolean, count: boolean) => {
+    const publish = conn.publish.bind(conn);
+    conn.publish = (subject, data, options) => {
+      if (lose(subject)) {
+        dropped++;
+        return;
+      }
+      const s = sent.get(subject) ?? { messages: 0, bytes: 0 };
+      if (count) sent.set(subject, { messages: s.messages + 1, bytes: s.bytes + (data?.byteLength ?? 0) });
+      publish(subject, data, options);
+    };
   };
+  lossy(nc, drop, true);
   const chunkBytes = 16 * 1024;
   const sender = new NatsLink({ nc, sendSubject: 't.a', recvSubject: 't.b', peer: 'receiver', chunkBytes, broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined });
   const receiverNc = await connect({ servers: server.url });
+  lossy(receiverNc, dropFromReceiver, false);
   const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.b', recvSubject: 't.a', peer: 'sender', chunkBytes, broadcastSubject: broadcast ? BROADCAST : undefined });
   const got = inbox(receiver);
   inbox(sender);
   await receiverNc.flush();
   return {
-    sender, got,
+    sender, got, sent, dropped: () => dropped,
     async stop() {
       sender.close('done');
       receiver.close('done');
@@ -83,14 +96,32 @@ describe('NATS transport', () => {
   it('a lost chunk is detected and counted, and the frame arrives once, resent', async () => {
     let published = 0;
     const pair = await lossyPair('lossy', () => ++published === 3); // the third message published is never sent
-    const { sender, got } = pair;
+    const { sender, got, sent } = pair;
     sender.send(frame(100_000));
     sender.send(frame(10));
     await got.next(2);
-    await new Promise((r) => setTimeout(r, 300));
+    expect(pair.dropped()).toBe(1);
+    // The 100 kB frame crossed twice (the first time short of its lost 16 KiB chunk): it was resent whole.
+    expect(sent.get('t.a')!.bytes).toBeGreaterThanOrEqual(2 * 100_000 - 16 * 1024);
+    // Past the 2 s resend timer (and its first doubling): still each frame once.
+    await new Promise((r) => setTimeout(r, 4500));
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
     expect(got.rejected).toContain('lost_chunk');
+    await pair.stop();
+  });
+
+  it('a lost acknowledgement: the sender resends after 2 s, and the repeat is dropped, not delivered twice', async () => {
+    let receiverMessages = 0;
+    const pair = await lossyPair('lost-ack', () => false, false, (subject) => subject === 't.b' && ++receiverMessages <= 3);
+    const { sender, got, sent } = pair;
+    sender.send(frame(100_000));
+    await got.next(1);
+    await new Promise((r) => setTimeout(r, 4500));
+    expect(pair.dropped()).toBeGreaterThan(0);
+    expect(sent.get('t.a')!.bytes).toBeGreaterThanOrEqual(2 * 100_000); // resent whole, unacknowledged
+    expect(got.frames.map((f) => f.byteLength)).toEqual([100_000]);
+    expect(got.rejected).toContain('duplicate_chunk');
     await pair.stop();
   });
 
@@ -147,13 +178,19 @@ describe('NATS transport', () => {
     let broadcastChunks = 0;
     // The second chunk of the first broadcast is lost.
     const pair = await lossyPair('lossy-broadcast', (subject) => subject === BROADCAST && ++broadcastChunks === 2, true);
-    const { sender, got } = pair;
+    const { sender, got, sent } = pair;
     const first = frame(100_000);
     const second = frame(50_000).reverse();
     sender.sendShared(first);
     sender.send(frame(10));
     sender.sendShared(second);
     await got.next(3);
+    expect(pair.dropped()).toBe(1);
+    // Each broadcast crossed its subject once; the first came again in full over the session.
+    expect(sent.get(BROADCAST)!.bytes).toBeGreaterThanOrEqual(150_000 - 16 * 1024);
+    expect(sent.get(BROADCAST)!.bytes).toBeLessThan(150_000 + 1024);
+    expect(sent.get('t.a')!.bytes).toBeGreaterThan(100_000);
+    await new Promise((r) => setTimeout(r, 4500));
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10, 50_000]);
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(first))).toBe(true);
     expect(Buffer.from(got.frames[2]).equals(Buffer.from(second))).toBe(true);
