@@ -1,5 +1,5 @@
 /** Runs that stop and continue, and what users do with a finished run: eval, predict, the pictures, the export. */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectOk, run, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
@@ -36,6 +36,19 @@ describe('resume', () => {
     const r = await run(['train', '--resume', join(dir, 'nothing-here'), '--workers', '1']);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/nothing-here.*does not exist/);
+
+    // A run whose only checkpoint has one flipped payload bit: refused, naming the checksum, never trained on.
+    const corrupt = join(dir, 'corrupt');
+    mkdirSync(join(corrupt, 'checkpoints'), { recursive: true });
+    const newest = readdirSync(join(dir, 'whole', 'checkpoints')).filter((f) => f.endsWith('.gfck')).sort().at(-1)!;
+    const bytes = readFileSync(join(dir, 'whole', 'checkpoints', newest));
+    bytes[bytes.length - 5] ^= 0x10;
+    writeFileSync(join(corrupt, 'checkpoints', newest), bytes);
+    const c = await run(['train', '--resume', corrupt, '--workers', '1', '--json']);
+    expect(c.status).not.toBe(0);
+    expect(c.stderr).toMatch(/checksum mismatch/);
+    expect(c.stderr).toMatch(/no valid checkpoint/i);
+    expect(c.stderr).not.toMatch(/epoch 1/);
   });
 
   it('Ctrl-C finishes the step in flight, writes a checkpoint, and the run resumes from it', async () => {
@@ -85,9 +98,23 @@ describe('a finished run', () => {
     expect(correct / 200).toBeCloseTo(evaluation.accuracy, 10);
   }, 120_000);
 
-  it('predict rejects a bad input file with a clear error', async () => {
+  it('predict rejects a missing or bad input file with a clear error, writing no submission', async () => {
     const r = await run(['predict', '--checkpoint', join(dir, 'whole'), '--input', join(dir, 'nope.csv')]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/nope\.csv.*no such file/);
+
+    // A file that exists but is not images: a truncated Kaggle CSV row, and bytes that are no format at all.
+    const truncated = join(dir, 'truncated.csv');
+    writeFileSync(truncated, `${readFileSync(data.unlabelled, 'utf8').split('\n').slice(0, 3).join('\n').slice(0, -40)}\n`);
+    const junk = join(dir, 'junk.bin');
+    writeFileSync(junk, Buffer.from('this is not an image file at all\n'));
+    for (const [input, reason] of [[truncated, /truncated\.csv.*expected \d+ fields/], [junk, /junk\.bin/]] as const) {
+      const out = join(dir, `never-${input.length}.csv`);
+      const bad = await run(['predict', '--checkpoint', join(dir, 'whole'), '--input', input, '--out', out]);
+      expect(bad.status, bad.stderr).toBe(1);
+      expect(bad.stderr).toMatch(reason);
+      expect(bad.stderr).not.toMatch(/\n\s+at /); // one clear line, no stack trace
+      expect(existsSync(out)).toBe(false);
+    }
   });
 });
