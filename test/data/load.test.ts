@@ -1,4 +1,5 @@
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDataset, fingerprint } from '../../training/data/dataset.js';
@@ -42,7 +43,11 @@ describe('loadDataset', () => {
     const mixed = subDir(dir, 'mixed');
     const { images, labels } = syntheticSamples(3, 4);
     writeIdxImages(join(mixed, 'x-images.idx3-ubyte'), images);
-    writeIdxLabels(join(mixed, 'x-labels.idx1-ubyte.gz'), labels); // content is raw: detection is by bytes
+    const raw = join(mixed, 'raw-labels');
+    writeIdxLabels(raw, labels);
+    const gzipped = join(mixed, 'x-labels.idx1-ubyte.gz');
+    writeFileSync(gzipped, gzipSync(readFileSync(raw)));
+    expect([...readFileSync(gzipped).subarray(0, 2)]).toEqual([0x1f, 0x8b]); // really gzip
     const data = loadDataset(join(mixed, 'x-images.idx3-ubyte'));
     expect(Array.from(data.labels!)).toEqual(Array.from(labels));
   });

@@ -3,7 +3,7 @@
  * parsed and cross-checked against the code: ports, images, metric ports and the flags they pass.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -202,5 +202,8 @@ describe('Kubernetes', () => {
   it('the kustomization lists exactly the manifests that exist', () => {
     const kustomization = parse(read(deploy('k8s/kustomization.yaml')));
     for (const r of kustomization.resources) expect(existsSync(deploy(`k8s/${r}`)), r).toBe(true);
+    // …and every manifest there is listed: one left out would silently never be applied.
+    const manifests = readdirSync(deploy('k8s')).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
+    expect([...kustomization.resources].sort()).toEqual(manifests.sort());
   });
 });
