@@ -13,8 +13,9 @@ import { checkpointFileName } from '../../coordinator/checkpoint-store.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 300, 200);
-const STEPS = 24;
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '9', '--max-steps', String(STEPS), '--epochs', '9',
+// Long enough that a worker started mid-run on a loaded 2-core machine still joins before it ends.
+const STEPS = 60;
+const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '9', '--max-steps', String(STEPS), '--epochs', '20',
   '--train', data.train, '--test', data.test, '--json'];
 
 const undisturbed = runOnce(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);

@@ -88,19 +88,23 @@ describe('authentication', () => {
 describe('limits', () => {
   it('connections past --max-joins-per-s are refused and counted while the run goes on', async () => {
     const c = await coordinator('flood', ['--min-workers', '1', '--max-joins-per-s', '3']);
+    const opening = performance.now();
     const sockets = await Promise.all(Array.from({ length: 12 }, () => new Promise<WebSocket>((resolve) => {
       const s = new WebSocket(c.url, { perMessageDeflate: false });
       s.once('open', () => resolve(s));
       s.once('error', () => resolve(s));
     })));
+    // A burst of 3, plus 3 a second for as long as the 12 took to open (a loaded machine spreads them out).
+    const allowed = 3 + Math.ceil((3 * (performance.now() - opening)) / 1000);
     await new Promise((r) => setTimeout(r, 300));
     const stillOpen = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;
-    expect(stillOpen).toBeLessThanOrEqual(3);
+    expect(stillOpen).toBeLessThanOrEqual(allowed);
+    expect(allowed, 'the flood was too slow to test the limit').toBeLessThan(12);
     sockets.forEach((s) => s.terminate());
     await new Promise((r) => setTimeout(r, 1500)); // let the bucket refill for the real worker
     worker(c.url, 'honest');
     const summary = expectOk(await c.done);
-    expect(summary.rejected_frames.join_rate_limited).toBeGreaterThanOrEqual(9);
+    expect(summary.rejected_frames.join_rate_limited).toBeGreaterThanOrEqual(12 - allowed);
     expect(summary.steps).toBe(6);
   }, 120_000);
 

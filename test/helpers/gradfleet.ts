@@ -20,7 +20,7 @@ export interface Finished {
 export interface Started {
   child: ChildProcess;
   done: Promise<Finished>;
-  /** Resolves with the first stderr line matching `pattern`. */
+  /** Resolves with the first complete stderr line matching `pattern`. */
   waitFor(pattern: RegExp): Promise<string>;
   /** Its stderr so far. */
   log(): string;
@@ -31,6 +31,9 @@ const live = new Set<ChildProcess>();
 afterAll(() => {
   for (const child of live) child.kill('SIGKILL');
 });
+
+/** The lines written so far, less one still being written (a JSON line cut mid-way would not parse). */
+const completeLines = (text: string) => text.split('\n').slice(0, -1);
 
 export function start(args: string[], env: Record<string, string> = {}): Started {
   const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -43,7 +46,7 @@ export function start(args: string[], env: Record<string, string> = {}): Started
   child.stderr!.on('data', (d) => {
     stderr += d;
     for (const w of [...watchers]) {
-      const line = stderr.split('\n').find((l) => w.pattern.test(l));
+      const line = completeLines(stderr).find((l) => w.pattern.test(l));
       if (line) {
         watchers.splice(watchers.indexOf(w), 1);
         w.resolve(line);
@@ -63,7 +66,7 @@ export function start(args: string[], env: Record<string, string> = {}): Started
     child, done,
     log: () => stderr,
     waitFor: (pattern) => new Promise((resolve, reject) => {
-      const line = stderr.split('\n').find((l) => pattern.test(l));
+      const line = completeLines(stderr).find((l) => pattern.test(l));
       if (line) return resolve(line);
       watchers.push({ pattern, resolve });
       child.on('close', () => reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`)));

@@ -449,7 +449,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
     );
     const expected = { headerLength: 'bad_header_length', payloadValues: 'wrong_payload_size', container: 'malformed_header' } as const;
     const before = liveBytes();
-    let slowest = 0;
+    const durations: number[] = [];
     const counts = new RejectionCounts();
     fc.assert(
       fc.property(arb, (c) => {
@@ -470,7 +470,7 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
         const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
         const started = performance.now();
         const verdict = judgeFrame(bytes, counts);
-        slowest = Math.max(slowest, performance.now() - started);
+        durations.push(performance.now() - started);
         expect(verdict.ok ? 'accepted' : verdict.reason).toBe(expected[c.kind]);
         // Nothing the size of the claim was allocated (it would still be counted here: no GC ran in between).
         expect(process.memoryUsage().arrayBuffers - arrayBuffersBefore).toBeLessThan(16 * MB);
@@ -478,7 +478,10 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
       { numRuns: RUNS.frameHugeClaims },
     );
     expect(counts.total).toBe(RUNS.frameHugeClaims);
-    expect(slowest).toBeLessThan(250);
+    // A claim that is honoured would take seconds for every case; one GC pause can take 250 ms for one.
+    durations.sort((a, b) => a - b);
+    expect(durations[Math.floor(durations.length * 0.99)]).toBeLessThan(50);
+    expect(durations.filter((d) => d > 250).length).toBeLessThanOrEqual(2);
     expect(liveBytes() - before).toBeLessThan(64 * MB);
   });
 
