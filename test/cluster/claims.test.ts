@@ -17,6 +17,7 @@ const STEPS = 12;
 const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '4', '--max-steps', String(STEPS), '--epochs', '5',
   '--train', data.train, '--test', data.test, '--json'];
 const undisturbed = runOnce(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
+const undisturbedFourSteps = runOnce(['train', ...config, '--max-steps', '4', '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed-4`]);
 
 async function coordinator(name: string, extra: string[] = [], env: Record<string, string> = {}) {
   const metricsPort = await freePort();
@@ -38,15 +39,18 @@ const rawPeer = (url: string) => new Promise<WebSocket>((resolve) => {
 
 describe('faults', () => {
   it('a worker past --step-deadline loses its share; what it sends late is dropped as late_result; same weights', async () => {
-    const c = await coordinator('late', ['--min-workers', '2', '--step-deadline', '1']);
-    worker(c.url, 'prompt');
-    // Burns 1.5 s before each assignment (a slower machine, still connected): always past the 1 s deadline.
-    worker(c.url, 'tardy', ['--fault-slow-ms', '1500']);
+    // Slower machines, both still connected. tardy burns 2.6 s before each assignment: always past the
+    // 2 s deadline. prompt burns 1.2 s: in time with its own share, and still busy with tardy's when
+    // tardy delivers, so that the late result reaches a step still in progress (not a finished one).
+    const c = await coordinator('late', ['--min-workers', '2', '--step-deadline', '2', '--max-steps', '4']);
+    worker(c.url, 'prompt', ['--fault-slow-ms', '1200']);
+    worker(c.url, 'tardy', ['--fault-slow-ms', '2600']);
     const summary = expectOk(await c.done);
-    expect(c.log()).toMatch(/tardy missed the 1 s deadline/);
+    expect(c.log()).toMatch(/tardy missed the 2 s deadline/);
     expect(summary.rejected_frames.late_result).toBeGreaterThanOrEqual(1);
-    expect(summary.weights_sha256).toBe((await undisturbed()).weights_sha256);
-    expect(summary.accounting).toEqual((await undisturbed()).accounting);
+    const reference = await undisturbedFourSteps();
+    expect(summary.weights_sha256).toBe(reference.weights_sha256);
+    expect(summary.accounting).toEqual(reference.accounting);
   }, 120_000);
 
   it('heartbeats flow while a worker computes a share far longer than the heartbeat timeout', async () => {
