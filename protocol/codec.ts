@@ -16,8 +16,6 @@
  * aligned offset decodes as a Float32Array view of the received bytes (~0.001 ms for 14 MB)
  * instead of a copy. The header codec is msgpackr as plain msgpack: no records (a structure
  * definition is per-message state a peer could otherwise plant) and maps decoded as objects.
- * package.json overrides msgpackr-extract (msgpackr's optional native decoder) to 3.0.4: later
- * versions lack some platforms' packages on the registry mirror, and `npm ci` rejects the lockfile.
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';

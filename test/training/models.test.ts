@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { initialWeights } from '../../training/models/init.js';
 import { dropoutMask } from '../../training/models/dropout.js';
-import { forwardFlopsPerSample, paramLayout } from '../../training/models/spec.js';
+import { forwardFlopsPerSample, layerOutputShapes, paramLayout } from '../../training/models/spec.js';
+import { toLayersArtifacts } from '../../training/export/tfjs-layers.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
 
 describe('reference models', () => {
@@ -75,5 +76,15 @@ describe('seeded dropout masks', () => {
   it('drops whole units for dense layers and rejects a rate outside [0, 1)', () => {
     expect(dropoutMask(1, 0, 8, [512], 0.3, false).shape).toEqual([8, 512]);
     expect(() => dropoutMask(1, 0, 8, [512], 1, false)).toThrow(/rate/);
+  });
+});
+
+describe('layer kinds', () => {
+  it('a layer kind no switch handles fails loudly instead of losing its parameters', () => {
+    const model = getModel('mnist-small');
+    const alien = { ...model, layers: [...model.layers, { kind: 'conv3d', name: 'c3', filters: 4 }] } as unknown as typeof model;
+    expect(() => paramLayout(alien)).toThrow(/unhandled layer kind: .*conv3d/);
+    expect(() => layerOutputShapes(alien)).toThrow(/unhandled layer kind/);
+    expect(() => toLayersArtifacts(alien, new Float32Array(paramLayout(model).size))).toThrow(/unhandled layer kind/);
   });
 });

@@ -4,6 +4,7 @@
  * Keras' weight names, shapes (HWIO conv kernels, [in, out] dense kernels), weight order and NHWC
  * flatten order, so the weights are written as they are.
  */
+import { unreachable } from '../../common/exhaustive.js';
 import { mkdir, readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/write-atomic.js';
 import { join } from 'node:path';
@@ -68,6 +69,8 @@ function topology(model: ModelSpec): LayerJson[] {
       case 'dense':
         out.push(layer('Dense', l.name, { units: l.units, activation: l.activation, use_bias: true }));
         break;
+      default:
+        unreachable(l, 'layer kind');
     }
   }
   return out;

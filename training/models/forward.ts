@@ -3,6 +3,7 @@
  * dropout) or inference mode (moving statistics, no dropout). Parameters come as tensors in
  * layout order; the caller owns them.
  */
+import { unreachable } from '../../common/exhaustive.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { batchNormTrain } from './batch-norm.js';
 import { dropoutMask } from './dropout.js';
@@ -70,6 +71,8 @@ export function forward(
       case 'flatten':
         x = tf.reshape(x, [batch, -1]);
         break;
+      default:
+        unreachable(layer, 'layer kind');
     }
   });
   return { logits: x as tf.Tensor2D, batchStats };

@@ -2,6 +2,7 @@
  * Models as data: an ordered list of typed layers. From it follow the parameter layout (the flat
  * float32 order used by checkpoints and the wire), the parameter count, and the forward pass.
  */
+import { unreachable } from '../../common/exhaustive.js';
 
 export type Activation = 'relu' | 'linear';
 
@@ -74,6 +75,8 @@ export function layerOutputShapes(model: ModelSpec): number[][] {
       case 'batchNorm':
       case 'dropout':
         break;
+      default:
+        unreachable(layer, 'layer kind');
     }
     return shape;
   });
@@ -110,8 +113,12 @@ export function paramLayout(model: ModelSpec): ParamLayout {
         add(i, `${layer.name}/moving_mean`, 'movingMean', [inChannels]);
         add(i, `${layer.name}/moving_variance`, 'movingVariance', [inChannels]);
         break;
+      case 'maxPool':
+      case 'flatten':
+      case 'dropout':
+        break; // no parameters
       default:
-        break;
+        unreachable(layer, 'layer kind');
     }
   });
   return { entries, size: offset, trainableSize };

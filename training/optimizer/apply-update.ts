@@ -1,5 +1,5 @@
 /**
- * Applies an averaged contribution (see step/contribution.ts) to the weights: Adam on the trainable
+ * Applies an averaged contribution (see ModelRunner.contribution in training/step/model-runner.ts) to the weights: Adam on the trainable
  * parameters, a moving average of the batch statistics on BatchNorm's moving mean and variance.
  */
 import { BATCH_NORM_MOMENTUM, type ParamLayout } from '../models/spec.js';
