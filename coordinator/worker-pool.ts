@@ -169,6 +169,7 @@ export class WorkerPool {
     if (message.type !== 'auth' || !secret || !handshake.nonce) return refuse('unauthenticated', `${message.type} before authenticating`);
     const expected = secret.workerProof(handshake.nonce, handshake.hello.nonce, handshake.hello.workerId);
     if (!proofsMatch(expected, message.proof)) return refuse('auth_failed', `worker ${handshake.hello.workerId} does not hold the secret`);
+    channel.secure(secret, { workerNonce: handshake.hello.nonce, coordinatorNonce: handshake.nonce, workerId: handshake.hello.workerId }, 'coordinator');
     return this.admit(channel, handshake.hello, refuse);
   }
 
