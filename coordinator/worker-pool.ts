@@ -33,6 +33,8 @@ export interface WorkerSession {
   idleSteps: number;
   /** The weights version this worker holds (-1: none yet). */
   weightsVersion: number;
+  /** Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB again). */
+  streamed?: Set<Split>;
 }
 
 export interface PoolEvents {
@@ -225,7 +227,11 @@ export class WorkerPool {
   }
 
   private stream(session: WorkerSession, splits: readonly Split[]): void {
+    const streamed = (session.streamed ??= new Set());
+    const again = splits.filter((s) => streamed.has(s));
+    if (again.length > 0) return session.channel.reject('unexpected_message', `the ${again.join(' and ')} set was already streamed to ${session.id} in this session`);
     for (const split of new Set(splits)) {
+      streamed.add(split);
       const data = this.options.datasets[split];
       this.options.log.info({ worker: session.id, split, samples: data.count }, `streaming the ${split} set to ${session.id}`);
       for (let first = 0; first < data.count; first += MAX_CHUNK_SAMPLES) {

@@ -3,7 +3,7 @@
  * role's handler, and turns every bad one into a counted, logged rejection instead of an exception.
  */
 import type { Logger } from 'pino';
-import { type Frame, decodeFrame, encodeFrame } from './codec.js';
+import { DEFAULT_MAX_FRAME_BYTES, type Frame, decodeFrame, encodeFrame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { Message } from './messages.js';
 import type { SharedSecret } from './auth.js';
@@ -56,8 +56,20 @@ export class Channel {
   bytesOut = 0;
   /** Set by the role once it knows who the peer is (a worker's id arrives with its hello). */
   meter: ChannelMeter | undefined;
-  /** Largest frame decoded; a role may keep it small until the peer has authenticated. */
-  maxFrameBytes: number | undefined;
+  private frameLimit: number | undefined;
+
+  /**
+   * Largest frame decoded; a role may keep it small until the peer has authenticated. A link that
+   * assembles frames itself (NATS) is held to it too, so no claim of a length allocates past it.
+   */
+  get maxFrameBytes(): number | undefined {
+    return this.frameLimit;
+  }
+
+  set maxFrameBytes(bytes: number | undefined) {
+    this.frameLimit = bytes;
+    this.link.limitFrames?.(bytes ?? DEFAULT_MAX_FRAME_BYTES);
+  }
 
   constructor(readonly link: Link, private readonly options: ChannelOptions) {
     this.maxFrameBytes = options.maxFrameBytes;

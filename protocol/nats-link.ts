@@ -124,6 +124,11 @@ export class NatsLink implements Link {
     this.finish(reason);
   }
 
+  limitFrames(bytes: number): void {
+    // Never above what the transport itself was configured for.
+    this.reassembler.maxFrameBytes = Math.min(bytes, this.o.maxFrameBytes ?? bytes);
+  }
+
   secure(keys: SessionKeys): void {
     this.keys = keys;
     this.o.broadcast?.sealWith(keys.broadcast);

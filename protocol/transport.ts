@@ -25,6 +25,8 @@ export interface Link {
    */
   sendShared?(frame: Uint8Array, written?: () => void): void;
   close(reason: string): void;
+  /** The largest frame the link may assemble from now on (a link that reassembles chunks allocates by their claims). */
+  limitFrames?(bytes: number): void;
   /** TLS binds this link end to end (wss://): sealing frames on top would add nothing. */
   readonly confidential?: boolean;
   /**
