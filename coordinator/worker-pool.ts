@@ -61,6 +61,12 @@ export interface WorkerPoolOptions {
   heartbeat: { intervalMs: number; timeoutMs: number };
 }
 
+/**
+ * A connection that has not even said hello by then is closed: an idle socket holds one of
+ * --max-connections' slots for this long, not for the whole handshake time.
+ */
+const FIRST_HELLO_MS = 5_000;
+
 /** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
 
@@ -138,6 +144,7 @@ export class WorkerPool {
       onClose: (reason) => {
         this.openLinks--;
         clearTimeout(helloTimer);
+        clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);
         else if (handshake.nonce && !handshake.answered) {
           // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to authenticate.
@@ -149,6 +156,9 @@ export class WorkerPool {
     const helloTimer = setTimeout(() => {
       if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
+    const firstHelloTimer = setTimeout(() => {
+      if (!handshake.hello) link.close('no hello in time');
+    }, Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS));
   }
 
   /** One handshake message; returns the session once the worker is admitted. */

@@ -108,6 +108,18 @@ describe('limits', () => {
     expect(summary.steps).toBe(6);
   }, 120_000);
 
+  it('a connection that never says hello is closed after the first-hello time, not the whole handshake time', async () => {
+    const c = await coordinator('silent', ['--min-workers', '1']);
+    const silent = new WebSocket(c.url, { perMessageDeflate: false });
+    await new Promise((resolve) => silent.once('open', resolve));
+    const opened = performance.now();
+    const reason = await new Promise<string>((resolve) => silent.once('close', (_code, why: Buffer) => resolve(why.toString())));
+    expect(reason).toBe('no hello in time');
+    expect(performance.now() - opened).toBeLessThan(14_000); // well before the 15 s handshake limit, even on a loaded machine
+    worker(c.url, 'honest');
+    expectOk(await c.done);
+  }, 60_000);
+
   it('a worker asking for the data set again in one session gets it once: the repeat is refused and counted', async () => {
     const c = await coordinator('restream', ['--min-workers', '1']);
     const client = new WebSocket(c.url, { perMessageDeflate: false });
