@@ -9,7 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SharedSecret, newNonce } from '../protocol/auth.js';
 import { connectNats, listenNats } from '../protocol/nats-transport.js';
+import { type SessionKeys, sessionKeys } from '../protocol/sealing.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { connectWs, listenWs } from '../protocol/ws-transport.js';
 
@@ -132,19 +134,60 @@ async function tcpPipe(): Promise<Pipe> {
   };
 }
 
-async function linkPipe(listener: Listener, connect: () => Promise<Link>): Promise<Pipe> {
+/** One end's keys of a benchmark session, as a handshake would leave them (NATS links seal themselves and allow gaps). */
+function benchKeys(): (role: 'worker' | 'coordinator', link: Link) => SessionKeys {
+  const secret = new SharedSecret(newNonce());
+  const handshake = { workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'bench' };
+  return (role, link) => sessionKeys(secret, handshake, role, link.secure ? 'growing' : 'strict');
+}
+
+/**
+ * `sealed`: as a session with a secret carries frames, sealed by the link itself where it can
+ * (NATS), else around each frame as the channel does (ws), and opened at the other end.
+ */
+async function linkPipe(listener: Listener, connect: () => Promise<Link>, sealed = false): Promise<Pipe> {
   let handler = () => {};
-  listener.onLink((link) => link.attach({ frame: () => handler(), close: () => {} }));
+  const keysFor = sealed ? benchKeys() : undefined;
+  listener.onLink((link) => {
+    const keys = keysFor?.('coordinator', link);
+    if (keys && link.secure) link.secure(keys);
+    const opener = keys && !link.secure ? keys.receive : undefined;
+    link.attach({ frame: (bytes) => {
+      if (opener && !opener.open(bytes).ok) throw new Error('a sealed frame did not open');
+      handler();
+    }, close: () => {} });
+  });
   const worker = await connect();
+  const keys = keysFor?.('worker', worker);
+  if (keys && worker.secure) worker.secure(keys);
+  const sealer = keys && !worker.secure ? keys.send : undefined;
   worker.attach({ frame: () => {}, close: () => {} });
   return {
-    send: (frame) => worker.send(frame),
+    send: (frame) => worker.send(sealer ? sealer.seal(frame) : frame),
     onFrame: (h) => (handler = h),
     close: async () => {
       worker.close('done');
       await listener.close();
     },
   };
+}
+
+/**
+ * AES-256-GCM alone: one frame sealed then opened, as the two ends of a sealed session do, on one
+ * core. Latency is the pair's median; MB/s is frame bytes through both.
+ */
+function sealCost(frame: Uint8Array, reps: number): TransportBenchmark {
+  const keysFor = benchKeys();
+  const ws = { secure: undefined } as unknown as Link;
+  const [sealer, opener] = [keysFor('worker', ws).send, keysFor('coordinator', ws).receive];
+  const times: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    if (!opener.open(sealer.seal(frame)).ok) throw new Error('a sealed frame did not open');
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  return { transport: 'seal+open (AES-256-GCM)', bytes: frame.byteLength, latency_ms: ms, mb_per_s: frame.byteLength / 1e6 / (ms / 1000), vs_tcp: null, note: 'crypto only, no transport' };
 }
 
 /** A nats-server of this machine's (Debian's package), with the deploy/nats max_payload. */
@@ -180,6 +223,9 @@ export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, re
   rows.push(await measure('tcp (raw)', await tcpPipe(), frame, frames, reps));
   const ws = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
   rows.push(await measure('ws', await linkPipe(ws, () => connectWs(ws.url)), frame, frames, reps));
+  rows.push(sealCost(frame, reps * 2));
+  const sealedWs = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
+  rows.push(await measure('ws (sealed)', await linkPipe(sealedWs, () => connectWs(sealedWs.url), true), frame, frames, reps));
   const nats = await startNatsServer();
   if (typeof nats === 'string') rows.push({ transport: 'nats', bytes, latency_ms: Number.NaN, mb_per_s: Number.NaN, vs_tcp: null, note: nats });
   else {
@@ -187,6 +233,9 @@ export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, re
       const o = { servers: [nats.url], subject: 'bench' };
       const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
       rows.push(await measure('nats', await linkPipe(listener, () => connectNats(o, 'bench')), frame, frames, reps));
+      const sealedO = { ...o, subject: 'bench-sealed' };
+      const sealedListener = await listenNats(sealedO, { maxFrameBytes: bytes + 1024 });
+      rows.push(await measure('nats (sealed)', await linkPipe(sealedListener, () => connectNats(sealedO, 'bench'), true), frame, frames, reps));
     } finally {
       nats.stop();
     }

@@ -24,6 +24,7 @@ export interface TransportFlags {
   natsTlsCa?: string;
   natsTlsCert?: string;
   natsTlsKey?: string;
+  natsRequireTls?: boolean;
   natsDeadAfter: number;
 }
 
@@ -43,6 +44,7 @@ export function addTransportOptions(cmd: Command): Command {
     .option('--nats-tls-ca <file>', 'CA that signed the NATS server certificate')
     .option('--nats-tls-cert <file>', 'client certificate for NATS (mutual TLS)')
     .option('--nats-tls-key <file>', 'client key for NATS (mutual TLS)')
+    .option('--nats-require-tls', 'connect only over TLS (implied by tls:// URLs): credentials never cross a plaintext connection')
     .option('--nats-dead-after <s>', 'a NATS peer silent this long is treated as gone', positiveInt, 30);
 }
 
@@ -51,7 +53,7 @@ export function natsOptionsOf(f: TransportFlags): NatsOptions {
   if (servers.length === 0) throw new Error('--nats-url needs at least one server');
   return {
     servers, subject: f.natsSubject, user: f.natsUser, pass: f.natsPass, token: f.natsToken, credsFile: f.natsCreds, nkeySeedFile: f.natsNkey,
-    tls: { caFile: f.natsTlsCa, certFile: f.natsTlsCert, keyFile: f.natsTlsKey }, deadAfterMs: f.natsDeadAfter * 1000,
+    tls: { caFile: f.natsTlsCa, certFile: f.natsTlsCert, keyFile: f.natsTlsKey }, requireTls: f.natsRequireTls, deadAfterMs: f.natsDeadAfter * 1000,
   };
 }
 
@@ -101,6 +103,7 @@ export function connectorFor(f: TransportFlags & { connect?: string; tlsCa?: str
 export function workerTransportArgs(f: TransportFlags, wsUrl: string): { args: string[]; env: Record<string, string> } {
   if (f.transport === 'ws') return { args: ['--connect', wsUrl], env: {} };
   const args = ['--transport', 'nats', '--nats-url', f.natsUrl, '--nats-subject', f.natsSubject, '--nats-dead-after', String(f.natsDeadAfter)];
+  if (f.natsRequireTls) args.push('--nats-require-tls');
   const optional: Array<[keyof TransportFlags, string]> = [
     ['natsUser', '--nats-user'], ['natsCreds', '--nats-creds'], ['natsNkey', '--nats-nkey'], ['natsTlsCa', '--nats-tls-ca'], ['natsTlsCert', '--nats-tls-cert'], ['natsTlsKey', '--nats-tls-key'],
   ];

@@ -6,6 +6,9 @@
 import { z } from 'zod';
 import { WIRE_DTYPES } from '../protocol/wire-dtype.js';
 import type { AdamState } from '../training/optimizer/adam.js';
+import { paramLayout } from '../training/models/spec.js';
+import { getModel } from '../training/models/zoo.js';
+import { checkTrainableState } from './state-checks.js';
 
 export const runConfigSchema = z.object({
   runId: z.string().min(1),
@@ -65,6 +68,7 @@ export interface RunState {
 export const emptyAccumulator = (): EpochAccumulator => ({ lossSum: 0, correct: 0, samples: 0 });
 
 export function stateToCheckpoint(state: RunState): { meta: unknown; tensors: Record<string, Float32Array> } {
+  checkTrainableState({ weights: state.weights, ...state.adam }, undefined, `step ${state.step}`);
   return {
     meta: {
       kind: 'gradfleet-run', config: state.config, step: state.step, adamStep: state.adam.step,
@@ -85,6 +89,7 @@ export function stateFromCheckpoint(meta: unknown, tensors: Record<string, Float
     throw new Error(`${where}: checkpoint lacks consistent weights/adam_m/adam_v tensors`);
   }
   const { config, step, adamStep, epochAccumulator, history } = parsed.data;
+  checkTrainableState({ weights, m, v }, paramLayout(getModel(config.model)).size, where);
   // Checkpoints written before per-step losses were kept have none: those steps show as a gap.
   const losses = tensors.step_losses ?? new Float32Array(step).fill(Number.NaN);
   if (losses.length !== step) throw new Error(`${where}: checkpoint has ${losses.length} per-step losses for ${step} steps`);

@@ -14,6 +14,20 @@ export type Verdict =
   | { ok: true; trained?: { start: number; end: number; microBatches: number } }
   | { ok: false; reason: string; detail: string; reassign: Range[] };
 
+/**
+ * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
+ * the float32 tree, and an average above ~1.8e19 squares to Inf in Adam's v. With every node within
+ * 1e18, a sum of up to 2^31 nodes stays below 3e27 (finite) and the average, divided by at least as
+ * many samples as nodes, below 1e18 (its square finite). Honest gradient sums are many orders of
+ * magnitude smaller, so no honest step is affected (nor its weights' bits).
+ */
+export const MAX_NODE_ABS = 1e18;
+
+function firstBeyond(values: Float32Array, limit: number): number {
+  for (let i = 0; i < values.length; i++) if (Math.abs(values[i]) > limit) return i;
+  return -1;
+}
+
 export class StepGather {
   readonly tracker: WorkTracker;
   private readonly nodes = new Map<string, NodeSum>();
@@ -52,8 +66,11 @@ export class StepGather {
     if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`);
     if (payload.length !== this.layoutSize) return refuse('wrong_payload_size', `contribution has ${payload.length} values, the layout has ${this.layoutSize}`, this.tracker.revoke(workerId, range));
     if (message.samples !== this.samplesIn(range)) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.samples} samples, it has ${this.samplesIn(range)}`, this.tracker.revoke(workerId, range));
+    if (message.correct > message.samples) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.correct} correct of ${message.samples} samples`, this.tracker.revoke(workerId, range));
     const bad = firstNonFinite(payload);
     if (bad >= 0) return refuse('non_finite', `contribution value ${bad} is ${payload[bad]}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
+    const huge = firstBeyond(payload, MAX_NODE_ABS);
+    if (huge >= 0) return refuse('out_of_range', `contribution value ${huge} is ${payload[huge]}, beyond ±${MAX_NODE_ABS}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
     this.tracker.settle(workerId, range);
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);

@@ -33,6 +33,8 @@ export interface WorkerSession {
   idleSteps: number;
   /** The weights version this worker holds (-1: none yet). */
   weightsVersion: number;
+  /** Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB again). */
+  streamed?: Set<Split>;
 }
 
 export interface PoolEvents {
@@ -58,6 +60,12 @@ export interface WorkerPoolOptions {
   /** Heartbeat period, and the silence after which a worker is dropped; both go to workers in the welcome. */
   heartbeat: { intervalMs: number; timeoutMs: number };
 }
+
+/**
+ * A connection that has not even said hello by then is closed: an idle socket holds one of
+ * --max-connections' slots for this long, not for the whole handshake time.
+ */
+const FIRST_HELLO_MS = 5_000;
 
 /** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
@@ -136,6 +144,7 @@ export class WorkerPool {
       onClose: (reason) => {
         this.openLinks--;
         clearTimeout(helloTimer);
+        clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);
         else if (handshake.nonce && !handshake.answered) {
           // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to authenticate.
@@ -147,6 +156,9 @@ export class WorkerPool {
     const helloTimer = setTimeout(() => {
       if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
+    const firstHelloTimer = setTimeout(() => {
+      if (!handshake.hello) link.close('no hello in time');
+    }, Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS));
   }
 
   /** One handshake message; returns the session once the worker is admitted. */
@@ -169,6 +181,7 @@ export class WorkerPool {
     if (message.type !== 'auth' || !secret || !handshake.nonce) return refuse('unauthenticated', `${message.type} before authenticating`);
     const expected = secret.workerProof(handshake.nonce, handshake.hello.nonce, handshake.hello.workerId);
     if (!proofsMatch(expected, message.proof)) return refuse('auth_failed', `worker ${handshake.hello.workerId} does not hold the secret`);
+    channel.secure(secret, { workerNonce: handshake.hello.nonce, coordinatorNonce: handshake.nonce, workerId: handshake.hello.workerId }, 'coordinator');
     return this.admit(channel, handshake.hello, refuse);
   }
 
@@ -224,7 +237,11 @@ export class WorkerPool {
   }
 
   private stream(session: WorkerSession, splits: readonly Split[]): void {
+    const streamed = (session.streamed ??= new Set());
+    const again = splits.filter((s) => streamed.has(s));
+    if (again.length > 0) return session.channel.reject('unexpected_message', `the ${again.join(' and ')} set was already streamed to ${session.id} in this session`);
     for (const split of new Set(splits)) {
+      streamed.add(split);
       const data = this.options.datasets[split];
       this.options.log.info({ worker: session.id, split, samples: data.count }, `streaming the ${split} set to ${session.id}`);
       for (let first = 0; first < data.count; first += MAX_CHUNK_SAMPLES) {

@@ -9,7 +9,7 @@
  * exchange cannot be replayed; the role label keeps one side's proof from being reflected back as
  * the other's. The secret itself never crosses the wire and is never logged.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
@@ -29,6 +29,14 @@ export class SharedSecret {
 
   workerProof(coordinatorNonce: Uint8Array, workerNonce: Uint8Array, workerId: string): Uint8Array {
     return this.#mac('worker', coordinatorNonce, workerNonce, Buffer.from(workerId, 'utf8'));
+  }
+
+  /**
+   * A 32-byte key for one purpose (protocol/sealing.ts): HKDF-SHA256 over the secret. Distinct
+   * `info` labels give independent keys, so one purpose's key says nothing about another's.
+   */
+  deriveKey(salt: Uint8Array, info: Uint8Array): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, salt, info, 32));
   }
 
   /** Never let a secret reach a log line or an error message by accident. */

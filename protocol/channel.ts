@@ -3,9 +3,11 @@
  * role's handler, and turns every bad one into a counted, logged rejection instead of an exception.
  */
 import type { Logger } from 'pino';
-import { type Frame, decodeFrame, encodeFrame } from './codec.js';
+import { DEFAULT_MAX_FRAME_BYTES, type Frame, decodeFrame, encodeFrame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { Message } from './messages.js';
+import type { SharedSecret } from './auth.js';
+import { type Handshake, type SessionKeys, sessionKeys } from './sealing.js';
 import type { Link } from './transport.js';
 import type { WireDtype } from './wire-dtype.js';
 
@@ -54,8 +56,20 @@ export class Channel {
   bytesOut = 0;
   /** Set by the role once it knows who the peer is (a worker's id arrives with its hello). */
   meter: ChannelMeter | undefined;
-  /** Largest frame decoded; a role may keep it small until the peer has authenticated. */
-  maxFrameBytes: number | undefined;
+  private frameLimit: number | undefined;
+
+  /**
+   * Largest frame decoded; a role may keep it small until the peer has authenticated. A link that
+   * assembles frames itself (NATS) is held to it too, so no claim of a length allocates past it.
+   */
+  get maxFrameBytes(): number | undefined {
+    return this.frameLimit;
+  }
+
+  set maxFrameBytes(bytes: number | undefined) {
+    this.frameLimit = bytes;
+    this.link.limitFrames?.(bytes ?? DEFAULT_MAX_FRAME_BYTES);
+  }
 
   constructor(readonly link: Link, private readonly options: ChannelOptions) {
     this.maxFrameBytes = options.maxFrameBytes;
@@ -74,6 +88,21 @@ export class Channel {
     return this.link.peer;
   }
 
+  /** Set once the handshake agreed on keys and the link does not seal by itself. */
+  private sealing: SessionKeys | undefined;
+
+  /**
+   * From now on every frame out is sealed and every frame in must be (sealing.ts). Called by both
+   * sides at the same point of the ordered stream: the worker right after sending its auth, the
+   * coordinator on accepting it. A TLS link needs none of it.
+   */
+  secure(secret: SharedSecret, handshake: Handshake, role: 'coordinator' | 'worker'): void {
+    if (this.link.confidential) return;
+    // A link that seals itself may lose messages and resend them under new counters; frames the channel seals never are.
+    if (this.link.secure) return this.link.secure(sessionKeys(secret, handshake, role, 'growing'));
+    this.sealing = sessionKeys(secret, handshake, role, 'strict');
+  }
+
   /** Tensor payloads travel in `wire` (set once the run's wire dtype is agreed). */
   wire: WireDtype = 'f32';
 
@@ -90,6 +119,11 @@ export class Channel {
   }
 
   private write(frame: Uint8Array, shared: boolean): void {
+    if (this.sealing) {
+      // Each link has its own key: a frame shared by many is sealed once per link.
+      frame = this.sealing.send.seal(frame);
+      shared = false;
+    }
     this.bytesOut += frame.byteLength;
     const meter = this.meter;
     meter?.sent?.(frame.byteLength);
@@ -109,7 +143,8 @@ export class Channel {
 
   private trySendError(code: string, message: string): void {
     try {
-      this.link.send(encodeFrame({ type: 'error', code, message: message.slice(0, 4096) }));
+      const frame = encodeFrame({ type: 'error', code, message: message.slice(0, 4096) });
+      this.link.send(this.sealing ? this.sealing.send.seal(frame) : frame);
     } catch {
       // The peer is gone or the link is closing: the rejection is already counted and logged.
     }
@@ -118,6 +153,11 @@ export class Channel {
   private receive(bytes: Uint8Array): void {
     this.bytesIn += bytes.byteLength;
     this.meter?.received?.(bytes.byteLength);
+    if (this.sealing) {
+      const opened = this.sealing.receive.open(bytes);
+      if (!opened.ok) return this.reject(opened.reason, opened.detail);
+      bytes = opened.plaintext;
+    }
     let frame: Frame;
     try {
       frame = decodeFrame(bytes, { maxFrameBytes: this.maxFrameBytes });

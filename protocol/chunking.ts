@@ -50,7 +50,7 @@ export type Reassembly =
 export class Reassembler {
   private partial: { info: ChunkInfo; buffer: Uint8Array; filled: number; nextPart: number } | undefined;
 
-  constructor(public delivered = 0, private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  constructor(public delivered = 0, public maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
 
   get expected(): number {
     return this.delivered + 1;

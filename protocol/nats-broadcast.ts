@@ -10,6 +10,7 @@
 import { type MsgHdrs, type NatsConnection, nuid } from 'nats';
 import { Reassembler, chunkFrame } from './chunking.js';
 import { chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
+import type { BroadcastSeal, SealFailure } from './sealing.js';
 
 /** Whose broadcast a chunk (or a link's `ref`) belongs to; the chunk headers are a link's own. */
 export const BROADCAST_ID_HEADER = 'Gf-Bid';
@@ -30,8 +31,15 @@ export class BroadcastPublisher {
   private readonly id = nuid.next();
   private seq = 0;
   private last: { frame: Uint8Array; ref: BroadcastRef } | undefined;
+  /** Set when the run has a secret: every broadcast is then sealed under the run's key. */
+  private seal: BroadcastSeal | undefined;
 
   constructor(private readonly nc: NatsConnection, private readonly subject: string, private readonly chunkBytes: number) {}
+
+  /** Every session of a run shares the one secret, so the first to authenticate decides for all. */
+  sealWith(seal: BroadcastSeal): void {
+    this.seal ??= seal;
+  }
 
   /**
    * The reference to `frame`, publishing it first unless it was the frame published last (the same
@@ -41,7 +49,8 @@ export class BroadcastPublisher {
   offer(frame: Uint8Array): BroadcastRef | undefined {
     if (this.last?.frame === frame) return this.last.ref;
     const seq = ++this.seq;
-    const chunks = chunkFrame(seq, frame, this.chunkBytes);
+    // The ref's length and CRC then name the sealed bytes, which is what travels and what a worker reassembles.
+    const chunks = chunkFrame(seq, this.seal ? this.seal.seal(this.id, seq, frame) : frame, this.chunkBytes);
     try {
       for (const { info, bytes } of chunks) {
         const headers = chunkHeaders(info);
@@ -52,7 +61,7 @@ export class BroadcastPublisher {
       this.last = undefined;
       return undefined;
     }
-    const ref = { id: this.id, seq, length: frame.byteLength, crc: chunks[0].info.crc };
+    const ref = { id: this.id, seq, length: chunks[0].info.length, crc: chunks[0].info.crc };
     this.last = { frame, ref };
     return ref;
   }
@@ -68,9 +77,20 @@ const KEEP = 2;
  */
 export class BroadcastCache {
   private assembling: { id: string; reassembler: Reassembler } | undefined;
-  private readonly complete = new Map<string, { bytes: Uint8Array; crc: number }>();
+  private readonly complete = new Map<string, { bytes: Uint8Array; length: number; crc: number }>();
+  /** The newest sealed broadcast accepted per publisher (a few publishers: a restarted coordinator is a new one). */
+  private readonly newest = new Map<string, number>();
+  private seal: { open: BroadcastSeal; rejected: (reason: SealFailure, detail: string) => void } | undefined;
 
   constructor(private readonly maxFrameBytes?: number) {}
+
+  /** From now on only broadcasts sealed under the run's key are kept; anything else is reported. */
+  sealWith(open: BroadcastSeal, rejected: (reason: SealFailure, detail: string) => void): void {
+    this.seal = { open, rejected };
+    // Whatever arrived before we could check it is not trusted.
+    this.complete.clear();
+    this.assembling = undefined;
+  }
 
   add(h: MsgHdrs | undefined, data: Uint8Array): void {
     const id = h?.get(BROADCAST_ID_HEADER);
@@ -83,7 +103,17 @@ export class BroadcastCache {
     if (result.kind === 'partial') return;
     this.assembling = undefined;
     if (result.kind !== 'frame') return;
-    this.complete.set(`${id}:${info.seq}`, { bytes: result.bytes, crc: info.crc });
+    let bytes = result.bytes;
+    if (this.seal) {
+      const opened = this.seal.open.open(id, info.seq, bytes);
+      if (!opened.ok) return this.seal.rejected(opened.reason, opened.detail);
+      // Genuine but old (a recorded broadcast played again): a publisher's numbers only grow.
+      if (info.seq <= (this.newest.get(id) ?? 0)) return this.seal.rejected('replayed', `broadcast ${info.seq} of ${id} arrived after ${this.newest.get(id)}`);
+      if (!this.newest.has(id) && this.newest.size >= KEEP) this.newest.delete(this.newest.keys().next().value!);
+      this.newest.set(id, info.seq);
+      bytes = opened.plaintext;
+    }
+    this.complete.set(`${id}:${info.seq}`, { bytes, length: result.bytes.byteLength, crc: info.crc });
     for (const key of this.complete.keys()) if (this.complete.size > KEEP) this.complete.delete(key);
   }
 
@@ -94,6 +124,6 @@ export class BroadcastCache {
     this.complete.delete(key);
     // The reassembler checked the bytes against the CRC their chunks claimed; this checks that the
     // chunks claimed what the ref says.
-    return frame && frame.bytes.byteLength === ref.length && frame.crc === ref.crc ? frame.bytes : undefined;
+    return frame && frame.length === ref.length && frame.crc === ref.crc ? frame.bytes : undefined;
   }
 }

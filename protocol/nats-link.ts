@@ -10,6 +10,8 @@ import { type MsgHdrs, type NatsConnection, type Subscription, headers as natsHe
 import { type Reassembly, Reassembler, chunkFrame } from './chunking.js';
 import { BROADCAST_ID_HEADER, BroadcastCache, type BroadcastPublisher, type BroadcastRef } from './nats-broadcast.js';
 import { CHUNK_HEADERS, chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
+import { SEALED_HEADER, sealMessage, unsealMessage } from './nats-sealing.js';
+import type { SessionKeys } from './sealing.js';
 import type { Link, LinkHandlers } from './transport.js';
 
 const H = { ...CHUNK_HEADERS, control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason', broadcastId: BROADCAST_ID_HEADER, broadcastSeq: 'Gf-Bseq' } as const;
@@ -64,6 +66,10 @@ export class NatsLink implements Link {
   private broadcastMissed = -1;
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
+  /** Once the handshake agreed on keys: every message both ways is sealed (nats-sealing.ts). */
+  private keys: SessionKeys | undefined;
+  /** Whether a sealed message came from the peer yet: until then its plain controls may still be in flight. */
+  private peerSealed = false;
 
   constructor(private readonly o: NatsLinkOptions) {
     this.peer = o.peer;
@@ -118,6 +124,17 @@ export class NatsLink implements Link {
     this.finish(reason);
   }
 
+  limitFrames(bytes: number): void {
+    // Never above what the transport itself was configured for.
+    this.reassembler.maxFrameBytes = Math.min(bytes, this.o.maxFrameBytes ?? bytes);
+  }
+
+  secure(keys: SessionKeys): void {
+    this.keys = keys;
+    this.o.broadcast?.sealWith(keys.broadcast);
+    this.broadcasts?.cache.sealWith(keys.broadcast, (reason, detail) => this.report(reason, `${detail} (a broadcast)`));
+  }
+
   /** After the connection came back: ask the peer for what it sent meanwhile, and offer the same. */
   resync(): void {
     if (!this.closed) this.control('resume', { [H.ack]: String(this.reassembler.delivered), [H.reason]: 'reply' });
@@ -132,7 +149,8 @@ export class NatsLink implements Link {
   /** False when the connection refuses (closed or its reconnect buffer full): the frame stays unacked and is resent. */
   private publish(data: Uint8Array, h: MsgHdrs): boolean {
     try {
-      this.o.nc.publish(this.o.sendSubject, data, { headers: h });
+      if (this.keys) this.o.nc.publish(this.o.sendSubject, sealMessage(this.keys.send, h, data), { headers: SEALED_HEADER() });
+      else this.o.nc.publish(this.o.sendSubject, data, { headers: h });
       this.lastSent = Date.now();
       return true;
     } catch {
@@ -147,8 +165,21 @@ export class NatsLink implements Link {
     this.publish(new Uint8Array(0), h);
   }
 
-  private onMessage(h: MsgHdrs | undefined, data: Uint8Array): void {
+  private onMessage(sealedOrPlain: MsgHdrs | undefined, message: Uint8Array): void {
     if (this.closed) return;
+    let h = sealedOrPlain;
+    let data = message;
+    if (this.keys) {
+      const opened = unsealMessage(this.keys.receive, sealedOrPlain, message);
+      if (!opened.ok) {
+        // The peer's last plain acks and pings, sent before it switched, are expected: drop them quietly.
+        if (opened.plain && !this.peerSealed && sealedOrPlain?.get(H.control)) return;
+        return this.report(opened.reason, `${opened.detail} on ${this.o.recvSubject}: dropped`);
+      }
+      this.peerSealed = true;
+      ({ headers: h, data } = opened);
+    }
+    // Only authentic messages count as signs of life: a forger must not keep a dead session open.
     this.lastReceived = Date.now();
     const kind = h?.get(H.control);
     if (kind) return this.onControl(kind as Control, h!);

@@ -25,6 +25,8 @@ export interface NatsOptions {
   credsFile?: string;
   nkeySeedFile?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Refuse any server that does not speak TLS (also when every URL is tls://): no downgrade, no credentials in the clear. */
+  requireTls?: boolean;
   heartbeatMs?: number;
   deadAfterMs?: number;
 }
@@ -46,7 +48,10 @@ function authenticator(o: NatsOptions): Authenticator | undefined {
 }
 
 export function connectionOptions(o: NatsOptions, name: string): ConnectionOptions {
-  const tls = o.tls && (o.tls.caFile || o.tls.certFile) ? { caFile: o.tls.caFile, certFile: o.tls.certFile, keyFile: o.tls.keyFile } : undefined;
+  // With `tls` set, nats.js requires TLS of the server; without it, it upgrades only if the server
+  // offers TLS, which an active attacker can strip (and then read --nats-pass).
+  const requireTls = o.requireTls === true || o.servers.every((s) => s.startsWith('tls://'));
+  const tls = requireTls || (o.tls && (o.tls.caFile || o.tls.certFile)) ? { caFile: o.tls?.caFile, certFile: o.tls?.certFile, keyFile: o.tls?.keyFile } : undefined;
   return {
     servers: o.servers, name, user: o.user, pass: o.pass, token: o.token, authenticator: authenticator(o), tls,
     // Keep trying for as long as the run lasts; links resend what a reconnect lost.
@@ -60,6 +65,9 @@ function explain(err: unknown, servers: string[]): TransportError {
   const where = servers.join(', ');
   if (code === 'AUTHORIZATION_VIOLATION' || code === 'BAD_AUTHENTICATION' || code === 'BAD_CREDS' || code === 'AUTHENTICATION_EXPIRED' || /authori[sz]ation/i.test(message ?? '')) {
     return new TransportError(`NATS at ${where} refused the credentials (check --nats-user/--nats-pass, --nats-token, --nats-creds or --nats-nkey): ${message}`, { permanent: true });
+  }
+  if (code === 'SERVER_OPT_NA' && message === 'tls') {
+    return new TransportError(`NATS at ${where} does not offer TLS, and TLS is required (--nats-require-tls or tls:// URLs): refusing to send credentials in the clear`, { permanent: true });
   }
   if (code === 'CONNECTION_REFUSED') return new TransportError(`cannot reach NATS at ${where}: connection refused (is nats-server running?)`);
   if (/certificate|self[- ]signed|altnames/i.test(message ?? '')) {

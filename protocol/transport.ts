@@ -1,3 +1,5 @@
+import type { SessionKeys } from './sealing.js';
+
 /**
  * What the coordinator and workers need from a transport: a bidirectional link per worker that
  * carries whole frames. WebSockets (ws-transport.ts) is the embedded default; NATS plugs in behind
@@ -23,6 +25,16 @@ export interface Link {
    */
   sendShared?(frame: Uint8Array, written?: () => void): void;
   close(reason: string): void;
+  /** The largest frame the link may assemble from now on (a link that reassembles chunks allocates by their claims). */
+  limitFrames?(bytes: number): void;
+  /** TLS binds this link end to end (wss://): sealing frames on top would add nothing. */
+  readonly confidential?: boolean;
+  /**
+   * A link that seals its own messages (NATS, whose controls and chunks need it as much as frames):
+   * from now on everything it sends is sealed and everything it accepts must be. Links without it
+   * carry frames that the channel seals.
+   */
+  secure?(keys: SessionKeys): void;
   /** Set once, synchronously after the link is handed over, so no frame is missed. */
   attach(handlers: LinkHandlers): void;
 }

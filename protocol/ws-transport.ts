@@ -42,7 +42,7 @@ class WsLink implements Link {
   /** Why the link closed; undefined while open. */
   private closedFor: string | undefined;
 
-  constructor(private readonly socket: WebSocket, readonly peer: string) {
+  constructor(private readonly socket: WebSocket, readonly peer: string, readonly confidential: boolean) {
     socket.binaryType = 'nodebuffer';
     socket.on('message', (data, isBinary) => {
       if (!isBinary) {
@@ -104,7 +104,7 @@ export async function listenWs(host: string, port: number, options: WsOptions & 
   let onLink: (link: Link) => void = (link) => link.close('not accepting workers yet');
   server.on('connection', (socket, request) => {
     const remote = request.socket;
-    onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`));
+    onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`, https !== undefined));
   });
   return {
     url: `${https ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
@@ -135,5 +135,5 @@ export async function connectWs(url: string, options: WsOptions & { ca?: Buffer 
       reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted || wrongScheme }));
     });
   });
-  return new WsLink(socket, `ws ${url}`);
+  return new WsLink(socket, `ws ${url}`, url.startsWith('wss://'));
 }

@@ -141,6 +141,8 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       if (!proofsMatch(secret.coordinatorProof(nonce, c.nonce), c.proof)) return refuse('the coordinator does not hold our secret: refusing to work for it');
       challenged = true;
       channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, nonce, workerId) });
+      // Everything after our auth is sealed both ways (protocol/sealing.ts).
+      channel.secure(secret, { workerNonce: nonce, coordinatorNonce: c.nonce, workerId }, 'worker');
     };
 
     // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectOk, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
-import { startCluster, startNats } from '../helpers/nats.js';
+import { natsRole, startCluster, startNats } from '../helpers/nats.js';
 import { untilStep } from '../helpers/run-progress.js';
 
 const dir = tempDir();
@@ -27,12 +27,14 @@ describe('training over NATS', () => {
 
   it('3-node cluster: coordinator on A, workers on B and C; B dies mid-run, its worker fails over, same weights', async () => {
     const [a, b, c] = await startCluster(dir);
-    const nats = (server: string) => ['--transport', 'nats', '--nats-url', server, '--nats-subject', 'failover'];
-    const coordinator = start(['coordinator', ...config, ...nats(a.url), '--min-workers', '2', '--no-metrics', '--out', `${dir}/failover`, '--checkpoint-every', '1']);
+    // The shipped config's users and subject permissions (deploy/nats/cluster.conf), on its default subject.
+    const nats = (server: string) => ['--transport', 'nats', '--nats-url', server];
+    const [asCoordinator, asWorker] = [natsRole('coordinator'), natsRole('worker')];
+    const coordinator = start(['coordinator', ...config, ...nats(a.url), ...asCoordinator.args, '--min-workers', '2', '--no-metrics', '--out', `${dir}/failover`, '--checkpoint-every', '1'], asCoordinator.env);
     await coordinator.waitFor(/coordinator listening on/);
     // Worker B knows only node B: it learns the other nodes from the cluster, as NATS clients do.
-    const workerB = start(['worker', ...nats(b.url), '--backend', 'wasm', '--id', 'on-b']);
-    const workerC = start(['worker', ...nats(c.url), '--backend', 'wasm', '--id', 'on-c']);
+    const workerB = start(['worker', ...nats(b.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-b'], asWorker.env);
+    const workerC = start(['worker', ...nats(c.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-c'], asWorker.env);
     await coordinator.waitFor(/worker on-b joined/);
     await coordinator.waitFor(/worker on-c joined/);
     await untilStep(`${dir}/failover`, 3);

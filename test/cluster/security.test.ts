@@ -108,6 +108,40 @@ describe('limits', () => {
     expect(summary.steps).toBe(6);
   }, 120_000);
 
+  it('a connection that never says hello is closed after the first-hello time, not the whole handshake time', async () => {
+    const c = await coordinator('silent', ['--min-workers', '1']);
+    const silent = new WebSocket(c.url, { perMessageDeflate: false });
+    await new Promise((resolve) => silent.once('open', resolve));
+    const opened = performance.now();
+    const reason = await new Promise<string>((resolve) => silent.once('close', (_code, why: Buffer) => resolve(why.toString())));
+    expect(reason).toBe('no hello in time');
+    expect(performance.now() - opened).toBeLessThan(14_000); // well before the 15 s handshake limit, even on a loaded machine
+    worker(c.url, 'honest');
+    expectOk(await c.done);
+  }, 60_000);
+
+  it('a worker asking for the data set again in one session gets it once: the repeat is refused and counted', async () => {
+    const c = await coordinator('restream', ['--min-workers', '1']);
+    const client = new WebSocket(c.url, { perMessageDeflate: false });
+    await new Promise((resolve) => client.once('open', resolve));
+    const got: string[] = [];
+    let wake = () => {};
+    client.on('message', (bytes: Buffer) => {
+      const { message } = decodeFrame(new Uint8Array(bytes));
+      got.push(message.type === 'error' ? `error:${message.code}` : message.type === 'dataChunk' ? `dataChunk:${message.split}` : message.type);
+      if (message.type === 'welcome') for (let i = 0; i < 3; i++) client.send(encodeFrame({ type: 'ready', missing: ['test'] }));
+      wake();
+    });
+    client.send(encodeFrame({ type: 'hello', workerId: 'greedy', backend: 'none', nonce: new Uint8Array(32).fill(2) }));
+    while (got.filter((g) => g === 'error:unexpected_message').length < 2) await new Promise<void>((resolve) => (wake = resolve));
+    client.close();
+    // 100 test samples are one chunk: streamed once, the two repeats refused.
+    expect(got.filter((g) => g.startsWith('dataChunk'))).toEqual(['dataChunk:test']);
+    worker(c.url, 'honest');
+    const summary = expectOk(await c.done);
+    expect(summary.rejected_frames).toEqual({ unexpected_message: 2 });
+  }, 120_000);
+
   it('bad cluster flags are refused with a message naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--heartbeat', '5', '--heartbeat-timeout', '2'], /--heartbeat-timeout .* must be longer than --heartbeat/],

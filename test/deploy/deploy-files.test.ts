@@ -10,8 +10,10 @@ import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { DEFAULT_COORDINATOR_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT } from '../../cli/metrics-options.js';
 import { DEFAULT_COORDINATOR_PORT } from '../../cli/commands/coordinator.js';
+import { connect } from 'nats';
 import { requireBinary } from '../helpers/binaries.js';
 import { bin, tempDir } from '../helpers/gradfleet.js';
+import { NATS_ROLE_PASSWORDS, startCluster } from '../helpers/nats.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const deploy = (path: string) => join(root, 'deploy', path);
@@ -37,7 +39,7 @@ function composeServices(file: string): Record<string, any> {
   }));
 }
 
-const k8sDocs = () => ['coordinator.yaml', 'workers.yaml', 'namespace.yaml', 'nats.yaml'].flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
+const k8sDocs = () => ['coordinator.yaml', 'workers.yaml', 'namespace.yaml', 'nats.yaml', 'network-policy.yaml'].flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
 const k8s = (kind: string, name: string) => k8sDocs().find((d) => d.kind === kind && d.metadata.name === name);
 
 const helpOf = new Map<string, string>();
@@ -96,6 +98,9 @@ describe('Grafana', () => {
   });
 });
 
+/** Where compose publishes ports: loopback unless GRADFLEET_BIND says otherwise. */
+const BIND = '${GRADFLEET_BIND:-127.0.0.1}';
+
 describe('compose', () => {
   for (const [file, dockerfile, image] of [
     ['docker-compose.yml', 'Dockerfile.gpu', 'gradfleet/gradfleet-gpu'],
@@ -114,7 +119,18 @@ describe('compose', () => {
       expect(Number(flag(c, '--port'))).toBe(DEFAULT_COORDINATOR_PORT);
       expect(Number(flag(c, '--metrics-port'))).toBe(DEFAULT_COORDINATOR_METRICS_PORT);
       expect(flag(c, '--metrics-host')).toBe('0.0.0.0');
-      expect(s.coordinator.ports).toEqual(expect.arrayContaining([`${DEFAULT_COORDINATOR_PORT}:${DEFAULT_COORDINATOR_PORT}`]));
+      expect(s.coordinator.ports).toEqual(expect.arrayContaining([`${BIND}:${DEFAULT_COORDINATOR_PORT}:${DEFAULT_COORDINATOR_PORT}`]));
+      // Published on loopback unless the operator says otherwise; NATS monitoring not at all.
+      for (const [name, service] of Object.entries(s)) for (const port of service.ports ?? []) expect(port.startsWith(`${BIND}:`) && /:\d+:\d+$/.test(port), `${name}: ${port}`).toBe(true);
+      expect(s['nats-1'].ports).toEqual([`${BIND}:4222:4222`]);
+      // No secret, no start: compose's ${VAR:?} refuses an unset or empty value.
+      expect(s.coordinator.environment.GRADFLEET_SECRET).toMatch(/^\$\{GRADFLEET_SECRET:\?/);
+      expect(s.worker.environment.GRADFLEET_SECRET).toMatch(/^\$\{GRADFLEET_SECRET:\?/);
+      expect(s.coordinator.environment.GRADFLEET_NATS_PASS).toMatch(/^\$\{GRADFLEET_NATS_COORDINATOR_PASS:\?/);
+      expect(s.worker.environment.GRADFLEET_NATS_PASS).toMatch(/^\$\{GRADFLEET_NATS_WORKER_PASS:\?/);
+      for (const n of ['nats-1', 'nats-2', 'nats-3']) expect(Object.keys(s[n].environment).sort()).toEqual(['GRADFLEET_NATS_COORDINATOR_PASS', 'GRADFLEET_NATS_WORKER_PASS', 'NATS_NAME']);
+      expect(s.prometheus.command).not.toContain('--web.enable-lifecycle');
+      expect(s.grafana.environment.GF_SECURITY_ADMIN_PASSWORD).toMatch(/^\$\{GRAFANA_ADMIN_PASSWORD:\?/);
       const w = s.worker.command as string[];
       expect(w[0]).toBe('worker');
       // Both meet on every node of the compose NATS cluster, each node running deploy/nats/cluster.conf.
@@ -123,6 +139,8 @@ describe('compose', () => {
         expect(flag(args, '--transport')).toBe('nats');
         expect(flag(args, '--nats-url')).toBe(natsNodes.map((n) => `nats://${n}:4222`).join(','));
       }
+      expect(flag(c, '--nats-user')).toBe('coordinator');
+      expect(flag(w, '--nats-user')).toBe('worker');
       for (const n of natsNodes) {
         expect(s[n].environment.NATS_NAME).toBe(n);
         expect(s[n].volumes).toEqual(['../nats/cluster.conf:/etc/nats/cluster.conf:ro']);
@@ -153,9 +171,44 @@ describe('NATS cluster config', () => {
   it('nats-server accepts deploy/nats/cluster.conf, and its max_payload holds a chunk', () => {
     const natsServer = requireBinary('nats-server');
     // -t: parse and validate, then exit; non-zero (a throw here) on any error.
-    execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { ...process.env, NATS_NAME: 'nats-1' }, stdio: 'pipe' });
+    execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { ...process.env, NATS_NAME: 'nats-1', ...NATS_ROLE_PASSWORDS }, stdio: 'pipe' });
     expect(read(deploy('nats/cluster.conf'))).toMatch(/max_payload: 8MB/);
+    // Without the role passwords it refuses to start: no accidental open server.
+    expect(() => execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { PATH: process.env.PATH, NATS_NAME: 'nats-1' }, stdio: 'pipe' })).toThrow(/GRADFLEET_NATS_COORDINATOR_PASS/);
   });
+
+  it('the shipped users may do only their role: anonymous is refused, a worker cannot speak as the coordinator nor read what workers send', async () => {
+    const [node] = await startCluster(scratch);
+    await expect(connect({ servers: node.url })).rejects.toThrow(/Authorization/i);
+    const login = (role: 'coordinator' | 'worker') => connect({ servers: node.url, user: role, pass: NATS_ROLE_PASSWORDS[role === 'coordinator' ? 'GRADFLEET_NATS_COORDINATOR_PASS' : 'GRADFLEET_NATS_WORKER_PASS'] });
+    const [coordinator, w1, w2] = [await login('coordinator'), await login('worker'), await login('worker')];
+    const got: Record<string, string[]> = { w2: [], w1: [], coordinator: [] };
+    const inbox = (who: string) => ({ callback: (err: unknown, m: { subject: string; data: Uint8Array }) => { if (!err) got[who].push(`${m.subject}:${new TextDecoder().decode(m.data)}`); } });
+    w2.subscribe('gradfleet.s.abc.down', inbox('w2'));
+    w2.subscribe('gradfleet.weights', inbox('w2'));
+    w1.subscribe('gradfleet.s.abc.up', inbox('w1')); // denied by the server
+    coordinator.subscribe('gradfleet.s.abc.up', inbox('coordinator'));
+    await Promise.all([w1.flush(), w2.flush(), coordinator.flush()]);
+    const arrived = async (who: string, entry: string) => {
+      const deadline = Date.now() + 10_000;
+      while (!got[who].includes(entry) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(got[who]).toContain(entry);
+    };
+    // A worker forging the coordinator's subjects: the server drops both. Its allowed message after them is the barrier.
+    w1.publish('gradfleet.s.abc.down', new TextEncoder().encode('forged'));
+    w1.publish('gradfleet.weights', new TextEncoder().encode('forged'));
+    w2.publish('gradfleet.s.abc.up', new TextEncoder().encode('w2-up'));
+    w1.publish('gradfleet.s.abc.up', new TextEncoder().encode('w1-up'));
+    await arrived('coordinator', 'gradfleet.s.abc.up:w1-up');
+    await arrived('coordinator', 'gradfleet.s.abc.up:w2-up');
+    await Promise.all([w1.flush(), w2.flush()]); // whatever the server sent them before now has arrived
+    expect(got.w2).toEqual([]);
+    expect(got.w1).toEqual([]); // it could not subscribe to what workers send
+    // The coordinator's own messages do reach a worker: the subscriptions were live.
+    coordinator.publish('gradfleet.s.abc.down', new TextEncoder().encode('genuine'));
+    await arrived('w2', 'gradfleet.s.abc.down:genuine');
+    await Promise.all([coordinator.close(), w1.close(), w2.close()]);
+  }, 60_000);
 });
 
 describe('Kubernetes', () => {
@@ -196,7 +249,26 @@ describe('Kubernetes', () => {
     for (const i of [0, 1, 2]) expect(conf).toContain(`nats-route://nats-${i}.nats:6222`);
     const file = join(scratch, 'k8s-nats.conf');
     writeFileSync(file, conf);
-    execFileSync(requireBinary('nats-server'), ['-t', '-c', file], { env: { ...process.env, NATS_NAME: 'nats-0' }, stdio: 'pipe' });
+    execFileSync(requireBinary('nats-server'), ['-t', '-c', file], { env: { ...process.env, NATS_NAME: 'nats-0', ...NATS_ROLE_PASSWORDS }, stdio: 'pipe' });
+    // The same users as the compose cluster's, their passwords from a required secret.
+    const authorization = (text: string) => text.match(/authorization \{[\s\S]*?\n\s*\}\n/)![0].replace(/\s+/g, ' ');
+    expect(authorization(conf)).toBe(authorization(read(deploy('nats/cluster.conf'))));
+    const env = k8s('StatefulSet', 'nats').spec.template.spec.containers[0].env;
+    for (const key of ['coordinator', 'worker']) expect(env).toContainEqual({ name: `GRADFLEET_NATS_${key.toUpperCase()}_PASS`, valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key } } });
+  });
+
+  it('the secret is required, each role logs in to NATS as itself, and ingress is denied by default', () => {
+    for (const [name, role] of [['gradfleet-coordinator', 'coordinator'], ['gradfleet-worker', 'worker']]) {
+      const [container] = k8s('Deployment', name).spec.template.spec.containers;
+      expect(container.env).toContainEqual({ name: 'GRADFLEET_SECRET', valueFrom: { secretKeyRef: { name: 'gradfleet-secret', key: 'secret', optional: false } } });
+      expect(container.env).toContainEqual({ name: 'GRADFLEET_NATS_PASS', valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key: role } } });
+      expect(flag(container.args, '--nats-user')).toBe(role);
+    }
+    const deny = k8s('NetworkPolicy', 'default-deny-ingress');
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
+    const nats = k8s('NetworkPolicy', 'nats');
+    expect(nats.spec.podSelector.matchLabels).toEqual(k8s('StatefulSet', 'nats').spec.template.metadata.labels);
+    expect(nats.spec.ingress[0].from[0].podSelector.matchLabels['app.kubernetes.io/name']).toBe(k8s('Deployment', 'gradfleet-worker').spec.template.metadata.labels['app.kubernetes.io/name']);
   });
 
   it('the kustomization lists exactly the manifests that exist', () => {

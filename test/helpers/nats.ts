@@ -48,6 +48,15 @@ export async function startNats(name: string, args: string[], env: Record<string
   return server;
 }
 
+/** The passwords the shipped configs read from the environment (deploy/nats/cluster.conf's authorization). */
+export const NATS_ROLE_PASSWORDS = { GRADFLEET_NATS_COORDINATOR_PASS: 'coordinator-test-pass-81f2', GRADFLEET_NATS_WORKER_PASS: 'worker-test-pass-0c7d' };
+
+/** How a gradfleet process logs in to the shipped config as `role`: its flag and the environment holding its password. */
+export function natsRole(role: 'coordinator' | 'worker'): { args: string[]; env: Record<string, string> } {
+  const pass = role === 'coordinator' ? NATS_ROLE_PASSWORDS.GRADFLEET_NATS_COORDINATOR_PASS : NATS_ROLE_PASSWORDS.GRADFLEET_NATS_WORKER_PASS;
+  return { args: ['--nats-user', role], env: { GRADFLEET_NATS_PASS: pass } };
+}
+
 /** The shipped cluster config, with its ports moved to free loopback ports: three real nodes routed together. */
 export async function startCluster(dir: string): Promise<NatsServer[]> {
   const shipped = readFileSync(fileURLToPath(new URL('../../deploy/nats/cluster.conf', import.meta.url)), 'utf8');
@@ -56,7 +65,7 @@ export async function startCluster(dir: string): Promise<NatsServer[]> {
   for (const [i, routePort] of routePorts.entries()) {
     let conf = shipped.replace(/listen: 0\.0\.0\.0:4222\n/, '').replace(/http: 0\.0\.0\.0:8222\n/, '').replace('listen: 0.0.0.0:6222', `listen: 127.0.0.1:${routePort}`);
     routePorts.forEach((p, j) => (conf = conf.replace(`nats-${j + 1}:6222`, `127.0.0.1:${p}`)));
-    nodes.push(await startNats(`nats-${i + 1}`, [], { NATS_NAME: `nats-${i + 1}` }, { dir, text: conf }));
+    nodes.push(await startNats(`nats-${i + 1}`, [], { NATS_NAME: `nats-${i + 1}`, ...NATS_ROLE_PASSWORDS }, { dir, text: conf }));
   }
   await until('the cluster routes', async () => {
     const counts = await Promise.all(nodes.map(async (n) => ((await (await fetch(`http://127.0.0.1:${n.monitorPort}/routez`)).json()) as { num_routes: number }).num_routes));

@@ -4,9 +4,12 @@ import { type NatsConnection, connect } from 'nats';
 import { BroadcastPublisher } from '../../protocol/nats-broadcast.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { connectNats, listenNats } from '../../protocol/nats-transport.js';
+import { SharedSecret, newNonce } from '../../protocol/auth.js';
+import { sessionKeys } from '../../protocol/sealing.js';
 import type { Link } from '../../protocol/transport.js';
 import { tempDir } from '../helpers/gradfleet.js';
 import { startNats } from '../helpers/nats.js';
+import { until } from '../helpers/wait.js';
 
 const dir = tempDir();
 const smallPayload = { dir, text: `max_payload: ${64 * 1024}\n` };
@@ -63,7 +66,7 @@ async function lossyPair(name: string, drop: (subject: string) => boolean, broad
   inbox(sender);
   await receiverNc.flush();
   return {
-    sender, got, sent, dropped: () => dropped,
+    sender, receiver, got, sent, dropped: () => dropped,
     async stop() {
       sender.close('done');
       receiver.close('done');
@@ -108,6 +111,38 @@ describe('NATS transport', () => {
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
     expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
     expect(got.rejected).toContain('lost_chunk');
+    await pair.stop();
+  });
+
+  it('sealed, a lost chunk is still resent and delivered once: resends go out under new counters', async () => {
+    let published = 0;
+    const pair = await lossyPair('lossy-sealed', () => ++published === 4);
+    const secret = new SharedSecret('nats-link-sealing-secret-1');
+    const h = { workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'w' };
+    pair.sender.secure(sessionKeys(secret, h, 'worker', 'growing'));
+    pair.receiver.secure(sessionKeys(secret, h, 'coordinator', 'growing'));
+    pair.sender.send(frame(100_000));
+    pair.sender.send(frame(10));
+    await pair.got.next(2);
+    expect(pair.dropped()).toBe(1);
+    expect(pair.got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
+    expect(Buffer.from(pair.got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
+    expect(pair.got.rejected).toContain('lost_chunk');
+    expect(pair.got.rejected).not.toContain('bad_seal');
+    expect(pair.got.rejected).not.toContain('replayed');
+    await pair.stop();
+  });
+
+  it('before admission a link assembles no frame past its limit: a claim of 1 MB is refused at its first chunk', async () => {
+    const pair = await lossyPair('pre-auth-limit', () => false);
+    pair.receiver.limitFrames(16 * 1024);
+    pair.sender.send(frame(1_000_000));
+    await until('the refusal', async () => (pair.got.rejected.includes('corrupt_chunk') ? true : undefined), 10_000);
+    expect(pair.got.frames).toEqual([]);
+    // Admitted: the limit rises, and the resent frame arrives whole.
+    pair.receiver.limitFrames(64 * 1024 * 1024);
+    await pair.got.next(1);
+    expect(pair.got.frames[0].byteLength).toBe(1_000_000);
     await pair.stop();
   });
 

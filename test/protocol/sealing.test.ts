@@ -1,0 +1,66 @@
+/** Sealing (protocol/sealing.ts): what opens, and why everything else does not. */
+import { describe, expect, it } from 'vitest';
+import { SharedSecret, newNonce } from '../../protocol/auth.js';
+import { BroadcastSeal, sessionKeys } from '../../protocol/sealing.js';
+
+const secret = new SharedSecret('sealing-test-secret-4a8d1f');
+const handshake = () => ({ workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'w1' });
+const pair = (order: 'strict' | 'growing' = 'strict', h = handshake(), s = secret) => ({
+  worker: sessionKeys(s, h, 'worker', order), coordinator: sessionKeys(s, h, 'coordinator', order),
+});
+const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 5) & 255);
+
+describe('sealed frames', () => {
+  it('open to the same bytes at the other end, in both directions, and hide them', () => {
+    const { worker, coordinator } = pair();
+    const frame = bytes(100_003);
+    const sealed = worker.send.seal(frame);
+    expect(Buffer.from(sealed).indexOf(Buffer.from(frame.subarray(0, 64)))).toBe(-1);
+    const opened = coordinator.receive.open(sealed);
+    expect(opened.ok && Buffer.from(opened.plaintext).equals(Buffer.from(frame))).toBe(true);
+    const back = worker.receive.open(coordinator.send.seal(frame));
+    expect(back.ok).toBe(true);
+  });
+
+  it('an altered byte, another session, another direction, another secret: bad_seal', () => {
+    const { worker, coordinator } = pair();
+    const sealed = worker.send.seal(bytes(64));
+    for (const at of [0, 5, 20, sealed.length - 1]) {
+      const altered = Uint8Array.from(sealed);
+      altered[at] ^= 1;
+      expect(pair().coordinator.receive.open(altered)).toMatchObject({ ok: false });
+      expect(coordinator.receive.open(altered), `byte ${at}`).toMatchObject({ ok: false, reason: 'bad_seal' });
+    }
+    expect(pair().coordinator.receive.open(sealed)).toMatchObject({ ok: false, reason: 'bad_seal' }); // moved to another session
+    expect(worker.receive.open(sealed)).toMatchObject({ ok: false, reason: 'bad_seal' }); // reflected back
+    const h = handshake();
+    const other = pair('strict', h, new SharedSecret('another-secret-entirely-99'));
+    expect(pair('strict', h).coordinator.receive.open(other.worker.send.seal(bytes(8)))).toMatchObject({ ok: false, reason: 'bad_seal' });
+    expect(coordinator.receive.open(bytes(64))).toMatchObject({ ok: false, reason: 'bad_seal' }); // not sealed at all
+    expect(coordinator.receive.open(sealed)).toMatchObject({ ok: true }); // the genuine one still opens after all that
+  });
+
+  it('a replay or a reorder is `replayed`; a stream that may lose messages (NATS) accepts gaps but never goes back', () => {
+    const strict = pair();
+    const [a, b, c] = [1, 2, 3].map((n) => strict.worker.send.seal(bytes(n)));
+    expect(strict.coordinator.receive.open(a).ok).toBe(true);
+    expect(strict.coordinator.receive.open(c)).toMatchObject({ ok: false, reason: 'replayed' });
+    expect(strict.coordinator.receive.open(b).ok).toBe(true);
+    expect(strict.coordinator.receive.open(a)).toMatchObject({ ok: false, reason: 'replayed' });
+    const growing = pair('growing');
+    const [x, , z] = [1, 2, 3].map((n) => growing.worker.send.seal(bytes(n)));
+    expect(growing.coordinator.receive.open(z).ok).toBe(true);
+    expect(growing.coordinator.receive.open(x)).toMatchObject({ ok: false, reason: 'replayed' });
+  });
+
+  it('broadcasts open only under their publisher and step', () => {
+    const seal = new BroadcastSeal(secret);
+    const frame = bytes(1000);
+    const sealed = seal.seal('pub-1', 7, frame);
+    const worker = new BroadcastSeal(secret);
+    expect(worker.open('pub-1', 7, sealed).ok).toBe(true);
+    expect(worker.open('pub-1', 8, sealed)).toMatchObject({ ok: false, reason: 'replayed' });
+    expect(worker.open('pub-2', 7, sealed)).toMatchObject({ ok: false, reason: 'bad_seal' });
+    expect(new BroadcastSeal(new SharedSecret('not-the-run-secret-123')).open('pub-1', 7, sealed)).toMatchObject({ ok: false, reason: 'bad_seal' });
+  });
+});
