@@ -41,7 +41,9 @@ export const challengeSchema = z.object({ type: z.literal('challenge'), nonce, p
 /** The worker's answer to a challenge. */
 export const authSchema = z.object({ type: z.literal('auth'), proof });
 
-const datasetInfo = z.object({ spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive() });
+/** A worker allocates 784 bytes a sample for a data set it is sent: a welcome cannot make it allocate gigabytes. */
+export const MAX_DATASET_SAMPLES = 1_000_000;
+const datasetInfo = z.object({ spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive().max(MAX_DATASET_SAMPLES) });
 
 /** The run's contract, agreed once: model, geometry, the flat tensor layout, and the data sets. */
 export const welcomeSchema = z.object({

@@ -6,6 +6,7 @@ import { createDataset, fingerprint } from '../../training/data/dataset.js';
 import { DataError } from '../../training/data/errors.js';
 import { writeKaggleCsv } from '../../training/data/kaggle-csv.js';
 import { loadDataset } from '../../training/data/load.js';
+import { MAX_DATA_FILE_BYTES, readDataFile } from '../../training/data/read-bytes.js';
 import { defaultMnistDir, labelsPathFor, loadMnist } from '../../training/data/mnist.js';
 import { subDir, syntheticSamples, tempDir, writeIdxImages, writeIdxLabels } from './helpers.js';
 
@@ -67,5 +68,16 @@ describe('loadDataset', () => {
     mkdirSync(folder);
     expect(() => loadDataset(folder)).toThrow(`${folder}: is not a file`);
     expect(() => loadDataset('mnist:validation')).toThrow(/unknown MNIST split "validation"/);
+  });
+});
+
+describe('gzip bombs', () => {
+  it('a file that decompresses past the cap is refused by name, before the whole output exists', () => {
+    const dir = tempDir();
+    const bomb = join(dir, 'bomb-images-idx3-ubyte.gz');
+    writeFileSync(bomb, gzipSync(Buffer.alloc(64 * 1024 * 1024))); // 64 MiB of zeros in ~64 KiB
+    expect(() => readDataFile(bomb, 16 * 1024 * 1024)).toThrow(/bomb-images-idx3-ubyte\.gz: decompresses to more than 16777216 bytes: refused/);
+    expect(readDataFile(bomb).length).toBe(64 * 1024 * 1024); // under the real cap: read as usual
+    expect(MAX_DATA_FILE_BYTES).toBeGreaterThanOrEqual(1024 ** 3);
   });
 });

@@ -2,7 +2,7 @@ import { pack as defaultPack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_FRAME_BYTES, PREAMBLE, PROTOCOL_VERSION, assertFinite, decodeFrame, encodeFrame, packHeader as pack } from '../../protocol/codec.js';
 import { ProtocolError, REJECT_REASONS, type RejectReason } from '../../protocol/errors.js';
-import { type Message, messageSchema } from '../../protocol/messages.js';
+import { MAX_DATASET_SAMPLES, type Message, messageSchema } from '../../protocol/messages.js';
 import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
 const samples = MESSAGE_SAMPLES;
@@ -92,6 +92,13 @@ describe('rejections, each with its reason', () => {
   it('an unknown message type or a bad field is invalid_message', () => {
     expect(rejection(encodeRaw({ type: 'teleport' }))).toBe('invalid_message');
     expect(rejection(encodeRaw({ type: 'assign', step: -1, weightsVersion: 0, first: 0, count: 1 }))).toBe('invalid_message');
+  });
+
+  it('a welcome naming a data set too large to allocate is invalid_message', () => {
+    const [welcome] = samples.find(([m]) => m.type === 'welcome')!;
+    const withCount = (count: number) => encodeRaw({ ...welcome, train: { ...(welcome as Extract<Message, { type: 'welcome' }>).train, count } });
+    expect(rejection(withCount(MAX_DATASET_SAMPLES))).toBe('accepted');
+    expect(rejection(withCount(MAX_DATASET_SAMPLES + 1))).toBe('invalid_message');
   });
 
   it('a frame over the size limit is too_large', () => {

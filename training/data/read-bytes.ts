@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { DataError } from './errors.js';
 
+/** Far above any MNIST-like file (the 60k training images are 47 MB), far below a gzip bomb's output. */
+export const MAX_DATA_FILE_BYTES = 1024 ** 3;
 const GZIP_MAGIC_0 = 0x1f;
 const GZIP_MAGIC_1 = 0x8b;
 
@@ -16,7 +18,7 @@ export function isGzip(bytes: Uint8Array): boolean {
 }
 
 /** The file's bytes, decompressed if it is gzip. Every failure is a DataError naming the path. */
-export function readDataFile(path: string): Uint8Array {
+export function readDataFile(path: string, maxBytes = MAX_DATA_FILE_BYTES): Uint8Array {
   let raw: Buffer;
   try {
     raw = readFileSync(path);
@@ -25,8 +27,11 @@ export function readDataFile(path: string): Uint8Array {
   }
   if (!isGzip(raw)) return raw;
   try {
-    return gunzipSync(raw);
+    return gunzipSync(raw, { maxOutputLength: maxBytes });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new DataError(path, `decompresses to more than ${maxBytes} bytes: refused`, { cause: err });
+    }
     const reason = err instanceof Error ? err.message : String(err);
     throw new DataError(path, `corrupt gzip stream: ${reason}`, { cause: err });
   }
