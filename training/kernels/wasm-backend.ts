@@ -41,9 +41,23 @@ export function f32(backend: WasmBackend, info: tf.TensorInfo): Float32Array {
 export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs?: tf.NamedAttrMap };
 export type WasmKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
-/** The stock wasm kernel registered under `name`, captured so that overrides can fall back to it. */
+/** tfjs-backend-wasm's own kernels, recorded before gradfleet replaces any of them. */
+const stockConfigs = new Map<string, tf.KernelConfig>();
+
+/** Records the stock kernels under `names`; a name is recorded once, so call it before any override. */
+export function captureStockKernels(names: Iterable<string>): void {
+  for (const name of names) {
+    const k = stockConfigs.has(name) ? undefined : tf.getKernel(name, 'wasm');
+    if (k) stockConfigs.set(name, k);
+  }
+}
+
+/** The stock kernel's registration, to put back when a kernel set that replaced it is uninstalled. */
+export const stockKernelConfig = (name: string): tf.KernelConfig | undefined => stockConfigs.get(name);
+
+/** The stock wasm kernel registered under `name`, so that overrides can fall back to it. */
 export function stockKernel(name: string): WasmKernelFunc {
-  const k = tf.getKernel(name, 'wasm');
+  const k = stockConfigs.get(name) ?? tf.getKernel(name, 'wasm');
   if (!k) throw new Error(`tfjs-backend-wasm has no stock kernel ${name}`);
   return k.kernelFunc as unknown as WasmKernelFunc;
 }

@@ -1,0 +1,33 @@
+// One CPU engine and stream for the process. oneDNN objects are cheap to create per call (its own
+// primitive cache makes repeated shapes fast); the engine and stream are the only shared state.
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+#include <cstddef>
+#include <cstdint>
+
+namespace gradfleet {
+
+dnnl::engine& cpuEngine();
+dnnl::stream& cpuStream();
+
+// Bytes the addon holds in its own scratch buffers right now (the leak test reads it).
+std::int64_t liveScratchBytes();
+
+// A float buffer owned by the addon for the span of one kernel call, counted in liveScratchBytes.
+class ScratchBuffer {
+ public:
+  explicit ScratchBuffer(std::size_t bytes);
+  ~ScratchBuffer();
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  void* data() const { return data_; }
+
+ private:
+  void* data_;
+  std::size_t bytes_;
+};
+
+// Where a tensor lives: its byte offset inside the wasm heap handed to the call.
+inline float* at(std::uint8_t* heap, std::int64_t offset) { return reinterpret_cast<float*>(heap + offset); }
+
+}  // namespace gradfleet
