@@ -8,6 +8,7 @@
         "training/kernels/native/src/conv.cc",
         "training/kernels/native/src/dnnl-context.cc",
         "training/kernels/native/src/matmul.cc",
+        "training/kernels/native/src/max-pool.cc",
         "training/kernels/native/src/reorder.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -19,6 +19,8 @@ export interface NativeAddon {
   matMul(heap: ArrayBuffer, tensors: Offsets, shape: number[], flags: number[]): void;
   batchNormForward(heap: ArrayBuffer, tensors: Offsets, shape: number[], relu: boolean): void;
   batchNormBackward(heap: ArrayBuffer, tensors: Offsets, shape: number[], relu: boolean): void;
+  maxPoolForward(heap: ArrayBuffer, tensors: Offsets, shape: number[]): void;
+  maxPoolBackward(heap: ArrayBuffer, tensors: Offsets, shape: number[]): void;
   setThreads(threads: number): void;
   info(): { onednn: string; isa: number; threads: number; scratchBytes: number };
 }

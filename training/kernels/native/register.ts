@@ -1,7 +1,7 @@
 /**
  * The kernels the oneDNN addon replaces on the wasm backend, each falling back to the kernel it
  * replaced for the cases it does not take. Which ones: the largest items of a training step in
- * `bench compute --profile` (convolutions and their gradients, the matmuls, training BatchNorm).
+ * `bench compute --profile` (convolutions and their gradients, the matmuls, training BatchNorm, max pooling).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchNormTrain, BatchNormTrainGrad } from '../batch-norm-train.js';
@@ -10,6 +10,7 @@ import type { NativeAddon } from './addon.js';
 import { makeNativeBatchNormTrain, makeNativeBatchNormTrainGrad } from './batch-norm.js';
 import { makeNativeConv2D, makeNativeConv2DBackpropFilter, makeNativeConv2DBackpropInput } from './conv2d.js';
 import { makeNativeMatMul } from './matmul.js';
+import { makeNativeMaxPool, makeNativeMaxPoolGrad } from './max-pool.js';
 
 type Factory = (addon: NativeAddon, fallback: WasmKernelFunc) => WasmKernelFunc;
 
@@ -20,6 +21,8 @@ const factories: Record<string, Factory> = {
   [tf.Conv2DBackpropFilter]: makeNativeConv2DBackpropFilter,
   [tf.BatchMatMul]: makeNativeMatMul,
   [tf._FusedMatMul]: makeNativeMatMul,
+  [tf.MaxPool]: makeNativeMaxPool,
+  [tf.MaxPoolGrad]: makeNativeMaxPoolGrad,
   [BatchNormTrain]: makeNativeBatchNormTrain,
   [BatchNormTrainGrad]: makeNativeBatchNormTrainGrad,
 };

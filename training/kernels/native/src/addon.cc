@@ -10,6 +10,7 @@
 #include "conv.h"
 #include "dnnl-context.h"
 #include "matmul.h"
+#include "max-pool.h"
 
 namespace {
 
@@ -172,6 +173,35 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&] { batchNormBackward(s, dy, x, y, gamma, mean, variance, dx, dGamma, dBeta); });
 }
 
+// maxPool*(heap, [x, y] | [x, dy, dx], [n, h, w, c, kh, kw, oh, ow, sh, sw, top, left])
+PoolShape poolShapeOf(const Napi::CallbackInfo& info) {
+  auto d = numbers(info, 2, 12, "pool shape");
+  requirePositive(info.Env(), d, "pool shape");
+  auto i = [&](int k) { return static_cast<std::int64_t>(d[k]); };
+  return {i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), i(10), i(11)};
+}
+
+Napi::Value MaxPoolForward(const Napi::CallbackInfo& info) {
+  const Heap heap = heapOf(info);
+  const PoolShape s = poolShapeOf(info);
+  auto p = numbers(info, 1, 2, "pool tensors");
+  const Napi::Env env = info.Env();
+  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.c, "x");
+  float* y = tensorAt(env, heap, p[1], s.n * s.oh * s.ow * s.c, "y");
+  return guarded(info, [&] { maxPoolForward(s, x, y); });
+}
+
+Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
+  const Heap heap = heapOf(info);
+  const PoolShape s = poolShapeOf(info);
+  auto p = numbers(info, 1, 3, "pool tensors");
+  const Napi::Env env = info.Env();
+  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.c, "x");
+  const float* dy = tensorAt(env, heap, p[1], s.n * s.oh * s.ow * s.c, "dy");
+  float* dx = tensorAt(env, heap, p[2], s.n * s.h * s.w * s.c, "dx");
+  return guarded(info, [&] { maxPoolBackward(s, x, dy, dx); });
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const double n = info[0].ToNumber().DoubleValue();
   if (!(n >= 1) || n != static_cast<int>(n)) throw Napi::RangeError::New(info.Env(), "threads must be a whole number ≥ 1");
@@ -197,6 +227,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("batchNormForward", Napi::Function::New(env, BatchNormForward));
   exports.Set("batchNormBackward", Napi::Function::New(env, BatchNormBackward));
+  exports.Set("maxPoolForward", Napi::Function::New(env, MaxPoolForward));
+  exports.Set("maxPoolBackward", Napi::Function::New(env, MaxPoolBackward));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -1,0 +1,66 @@
+#include "max-pool.h"
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+namespace gradfleet {
+
+namespace {
+
+// Calls visit(at) with the offset of every in-bounds pixel of output (oy, ox)'s window, row-major.
+template <typename F>
+void forWindow(const PoolShape& s, std::int64_t b, std::int64_t oy, std::int64_t ox, F visit) {
+  const std::int64_t y0 = oy * s.sh - s.top, x0 = ox * s.sw - s.left;
+  for (std::int64_t yy = std::max<std::int64_t>(0, y0); yy < std::min(s.h, y0 + s.kh); yy++)
+    for (std::int64_t xx = std::max<std::int64_t>(0, x0); xx < std::min(s.w, x0 + s.kw); xx++)
+      visit(((b * s.h + yy) * s.w + xx) * s.c);
+}
+
+}  // namespace
+
+void maxPoolForward(const PoolShape& s, const float* __restrict x, float* __restrict y) {
+  const std::int64_t C = s.c;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < s.n; b++) {
+    for (std::int64_t oy = 0; oy < s.oh; oy++)
+      for (std::int64_t ox = 0; ox < s.ow; ox++) {
+        float* __restrict out = y + ((b * s.oh + oy) * s.ow + ox) * C;
+        std::fill(out, out + C, -std::numeric_limits<float>::infinity());
+        forWindow(s, b, oy, ox, [&](std::int64_t at) {
+          const float* __restrict in = x + at;
+          for (std::int64_t c = 0; c < C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+        });
+      }
+  }
+}
+
+void maxPoolBackward(const PoolShape& s, const float* __restrict x, const float* __restrict dy, float* __restrict dx) {
+  const std::int64_t C = s.c;
+#pragma omp parallel
+  {
+    std::vector<float> best(C);
+    std::vector<std::int64_t> bestAt(C);
+#pragma omp for schedule(static)
+    for (std::int64_t b = 0; b < s.n; b++) {
+      std::fill(dx + b * s.h * s.w * C, dx + (b + 1) * s.h * s.w * C, 0.f);
+      for (std::int64_t oy = 0; oy < s.oh; oy++)
+        for (std::int64_t ox = 0; ox < s.ow; ox++) {
+          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+          std::fill(bestAt.begin(), bestAt.end(), -1);
+          forWindow(s, b, oy, ox, [&](std::int64_t at) {
+            for (std::int64_t c = 0; c < C; c++) {
+              const float v = x[at + c];
+              const bool better = v > best[c];
+              best[c] = better ? v : best[c];
+              bestAt[c] = better ? at + c : bestAt[c];
+            }
+          });
+          const float* g = dy + ((b * s.oh + oy) * s.ow + ox) * C;
+          for (std::int64_t c = 0; c < C; c++)
+            if (bestAt[c] >= 0) dx[bestAt[c]] += g[c];
+        }
+    }
+  }
+}
+
+}  // namespace gradfleet
