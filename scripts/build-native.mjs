@@ -14,7 +14,10 @@ const NOTE = join(root, 'build', 'gradfleet-native-not-built.txt');  // read by 
 function giveUp(reason, output = '') {
   mkdirSync(dirname(NOTE), { recursive: true });
   writeFileSync(NOTE, `${reason}\n`);
-  const tail = output.trim().split('\n').slice(-15).join('\n');
+  // The compiler's own error lines say more than node-gyp's closing stack of "gyp ERR!" lines.
+  const lines = output.trim().split('\n');
+  const errors = lines.filter((l) => /error|not found/i.test(l) && !l.startsWith('gyp ERR!'));
+  const tail = (errors.length ? errors : lines).slice(-15).join('\n');
   process.stderr.write(`${tail ? `${tail}\n` : ''}gradfleet: native oneDNN addon not built: ${reason}. ` +
     'Training still works on the wasm backend; for the native one install build-essential and libdnnl-dev and run npm ci again.\n');
   process.exit(0);
@@ -30,13 +33,13 @@ function diagnose(output) {
 
 if (process.env.GRADFLEET_SKIP_NATIVE === '1') giveUp('skipped (GRADFLEET_SKIP_NATIVE=1)');
 
-// npm sets npm_config_node_gyp for lifecycle scripts; outside npm, find the copy beside npm itself.
-const nodeGyp = process.env.npm_config_node_gyp ||
-  (process.env.npm_execpath && join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
-if (!nodeGyp || !existsSync(nodeGyp)) giveUp('node-gyp not found (run this through npm)');
+// npm sets npm_config_node_gyp for lifecycle scripts; outside npm, use the copy inside Node's own npm.
+const prefix = dirname(dirname(process.execPath));
+const nodeGyp = [process.env.npm_config_node_gyp, join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')]
+  .find((p) => p && existsSync(p));
+if (!nodeGyp) giveUp('node-gyp not found (run this through npm)');
 
 // Distribution builds of Node ship their headers; pointing node-gyp at them avoids a download.
-const prefix = dirname(dirname(process.execPath));
 const nodedir = existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 
 const build = spawnSync(process.execPath, [nodeGyp, 'rebuild', ...nodedir], { cwd: root, encoding: 'utf8', env: process.env });
