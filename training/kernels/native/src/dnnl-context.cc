@@ -14,8 +14,9 @@ dnnl::engine& cpuEngine() {
   return engine;
 }
 
+// One per thread: a stream is not safe to share between threads that execute at once.
 dnnl::stream& cpuStream() {
-  static dnnl::stream stream(cpuEngine());
+  thread_local dnnl::stream stream(cpuEngine());
   return stream;
 }
 

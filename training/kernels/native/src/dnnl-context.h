@@ -1,5 +1,5 @@
-// One CPU engine and stream for the process. oneDNN objects are cheap to create per call (its own
-// primitive cache makes repeated shapes fast); the engine and stream are the only shared state.
+// One CPU engine for the process and one stream per thread. oneDNN objects are cheap to create per
+// call (its own primitive cache makes repeated shapes fast); these are the only shared state.
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 #include <cstddef>
