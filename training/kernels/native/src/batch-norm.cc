@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include "dnnl-context.h"
 
 namespace gradfleet {
 
@@ -10,10 +11,11 @@ namespace {
 constexpr std::int64_t kBlock = 16;  // channels per task: one 64-byte line of a row
 constexpr std::int64_t kRun = 32;    // rows per float partial sum
 
+
 template <typename F>
-void forChannelBlocks(std::int64_t channels, F body) {
+void forChannelBlocks(std::int64_t rows, std::int64_t channels, F body) {
   const std::int64_t blocks = (channels + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * channels >= kParallelMin)
   for (std::int64_t b = 0; b < blocks; b++) {
     const std::int64_t c0 = b * kBlock;
     body(c0, c0 + kBlock < channels ? kBlock : channels - c0);
@@ -22,8 +24,8 @@ void forChannelBlocks(std::int64_t channels, F body) {
 
 // Rows are independent in the elementwise passes: any split gives the same bits.
 template <typename F>
-void forRows(std::int64_t rows, F body) {
-#pragma omp parallel for schedule(static)
+void forRows(std::int64_t rows, std::int64_t channels, F body) {
+#pragma omp parallel for schedule(static) if (rows * channels >= kParallelMin)
   for (std::int64_t r = 0; r < rows; r++) body(r);
 }
 
@@ -33,7 +35,7 @@ void batchNormForward(const BatchNormShape& s, const float* __restrict x, const 
                       float* __restrict y, float* mean, float* variance) {
   const std::int64_t R = s.rows, C = s.channels;
   std::vector<float> scale(C), shift(C);
-  forChannelBlocks(C, [&](std::int64_t c0, std::int64_t width) {
+  forChannelBlocks(R, C, [&](std::int64_t c0, std::int64_t width) {
     double sum[kBlock] = {0}, sq[kBlock] = {0};
     float mu[kBlock] = {0};
     for (std::int64_t r = 0; r < R; r++) {
@@ -60,7 +62,7 @@ void batchNormForward(const BatchNormShape& s, const float* __restrict x, const 
   const float* __restrict sc = scale.data();
   const float* __restrict sh = shift.data();
   const bool relu = s.relu;
-  forRows(R, [&](std::int64_t r) {
+  forRows(R, C, [&](std::int64_t r) {
     const float* __restrict xr = x + r * C;
     float* __restrict yr = y + r * C;
     for (std::int64_t c = 0; c < C; c++) {
@@ -78,7 +80,7 @@ void backward(const BatchNormShape& s, const float* __restrict dy, const float* 
                        float* __restrict dx, float* dGamma, float* dBeta) {
   const std::int64_t R = s.rows, C = s.channels;
   std::vector<float> k1(C), k2(C), k0(C);
-  forChannelBlocks(C, [&](std::int64_t c0, std::int64_t width) {
+  forChannelBlocks(R, C, [&](std::int64_t c0, std::int64_t width) {
     double gSum[kBlock] = {0}, gcSum[kBlock] = {0};
     float mu[kBlock] = {0};
     for (std::int64_t j = 0; j < width; j++) mu[j] = mean[c0 + j];
@@ -119,7 +121,7 @@ void backward(const BatchNormShape& s, const float* __restrict dy, const float* 
   const float* __restrict a2 = k2.data();
   const float* __restrict a0 = k0.data();
   const float* __restrict mu = mean;
-  forRows(R, [&](std::int64_t r) {
+  forRows(R, C, [&](std::int64_t r) {
     const std::int64_t base = r * C;
     for (std::int64_t c = 0; c < C; c++) {
       const std::int64_t i = base + c;

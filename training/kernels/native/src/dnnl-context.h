@@ -27,6 +27,10 @@ class ScratchBuffer {
   std::size_t bytes_;
 };
 
+// Below this many values a parallel region of the hand-written kernels costs more than it saves
+// (waking threads takes µs, and ms on a busy machine).
+constexpr std::int64_t kParallelMin = 1 << 16;
+
 // Where a tensor lives: its byte offset inside the wasm heap handed to the call.
 inline float* at(std::uint8_t* heap, std::int64_t offset) { return reinterpret_cast<float*>(heap + offset); }
 

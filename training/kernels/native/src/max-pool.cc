@@ -2,10 +2,12 @@
 #include <algorithm>
 #include <limits>
 #include <vector>
+#include "dnnl-context.h"
 
 namespace gradfleet {
 
 namespace {
+
 
 // Calls visit(at) with the offset of every in-bounds pixel of output (oy, ox)'s window, row-major.
 template <typename F>
@@ -20,7 +22,7 @@ void forWindow(const PoolShape& s, std::int64_t b, std::int64_t oy, std::int64_t
 
 void maxPoolForward(const PoolShape& s, const float* __restrict x, float* __restrict y) {
   const std::int64_t C = s.c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.n * s.h * s.w * C >= kParallelMin)
   for (std::int64_t b = 0; b < s.n; b++) {
     for (std::int64_t oy = 0; oy < s.oh; oy++)
       for (std::int64_t ox = 0; ox < s.ow; ox++) {
@@ -36,7 +38,7 @@ void maxPoolForward(const PoolShape& s, const float* __restrict x, float* __rest
 
 void maxPoolBackward(const PoolShape& s, const float* __restrict x, const float* __restrict dy, float* __restrict dx) {
   const std::int64_t C = s.c;
-#pragma omp parallel
+#pragma omp parallel if (s.n * s.h * s.w * C >= kParallelMin)
   {
     std::vector<float> best(C);
     std::vector<std::int64_t> bestAt(C);
