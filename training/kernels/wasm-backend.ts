@@ -69,6 +69,13 @@ export function disposeAll(backend: WasmBackend, ...infos: tf.TensorInfo[]): voi
 
 export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** A float32 output of zeros: the gradient with respect to anything through an empty tensor. */
+export function zerosOutput(backend: WasmBackend, shape: readonly number[]): tf.TensorInfo {
+  const out = backend.makeOutput(shape, 'float32');
+  f32(backend, out).fill(0);
+  return out;
+}
+
 /**
  * The intermediates of one kernel call, freed together (call `dispose` in a `finally`). `release`
  * takes one back out, when it becomes the kernel's output.

@@ -4,7 +4,7 @@
  * prelu, leaky ReLU, empty tensors) goes to the kernel this one replaced.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { KernelArgs, WasmKernelFunc } from '../wasm-backend.js';
+import { type KernelArgs, type WasmKernelFunc, sizeOf, zerosOutput } from '../wasm-backend.js';
 import type { NativeAddon } from './addon.js';
 import { heapOf, intoNewOutput, nativeFloats, offsetOf } from './heap.js';
 
@@ -34,6 +34,8 @@ export function makeNativeConv2D(addon: NativeAddon, fallback: WasmKernelFunc): 
       (!bias || (nativeFloats(bias) && tf.util.sizeFromShape(bias.shape) === filter.shape[3]));
     if (!supported) return fallback(args);
     const info = tf.backend_util.computeConv2DInfo(shape4(x.shape), shape4(filter.shape), a.strides, a.dilations, a.pad, a.dimRoundingMode);
+    // A 'valid' filter larger than the input has no output pixels, which oneDNN refuses to describe.
+    if (sizeOf(info.outShape) === 0) return backend.makeOutput(info.outShape, 'float32');
     return intoNewOutput(backend, info.outShape, (out) =>
       addon.convForward(heapOf(backend), [offsetOf(backend, x), offsetOf(backend, filter), bias ? offsetOf(backend, bias) : -1, offsetOf(backend, out)],
         convShape(info), activation === 'relu'));
@@ -45,6 +47,7 @@ export function makeNativeConv2DBackpropInput(addon: NativeAddon, fallback: Wasm
     const { inputs, backend, attrs } = args;
     const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
     const a = attrs as unknown as tf.Conv2DBackpropInputAttrs;
+    if (dy.dtype === 'float32' && sizeOf(dy.shape) === 0) return zerosOutput(backend, a.inputShape);
     if (!nativeFloats(dy, filter) || !channelsLast(a.dataFormat) || !a.inputShape.every((d) => d > 0)) return fallback(args);
     const info = tf.backend_util.computeConv2DInfo(shape4(a.inputShape), shape4(filter.shape), a.strides, 1, a.pad, a.dimRoundingMode);
     return intoNewOutput(backend, [...a.inputShape], (out) =>
@@ -57,6 +60,8 @@ export function makeNativeConv2DBackpropFilter(addon: NativeAddon, fallback: Was
     const { inputs, backend, attrs } = args;
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const a = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+    // An empty dy (a 'valid' filter larger than the input) sends nothing back.
+    if (dy.dtype === 'float32' && sizeOf(dy.shape) === 0) return zerosOutput(backend, a.filterShape);
     if (!nativeFloats(x, dy) || !channelsLast(a.dataFormat)) return fallback(args);
     const info = tf.backend_util.computeConv2DInfo(shape4(x.shape), shape4(a.filterShape), a.strides, 1, a.pad, a.dimRoundingMode);
     return intoNewOutput(backend, [...a.filterShape], (out) =>
