@@ -11,6 +11,7 @@ import {
 } from './batch-norm-train.js';
 import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
 import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
+import { makeIdentity } from './identity.js';
 import { makeMaxPoolGrad } from './max-pool-grad.js';
 import type { NativeAddon } from './native/addon.js';
 import { NATIVE_KERNELS, nativeKernels } from './native/register.js';
@@ -26,6 +27,7 @@ const wasmOverrides: Record<string, () => WasmKernelFunc> = {
   [tf.Tile]: makeTile,
   [tf.Sum]: makeSum,
   [tf.MaxPoolGrad]: makeMaxPoolGrad,
+  [tf.Identity]: makeIdentity,
   [BatchNormTrain]: () => batchNormTrainWasm,
   [BatchNormTrainGrad]: () => batchNormTrainGradWasm,
 };

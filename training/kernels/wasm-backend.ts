@@ -18,13 +18,14 @@ export interface WasmBackend extends tf.KernelBackend {
   wasm: { HEAPU8: Uint8Array };
   makeOutput(shape: readonly number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  incRef(dataId: tf.DataId): void;
   numDataIds(): number;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
 export function assertWasmBackend(backend: tf.KernelBackend): asserts backend is WasmBackend {
   const b = backend as Partial<WasmBackend>;
-  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function') {
+  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function' || typeof b.incRef !== 'function') {
     throw new Error('gradfleet wasm kernels: the active backend does not look like tfjs-backend-wasm 4.x');
   }
 }

@@ -36,7 +36,38 @@ void maxPoolForward(const PoolShape& s, const float* __restrict x, float* __rest
   }
 }
 
+// The 2×2, stride-2 tiling both models use: windows cover the input without overlap, so every dx
+// value is written once (no zero fill, no scatter) and the channel loop vectorises.
+bool isTiling2x2(const PoolShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.top == 0 && s.left == 0 && s.h == 2 * s.oh && s.w == 2 * s.ow;
+}
+
+void tiling2x2Backward(const PoolShape& s, const float* __restrict x, const float* __restrict dy, float* __restrict dx) {
+  const std::int64_t C = s.c, row = s.w * C;
+#pragma omp parallel for schedule(static) if (s.n * s.h * s.w * C >= kParallelMin)
+  for (std::int64_t r = 0; r < s.n * s.oh; r++)
+    for (std::int64_t ox = 0; ox < s.ow; ox++) {
+      const std::int64_t p00 = 2 * r * row + 2 * ox * C, p01 = p00 + C, p10 = p00 + row, p11 = p10 + C;
+      const float* g = dy + (r * s.ow + ox) * C;
+      for (std::int64_t c = 0; c < C; c++) {
+        const float a = x[p00 + c], b = x[p01 + c], d = x[p10 + c], e = x[p11 + c];
+        // First maximum in row-major order: a later position wins only when strictly greater.
+        const bool bBeatsA = b > a;
+        const float ab = bBeatsA ? b : a;
+        const bool dWins = d > ab;
+        const float abd = dWins ? d : ab;
+        const bool eWins = e > abd;
+        const bool dTop = dWins && !eWins, bTop = bBeatsA && !dWins && !eWins, aTop = !bBeatsA && !dWins && !eWins;
+        dx[p00 + c] = aTop ? g[c] : 0.f;
+        dx[p01 + c] = bTop ? g[c] : 0.f;
+        dx[p10 + c] = dTop ? g[c] : 0.f;
+        dx[p11 + c] = eWins ? g[c] : 0.f;
+      }
+    }
+}
+
 void maxPoolBackward(const PoolShape& s, const float* __restrict x, const float* __restrict dy, float* __restrict dx) {
+  if (isTiling2x2(s)) return tiling2x2Backward(s, x, dy, dx);
   const std::int64_t C = s.c;
 #pragma omp parallel if (s.n * s.h * s.w * C >= kParallelMin)
   {
