@@ -4,6 +4,7 @@
 // growing wasm memory replaces its buffer.
 #include <napi.h>
 #include <omp.h>
+#include <algorithm>
 #include <string>
 #include <vector>
 #include "batch-norm.h"
@@ -53,6 +54,21 @@ float* tensorAt(const Napi::Env& env, const Heap& heap, double offset, std::int6
   return at(heap.base, static_cast<std::int64_t>(offset));
 }
 
+struct TensorSpec {
+  const char* name;
+  std::int64_t count;
+  bool optional = false;
+};
+
+// Argument 0 is the heap, argument 1 the tensors' byte offsets, in the order of `specs`.
+std::vector<float*> tensorsOf(const Napi::CallbackInfo& info, const std::vector<TensorSpec>& specs) {
+  const Heap heap = heapOf(info);
+  auto offsets = numbers(info, 1, specs.size(), "tensor offsets");
+  std::vector<float*> out;
+  for (std::size_t i = 0; i < specs.size(); i++) out.push_back(tensorAt(info.Env(), heap, offsets[i], specs[i].count, specs[i].name, specs[i].optional));
+  return out;
+}
+
 void requirePositive(const Napi::Env& env, const std::vector<double>& dims, const char* what) {
   for (double d : dims) {
     if (!(d >= 0) || d != static_cast<std::int64_t>(d)) throw Napi::RangeError::New(env, std::string(what) + ": dimensions must be whole numbers ≥ 0");
@@ -71,7 +87,7 @@ Napi::Value guarded(const Napi::CallbackInfo& info, F body) {
   return info.Env().Undefined();
 }
 
-// conv(heap, [x|dy, w|x|dy, bias, out], [n,h,w,ci,kh,kw,co,oh,ow,sh,sw,dh,dw,top,left,bottom,right], relu)
+// conv*(heap, [x|dy, w|x|dy, bias, out], [n,h,w,ci,kh,kw,co,oh,ow,sh,sw,dh,dw,top,left,bottom,right], relu)
 ConvShape convShapeOf(const Napi::CallbackInfo& info) {
   auto d = numbers(info, 2, 17, "conv shape");
   requirePositive(info.Env(), d, "conv shape");
@@ -79,45 +95,31 @@ ConvShape convShapeOf(const Napi::CallbackInfo& info) {
   return {i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), i(10), i(11), i(12), i(13), i(14), i(15), i(16)};
 }
 
+std::int64_t inputSize(const ConvShape& s) { return s.n * s.h * s.w * s.ci; }
+std::int64_t filterSize(const ConvShape& s) { return s.kh * s.kw * s.ci * s.co; }
+std::int64_t outputSize(const ConvShape& s) { return s.n * s.oh * s.ow * s.co; }
+
 Napi::Value ConvForward(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
   const ConvShape s = convShapeOf(info);
-  auto p = numbers(info, 1, 4, "conv tensors");
-  const Napi::Env env = info.Env();
-  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.ci, "x");
-  const float* w = tensorAt(env, heap, p[1], s.kh * s.kw * s.ci * s.co, "filter");
-  const float* bias = tensorAt(env, heap, p[2], s.co, "bias", true);
-  float* y = tensorAt(env, heap, p[3], s.n * s.oh * s.ow * s.co, "y");
+  auto t = tensorsOf(info, {{"x", inputSize(s)}, {"filter", filterSize(s)}, {"bias", s.co, true}, {"y", outputSize(s)}});
   const bool relu = info[3].ToBoolean();
-  return guarded(info, [&] { convForward(s, x, w, bias, y, relu); });
+  return guarded(info, [&] { convForward(s, t[0], t[1], t[2], t[3], relu); });
 }
 
 Napi::Value ConvBackwardData(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
   const ConvShape s = convShapeOf(info);
-  auto p = numbers(info, 1, 3, "conv tensors");
-  const Napi::Env env = info.Env();
-  const float* dy = tensorAt(env, heap, p[0], s.n * s.oh * s.ow * s.co, "dy");
-  const float* w = tensorAt(env, heap, p[1], s.kh * s.kw * s.ci * s.co, "filter");
-  float* dx = tensorAt(env, heap, p[2], s.n * s.h * s.w * s.ci, "dx");
-  return guarded(info, [&] { convBackwardData(s, dy, w, dx); });
+  auto t = tensorsOf(info, {{"dy", outputSize(s)}, {"filter", filterSize(s)}, {"dx", inputSize(s)}});
+  return guarded(info, [&] { convBackwardData(s, t[0], t[1], t[2]); });
 }
 
 Napi::Value ConvBackwardWeights(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
   const ConvShape s = convShapeOf(info);
-  auto p = numbers(info, 1, 3, "conv tensors");
-  const Napi::Env env = info.Env();
-  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.ci, "x");
-  const float* dy = tensorAt(env, heap, p[1], s.n * s.oh * s.ow * s.co, "dy");
-  float* dw = tensorAt(env, heap, p[2], s.kh * s.kw * s.ci * s.co, "dw");
-  return guarded(info, [&] { convBackwardWeights(s, x, dy, dw); });
+  auto t = tensorsOf(info, {{"x", inputSize(s)}, {"dy", outputSize(s)}, {"dw", filterSize(s)}});
+  return guarded(info, [&] { convBackwardWeights(s, t[0], t[1], t[2]); });
 }
 
 // matMul(heap, [a, b, bias, c], [batchA, batchB, m, k, n], [transposeA, transposeB, relu])
 Napi::Value MatMul(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
-  auto p = numbers(info, 1, 4, "matMul tensors");
   auto d = numbers(info, 2, 5, "matMul shape");
   auto f = numbers(info, 3, 3, "matMul flags");
   const Napi::Env env = info.Env();
@@ -127,50 +129,32 @@ Napi::Value MatMul(const Napi::CallbackInfo& info) {
   if (s.batchA != s.batchB && s.batchA != 1 && s.batchB != 1) {
     throw Napi::RangeError::New(env, "matMul: batch sizes " + std::to_string(s.batchA) + " and " + std::to_string(s.batchB) + " do not broadcast");
   }
-  const float* a = tensorAt(env, heap, p[0], s.batchA * s.m * s.k, "a");
-  const float* b = tensorAt(env, heap, p[1], s.batchB * s.k * s.n, "b");
-  const float* bias = tensorAt(env, heap, p[2], s.n, "bias", true);
-  float* c = tensorAt(env, heap, p[3], std::max(s.batchA, s.batchB) * s.m * s.n, "c");
-  return guarded(info, [&] { matMul(s, a, b, bias, c, f[2] != 0); });
+  auto t = tensorsOf(info, {{"a", s.batchA * s.m * s.k}, {"b", s.batchB * s.k * s.n}, {"bias", s.n, true},
+                            {"c", std::max(s.batchA, s.batchB) * s.m * s.n}});
+  return guarded(info, [&] { matMul(s, t[0], t[1], t[2], t[3], f[2] != 0); });
 }
 
-// batchNormForward(heap, [x, gamma, beta, y, mean, variance], [rows, channels, epsilon], relu)
-Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
-  auto p = numbers(info, 1, 6, "batchNorm tensors");
+// batchNorm*(heap, tensors, [rows, channels, epsilon], relu)
+BatchNormShape batchNormShapeOf(const Napi::CallbackInfo& info) {
   auto d = numbers(info, 2, 3, "batchNorm shape");
-  const Napi::Env env = info.Env();
-  requirePositive(env, {d[0], d[1]}, "batchNorm shape");
-  BatchNormShape s{static_cast<std::int64_t>(d[0]), static_cast<std::int64_t>(d[1]), static_cast<float>(d[2]), info[3].ToBoolean()};
-  const std::int64_t n = s.rows * s.channels, c = s.channels;
-  const float* x = tensorAt(env, heap, p[0], n, "x");
-  const float* gamma = tensorAt(env, heap, p[1], c, "gamma");
-  const float* beta = tensorAt(env, heap, p[2], c, "beta");
-  float* y = tensorAt(env, heap, p[3], n, "y");
-  float* mean = tensorAt(env, heap, p[4], c, "mean");
-  float* variance = tensorAt(env, heap, p[5], c, "variance");
-  return guarded(info, [&] { batchNormForward(s, x, gamma, beta, y, mean, variance); });
+  requirePositive(info.Env(), {d[0], d[1]}, "batchNorm shape");
+  return {static_cast<std::int64_t>(d[0]), static_cast<std::int64_t>(d[1]), static_cast<float>(d[2]), info[3].ToBoolean()};
 }
 
-// batchNormBackward(heap, [dy, x, y, gamma, mean, variance, dx, dGamma, dBeta], [rows, channels, epsilon], relu)
-Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
-  auto p = numbers(info, 1, 9, "batchNormGrad tensors");
-  auto d = numbers(info, 2, 3, "batchNormGrad shape");
-  const Napi::Env env = info.Env();
-  requirePositive(env, {d[0], d[1]}, "batchNormGrad shape");
-  BatchNormShape s{static_cast<std::int64_t>(d[0]), static_cast<std::int64_t>(d[1]), static_cast<float>(d[2]), info[3].ToBoolean()};
+// tensors: [x, gamma, beta, y, mean, variance]
+Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
+  const BatchNormShape s = batchNormShapeOf(info);
   const std::int64_t n = s.rows * s.channels, c = s.channels;
-  const float* dy = tensorAt(env, heap, p[0], n, "dy");
-  const float* x = tensorAt(env, heap, p[1], n, "x");
-  const float* y = tensorAt(env, heap, p[2], n, "y");
-  const float* gamma = tensorAt(env, heap, p[3], c, "gamma");
-  const float* mean = tensorAt(env, heap, p[4], c, "mean");
-  const float* variance = tensorAt(env, heap, p[5], c, "variance");
-  float* dx = tensorAt(env, heap, p[6], n, "dx");
-  float* dGamma = tensorAt(env, heap, p[7], c, "dGamma");
-  float* dBeta = tensorAt(env, heap, p[8], c, "dBeta");
-  return guarded(info, [&] { batchNormBackward(s, dy, x, y, gamma, mean, variance, dx, dGamma, dBeta); });
+  auto t = tensorsOf(info, {{"x", n}, {"gamma", c}, {"beta", c}, {"y", n}, {"mean", c}, {"variance", c}});
+  return guarded(info, [&] { batchNormForward(s, t[0], t[1], t[2], t[3], t[4], t[5]); });
+}
+
+// tensors: [dy, x, y, gamma, mean, variance, dx, dGamma, dBeta]
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
+  const BatchNormShape s = batchNormShapeOf(info);
+  const std::int64_t n = s.rows * s.channels, c = s.channels;
+  auto t = tensorsOf(info, {{"dy", n}, {"x", n}, {"y", n}, {"gamma", c}, {"mean", c}, {"variance", c}, {"dx", n}, {"dGamma", c}, {"dBeta", c}});
+  return guarded(info, [&] { batchNormBackward(s, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]); });
 }
 
 // maxPool*(heap, [x, y] | [x, dy, dx], [n, h, w, c, kh, kw, oh, ow, sh, sw, top, left])
@@ -182,24 +166,15 @@ PoolShape poolShapeOf(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MaxPoolForward(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
   const PoolShape s = poolShapeOf(info);
-  auto p = numbers(info, 1, 2, "pool tensors");
-  const Napi::Env env = info.Env();
-  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.c, "x");
-  float* y = tensorAt(env, heap, p[1], s.n * s.oh * s.ow * s.c, "y");
-  return guarded(info, [&] { maxPoolForward(s, x, y); });
+  auto t = tensorsOf(info, {{"x", s.n * s.h * s.w * s.c}, {"y", s.n * s.oh * s.ow * s.c}});
+  return guarded(info, [&] { maxPoolForward(s, t[0], t[1]); });
 }
 
 Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
-  const Heap heap = heapOf(info);
   const PoolShape s = poolShapeOf(info);
-  auto p = numbers(info, 1, 3, "pool tensors");
-  const Napi::Env env = info.Env();
-  const float* x = tensorAt(env, heap, p[0], s.n * s.h * s.w * s.c, "x");
-  const float* dy = tensorAt(env, heap, p[1], s.n * s.oh * s.ow * s.c, "dy");
-  float* dx = tensorAt(env, heap, p[2], s.n * s.h * s.w * s.c, "dx");
-  return guarded(info, [&] { maxPoolBackward(s, x, dy, dx); });
+  auto t = tensorsOf(info, {{"x", s.n * s.h * s.w * s.c}, {"dy", s.n * s.oh * s.ow * s.c}, {"dx", s.n * s.h * s.w * s.c}});
+  return guarded(info, [&] { maxPoolBackward(s, t[0], t[1], t[2]); });
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {

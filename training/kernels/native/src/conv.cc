@@ -48,65 +48,59 @@ dnnl::convolution_forward::primitive_desc forwardPd(const ConvDescs& d, bool wit
   return dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
 }
 
+// One operand of a primitive: its argument slot, the layout the primitive chose, and the caller's memory.
+struct Operand {
+  int arg;
+  memory::desc want;
+  memory user;
+};
+
+// Runs a primitive on caller memory in plain layouts: inputs are moved into the layouts it chose
+// (when they differ), and its output moved back.
+template <typename Primitive, typename Pd>
+void execute(const Pd& pd, const std::vector<Operand>& inputs, const Operand& output) {
+  std::vector<std::unique_ptr<ScratchBuffer>> holders(inputs.size() + 1);
+  std::unordered_map<int, memory> args;
+  for (std::size_t i = 0; i < inputs.size(); i++) args.insert({inputs[i].arg, asLayout(inputs[i].want, inputs[i].user, holders[i])});
+  memory out = outputIn(output.want, output.user, holders.back());
+  args.insert({output.arg, out});
+  Primitive(pd).execute(cpuStream(), args);
+  copyBack(out, output.user);
+  cpuStream().wait();
+}
+
+memory userMemory(const memory::desc& md, const float* data) { return memory(md, cpuEngine(), const_cast<float*>(data)); }
+
 }  // namespace
 
 void convForward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const ConvDescs d = descsOf(s);
   auto pd = forwardPd(d, bias != nullptr, relu);
-  auto& eng = cpuEngine();
-  memory src(d.src, eng, const_cast<float*>(x));
-  memory userW(d.weights, eng, const_cast<float*>(w));
-  memory dst(d.dst, eng, y);
-  std::unique_ptr<ScratchBuffer> wHolder, dstHolder;
-  memory weights = asLayout(pd.weights_desc(), userW, wHolder);
-  memory out = outputIn(pd.dst_desc(), dst, dstHolder);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, out}};
-  if (bias) args.insert({DNNL_ARG_BIAS, memory(d.bias, eng, const_cast<float*>(bias))});
-  dnnl::convolution_forward(pd).execute(cpuStream(), args);
-  copyBack(out, dst);
-  cpuStream().wait();
+  std::vector<Operand> inputs{{DNNL_ARG_SRC, pd.src_desc(), userMemory(d.src, x)}, {DNNL_ARG_WEIGHTS, pd.weights_desc(), userMemory(d.weights, w)}};
+  if (bias) inputs.push_back({DNNL_ARG_BIAS, d.bias, userMemory(d.bias, bias)});
+  execute<dnnl::convolution_forward>(pd, inputs, {DNNL_ARG_DST, pd.dst_desc(), userMemory(d.dst, y)});
 }
 
 void convBackwardData(const ConvShape& s, const float* dy, const float* w, float* dx) {
   const ConvDescs d = descsOf(s);
-  auto hint = forwardPd(d, false, false);
   dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.src, d.weightsAny, d.dst,
                                              d.strides, d.dilates, d.padL, d.padR);
-  dnnl::convolution_backward_data::primitive_desc pd(desc, cpuEngine(), hint);
-  auto& eng = cpuEngine();
-  memory diffDst(d.dst, eng, const_cast<float*>(dy));
-  memory userW(d.weights, eng, const_cast<float*>(w));
-  memory diffSrc(d.src, eng, dx);
-  std::unique_ptr<ScratchBuffer> wHolder, dyHolder, dxHolder;
-  memory weights = asLayout(pd.weights_desc(), userW, wHolder);
-  memory gradOut = asLayout(pd.diff_dst_desc(), diffDst, dyHolder);
-  memory out = outputIn(pd.diff_src_desc(), diffSrc, dxHolder);
-  dnnl::convolution_backward_data(pd).execute(
-      cpuStream(), {{DNNL_ARG_DIFF_DST, gradOut}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, out}});
-  copyBack(out, diffSrc);
-  cpuStream().wait();
+  dnnl::convolution_backward_data::primitive_desc pd(desc, cpuEngine(), forwardPd(d, false, false));
+  execute<dnnl::convolution_backward_data>(pd,
+      {{DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), userMemory(d.dst, dy)}, {DNNL_ARG_WEIGHTS, pd.weights_desc(), userMemory(d.weights, w)}},
+      {DNNL_ARG_DIFF_SRC, pd.diff_src_desc(), userMemory(d.src, dx)});
 }
 
 namespace {
 
 void backwardWeightsOfChunk(const ConvShape& s, const float* x, const float* dy, float* dw) {
   const ConvDescs d = descsOf(s);
-  auto hint = forwardPd(d, false, false);
   dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, d.src, d.weightsAny, d.dst,
                                                 d.strides, d.dilates, d.padL, d.padR);
-  dnnl::convolution_backward_weights::primitive_desc pd(desc, cpuEngine(), hint);
-  auto& eng = cpuEngine();
-  memory src(d.src, eng, const_cast<float*>(x));
-  memory diffDst(d.dst, eng, const_cast<float*>(dy));
-  memory userDw(d.weights, eng, dw);
-  std::unique_ptr<ScratchBuffer> srcHolder, dyHolder, dwHolder;
-  memory input = asLayout(pd.src_desc(), src, srcHolder);
-  memory gradOut = asLayout(pd.diff_dst_desc(), diffDst, dyHolder);
-  memory out = outputIn(pd.diff_weights_desc(), userDw, dwHolder);
-  dnnl::convolution_backward_weights(pd).execute(
-      cpuStream(), {{DNNL_ARG_SRC, input}, {DNNL_ARG_DIFF_DST, gradOut}, {DNNL_ARG_DIFF_WEIGHTS, out}});
-  copyBack(out, userDw);
-  cpuStream().wait();
+  dnnl::convolution_backward_weights::primitive_desc pd(desc, cpuEngine(), forwardPd(d, false, false));
+  execute<dnnl::convolution_backward_weights>(pd,
+      {{DNNL_ARG_SRC, pd.src_desc(), userMemory(d.src, x)}, {DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), userMemory(d.dst, dy)}},
+      {DNNL_ARG_DIFF_WEIGHTS, pd.diff_weights_desc(), userMemory(d.weights, dw)});
 }
 
 // Images per chunk of the filter gradient. oneDNN splits the batch reduction across its threads,
