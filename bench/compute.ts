@@ -11,6 +11,7 @@ import { ModelRunner } from '../training/step/model-runner.js';
 
 export interface StepBenchmark {
   model: string;
+  /** tfjs's name for it (native runs on the wasm backend: the caller knows which it selected). */
   backend: string;
   batch: number;
   steps: number;
@@ -145,10 +146,11 @@ export function benchmarkDenseLayers(model: ModelSpec, batch: number, repeats: n
     const inputs = shapes[i - 1].reduce((a, b) => a * b, 1);
     const gflops = (ms: number) => (2 * batch * inputs * layer.units) / (ms * 1e6);
     return tf.tidy(() => {
-      const x = tf.randomNormal([batch, inputs]);
-      const w = tf.randomNormal([inputs, layer.units]);
+      // Rank 3, as tf.matMul hands them to the kernels (the stock wasm ones read rank 3 only).
+      const x = tf.randomNormal([1, batch, inputs]);
+      const w = tf.randomNormal([1, inputs, layer.units]);
       const bias = tf.randomNormal([layer.units]);
-      const dy = tf.randomNormal([batch, layer.units]);
+      const dy = tf.randomNormal([1, batch, layer.units]);
       return [{
         layer: layer.name,
         shape: `${inputs}→${layer.units}`,

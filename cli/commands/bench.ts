@@ -67,7 +67,7 @@ export function benchCommand(): Command {
             for (const r of profile.slice(0, 12)) {
               profiles.push([model.name, backend, shownThreads, r.kernel, r.calls, fixed(1)(r.ms), `${fixed(0)((100 * r.ms) / total)}%`]);
             }
-            if (opts.json) printJson({ ...step, threads: selected.threads ?? null, conv_layers: convLayers, dense_layers: denseLayers, ...(opts.profile ? { profile } : {}) });
+            if (opts.json) printJson({ ...step, backend, threads: selected.threads ?? null, conv_layers: convLayers, dense_layers: denseLayers, ...(opts.profile ? { profile } : {}) });
           }
         }
       }
