@@ -28,7 +28,7 @@ function diagnose(output) {
   if (/dnnl\.hpp: No such file|cannot find -ldnnl/.test(output)) return 'libdnnl-dev is not installed';
   if (/(g\+\+|c\+\+|make|cc): (command )?not found|not found: make|No such file or directory.*(g\+\+|make)/.test(output)) return 'no C++ toolchain (install build-essential)';
   if (/gyp ERR! .*(download|ENOTFOUND|EAI_AGAIN|ECONNREFUSED)/.test(output)) return 'node-gyp could not fetch the Node.js headers';
-  return 'node-gyp failed (its output is above)';
+  return 'the build failed (npm ci printed the compiler\'s errors)';
 }
 
 if (process.env.GRADFLEET_SKIP_NATIVE === '1') giveUp('skipped (GRADFLEET_SKIP_NATIVE=1)');
