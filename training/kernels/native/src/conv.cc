@@ -73,7 +73,10 @@ memory userMemory(const memory::desc& md, const float* data) { return memory(md,
 
 }  // namespace
 
+double flopsOf(const ConvShape& s) { return 2.0 * s.n * s.oh * s.ow * s.co * s.kh * s.kw * s.ci; }
+
 void convForward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  SmallWorkOnOneThread small(flopsOf(s));
   const ConvDescs d = descsOf(s);
   auto pd = forwardPd(d, bias != nullptr, relu);
   std::vector<Operand> inputs{{DNNL_ARG_SRC, pd.src_desc(), userMemory(d.src, x)}, {DNNL_ARG_WEIGHTS, pd.weights_desc(), userMemory(d.weights, w)}};
@@ -82,6 +85,7 @@ void convForward(const ConvShape& s, const float* x, const float* w, const float
 }
 
 void convBackwardData(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  SmallWorkOnOneThread small(flopsOf(s));
   const ConvDescs d = descsOf(s);
   dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.src, d.weightsAny, d.dst,
                                              d.strides, d.dilates, d.padL, d.padR);

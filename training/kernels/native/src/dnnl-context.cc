@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <omp.h>
 
 namespace gradfleet {
 
@@ -18,6 +19,17 @@ dnnl::engine& cpuEngine() {
 dnnl::stream& cpuStream() {
   thread_local dnnl::stream stream(cpuEngine());
   return stream;
+}
+
+SmallWorkOnOneThread::SmallWorkOnOneThread(double flops) {
+  if (flops < kSmallFlops && omp_get_max_threads() > 1) {
+    restore_ = omp_get_max_threads();
+    omp_set_num_threads(1);
+  }
+}
+
+SmallWorkOnOneThread::~SmallWorkOnOneThread() {
+  if (restore_) omp_set_num_threads(restore_);
 }
 
 std::int64_t liveScratchBytes() { return scratchBytes.load(); }

@@ -31,6 +31,22 @@ class ScratchBuffer {
 // (waking threads takes µs, and ms on a busy machine).
 constexpr std::int64_t kParallelMin = 1 << 16;
 
+// Runs a small primitive on the calling thread alone, for the guard's lifetime: below kSmallFlops,
+// waking the other threads costs more than they save (µs idle, ms on a busy machine). oneDNN reads
+// the thread count when it builds a primitive, so this picks a one-thread primitive.
+class SmallWorkOnOneThread {
+ public:
+  explicit SmallWorkOnOneThread(double flops);
+  ~SmallWorkOnOneThread();
+  SmallWorkOnOneThread(const SmallWorkOnOneThread&) = delete;
+  SmallWorkOnOneThread& operator=(const SmallWorkOnOneThread&) = delete;
+
+ private:
+  int restore_ = 0;  // the thread count to put back; 0 when unchanged
+};
+
+constexpr double kSmallFlops = 4e6;
+
 // Where a tensor lives: its byte offset inside the wasm heap handed to the call.
 inline float* at(std::uint8_t* heap, std::int64_t offset) { return reinterpret_cast<float*>(heap + offset); }
 

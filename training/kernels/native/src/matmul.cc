@@ -9,6 +9,7 @@ using dt = memory::data_type;
 
 void matMul(const MatMulShape& s, const float* a, const float* b, const float* bias, float* c, bool relu) {
   const std::int64_t batch = std::max(s.batchA, s.batchB);
+  SmallWorkOnOneThread small(2.0 * batch * s.m * s.k * s.n);
   // Logical [B, rows, cols]; a flagged operand is stored [B, cols, rows], which is just other strides.
   auto operand = [](std::int64_t bt, std::int64_t rows, std::int64_t cols, bool transposed) {
     const memory::dims strides = transposed ? memory::dims{rows * cols, 1, rows} : memory::dims{rows * cols, cols, 1};
