@@ -1,6 +1,7 @@
 /**
  * The compute benchmark: training-step throughput of a model on a backend, and the GFLOP/s of its
- * convolution layers' three kernels (forward, input gradient, filter gradient) at the step's shapes.
+ * convolution and dense layers' three kernels (forward, input gradient, weight gradient) at the
+ * step's shapes.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initialWeights } from '../training/models/init.js';
@@ -10,6 +11,7 @@ import { ModelRunner } from '../training/step/model-runner.js';
 
 export interface StepBenchmark {
   model: string;
+  /** tfjs's name for it (native runs on the wasm backend: the caller knows which it selected). */
   backend: string;
   batch: number;
   steps: number;
@@ -19,7 +21,8 @@ export interface StepBenchmark {
   gflops: number;
 }
 
-export interface ConvBenchmark {
+/** A layer's three training kernels: forward, the gradient of its input, of its weights. */
+export interface LayerBenchmark {
   layer: string;
   shape: string;
   forward_gflops: number;
@@ -77,9 +80,9 @@ function timeKernel(kernel: string, inputs: tf.NamedTensorMap, attrs: object, re
   return median(times);
 }
 
-export function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): ConvBenchmark[] {
+export function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): LayerBenchmark[] {
   const shapes = layerOutputShapes(model);
-  const results: ConvBenchmark[] = [];
+  const results: LayerBenchmark[] = [];
   model.layers.forEach((layer, i) => {
     if (layer.kind !== 'conv2d') return;
     const inShape = i === 0 ? [...model.inputShape] : shapes[i - 1];
@@ -133,4 +136,28 @@ export async function profileStep(model: ModelSpec, batch: number): Promise<Kern
   } finally {
     runner.dispose();
   }
+}
+
+/** Dense layers as the step runs them: y = x·W (+ bias), dx = dy·Wᵀ, dW = xᵀ·dy. */
+export function benchmarkDenseLayers(model: ModelSpec, batch: number, repeats: number): LayerBenchmark[] {
+  const shapes = layerOutputShapes(model);
+  return model.layers.flatMap((layer, i) => {
+    if (layer.kind !== 'dense') return [];
+    const inputs = shapes[i - 1].reduce((a, b) => a * b, 1);
+    const gflops = (ms: number) => (2 * batch * inputs * layer.units) / (ms * 1e6);
+    return tf.tidy(() => {
+      // Rank 3, as tf.matMul hands them to the kernels (the stock wasm ones read rank 3 only).
+      const x = tf.randomNormal([1, batch, inputs]);
+      const w = tf.randomNormal([1, inputs, layer.units]);
+      const bias = tf.randomNormal([layer.units]);
+      const dy = tf.randomNormal([1, batch, layer.units]);
+      return [{
+        layer: layer.name,
+        shape: `${inputs}→${layer.units}`,
+        forward_gflops: gflops(timeKernel(tf._FusedMatMul, { a: x, b: w, bias }, { transposeA: false, transposeB: false, activation: 'linear' }, repeats)),
+        input_grad_gflops: gflops(timeKernel(tf.BatchMatMul, { a: dy, b: w }, { transposeA: false, transposeB: true }, repeats)),
+        filter_grad_gflops: gflops(timeKernel(tf.BatchMatMul, { a: x, b: dy }, { transposeA: true, transposeB: false }, repeats)),
+      }];
+    });
+  });
 }

@@ -9,6 +9,11 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** A comma-separated list of positive integers, e.g. `--threads 1,2`. */
+export function positiveIntList(value: string): number[] {
+  return value.split(',').map((part) => positiveInt(part.trim()));
+}
+
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');

@@ -8,6 +8,9 @@ need=()
 command -v nats-server >/dev/null || need+=(nats-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tmux >/dev/null || need+=(tmux)      # the terminal-output test reads a real terminal's screen
+# The native backend: npm ci builds its oneDNN addon when a C++ toolchain and libdnnl-dev are present.
+{ command -v g++ && command -v make; } >/dev/null || need+=(build-essential)
+[ -e /usr/include/oneapi/dnnl/dnnl.hpp ] || need+=(libdnnl-dev)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

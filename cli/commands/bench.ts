@@ -1,5 +1,5 @@
 /**
- * `gradfleet bench compute`: training-step and conv-kernel throughput per model and backend.
+ * `gradfleet bench compute`: training-step and layer-kernel throughput per model, backend and thread count.
  * `gradfleet bench wire`: frame size, encode/decode time and precision per payload dtype.
  * `gradfleet bench cluster`: steady-state throughput of the embedded cluster per model and worker count.
  */
@@ -7,13 +7,13 @@ import Table from 'cli-table3';
 import { tableStyle } from '../../common/colour.js';
 import { Command } from 'commander';
 import { benchmarkCluster } from '../../bench/cluster.js';
-import { benchmarkConvLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
+import { benchmarkConvLayers, benchmarkDenseLayers, benchmarkStep, profileStep } from '../../bench/compute.js';
 import { benchmarkFanOut, benchmarkTransports } from '../../bench/transport.js';
 import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
-import { nonNegativeInt, oneOf, positiveInt, printJson } from '../options.js';
+import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -29,42 +29,50 @@ function positiveInts(defaults: number[]) {
 export function benchCommand(): Command {
   const bench = new Command('bench').description('benchmarks (run them alone: on 2 cores anything else halves the figure)');
   bench.command('compute')
-    .description('training-step throughput and conv-kernel GFLOP/s per model and backend')
+    .description('training-step throughput, per-layer kernel GFLOP/s and (--profile) per-kernel time per model and backend')
     .option('--model <name...>', `models to run (${modelNames().join(', ')})`, modelNames())
     .option('--backend <name...>', 'backends to run', ['auto'])
+    .option('--threads <n,…>', 'oneDNN threads of the native backend, one run per value (e.g. 1,2)', positiveIntList, [1])
     .option('--batch <n>', 'micro-batch size', positiveInt, 64)
     .option('--steps <n>', 'timed steps (median reported)', positiveInt, 10)
-    .option('--conv-repeats <n>', 'timed calls per conv kernel', positiveInt, 5)
+    .option('--conv-repeats <n>', 'timed calls per layer kernel', positiveInt, 5)
     .option('--profile', 'also print where one step\'s time goes, per kernel')
     .option('--json', 'print one JSON object per model and backend; the last stdout line is the last one')
-    .action(async (opts: { model: string[]; backend: string[]; batch: number; steps: number; convRepeats: number; profile?: boolean; json?: boolean }) => {
+    .action(async (opts: { model: string[]; backend: string[]; threads: number[]; batch: number; steps: number; convRepeats: number; profile?: boolean; json?: boolean }) => {
       const log = createLogger('bench');
       const models = opts.model.map(getModel);
       const backends = opts.backend.map(oneOf(BACKEND_CHOICES)) as BackendChoice[];
-      const steps = new Table({ style: tableStyle(), head: ['model', 'backend', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
-      const profiles = new Table({ style: tableStyle(), head: ['model', 'backend', 'kernel', 'calls', 'ms', 'share'] });
-      const convs = new Table({ style: tableStyle(), head: ['model', 'backend', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'filter-grad GFLOP/s'] });
+      const steps = new Table({ style: tableStyle(), head: ['model', 'backend', 'threads', 'batch', 'ms/step', 'samples/s', 'GFLOP/s'] });
+      const profiles = new Table({ style: tableStyle(), head: ['model', 'backend', 'threads', 'kernel', 'calls', 'ms', 'share'] });
+      const layerTable = new Table({ style: tableStyle(), head: ['model', 'backend', 'threads', 'layer', 'shape', 'forward GFLOP/s', 'input-grad GFLOP/s', 'weight-grad GFLOP/s'] });
       for (const choice of backends) {
-        const backend = (await selectBackend(choice, log)).name;
-        for (const model of models) {
-          const progress = createProgress(log, `${model.name} on ${backend}`, opts.steps, 'steps');
-          const step = benchmarkStep(model, opts.batch, opts.steps, (i) => progress.update(i + 1));
-          progress.stop();
-          const layers = benchmarkConvLayers(model, opts.batch, opts.convRepeats);
-          steps.push([model.name, backend, opts.batch, fixed(1)(step.ms_per_step), fixed(0)(step.samples_per_s), fixed(2)(step.gflops)]);
-          for (const l of layers) {
-            convs.push([model.name, backend, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);
+        for (const [i, threads] of opts.threads.entries()) {
+          const selected = await selectBackend(choice, log, { threads });
+          // Thread counts only change the native backend: the others run once.
+          if (selected.threads === undefined && i > 0) break;
+          const backend = selected.name;
+          const shownThreads = selected.threads ?? '-';
+          for (const model of models) {
+            const progress = createProgress(log, `${model.name} on ${backend}`, opts.steps, 'steps');
+            const step = benchmarkStep(model, opts.batch, opts.steps, (n) => progress.update(n + 1));
+            progress.stop();
+            const convLayers = benchmarkConvLayers(model, opts.batch, opts.convRepeats);
+            const denseLayers = benchmarkDenseLayers(model, opts.batch, opts.convRepeats);
+            steps.push([model.name, backend, shownThreads, opts.batch, fixed(1)(step.ms_per_step), fixed(0)(step.samples_per_s), fixed(2)(step.gflops)]);
+            for (const l of [...convLayers, ...denseLayers]) {
+              layerTable.push([model.name, backend, shownThreads, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);
+            }
+            const profile = opts.profile ? await profileStep(model, opts.batch) : [];
+            const total = profile.reduce((a, r) => a + r.ms, 0);
+            for (const r of profile.slice(0, 12)) {
+              profiles.push([model.name, backend, shownThreads, r.kernel, r.calls, fixed(1)(r.ms), `${fixed(0)((100 * r.ms) / total)}%`]);
+            }
+            if (opts.json) printJson({ ...step, backend, threads: selected.threads ?? null, conv_layers: convLayers, dense_layers: denseLayers, ...(opts.profile ? { profile } : {}) });
           }
-          const profile = opts.profile ? await profileStep(model, opts.batch) : [];
-          const total = profile.reduce((a, r) => a + r.ms, 0);
-          for (const r of profile.slice(0, 12)) {
-            profiles.push([model.name, backend, r.kernel, r.calls, fixed(1)(r.ms), `${fixed(0)((100 * r.ms) / total)}%`]);
-          }
-          if (opts.json) printJson({ ...step, conv_layers: layers, ...(opts.profile ? { profile } : {}) });
         }
       }
       if (opts.json) return;
-      process.stdout.write(`Training step (one process, one core):\n${steps.toString()}\n\nConvolution kernels at the step's shapes:\n${convs.toString()}\n`);
+      process.stdout.write(`Training step (one process):\n${steps.toString()}\n\nLayer kernels at the step's shapes (conv: forward, input and filter gradients; dense: x·W, dy·Wᵀ, xᵀ·dy):\n${layerTable.toString()}\n`);
       if (opts.profile) process.stdout.write(`\nWhere one step's kernel time goes (top 12):\n${profiles.toString()}\n`);
     });
   bench.command('wire')

@@ -21,6 +21,7 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
   backend: string;
   workerMetricsPort?: number;
   workerRestarts: number;
+  threads?: number;
 }
 
 /** How long the first step waits for every local worker before starting with those that are ready. */
@@ -30,6 +31,7 @@ export function trainCommand(): Command {
   const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
     .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
+    .option('--threads <n>', 'oneDNN threads per local worker for the native backend (default: cores ÷ workers)', positiveInt)
     .option('--worker-restarts <n>', 'restarts per local worker after an unexpected exit (then the run goes on without it)', nonNegativeInt, 3)
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
   return addClusterOptions(addTransportOptions(addMetricsOptions(cmd)))
@@ -48,9 +50,11 @@ export function trainCommand(): Command {
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
       const join = workerTransportArgs(flags, run.url);
       const secret = workerSecretArgs(flags);
+      // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
+      const threads = ['--threads', String(flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)))];
       const workers = new LocalWorkers({
         count: flags.workers, backend: flags.backend, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
+        argsFor: (i) => [...join.args, ...secret.args, ...threads, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
       stopOnSigint(run.coordinator, log);

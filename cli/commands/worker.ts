@@ -14,7 +14,7 @@ import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.
 import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor } from '../transport-options.js';
 
 interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags {
-  connect?: string; tlsCa?: string; backend: BackendChoice; id: string; connectTimeout: number; reconnect: boolean;
+  connect?: string; tlsCa?: string; backend: BackendChoice; threads?: number; id: string; connectTimeout: number; reconnect: boolean;
   faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number;
 }
 
@@ -45,6 +45,7 @@ export function workerCommand(): Command {
     .description('connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away')
     .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 or wss://… (with --transport ws)')
     .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
+    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; give each of N workers on one machine cores ÷ N)', positiveInt)
     .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
     .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
     .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
@@ -56,7 +57,7 @@ export function workerCommand(): Command {
       const log = createLogger(`worker ${flags.id}`);
       const secret = secretOf(flags);
       const target = connectorFor(flags, flags.id, log);
-      const backend = await selectBackend(flags.backend, log);
+      const backend = await selectBackend(flags.backend, log, { threads: flags.threads });
       const metricsAt = metricsOf(flags);
       const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: backend.name }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;

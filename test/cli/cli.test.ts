@@ -34,7 +34,7 @@ describe('gradfleet train', () => {
   it.each([
     [['--batch-size', 'abc'], /--batch-size.*expected a positive integer/],
     [['--epochs', '0'], /--epochs.*expected a positive integer/],
-    [['--backend', 'gpu'], /expected one of: auto, tensorflow, wasm, cpu/],
+    [['--backend', 'gpu'], /expected one of: auto, tensorflow, native, wasm, cpu/],
     [['--model', 'resnet'], /unknown model 'resnet'; known models: mnist-cnn, mnist-small/],
     [['--train', '/nonexistent/train.csv'], /\/nonexistent\/train\.csv/],
     [['--bogus'], /unknown option '--bogus'/],
@@ -67,6 +67,15 @@ describe('gradfleet bench compute --json', () => {
     for (const key of ['ms_per_step', 'samples_per_s', 'gflops']) expect(result[key]).toBeGreaterThan(0);
     expect(result.conv_layers.map((l: { layer: string }) => l.layer)).toEqual(['conv1', 'conv2', 'conv3']);
     expect(result.conv_layers[1].filter_grad_gflops).toBeGreaterThan(0);
+    expect(result.dense_layers.map((l: { layer: string }) => l.layer)).toEqual(['dense1', 'dense2']);
+    expect(result.dense_layers[0].filter_grad_gflops).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('--threads 1,2 runs native once per thread count, and the other backends once', () => {
+    const r = gradfleet('bench', 'compute', '--model', 'mnist-small', '--backend', 'native', 'wasm', '--threads', '1,2', '--batch', '8', '--steps', '1', '--conv-repeats', '1', '--json');
+    expect(r.status).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(rows.map((row) => [row.backend, row.threads])).toEqual([['native', 1], ['native', 2], ['wasm', null]]);
   }, 120_000);
 });
 

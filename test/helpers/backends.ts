@@ -1,12 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendName, selectBackend } from '../../training/backends/select.js';
+import { type BackendName, type BackendOptions, selectBackend } from '../../training/backends/select.js';
 
-/** Switches the process-wide tfjs backend (wasm gets gradfleet's kernels on first use). */
-export async function useBackend(name: Exclude<BackendName, 'tensorflow'>): Promise<void> {
-  if (tf.getBackend() !== name) await selectBackend(name);
+export type TestBackend = Exclude<BackendName, 'tensorflow'>;
+
+let selected: TestBackend | undefined;
+
+/**
+ * Switches the process-wide tfjs backend (wasm gets gradfleet's kernels on first use). Native runs
+ * on the wasm backend too, so what was selected is tracked here, not read from tfjs.
+ */
+export async function useBackend(name: TestBackend, options: BackendOptions = {}): Promise<void> {
+  if (selected === name && tf.getBackend() === (name === 'native' ? 'wasm' : name) && options.threads === undefined) return;
+  // One oneDNN thread unless a test asks for more: the test machine's cores are shared.
+  await selectBackend(name, undefined, { threads: 1, ...options });
+  selected = name;
 }
 
-export async function onBackend<T>(name: Exclude<BackendName, 'tensorflow'>, fn: () => T): Promise<T> {
+export async function onBackend<T>(name: TestBackend, fn: () => T): Promise<T> {
   await useBackend(name);
   return fn();
 }

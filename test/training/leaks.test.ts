@@ -1,6 +1,10 @@
-/** 100 training steps on wasm: tensors, backend buffers and the wasm heap stay flat. */
+/**
+ * 100 training steps on wasm and on native: tensors, backend buffers and the wasm heap stay flat;
+ * on native also the addon's own buffers (none held between calls) and the process's RSS.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { loadNativeAddon } from '../../training/kernels/native/addon.js';
 import type { WasmBackend } from '../../training/kernels/wasm-backend.js';
 import { initialWeights } from '../../training/models/init.js';
 import { paramLayout } from '../../training/models/spec.js';
@@ -10,9 +14,17 @@ import { applyUpdate } from '../../training/optimizer/apply-update.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
 import { randomArray, useBackend } from '../helpers/backends.js';
 
-describe.each([['mnist-small', 16], ['mnist-cnn', 4]])('%s on wasm', (name, batch) => {
+/**
+ * From step 30 to 100, RSS may drift by allocator and GC noise, not by a leak's per-step growth
+ * (one mnist-cnn gradient alone is 14 MB). Native only: the wasm figures are the heap's.
+ */
+const RSS_SLACK_BYTES = 24 * 1024 * 1024;
+
+describe.each([
+  ['mnist-small', 16, 'wasm'], ['mnist-cnn', 4, 'wasm'], ['mnist-small', 16, 'native'], ['mnist-cnn', 4, 'native'],
+] as const)('%s (batch %i) on %s', (name, batch, backendName) => {
   it('leaks nothing over 100 steps (weights updated every step)', async () => {
-    await useBackend('wasm');
+    await useBackend(backendName);
     const model = getModel(name);
     const layout = paramLayout(model);
     const runner = new ModelRunner(model);
@@ -21,15 +33,23 @@ describe.each([['mnist-small', 16], ['mnist-cnn', 4]])('%s on wasm', (name, batc
     const images = randomArray(batch * 784, 9);
     const labels = Uint8Array.from({ length: batch }, (_, i) => i % 10);
     const backend = tf.backend() as WasmBackend;
-    const snapshot = () => ({ tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, dataIds: backend.numDataIds(), heap: backend.wasm.HEAPU8.buffer.byteLength });
+    const addon = backendName === 'native' ? loadNativeAddon().addon : null;
+    const snapshot = () => ({
+      tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, dataIds: backend.numDataIds(), heap: backend.wasm.HEAPU8.buffer.byteLength,
+      addonBytes: addon?.info().scratchBytes ?? 0,
+    });
     let afterWarmup: ReturnType<typeof snapshot> | undefined;
+    let rssAt30 = 0;
     for (let step = 0; step < 100; step++) {
       runner.setWeights(weights);
       const c = runner.contribution({ images, labels, count: batch }, step);
       ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, DEFAULT_ADAM));
       if (step === 9) afterWarmup = snapshot();
+      if (step === 29) rssAt30 = process.memoryUsage().rss;
     }
     expect(snapshot()).toEqual(afterWarmup);
+    expect(afterWarmup!.addonBytes).toBe(0);
+    if (addon) expect(process.memoryUsage().rss - rssAt30).toBeLessThan(RSS_SLACK_BYTES);
     runner.dispose();
     expect(tf.memory().numTensors).toBe(afterWarmup!.tensors - layout.entries.length);
   }, 120_000);

@@ -12,7 +12,7 @@
  * dW = patchesᵀ·dy as one GEMM, with the transposed im2col patches [kh·kw·ci, M] built directly.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, f32, stockKernel } from './wasm-backend.js';
+import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, f32, sizeOf, stockKernel, zerosOutput } from './wasm-backend.js';
 
 export function makeConv2DBackpropFilter(): WasmKernelFunc {
   const pad = stockKernel(tf.PadV2);
@@ -30,6 +30,8 @@ export function makeConv2DBackpropFilter(): WasmKernelFunc {
     if (tf.backend_util.convertConv2DDataFormat(dataFormat) !== 'channelsLast') {
       throw new Error(`Conv2DBackpropFilter (gradfleet wasm): only NHWC is supported, got ${dataFormat}`);
     }
+    // No output pixels (a 'valid' filter larger than the input): nothing flows back, and XNNPACK would leave the buffer unwritten.
+    if (sizeOf(dy.shape) === 0 || sizeOf(x.shape) === 0) return zerosOutput(backend, filterShape);
     const info = tf.backend_util.computeConv2DInfo(
       x.shape as [number, number, number, number], filterShape, strides, 1, padAttr, dimRoundingMode);
     const { top, bottom, left, right } = info.padInfo;

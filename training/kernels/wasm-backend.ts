@@ -18,13 +18,14 @@ export interface WasmBackend extends tf.KernelBackend {
   wasm: { HEAPU8: Uint8Array };
   makeOutput(shape: readonly number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  incRef(dataId: tf.DataId): void;
   numDataIds(): number;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
 export function assertWasmBackend(backend: tf.KernelBackend): asserts backend is WasmBackend {
   const b = backend as Partial<WasmBackend>;
-  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function') {
+  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function' || typeof b.incRef !== 'function') {
     throw new Error('gradfleet wasm kernels: the active backend does not look like tfjs-backend-wasm 4.x');
   }
 }
@@ -41,9 +42,23 @@ export function f32(backend: WasmBackend, info: tf.TensorInfo): Float32Array {
 export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs?: tf.NamedAttrMap };
 export type WasmKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
-/** The stock wasm kernel registered under `name`, captured so that overrides can fall back to it. */
+/** tfjs-backend-wasm's own kernels, recorded before gradfleet replaces any of them. */
+const stockConfigs = new Map<string, tf.KernelConfig>();
+
+/** Records the stock kernels under `names`; a name is recorded once, so call it before any override. */
+export function captureStockKernels(names: Iterable<string>): void {
+  for (const name of names) {
+    const k = stockConfigs.has(name) ? undefined : tf.getKernel(name, 'wasm');
+    if (k) stockConfigs.set(name, k);
+  }
+}
+
+/** The stock kernel's registration, to put back when a kernel set that replaced it is uninstalled. */
+export const stockKernelConfig = (name: string): tf.KernelConfig | undefined => stockConfigs.get(name);
+
+/** The stock wasm kernel registered under `name`, so that overrides can fall back to it. */
 export function stockKernel(name: string): WasmKernelFunc {
-  const k = tf.getKernel(name, 'wasm');
+  const k = stockConfigs.get(name) ?? tf.getKernel(name, 'wasm');
   if (!k) throw new Error(`tfjs-backend-wasm has no stock kernel ${name}`);
   return k.kernelFunc as unknown as WasmKernelFunc;
 }
@@ -54,6 +69,13 @@ export function disposeAll(backend: WasmBackend, ...infos: tf.TensorInfo[]): voi
 }
 
 export const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** A float32 output of zeros: the gradient with respect to anything through an empty tensor. */
+export function zerosOutput(backend: WasmBackend, shape: readonly number[]): tf.TensorInfo {
+  const out = backend.makeOutput(shape, 'float32');
+  f32(backend, out).fill(0);
+  return out;
+}
 
 /**
  * The intermediates of one kernel call, freed together (call `dispose` in a `finally`). `release`

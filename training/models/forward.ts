@@ -39,6 +39,14 @@ export function forward(
     const p = first.get(index) ?? -1;
     switch (layer.kind) {
       case 'conv2d':
+        if (index === 0 && mode.training) {
+          // The images need no gradient, but fused conv2d's gradient (one customGrad) computes it
+          // anyway: on mnist-cnn a wasted 28×28×32→1 input gradient per step. Unfused, autodiff
+          // skips it.
+          const y = tf.add(tf.conv2d(x as tf.Tensor4D, params[p] as tf.Tensor4D, 1, 'same'), params[p + 1]);
+          x = layer.activation === 'relu' ? tf.relu(y) : y;
+          break;
+        }
         x = tf.fused.conv2d({
           x: x as tf.Tensor4D, filter: params[p] as tf.Tensor4D, bias: params[p + 1], strides: 1, pad: 'same',
           activation: activationName(layer.activation),
