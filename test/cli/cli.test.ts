@@ -80,17 +80,18 @@ describe('gradfleet bench compute --json', () => {
 });
 
 describe('gradfleet bench transport --json', () => {
-  it('measures tcp, ws and NATS one way, and the weights to 3 workers: NATS sends them once; the process exits by itself', () => {
+  it('measures tcp, ws and NATS one way, sealed and not, and the weights to 3 workers: NATS sends them once; the process exits by itself', () => {
     const r = gradfleet('bench', 'transport', '--bytes', '1000000', '--frames', '3', '--reps', '2', '--fan-out', '3', '--json');
     expect(r.status).toBe(0);
     const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(rows.map((row) => row.transport)).toEqual(['tcp (raw)', 'ws', 'nats', 'ws', 'nats (broadcast)']);
+    expect(rows.map((row) => row.transport)).toEqual(['tcp (raw)', 'ws', 'seal+open (AES-256-GCM)', 'ws (sealed)', 'nats', 'nats (sealed)', 'ws', 'nats (broadcast)']);
     for (const row of rows) {
-      expect(row.note).toBeUndefined(); // a note means a part could not run (no nats-server)
+      // A note means a part could not run (no nats-server), except the crypto-only row, which says what it is.
+      if (row.transport !== 'seal+open (AES-256-GCM)') expect(row.note).toBeUndefined();
       expect(row.mb_per_s).toBeGreaterThan(0);
       expect(row.latency_ms).toBeGreaterThan(0);
     }
-    expect(rows[3]).toMatchObject({ workers: 3, coordinator_mb: 3 });
-    expect(rows[4]).toMatchObject({ workers: 3, coordinator_mb: 1 });
+    expect(rows[6]).toMatchObject({ workers: 3, coordinator_mb: 3 });
+    expect(rows[7]).toMatchObject({ workers: 3, coordinator_mb: 1 });
   }, 120_000);
 });
