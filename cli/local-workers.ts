@@ -17,17 +17,16 @@ export interface LocalWorkers {
 
 export interface LocalWorkerOptions {
   count: number;
-  backend: string;
   log: Logger;
-  /** Flags for worker i (from 0): how to join, its metrics port. */
+  /** Flags for worker i (from 0): its compute, how to join, its metrics port. */
   argsFor: (i: number) => string[];
   /** Extra environment (secrets that must not show in `ps`). */
   env?: Record<string, string>;
 }
 
-export function spawnLocalWorkers({ count, backend, log, argsFor, env = {} }: LocalWorkerOptions): LocalWorkers {
+export function spawnLocalWorkers({ count, log, argsFor, env = {} }: LocalWorkerOptions): LocalWorkers {
   const children = Array.from({ length: count }, (_, i) => {
-    const child = spawn(process.execPath, [mainScript, 'worker', '--backend', backend, '--id', `local-${i + 1}`, ...argsFor(i)], {
+    const child = spawn(process.execPath, [mainScript, 'worker', '--id', `local-${i + 1}`, ...argsFor(i)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       detached: true,
       env: { ...process.env, ...env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },

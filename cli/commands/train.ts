@@ -6,28 +6,26 @@ import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
-import { BACKEND_CHOICES } from '../../training/backends/select.js';
 import { spawnLocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
-import { oneOf, port, positiveInt } from '../options.js';
+import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
+import { port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
 import { workerSecretArgs } from '../secret-options.js';
 
-interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags {
+interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags, ComputeFlags {
   workers: number;
-  backend: string;
   workerMetricsPort?: number;
 }
 
 export function trainCommand(): Command {
   const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
-    .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
-  return addClusterOptions(addTransportOptions(addMetricsOptions(cmd)))
+  return addClusterOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd, 'workers\' '))))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
       const run = await launchRun({
@@ -41,7 +39,7 @@ export function trainCommand(): Command {
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
       const join = workerTransportArgs(flags, run.url);
       const secret = workerSecretArgs(flags);
-      const workers = spawnLocalWorkers({ count: flags.workers, backend: flags.backend, log, argsFor: (i) => [...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env } });
+      const workers = spawnLocalWorkers({ count: flags.workers, log, argsFor: (i) => [...workerComputeArgs(flags), ...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env } });
       stopOnSigint(run.coordinator, log);
       let finished = false;
       const summary = await Promise.race([
