@@ -31,6 +31,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunSummary } from '../coordinator/launch.js';
+import { summaryOf } from './child-summary.js';
+import { steadyStatePhases } from './steady-state.js';
 
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -74,14 +76,6 @@ export interface ClusterBenchmark {
   clamped: string[];
 }
 
-const PHASES = ['gather', 'compute', 'reduce', 'optimizer', 'broadcast'] as const;
-type Phase = (typeof PHASES)[number];
-
-const fixed = (v: number) => v.toFixed(3);
-
-/** Last characters of a child's stderr: enough for the error, never a whole dumped wasm runtime. */
-const tail = (s: string, n = 1500) => (s.length > n ? `…${s.slice(-n)}` : s);
-
 async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: number, maxSteps: number): Promise<RunSummary> {
   const out = await mkdtemp(join(tmpdir(), 'gradfleet-bench-'));
   try {
@@ -94,34 +88,14 @@ async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: numb
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_LOG_LEVEL ?? 'warn' },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c) => resolve(c));
-    });
     const what = `train ${model} with ${workers} worker(s), ${maxSteps} steps`;
-    if (code !== 0) throw new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`);
-    const last = stdout.trim().split('\n').pop() ?? '';
-    let summary: RunSummary;
-    try {
-      summary = JSON.parse(last) as RunSummary;
-    } catch {
-      throw new Error(`${what}: no JSON summary on stdout (last line: ${tail(last, 300)})`);
-    }
+    const summary = await summaryOf(child, what);
     if (summary.steps !== maxSteps) throw new Error(`${what} ran ${summary.steps} steps (the epoch is shorter?); use fewer --steps`);
     if (summary.workers !== workers) throw new Error(`${what}: ${summary.workers} worker(s) took part`);
     return summary;
   } finally {
     await rm(out, { recursive: true, force: true });
   }
-}
-
-/** Total seconds spent in each phase over the run's steps. */
-function totals(s: RunSummary): Record<Phase, number> {
-  return Object.fromEntries(PHASES.map((p) => [p, (s.phases_s_per_step[p] ?? 0) * s.steps])) as Record<Phase, number>;
 }
 
 export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<ClusterBenchmark[]> {
@@ -136,15 +110,7 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
         o.onRun?.({ model, workers, maxSteps });
         summaries.push(await runTrain(o, model, workers, maxSteps));
       }
-      const [short, long] = summaries.map(totals);
-      const raw = Object.fromEntries(PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps])) as Record<Phase, number>;
-      if (!(raw.gather > 0 && raw.compute > 0)) {
-        throw new Error(`${model} with ${workers} worker(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's `
-          + `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`);
-      }
-      const clamped = PHASES.filter((p) => raw[p] < 0);
-      const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, raw[p])])) as Record<Phase, number>;
-      const step = ms.gather + ms.reduce + ms.optimizer + ms.broadcast;
+      const { ms, stepMs: step, clamped } = steadyStatePhases(summaries[0], summaries[1], `${model} with ${workers} worker(s)`);
       const protocol = Math.max(0, ms.gather - ms.compute);
       modelRows.push({
         model, backend: summaries[1].backend, workers, batch: o.batchSize, micro_batch: o.microBatch, warmup_steps: warmup, steps: o.steps,

@@ -1,0 +1,328 @@
+/**
+ * `gradfleet bench scale`: the data plane on a simulated cluster. One machine (network namespace,
+ * shaped link) for the coordinator, one for the NATS server with --transport nats, one per worker;
+ * the real CLI runs in each (`gradfleet coordinator` / `gradfleet worker --backend synthetic`), so
+ * the step's communication is what a cluster with links of that speed would see, and compute is a
+ * timer that takes no CPU.
+ *
+ * How each figure is measured. Every worker count runs twice, `warmup` steps and `warmup + steps`
+ * steps, same seed and geometry, and every figure is the long run minus the short run, per step
+ * (steady-state.ts): joining, any dataset streaming, the first steps, the final evaluation,
+ * checkpoint and shutdown happen once in both and cancel. Phases come from the coordinator's
+ * summary; bytes from the interfaces' counters inside the namespaces, read before the coordinator
+ * starts and after every process of the run has exited, so nothing is caught in flight.
+ *
+ * transfer = gather − compute, where compute is the slowest worker's reported compute (the synthetic
+ * wait): moving the weights to the workers (sent at the end of the previous step, they travel
+ * during this step's gather) and the tree nodes back, with the framing and decoding on both sides.
+ * broadcast is only the coordinator handing the new weights to the transport (encoding; for NATS,
+ * publishing into its client's buffer); their time on the wire lands in the next step's transfer.
+ *
+ * Validity: one worker count is rerun at half the link rate. Where the link is the limit, transfer
+ * about doubles; under ×1.6 the CPU (2 cores shared by every simulated machine) is the limit and
+ * the report says so.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunSummary } from '../coordinator/launch.js';
+import type { WireDtype } from '../protocol/wire-dtype.js';
+import { SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
+import { summaryOf, tail } from './child-summary.js';
+import { type LinkCounters, type LinkShape, SimNet } from './simnet/simnet.js';
+import { type Phase, steadyStatePhases } from './steady-state.js';
+
+const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export const SCALE_TRANSPORTS = ['ws', 'nats'] as const;
+export type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
+
+/** Transfer must grow at least this much at half the link rate for the link to be the limit. */
+export const LINK_BOUND_RATIO = 1.6;
+const COORDINATOR_PORT = 7070;
+const NATS_PORT = 4222;
+/** The shipped cluster's limits (deploy/nats/cluster.conf), without its routes: today's design. */
+const NATS_LIMITS = 'max_payload: 8MB\nmax_pending: 64MB\nwrite_deadline: "10s"\n';
+
+export interface ScaleOptions {
+  workersList: number[];
+  /** Timed steps per worker count (after the warm-up steps). */
+  steps: number;
+  warmup: number;
+  model: string;
+  microBatch: number;
+  link: LinkShape;
+  transport: ScaleTransport;
+  wire: WireDtype;
+  syntheticMs: number;
+  /** The worker count rerun at half the link rate; null: no check. */
+  validateWorkers: number | null;
+  /** Called as each run starts, for progress lines. */
+  onRun?: (run: { workers: number; maxSteps: number; mbit: number }) => void;
+}
+
+/** Per step, through one machine's link: in = received (rx), out = sent (tx). */
+export interface LinkTraffic {
+  in_bytes: number;
+  out_bytes: number;
+  in_packets: number;
+  out_packets: number;
+}
+
+export interface ScaleRow {
+  workers: number;
+  batch: number;
+  link_mbit: number;
+  step_ms: number;
+  compute_ms: number;
+  transfer_ms: number;
+  reduce_ms: number;
+  optimizer_ms: number;
+  broadcast_ms: number;
+  /** Phases that came out below zero (noise), shown as 0. */
+  clamped: Phase[];
+  samples_per_s: number;
+  /** samples/s ÷ (workers × micro-batch ÷ synthetic seconds): against pure compute on a free network. */
+  efficiency: number;
+  coordinator: LinkTraffic;
+  worker: LinkTraffic;
+  nats_server: LinkTraffic | null;
+  /** Chunks that reached the coordinator twice, per step (NATS resends a frame not acknowledged within 2 s, doubling). */
+  repeated_chunks: number;
+  weights_sha256: string;
+  /** The two runs the row is the difference of: their length, frames rejected (repeats show resends) and whole-run bytes. */
+  runs: Array<{ steps: number; wall_s: number; rejected_frames: Record<string, number>; coordinator: LinkCounters; worker: LinkCounters; nats_server: LinkCounters | null }>;
+}
+
+export interface ScaleReport {
+  model: string;
+  transport: ScaleTransport;
+  wire: WireDtype;
+  micro_batch: number;
+  synthetic_ms: number;
+  link_mbit: number;
+  link_delay_ms: number;
+  warmup_steps: number;
+  steps: number;
+  /** The run's namespace prefix and subnet (gone when the report is printed). */
+  prefix: string;
+  subnet: string;
+  rows: ScaleRow[];
+  validity: {
+    workers: number;
+    half_rate_mbit: number;
+    transfer_ms: number;
+    half_rate_transfer_ms: number;
+    ratio: number;
+    link_bound: boolean;
+    half_rate_row: ScaleRow;
+  } | null;
+}
+
+/** A program on PATH, or in the sbin directories a non-login root shell may lack (Debian's nats-server is /usr/sbin). */
+function findProgram(name: string): string {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/usr/local/bin', '/usr/local/sbin'];
+  for (const dir of dirs.filter(Boolean)) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not here
+    }
+  }
+  throw new Error(`${name} is not installed (Debian: apt-get install ${name}); --transport nats needs it`);
+}
+
+/** Resolves with the first line of `child`'s stderr that matches, or rejects when it exits or `ms` pass first. */
+function stderrLine(child: ChildProcess, pattern: RegExp, what: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${ms / 1000} s: ${tail(seen)}`)), ms);
+    child.stderr!.on('data', (d: Buffer | string) => {
+      seen = (seen + d.toString()).slice(-20_000);
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (code ${code}) before it was ready: ${tail(seen)}`));
+    });
+  });
+}
+
+/** Resolves when the worker has exited cleanly; rejects with its stderr otherwise. */
+function workerExit(child: ChildProcess, what: string): Promise<void> {
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`))));
+  });
+}
+
+function delta(before: LinkCounters, after: LinkCounters): LinkCounters {
+  return {
+    rxBytes: after.rxBytes - before.rxBytes, txBytes: after.txBytes - before.txBytes,
+    rxPackets: after.rxPackets - before.rxPackets, txPackets: after.txPackets - before.txPackets,
+  };
+}
+
+/** (long − short) ÷ steps: one step's traffic through the link. */
+function perStep(short: LinkCounters, long: LinkCounters, steps: number): LinkTraffic {
+  return {
+    in_bytes: (long.rxBytes - short.rxBytes) / steps, out_bytes: (long.txBytes - short.txBytes) / steps,
+    in_packets: (long.rxPackets - short.rxPackets) / steps, out_packets: (long.txPackets - short.txPackets) / steps,
+  };
+}
+
+interface RunResult {
+  summary: RunSummary;
+  /** Traffic of the whole run, per machine of interest. */
+  coordinator: LinkCounters;
+  worker: LinkCounters;
+  natsServer: LinkCounters | null;
+}
+
+class ScaleBench {
+  private runs = 0;
+
+  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string) {}
+
+  private transportArgs(subject: string): string[] {
+    if (this.o.transport === 'ws') return [];
+    return ['--transport', 'nats', '--nats-url', `nats://${this.net.machine('nats').address}:${NATS_PORT}`, '--nats-subject', subject];
+  }
+
+  async startNats(): Promise<void> {
+    const nats = this.net.machine('nats');
+    const config = join(this.outRoot, 'nats.conf');
+    await writeFile(config, `listen: ${nats.address}:${NATS_PORT}\n${NATS_LIMITS}`);
+    const server = this.net.spawn('nats', findProgram('nats-server'), ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
+  }
+
+  /** One run of `maxSteps` steps with `workers` workers, each on its own machine. */
+  private async run(workers: number, maxSteps: number): Promise<RunResult> {
+    const { o, net } = this;
+    const k = ++this.runs;
+    const out = join(this.outRoot, `run-${k}`);
+    const what = `coordinator (${workers} worker(s), ${maxSteps} steps)`;
+    const subject = `${net.prefix}r${k}`;
+    const machines = { coordinator: 'coordinator', worker: 'worker-1', natsServer: o.transport === 'nats' ? 'nats' : null };
+    const read = async () => ({
+      coordinator: await net.counters(machines.coordinator), worker: await net.counters(machines.worker),
+      natsServer: machines.natsServer ? await net.counters(machines.natsServer) : null,
+    });
+    const before = await read();
+    const coordinator = net.spawn('coordinator', process.execPath, [
+      mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
+      '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
+      '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject),
+    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'info' } });
+    const summary = summaryOf(coordinator, what);
+    summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
+    const limitMs = 120_000 + maxSteps * 30_000;
+    const timer = setTimeout(() => coordinator.kill('SIGKILL'), limitMs);
+    try {
+      await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
+      const exits = Array.from({ length: workers }, (_, i) => {
+        const id = `${net.prefix}-w${i + 1}`;
+        const child = net.spawn(`worker-${i + 1}`, process.execPath, [
+          mainScript, 'worker', '--id', id, '--backend', SYNTHETIC_BACKEND, '--synthetic-ms', String(o.syntheticMs), '--no-reconnect', '--connect-timeout', '60',
+          ...(o.transport === 'ws' ? ['--connect', `ws://${net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject)),
+        ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+        return workerExit(child, `worker ${id}`);
+      });
+      const result = await summary;
+      await Promise.all(exits);
+      if (result.steps !== maxSteps || result.workers !== workers || result.backend !== SYNTHETIC_BACKEND) {
+        throw new Error(`${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`);
+      }
+      const after = await read();
+      return {
+        summary: result, coordinator: delta(before.coordinator, after.coordinator), worker: delta(before.worker, after.worker),
+        natsServer: before.natsServer && after.natsServer ? delta(before.natsServer, after.natsServer) : null,
+      };
+    } catch (err) {
+      if (coordinator.exitCode === null) coordinator.kill('SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      // Checkpoints and the exported model: ~60 MB a run for mnist-cnn, of no use here.
+      await rm(out, { recursive: true, force: true });
+    }
+  }
+
+  /** The steady-state row for `workers` at `mbit`: a warmup+steps run minus a warmup run. */
+  async row(workers: number, mbit: number): Promise<ScaleRow> {
+    const { o } = this;
+    const results: RunResult[] = [];
+    for (const maxSteps of [o.warmup, o.warmup + o.steps]) {
+      o.onRun?.({ workers, maxSteps, mbit });
+      results.push(await this.run(workers, maxSteps));
+    }
+    const [short, long] = results;
+    const { ms, stepMs, clamped } = steadyStatePhases(short.summary, long.summary, `${workers} worker(s) at ${mbit} Mbit/s`);
+    const batch = workers * o.microBatch;
+    const samplesPerS = (1000 * batch) / stepMs;
+    return {
+      workers, batch, link_mbit: mbit, step_ms: stepMs, compute_ms: ms.compute, transfer_ms: Math.max(0, ms.gather - ms.compute),
+      reduce_ms: ms.reduce, optimizer_ms: ms.optimizer, broadcast_ms: ms.broadcast, clamped, samples_per_s: samplesPerS,
+      efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
+      coordinator: perStep(short.coordinator, long.coordinator, o.steps), worker: perStep(short.worker, long.worker, o.steps),
+      nats_server: short.natsServer && long.natsServer ? perStep(short.natsServer, long.natsServer, o.steps) : null,
+      repeated_chunks: ((long.summary.rejected_frames.duplicate_chunk ?? 0) - (short.summary.rejected_frames.duplicate_chunk ?? 0)) / o.steps,
+      weights_sha256: long.summary.weights_sha256,
+      runs: results.map((r) => ({
+        steps: r.summary.steps, wall_s: r.summary.wall_s, rejected_frames: r.summary.rejected_frames, coordinator: r.coordinator, worker: r.worker, nats_server: r.natsServer,
+      })),
+    };
+  }
+}
+
+export function validateScaleOptions(o: ScaleOptions): void {
+  if (o.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
+  if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
+    throw new Error(`--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`);
+  }
+  if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
+}
+
+export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
+  validateScaleOptions(o);
+  const most = Math.max(...o.workersList);
+  const machines = ['coordinator', ...(o.transport === 'nats' ? ['nats'] : []), ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`)];
+  const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
+  let net: SimNet | undefined;
+  try {
+    net = await SimNet.create(machines, o.link);
+    const bench = new ScaleBench(o, net, outRoot);
+    if (o.transport === 'nats') await bench.startNats();
+    const rows: ScaleRow[] = [];
+    for (const workers of o.workersList) rows.push(await bench.row(workers, o.link.mbit));
+    let validity: ScaleReport['validity'] = null;
+    if (o.validateWorkers !== null) {
+      const half = o.link.mbit / 2;
+      await net.shape({ ...o.link, mbit: half });
+      const halfRow = await bench.row(o.validateWorkers, half);
+      const full = rows.find((r) => r.workers === o.validateWorkers)!;
+      const ratio = halfRow.transfer_ms / Math.max(1e-9, full.transfer_ms);
+      validity = {
+        workers: o.validateWorkers, half_rate_mbit: half, transfer_ms: full.transfer_ms, half_rate_transfer_ms: halfRow.transfer_ms, ratio,
+        link_bound: ratio >= LINK_BOUND_RATIO, half_rate_row: halfRow,
+      };
+    }
+    return {
+      model: o.model, transport: o.transport, wire: o.wire, micro_batch: o.microBatch, synthetic_ms: o.syntheticMs, link_mbit: o.link.mbit,
+      link_delay_ms: o.link.delayMs ?? 0, warmup_steps: o.warmup, steps: o.steps, prefix: net.prefix, subnet: net.subnet.cidr, rows, validity,
+    };
+  } finally {
+    await net?.destroy();
+    await rm(outRoot, { recursive: true, force: true });
+  }
+}
