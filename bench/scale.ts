@@ -24,6 +24,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -33,6 +34,8 @@ import type { WireDtype } from '../protocol/wire-dtype.js';
 import { SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
 import { summaryOf, tail } from './child-summary.js';
 import { type LinkCounters, type LinkShape, SimNet } from './simnet/simnet.js';
+import { requireRoot } from './simnet/system.js';
+import { onEveryExit } from './simnet/teardown.js';
 import { type Phase, steadyStatePhases } from './steady-state.js';
 
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -238,8 +241,10 @@ class ScaleBench {
         ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
         return workerExit(child, `worker ${id}`);
       });
+      const workersDone = Promise.all(exits);
+      workersDone.catch(() => {}); // awaited below, after the summary; a worker failing first must not go unhandled
       const result = await summary;
-      await Promise.all(exits);
+      await workersDone;
       if (result.steps !== maxSteps || result.workers !== workers || result.backend !== SYNTHETIC_BACKEND) {
         throw new Error(`${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`);
       }
@@ -295,9 +300,11 @@ export function validateScaleOptions(o: ScaleOptions): void {
 
 export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
   validateScaleOptions(o);
+  requireRoot('bench scale');
   const most = Math.max(...o.workersList);
   const machines = ['coordinator', ...(o.transport === 'nats' ? ['nats'] : []), ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`)];
   const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
+  const removeOutRoot = onEveryExit({ run: () => rm(outRoot, { recursive: true, force: true }), runSync: () => rmSync(outRoot, { recursive: true, force: true }) });
   let net: SimNet | undefined;
   try {
     net = await SimNet.create(machines, o.link);
@@ -323,6 +330,6 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
     };
   } finally {
     await net?.destroy();
-    await rm(outRoot, { recursive: true, force: true });
+    await removeOutRoot();
   }
 }

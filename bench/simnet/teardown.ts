@@ -15,15 +15,25 @@ export interface Cleanup {
 const pending = new Set<Cleanup>();
 let installed = false;
 
-const EXIT_CODES: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
+type StopSignal = 'SIGINT' | 'SIGTERM';
+/** 128 + the signal's number, as a shell reports a process the signal ended. */
+export const SIGNAL_EXIT_CODES: Record<StopSignal, number> = { SIGINT: 130, SIGTERM: 143 };
+let stoppedBy: StopSignal | undefined;
+
+/**
+ * The signal that is stopping the process, if one is. Work that fails because the cleanup stopped
+ * its processes should exit with the signal's code, not report the failure.
+ */
+export const interruptedBy = (): StopSignal | undefined => stoppedBy;
 
 function install(): void {
   if (installed) return;
   installed = true;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
+      stoppedBy = signal;
       process.stderr.write(`${signal}: removing the simulated cluster\n`);
-      void Promise.allSettled([...pending].map((c) => c.run())).finally(() => process.exit(EXIT_CODES[signal]));
+      void Promise.allSettled([...pending].map((c) => c.run())).finally(() => process.exit(SIGNAL_EXIT_CODES[signal]));
     });
   }
   process.on('exit', () => {

@@ -3,6 +3,7 @@ import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { type LinkTraffic, SCALE_TRANSPORTS, type ScaleReport, type ScaleRow, benchmarkScale } from '../../bench/scale.js';
+import { SIGNAL_EXIT_CODES, interruptedBy } from '../../bench/simnet/teardown.js';
 import { DEFAULT_SYNTHETIC_MS } from '../../training/backends/synthetic.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
 import type { WireDtype } from '../../protocol/wire-dtype.js';
@@ -82,6 +83,11 @@ export function scaleCommand(): Command {
         link: { mbit: flags.linkMbit, delayMs: flags.linkDelayMs }, transport: flags.transport, wire: flags.wire, syntheticMs: flags.syntheticMs,
         validateWorkers: flags.validate ? flags.validateWorkers ?? Math.max(...flags.workersList) : null,
         onRun: ({ workers, maxSteps, mbit }) => log.info({ workers, max_steps: maxSteps, link_mbit: mbit }, `${workers} worker(s), ${maxSteps} steps at ${mbit} Mbit/s`),
+      }).catch((err: unknown) => {
+        // Ctrl-C stopped the cluster's processes, which is why the run failed: say nothing more, exit as interrupted.
+        const signal = interruptedBy();
+        if (signal) process.exit(SIGNAL_EXIT_CODES[signal]);
+        throw err;
       });
       if (flags.json) printJson(report);
       else process.stdout.write(formatScaleReport(report));
