@@ -32,7 +32,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunSummary } from '../coordinator/launch.js';
 import { summaryOf } from './child-summary.js';
-import { steadyStatePhases } from './steady-state.js';
 
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -76,6 +75,11 @@ export interface ClusterBenchmark {
   clamped: string[];
 }
 
+const PHASES = ['gather', 'compute', 'reduce', 'optimizer', 'broadcast'] as const;
+type Phase = (typeof PHASES)[number];
+
+const fixed = (v: number) => v.toFixed(3);
+
 async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: number, maxSteps: number): Promise<RunSummary> {
   const out = await mkdtemp(join(tmpdir(), 'gradfleet-bench-'));
   try {
@@ -98,6 +102,11 @@ async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: numb
   }
 }
 
+/** Total seconds spent in each phase over the run's steps. */
+function totals(s: RunSummary): Record<Phase, number> {
+  return Object.fromEntries(PHASES.map((p) => [p, (s.phases_s_per_step[p] ?? 0) * s.steps])) as Record<Phase, number>;
+}
+
 export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<ClusterBenchmark[]> {
   const warmup = o.warmup ?? 2;
   const rows: ClusterBenchmark[] = [];
@@ -110,7 +119,15 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
         o.onRun?.({ model, workers, maxSteps });
         summaries.push(await runTrain(o, model, workers, maxSteps));
       }
-      const { ms, stepMs: step, clamped } = steadyStatePhases(summaries[0], summaries[1], `${model} with ${workers} worker(s)`);
+      const [short, long] = summaries.map(totals);
+      const raw = Object.fromEntries(PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps])) as Record<Phase, number>;
+      if (!(raw.gather > 0 && raw.compute > 0)) {
+        throw new Error(`${model} with ${workers} worker(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's `
+          + `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`);
+      }
+      const clamped = PHASES.filter((p) => raw[p] < 0);
+      const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, raw[p])])) as Record<Phase, number>;
+      const step = ms.gather + ms.reduce + ms.optimizer + ms.broadcast;
       const protocol = Math.max(0, ms.gather - ms.compute);
       modelRows.push({
         model, backend: summaries[1].backend, workers, batch: o.batchSize, micro_batch: o.microBatch, warmup_steps: warmup, steps: o.steps,

@@ -5,12 +5,14 @@
  * the step's communication is what a cluster with links of that speed would see, and compute is a
  * timer that takes no CPU.
  *
- * How each figure is measured. Every worker count runs twice, `warmup` steps and `warmup + steps`
- * steps, same seed and geometry, and every figure is the long run minus the short run, per step
- * (steady-state.ts): joining, any dataset streaming, the first steps, the final evaluation,
- * checkpoint and shutdown happen once in both and cancel. Phases come from the coordinator's
- * summary; bytes from the interfaces' counters inside the namespaces, read before the coordinator
- * starts and after every process of the run has exited, so nothing is caught in flight.
+ * How each figure is measured, per worker count: one run of `warmup + steps` steps. The coordinator
+ * runs at debug level and logs a line as each step ends (coordinator/step-log.ts); at the end of
+ * step `warmup` and of step `warmup + steps` the benchmark samples every link's counters (a file
+ * read of the machine's interface counters: microseconds, so the sample lands at the same point of
+ * the step cycle both times). Bytes per step are the difference ÷ steps: joining, any dataset
+ * streaming (workers holding the data load it themselves), the first steps and the final
+ * evaluation, checkpoint and shutdown lie outside the window. Phases are the means of the same
+ * steps' lines.
  *
  * transfer = gather − compute, where compute is the slowest worker's reported compute (the synthetic
  * wait): moving the weights to the workers (sent at the end of the previous step, they travel
@@ -23,6 +25,7 @@
  * the report says so.
  */
 import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { accessSync, constants } from 'node:fs';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -30,13 +33,13 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunSummary } from '../coordinator/launch.js';
+import { type StepLogLine, parseStepLogLine } from '../coordinator/step-log.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
 import { summaryOf, tail } from './child-summary.js';
 import { type LinkCounters, type LinkShape, SimNet } from './simnet/simnet.js';
 import { requireRoot } from './simnet/system.js';
 import { onEveryExit } from './simnet/teardown.js';
-import { type Phase, steadyStatePhases } from './steady-state.js';
 
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -85,19 +88,20 @@ export interface ScaleRow {
   reduce_ms: number;
   optimizer_ms: number;
   broadcast_ms: number;
-  /** Phases that came out below zero (noise), shown as 0. */
-  clamped: Phase[];
   samples_per_s: number;
   /** samples/s ÷ (workers × micro-batch ÷ synthetic seconds): against pure compute on a free network. */
   efficiency: number;
   coordinator: LinkTraffic;
   worker: LinkTraffic;
   nats_server: LinkTraffic | null;
-  /** Chunks that reached the coordinator twice, per step (NATS resends a frame not acknowledged within 2 s, doubling). */
-  repeated_chunks: number;
+  /** How long after the window's first and last step ended the links were sampled, ms (ideally both about the same). */
+  sample_lag_ms: [number, number];
   weights_sha256: string;
-  /** The two runs the row is the difference of: their length, frames rejected (repeats show resends) and whole-run bytes. */
-  runs: Array<{ steps: number; wall_s: number; rejected_frames: Record<string, number>; coordinator: LinkCounters; worker: LinkCounters; nats_server: LinkCounters | null }>;
+  /**
+   * Frames the coordinator rejected over the whole run, by reason. Over NATS, duplicate_chunk counts
+   * chunks that arrived twice: resent because they were not acknowledged within 2 s (doubling).
+   */
+  rejected_frames: Record<string, number>;
 }
 
 export interface ScaleReport {
@@ -139,17 +143,16 @@ function findProgram(name: string): string {
   throw new Error(`${name} is not installed (Debian: apt-get install ${name}); --transport nats needs it`);
 }
 
-/** Resolves with the first line of `child`'s stderr that matches, or rejects when it exits or `ms` pass first. */
+/** Resolves at the first line of `child`'s stderr that matches; rejects when it exits first or `ms` pass. */
 function stderrLine(child: ChildProcess, pattern: RegExp, what: string, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
     const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${ms / 1000} s: ${tail(seen)}`)), ms);
-    child.stderr!.on('data', (d: Buffer | string) => {
-      seen = (seen + d.toString()).slice(-20_000);
-      if (pattern.test(seen)) {
-        clearTimeout(timer);
-        resolve();
-      }
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      seen = `${seen.slice(-10_000)}${line}\n`;
+      if (!pattern.test(line)) return;
+      clearTimeout(timer);
+      resolve();
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -168,28 +171,33 @@ function workerExit(child: ChildProcess, what: string): Promise<void> {
   });
 }
 
-function delta(before: LinkCounters, after: LinkCounters): LinkCounters {
+/** (to − from) ÷ steps: one step's traffic through a link. */
+function perStep(from: LinkCounters, to: LinkCounters, steps: number): LinkTraffic {
   return {
-    rxBytes: after.rxBytes - before.rxBytes, txBytes: after.txBytes - before.txBytes,
-    rxPackets: after.rxPackets - before.rxPackets, txPackets: after.txPackets - before.txPackets,
+    in_bytes: (to.rxBytes - from.rxBytes) / steps, out_bytes: (to.txBytes - from.txBytes) / steps,
+    in_packets: (to.rxPackets - from.rxPackets) / steps, out_packets: (to.txPackets - from.txPackets) / steps,
   };
 }
 
-/** (long − short) ÷ steps: one step's traffic through the link. */
-function perStep(short: LinkCounters, long: LinkCounters, steps: number): LinkTraffic {
-  return {
-    in_bytes: (long.rxBytes - short.rxBytes) / steps, out_bytes: (long.txBytes - short.txBytes) / steps,
-    in_packets: (long.rxPackets - short.rxPackets) / steps, out_packets: (long.txPackets - short.txPackets) / steps,
-  };
-}
-
-interface RunResult {
-  summary: RunSummary;
-  /** Traffic of the whole run, per machine of interest. */
+/** The links a row reports, sampled at one instant. */
+interface Sample {
+  /** How long after the step's end the sample was taken, in ms (its traffic in flight meanwhile is the sample's error). */
+  lagMs: number;
   coordinator: LinkCounters;
   worker: LinkCounters;
   natsServer: LinkCounters | null;
 }
+
+interface RunResult {
+  summary: RunSummary;
+  /** The step-done lines of the timed steps, in order. */
+  timed: StepLogLine[];
+  /** The links at the end of the last warm-up step and of the last timed step. */
+  from: Sample;
+  to: Sample;
+}
+
+const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.length;
 
 class ScaleBench {
   private runs = 0;
@@ -209,28 +217,41 @@ class ScaleBench {
     await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
   }
 
-  /** One run of `maxSteps` steps with `workers` workers, each on its own machine. */
-  private async run(workers: number, maxSteps: number): Promise<RunResult> {
+  /** Every reported link's counters now, `loggedAt` being when the coordinator logged the step's end. */
+  private sample(loggedAt: number): Sample {
+    const { net } = this;
+    return {
+      lagMs: Date.now() - loggedAt,
+      coordinator: net.counters('coordinator'), worker: net.counters('worker-1'), natsServer: this.o.transport === 'nats' ? net.counters('nats') : null,
+    };
+  }
+
+  /** One run of warmup + steps steps with `workers` workers, each on its own machine, sampled at the timed steps' ends. */
+  private async run(workers: number): Promise<RunResult> {
     const { o, net } = this;
     const k = ++this.runs;
+    const maxSteps = o.warmup + o.steps;
     const out = join(this.outRoot, `run-${k}`);
     const what = `coordinator (${workers} worker(s), ${maxSteps} steps)`;
     const subject = `${net.prefix}r${k}`;
-    const machines = { coordinator: 'coordinator', worker: 'worker-1', natsServer: o.transport === 'nats' ? 'nats' : null };
-    const read = async () => ({
-      coordinator: await net.counters(machines.coordinator), worker: await net.counters(machines.worker),
-      natsServer: machines.natsServer ? await net.counters(machines.natsServer) : null,
-    });
-    const before = await read();
     const coordinator = net.spawn('coordinator', process.execPath, [
       mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
       '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
       '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject),
-    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'info' } });
+    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } });
     const summary = summaryOf(coordinator, what);
     summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
-    const limitMs = 120_000 + maxSteps * 30_000;
-    const timer = setTimeout(() => coordinator.kill('SIGKILL'), limitMs);
+    const samples: Partial<Pick<RunResult, 'from' | 'to'>> = {};
+    const timed: StepLogLine[] = [];
+    createInterface({ input: coordinator.stderr! }).on('line', (line) => {
+      const step = parseStepLogLine(line);
+      if (!step) return;
+      // Sampled here, as the line arrives: the same point of the step cycle at both ends of the window.
+      if (step.steps_done === o.warmup) samples.from = this.sample(step.time);
+      if (step.steps_done > o.warmup) timed.push(step);
+      if (step.steps_done === maxSteps) samples.to = this.sample(step.time);
+    });
+    const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
     try {
       await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
       const exits = Array.from({ length: workers }, (_, i) => {
@@ -248,11 +269,10 @@ class ScaleBench {
       if (result.steps !== maxSteps || result.workers !== workers || result.backend !== SYNTHETIC_BACKEND) {
         throw new Error(`${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`);
       }
-      const after = await read();
-      return {
-        summary: result, coordinator: delta(before.coordinator, after.coordinator), worker: delta(before.worker, after.worker),
-        natsServer: before.natsServer && after.natsServer ? delta(before.natsServer, after.natsServer) : null,
-      };
+      if (!samples.from || !samples.to || timed.length !== o.steps) {
+        throw new Error(`${what}: logged ${timed.length} of ${o.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`);
+      }
+      return { summary: result, timed, from: samples.from, to: samples.to };
     } catch (err) {
       if (coordinator.exitCode === null) coordinator.kill('SIGKILL');
       throw err;
@@ -263,29 +283,23 @@ class ScaleBench {
     }
   }
 
-  /** The steady-state row for `workers` at `mbit`: a warmup+steps run minus a warmup run. */
+  /** The steady-state row for `workers` at `mbit`. */
   async row(workers: number, mbit: number): Promise<ScaleRow> {
     const { o } = this;
-    const results: RunResult[] = [];
-    for (const maxSteps of [o.warmup, o.warmup + o.steps]) {
-      o.onRun?.({ workers, maxSteps, mbit });
-      results.push(await this.run(workers, maxSteps));
-    }
-    const [short, long] = results;
-    const { ms, stepMs, clamped } = steadyStatePhases(short.summary, long.summary, `${workers} worker(s) at ${mbit} Mbit/s`);
+    o.onRun?.({ workers, maxSteps: o.warmup + o.steps, mbit });
+    const { summary, timed, from, to } = await this.run(workers);
+    const phase = (pick: (s: StepLogLine) => number) => 1000 * mean(timed.map(pick));
+    const stepMs = phase((s) => s.seconds.total);
+    const computeMs = phase((s) => s.compute_s);
     const batch = workers * o.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
     return {
-      workers, batch, link_mbit: mbit, step_ms: stepMs, compute_ms: ms.compute, transfer_ms: Math.max(0, ms.gather - ms.compute),
-      reduce_ms: ms.reduce, optimizer_ms: ms.optimizer, broadcast_ms: ms.broadcast, clamped, samples_per_s: samplesPerS,
-      efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
-      coordinator: perStep(short.coordinator, long.coordinator, o.steps), worker: perStep(short.worker, long.worker, o.steps),
-      nats_server: short.natsServer && long.natsServer ? perStep(short.natsServer, long.natsServer, o.steps) : null,
-      repeated_chunks: ((long.summary.rejected_frames.duplicate_chunk ?? 0) - (short.summary.rejected_frames.duplicate_chunk ?? 0)) / o.steps,
-      weights_sha256: long.summary.weights_sha256,
-      runs: results.map((r) => ({
-        steps: r.summary.steps, wall_s: r.summary.wall_s, rejected_frames: r.summary.rejected_frames, coordinator: r.coordinator, worker: r.worker, nats_server: r.natsServer,
-      })),
+      workers, batch, link_mbit: mbit, step_ms: stepMs, compute_ms: computeMs, transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
+      reduce_ms: phase((s) => s.seconds.reduce), optimizer_ms: phase((s) => s.seconds.optimizer), broadcast_ms: phase((s) => s.seconds.broadcast),
+      samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
+      coordinator: perStep(from.coordinator, to.coordinator, o.steps), worker: perStep(from.worker, to.worker, o.steps),
+      nats_server: from.natsServer && to.natsServer ? perStep(from.natsServer, to.natsServer, o.steps) : null,
+      sample_lag_ms: [from.lagMs, to.lagMs], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
     };
   }
 }
@@ -295,6 +309,7 @@ export function validateScaleOptions(o: ScaleOptions): void {
   if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
     throw new Error(`--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`);
   }
+  if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens at the end of a warm-up step');
   if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
 }
 

@@ -25,10 +25,10 @@ const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 const inOut = (t: LinkTraffic | null) => (t ? `${mb(t.in_bytes)} / ${mb(t.out_bytes)}` : '–');
 
 function rowCells(r: ScaleRow, nats: boolean): string[] {
-  const phase = (p: 'reduce' | 'optimizer' | 'broadcast') => `${ms(r[`${p}_ms`])}${r.clamped.includes(p) ? '*' : ''}`;
   return [
-    String(r.workers), String(r.batch), String(r.link_mbit), ms(r.step_ms), ms(r.compute_ms), ms(r.transfer_ms), phase('reduce'), phase('optimizer'), phase('broadcast'),
-    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker), ...(nats ? [inOut(r.nats_server), r.repeated_chunks.toFixed(1)] : []),
+    String(r.workers), String(r.batch), String(r.link_mbit), ms(r.step_ms), ms(r.compute_ms), ms(r.transfer_ms), ms(r.reduce_ms), ms(r.optimizer_ms), ms(r.broadcast_ms),
+    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker),
+    ...(nats ? [inOut(r.nats_server), String(r.rejected_frames.duplicate_chunk ?? 0)] : []),
   ];
 }
 
@@ -49,14 +49,14 @@ export function formatScaleReport(report: ScaleReport): string {
       : `CPU-bound, not link-bound: at half the link rate, ${v.workers} workers' transfer grew only ×${v.ratio.toFixed(2)} (${ms(v.transfer_ms)} → ${ms(v.half_rate_transfer_ms)} ms, under ×1.6)`;
   return `${report.model} over ${report.transport}, wire ${report.wire}, synthetic compute ${report.synthetic_ms} ms per micro-batch of ${report.micro_batch}, `
     + `one machine per process on links of ${report.link_mbit} Mbit/s each way${report.link_delay_ms ? ` (+${report.link_delay_ms} ms)` : ''}; `
-    + `steps ${report.warmup_steps + 1}–${report.warmup_steps + report.steps} (a ${report.warmup_steps + report.steps}-step run minus a ${report.warmup_steps}-step run):\n`
+    + `steps ${report.warmup_steps + 1}–${report.warmup_steps + report.steps} of a ${report.warmup_steps + report.steps}-step run per row:\n`
     + `${table.toString()}\n`
     + `Validity: ${verdict}.${v ? ` (The last row is that rerun at ${v.half_rate_mbit} Mbit/s.)` : ''}\n`
     + 'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included; broadcast is only handing the '
     + 'weights to the transport. efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step from the interface counters '
     + '(headers included) of the coordinator\'s machine, of worker 1\'s'
-    + `${nats ? ' and of the NATS server\'s; repeats = chunks that reached the coordinator twice per step (resent: unacknowledged after 2 s)' : ''}.\n`
-    + (report.rows.some((r) => r.clamped.length > 0) || v?.half_rate_row.clamped.length ? '* came out below zero (noise larger than the phase), shown as 0.\n' : '');
+    + `${nats ? ' and of the NATS server\'s; repeats = chunks that reached the coordinator twice in the whole run (resent: not acknowledged within 2 s)' : ''}, `
+    + 'sampled as the window\'s first and last steps end.\n';
 }
 
 export function scaleCommand(): Command {
@@ -64,8 +64,8 @@ export function scaleCommand(): Command {
     .description('the data plane on a simulated cluster (root): a network namespace with a shaped link per machine, coordinator (and NATS server) '
       + 'on machines of their own, one synthetic-compute worker per machine; step time split into phases, samples/s, scaling efficiency and bytes per step per link')
     .addOption(new Option('--workers-list <n,n,…>', 'worker counts to run, one worker per machine').argParser(workerCounts).default([1, 2, 4, 8], '1,2,4,8'))
-    .option('--steps <n>', 'timed steps per worker count (after the warm-up steps)', positiveInt, 10)
-    .option('--warmup <n>', 'warm-up steps, run and subtracted', positiveInt, 2)
+    .option('--steps <n>', 'measured steps per worker count (after the warm-up steps)', positiveInt, 10)
+    .option('--warmup <n>', 'steps run before the measured window opens (joining, the first steps)', positiveInt, 2)
     .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
     .option('--micro-batch <n>', 'samples per micro-batch; the global batch is workers × this (one micro-batch per worker)', positiveInt, 32)
     .option('--link-mbit <n>', 'every machine\'s link rate, each direction, Mbit/s', positiveNumber, 1000)

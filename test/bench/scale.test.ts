@@ -10,7 +10,7 @@ import { encodeFrame } from '../../protocol/codec.js';
 import type { Message } from '../../protocol/messages.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
-import { bin, expectOk, run, start } from '../helpers/gradfleet.js';
+import { bin, expectOk, run, start, tempDir } from '../helpers/gradfleet.js';
 import { until } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -71,12 +71,13 @@ function kernelHasNetem(): boolean {
   }
 }
 
+const dir = tempDir();
 const quick = ['bench', 'scale', '--model', 'mnist-small', '--workers-list', '1', '--synthetic-ms', '50', '--no-validate'];
 
 describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
   it('2 machines at 20 Mbit/s: the coordinator\'s link carries the protocol\'s bytes per step, the weights match loopback, nothing is left behind', async () => {
-    const report = expectOk(await run([...quick, '--link-mbit', '20', '--warmup', '1', '--steps', '3', '--json']));
-    expect(report).toMatchObject({ model: 'mnist-small', transport: 'ws', wire: 'f32', link_mbit: 20, steps: 3, warmup_steps: 1, validity: null });
+    const report = expectOk(await run([...quick, '--link-mbit', '20', '--warmup', '1', '--steps', '6', '--json']));
+    expect(report).toMatchObject({ model: 'mnist-small', transport: 'ws', wire: 'f32', link_mbit: 20, steps: 6, warmup_steps: 1, validity: null });
     expect(report.prefix).toMatch(/^gf[0-9a-f]+$/);
     expect(report.subnet).toMatch(/^10\.\d+\.\d+\.0\/24$/);
     const [row] = report.rows;
@@ -96,21 +97,20 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     // The timed steps move no dataset: a 47 MB training set would be 15 MB a step here.
     expect(measured).toBeLessThan(1e6);
 
-    // The same 4 steps of the same run on loopback: the simulated network changes nothing but time.
+    // The same 7 steps of the same run on loopback: the simulated network changes nothing but time.
     const loopback = expectOk(await run(['train', '--model', 'mnist-small', '--backend', 'synthetic', '--synthetic-ms', '50', '--workers', '1',
-      '--batch-size', '32', '--micro-batch', '32', '--max-steps', '4', '--out', `/tmp/gradfleet-scale-loopback-${process.pid}`, '--json']));
-    expect(loopback.steps).toBe(4);
+      '--batch-size', '32', '--micro-batch', '32', '--max-steps', '7', '--out', `${dir}/loopback`, '--json']));
+    expect(loopback.steps).toBe(7);
     expect(row.weights_sha256).toBe(loopback.weights_sha256);
 
     expect(namespaces(report.prefix)).toEqual([]);
     expect(processesOf(report.prefix, report.subnet.split('.').slice(0, 3).join('.'))).toEqual([]);
-    execFileSync('rm', ['-rf', `/tmp/gradfleet-scale-loopback-${process.pid}`]);
   }, 60_000);
 
   it.each(['SIGINT', 'SIGTERM'] as const)('%s in the middle of a run removes the namespaces and stops every process of the cluster', async (signal) => {
     const bench = start([...quick, '--steps', '500']);
     const prefix = `gf${bench.child.pid!.toString(16)}`;
-    await bench.waitFor(/1 worker\(s\), 2 steps/);
+    await bench.waitFor(/1 worker\(s\), 502 steps/);
     // The cluster is up and its coordinator and worker are running inside it.
     const pids = await until('the coordinator and worker inside their namespaces', async () => {
       const inside = namespaces(prefix).flatMap((ns) => execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean));
