@@ -6,13 +6,15 @@
  * timer that takes no CPU.
  *
  * How each figure is measured, per worker count: one run of `warmup + steps` steps. The coordinator
- * runs at debug level and logs a line as each step ends (coordinator/step-log.ts); at the end of
- * step `warmup` and of step `warmup + steps` the benchmark samples every link's counters (a file
- * read of the machine's interface counters: microseconds, so the sample lands at the same point of
- * the step cycle both times). Bytes per step are the difference ÷ steps: joining, any dataset
- * streaming (workers holding the data load it themselves), the first steps and the final
- * evaluation, checkpoint and shutdown lie outside the window. Phases are the means of the same
- * steps' lines.
+ * runs at debug level and logs a line when a step's tree nodes have all arrived, and one when the
+ * step ends (coordinator/step-log.ts). The network is quiet between the two until the new weights go
+ * out: every worker held this step's weights before it could send its node, and every node is in.
+ * The benchmark reads every link's counters at the last warm-up step's line and at the last step's
+ * (a file read of each machine's interface counters: microseconds), and checks that each read came
+ * before that step's broadcast began. Bytes per step are the difference ÷ steps, exactly the
+ * weights out and the nodes back of the measured steps: joining, any dataset streaming (workers
+ * holding the data load it themselves), the first steps and the final evaluation, checkpoint and
+ * shutdown lie outside the window. Phases are the means of the measured steps' lines.
  *
  * transfer = gather − compute, where compute is the slowest worker's reported compute (the synthetic
  * wait): moving the weights to the workers (sent at the end of the previous step, they travel
@@ -25,12 +27,11 @@
  * the report says so.
  */
 import type { ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { accessSync, constants } from 'node:fs';
-import { rmSync } from 'node:fs';
+import { accessSync, constants, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { RunSummary } from '../coordinator/launch.js';
 import { type StepLogLine, parseStepLogLine } from '../coordinator/step-log.js';
@@ -55,7 +56,7 @@ const NATS_LIMITS = 'max_payload: 8MB\nmax_pending: 64MB\nwrite_deadline: "10s"\
 
 export interface ScaleOptions {
   workersList: number[];
-  /** Timed steps per worker count (after the warm-up steps). */
+  /** Measured steps per worker count (after the warm-up steps). */
   steps: number;
   warmup: number;
   model: string;
@@ -94,8 +95,10 @@ export interface ScaleRow {
   coordinator: LinkTraffic;
   worker: LinkTraffic;
   nats_server: LinkTraffic | null;
-  /** How long after the window's first and last step ended the links were sampled, ms (ideally both about the same). */
+  /** How long after the coordinator logged the window's first and last gathered step the links were read, ms. */
   sample_lag_ms: [number, number];
+  /** Whether each read came before that step's new weights started to go out (else it may hold part of a weights frame). */
+  samples_quiet: [boolean, boolean];
   weights_sha256: string;
   /**
    * Frames the coordinator rejected over the whole run, by reason. Over NATS, duplicate_chunk counts
@@ -179,10 +182,14 @@ function perStep(from: LinkCounters, to: LinkCounters, steps: number): LinkTraff
   };
 }
 
-/** The links a row reports, sampled at one instant. */
+/** The links a row reports, read at one instant. */
 interface Sample {
-  /** How long after the step's end the sample was taken, in ms (its traffic in flight meanwhile is the sample's error). */
+  step: number;
+  /** When it was read (ms since the epoch), and how long after the coordinator logged the gathered step. */
+  takenAt: number;
   lagMs: number;
+  /** Read before the step's broadcast began: known once the step's done line arrives. */
+  quiet?: boolean;
   coordinator: LinkCounters;
   worker: LinkCounters;
   natsServer: LinkCounters | null;
@@ -190,12 +197,14 @@ interface Sample {
 
 interface RunResult {
   summary: RunSummary;
-  /** The step-done lines of the timed steps, in order. */
-  timed: StepLogLine[];
+  /** The done lines of the measured steps, in order. */
+  timed: DoneLine[];
   /** The links at the end of the last warm-up step and of the last timed step. */
   from: Sample;
   to: Sample;
 }
+
+type DoneLine = Extract<StepLogLine, { kind: 'done' }>;
 
 const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.length;
 
@@ -217,11 +226,12 @@ class ScaleBench {
     await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
   }
 
-  /** Every reported link's counters now, `loggedAt` being when the coordinator logged the step's end. */
-  private sample(loggedAt: number): Sample {
+  /** Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes were in. */
+  private sample(step: number, loggedAt: number): Sample {
     const { net } = this;
+    const takenAt = Date.now();
     return {
-      lagMs: Date.now() - loggedAt,
+      step, takenAt, lagMs: takenAt - loggedAt,
       coordinator: net.counters('coordinator'), worker: net.counters('worker-1'), natsServer: this.o.transport === 'nats' ? net.counters('nats') : null,
     };
   }
@@ -242,14 +252,20 @@ class ScaleBench {
     const summary = summaryOf(coordinator, what);
     summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
     const samples: Partial<Pick<RunResult, 'from' | 'to'>> = {};
-    const timed: StepLogLine[] = [];
+    const timed: DoneLine[] = [];
     createInterface({ input: coordinator.stderr! }).on('line', (line) => {
-      const step = parseStepLogLine(line);
-      if (!step) return;
-      // Sampled here, as the line arrives: the same point of the step cycle at both ends of the window.
-      if (step.steps_done === o.warmup) samples.from = this.sample(step.time);
-      if (step.steps_done > o.warmup) timed.push(step);
-      if (step.steps_done === maxSteps) samples.to = this.sample(step.time);
+      const entry = parseStepLogLine(line);
+      if (!entry) return;
+      if (entry.kind === 'gathered') {
+        // Read here, as the line arrives: the network is quiet until this step's broadcast.
+        if (entry.step === o.warmup - 1) samples.from = this.sample(entry.step, entry.time);
+        if (entry.step === maxSteps - 1) samples.to = this.sample(entry.step, entry.time);
+        return;
+      }
+      if (entry.step >= o.warmup) timed.push(entry);
+      for (const s of [samples.from, samples.to]) {
+        if (s?.step === entry.step) s.quiet = s.takenAt <= entry.time - 1000 * entry.seconds.broadcast;
+      }
     });
     const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
     try {
@@ -288,7 +304,7 @@ class ScaleBench {
     const { o } = this;
     o.onRun?.({ workers, maxSteps: o.warmup + o.steps, mbit });
     const { summary, timed, from, to } = await this.run(workers);
-    const phase = (pick: (s: StepLogLine) => number) => 1000 * mean(timed.map(pick));
+    const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
     const stepMs = phase((s) => s.seconds.total);
     const computeMs = phase((s) => s.compute_s);
     const batch = workers * o.microBatch;
@@ -299,7 +315,7 @@ class ScaleBench {
       samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
       coordinator: perStep(from.coordinator, to.coordinator, o.steps), worker: perStep(from.worker, to.worker, o.steps),
       nats_server: from.natsServer && to.natsServer ? perStep(from.natsServer, to.natsServer, o.steps) : null,
-      sample_lag_ms: [from.lagMs, to.lagMs], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
+      sample_lag_ms: [from.lagMs, to.lagMs], samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
     };
   }
 }
@@ -309,7 +325,7 @@ export function validateScaleOptions(o: ScaleOptions): void {
   if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
     throw new Error(`--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`);
   }
-  if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens at the end of a warm-up step');
+  if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens as the last warm-up step\'s nodes are in');
   if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
 }
 

@@ -44,6 +44,7 @@ export function formatScaleReport(report: ScaleReport): string {
   });
   const v = report.validity;
   const allRows = [...report.rows, ...(v ? [v.half_rate_row] : [])];
+  const loud = allRows.flatMap((r) => r.samples_quiet).filter((quiet) => !quiet).length;
   for (const r of allRows) table.push(rowCells(r, nats));
   const resent = (v?.half_rate_row.rejected_frames.duplicate_chunk ?? 0) > 0;
   const verdict = !v ? 'not checked (--no-validate)'
@@ -57,8 +58,9 @@ export function formatScaleReport(report: ScaleReport): string {
     + `Validity: ${verdict}.${v ? ` (The last row is that rerun at ${v.half_rate_mbit} Mbit/s.)` : ''}\n`
     + 'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included; broadcast is only handing the '
     + 'weights to the transport. efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step through the link of '
-    + `the coordinator's machine, worker 1's${nats ? ' and the NATS server\'s' : ''} (interface counters, headers included), sampled as the window's first `
-    + `and last steps end (at most ${ms(Math.max(...allRows.flatMap((r) => r.sample_lag_ms)))} ms later).\n`
+    + `the coordinator's machine, worker 1's${nats ? ' and the NATS server\'s' : ''} (interface counters, headers included), read as the last warm-up step's `
+    + 'and the last step\'s tree nodes were all in and before their new weights went out, when nothing of the cluster is on the wire'
+    + `${loud > 0 ? ` (${loud} of ${2 * allRows.length} reads came after the weights began to leave: those rows may be off by part of a weights frame)` : ''}.\n`
     + (nats ? 'repeats = chunks that reached the coordinator twice over the whole run (a NATS link resends a frame not acknowledged within 2 s).\n' : '');
 }
 

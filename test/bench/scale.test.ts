@@ -90,7 +90,7 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     // Headers only add bytes: the interface carries a little more than the frames.
     expect(measured).toBeGreaterThan(expected);
     expect(measured).toBeLessThan(expected * 1.1);
-    // Less the headers of every packet it counted, it carried the frames, within 5%.
+    // Less the headers of every packet it counted, it carried the frames, within 5% (we see ~0.1%).
     expect(Math.abs(tcpPayload - expected) / expected).toBeLessThan(0.05);
     // The one worker's link carries the same step, seen from the other end.
     expect(Math.abs(row.worker.in_bytes - link.out_bytes) / link.out_bytes).toBeLessThan(0.05);

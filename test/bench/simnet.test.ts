@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { overlaps, pickSubnet, runPrefix } from '../../bench/simnet/addressing.js';
 import { SimNet, parseNetDev } from '../../bench/simnet/simnet.js';
-import { STEP_DONE_MSG, parseStepLogLine } from '../../coordinator/step-log.js';
+import { STEP_DONE_MSG, STEP_GATHERED_MSG, parseStepLogLine } from '../../coordinator/step-log.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) console.log('test/bench/simnet.test.ts: the counters test is skipped: not root (it creates network namespaces)');
@@ -35,12 +35,14 @@ describe('reading counters and step ends', () => {
     expect(() => parseNetDev(text, 'eth1')).toThrow(/no counters for eth1/);
   });
 
-  it('recognises the coordinator\'s step-done debug line and nothing else', () => {
-    const line = JSON.stringify({ level: 20, time: 1700000000123, msg: STEP_DONE_MSG, steps_done: 3, compute_s: 0.5, seconds: { total: 1, gather: 0.9, reduce: 0.05, optimizer: 0.03, broadcast: 0.02 } });
-    expect(parseStepLogLine(line)).toMatchObject({ steps_done: 3, compute_s: 0.5, time: 1700000000123, seconds: { gather: 0.9 } });
+  it('recognises the coordinator\'s step lines (nodes all in; step done) and nothing else', () => {
+    const done = { level: 20, time: 1700000000123, msg: STEP_DONE_MSG, step: 3, compute_s: 0.5, seconds: { total: 1, gather: 0.9, reduce: 0.05, optimizer: 0.03, broadcast: 0.02 } };
+    expect(parseStepLogLine(JSON.stringify(done))).toMatchObject({ kind: 'done', step: 3, compute_s: 0.5, time: 1700000000123, seconds: { gather: 0.9 } });
+    expect(parseStepLogLine(JSON.stringify({ level: 20, time: 1700000000100, msg: STEP_GATHERED_MSG, step: 3 }))).toEqual({ kind: 'gathered', step: 3, time: 1700000000100 });
     expect(parseStepLogLine(JSON.stringify({ level: 30, msg: 'epoch 1 256/60000 samples' }))).toBeUndefined();
     expect(parseStepLogLine(`${STEP_DONE_MSG} but not JSON`)).toBeUndefined();
-    expect(parseStepLogLine(JSON.stringify({ msg: STEP_DONE_MSG, steps_done: '3' }))).toBeUndefined();
+    expect(parseStepLogLine(JSON.stringify({ ...done, step: '3' }))).toBeUndefined();
+    expect(parseStepLogLine(JSON.stringify({ ...done, seconds: undefined }))).toBeUndefined();
   });
 });
 
