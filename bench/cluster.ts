@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunSummary } from '../coordinator/launch.js';
+import { summaryOf } from './child-summary.js';
 
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -79,9 +80,6 @@ type Phase = (typeof PHASES)[number];
 
 const fixed = (v: number) => v.toFixed(3);
 
-/** Last characters of a child's stderr: enough for the error, never a whole dumped wasm runtime. */
-const tail = (s: string, n = 1500) => (s.length > n ? `…${s.slice(-n)}` : s);
-
 async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: number, maxSteps: number): Promise<RunSummary> {
   const out = await mkdtemp(join(tmpdir(), 'gradfleet-bench-'));
   try {
@@ -94,23 +92,8 @@ async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: numb
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_LOG_LEVEL ?? 'warn' },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-20_000)));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c) => resolve(c));
-    });
     const what = `train ${model} with ${workers} worker(s), ${maxSteps} steps`;
-    if (code !== 0) throw new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`);
-    const last = stdout.trim().split('\n').pop() ?? '';
-    let summary: RunSummary;
-    try {
-      summary = JSON.parse(last) as RunSummary;
-    } catch {
-      throw new Error(`${what}: no JSON summary on stdout (last line: ${tail(last, 300)})`);
-    }
+    const summary = await summaryOf(child, what);
     if (summary.steps !== maxSteps) throw new Error(`${what} ran ${summary.steps} steps (the epoch is shorter?); use fewer --steps`);
     if (summary.workers !== workers) throw new Error(`${what}: ${summary.workers} worker(s) took part`);
     return summary;

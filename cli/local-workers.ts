@@ -17,9 +17,8 @@ const TAIL_LINES = 12;
 
 export interface LocalWorkerOptions {
   count: number;
-  backend: string;
   log: Logger;
-  /** Flags for slot i (from 0): how to join, its metrics port. */
+  /** Flags for slot i (from 0): its compute, how to join, its metrics port. */
   argsFor: (i: number) => string[];
   /** Extra environment (secrets that must not show in `ps`). */
   env?: Record<string, string>;
@@ -106,7 +105,7 @@ export class LocalWorkers {
   private spawn(slot: Slot): void {
     const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
     const { o } = this;
-    const child = spawn(process.execPath, [mainScript, 'worker', '--backend', o.backend, '--id', id, ...o.argsFor(slot.index)], {
+    const child = spawn(process.execPath, [mainScript, 'worker', '--id', id, ...o.argsFor(slot.index)], {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
       env: { ...process.env, ...o.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },

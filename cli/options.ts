@@ -32,6 +32,12 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number ≥ 0');
+  return n;
+}
+
 /** A factor in (0, 1], e.g. a decay. */
 export function unitFraction(value: string): number {
   const n = Number(value);

@@ -5,6 +5,7 @@ import { CHECKPOINT_FILE_PATTERN } from '../coordinator/checkpoint-store.js';
 import { Command } from 'commander';
 import type { LaunchOptions, NewRunConfig, RunSummary } from '../coordinator/launch.js';
 import type { CoordinatorHooks } from '../coordinator/coordinator.js';
+import { STEP_DONE_MSG, STEP_GATHERED_MSG, stepDoneFields, stepGatheredFields } from '../coordinator/step-log.js';
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
@@ -91,7 +92,10 @@ export function progressHooks(log: Logger): CoordinatorHooks {
   let progress: Progress | undefined;
   let done = 0;
   return {
-    step: ({ position, samples, epochSamples, loss }) => {
+    gathered: (position) => log.debug(stepGatheredFields(position), STEP_GATHERED_MSG),
+    step: (report) => {
+      log.debug(stepDoneFields(report), STEP_DONE_MSG);
+      const { position, samples, epochSamples, loss } = report;
       if (!progress || position.stepInEpoch === 0) {
         progress?.stop();
         progress = createProgress(log, `epoch ${position.epoch + 1}`, epochSamples, 'samples');

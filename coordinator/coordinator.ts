@@ -79,6 +79,12 @@ export interface PhaseTotals {
 
 /** What the coordinator tells its observers (progress bars, metrics); each hook is optional. */
 export interface CoordinatorHooks {
+  /**
+   * Every tree node of the step has arrived: reduce, optimizer and broadcast follow. Until the new
+   * weights go out, nothing of the step is still on the wire (each worker had its weights before it
+   * could send a node), which is when a benchmark can read the network's counters cleanly.
+   */
+  gathered?(position: StepPosition): void;
   step?(report: StepReport): void;
   epoch?(summary: EpochSummary, evaluation: Evaluation): void;
   checkpoint?(report: CheckpointReport): void;
@@ -98,7 +104,7 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
   const each = <K extends keyof CoordinatorHooks>(key: K) =>
     ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
   return {
-    step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
+    gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
     paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
   };
 }
@@ -309,6 +315,7 @@ export class Coordinator {
       },
     });
     const t1 = performance.now();
+    this.o.hooks?.gathered?.(position);
     const root = gather.reduce();
     const acc = state.epochAccumulator;
     acc.lossSum += root.lossSum;

@@ -9,15 +9,18 @@ import type { ModelSpec } from '../training/models/spec.js';
 import { type NodeSum, decompose, leafSum, nodeKey, nodeRange, reduceNodes } from '../training/parallel/reduction-tree.js';
 import { type BatchGeometry, dropoutSeed, epochOrder, microBatchRange } from '../training/parallel/step-plan.js';
 import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
-import { ModelRunner, argmaxRows } from '../training/step/model-runner.js';
+import { type MicroBatchRunner, argmaxRows } from '../training/step/model-runner.js';
 
 export interface ComputedNode {
   message: MessageOf<'contribution'>;
   payload: Float32Array;
 }
 
+/** Makes the runner a worker computes with, once it knows the run's model (tfjs, or the synthetic stand-in). */
+export type RunnerFactory = (model: ModelSpec) => MicroBatchRunner;
+
 export class WorkerCompute {
-  private readonly runner: ModelRunner;
+  private readonly runner: MicroBatchRunner;
   private weights: { version: number; values: Float32Array } | undefined;
   private uploadedVersion = -1;
   private order: { epoch: number; indices: Uint32Array } | undefined;
@@ -26,9 +29,9 @@ export class WorkerCompute {
 
   constructor(
     readonly model: ModelSpec, private readonly seed: number, private readonly geometry: BatchGeometry,
-    private readonly train: Dataset, private readonly test: Dataset,
+    private readonly train: Dataset, private readonly test: Dataset, runnerFor: RunnerFactory,
   ) {
-    this.runner = new ModelRunner(model);
+    this.runner = runnerFor(model);
     this.images = new Float32Array(geometry.microBatchSize * PIXELS_PER_IMAGE);
     this.labels = new Uint8Array(geometry.microBatchSize);
   }
@@ -73,7 +76,7 @@ export class WorkerCompute {
         const started = performance.now();
         const { start, end: stop } = microBatchRange(this.geometry, batch, i);
         const idx = order.subarray(start, stop);
-        const c = this.runner.contribution({
+        const c = await this.runner.contribution({
           images: normalizeInto(this.train.images, idx, this.images),
           labels: gatherLabels(trainLabels, idx, this.labels),
           count: idx.length,
@@ -81,6 +84,8 @@ export class WorkerCompute {
         leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
         seconds += (performance.now() - started) / 1000;
       }
+      // A runner may wait (synthetic): the session can have ended meanwhile.
+      if (cancelled()) return;
       const sum = reduceNodes(leaves, node, batch.microBatches);
       emit({
         message: {

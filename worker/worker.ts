@@ -12,7 +12,7 @@ import type { Link } from '../protocol/transport.js';
 import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
-import { WorkerCompute } from './compute.js';
+import { type RunnerFactory, WorkerCompute } from './compute.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 
 /** Failures a test can inject to prove the coordinator copes (hidden CLI flags --fault-*). */
@@ -36,7 +36,9 @@ export interface WorkerObserver {
 export interface WorkerOptions {
   link: Link;
   workerId: string;
+  /** The backend's name, told to the coordinator (and shown in its summary). */
   backend: string;
+  runnerFor: RunnerFactory;
   log: Logger;
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
   secret?: SharedSecret;
@@ -130,7 +132,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
 
     const startCompute = (w: MessageOf<'welcome'>) => {
       const model = getModel(w.model);
-      compute = new WorkerCompute(model, w.seed, { trainCount: w.train.count, batchSize: w.batchSize, microBatchSize: w.microBatchSize }, data.train!, data.test!);
+      compute = new WorkerCompute(model, w.seed, { trainCount: w.train.count, batchSize: w.batchSize, microBatchSize: w.microBatchSize }, data.train!, data.test!, options.runnerFor);
       channel.send({ type: 'ready', missing: [] });
       log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);
     };

@@ -2,6 +2,7 @@
  * `gradfleet bench compute`: training-step and layer-kernel throughput per model, backend and thread count.
  * `gradfleet bench wire`: frame size, encode/decode time and precision per payload dtype.
  * `gradfleet bench cluster`: steady-state throughput of the embedded cluster per model and worker count.
+ * `gradfleet bench scale`: the data plane on a simulated cluster of machines (bench-scale.ts).
  */
 import Table from 'cli-table3';
 import { tableStyle } from '../../common/colour.js';
@@ -15,6 +16,7 @@ import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../traini
 import { getModel, modelNames } from '../../training/models/zoo.js';
 import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
+import { scaleCommand } from './bench-scale.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
 
@@ -155,5 +157,6 @@ export function benchCommand(): Command {
         + 'speed-up = samples/s over the 1-worker row. Coordinator and workers share this machine\'s cores.\n'
         + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
+  bench.addCommand(scaleCommand());
   return bench;
 }

@@ -6,22 +6,20 @@ import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
-import { BACKEND_CHOICES } from '../../training/backends/select.js';
 import { LocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
-import { nonNegativeInt, oneOf, port, positiveInt } from '../options.js';
+import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
+import { nonNegativeInt, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
 import { workerSecretArgs } from '../secret-options.js';
 
-interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags {
+interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags, ComputeFlags {
   workers: number;
-  backend: string;
   workerMetricsPort?: number;
   workerRestarts: number;
-  threads?: number;
 }
 
 /** How long the first step waits for every local worker before starting with those that are ready. */
@@ -30,11 +28,9 @@ const START_GRACE_MS = 120_000;
 export function trainCommand(): Command {
   const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
     .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
-    .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
-    .option('--threads <n>', 'oneDNN threads per local worker for the native backend (default: cores ÷ workers)', positiveInt)
     .option('--worker-restarts <n>', 'restarts per local worker after an unexpected exit (then the run goes on without it)', nonNegativeInt, 3)
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
-  return addClusterOptions(addTransportOptions(addMetricsOptions(cmd)))
+  return addClusterOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd, 'workers\' '))))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
       const run = await launchRun({
@@ -51,10 +47,10 @@ export function trainCommand(): Command {
       const join = workerTransportArgs(flags, run.url);
       const secret = workerSecretArgs(flags);
       // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
-      const threads = ['--threads', String(flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)))];
+      const compute = workerComputeArgs({ ...flags, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)) });
       const workers = new LocalWorkers({
-        count: flags.workers, backend: flags.backend, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...join.args, ...secret.args, ...threads, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
+        count: flags.workers, log, restarts: flags.workerRestarts,
+        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
       stopOnSigint(run.coordinator, log);

@@ -5,16 +5,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import { type Link, isPermanentFailure } from '../../protocol/transport.js';
-import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import { type FaultPlan, runWorker } from '../../worker/worker.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
-import { nonNegativeInt, oneOf, positiveInt } from '../options.js';
+import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
+import { nonNegativeInt, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
 import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor } from '../transport-options.js';
 
-interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags {
-  connect?: string; tlsCa?: string; backend: BackendChoice; threads?: number; id: string; connectTimeout: number; reconnect: boolean;
+interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags, ComputeFlags {
+  connect?: string; tlsCa?: string; id: string; connectTimeout: number; reconnect: boolean;
   faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number;
 }
 
@@ -44,22 +44,20 @@ export function workerCommand(): Command {
   const cmd = new Command('worker')
     .description('connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away')
     .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 or wss://… (with --transport ws)')
-    .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
-    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; give each of N workers on one machine cores ÷ N)', positiveInt)
     .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
     .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
     .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
     .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
     .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
     .addOption(new Option('--fault-slow-ms <n>', 'testing: burn this many ms of CPU before each assignment (a slower machine)').argParser(nonNegativeInt).hideHelp());
-  return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(cmd)), 'to prove to the coordinator'))
+  return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd))), 'to prove to the coordinator'))
     .action(async (flags: WorkerFlags) => {
       const log = createLogger(`worker ${flags.id}`);
       const secret = secretOf(flags);
       const target = connectorFor(flags, flags.id, log);
-      const backend = await selectBackend(flags.backend, log, { threads: flags.threads });
+      const compute = await computeOf(flags, log);
       const metricsAt = metricsOf(flags);
-      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: backend.name }, () => tf.memory().numBytes);
+      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
       const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs };
       let link: Link | undefined;
@@ -78,7 +76,7 @@ export function workerCommand(): Command {
           link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: backend.name, log, secret, faults, observer: metrics });
+          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, runnerFor: compute.runnerFor, log, secret, faults, observer: metrics });
           steps += outcome.steps;
           if (outcome.end === 'refused') {
             process.exitCode = 2;

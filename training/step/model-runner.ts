@@ -27,7 +27,24 @@ export interface Contribution {
   count: number;
 }
 
-export class ModelRunner {
+/**
+ * What computes micro-batches for a worker: the tfjs model (ModelRunner) or a stand-in
+ * (backends/synthetic.ts). Everything above it (the reduction tree, the wire) is the same for both.
+ */
+export interface MicroBatchRunner {
+  readonly layout: ParamLayout;
+  setWeights(weights: Float32Array): void;
+  /**
+   * The micro-batch's contribution. `seed` is derived from (run seed, step, micro-batch) alone
+   * (step-plan.ts dropoutSeed), so whoever computes the micro-batch gets the same bits.
+   */
+  contribution(batch: MicroBatch, seed: number): Contribution | Promise<Contribution>;
+  /** Inference-mode logits, count × classes. */
+  logits(images: Float32Array, count: number): Float32Array;
+  dispose(): void;
+}
+
+export class ModelRunner implements MicroBatchRunner {
   readonly layout: ParamLayout;
   private params: tf.Tensor[] = [];
   private readonly trainable: number[];

@@ -1,0 +1,366 @@
+/**
+ * `gradfleet bench scale`: the data plane on a simulated cluster. One machine (network namespace,
+ * shaped link) for the coordinator, one for the NATS server with --transport nats, one per worker;
+ * the real CLI runs in each (`gradfleet coordinator` / `gradfleet worker --backend synthetic`), so
+ * the step's communication is what a cluster with links of that speed would see, and compute is a
+ * timer that takes no CPU.
+ *
+ * How each figure is measured, per worker count: one run of `warmup + steps` steps. The coordinator
+ * runs at debug level and logs a line when a step's tree nodes have all arrived, and one when the
+ * step ends (coordinator/step-log.ts). The network is quiet between the two until the new weights go
+ * out: every worker held this step's weights before it could send its node, and every node is in.
+ * The benchmark reads every link's counters at the last warm-up step's line and at the last step's
+ * (a file read of each machine's interface counters: microseconds), and checks that each read came
+ * before that step's broadcast began. Bytes per step are the difference ÷ steps, exactly the
+ * weights out and the nodes back of the measured steps: joining, any dataset streaming (workers
+ * holding the data load it themselves), the first steps and the final evaluation, checkpoint and
+ * shutdown lie outside the window. Phases are the means of the measured steps' lines.
+ *
+ * transfer = gather − compute, where compute is the slowest worker's reported compute (the synthetic
+ * wait): moving the weights to the workers (sent at the end of the previous step, they travel
+ * during this step's gather) and the tree nodes back, with the framing and decoding on both sides.
+ * broadcast is only the coordinator handing the new weights to the transport (encoding; for NATS,
+ * publishing into its client's buffer); their time on the wire lands in the next step's transfer.
+ *
+ * Validity: one worker count is rerun at half the link rate. Where the link is the limit, transfer
+ * about doubles; under ×1.6 the CPU (2 cores shared by every simulated machine) is the limit and
+ * the report says so.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { RunSummary } from '../coordinator/launch.js';
+import { type StepLogLine, parseStepLogLine } from '../coordinator/step-log.js';
+import type { WireDtype } from '../protocol/wire-dtype.js';
+import { SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
+import { summaryOf, tail } from './child-summary.js';
+import { type LinkCounters, type LinkShape, SimNet } from './simnet/simnet.js';
+import { requireRoot } from './simnet/system.js';
+import { onEveryExit } from './simnet/teardown.js';
+
+const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export const SCALE_TRANSPORTS = ['ws', 'nats'] as const;
+export type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
+
+/** Transfer must grow at least this much at half the link rate for the link to be the limit. */
+export const LINK_BOUND_RATIO = 1.6;
+const COORDINATOR_PORT = 7070;
+const NATS_PORT = 4222;
+/** The shipped cluster's limits (deploy/nats/cluster.conf), without its routes: today's design. */
+const NATS_LIMITS = 'max_payload: 8MB\nmax_pending: 64MB\nwrite_deadline: "10s"\n';
+
+export interface ScaleOptions {
+  workersList: number[];
+  /** Measured steps per worker count (after the warm-up steps). */
+  steps: number;
+  warmup: number;
+  model: string;
+  microBatch: number;
+  link: LinkShape;
+  transport: ScaleTransport;
+  wire: WireDtype;
+  syntheticMs: number;
+  /** The worker count rerun at half the link rate; null: no check. */
+  validateWorkers: number | null;
+  /** Called as each run starts, for progress lines. */
+  onRun?: (run: { workers: number; maxSteps: number; mbit: number }) => void;
+}
+
+/** Per step, through one machine's link: in = received (rx), out = sent (tx). */
+export interface LinkTraffic {
+  in_bytes: number;
+  out_bytes: number;
+  in_packets: number;
+  out_packets: number;
+}
+
+export interface ScaleRow {
+  workers: number;
+  batch: number;
+  link_mbit: number;
+  step_ms: number;
+  compute_ms: number;
+  transfer_ms: number;
+  reduce_ms: number;
+  optimizer_ms: number;
+  broadcast_ms: number;
+  samples_per_s: number;
+  /** samples/s ÷ (workers × micro-batch ÷ synthetic seconds): against pure compute on a free network. */
+  efficiency: number;
+  coordinator: LinkTraffic;
+  worker: LinkTraffic;
+  nats_server: LinkTraffic | null;
+  /** How long after the coordinator logged the window's first and last gathered step the links were read, ms. */
+  sample_lag_ms: [number, number];
+  /** Whether each read came before that step's new weights started to go out (else it may hold part of a weights frame). */
+  samples_quiet: [boolean, boolean];
+  weights_sha256: string;
+  /**
+   * Frames the coordinator rejected over the whole run, by reason. Over NATS, duplicate_chunk counts
+   * chunks that arrived twice: resent because they were not acknowledged within 2 s (doubling).
+   */
+  rejected_frames: Record<string, number>;
+}
+
+export interface ScaleReport {
+  model: string;
+  transport: ScaleTransport;
+  wire: WireDtype;
+  micro_batch: number;
+  synthetic_ms: number;
+  link_mbit: number;
+  link_delay_ms: number;
+  warmup_steps: number;
+  steps: number;
+  /** The run's namespace prefix and subnet (gone when the report is printed). */
+  prefix: string;
+  subnet: string;
+  rows: ScaleRow[];
+  validity: {
+    workers: number;
+    half_rate_mbit: number;
+    transfer_ms: number;
+    half_rate_transfer_ms: number;
+    ratio: number;
+    link_bound: boolean;
+    half_rate_row: ScaleRow;
+  } | null;
+}
+
+/** A program on PATH, or in the sbin directories a non-login root shell may lack (Debian's nats-server is /usr/sbin). */
+function findProgram(name: string): string {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/usr/local/bin', '/usr/local/sbin'];
+  for (const dir of dirs.filter(Boolean)) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not here
+    }
+  }
+  throw new Error(`${name} is not installed (Debian: apt-get install ${name}); --transport nats needs it`);
+}
+
+/** Resolves at the first line of `child`'s stderr that matches; rejects when it exits first or `ms` pass. */
+function stderrLine(child: ChildProcess, pattern: RegExp, what: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${ms / 1000} s: ${tail(seen)}`)), ms);
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      seen = `${seen.slice(-10_000)}${line}\n`;
+      if (!pattern.test(line)) return;
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (code ${code}) before it was ready: ${tail(seen)}`));
+    });
+  });
+}
+
+/** Resolves when the worker has exited cleanly; rejects with its stderr otherwise. */
+function workerExit(child: ChildProcess, what: string): Promise<void> {
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`))));
+  });
+}
+
+/** (to − from) ÷ steps: one step's traffic through a link. */
+function perStep(from: LinkCounters, to: LinkCounters, steps: number): LinkTraffic {
+  return {
+    in_bytes: (to.rxBytes - from.rxBytes) / steps, out_bytes: (to.txBytes - from.txBytes) / steps,
+    in_packets: (to.rxPackets - from.rxPackets) / steps, out_packets: (to.txPackets - from.txPackets) / steps,
+  };
+}
+
+/** The links a row reports, read at one instant. */
+interface Sample {
+  step: number;
+  /** When it was read (ms since the epoch), and how long after the coordinator logged the gathered step. */
+  takenAt: number;
+  lagMs: number;
+  /** Read before the step's broadcast began: known once the step's done line arrives. */
+  quiet?: boolean;
+  coordinator: LinkCounters;
+  worker: LinkCounters;
+  natsServer: LinkCounters | null;
+}
+
+interface RunResult {
+  summary: RunSummary;
+  /** The done lines of the measured steps, in order. */
+  timed: DoneLine[];
+  /** The links at the end of the last warm-up step and of the last timed step. */
+  from: Sample;
+  to: Sample;
+}
+
+type DoneLine = Extract<StepLogLine, { kind: 'done' }>;
+
+const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.length;
+
+class ScaleBench {
+  private runs = 0;
+
+  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string) {}
+
+  private transportArgs(subject: string): string[] {
+    if (this.o.transport === 'ws') return [];
+    return ['--transport', 'nats', '--nats-url', `nats://${this.net.machine('nats').address}:${NATS_PORT}`, '--nats-subject', subject];
+  }
+
+  async startNats(): Promise<void> {
+    const nats = this.net.machine('nats');
+    const config = join(this.outRoot, 'nats.conf');
+    await writeFile(config, `listen: ${nats.address}:${NATS_PORT}\n${NATS_LIMITS}`);
+    const server = this.net.spawn('nats', findProgram('nats-server'), ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
+  }
+
+  /** Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes were in. */
+  private sample(step: number, loggedAt: number): Sample {
+    const { net } = this;
+    const takenAt = Date.now();
+    return {
+      step, takenAt, lagMs: takenAt - loggedAt,
+      coordinator: net.counters('coordinator'), worker: net.counters('worker-1'), natsServer: this.o.transport === 'nats' ? net.counters('nats') : null,
+    };
+  }
+
+  /** One run of warmup + steps steps with `workers` workers, each on its own machine, sampled at the timed steps' ends. */
+  private async run(workers: number): Promise<RunResult> {
+    const { o, net } = this;
+    const k = ++this.runs;
+    const maxSteps = o.warmup + o.steps;
+    const out = join(this.outRoot, `run-${k}`);
+    const what = `coordinator (${workers} worker(s), ${maxSteps} steps)`;
+    const subject = `${net.prefix}r${k}`;
+    const coordinator = net.spawn('coordinator', process.execPath, [
+      mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
+      '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
+      '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject),
+    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } });
+    const summary = summaryOf(coordinator, what);
+    summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
+    const samples: Partial<Pick<RunResult, 'from' | 'to'>> = {};
+    const timed: DoneLine[] = [];
+    createInterface({ input: coordinator.stderr! }).on('line', (line) => {
+      const entry = parseStepLogLine(line);
+      if (!entry) return;
+      if (entry.kind === 'gathered') {
+        // Read here, as the line arrives: the network is quiet until this step's broadcast.
+        if (entry.step === o.warmup - 1) samples.from = this.sample(entry.step, entry.time);
+        if (entry.step === maxSteps - 1) samples.to = this.sample(entry.step, entry.time);
+        return;
+      }
+      if (entry.step >= o.warmup) timed.push(entry);
+      for (const s of [samples.from, samples.to]) {
+        if (s?.step === entry.step) s.quiet = s.takenAt <= entry.time - 1000 * entry.seconds.broadcast;
+      }
+    });
+    const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
+    try {
+      await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
+      const exits = Array.from({ length: workers }, (_, i) => {
+        const id = `${net.prefix}-w${i + 1}`;
+        const child = net.spawn(`worker-${i + 1}`, process.execPath, [
+          mainScript, 'worker', '--id', id, '--backend', SYNTHETIC_BACKEND, '--synthetic-ms', String(o.syntheticMs), '--no-reconnect', '--connect-timeout', '60',
+          ...(o.transport === 'ws' ? ['--connect', `ws://${net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject)),
+        ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+        return workerExit(child, `worker ${id}`);
+      });
+      const workersDone = Promise.all(exits);
+      workersDone.catch(() => {}); // awaited below, after the summary; a worker failing first must not go unhandled
+      const result = await summary;
+      await workersDone;
+      if (result.steps !== maxSteps || result.workers !== workers || result.backend !== SYNTHETIC_BACKEND) {
+        throw new Error(`${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`);
+      }
+      if (!samples.from || !samples.to || timed.length !== o.steps) {
+        throw new Error(`${what}: logged ${timed.length} of ${o.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`);
+      }
+      return { summary: result, timed, from: samples.from, to: samples.to };
+    } catch (err) {
+      if (coordinator.exitCode === null) coordinator.kill('SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      // Checkpoints and the exported model: ~60 MB a run for mnist-cnn, of no use here.
+      await rm(out, { recursive: true, force: true });
+    }
+  }
+
+  /** The steady-state row for `workers` at `mbit`. */
+  async row(workers: number, mbit: number): Promise<ScaleRow> {
+    const { o } = this;
+    o.onRun?.({ workers, maxSteps: o.warmup + o.steps, mbit });
+    const { summary, timed, from, to } = await this.run(workers);
+    const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
+    const stepMs = phase((s) => s.seconds.total);
+    const computeMs = phase((s) => s.compute_s);
+    const batch = workers * o.microBatch;
+    const samplesPerS = (1000 * batch) / stepMs;
+    return {
+      workers, batch, link_mbit: mbit, step_ms: stepMs, compute_ms: computeMs, transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
+      reduce_ms: phase((s) => s.seconds.reduce), optimizer_ms: phase((s) => s.seconds.optimizer), broadcast_ms: phase((s) => s.seconds.broadcast),
+      samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
+      coordinator: perStep(from.coordinator, to.coordinator, o.steps), worker: perStep(from.worker, to.worker, o.steps),
+      nats_server: from.natsServer && to.natsServer ? perStep(from.natsServer, to.natsServer, o.steps) : null,
+      sample_lag_ms: [from.lagMs, to.lagMs], samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
+    };
+  }
+}
+
+export function validateScaleOptions(o: ScaleOptions): void {
+  if (o.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
+  if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
+    throw new Error(`--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`);
+  }
+  if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens as the last warm-up step\'s nodes are in');
+  if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
+}
+
+export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
+  validateScaleOptions(o);
+  requireRoot('bench scale');
+  const most = Math.max(...o.workersList);
+  const machines = ['coordinator', ...(o.transport === 'nats' ? ['nats'] : []), ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`)];
+  const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
+  const removeOutRoot = onEveryExit({ run: () => rm(outRoot, { recursive: true, force: true }), runSync: () => rmSync(outRoot, { recursive: true, force: true }) });
+  let net: SimNet | undefined;
+  try {
+    net = await SimNet.create(machines, o.link);
+    const bench = new ScaleBench(o, net, outRoot);
+    if (o.transport === 'nats') await bench.startNats();
+    const rows: ScaleRow[] = [];
+    for (const workers of o.workersList) rows.push(await bench.row(workers, o.link.mbit));
+    let validity: ScaleReport['validity'] = null;
+    if (o.validateWorkers !== null) {
+      const half = o.link.mbit / 2;
+      await net.shape({ ...o.link, mbit: half });
+      const halfRow = await bench.row(o.validateWorkers, half);
+      const full = rows.find((r) => r.workers === o.validateWorkers)!;
+      const ratio = halfRow.transfer_ms / Math.max(1e-9, full.transfer_ms);
+      validity = {
+        workers: o.validateWorkers, half_rate_mbit: half, transfer_ms: full.transfer_ms, half_rate_transfer_ms: halfRow.transfer_ms, ratio,
+        link_bound: ratio >= LINK_BOUND_RATIO, half_rate_row: halfRow,
+      };
+    }
+    return {
+      model: o.model, transport: o.transport, wire: o.wire, micro_batch: o.microBatch, synthetic_ms: o.syntheticMs, link_mbit: o.link.mbit,
+      link_delay_ms: o.link.delayMs ?? 0, warmup_steps: o.warmup, steps: o.steps, prefix: net.prefix, subnet: net.subnet.cidr, rows, validity,
+    };
+  } finally {
+    await net?.destroy();
+    await removeOutRoot();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * How a worker computes: a tfjs backend, or the synthetic stand-in that does not train (it waits
+ * and returns a seeded pseudo-gradient). Shared by `worker` and `train` (for its local workers).
+ */
+import { Command, Option } from 'commander';
+import type { Logger } from '../common/logger.js';
+import { BACKEND_CHOICES, selectBackend } from '../training/backends/select.js';
+import { DEFAULT_SYNTHETIC_MS, SYNTHETIC_BACKEND, SyntheticRunner } from '../training/backends/synthetic.js';
+import { ModelRunner } from '../training/step/model-runner.js';
+import type { RunnerFactory } from '../worker/compute.js';
+import { nonNegativeNumber, oneOf, positiveInt } from './options.js';
+
+export const COMPUTE_CHOICES = [...BACKEND_CHOICES, SYNTHETIC_BACKEND] as const;
+export type ComputeChoice = (typeof COMPUTE_CHOICES)[number];
+
+export interface ComputeFlags {
+  backend: ComputeChoice;
+  syntheticMs: number;
+  /** oneDNN threads of the native backend. */
+  threads?: number;
+}
+
+/** `whose`: how the help names the backend's owner ("workers' " for train's local workers). */
+export function addComputeOptions(cmd: Command, whose = ''): Command {
+  return cmd
+    .addOption(new Option('--backend <name>', `${whose}compute backend (${COMPUTE_CHOICES.join(', ')}); `
+      + `${SYNTHETIC_BACKEND} does NOT train a model: it waits --synthetic-ms per micro-batch and returns a seeded pseudo-gradient `
+      + '(placeholder loss ln 10), to measure the cluster without compute').argParser(oneOf(COMPUTE_CHOICES)).default('auto'))
+    .option('--synthetic-ms <ms>', `with --backend ${SYNTHETIC_BACKEND}: wall time of each micro-batch, spent waiting (no CPU)`, nonNegativeNumber, DEFAULT_SYNTHETIC_MS)
+    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; train gives each local worker cores ÷ workers)', positiveInt);
+}
+
+/** The chosen compute, ready to use: its name for the coordinator, and how to make its runner. */
+export async function computeOf(flags: ComputeFlags, log: Logger): Promise<{ name: string; runnerFor: RunnerFactory }> {
+  if (flags.backend === SYNTHETIC_BACKEND) {
+    log.info({ backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs }, `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`);
+    return { name: SYNTHETIC_BACKEND, runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs) };
+  }
+  const backend = await selectBackend(flags.backend, log, { threads: flags.threads });
+  return { name: backend.name, runnerFor: (model) => new ModelRunner(model) };
+}
+
+/** The flags that give a local worker the same compute. */
+export function workerComputeArgs(flags: ComputeFlags): string[] {
+  return [
+    '--backend', flags.backend,
+    ...(flags.backend === SYNTHETIC_BACKEND ? ['--synthetic-ms', String(flags.syntheticMs)] : []),
+    ...(flags.threads === undefined ? [] : ['--threads', String(flags.threads)]),
+  ];
+}
