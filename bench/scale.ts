@@ -248,6 +248,8 @@ class ScaleBench {
       mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
       '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
       '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject),
+      // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
+      '--insecure',
     ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } });
     const summary = summaryOf(coordinator, what);
     summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
