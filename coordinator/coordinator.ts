@@ -151,11 +151,6 @@ interface ActiveWork {
   tracker: WorkTracker;
   /** When each worker was last given work in this unit (its deadline runs from there). */
   assignedAt: Map<string, number>;
-  /**
-   * Per worker: when its next result started, as this coordinator saw it (the assignment, then each
-   * accepted result). Speeds are measured from these, never from the times workers report.
-   */
-  measuredFrom: Map<string, number>;
   /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
   late: Set<string>;
   send(session: WorkerSession, range: Range): void;
@@ -414,10 +409,10 @@ export class Coordinator {
     session.weightsVersion = state.step;
   }
 
-  private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'measuredFrom' | 'late'>): Promise<void> {
+  private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late'>): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
     return new Promise<void>((resolve) => {
-      this.active = { ...work, assignedAt: new Map(), measuredFrom: new Map(), late: new Set(), done: resolve };
+      this.active = { ...work, assignedAt: new Map(), late: new Set(), done: resolve };
       this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
       this.dispatch([{ first: 0, end: work.tracker.items }]);
     }).finally(() => clearInterval(this.deadlineTimer));
@@ -464,10 +459,7 @@ export class Coordinator {
       for (const block of splitRange(range.first, range.end, speeds)) {
         const r = { first: block.first, end: block.first + block.count };
         // The deadline runs from when it was first given work it has not finished, not from each addition.
-        if (!work.tracker.owesAnything(block.workerId)) {
-          work.assignedAt.set(block.workerId, now);
-          work.measuredFrom.set(block.workerId, now);
-        }
+        if (!work.tracker.owesAnything(block.workerId)) work.assignedAt.set(block.workerId, now);
         work.tracker.expect(block.workerId, r);
         work.send(byId.get(block.workerId)!, r);
       }
@@ -492,21 +484,12 @@ export class Coordinator {
     }
   }
 
-  /** Micro-batches per second since its previous result (or its assignment), on this coordinator's clock. */
-  private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
-    const now = performance.now();
-    const from = work.measuredFrom.get(session.id);
-    work.measuredFrom.set(session.id, now);
-    if (from === undefined) return;
-    session.speed = updateSpeed(session.speed, microBatches, Math.max(1e-4, (now - from) / 1000));
-  }
-
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
     if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
     if (work.late.has(session.id)) {
       // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
-      if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
+      if (message.type === 'contribution') session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
       return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
     }
     const verdict = work.accept(session, message, payload);
@@ -515,7 +498,9 @@ export class Coordinator {
       if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);
       return;
     }
-    if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
+    if (message.type === 'contribution') {
+      session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
+    }
     if (work.tracker.remaining === 0) {
       this.active = undefined;
       work.done();
