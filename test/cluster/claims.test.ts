@@ -54,12 +54,13 @@ describe('faults', () => {
   }, 120_000);
 
   it('heartbeats flow while a worker computes a share far longer than the heartbeat timeout', async () => {
-    // 1024 samples in 64 micro-batches: a share of about a second against a 0.5 s timeout.
-    const c = await coordinator('long-share', ['--min-workers', '1', '--heartbeat', '0.1', '--heartbeat-timeout', '0.5', '--batch-size', '512', '--max-steps', '4']);
+    // 512 samples in 64 micro-batches: a share of half a second or more against a 0.2 s timeout.
+    const c = await coordinator('long-share', ['--min-workers', '1', '--heartbeat', '0.05', '--heartbeat-timeout', '0.2', '--batch-size', '512', '--micro-batch', '8', '--max-steps', '4']);
     worker(c.url, 'patient');
     const summary = expectOk(await c.done);
     expect(summary.steps).toBe(4);
-    expect(summary.phases_s_per_step.gather).toBeGreaterThan(0.5); // the share did outlast the timeout
+    console.log(`long share: ${summary.phases_s_per_step.gather.toFixed(2)} s per step against a 0.2 s heartbeat timeout`);
+    expect(summary.phases_s_per_step.gather).toBeGreaterThan(2 * 0.2); // the share did outlast the timeout, twice over
     expect(c.log()).not.toMatch(/no heartbeat/);
     expect(c.log()).not.toMatch(/patient left: (?!training finished)/);
   }, 120_000);
