@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Logger, writeLogLine } from '../common/logger.js';
+import type { LocalWorkersReport } from '../coordinator/launch.js';
 
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -30,18 +31,8 @@ export interface LocalWorkerOptions {
   onRestart?: (slot: string) => void;
 }
 
-export interface GaveUp {
-  worker: string;
-  /** "code 3" or "signal SIGKILL". */
-  exit: string;
-  stderr_tail: string[];
-}
-
-export interface LocalWorkersReport {
-  restarts: number;
-  restarts_by_worker: Record<string, number>;
-  gave_up: GaveUp[];
-}
+/** A slot that kept crashing past its restarts; the summary's shape (coordinator/launch.ts). */
+type GaveUp = LocalWorkersReport['gave_up'][number];
 
 interface Slot {
   name: string;
@@ -71,11 +62,6 @@ export class LocalWorkers {
     for (const slot of this.slots) this.spawn(slot);
     // Children live in their own process groups: if this process ends without stop(), take them along.
     process.once('exit', () => this.signalAll('SIGTERM'));
-  }
-
-  /** Process ids of the workers running now, by slot name. */
-  pids(): Record<string, number> {
-    return Object.fromEntries(this.slots.flatMap((s) => (s.child?.pid === undefined ? [] : [[s.name, s.child.pid]])));
   }
 
   report(): LocalWorkersReport {

@@ -15,11 +15,10 @@ export class RateWindow {
   /** `windowMs`: how far back the rate looks; `minSpanMs`: the shortest span worth a rate. */
   constructor(private readonly windowMs = 30_000, private readonly minSpanMs = 200) {}
 
-  observe(tMs: number, done: number): RateEstimate & { done: number } {
+  observe(tMs: number, done: number): void {
     this.points.push({ t: tMs, done });
     // Keep one point at or before the window's start, so the span covers the whole window.
     while (this.points.length > 2 && this.points[1].t <= tMs - this.windowMs) this.points.shift();
-    return { done, ...this.estimate() };
   }
 
   estimate(total?: number): RateEstimate {

@@ -92,9 +92,12 @@ export function progressHooks(log: Logger): CoordinatorHooks {
   let progress: Progress | undefined;
   let done = 0;
   return {
-    gathered: (position) => log.debug(stepGatheredFields(position), STEP_GATHERED_MSG),
+    gathered: (position) => {
+      if (log.isLevelEnabled('debug')) log.debug(stepGatheredFields(position), STEP_GATHERED_MSG);
+    },
     step: (report) => {
-      log.debug(stepDoneFields(report), STEP_DONE_MSG);
+      // Built only when written: this runs on every training step.
+      if (log.isLevelEnabled('debug')) log.debug(stepDoneFields(report), STEP_DONE_MSG);
       const { position, samples, epochSamples, loss } = report;
       if (!progress || position.stepInEpoch === 0) {
         progress?.stop();

@@ -39,10 +39,6 @@ export class StatusLine {
     this.status = null;
   }
 
-  get active(): boolean {
-    return this.status !== null;
-  }
-
   /** A status wider than the terminal would wrap, and then the next redraw could not clear it. */
   private fit(text: string): string {
     const width = Math.max(20, this.columns() - 1);
