@@ -2,6 +2,7 @@
  * One sharded evaluation of the test set, in fixed chunks: per-chunk loss sums are added in chunk
  * order, so the reported test loss does not depend on how many workers shared the work.
  */
+import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import { type Evaluation, emptyConfusion, evaluationOf } from '../training/step/evaluate.js';
 import type { Verdict } from './step-gather.js';
@@ -23,7 +24,7 @@ export class EvalGather {
   }
 
   accept(workerId: string, message: MessageOf<'evaluation'>, payload: Float32Array): Verdict {
-    const refuse = (reason: string, detail: string): Verdict => ({ ok: false, reason, detail, reassign: [] });
+    const refuse = (reason: RejectionReason, detail: string): Verdict => ({ ok: false, reason, detail, reassign: [] });
     if (message.round !== this.round) return refuse('stale_result', `evaluation round ${message.round} during round ${this.round}`);
     const range = { first: message.first, end: message.first + message.count };
     if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `test chunks [${range.first}, ${range.end}) were not assigned to ${workerId}`);

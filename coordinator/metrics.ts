@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { LateGauge } from '../common/late-gauge.js';
 import { packageVersion } from '../common/package-info.js';
 import type { ChannelMeter } from '../protocol/channel.js';
-import { KNOWN_REJECT_REASONS } from '../protocol/errors.js';
+import { REJECTION_REASONS, type RejectionReason } from '../protocol/errors.js';
 import type { CoordinatorHooks, StepReport } from './coordinator.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
@@ -58,12 +58,12 @@ export class CoordinatorMetrics {
 
   constructor(private readonly model: string) {
     collectDefaultMetrics({ register: this.registry });
-    for (const reason of KNOWN_REJECT_REASONS) this.rejections.inc({ reason }, 0);
+    for (const reason of REJECTION_REASONS) this.rejections.inc({ reason }, 0);
     this.lastStep.set(nowSeconds());
     this.setBuildInfo();
   }
 
-  rejected(reason: string): void {
+  rejected(reason: RejectionReason): void {
     this.rejections.inc({ reason });
   }
 

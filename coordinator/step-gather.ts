@@ -3,6 +3,7 @@
  * reduced over the fixed tree once every micro-batch is in.
  */
 import { firstNonFinite } from '../protocol/codec.js';
+import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { BatchGeometry, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
@@ -12,7 +13,7 @@ import { type Range, WorkTracker } from './work-tracker.js';
 /** `trained`: the epoch-order positions of the samples an accepted contribution covers. */
 export type Verdict =
   | { ok: true; trained?: { start: number; end: number; microBatches: number } }
-  | { ok: false; reason: string; detail: string; reassign: Range[] };
+  | { ok: false; reason: RejectionReason; detail: string; reassign: Range[] };
 
 /**
  * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
@@ -56,7 +57,7 @@ export class StepGather {
   }
 
   accept(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
-    const refuse = (reason: string, detail: string, reassign: Range[] = []): Verdict => ({ ok: false, reason, detail, reassign });
+    const refuse = (reason: RejectionReason, detail: string, reassign: Range[] = []): Verdict => ({ ok: false, reason, detail, reassign });
     const { microBatches } = this.batch;
     if (message.step !== this.position.step) return refuse('stale_result', `contribution for step ${message.step} during step ${this.position.step}`);
     const node = { level: message.level, index: message.index };

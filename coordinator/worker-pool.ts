@@ -7,12 +7,14 @@
  * its frames are held to a small size: nothing else it says is ever processed.
  */
 import type { Logger } from 'pino';
+import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
 import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
-import { MAX_CHUNK_SAMPLES, type Message, type MessageOf, type Split } from '../protocol/messages.js';
+import type { RejectionReason } from '../protocol/errors.js';
+import { MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, type Split, WORKER_MESSAGE_TYPES, type WorkerMessage } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { PIXELS_PER_IMAGE } from '../training/data/index.js';
 
@@ -20,9 +22,12 @@ import { PIXELS_PER_IMAGE } from '../training/data/index.js';
 export type WelcomeMessage = Omit<MessageOf<'welcome'>, 'heartbeatMs' | 'heartbeatTimeoutMs'>;
 export type ResultMessage = MessageOf<'contribution'> | MessageOf<'evaluation'>;
 
+/** The coordinator's end of a worker's link: it hears worker messages and sends its own. */
+export type CoordinatorChannel = Channel<WorkerMessage, CoordinatorMessage>;
+
 export interface WorkerSession {
   readonly id: string;
-  readonly channel: Channel;
+  readonly channel: CoordinatorChannel;
   readonly backend: string;
   state: 'welcomed' | 'ready' | 'gone';
   /** When (performance.now()) a valid frame last came from it. */
@@ -70,13 +75,20 @@ const FIRST_HELLO_MS = 5_000;
 /** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
 
-/** A link between connecting and being admitted. */
-interface Handshake {
-  hello?: MessageOf<'hello'>;
-  /** The nonce sent in our challenge, once sent. */
-  nonce?: Uint8Array;
-  /** Whether the challenge was answered (rightly or not). */
-  answered?: boolean;
+/**
+ * A link between connecting and being admitted. awaiting_hello: nothing heard yet; challenged: our
+ * challenge (with `nonce`) is out and unanswered; refused: turned away (`why`), its link closing.
+ */
+type Handshake =
+  | { state: 'awaiting_hello' }
+  | { state: 'challenged'; hello: MessageOf<'hello'>; nonce: Uint8Array }
+  | { state: 'refused'; why: string };
+type HandshakeStep = Handshake | { session: WorkerSession };
+
+/** Counts and answers a refusal; the caller closes the link once the state is `refused`. */
+function refusal(channel: CoordinatorChannel, reason: RejectionReason, why: string): Handshake {
+  channel.reject(reason, why);
+  return { state: 'refused', why };
 }
 
 export class WorkerPool {
@@ -128,28 +140,39 @@ export class WorkerPool {
     }
     this.openLinks++;
     let session: WorkerSession | undefined;
-    const handshake: Handshake = {};
-    const channel: Channel = new Channel(link, {
-      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true,
+    let handshake: Handshake = { state: 'awaiting_hello' };
+    // The next state is taken before a refusal closes the link, so that the close sees it.
+    const advance = (next: HandshakeStep) => {
+      if ('session' in next) {
+        session = next.session;
+        channel.maxFrameBytes = maxFrameBytes;
+        return;
+      }
+      handshake = next;
+      if (next.state === 'refused') link.close(next.why);
+    };
+    const channel: CoordinatorChannel = new Channel(link, {
+      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true, accepts: WORKER_MESSAGE_TYPES,
+      onUnexpected: (message) => {
+        if (session) return channel.reject('unexpected_message', `${message.type} is not a worker's message`);
+        advance(refusal(channel, 'unauthenticated', `${message.type} before authenticating`));
+      },
       onMessage: (frame) => {
-        if (session) {
-          // A dropped worker's frames still in flight (it was frozen, then thawed) are moot, not bad.
-          if (session.state === 'gone') return;
-          session.lastHeard = performance.now();
-          return this.handle(session, frame);
-        }
-        session = this.shake(channel, handshake, frame.message);
-        if (session) channel.maxFrameBytes = maxFrameBytes;
+        if (!session) return advance(this.shake(channel, handshake, frame.message));
+        // A dropped worker's frames still in flight (it was frozen, then thawed) are moot, not bad.
+        if (session.state === 'gone') return;
+        session.lastHeard = performance.now();
+        this.handle(session, frame);
       },
       onClose: (reason) => {
         this.openLinks--;
         clearTimeout(helloTimer);
         clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);
-        else if (handshake.nonce && !handshake.answered) {
+        else if (handshake.state === 'challenged') {
           // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to authenticate.
           rejections.record('auth_failed');
-          log.warn({ peer: link.peer, worker: handshake.hello?.workerId, reason: 'auth_failed' }, `${link.peer} left without answering the challenge (${reason})`);
+          log.warn({ peer: link.peer, worker: handshake.hello.workerId, reason: 'auth_failed' }, `${link.peer} left without answering the challenge (${reason})`);
         }
       },
     });
@@ -157,37 +180,38 @@ export class WorkerPool {
       if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
     const firstHelloTimer = setTimeout(() => {
-      if (!handshake.hello) link.close('no hello in time');
+      if (handshake.state === 'awaiting_hello') link.close('no hello in time');
     }, Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS));
   }
 
-  /** One handshake message; returns the session once the worker is admitted. */
-  private shake(channel: Channel, handshake: Handshake, message: Message): WorkerSession | undefined {
+  /** One handshake message: the handshake's next state, or the session once the worker is admitted. */
+  private shake(channel: CoordinatorChannel, handshake: Handshake, message: WorkerMessage): HandshakeStep {
     const { secret } = this.options;
-    const refuse = (reason: string, detail: string): undefined => {
-      channel.reject(reason, detail);
-      channel.link.close(detail);
-      return undefined;
-    };
-    if (!handshake.hello) {
-      if (message.type !== 'hello') return refuse('unauthenticated', `${message.type} before hello`);
-      handshake.hello = message;
-      if (!secret) return this.admit(channel, message, refuse);
-      handshake.nonce = newNonce();
-      channel.send({ type: 'challenge', nonce: handshake.nonce, proof: secret.coordinatorProof(message.nonce, handshake.nonce) });
-      return undefined;
+    switch (handshake.state) {
+      case 'awaiting_hello': {
+        if (message.type !== 'hello') return refusal(channel, 'unauthenticated', `${message.type} before hello`);
+        if (!secret) return this.admit(channel, message);
+        const nonce = newNonce();
+        channel.send({ type: 'challenge', nonce, proof: secret.coordinatorProof(message.nonce, nonce) });
+        return { state: 'challenged', hello: message, nonce };
+      }
+      case 'challenged': {
+        const { hello, nonce } = handshake;
+        if (message.type !== 'auth' || !secret) return refusal(channel, 'unauthenticated', `${message.type} before authenticating`);
+        const expected = secret.workerProof(nonce, hello.nonce, hello.workerId);
+        if (!proofsMatch(expected, message.proof)) return refusal(channel, 'auth_failed', `worker ${hello.workerId} does not hold the secret`);
+        channel.secure(secret, { workerNonce: hello.nonce, coordinatorNonce: nonce, workerId: hello.workerId }, 'coordinator');
+        return this.admit(channel, hello);
+      }
+      // Its link is closing: nothing more it says is processed, but it is still counted.
+      case 'refused': return refusal(channel, 'unauthenticated', `${message.type} after its handshake was refused`);
+      default: return unreachable(handshake, 'handshake state');
     }
-    handshake.answered = true;
-    if (message.type !== 'auth' || !secret || !handshake.nonce) return refuse('unauthenticated', `${message.type} before authenticating`);
-    const expected = secret.workerProof(handshake.nonce, handshake.hello.nonce, handshake.hello.workerId);
-    if (!proofsMatch(expected, message.proof)) return refuse('auth_failed', `worker ${handshake.hello.workerId} does not hold the secret`);
-    channel.secure(secret, { workerNonce: handshake.hello.nonce, coordinatorNonce: handshake.nonce, workerId: handshake.hello.workerId }, 'coordinator');
-    return this.admit(channel, handshake.hello, refuse);
   }
 
-  private admit(channel: Channel, hello: MessageOf<'hello'>, refuse: (reason: string, detail: string) => undefined): WorkerSession | undefined {
-    if (this.sessions.has(hello.workerId)) return refuse('duplicate_worker', `a worker named ${hello.workerId} is already connected`);
-    if (!this.admission.hasRoomFor(this.sessions.size)) return refuse('cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
+  private admit(channel: CoordinatorChannel, hello: MessageOf<'hello'>): HandshakeStep {
+    if (this.sessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
+    if (!this.admission.hasRoomFor(this.sessions.size)) return refusal(channel, 'cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
     const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
@@ -195,7 +219,7 @@ export class WorkerPool {
     this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend }, `worker ${session.id} joined from ${channel.peer}`);
     const { intervalMs, timeoutMs } = this.options.heartbeat;
     channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
-    return session;
+    return { session };
   }
 
   /** Heartbeats out; workers silent past the timeout (dead, stopped, cut off) are dropped. */
@@ -213,7 +237,7 @@ export class WorkerPool {
     }
   }
 
-  private handle(session: WorkerSession, { message, payload }: Frame): void {
+  private handle(session: WorkerSession, { message, payload }: Frame<WorkerMessage>): void {
     switch (message.type) {
       case 'ready':
         if (message.missing.length > 0) return this.stream(session, message.missing);
@@ -231,8 +255,11 @@ export class WorkerPool {
         return;
       case 'shutdown':
         return session.channel.link.close(`worker left: ${message.reason}`);
+      case 'hello':
+      case 'auth':
+        return session.channel.reject('unexpected_message', `${message.type} from ${session.id}, which is already admitted`);
       default:
-        return session.channel.reject('unexpected_message', `${message.type} is not a worker's message`);
+        return unreachable(message, 'worker message');
     }
   }
 

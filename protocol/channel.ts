@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_FRAME_BYTES, type Frame, decodeFrame, encodeFrame } from './codec.js';
-import { ProtocolError } from './errors.js';
+import { type ErrorCode, ProtocolError, type RejectionReason } from './errors.js';
 import type { Message } from './messages.js';
 import type { SharedSecret } from './auth.js';
 import { type Handshake, type SessionKeys, sessionKeys } from './sealing.js';
@@ -13,18 +13,18 @@ import type { WireDtype } from './wire-dtype.js';
 
 /** Rejections by reason: protocol checks plus the roles' own (e.g. a contribution nobody asked for). */
 export class RejectionCounts {
-  readonly byReason: Record<string, number> = {};
+  readonly byReason: Partial<Record<RejectionReason, number>> = {};
 
   /** `onRecord` sees every rejection as it happens (the metrics' counter). */
-  constructor(private readonly onRecord?: (reason: string) => void) {}
+  constructor(private readonly onRecord?: (reason: RejectionReason) => void) {}
 
-  record(reason: string): void {
+  record(reason: RejectionReason): void {
     this.byReason[reason] = (this.byReason[reason] ?? 0) + 1;
     this.onRecord?.(reason);
   }
 
   get total(): number {
-    return Object.values(this.byReason).reduce((a, b) => a + b, 0);
+    return Object.values(this.byReason).reduce((a, b) => a + (b ?? 0), 0);
   }
 }
 
@@ -38,8 +38,12 @@ export interface ChannelMeter {
   received?(bytes: number): void;
 }
 
-export interface ChannelOptions {
+export interface ChannelOptions<In extends Message> {
   log: Logger;
+  /** The message types this side receives (its peer's direction). */
+  accepts: ReadonlyArray<In['type']>;
+  /** A frame that decoded but is not of `accepts`; by default rejected as unexpected_message. */
+  onUnexpected?(message: Message): void;
   rejections: RejectionCounts;
   maxFrameBytes?: number;
   /**
@@ -47,11 +51,12 @@ export interface ChannelOptions {
    * peers that cannot read each other's frames would bounce error frames forever.
    */
   replyToRejections: boolean;
-  onMessage(frame: Frame): void;
+  onMessage(frame: Frame<In>): void;
   onClose(reason: string): void;
 }
 
-export class Channel {
+/** A link speaking messages: `In` is what the peer may send us, `Out` what we send it. */
+export class Channel<In extends Message = Message, Out extends Message = Message> {
   bytesIn = 0;
   bytesOut = 0;
   /** Set by the role once it knows who the peer is (a worker's id arrives with its hello). */
@@ -71,7 +76,7 @@ export class Channel {
     this.link.limitFrames?.(bytes ?? DEFAULT_MAX_FRAME_BYTES);
   }
 
-  constructor(readonly link: Link, private readonly options: ChannelOptions) {
+  constructor(readonly link: Link, private readonly options: ChannelOptions<In>) {
     this.maxFrameBytes = options.maxFrameBytes;
     link.attach({
       frame: (bytes) => this.receive(bytes),
@@ -106,7 +111,7 @@ export class Channel {
   /** Tensor payloads travel in `wire` (set once the run's wire dtype is agreed). */
   wire: WireDtype = 'f32';
 
-  send(message: Message, payload?: Float32Array): void {
+  send(message: Out, payload?: Float32Array): void {
     const started = performance.now();
     const frame = encodeFrame(message, payload, { dtype: payload && payload.length > 0 ? this.wire : 'f32' });
     this.meter?.encoded?.((performance.now() - started) / 1000);
@@ -135,19 +140,23 @@ export class Channel {
   }
 
   /** Counts and logs a rejection found by the role (after decoding), naming the peer. */
-  reject(reason: string, detail: string): void {
+  reject(reason: RejectionReason, detail: string): void {
     this.options.rejections.record(reason);
     this.options.log.warn({ peer: this.peer, reason }, `rejected a frame from ${this.peer}: ${detail}`);
     if (this.options.replyToRejections) this.trySendError(reason, detail);
   }
 
-  private trySendError(code: string, message: string): void {
+  private trySendError(code: ErrorCode, message: string): void {
     try {
       const frame = encodeFrame({ type: 'error', code, message: message.slice(0, 4096) });
       this.link.send(this.sealing ? this.sealing.send.seal(frame) : frame);
     } catch {
       // The peer is gone or the link is closing: the rejection is already counted and logged.
     }
+  }
+
+  private accepts(frame: Frame): frame is Frame<In> {
+    return (this.options.accepts as readonly string[]).includes(frame.message.type);
   }
 
   private receive(bytes: Uint8Array): void {
@@ -164,6 +173,10 @@ export class Channel {
     } catch (err) {
       if (err instanceof ProtocolError) return this.reject(err.reason, err.message);
       return this.reject('malformed_header', (err as Error).message);
+    }
+    if (!this.accepts(frame)) {
+      if (this.options.onUnexpected) return this.options.onUnexpected(frame.message);
+      return this.reject('unexpected_message', `${frame.message.type} is not a message this side receives`);
     }
     try {
       this.options.onMessage(frame);

@@ -42,8 +42,8 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error('gradfleet needs a little-endian host: tensors travel as raw little-endian float32');
 }
 
-export interface Frame {
-  message: Message;
+export interface Frame<M extends Message = Message> {
+  message: M;
   /**
    * Empty when the message carries no tensor. For f32, a view of the frame's bytes when aligned,
    * else a copy; for f16/bf16, a float32 copy widened from the wire values.

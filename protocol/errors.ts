@@ -18,9 +18,21 @@ export const TRANSPORT_REJECT_REASONS = ['lost_chunk', 'duplicate_chunk', 'corru
 export const SEAL_REJECT_REASONS = ['bad_seal', 'replayed'] as const;
 
 /** Every reason a rejection may be counted under (metrics export each, zero until it happens). */
-export const KNOWN_REJECT_REASONS: readonly string[] = [
+export const REJECTION_REASONS = [
   ...REJECT_REASONS, ...ROLE_REJECT_REASONS, ...ADMISSION_REJECT_REASONS, ...TRANSPORT_REJECT_REASONS, ...SEAL_REJECT_REASONS,
-];
+] as const;
+/** The one vocabulary of rejections: what `reject` takes, what a `Verdict` refuses with, what metrics count. */
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+/**
+ * The `code` of an `error` message: the reason of a rejection the sender made, or a failure of its
+ * own (`internal`: a bug on its side; `worker_failed`: the worker cannot go on and leaves).
+ */
+export const ERROR_CODES = [...REJECTION_REASONS, 'internal', 'worker_failed'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Codes that end a worker's session for good: waiting and reconnecting do not fix authentication. */
+export const FATAL_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['auth_failed', 'unauthenticated']);
 
 export class ProtocolError extends Error {
   override name = 'ProtocolError';

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { NONCE_BYTES, PROOF_BYTES } from './auth.js';
+import { ERROR_CODES } from './errors.js';
 import { WIRE_DTYPES } from './wire-dtype.js';
 
 const id = z.string().min(1).max(128);
@@ -131,7 +132,7 @@ export const evaluationSchema = z.object({
 
 export const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
 
-export const errorSchema = z.object({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(4096) });
+export const errorSchema = z.object({ type: z.literal('error'), code: z.enum(ERROR_CODES), message: z.string().max(4096) });
 
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
@@ -143,6 +144,17 @@ export const messageSchema = z.discriminatedUnion('type', [
 export type Message = z.infer<typeof messageSchema>;
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
+
+/** What a worker sends: the coordinator's side of a channel accepts only these. */
+export const WORKER_MESSAGE_TYPES = ['hello', 'auth', 'ready', 'contribution', 'evaluation', 'heartbeat', 'error', 'shutdown'] as const;
+/** What the coordinator sends: a worker's side of a channel accepts only these. */
+export const COORDINATOR_MESSAGE_TYPES = ['challenge', 'welcome', 'dataChunk', 'weights', 'assign', 'evaluate', 'heartbeat', 'error', 'shutdown'] as const;
+export type WorkerMessage = MessageOf<(typeof WORKER_MESSAGE_TYPES)[number]>;
+export type CoordinatorMessage = MessageOf<(typeof COORDINATOR_MESSAGE_TYPES)[number]>;
+
+/** Compile-time guard: a new message type must be given a direction, or this line stops compiling. */
+const everyTypeHasADirection: Record<Exclude<MessageType, WorkerMessage['type'] | CoordinatorMessage['type']>, never> = {};
+void everyTypeHasADirection;
 
 /** How many payload values a message declares (0 for those that carry no tensor). */
 export function declaredPayloadValues(message: Message): number {

@@ -12,6 +12,7 @@ import { BROADCAST_ID_HEADER, BroadcastCache, type BroadcastPublisher, type Broa
 import { CHUNK_HEADERS, chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
 import { SEALED_HEADER, sealMessage, unsealMessage } from './nats-sealing.js';
 import type { SessionKeys } from './sealing.js';
+import type { RejectionReason } from './errors.js';
 import type { Link, LinkHandlers } from './transport.js';
 
 const H = { ...CHUNK_HEADERS, control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason', broadcastId: BROADCAST_ID_HEADER, broadcastSeq: 'Gf-Bseq' } as const;
@@ -284,7 +285,7 @@ export class NatsLink implements Link {
     else this.early.push(() => this.handlers?.frame(bytes));
   }
 
-  private report(reason: string, detail: string): void {
+  private report(reason: RejectionReason, detail: string): void {
     this.handlers?.rejected?.(reason, detail);
   }
 

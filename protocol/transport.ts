@@ -1,3 +1,4 @@
+import type { RejectionReason } from './errors.js';
 import type { SessionKeys } from './sealing.js';
 
 /**
@@ -10,7 +11,7 @@ export interface LinkHandlers {
   frame(bytes: Uint8Array): void;
   close(reason: string): void;
   /** Something the transport itself dropped (a lost or repeated chunk), for counting and logs. */
-  rejected?(reason: string, detail: string): void;
+  rejected?(reason: RejectionReason, detail: string): void;
 }
 
 export interface Link {

@@ -1,29 +1,24 @@
 /**
- * A worker: connects to the coordinator, agrees on the run (model, layout, data fingerprints),
- * gets any data set it lacks streamed, then computes whatever it is assigned with the weights it is
- * sent, until the coordinator says shutdown.
+ * A worker session: connects to the coordinator, agrees on the run (model, layout, data
+ * fingerprints), gets any data set it lacks streamed, then computes whatever it is assigned with
+ * the weights it is sent, until the coordinator says shutdown.
+ *
+ * One state at a time, one method per message (as ws's websocket.js): a message that makes no
+ * sense in the current state is rejected as unexpected, never half-handled.
  */
 import type { Logger } from 'pino';
+import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
-import type { MessageOf, Split } from '../protocol/messages.js';
+import { FATAL_ERROR_CODES } from '../protocol/errors.js';
+import { COORDINATOR_MESSAGE_TYPES, type CoordinatorMessage, type MessageOf, type Split, type WorkerMessage } from '../protocol/messages.js';
 import type { Link } from '../protocol/transport.js';
 import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
-import { type RunnerFactory, WorkerCompute } from './compute.js';
+import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
 import { DatasetReceiver } from './dataset-receiver.js';
-
-/** Failures a test can inject to prove the coordinator copes (hidden CLI flags --fault-*). */
-export interface FaultPlan {
-  /** Poison the first contribution of this step with NaN. */
-  nanAtStep?: number;
-  /** Exit the process abruptly when assigned this step. */
-  exitAtStep?: number;
-  /** Burn this much CPU before each assignment, counted as compute: a slower machine. */
-  slowMs?: number;
-}
 
 /** What a worker reports as it goes (metrics); every part is optional. */
 export interface WorkerObserver {
@@ -31,6 +26,15 @@ export interface WorkerObserver {
   welcomed?(model: string): void;
   /** An assignment computed: its compute time and the micro-batches it covered. */
   computed?(seconds: number, microBatches: number): void;
+}
+
+/**
+ * A seam around the compute path, for fault injection (worker/fault-injection.ts): it sees each
+ * assignment before it is computed and each node before it is sent, and may alter either.
+ */
+export interface ComputeInterceptor {
+  beforeAssignment(assign: MessageOf<'assign'>): void;
+  beforeSend(node: ComputedNode): void;
 }
 
 export interface WorkerOptions {
@@ -42,7 +46,7 @@ export interface WorkerOptions {
   log: Logger;
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
   secret?: SharedSecret;
-  faults?: FaultPlan;
+  interceptor?: ComputeInterceptor;
   maxFrameBytes?: number;
   observer?: WorkerObserver;
 }
@@ -56,20 +60,17 @@ export interface WorkerOutcome {
   end: 'shutdown' | 'lost' | 'refused';
   reason: string;
   steps: number;
-  rejections: Record<string, number>;
+  rejections: RejectionCounts['byReason'];
 }
+
+/**
+ * connecting: hello sent, waiting for a challenge or a welcome; authenticating: our proof sent,
+ * waiting for the welcome; joining: welcomed, waiting for the data sets we lack; ready: idle with a
+ * model; computing: an assignment or evaluation in hand; closed: the session is over.
+ */
+export type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' | 'computing' | 'closed';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-
-/** Coordinator error codes that end a session for good. */
-const FATAL_CODES = new Set(['auth_failed', 'unauthenticated']);
-
-/** Busy-waits (a slower processor, not an idle one); returns the seconds spent. */
-function burn(ms: number): number {
-  const started = performance.now();
-  while (performance.now() - started < ms);
-  return (performance.now() - started) / 1000;
-}
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
 function localCopy(spec: string, expected: string, log: Logger): Dataset | null {
@@ -83,189 +84,205 @@ function localCopy(spec: string, expected: string, log: Logger): Dataset | null 
   return null;
 }
 
-export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
-  const { link, workerId, log, faults = {}, observer, secret } = options;
-  const rejections = new RejectionCounts();
-  const nonce = newNonce();
-  let compute: WorkerCompute | undefined;
-  let welcome: MessageOf<'welcome'> | undefined;
-  let challenged = false;
-  const data: Partial<Record<Split, Dataset>> = {};
-  const receivers: Partial<Record<Split, DatasetReceiver>> = {};
-  let steps = 0;
-  let nanInjected = false;
-  let lastHeard = performance.now();
-  let heartbeat: NodeJS.Timeout | undefined;
-  // Compute runs one message at a time, in arrival order (weights before the assignment that uses them).
-  let queue = Promise.resolve();
+/** True when our build's flat layout of the model is the coordinator's, entry by entry. */
+function layoutAgrees(w: MessageOf<'welcome'>): boolean {
+  const ours = paramLayout(getModel(w.model));
+  return ours.size === w.layoutSize && ours.entries.length === w.layout.length
+    && ours.entries.every((e, i) => e.name === w.layout[i].name && e.offset === w.layout[i].offset && e.shape.join() === w.layout[i].shape.join());
+}
 
-  return new Promise<WorkerOutcome>((resolve, reject) => {
-    let finished = false;
-    const finish = (end: WorkerOutcome['end'], reason: string, error?: Error) => {
-      if (finished) return;
-      finished = true;
-      clearInterval(heartbeat);
-      clearTimeout(handshakeTimer);
-      // Let a share in progress notice `finished` and stop before its model goes away.
-      void queue.finally(() => compute?.dispose());
-      if (error) reject(error);
-      else resolve({ end, reason, steps, rejections: rejections.byReason });
-    };
-    const serially = (task: () => void | Promise<void>) => {
-      queue = queue.then(async () => {
-        if (!finished) await task();
-      }).catch((err: unknown) => fail(err as Error));
-    };
-    const fail = (err: Error) => {
-      if (finished) return;
-      // A fault of this worker's own (layout mismatch, bad assignment): report and leave.
-      channel.send({ type: 'error', code: 'worker_failed', message: err.message });
-      // Settle first: closing the link reports it lost, which would otherwise win.
-      finish('refused', 'failed', err);
-      link.close('worker failed');
-    };
-    const refuse = (reason: string) => {
-      log.error(reason);
-      finish('refused', reason);
-      link.close(reason);
-    };
+export class Worker {
+  private state: WorkerState = 'connecting';
+  private readonly channel: Channel<CoordinatorMessage, WorkerMessage>;
+  private readonly rejections = new RejectionCounts();
+  private readonly nonce = newNonce();
+  private welcome: MessageOf<'welcome'> | undefined;
+  private compute: WorkerCompute | undefined;
+  private readonly data: Partial<Record<Split, Dataset>> = {};
+  private readonly receivers: Partial<Record<Split, DatasetReceiver>> = {};
+  private steps = 0;
+  private lastHeard = performance.now();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly handshakeTimer: NodeJS.Timeout;
+  /** Compute runs one message at a time, in arrival order (weights before the assignment that uses them). */
+  private queue = Promise.resolve();
+  private settle!: { resolve(outcome: WorkerOutcome): void; reject(err: Error): void };
+  readonly outcome: Promise<WorkerOutcome>;
 
-    const startCompute = (w: MessageOf<'welcome'>) => {
-      const model = getModel(w.model);
-      compute = new WorkerCompute(model, w.seed, { trainCount: w.train.count, batchSize: w.batchSize, microBatchSize: w.microBatchSize }, data.train!, data.test!, options.runnerFor);
-      channel.send({ type: 'ready', missing: [] });
-      log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);
-    };
-
-    const onChallenge = (c: MessageOf<'challenge'>) => {
-      if (!secret) return refuse('the coordinator requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)');
-      if (challenged || welcome) return channel.reject('unexpected_message', 'a second challenge');
-      if (!proofsMatch(secret.coordinatorProof(nonce, c.nonce), c.proof)) return refuse('the coordinator does not hold our secret: refusing to work for it');
-      challenged = true;
-      channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, nonce, workerId) });
-      // Everything after our auth is sealed both ways (protocol/sealing.ts).
-      channel.secure(secret, { workerNonce: nonce, coordinatorNonce: c.nonce, workerId }, 'worker');
-    };
-
-    // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.
-    const handshakeTimer = setTimeout(() => {
-      if (!welcome) link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
-    }, HANDSHAKE_TIMEOUT_MS);
-    handshakeTimer.unref();
-
-    const keepAlive = (w: MessageOf<'welcome'>) => {
-      heartbeat = setInterval(() => {
-        const silent = performance.now() - lastHeard;
-        if (silent > w.heartbeatTimeoutMs) link.close(`the coordinator has been silent for ${(silent / 1000).toFixed(1)} s`);
-        else channel.send({ type: 'heartbeat', sentAt: Date.now() });
-      }, w.heartbeatMs);
-      heartbeat.unref();
-    };
-
-    const onWelcome = (w: MessageOf<'welcome'>) => {
-      if (secret && !challenged) return refuse('the coordinator did not authenticate (it has no secret, or is not ours): refusing to work for it');
-      if (welcome) return channel.reject('unexpected_message', 'a second welcome');
-      const ours = paramLayout(getModel(w.model));
-      const agrees = ours.size === w.layoutSize && ours.entries.length === w.layout.length
-        && ours.entries.every((e, i) => e.name === w.layout[i].name && e.offset === w.layout[i].offset && e.shape.join() === w.layout[i].shape.join());
-      if (!agrees) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
-      welcome = w;
-      channel.wire = w.wire;
-      observer?.welcomed?.(w.model);
-      keepAlive(w);
-      const missing: Split[] = [];
-      for (const split of ['train', 'test'] as const) {
-        const info = w[split];
-        const local = localCopy(info.spec, info.fingerprint, log);
-        if (local) data[split] = local;
-        else {
-          missing.push(split);
-          receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint);
-        }
-      }
-      if (missing.length > 0) channel.send({ type: 'ready', missing });
-      else startCompute(w);
-    };
-
-    const onChunk = (chunk: MessageOf<'dataChunk'>) => {
-      const receiver = receivers[chunk.split];
-      if (!receiver || !welcome) return channel.reject('unexpected_message', `${chunk.split} data that was not asked for`);
-      const complete = receiver.add(chunk);
-      if (!complete) return;
-      data[chunk.split] = complete;
-      delete receivers[chunk.split];
-      log.info({ split: chunk.split, samples: complete.count }, `received the ${chunk.split} set`);
-      if (data.train && data.test) startCompute(welcome);
-    };
-
-    const onAssign = async (assign: MessageOf<'assign'>) => {
-      if (!compute) return channel.reject('unexpected_message', 'assign before ready');
-      if (faults.exitAtStep === assign.step) {
-        log.warn(`fault injection: exiting at step ${assign.step}`);
-        process.exit(3);
-      }
-      let stall = faults.slowMs ? burn(faults.slowMs) : 0;
-      let computeSeconds = 0;
-      await compute.contributions(assign, ({ message, payload }) => {
-        message.computeSeconds += stall;
-        stall = 0;
-        if (faults.nanAtStep === assign.step && !nanInjected) {
-          nanInjected = true;
-          payload[0] = Number.NaN;
-          log.warn(`fault injection: NaN in step ${assign.step}'s contribution`);
-        }
-        computeSeconds += message.computeSeconds;
-        channel.send(message, payload);
-      }, () => finished);
-      observer?.computed?.(computeSeconds, assign.count);
-      steps++;
-    };
-
-    const onError = (e: MessageOf<'error'>) => {
-      if (FATAL_CODES.has(e.code)) return refuse(`the coordinator refused us: ${e.message}`);
-      log.warn({ code: e.code }, `coordinator reports: ${e.message}`);
-    };
-
-    const onMessage = ({ message, payload }: Frame) => {
-      lastHeard = performance.now();
-      switch (message.type) {
-        case 'challenge': return onChallenge(message);
-        case 'welcome': return onWelcome(message);
-        case 'dataChunk': return onChunk(message);
-        case 'weights':
-          if (!compute) return channel.reject('unexpected_message', 'weights before ready');
-          // The payload views this frame's buffer, which nothing else holds: no copy needed.
-          return serially(() => compute!.setWeights(message.version, payload));
-        case 'assign': return serially(() => onAssign(message));
-        case 'evaluate':
-          if (!compute) return channel.reject('unexpected_message', 'evaluate before ready');
-          return serially(async () => {
-            const { message: result, payload: predictions } = await compute!.evaluate(message);
-            if (!finished) channel.send(result, predictions);
-          });
-        case 'error': return onError(message);
-        case 'shutdown':
-          log.info({ reason: message.reason }, `coordinator says shutdown: ${message.reason}`);
-          finish('shutdown', message.reason);
-          return link.close('shutdown');
-        case 'heartbeat': return;
-        default:
-          return channel.reject('unexpected_message', `${message.type} is not a coordinator's message`);
-      }
-    };
-
-    const channel = new Channel(link, {
-      log, rejections, maxFrameBytes: options.maxFrameBytes, replyToRejections: false,
+  constructor(private readonly o: WorkerOptions) {
+    this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.channel = new Channel(o.link, {
+      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: COORDINATOR_MESSAGE_TYPES,
       onMessage: (frame) => {
         try {
-          onMessage(frame);
+          this.onMessage(frame);
         } catch (err) {
-          fail(err as Error);
+          this.fail(err as Error);
         }
       },
-      onClose: (reason) => finish('lost', `connection to the coordinator lost: ${reason}`),
+      onClose: (reason) => this.finish('lost', `connection to the coordinator lost: ${reason}`),
     });
-    channel.meter = observer?.meter;
-    channel.send({ type: 'hello', workerId, backend: options.backend, nonce });
-  });
+    this.channel.meter = o.observer?.meter;
+    // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.
+    this.handshakeTimer = setTimeout(() => {
+      if (!this.welcome) o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+    }, HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer.unref();
+    this.channel.send({ type: 'hello', workerId: o.workerId, backend: o.backend, nonce: this.nonce });
+  }
+
+  private get finished(): boolean {
+    return this.state === 'closed';
+  }
+
+  private onMessage({ message, payload }: Frame<CoordinatorMessage>): void {
+    this.lastHeard = performance.now();
+    switch (message.type) {
+      case 'challenge': return this.onChallenge(message);
+      case 'welcome': return this.onWelcome(message);
+      case 'dataChunk': return this.onDataChunk(message);
+      // The payload views this frame's buffer, which nothing else holds: no copy needed.
+      case 'weights': return this.whenReady(message, (compute) => compute.setWeights(message.version, payload));
+      case 'assign': return this.whenReady(message, (compute) => this.onAssign(compute, message));
+      case 'evaluate': return this.whenReady(message, (compute) => this.onEvaluate(compute, message));
+      case 'error': return this.onError(message);
+      case 'shutdown': return this.onShutdown(message);
+      case 'heartbeat': return;
+      default: return unreachable(message, 'coordinator message');
+    }
+  }
+
+  private onChallenge(c: MessageOf<'challenge'>): void {
+    const { secret, workerId } = this.o;
+    if (!secret) return this.refuse('the coordinator requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)');
+    if (this.state !== 'connecting') return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
+    if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof)) return this.refuse('the coordinator does not hold our secret: refusing to work for it');
+    this.state = 'authenticating';
+    this.channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, this.nonce, workerId) });
+    // Everything after our auth is sealed both ways (protocol/sealing.ts).
+    this.channel.secure(secret, { workerNonce: this.nonce, coordinatorNonce: c.nonce, workerId }, 'worker');
+  }
+
+  private onWelcome(w: MessageOf<'welcome'>): void {
+    if (this.o.secret && this.state === 'connecting') return this.refuse('the coordinator did not authenticate (it has no secret, or is not ours): refusing to work for it');
+    if (this.state !== 'connecting' && this.state !== 'authenticating') return this.channel.reject('unexpected_message', `a welcome while ${this.state}`);
+    if (!layoutAgrees(w)) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
+    this.welcome = w;
+    this.state = 'joining';
+    this.channel.wire = w.wire;
+    this.o.observer?.welcomed?.(w.model);
+    this.keepAlive(w);
+    const missing: Split[] = [];
+    for (const split of ['train', 'test'] as const) {
+      const info = w[split];
+      const local = localCopy(info.spec, info.fingerprint, this.o.log);
+      if (local) this.data[split] = local;
+      else {
+        missing.push(split);
+        this.receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint);
+      }
+    }
+    if (missing.length > 0) this.channel.send({ type: 'ready', missing });
+    else this.startCompute(w);
+  }
+
+  private onDataChunk(chunk: MessageOf<'dataChunk'>): void {
+    const receiver = this.receivers[chunk.split];
+    if (this.state !== 'joining' || !receiver) return this.channel.reject('unexpected_message', `${chunk.split} data that was not asked for`);
+    const complete = receiver.add(chunk);
+    if (!complete) return;
+    this.data[chunk.split] = complete;
+    delete this.receivers[chunk.split];
+    this.o.log.info({ split: chunk.split, samples: complete.count }, `received the ${chunk.split} set`);
+    if (this.data.train && this.data.test) this.startCompute(this.welcome!);
+  }
+
+  private startCompute(w: MessageOf<'welcome'>): void {
+    const geometry = { trainCount: w.train.count, batchSize: w.batchSize, microBatchSize: w.microBatchSize };
+    this.compute = new WorkerCompute(getModel(w.model), w.seed, geometry, this.data.train!, this.data.test!, this.o.runnerFor);
+    this.state = 'ready';
+    this.channel.send({ type: 'ready', missing: [] });
+    this.o.log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);
+  }
+
+  /** Work for the model: queued behind what is in hand, and refused before there is a model. */
+  private whenReady(message: CoordinatorMessage, task: (compute: WorkerCompute) => void | Promise<void>): void {
+    const compute = this.compute;
+    if (!compute || (this.state !== 'ready' && this.state !== 'computing')) return this.channel.reject('unexpected_message', `${message.type} while ${this.state}`);
+    this.queue = this.queue.then(async () => {
+      if (this.finished) return;
+      this.state = 'computing';
+      await task(compute);
+      if (!this.finished) this.state = 'ready';
+    }).catch((err: unknown) => this.fail(err as Error));
+  }
+
+  private async onAssign(compute: WorkerCompute, assign: MessageOf<'assign'>): Promise<void> {
+    const { interceptor, observer } = this.o;
+    interceptor?.beforeAssignment(assign);
+    let computeSeconds = 0;
+    await compute.contributions(assign, (node) => {
+      interceptor?.beforeSend(node);
+      computeSeconds += node.message.computeSeconds;
+      this.channel.send(node.message, node.payload);
+    }, () => this.finished);
+    observer?.computed?.(computeSeconds, assign.count);
+    this.steps++;
+  }
+
+  private async onEvaluate(compute: WorkerCompute, request: MessageOf<'evaluate'>): Promise<void> {
+    const { message, payload } = await compute.evaluate(request);
+    if (!this.finished) this.channel.send(message, payload);
+  }
+
+  private onError(e: MessageOf<'error'>): void {
+    if (FATAL_ERROR_CODES.has(e.code)) return this.refuse(`the coordinator refused us: ${e.message}`);
+    this.o.log.warn({ code: e.code }, `coordinator reports: ${e.message}`);
+  }
+
+  private onShutdown(message: MessageOf<'shutdown'>): void {
+    this.o.log.info({ reason: message.reason }, `coordinator says shutdown: ${message.reason}`);
+    this.finish('shutdown', message.reason);
+    this.o.link.close('shutdown');
+  }
+
+  private keepAlive(w: MessageOf<'welcome'>): void {
+    this.heartbeat = setInterval(() => {
+      const silent = performance.now() - this.lastHeard;
+      if (silent > w.heartbeatTimeoutMs) this.o.link.close(`the coordinator has been silent for ${(silent / 1000).toFixed(1)} s`);
+      else this.channel.send({ type: 'heartbeat', sentAt: Date.now() });
+    }, w.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** A fault of this worker's own (layout mismatch, bad assignment): report and leave. */
+  private fail(err: Error): void {
+    if (this.finished) return;
+    this.channel.send({ type: 'error', code: 'worker_failed', message: err.message });
+    // Settle first: closing the link reports it lost, which would otherwise win.
+    this.finish('refused', 'failed', err);
+    this.o.link.close('worker failed');
+  }
+
+  private refuse(reason: string): void {
+    this.o.log.error(reason);
+    this.finish('refused', reason);
+    this.o.link.close(reason);
+  }
+
+  private finish(end: WorkerOutcome['end'], reason: string, error?: Error): void {
+    if (this.finished) return;
+    this.state = 'closed';
+    clearInterval(this.heartbeat);
+    clearTimeout(this.handshakeTimer);
+    // Let a share in progress notice the close and stop before its model goes away.
+    void this.queue.finally(() => this.compute?.dispose());
+    if (error) this.settle.reject(error);
+    else this.settle.resolve({ end, reason, steps: this.steps, rejections: this.rejections.byReason });
+  }
+}
+
+/** One session with the coordinator over `link`, until it ends (see WorkerOutcome). */
+export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
+  return new Worker(options).outcome;
 }

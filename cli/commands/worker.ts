@@ -6,7 +6,8 @@ import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import { type Link, isPermanentFailure } from '../../protocol/transport.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
-import { type FaultPlan, runWorker } from '../../worker/worker.js';
+import type { FaultPlan } from '../../worker/fault-injection.js';
+import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
 import { nonNegativeInt, positiveInt } from '../options.js';
@@ -40,6 +41,14 @@ async function connectWithRetry(target: { where: string; connect: () => Promise<
   return undefined;
 }
 
+/** The hidden --fault-* flags, as an interceptor; the module that injects faults loads only when one is given. */
+async function faultsOf(flags: WorkerFlags, log: Logger): Promise<ComputeInterceptor | undefined> {
+  const plan: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs };
+  if (Object.values(plan).every((v) => v === undefined)) return undefined;
+  const { faultInjector } = await import('../../worker/fault-injection.js');
+  return faultInjector(plan, log);
+}
+
 export function workerCommand(): Command {
   const cmd = new Command('worker')
     .description('connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away')
@@ -59,7 +68,7 @@ export function workerCommand(): Command {
       const metricsAt = metricsOf(flags);
       const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
-      const faults: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs };
+      const interceptor = await faultsOf(flags, log);
       let link: Link | undefined;
       let stopping = false;
       const stop = (why: string) => {
@@ -76,7 +85,7 @@ export function workerCommand(): Command {
           link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, runnerFor: compute.runnerFor, log, secret, faults, observer: metrics });
+          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics });
           steps += outcome.steps;
           if (outcome.end === 'refused') {
             process.exitCode = 2;

@@ -21,6 +21,6 @@ export const MESSAGE_SAMPLES: [Message, number][] = [
   [{ type: 'evaluate', round: 2, weightsVersion: 7, chunkSize: 500, first: 4, count: 3 }, 0],
   [{ type: 'evaluation', round: 2, first: 4, count: 2, lossSums: [1.5, 2.5], payloadValues: 5 }, 5],
   [{ type: 'heartbeat', sentAt: 1234.5 }, 0],
-  [{ type: 'error', code: 'bad_frame', message: 'nope' }, 0],
+  [{ type: 'error', code: 'malformed_header', message: 'nope' }, 0],
   [{ type: 'shutdown', reason: 'done' }, 0],
 ];

@@ -27,9 +27,8 @@ import { Channel, RejectionCounts } from '../../protocol/channel.js';
 import { type ChunkInfo, Reassembler, chunkFrame } from '../../protocol/chunking.js';
 import { type Frame, PREAMBLE, align4, assertFinite, decodeFrame, encodeFrame, firstNonFinite, packHeader as pack, payloadOffset, writePreamble } from '../../protocol/codec.js';
 import { ProtocolError, REJECT_REASONS, type RejectReason, TRANSPORT_REJECT_REASONS } from '../../protocol/errors.js';
-import { type Message, type MessageOf, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
+import { COORDINATOR_MESSAGE_TYPES, type Message, type MessageOf, WORKER_MESSAGE_TYPES, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
 import { NatsLink } from '../../protocol/nats-link.js';
-import type { Link, LinkHandlers } from '../../protocol/transport.js';
 import { WIRE_DTYPES, bytesPerValue } from '../../protocol/wire-dtype.js';
 import { createDataset, fingerprint } from '../../training/data/dataset.js';
 import { DataError } from '../../training/data/errors.js';
@@ -38,6 +37,7 @@ import { parseKaggleCsv } from '../../training/data/kaggle-csv.js';
 import { loadMnistFiles } from '../../training/data/mnist.js';
 import { Rng } from '../../training/rng.js';
 import { DatasetReceiver } from '../../worker/dataset-receiver.js';
+import { MemoryLink } from '../helpers/memory-link.js';
 import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
 /** numRuns per property: 107k for the frame decoder's own properties, 160k in all (the Channel, chunk and data-set properties feed several inputs per run). */
@@ -519,28 +519,6 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
 });
 
 /** An in-memory Link: what a transport does, minus the network. */
-class MemoryLink implements Link {
-  readonly peer = 'fuzz-peer';
-  readonly sent: Uint8Array[] = [];
-  private handlers: LinkHandlers | undefined;
-
-  send(frame: Uint8Array, written?: () => void): void {
-    this.sent.push(frame);
-    written?.();
-  }
-
-  close(): void {}
-
-  attach(handlers: LinkHandlers): void {
-    this.handlers = handlers;
-  }
-
-  /** A whole frame arrived from the peer. */
-  receive(bytes: Uint8Array): void {
-    this.handlers!.frame(bytes);
-  }
-}
-
 describe('Channel: every bad frame is one counted rejection, and no exception escapes', () => {
   // Valid frames, one with a NaN gradient (valid to the decoder, refused by the role's assertFinite).
   const nanFrame = encodeFrame({ type: 'weights', version: 1, payloadValues: 3 }, Float32Array.of(1, Number.NaN, 2));
@@ -560,7 +538,7 @@ describe('Channel: every bad frame is one counted rejection, and no exception es
         const delivered: Frame[] = [];
         const maxFrameBytes = limit ?? undefined;
         new Channel(link, {
-          log, rejections, maxFrameBytes, replyToRejections: true,
+          log, rejections, maxFrameBytes, replyToRejections: true, accepts: [...WORKER_MESSAGE_TYPES, ...COORDINATOR_MESSAGE_TYPES],
           onMessage: (frame) => {
             assertFinite(frame.payload, 'payload'); // what the roles do with gradients and weights
             if (frame.message.type === 'shutdown') throw new Error('a handler bug'); // must not escape either
