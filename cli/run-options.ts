@@ -3,8 +3,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHECKPOINT_FILE_PATTERN } from '../coordinator/checkpoint-store.js';
 import { Command } from 'commander';
-import type { LaunchOptions, NewRunConfig, RunSummary } from '../coordinator/launch.js';
-import type { CoordinatorHooks } from '../coordinator/coordinator.js';
+import type { NewRunConfig, RunStart, RunSummary } from '../coordinator/launch.js';
+import type { CoordinatorHooks } from '../coordinator/hooks.js';
 import { STEP_DONE_MSG, STEP_GATHERED_MSG, stepDoneFields, stepGatheredFields } from '../coordinator/step-log.js';
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
@@ -44,7 +44,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 
-export function runConfigOf(flags: RunFlags): NewRunConfig {
+function runConfigOf(flags: RunFlags): NewRunConfig {
   return {
     model: flags.model, seed: flags.seed, batchSize: flags.batchSize, microBatchSize: flags.microBatch, epochs: flags.epochs,
     maxSteps: flags.maxSteps ?? null, adam: { ...DEFAULT_ADAM, learningRate: flags.lr }, lrDecay: flags.lrDecay,
@@ -59,22 +59,29 @@ export function outDirOf(flags: RunFlags): string {
   return join('runs', `${flags.model}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 }
 
+/** A fresh run from the flags, or a resumed one (--resume, or --auto-resume where --out has checkpoints). */
+export function runStartOf(cmd: Command, flags: RunFlags): RunStart {
+  const resume = flags.autoResume ? autoResumeOf(cmd, flags) : resumeOf(cmd, flags);
+  return resume ?? { kind: 'fresh', config: runConfigOf(flags) };
+}
+
+type Resume = Extract<RunStart, { kind: 'resume' }>;
+
 /** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
-export function resumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
-  if (flags.autoResume) return autoResumeOf(cmd, flags);
+function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (!flags.resume) return undefined;
   const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire'];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
-  return { from: flags.resume, overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined } };
+  return { kind: 'resume', from: flags.resume, overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined } };
 }
 
 /**
  * --auto-resume: the same command line starts a run and, after a crash, continues it. The run's
  * own config wins when continuing; only a different model is refused, as certainly a mistake.
  */
-function autoResumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
+function autoResumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (flags.resume) throw new Error('give --resume DIR or --auto-resume, not both');
   if (!flags.out) throw new Error('--auto-resume needs --out DIR: the run directory to continue when it has checkpoints');
   const dir = join(flags.out, 'checkpoints');
@@ -82,7 +89,7 @@ function autoResumeOf(cmd: Command, flags: RunFlags): LaunchOptions['resume'] {
   if (!hasCheckpoint) return undefined;
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
   return {
-    from: flags.out, expectModel: flags.model,
+    kind: 'resume', from: flags.out, expectModel: flags.model,
     overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined },
   };
 }

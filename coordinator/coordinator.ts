@@ -7,107 +7,30 @@
  * result gives its ranges back and they go to whoever is ready, so the step still completes with
  * the same bits. Below --min-workers the run pauses between steps until enough have joined.
  */
-import { encodeFrame } from '../protocol/codec.js';
 import type { Logger } from 'pino';
-import type { RejectionCounts } from '../protocol/channel.js';
 import type { MessageOf } from '../protocol/messages.js';
+import type { RejectionCounts } from '../protocol/channel.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
-import type { Range as ParamRange } from '../training/optimizer/adam.js';
-import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
-import { gradientNorm } from '../training/optimizer/gradient-norm.js';
-import { averageOf } from '../training/parallel/reduction-tree.js';
-import { type BatchGeometry, type StepPosition, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
+import { type BatchGeometry, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
+import { type GradientReducer, InProcessReducer } from './gradient-reducer.js';
+import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { runPaths, writeCurves } from './run-outputs.js';
-import { type EpochSummary, type RunState, adamForEpoch, emptyAccumulator, stateToCheckpoint } from './run-state.js';
+import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { splitRange, updateSpeed } from './sharding.js';
+import { addPhases, stepReport } from './step-report.js';
 import { StragglerWatch } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
+import { WeightsBroadcast } from './weights-broadcast.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
-import type { Range, WorkTracker } from './work-tracker.js';
+import type { ItemRange, WorkTracker } from './work-tracker.js';
 
 /** A ready worker left without work this many steps in a row gets one micro-batch, to measure it again. */
 const PROBE_AFTER_IDLE_STEPS = 3;
-
-export interface StepReport {
-  position: StepPosition;
-  stepsPerEpoch: number;
-  /** Samples in this step, and in a whole epoch. */
-  samples: number;
-  epochSamples: number;
-  loss: number;
-  accuracy: number;
-  workers: number;
-  learningRate: number;
-  /**
-   * L2 norm of the averaged gradient (trainable parameters). A function, computed on demand: it is a
-   * pass over every parameter, paid only by observers that show it, and only during the hook.
-   */
-  gradientNorm(): number;
-  /** Wall seconds of the step, and of each phase of it. */
-  seconds: { total: number; gather: number; reduce: number; optimizer: number; broadcast: number };
-  /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
-  workerSeconds: Map<string, number>;
-  computeSeconds: Map<string, number>;
-  /** Per worker: micro-batches it delivered this step. */
-  workerMicroBatches: Map<string, number>;
-  /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
-  workerSpeeds: Map<string, number>;
-}
-
-export interface CheckpointReport {
-  step: number;
-  path: string;
-  seconds: number;
-}
-
-/** Seconds spent in each phase of the steps run so far. */
-export interface PhaseTotals {
-  steps: number;
-  /** From handing out work to the last node arriving. */
-  gather: number;
-  /** The slowest worker's reported compute, per step. */
-  compute: number;
-  reduce: number;
-  optimizer: number;
-  broadcast: number;
-}
-
-/** What the coordinator tells its observers (progress bars, metrics); each hook is optional. */
-export interface CoordinatorHooks {
-  /**
-   * Every tree node of the step has arrived: reduce, optimizer and broadcast follow. Until the new
-   * weights go out, nothing of the step is still on the wire (each worker had its weights before it
-   * could send a node), which is when a benchmark can read the network's counters cleanly.
-   */
-  gathered?(position: StepPosition): void;
-  step?(report: StepReport): void;
-  epoch?(summary: EpochSummary, evaluation: Evaluation): void;
-  checkpoint?(report: CheckpointReport): void;
-  workerReady?(session: WorkerSession): void;
-  workerLost?(session: WorkerSession, reason: string): void;
-  /** The run paused (too few workers) or went on. */
-  paused?(paused: boolean): void;
-  /** A worker did not deliver its share in time and lost it for this step. */
-  deadlineMissed?(session: WorkerSession): void;
-  /** A worker became, or stopped being, a persistent straggler. */
-  straggler?(workerId: string, isStraggler: boolean): void;
-}
-
-/** One set of hooks that calls each given set in turn. */
-export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
-  const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
-  const each = <K extends keyof CoordinatorHooks>(key: K) =>
-    ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
-  return {
-    gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
-    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
-  };
-}
 
 export interface CoordinatorOptions {
   state: RunState;
@@ -153,32 +76,32 @@ interface ActiveWork {
   assignedAt: Map<string, number>;
   /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
   late: Set<string>;
-  send(session: WorkerSession, range: Range): void;
-  /** Only called with messages of type `kind` (onResult checks), hence the narrowing casts. */
-  accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict;
+  send(session: WorkerSession, range: ItemRange): void;
+  /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
+  accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict | undefined;
   done(): void;
 }
 
 export class Coordinator {
   private active: ActiveWork | undefined;
-  private pending: Range[] = [];
+  private pending: ItemRange[] = [];
   private stopRequested = false;
-  private weightsFrame: { version: number; bytes: Uint8Array } | undefined;
+  private readonly weights: WeightsBroadcast;
+  private readonly reducer: GradientReducer;
   private evalRound = 0;
   private readonly geometry: BatchGeometry;
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
   private readonly workersSeen = new Set<string>();
   private readonly backends = new Set<string>();
   private lastCheckpoint: { step: number; path: string } | undefined;
-  private readonly trainable: ParamRange[];
   private readonly ledger: SampleLedger;
   private readonly stragglers = new StragglerWatch();
   private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: CoordinatorOptions) {
-    const { config } = o.state;
-    this.geometry = { trainCount: o.train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize };
-    this.trainable = trainableRanges(o.layout);
+    this.geometry = geometryOf(o.state.config, o.train.count);
+    this.weights = new WeightsBroadcast(o.state, o.state.config.wire);
+    this.reducer = new InProcessReducer(o.state, o.layout, this.weights);
     this.ledger = new SampleLedger(o.train.count);
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
@@ -285,64 +208,51 @@ export class Coordinator {
     if (missing > 0) this.o.log.error({ epoch: epoch + 1, missing }, `epoch ${epoch + 1} closed with ${missing} samples never trained on`);
   }
 
+  /** Plan, dispatch and gather the step's nodes, hand them to the reducer, report. */
   private async runStep(position: StepPosition): Promise<number> {
     const { state, layout, pool } = this.o;
     const batch = stepBatch(this.geometry, position.stepInEpoch);
     const gather = new StepGather(position, batch, this.geometry, layout.size);
-    const t0 = performance.now();
+    const startedAt = performance.now();
     await this.runWork({
       kind: 'contribution',
       tracker: gather.tracker,
-      accept: (s, m, p) => {
-        const verdict = gather.accept(s.id, m as MessageOf<'contribution'>, p);
-        if (verdict.ok && verdict.trained) {
-          this.ledger.record(position.epoch, verdict.trained.start, verdict.trained.end);
-          this.ledger.countMicroBatches(verdict.trained.microBatches);
-        }
-        return verdict;
-      },
+      accept: (s, m, p) => (m.type === 'contribution' ? this.acceptContribution(gather, s, m, p) : undefined),
       send: (s, r) => {
-        this.ensureWeights(s);
+        this.weights.ensure(s);
         s.channel.send({
           type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
           weightsVersion: state.step, first: r.first, count: r.end - r.first,
         });
       },
     });
-    const t1 = performance.now();
+    const gatheredAt = performance.now();
     this.o.hooks?.gathered?.(position);
-    const root = gather.reduce();
+    const update = this.reducer.apply(gather, position, pool.ready());
     const acc = state.epochAccumulator;
-    acc.lossSum += root.lossSum;
-    acc.correct += root.correct;
-    acc.samples += root.samples;
-    const average = averageOf(root);
-    const t2 = performance.now();
-    const adam = adamForEpoch(state.config, position.epoch);
-    const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
-    state.weights = next.weights;
-    state.adam = next.adam;
-    state.step++;
-    state.stepLosses.push(average.loss);
-    const t3 = performance.now();
-    for (const s of pool.ready()) this.ensureWeights(s);
-    const t4 = performance.now();
-    const seconds = { total: (t4 - t0) / 1000, gather: (t1 - t0) / 1000, reduce: (t2 - t1) / 1000, optimizer: (t3 - t2) / 1000, broadcast: (t4 - t3) / 1000 };
-    const p = this.phases;
-    Object.assign(p, {
-      steps: p.steps + 1, gather: p.gather + seconds.gather, compute: p.compute + Math.max(0, ...gather.computeSeconds.values()),
-      reduce: p.reduce + seconds.reduce, optimizer: p.optimizer + seconds.optimizer, broadcast: p.broadcast + seconds.broadcast,
-    });
-    const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
+    acc.lossSum += update.lossSum;
+    acc.correct += update.correct;
+    acc.samples += update.samples;
+    state.stepLosses.push(update.loss);
     const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
     this.watchStragglers(workerSpeeds);
-    this.o.hooks?.step?.({
-      position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
-      workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: () => gradientNorm(average.values, this.trainable), seconds, workerSeconds, computeSeconds: gather.computeSeconds,
-      workerMicroBatches: gather.microBatchesBy, workerSpeeds,
+    const report = stepReport({
+      position, stepsPerEpoch: stepsPerEpoch(this.geometry), epochSamples: this.geometry.trainCount, gather, update, startedAt, gatheredAt, workerSpeeds,
     });
+    addPhases(this.phases, report);
+    this.o.hooks?.step?.(report);
     return batch.samples;
+  }
+
+  /** A node checked by the step's gather; an accepted one is entered in the sample ledger. */
+  private acceptContribution(gather: StepGather, session: WorkerSession, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
+    const verdict = gather.accept(session.id, message, payload);
+    if (verdict.ok && verdict.trained) {
+      this.ledger.record(gather.position.epoch, verdict.trained.start, verdict.trained.end);
+      this.ledger.countMicroBatches(verdict.trained.microBatches);
+    }
+    return verdict;
   }
 
   private watchStragglers(speeds: Map<string, number>): void {
@@ -366,9 +276,9 @@ export class Coordinator {
     await this.runWork({
       kind: 'evaluation',
       tracker: gather.tracker,
-      accept: (s, m, p) => gather.accept(s.id, m as MessageOf<'evaluation'>, p),
+      accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : undefined),
       send: (s, r) => {
-        this.ensureWeights(s);
+        this.weights.ensure(s);
         s.channel.send({ type: 'evaluate', round, weightsVersion: state.step, chunkSize: gather.chunkSize, first: r.first, count: r.end - r.first });
       },
     });
@@ -396,17 +306,6 @@ export class Coordinator {
     this.lastCheckpoint = { step, path };
     this.o.log.info({ path, step }, `checkpoint written: ${path}`);
     this.o.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
-  }
-
-  /** Sends the current weights unless the worker has them; one encoding per version, shared by all. */
-  private ensureWeights(session: WorkerSession): void {
-    const { state } = this.o;
-    if (session.weightsVersion === state.step) return;
-    if (this.weightsFrame?.version !== state.step) {
-      this.weightsFrame = { version: state.step, bytes: encodeFrame({ type: 'weights', version: state.step, payloadValues: state.weights.length }, state.weights, { dtype: state.config.wire }) };
-    }
-    session.channel.sendShared(this.weightsFrame.bytes);
-    session.weightsVersion = state.step;
   }
 
   private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late'>): Promise<void> {
@@ -439,7 +338,7 @@ export class Coordinator {
     }
   }
 
-  private dispatch(ranges: Range[]): void {
+  private dispatch(ranges: ItemRange[]): void {
     const work = this.active;
     if (!work) return;
     const ready = this.o.pool.ready();
@@ -470,7 +369,7 @@ export class Coordinator {
     this.workersSeen.add(session.id);
     this.backends.add(session.backend);
     this.o.hooks?.workerReady?.(session);
-    this.ensureWeights(session);
+    this.weights.ensure(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
   }
 
@@ -486,13 +385,15 @@ export class Coordinator {
 
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
-    if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
+    const stale = () => session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
+    if (!work || work.kind !== message.type) return stale();
     if (work.late.has(session.id)) {
       // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
       if (message.type === 'contribution') session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
       return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
     }
     const verdict = work.accept(session, message, payload);
+    if (!verdict) return stale();
     if (!verdict.ok) {
       session.channel.reject(verdict.reason, verdict.detail);
       if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);

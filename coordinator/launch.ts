@@ -11,9 +11,10 @@ import { initialWeights } from '../training/models/init.js';
 import { type ModelSpec, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { createAdamState } from '../training/optimizer/adam.js';
-import { stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
+import { geometryOf, stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
 import { serveMetrics } from '../common/metrics-server.js';
-import { Coordinator, type CoordinatorHooks, type RunOutcome, combineHooks } from './coordinator.js';
+import { Coordinator, type RunOutcome } from './coordinator.js';
+import { type CoordinatorHooks, combineHooks } from './hooks.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
@@ -34,15 +35,19 @@ export interface ClusterPolicy {
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
 
-export interface LaunchOptions {
-  /** A fresh run's config, or the flags that may change when resuming (epochs, maxSteps). */
-  config: NewRunConfig;
-  resume?: {
+/** A fresh run from its config, or a resumed one, of which only the length may change. */
+export type RunStart =
+  | { kind: 'fresh'; config: NewRunConfig }
+  | {
+    kind: 'resume';
     from: string;
     overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>>;
     /** Refuse to continue a run of another model (--auto-resume, where the command line names one). */
     expectModel?: string;
   };
+
+export interface LaunchOptions {
+  start: RunStart;
   outDir: string;
   /** Redraw curves.svg every this many steps as well as after each epoch (0: epochs only). */
   curvesEvery?: number;
@@ -111,21 +116,21 @@ function loadLabelled(spec: string, role: string): Dataset {
 }
 
 /** A resumed run's state and data: the data named in its checkpoint, proven unchanged. */
-async function resumedRun(o: LaunchOptions & { resume: NonNullable<LaunchOptions['resume']> }) {
-  const { state, path } = await loadRunState(o.resume.from, o.log);
-  const { expectModel } = o.resume;
+async function resumedRun(resume: Extract<RunStart, { kind: 'resume' }>, log: Logger) {
+  const { state, path } = await loadRunState(resume.from, log);
+  const { expectModel } = resume;
   if (expectModel !== undefined && expectModel !== state.config.model) throw new Error(`${path} is a ${state.config.model} run, not ${expectModel}: pick another --out`);
-  for (const [key, value] of Object.entries(o.resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
+  for (const [key, value] of Object.entries(resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
   const data = { train: loadLabelled(state.config.train.spec, 'training'), test: loadLabelled(state.config.test.spec, 'test') };
   for (const split of ['train', 'test'] as const) {
     if (fingerprint(data[split]) !== state.config[split].fingerprint) throw new Error(`cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`);
   }
-  o.log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
+  log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
   return { state, ...data };
 }
 
-function freshRun(o: LaunchOptions) {
-  const { train: trainSpec, test: testSpec, ...rest } = o.config;
+function freshRun(fresh: NewRunConfig) {
+  const { train: trainSpec, test: testSpec, ...rest } = fresh;
   const train = loadLabelled(trainSpec, 'training');
   const test = loadLabelled(testSpec, 'test');
   const model = getModel(rest.model);
@@ -136,9 +141,9 @@ function freshRun(o: LaunchOptions) {
 }
 
 export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
-  const { state, train, test } = o.resume ? await resumedRun({ ...o, resume: o.resume }) : freshRun(o);
+  const { state, train, test } = o.start.kind === 'resume' ? await resumedRun(o.start, o.log) : freshRun(o.start.config);
   const model = getModel(state.config.model);
-  validateGeometry({ trainCount: train.count, batchSize: state.config.batchSize, microBatchSize: state.config.microBatchSize });
+  validateGeometry(geometryOf(state.config, train.count));
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
   if (o.maxFrameBytes < needed) throw new Error(`the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`);
@@ -161,7 +166,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   });
   const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
     stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
-  o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
+  o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
     `coordinator listening on ${listener.url}`);
   return {
     url: listener.url,

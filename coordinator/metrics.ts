@@ -8,7 +8,7 @@ import { LateGauge } from '../common/late-gauge.js';
 import { packageVersion } from '../common/package-info.js';
 import type { ChannelMeter } from '../protocol/channel.js';
 import { REJECTION_REASONS, type RejectionReason } from '../protocol/errors.js';
-import type { CoordinatorHooks, StepReport } from './coordinator.js';
+import type { CoordinatorHooks, StepReport } from './hooks.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
 

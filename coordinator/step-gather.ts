@@ -5,15 +5,15 @@
 import { firstNonFinite } from '../protocol/codec.js';
 import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
-import type { BatchGeometry, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
+import type { BatchGeometry, SampleSpan, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
 import { type NodeSum, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
-import { type Range, WorkTracker } from './work-tracker.js';
+import { type ItemRange, WorkTracker } from './work-tracker.js';
 
 /** `trained`: the epoch-order positions of the samples an accepted contribution covers. */
 export type Verdict =
-  | { ok: true; trained?: { start: number; end: number; microBatches: number } }
-  | { ok: false; reason: RejectionReason; detail: string; reassign: Range[] };
+  | { ok: true; trained?: SampleSpan & { microBatches: number } }
+  | { ok: false; reason: RejectionReason; detail: string; reassign: ItemRange[] };
 
 /**
  * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
@@ -47,17 +47,17 @@ export class StepGather {
   }
 
   /** Epoch-order positions of micro-batches [first, end) of this step. */
-  private positionsOf(range: Range): { start: number; end: number } {
+  private positionsOf(range: ItemRange): SampleSpan {
     return { start: microBatchRange(this.geometry, this.batch, range.first).start, end: microBatchRange(this.geometry, this.batch, range.end - 1).end };
   }
 
-  private samplesIn(range: Range): number {
+  private samplesIn(range: ItemRange): number {
     const { start, end } = this.positionsOf(range);
     return end - start;
   }
 
   accept(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
-    const refuse = (reason: RejectionReason, detail: string, reassign: Range[] = []): Verdict => ({ ok: false, reason, detail, reassign });
+    const refuse = (reason: RejectionReason, detail: string, reassign: ItemRange[] = []): Verdict => ({ ok: false, reason, detail, reassign });
     const { microBatches } = this.batch;
     if (message.step !== this.position.step) return refuse('stale_result', `contribution for step ${message.step} during step ${this.position.step}`);
     const node = { level: message.level, index: message.index };

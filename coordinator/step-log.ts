@@ -4,7 +4,7 @@
  * has ended, with what it took, phase by phase. A benchmark that watches the coordinator from
  * outside (bench scale) reads them to sample the network at known, quiet points of known steps.
  */
-import type { StepReport } from './coordinator.js';
+import type { StepReport } from './hooks.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 
 export const STEP_GATHERED_MSG = 'step gathered';

@@ -4,13 +4,14 @@
  * or a rejected result's items come back as ranges to hand to someone else.
  */
 
-export interface Range {
+/** Items [first, end) of a unit of work: micro-batches of a step, or test chunks of an evaluation. */
+export interface ItemRange {
   first: number;
   end: number;
 }
 
 export class WorkTracker {
-  private readonly owed = new Map<string, Range[]>();
+  private readonly owed = new Map<string, ItemRange[]>();
   private remainingItems: number;
 
   constructor(readonly items: number) {
@@ -21,36 +22,36 @@ export class WorkTracker {
     return this.remainingItems;
   }
 
-  expect(workerId: string, range: Range): void {
+  expect(workerId: string, range: ItemRange): void {
     const list = this.owed.get(workerId) ?? [];
     list.push({ ...range });
     this.owed.set(workerId, list);
   }
 
   /** Whether `workerId` owes all of `range` (and so may deliver it). */
-  owes(workerId: string, range: Range): boolean {
+  owes(workerId: string, range: ItemRange): boolean {
     return this.find(workerId, range) >= 0;
   }
 
   /** Marks a delivered range done; false when the worker did not owe it (duplicate, unassigned). */
-  settle(workerId: string, range: Range): boolean {
+  settle(workerId: string, range: ItemRange): boolean {
     if (!this.cut(workerId, range)) return false;
     this.remainingItems -= range.end - range.first;
     return true;
   }
 
   /** Takes back `range` from the worker (its result was rejected): the range must be re-assigned. */
-  revoke(workerId: string, range: Range): Range[] {
+  revoke(workerId: string, range: ItemRange): ItemRange[] {
     return this.cut(workerId, range) ? [{ ...range }] : [];
   }
 
-  private find(workerId: string, range: Range): number {
+  private find(workerId: string, range: ItemRange): number {
     if (range.first >= range.end) return -1;
     return (this.owed.get(workerId) ?? []).findIndex((r) => r.first <= range.first && range.end <= r.end);
   }
 
   /** Removes `range` from what the worker owes, keeping the parts of its block on either side. */
-  private cut(workerId: string, range: Range): boolean {
+  private cut(workerId: string, range: ItemRange): boolean {
     const at = this.find(workerId, range);
     if (at < 0) return false;
     const list = this.owed.get(workerId)!;
@@ -60,7 +61,7 @@ export class WorkTracker {
   }
 
   /** Everything the worker still owes (it was lost): to be re-assigned. */
-  release(workerId: string): Range[] {
+  release(workerId: string): ItemRange[] {
     const list = this.owed.get(workerId) ?? [];
     this.owed.delete(workerId);
     return list;

@@ -180,7 +180,7 @@ export class WorkerPool {
       if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
     const firstHelloTimer = setTimeout(() => {
-      if (handshake.state === 'awaiting_hello') link.close('no hello in time');
+      if (!session && handshake.state === 'awaiting_hello') link.close('no hello in time');
     }, Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS));
   }
 

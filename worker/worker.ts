@@ -17,6 +17,7 @@ import type { Link } from '../protocol/transport.js';
 import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
+import { geometryOf } from '../training/parallel/step-plan.js';
 import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 
@@ -198,8 +199,7 @@ export class Worker {
   }
 
   private startCompute(w: MessageOf<'welcome'>): void {
-    const geometry = { trainCount: w.train.count, batchSize: w.batchSize, microBatchSize: w.microBatchSize };
-    this.compute = new WorkerCompute(getModel(w.model), w.seed, geometry, this.data.train!, this.data.test!, this.o.runnerFor);
+    this.compute = new WorkerCompute(getModel(w.model), w.seed, geometryOf(w, w.train.count), this.data.train!, this.data.test!, this.o.runnerFor);
     this.state = 'ready';
     this.channel.send({ type: 'ready', missing: [] });
     this.o.log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);

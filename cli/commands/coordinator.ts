@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
 import { DEFAULT_COORDINATOR_METRICS_PORT, type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
-import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
+import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TlsListenFlags, type TransportFlags, addTlsListenOptions, addTransportOptions, listenerFor } from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
@@ -25,7 +25,7 @@ export function coordinatorCommand(): Command {
       }, log);
       const run = await launchRun({
         policy,
-        config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
+        start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.minWorkers, log, hooks: progressHooks(log),
         metrics: metricsOf(flags),
       });

@@ -10,7 +10,7 @@ import { LocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
 import { nonNegativeInt, port, positiveInt } from '../options.js';
-import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, resumeOf, runConfigOf } from '../run-options.js';
+import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
@@ -36,7 +36,7 @@ export function trainCommand(): Command {
       const run = await launchRun({
         // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
         policy: clusterPolicyOf({ ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16) }),
-        config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
+        start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
         // The run starts with all its workers, then goes on with those it has while one is being replaced.
         minWorkers: flags.minWorkers, startWorkers: { count: flags.workers, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
-import type { StepReport } from '../../coordinator/coordinator.js';
+import type { StepReport } from '../../coordinator/hooks.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { median, stragglerRatio } from '../../coordinator/stragglers.js';
 import type { WorkerSession } from '../../coordinator/worker-pool.js';

@@ -1,7 +1,7 @@
 /**
  * Links and a listener in memory, for running the protocol, the coordinator's pool and workers in
- * one process: no sockets, so a test of a whole run takes milliseconds, and a fault schedule (drop,
- * cut, hold) is exact. The spawned-process tests stay the end-to-end checks.
+ * one process: no sockets, so a test of a whole run takes milliseconds, and a fault placed on a
+ * frame (in-process-cluster.ts) lands exactly there. The spawned-process tests stay the end-to-end checks.
  */
 import type { Link, LinkHandlers, Listener } from '../../protocol/transport.js';
 
@@ -13,8 +13,6 @@ import type { Link, LinkHandlers, Listener } from '../../protocol/transport.js';
 export class MemoryLink implements Link {
   readonly sent: Uint8Array[] = [];
   closed: string | undefined;
-  /** Decides each outgoing frame's fate; by default every frame is delivered. */
-  fault: (frame: Uint8Array) => 'deliver' | 'drop' = () => 'deliver';
   private handlers: LinkHandlers | undefined;
   private peerEnd: MemoryLink | undefined;
 
@@ -34,7 +32,7 @@ export class MemoryLink implements Link {
     this.sent.push(frame);
     written?.();
     const peer = this.peerEnd;
-    if (!peer || this.fault(frame) === 'drop') return;
+    if (!peer) return;
     // A copy: the sender may reuse its buffer, as it may with a socket.
     const copy = frame.slice();
     setImmediate(() => peer.receive(copy));
@@ -64,6 +62,7 @@ export class MemoryLink implements Link {
 export class MemoryListener implements Listener {
   readonly url = 'memory://coordinator';
   private handler: ((link: Link) => void) | undefined;
+  /** The coordinator's ends: closing the listener closes them, and the workers hear it after what was sent before. */
   private readonly links: MemoryLink[] = [];
   private connections = 0;
 
@@ -76,7 +75,7 @@ export class MemoryListener implements Listener {
     if (!this.handler) throw new Error('nobody listens yet');
     const n = ++this.connections;
     const [worker, coordinator] = MemoryLink.pair([`memory-worker-${n}`, 'memory://coordinator']);
-    this.links.push(worker, coordinator);
+    this.links.push(coordinator);
     this.handler(coordinator);
     return worker;
   }

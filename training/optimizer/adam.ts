@@ -27,7 +27,7 @@ export function createAdamState(size: number): AdamState {
 }
 
 /** A contiguous run of the flat buffers that Adam updates (the trainable parameters). */
-export interface Range {
+export interface ParamSlice {
   offset: number;
   size: number;
 }
@@ -38,7 +38,7 @@ export interface Range {
  * elements are copied unchanged. Both modes compute the same bits.
  */
 export function adamStep(
-  weights: Float32Array, grads: Float32Array, state: AdamState, config: AdamConfig, ranges: readonly Range[], inPlace = false,
+  weights: Float32Array, grads: Float32Array, state: AdamState, config: AdamConfig, ranges: readonly ParamSlice[], inPlace = false,
 ): { weights: Float32Array; state: AdamState } {
   if (grads.length !== weights.length || state.m.length !== weights.length || state.v.length !== weights.length) {
     throw new Error(`adamStep: size mismatch (weights ${weights.length}, grads ${grads.length}, m ${state.m.length}, v ${state.v.length})`);

@@ -3,14 +3,14 @@
  * parameters, a moving average of the batch statistics on BatchNorm's moving mean and variance.
  */
 import { BATCH_NORM_MOMENTUM, type ParamLayout } from '../models/spec.js';
-import { type AdamConfig, type AdamState, type Range, adamStep } from './adam.js';
+import { type AdamConfig, type AdamState, type ParamSlice, adamStep } from './adam.js';
 
 export interface UpdateResult {
   weights: Float32Array;
   adam: AdamState;
 }
 
-export function trainableRanges(layout: ParamLayout): Range[] {
+export function trainableRanges(layout: ParamLayout): ParamSlice[] {
   return layout.entries.filter((e) => e.trainable).map(({ offset, size }) => ({ offset, size }));
 }
 

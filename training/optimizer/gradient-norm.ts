@@ -1,7 +1,7 @@
 /** The L2 norm of a gradient over the trainable parameters only (BatchNorm's batch statistics share the buffer). */
-import type { Range } from './adam.js';
+import type { ParamSlice } from './adam.js';
 
-export function gradientNorm(gradient: Float32Array, trainable: readonly Range[]): number {
+export function gradientNorm(gradient: Float32Array, trainable: readonly ParamSlice[]): number {
   // Summed in float64: 3.5M float32 squares would lose digits in a float32 accumulator.
   let sum = 0;
   for (const { offset, size } of trainable) {

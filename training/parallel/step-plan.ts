@@ -16,6 +16,17 @@ export interface BatchGeometry {
   microBatchSize: number;
 }
 
+/** The geometry of a run whose batches are `batching` over a training set of `trainCount` samples. */
+export function geometryOf(batching: { batchSize: number; microBatchSize: number }, trainCount: number): BatchGeometry {
+  return { trainCount, batchSize: batching.batchSize, microBatchSize: batching.microBatchSize };
+}
+
+/** Offsets [start, end) in an epoch's permutation: the samples of a micro-batch, or of a run of them. */
+export interface SampleSpan {
+  start: number;
+  end: number;
+}
+
 export interface StepPosition {
   /** Steps completed since the start of the run (also the weights version the step starts from). */
   step: number;
@@ -54,7 +65,7 @@ export function stepBatch(g: BatchGeometry, stepInEpoch: number): StepBatch {
 }
 
 /** The [start, end) offsets in the epoch permutation of micro-batch `index` of a step. */
-export function microBatchRange(g: BatchGeometry, batch: StepBatch, index: number): { start: number; end: number } {
+export function microBatchRange(g: BatchGeometry, batch: StepBatch, index: number): SampleSpan {
   if (!(index >= 0 && index < batch.microBatches)) throw new RangeError(`micro-batch ${index} of ${batch.microBatches}`);
   const start = batch.batchStart + index * g.microBatchSize;
   return { start, end: Math.min(batch.batchStart + batch.samples, start + g.microBatchSize) };

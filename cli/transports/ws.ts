@@ -1,0 +1,29 @@
+/** WebSockets, the embedded default: the coordinator listens on --host/--port; wss:// with --tls-*. */
+import { type WsServerTls, connectWs, listenWs } from '../../protocol/ws-transport.js';
+import { readFlagFile } from '../options.js';
+import type { TlsListenFlags } from './flags.js';
+import type { CliTransport } from './transport.js';
+
+function serverTlsOf(f: TlsListenFlags): WsServerTls | undefined {
+  if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
+  if (f.tlsCert === undefined || f.tlsKey === undefined) throw new Error('wss:// needs both --tls-cert and --tls-key');
+  return { cert: readFlagFile('--tls-cert', f.tlsCert), key: readFlagFile('--tls-key', f.tlsKey) };
+}
+
+export const wsTransport: CliTransport = {
+  summary: 'ws: the coordinator listens on --host/--port',
+  // --tls-cert/--tls-key (coordinator) and --tls-ca (worker) belong to one command each: see addTlsListenOptions/addTlsConnectOptions.
+  addOptions: (cmd) => cmd,
+  listener: (f, host, port) => {
+    const tls = serverTlsOf(f);
+    return (maxFrameBytes) => listenWs(host, port, { maxFrameBytes, tls });
+  },
+  connector: (f) => {
+    if (!f.connect) throw new Error('--connect ws://HOST:PORT is required (or --transport nats)');
+    if (!/^wss?:\/\//.test(f.connect)) throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
+    const url = f.connect;
+    const ca = f.tlsCa === undefined ? undefined : readFlagFile('--tls-ca', f.tlsCa);
+    return { where: url, connect: () => connectWs(url, { ca }) };
+  },
+  joinArgs: (_f, listenerUrl) => ({ args: ['--connect', listenerUrl], env: {} }),
+};

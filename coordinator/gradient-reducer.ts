@@ -1,0 +1,64 @@
+/**
+ * The step's reduce → average → optimizer → publish path, behind one interface, in the spirit of
+ * PyTorch DDP's communication hooks: the coordinator gathers and checks the tree nodes, a reducer
+ * turns them into the next weights and gets those to the workers. `InProcessReducer` is the
+ * single-process case (no extra hop, the bytes of a plain parameter server).
+ */
+import type { ParamLayout } from '../training/models/spec.js';
+import type { ParamSlice } from '../training/optimizer/adam.js';
+import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
+import { gradientNorm } from '../training/optimizer/gradient-norm.js';
+import { averageOf } from '../training/parallel/reduction-tree.js';
+import type { StepPosition } from '../training/parallel/step-plan.js';
+import { type RunState, adamForEpoch } from './run-state.js';
+import type { StepGather } from './step-gather.js';
+import type { WorkerSession } from './worker-pool.js';
+import type { WeightsBroadcast } from './weights-broadcast.js';
+
+/** What a reduced step did: its sums (for the ledger and the epoch's figures) and its timings. */
+export interface StepUpdate {
+  lossSum: number;
+  correct: number;
+  samples: number;
+  loss: number;
+  accuracy: number;
+  learningRate: number;
+  /** L2 norm of the averaged gradient over trainable parameters; a pass over every value, paid on demand. */
+  gradientNorm(): number;
+  seconds: { reduce: number; optimizer: number; broadcast: number };
+}
+
+export interface GradientReducer {
+  /** Every node of the step is in `gather`: reduce, average, step the optimizer, publish to `workers`. */
+  apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): StepUpdate;
+}
+
+export class InProcessReducer implements GradientReducer {
+  private readonly trainable: ParamSlice[];
+
+  constructor(private readonly state: RunState, private readonly layout: ParamLayout, private readonly weights: WeightsBroadcast) {
+    this.trainable = trainableRanges(layout);
+  }
+
+  apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): StepUpdate {
+    const { state, layout } = this;
+    const t0 = performance.now();
+    const root = gather.reduce();
+    const { lossSum, correct, samples } = root;
+    const average = averageOf(root);
+    const t1 = performance.now();
+    const adam = adamForEpoch(state.config, position.epoch);
+    const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
+    state.weights = next.weights;
+    state.adam = next.adam;
+    state.step++;
+    const t2 = performance.now();
+    this.weights.publish(workers);
+    const t3 = performance.now();
+    return {
+      lossSum, correct, samples, loss: average.loss, accuracy: average.accuracy, learningRate: adam.learningRate,
+      gradientNorm: () => gradientNorm(average.values, this.trainable),
+      seconds: { reduce: (t1 - t0) / 1000, optimizer: (t2 - t1) / 1000, broadcast: (t3 - t2) / 1000 },
+    };
+  }
+}

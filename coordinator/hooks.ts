@@ -1,0 +1,85 @@
+/**
+ * What the coordinator tells its observers (progress bars, metrics, benchmarks) as a run goes:
+ * the reports it makes and the hooks that receive them.
+ */
+import type { StepPosition } from '../training/parallel/step-plan.js';
+import type { Evaluation } from '../training/step/evaluate.js';
+import type { EpochSummary } from './run-state.js';
+import type { WorkerSession } from './worker-pool.js';
+
+export interface StepReport {
+  position: StepPosition;
+  stepsPerEpoch: number;
+  /** Samples in this step, and in a whole epoch. */
+  samples: number;
+  epochSamples: number;
+  loss: number;
+  accuracy: number;
+  workers: number;
+  learningRate: number;
+  /**
+   * L2 norm of the averaged gradient (trainable parameters). A function, computed on demand: it is a
+   * pass over every parameter, paid only by observers that show it, and only during the hook.
+   */
+  gradientNorm(): number;
+  /** Wall seconds of the step, and of each phase of it. */
+  seconds: { total: number; gather: number; reduce: number; optimizer: number; broadcast: number };
+  /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
+  workerSeconds: Map<string, number>;
+  computeSeconds: Map<string, number>;
+  /** Per worker: micro-batches it delivered this step. */
+  workerMicroBatches: Map<string, number>;
+  /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
+  workerSpeeds: Map<string, number>;
+}
+
+export interface CheckpointReport {
+  step: number;
+  path: string;
+  seconds: number;
+}
+
+/** Seconds spent in each phase of the steps run so far. */
+export interface PhaseTotals {
+  steps: number;
+  /** From handing out work to the last node arriving. */
+  gather: number;
+  /** The slowest worker's reported compute, per step. */
+  compute: number;
+  reduce: number;
+  optimizer: number;
+  broadcast: number;
+}
+
+/** What the coordinator tells its observers (progress bars, metrics); each hook is optional. */
+export interface CoordinatorHooks {
+  /**
+   * Every tree node of the step has arrived: reduce, optimizer and broadcast follow. Until the new
+   * weights go out, nothing of the step is still on the wire (each worker had its weights before it
+   * could send a node), which is when a benchmark can read the network's counters cleanly.
+   */
+  gathered?(position: StepPosition): void;
+  step?(report: StepReport): void;
+  epoch?(summary: EpochSummary, evaluation: Evaluation): void;
+  checkpoint?(report: CheckpointReport): void;
+  workerReady?(session: WorkerSession): void;
+  workerLost?(session: WorkerSession, reason: string): void;
+  /** The run paused (too few workers) or went on. */
+  paused?(paused: boolean): void;
+  /** A worker did not deliver its share in time and lost it for this step. */
+  deadlineMissed?(session: WorkerSession): void;
+  /** A worker became, or stopped being, a persistent straggler. */
+  straggler?(workerId: string, isStraggler: boolean): void;
+}
+
+/** One set of hooks that calls each given set in turn. */
+export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
+  const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
+  const each = <K extends keyof CoordinatorHooks>(key: K) =>
+    ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
+  return {
+    gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
+    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
+  };
+}
+
