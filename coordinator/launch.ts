@@ -161,7 +161,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
-      train: config.train, test: config.test,
+      train: { ...config.train, height: train.height, width: train.width }, test: { ...config.test, height: test.height, width: test.width },
     },
   });
   const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,

@@ -14,9 +14,8 @@ import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import type { RejectionReason } from '../protocol/errors.js';
-import { MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, type Split, WORKER_MESSAGE_TYPES, type WorkerMessage } from '../protocol/messages.js';
+import { MAX_CHUNK_IMAGE_BYTES, MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, type Split, WORKER_MESSAGE_TYPES, type WorkerMessage } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
-import { PIXELS_PER_IMAGE } from '../training/data/index.js';
 
 /** The run's welcome, less the heartbeat terms, which the pool fills in from its own settings. */
 export type WelcomeMessage = Omit<MessageOf<'welcome'>, 'heartbeatMs' | 'heartbeatTimeoutMs'>;
@@ -271,11 +270,12 @@ export class WorkerPool {
       streamed.add(split);
       const data = this.options.datasets[split];
       this.options.log.info({ worker: session.id, split, samples: data.count }, `streaming the ${split} set to ${session.id}`);
-      for (let first = 0; first < data.count; first += MAX_CHUNK_SAMPLES) {
-        const count = Math.min(MAX_CHUNK_SAMPLES, data.count - first);
+      const perChunk = Math.min(MAX_CHUNK_SAMPLES, Math.floor(MAX_CHUNK_IMAGE_BYTES / data.pixelsPerImage));
+      for (let first = 0; first < data.count; first += perChunk) {
+        const count = Math.min(perChunk, data.count - first);
         session.channel.send({
           type: 'dataChunk', split, first, count, total: data.count,
-          images: data.images.subarray(first * PIXELS_PER_IMAGE, (first + count) * PIXELS_PER_IMAGE),
+          images: data.images.subarray(first * data.pixelsPerImage, (first + count) * data.pixelsPerImage),
           labels: data.labels?.subarray(first, first + count) ?? null,
         });
       }

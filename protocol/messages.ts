@@ -14,9 +14,9 @@ const count = z.number().int().nonnegative();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
 const MAX_LAYOUT_ENTRIES = 1024;
-/** Samples per dataChunk: 8192 MNIST images are 6.4 MB, well under the frame limit. */
+/** Samples per dataChunk, and its pixel bytes: 8192 MNIST images are 6.4 MB, well under the frame limit. */
 export const MAX_CHUNK_SAMPLES = 8192;
-const MAX_CHUNK_PIXELS = MAX_CHUNK_SAMPLES * 28 * 28;
+export const MAX_CHUNK_IMAGE_BYTES = 8 * 1024 * 1024;
 const MAX_EVAL_CHUNKS = 4096;
 
 export const SPLITS = ['train', 'test'] as const;
@@ -42,9 +42,18 @@ export const challengeSchema = z.object({ type: z.literal('challenge'), nonce, p
 /** The worker's answer to a challenge. */
 export const authSchema = z.object({ type: z.literal('auth'), proof });
 
-/** A worker allocates 784 bytes a sample for a data set it is sent: a welcome cannot make it allocate gigabytes. */
+/**
+ * A worker allocates count × height × width bytes for a data set it is sent: a welcome cannot make
+ * it allocate gigabytes (a million MNIST images at most).
+ */
 export const MAX_DATASET_SAMPLES = 1_000_000;
-const datasetInfo = z.object({ spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive().max(MAX_DATASET_SAMPLES) });
+const MAX_DATASET_BYTES = MAX_DATASET_SAMPLES * 28 * 28;
+const side = z.number().int().positive().max(4096);
+const datasetInfo = z.object({
+  spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive().max(MAX_DATASET_SAMPLES),
+  /** Every image's size: a property of the data set, which the worker's copy must share. */
+  height: side, width: side,
+}).refine((d) => d.count * d.height * d.width <= MAX_DATASET_BYTES, `a data set may hold at most ${MAX_DATASET_BYTES} pixel bytes`);
 
 /** The run's contract, agreed once: model, geometry, the flat tensor layout, and the data sets. */
 export const welcomeSchema = z.object({
@@ -75,7 +84,7 @@ export const dataChunkSchema = z.object({
   first: count,
   count: z.number().int().positive().max(MAX_CHUNK_SAMPLES),
   total: z.number().int().positive(),
-  images: bytes.refine((b) => b.length <= MAX_CHUNK_PIXELS, 'too many pixels'),
+  images: bytes.refine((b) => b.length <= MAX_CHUNK_IMAGE_BYTES, 'too many pixels'),
   labels: bytes.nullable(),
 });
 

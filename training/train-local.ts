@@ -2,7 +2,7 @@
  * Training in one process: the same contribution → applyUpdate path the cluster uses, with one
  * micro-batch per step. It is the reference the cluster's results are compared against.
  */
-import { type Dataset, PIXELS_PER_IMAGE, gatherLabels, normalizeInto, shuffledIndices } from './data/index.js';
+import { type Dataset, gatherLabels, normalizeInto, shuffledIndices } from './data/index.js';
 import { initialWeights } from './models/init.js';
 import { type ModelSpec, paramLayout } from './models/spec.js';
 import { type AdamConfig, type AdamState, DEFAULT_ADAM, createAdamState } from './optimizer/adam.js';
@@ -48,7 +48,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
   const runner = new ModelRunner(model);
   let weights = initialWeights(model, seed);
   let adam = createAdamState(layout.size);
-  const images = new Float32Array(batchSize * PIXELS_PER_IMAGE);
+  const images = new Float32Array(batchSize * train.pixelsPerImage);
   const labels = new Uint8Array(batchSize);
   const stepsPerEpoch = Math.ceil(train.count / batchSize);
   const history: EpochRecord[] = [];
@@ -64,7 +64,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
         const idx = order.subarray(s * batchSize, Math.min(train.count, (s + 1) * batchSize));
         runner.setWeights(weights);
         const c = runner.contribution(
-          { images: normalizeInto(train.images, idx, images), labels: gatherLabels(train.labels, idx, labels).subarray(0, idx.length), count: idx.length },
+          { images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels, idx, labels).subarray(0, idx.length), count: idx.length },
           deriveSeed(seed, step));
         ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, opts.adam ?? DEFAULT_ADAM));
         lossSum += c.loss * c.count;

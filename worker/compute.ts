@@ -3,7 +3,7 @@
  * Pure with respect to the wire: messages in, messages + payloads out.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { type Dataset, PIXELS_PER_IMAGE, gatherLabels, normalizeInto } from '../training/data/index.js';
+import { type Dataset, gatherLabels, normalizeInto } from '../training/data/index.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { ModelSpec } from '../training/models/spec.js';
 import { type NodeSum, decompose, leafSum, nodeKey, nodeRange, reduceNodes } from '../training/parallel/reduction-tree.js';
@@ -32,7 +32,7 @@ export class WorkerCompute {
     private readonly train: Dataset, private readonly test: Dataset, runnerFor: RunnerFactory,
   ) {
     this.runner = runnerFor(model);
-    this.images = new Float32Array(geometry.microBatchSize * PIXELS_PER_IMAGE);
+    this.images = new Float32Array(geometry.microBatchSize * train.pixelsPerImage);
     this.labels = new Uint8Array(geometry.microBatchSize);
   }
 
@@ -77,7 +77,7 @@ export class WorkerCompute {
         const { start, end: stop } = microBatchRange(this.geometry, batch, i);
         const idx = order.subarray(start, stop);
         const c = await this.runner.contribution({
-          images: normalizeInto(this.train.images, idx, this.images),
+          images: normalizeInto(this.train, idx, this.images),
           labels: gatherLabels(trainLabels, idx, this.labels),
           count: idx.length,
         }, dropoutSeed(this.seed, assign.step, i));

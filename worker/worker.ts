@@ -180,7 +180,7 @@ export class Worker {
       if (local) this.data[split] = local;
       else {
         missing.push(split);
-        this.receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint);
+        this.receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint, info);
       }
     }
     if (missing.length > 0) this.channel.send({ type: 'ready', missing });

@@ -36,7 +36,7 @@ describe('normalisation', () => {
     images.fill(255, 784, 2 * 784);
     for (let j = 0; j < 784; j++) images[2 * 784 + j] = j % 256;
     const out = new Float32Array(4 * 784).fill(99);
-    const batch = normalizeInto(images, Uint32Array.of(2, 0, 1), out);
+    const batch = normalizeInto({ images, pixelsPerImage: 784 }, Uint32Array.of(2, 0, 1), out);
     expect(batch.length).toBe(3 * 784);
     expect(batch[0]).toBeCloseTo((0 / 255 - 0.1307) / 0.3081, 6);
     expect(batch[300]).toBeCloseTo((44 / 255 - 0.1307) / 0.3081, 6);
@@ -47,8 +47,9 @@ describe('normalisation', () => {
 
   it('refuses an out-of-range index or a too-small output', () => {
     const images = new Uint8Array(2 * 784);
-    expect(() => normalizeInto(images, [2], new Float32Array(784))).toThrow(RangeError);
-    expect(() => normalizeInto(images, [0, 1], new Float32Array(784))).toThrow(RangeError);
+    const data = { images, pixelsPerImage: 784 };
+    expect(() => normalizeInto(data, [2], new Float32Array(784))).toThrow(RangeError);
+    expect(() => normalizeInto(data, [0, 1], new Float32Array(784))).toThrow(RangeError);
   });
 
   it('gathers labels', () => {
@@ -136,5 +137,20 @@ describe('labelCounts', () => {
     const data = createDataset('x', new Uint8Array(5 * 784), Uint8Array.of(3, 3, 9, 0, 3));
     expect(labelCounts(data)).toEqual([1, 0, 0, 3, 0, 0, 0, 0, 0, 1]);
     expect(() => labelCounts(createDataset('y', new Uint8Array(784), null))).toThrow(/no labels/);
+  });
+});
+
+describe('image shape', () => {
+  it('is a property of the data set: a 14x14 set keeps its shape through normalisation and subset', () => {
+    const shape = { height: 14, width: 14 };
+    const images = new Uint8Array(3 * 196).map((_, i) => i % 256);
+    const data = createDataset('small-images', images, Uint8Array.of(1, 2, 3), shape);
+    expect(data).toMatchObject({ count: 3, height: 14, width: 14, pixelsPerImage: 196 });
+    const batch = normalizeInto(data, [2], new Float32Array(196));
+    expect(batch[0]).toBe(normalizePixel(images[2 * 196]));
+    const picked = subset(data, [2, 0], 'picked');
+    expect(picked).toMatchObject({ count: 2, height: 14, width: 14 });
+    expect([...picked.images.subarray(0, 196)]).toEqual([...images.subarray(392, 588)]);
+    expect(() => createDataset('ragged', new Uint8Array(200), null, shape)).toThrow(/14x14/);
   });
 });

@@ -3,7 +3,7 @@ import type { Message } from '../../protocol/messages.js';
 
 const fingerprint = 'ab'.repeat(32);
 const layout = [{ name: 'conv1/kernel', shape: [3, 3, 1, 16], offset: 0 }, { name: 'conv1/bias', shape: [16], offset: 144 }];
-const dataset = { spec: 'mnist:train', fingerprint, count: 60000 };
+const dataset = { spec: 'mnist:train', fingerprint, count: 60000, height: 28, width: 28 };
 /** The union is exhaustive: codec.test.ts checks that a new message type gets a sample here. */
 export const MESSAGE_SAMPLES: [Message, number][] = [
   [{ type: 'hello', workerId: 'w-1', backend: 'wasm', nonce: new Uint8Array(32).fill(1) }, 0],

@@ -99,6 +99,10 @@ describe('rejections, each with its reason', () => {
     const withCount = (count: number) => encodeRaw({ ...welcome, train: { ...(welcome as Extract<Message, { type: 'welcome' }>).train, count } });
     expect(rejection(withCount(MAX_DATASET_SAMPLES))).toBe('accepted');
     expect(rejection(withCount(MAX_DATASET_SAMPLES + 1))).toBe('invalid_message');
+    // The bound is on bytes: bigger images allow fewer of them.
+    const withShape = (count: number, side: number) => encodeRaw({ ...welcome, train: { ...(welcome as Extract<Message, { type: 'welcome' }>).train, count, height: side, width: side } });
+    expect(rejection(withShape(MAX_DATASET_SAMPLES / 4, 56))).toBe('accepted');
+    expect(rejection(withShape(MAX_DATASET_SAMPLES / 4 + 1, 56))).toBe('invalid_message');
   });
 
   it('a frame over the size limit is too_large', () => {

@@ -30,7 +30,7 @@ import { ProtocolError, REJECT_REASONS, type RejectReason, TRANSPORT_REJECT_REAS
 import { COORDINATOR_MESSAGE_TYPES, type Message, type MessageOf, WORKER_MESSAGE_TYPES, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { WIRE_DTYPES, bytesPerValue } from '../../protocol/wire-dtype.js';
-import { createDataset, fingerprint } from '../../training/data/dataset.js';
+import { MNIST_SHAPE, createDataset, fingerprint } from '../../training/data/dataset.js';
 import { DataError } from '../../training/data/errors.js';
 import { encodeIdx, parseIdx } from '../../training/data/idx.js';
 import { parseKaggleCsv } from '../../training/data/kaggle-csv.js';
@@ -1343,7 +1343,7 @@ describe('streamed data sets: out-of-range, overlapping and altered chunks never
             chunks = edited ? chunks.map((x, i) => (i === at ? edited! : x)) : chunks.filter((_, i) => i !== at);
           }
 
-          const receiver = new DatasetReceiver('train', total, expected);
+          const receiver = new DatasetReceiver('train', total, expected, MNIST_SHAPE);
           let results = 0;
           for (const chunk of chunks) {
             // The worker only ever sees chunks that passed the message schema.

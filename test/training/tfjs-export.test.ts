@@ -19,7 +19,7 @@ beforeAll(async () => {
   await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'gradfleet-tfjs-export-'));
   const test = loadMnist('test');
-  images = normalizeInto(test.images, Array.from({ length: COUNT }, (_, i) => i), new Float32Array(COUNT * 784));
+  images = normalizeInto(test, Array.from({ length: COUNT }, (_, i) => i), new Float32Array(COUNT * 784));
 });
 
 afterAll(async () => {

@@ -16,31 +16,41 @@ export const NUM_CLASSES = 10;
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
 
-export interface Dataset {
+/** The size of every image of a data set. Our models take MNIST's 28×28 (mnist.ts checks files against it). */
+export interface ImageShape {
+  readonly height: number;
+  readonly width: number;
+}
+export const MNIST_SHAPE: ImageShape = { height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
+
+export interface Dataset extends ImageShape {
   /** Where it came from, for logs; not part of the fingerprint. */
   readonly name: string;
-  /** count * 784 raw pixels, image after image, row-major. Treat as immutable: it may be shared. */
+  /** count × pixelsPerImage raw pixels, image after image, row-major. Treat as immutable: it may be shared. */
   readonly images: Uint8Array;
   /** One class 0..9 per image, or null for unlabelled data (Kaggle test.csv). */
   readonly labels: Uint8Array | null;
   readonly count: number;
-  readonly height: typeof IMAGE_HEIGHT;
-  readonly width: typeof IMAGE_WIDTH;
+  /** height × width. */
+  readonly pixelsPerImage: number;
 }
 
 /**
  * Wraps already-validated arrays as a Dataset, checking only that the sizes agree (a mismatch
  * here is a bug in a loader, not bad input, hence RangeError).
  */
-export function createDataset(name: string, images: Uint8Array, labels: Uint8Array | null): Dataset {
-  if (images.length % PIXELS_PER_IMAGE !== 0) {
-    throw new RangeError(`${name}: ${images.length} pixel bytes is not a whole number of 28x28 images`);
+export function createDataset(name: string, images: Uint8Array, labels: Uint8Array | null, shape: ImageShape = MNIST_SHAPE): Dataset {
+  const { height, width } = shape;
+  const pixelsPerImage = height * width;
+  if (!(Number.isInteger(pixelsPerImage) && pixelsPerImage > 0)) throw new RangeError(`${name}: images of ${height}x${width} pixels`);
+  if (images.length % pixelsPerImage !== 0) {
+    throw new RangeError(`${name}: ${images.length} pixel bytes is not a whole number of ${height}x${width} images`);
   }
-  const count = images.length / PIXELS_PER_IMAGE;
+  const count = images.length / pixelsPerImage;
   if (labels !== null && labels.length !== count) {
     throw new RangeError(`${name}: ${count} images but ${labels.length} labels`);
   }
-  return { name, images, labels, count, height: IMAGE_HEIGHT, width: IMAGE_WIDTH };
+  return { name, images, labels, count, height, width, pixelsPerImage };
 }
 
 // Rounded to float32 once here so every batch holds bit-identical values on every worker.
@@ -57,22 +67,23 @@ export function normalizePixel(p: number): number {
  * the filled prefix of `out`. `out` may be longer than needed so one buffer can serve the short
  * last batch of an epoch.
  */
-export function normalizeInto(images: Uint8Array, indices: ArrayLike<number>, out: Float32Array): Float32Array {
+export function normalizeInto(data: Pick<Dataset, 'images' | 'pixelsPerImage'>, indices: ArrayLike<number>, out: Float32Array): Float32Array {
+  const { images, pixelsPerImage } = data;
   const n = indices.length;
-  const needed = n * PIXELS_PER_IMAGE;
+  const needed = n * pixelsPerImage;
   if (out.length < needed) {
     throw new RangeError(`normalizeInto: out holds ${out.length} floats, ${n} images need ${needed}`);
   }
-  const available = images.length / PIXELS_PER_IMAGE;
+  const available = images.length / pixelsPerImage;
   const table = NORMALIZED;
   for (let i = 0; i < n; i++) {
     const index = indices[i];
     if (!(index >= 0 && index < available) || !Number.isInteger(index)) {
       throw new RangeError(`normalizeInto: index ${index} outside 0..${available - 1}`);
     }
-    const src = index * PIXELS_PER_IMAGE;
-    const dst = i * PIXELS_PER_IMAGE;
-    for (let j = 0; j < PIXELS_PER_IMAGE; j++) out[dst + j] = table[images[src + j]];
+    const src = index * pixelsPerImage;
+    const dst = i * pixelsPerImage;
+    for (let j = 0; j < pixelsPerImage; j++) out[dst + j] = table[images[src + j]];
   }
   return out.subarray(0, needed);
 }
@@ -99,17 +110,18 @@ export function shuffledIndices(count: number, seed: number): Uint32Array {
 
 /** A new Dataset holding copies of the given samples, in the given order. */
 export function subset(dataset: Dataset, indices: ArrayLike<number>, name: string): Dataset {
-  const images = new Uint8Array(indices.length * PIXELS_PER_IMAGE);
+  const { pixelsPerImage } = dataset;
+  const images = new Uint8Array(indices.length * pixelsPerImage);
   for (let i = 0; i < indices.length; i++) {
     const index = indices[i];
     if (!(index >= 0 && index < dataset.count) || !Number.isInteger(index)) {
       throw new RangeError(`subset: index ${index} outside 0..${dataset.count - 1}`);
     }
-    const src = index * PIXELS_PER_IMAGE;
-    images.set(dataset.images.subarray(src, src + PIXELS_PER_IMAGE), i * PIXELS_PER_IMAGE);
+    const src = index * pixelsPerImage;
+    images.set(dataset.images.subarray(src, src + pixelsPerImage), i * pixelsPerImage);
   }
   const labels = dataset.labels === null ? null : gatherLabels(dataset.labels, indices);
-  return createDataset(name, images, labels);
+  return createDataset(name, images, labels, dataset);
 }
 
 export interface ValidationSplit {

@@ -17,6 +17,8 @@ export {
   splitValidation,
   subset,
   type Dataset,
+  type ImageShape,
+  MNIST_SHAPE,
   type ValidationSplit,
 } from './dataset.js';
 export {

@@ -1,5 +1,5 @@
 /** Inference over a labelled data set: loss, accuracy, per-class accuracy and the confusion matrix. */
-import { type Dataset, normalizeInto, PIXELS_PER_IMAGE } from '../data/index.js';
+import { type Dataset, normalizeInto } from '../data/index.js';
 import { ModelRunner, argmaxRows } from './model-runner.js';
 
 export interface Evaluation {
@@ -34,12 +34,12 @@ export function forEachBatch(
   data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void,
   from = 0, to = data.count,
 ): void {
-  const buffer = new Float32Array(batchSize * PIXELS_PER_IMAGE);
+  const buffer = new Float32Array(batchSize * data.pixelsPerImage);
   const indices = new Uint32Array(batchSize);
   for (let start = from; start < to; start += batchSize) {
     const count = Math.min(batchSize, to - start);
     for (let i = 0; i < count; i++) indices[i] = start + i;
-    fn(normalizeInto(data.images, indices.subarray(0, count), buffer), start, count);
+    fn(normalizeInto(data, indices.subarray(0, count), buffer), start, count);
   }
 }
 
