@@ -56,10 +56,10 @@ export function benchCommand(): Command {
           const shownThreads = selected.threads ?? '-';
           for (const model of models) {
             const progress = createProgress(log, `${model.name} on ${backend}`, opts.steps, 'steps');
-            const step = benchmarkStep(model, opts.batch, opts.steps, (n) => progress.update(n + 1));
+            const step = await benchmarkStep(model, opts.batch, opts.steps, (n) => progress.update(n + 1));
             progress.stop();
-            const convLayers = benchmarkConvLayers(model, opts.batch, opts.convRepeats);
-            const denseLayers = benchmarkDenseLayers(model, opts.batch, opts.convRepeats);
+            const convLayers = await benchmarkConvLayers(model, opts.batch, opts.convRepeats);
+            const denseLayers = await benchmarkDenseLayers(model, opts.batch, opts.convRepeats);
             steps.push([model.name, backend, shownThreads, opts.batch, fixed(1)(step.ms_per_step), fixed(0)(step.samples_per_s), fixed(2)(step.gflops)]);
             for (const l of [...convLayers, ...denseLayers]) {
               layerTable.push([model.name, backend, shownThreads, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);

@@ -42,7 +42,7 @@ describe.each([
     let rssAt30 = 0;
     for (let step = 0; step < 100; step++) {
       runner.setWeights(weights);
-      const c = runner.contribution({ images, labels, count: batch }, step);
+      const c = await runner.contribution({ images, labels, count: batch }, step);
       ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, DEFAULT_ADAM));
       if (step === 9) afterWarmup = snapshot();
       if (step === 29) rssAt30 = process.memoryUsage().rss;
