@@ -7,6 +7,7 @@
  * result gives its ranges back and they go to whoever is ready, so the step still completes with
  * the same bits. Below --min-workers the run pauses between steps until enough have joined.
  */
+import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import { encodeFrame } from '../protocol/codec.js';
 import type { Logger } from 'pino';
 import type { RejectionCounts } from '../protocol/channel.js';
@@ -143,7 +144,15 @@ export interface RunOutcome {
   phases: PhaseTotals;
   workersSeen: Set<string>;
   backends: Set<string>;
+  /** Each worker's backend (and GPU adapter), by worker id. */
+  workerBackends: Map<string, WorkerBackend>;
   accounting: LedgerTotals;
+}
+
+/** What a worker computes on, as its hello said. */
+export interface WorkerBackend {
+  backend: string;
+  adapter?: GpuAdapterInfo;
 }
 
 interface ActiveWork {
@@ -169,6 +178,7 @@ export class Coordinator {
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
   private readonly workersSeen = new Set<string>();
   private readonly backends = new Set<string>();
+  private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly trainable: ParamRange[];
   private readonly ledger: SampleLedger;
@@ -238,7 +248,7 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      workersSeen: this.workersSeen, backends: this.backends, accounting: { ...this.ledger.totals },
+      workersSeen: this.workersSeen, backends: this.backends, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
     };
   }
 
@@ -469,6 +479,7 @@ export class Coordinator {
   private onReady(session: WorkerSession): void {
     this.workersSeen.add(session.id);
     this.backends.add(session.backend);
+    this.workerBackends.set(session.id, { backend: session.backend, ...(session.adapter && { adapter: session.adapter }) });
     this.o.hooks?.workerReady?.(session);
     this.ensureWeights(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));

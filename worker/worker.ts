@@ -3,6 +3,7 @@
  * gets any data set it lacks streamed, then computes whatever it is assigned with the weights it is
  * sent, until the coordinator says shutdown.
  */
+import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { Logger } from 'pino';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
@@ -38,6 +39,8 @@ export interface WorkerOptions {
   workerId: string;
   /** The backend's name, told to the coordinator (and shown in its summary). */
   backend: string;
+  /** The GPU adapter it computes on (webgpu), told to the coordinator likewise. */
+  adapter?: GpuAdapterInfo;
   runnerFor: RunnerFactory;
   log: Logger;
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
@@ -266,6 +269,6 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       onClose: (reason) => finish('lost', `connection to the coordinator lost: ${reason}`),
     });
     channel.meter = observer?.meter;
-    channel.send({ type: 'hello', workerId, backend: options.backend, nonce });
+    channel.send({ type: 'hello', workerId, backend: options.backend, ...(options.adapter && { adapter: options.adapter }), nonce });
   });
 }
