@@ -16,6 +16,7 @@ import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../traini
 import { getModel, modelNames } from '../../training/models/zoo.js';
 import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
+import { adaptersCommand, agreementCommand } from './bench-gpu.js';
 import { scaleCommand } from './bench-scale.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -158,5 +159,7 @@ export function benchCommand(): Command {
         + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
   bench.addCommand(scaleCommand());
+  bench.addCommand(adaptersCommand());
+  bench.addCommand(agreementCommand());
   return bench;
 }
