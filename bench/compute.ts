@@ -43,7 +43,7 @@ function randomBatch(model: ModelSpec, batch: number, seed: number) {
 }
 
 /** Median wall time of `steps` training steps (contribution only: what a worker does), after 2 warm-ups. */
-export function benchmarkStep(model: ModelSpec, batch: number, steps: number, onStep?: (i: number) => void): StepBenchmark {
+export async function benchmarkStep(model: ModelSpec, batch: number, steps: number, onStep?: (i: number) => void): Promise<StepBenchmark> {
   const runner = new ModelRunner(model);
   try {
     runner.setWeights(initialWeights(model, 1));
@@ -51,7 +51,7 @@ export function benchmarkStep(model: ModelSpec, batch: number, steps: number, on
     const times: number[] = [];
     for (let i = -2; i < steps; i++) {
       const started = performance.now();
-      runner.contribution(data, deriveSeed(3, i + 2));
+      await runner.contribution(data, deriveSeed(3, i + 2));
       if (i >= 0) {
         times.push(performance.now() - started);
         onStep?.(i);
@@ -67,44 +67,54 @@ export function benchmarkStep(model: ModelSpec, batch: number, steps: number, on
   }
 }
 
-/** Times one kernel call (median of `repeats`, after a warm-up), freeing its output each time. */
-function timeKernel(kernel: string, inputs: tf.NamedTensorMap, attrs: object, repeats: number): number {
+/**
+ * Times one kernel call to its output's readback (median of `repeats`, after a warm-up), freeing
+ * the output each time. Asynchronous readback: a GPU backend has no synchronous one.
+ */
+async function timeKernel(kernel: string, inputs: tf.NamedTensorMap, attrs: object, repeats: number): Promise<number> {
   const times: number[] = [];
   for (let i = -1; i < repeats; i++) {
     const started = performance.now();
     const out = tf.engine().runKernel(kernel, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
-    out.dataSync();
+    await out.data();
     if (i >= 0) times.push(performance.now() - started);
     out.dispose();
   }
   return median(times);
 }
 
-export function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): LayerBenchmark[] {
+/** Runs `fn` on fresh random tensors of the given shapes and frees them after (tf.tidy cannot wait). */
+async function withRandom<T>(shapes: number[][], fn: (...tensors: tf.Tensor[]) => Promise<T>): Promise<T> {
+  const tensors = shapes.map((shape) => tf.randomNormal(shape));
+  try {
+    return await fn(...tensors);
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+export async function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): Promise<LayerBenchmark[]> {
   const shapes = layerOutputShapes(model);
   const results: LayerBenchmark[] = [];
-  model.layers.forEach((layer, i) => {
-    if (layer.kind !== 'conv2d') return;
+  for (const [i, layer] of model.layers.entries()) {
+    if (layer.kind !== 'conv2d') continue;
     const inShape = i === 0 ? [...model.inputShape] : shapes[i - 1];
     const [h, w, ci] = inShape;
     const k = layer.kernelSize;
     const co = layer.filters;
     const flops = 2 * batch * h * w * co * k * k * ci;
     const gflops = (ms: number) => flops / (ms * 1e6);
-    tf.tidy(() => {
-      const x = tf.randomNormal([batch, h, w, ci]);
-      const filter = tf.randomNormal([k, k, ci, co]);
-      const dy = tf.randomNormal([batch, h, w, co]);
+    results.push(await withRandom([[batch, h, w, ci], [k, k, ci, co], [batch, h, w, co]], async (x, filter, dy) => {
       const common = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
-      results.push({
+      return {
         layer: layer.name,
         shape: `${h}×${w}×${ci}→${co}`,
-        forward_gflops: gflops(timeKernel(tf.Conv2D, { x, filter }, { ...common, dilations: [1, 1] }, repeats)),
-        input_grad_gflops: gflops(timeKernel(tf.Conv2DBackpropInput, { dy, filter }, { ...common, inputShape: [batch, h, w, ci] }, repeats)),
-        filter_grad_gflops: gflops(timeKernel(tf.Conv2DBackpropFilter, { x, dy }, { ...common, filterShape: [k, k, ci, co] }, repeats)),
-      });
-    });
-  });
+        forward_gflops: gflops(await timeKernel(tf.Conv2D, { x, filter }, { ...common, dilations: [1, 1] }, repeats)),
+        input_grad_gflops: gflops(await timeKernel(tf.Conv2DBackpropInput, { dy, filter }, { ...common, inputShape: [batch, h, w, ci] }, repeats)),
+        filter_grad_gflops: gflops(await timeKernel(tf.Conv2DBackpropFilter, { x, dy }, { ...common, filterShape: [k, k, ci, co] }, repeats)),
+      };
+    }));
+  }
   return results;
 }
 
@@ -120,9 +130,9 @@ export async function profileStep(model: ModelSpec, batch: number): Promise<Kern
   try {
     runner.setWeights(initialWeights(model, 1));
     const data = randomBatch(model, batch, 2);
-    runner.contribution(data, 1);
-    const info = await tf.profile(() => {
-      runner.contribution(data, 2);
+    await runner.contribution(data, 1);
+    const info = await tf.profile(async () => {
+      await runner.contribution(data, 2);
     });
     const rows = new Map<string, KernelProfileRow>();
     for (const k of info.kernels) {
@@ -139,25 +149,21 @@ export async function profileStep(model: ModelSpec, batch: number): Promise<Kern
 }
 
 /** Dense layers as the step runs them: y = x·W (+ bias), dx = dy·Wᵀ, dW = xᵀ·dy. */
-export function benchmarkDenseLayers(model: ModelSpec, batch: number, repeats: number): LayerBenchmark[] {
+export async function benchmarkDenseLayers(model: ModelSpec, batch: number, repeats: number): Promise<LayerBenchmark[]> {
   const shapes = layerOutputShapes(model);
-  return model.layers.flatMap((layer, i) => {
-    if (layer.kind !== 'dense') return [];
+  const results: LayerBenchmark[] = [];
+  for (const [i, layer] of model.layers.entries()) {
+    if (layer.kind !== 'dense') continue;
     const inputs = shapes[i - 1].reduce((a, b) => a * b, 1);
     const gflops = (ms: number) => (2 * batch * inputs * layer.units) / (ms * 1e6);
-    return tf.tidy(() => {
-      // Rank 3, as tf.matMul hands them to the kernels (the stock wasm ones read rank 3 only).
-      const x = tf.randomNormal([1, batch, inputs]);
-      const w = tf.randomNormal([1, inputs, layer.units]);
-      const bias = tf.randomNormal([layer.units]);
-      const dy = tf.randomNormal([1, batch, layer.units]);
-      return [{
-        layer: layer.name,
-        shape: `${inputs}→${layer.units}`,
-        forward_gflops: gflops(timeKernel(tf._FusedMatMul, { a: x, b: w, bias }, { transposeA: false, transposeB: false, activation: 'linear' }, repeats)),
-        input_grad_gflops: gflops(timeKernel(tf.BatchMatMul, { a: dy, b: w }, { transposeA: false, transposeB: true }, repeats)),
-        filter_grad_gflops: gflops(timeKernel(tf.BatchMatMul, { a: x, b: dy }, { transposeA: true, transposeB: false }, repeats)),
-      }];
-    });
-  });
+    // Rank 3, as tf.matMul hands them to the kernels (the stock wasm ones read rank 3 only).
+    results.push(await withRandom([[1, batch, inputs], [1, inputs, layer.units], [layer.units], [1, batch, layer.units]], async (x, w, bias, dy) => ({
+      layer: layer.name,
+      shape: `${inputs}→${layer.units}`,
+      forward_gflops: gflops(await timeKernel(tf._FusedMatMul, { a: x, b: w, bias }, { transposeA: false, transposeB: false, activation: 'linear' }, repeats)),
+      input_grad_gflops: gflops(await timeKernel(tf.BatchMatMul, { a: dy, b: w }, { transposeA: false, transposeB: true }, repeats)),
+      filter_grad_gflops: gflops(await timeKernel(tf.BatchMatMul, { a: x, b: dy }, { transposeA: true, transposeB: false }, repeats)),
+    })));
+  }
+  return results;
 }

@@ -4,11 +4,12 @@
  */
 import { Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
+import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import { BACKEND_CHOICES, selectBackend } from '../training/backends/select.js';
 import { DEFAULT_SYNTHETIC_MS, SYNTHETIC_BACKEND, SyntheticRunner } from '../training/backends/synthetic.js';
 import { ModelRunner } from '../training/step/model-runner.js';
 import type { RunnerFactory } from '../worker/compute.js';
-import { nonNegativeNumber, oneOf, positiveInt } from './options.js';
+import { nonNegativeInt, nonNegativeNumber, oneOf, positiveInt } from './options.js';
 
 export const COMPUTE_CHOICES = [...BACKEND_CHOICES, SYNTHETIC_BACKEND] as const;
 export type ComputeChoice = (typeof COMPUTE_CHOICES)[number];
@@ -18,6 +19,8 @@ export interface ComputeFlags {
   syntheticMs: number;
   /** oneDNN threads of the native backend. */
   threads?: number;
+  /** The webgpu backend's N-th hardware adapter. */
+  gpu?: number;
 }
 
 /** `whose`: how the help names the backend's owner ("workers' " for train's local workers). */
@@ -27,17 +30,18 @@ export function addComputeOptions(cmd: Command, whose = ''): Command {
       + `${SYNTHETIC_BACKEND} does NOT train a model: it waits --synthetic-ms per micro-batch and returns a seeded pseudo-gradient `
       + '(placeholder loss ln 10), to measure the cluster without compute').argParser(oneOf(COMPUTE_CHOICES)).default('auto'))
     .option('--synthetic-ms <ms>', `with --backend ${SYNTHETIC_BACKEND}: wall time of each micro-batch, spent waiting (no CPU)`, nonNegativeNumber, DEFAULT_SYNTHETIC_MS)
-    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; train gives each local worker cores ÷ workers)', positiveInt);
+    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; train gives each local worker cores ÷ workers)', positiveInt)
+    .option('--gpu <n>', 'webgpu: compute on the N-th hardware adapter (0-based; default: the high-performance one; train gives local worker i GPU i)', nonNegativeInt);
 }
 
 /** The chosen compute, ready to use: its name for the coordinator, and how to make its runner. */
-export async function computeOf(flags: ComputeFlags, log: Logger): Promise<{ name: string; runnerFor: RunnerFactory }> {
+export async function computeOf(flags: ComputeFlags, log: Logger): Promise<{ name: string; adapter?: GpuAdapterInfo; runnerFor: RunnerFactory }> {
   if (flags.backend === SYNTHETIC_BACKEND) {
     log.info({ backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs }, `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`);
     return { name: SYNTHETIC_BACKEND, runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs) };
   }
-  const backend = await selectBackend(flags.backend, log, { threads: flags.threads });
-  return { name: backend.name, runnerFor: (model) => new ModelRunner(model) };
+  const backend = await selectBackend(flags.backend, log, { threads: flags.threads, gpu: flags.gpu });
+  return { name: backend.name, adapter: backend.adapter, runnerFor: (model) => new ModelRunner(model) };
 }
 
 /** The flags that give a local worker the same compute. */
@@ -46,5 +50,6 @@ export function workerComputeArgs(flags: ComputeFlags): string[] {
     '--backend', flags.backend,
     ...(flags.backend === SYNTHETIC_BACKEND ? ['--synthetic-ms', String(flags.syntheticMs)] : []),
     ...(flags.threads === undefined ? [] : ['--threads', String(flags.threads)]),
+    ...(flags.gpu === undefined ? [] : ['--gpu', String(flags.gpu)]),
   ];
 }

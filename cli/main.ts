@@ -2,6 +2,7 @@
 /** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
 import { Command, CommanderError } from 'commander';
 import { configureLogFormat } from '../common/logger.js';
+import { releaseBackend } from '../training/backends/select.js';
 import { packageVersion } from '../common/package-info.js';
 import { benchCommand } from './commands/bench.js';
 import { coordinatorCommand } from './commands/coordinator.js';
@@ -25,6 +26,8 @@ const program = new Command('gradfleet')
 
 try {
   await program.parseAsync(process.argv);
+  // A WebGPU device keeps Node running until it is destroyed.
+  releaseBackend();
 } catch (err) {
   // Commander has already printed its own usage errors; everything else gets one clear line here,
   // never a stack dump through the wasm runtime's uncaught-exception handler.

@@ -8,6 +8,7 @@
  * the same bits. Below --min-workers the run pauses between steps until enough have joined.
  */
 import type { Logger } from 'pino';
+import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { RejectionCounts } from '../protocol/channel.js';
 import type { Dataset } from '../training/data/index.js';
@@ -66,7 +67,15 @@ export interface RunOutcome {
   phases: PhaseTotals;
   workersSeen: Set<string>;
   backends: Set<string>;
+  /** Each worker's backend (and GPU adapter), by worker id. */
+  workerBackends: Map<string, WorkerBackend>;
   accounting: LedgerTotals;
+}
+
+/** What a worker computes on, as its hello said. */
+export interface WorkerBackend {
+  backend: string;
+  adapter?: GpuAdapterInfo;
 }
 
 interface ActiveWork {
@@ -93,6 +102,7 @@ export class Coordinator {
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
   private readonly workersSeen = new Set<string>();
   private readonly backends = new Set<string>();
+  private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly ledger: SampleLedger;
   private readonly stragglers = new StragglerWatch();
@@ -161,7 +171,7 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      workersSeen: this.workersSeen, backends: this.backends, accounting: { ...this.ledger.totals },
+      workersSeen: this.workersSeen, backends: this.backends, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
     };
   }
 
@@ -368,6 +378,7 @@ export class Coordinator {
   private onReady(session: WorkerSession): void {
     this.workersSeen.add(session.id);
     this.backends.add(session.backend);
+    this.workerBackends.set(session.id, { backend: session.backend, ...(session.adapter && { adapter: session.adapter }) });
     this.o.hooks?.workerReady?.(session);
     this.weights.ensure(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));

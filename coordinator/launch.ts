@@ -13,7 +13,7 @@ import { getModel } from '../training/models/zoo.js';
 import { createAdamState } from '../training/optimizer/adam.js';
 import { geometryOf, stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
 import { serveMetrics } from '../common/metrics-server.js';
-import { Coordinator, type RunOutcome } from './coordinator.js';
+import { Coordinator, type RunOutcome, type WorkerBackend } from './coordinator.js';
 import { type CoordinatorHooks, combineHooks } from './hooks.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
@@ -78,6 +78,8 @@ export interface RunSummary {
   accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
   /** `gradfleet train` only: its supervised local worker processes. */
   local_workers?: LocalWorkersReport;
+  /** Each worker's backend, and the GPU adapter of a webgpu worker. */
+  backends: Record<string, WorkerBackend>;
 }
 
 export interface LocalWorkersReport {
@@ -203,6 +205,7 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
   return {
     model: model.name,
     backend: [...outcome.backends].join(',') || 'none',
+    backends: Object.fromEntries([...outcome.workerBackends].sort(([a], [b]) => a.localeCompare(b))),
     workers: outcome.workersSeen.size,
     transport,
     wire: state.config.wire,

@@ -3,6 +3,7 @@
  * cost, rejected frames, checkpoints. Everything here is fed by hooks and counters the training loop
  * already calls; nothing in the loop waits on metrics.
  */
+import { adapterLabel } from '../training/backends/adapters.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LateGauge } from '../common/late-gauge.js';
 import { packageVersion } from '../common/package-info.js';
@@ -22,8 +23,9 @@ const nowSeconds = () => Date.now() / 1000;
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly backends = new Set<string>();
+  private readonly adapters = new Set<string>();
   private readonly r = this.registry;
-  private readonly buildInfo = new Gauge({ name: 'gradfleet_build_info', help: 'Always 1; labels: gradfleet version, role, model and the workers\' compute backends', labelNames: ['version', 'role', 'model', 'backend'], registers: [this.r] });
+  private readonly buildInfo = new Gauge({ name: 'gradfleet_build_info', help: 'Always 1; labels: gradfleet version, role, model, the workers\' compute backends and GPU adapters', labelNames: ['version', 'role', 'model', 'backend', 'adapter'], registers: [this.r] });
   private readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Optimizer steps taken (by this coordinator process)', registers: [this.r] });
   private readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training samples processed', registers: [this.r] });
   private readonly epoch = new Gauge({ name: 'gradfleet_epoch', help: 'Epoch in progress, counted from 1', registers: [this.r] });
@@ -109,15 +111,17 @@ export class CoordinatorMetrics {
   private workerReady(session: WorkerSession): void {
     this.connected.inc();
     this.joined.inc();
-    if (!this.backends.has(session.backend)) {
+    const adapter = session.adapter && adapterLabel(session.adapter);
+    if (!this.backends.has(session.backend) || (adapter && !this.adapters.has(adapter))) {
       this.backends.add(session.backend);
+      if (adapter) this.adapters.add(adapter);
       this.setBuildInfo();
     }
   }
 
   private setBuildInfo(): void {
     this.buildInfo.reset();
-    this.buildInfo.set({ version: packageVersion, role: 'coordinator', model: this.model, backend: [...this.backends].sort().join(',') || 'none' }, 1);
+    this.buildInfo.set({ version: packageVersion, role: 'coordinator', model: this.model, backend: [...this.backends].sort().join(',') || 'none', adapter: [...this.adapters].sort().join(',') || 'none' }, 1);
   }
 
   private stepDone(r: StepReport): void {

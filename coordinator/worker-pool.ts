@@ -6,6 +6,7 @@
  * Until a link has authenticated, the only message it may send is its part of the handshake, and
  * its frames are held to a small size: nothing else it says is ever processed.
  */
+import { type GpuAdapterInfo, adapterLabel } from '../training/backends/adapters.js';
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
@@ -28,6 +29,8 @@ export interface WorkerSession {
   readonly id: string;
   readonly channel: CoordinatorChannel;
   readonly backend: string;
+  /** The GPU adapter, for workers on webgpu. */
+  readonly adapter?: GpuAdapterInfo;
   state: 'welcomed' | 'ready' | 'gone';
   /** When (performance.now()) a valid frame last came from it. */
   lastHeard: number;
@@ -211,11 +214,12 @@ export class WorkerPool {
   private admit(channel: CoordinatorChannel, hello: MessageOf<'hello'>): HandshakeStep {
     if (this.sessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
     if (!this.admission.hasRoomFor(this.sessions.size)) return refusal(channel, 'cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
-    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
+    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, adapter: hello.adapter, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
-    this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend }, `worker ${session.id} joined from ${channel.peer}`);
+    this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend, adapter: session.adapter },
+      `worker ${session.id} joined from ${channel.peer}${session.adapter ? ` (${session.backend} on ${adapterLabel(session.adapter)})` : ''}`);
     const { intervalMs, timeoutMs } = this.options.heartbeat;
     channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
     return { session };

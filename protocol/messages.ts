@@ -5,6 +5,7 @@
  * (codec.ts), and `payloadValues` says how many values the payload must hold.
  */
 import { z } from 'zod';
+import { gpuAdapterSchema } from '../training/backends/adapters.js';
 import { NONCE_BYTES, PROOF_BYTES } from './auth.js';
 import { ERROR_CODES } from './errors.js';
 import { WIRE_DTYPES } from './wire-dtype.js';
@@ -28,11 +29,15 @@ const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected byt
 const nonce = bytes.refine((b) => b.length === NONCE_BYTES, `expected ${NONCE_BYTES} bytes`);
 const proof = bytes.refine((b) => b.length === PROOF_BYTES, `expected ${PROOF_BYTES} bytes`);
 
-/** The worker's first message; `nonce` is what the coordinator must prove it knows the secret against. */
+/**
+ * The worker's first message; `nonce` is what the coordinator must prove it knows the secret
+ * against. `adapter`: the GPU a webgpu worker computes on (optional: older workers send none).
+ */
 export const helloSchema = z.object({
   type: z.literal('hello'),
   workerId: id,
   backend: z.string().max(64),
+  adapter: gpuAdapterSchema.optional(),
   nonce,
 });
 

@@ -41,7 +41,7 @@ export interface LocalTrainResult {
   history: EpochRecord[];
 }
 
-export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
+export async function trainLocal(opts: LocalTrainOptions): Promise<LocalTrainResult> {
   const { model, train, batchSize, seed } = opts;
   if (!train.labels) throw new Error(`trainLocal: ${train.name} has no labels`);
   const layout = paramLayout(model);
@@ -63,7 +63,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
       for (let s = 0; s < stepsPerEpoch && step !== opts.maxSteps; s++, step++) {
         const idx = order.subarray(s * batchSize, Math.min(train.count, (s + 1) * batchSize));
         runner.setWeights(weights);
-        const c = runner.contribution(
+        const c = await runner.contribution(
           { images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels, idx, labels).subarray(0, idx.length), count: idx.length },
           deriveSeed(seed, step));
         ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, opts.adam ?? DEFAULT_ADAM));
@@ -74,7 +74,7 @@ export function trainLocal(opts: LocalTrainOptions): LocalTrainResult {
       }
       samples += seen;
       runner.setWeights(weights);
-      const record: EpochRecord = { epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, test: opts.test && evaluate(runner, opts.test) };
+      const record: EpochRecord = { epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, test: opts.test && (await evaluate(runner, opts.test)) };
       history.push(record);
       opts.onEpoch?.(record);
     }

@@ -110,8 +110,8 @@ export class WorkerCompute {
     const lossSums: number[] = [];
     for (let chunk = start; chunk < end; chunk += chunkSize) {
       if (chunk > start) await yieldToEventLoop();
-      forEachBatch(this.test, chunkSize, (images, at, n) => {
-        const logits = this.runner.logits(images, n);
+      await forEachBatch(this.test, chunkSize, async (images, at, n) => {
+        const logits = await this.runner.logits(images, n);
         lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
         predictions.set(argmaxRows(logits, this.model.classes), at - start);
       }, chunk, Math.min(end, chunk + chunkSize));

@@ -6,6 +6,7 @@
  * One state at a time, one method per message (as ws's websocket.js): a message that makes no
  * sense in the current state is rejected as unexpected, never half-handled.
  */
+import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
@@ -43,6 +44,8 @@ export interface WorkerOptions {
   workerId: string;
   /** The backend's name, told to the coordinator (and shown in its summary). */
   backend: string;
+  /** The GPU adapter it computes on (webgpu), told to the coordinator likewise. */
+  adapter?: GpuAdapterInfo;
   runnerFor: RunnerFactory;
   log: Logger;
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
@@ -129,7 +132,7 @@ export class Worker {
       if (!this.welcome) o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     }, HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
-    this.channel.send({ type: 'hello', workerId: o.workerId, backend: o.backend, nonce: this.nonce });
+    this.channel.send({ type: 'hello', workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }), nonce: this.nonce });
   }
 
   private get finished(): boolean {

@@ -16,6 +16,7 @@ import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../traini
 import { getModel, modelNames } from '../../training/models/zoo.js';
 import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
+import { adaptersCommand, agreementCommand } from './bench-gpu.js';
 import { scaleCommand } from './bench-scale.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -56,10 +57,10 @@ export function benchCommand(): Command {
           const shownThreads = selected.threads ?? '-';
           for (const model of models) {
             const progress = createProgress(log, `${model.name} on ${backend}`, opts.steps, 'steps');
-            const step = benchmarkStep(model, opts.batch, opts.steps, (n) => progress.update(n + 1));
+            const step = await benchmarkStep(model, opts.batch, opts.steps, (n) => progress.update(n + 1));
             progress.stop();
-            const convLayers = benchmarkConvLayers(model, opts.batch, opts.convRepeats);
-            const denseLayers = benchmarkDenseLayers(model, opts.batch, opts.convRepeats);
+            const convLayers = await benchmarkConvLayers(model, opts.batch, opts.convRepeats);
+            const denseLayers = await benchmarkDenseLayers(model, opts.batch, opts.convRepeats);
             steps.push([model.name, backend, shownThreads, opts.batch, fixed(1)(step.ms_per_step), fixed(0)(step.samples_per_s), fixed(2)(step.gflops)]);
             for (const l of [...convLayers, ...denseLayers]) {
               layerTable.push([model.name, backend, shownThreads, l.layer, l.shape, ...[l.forward_gflops, l.input_grad_gflops, l.filter_grad_gflops].map(fixed(1))]);
@@ -158,5 +159,7 @@ export function benchCommand(): Command {
         + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
   bench.addCommand(scaleCommand());
+  bench.addCommand(adaptersCommand());
+  bench.addCommand(agreementCommand());
   return bench;
 }

@@ -46,7 +46,7 @@ export function evalCommand(): Command {
       const { runner, state, path } = await loadRunner(flags, log);
       const spec = flags.data ?? state.config.test.spec;
       const data = loadDataset(spec);
-      const result = evaluate(runner, data);
+      const result = await evaluate(runner, data);
       runner.dispose();
       const picture = flags.confusion ?? join(runDirOf(flags.checkpoint), 'confusion-eval.svg');
       await writeConfusion(picture, result, `${state.config.model} step ${state.step} on ${spec}`);
@@ -65,7 +65,7 @@ export function predictCommand(): Command {
       const log = createLogger('predict');
       const data = loadDataset(flags.input);
       const { runner } = await loadRunner(flags, log);
-      const labels = predict(runner, data);
+      const labels = await predict(runner, data);
       runner.dispose();
       writeSubmission(flags.out, labels);
       if (flags.json) printJson({ input: flags.input, out: flags.out, rows: labels.length });

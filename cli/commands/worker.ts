@@ -1,4 +1,5 @@
 /** `gradfleet worker`: computes gradients for a coordinator, and comes back when it restarts. */
+import { adapterLabel } from '../../training/backends/adapters.js';
 import { hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
@@ -66,7 +67,7 @@ export function workerCommand(): Command {
       const target = connectorFor(flags, flags.id, log);
       const compute = await computeOf(flags, log);
       const metricsAt = metricsOf(flags);
-      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name }, () => tf.memory().numBytes);
+      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name, adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none' }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
       const interceptor = await faultsOf(flags, log);
       let link: Link | undefined;
@@ -85,7 +86,7 @@ export function workerCommand(): Command {
           link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics });
+          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics });
           steps += outcome.steps;
           if (outcome.end === 'refused') {
             process.exitCode = 2;

@@ -34,7 +34,7 @@ describe('gradfleet train', () => {
   it.each([
     [['--batch-size', 'abc'], /--batch-size.*expected a positive integer/],
     [['--epochs', '0'], /--epochs.*expected a positive integer/],
-    [['--backend', 'gpu'], /expected one of: auto, tensorflow, native, wasm, cpu/],
+    [['--backend', 'gpu'], /expected one of: auto, tensorflow, webgpu, native, wasm, cpu/],
     [['--model', 'resnet'], /unknown model 'resnet'; known models: mnist-cnn, mnist-small/],
     [['--train', '/nonexistent/train.csv'], /\/nonexistent\/train\.csv/],
     [['--bogus'], /unknown option '--bogus'/],

@@ -47,7 +47,7 @@ async function referenceWeights(): Promise<Float32Array> {
     for (let i = 0; i < batch.microBatches; i++) {
       const { start, end } = microBatchRange(geometry, batch, i);
       const idx = order.subarray(start, end);
-      const c = runner.contribution({ images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels!, idx, labels), count: idx.length }, dropoutSeed(7, step, i));
+      const c = await runner.contribution({ images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels!, idx, labels), count: idx.length }, dropoutSeed(7, step, i));
       for (let j = 0; j < sum.length; j++) sum[j] += c.values[j] * c.count;
     }
     const average = Float32Array.from(sum, (v) => v / batch.samples);

@@ -1,6 +1,7 @@
 /**
- * 100 training steps on wasm and on native: tensors, backend buffers and the wasm heap stay flat;
- * on native also the addon's own buffers (none held between calls) and the process's RSS.
+ * 100 training steps on wasm, on native and on webgpu: tensors, backend buffers and the wasm heap
+ * (webgpu: the GPU buffers in use and allocated) stay flat; on native also the addon's own buffers
+ * (none held between calls) and the process's RSS.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +23,8 @@ const RSS_SLACK_BYTES = 24 * 1024 * 1024;
 
 describe.each([
   ['mnist-small', 16, 'wasm'], ['mnist-cnn', 4, 'wasm'], ['mnist-small', 16, 'native'], ['mnist-cnn', 4, 'native'],
+  // Mesa's software adapter runs a tiny mnist-small step in ~0.2 s.
+  ['mnist-small', 2, 'webgpu'],
 ] as const)('%s (batch %i) on %s', (name, batch, backendName) => {
   it('leaks nothing over 100 steps (weights updated every step)', async () => {
     await useBackend(backendName);
@@ -32,23 +35,29 @@ describe.each([
     let adam = createAdamState(layout.size);
     const images = randomArray(batch * 784, 9);
     const labels = Uint8Array.from({ length: batch }, (_, i) => i % 10);
-    const backend = tf.backend() as WasmBackend;
+    const backend = tf.backend();
+    const heap = () => (backendName === 'webgpu' ? 0 : (backend as WasmBackend).wasm.HEAPU8.buffer.byteLength);
+    const gpu = () => {
+      const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
+      return { inUse: m.numBytesInGPU ?? 0, allocated: m.numBytesAllocatedInGPU ?? 0 };
+    };
     const addon = backendName === 'native' ? loadNativeAddon().addon : null;
     const snapshot = () => ({
-      tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, dataIds: backend.numDataIds(), heap: backend.wasm.HEAPU8.buffer.byteLength,
+      tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, dataIds: backend.numDataIds(), heap: heap(), gpu: gpu(),
       addonBytes: addon?.info().scratchBytes ?? 0,
     });
     let afterWarmup: ReturnType<typeof snapshot> | undefined;
     let rssAt30 = 0;
     for (let step = 0; step < 100; step++) {
       runner.setWeights(weights);
-      const c = runner.contribution({ images, labels, count: batch }, step);
+      const c = await runner.contribution({ images, labels, count: batch }, step);
       ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, DEFAULT_ADAM));
       if (step === 9) afterWarmup = snapshot();
       if (step === 29) rssAt30 = process.memoryUsage().rss;
     }
     expect(snapshot()).toEqual(afterWarmup);
     expect(afterWarmup!.addonBytes).toBe(0);
+    if (backendName === 'webgpu') expect(afterWarmup!.gpu.allocated).toBeGreaterThan(0);
     if (addon) expect(process.memoryUsage().rss - rssAt30).toBeLessThan(RSS_SLACK_BYTES);
     runner.dispose();
     expect(tf.memory().numTensors).toBe(afterWarmup!.tensors - layout.entries.length);

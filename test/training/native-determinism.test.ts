@@ -15,7 +15,7 @@ async function gradientSha(modelName: string, batch: number, threads: number): P
   const model = getModel(modelName);
   const images = randomArray(batch * 784, 17);
   const labels = Uint8Array.from({ length: batch }, (_, i) => (i * 3) % 10);
-  const c = computeContribution(model, initialWeights(model, 5), { images, labels, count: batch }, 99);
+  const c = await computeContribution(model, initialWeights(model, 5), { images, labels, count: batch }, 99);
   return createHash('sha256').update(c.values).digest('hex');
 }
 

@@ -60,7 +60,7 @@ describe.each([['mnist-cnn', 3_488_874], ['mnist-small', 60_874]])('%s exported 
 
     const runner = new ModelRunner(model);
     runner.setWeights(weights);
-    const expected = runner.logits(images, COUNT);
+    const expected = await runner.logits(images, COUNT);
     runner.dispose();
     // Not a vacuous comparison: the logits vary and are not tiny.
     expect(Math.max(...expected.map(Math.abs))).toBeGreaterThan(0.1);

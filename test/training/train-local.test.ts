@@ -15,7 +15,7 @@ describe('training mnist-small in one process', () => {
   it('steps through an epoch of real MNIST images and learns well above chance', async () => {
     await useBackend('wasm');
     const steps: number[] = [];
-    const result = trainLocal({
+    const result = await trainLocal({
       model: getModel('mnist-small'), train: subset(loadMnist('train'), first(3200), 'train'), test: subset(loadMnist('test'), first(1000), 'test'),
       epochs: 1, batchSize: 32, seed: 1, onStep: (s) => steps.push(s.step),
     });

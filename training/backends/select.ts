@@ -7,15 +7,25 @@ import * as tf from '@tensorflow/tfjs-core';
 // same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
 import '@tensorflow/tfjs';
 import { type Logger, silentLogger } from '../../common/logger.js';
-import { type BackendInfo, type BackendOptions, type BackendSkip, BackendUnavailableError } from './backend.js';
+import { adapterLabel } from './adapters.js';
+import { type BackendCandidate, type BackendInfo, type BackendOptions, type BackendSkip, BackendUnavailableError } from './backend.js';
 import { BACKEND_CHOICES, type BackendChoice, REMEDY, candidatesFor } from './registry.js';
 
 export { BACKEND_CHOICES, type BackendChoice } from './registry.js';
 export { type BackendInfo, type BackendName, type BackendOptions, BackendUnavailableError } from './backend.js';
+export type { GpuAdapterInfo } from './adapters.js';
 
 export function parseBackendChoice(value: string): BackendChoice {
   if ((BACKEND_CHOICES as readonly string[]).includes(value)) return value as BackendChoice;
   throw new Error(`unknown backend '${value}'; choose one of: ${BACKEND_CHOICES.join(', ')}`);
+}
+
+let current: BackendCandidate | undefined;
+
+/** Frees the active backend's device (webgpu), so that the process can exit; a later selectBackend loads again. */
+export function releaseBackend(): void {
+  current?.release?.();
+  current = undefined;
 }
 
 const listSkips = (skipped: BackendSkip[], sep: string) => skipped.map((s) => `${s.package}: ${s.reason}`).join(sep);
@@ -28,6 +38,8 @@ export async function selectBackend(choice: BackendChoice, log: Logger = silentL
   for (const candidate of candidatesFor(choice)) {
     try {
       info = { ...(await candidate.load(options)), skipped };
+      if (current !== candidate && current?.release !== candidate.release) current?.release?.();
+      current = candidate;
       break;
     } catch (err) {
       if (!(err instanceof BackendUnavailableError)) throw err;
@@ -39,8 +51,8 @@ export async function selectBackend(choice: BackendChoice, log: Logger = silentL
     throw new BackendUnavailableError(`--backend ${choice}: no backend could be loaded (${listSkips(skipped, '; ')}). ${remedy}`);
   }
   await tf.ready();
-  log.info({ backend: info.name, package: info.package, gpu: info.gpu, threads: info.threads, trainingKernels: info.trainingKernels, skipped: info.skipped },
-    `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} threads)` : ''}` +
+  log.info({ backend: info.name, package: info.package, gpu: info.gpu, threads: info.threads, adapter: info.adapter, trainingKernels: info.trainingKernels, skipped: info.skipped },
+    `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} threads)` : ''}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}` +
     (info.skipped.length ? `; skipped ${info.skipped.map((s) => `${s.package} (${s.reason})`).join(', ')}` : ''));
   return info;
 }

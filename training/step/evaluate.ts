@@ -30,35 +30,35 @@ export function crossEntropySum(logits: Float32Array, labels: Uint8Array, classe
  * Runs `fn` over samples [from, to) of the data set (all by default) in batches of consecutive
  * samples, with normalised pixels.
  */
-export function forEachBatch(
-  data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void,
+export async function forEachBatch(
+  data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void | Promise<void>,
   from = 0, to = data.count,
-): void {
+): Promise<void> {
   const buffer = new Float32Array(batchSize * data.pixelsPerImage);
   const indices = new Uint32Array(batchSize);
   for (let start = from; start < to; start += batchSize) {
     const count = Math.min(batchSize, to - start);
     for (let i = 0; i < count; i++) indices[i] = start + i;
-    fn(normalizeInto(data, indices.subarray(0, count), buffer), start, count);
+    await fn(normalizeInto(data, indices.subarray(0, count), buffer), start, count);
   }
 }
 
-export function predict(runner: ModelRunner, data: Dataset, batchSize = 500): Uint8Array {
+export async function predict(runner: ModelRunner, data: Dataset, batchSize = 500): Promise<Uint8Array> {
   const out = new Uint8Array(data.count);
-  forEachBatch(data, batchSize, (images, start, count) => {
-    out.set(argmaxRows(runner.logits(images, count), runner.model.classes), start);
+  await forEachBatch(data, batchSize, async (images, start, count) => {
+    out.set(argmaxRows(await runner.logits(images, count), runner.model.classes), start);
   });
   return out;
 }
 
-export function evaluate(runner: ModelRunner, data: Dataset, batchSize = 500): Evaluation {
+export async function evaluate(runner: ModelRunner, data: Dataset, batchSize = 500): Promise<Evaluation> {
   const labels = data.labels;
   if (!labels) throw new Error(`evaluate: ${data.name} has no labels`);
   const classes = runner.model.classes;
   const confusion = emptyConfusion(classes);
   let lossSum = 0;
-  forEachBatch(data, batchSize, (images, start, count) => {
-    const logits = runner.logits(images, count);
+  await forEachBatch(data, batchSize, async (images, start, count) => {
+    const logits = await runner.logits(images, count);
     const batchLabels = labels.subarray(start, start + count);
     lossSum += crossEntropySum(logits, batchLabels, classes);
     argmaxRows(logits, classes).forEach((p, i) => confusion[batchLabels[i]][p]++);

@@ -40,7 +40,7 @@ export interface MicroBatchRunner {
    */
   contribution(batch: MicroBatch, seed: number): Contribution | Promise<Contribution>;
   /** Inference-mode logits, count × classes. */
-  logits(images: Float32Array, count: number): Float32Array;
+  logits(images: Float32Array, count: number): Float32Array | Promise<Float32Array>;
   dispose(): void;
 }
 
@@ -75,56 +75,69 @@ export class ModelRunner implements MicroBatchRunner {
     if (this.params.length === 0) throw new Error(`${this.model.name}: setWeights() before computing`);
   }
 
-  contribution(batch: MicroBatch, dropoutSeed: number): Contribution {
+  /**
+   * Everything stays on the device until one readback: the gradients and batch statistics
+   * concatenated in the layout's order (the contribution, as it goes on the wire), and the loss
+   * with the logits. A GPU backend pays a host round trip per readback, so none happen per tensor.
+   */
+  async contribution(batch: MicroBatch, dropoutSeed: number): Promise<Contribution> {
     this.requireWeights();
     const { count, labels } = batch;
     if (labels.length !== count) throw new Error(`micro-batch: ${count} images but ${labels.length} labels`);
     for (let i = 0; i < count; i++) {
       if (labels[i] >= this.model.classes) throw new Error(`micro-batch: label ${labels[i]} at ${i} is not a class of ${this.model.name}`);
     }
+    // The loss function runs in a scope of its own: what it makes besides the loss must be kept.
     const kept: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => (kept.push(tf.keep(t)), t);
-    let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
-    let logits: tf.Tensor2D | undefined;
-    const results = tf.tidy(() => {
-      const x = this.inputTensor(batch.images, count);
-      const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), this.model.classes);
-      const lossOf = (...trainable: tf.Tensor[]): tf.Scalar => {
-        const params = [...this.params];
-        this.trainable.forEach((p, i) => (params[p] = trainable[i]));
-        const out = forward(this.model, this.layout, params, x, { training: true, dropoutSeed });
-        logits = keep(out.logits);
-        for (const s of out.batchStats.values()) {
-          keep(s.mean);
-          keep(s.variance);
-        }
-        stats = out.batchStats;
-        return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(out.logits)), -1)));
-      };
-      const { value, grads } = tf.valueAndGrads(lossOf)(this.trainable.map((p) => this.params[p]));
-      return { value, grads };
-    });
     try {
-      const values = new Float32Array(this.layout.size);
-      this.trainable.forEach((p, i) => values.set(results.grads[i].dataSync() as Float32Array, this.layout.entries[p].offset));
-      for (const e of this.layout.entries) {
-        if (e.role !== 'movingMean' && e.role !== 'movingVariance') continue;
-        const s = stats.get(e.layer);
-        if (!s) throw new Error(`internal: no batch statistics for ${e.name}`);
-        values.set((e.role === 'movingMean' ? s.mean : s.variance).dataSync() as Float32Array, e.offset);
+      const { flat, summary } = tf.tidy(() => {
+        let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
+        let logits: tf.Tensor2D | undefined;
+        const x = this.inputTensor(batch.images, count);
+        const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), this.model.classes);
+        const lossOf = (...trainable: tf.Tensor[]): tf.Scalar => {
+          const params = [...this.params];
+          this.trainable.forEach((p, i) => (params[p] = trainable[i]));
+          const out = forward(this.model, this.layout, params, x, { training: true, dropoutSeed });
+          logits = keep(out.logits);
+          for (const s of out.batchStats.values()) {
+            keep(s.mean);
+            keep(s.variance);
+          }
+          stats = out.batchStats;
+          return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(out.logits)), -1)));
+        };
+        const { value, grads } = tf.valueAndGrads(lossOf)(this.trainable.map((p) => this.params[p]));
+        const gradOf = new Map(this.trainable.map((p, i) => [p, grads[i]]));
+        const parts = this.layout.entries.map((e, p) => {
+          if (e.trainable) return gradOf.get(p)!;
+          const s = stats.get(e.layer);
+          if (!s || (e.role !== 'movingMean' && e.role !== 'movingVariance')) throw new Error(`internal: no batch statistics for ${e.name}`);
+          return e.role === 'movingMean' ? s.mean : s.variance;
+        });
+        return {
+          flat: tf.concat(parts.map((t) => t.reshape([-1]))) as tf.Tensor1D,
+          summary: tf.concat([value.reshape([1]), logits!.reshape([-1])]) as tf.Tensor1D,
+        };
+      });
+      try {
+        const [values, head] = await Promise.all([flat.data() as Promise<Float32Array>, summary.data() as Promise<Float32Array>]);
+        return { values, loss: head[0], correct: countCorrect(head.subarray(1), labels, this.model.classes), count };
+      } finally {
+        tf.dispose([flat, summary]);
       }
-      return { values, loss: results.value.dataSync()[0], correct: countCorrect(logits!.dataSync() as Float32Array, labels, this.model.classes), count };
     } finally {
-      tf.dispose([results.value, ...results.grads, ...kept]);
+      tf.dispose(kept);
     }
   }
 
   /** Inference-mode logits (moving statistics, no dropout), count × classes. */
-  logits(images: Float32Array, count: number): Float32Array {
+  async logits(images: Float32Array, count: number): Promise<Float32Array> {
     this.requireWeights();
     const out = tf.tidy(() => forward(this.model, this.layout, this.params, this.inputTensor(images, count), { training: false }).logits);
     try {
-      return out.dataSync() as Float32Array;
+      return (await out.data()) as Float32Array;
     } finally {
       out.dispose();
     }
@@ -162,11 +175,11 @@ function countCorrect(logits: Float32Array, labels: Uint8Array, classes: number)
  * The one-shot form: a micro-batch's contribution under the given weights. A worker computing many
  * micro-batches per weights version keeps a ModelRunner instead (the upload happens once).
  */
-export function computeContribution(model: ModelSpec, weights: Float32Array, batch: MicroBatch, dropoutSeed: number): Contribution {
+export async function computeContribution(model: ModelSpec, weights: Float32Array, batch: MicroBatch, dropoutSeed: number): Promise<Contribution> {
   const runner = new ModelRunner(model);
   try {
     runner.setWeights(weights);
-    return runner.contribution(batch, dropoutSeed);
+    return await runner.contribution(batch, dropoutSeed);
   } finally {
     runner.dispose();
   }
