@@ -17,6 +17,7 @@ export interface ClusterFlags extends SecretFlags {
   maxConnections: number;
   maxJoinsPerS: number;
   checkpointEvery: number;
+  outlierFactor?: number;
 }
 
 export function addClusterOptions(cmd: Command): Command {
@@ -28,6 +29,7 @@ export function addClusterOptions(cmd: Command): Command {
     .option('--heartbeat-timeout <s>', 'a worker (or, for workers, the coordinator) silent this long is dropped', positiveNumber, 20)
     .option('--max-connections <n>', 'connections open at once, handshakes included', positiveInt, DEFAULT_ADMISSION.maxConnections)
     .option('--max-joins-per-s <n>', 'new connections per second (bursts of up to this many)', positiveInt, DEFAULT_ADMISSION.joinsPerSecond)
+    .option('--outlier-factor <f>', 'recompute on another worker any tree node whose mean-gradient norm exceeds F × the step\'s median, and reject it if the two differ (off by default)', positiveNumber)
     .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0);
   return addSecretOptions(cmd, 'workers must prove they hold');
 }
@@ -40,5 +42,6 @@ export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
     limits: { maxWorkers: f.maxWorkers, maxConnections: f.maxConnections, joinsPerSecond: f.maxJoinsPerS },
     secret: secretOf(f),
     checkpointEvery: f.checkpointEvery,
+    outlierFactor: f.outlierFactor,
   };
 }

@@ -16,8 +16,9 @@ import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
 import type { Range as ParamRange } from '../training/optimizer/adam.js';
 import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
-import { averageOf } from '../training/parallel/reduction-tree.js';
-import { type BatchGeometry, type StepPosition, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
+import { averageOf, nodeRange } from '../training/parallel/reduction-tree.js';
+import { clipGradientNorm } from './clipping.js';
+import { type BatchGeometry, type StepBatch, type StepPosition, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
@@ -25,6 +26,7 @@ import { runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, adamForEpoch, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { splitRange, updateSpeed } from './sharding.js';
+import { flagOutliers, nodesAgree } from './outliers.js';
 import { StragglerWatch } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
@@ -57,6 +59,8 @@ export interface StepReport {
   workerMicroBatches: Map<string, number>;
   /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
   workerSpeeds: Map<string, number>;
+  /** The averaged gradient's norm before --max-grad-norm scaled it down (undefined: not clipped). */
+  clippedFrom?: number;
 }
 
 export interface CheckpointReport {
@@ -96,7 +100,12 @@ export interface CoordinatorHooks {
   deadlineMissed?(session: WorkerSession): void;
   /** A worker became, or stopped being, a persistent straggler. */
   straggler?(workerId: string, isStraggler: boolean): void;
+  /** An outlier node was rechecked (--outlier-factor): kept as confirmed, rejected, or kept for want of another worker. */
+  outlier?(verdict: OutlierVerdict, workerId: string): void;
 }
+
+export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
+export type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
 
 /** One set of hooks that calls each given set in turn. */
 export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
@@ -105,7 +114,7 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
     ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
   return {
     gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
-    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
+    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'), outlier: each('outlier'),
   };
 }
 
@@ -126,6 +135,8 @@ export interface CoordinatorOptions {
   checkpointEvery: number;
   /** Redraw curves.svg every this many steps as well as at each epoch's end (0: epochs only). */
   curvesEvery: number;
+  /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
+  outlierFactor?: number;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -153,6 +164,15 @@ interface ActiveWork {
   assignedAt: Map<string, number>;
   /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
   late: Set<string>;
+  /** Workers given none of this unit (a recheck is done by anyone but the node's sender). */
+  excluded: ReadonlySet<string>;
+  /** Per worker: ranges it owes whose assignment waits until it confirms it holds the current weights. */
+  waiting: Map<string, Range[]>;
+  /**
+   * Per worker with work in hand: when its next result started, on this coordinator's clock: the
+   * assignment (sent only once it held the weights, so no transfer wait is in it), then each result.
+   */
+  measuredFrom: Map<string, number>;
   send(session: WorkerSession, range: Range): void;
   /** Only called with messages of type `kind` (onResult checks), hence the narrowing casts. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict;
@@ -184,6 +204,7 @@ export class Coordinator {
       ready: (s) => this.onReady(s),
       lost: (s, reason) => this.onLost(s, reason),
       result: (s, m, p) => this.onResult(s, m, p),
+      holding: (s) => this.onHolding(s),
     });
   }
 
@@ -285,6 +306,14 @@ export class Coordinator {
     if (missing > 0) this.o.log.error({ epoch: epoch + 1, missing }, `epoch ${epoch + 1} closed with ${missing} samples never trained on`);
   }
 
+  /** Sends a worker micro-batches [first, end) of the step. */
+  private assignFor(position: StepPosition, batch: StepBatch): ActiveWork['send'] {
+    return (s, r) => s.channel.send({
+      type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
+      weightsVersion: this.o.state.step, first: r.first, count: r.end - r.first,
+    });
+  }
+
   private async runStep(position: StepPosition): Promise<number> {
     const { state, layout, pool } = this.o;
     const batch = stepBatch(this.geometry, position.stepInEpoch);
@@ -301,14 +330,9 @@ export class Coordinator {
         }
         return verdict;
       },
-      send: (s, r) => {
-        this.ensureWeights(s);
-        s.channel.send({
-          type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
-          weightsVersion: state.step, first: r.first, count: r.end - r.first,
-        });
-      },
+      send: this.assignFor(position, batch),
     });
+    if (this.o.outlierFactor !== undefined) await this.recheckOutliers(gather, this.o.outlierFactor);
     const t1 = performance.now();
     this.o.hooks?.gathered?.(position);
     const root = gather.reduce();
@@ -317,6 +341,7 @@ export class Coordinator {
     acc.correct += root.correct;
     acc.samples += root.samples;
     const average = averageOf(root);
+    const clipped = state.config.maxGradNorm === null ? undefined : clipGradientNorm(average.values, this.trainable, state.config.maxGradNorm);
     const t2 = performance.now();
     const adam = adamForEpoch(state.config, position.epoch);
     const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
@@ -340,7 +365,7 @@ export class Coordinator {
     this.o.hooks?.step?.({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), samples: batch.samples, epochSamples: this.geometry.trainCount, loss: average.loss, accuracy: average.accuracy,
       workers: gather.computeSeconds.size, learningRate: adam.learningRate, gradientNorm: () => gradientNorm(average.values, this.trainable), seconds, workerSeconds, computeSeconds: gather.computeSeconds,
-      workerMicroBatches: gather.microBatchesBy, workerSpeeds,
+      workerMicroBatches: gather.microBatchesBy, workerSpeeds, clippedFrom: clipped && clipped.scale < 1 ? clipped.norm : undefined,
     });
     return batch.samples;
   }
@@ -355,6 +380,47 @@ export class Coordinator {
     for (const id of cleared) {
       this.o.log.info({ worker: id }, `worker ${id} is no longer a straggler`);
       this.o.hooks?.straggler?.(id, false);
+    }
+  }
+
+  /**
+   * Each node far above the step's median (coordinator/outliers.ts) is computed again by another
+   * worker. Confirmed, the original stands (so the weights' bits are those of an unchecked run);
+   * refuted, the original is rejected as an outlier, its sender named, and the recomputation used.
+   */
+  private async recheckOutliers(gather: StepGather, factor: number): Promise<void> {
+    const { log, pool, layout } = this.o;
+    const { position, batch } = gather;
+    const { flagged, median } = flagOutliers(gather.nodeNorms(this.trainable), factor);
+    for (const suspect of flagged) {
+      const range = nodeRange(suspect.node, batch.microBatches);
+      const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
+      if (!pool.ready().some((s) => s.id !== suspect.workerId)) {
+        log.warn({ worker: suspect.workerId, step: position.step }, `${about} is an outlier, but no other worker can recompute it: kept`);
+        this.o.hooks?.outlier?.('unverified', suspect.workerId);
+        continue;
+      }
+      const recheck = new StepGather(position, batch, this.geometry, layout.size, range);
+      await this.runWork({
+        kind: 'contribution', tracker: recheck.tracker, excluded: new Set([suspect.workerId]),
+        accept: (s, m, p) => recheck.accept(s.id, m as MessageOf<'contribution'>, p), send: this.assignFor(position, batch),
+      }, [range]);
+      const again = recheck.reduceTo(suspect.node);
+      const agreement = nodesAgree(gather.valuesOf(suspect.key)!, again.values);
+      if (agreement.agree) {
+        log.info({ worker: suspect.workerId, step: position.step, identical: agreement.identical }, `${about} is an outlier, confirmed by another worker: kept`);
+        this.o.hooks?.outlier?.('confirmed', suspect.workerId);
+        continue;
+      }
+      gather.replace(suspect.key, again, 'recheck');
+      const detail = `${about} differs from another worker's recomputation (relative distance ${agreement.relativeDistance.toPrecision(3)}): rejected, the recomputation used`;
+      const sender = pool.ready().find((s) => s.id === suspect.workerId);
+      if (sender) sender.channel.reject('outlier', detail);
+      else {
+        this.o.rejections.record('outlier');
+        log.warn({ worker: suspect.workerId, reason: 'outlier' }, detail);
+      }
+      this.o.hooks?.outlier?.('rejected', suspect.workerId);
     }
   }
 
@@ -409,13 +475,42 @@ export class Coordinator {
     session.weightsVersion = state.step;
   }
 
-  private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late'>): Promise<void> {
+  /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
+  private runWork(
+    work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'measuredFrom'> & { excluded?: ReadonlySet<string> },
+    ranges: Range[] = [{ first: 0, end: work.tracker.items }],
+  ): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
     return new Promise<void>((resolve) => {
-      this.active = { ...work, assignedAt: new Map(), late: new Set(), done: resolve };
+      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), measuredFrom: new Map(), done: resolve };
       this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
-      this.dispatch([{ first: 0, end: work.tracker.items }]);
+      this.dispatch(ranges);
     }).finally(() => clearInterval(this.deadlineTimer));
+  }
+
+  /** Work goes out once the worker holds this step's weights (its `holding` says so); until then it waits. */
+  private assign(work: ActiveWork, session: WorkerSession, range: Range): void {
+    this.ensureWeights(session);
+    if (session.holdsVersion !== this.o.state.step) {
+      work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
+      return;
+    }
+    if (!work.measuredFrom.has(session.id)) work.measuredFrom.set(session.id, performance.now());
+    work.send(session, range);
+  }
+
+  private onHolding(session: WorkerSession): void {
+    const work = this.active;
+    const waiting = work?.waiting.get(session.id);
+    if (!work || !waiting || session.holdsVersion !== this.o.state.step) return;
+    work.waiting.delete(session.id);
+    for (const range of waiting) this.assign(work, session, range);
+  }
+
+  /** The worker no longer owes this unit anything it was not sent yet. */
+  private forget(work: ActiveWork, workerId: string): void {
+    work.waiting.delete(workerId);
+    work.measuredFrom.delete(workerId);
   }
 
   /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
@@ -431,6 +526,7 @@ export class Coordinator {
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.tracker.release(session.id);
       work.assignedAt.delete(session.id);
+      work.waiting.delete(session.id);
       work.late.add(session.id);
       this.o.log.warn({ worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
         `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`);
@@ -442,7 +538,7 @@ export class Coordinator {
   private dispatch(ranges: Range[]): void {
     const work = this.active;
     if (!work) return;
-    const ready = this.o.pool.ready();
+    const ready = this.o.pool.ready().filter((s) => !work.excluded.has(s.id));
     if (ready.length === 0) {
       this.pending.push(...ranges);
       this.o.log.warn('no worker is ready: the step waits for one to join');
@@ -461,7 +557,7 @@ export class Coordinator {
         // The deadline runs from when it was first given work it has not finished, not from each addition.
         if (!work.tracker.owesAnything(block.workerId)) work.assignedAt.set(block.workerId, now);
         work.tracker.expect(block.workerId, r);
-        work.send(byId.get(block.workerId)!, r);
+        this.assign(work, byId.get(block.workerId)!, r);
       }
     }
   }
@@ -477,6 +573,7 @@ export class Coordinator {
   private onLost(session: WorkerSession, reason: string): void {
     this.o.hooks?.workerLost?.(session, reason);
     if (!this.active) return;
+    this.forget(this.active, session.id);
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {
       this.o.log.warn({ worker: session.id, ranges: orphaned }, `reassigning the work of lost worker ${session.id}`);
@@ -484,12 +581,25 @@ export class Coordinator {
     }
   }
 
+  /**
+   * Micro-batches per second since its assignment or its previous result, on this coordinator's
+   * clock: what sharding follows. Workers report compute times too, but a worker could claim to be
+   * fast and take most of every step; it cannot make a result arrive sooner than it computed it.
+   */
+  private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
+    const now = performance.now();
+    const from = work.measuredFrom.get(session.id);
+    if (work.tracker.owesAnything(session.id)) work.measuredFrom.set(session.id, now);
+    else work.measuredFrom.delete(session.id);
+    if (from !== undefined) session.speed = updateSpeed(session.speed, microBatches, Math.max(1e-4, (now - from) / 1000));
+  }
+
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
     if (!work || work.kind !== message.type) return session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
     if (work.late.has(session.id)) {
       // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
-      if (message.type === 'contribution') session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
+      if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
       return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
     }
     const verdict = work.accept(session, message, payload);
@@ -498,9 +608,7 @@ export class Coordinator {
       if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);
       return;
     }
-    if (message.type === 'contribution') {
-      session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
-    }
+    if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
     if (work.tracker.remaining === 0) {
       this.active = undefined;
       work.done();

@@ -30,6 +30,8 @@ export interface ClusterPolicy {
   secret?: SharedSecret;
   /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
   checkpointEvery: number;
+  /** --outlier-factor: recheck nodes this far above the step's median norm (coordinator/outliers.ts); undefined: off. */
+  outlierFactor?: number;
 }
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
@@ -160,7 +162,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     },
   });
   const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
+    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, outlierFactor: o.policy.outlierFactor, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch({ trainCount: train.count, batchSize: config.batchSize, microBatchSize: config.microBatchSize }) },
     `coordinator listening on ${listener.url}`);
   return {

@@ -31,8 +31,10 @@ export interface WorkerSession {
   speed?: number;
   /** Steps in a row it was ready for but given no micro-batch (too slow for a share of its own). */
   idleSteps: number;
-  /** The weights version this worker holds (-1: none yet). */
+  /** The weights version last sent to this worker (-1: none yet). */
   weightsVersion: number;
+  /** The weights version the worker said it holds (a `holding` message; -1: none yet): work for it waits for this. */
+  holdsVersion: number;
   /** Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB again). */
   streamed?: Set<Split>;
 }
@@ -41,6 +43,8 @@ export interface PoolEvents {
   ready(session: WorkerSession): void;
   lost(session: WorkerSession, reason: string): void;
   result(session: WorkerSession, message: ResultMessage, payload: Float32Array): void;
+  /** The worker confirmed it holds weights `session.holdsVersion`. */
+  holding(session: WorkerSession): void;
 }
 
 export interface WorkerPoolOptions {
@@ -188,7 +192,7 @@ export class WorkerPool {
   private admit(channel: Channel, hello: MessageOf<'hello'>, refuse: (reason: string, detail: string) => undefined): WorkerSession | undefined {
     if (this.sessions.has(hello.workerId)) return refuse('duplicate_worker', `a worker named ${hello.workerId} is already connected`);
     if (!this.admission.hasRoomFor(this.sessions.size)) return refuse('cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
-    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
+    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, state: 'welcomed', weightsVersion: -1, holdsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
@@ -224,6 +228,14 @@ export class WorkerPool {
       case 'evaluation':
         if (session.state !== 'ready') return session.channel.reject('unexpected_message', `${message.type} from a worker that is not ready`);
         return this.events?.result(session, message, payload);
+      case 'holding':
+        if (session.state !== 'ready' || message.version > session.weightsVersion) {
+          return session.channel.reject('unexpected_message', `holding weights ${message.version}, but ${session.weightsVersion} were sent`);
+        }
+        // An older version's confirmation, overtaken by newer weights on their way: moot, not bad.
+        if (message.version < session.weightsVersion) return;
+        session.holdsVersion = message.version;
+        return this.events?.holding(session);
       case 'heartbeat':
         return; // lastHeard is already updated
       case 'error':

@@ -6,7 +6,7 @@ export const REJECT_REASONS = [
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Rejections decided by a role after a frame decoded fine (a result nobody asked for, a name taken). */
-export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'late_result', 'duplicate_worker', 'out_of_range'] as const;
+export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'late_result', 'duplicate_worker', 'out_of_range', 'outlier'] as const;
 
 /** Connections turned away before or during the handshake (authentication and the coordinator's limits). */
 export const ADMISSION_REJECT_REASONS = ['auth_failed', 'unauthenticated', 'too_many_connections', 'join_rate_limited', 'cluster_full'] as const;

@@ -84,6 +84,13 @@ export const weightsSchema = z.object({
   payloadValues: count,
 });
 
+/**
+ * The worker holds weights `version` and is free to use them: the coordinator sends work for a
+ * version only after this, so the time from its assignment to the result is the worker's own
+ * (no wait for the weights' transfer in it), measured on the coordinator's clock.
+ */
+export const holdingSchema = z.object({ type: z.literal('holding'), version: count });
+
 /** Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the epoch order. */
 export const assignSchema = z.object({
   type: z.literal('assign'),
@@ -136,7 +143,7 @@ export const errorSchema = z.object({ type: z.literal('error'), code: z.string()
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
-  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, assignSchema, contributionSchema,
+  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, holdingSchema, assignSchema, contributionSchema,
   evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
 ]);
 

@@ -13,6 +13,7 @@ import { type Dataset, fingerprint, loadDataset } from '../training/data/index.j
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
 import { type RunnerFactory, WorkerCompute } from './compute.js';
+import { checkDataSpec } from './data-policy.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 
 /** Failures a test can inject to prove the coordinator copes (hidden CLI flags --fault-*). */
@@ -23,7 +24,14 @@ export interface FaultPlan {
   exitAtStep?: number;
   /** Burn this much CPU before each assignment, counted as compute: a slower machine. */
   slowMs?: number;
+  /** Report this many seconds of compute for every node, whatever it took: a worker lying to grab a bigger share. */
+  reportComputeSeconds?: number;
+  /** Multiply the first contribution of this step by OUTLIER_FAULT_SCALE: finite, in range, and wrong. */
+  scaleAtStep?: number;
 }
+
+/** Large enough to stand out from the step's median node, small enough to pass every range check. */
+export const OUTLIER_FAULT_SCALE = 1000;
 
 /** What a worker reports as it goes (metrics); every part is optional. */
 export interface WorkerObserver {
@@ -45,6 +53,8 @@ export interface WorkerOptions {
   faults?: FaultPlan;
   maxFrameBytes?: number;
   observer?: WorkerObserver;
+  /** Folders local data files may be loaded from (worker/data-policy.ts); none: only mnist:*. */
+  dataDirs?: readonly string[];
 }
 
 /**
@@ -72,7 +82,12 @@ function burn(ms: number): number {
 }
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
-function localCopy(spec: string, expected: string, log: Logger): Dataset | null {
+function localCopy(spec: string, expected: string, dataDirs: readonly string[], log: Logger): Dataset | null {
+  const allowed = checkDataSpec(spec, dataDirs);
+  if (!allowed.ok) {
+    log.warn({ spec }, `refusing to load the coordinator's data spec: ${allowed.reason}; it will be streamed`);
+    return null;
+  }
   try {
     const data = loadDataset(spec);
     if (fingerprint(data) === expected) return data;
@@ -94,6 +109,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
   const receivers: Partial<Record<Split, DatasetReceiver>> = {};
   let steps = 0;
   let nanInjected = false;
+  let scaleInjected = false;
   let lastHeard = performance.now();
   let heartbeat: NodeJS.Timeout | undefined;
   // Compute runs one message at a time, in arrival order (weights before the assignment that uses them).
@@ -176,7 +192,7 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
       const missing: Split[] = [];
       for (const split of ['train', 'test'] as const) {
         const info = w[split];
-        const local = localCopy(info.spec, info.fingerprint, log);
+        const local = localCopy(info.spec, info.fingerprint, options.dataDirs ?? [], log);
         if (local) data[split] = local;
         else {
           missing.push(split);
@@ -214,6 +230,12 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
           payload[0] = Number.NaN;
           log.warn(`fault injection: NaN in step ${assign.step}'s contribution`);
         }
+        if (faults.scaleAtStep === assign.step && !scaleInjected) {
+          scaleInjected = true;
+          for (let i = 0; i < payload.length; i++) payload[i] *= OUTLIER_FAULT_SCALE;
+          log.warn(`fault injection: step ${assign.step}'s contribution scaled by ${OUTLIER_FAULT_SCALE}`);
+        }
+        if (faults.reportComputeSeconds !== undefined) message.computeSeconds = faults.reportComputeSeconds;
         computeSeconds += message.computeSeconds;
         channel.send(message, payload);
       }, () => finished);
@@ -235,7 +257,10 @@ export function runWorker(options: WorkerOptions): Promise<WorkerOutcome> {
         case 'weights':
           if (!compute) return channel.reject('unexpected_message', 'weights before ready');
           // The payload views this frame's buffer, which nothing else holds: no copy needed.
-          return serially(() => compute!.setWeights(message.version, payload));
+          return serially(() => {
+            compute!.setWeights(message.version, payload);
+            channel.send({ type: 'holding', version: message.version });
+          });
         case 'assign': return serially(() => onAssign(message));
         case 'evaluate':
           if (!compute) return channel.reject('unexpected_message', 'evaluate before ready');

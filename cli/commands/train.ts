@@ -3,6 +3,7 @@
  * worker processes talking to it over WebSockets on 127.0.0.1 (or through NATS).
  */
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
@@ -20,6 +21,15 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
   workers: number;
   workerMetricsPort?: number;
   workerRestarts: number;
+}
+
+/**
+ * Local workers may load the run's own data files (the folders of --train and --test) rather than
+ * have them streamed; a worker allows no other files (worker/data-policy.ts).
+ */
+function localDataArgs(flags: RunFlags): string[] {
+  const dirs = new Set([flags.train, flags.test].filter((spec) => !spec.startsWith('mnist:')).map((spec) => dirname(resolve(spec))));
+  return [...dirs].flatMap((dir) => ['--data-dir', dir]);
 }
 
 /** How long the first step waits for every local worker before starting with those that are ready. */
@@ -50,7 +60,7 @@ export function trainCommand(): Command {
       const compute = workerComputeArgs({ ...flags, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)) });
       const workers = new LocalWorkers({
         count: flags.workers, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
+        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
       stopOnSigint(run.coordinator, log);

@@ -85,6 +85,8 @@ describe('faults', () => {
     socket.on('message', (bytes: Buffer) => {
       const { message } = decodeFrame(new Uint8Array(bytes));
       if (message.type === 'welcome') welcome = message;
+      // Work comes only to a worker that confirmed it holds the step's weights.
+      if (message.type === 'weights') send({ type: 'holding', version: message.version });
       if (message.type !== 'assign' || !welcome) return;
       const microBatches = Math.ceil(message.batchSamples / welcome.microBatchSize);
       const node = decompose(message.first, message.first + message.count, microBatches)[0];
