@@ -153,6 +153,8 @@ export interface RunOutcome {
   stopped: 'finished' | 'interrupted';
   phases: PhaseTotals;
   workersSeen: Set<string>;
+  /** Per worker: micro-batches of training steps it delivered in this invocation (its share of the work). */
+  microBatchesBy: Map<string, number>;
   backends: Set<string>;
   accounting: LedgerTotals;
 }
@@ -188,6 +190,7 @@ export class Coordinator {
   private readonly geometry: BatchGeometry;
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
   private readonly workersSeen = new Set<string>();
+  private readonly microBatchesBy = new Map<string, number>();
   private readonly backends = new Set<string>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly trainable: ParamRange[];
@@ -259,7 +262,7 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      workersSeen: this.workersSeen, backends: this.backends, accounting: { ...this.ledger.totals },
+      workersSeen: this.workersSeen, microBatchesBy: this.microBatchesBy, backends: this.backends, accounting: { ...this.ledger.totals },
     };
   }
 
@@ -360,6 +363,7 @@ export class Coordinator {
     });
     const workerSeconds = new Map([...gather.lastArrival].map(([id, at]) => [id, (at - t0) / 1000]));
     const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
+    for (const [id, count] of gather.microBatchesBy) this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
     this.watchStragglers(workerSpeeds);
     this.o.hooks?.step?.({

@@ -71,6 +71,8 @@ export interface RunSummary {
   wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
   checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
   phases_s_per_step: Record<string, number>;
+  /** Per worker: micro-batches of training steps it delivered (its share, as the coordinator's timing set it). */
+  micro_batches_by_worker: Record<string, number>;
   /** Every sample of every epoch accounted: duplicates and missing must be 0. */
   accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
   /** `gradfleet train` only: its supervised local worker processes. */
@@ -201,6 +203,7 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
     model: model.name,
     backend: [...outcome.backends].join(',') || 'none',
     workers: outcome.workersSeen.size,
+    micro_batches_by_worker: Object.fromEntries(outcome.microBatchesBy),
     transport,
     wire: state.config.wire,
     steps: state.step,
