@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
+import { PreAdmissionBudget } from '../protocol/budgets.js';
 import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
@@ -71,7 +72,7 @@ export interface WorkerPoolOptions {
  */
 const FIRST_HELLO_MS = 5_000;
 
-/** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
+/** Bytes a peer may send before it has authenticated, frames and framing together: a hello and an auth are a few hundred. */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
 
 /** A link between connecting and being admitted. */
@@ -90,10 +91,13 @@ export class WorkerPool {
   private closing = false;
   private openLinks = 0;
   private readonly admission: AdmissionControl;
+  private readonly preAdmission: PreAdmissionBudget;
   private readonly heartbeatTimer: NodeJS.Timeout;
 
   constructor(private readonly options: WorkerPoolOptions) {
-    this.admission = new AdmissionControl(options.limits ?? DEFAULT_ADMISSION, performance.now());
+    const limits = options.limits ?? DEFAULT_ADMISSION;
+    this.admission = new AdmissionControl(limits, performance.now());
+    this.preAdmission = new PreAdmissionBudget(HANDSHAKE_FRAME_BYTES, limits.preAuthBytes ?? DEFAULT_ADMISSION.preAuthBytes);
     options.listener.onLink((link) => this.accept(link));
     this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeat.intervalMs);
     this.heartbeatTimer.unref();
@@ -123,7 +127,7 @@ export class WorkerPool {
 
   private accept(link: Link): void {
     const { log, rejections, maxFrameBytes } = this.options;
-    const admitted = this.admission.admitConnection(this.openLinks, performance.now());
+    const admitted = this.admission.admitConnection(this.openLinks, performance.now(), link.source);
     if (!admitted.ok) {
       rejections.record(admitted.reason);
       log.warn({ peer: link.peer, reason: admitted.reason }, `refused a connection from ${link.peer}: ${admitted.detail}`);
@@ -133,8 +137,17 @@ export class WorkerPool {
     this.openLinks++;
     let session: WorkerSession | undefined;
     const handshake: Handshake = {};
+    const budget = this.preAdmission.open();
     const channel: Channel = new Channel(link, {
       log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true,
+      onWireBytes: (bytes) => {
+        if (session) return;
+        const charged = budget.charge(bytes);
+        if (charged.ok) return;
+        rejections.record(charged.reason);
+        log.warn({ peer: link.peer, reason: charged.reason }, `dropped ${link.peer} before admission: ${charged.detail}`);
+        link.close(charged.detail);
+      },
       onMessage: (frame) => {
         if (session) {
           // A dropped worker's frames still in flight (it was frozen, then thawed) are moot, not bad.
@@ -143,10 +156,14 @@ export class WorkerPool {
           return this.handle(session, frame);
         }
         session = this.shake(channel, handshake, frame.message);
-        if (session) channel.maxFrameBytes = maxFrameBytes;
+        if (session) {
+          channel.maxFrameBytes = maxFrameBytes;
+          budget.release();
+        }
       },
       onClose: (reason) => {
         this.openLinks--;
+        budget.release();
         clearTimeout(helloTimer);
         clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);

@@ -49,6 +49,8 @@ export interface ChannelOptions {
   replyToRejections: boolean;
   onMessage(frame: Frame): void;
   onClose(reason: string): void;
+  /** Raw bytes the link read, before decoding (the pool charges peers not yet admitted for them). */
+  onWireBytes?(bytes: number): void;
 }
 
 export class Channel {
@@ -81,6 +83,7 @@ export class Channel {
         options.rejections.record(reason);
         options.log.warn({ peer: this.peer, reason }, detail);
       },
+      received: options.onWireBytes,
     });
   }
 

@@ -45,7 +45,10 @@ export function trainCommand(): Command {
       const log = createLogger('coordinator');
       const run = await launchRun({
         // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
-        policy: clusterPolicyOf({ ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16) }),
+        policy: clusterPolicyOf({
+          ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16),
+          maxJoinsPerS: Math.max(flags.maxJoinsPerS, flags.workers), maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, flags.workers),
+        }),
         config: runConfigOf(flags), resume: resumeOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
         // The run starts with all its workers, then goes on with those it has while one is being replaced.
