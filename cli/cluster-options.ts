@@ -16,7 +16,10 @@ export interface ClusterFlags extends SecretFlags {
   heartbeatTimeout: number;
   maxConnections: number;
   maxJoinsPerS: number;
+  maxJoinsPerSourcePerS: number;
+  maxPreauthKb: number;
   checkpointEvery: number;
+  outlierFactor?: number;
 }
 
 export function addClusterOptions(cmd: Command): Command {
@@ -28,6 +31,9 @@ export function addClusterOptions(cmd: Command): Command {
     .option('--heartbeat-timeout <s>', 'a worker (or, for workers, the coordinator) silent this long is dropped', positiveNumber, 20)
     .option('--max-connections <n>', 'connections open at once, handshakes included', positiveInt, DEFAULT_ADMISSION.maxConnections)
     .option('--max-joins-per-s <n>', 'new connections per second (bursts of up to this many)', positiveInt, DEFAULT_ADMISSION.joinsPerSecond)
+    .option('--outlier-factor <f>', 'recompute on another worker any tree node whose mean-gradient norm exceeds F × the step\'s median, and reject it if the two differ (off by default)', positiveNumber)
+    .option('--max-joins-per-source-per-s <n>', 'new connections per second from one address (NATS: one client)', positiveInt, DEFAULT_ADMISSION.joinsPerSourcePerSecond)
+    .option('--max-preauth-kb <n>', 'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped', positiveInt, DEFAULT_ADMISSION.preAuthBytes / 1024)
     .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0);
   return addSecretOptions(cmd, 'workers must prove they hold');
 }
@@ -37,8 +43,12 @@ export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
   return {
     stepDeadlineMs: f.stepDeadline * 1000,
     heartbeat: { intervalMs: Math.round(f.heartbeat * 1000), timeoutMs: Math.round(f.heartbeatTimeout * 1000) },
-    limits: { maxWorkers: f.maxWorkers, maxConnections: f.maxConnections, joinsPerSecond: f.maxJoinsPerS },
+    limits: {
+      maxWorkers: f.maxWorkers, maxConnections: f.maxConnections, joinsPerSecond: f.maxJoinsPerS,
+      joinsPerSourcePerSecond: f.maxJoinsPerSourcePerS, preAuthBytes: f.maxPreauthKb * 1024,
+    },
     secret: secretOf(f),
     checkpointEvery: f.checkpointEvery,
+    outlierFactor: f.outlierFactor,
   };
 }

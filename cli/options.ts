@@ -73,3 +73,8 @@ export function readFlagFile(flag: string, path: string): Buffer {
 export function printJson(result: object): void {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
+
+/** A repeatable flag's values, in the order given (commander passes the default array first). */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

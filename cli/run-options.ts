@@ -17,7 +17,7 @@ import { stderrStatus } from '../common/status-line.js';
 export interface RunFlags {
   model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
   maxSteps?: number; train: string; test: string; out?: string; resume?: string; autoResume?: boolean; host: string; port: number;
-  evalChunk: number; maxFrameMb: number; wire: WireDtype; json?: boolean; curvesEvery: number;
+  evalChunk: number; maxFrameMb: number; maxGradNorm?: number; wire: WireDtype; json?: boolean; curvesEvery: number;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -37,6 +37,7 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--auto-resume', 'continue the run in --out if it has a checkpoint, else start it (for restarted pods and services)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', port, defaultPort)
+    .option('--max-grad-norm <x>', 'clip the averaged gradient to this global L2 norm before Adam (off by default)', positiveNumber)
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
     .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
     .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)', wireDtype, 'f32')
@@ -48,7 +49,7 @@ function runConfigOf(flags: RunFlags): NewRunConfig {
   return {
     model: flags.model, seed: flags.seed, batchSize: flags.batchSize, microBatchSize: flags.microBatch, epochs: flags.epochs,
     maxSteps: flags.maxSteps ?? null, adam: { ...DEFAULT_ADAM, learningRate: flags.lr }, lrDecay: flags.lrDecay,
-    evalChunkSize: flags.evalChunk, wire: flags.wire, train: flags.train, test: flags.test,
+    evalChunkSize: flags.evalChunk, maxGradNorm: flags.maxGradNorm ?? null, wire: flags.wire, train: flags.train, test: flags.test,
   };
 }
 
@@ -70,7 +71,7 @@ type Resume = Extract<RunStart, { kind: 'resume' }>;
 /** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
 function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (!flags.resume) return undefined;
-  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire'];
+  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire', 'maxGradNorm'];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';

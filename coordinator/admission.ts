@@ -1,6 +1,7 @@
 /**
- * Who may connect: caps on open connections and workers, and a token bucket on the join rate, so a
- * flood of connections (a misconfigured autoscaler, a port scan) cannot exhaust the coordinator.
+ * Who may connect: caps on open connections and workers, and token buckets on the join rate (one
+ * shared, one per source address), so a flood of connections (a misconfigured autoscaler, a port
+ * scan, one hostile machine) cannot exhaust the coordinator nor crowd out other machines' workers.
  * Pure: time comes in as an argument.
  */
 
@@ -11,30 +12,85 @@ export interface AdmissionLimits {
   maxWorkers: number;
   /** Sustained new connections per second; bursts of up to this many are allowed. */
   joinsPerSecond: number;
+  /** The same, per source (a remote address; for NATS, the joining client's inbox); default DEFAULT_JOINS_PER_SOURCE. */
+  joinsPerSourcePerSecond?: number;
+  /** Bytes all peers not yet admitted may have sent, together (protocol/budgets.ts); default DEFAULT_PRE_AUTH_BYTES. */
+  preAuthBytes?: number;
 }
 
-export const DEFAULT_ADMISSION: AdmissionLimits = { maxConnections: 256, maxWorkers: 128, joinsPerSecond: 20 };
+export const DEFAULT_JOINS_PER_SOURCE = 10;
+/** 64 peers at the 16 KiB each may send before admission; an honest handshake is well under 1 KiB. */
+export const DEFAULT_PRE_AUTH_BYTES = 1024 * 1024;
+
+export const DEFAULT_ADMISSION: Required<AdmissionLimits> = {
+  maxConnections: 256, maxWorkers: 128, joinsPerSecond: 20, joinsPerSourcePerSecond: DEFAULT_JOINS_PER_SOURCE, preAuthBytes: DEFAULT_PRE_AUTH_BYTES,
+};
 
 export type Admission = { ok: true } | { ok: false; reason: 'too_many_connections' | 'join_rate_limited'; detail: string };
 
-export class AdmissionControl {
+/** `rate` tokens a second, holding at most `rate`: bursts of up to `rate`, then that rate. */
+class TokenBucket {
   private tokens: number;
-  private refilledAt: number;
 
-  constructor(readonly limits: AdmissionLimits, now: number) {
-    this.tokens = limits.joinsPerSecond;
+  constructor(private readonly rate: number, private refilledAt: number) {
+    this.tokens = rate;
+  }
+
+  private refill(now: number): void {
+    this.tokens = Math.min(this.rate, this.tokens + ((now - this.refilledAt) / 1000) * this.rate);
     this.refilledAt = now;
   }
 
-  /** Whether a new connection may open, given how many are open; takes a join token if so. */
-  admitConnection(open: number, now: number): Admission {
+  take(now: number): boolean {
+    this.refill(now);
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Back to full: nothing to remember about this source. */
+  isFull(now: number): boolean {
+    this.refill(now);
+    return this.tokens >= this.rate;
+  }
+}
+
+/** Sources remembered at once; past it, those whose bucket has refilled are forgotten. */
+const MAX_TRACKED_SOURCES = 4096;
+
+export class AdmissionControl {
+  private readonly shared: TokenBucket;
+  private readonly bySource = new Map<string, TokenBucket>();
+
+  constructor(readonly limits: AdmissionLimits, now: number) {
+    this.shared = new TokenBucket(limits.joinsPerSecond, now);
+  }
+
+  private get perSource(): number {
+    return this.limits.joinsPerSourcePerSecond ?? DEFAULT_JOINS_PER_SOURCE;
+  }
+
+  /** Whether a new connection from `source` may open, given how many are open; takes join tokens if so. */
+  admitConnection(open: number, now: number, source = ''): Admission {
     const { maxConnections, joinsPerSecond } = this.limits;
     if (open >= maxConnections) return { ok: false, reason: 'too_many_connections', detail: `${open} connections are open (--max-connections ${maxConnections})` };
-    this.tokens = Math.min(joinsPerSecond, this.tokens + ((now - this.refilledAt) / 1000) * joinsPerSecond);
-    this.refilledAt = now;
-    if (this.tokens < 1) return { ok: false, reason: 'join_rate_limited', detail: `more than ${joinsPerSecond} connections per second (--max-joins-per-s)` };
-    this.tokens -= 1;
+    const bucket = this.sourceBucket(source, now);
+    // The source's bucket first: one busy source must not spend the tokens every other source shares.
+    if (!bucket.take(now)) return { ok: false, reason: 'join_rate_limited', detail: `more than ${this.perSource} connections per second from ${source || 'one source'} (--max-joins-per-source-per-s)` };
+    if (!this.shared.take(now)) return { ok: false, reason: 'join_rate_limited', detail: `more than ${joinsPerSecond} connections per second (--max-joins-per-s)` };
     return { ok: true };
+  }
+
+  private sourceBucket(source: string, now: number): TokenBucket {
+    let bucket = this.bySource.get(source);
+    if (bucket) return bucket;
+    if (this.bySource.size >= MAX_TRACKED_SOURCES) {
+      for (const [key, b] of this.bySource) if (b.isFull(now)) this.bySource.delete(key);
+    }
+    bucket = new TokenBucket(this.perSource, now);
+    // Still full of busy sources (a flood from many addresses): the shared bucket is what limits it; do not grow.
+    if (this.bySource.size < MAX_TRACKED_SOURCES) this.bySource.set(source, bucket);
+    return bucket;
   }
 
   /** Whether another worker fits, given how many are admitted. */

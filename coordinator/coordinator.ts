@@ -13,7 +13,10 @@ import type { MessageOf } from '../protocol/messages.js';
 import type { RejectionCounts } from '../protocol/channel.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
-import { type BatchGeometry, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
+import type { ParamSlice } from '../training/optimizer/adam.js';
+import { trainableRanges } from '../training/optimizer/apply-update.js';
+import { nodeRange } from '../training/parallel/reduction-tree.js';
+import { type BatchGeometry, type StepBatch, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
@@ -22,6 +25,7 @@ import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
+import { flagOutliers, nodesAgree } from './outliers.js';
 import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
 import { StragglerWatch } from './stragglers.js';
@@ -50,6 +54,8 @@ export interface CoordinatorOptions {
   checkpointEvery: number;
   /** Redraw curves.svg every this many steps as well as at each epoch's end (0: epochs only). */
   curvesEvery: number;
+  /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
+  outlierFactor?: number;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -66,6 +72,8 @@ export interface RunOutcome {
   stopped: 'finished' | 'interrupted';
   phases: PhaseTotals;
   workersSeen: Set<string>;
+  /** Per worker: micro-batches of training steps it delivered in this invocation (its share of the work). */
+  microBatchesBy: Map<string, number>;
   backends: Set<string>;
   /** Each worker's backend (and GPU adapter), by worker id. */
   workerBackends: Map<string, WorkerBackend>;
@@ -85,6 +93,15 @@ interface ActiveWork {
   assignedAt: Map<string, number>;
   /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
   late: Set<string>;
+  /** Workers given none of this unit (a recheck is done by anyone but the node's sender). */
+  excluded: ReadonlySet<string>;
+  /** Per worker: ranges it owes whose assignment waits until it confirms it holds the current weights. */
+  waiting: Map<string, ItemRange[]>;
+  /**
+   * Per worker with work in hand: when its next result started, on this coordinator's clock: the
+   * assignment (sent only once it held the weights, so no transfer wait is in it), then each result.
+   */
+  measuredFrom: Map<string, number>;
   send(session: WorkerSession, range: ItemRange): void;
   /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict | undefined;
@@ -101,10 +118,12 @@ export class Coordinator {
   private readonly geometry: BatchGeometry;
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
   private readonly workersSeen = new Set<string>();
+  private readonly microBatchesBy = new Map<string, number>();
   private readonly backends = new Set<string>();
   private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly ledger: SampleLedger;
+  private readonly trainable: ParamSlice[];
   private readonly stragglers = new StragglerWatch();
   private deadlineTimer: NodeJS.Timeout | undefined;
 
@@ -112,11 +131,13 @@ export class Coordinator {
     this.geometry = geometryOf(o.state.config, o.train.count);
     this.weights = new WeightsBroadcast(o.state, o.state.config.wire);
     this.reducer = new InProcessReducer(o.state, o.layout, this.weights);
+    this.trainable = trainableRanges(o.layout);
     this.ledger = new SampleLedger(o.train.count);
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
       lost: (s, reason) => this.onLost(s, reason),
       result: (s, m, p) => this.onResult(s, m, p),
+      holding: (s) => this.onHolding(s),
     });
   }
 
@@ -171,7 +192,7 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      workersSeen: this.workersSeen, backends: this.backends, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
+      workersSeen: this.workersSeen, microBatchesBy: this.microBatchesBy, backends: this.backends, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
     };
   }
 
@@ -218,7 +239,15 @@ export class Coordinator {
     if (missing > 0) this.o.log.error({ epoch: epoch + 1, missing }, `epoch ${epoch + 1} closed with ${missing} samples never trained on`);
   }
 
-  /** Plan, dispatch and gather the step's nodes, hand them to the reducer, report. */
+  /** Sends a worker micro-batches [first, end) of the step. */
+  private assignFor(position: StepPosition, batch: StepBatch): ActiveWork['send'] {
+    return (s, r) => s.channel.send({
+      type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
+      weightsVersion: this.o.state.step, first: r.first, count: r.end - r.first,
+    });
+  }
+
+  /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
   private async runStep(position: StepPosition): Promise<number> {
     const { state, layout, pool } = this.o;
     const batch = stepBatch(this.geometry, position.stepInEpoch);
@@ -228,14 +257,9 @@ export class Coordinator {
       kind: 'contribution',
       tracker: gather.tracker,
       accept: (s, m, p) => (m.type === 'contribution' ? this.acceptContribution(gather, s, m, p) : undefined),
-      send: (s, r) => {
-        this.weights.ensure(s);
-        s.channel.send({
-          type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
-          weightsVersion: state.step, first: r.first, count: r.end - r.first,
-        });
-      },
+      send: this.assignFor(position, batch),
     });
+    if (this.o.outlierFactor !== undefined) await this.recheckOutliers(gather, this.o.outlierFactor);
     const gatheredAt = performance.now();
     this.o.hooks?.gathered?.(position);
     const update = this.reducer.apply(gather, position, pool.ready());
@@ -245,6 +269,7 @@ export class Coordinator {
     acc.samples += update.samples;
     state.stepLosses.push(update.loss);
     const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
+    for (const [id, count] of gather.microBatchesBy) this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
     this.watchStragglers(workerSpeeds);
     const report = stepReport({
@@ -275,6 +300,47 @@ export class Coordinator {
     for (const id of cleared) {
       this.o.log.info({ worker: id }, `worker ${id} is no longer a straggler`);
       this.o.hooks?.straggler?.(id, false);
+    }
+  }
+
+  /**
+   * Each node far above the step's median (coordinator/outliers.ts) is computed again by another
+   * worker. Confirmed, the original stands (so the weights' bits are those of an unchecked run);
+   * refuted, the original is rejected as an outlier, its sender named, and the recomputation used.
+   */
+  private async recheckOutliers(gather: StepGather, factor: number): Promise<void> {
+    const { log, pool, layout } = this.o;
+    const { position, batch } = gather;
+    const { flagged, median } = flagOutliers(gather.nodeNorms(this.trainable), factor);
+    for (const suspect of flagged) {
+      const range = nodeRange(suspect.node, batch.microBatches);
+      const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
+      if (!pool.ready().some((s) => s.id !== suspect.workerId)) {
+        log.warn({ worker: suspect.workerId, step: position.step }, `${about} is an outlier, but no other worker can recompute it: kept`);
+        this.o.hooks?.outlier?.('unverified', suspect.workerId);
+        continue;
+      }
+      const recheck = new StepGather(position, batch, this.geometry, layout.size, range);
+      await this.runWork({
+        kind: 'contribution', tracker: recheck.tracker, excluded: new Set([suspect.workerId]),
+        accept: (s, m, p) => (m.type === 'contribution' ? recheck.accept(s.id, m, p) : undefined), send: this.assignFor(position, batch),
+      }, [range]);
+      const again = recheck.reduceTo(suspect.node);
+      const agreement = nodesAgree(gather.valuesOf(suspect.key)!, again.values);
+      if (agreement.agree) {
+        log.info({ worker: suspect.workerId, step: position.step, identical: agreement.identical }, `${about} is an outlier, confirmed by another worker: kept`);
+        this.o.hooks?.outlier?.('confirmed', suspect.workerId);
+        continue;
+      }
+      gather.replace(suspect.key, again, 'recheck');
+      const detail = `${about} differs from another worker's recomputation (relative distance ${agreement.relativeDistance.toPrecision(3)}): rejected, the recomputation used`;
+      const sender = pool.ready().find((s) => s.id === suspect.workerId);
+      if (sender) sender.channel.reject('outlier', detail);
+      else {
+        this.o.rejections.record('outlier');
+        log.warn({ worker: suspect.workerId, reason: 'outlier' }, detail);
+      }
+      this.o.hooks?.outlier?.('rejected', suspect.workerId);
     }
   }
 
@@ -318,13 +384,42 @@ export class Coordinator {
     this.o.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
   }
 
-  private runWork(work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late'>): Promise<void> {
+  /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
+  private runWork(
+    work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'measuredFrom'> & { excluded?: ReadonlySet<string> },
+    ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
+  ): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
     return new Promise<void>((resolve) => {
-      this.active = { ...work, assignedAt: new Map(), late: new Set(), done: resolve };
+      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), measuredFrom: new Map(), done: resolve };
       this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
-      this.dispatch([{ first: 0, end: work.tracker.items }]);
+      this.dispatch(ranges);
     }).finally(() => clearInterval(this.deadlineTimer));
+  }
+
+  /** Work goes out once the worker holds this step's weights (its `holding` says so); until then it waits. */
+  private assign(work: ActiveWork, session: WorkerSession, range: ItemRange): void {
+    this.weights.ensure(session);
+    if (session.holdsVersion !== this.o.state.step) {
+      work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
+      return;
+    }
+    if (!work.measuredFrom.has(session.id)) work.measuredFrom.set(session.id, performance.now());
+    work.send(session, range);
+  }
+
+  private onHolding(session: WorkerSession): void {
+    const work = this.active;
+    const waiting = work?.waiting.get(session.id);
+    if (!work || !waiting || session.holdsVersion !== this.o.state.step) return;
+    work.waiting.delete(session.id);
+    for (const range of waiting) this.assign(work, session, range);
+  }
+
+  /** The worker no longer owes this unit anything it was not sent yet. */
+  private forget(work: ActiveWork, workerId: string): void {
+    work.waiting.delete(workerId);
+    work.measuredFrom.delete(workerId);
   }
 
   /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
@@ -340,6 +435,7 @@ export class Coordinator {
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.tracker.release(session.id);
       work.assignedAt.delete(session.id);
+      work.waiting.delete(session.id);
       work.late.add(session.id);
       this.o.log.warn({ worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
         `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`);
@@ -351,7 +447,7 @@ export class Coordinator {
   private dispatch(ranges: ItemRange[]): void {
     const work = this.active;
     if (!work) return;
-    const ready = this.o.pool.ready();
+    const ready = this.o.pool.ready().filter((s) => !work.excluded.has(s.id));
     if (ready.length === 0) {
       this.pending.push(...ranges);
       this.o.log.warn('no worker is ready: the step waits for one to join');
@@ -370,7 +466,7 @@ export class Coordinator {
         // The deadline runs from when it was first given work it has not finished, not from each addition.
         if (!work.tracker.owesAnything(block.workerId)) work.assignedAt.set(block.workerId, now);
         work.tracker.expect(block.workerId, r);
-        work.send(byId.get(block.workerId)!, r);
+        this.assign(work, byId.get(block.workerId)!, r);
       }
     }
   }
@@ -387,11 +483,25 @@ export class Coordinator {
   private onLost(session: WorkerSession, reason: string): void {
     this.o.hooks?.workerLost?.(session, reason);
     if (!this.active) return;
+    this.forget(this.active, session.id);
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {
       this.o.log.warn({ worker: session.id, ranges: orphaned }, `reassigning the work of lost worker ${session.id}`);
       this.dispatch(orphaned);
     }
+  }
+
+  /**
+   * Micro-batches per second since its assignment or its previous result, on this coordinator's
+   * clock: what sharding follows. Workers report compute times too, but a worker could claim to be
+   * fast and take most of every step; it cannot make a result arrive sooner than it computed it.
+   */
+  private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
+    const now = performance.now();
+    const from = work.measuredFrom.get(session.id);
+    if (work.tracker.owesAnything(session.id)) work.measuredFrom.set(session.id, now);
+    else work.measuredFrom.delete(session.id);
+    if (from !== undefined) session.speed = updateSpeed(session.speed, microBatches, Math.max(1e-4, (now - from) / 1000));
   }
 
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
@@ -400,7 +510,7 @@ export class Coordinator {
     if (!work || work.kind !== message.type) return stale();
     if (work.late.has(session.id)) {
       // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
-      if (message.type === 'contribution') session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
+      if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
       return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
     }
     const verdict = work.accept(session, message, payload);
@@ -410,9 +520,7 @@ export class Coordinator {
       if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);
       return;
     }
-    if (message.type === 'contribution') {
-      session.speed = updateSpeed(session.speed, 2 ** message.level, message.computeSeconds);
-    }
+    if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
     if (work.tracker.remaining === 0) {
       this.active = undefined;
       work.done();

@@ -9,6 +9,7 @@ import type { ParamSlice } from '../training/optimizer/adam.js';
 import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
+import { clipGradientNorm } from './clipping.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import { type RunState, adamForEpoch } from './run-state.js';
 import type { StepGather } from './step-gather.js';
@@ -26,6 +27,8 @@ export interface StepUpdate {
   /** L2 norm of the averaged gradient over trainable parameters; a pass over every value, paid on demand. */
   gradientNorm(): number;
   seconds: { reduce: number; optimizer: number; broadcast: number };
+  /** The averaged gradient's norm before --max-grad-norm scaled it down (undefined: not clipped). */
+  clippedFrom?: number;
 }
 
 export interface GradientReducer {
@@ -46,6 +49,7 @@ export class InProcessReducer implements GradientReducer {
     const root = gather.reduce();
     const { lossSum, correct, samples } = root;
     const average = averageOf(root);
+    const clipped = state.config.maxGradNorm === null ? undefined : clipGradientNorm(average.values, this.trainable, state.config.maxGradNorm);
     const t1 = performance.now();
     const adam = adamForEpoch(state.config, position.epoch);
     const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
@@ -59,6 +63,7 @@ export class InProcessReducer implements GradientReducer {
       lossSum, correct, samples, loss: average.loss, accuracy: average.accuracy, learningRate: adam.learningRate,
       gradientNorm: () => gradientNorm(average.values, this.trainable),
       seconds: { reduce: (t1 - t0) / 1000, optimizer: (t2 - t1) / 1000, broadcast: (t3 - t2) / 1000 },
+      clippedFrom: clipped && clipped.scale < 1 ? clipped.norm : undefined,
     };
   }
 }

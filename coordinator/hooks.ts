@@ -31,7 +31,12 @@ export interface StepReport {
   workerMicroBatches: Map<string, number>;
   /** Per ready worker: its measured speed in micro-batches per second (what sharding follows). */
   workerSpeeds: Map<string, number>;
+  /** The averaged gradient's norm before --max-grad-norm scaled it down (undefined: not clipped). */
+  clippedFrom?: number;
 }
+
+export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
+export type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
 
 export interface CheckpointReport {
   step: number;
@@ -70,6 +75,8 @@ export interface CoordinatorHooks {
   deadlineMissed?(session: WorkerSession): void;
   /** A worker became, or stopped being, a persistent straggler. */
   straggler?(workerId: string, isStraggler: boolean): void;
+  /** An outlier node was rechecked (--outlier-factor): kept as confirmed, rejected, or kept for want of another worker. */
+  outlier?(verdict: OutlierVerdict, workerId: string): void;
 }
 
 /** One set of hooks that calls each given set in turn. */
@@ -79,7 +86,7 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
     ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
   return {
     gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
-    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'),
+    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'), outlier: each('outlier'),
   };
 }
 

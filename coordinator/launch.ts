@@ -31,6 +31,8 @@ export interface ClusterPolicy {
   secret?: SharedSecret;
   /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
   checkpointEvery: number;
+  /** --outlier-factor: recheck nodes this far above the step's median norm (coordinator/outliers.ts); undefined: off. */
+  outlierFactor?: number;
 }
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
@@ -74,6 +76,8 @@ export interface RunSummary {
   wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
   checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
   phases_s_per_step: Record<string, number>;
+  /** Per worker: micro-batches of training steps it delivered (its share, as the coordinator's timing set it). */
+  micro_batches_by_worker: Record<string, number>;
   /** Every sample of every epoch accounted: duplicates and missing must be 0. */
   accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
   /** `gradfleet train` only: its supervised local worker processes. */
@@ -167,7 +171,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     },
   });
   const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
+    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, outlierFactor: o.policy.outlierFactor, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
     `coordinator listening on ${listener.url}`);
   return {
@@ -207,6 +211,7 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
     backend: [...outcome.backends].join(',') || 'none',
     backends: Object.fromEntries([...outcome.workerBackends].sort(([a], [b]) => a.localeCompare(b))),
     workers: outcome.workersSeen.size,
+    micro_batches_by_worker: Object.fromEntries(outcome.microBatchesBy),
     transport,
     wire: state.config.wire,
     steps: state.step,

@@ -9,7 +9,7 @@ import { LateGauge } from '../common/late-gauge.js';
 import { packageVersion } from '../common/package-info.js';
 import type { ChannelMeter } from '../protocol/channel.js';
 import { REJECTION_REASONS, type RejectionReason } from '../protocol/errors.js';
-import type { CoordinatorHooks, StepReport } from './hooks.js';
+import { type CoordinatorHooks, OUTLIER_VERDICTS, type StepReport } from './hooks.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
 
@@ -55,12 +55,15 @@ export class CoordinatorMetrics {
   private readonly workerStraggler = new Gauge({ name: 'gradfleet_worker_straggler', help: 'Per worker: 1 while it is a persistent straggler (under half the median speed)', labelNames: ['worker'], registers: [this.r] });
   private readonly localRestarts = new Counter({ name: 'gradfleet_local_worker_restarts_total', help: 'gradfleet train: local worker processes restarted after an unexpected exit, per slot', labelNames: ['worker'], registers: [this.r] });
   private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
+  private readonly clippedSteps = new Counter({ name: 'gradfleet_gradient_clipped_steps_total', help: 'Steps whose averaged gradient --max-grad-norm scaled down', registers: [this.r] });
+  private readonly outliers = new Counter({ name: 'gradfleet_outlier_nodes_total', help: 'Tree nodes --outlier-factor flagged, by verdict: confirmed by a recomputation, rejected (the sender named in the log), or unverified (no other worker)', labelNames: ['verdict'], registers: [this.r] });
   private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
   private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
 
   constructor(private readonly model: string) {
     collectDefaultMetrics({ register: this.registry });
     for (const reason of REJECTION_REASONS) this.rejections.inc({ reason }, 0);
+    for (const verdict of OUTLIER_VERDICTS) this.outliers.inc({ verdict }, 0);
     this.lastStep.set(nowSeconds());
     this.setBuildInfo();
   }
@@ -105,6 +108,7 @@ export class CoordinatorMetrics {
       paused: (paused) => this.paused.set(paused ? 1 : 0),
       deadlineMissed: () => this.deadlineMisses.inc(),
       straggler: (worker, isStraggler) => this.workerStraggler.set({ worker }, isStraggler ? 1 : 0),
+      outlier: (verdict) => this.outliers.inc({ verdict }),
     };
   }
 
@@ -133,6 +137,7 @@ export class CoordinatorMetrics {
     this.trainAccuracy.set(r.accuracy);
     this.learningRate.set(r.learningRate);
     this.gradNorm.set(r.gradientNorm());
+    if (r.clippedFrom !== undefined) this.clippedSteps.inc();
     this.samplesPerSecond.set(r.samples / Math.max(1e-9, r.seconds.total));
     this.stepDuration.observe(r.seconds.total);
     for (const phase of PHASES) this.phase.observe({ phase }, r.seconds[phase]);

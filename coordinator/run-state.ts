@@ -22,6 +22,8 @@ export const runConfigSchema = z.object({
   /** The learning rate of epoch e is adam.learningRate · lrDecay^e. */
   lrDecay: z.number().positive().max(1),
   evalChunkSize: z.number().int().positive(),
+  /** Global-norm clipping of the averaged gradient before Adam (coordinator/clipping.ts); null: off. Older checkpoints have none. */
+  maxGradNorm: z.number().positive().nullable().default(null),
   /** Payload dtype of gradients and weights on the wire; f32 keeps results bit-identical across worker counts. */
   wire: z.enum(WIRE_DTYPES),
   train: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),

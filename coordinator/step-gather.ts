@@ -7,7 +7,10 @@ import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { BatchGeometry, SampleSpan, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
-import { type NodeSum, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
+import { type NodeSum, type TreeNode, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
+import type { ParamSlice } from '../training/optimizer/adam.js';
+import { gradientNorm } from '../training/optimizer/gradient-norm.js';
+import type { NodeNorm } from './outliers.js';
 import { type ItemRange, WorkTracker } from './work-tracker.js';
 
 /** `trained`: the epoch-order positions of the samples an accepted contribution covers. */
@@ -39,11 +42,15 @@ export class StepGather {
   /** Per worker: when (performance.now()) its last accepted node arrived. */
   readonly lastArrival = new Map<string, number>();
 
+  /** Per node key: the worker whose contribution it is. */
+  private readonly owners = new Map<string, string>();
+
+  /** `only`: gather just these micro-batches of the step (a recheck of a node), not the whole batch. */
   constructor(
     readonly position: StepPosition, readonly batch: StepBatch,
-    private readonly geometry: BatchGeometry, private readonly layoutSize: number,
+    private readonly geometry: BatchGeometry, private readonly layoutSize: number, only?: ItemRange,
   ) {
-    this.tracker = new WorkTracker(batch.microBatches);
+    this.tracker = new WorkTracker(batch.microBatches, only ? only.end - only.first : batch.microBatches);
   }
 
   /** Epoch-order positions of micro-batches [first, end) of this step. */
@@ -74,6 +81,7 @@ export class StepGather {
     if (huge >= 0) return refuse('out_of_range', `contribution value ${huge} is ${payload[huge]}, beyond ±${MAX_NODE_ABS}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
     this.tracker.settle(workerId, range);
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
+    this.owners.set(nodeKey(node), workerId);
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
     this.lastArrival.set(workerId, performance.now());
     this.microBatchesBy.set(workerId, (this.microBatchesBy.get(workerId) ?? 0) + end - first);
@@ -85,6 +93,29 @@ export class StepGather {
   }
 
   reduce(): NodeSum {
-    return reduceNodes(this.nodes, { level: rootLevel(this.batch.microBatches), index: 0 }, this.batch.microBatches);
+    return this.reduceTo({ level: rootLevel(this.batch.microBatches), index: 0 });
+  }
+
+  /** The sum over `node`'s micro-batches, from the nodes that arrived (consumes their buffers, as reduce does). */
+  reduceTo(node: TreeNode): NodeSum {
+    return reduceNodes(this.nodes, node, this.batch.microBatches);
+  }
+
+  /** Each arrived node's mean-gradient norm over the trainable parameters, and who sent it (coordinator/outliers.ts). */
+  nodeNorms(trainable: readonly ParamSlice[]): NodeNorm[] {
+    return [...this.nodes].map(([key, sum]) => {
+      const [level, index] = key.split(':').map(Number);
+      return { key, node: { level, index }, workerId: this.owners.get(key)!, meanNorm: gradientNorm(sum.values, trainable) / sum.samples };
+    });
+  }
+
+  valuesOf(key: string): Float32Array | undefined {
+    return this.nodes.get(key)?.values;
+  }
+
+  /** A node's contribution rejected after a recheck: the recomputed sum stands in its place. */
+  replace(key: string, sum: NodeSum, workerId: string): void {
+    this.nodes.set(key, sum);
+    this.owners.set(key, workerId);
   }
 }

@@ -26,7 +26,7 @@ export function stepReport(f: StepFacts): StepReport {
     loss: update.loss, accuracy: update.accuracy, workers: gather.computeSeconds.size, learningRate: update.learningRate,
     gradientNorm: update.gradientNorm, seconds,
     workerSeconds: new Map([...gather.lastArrival].map(([id, at]) => [id, (at - f.startedAt) / 1000])),
-    computeSeconds: gather.computeSeconds, workerMicroBatches: gather.microBatchesBy, workerSpeeds: f.workerSpeeds,
+    computeSeconds: gather.computeSeconds, workerMicroBatches: gather.microBatchesBy, workerSpeeds: f.workerSpeeds, clippedFrom: update.clippedFrom,
   };
 }
 

@@ -14,8 +14,9 @@ export class WorkTracker {
   private readonly owed = new Map<string, ItemRange[]>();
   private remainingItems: number;
 
-  constructor(readonly items: number) {
-    this.remainingItems = items;
+  /** `remaining`: fewer than all items when only some are to be done (a recheck of one tree node). */
+  constructor(readonly items: number, remaining = items) {
+    this.remainingItems = remaining;
   }
 
   get remaining(): number {

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
 import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
+import { PreAdmissionBudget } from '../protocol/budgets.js';
 import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
@@ -38,8 +39,10 @@ export interface WorkerSession {
   speed?: number;
   /** Steps in a row it was ready for but given no micro-batch (too slow for a share of its own). */
   idleSteps: number;
-  /** The weights version this worker holds (-1: none yet). */
+  /** The weights version last sent to this worker (-1: none yet). */
   weightsVersion: number;
+  /** The weights version the worker said it holds (a `holding` message; -1: none yet): work for it waits for this. */
+  holdsVersion: number;
   /** Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB again). */
   streamed?: Set<Split>;
 }
@@ -48,6 +51,8 @@ export interface PoolEvents {
   ready(session: WorkerSession): void;
   lost(session: WorkerSession, reason: string): void;
   result(session: WorkerSession, message: ResultMessage, payload: Float32Array): void;
+  /** The worker confirmed it holds weights `session.holdsVersion`. */
+  holding(session: WorkerSession): void;
 }
 
 export interface WorkerPoolOptions {
@@ -74,7 +79,7 @@ export interface WorkerPoolOptions {
  */
 const FIRST_HELLO_MS = 5_000;
 
-/** Frames a peer may send before it has authenticated: a hello or an auth is a few hundred bytes. */
+/** Bytes a peer may send before it has authenticated, frames and framing together: a hello and an auth are a few hundred. */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
 
 /**
@@ -100,10 +105,13 @@ export class WorkerPool {
   private closing = false;
   private openLinks = 0;
   private readonly admission: AdmissionControl;
+  private readonly preAdmission: PreAdmissionBudget;
   private readonly heartbeatTimer: NodeJS.Timeout;
 
   constructor(private readonly options: WorkerPoolOptions) {
-    this.admission = new AdmissionControl(options.limits ?? DEFAULT_ADMISSION, performance.now());
+    const limits = options.limits ?? DEFAULT_ADMISSION;
+    this.admission = new AdmissionControl(limits, performance.now());
+    this.preAdmission = new PreAdmissionBudget(HANDSHAKE_FRAME_BYTES, limits.preAuthBytes ?? DEFAULT_ADMISSION.preAuthBytes);
     options.listener.onLink((link) => this.accept(link));
     this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeat.intervalMs);
     this.heartbeatTimer.unref();
@@ -133,7 +141,7 @@ export class WorkerPool {
 
   private accept(link: Link): void {
     const { log, rejections, maxFrameBytes } = this.options;
-    const admitted = this.admission.admitConnection(this.openLinks, performance.now());
+    const admitted = this.admission.admitConnection(this.openLinks, performance.now(), link.source);
     if (!admitted.ok) {
       rejections.record(admitted.reason);
       log.warn({ peer: link.peer, reason: admitted.reason }, `refused a connection from ${link.peer}: ${admitted.detail}`);
@@ -143,11 +151,13 @@ export class WorkerPool {
     this.openLinks++;
     let session: WorkerSession | undefined;
     let handshake: Handshake = { state: 'awaiting_hello' };
+    const budget = this.preAdmission.open();
     // The next state is taken before a refusal closes the link, so that the close sees it.
     const advance = (next: HandshakeStep) => {
       if ('session' in next) {
         session = next.session;
         channel.maxFrameBytes = maxFrameBytes;
+        budget.release();
         return;
       }
       handshake = next;
@@ -155,6 +165,14 @@ export class WorkerPool {
     };
     const channel: CoordinatorChannel = new Channel(link, {
       log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true, accepts: WORKER_MESSAGE_TYPES,
+      onWireBytes: (bytes) => {
+        if (session) return;
+        const charged = budget.charge(bytes);
+        if (charged.ok) return;
+        rejections.record(charged.reason);
+        log.warn({ peer: link.peer, reason: charged.reason }, `dropped ${link.peer} before admission: ${charged.detail}`);
+        link.close(charged.detail);
+      },
       onUnexpected: (message) => {
         if (session) return channel.reject('unexpected_message', `${message.type} is not a worker's message`);
         advance(refusal(channel, 'unauthenticated', `${message.type} before authenticating`));
@@ -168,6 +186,7 @@ export class WorkerPool {
       },
       onClose: (reason) => {
         this.openLinks--;
+        budget.release();
         clearTimeout(helloTimer);
         clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);
@@ -214,7 +233,7 @@ export class WorkerPool {
   private admit(channel: CoordinatorChannel, hello: MessageOf<'hello'>): HandshakeStep {
     if (this.sessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
     if (!this.admission.hasRoomFor(this.sessions.size)) return refusal(channel, 'cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
-    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, adapter: hello.adapter, state: 'welcomed', weightsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
+    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, adapter: hello.adapter, state: 'welcomed', weightsVersion: -1, holdsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
@@ -251,6 +270,14 @@ export class WorkerPool {
       case 'evaluation':
         if (session.state !== 'ready') return session.channel.reject('unexpected_message', `${message.type} from a worker that is not ready`);
         return this.events?.result(session, message, payload);
+      case 'holding':
+        if (session.state !== 'ready' || message.version > session.weightsVersion) {
+          return session.channel.reject('unexpected_message', `holding weights ${message.version}, but ${session.weightsVersion} were sent`);
+        }
+        // An older version's confirmation, overtaken by newer weights on their way: moot, not bad.
+        if (message.version < session.weightsVersion) return;
+        session.holdsVersion = message.version;
+        return this.events?.holding(session);
       case 'heartbeat':
         return; // lastHeard is already updated
       case 'error':

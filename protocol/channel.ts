@@ -53,6 +53,8 @@ export interface ChannelOptions<In extends Message> {
   replyToRejections: boolean;
   onMessage(frame: Frame<In>): void;
   onClose(reason: string): void;
+  /** Raw bytes the link read, before decoding (the pool charges peers not yet admitted for them). */
+  onWireBytes?(bytes: number): void;
 }
 
 /** A link speaking messages: `In` is what the peer may send us, `Out` what we send it. */
@@ -86,6 +88,7 @@ export class Channel<In extends Message = Message, Out extends Message = Message
         options.rejections.record(reason);
         options.log.warn({ peer: this.peer, reason }, detail);
       },
+      received: options.onWireBytes,
     });
   }
 

@@ -6,13 +6,15 @@ export const REJECT_REASONS = [
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Rejections decided by a role after a frame decoded fine (a result nobody asked for, a name taken). */
-export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'late_result', 'duplicate_worker', 'out_of_range'] as const;
+export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'late_result', 'duplicate_worker', 'out_of_range', 'outlier'] as const;
 
 /** Connections turned away before or during the handshake (authentication and the coordinator's limits). */
-export const ADMISSION_REJECT_REASONS = ['auth_failed', 'unauthenticated', 'too_many_connections', 'join_rate_limited', 'cluster_full'] as const;
+export const ADMISSION_REJECT_REASONS = [
+  'auth_failed', 'unauthenticated', 'too_many_connections', 'join_rate_limited', 'cluster_full', 'preauth_too_large', 'preauth_budget',
+] as const;
 
 /** Dropped by a chunking transport (NATS) before any frame exists; it resends what was lost. */
-export const TRANSPORT_REJECT_REASONS = ['lost_chunk', 'duplicate_chunk', 'corrupt_chunk', 'malformed_chunk'] as const;
+export const TRANSPORT_REJECT_REASONS = ['lost_chunk', 'duplicate_chunk', 'corrupt_chunk', 'malformed_chunk', 'send_buffer_full'] as const;
 
 /** A sealed session's messages (sealing.ts): forged, altered or moved (`bad_seal`); genuine but out of place (`replayed`). */
 export const SEAL_REJECT_REASONS = ['bad_seal', 'replayed'] as const;

@@ -99,6 +99,13 @@ export const weightsSchema = z.object({
   payloadValues: count,
 });
 
+/**
+ * The worker holds weights `version` and is free to use them: the coordinator sends work for a
+ * version only after this, so the time from its assignment to the result is the worker's own
+ * (no wait for the weights' transfer in it), measured on the coordinator's clock.
+ */
+export const holdingSchema = z.object({ type: z.literal('holding'), version: count });
+
 /** Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the epoch order. */
 export const assignSchema = z.object({
   type: z.literal('assign'),
@@ -151,7 +158,7 @@ export const errorSchema = z.object({ type: z.literal('error'), code: z.enum(ERR
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
-  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, assignSchema, contributionSchema,
+  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, holdingSchema, assignSchema, contributionSchema,
   evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
 ]);
 
@@ -160,7 +167,7 @@ export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
 /** What a worker sends: the coordinator's side of a channel accepts only these. */
-export const WORKER_MESSAGE_TYPES = ['hello', 'auth', 'ready', 'contribution', 'evaluation', 'heartbeat', 'error', 'shutdown'] as const;
+export const WORKER_MESSAGE_TYPES = ['hello', 'auth', 'ready', 'holding', 'contribution', 'evaluation', 'heartbeat', 'error', 'shutdown'] as const;
 /** What the coordinator sends: a worker's side of a channel accepts only these. */
 export const COORDINATOR_MESSAGE_TYPES = ['challenge', 'welcome', 'dataChunk', 'weights', 'assign', 'evaluate', 'heartbeat', 'error', 'shutdown'] as const;
 export type WorkerMessage = MessageOf<(typeof WORKER_MESSAGE_TYPES)[number]>;

@@ -14,6 +14,7 @@ import { SEALED_HEADER, sealMessage, unsealMessage } from './nats-sealing.js';
 import type { SessionKeys } from './sealing.js';
 import type { RejectionReason } from './errors.js';
 import type { Link, LinkHandlers } from './transport.js';
+import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
 
 const H = { ...CHUNK_HEADERS, control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason', broadcastId: BROADCAST_ID_HEADER, broadcastSeq: 'Gf-Bseq' } as const;
 
@@ -42,6 +43,10 @@ export interface NatsLinkOptions {
   broadcast?: BroadcastPublisher;
   /** The worker's side: the subject shared frames are offered on (subscribed for the link's life). */
   broadcastSubject?: string;
+  /** Bytes of frames sent and not yet acknowledged, at most (default 4 × maxFrameBytes): a peer that stops acknowledging is dropped. */
+  maxUnackedBytes?: number;
+  /** Where the peer joined from (per-source limits). */
+  source?: string;
 }
 
 interface Unacked {
@@ -52,6 +57,8 @@ interface Unacked {
 
 export class NatsLink implements Link {
   readonly peer: string;
+  readonly source: string | undefined;
+  private unackedBytes = 0;
   private handlers: LinkHandlers | undefined;
   private readonly early: Array<() => void> = [];
   private readonly subscription: Subscription;
@@ -74,6 +81,7 @@ export class NatsLink implements Link {
 
   constructor(private readonly o: NatsLinkOptions) {
     this.peer = o.peer;
+    this.source = o.source;
     this.reassembler = new Reassembler(0, o.maxFrameBytes);
     this.subscription = o.nc.subscribe(o.recvSubject, {
       callback: (err, msg) => {
@@ -99,7 +107,7 @@ export class NatsLink implements Link {
   private closedFor: string | undefined;
 
   send(frame: Uint8Array, written?: () => void): void {
-    if (this.closed) return;
+    if (this.closed || !this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
     this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
     this.publishFrame(seq, frame);
@@ -113,10 +121,27 @@ export class NatsLink implements Link {
   sendShared(frame: Uint8Array, written?: () => void): void {
     const ref = this.closed ? undefined : this.o.broadcast?.offer(frame);
     if (!ref) return this.send(frame, written);
+    if (!this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
     this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
     this.control('ref', { [H.seq]: String(seq), [H.broadcastId]: ref.id, [H.broadcastSeq]: String(ref.seq), [H.length]: String(ref.length), [H.crc]: String(ref.crc) });
     if (written) this.o.nc.flush().then(written, () => {});
+  }
+
+  /**
+   * Every frame stays buffered until acknowledged; a peer that never acknowledges (gone without a
+   * word, or hostile) would make this side hold all it sends. Past the cap the link ends instead.
+   */
+  private holdUnacked(frame: Uint8Array): boolean {
+    const cap = this.o.maxUnackedBytes ?? 4 * (this.o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    if (this.unackedBytes + frame.byteLength <= cap) {
+      this.unackedBytes += frame.byteLength;
+      return true;
+    }
+    const detail = `${this.peer} has not acknowledged ${this.unackedBytes} bytes (cap ${cap})`;
+    this.report('send_buffer_full', `${detail}: dropped`);
+    this.close(detail);
+    return false;
   }
 
   close(reason: string): void {
@@ -168,6 +193,7 @@ export class NatsLink implements Link {
 
   private onMessage(sealedOrPlain: MsgHdrs | undefined, message: Uint8Array): void {
     if (this.closed) return;
+    this.handlers?.received?.(message.byteLength);
     let h = sealedOrPlain;
     let data = message;
     if (this.keys) {
@@ -252,8 +278,9 @@ export class NatsLink implements Link {
   }
 
   private dropAcked(acked: number): void {
-    for (const seq of this.unacked.keys()) {
+    for (const [seq, u] of this.unacked) {
       if (seq > acked) break;
+      this.unackedBytes -= u.frame.byteLength;
       this.unacked.delete(seq);
     }
   }
@@ -295,6 +322,7 @@ export class NatsLink implements Link {
     clearInterval(this.ticker);
     clearTimeout(this.ackTimer);
     this.unacked.clear();
+    this.unackedBytes = 0;
     this.subscription.unsubscribe();
     this.broadcasts?.subscription.unsubscribe();
     this.o.onEnd?.();

@@ -135,6 +135,8 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
     callback: (err, msg) => {
       if (err || !onLink) return;
       const request = parseJoin(msg.data);
+      // nats.js replies to `_INBOX.<client nuid>.<request>`: the prefix names the joining client's connection.
+      const source = msg.reply?.split('.').slice(0, 2).join('.');
       if (!request || sessions.has(request.session)) {
         msg.respond(new TextEncoder().encode(JSON.stringify({ error: request ? 'session taken' : 'malformed join request' })));
         return;
@@ -143,7 +145,7 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
       const link: NatsLink = new NatsLink({
         nc, sendSubject: subjects.down, recvSubject: subjects.up, peer: `nats ${request.worker.slice(0, 64)} (session ${request.session.slice(-8)})`,
         chunkBytes: chunkBytesOf(nc), maxFrameBytes: options.maxFrameBytes, heartbeatMs: o.heartbeatMs, deadAfterMs: o.deadAfterMs,
-        onEnd: () => sessions.delete(request.session), broadcast,
+        onEnd: () => sessions.delete(request.session), broadcast, source,
       });
       sessions.set(request.session, link);
       onLink(link);

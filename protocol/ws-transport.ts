@@ -4,7 +4,7 @@
  * `bufferutil` (a dependency) still unmasks natively any masked frame another client sends.
  */
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
 import { type Link, type LinkHandlers, type Listener, TransportError } from './transport.js';
@@ -31,6 +31,17 @@ const WRONG_SCHEME = /WRONG_VERSION_NUMBER|HPE_INVALID/;
  */
 const wsMaxPayload = (options: WsOptions) => (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) + (1 << 20);
 
+/**
+ * Sending: frames handed to ws whose write has not completed count as in flight. Past HIGH_WATER
+ * further frames wait in order in the link's queue until writes complete (backpressure: a slow
+ * reader is fed as fast as it reads, no faster); past the cap (in flight + queued) the peer is not
+ * reading at all and is dropped, before it can make the coordinator hold gigabytes for it.
+ */
+const HIGH_WATER_BYTES = 16 * 1024 * 1024;
+/** An honest peer answers a close frame within milliseconds. */
+const CLOSE_GRACE_MS = 1000;
+export const sendCapOf = (options: WsOptions) => 4 * (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -41,9 +52,17 @@ class WsLink implements Link {
   private handlers: LinkHandlers | undefined;
   /** Why the link closed; undefined while open. */
   private closedFor: string | undefined;
+  private inFlight = 0;
+  private queued = 0;
+  private readonly queue: Array<{ frame: Uint8Array; written?: () => void }> = [];
 
-  constructor(private readonly socket: WebSocket, readonly peer: string, readonly confidential: boolean) {
+  /** `raw`: the accepted TCP (or TLS) socket, whose reads are counted as they arrive, before ws assembles a message. */
+  constructor(
+    private readonly socket: WebSocket, readonly peer: string, readonly confidential: boolean,
+    private readonly sendCap: number, raw?: Socket, readonly source?: string,
+  ) {
     socket.binaryType = 'nodebuffer';
+    raw?.on('data', (chunk: Buffer) => this.handlers?.received?.(chunk.byteLength));
     socket.on('message', (data, isBinary) => {
       if (!isBinary) {
         this.close('text frames are not part of the protocol');
@@ -63,22 +82,51 @@ class WsLink implements Link {
 
   send(frame: Uint8Array, written?: () => void): void {
     if (this.closedFor !== undefined || this.socket.readyState !== WebSocket.OPEN) return;
+    if (this.inFlight + this.queued + frame.byteLength > this.sendCap) {
+      const detail = `${this.peer} is not reading: ${this.inFlight + this.queued} bytes wait to be sent to it (cap ${this.sendCap})`;
+      this.handlers?.rejected?.('send_buffer_full', `${detail}: dropped`);
+      return this.close(detail);
+    }
+    if (this.queue.length > 0 || this.inFlight >= HIGH_WATER_BYTES) {
+      this.queue.push({ frame, written });
+      this.queued += frame.byteLength;
+      return;
+    }
+    this.write(frame, written);
+  }
+
+  private write(frame: Uint8Array, written?: () => void): void {
+    this.inFlight += frame.byteLength;
     // A failed write closes the socket, which finish() reports; the callback only times success.
-    this.socket.send(frame, { binary: true }, written && ((err) => {
-      if (!err) written();
-    }));
+    this.socket.send(frame, { binary: true }, (err) => {
+      this.inFlight -= frame.byteLength;
+      if (!err) written?.();
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0 && this.inFlight < HIGH_WATER_BYTES && this.closedFor === undefined) {
+      const next = this.queue.shift()!;
+      this.queued -= next.frame.byteLength;
+      this.write(next.frame, next.written);
+    }
   }
 
   close(reason: string): void {
     if (this.closedFor !== undefined) return;
     // Close reasons are limited to 123 bytes by the WebSocket spec.
     this.socket.close(1000, Buffer.from(reason).subarray(0, 123).toString());
+    // ws waits 30 s for the peer's answer, reading all the while: a peer we drop gets a second.
+    setTimeout(() => this.socket.terminate(), CLOSE_GRACE_MS).unref();
     this.finish(reason);
   }
 
   private finish(reason: string): void {
     if (this.closedFor !== undefined) return;
     this.closedFor = reason;
+    this.queue.length = 0;
+    this.queued = 0;
     this.handlers?.close(reason);
   }
 }
@@ -104,7 +152,7 @@ export async function listenWs(host: string, port: number, options: WsOptions & 
   let onLink: (link: Link) => void = (link) => link.close('not accepting workers yet');
   server.on('connection', (socket, request) => {
     const remote = request.socket;
-    onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`, https !== undefined));
+    onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`, https !== undefined, sendCapOf(options), remote, remote.remoteAddress));
   });
   return {
     url: `${https ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
@@ -135,5 +183,5 @@ export async function connectWs(url: string, options: WsOptions & { ca?: Buffer 
       reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted || wrongScheme }));
     });
   });
-  return new WsLink(socket, `ws ${url}`, url.startsWith('wss://'));
+  return new WsLink(socket, `ws ${url}`, url.startsWith('wss://'), sendCapOf(options));
 }

@@ -15,7 +15,14 @@ export interface FaultPlan {
   exitAtStep?: number;
   /** Burn this much CPU before each assignment, counted as compute: a slower machine. */
   slowMs?: number;
+  /** Report this many seconds of compute for every node, whatever it took: a worker lying to grab a bigger share. */
+  reportComputeSeconds?: number;
+  /** Multiply the first contribution of this step by OUTLIER_FAULT_SCALE: finite, in range, and wrong. */
+  scaleAtStep?: number;
 }
+
+/** Large enough to stand out from the step's median node, small enough to pass every range check. */
+export const OUTLIER_FAULT_SCALE = 1000;
 
 /** Busy-waits (a slower processor, not an idle one); returns the seconds spent. */
 function burn(ms: number): number {
@@ -26,6 +33,7 @@ function burn(ms: number): number {
 
 export function faultInjector(plan: FaultPlan, log: Logger): ComputeInterceptor {
   let nanInjected = false;
+  let scaleInjected = false;
   /** Burnt before an assignment, owed to its first node's compute time. */
   let stall = 0;
   return {
@@ -44,6 +52,12 @@ export function faultInjector(plan: FaultPlan, log: Logger): ComputeInterceptor 
         payload[0] = Number.NaN;
         log.warn(`fault injection: NaN in step ${message.step}'s contribution`);
       }
+      if (plan.scaleAtStep === message.step && !scaleInjected) {
+        scaleInjected = true;
+        for (let i = 0; i < payload.length; i++) payload[i] *= OUTLIER_FAULT_SCALE;
+        log.warn(`fault injection: step ${message.step}'s contribution scaled by ${OUTLIER_FAULT_SCALE}`);
+      }
+      if (plan.reportComputeSeconds !== undefined) message.computeSeconds = plan.reportComputeSeconds;
     },
   };
 }

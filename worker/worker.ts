@@ -20,6 +20,7 @@ import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
 import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
+import { checkDataSpec } from './data-policy.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 
 /** What a worker reports as it goes (metrics); every part is optional. */
@@ -51,6 +52,8 @@ export interface WorkerOptions {
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
   secret?: SharedSecret;
   interceptor?: ComputeInterceptor;
+  /** Folders local data files may be loaded from (worker/data-policy.ts); none: only mnist:*. */
+  dataDirs?: readonly string[];
   maxFrameBytes?: number;
   observer?: WorkerObserver;
 }
@@ -77,7 +80,12 @@ export type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
-function localCopy(spec: string, expected: string, log: Logger): Dataset | null {
+function localCopy(spec: string, expected: string, dataDirs: readonly string[], log: Logger): Dataset | null {
+  const allowed = checkDataSpec(spec, dataDirs);
+  if (!allowed.ok) {
+    log.warn({ spec }, `refusing to load the coordinator's data spec: ${allowed.reason}; it will be streamed`);
+    return null;
+  }
   try {
     const data = loadDataset(spec);
     if (fingerprint(data) === expected) return data;
@@ -146,7 +154,7 @@ export class Worker {
       case 'welcome': return this.onWelcome(message);
       case 'dataChunk': return this.onDataChunk(message);
       // The payload views this frame's buffer, which nothing else holds: no copy needed.
-      case 'weights': return this.whenReady(message, (compute) => compute.setWeights(message.version, payload));
+      case 'weights': return this.whenReady(message, (compute) => this.onWeights(compute, message, payload));
       case 'assign': return this.whenReady(message, (compute) => this.onAssign(compute, message));
       case 'evaluate': return this.whenReady(message, (compute) => this.onEvaluate(compute, message));
       case 'error': return this.onError(message);
@@ -179,7 +187,7 @@ export class Worker {
     const missing: Split[] = [];
     for (const split of ['train', 'test'] as const) {
       const info = w[split];
-      const local = localCopy(info.spec, info.fingerprint, this.o.log);
+      const local = localCopy(info.spec, info.fingerprint, this.o.dataDirs ?? [], this.o.log);
       if (local) this.data[split] = local;
       else {
         missing.push(split);
@@ -218,6 +226,12 @@ export class Worker {
       await task(compute);
       if (!this.finished) this.state = 'ready';
     }).catch((err: unknown) => this.fail(err as Error));
+  }
+
+  /** Held, and said so: the coordinator sends work for these weights only then (it times us from there). */
+  private onWeights(compute: WorkerCompute, message: MessageOf<'weights'>, payload: Float32Array): void {
+    compute.setWeights(message.version, payload);
+    this.channel.send({ type: 'holding', version: message.version });
   }
 
   private async onAssign(compute: WorkerCompute, assign: MessageOf<'assign'>): Promise<void> {

@@ -3,6 +3,7 @@
  * worker processes talking to it over WebSockets on 127.0.0.1 (or through NATS).
  */
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import { launchRun } from '../../coordinator/launch.js';
@@ -22,6 +23,15 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
   workerRestarts: number;
 }
 
+/**
+ * Local workers may load the run's own data files (the folders of --train and --test) rather than
+ * have them streamed; a worker allows no other files (worker/data-policy.ts).
+ */
+function localDataArgs(flags: RunFlags): string[] {
+  const dirs = new Set([flags.train, flags.test].filter((spec) => !spec.startsWith('mnist:')).map((spec) => dirname(resolve(spec))));
+  return [...dirs].flatMap((dir) => ['--data-dir', dir]);
+}
+
 /** How long the first step waits for every local worker before starting with those that are ready. */
 const START_GRACE_MS = 120_000;
 
@@ -35,7 +45,10 @@ export function trainCommand(): Command {
       const log = createLogger('coordinator');
       const run = await launchRun({
         // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
-        policy: clusterPolicyOf({ ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16) }),
+        policy: clusterPolicyOf({
+          ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16),
+          maxJoinsPerS: Math.max(flags.maxJoinsPerS, flags.workers), maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, flags.workers),
+        }),
         start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
         // The run starts with all its workers, then goes on with those it has while one is being replaced.
@@ -50,7 +63,7 @@ export function trainCommand(): Command {
       const compute = workerComputeArgs({ ...flags, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)) });
       const workers = new LocalWorkers({
         count: flags.workers, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i)], env: { ...join.env, ...secret.env },
+        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
       stopOnSigint(run.coordinator, log);

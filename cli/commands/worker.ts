@@ -11,13 +11,14 @@ import type { FaultPlan } from '../../worker/fault-injection.js';
 import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
-import { nonNegativeInt, positiveInt } from '../options.js';
+import { collect, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
 import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor } from '../transport-options.js';
 
 interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags, ComputeFlags {
   connect?: string; tlsCa?: string; id: string; connectTimeout: number; reconnect: boolean;
-  faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number;
+  faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number; faultReportComputeS?: number; faultScaleAtStep?: number;
+  dataDir: string[];
 }
 
 /** Backoff between attempts: doubling from 100 ms to 5 s, with jitter so restarted fleets do not reconnect in lockstep. */
@@ -44,7 +45,10 @@ async function connectWithRetry(target: { where: string; connect: () => Promise<
 
 /** The hidden --fault-* flags, as an interceptor; the module that injects faults loads only when one is given. */
 async function faultsOf(flags: WorkerFlags, log: Logger): Promise<ComputeInterceptor | undefined> {
-  const plan: FaultPlan = { nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs };
+  const plan: FaultPlan = {
+    nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs,
+    reportComputeSeconds: flags.faultReportComputeS, scaleAtStep: flags.faultScaleAtStep,
+  };
   if (Object.values(plan).every((v) => v === undefined)) return undefined;
   const { faultInjector } = await import('../../worker/fault-injection.js');
   return faultInjector(plan, log);
@@ -57,9 +61,12 @@ export function workerCommand(): Command {
     .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
     .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
     .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
+    .option('--data-dir <dir>', 'a folder the coordinator\'s data files may be loaded from (repeatable); by default only mnist:* is loaded and other data is streamed', collect, [])
     .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
     .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-slow-ms <n>', 'testing: burn this many ms of CPU before each assignment (a slower machine)').argParser(nonNegativeInt).hideHelp());
+    .addOption(new Option('--fault-slow-ms <n>', 'testing: burn this many ms of CPU before each assignment (a slower machine)').argParser(nonNegativeInt).hideHelp())
+    .addOption(new Option('--fault-report-compute-s <s>', 'testing: report this compute time for every node, whatever it took').argParser(nonNegativeNumber).hideHelp())
+    .addOption(new Option('--fault-scale-at-step <n>', 'testing: scale this step\'s first contribution by 1000 (finite, but an outlier)').argParser(nonNegativeInt).hideHelp());
   return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd))), 'to prove to the coordinator'))
     .action(async (flags: WorkerFlags) => {
       const log = createLogger(`worker ${flags.id}`);
@@ -86,7 +93,7 @@ export function workerCommand(): Command {
           link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics });
+          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics, dataDirs: flags.dataDir });
           steps += outcome.steps;
           if (outcome.end === 'refused') {
             process.exitCode = 2;

@@ -24,8 +24,8 @@ const wsFrameBytes = (payload: number, fromClient: boolean) => payload + 2 + (pa
 
 /**
  * What one step of a one-worker ws run puts on the coordinator's link, from the protocol's own
- * encoder: the new weights and the next assignment out, the worker's tree node (the whole batch's
- * root, one micro-batch) in. Header fields take their values from a mid-run step; msgpack's
+ * encoder: the new weights and the next assignment out, the worker's confirmation that it holds
+ * the weights and its tree node (the whole batch's root, one micro-batch) in. Header fields take their values from a mid-run step; msgpack's
  * variable-length integers move that by a few bytes at most.
  */
 function protocolBytesPerStep(model: string, microBatch: number): number {
@@ -37,7 +37,8 @@ function protocolBytesPerStep(model: string, microBatch: number): number {
   const contribution = frame({
     type: 'contribution', step: 3, level: 0, index: 0, lossSum: 73.68272297580961, correct: 3, samples: microBatch, computeSeconds: 0.0501234, payloadValues: values,
   }, payload);
-  return wsFrameBytes(weights, false) + wsFrameBytes(assign, false) + wsFrameBytes(contribution, true);
+  const holding = frame({ type: 'holding', version: 3 });
+  return wsFrameBytes(weights, false) + wsFrameBytes(holding, true) + wsFrameBytes(assign, false) + wsFrameBytes(contribution, true);
 }
 
 function namespaces(prefix: string): string[] {

@@ -71,10 +71,15 @@ describe('faults', () => {
     stranger.send(withByte(0, 0x58)); // bad magic
     stranger.send(withByte(4, 99)); // a protocol version from the future
     stranger.send(withByte(12, 0xc1)); // 0xc1 is never valid msgpack
-    stranger.send(new Uint8Array(1.5 * 1024 * 1024)); // over the 1 MiB limit
     stranger.send(Buffer.from('not a frame')); // text-sized garbage
     stranger.send(encodeFrame({ type: 'assign', step: 0, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first: 0, count: 1 })); // before hello
     await closed;
+
+    // Before admission a peer may send 16 KiB in all: a big message is cut off while it arrives, not buffered whole.
+    const flooder = await open();
+    const flooderClosed = new Promise((resolve) => flooder.once('close', resolve));
+    flooder.send(new Uint8Array(1.5 * 1024 * 1024));
+    await flooderClosed;
 
     const socket = await open();
     const send = (message: Message, payload?: Float32Array) => socket.send(encodeFrame(message, payload));
@@ -85,6 +90,8 @@ describe('faults', () => {
     socket.on('message', (bytes: Buffer) => {
       const { message } = decodeFrame(new Uint8Array(bytes));
       if (message.type === 'welcome') welcome = message;
+      // Work comes only to a worker that confirmed it holds the step's weights.
+      if (message.type === 'weights') send({ type: 'holding', version: message.version });
       if (message.type !== 'assign' || !welcome) return;
       const microBatches = Math.ceil(message.batchSamples / welcome.microBatchSize);
       const node = decompose(message.first, message.first + message.count, microBatches)[0];
@@ -109,7 +116,7 @@ describe('faults', () => {
 
     const summary = expectOk(await c.done);
     expect(summary.rejected_frames).toMatchObject({
-      bad_magic: 1, unknown_version: 1, malformed_header: 1, too_large: 1, unauthenticated: 1, wrong_payload_size: 1, non_finite: 1,
+      bad_magic: 1, unknown_version: 1, malformed_header: 1, preauth_too_large: 1, unauthenticated: 1, wrong_payload_size: 1, non_finite: 1,
     });
     expect(summary.rejected_frames.too_short ?? 0).toBeGreaterThanOrEqual(1);
     expect(summary.steps).toBe(8);

@@ -23,6 +23,15 @@ describe('admission', () => {
     expect([at(10_000), at(10_000), at(10_000), at(10_000), at(10_000)]).toEqual([true, true, true, true, false]); // never more than a burst
   });
 
+  it('gives each source its own bucket: one busy address is refused while another still joins', () => {
+    const a = new AdmissionControl({ maxConnections: 100, maxWorkers: 10, joinsPerSecond: 100, joinsPerSourcePerSecond: 2 }, 0);
+    const from = (source: string) => a.admitConnection(0, 0, source);
+    expect([from('10.0.0.1').ok, from('10.0.0.1').ok]).toEqual([true, true]);
+    expect(from('10.0.0.1')).toMatchObject({ ok: false, reason: 'join_rate_limited', detail: expect.stringMatching(/from 10\.0\.0\.1 \(--max-joins-per-source-per-s\)/) });
+    expect(from('10.0.0.2').ok).toBe(true);
+    expect(a.admitConnection(0, 500, '10.0.0.1').ok).toBe(true); // refilled at 2/s
+  });
+
   it('caps workers', () => {
     const a = new AdmissionControl({ maxConnections: 100, maxWorkers: 3, joinsPerSecond: 10 }, 0);
     expect(a.hasRoomFor(2)).toBe(true);

@@ -16,6 +16,7 @@ export const MESSAGE_SAMPLES: [Message, number][] = [
   [{ type: 'ready', missing: ['train'] }, 0],
   [{ type: 'dataChunk', split: 'test', first: 8, count: 2, total: 10, images: new Uint8Array(2 * 784).fill(7), labels: Uint8Array.of(3, 9) }, 0],
   [{ type: 'weights', version: 4, payloadValues: 3 }, 3],
+  [{ type: 'holding', version: 4 }, 0],
   [{ type: 'assign', step: 3, epoch: 0, batchStart: 192, batchSamples: 64, weightsVersion: 3, first: 2, count: 2 }, 0],
   [{ type: 'contribution', step: 3, level: 1, index: 1, lossSum: 1.25, correct: 50, samples: 64, computeSeconds: 0.02, payloadValues: 7 }, 7],
   [{ type: 'evaluate', round: 2, weightsVersion: 7, chunkSize: 500, first: 4, count: 3 }, 0],

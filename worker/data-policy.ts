@@ -1,0 +1,30 @@
+/**
+ * Which data set specs a worker loads from its own disk. The spec comes from the coordinator's
+ * welcome, so without a policy any coordinator (or anyone who can forge its welcome) could make the
+ * worker read, and gunzip, any file it can open. Only the packaged MNIST (`mnist:*`) is always
+ * allowed; a file must lie, after resolving links, inside one of the worker's --data-dir folders.
+ * A refused spec is not fatal: the worker asks for the data to be streamed instead.
+ */
+import { realpathSync } from 'node:fs';
+import { isAbsolute, relative } from 'node:path';
+
+export type DataSpecVerdict = { ok: true } | { ok: false; reason: string };
+
+const MNIST_SCHEME = 'mnist:';
+
+/** Whether `path` resolves (links followed) to somewhere inside `dir`; false when either does not exist. */
+function resolvesInside(path: string, dir: string): boolean {
+  try {
+    const rel = relative(realpathSync(dir), realpathSync(path));
+    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  } catch {
+    return false;
+  }
+}
+
+export function checkDataSpec(spec: string, dataDirs: readonly string[]): DataSpecVerdict {
+  if (spec.startsWith(MNIST_SCHEME)) return { ok: true };
+  if (dataDirs.length === 0) return { ok: false, reason: `${spec} is a local file and this worker loads only mnist:* (allow a folder with --data-dir)` };
+  if (dataDirs.some((dir) => resolvesInside(spec, dir))) return { ok: true };
+  return { ok: false, reason: `${spec} is not inside --data-dir ${dataDirs.join(', ')}` };
+}
