@@ -17,7 +17,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 # of Debian 12's main archive (22.3: no shaderUniform*ArrayDynamicIndexing); bookworm-backports has
 # Mesa 25. Newer Debian and Ubuntu carry a new enough Mesa in their main archive.
 vulkan=()
-[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || vulkan=(mesa-vulkan-drivers libvulkan1)
+mesa=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
+# An older Mesa already installed (22.3) is not enough: it is upgraded too.
+{ [ -n "$mesa" ] && dpkg --compare-versions "$mesa" ge 23; } || vulkan=(mesa-vulkan-drivers libvulkan1)
 vulkan_release=()
 if [ ${#vulkan[@]} -gt 0 ]; then
   . /etc/os-release
