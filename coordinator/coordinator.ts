@@ -71,11 +71,9 @@ export interface RunOutcome {
   checkpoint: string | null;
   stopped: 'finished' | 'interrupted';
   phases: PhaseTotals;
-  workersSeen: Set<string>;
   /** Per worker: micro-batches of training steps it delivered in this invocation (its share of the work). */
   microBatchesBy: Map<string, number>;
-  backends: Set<string>;
-  /** Each worker's backend (and GPU adapter), by worker id. */
+  /** Each worker seen (ready at least once), by id: its backend and GPU adapter. */
   workerBackends: Map<string, WorkerBackend>;
   accounting: LedgerTotals;
 }
@@ -117,9 +115,7 @@ export class Coordinator {
   private evalRound = 0;
   private readonly geometry: BatchGeometry;
   private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
-  private readonly workersSeen = new Set<string>();
   private readonly microBatchesBy = new Map<string, number>();
-  private readonly backends = new Set<string>();
   private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly ledger: SampleLedger;
@@ -130,8 +126,8 @@ export class Coordinator {
   constructor(private readonly o: CoordinatorOptions) {
     this.geometry = geometryOf(o.state.config, o.train.count);
     this.weights = new WeightsBroadcast(o.state, o.state.config.wire);
-    this.reducer = new InProcessReducer(o.state, o.layout, this.weights);
     this.trainable = trainableRanges(o.layout);
+    this.reducer = new InProcessReducer(o.state, o.layout, this.trainable, this.weights);
     this.ledger = new SampleLedger(o.train.count);
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
@@ -192,7 +188,7 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      workersSeen: this.workersSeen, microBatchesBy: this.microBatchesBy, backends: this.backends, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
+      microBatchesBy: this.microBatchesBy, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
     };
   }
 
@@ -353,8 +349,8 @@ export class Coordinator {
       kind: 'evaluation',
       tracker: gather.tracker,
       accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : undefined),
+      // assign() has made sure the worker holds the current weights.
       send: (s, r) => {
-        this.weights.ensure(s);
         s.channel.send({ type: 'evaluate', round, weightsVersion: state.step, chunkSize: gather.chunkSize, first: r.first, count: r.end - r.first });
       },
     });
@@ -472,8 +468,6 @@ export class Coordinator {
   }
 
   private onReady(session: WorkerSession): void {
-    this.workersSeen.add(session.id);
-    this.backends.add(session.backend);
     this.workerBackends.set(session.id, { backend: session.backend, ...(session.adapter && { adapter: session.adapter }) });
     this.o.hooks?.workerReady?.(session);
     this.weights.ensure(session);

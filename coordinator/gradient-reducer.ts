@@ -6,7 +6,7 @@
  */
 import type { ParamLayout } from '../training/models/spec.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
-import { applyUpdate, trainableRanges } from '../training/optimizer/apply-update.js';
+import { applyUpdate } from '../training/optimizer/apply-update.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
 import { clipGradientNorm } from './clipping.js';
@@ -37,11 +37,11 @@ export interface GradientReducer {
 }
 
 export class InProcessReducer implements GradientReducer {
-  private readonly trainable: ParamSlice[];
-
-  constructor(private readonly state: RunState, private readonly layout: ParamLayout, private readonly weights: WeightsBroadcast) {
-    this.trainable = trainableRanges(layout);
-  }
+  /** `trainable`: the layout's trainable slices (trainableRanges), which Adam, clipping and the norm cover. */
+  constructor(
+    private readonly state: RunState, private readonly layout: ParamLayout, private readonly trainable: readonly ParamSlice[],
+    private readonly weights: WeightsBroadcast,
+  ) {}
 
   apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): StepUpdate {
     const { state, layout } = this;

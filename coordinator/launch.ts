@@ -208,9 +208,9 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
   const perStep = (s: number) => (phases.steps > 0 ? s / phases.steps : 0);
   return {
     model: model.name,
-    backend: [...outcome.backends].join(',') || 'none',
+    backend: [...new Set([...outcome.workerBackends.values()].map((b) => b.backend))].join(',') || 'none',
     backends: Object.fromEntries([...outcome.workerBackends].sort(([a], [b]) => a.localeCompare(b))),
-    workers: outcome.workersSeen.size,
+    workers: outcome.workerBackends.size,
     micro_batches_by_worker: Object.fromEntries(outcome.microBatchesBy),
     transport,
     wire: state.config.wire,
