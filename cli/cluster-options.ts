@@ -20,6 +20,7 @@ export interface ClusterFlags extends SecretFlags {
   maxPreauthKb: number;
   checkpointEvery: number;
   outlierFactor?: number;
+  shards?: number;
 }
 
 export function addClusterOptions(cmd: Command): Command {
@@ -34,6 +35,7 @@ export function addClusterOptions(cmd: Command): Command {
     .option('--outlier-factor <f>', 'recompute on another worker any tree node whose mean-gradient norm exceeds F × the step\'s median, and reject it if the two differ (off by default)', positiveNumber)
     .option('--max-joins-per-source-per-s <n>', 'new connections per second from one address (NATS: one client)', positiveInt, DEFAULT_ADMISSION.joinsPerSourcePerSecond)
     .option('--max-preauth-kb <n>', 'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped', positiveInt, DEFAULT_ADMISSION.preAuthBytes / 1024)
+    .option('--shards <S>', 'run reduce and Adam on S shard reducers (`gradfleet shard`), each for a slice of the parameters, so no one link carries every worker\'s gradient (default: this process, whole)', positiveInt)
     .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0);
   return addSecretOptions(cmd, 'workers must prove they hold');
 }

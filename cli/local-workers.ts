@@ -18,6 +18,8 @@ const TAIL_LINES = 12;
 
 export interface LocalWorkerOptions {
   count: number;
+  /** What the children run: `gradfleet worker` (default) or `gradfleet shard`; names are `local-N` or `shard-N`. */
+  role?: 'worker' | 'shard';
   log: Logger;
   /** Flags for slot i (from 0): its compute, how to join, its metrics port. */
   argsFor: (i: number) => string[];
@@ -58,7 +60,8 @@ export class LocalWorkers {
   readonly allGone = new Promise<void>((resolve) => (this.resolveAllGone = resolve));
 
   constructor(private readonly o: LocalWorkerOptions) {
-    this.slots = Array.from({ length: o.count }, (_, index) => ({ name: `local-${index + 1}`, index, restarts: 0, done: false, tail: [] }));
+    const prefix = o.role === 'shard' ? 'shard' : 'local';
+    this.slots = Array.from({ length: o.count }, (_, index) => ({ name: `${prefix}-${index + 1}`, index, restarts: 0, done: false, tail: [] }));
     for (const slot of this.slots) this.spawn(slot);
     // Children live in their own process groups: if this process ends without stop(), take them along.
     process.once('exit', () => this.signalAll('SIGTERM'));
@@ -91,7 +94,7 @@ export class LocalWorkers {
   private spawn(slot: Slot): void {
     const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
     const { o } = this;
-    const child = spawn(process.execPath, [mainScript, 'worker', '--id', id, ...o.argsFor(slot.index)], {
+    const child = spawn(process.execPath, [mainScript, o.role ?? 'worker', '--id', id, ...o.argsFor(slot.index)], {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
       env: { ...process.env, ...o.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },

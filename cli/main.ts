@@ -9,6 +9,7 @@ import { coordinatorCommand } from './commands/coordinator.js';
 import { evalCommand, predictCommand } from './commands/eval.js';
 import { trainCommand } from './commands/train.js';
 import { workerCommand } from './commands/worker.js';
+import { shardCommand } from './commands/shard.js';
 
 const program = new Command('gradfleet')
   .description('distributed data-parallel training of MNIST CNNs')
@@ -20,6 +21,7 @@ const program = new Command('gradfleet')
   .addCommand(trainCommand())
   .addCommand(coordinatorCommand())
   .addCommand(workerCommand())
+  .addCommand(shardCommand())
   .addCommand(evalCommand())
   .addCommand(predictCommand())
   .addCommand(benchCommand());

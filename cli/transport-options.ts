@@ -5,7 +5,7 @@
  */
 import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
-import type { Listener } from '../protocol/transport.js';
+import type { Link, Listener } from '../protocol/transport.js';
 import { oneOf } from './options.js';
 import { TRANSPORTS, type TlsListenFlags, type TransportFlags, type TransportName } from './transports/flags.js';
 import { natsTransport } from './transports/nats.js';
@@ -39,6 +39,15 @@ export function listenerFor(f: TransportFlags & TlsListenFlags, host: string, po
 
 export function connectorFor(f: TransportFlags & { connect?: string; tlsCa?: string }, workerId: string, log: Logger): Connector {
   return TABLE[f.transport].connector(f, workerId, log);
+}
+
+export function shardServerFor(f: TransportFlags & TlsListenFlags, o: { host: string; port: number; shardId: string; advertise?: string }, log: Logger) {
+  return TABLE[f.transport].serveShard(f, o, log);
+}
+
+/** How a worker opens a link to the shard reducer at `serves`. */
+export function shardReacherFor(f: TransportFlags & { tlsCa?: string }, workerId: string, log: Logger): (serves: string) => Promise<Link> {
+  return (serves) => TABLE[f.transport].reachShard(f, serves, workerId, log).connect();
 }
 
 /** The flags that make a local worker join the coordinator listening at `listenerUrl` the same way (secrets travel in its environment). */

@@ -19,8 +19,12 @@ import { nodeRange } from '../training/parallel/reduction-tree.js';
 import { type BatchGeometry, type StepBatch, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
+import { loadRunState } from './run-outputs.js';
 import { EvalGather } from './eval-gather.js';
 import { type GradientReducer, InProcessReducer } from './gradient-reducer.js';
+import { ShardedReducer } from './sharded-reducer.js';
+import { ShardLostError, ShardSet, type SliceVerdict } from './shard-set.js';
+import { SliceGate } from './slice-gate.js';
 import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
@@ -56,6 +60,8 @@ export interface CoordinatorOptions {
   curvesEvery: number;
   /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
   outlierFactor?: number;
+  /** Shard reducers that run reduce and Adam (shard/); absent: this process does, for the whole vector. */
+  shards?: number;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -76,6 +82,10 @@ export interface RunOutcome {
   /** Each worker seen (ready at least once), by id: its backend and GPU adapter. */
   workerBackends: Map<string, WorkerBackend>;
   accounting: LedgerTotals;
+  /** Steps run again after a shard reducer was lost and the run rolled back to its newest checkpoint. */
+  replayedSteps: number;
+  /** Shard reducers of the run (1: the coordinator reduced in process). */
+  shards: number;
 }
 
 /** What a worker computes on, as its hello said. */
@@ -104,13 +114,14 @@ interface ActiveWork {
   /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict | undefined;
   done(): void;
+  /** The unit cannot finish (a shard reducer was lost): its runWork rejects with `err`. */
+  abort(err: Error): void;
 }
 
 export class Coordinator {
   private active: ActiveWork | undefined;
   private pending: ItemRange[] = [];
   private stopRequested = false;
-  private readonly weights: WeightsBroadcast;
   private readonly reducer: GradientReducer;
   private evalRound = 0;
   private readonly geometry: BatchGeometry;
@@ -122,18 +133,41 @@ export class Coordinator {
   private readonly trainable: ParamSlice[];
   private readonly stragglers = new StragglerWatch();
   private deadlineTimer: NodeJS.Timeout | undefined;
+  private readonly shards: ShardSet | undefined;
+  /** The step's gate, in a sharded run: nodes wait in it for their shards' verdicts. */
+  private gate: SliceGate | undefined;
+  /** The sample ledger as of the newest checkpoint: a rollback goes back to it. */
+  private ledgerAtCheckpoint: SampleLedger | undefined;
+  private replayedSteps = 0;
 
   constructor(private readonly o: CoordinatorOptions) {
     this.geometry = geometryOf(o.state.config, o.train.count);
-    this.weights = new WeightsBroadcast(o.state, o.state.config.wire);
     this.trainable = trainableRanges(o.layout);
-    this.reducer = new InProcessReducer(o.state, o.layout, this.trainable, this.weights);
     this.ledger = new SampleLedger(o.train.count);
+    if (o.shards !== undefined) {
+      if (o.state.config.maxGradNorm !== null) throw new Error('--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet');
+      if (o.outlierFactor !== undefined) throw new Error('--outlier-factor rechecks whole nodes on the coordinator: it does not combine with --shards yet');
+      this.shards = new ShardSet({
+        count: o.shards, state: o.state, pool: o.pool, log: o.log,
+        verdict: (shard, v) => this.onSliceVerdict(shard, v),
+        connected: (n) => o.hooks?.shardsConnected?.(n),
+        lost: (id, reason) => this.onShardLost(id, reason),
+      });
+      this.reducer = new ShardedReducer(o.state, this.shards, (reports) => o.hooks?.shardsReduced?.(reports));
+    } else {
+      this.reducer = new InProcessReducer(o.state, o.layout, this.trainable, new WeightsBroadcast(o.state, o.state.config.wire));
+    }
+    const shards = this.shards;
     o.pool.setEvents({
       ready: (s) => this.onReady(s),
       lost: (s, reason) => this.onLost(s, reason),
       result: (s, m, p) => this.onResult(s, m, p),
       holding: (s) => this.onHolding(s),
+      ...(shards && {
+        shardJoined: (s) => shards.joined(s),
+        shardMessage: (s, m, p) => shards.message(s, m, p),
+        shardLost: (s, reason) => shards.lost(s, reason),
+      }),
     });
   }
 
@@ -153,6 +187,11 @@ export class Coordinator {
       log.info({ step: state.step }, `the run is already finished (step ${state.step}): nothing to do`);
       return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'finished' });
     }
+    if (this.shards) {
+      log.info({ shards: this.shards.count }, `waiting for ${this.shards.count} shard reducer(s)`);
+      await Promise.race([this.shards.ready(), this.stopWaiting()]);
+      if (this.stopRequested) return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'interrupted' });
+    }
     await this.waitToStart();
     const started = performance.now();
     const startStep = state.step;
@@ -162,21 +201,28 @@ export class Coordinator {
     const perEpoch = stepsPerEpoch(this.geometry);
     const first = positionOf(this.geometry, state.step);
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
+    // A sharded run can lose a shard's slice of the Adam state: it needs a checkpoint to roll back to from the start.
+    if (this.shards && this.lastCheckpoint?.step !== state.step) await this.checkpoint();
     while (!this.stopRequested && !finished()) {
       await this.waitWhilePaused();
       if (this.stopRequested) break;
       const position = positionOf(this.geometry, state.step);
-      samplesRun += await this.runStep(position);
-      if (position.stepInEpoch === perEpoch - 1) {
-        this.closeLedger(position.epoch);
-        evaluation = await this.evaluate();
-        evaluatedAt = state.step;
-        this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
-        await this.checkpoint();
-        await writeCurves(this.o.outDir, state);
-      } else {
-        if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
-        if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
+      try {
+        samplesRun += await this.runStep(position);
+        if (position.stepInEpoch === perEpoch - 1) {
+          this.closeLedger(position.epoch);
+          evaluation = await this.evaluate();
+          evaluatedAt = state.step;
+          this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
+          await this.checkpoint();
+          await writeCurves(this.o.outDir, state);
+        } else {
+          if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
+          if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
+        }
+      } catch (err) {
+        if (!(err instanceof ShardLostError)) throw err;
+        samplesRun -= await this.rollBack(err);
       }
     }
     const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
@@ -188,8 +234,44 @@ export class Coordinator {
   private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
     return {
       ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      microBatchesBy: this.microBatchesBy, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals },
+      microBatchesBy: this.microBatchesBy, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals }, replayedSteps: this.replayedSteps,
+      shards: this.shards?.count ?? 1,
     };
+  }
+
+  /**
+   * A shard reducer left, and its slice of the Adam state with it: the run goes back to its newest
+   * checkpoint (weights, moments, step, ledger) and replays from there. Every shuffle and dropout
+   * mask derives from (seed, epoch, step), so the replay computes the bits the lost steps had.
+   * Returns the samples of the steps undone.
+   */
+  private async rollBack(err: ShardLostError): Promise<number> {
+    const { state, log, outDir } = this.o;
+    const shards = this.shards!;
+    const { state: saved, path } = await loadRunState(outDir, log);
+    const undone = state.step - saved.step;
+    log.error({ reason: err.message, from_step: state.step, to_step: saved.step, checkpoint: path },
+      `${err.message}: rolling back to step ${saved.step} (${path}) and replaying ${undone} step(s) once every slice is served again`);
+    const { config } = state;
+    Object.assign(state, saved, { config });
+    this.pending = [];
+    this.gate = undefined;
+    if (this.ledgerAtCheckpoint) this.ledger.restore(this.ledgerAtCheckpoint);
+    this.replayedSteps += undone;
+    shards.reloadAll();
+    await Promise.race([shards.ready(), this.stopWaiting()]);
+    if (!this.stopRequested) log.info({ step: state.step }, `every slice is served again: replaying from step ${state.step}`);
+    let samples = 0;
+    for (let s = saved.step; s < saved.step + undone; s++) samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
+    return samples;
+  }
+
+  private onShardLost(id: string, reason: string): void {
+    this.o.hooks?.shardLost?.(id, reason);
+    const work = this.active;
+    if (!work) return;
+    this.active = undefined;
+    work.abort(new ShardLostError(`shard reducer ${id} left: ${reason}`));
   }
 
   /** Before the first step: the workers asked for (all of train's local ones), or --min-workers once their grace is over. */
@@ -245,9 +327,10 @@ export class Coordinator {
 
   /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
   private async runStep(position: StepPosition): Promise<number> {
-    const { state, layout, pool } = this.o;
+    const { state, pool } = this.o;
     const batch = stepBatch(this.geometry, position.stepInEpoch);
-    const gather = new StepGather(position, batch, this.geometry, layout.size);
+    const gather = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize);
+    if (this.shards) this.gate = new SliceGate(this.shards.count, gather);
     const startedAt = performance.now();
     await this.runWork({
       kind: 'contribution',
@@ -258,7 +341,7 @@ export class Coordinator {
     if (this.o.outlierFactor !== undefined) await this.recheckOutliers(gather, this.o.outlierFactor);
     const gatheredAt = performance.now();
     this.o.hooks?.gathered?.(position);
-    const update = this.reducer.apply(gather, position, pool.ready());
+    const update = await this.reducer.apply(gather, position, pool.ready());
     const acc = state.epochAccumulator;
     acc.lossSum += update.lossSum;
     acc.correct += update.correct;
@@ -276,14 +359,28 @@ export class Coordinator {
     return batch.samples;
   }
 
-  /** A node checked by the step's gather; an accepted one is entered in the sample ledger. */
+  /** A node checked by the step's gather (and, sharded, its gate); an accepted one is entered in the sample ledger. */
   private acceptContribution(gather: StepGather, session: WorkerSession, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
-    const verdict = gather.accept(session.id, message, payload);
-    if (verdict.ok && verdict.trained) {
+    const gate = this.gate?.gather === gather ? this.gate : undefined;
+    return this.recorded(gather, gate ? gate.header(session, message, payload) : gather.accept(session.id, message, payload));
+  }
+
+  private recorded(gather: StepGather, verdict: Verdict): Verdict {
+    if (verdict.ok === true && verdict.trained) {
       this.ledger.record(gather.position.epoch, verdict.trained.start, verdict.trained.end);
       this.ledger.countMicroBatches(verdict.trained.microBatches);
     }
     return verdict;
+  }
+
+  /** A shard's verdict on a slice: it may decide a node that waits in the gate. */
+  private onSliceVerdict(shard: number, v: SliceVerdict): void {
+    const gate = this.gate;
+    const work = this.active;
+    if (!gate || !work || work.kind !== 'contribution' || work.tracker !== gate.gather.tracker) return;
+    const concluded = gate.verdict(shard, v);
+    if (!concluded || concluded.session.state === 'gone') return;
+    this.conclude(work, concluded.session, concluded.message, this.recorded(gate.gather, concluded.verdict));
   }
 
   private watchStragglers(speeds: Map<string, number>): void {
@@ -372,22 +469,24 @@ export class Coordinator {
 
   private async checkpoint(): Promise<void> {
     const started = performance.now();
+    await this.reducer.sync();
     const { meta, tensors } = stateToCheckpoint(this.o.state);
     const { step } = this.o.state;
     const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, step, meta, tensors, { keep: 3, log: this.o.log });
     this.lastCheckpoint = { step, path };
+    if (this.shards) this.ledgerAtCheckpoint = this.ledger.copy();
     this.o.log.info({ path, step }, `checkpoint written: ${path}`);
     this.o.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
   }
 
   /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
   private runWork(
-    work: Omit<ActiveWork, 'done' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'measuredFrom'> & { excluded?: ReadonlySet<string> },
+    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'measuredFrom'> & { excluded?: ReadonlySet<string> },
     ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
   ): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
-    return new Promise<void>((resolve) => {
-      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), measuredFrom: new Map(), done: resolve };
+    return new Promise<void>((resolve, reject) => {
+      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), measuredFrom: new Map(), done: resolve, abort: reject };
       this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
       this.dispatch(ranges);
     }).finally(() => clearInterval(this.deadlineTimer));
@@ -395,7 +494,7 @@ export class Coordinator {
 
   /** Work goes out once the worker holds this step's weights (its `holding` says so); until then it waits. */
   private assign(work: ActiveWork, session: WorkerSession, range: ItemRange): void {
-    this.weights.ensure(session);
+    this.reducer.ensureWeights(session);
     if (session.holdsVersion !== this.o.state.step) {
       work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
       return;
@@ -470,7 +569,7 @@ export class Coordinator {
   private onReady(session: WorkerSession): void {
     this.workerBackends.set(session.id, { backend: session.backend, ...(session.adapter && { adapter: session.adapter }) });
     this.o.hooks?.workerReady?.(session);
-    this.weights.ensure(session);
+    this.reducer.ensureWeights(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
   }
 
@@ -509,6 +608,12 @@ export class Coordinator {
     }
     const verdict = work.accept(session, message, payload);
     if (!verdict) return stale();
+    this.conclude(work, session, message, verdict);
+  }
+
+  /** A result's verdict taken: refused and reassigned, or counted (the unit ends with its last result); pending: later. */
+  private conclude(work: ActiveWork, session: WorkerSession, message: ResultMessage, verdict: Verdict): void {
+    if (verdict.ok === 'pending') return;
     if (!verdict.ok) {
       session.channel.reject(verdict.reason, verdict.detail);
       if (verdict.reassign.length > 0) this.dispatch(verdict.reassign);

@@ -32,18 +32,35 @@ export interface StepUpdate {
 }
 
 export interface GradientReducer {
+  /** Values each tree node's payload carries to the coordinator: the layout's size, or 0 where shard reducers take them. */
+  readonly nodePayloadSize: number;
   /** Every node of the step is in `gather`: reduce, average, step the optimizer, publish to `workers`. */
-  apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): StepUpdate;
+  apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate>;
+  /** The worker holds the current weights, or they are on their way to it. */
+  ensureWeights(session: WorkerSession): void;
+  /** Brings the run state's weights and Adam moments up to date (before a checkpoint or the summary). */
+  sync(): Promise<void>;
 }
 
 export class InProcessReducer implements GradientReducer {
+  get nodePayloadSize(): number {
+    return this.layout.size;
+  }
+
   /** `trainable`: the layout's trainable slices (trainableRanges), which Adam, clipping and the norm cover. */
   constructor(
     private readonly state: RunState, private readonly layout: ParamLayout, private readonly trainable: readonly ParamSlice[],
     private readonly weights: WeightsBroadcast,
   ) {}
 
-  apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): StepUpdate {
+  ensureWeights(session: WorkerSession): void {
+    this.weights.ensure(session);
+  }
+
+  /** The state is the reducer's own: always current. */
+  async sync(): Promise<void> {}
+
+  async apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate> {
     const { state, layout } = this;
     const t0 = performance.now();
     const root = gather.reduce();

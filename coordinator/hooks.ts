@@ -5,6 +5,7 @@
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import type { EpochSummary } from './run-state.js';
+import type { ShardReport } from './shard-set.js';
 import type { WorkerSession } from './worker-pool.js';
 
 export interface StepReport {
@@ -77,6 +78,12 @@ export interface CoordinatorHooks {
   straggler?(workerId: string, isStraggler: boolean): void;
   /** An outlier node was rechecked (--outlier-factor): kept as confirmed, rejected, or kept for want of another worker. */
   outlier?(verdict: OutlierVerdict, workerId: string): void;
+  /** Shard reducers connected changed (sharded runs). */
+  shardsConnected?(count: number): void;
+  /** Each shard's report of a step it reduced: its phases and bytes. */
+  shardsReduced?(reports: ShardReport[]): void;
+  /** A shard reducer left; the run rolls back. */
+  shardLost?(shardId: string, reason: string): void;
 }
 
 /** One set of hooks that calls each given set in turn. */
@@ -87,6 +94,7 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
   return {
     gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
     paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'), outlier: each('outlier'),
+    shardsConnected: each('shardsConnected'), shardsReduced: each('shardsReduced'), shardLost: each('shardLost'),
   };
 }
 

@@ -69,6 +69,8 @@ export interface LaunchOptions {
   hooks?: CoordinatorHooks;
   /** Serve Prometheus metrics at http://host:port/metrics while the run lasts. */
   metrics?: { host: string; port: number };
+  /** Shard reducers to wait for, which then run reduce and Adam (shard/); absent: this process does. */
+  shards?: number;
 }
 
 export interface RunSummary {
@@ -84,6 +86,10 @@ export interface RunSummary {
   local_workers?: LocalWorkersReport;
   /** Each worker's backend, and the GPU adapter of a webgpu worker. */
   backends: Record<string, WorkerBackend>;
+  /** Shard reducers that ran reduce and Adam (1: this coordinator, in process). */
+  shards: number;
+  /** Steps replayed after a shard reducer was lost (the run rolled back to its newest checkpoint). */
+  replayed_steps: number;
 }
 
 export interface LocalWorkersReport {
@@ -163,7 +169,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const { config } = state;
   const pool = new WorkerPool({
     listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes, meterFor: metrics && ((id) => metrics.meterFor(id)),
-    secret: o.policy.secret, limits: o.policy.limits, heartbeat: o.policy.heartbeat,
+    secret: o.policy.secret, limits: o.policy.limits, heartbeat: o.policy.heartbeat, takesShards: o.shards !== undefined,
     welcome: {
       type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
@@ -171,7 +177,7 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     },
   });
   const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, outlierFactor: o.policy.outlierFactor, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()) });
+    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, outlierFactor: o.policy.outlierFactor, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()), shards: o.shards });
   o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
     `coordinator listening on ${listener.url}`);
   return {
@@ -230,6 +236,8 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
       gather: perStep(phases.gather), compute: perStep(phases.compute), reduce: perStep(phases.reduce),
       optimizer: perStep(phases.optimizer), broadcast: perStep(phases.broadcast),
     },
+    shards: outcome.shards,
+    replayed_steps: outcome.replayedSteps,
     accounting: { samples: a.samples, micro_batches: a.microBatches, duplicate_samples: a.duplicates, missing_samples: a.missing, epochs_complete: a.epochsComplete },
   };
 }

@@ -47,6 +47,20 @@ export class SampleLedger {
     this.totals.samples += end - start;
   }
 
+  /** A snapshot to go back to (a sharded run's rollback to a checkpoint). */
+  copy(): SampleLedger {
+    const c = new SampleLedger(this.trainCount);
+    c.restore(this);
+    return c;
+  }
+
+  /** Becomes `other`: its epoch, its counts and its totals. */
+  restore(other: SampleLedger): void {
+    this.epoch = other.epoch;
+    this.counts.set(other.counts);
+    Object.assign(this.totals, other.totals);
+  }
+
   countMicroBatches(n: number): void {
     this.totals.microBatches += n;
   }

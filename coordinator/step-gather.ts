@@ -2,35 +2,28 @@
  * One step's gather: which tree nodes arrived from whom, checked against what each worker owes,
  * reduced over the fixed tree once every micro-batch is in.
  */
-import { firstNonFinite } from '../protocol/codec.js';
 import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { BatchGeometry, SampleSpan, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
+import { nodeValuesProblem } from '../training/parallel/node-values.js';
 import { type NodeSum, type TreeNode, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import type { NodeNorm } from './outliers.js';
 import { type ItemRange, WorkTracker } from './work-tracker.js';
 
-/** `trained`: the epoch-order positions of the samples an accepted contribution covers. */
+/**
+ * `trained`: the epoch-order positions of the samples an accepted contribution covers. `pending`:
+ * the coordinator's checks passed, and the node waits for its shard reducers' verdicts on its slices.
+ */
 export type Verdict =
   | { ok: true; trained?: SampleSpan & { microBatches: number } }
-  | { ok: false; reason: RejectionReason; detail: string; reassign: ItemRange[] };
+  | { ok: false; reason: RejectionReason; detail: string; reassign: ItemRange[] }
+  | { ok: 'pending' };
+export type Refusal = Extract<Verdict, { ok: false }>;
 
-/**
- * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
- * the float32 tree, and an average above ~1.8e19 squares to Inf in Adam's v. With every node within
- * 1e18, a sum of up to 2^31 nodes stays below 3e27 (finite) and the average, divided by at least as
- * many samples as nodes, below 1e18 (its square finite). Honest gradient sums are many orders of
- * magnitude smaller, so no honest step is affected (nor its weights' bits).
- */
-export const MAX_NODE_ABS = 1e18;
-
-function firstBeyond(values: Float32Array, limit: number): number {
-  for (let i = 0; i < values.length; i++) if (Math.abs(values[i]) > limit) return i;
-  return -1;
-}
+export { MAX_NODE_ABS } from '../training/parallel/node-values.js';
 
 export class StepGather {
   readonly tracker: WorkTracker;
@@ -45,10 +38,14 @@ export class StepGather {
   /** Per node key: the worker whose contribution it is. */
   private readonly owners = new Map<string, string>();
 
-  /** `only`: gather just these micro-batches of the step (a recheck of a node), not the whole batch. */
+  /**
+   * `payloadSize`: values each node's payload must hold (the layout's size; 0 in a sharded run,
+   * whose values go to the shard reducers). `only`: gather just these micro-batches of the step (a
+   * recheck of a node), not the whole batch.
+   */
   constructor(
     readonly position: StepPosition, readonly batch: StepBatch,
-    private readonly geometry: BatchGeometry, private readonly layoutSize: number, only?: ItemRange,
+    private readonly geometry: BatchGeometry, private readonly payloadSize: number, only?: ItemRange,
   ) {
     this.tracker = new WorkTracker(batch.microBatches, only ? only.end - only.first : batch.microBatches);
   }
@@ -64,7 +61,12 @@ export class StepGather {
   }
 
   accept(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
-    const refuse = (reason: RejectionReason, detail: string, reassign: ItemRange[] = []): Verdict => ({ ok: false, reason, detail, reassign });
+    return this.check(workerId, message, payload) ?? this.settle(workerId, message, payload);
+  }
+
+  /** Why the node may not be taken (its range is revoked then), or null: settle() may take it. */
+  check(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Refusal | null {
+    const refuse = (reason: RejectionReason, detail: string, reassign: ItemRange[] = []): Refusal => ({ ok: false, reason, detail, reassign });
     const { microBatches } = this.batch;
     if (message.step !== this.position.step) return refuse('stale_result', `contribution for step ${message.step} during step ${this.position.step}`);
     const node = { level: message.level, index: message.index };
@@ -72,13 +74,25 @@ export class StepGather {
     const { first, end } = nodeRange(node, microBatches);
     const range = { first, end };
     if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`);
-    if (payload.length !== this.layoutSize) return refuse('wrong_payload_size', `contribution has ${payload.length} values, the layout has ${this.layoutSize}`, this.tracker.revoke(workerId, range));
+    if (payload.length !== this.payloadSize) return refuse('wrong_payload_size', `contribution has ${payload.length} values, ${this.payloadSize} expected`, this.tracker.revoke(workerId, range));
     if (message.samples !== this.samplesIn(range)) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.samples} samples, it has ${this.samplesIn(range)}`, this.tracker.revoke(workerId, range));
     if (message.correct > message.samples) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.correct} correct of ${message.samples} samples`, this.tracker.revoke(workerId, range));
-    const bad = firstNonFinite(payload);
-    if (bad >= 0) return refuse('non_finite', `contribution value ${bad} is ${payload[bad]}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
-    const huge = firstBeyond(payload, MAX_NODE_ABS);
-    if (huge >= 0) return refuse('out_of_range', `contribution value ${huge} is ${payload[huge]}, beyond ±${MAX_NODE_ABS}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
+    const problem = nodeValuesProblem(payload);
+    if (problem) return refuse(problem.reason, `${problem.detail}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
+    return null;
+  }
+
+  /** Gives a node's range back to be assigned again (its slices were refused by a shard reducer). */
+  revoke(workerId: string, node: TreeNode): ItemRange[] {
+    const { first, end } = nodeRange(node, this.batch.microBatches);
+    return this.tracker.revoke(workerId, { first, end });
+  }
+
+  /** Takes a node check() passed. */
+  settle(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
+    const node = { level: message.level, index: message.index };
+    const { first, end } = nodeRange(node, this.batch.microBatches);
+    const range = { first, end };
     this.tracker.settle(workerId, range);
     this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
     this.owners.set(nodeKey(node), workerId);
@@ -86,6 +100,14 @@ export class StepGather {
     this.lastArrival.set(workerId, performance.now());
     this.microBatchesBy.set(workerId, (this.microBatchesBy.get(workerId) ?? 0) + end - first);
     return { ok: true, trained: { ...this.positionsOf(range), microBatches: end - first } };
+  }
+
+  /** The nodes that make up the step, and whose each is: what shard reducers are told to reduce. */
+  nodeOwners(): { level: number; index: number; worker: string }[] {
+    return [...this.owners].map(([key, worker]) => {
+      const [level, index] = key.split(':').map(Number);
+      return { level, index, worker };
+    });
   }
 
   get complete(): boolean {

@@ -16,15 +16,34 @@ import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import type { RejectionReason } from '../protocol/errors.js';
-import { MAX_CHUNK_IMAGE_BYTES, MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, type Split, WORKER_MESSAGE_TYPES, type WorkerMessage } from '../protocol/messages.js';
+import {
+  MAX_CHUNK_IMAGE_BYTES, MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, PEER_MESSAGE_TYPES, type PeerMessage, type ShardMessage, type Split,
+  type ToShardMessage,
+} from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
 
 /** The run's welcome, less the heartbeat terms, which the pool fills in from its own settings. */
 export type WelcomeMessage = Omit<MessageOf<'welcome'>, 'heartbeatMs' | 'heartbeatTimeoutMs'>;
 export type ResultMessage = MessageOf<'contribution'> | MessageOf<'evaluation'>;
 
-/** The coordinator's end of a worker's link: it hears worker messages and sends its own. */
-export type CoordinatorChannel = Channel<WorkerMessage, CoordinatorMessage>;
+/**
+ * The joined side's end of a link: until the hello it cannot know whether a worker or a shard
+ * reducer joined, so it hears either's messages; each session's handler then takes its own.
+ */
+type PeerChannel = Channel<PeerMessage, CoordinatorMessage | ToShardMessage>;
+/** The coordinator's end of a worker's link: it sends a worker's messages. */
+export type CoordinatorChannel = Channel<PeerMessage, CoordinatorMessage>;
+/** The coordinator's end of a shard reducer's link. */
+export type ShardChannel = Channel<PeerMessage, ToShardMessage>;
+
+/** A shard reducer joined to the coordinator (shard/): it serves workers at `serves`. */
+export interface ShardSession {
+  readonly id: string;
+  readonly channel: ShardChannel;
+  readonly serves: string;
+  state: 'joined' | 'gone';
+  lastHeard: number;
+}
 
 export interface WorkerSession {
   readonly id: string;
@@ -53,12 +72,25 @@ export interface PoolEvents {
   result(session: WorkerSession, message: ResultMessage, payload: Float32Array): void;
   /** The worker confirmed it holds weights `session.holdsVersion`. */
   holding(session: WorkerSession): void;
+  /** A shard reducer joined (only when the pool takes shards); its messages and its loss follow. */
+  shardJoined?(session: ShardSession): void;
+  shardMessage?(session: ShardSession, message: ShardMessage, payload: Float32Array): void;
+  shardLost?(session: ShardSession, reason: string): void;
 }
+
+/**
+ * Whether workers may join yet: a sharded run's welcome carries the shard map, so workers wait
+ * (are turned away, and retry) until every shard has joined.
+ */
+export type WorkerAdmission = { open: true; shards?: MessageOf<'welcome'>['shards'] } | { open: false; why: string };
 
 export interface WorkerPoolOptions {
   listener: Listener;
   welcome: WelcomeMessage;
-  datasets: Record<Split, Dataset>;
+  /** The data sets it streams to workers that lack them (a shard reducer's pool has none: its workers never ask). */
+  datasets?: Record<Split, Dataset>;
+  /** Take shard reducers as well as workers (the coordinator of a sharded run). */
+  takesShards?: boolean;
   log: Logger;
   rejections: RejectionCounts;
   maxFrameBytes?: number;
@@ -90,16 +122,18 @@ type Handshake =
   | { state: 'awaiting_hello' }
   | { state: 'challenged'; hello: MessageOf<'hello'>; nonce: Uint8Array }
   | { state: 'refused'; why: string };
-type HandshakeStep = Handshake | { session: WorkerSession };
+type HandshakeStep = Handshake | { session: WorkerSession | ShardSession };
 
 /** Counts and answers a refusal; the caller closes the link once the state is `refused`. */
-function refusal(channel: CoordinatorChannel, reason: RejectionReason, why: string): Handshake {
+function refusal(channel: PeerChannel, reason: RejectionReason, why: string): Handshake {
   channel.reject(reason, why);
   return { state: 'refused', why };
 }
 
 export class WorkerPool {
   private readonly sessions = new Map<string, WorkerSession>();
+  private readonly shardSessions = new Map<string, ShardSession>();
+  private workerAdmission: WorkerAdmission = { open: true };
   private events: PoolEvents | undefined;
   private readyWaiters: Array<() => void> = [];
   private closing = false;
@@ -126,6 +160,11 @@ export class WorkerPool {
     return [...this.sessions.values()].filter((s) => s.state === 'ready');
   }
 
+  /** Opens (with the shard map for the welcome) or closes the door to workers. */
+  admitWorkers(admission: WorkerAdmission): void {
+    this.workerAdmission = admission;
+  }
+
   async waitForReady(count: number): Promise<void> {
     while (this.ready().length < count) await new Promise<void>((resolve) => this.readyWaiters.push(resolve));
   }
@@ -133,7 +172,7 @@ export class WorkerPool {
   shutdown(reason: string): void {
     this.closing = true;
     clearInterval(this.heartbeatTimer);
-    for (const s of this.sessions.values()) {
+    for (const s of [...this.sessions.values(), ...this.shardSessions.values()]) {
       s.channel.send({ type: 'shutdown', reason });
       s.channel.link.close(reason);
     }
@@ -149,7 +188,7 @@ export class WorkerPool {
       return;
     }
     this.openLinks++;
-    let session: WorkerSession | undefined;
+    let session: WorkerSession | ShardSession | undefined;
     let handshake: Handshake = { state: 'awaiting_hello' };
     const budget = this.preAdmission.open();
     // The next state is taken before a refusal closes the link, so that the close sees it.
@@ -163,8 +202,8 @@ export class WorkerPool {
       handshake = next;
       if (next.state === 'refused') link.close(next.why);
     };
-    const channel: CoordinatorChannel = new Channel(link, {
-      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true, accepts: WORKER_MESSAGE_TYPES,
+    const channel: PeerChannel = new Channel(link, {
+      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true, accepts: PEER_MESSAGE_TYPES,
       onWireBytes: (bytes) => {
         if (session) return;
         const charged = budget.charge(bytes);
@@ -182,7 +221,8 @@ export class WorkerPool {
         // A dropped worker's frames still in flight (it was frozen, then thawed) are moot, not bad.
         if (session.state === 'gone') return;
         session.lastHeard = performance.now();
-        this.handle(session, frame);
+        if ('serves' in session) this.handleShard(session, frame);
+        else this.handle(session, frame);
       },
       onClose: (reason) => {
         this.openLinks--;
@@ -206,7 +246,7 @@ export class WorkerPool {
   }
 
   /** One handshake message: the handshake's next state, or the session once the worker is admitted. */
-  private shake(channel: CoordinatorChannel, handshake: Handshake, message: WorkerMessage): HandshakeStep {
+  private shake(channel: PeerChannel, handshake: Handshake, message: PeerMessage): HandshakeStep {
     const { secret } = this.options;
     switch (handshake.state) {
       case 'awaiting_hello': {
@@ -230,7 +270,10 @@ export class WorkerPool {
     }
   }
 
-  private admit(channel: CoordinatorChannel, hello: MessageOf<'hello'>): HandshakeStep {
+  private admit(channel: PeerChannel, hello: MessageOf<'hello'>): HandshakeStep {
+    if (hello.serves !== undefined) return this.admitShard(channel, hello, hello.serves);
+    const door = this.workerAdmission;
+    if (!door.open) return refusal(channel, 'awaiting_shards', door.why);
     if (this.sessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
     if (!this.admission.hasRoomFor(this.sessions.size)) return refusal(channel, 'cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
     const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, adapter: hello.adapter, state: 'welcomed', weightsVersion: -1, holdsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
@@ -240,15 +283,45 @@ export class WorkerPool {
     this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend, adapter: session.adapter },
       `worker ${session.id} joined from ${channel.peer}${session.adapter ? ` (${session.backend} on ${adapterLabel(session.adapter)})` : ''}`);
     const { intervalMs, timeoutMs } = this.options.heartbeat;
-    channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
+    channel.send({ ...this.options.welcome, ...(door.shards && { shards: door.shards }), heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
     return { session };
+  }
+
+  private admitShard(channel: PeerChannel, hello: MessageOf<'hello'>, serves: string): HandshakeStep {
+    if (!this.options.takesShards) return refusal(channel, 'unexpected_message', `${hello.workerId} is a shard reducer, and this run has none (start the coordinator with --shards)`);
+    if (this.shardSessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a shard reducer named ${hello.workerId} is already connected`);
+    const session: ShardSession = { id: hello.workerId, channel, serves, state: 'joined', lastHeard: performance.now() };
+    this.shardSessions.set(session.id, session);
+    // Its tensors travel as f32 whatever the run's wire (a bf16 Adam state would not resume bit for bit).
+    this.options.log.info({ shard: session.id, peer: channel.peer, serves }, `shard reducer ${session.id} joined from ${channel.peer}, serving ${serves}`);
+    const { intervalMs, timeoutMs } = this.options.heartbeat;
+    channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
+    this.events?.shardJoined?.(session);
+    return { session };
+  }
+
+  private handleShard(session: ShardSession, { message, payload }: Frame<PeerMessage>): void {
+    switch (message.type) {
+      case 'heartbeat': return;
+      case 'error':
+        this.options.log.warn({ shard: session.id, code: message.code }, `shard reducer ${session.id} reports: ${message.message}`);
+        return;
+      case 'shutdown': return session.channel.link.close(`shard reducer left: ${message.reason}`);
+      case 'shardLoaded':
+      case 'shardState':
+      case 'sliceVerdict':
+      case 'reduced':
+        return this.events?.shardMessage?.(session, message, payload);
+      default:
+        return session.channel.reject('unexpected_message', `${message.type} from shard reducer ${session.id}`);
+    }
   }
 
   /** Heartbeats out; workers silent past the timeout (dead, stopped, cut off) are dropped. */
   private beat(): void {
     const now = performance.now();
     const { timeoutMs } = this.options.heartbeat;
-    for (const s of [...this.sessions.values()]) {
+    for (const s of [...this.sessions.values(), ...this.shardSessions.values()]) {
       if (now - s.lastHeard > timeoutMs) {
         const reason = `no heartbeat for ${((now - s.lastHeard) / 1000).toFixed(1)} s`;
         this.drop(s, reason);
@@ -259,7 +332,7 @@ export class WorkerPool {
     }
   }
 
-  private handle(session: WorkerSession, { message, payload }: Frame<WorkerMessage>): void {
+  private handle(session: WorkerSession, { message, payload }: Frame<PeerMessage>): void {
     switch (message.type) {
       case 'ready':
         if (message.missing.length > 0) return this.stream(session, message.missing);
@@ -288,6 +361,11 @@ export class WorkerPool {
       case 'hello':
       case 'auth':
         return session.channel.reject('unexpected_message', `${message.type} from ${session.id}, which is already admitted`);
+      case 'shardLoaded':
+      case 'shardState':
+      case 'sliceVerdict':
+      case 'reduced':
+        return session.channel.reject('unexpected_message', `${message.type} from worker ${session.id}: that is a shard reducer's message`);
       default:
         return unreachable(message, 'worker message');
     }
@@ -297,9 +375,11 @@ export class WorkerPool {
     const streamed = (session.streamed ??= new Set());
     const again = splits.filter((s) => streamed.has(s));
     if (again.length > 0) return session.channel.reject('unexpected_message', `the ${again.join(' and ')} set was already streamed to ${session.id} in this session`);
+    const { datasets } = this.options;
+    if (!datasets) return session.channel.reject('unexpected_message', `asked for the ${splits.join(' and ')} set, which is not streamed from here`);
     for (const split of new Set(splits)) {
       streamed.add(split);
-      const data = this.options.datasets[split];
+      const data = datasets[split];
       this.options.log.info({ worker: session.id, split, samples: data.count }, `streaming the ${split} set to ${session.id}`);
       const perChunk = Math.min(MAX_CHUNK_SAMPLES, Math.floor(MAX_CHUNK_IMAGE_BYTES / data.pixelsPerImage));
       for (let first = 0; first < data.count; first += perChunk) {
@@ -313,8 +393,14 @@ export class WorkerPool {
     }
   }
 
-  private drop(session: WorkerSession, reason: string): void {
+  private drop(session: WorkerSession | ShardSession, reason: string): void {
     if (session.state === 'gone') return;
+    if ('serves' in session) {
+      session.state = 'gone';
+      this.shardSessions.delete(session.id);
+      this.options.log[this.closing ? 'info' : 'warn']({ shard: session.id, reason }, `shard reducer ${session.id} left: ${reason}`);
+      return this.events?.shardLost?.(session, reason);
+    }
     const wasReady = session.state === 'ready';
     session.state = 'gone';
     this.sessions.delete(session.id);

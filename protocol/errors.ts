@@ -11,6 +11,8 @@ export const ROLE_REJECT_REASONS = ['unexpected_message', 'stale_result', 'late_
 /** Connections turned away before or during the handshake (authentication and the coordinator's limits). */
 export const ADMISSION_REJECT_REASONS = [
   'auth_failed', 'unauthenticated', 'too_many_connections', 'join_rate_limited', 'cluster_full', 'preauth_too_large', 'preauth_budget',
+  // A sharded run's workers wait for its shard reducers to join (the welcome names them).
+  'awaiting_shards',
 ] as const;
 
 /** Dropped by a chunking transport (NATS) before any frame exists; it resends what was lost. */

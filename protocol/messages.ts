@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { gpuAdapterSchema } from '../training/backends/adapters.js';
 import { NONCE_BYTES, PROOF_BYTES } from './auth.js';
-import { ERROR_CODES } from './errors.js';
+import { ERROR_CODES, REJECTION_REASONS } from './errors.js';
 import { WIRE_DTYPES } from './wire-dtype.js';
 
 const id = z.string().min(1).max(128);
@@ -38,6 +38,8 @@ export const helloSchema = z.object({
   workerId: id,
   backend: z.string().max(64),
   adapter: gpuAdapterSchema.optional(),
+  /** Set by a shard reducer (shard/), not a worker: where workers reach it (a ws:// URL, or its NATS subject). */
+  serves: z.string().min(1).max(512).optional(),
   nonce,
 });
 
@@ -60,6 +62,10 @@ const datasetInfo = z.object({
   height: side, width: side,
 }).refine((d) => d.count * d.height * d.width <= MAX_DATASET_BYTES, `a data set may hold at most ${MAX_DATASET_BYTES} pixel bytes`);
 
+/** At most this many shard reducers serve one run. */
+export const MAX_SHARDS = 256;
+const paramSlice = z.object({ offset: count, size: z.number().int().positive() });
+
 /** The run's contract, agreed once: model, geometry, the flat tensor layout, and the data sets. */
 export const welcomeSchema = z.object({
   type: z.literal('welcome'),
@@ -77,6 +83,12 @@ export const welcomeSchema = z.object({
   heartbeatTimeoutMs: z.number().int().positive(),
   train: datasetInfo,
   test: datasetInfo,
+  /**
+   * The shard map, when reduce and Adam run on shard reducers: slices covering the flat vector in
+   * order, and where each one's reducer listens. Workers send each node's slices to these and
+   * assemble the weights from their slices. Absent: the coordinator holds the whole vector.
+   */
+  shards: z.array(paramSlice.extend({ url: z.string().min(1).max(512) })).min(1).max(MAX_SHARDS).optional(),
 });
 
 /** The worker is ready to compute, or first needs the listed data sets streamed to it. */
@@ -93,9 +105,11 @@ export const dataChunkSchema = z.object({
   labels: bytes.nullable(),
 });
 
+/** Weights `version`: the whole vector, or (from a shard reducer) the slice starting at `offset`. */
 export const weightsSchema = z.object({
   type: z.literal('weights'),
   version: count,
+  offset: count.optional(),
   payloadValues: count,
 });
 
@@ -118,12 +132,19 @@ export const assignSchema = z.object({
   count: z.number().int().positive(),
 });
 
-/** One reduction-tree node of a step (see training/parallel/reduction-tree.ts); its sums in the payload. */
+const treeLevel = z.number().int().nonnegative().max(31);
+
+/**
+ * One reduction-tree node of a step (see training/parallel/reduction-tree.ts); its sums in the
+ * payload. In a sharded run the coordinator gets it with no payload, and each shard reducer its
+ * slice of the sums, starting at `offset`.
+ */
 export const contributionSchema = z.object({
   type: z.literal('contribution'),
   step: count,
-  level: z.number().int().nonnegative().max(31),
+  level: treeLevel,
   index: count,
+  offset: count.optional(),
   lossSum: z.number().finite(),
   correct: count,
   samples: z.number().int().positive(),
@@ -151,6 +172,65 @@ export const evaluationSchema = z.object({
   payloadValues: count,
 });
 
+/** A shard reducer's slice of the flat vector (its place in the welcome's shard map). */
+export const shardAssignSchema = z.object({ type: z.literal('shardAssign'), index: z.number().int().nonnegative().max(MAX_SHARDS - 1), ...paramSlice.shape });
+
+export const SHARD_TENSORS = ['weights', 'adam_m', 'adam_v'] as const;
+export type ShardTensor = (typeof SHARD_TENSORS)[number];
+
+/**
+ * One of a shard's three tensors at weights `version` (Adam at `adamStep`), its slice in the payload:
+ * to the shard when it is loaded (start, resume, rollback), from it when the coordinator collects
+ * them for a checkpoint.
+ */
+export const shardStateSchema = z.object({
+  type: z.literal('shardState'),
+  tensor: z.enum(SHARD_TENSORS),
+  version: count,
+  adamStep: count,
+  payloadValues: count,
+});
+
+/** The shard holds all three tensors of `version` and serves them. */
+export const shardLoadedSchema = z.object({ type: z.literal('shardLoaded'), version: count });
+
+/** Ask for the shard's tensors (shardState × 3) at its current version. */
+export const collectSchema = z.object({ type: z.literal('collect'), version: count });
+
+/**
+ * Reduce `step`: exactly these nodes (each from the worker named), over the tree of `microBatches`,
+ * then Adam with `adam` (the epoch's learning rate) and the BatchNorm averages, then publish.
+ */
+export const reduceSchema = z.object({
+  type: z.literal('reduce'),
+  step: count,
+  microBatches: z.number().int().positive(),
+  nodes: z.array(z.object({ level: treeLevel, index: count, worker: id })).min(1).max(65_536),
+  adam: z.object({ learningRate: z.number().positive(), beta1: z.number(), beta2: z.number(), epsilon: z.number().positive() }),
+});
+
+/** A shard's check of one node's slice from one worker: `reason` null when it is fine. */
+export const sliceVerdictSchema = z.object({
+  type: z.literal('sliceVerdict'),
+  step: count,
+  level: treeLevel,
+  index: count,
+  worker: id,
+  reason: z.enum(REJECTION_REASONS).nullable(),
+  detail: z.string().max(4096),
+});
+
+/** The shard reduced `step` and published weights `version` of its slice; its timings and Σg² of its trainable part. */
+export const reducedSchema = z.object({
+  type: z.literal('reduced'),
+  step: count,
+  version: count,
+  gradSquares: z.number().nonnegative(),
+  seconds: z.object({ reduce: z.number().nonnegative(), optimizer: z.number().nonnegative(), broadcast: z.number().nonnegative() }),
+  bytesIn: count,
+  bytesOut: count,
+});
+
 export const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
 
 export const errorSchema = z.object({ type: z.literal('error'), code: z.enum(ERROR_CODES), message: z.string().max(4096) });
@@ -160,6 +240,7 @@ export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.
 export const messageSchema = z.discriminatedUnion('type', [
   helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, holdingSchema, assignSchema, contributionSchema,
   evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
+  shardAssignSchema, shardStateSchema, shardLoadedSchema, collectSchema, reduceSchema, sliceVerdictSchema, reducedSchema,
 ]);
 
 export type Message = z.infer<typeof messageSchema>;
@@ -170,11 +251,20 @@ export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 export const WORKER_MESSAGE_TYPES = ['hello', 'auth', 'ready', 'holding', 'contribution', 'evaluation', 'heartbeat', 'error', 'shutdown'] as const;
 /** What the coordinator sends: a worker's side of a channel accepts only these. */
 export const COORDINATOR_MESSAGE_TYPES = ['challenge', 'welcome', 'dataChunk', 'weights', 'assign', 'evaluate', 'heartbeat', 'error', 'shutdown'] as const;
+/** What a shard reducer sends the coordinator (workers talk to a shard as to a coordinator: the two lists above). */
+export const SHARD_MESSAGE_TYPES = ['hello', 'auth', 'heartbeat', 'error', 'shutdown', 'shardLoaded', 'shardState', 'sliceVerdict', 'reduced'] as const;
+/** What the coordinator sends a shard reducer. */
+export const TO_SHARD_MESSAGE_TYPES = ['challenge', 'welcome', 'heartbeat', 'error', 'shutdown', 'shardAssign', 'shardState', 'collect', 'reduce'] as const;
 export type WorkerMessage = MessageOf<(typeof WORKER_MESSAGE_TYPES)[number]>;
 export type CoordinatorMessage = MessageOf<(typeof COORDINATOR_MESSAGE_TYPES)[number]>;
+export type ShardMessage = MessageOf<(typeof SHARD_MESSAGE_TYPES)[number]>;
+export type ToShardMessage = MessageOf<(typeof TO_SHARD_MESSAGE_TYPES)[number]>;
+/** What the coordinator's end of a link hears before it knows who joined: a worker's or a shard's messages. */
+export const PEER_MESSAGE_TYPES = [...new Set([...WORKER_MESSAGE_TYPES, ...SHARD_MESSAGE_TYPES])];
+export type PeerMessage = WorkerMessage | ShardMessage;
 
 /** Compile-time guard: a new message type must be given a direction, or this line stops compiling. */
-const everyTypeHasADirection: Record<Exclude<MessageType, WorkerMessage['type'] | CoordinatorMessage['type']>, never> = {};
+const everyTypeHasADirection: Record<Exclude<MessageType, PeerMessage['type'] | CoordinatorMessage['type'] | ToShardMessage['type']>, never> = {};
 void everyTypeHasADirection;
 
 /** How many payload values a message declares (0 for those that carry no tensor). */

@@ -9,9 +9,11 @@
 import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
-import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
+import type { SharedSecret } from '../protocol/auth.js';
 import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
+import { ClientHandshake } from '../protocol/client-handshake.js';
 import type { Frame } from '../protocol/codec.js';
+import { keepAlive } from '../protocol/keep-alive.js';
 import { FATAL_ERROR_CODES } from '../protocol/errors.js';
 import { COORDINATOR_MESSAGE_TYPES, type CoordinatorMessage, type MessageOf, type Split, type WorkerMessage } from '../protocol/messages.js';
 import type { Link } from '../protocol/transport.js';
@@ -22,6 +24,8 @@ import { geometryOf } from '../training/parallel/step-plan.js';
 import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
 import { checkDataSpec } from './data-policy.js';
 import { DatasetReceiver } from './dataset-receiver.js';
+import { ShardPeer } from './shard-peer.js';
+import { WeightsAssembler } from './weights-assembler.js';
 
 /** What a worker reports as it goes (metrics); every part is optional. */
 export interface WorkerObserver {
@@ -56,6 +60,8 @@ export interface WorkerOptions {
   dataDirs?: readonly string[];
   maxFrameBytes?: number;
   observer?: WorkerObserver;
+  /** Opens a link to a shard reducer at the welcome's shard map `url` (sharded runs only). */
+  connectShard?: (url: string) => Promise<Link>;
 }
 
 /**
@@ -107,12 +113,16 @@ export class Worker {
   private state: WorkerState = 'connecting';
   private readonly channel: Channel<CoordinatorMessage, WorkerMessage>;
   private readonly rejections = new RejectionCounts();
-  private readonly nonce = newNonce();
+  private readonly handshake: ClientHandshake;
   private welcome: MessageOf<'welcome'> | undefined;
   private compute: WorkerCompute | undefined;
   private readonly data: Partial<Record<Split, Dataset>> = {};
   private readonly receivers: Partial<Record<Split, DatasetReceiver>> = {};
   private steps = 0;
+  /** A sharded run's links to its shard reducers, in shard-map order, and the weights they send. */
+  private shards: { peers: Array<ShardPeer | undefined>; assembler: WeightsAssembler; joined: boolean } | undefined;
+  /** Weights completed before there was a model to hold them (a sharded run's shards send them at once). */
+  private earlyWeights: { version: number; values: Float32Array } | undefined;
   private lastHeard = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
@@ -140,7 +150,8 @@ export class Worker {
       if (!this.welcome) o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     }, HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
-    this.channel.send({ type: 'hello', workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }), nonce: this.nonce });
+    this.handshake = new ClientHandshake(this.channel, { workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }) }, o.secret, 'the coordinator');
+    this.handshake.start();
   }
 
   private get finished(): boolean {
@@ -165,18 +176,15 @@ export class Worker {
   }
 
   private onChallenge(c: MessageOf<'challenge'>): void {
-    const { secret, workerId } = this.o;
-    if (!secret) return this.refuse('the coordinator requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)');
-    if (this.state !== 'connecting') return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
-    if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof)) return this.refuse('the coordinator does not hold our secret: refusing to work for it');
+    if (this.state !== 'connecting' && this.o.secret) return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
+    const answered = this.handshake.challenge(c);
+    if (!answered.ok) return this.refuse(answered.why);
     this.state = 'authenticating';
-    this.channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, this.nonce, workerId) });
-    // Everything after our auth is sealed both ways (protocol/sealing.ts).
-    this.channel.secure(secret, { workerNonce: this.nonce, coordinatorNonce: c.nonce, workerId }, 'worker');
   }
 
   private onWelcome(w: MessageOf<'welcome'>): void {
-    if (this.o.secret && this.state === 'connecting') return this.refuse('the coordinator did not authenticate (it has no secret, or is not ours): refusing to work for it');
+    const trusted = this.handshake.welcome();
+    if (!trusted.ok) return this.refuse(trusted.why);
     if (this.state !== 'connecting' && this.state !== 'authenticating') return this.channel.reject('unexpected_message', `a welcome while ${this.state}`);
     if (!layoutAgrees(w)) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
     this.welcome = w;
@@ -194,8 +202,45 @@ export class Worker {
         this.receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint, info);
       }
     }
+    if (w.shards) this.joinShards(w, w.shards);
     if (missing.length > 0) this.channel.send({ type: 'ready', missing });
     else this.startCompute(w);
+  }
+
+  /** Links to every shard reducer of the map; the session is ready only once each has welcomed us. */
+  private joinShards(w: MessageOf<'welcome'>, map: NonNullable<MessageOf<'welcome'>['shards']>): void {
+    const { connectShard, workerId, backend, secret, log, maxFrameBytes } = this.o;
+    if (!connectShard) throw new Error('the coordinator runs shard reducers, and this worker was given no way to reach them');
+    const assembler = new WeightsAssembler(map, w.layoutSize);
+    const shards: NonNullable<Worker['shards']> = { peers: [], assembler, joined: false };
+    this.shards = shards;
+    const lost = (reason: string) => this.o.link.close(reason);
+    void Promise.all(map.map(async (entry, index) => {
+      const link = await connectShard(entry.url);
+      if (this.finished) return link.close('session over');
+      const peer = new ShardPeer({
+        index, link, workerId, backend, runId: w.runId, wire: w.wire, secret, log, rejections: this.rejections, maxFrameBytes, lost,
+        weights: (m, payload) => this.onShardWeights(index, m, payload),
+      });
+      shards.peers[index] = peer;
+      await peer.joined;
+    })).then(() => {
+      shards.joined = true;
+      if (this.state === 'joining' && this.data.train && this.data.test) this.startCompute(w);
+    }, (err: Error) => lost(`cannot join the shard reducers: ${err.message}`));
+  }
+
+  private onShardWeights(index: number, message: MessageOf<'weights'>, payload: Float32Array): void {
+    let values: Float32Array | undefined;
+    try {
+      values = this.shards!.assembler.add(index, message.version, message.offset ?? -1, payload);
+    } catch (err) {
+      return this.fail(err as Error);
+    }
+    if (!values) return;
+    const whole: MessageOf<'weights'> = { type: 'weights', version: message.version, payloadValues: values.length };
+    if (!this.compute) this.earlyWeights = { version: message.version, values };
+    else this.whenReady(whole, (compute) => this.onWeights(compute, whole, values));
   }
 
   private onDataChunk(chunk: MessageOf<'dataChunk'>): void {
@@ -210,10 +255,15 @@ export class Worker {
   }
 
   private startCompute(w: MessageOf<'welcome'>): void {
-    this.compute = new WorkerCompute(getModel(w.model), w.seed, geometryOf(w, w.train.count), this.data.train!, this.data.test!, this.o.runnerFor);
+    if (this.shards && !this.shards.joined) return;
+    const compute = new WorkerCompute(getModel(w.model), w.seed, geometryOf(w, w.train.count), this.data.train!, this.data.test!, this.o.runnerFor);
+    this.compute = compute;
     this.state = 'ready';
     this.channel.send({ type: 'ready', missing: [] });
-    this.o.log.info({ model: w.model, run: w.runId }, `ready to train ${w.model} (run ${w.runId})`);
+    this.o.log.info({ model: w.model, run: w.runId, shards: w.shards?.length }, `ready to train ${w.model} (run ${w.runId})`);
+    const early = this.earlyWeights;
+    this.earlyWeights = undefined;
+    if (early) this.onWeights(compute, { type: 'weights', version: early.version, payloadValues: early.values.length }, early.values);
   }
 
   /** Work for the model: queued behind what is in hand, and refused before there is a model. */
@@ -241,10 +291,18 @@ export class Worker {
     await compute.contributions(assign, (node) => {
       interceptor?.beforeSend(node);
       computeSeconds += node.message.computeSeconds;
-      this.channel.send(node.message, node.payload);
+      this.sendNode(node);
     }, () => this.finished);
     observer?.computed?.(computeSeconds, assign.count);
     this.steps++;
+  }
+
+  /** To the coordinator, or (sharded) each shard its slice and the coordinator the sums' header alone. */
+  private sendNode({ message, payload }: ComputedNode): void {
+    const map = this.welcome?.shards;
+    if (!map || !this.shards) return this.channel.send(message, payload);
+    map.forEach((slice, k) => this.shards!.peers[k]!.send(message, slice.offset, payload.subarray(slice.offset, slice.offset + slice.size)));
+    this.channel.send({ ...message, payloadValues: 0 });
   }
 
   private async onEvaluate(compute: WorkerCompute, request: MessageOf<'evaluate'>): Promise<void> {
@@ -264,12 +322,11 @@ export class Worker {
   }
 
   private keepAlive(w: MessageOf<'welcome'>): void {
-    this.heartbeat = setInterval(() => {
-      const silent = performance.now() - this.lastHeard;
-      if (silent > w.heartbeatTimeoutMs) this.o.link.close(`the coordinator has been silent for ${(silent / 1000).toFixed(1)} s`);
-      else this.channel.send({ type: 'heartbeat', sentAt: Date.now() });
-    }, w.heartbeatMs);
-    this.heartbeat.unref();
+    this.heartbeat = keepAlive({
+      intervalMs: w.heartbeatMs, timeoutMs: w.heartbeatTimeoutMs, lastHeard: () => this.lastHeard,
+      beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
+      silent: (s) => this.o.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
+    });
   }
 
   /** A fault of this worker's own (layout mismatch, bad assignment): report and leave. */
@@ -292,6 +349,7 @@ export class Worker {
     this.state = 'closed';
     clearInterval(this.heartbeat);
     clearTimeout(this.handshakeTimer);
+    for (const peer of this.shards?.peers ?? []) peer?.close(reason);
     // Let a share in progress notice the close and stop before its model goes away.
     void this.queue.finally(() => this.compute?.dispose());
     if (error) this.settle.reject(error);

@@ -27,7 +27,7 @@ export function coordinatorCommand(): Command {
         policy,
         start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024, minWorkers: flags.minWorkers, log, hooks: progressHooks(log),
-        metrics: metricsOf(flags),
+        metrics: metricsOf(flags), shards: flags.shards,
       });
       stopOnSigint(run.coordinator, log);
       report(await run.finish(), flags.json, log);

@@ -53,7 +53,7 @@ export function trainCommand(): Command {
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
         // The run starts with all its workers, then goes on with those it has while one is being replaced.
         minWorkers: flags.minWorkers, startWorkers: { count: flags.workers, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),
-        metrics: metricsOf(flags),
+        metrics: metricsOf(flags), shards: flags.shards,
       });
       const base = flags.workerMetricsPort;
       const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
@@ -66,15 +66,26 @@ export function trainCommand(): Command {
         argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
+      // Shard reducers are supervised like workers: one that dies is replaced, and the run rolls back to its newest checkpoint.
+      const shards = flags.shards === undefined ? undefined : new LocalWorkers({
+        count: flags.shards, role: 'shard', log, restarts: flags.workerRestarts,
+        argsFor: () => [...join.args, ...secret.args], env: { ...join.env, ...secret.env },
+      });
       stopOnSigint(run.coordinator, log);
       let finished = false;
       const summary = await Promise.race([
-        run.finish({ extras: () => ({ local_workers: workers.report() }), beforeShutdown: () => workers.expectExits() }).finally(() => (finished = true)),
+        run.finish({
+          extras: () => ({ local_workers: workers.report() }),
+          beforeShutdown: () => {
+            workers.expectExits();
+            shards?.expectExits();
+          },
+        }).finally(() => (finished = true)),
         workers.allGone.then(() => {
           if (!finished) throw new Error(`all ${flags.workers} local workers are gone before the run finished (see their errors above)`);
           return new Promise<never>(() => {});
         }),
-      ]).finally(() => workers.stop());
+      ]).finally(() => Promise.all([workers.stop(), shards?.stop()]));
       report(summary, flags.json, log);
     });
 }

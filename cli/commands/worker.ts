@@ -5,7 +5,8 @@ import { Command, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
-import { type Link, isPermanentFailure } from '../../protocol/transport.js';
+import type { Link } from '../../protocol/transport.js';
+import { backoff, connectWithRetry } from '../connect-retry.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import type { FaultPlan } from '../../worker/fault-injection.js';
 import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
@@ -13,34 +14,12 @@ import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-opti
 import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
 import { collect, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
-import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor } from '../transport-options.js';
+import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor, shardReacherFor } from '../transport-options.js';
 
 interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags, ComputeFlags {
   connect?: string; tlsCa?: string; id: string; connectTimeout: number; reconnect: boolean;
   faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number; faultReportComputeS?: number; faultScaleAtStep?: number;
   dataDir: string[];
-}
-
-/** Backoff between attempts: doubling from 100 ms to 5 s, with jitter so restarted fleets do not reconnect in lockstep. */
-const backoff = (attempt: number) => Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
-
-/**
- * Connects, retrying with backoff for up to `timeoutS`; errors that waiting cannot fix end it at
- * once, and so does a stop (Ctrl-C, SIGTERM), with undefined.
- */
-async function connectWithRetry(target: { where: string; connect: () => Promise<Link> }, timeoutS: number, log: Logger, stopping: () => boolean): Promise<Link | undefined> {
-  const deadline = Date.now() + timeoutS * 1000;
-  for (let attempt = 0; !stopping(); attempt++) {
-    try {
-      return await target.connect();
-    } catch (err) {
-      const delay = backoff(attempt);
-      if (Date.now() + delay > deadline || isPermanentFailure(err)) throw err;
-      log.info({ coordinator: target.where, retry_in_ms: Math.round(delay) }, `${(err as Error).message}; retrying`);
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-  return undefined;
 }
 
 /** The hidden --fault-* flags, as an interceptor; the module that injects faults loads only when one is given. */
@@ -72,6 +51,7 @@ export function workerCommand(): Command {
       const log = createLogger(`worker ${flags.id}`);
       const secret = secretOf(flags);
       const target = connectorFor(flags, flags.id, log);
+      const connectShard = shardReacherFor(flags, flags.id, log);
       const compute = await computeOf(flags, log);
       const metricsAt = metricsOf(flags);
       const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name, adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none' }, () => tf.memory().numBytes);
@@ -93,7 +73,7 @@ export function workerCommand(): Command {
           link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics, dataDirs: flags.dataDir });
+          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics, dataDirs: flags.dataDir, connectShard });
           steps += outcome.steps;
           if (outcome.end === 'refused') {
             process.exitCode = 2;

@@ -67,4 +67,15 @@ export const natsTransport: CliTransport = {
     }
     return { args, env };
   },
+  serveShard: (f, { shardId }, log) => {
+    if (f.tlsCert !== undefined || f.tlsKey !== undefined) throw new Error('--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)');
+    // A subject token may not hold '.', '*', '>' or spaces: the id is made into one.
+    const serves = `${f.natsSubject}.shard.${shardId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const nats = { ...natsOptionsOf(f), subject: serves };
+    return async (maxFrameBytes) => ({ listener: await listenNats(nats, { maxFrameBytes, onStatus: natsStatusLogger(log) }), serves });
+  },
+  reachShard: (f, serves, workerId, log) => {
+    if (!serves.startsWith(`${f.natsSubject}.shard.`)) throw new Error(`the shard map names ${serves}, which is no shard subject of ${f.natsSubject}: do the coordinator and this worker use the same --transport and --nats-subject?`);
+    return natsTransport.connector({ ...f, natsSubject: serves }, workerId, log);
+  },
 };

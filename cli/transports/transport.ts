@@ -19,4 +19,11 @@ export interface CliTransport {
   connector(f: TransportFlags & { connect?: string; tlsCa?: string }, workerId: string, log: Logger): Connector;
   /** Flags (and environment, for secrets) that make a local worker join a coordinator listening at `listenerUrl`. */
   joinArgs(f: TransportFlags, listenerUrl: string): { args: string[]; env: Record<string, string> };
+  /**
+   * Where a shard reducer serves workers: its listener, and the address (`serves`) that workers are
+   * given in the shard map. ws: its own --host/--port (or --advertise); NATS: a subject of its own.
+   */
+  serveShard(f: TransportFlags & TlsListenFlags, o: { host: string; port: number; shardId: string; advertise?: string }, log: Logger): (maxFrameBytes: number) => Promise<{ listener: Listener; serves: string }>;
+  /** A worker's way to a shard reducer at `serves` (from the shard map). */
+  reachShard(f: TransportFlags & { tlsCa?: string }, serves: string, workerId: string, log: Logger): Connector;
 }

@@ -26,4 +26,15 @@ export const wsTransport: CliTransport = {
     return { where: url, connect: () => connectWs(url, { ca }) };
   },
   joinArgs: (_f, listenerUrl) => ({ args: ['--connect', listenerUrl], env: {} }),
+  serveShard: (f, { host, port, advertise }) => {
+    const tls = serverTlsOf(f);
+    return async (maxFrameBytes) => {
+      const listener = await listenWs(host, port, { maxFrameBytes, tls });
+      return { listener, serves: advertise ?? listener.url };
+    };
+  },
+  reachShard: (f, serves, workerId, log) => {
+    if (!/^wss?:\/\//.test(serves)) throw new Error(`the shard map names ${serves}, which is no ws:// address: do the coordinator and this worker use the same --transport?`);
+    return wsTransport.connector({ ...f, connect: serves }, workerId, log);
+  },
 };

@@ -1,0 +1,203 @@
+/**
+ * The coordinator's side of its shard reducers (shard/): which joined shard holds which slice of
+ * the flat vector, loading each with its slice of the run's state, the reduce round trip of a step,
+ * and gathering their slices back for a checkpoint. Workers are let in only once every slice is
+ * served: their welcome carries the shard map.
+ */
+import type { Logger } from 'pino';
+import { type MessageOf, SHARD_TENSORS, type ShardMessage, type ShardTensor } from '../protocol/messages.js';
+import type { ParamSlice } from '../training/optimizer/adam.js';
+import { planShards } from '../training/parallel/shard-plan.js';
+import type { RunState } from './run-state.js';
+import type { ShardSession, WorkerPool } from './worker-pool.js';
+
+export type SliceVerdict = MessageOf<'sliceVerdict'>;
+export type ShardReport = MessageOf<'reduced'> & { shard: string };
+
+export class ShardLostError extends Error {
+  override name = 'ShardLostError';
+}
+
+interface Slot {
+  slice: ParamSlice;
+  session?: ShardSession;
+  loadedVersion?: number;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+export interface ShardSetOptions {
+  count: number;
+  state: RunState;
+  pool: WorkerPool;
+  log: Logger;
+  /** A slice verdict from a shard (the coordinator's gate decides what it means for the node). */
+  verdict(shard: number, verdict: SliceVerdict): void;
+  /** Shards connected changed (metrics). */
+  connected?(count: number): void;
+  lost?(shard: string, reason: string): void;
+}
+
+export class ShardSet {
+  readonly slices: ParamSlice[];
+  private readonly slots: Slot[];
+  private allLoaded: Waiter<void>[] = [];
+  private reduceWait: { step: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> } | undefined;
+  private collectWait: { parts: Map<number, Partial<Record<ShardTensor, Float32Array>> & { adamStep?: number; version?: number }>; waiter: Waiter<void> } | undefined;
+
+  constructor(private readonly o: ShardSetOptions) {
+    this.slices = planShards(o.state.weights.length, o.count);
+    this.slots = this.slices.map((slice) => ({ slice }));
+    this.closeDoor();
+  }
+
+  get count(): number {
+    return this.slots.length;
+  }
+
+  get connected(): number {
+    return this.slots.filter((s) => s.session).length;
+  }
+
+  private get serving(): boolean {
+    return this.slots.every((s) => s.session && s.loadedVersion !== undefined);
+  }
+
+  private closeDoor(): void {
+    this.o.pool.admitWorkers({ open: false, why: `waiting for shard reducers: ${this.connected} of ${this.count} joined` });
+  }
+
+  /** Resolves once every slice is held by a loaded shard. */
+  ready(): Promise<void> {
+    if (this.serving) return Promise.resolve();
+    return new Promise((resolve, reject) => this.allLoaded.push({ resolve, reject }));
+  }
+
+  joined(session: ShardSession): void {
+    const index = this.slots.findIndex((s) => !s.session);
+    if (index < 0) {
+      session.channel.reject('cluster_full', `all ${this.count} slices are served (--shards ${this.count})`);
+      return session.channel.link.close('no slice free');
+    }
+    const slot = this.slots[index];
+    slot.session = session;
+    slot.loadedVersion = undefined;
+    session.channel.send({ type: 'shardAssign', index, ...slot.slice });
+    this.load(index);
+    this.o.connected?.(this.connected);
+  }
+
+  /** Sends shard `index` its slice of the run's current state (the state must be current: a start, a resume or a rollback). */
+  private load(index: number): void {
+    const { session, slice } = this.slots[index];
+    const { state } = this.o;
+    const whole: Record<ShardTensor, Float32Array> = { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v };
+    for (const tensor of SHARD_TENSORS) {
+      const values = whole[tensor].subarray(slice.offset, slice.offset + slice.size);
+      session!.channel.send({ type: 'shardState', tensor, version: state.step, adamStep: state.adam.step, payloadValues: values.length }, values);
+    }
+  }
+
+  /** Reloads every shard from the run's state (after the coordinator rolled it back). */
+  reloadAll(): void {
+    this.slots.forEach((slot, i) => {
+      if (!slot.session) return;
+      slot.loadedVersion = undefined;
+      this.load(i);
+    });
+  }
+
+  message(session: ShardSession, message: ShardMessage, payload: Float32Array): void {
+    const index = this.slots.findIndex((s) => s.session === session);
+    if (index < 0) return;
+    switch (message.type) {
+      case 'shardLoaded': return this.onLoaded(index, message.version);
+      case 'sliceVerdict': return this.o.verdict(index, message);
+      case 'reduced': return this.onReduced(index, session, message);
+      case 'shardState': return this.onState(index, message, payload);
+      default: return session.channel.reject('unexpected_message', `${message.type} from shard reducer ${session.id}`);
+    }
+  }
+
+  private onLoaded(index: number, version: number): void {
+    const slot = this.slots[index];
+    if (version !== this.o.state.step) return slot.session!.channel.reject('stale_result', `loaded version ${version}, the run is at ${this.o.state.step}`);
+    slot.loadedVersion = version;
+    if (!this.serving) return;
+    const shards = this.slots.map((s) => ({ ...s.slice, url: s.session!.serves }));
+    this.o.pool.admitWorkers({ open: true, shards });
+    this.o.log.info({ shards: shards.map((s) => s.url) }, `${this.count} shard reducer(s) serving: workers may join`);
+    for (const w of this.allLoaded.splice(0)) w.resolve();
+  }
+
+  lost(session: ShardSession, reason: string): void {
+    const slot = this.slots.find((s) => s.session === session);
+    if (!slot) return;
+    slot.session = undefined;
+    slot.loadedVersion = undefined;
+    this.closeDoor();
+    this.o.connected?.(this.connected);
+    this.o.lost?.(session.id, reason);
+    const err = new ShardLostError(`shard reducer ${session.id} left: ${reason}`);
+    this.reduceWait?.waiter.reject(err);
+    this.reduceWait = undefined;
+    this.collectWait?.waiter.reject(err);
+    this.collectWait = undefined;
+  }
+
+  /** Every shard reduces the step's nodes and publishes its slice; resolves with their reports. */
+  reduce(request: Omit<MessageOf<'reduce'>, 'type'>): Promise<ShardReport[]> {
+    if (!this.serving) return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+    return new Promise((resolve, reject) => {
+      this.reduceWait = { step: request.step, reports: new Map(), waiter: { resolve, reject } };
+      for (const slot of this.slots) slot.session!.channel.send({ type: 'reduce', ...request });
+    });
+  }
+
+  private onReduced(index: number, session: ShardSession, message: MessageOf<'reduced'>): void {
+    const wait = this.reduceWait;
+    if (!wait || wait.step !== message.step) return session.channel.reject('stale_result', `reduced step ${message.step}, none was asked for`);
+    wait.reports.set(index, { ...message, shard: session.id });
+    this.slots[index].loadedVersion = message.version;
+    if (wait.reports.size < this.count) return;
+    this.reduceWait = undefined;
+    wait.waiter.resolve([...wait.reports.values()]);
+  }
+
+  /** Gathers every shard's slices into the run's state (weights, Adam moments and step): before a checkpoint or the summary. */
+  collect(): Promise<void> {
+    if (!this.serving) return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+    return new Promise((resolve, reject) => {
+      this.collectWait = { parts: new Map(), waiter: { resolve, reject } };
+      for (const slot of this.slots) slot.session!.channel.send({ type: 'collect', version: this.o.state.step });
+    });
+  }
+
+  private onState(index: number, message: MessageOf<'shardState'>, values: Float32Array): void {
+    const wait = this.collectWait;
+    const slot = this.slots[index];
+    if (!wait) return slot.session!.channel.reject('unexpected_message', 'shardState nobody asked for');
+    if (message.version !== this.o.state.step || values.length !== slot.slice.size) {
+      return slot.session!.channel.reject('invalid_message', `shardState of version ${message.version} with ${values.length} values; expected ${this.o.state.step} and ${slot.slice.size}`);
+    }
+    const part = wait.parts.get(index) ?? {};
+    part[message.tensor] = values;
+    part.adamStep = message.adamStep;
+    wait.parts.set(index, part);
+    const complete = [...wait.parts.values()].filter((p) => SHARD_TENSORS.every((t) => p[t]));
+    if (complete.length < this.count) return;
+    const { state } = this.o;
+    for (const [i, p] of wait.parts) {
+      const { offset } = this.slots[i].slice;
+      state.weights.set(p.weights!, offset);
+      state.adam.m.set(p.adam_m!, offset);
+      state.adam.v.set(p.adam_v!, offset);
+      state.adam.step = p.adamStep!;
+    }
+    this.collectWait = undefined;
+    wait.waiter.resolve();
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The joining side of the handshake (hello → [challenge → auth] → welcome), for every peer that
+ * joins another: a worker joining the coordinator or a shard reducer, a shard reducer joining the
+ * coordinator. The side that is joined runs coordinator/worker-pool.ts.
+ */
+import { type SharedSecret, newNonce, proofsMatch } from './auth.js';
+import type { Channel } from './channel.js';
+import type { Message, MessageOf } from './messages.js';
+
+/** What a joining peer says about itself in its hello (the nonce is the handshake's own). */
+export type HelloFields = Omit<MessageOf<'hello'>, 'type' | 'nonce'>;
+
+/** A step of the handshake: go on, or stop for good with `why` (the peer cannot be trusted, or cannot trust us). */
+export type HandshakeVerdict = { ok: true } | { ok: false; why: string };
+
+export class ClientHandshake {
+  private readonly nonce = newNonce();
+  private answered = false;
+
+  /** `peer`: what the other side is, for the reasons given ("the coordinator", "shard 2"). */
+  constructor(
+    private readonly channel: Channel<Message, Message>, private readonly hello: HelloFields,
+    private readonly secret: SharedSecret | undefined, private readonly peer: string,
+  ) {}
+
+  start(): void {
+    this.channel.send({ type: 'hello', ...this.hello, nonce: this.nonce });
+  }
+
+  /** Answers the peer's challenge after checking its proof; from then on the channel is sealed. */
+  challenge(c: MessageOf<'challenge'>): HandshakeVerdict {
+    const { secret, hello: { workerId } } = this;
+    if (!secret) return { ok: false, why: `${this.peer} requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)` };
+    if (this.answered) return { ok: false, why: `${this.peer} challenged twice` };
+    if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof)) return { ok: false, why: `${this.peer} does not hold our secret: refusing to work for it` };
+    this.answered = true;
+    this.channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, this.nonce, workerId) });
+    // Everything after our auth is sealed both ways (protocol/sealing.ts).
+    this.channel.secure(secret, { workerNonce: this.nonce, coordinatorNonce: c.nonce, workerId }, 'worker');
+    return { ok: true };
+  }
+
+  /** A welcome is acceptable only from a peer that proved it holds our secret, when we have one. */
+  welcome(): HandshakeVerdict {
+    if (this.secret && !this.answered) return { ok: false, why: `${this.peer} did not authenticate (it has no secret, or is not ours): refusing to work for it` };
+    return { ok: true };
+  }
+}

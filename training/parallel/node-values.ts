@@ -1,0 +1,30 @@
+/**
+ * The checks every tree node's values pass before they enter a reduction, wherever it runs (the
+ * coordinator, or a shard reducer on its slice): finite, and small enough that no sum or Adam's
+ * square of the average can overflow.
+ */
+import { firstNonFinite } from '../../protocol/codec.js';
+import type { RejectionReason } from '../../protocol/errors.js';
+
+/**
+ * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
+ * the float32 tree, and an average above ~1.8e19 squares to Inf in Adam's v. With every node within
+ * 1e18, a sum of up to 2^31 nodes stays below 3e27 (finite) and the average, divided by at least as
+ * many samples as nodes, below 1e18 (its square finite). Honest gradient sums are many orders of
+ * magnitude smaller, so no honest step is affected (nor its weights' bits).
+ */
+export const MAX_NODE_ABS = 1e18;
+
+function firstBeyond(values: Float32Array, limit: number): number {
+  for (let i = 0; i < values.length; i++) if (Math.abs(values[i]) > limit) return i;
+  return -1;
+}
+
+/** Why these values may not be reduced (`offset`: where they start in the flat vector, for the message); null when they may. */
+export function nodeValuesProblem(values: Float32Array, offset = 0): { reason: RejectionReason; detail: string } | null {
+  const bad = firstNonFinite(values);
+  if (bad >= 0) return { reason: 'non_finite', detail: `contribution value ${offset + bad} is ${values[bad]}` };
+  const huge = firstBeyond(values, MAX_NODE_ABS);
+  if (huge >= 0) return { reason: 'out_of_range', detail: `contribution value ${offset + huge} is ${values[huge]}, beyond ±${MAX_NODE_ABS}` };
+  return null;
+}
