@@ -145,7 +145,7 @@ export class Coordinator {
     this.trainable = trainableRanges(o.layout);
     this.ledger = new SampleLedger(o.train.count);
     if (o.shards !== undefined) {
-      if (o.state.config.maxGradNorm !== null) throw new Error('--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet');
+      if (o.state.config.maxGradNorm != null) throw new Error('--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet');
       if (o.outlierFactor !== undefined) throw new Error('--outlier-factor rechecks whole nodes on the coordinator: it does not combine with --shards yet');
       this.shards = new ShardSet({
         count: o.shards, state: o.state, pool: o.pool, log: o.log,

@@ -15,6 +15,7 @@ import type { Message } from '../../protocol/messages.js';
 import { SyntheticRunner } from '../../training/backends/synthetic.js';
 import { DEFAULT_ADAM } from '../../training/optimizer/adam.js';
 import { type ComputeInterceptor, type WorkerOutcome, runWorker } from '../../worker/worker.js';
+import { runShard } from '../../shard/shard.js';
 import { MemoryLink, MemoryListener } from './memory-link.js';
 
 export interface InProcessWorker {
@@ -34,10 +35,65 @@ export interface InProcessRun {
 
 const quiet = pino({ level: 'silent' });
 
-/** Runs mnist-small for `maxSteps` steps (batch 64, micro-batch 8) with the given workers. */
-export async function inProcessRun(workers: InProcessWorker[], o: { maxSteps?: number; stepDeadlineMs?: number; minWorkers?: number } = {}): Promise<InProcessRun> {
+export interface InProcessOptions {
+  maxSteps?: number;
+  stepDeadlineMs?: number;
+  minWorkers?: number;
+  checkpointEvery?: number;
+  /** Run reduce and Adam on this many shard reducers (shard/), each on its own in-memory listener. */
+  shards?: number;
+  /**
+   * Shard `shard` drops its link to the coordinator when told to reduce step `atStep` (a crash: its
+   * slice of the Adam state is gone); a replacement joins, as a supervisor would start one.
+   */
+  killShard?: { shard: number; atStep: number };
+}
+
+/**
+ * Starts shard reducers for the run on `coordinator`: each serves workers on its own listener, and
+ * one that is lost before the run is over is replaced. Returns the way workers reach them.
+ */
+function startShards(coordinator: MemoryListener, o: InProcessOptions, running: () => boolean): (url: string) => Promise<MemoryLink> {
+  const listeners = new Map<string, MemoryListener>();
+  const start = (k: number, generation: number): void => {
+    const url = `memory://shard-${k}${generation > 0 ? `-r${generation}` : ''}`;
+    const listener = new MemoryListener(url);
+    listeners.set(url, listener);
+    const link = coordinator.connect();
+    const kill = generation === 0 && o.killShard?.shard === k ? o.killShard : undefined;
+    if (kill) {
+      const attach = link.attach.bind(link);
+      link.attach = (handlers) => attach({
+        ...handlers,
+        frame: (bytes) => {
+          const { message } = decodeFrame(bytes);
+          if (message.type === 'reduce' && message.step === kill.atStep) return link.close('fault: shard crashed');
+          handlers.frame(bytes);
+        },
+      });
+    }
+    void runShard({ id: `shard-${k}${generation > 0 ? `-r${generation}` : ''}`, link, listener, serves: url, log: quiet }).then((outcome) => {
+      void listener.close();
+      if (outcome.end === 'lost' && running()) start(k, generation + 1);
+    });
+  };
+  for (let k = 0; k < (o.shards ?? 0); k++) start(k, 0);
+  return async (url) => {
+    const listener = listeners.get(url);
+    if (!listener) throw new Error(`no shard at ${url}`);
+    return listener.connect();
+  };
+}
+
+/**
+ * Runs mnist-small for `maxSteps` steps (batch 64, micro-batch 8) with the given workers. A worker
+ * whose session is lost (a sharded run turns workers away until its shards serve, and a lost shard
+ * ends every worker's session) joins again, as the CLI's worker does.
+ */
+export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptions = {}): Promise<InProcessRun> {
   const outDir = mkdtempSync(join(tmpdir(), 'gradfleet-in-process-'));
   const listener = new MemoryListener();
+  let running = true;
   try {
     const run = await launchRun({
       start: {
@@ -49,19 +105,29 @@ export async function inProcessRun(workers: InProcessWorker[], o: { maxSteps?: n
       },
       outDir, listen: async () => listener, transport: 'memory', maxFrameBytes: 64 * 1024 * 1024, log: quiet,
       minWorkers: o.minWorkers ?? 1, startWorkers: { count: workers.length, graceMs: 10_000 },
-      policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: 0 },
+      policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: o.checkpointEvery ?? 0 },
+      shards: o.shards,
     });
+    const connectShard = startShards(listener, o, () => running);
     const outcomes = new Map<string, WorkerOutcome | Error>();
-    const sessions = workers.map((w) => {
-      const link = listener.connect();
-      if (w.fault) faultLink(link, w.fault);
-      return runWorker({ link, workerId: w.id, backend: 'synthetic', runnerFor: (model) => new SyntheticRunner(model, 0), log: quiet, interceptor: w.interceptor })
-        .then((outcome) => outcomes.set(w.id, outcome), (err: Error) => outcomes.set(w.id, err));
+    const sessions = workers.map(async (w) => {
+      for (let session = 0; ; session++) {
+        const link = listener.connect();
+        if (w.fault) faultLink(link, w.fault);
+        const outcome = await runWorker({
+          link, workerId: w.id, backend: 'synthetic', runnerFor: (model) => new SyntheticRunner(model, 0), log: quiet, interceptor: w.interceptor, connectShard,
+        }).catch((err: Error) => err);
+        outcomes.set(w.id, outcome);
+        if (outcome instanceof Error || outcome.end !== 'lost' || !running || o.shards === undefined) return;
+        await new Promise((r) => setTimeout(r, 5 * Math.min(20, session + 1)));
+      }
     });
     const summary = await run.finish();
+    running = false;
     await Promise.all(sessions);
     return { summary, workers: outcomes };
   } finally {
+    running = false;
     rmSync(outDir, { recursive: true, force: true });
   }
 }

@@ -60,7 +60,8 @@ export class MemoryLink implements Link {
 
 /** Hands each `connect()`'s far end to whoever listens (the coordinator's pool). */
 export class MemoryListener implements Listener {
-  readonly url = 'memory://coordinator';
+  constructor(readonly url = 'memory://coordinator') {}
+
   private handler: ((link: Link) => void) | undefined;
   /** The coordinator's ends: closing the listener closes them, and the workers hear it after what was sent before. */
   private readonly links: MemoryLink[] = [];
@@ -74,7 +75,7 @@ export class MemoryListener implements Listener {
   connect(): MemoryLink {
     if (!this.handler) throw new Error('nobody listens yet');
     const n = ++this.connections;
-    const [worker, coordinator] = MemoryLink.pair([`memory-worker-${n}`, 'memory://coordinator']);
+    const [worker, coordinator] = MemoryLink.pair([`memory-worker-${n}`, this.url]);
     this.links.push(coordinator);
     this.handler(coordinator);
     return worker;

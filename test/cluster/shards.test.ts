@@ -1,0 +1,43 @@
+/**
+ * Shard reducers (shard/) in one process over in-memory links: reduce and Adam split over S slices
+ * must give the bits of the coordinator's own reducer for any S and any worker count, refuse a bad
+ * slice without losing it, and survive a shard's crash by rolling back and replaying.
+ */
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { faultInjector } from '../../worker/fault-injection.js';
+import { inProcessRun } from '../helpers/in-process-cluster.js';
+
+const workers = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `w${i}` }));
+
+describe('shard reducers', () => {
+  it('S = 1, 2, 3 shards and N = 1, 2, 3 workers give the weights of the unsharded run, every sample once', async () => {
+    const unsharded = await inProcessRun(workers(2));
+    for (const shards of [1, 2, 3]) {
+      for (const n of [1, 2, 3]) {
+        const run = await inProcessRun(workers(n), { shards });
+        expect(run.summary, `S=${shards} N=${n}`).toMatchObject({ stopped: 'finished', shards, steps: 12, replayed_steps: 0 });
+        expect(run.summary.accounting).toMatchObject({ samples: 12 * 64, micro_batches: 12 * 8, duplicate_samples: 0 });
+        expect(run.summary.weights_sha256, `S=${shards} N=${n}`).toBe(unsharded.summary.weights_sha256);
+      }
+    }
+  }, 120_000);
+
+  it('a NaN slice is refused by its shard and recomputed: same weights, the refusal counted', async () => {
+    const reference = await inProcessRun(workers(2), { shards: 2 });
+    const run = await inProcessRun([
+      { id: 'poisoner', interceptor: faultInjector({ nanAtStep: 3 }, pino({ level: 'silent' })) }, { id: 'honest' },
+    ], { shards: 2 });
+    expect(run.summary.rejected_frames.non_finite).toBeGreaterThanOrEqual(1);
+    expect(run.summary.accounting).toMatchObject({ duplicate_samples: 0, micro_batches: 12 * 8 });
+    expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
+  }, 60_000);
+
+  it('a shard lost mid-run: rollback to the newest checkpoint, replay, same weights, exact ledger', async () => {
+    const reference = await inProcessRun(workers(2));
+    const run = await inProcessRun(workers(2), { shards: 2, checkpointEvery: 4, killShard: { shard: 1, atStep: 6 } });
+    expect(run.summary).toMatchObject({ stopped: 'finished', steps: 12, replayed_steps: 2 });
+    expect(run.summary.accounting).toMatchObject({ samples: 12 * 64, micro_batches: 12 * 8, duplicate_samples: 0, missing_samples: 0 });
+    expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
+  }, 60_000);
+});
