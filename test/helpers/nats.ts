@@ -49,12 +49,16 @@ export async function startNats(name: string, args: string[], env: Record<string
 }
 
 /** The passwords the shipped configs read from the environment (deploy/nats/cluster.conf's authorization). */
-export const NATS_ROLE_PASSWORDS = { GRADFLEET_NATS_COORDINATOR_PASS: 'coordinator-test-pass-81f2', GRADFLEET_NATS_WORKER_PASS: 'worker-test-pass-0c7d' };
+export const NATS_ROLE_PASSWORDS = {
+  GRADFLEET_NATS_COORDINATOR_PASS: 'coordinator-test-pass-81f2', GRADFLEET_NATS_WORKER_PASS: 'worker-test-pass-0c7d', GRADFLEET_NATS_SHARD_PASS: 'shard-test-pass-5e19',
+};
+const ROLE_PASSWORD = {
+  coordinator: NATS_ROLE_PASSWORDS.GRADFLEET_NATS_COORDINATOR_PASS, worker: NATS_ROLE_PASSWORDS.GRADFLEET_NATS_WORKER_PASS, shard: NATS_ROLE_PASSWORDS.GRADFLEET_NATS_SHARD_PASS,
+};
 
 /** How a gradfleet process logs in to the shipped config as `role`: its flag and the environment holding its password. */
-export function natsRole(role: 'coordinator' | 'worker'): { args: string[]; env: Record<string, string> } {
-  const pass = role === 'coordinator' ? NATS_ROLE_PASSWORDS.GRADFLEET_NATS_COORDINATOR_PASS : NATS_ROLE_PASSWORDS.GRADFLEET_NATS_WORKER_PASS;
-  return { args: ['--nats-user', role], env: { GRADFLEET_NATS_PASS: pass } };
+export function natsRole(role: keyof typeof ROLE_PASSWORD): { args: string[]; env: Record<string, string> } {
+  return { args: ['--nats-user', role], env: { GRADFLEET_NATS_PASS: ROLE_PASSWORD[role] } };
 }
 
 /** The shipped cluster config, with its ports moved to free loopback ports: three real nodes routed together. */
