@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run (they never use mocks): Prometheus with promtool, and
 # nats-server, from the Debian/Ubuntu packages; openssl makes the TLS tests' certificates; tmux
-# gives the terminal-output test a real terminal. Does nothing when they are already on the PATH.
+# gives the terminal-output test a real terminal; shellcheck lints the tfjs-node-gpu install script.
+# Does nothing when they are already on the PATH.
 set -euo pipefail
 need=()
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
 command -v nats-server >/dev/null || need+=(nats-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tmux >/dev/null || need+=(tmux)      # the terminal-output test reads a real terminal's screen
+command -v shellcheck >/dev/null || need+=(shellcheck)   # the deploy tests lint scripts/install-tfjs-node-gpu.sh
 # The native backend: npm ci builds its oneDNN addon when a C++ toolchain and libdnnl-dev are present.
 { command -v g++ && command -v make; } >/dev/null || need+=(build-essential)
 [ -e /usr/include/oneapi/dnnl/dnnl.hpp ] || need+=(libdnnl-dev)

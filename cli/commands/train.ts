@@ -10,6 +10,7 @@ import { launchRun } from '../../coordinator/launch.js';
 import { LocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
+import { planLocalWorkers, seenAdapters, usesWebGpu } from '../local-gpus.js';
 import { nonNegativeInt, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
@@ -18,7 +19,8 @@ import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluste
 import { workerSecretArgs } from '../secret-options.js';
 
 interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags, ComputeFlags {
-  workers: number;
+  /** Undefined: one per GPU, or per core (cli/local-gpus.ts). */
+  workers?: number;
   workerMetricsPort?: number;
   workerRestarts: number;
 }
@@ -37,22 +39,28 @@ const START_GRACE_MS = 120_000;
 
 export function trainCommand(): Command {
   const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
-    .option('--workers <n>', 'local worker processes (default: one per core)', positiveInt, availableParallelism())
+    .option('--workers <n>', 'local worker processes (default: one per GPU where --backend auto or webgpu finds hardware adapters, else one per core)', positiveInt)
     .option('--worker-restarts <n>', 'restarts per local worker after an unexpected exit (then the run goes on without it)', nonNegativeInt, 3)
     .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
   return addClusterOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd, 'workers\' '))))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const log = createLogger('coordinator');
+      // Adapters are listed only where a worker could compute on one, and only when --gpu does not already say which.
+      const adapters = flags.gpu === undefined && usesWebGpu(flags.backend) ? await seenAdapters() : undefined;
+      const plan = planLocalWorkers({ backend: flags.backend, cores: availableParallelism(), adapters, workers: flags.workers, gpu: flags.gpu });
+      log.info({ workers: plan.workers, gpus: plan.gpus }, `local workers: ${plan.reason}`);
+      if (plan.warning) log.warn(plan.warning);
+      const count = plan.workers;
       const run = await launchRun({
         // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
         policy: clusterPolicyOf({
-          ...flags, maxWorkers: Math.max(flags.maxWorkers, flags.workers), maxConnections: Math.max(flags.maxConnections, flags.workers + 16),
-          maxJoinsPerS: Math.max(flags.maxJoinsPerS, flags.workers), maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, flags.workers),
+          ...flags, maxWorkers: Math.max(flags.maxWorkers, count), maxConnections: Math.max(flags.maxConnections, count + 16),
+          maxJoinsPerS: Math.max(flags.maxJoinsPerS, count), maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, count),
         }),
         start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
         listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
         // The run starts with all its workers, then goes on with those it has while one is being replaced.
-        minWorkers: flags.minWorkers, startWorkers: { count: flags.workers, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),
+        minWorkers: flags.minWorkers, startWorkers: { count, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),
         metrics: metricsOf(flags), shards: flags.shards,
       });
       const base = flags.workerMetricsPort;
@@ -60,10 +68,12 @@ export function trainCommand(): Command {
       const join = workerTransportArgs(flags, run.url);
       const secret = workerSecretArgs(flags);
       // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
-      const compute = workerComputeArgs({ ...flags, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / flags.workers)) });
+      // The plan says which GPU each worker takes (a restarted worker keeps its slot's).
+      const compute = workerComputeArgs({ ...flags, gpu: undefined, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / count)) });
+      const gpuArgs = (i: number) => (plan.gpus[i] === undefined ? [] : ['--gpu', String(plan.gpus[i])]);
       const workers = new LocalWorkers({
-        count: flags.workers, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...compute, ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
+        count, log, restarts: flags.workerRestarts,
+        argsFor: (i) => [...compute, ...gpuArgs(i), ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
         onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
       });
       // Shard reducers are supervised like workers: one that dies is replaced, and the run rolls back to its newest checkpoint.
@@ -82,7 +92,7 @@ export function trainCommand(): Command {
           },
         }).finally(() => (finished = true)),
         workers.allGone.then(() => {
-          if (!finished) throw new Error(`all ${flags.workers} local workers are gone before the run finished (see their errors above)`);
+          if (!finished) throw new Error(`all ${count} local workers are gone before the run finished (see their errors above)`);
           return new Promise<never>(() => {});
         }),
       ]).finally(() => Promise.all([workers.stop(), shards?.stop()]));

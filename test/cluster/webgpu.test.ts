@@ -2,7 +2,8 @@
  * WebGPU workers, end to end through the CLI, on Mesa's software Vulkan adapter (installed by
  * scripts/install-test-deps.sh; without it these tests fail, never skip): training mnist-small,
  * resuming from its checkpoint, evaluating and predicting as wasm does on the same checkpoint, a
- * cluster of one wasm and one webgpu worker, and `bench compute` with its profile. Every process
+ * cluster of one wasm and one webgpu worker (both computing), `train --gpu N` naming no adapter, and
+ * `bench compute` with its profile. Every process
  * must also exit by itself: a WebGPU device left referenced would keep it running.
  */
 import { readFileSync } from 'node:fs';
@@ -65,8 +66,23 @@ describe('webgpu workers', () => {
     expect(Number.isFinite(summary.test_loss)).toBe(true);
     expect(summary.test_loss).toBeLessThan(UNTRAINED_LOSS - 0.2);
     expect(summary.accounting).toMatchObject({ duplicate_samples: 0, missing_samples: 0 });
+    // Both computed: the webgpu worker's gradients are in the weights, not only its hello in the log.
+    const byWorker = summary.micro_batches_by_worker as Record<string, number>;
+    expect(Object.keys(byWorker).sort()).toEqual(['cpu-worker', 'gpu-worker']);
+    expect(byWorker['gpu-worker']).toBeGreaterThan(0);
+    expect(byWorker['cpu-worker']).toBeGreaterThan(0);
+    // Every micro-batch of the 12 steps (batch 32 = 2 of 16) was computed once, by one of the two.
+    expect(byWorker['gpu-worker'] + byWorker['cpu-worker']).toBe(12 * 2);
     for (const w of workers) expect((await w.done).status).toBe(0);
   }, 180_000);
+
+  it('train --gpu N with no such hardware adapter: the local worker says which adapters there are, and the run fails', async () => {
+    const r = await run(['train', ...config, '--backend', 'webgpu', '--gpu', '3', '--worker-restarts', '0', '--max-steps', '2', '--out', join(dir, 'no-gpu')]);
+    expect(r.status).not.toBe(0);
+    // The flag reached the worker (train passes each local worker its --gpu), whose error lists what exists.
+    expect(r.stderr).toMatch(/--gpu 3: there are 0 hardware adapters \(adapters seen: 0: llvmpipe.*\(mesa, software\)\)\)/);
+    expect(r.stderr).toMatch(/all 1 local workers are gone before the run finished/);
+  }, 120_000);
 
   it('bench compute --backend webgpu --profile prints a step and where its kernel time goes', async () => {
     const r = expectOk(await run(['bench', 'compute', '--backend', 'webgpu', '--model', 'mnist-small', '--batch', '8', '--steps', '2', '--conv-repeats', '1', '--profile', '--json']));

@@ -12,6 +12,7 @@ import { DEFAULT_COORDINATOR_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT } from '.
 import { DEFAULT_COORDINATOR_PORT } from '../../cli/commands/coordinator.js';
 import { connect } from 'nats';
 import { requireBinary } from '../helpers/binaries.js';
+import { type Stage, envOf, execForm, instructionsOf, parseDockerfile } from '../helpers/dockerfile.js';
 import { bin, tempDir } from '../helpers/gradfleet.js';
 import { NATS_ROLE_PASSWORDS, startCluster } from '../helpers/nats.js';
 
@@ -39,7 +40,8 @@ function composeServices(file: string): Record<string, any> {
   }));
 }
 
-const k8sDocs = () => ['coordinator.yaml', 'workers.yaml', 'namespace.yaml', 'nats.yaml', 'network-policy.yaml'].flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
+// Every manifest the kustomization applies (a later test checks that it lists every one there is).
+const k8sDocs = () => (parse(read(deploy('k8s/kustomization.yaml'))).resources as string[]).flatMap((f) => parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()));
 const k8s = (kind: string, name: string) => k8sDocs().find((d) => d.kind === kind && d.metadata.name === name);
 
 const helpOf = new Map<string, string>();
@@ -108,7 +110,10 @@ describe('compose', () => {
   ] as const) {
     it(`${file}: images, ports, volumes and flags match the code`, () => {
       const s = composeServices(file);
-      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'nats-1', 'nats-2', 'nats-3', 'prometheus', 'worker']);
+      const workerKinds = dockerfile === 'Dockerfile.gpu' ? ['worker', 'worker-webgpu'] : ['worker'];
+      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'nats-1', 'nats-2', 'nats-3', 'prometheus', ...workerKinds]);
+      // Every service that builds names a Dockerfile that exists.
+      for (const [name, service] of Object.entries(s)) if (service.build) expect(existsSync(join(root, service.build.dockerfile)), `${name}: ${service.build.dockerfile}`).toBe(true);
       expect(s.coordinator.image).toBe(`${image}:${pkg.version}`);
       expect(s.worker.image).toBe(s.coordinator.image);
       expect(existsSync(join(root, s.coordinator.build.dockerfile))).toBe(true);
@@ -159,11 +164,141 @@ describe('compose', () => {
     });
   }
 
-  it('the GPU image has the CUDA and tfjs-node-gpu the code expects', () => {
-    const gpu = read(deploy('docker/Dockerfile.gpu'));
-    expect(gpu).toMatch(/FROM nvidia\/cuda:11\.2\.\d+-cudnn8-runtime/);
-    expect(gpu).toContain(`@tensorflow/tfjs-node-gpu@${pkg.peerDependencies['@tensorflow/tfjs-node-gpu']}`);
-    expect(read(deploy('docker/Dockerfile'))).toContain('ENTRYPOINT ["node", "/app/dist/cli/main.js"]');
+  it('docker-compose.yml: the webgpu workers run the webgpu image as the worker would, with a GPU that has graphics', () => {
+    const s = composeServices('docker-compose.yml');
+    const w = s['worker-webgpu'];
+    expect(w.image).toBe(`gradfleet/gradfleet-webgpu:${pkg.version}`);
+    expect(w.build.dockerfile).toBe('deploy/docker/Dockerfile.webgpu');
+    // Opt-in: by default the stack's GPUs go to the native-TensorFlow workers.
+    expect(w.profiles).toEqual(['webgpu']);
+    expect(s.worker.profiles).toBeUndefined();
+    // What the container runs: the image's entrypoint, then the service's command.
+    const argv = [...execForm(finalStage('Dockerfile.webgpu'), 'ENTRYPOINT')!.slice(2), ...w.command];
+    expect(argv.slice(0, 3)).toEqual(['worker', '--backend', 'webgpu']);
+    // …the same worker flags as the native workers', nothing lost in the copy.
+    expect(argv.slice(3)).toEqual((s.worker.command as string[]).slice(1));
+    expectKnownFlags(argv);
+    expect(w.environment).toEqual(s.worker.environment);
+    expect(w.deploy.resources.reservations.devices).toEqual([{ driver: 'nvidia', count: 1, capabilities: ['gpu', 'compute', 'utility', 'graphics'] }]);
+    // Prometheus scrapes workers by the DNS name `worker`: these answer to it.
+    expect(w.networks.default.aliases).toContain('worker');
+    expect(parse(read(deploy('prometheus/prometheus.yml'))).scrape_configs.find((j: any) => j.job_name === 'gradfleet-worker').dns_sd_configs[0].names).toEqual(['worker']);
+  });
+});
+
+/** The stage an image is made of: the Dockerfile's last. */
+const finalStage = (file: string): Stage => parseDockerfile(deploy(`docker/${file}`)).stages.at(-1)!;
+const runs = (stage: Stage) => stage.instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+/** CUDA each libtensorflow GPU build was made with (TensorFlow's tested build configurations). */
+const CUDA_FOR_TF: Record<string, [number, number]> = { '2.15': [12, 2], '2.16': [12, 3], '2.17': [12, 3], '2.18': [12, 5] };
+
+describe('Dockerfiles (parsed: no Docker here to build them, and hadolint is in neither Debian nor npm as a program)', () => {
+  const mainJs = `/app/${pkg.bin.gradfleet}`;
+
+  it('every image: stages it copies from exist, files it copies exist, and it starts the CLI that package.json names', () => {
+    for (const file of readdirSync(deploy('docker')).filter((f) => f.startsWith('Dockerfile'))) {
+      const { stages } = parseDockerfile(deploy(`docker/${file}`));
+      const names = stages.map((st) => st.name).filter(Boolean);
+      for (const [i, st] of stages.entries()) {
+        for (const copy of st.instructions.filter((x) => x.op === 'COPY')) {
+          const from = copy.args.match(/--from=(\S+)/)?.[1];
+          // A stage copies only from one defined before it.
+          if (from) expect(names.slice(0, i), `${file}: COPY --from=${from}`).toContain(from);
+          else for (const src of copy.args.split(/\s+/).slice(0, -1)) expect(existsSync(join(root, src)), `${file}: COPY ${src}`).toBe(true);
+        }
+        for (const script of runs(st).matchAll(/scripts\/[\w.-]+/g)) expect(existsSync(join(root, script[0])), `${file}: ${script[0]}`).toBe(true);
+      }
+      expect(execForm(stages.at(-1)!, 'ENTRYPOINT')!.slice(0, 2), file).toEqual(['node', mainJs]);
+      expect(stages.at(-1)!.instructions.some((x) => x.op === 'USER' && x.args !== 'root'), `${file}: runs as root`).toBe(true);
+    }
+  });
+
+  it('Dockerfile.gpu: a CUDA 12 base new enough for its libtensorflow, tfjs-node-gpu built by the install script', () => {
+    const { args, stages } = parseDockerfile(deploy('docker/Dockerfile.gpu'));
+    const cudaStages = stages.filter((st) => st.name !== 'node');
+    expect(cudaStages.length).toBe(2); // build and runtime
+    for (const st of cudaStages) expect(st.from).toMatch(/^nvidia\/cuda:12\.\d+\.\d+-cudnn\d*-runtime-ubuntu22\.04$/);
+    const build = stages.find((st) => st.name === 'build')!;
+    const tfVersion = build.instructions.find((i) => i.op === 'ARG' && i.args.startsWith('TF_VERSION='))!.args.split('=')[1];
+    const [cudaMajor, cudaMinor] = args.CUDA_IMAGE.match(/cuda:(\d+)\.(\d+)/)!.slice(1).map(Number);
+    const needs = CUDA_FOR_TF[tfVersion.split('.').slice(0, 2).join('.')];
+    expect(needs, `libtensorflow ${tfVersion}`).toBeDefined();
+    expect(cudaMajor === needs[0] && cudaMinor >= needs[1], `CUDA ${cudaMajor}.${cudaMinor} for libtensorflow ${tfVersion}`).toBe(true);
+    // libtensorflow 2.18 was built with cuDNN 9: the image's must be 9 (the unversioned `cudnn` tags are 9).
+    if (tfVersion.startsWith('2.18')) expect(args.CUDA_IMAGE).toMatch(/-cudnn-|-cudnn9-/);
+    expect(runs(build)).toMatch(/scripts\/install-tfjs-node-gpu\.sh --tf-version "\$\{TF_VERSION\}"/);
+    // The runtime has the built app and no compiler.
+    const runtime = stages.at(-1)!;
+    expect(runtime.instructions.some((i) => i.op === 'COPY' && i.args.startsWith('--from=build /app /app'))).toBe(true);
+    expect(runs(runtime)).not.toMatch(/g\+\+|build-essential/);
+    expect(envOf(runtime).NVIDIA_DRIVER_CAPABILITIES.split(',')).toEqual(expect.arrayContaining(['compute', 'utility']));
+    // The script installs the tfjs-node-gpu the code expects.
+    expect(read(join(root, 'scripts/install-tfjs-node-gpu.sh'))).toContain(`TFJS_VERSION=${pkg.peerDependencies['@tensorflow/tfjs-node-gpu']}`);
+  });
+
+  it('Dockerfile.webgpu: the Vulkan loader, graphics among the driver capabilities, NVIDIA\'s EGL ICD, a webgpu worker', () => {
+    const st = finalStage('Dockerfile.webgpu');
+    const env = envOf(st);
+    expect(env.NVIDIA_DRIVER_CAPABILITIES.split(',').sort()).toEqual(['compute', 'graphics', 'utility']);
+    const apt = runs(st).match(/apt-get install [^&]*/)![0].split(/\s+/);
+    expect(apt).toEqual(expect.arrayContaining(['libvulkan1', 'libegl1', 'libxext6']));
+    // Mesa's software adapter must not be what a GPU worker runs on.
+    expect(apt.some((p) => p.startsWith('mesa-'))).toBe(false);
+    // The ICD files it writes are JSON naming NVIDIA's EGL library, and the loader is pointed at the Vulkan one.
+    const written = new Map([...runs(st).matchAll(/printf '([^']*)'\s*>\s*(\S+)/g)].map((m) => [m[2], JSON.parse(m[1].replace(/\\n/g, '\n'))]));
+    expect(written.get('/etc/vulkan/icd.d/nvidia_icd.json')).toMatchObject({ file_format_version: '1.0.0', ICD: { library_path: 'libEGL_nvidia.so.0' } });
+    expect(written.get('/usr/share/glvnd/egl_vendor.d/10_nvidia.json')).toMatchObject({ ICD: { library_path: 'libEGL_nvidia.so.0' } });
+    expect(env.VK_ICD_FILENAMES).toBe('/etc/vulkan/icd.d/nvidia_icd.json');
+    const entry = execForm(st, 'ENTRYPOINT')!;
+    expect(entry).toEqual(['node', mainJs, 'worker', '--backend', 'webgpu']);
+    expectKnownFlags(entry.slice(2));
+    // The optional packages it depends on are really in package.json (npm ci installs them in the build stage).
+    for (const p of ['webgpu', '@tensorflow/tfjs-backend-webgpu']) expect(pkg.optionalDependencies[p], p).toBeDefined();
+    expect(runs(parseDockerfile(deploy('docker/Dockerfile.webgpu')).stages[0])).toContain('test -d node_modules/webgpu');
+  });
+
+  it('the parser joins continued lines and skips comments (what the checks above stand on)', () => {
+    expect(instructionsOf('# c\nFROM a AS b\nRUN x \\\n  # inside\n  && y\nENV A=1 \\\n    B="two"\n')).toEqual([
+      { op: 'FROM', args: 'a AS b' }, { op: 'RUN', args: 'x && y' }, { op: 'ENV', args: 'A=1 B="two"' },
+    ]);
+  });
+});
+
+describe('scripts/install-tfjs-node-gpu.sh', () => {
+  const script = join(root, 'scripts/install-tfjs-node-gpu.sh');
+  const runScript = (args: string[]) => {
+    try {
+      return { code: 0, out: execFileSync('bash', [script, ...args], { encoding: 'utf8', stdio: 'pipe' }) };
+    } catch (err) {
+      const e = err as { status: number; stderr: string; stdout: string };
+      return { code: e.status, out: `${e.stdout}${e.stderr}` };
+    }
+  };
+
+  it('passes bash -n and shellcheck', () => {
+    execFileSync('bash', ['-n', script]);
+    execFileSync(requireBinary('shellcheck'), [script], { stdio: 'pipe' });
+  });
+
+  it('refuses what it cannot build before installing anything: other versions, http, a tarball that is not libtensorflow', () => {
+    expect(runScript(['--help'])).toMatchObject({ code: 0, out: expect.stringContaining('usage: scripts/install-tfjs-node-gpu.sh') });
+    expect(runScript(['--tf-version', '2.9.1']).out).toMatch(/supports libtensorflow 2\.15–2\.18 \(CUDA 12\)/);
+    expect(runScript(['--libtensorflow', 'http://example.invalid/libtensorflow.tar.gz']).out).toMatch(/use https/);
+    // Every version the images may ask for passes the version check (it fails later, on --dir).
+    for (const v of ['2.15.0', '2.18.0']) expect(runScript(['--tf-version', v, '--dir', join(scratch, 'absent')]).out).toMatch(/--dir .*absent: no package\.json there/);
+    // A real .tar.gz without the C API headers and libraries: rejected before npm runs.
+    const app = join(scratch, 'tfjs-app');
+    execFileSync('mkdir', ['-p', join(app, 'not-tf')]);
+    writeFileSync(join(app, 'package.json'), '{"name":"x","version":"1.0.0","private":true}');
+    writeFileSync(join(app, 'not-tf', 'README'), 'hello');
+    const tarball = join(scratch, 'not-tf.tar.gz');
+    execFileSync('tar', ['-czf', tarball, '-C', join(app, 'not-tf'), 'README']);
+    const r = runScript(['--dir', app, '--libtensorflow', tarball]);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toMatch(/has no include\/tensorflow\/c\/c_api\.h: not a libtensorflow C library tarball/);
+    expect(existsSync(join(app, 'node_modules'))).toBe(false);
+    // A wrong digest is caught as well.
+    expect(runScript(['--dir', app, '--libtensorflow', tarball, '--sha256', '0'.repeat(64)]).out).toMatch(/SHA-256 of .* is [0-9a-f]{64}, not 0{64}/);
   });
 });
 
@@ -244,6 +379,31 @@ describe('Kubernetes', () => {
     expectKnownFlags(wc.args);
   });
 
+  it('the webgpu workers: their image, a GPU each with graphics, valid worker flags, and no overlap with the native workers', () => {
+    const webgpu = k8s('Deployment', 'gradfleet-worker-webgpu');
+    const native = k8s('Deployment', 'gradfleet-worker');
+    const [c] = webgpu.spec.template.spec.containers;
+    expect(c.image).toBe(`gradfleet/gradfleet-webgpu:${pkg.version}`);
+    expect(c.resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(webgpu.spec.template.spec.tolerations).toEqual(native.spec.template.spec.tolerations);
+    expect(c.env).toContainEqual({ name: 'NVIDIA_DRIVER_CAPABILITIES', value: 'compute,utility,graphics' });
+    // The image's entrypoint is `worker --backend webgpu`; the args are the native workers' flags.
+    const argv = [...execForm(finalStage('Dockerfile.webgpu'), 'ENTRYPOINT')!.slice(2), ...c.args];
+    expect(argv.slice(0, 3)).toEqual(['worker', '--backend', 'webgpu']);
+    const nativeArgs = native.spec.template.spec.containers[0].args as string[];
+    expect(argv.slice(3)).toEqual(nativeArgs.slice(1).filter((a, i, all) => a !== '--backend' && all[i - 1] !== '--backend'));
+    expectKnownFlags(argv);
+    // Two Deployments whose selectors match each other's pods fight over them.
+    const matches = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+    expect(matches(native.spec.selector.matchLabels, webgpu.spec.template.metadata.labels)).toBe(false);
+    expect(matches(webgpu.spec.selector.matchLabels, native.spec.template.metadata.labels)).toBe(false);
+    expect(matches(webgpu.spec.selector.matchLabels, webgpu.spec.template.metadata.labels)).toBe(true);
+    expect(k8s('PodDisruptionBudget', 'gradfleet-worker-webgpu').spec.selector.matchLabels).toEqual(webgpu.spec.template.metadata.labels);
+    // Scraped like the others, and let into NATS and the metrics port by the policies (they select by name).
+    expect(webgpu.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(DEFAULT_WORKER_METRICS_PORT) });
+    expect(matches(k8s('NetworkPolicy', 'gradfleet-metrics').spec.podSelector.matchLabels, webgpu.spec.template.metadata.labels)).toBe(true);
+  });
+
   it('nats-server accepts the NATS ConfigMap, whose routes name the StatefulSet\'s pods', () => {
     const conf = k8s('ConfigMap', 'nats-config').data['nats.conf'];
     for (const i of [0, 1, 2]) expect(conf).toContain(`nats-route://nats-${i}.nats:6222`);
@@ -258,7 +418,7 @@ describe('Kubernetes', () => {
   });
 
   it('the secret is required, each role logs in to NATS as itself, and ingress is denied by default', () => {
-    for (const [name, role] of [['gradfleet-coordinator', 'coordinator'], ['gradfleet-worker', 'worker']]) {
+    for (const [name, role] of [['gradfleet-coordinator', 'coordinator'], ['gradfleet-worker', 'worker'], ['gradfleet-worker-webgpu', 'worker']]) {
       const [container] = k8s('Deployment', name).spec.template.spec.containers;
       expect(container.env).toContainEqual({ name: 'GRADFLEET_SECRET', valueFrom: { secretKeyRef: { name: 'gradfleet-secret', key: 'secret', optional: false } } });
       expect(container.env).toContainEqual({ name: 'GRADFLEET_NATS_PASS', valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key: role } } });
