@@ -37,6 +37,8 @@ import type { RunSummary } from '../coordinator/launch.js';
 import { type StepLogLine, parseStepLogLine } from '../coordinator/step-log.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
+import { paramLayout } from '../training/models/spec.js';
+import { getModel } from '../training/models/zoo.js';
 import { summaryOf, tail } from './child-summary.js';
 import { type LinkCounters, type LinkShape, SimNet } from './simnet/simnet.js';
 import { requireRoot } from './simnet/system.js';
@@ -46,6 +48,14 @@ const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export const SCALE_TRANSPORTS = ['ws', 'nats'] as const;
 export type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
+
+/**
+ * Where reduce and Adam run: `none`, on the coordinator (S = 1, in process); `N`, on one shard
+ * reducer per worker machine (S = workers, `gradfleet shard` beside each worker).
+ */
+export const SCALE_SHARDINGS = ['none', 'N'] as const;
+export type ScaleSharding = (typeof SCALE_SHARDINGS)[number];
+const SHARD_PORT = 7171;
 
 /** Transfer must grow at least this much at half the link rate for the link to be the limit. */
 export const LINK_BOUND_RATIO = 1.6;
@@ -65,10 +75,12 @@ export interface ScaleOptions {
   transport: ScaleTransport;
   wire: WireDtype;
   syntheticMs: number;
+  /** Each worker count is run once per sharding listed (S = 1 and S = N side by side). */
+  shardings: ScaleSharding[];
   /** The worker count rerun at half the link rate; null: no check. */
   validateWorkers: number | null;
   /** Called as each run starts, for progress lines. */
-  onRun?: (run: { workers: number; maxSteps: number; mbit: number }) => void;
+  onRun?: (run: { workers: number; shards: number; maxSteps: number; mbit: number }) => void;
 }
 
 /** Per step, through one machine's link: in = received (rx), out = sent (tx). */
@@ -81,6 +93,8 @@ export interface LinkTraffic {
 
 export interface ScaleRow {
   workers: number;
+  /** Shard reducers (1: the coordinator reduced in process). */
+  shards: number;
   batch: number;
   link_mbit: number;
   step_ms: number;
@@ -95,6 +109,8 @@ export interface ScaleRow {
   coordinator: LinkTraffic;
   worker: LinkTraffic;
   nats_server: LinkTraffic | null;
+  /** The machine whose link carried the most bytes in one direction per step, and that figure ÷ the model's fp32 size. */
+  busiest: { machine: string; bytes: number; x_model: number };
   /** How long after the coordinator logged the window's first and last gathered step the links were read, ms. */
   sample_lag_ms: [number, number];
   /** Whether each read came before that step's new weights started to go out (else it may hold part of a weights frame). */
@@ -190,9 +206,8 @@ interface Sample {
   lagMs: number;
   /** Read before the step's broadcast began: known once the step's done line arrives. */
   quiet?: boolean;
-  coordinator: LinkCounters;
-  worker: LinkCounters;
-  natsServer: LinkCounters | null;
+  /** Every machine's link, by machine name. */
+  links: Record<string, LinkCounters>;
 }
 
 interface RunResult {
@@ -211,8 +226,6 @@ const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.le
 class ScaleBench {
   private runs = 0;
 
-  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string) {}
-
   private transportArgs(subject: string): string[] {
     if (this.o.transport === 'ws') return [];
     return ['--transport', 'nats', '--nats-url', `nats://${this.net.machine('nats').address}:${NATS_PORT}`, '--nats-subject', subject];
@@ -228,16 +241,26 @@ class ScaleBench {
 
   /** Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes were in. */
   private sample(step: number, loggedAt: number): Sample {
-    const { net } = this;
     const takenAt = Date.now();
-    return {
-      step, takenAt, lagMs: takenAt - loggedAt,
-      coordinator: net.counters('coordinator'), worker: net.counters('worker-1'), natsServer: this.o.transport === 'nats' ? net.counters('nats') : null,
-    };
+    return { step, takenAt, lagMs: takenAt - loggedAt, links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])) };
+  }
+
+  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string, private readonly machines: string[]) {}
+
+  /** A shard reducer on worker machine i (from 1), beside its worker. */
+  private startShard(i: number, subject: string): Promise<void> {
+    const { net } = this;
+    const machine = net.machine(`worker-${i}`);
+    const id = `${net.prefix}-s${i}`;
+    const child = net.spawn(`worker-${i}`, process.execPath, [
+      mainScript, 'shard', '--id', id, '--connect-timeout', '60', '--host', machine.address, '--port', String(SHARD_PORT),
+      ...(this.o.transport === 'ws' ? ['--connect', `ws://${net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject)),
+    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+    return workerExit(child, `shard ${id}`);
   }
 
   /** One run of warmup + steps steps with `workers` workers, each on its own machine, sampled at the timed steps' ends. */
-  private async run(workers: number): Promise<RunResult> {
+  private async run(workers: number, shards: number): Promise<RunResult> {
     const { o, net } = this;
     const k = ++this.runs;
     const maxSteps = o.warmup + o.steps;
@@ -247,7 +270,7 @@ class ScaleBench {
     const coordinator = net.spawn('coordinator', process.execPath, [
       mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
       '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
-      '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject),
+      '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject), ...(shards > 1 ? ['--shards', String(shards)] : []),
       // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
       '--insecure',
     ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } });
@@ -272,6 +295,10 @@ class ScaleBench {
     const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
     try {
       await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
+      const shardExits = shards > 1 ? Array.from({ length: shards }, (_, i) => this.startShard(i + 1, subject)) : [];
+      shardExits.forEach((e) => e.catch(() => {})); // awaited below with the workers'
+      // Workers run with --no-reconnect: one turned away while the shards join would not come back.
+      if (shards > 1) await stderrLine(coordinator, /shard reducer\(s\) serving: workers may join/, what, 60_000);
       const exits = Array.from({ length: workers }, (_, i) => {
         const id = `${net.prefix}-w${i + 1}`;
         const child = net.spawn(`worker-${i + 1}`, process.execPath, [
@@ -280,7 +307,7 @@ class ScaleBench {
         ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
         return workerExit(child, `worker ${id}`);
       });
-      const workersDone = Promise.all(exits);
+      const workersDone = Promise.all([...exits, ...shardExits]);
       workersDone.catch(() => {}); // awaited below, after the summary; a worker failing first must not go unhandled
       const result = await summary;
       await workersDone;
@@ -301,22 +328,26 @@ class ScaleBench {
     }
   }
 
-  /** The steady-state row for `workers` at `mbit`. */
-  async row(workers: number, mbit: number): Promise<ScaleRow> {
+  /** The steady-state row for `workers` (and `shards`) at `mbit`. */
+  async row(workers: number, shards: number, mbit: number): Promise<ScaleRow> {
     const { o } = this;
-    o.onRun?.({ workers, maxSteps: o.warmup + o.steps, mbit });
-    const { summary, timed, from, to } = await this.run(workers);
+    o.onRun?.({ workers, shards, maxSteps: o.warmup + o.steps, mbit });
+    const { summary, timed, from, to } = await this.run(workers, shards);
+    const traffic = (machine: string) => perStep(from.links[machine], to.links[machine], o.steps);
+    const modelBytes = 4 * paramLayout(getModel(o.model)).size;
+    const busiest = this.machines.filter((m) => m in from.links && (m === 'coordinator' || m === 'nats' || Number(m.split('-')[1]) <= workers))
+      .map((machine) => ({ machine, bytes: Math.max(traffic(machine).in_bytes, traffic(machine).out_bytes) }))
+      .reduce((a, b) => (b.bytes > a.bytes ? b : a));
     const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
     const stepMs = phase((s) => s.seconds.total);
     const computeMs = phase((s) => s.compute_s);
     const batch = workers * o.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
     return {
-      workers, batch, link_mbit: mbit, step_ms: stepMs, compute_ms: computeMs, transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
+      workers, shards, batch, link_mbit: mbit, busiest: { ...busiest, x_model: busiest.bytes / modelBytes }, step_ms: stepMs, compute_ms: computeMs, transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
       reduce_ms: phase((s) => s.seconds.reduce), optimizer_ms: phase((s) => s.seconds.optimizer), broadcast_ms: phase((s) => s.seconds.broadcast),
       samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
-      coordinator: perStep(from.coordinator, to.coordinator, o.steps), worker: perStep(from.worker, to.worker, o.steps),
-      nats_server: from.natsServer && to.natsServer ? perStep(from.natsServer, to.natsServer, o.steps) : null,
+      coordinator: traffic('coordinator'), worker: traffic('worker-1'), nats_server: o.transport === 'nats' ? traffic('nats') : null,
       sample_lag_ms: [from.lagMs, to.lagMs], samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
     };
   }
@@ -329,6 +360,7 @@ export function validateScaleOptions(o: ScaleOptions): void {
   }
   if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens as the last warm-up step\'s nodes are in');
   if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
+  if (o.shardings.length === 0) throw new Error('--shards needs at least one of none, N');
 }
 
 export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
@@ -341,16 +373,19 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
   let net: SimNet | undefined;
   try {
     net = await SimNet.create(machines, o.link);
-    const bench = new ScaleBench(o, net, outRoot);
+    const bench = new ScaleBench(o, net, outRoot, machines);
     if (o.transport === 'nats') await bench.startNats();
     const rows: ScaleRow[] = [];
-    for (const workers of o.workersList) rows.push(await bench.row(workers, o.link.mbit));
+    const shardsFor = (sharding: ScaleSharding, workers: number) => (sharding === 'N' ? workers : 1);
+    for (const workers of o.workersList) for (const sharding of o.shardings) rows.push(await bench.row(workers, shardsFor(sharding, workers), o.link.mbit));
     let validity: ScaleReport['validity'] = null;
     if (o.validateWorkers !== null) {
       const half = o.link.mbit / 2;
       await net.shape({ ...o.link, mbit: half });
-      const halfRow = await bench.row(o.validateWorkers, half);
-      const full = rows.find((r) => r.workers === o.validateWorkers)!;
+      // The last sharding listed at that worker count: the design under test.
+      const shards = shardsFor(o.shardings[o.shardings.length - 1], o.validateWorkers);
+      const halfRow = await bench.row(o.validateWorkers, shards, half);
+      const full = rows.find((r) => r.workers === o.validateWorkers && r.shards === shards)!;
       const ratio = halfRow.transfer_ms / Math.max(1e-9, full.transfer_ms);
       validity = {
         workers: o.validateWorkers, half_rate_mbit: half, transfer_ms: full.transfer_ms, half_rate_transfer_ms: halfRow.transfer_ms, ratio,

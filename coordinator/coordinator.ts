@@ -132,6 +132,7 @@ export class Coordinator {
   private readonly ledger: SampleLedger;
   private readonly trainable: ParamSlice[];
   private readonly stragglers = new StragglerWatch();
+  private readonly shardStragglers = new StragglerWatch();
   private deadlineTimer: NodeJS.Timeout | undefined;
   private readonly shards: ShardSet | undefined;
   /** The step's gate, in a sharded run: nodes wait in it for their shards' verdicts. */
@@ -153,7 +154,11 @@ export class Coordinator {
         connected: (n) => o.hooks?.shardsConnected?.(n),
         lost: (id, reason) => this.onShardLost(id, reason),
       });
-      this.reducer = new ShardedReducer(o.state, this.shards, (reports) => o.hooks?.shardsReduced?.(reports));
+      this.reducer = new ShardedReducer(o.state, this.shards, (reports) => {
+        o.hooks?.shardsReduced?.(reports);
+        // A shard's round trip is its reduce, Adam and publish plus the hops: slow ones hold every step back.
+        this.watchStragglers(this.shardStragglers, new Map(reports.map((r) => [r.shard, 1 / Math.max(1e-4, r.roundTripSeconds)])), 'shard reducer', 'reduces/s');
+      });
     } else {
       this.reducer = new InProcessReducer(o.state, o.layout, this.trainable, new WeightsBroadcast(o.state, o.state.config.wire));
     }
@@ -350,7 +355,7 @@ export class Coordinator {
     const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
     for (const [id, count] of gather.microBatchesBy) this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
-    this.watchStragglers(workerSpeeds);
+    this.watchStragglers(this.stragglers, workerSpeeds, 'worker', 'micro-batches/s');
     const report = stepReport({
       position, stepsPerEpoch: stepsPerEpoch(this.geometry), epochSamples: this.geometry.trainCount, gather, update, startedAt, gatheredAt, workerSpeeds,
     });
@@ -383,15 +388,16 @@ export class Coordinator {
     this.conclude(work, concluded.session, concluded.message, this.recorded(gate.gather, concluded.verdict));
   }
 
-  private watchStragglers(speeds: Map<string, number>): void {
-    const { flagged, cleared, median } = this.stragglers.observe(speeds);
+  private watchStragglers(watch: StragglerWatch, speeds: Map<string, number>, who: 'worker' | 'shard reducer', unit: string): void {
+    const { flagged, cleared, median } = watch.observe(speeds);
     for (const id of flagged) {
-      this.o.log.warn({ worker: id, speed: speeds.get(id), median_speed: median },
-        `worker ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} micro-batches/s against a median of ${median.toFixed(1)}; it gets a smaller share`);
+      const consequence = who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
+      this.o.log.warn({ [who === 'worker' ? 'worker' : 'shard']: id, speed: speeds.get(id), median_speed: median },
+        `${who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${unit} against a median of ${median.toFixed(1)}; ${consequence}`);
       this.o.hooks?.straggler?.(id, true);
     }
     for (const id of cleared) {
-      this.o.log.info({ worker: id }, `worker ${id} is no longer a straggler`);
+      this.o.log.info({ [who === 'worker' ? 'worker' : 'shard']: id }, `${who} ${id} is no longer a straggler`);
       this.o.hooks?.straggler?.(id, false);
     }
   }

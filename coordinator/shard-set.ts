@@ -12,7 +12,8 @@ import type { RunState } from './run-state.js';
 import type { ShardSession, WorkerPool } from './worker-pool.js';
 
 export type SliceVerdict = MessageOf<'sliceVerdict'>;
-export type ShardReport = MessageOf<'reduced'> & { shard: string };
+/** A shard's report of a reduced step, with the round trip from the coordinator's request to the report, on its clock. */
+export type ShardReport = MessageOf<'reduced'> & { shard: string; roundTripSeconds: number };
 
 export class ShardLostError extends Error {
   override name = 'ShardLostError';
@@ -45,7 +46,7 @@ export class ShardSet {
   readonly slices: ParamSlice[];
   private readonly slots: Slot[];
   private allLoaded: Waiter<void>[] = [];
-  private reduceWait: { step: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> } | undefined;
+  private reduceWait: { step: number; sentAt: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> } | undefined;
   private collectWait: { parts: Map<number, Partial<Record<ShardTensor, Float32Array>> & { adamStep?: number; version?: number }>; waiter: Waiter<void> } | undefined;
 
   constructor(private readonly o: ShardSetOptions) {
@@ -62,8 +63,11 @@ export class ShardSet {
     return this.slots.filter((s) => s.session).length;
   }
 
+  /** Between a lost shard and the rollback's reload: whatever loads meanwhile holds a state about to be undone. */
+  private suspended = false;
+
   private get serving(): boolean {
-    return this.slots.every((s) => s.session && s.loadedVersion !== undefined);
+    return !this.suspended && this.slots.every((s) => s.session && s.loadedVersion !== undefined);
   }
 
   private closeDoor(): void {
@@ -87,6 +91,7 @@ export class ShardSet {
     slot.loadedVersion = undefined;
     session.channel.send({ type: 'shardAssign', index, ...slot.slice });
     this.load(index);
+    this.closeDoor();
     this.o.connected?.(this.connected);
   }
 
@@ -101,8 +106,9 @@ export class ShardSet {
     }
   }
 
-  /** Reloads every shard from the run's state (after the coordinator rolled it back). */
+  /** Reloads every shard from the run's state (after the coordinator rolled it back); workers are let in once all have loaded it. */
   reloadAll(): void {
+    this.suspended = false;
     this.slots.forEach((slot, i) => {
       if (!slot.session) return;
       slot.loadedVersion = undefined;
@@ -138,6 +144,8 @@ export class ShardSet {
     if (!slot) return;
     slot.session = undefined;
     slot.loadedVersion = undefined;
+    // Until the run has rolled back (reloadAll), no slice is served: a replacement loaded now would hold the lost state.
+    this.suspended = true;
     this.closeDoor();
     this.o.connected?.(this.connected);
     this.o.lost?.(session.id, reason);
@@ -152,7 +160,7 @@ export class ShardSet {
   reduce(request: Omit<MessageOf<'reduce'>, 'type'>): Promise<ShardReport[]> {
     if (!this.serving) return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
-      this.reduceWait = { step: request.step, reports: new Map(), waiter: { resolve, reject } };
+      this.reduceWait = { step: request.step, sentAt: performance.now(), reports: new Map(), waiter: { resolve, reject } };
       for (const slot of this.slots) slot.session!.channel.send({ type: 'reduce', ...request });
     });
   }
@@ -160,7 +168,7 @@ export class ShardSet {
   private onReduced(index: number, session: ShardSession, message: MessageOf<'reduced'>): void {
     const wait = this.reduceWait;
     if (!wait || wait.step !== message.step) return session.channel.reject('stale_result', `reduced step ${message.step}, none was asked for`);
-    wait.reports.set(index, { ...message, shard: session.id });
+    wait.reports.set(index, { ...message, shard: session.id, roundTripSeconds: (performance.now() - wait.sentAt) / 1000 });
     this.slots[index].loadedVersion = message.version;
     if (wait.reports.size < this.count) return;
     this.reduceWait = undefined;

@@ -3,7 +3,7 @@ import { setPriority } from 'node:os';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
-import { type LinkTraffic, SCALE_TRANSPORTS, type ScaleReport, type ScaleRow, benchmarkScale } from '../../bench/scale.js';
+import { type LinkTraffic, SCALE_SHARDINGS, SCALE_TRANSPORTS, type ScaleReport, type ScaleRow, type ScaleSharding, benchmarkScale } from '../../bench/scale.js';
 import { SIGNAL_EXIT_CODES, interruptedBy } from '../../bench/simnet/teardown.js';
 import { DEFAULT_SYNTHETIC_MS } from '../../training/backends/synthetic.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
@@ -13,6 +13,14 @@ import { nonNegativeNumber, oneOf, positiveInt, positiveNumber, printJson, wireD
 interface ScaleFlags {
   workersList: number[]; steps: number; warmup: number; model: string; microBatch: number; linkMbit: number; linkDelayMs?: number;
   transport: (typeof SCALE_TRANSPORTS)[number]; wire: WireDtype; syntheticMs: number; validateWorkers?: number; validate: boolean; json?: boolean;
+  shards: ScaleSharding[];
+}
+
+function shardings(value: string): ScaleSharding[] {
+  const list = value.split(',').map((v) => v.trim()).filter(Boolean);
+  const bad = list.find((v) => !(SCALE_SHARDINGS as readonly string[]).includes(v));
+  if (list.length === 0 || bad !== undefined) throw new InvalidArgumentError(`expected a comma-separated list of ${SCALE_SHARDINGS.join(', ')}${bad ? ` (not ${bad})` : ''}`);
+  return list as ScaleSharding[];
 }
 
 function workerCounts(value: string): number[] {
@@ -27,8 +35,8 @@ const inOut = (t: LinkTraffic | null) => (t ? `${mb(t.in_bytes)} / ${mb(t.out_by
 
 function rowCells(r: ScaleRow, nats: boolean): string[] {
   return [
-    String(r.workers), String(r.batch), String(r.link_mbit), ms(r.step_ms), ms(r.compute_ms), ms(r.transfer_ms), ms(r.reduce_ms), ms(r.optimizer_ms), ms(r.broadcast_ms),
-    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker),
+    String(r.workers), String(r.shards), String(r.batch), String(r.link_mbit), ms(r.step_ms), ms(r.compute_ms), ms(r.transfer_ms), ms(r.reduce_ms), ms(r.optimizer_ms), ms(r.broadcast_ms),
+    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker), `${r.busiest.machine} ${r.busiest.x_model.toFixed(2)}×`,
     ...(nats ? [inOut(r.nats_server), String(r.rejected_frames.duplicate_chunk ?? 0)] : []),
   ];
 }
@@ -39,8 +47,8 @@ export function formatScaleReport(report: ScaleReport): string {
   const table = new Table({
     // Colour codes would garble the table once piped into a file or the README.
     style: process.stdout.isTTY ? {} : { head: [], border: [] },
-    head: ['workers', 'batch', 'Mbit/s', 'step ms', 'compute', 'transfer', 'reduce', 'optimizer', 'broadcast', 'samples/s', 'efficiency',
-      'coordinator MB in / out', 'worker MB in / out', ...(nats ? ['NATS server MB in / out', 'repeats'] : [])],
+    head: ['workers', 'shards', 'batch', 'Mbit/s', 'step ms', 'compute', 'transfer', 'reduce', 'optimizer', 'broadcast', 'samples/s', 'efficiency',
+      'coordinator MB in / out', 'worker MB in / out', 'busiest link', ...(nats ? ['NATS server MB in / out', 'repeats'] : [])],
   });
   const v = report.validity;
   const allRows = [...report.rows, ...(v ? [v.half_rate_row] : [])];
@@ -57,7 +65,8 @@ export function formatScaleReport(report: ScaleReport): string {
     + `${table.toString()}\n`
     + `Validity: ${verdict}.${v ? ` (The last row is that rerun at ${v.half_rate_mbit} Mbit/s.)` : ''}\n`
     + 'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included; broadcast is only handing the '
-    + 'weights to the transport. efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step through the link of '
+    + 'weights to the transport. busiest link = the machine whose link carried the most bytes in one direction per step, × the model\'s fp32 size; '
+    + 'shards = shard reducers (1: the coordinator reduced in process; N: one `gradfleet shard` on each worker\'s machine). efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step through the link of '
     + `the coordinator's machine, worker 1's${nats ? ' and the NATS server\'s' : ''} (interface counters, headers included), read as the last warm-up step's `
     + 'and the last step\'s tree nodes were all in and before their new weights went out, when nothing of the cluster is on the wire'
     + `${loud > 0 ? ` (${loud} of ${2 * allRows.length} reads came after the weights began to leave: those rows may be off by part of a weights frame)` : ''}.\n`
@@ -80,6 +89,7 @@ export function scaleCommand(): Command {
     .option('--synthetic-ms <ms>', 'each micro-batch\'s compute time (a wait: the workers use no CPU for it)', positiveNumber, DEFAULT_SYNTHETIC_MS)
     .option('--validate-workers <n>', 'the worker count rerun at half the link rate to check the link, not the CPU, is the limit (default: the largest)', positiveInt)
     .option('--no-validate', 'skip that rerun')
+    .addOption(new Option('--shards <list>', 'where reduce and Adam run, each listed mode per worker count: none (the coordinator, S = 1) or N (a shard reducer on every worker machine, S = workers)').argParser(shardings).default(['none'], 'none'))
     .option('--json', 'print the report as one JSON object')
     .action(async (flags: ScaleFlags) => {
       const log = createLogger('bench');
@@ -92,9 +102,9 @@ export function scaleCommand(): Command {
       }
       const report = await benchmarkScale({
         workersList: flags.workersList, steps: flags.steps, warmup: flags.warmup, model: getModel(flags.model).name, microBatch: flags.microBatch,
-        link: { mbit: flags.linkMbit, delayMs: flags.linkDelayMs }, transport: flags.transport, wire: flags.wire, syntheticMs: flags.syntheticMs,
+        link: { mbit: flags.linkMbit, delayMs: flags.linkDelayMs }, transport: flags.transport, wire: flags.wire, syntheticMs: flags.syntheticMs, shardings: flags.shards,
         validateWorkers: flags.validate ? flags.validateWorkers ?? Math.max(...flags.workersList) : null,
-        onRun: ({ workers, maxSteps, mbit }) => log.info({ workers, max_steps: maxSteps, link_mbit: mbit }, `${workers} worker(s), ${maxSteps} steps at ${mbit} Mbit/s`),
+        onRun: ({ workers, shards, maxSteps, mbit }) => log.info({ workers, shards, max_steps: maxSteps, link_mbit: mbit }, `${workers} worker(s), ${shards} shard(s), ${maxSteps} steps at ${mbit} Mbit/s`),
       }).catch((err: unknown) => {
         // Ctrl-C stopped the cluster's processes, which is why the run failed: say nothing more, exit as interrupted.
         const signal = interruptedBy();

@@ -108,6 +108,21 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     expect(processesOf(report.prefix, report.subnet.split('.').slice(0, 3).join('.'))).toEqual([]);
   }, 60_000);
 
+  it('--shards none,N: one shard per worker machine takes the gradients off the coordinator\'s link, same weights', async () => {
+    const report = expectOk(await run([...quick.map((a) => (a === '1' ? '2' : a)), '--shards', 'none,N', '--link-mbit', '50', '--warmup', '1', '--steps', '4', '--json']));
+    const [whole, sharded] = report.rows;
+    expect(whole).toMatchObject({ workers: 2, shards: 1 });
+    expect(sharded).toMatchObject({ workers: 2, shards: 2 });
+    expect(sharded.weights_sha256).toBe(whole.weights_sha256);
+    const bytes = (t: { in_bytes: number; out_bytes: number }) => t.in_bytes + t.out_bytes;
+    // Unsharded, every gradient and every weights copy crosses the coordinator's link; sharded, only headers and losses.
+    expect(whole.busiest.machine).toBe('coordinator');
+    expect(bytes(sharded.coordinator)).toBeLessThan(0.05 * bytes(whole.coordinator));
+    // Each worker machine carries its slice's share both ways: about one model per direction for 2 machines.
+    expect(sharded.busiest.machine).toMatch(/^worker-/);
+    expect(sharded.busiest.x_model).toBeLessThan(whole.busiest.x_model);
+  }, 90_000);
+
   it.each(['SIGINT', 'SIGTERM'] as const)('%s in the middle of a run removes the namespaces and stops every process of the cluster', async (signal) => {
     const bench = start([...quick, '--steps', '500']);
     const prefix = `gf${bench.child.pid!.toString(16)}`;

@@ -33,6 +33,13 @@ describe('shard reducers', () => {
     expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
   }, 60_000);
 
+  it('a slow shard is named a straggler, as a slow worker is', async () => {
+    const flagged: string[] = [];
+    const run = await inProcessRun(workers(2), { shards: 3, slowShard: { shard: 2, ms: 60 }, hooks: { straggler: (id, is) => is && flagged.push(id) } });
+    expect(run.summary.stopped).toBe('finished');
+    expect(flagged).toEqual(['shard-2']);
+  }, 60_000);
+
   it('a shard lost mid-run: rollback to the newest checkpoint, replay, same weights, exact ledger', async () => {
     const reference = await inProcessRun(workers(2));
     const run = await inProcessRun(workers(2), { shards: 2, checkpointEvery: 4, killShard: { shard: 1, atStep: 6 } });

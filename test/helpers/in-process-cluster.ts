@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_ADMISSION } from '../../coordinator/admission.js';
 import { type RunSummary, launchRun } from '../../coordinator/launch.js';
+import type { CoordinatorHooks } from '../../coordinator/hooks.js';
 import { decodeFrame } from '../../protocol/codec.js';
 import type { Message } from '../../protocol/messages.js';
 import { SyntheticRunner } from '../../training/backends/synthetic.js';
@@ -33,7 +34,7 @@ export interface InProcessRun {
   workers: Map<string, WorkerOutcome | Error>;
 }
 
-const quiet = pino({ level: 'silent' });
+const quiet = pino({ level: process.env.IN_PROCESS_LOG ?? 'silent' });
 
 export interface InProcessOptions {
   maxSteps?: number;
@@ -47,6 +48,9 @@ export interface InProcessOptions {
    * slice of the Adam state is gone); a replacement joins, as a supervisor would start one.
    */
   killShard?: { shard: number; atStep: number };
+  /** Shard `shard` holds each of its step reports back this long (a slow machine). */
+  slowShard?: { shard: number; ms: number };
+  hooks?: CoordinatorHooks;
 }
 
 /**
@@ -71,6 +75,14 @@ function startShards(coordinator: MemoryListener, o: InProcessOptions, running: 
           handlers.frame(bytes);
         },
       });
+    }
+    const slow = generation === 0 && o.slowShard?.shard === k ? o.slowShard : undefined;
+    if (slow) {
+      const send = link.send.bind(link);
+      link.send = (frame, written) => {
+        if (decodeFrame(frame).message.type !== 'reduced') return send(frame, written);
+        setTimeout(() => send(frame, written), slow.ms);
+      };
     }
     void runShard({ id: `shard-${k}${generation > 0 ? `-r${generation}` : ''}`, link, listener, serves: url, log: quiet }).then((outcome) => {
       void listener.close();
@@ -106,7 +118,7 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
       outDir, listen: async () => listener, transport: 'memory', maxFrameBytes: 64 * 1024 * 1024, log: quiet,
       minWorkers: o.minWorkers ?? 1, startWorkers: { count: workers.length, graceMs: 10_000 },
       policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: o.checkpointEvery ?? 0 },
-      shards: o.shards,
+      shards: o.shards, hooks: o.hooks,
     });
     const connectShard = startShards(listener, o, () => running);
     const outcomes = new Map<string, WorkerOutcome | Error>();

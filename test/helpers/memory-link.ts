@@ -71,8 +71,11 @@ export class MemoryListener implements Listener {
     this.handler = handler;
   }
 
+  private closed = false;
+
   /** A new connection: returns the worker's end. */
   connect(): MemoryLink {
+    if (this.closed) throw new Error(`${this.url} is closed`);
     if (!this.handler) throw new Error('nobody listens yet');
     const n = ++this.connections;
     const [worker, coordinator] = MemoryLink.pair([`memory-worker-${n}`, this.url]);
@@ -82,6 +85,7 @@ export class MemoryListener implements Listener {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const link of this.links) link.close('listener closed');
   }
 }
