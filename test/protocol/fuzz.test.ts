@@ -27,7 +27,7 @@ import { Channel, RejectionCounts } from '../../protocol/channel.js';
 import { type ChunkInfo, Reassembler, chunkFrame } from '../../protocol/chunking.js';
 import { type Frame, PREAMBLE, align4, assertFinite, decodeFrame, encodeFrame, firstNonFinite, packHeader as pack, payloadOffset, writePreamble } from '../../protocol/codec.js';
 import { ProtocolError, REJECT_REASONS, type RejectReason, TRANSPORT_REJECT_REASONS } from '../../protocol/errors.js';
-import { COORDINATOR_MESSAGE_TYPES, type Message, type MessageOf, WORKER_MESSAGE_TYPES, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
+import { COORDINATOR_MESSAGE_TYPES, type Message, type MessageOf, SHARD_MESSAGE_TYPES, TO_SHARD_MESSAGE_TYPES, WORKER_MESSAGE_TYPES, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { WIRE_DTYPES, bytesPerValue } from '../../protocol/wire-dtype.js';
 import { MNIST_SHAPE, createDataset, fingerprint } from '../../training/data/dataset.js';
@@ -538,7 +538,7 @@ describe('Channel: every bad frame is one counted rejection, and no exception es
         const delivered: Frame[] = [];
         const maxFrameBytes = limit ?? undefined;
         new Channel(link, {
-          log, rejections, maxFrameBytes, replyToRejections: true, accepts: [...WORKER_MESSAGE_TYPES, ...COORDINATOR_MESSAGE_TYPES],
+          log, rejections, maxFrameBytes, replyToRejections: true, accepts: [...WORKER_MESSAGE_TYPES, ...COORDINATOR_MESSAGE_TYPES, ...SHARD_MESSAGE_TYPES, ...TO_SHARD_MESSAGE_TYPES],
           onMessage: (frame) => {
             assertFinite(frame.payload, 'payload'); // what the roles do with gradients and weights
             if (frame.message.type === 'shutdown') throw new Error('a handler bug'); // must not escape either
