@@ -25,6 +25,8 @@ const DEFAULT_CLUSTER_MODELS = ['mnist-cnn', 'mnist-small'];
 const DEFAULT_CLUSTER_WORKERS = [1, 2];
 
 /** A variadic positive-integer option: the values given replace the default (as commander does for strings). */
+const DEFAULT_CLUSTER_SHARDS = [1];
+
 function positiveInts(defaults: number[]) {
   return (value: string, previous: number[]) => [...(previous === defaults ? [] : previous), positiveInt(value)];
 }
@@ -130,24 +132,25 @@ export function benchCommand(): Command {
     .option('--steps <n>', 'timed steps per configuration (after the warm-up steps)', positiveInt, 10)
     .option('--warmup <n>', 'warm-up steps, run and subtracted', positiveInt, 2)
     .option('--backend <name>', `workers' compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'wasm')
+    .option('--shards <n...>', 'shard reducer counts to run each worker count with (1: the coordinator reduces in process)', positiveInts(DEFAULT_CLUSTER_SHARDS), DEFAULT_CLUSTER_SHARDS)
     .option('--json', 'print one JSON object per model and worker count; the last stdout line is the last one')
-    .action(async (opts: { model: string[]; workers: number[]; batchSize: number; microBatch: number; steps: number; warmup: number; backend: string; json?: boolean }) => {
+    .action(async (opts: { model: string[]; workers: number[]; batchSize: number; microBatch: number; steps: number; warmup: number; backend: string; shards: number[]; json?: boolean }) => {
       const log = createLogger('bench');
       const models = opts.model.map((name) => getModel(name).name);
       const rows = await benchmarkCluster({
-        models, workers: opts.workers, batchSize: opts.batchSize, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup, backend: opts.backend,
-        onRun: ({ model, workers, maxSteps }) => log.info({ model, workers, max_steps: maxSteps }, `train ${model}, ${workers} worker(s), ${maxSteps} steps`),
+        models, workers: opts.workers, batchSize: opts.batchSize, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup, backend: opts.backend, shards: opts.shards,
+        onRun: ({ model, workers, shards, maxSteps }) => log.info({ model, workers, shards, max_steps: maxSteps }, `train ${model}, ${workers} worker(s), ${shards} shard(s), ${maxSteps} steps`),
       });
       if (opts.json) {
         for (const row of rows) printJson(row);
         return;
       }
       const table = new Table({ style: tableStyle(),
-        head: ['model', 'backend', 'workers', 'batch', 'micro', 'samples/s', 'ms/step', 'compute ms', 'protocol ms', 'reduce ms', 'optimizer ms', 'broadcast ms', 'overhead', 'speed-up'],
+        head: ['model', 'backend', 'workers', 'shards', 'batch', 'micro', 'samples/s', 'ms/step', 'compute ms', 'protocol ms', 'reduce ms', 'optimizer ms', 'broadcast ms', 'overhead', 'speed-up'],
       });
       for (const r of rows) {
         table.push([
-          r.model, r.backend, r.workers, r.batch, r.micro_batch, fixed(0)(r.samples_per_s), fixed(1)(r.ms_per_step),
+          r.model, r.backend, r.workers, r.shards, r.batch, r.micro_batch, fixed(0)(r.samples_per_s), fixed(1)(r.ms_per_step),
           fixed(1)(r.compute_ms), fixed(1)(r.protocol_ms),
           ...(['reduce', 'optimizer', 'broadcast'] as const).map((p) => `${fixed(1)(r[`${p}_ms`])}${r.clamped.includes(p) ? '*' : ''}`),
           `${fixed(0)(r.overhead_pct)}%`, r.speedup === null ? '–' : `${fixed(2)(r.speedup)}×`,
@@ -155,7 +158,7 @@ export function benchCommand(): Command {
       }
       process.stdout.write(`Cluster training step, steady state (steps ${opts.warmup + 1}–${opts.warmup + opts.steps}: a ${opts.warmup + opts.steps}-step run minus a ${opts.warmup}-step run):\n${table.toString()}\n`
         + 'protocol = gather − compute (assign, encode, transfer, decode, waiting for the slowest worker); overhead = share of the step that is not compute; '
-        + 'speed-up = samples/s over the 1-worker row. Coordinator and workers share this machine\'s cores.\n'
+        + 'speed-up = samples/s over the 1-worker row without shards; shards = shard reducer processes (1: the coordinator reduces). Coordinator and workers share this machine\'s cores.\n'
         + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
   bench.addCommand(scaleCommand());
