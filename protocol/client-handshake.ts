@@ -4,8 +4,33 @@
  * coordinator. The side that is joined runs coordinator/worker-pool.ts.
  */
 import { type SharedSecret, newNonce, proofsMatch } from './auth.js';
-import type { Channel } from './channel.js';
+import type { Logger } from 'pino';
+import { Channel, type RejectionCounts } from './channel.js';
+import type { Frame } from './codec.js';
 import type { Message, MessageOf } from './messages.js';
+import type { Link } from './transport.js';
+
+/**
+ * The joining side's channel to the peer it joined: a handler that throws is a fault of this
+ * session's own (it reports and leaves: `fail`), never a rejection of the peer's frame; the link
+ * closing is the session lost.
+ */
+export function joiningChannel<In extends Message, Out extends Message>(link: Link, o: {
+  log: Logger; rejections: RejectionCounts; maxFrameBytes?: number; accepts: ReadonlyArray<In['type']>;
+  handle(frame: Frame<In>): void; fail(err: Error): void; lost(reason: string): void;
+}): Channel<In, Out> {
+  return new Channel<In, Out>(link, {
+    log: o.log, rejections: o.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: o.accepts,
+    onMessage: (frame) => {
+      try {
+        o.handle(frame);
+      } catch (err) {
+        o.fail(err as Error);
+      }
+    },
+    onClose: (reason) => o.lost(`connection to the coordinator lost: ${reason}`),
+  });
+}
 
 /** What a joining peer says about itself in its hello (the nonce is the handshake's own). */
 export type HelloFields = Omit<MessageOf<'hello'>, 'type' | 'nonce'>;

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { Channel, RejectionCounts } from '../protocol/channel.js';
-import { ClientHandshake } from '../protocol/client-handshake.js';
+import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
 import { type Frame, encodeFrame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
 import { type MessageOf, SHARD_TENSORS, type ShardMessage, TO_SHARD_MESSAGE_TYPES, type ToShardMessage } from '../protocol/messages.js';
@@ -64,16 +64,9 @@ export class Shard {
 
   constructor(private readonly o: ShardOptions) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
-    this.channel = new Channel(o.link, {
-      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: TO_SHARD_MESSAGE_TYPES,
-      onMessage: (frame) => {
-        try {
-          this.onMessage(frame);
-        } catch (err) {
-          this.fail(err as Error);
-        }
-      },
-      onClose: (reason) => this.finish('lost', `connection to the coordinator lost: ${reason}`),
+    this.channel = joiningChannel(o.link, {
+      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, accepts: TO_SHARD_MESSAGE_TYPES,
+      handle: (frame) => this.onMessage(frame), fail: (err) => this.fail(err), lost: (reason) => this.finish('lost', reason),
     });
     this.handshake = new ClientHandshake(this.channel, { workerId: o.id, backend: 'shard', serves: o.serves }, o.secret, 'the coordinator');
     this.handshake.start();

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
-import { ClientHandshake } from '../protocol/client-handshake.js';
+import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
 import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
 import { FATAL_ERROR_CODES } from '../protocol/errors.js';
@@ -133,16 +133,9 @@ export class Worker {
 
   constructor(private readonly o: WorkerOptions) {
     this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
-    this.channel = new Channel(o.link, {
-      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: COORDINATOR_MESSAGE_TYPES,
-      onMessage: (frame) => {
-        try {
-          this.onMessage(frame);
-        } catch (err) {
-          this.fail(err as Error);
-        }
-      },
-      onClose: (reason) => this.finish('lost', `connection to the coordinator lost: ${reason}`),
+    this.channel = joiningChannel(o.link, {
+      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, accepts: COORDINATOR_MESSAGE_TYPES,
+      handle: (frame) => this.onMessage(frame), fail: (err) => this.fail(err), lost: (reason) => this.finish('lost', reason),
     });
     this.channel.meter = o.observer?.meter;
     // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.
