@@ -21,8 +21,9 @@ const exact = async (summary: Record<string, any>) => {
 };
 
 describe('shard reducers (processes)', () => {
-  it('train --shards 2 over ws: the unsharded run\'s weights', async () => {
-    const summary = expectOk(await run(['train', ...config, '--workers', '2', '--shards', '2', '--backend', 'wasm', '--out', `${dir}/ws`]));
+  it('train --shards 2 over ws with a secret (workers prove it to each shard too, every link sealed): the unsharded run\'s weights', async () => {
+    const summary = expectOk(await run(['train', ...config, '--workers', '2', '--shards', '2', '--backend', 'wasm', '--out', `${dir}/ws`], { GRADFLEET_SECRET: 'shard-test-secret-0123456789' }));
+    expect(summary.rejected_frames).not.toHaveProperty('auth_failed');
     expect(summary).toMatchObject({ shards: 2, workers: 2, steps: 24, replayed_steps: 0 });
     await exact(summary);
     expect(summary.weights_sha256).toBe((await unsharded()).weights_sha256);
