@@ -31,6 +31,8 @@ export interface InProcessWorker {
 export interface InProcessRun {
   summary: RunSummary;
   workers: Map<string, WorkerOutcome | Error>;
+  /** The coordinator's /metrics text at the end of the run (with `metrics: true`). */
+  metrics?: string;
 }
 
 const quiet = pino({ level: 'silent' });
@@ -47,6 +49,8 @@ export interface InProcessOptions {
    * slice of the Adam state is gone); a replacement joins, as a supervisor would start one.
    */
   killShard?: { shard: number; atStep: number };
+  /** Keep the coordinator's Prometheus metrics (served on a free loopback port) and return their text. */
+  metrics?: boolean;
 }
 
 /**
@@ -107,6 +111,7 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
       minWorkers: o.minWorkers ?? 1, startWorkers: { count: workers.length, graceMs: 10_000 },
       policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: o.checkpointEvery ?? 0 },
       shards: o.shards,
+      ...(o.metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
     });
     const connectShard = startShards(listener, o, () => running);
     const outcomes = new Map<string, WorkerOutcome | Error>();
@@ -125,7 +130,7 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
     const summary = await run.finish();
     running = false;
     await Promise.all(sessions);
-    return { summary, workers: outcomes };
+    return { summary, workers: outcomes, metrics: await run.metrics?.registry.metrics() };
   } finally {
     running = false;
     rmSync(outDir, { recursive: true, force: true });
