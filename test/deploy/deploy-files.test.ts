@@ -59,6 +59,16 @@ describe('Prometheus files', () => {
     expect(execFileSync(promtool, ['check', 'rules', deploy('prometheus/alerts.yml')], { encoding: 'utf8' })).toMatch(/SUCCESS: \d+ rules found/);
   });
 
+  it('promtool test rules: the alerts fire and resolve when their cases say (test/deploy/promtool)', () => {
+    const promtool = requireBinary('promtool');
+    const cases = join(root, 'test/deploy/promtool/alert-rules.yml');
+    expect(execFileSync(promtool, ['test', 'rules', cases], { encoding: 'utf8', stdio: 'pipe' })).toMatch(/SUCCESS/);
+    // …and a case whose expectation is wrong fails: the cases are checked, not just parsed.
+    const wrong = join(scratch, 'wrong-alert-cases.yml');
+    writeFileSync(wrong, read(cases).replace('../../../deploy/prometheus/alerts.yml', deploy('prometheus/alerts.yml')).replace(/eval_time: 8m/, 'eval_time: 3m'));
+    expect(() => execFileSync(promtool, ['test', 'rules', wrong], { stdio: 'pipe' })).toThrow(/GradfleetShardLost/);
+  });
+
   it('promtool rejects a broken rule (the check can fail)', () => {
     const promtool = requireBinary('promtool');
     const broken = join(scratch, 'broken-rules.yml');
