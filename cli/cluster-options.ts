@@ -35,8 +35,14 @@ export function addClusterOptions(cmd: Command): Command {
     .option('--outlier-factor <f>', 'recompute on another worker any tree node whose mean-gradient norm exceeds F × the step\'s median, and reject it if the two differ (off by default)', positiveNumber)
     .option('--max-joins-per-source-per-s <n>', 'new connections per second from one address (NATS: one client)', positiveInt, DEFAULT_ADMISSION.joinsPerSourcePerSecond)
     .option('--max-preauth-kb <n>', 'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped', positiveInt, DEFAULT_ADMISSION.preAuthBytes / 1024)
-    .option('--shards <S>', 'run reduce and Adam on S shard reducers (`gradfleet shard`), each for a slice of the parameters, so no one link carries every worker\'s gradient (default: this process, whole)', positiveInt)
-    .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0);
+    .option('--shards <S>', 'run reduce and Adam on S shard reducers (`gradfleet shard`), each for a slice of the parameters, so no one link carries every worker\'s gradient (default, or 0: this process, whole)', nonNegativeInt)
+    .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0)
+    // --shards 0 is no flag at all: deployments pass it from a variable whose default is "off"
+    // (compose's ${GRADFLEET_SHARDS:-0}, a Kubernetes env var), since they cannot leave it out.
+    // (A parser cannot return undefined: commander turns that into ''.)
+    .hook('preAction', (_self, action) => {
+      if (action.getOptionValue('shards') === 0) action.setOptionValue('shards', undefined);
+    });
   return addSecretOptions(cmd, 'workers must prove they hold');
 }
 

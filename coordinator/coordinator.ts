@@ -263,6 +263,7 @@ export class Coordinator {
     this.gate = undefined;
     if (this.ledgerAtCheckpoint) this.ledger.restore(this.ledgerAtCheckpoint);
     this.replayedSteps += undone;
+    this.o.hooks?.rolledBack?.(undone);
     shards.reloadAll();
     await Promise.race([shards.ready(), this.stopWaiting()]);
     if (!this.stopRequested) log.info({ step: state.step }, `every slice is served again: replaying from step ${state.step}`);

@@ -84,6 +84,8 @@ export interface CoordinatorHooks {
   shardsReduced?(reports: ShardReport[]): void;
   /** A shard reducer left; the run rolls back. */
   shardLost?(shardId: string, reason: string): void;
+  /** The run went back to its newest checkpoint (a shard reducer was lost): `steps` steps are undone and will be replayed. */
+  rolledBack?(steps: number): void;
 }
 
 /** One set of hooks that calls each given set in turn. */
@@ -95,6 +97,7 @@ export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Coord
     gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
     paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'), outlier: each('outlier'),
     shardsConnected: each('shardsConnected'), shardsReduced: each('shardsReduced'), shardLost: each('shardLost'),
+    rolledBack: each('rolledBack'),
   };
 }
 

@@ -10,10 +10,13 @@ import { packageVersion } from '../common/package-info.js';
 import type { ChannelMeter } from '../protocol/channel.js';
 import { REJECTION_REASONS, type RejectionReason } from '../protocol/errors.js';
 import { type CoordinatorHooks, OUTLIER_VERDICTS, type StepReport } from './hooks.js';
+import type { ShardReport } from './shard-set.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
 
 export const PHASES = ['gather', 'reduce', 'optimizer', 'broadcast'] as const;
+/** What a shard reducer times of each step it serves (broadcast: publishing its slice of the new weights). */
+export const SHARD_PHASES = ['reduce', 'optimizer', 'broadcast'] as const;
 
 /** Step times span ~5 ms (mnist-small on GPUs) to tens of seconds (mnist-cnn on one CPU). */
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -57,6 +60,15 @@ export class CoordinatorMetrics {
   private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
   private readonly clippedSteps = new Counter({ name: 'gradfleet_gradient_clipped_steps_total', help: 'Steps whose averaged gradient --max-grad-norm scaled down', registers: [this.r] });
   private readonly outliers = new Counter({ name: 'gradfleet_outlier_nodes_total', help: 'Tree nodes --outlier-factor flagged, by verdict: confirmed by a recomputation, rejected (the sender named in the log), or unverified (no other worker)', labelNames: ['verdict'], registers: [this.r] });
+  // Shard reducers (--shards): each reports its own phases and the bytes of its worker links, which
+  // never pass through the coordinator, so its `worker_*_bytes_total` no longer show a step's traffic.
+  private readonly shardsConnected = new Gauge({ name: 'gradfleet_shards_connected', help: 'Shard reducers joined (0 when the coordinator reduces in-process)', registers: [this.r] });
+  private readonly shardsLost = new Counter({ name: 'gradfleet_shards_lost_total', help: 'Shard reducers that left or were dropped (each one rolls the run back to its newest checkpoint)', registers: [this.r] });
+  private readonly replayedSteps = new Counter({ name: 'gradfleet_replayed_steps_total', help: 'Steps undone by rollbacks after a lost shard reducer, to be trained again', registers: [this.r] });
+  private readonly shardPhase = new Histogram({ name: 'gradfleet_shard_phase_seconds', help: 'Per shard reducer: wall time of each phase of a step on its slice: reduce, optimizer, broadcast (publishing its slice of the weights)', labelNames: ['shard', 'phase'], buckets: STEP_BUCKETS, registers: [this.r] });
+  private readonly shardStep = new Gauge({ name: 'gradfleet_shard_step_seconds', help: 'Per shard reducer: its reduce + optimizer + broadcast time in the last step', labelNames: ['shard'], registers: [this.r] });
+  private readonly shardReceived = new Counter({ name: 'gradfleet_shard_received_bytes_total', help: 'Per shard reducer: bytes it received on its worker links (gradient slices)', labelNames: ['shard'], registers: [this.r] });
+  private readonly shardSent = new Counter({ name: 'gradfleet_shard_sent_bytes_total', help: 'Per shard reducer: bytes it sent on its worker links (weights slices)', labelNames: ['shard'], registers: [this.r] });
   private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
   private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
 
@@ -109,6 +121,14 @@ export class CoordinatorMetrics {
       deadlineMissed: () => this.deadlineMisses.inc(),
       straggler: (worker, isStraggler) => this.workerStraggler.set({ worker }, isStraggler ? 1 : 0),
       outlier: (verdict) => this.outliers.inc({ verdict }),
+      shardsConnected: (count) => this.shardsConnected.set(count),
+      shardsReduced: (reports) => this.shardsReduced(reports),
+      shardLost: (shard) => {
+        this.shardsLost.inc();
+        // As for a departed worker: its gauge goes, its counters and histograms keep their totals.
+        this.shardStep.remove({ shard });
+      },
+      rolledBack: (steps) => this.replayedSteps.inc(steps),
     };
   }
 
@@ -126,6 +146,15 @@ export class CoordinatorMetrics {
   private setBuildInfo(): void {
     this.buildInfo.reset();
     this.buildInfo.set({ version: packageVersion, role: 'coordinator', model: this.model, backend: [...this.backends].sort().join(',') || 'none', adapter: [...this.adapters].sort().join(',') || 'none' }, 1);
+  }
+
+  private shardsReduced(reports: ShardReport[]): void {
+    for (const { shard, seconds, bytesIn, bytesOut } of reports) {
+      for (const phase of SHARD_PHASES) this.shardPhase.observe({ shard, phase }, seconds[phase]);
+      this.shardStep.set({ shard }, seconds.reduce + seconds.optimizer + seconds.broadcast);
+      this.shardReceived.inc({ shard }, bytesIn);
+      this.shardSent.inc({ shard }, bytesOut);
+    }
   }
 
   private stepDone(r: StepReport): void {

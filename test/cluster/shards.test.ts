@@ -42,8 +42,22 @@ describe('shard reducers', () => {
 
   it('a shard lost mid-run: rollback to the newest checkpoint, replay, same weights, exact ledger', async () => {
     const reference = await inProcessRun(workers(2));
-    const run = await inProcessRun(workers(2), { shards: 2, checkpointEvery: 4, killShard: { shard: 1, atStep: 6 } });
+    const run = await inProcessRun(workers(2), { shards: 2, checkpointEvery: 4, killShard: { shard: 1, atStep: 6 }, metrics: true });
     expect(run.summary).toMatchObject({ stopped: 'finished', steps: 12, replayed_steps: 2 });
+    // What the coordinator's metrics saw through its hooks: the loss, the rollback, the replacement.
+    const value = (series: string) => Number(run.metrics!.split('\n').find((l) => l.startsWith(`${series} `))?.split(' ')[1]);
+    expect(value('gradfleet_shards_lost_total')).toBe(1);
+    expect(value('gradfleet_replayed_steps_total')).toBe(2);
+    expect(value('gradfleet_shards_connected')).toBe(2);
+    // The lost shard-1 reduced steps 0..5 and lost its gauge; its replacement shard-1-r1 took the rest.
+    expect(run.metrics).not.toContain('gradfleet_shard_step_seconds{shard="shard-1"}');
+    expect(value('gradfleet_shard_phase_seconds_count{shard="shard-1",phase="reduce"}')).toBe(6);
+    expect(value('gradfleet_shard_phase_seconds_count{shard="shard-1-r1",phase="reduce"}')).toBe(12 - 4);
+    expect(value('gradfleet_shard_phase_seconds_count{shard="shard-0",phase="optimizer"}')).toBe(6 + 12 - 4);
+    for (const shard of ['shard-0', 'shard-1', 'shard-1-r1']) {
+      expect(value(`gradfleet_shard_received_bytes_total{shard="${shard}"}`), shard).toBeGreaterThan(0);
+      expect(value(`gradfleet_shard_sent_bytes_total{shard="${shard}"}`), shard).toBeGreaterThan(0);
+    }
     expect(run.summary.accounting).toMatchObject({ samples: 12 * 64, micro_batches: 12 * 8, duplicate_samples: 0, missing_samples: 0 });
     expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
   }, 60_000);

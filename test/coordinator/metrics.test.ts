@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import type { StepReport } from '../../coordinator/hooks.js';
+import type { ShardReport } from '../../coordinator/shard-set.js';
 import { CoordinatorMetrics } from '../../coordinator/metrics.js';
 import { median, stragglerRatio } from '../../coordinator/stragglers.js';
 import type { WorkerSession } from '../../coordinator/worker-pool.js';
@@ -77,6 +78,57 @@ describe('coordinator metrics', () => {
     expect(text).toContain('gradfleet_worker_compute_seconds_total{worker="b"} 0.12');
     expect(text).toContain('gradfleet_worker_microbatches_total{worker="a"} 3');
     expect(text).toContain('gradfleet_worker_microbatches_total{worker="b"} 1');
+  });
+});
+
+const shardReport = (shard: string, seconds: ShardReport['seconds'], bytesIn: number, bytesOut: number): ShardReport =>
+  ({ type: 'reduced', shard, step: 3, version: 4, gradSquares: 1, seconds, bytesIn, bytesOut });
+
+describe('shard reducer metrics', () => {
+  it('are 0 in an unsharded run, then count each shard\'s phases and bytes; a lost shard\'s gauge goes and the rollback counts its steps', async () => {
+    const m = new CoordinatorMetrics('mnist-small');
+    const hooks = m.hooks();
+    let text = await m.registry.metrics();
+    // Present from the start, so alerts on them evaluate (and stay quiet) in a run without shards.
+    expect(line(text, 'gradfleet_shards_connected')).toBe('gradfleet_shards_connected 0');
+    expect(line(text, 'gradfleet_shards_lost_total')).toBe('gradfleet_shards_lost_total 0');
+    expect(line(text, 'gradfleet_replayed_steps_total')).toBe('gradfleet_replayed_steps_total 0');
+    expect(line(text, 'gradfleet_shard_step_seconds')).toBeUndefined();
+
+    hooks.shardsConnected!(1);
+    hooks.shardsConnected!(2);
+    hooks.shardsReduced!([shardReport('s0', { reduce: 0.02, optimizer: 0.01, broadcast: 0.005 }, 1000, 400), shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600)]);
+    hooks.shardsReduced!([shardReport('s0', { reduce: 0.03, optimizer: 0.01, broadcast: 0.005 }, 500, 400), shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600)]);
+    text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_shards_connected')).toBe('gradfleet_shards_connected 2');
+    // Histograms: two observations per shard and phase, their sums the reports' seconds.
+    expect(text).toContain('gradfleet_shard_phase_seconds_count{shard="s0",phase="reduce"} 2');
+    expect(text).toContain('gradfleet_shard_phase_seconds_sum{shard="s0",phase="reduce"} 0.05');
+    expect(text).toContain('gradfleet_shard_phase_seconds_sum{shard="s1",phase="optimizer"} 0.5');
+    expect(text).toContain('gradfleet_shard_phase_seconds_sum{shard="s1",phase="broadcast"} 0.25');
+    expect(text).toContain('gradfleet_shard_phase_seconds_bucket{le="0.025",shard="s0",phase="reduce"} 1');
+    // The gauge: the last step's three phases together.
+    expect(text).toContain('gradfleet_shard_step_seconds{shard="s0"} 0.045');
+    expect(text).toContain('gradfleet_shard_step_seconds{shard="s1"} 0.875');
+    // Counters: the reports' bytes added up, each report carrying only its step's.
+    expect(text).toContain('gradfleet_shard_received_bytes_total{shard="s0"} 1500');
+    expect(text).toContain('gradfleet_shard_sent_bytes_total{shard="s0"} 800');
+    expect(text).toContain('gradfleet_shard_received_bytes_total{shard="s1"} 6000');
+    expect(text).toContain('gradfleet_shard_sent_bytes_total{shard="s1"} 1200');
+
+    hooks.shardLost!('s1', 'closed');
+    hooks.shardsConnected!(1);
+    hooks.rolledBack!(3);
+    hooks.rolledBack!(0);
+    text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_shards_lost_total')).toBe('gradfleet_shards_lost_total 1');
+    expect(line(text, 'gradfleet_shards_connected')).toBe('gradfleet_shards_connected 1');
+    expect(line(text, 'gradfleet_replayed_steps_total')).toBe('gradfleet_replayed_steps_total 3');
+    expect(text).not.toContain('gradfleet_shard_step_seconds{shard="s1"}');
+    expect(text).toContain('gradfleet_shard_step_seconds{shard="s0"} 0.045');
+    // Its totals stay, so rate() over them does not jump.
+    expect(text).toContain('gradfleet_shard_received_bytes_total{shard="s1"} 6000');
+    expect(text).toContain('gradfleet_shard_phase_seconds_count{shard="s1",phase="reduce"} 2');
   });
 });
 

@@ -59,6 +59,16 @@ describe('Prometheus files', () => {
     expect(execFileSync(promtool, ['check', 'rules', deploy('prometheus/alerts.yml')], { encoding: 'utf8' })).toMatch(/SUCCESS: \d+ rules found/);
   });
 
+  it('promtool test rules: the alerts fire and resolve when their cases say (test/deploy/promtool)', () => {
+    const promtool = requireBinary('promtool');
+    const cases = join(root, 'test/deploy/promtool/alert-rules.yml');
+    expect(execFileSync(promtool, ['test', 'rules', cases], { encoding: 'utf8', stdio: 'pipe' })).toMatch(/SUCCESS/);
+    // …and a case whose expectation is wrong fails: the cases are checked, not just parsed.
+    const wrong = join(scratch, 'wrong-alert-cases.yml');
+    writeFileSync(wrong, read(cases).replace('../../../deploy/prometheus/alerts.yml', deploy('prometheus/alerts.yml')).replace(/eval_time: 8m/, 'eval_time: 3m'));
+    expect(() => execFileSync(promtool, ['test', 'rules', wrong], { stdio: 'pipe' })).toThrow(/GradfleetShardLost/);
+  });
+
   it('promtool rejects a broken rule (the check can fail)', () => {
     const promtool = requireBinary('promtool');
     const broken = join(scratch, 'broken-rules.yml');
@@ -111,7 +121,7 @@ describe('compose', () => {
     it(`${file}: images, ports, volumes and flags match the code`, () => {
       const s = composeServices(file);
       const workerKinds = dockerfile === 'Dockerfile.gpu' ? ['worker', 'worker-webgpu'] : ['worker'];
-      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'nats-1', 'nats-2', 'nats-3', 'prometheus', ...workerKinds]);
+      expect(Object.keys(s).sort()).toEqual(['coordinator', 'grafana', 'nats-1', 'nats-2', 'nats-3', 'prometheus', 'shard', ...workerKinds]);
       // Every service that builds names a Dockerfile that exists.
       for (const [name, service] of Object.entries(s)) if (service.build) expect(existsSync(join(root, service.build.dockerfile)), `${name}: ${service.build.dockerfile}`).toBe(true);
       expect(s.coordinator.image).toBe(`${image}:${pkg.version}`);
@@ -133,7 +143,11 @@ describe('compose', () => {
       expect(s.worker.environment.GRADFLEET_SECRET).toMatch(/^\$\{GRADFLEET_SECRET:\?/);
       expect(s.coordinator.environment.GRADFLEET_NATS_PASS).toMatch(/^\$\{GRADFLEET_NATS_COORDINATOR_PASS:\?/);
       expect(s.worker.environment.GRADFLEET_NATS_PASS).toMatch(/^\$\{GRADFLEET_NATS_WORKER_PASS:\?/);
-      for (const n of ['nats-1', 'nats-2', 'nats-3']) expect(Object.keys(s[n].environment).sort()).toEqual(['GRADFLEET_NATS_COORDINATOR_PASS', 'GRADFLEET_NATS_WORKER_PASS', 'NATS_NAME']);
+      // Every role's password, the shard's too: nats-server refuses the config without any one of them.
+      for (const n of ['nats-1', 'nats-2', 'nats-3']) {
+        expect(Object.keys(s[n].environment).sort()).toEqual(['GRADFLEET_NATS_COORDINATOR_PASS', 'GRADFLEET_NATS_SHARD_PASS', 'GRADFLEET_NATS_WORKER_PASS', 'NATS_NAME']);
+        expect(s[n].environment.GRADFLEET_NATS_SHARD_PASS).toMatch(/^\$\{GRADFLEET_NATS_SHARD_PASS:\?/);
+      }
       expect(s.prometheus.command).not.toContain('--web.enable-lifecycle');
       expect(s.grafana.environment.GF_SECURITY_ADMIN_PASSWORD).toMatch(/^\$\{GRAFANA_ADMIN_PASSWORD:\?/);
       const w = s.worker.command as string[];
@@ -154,6 +168,23 @@ describe('compose', () => {
       expect(Number(flag(w, '--metrics-port'))).toBe(DEFAULT_WORKER_METRICS_PORT);
       expectKnownFlags(c);
       expectKnownFlags(w);
+
+      // Shard reducers: as many as the coordinator's --shards, one variable for both, 0 (none) unless set.
+      const shardCount = '${GRADFLEET_SHARDS:-0}';
+      expect(flag(c, '--shards')).toBe(shardCount);
+      expect(String(s.shard.deploy.replicas)).toBe(shardCount);
+      const sh = s.shard.command as string[];
+      expect(sh[0]).toBe('shard');
+      expect(flag(sh, '--transport')).toBe('nats');
+      expect(flag(sh, '--nats-url')).toBe(flag(c, '--nats-url'));
+      expect(flag(sh, '--nats-user')).toBe('shard');
+      expectKnownFlags(sh);
+      expect(s.shard.environment.GRADFLEET_NATS_PASS).toMatch(/^\$\{GRADFLEET_NATS_SHARD_PASS:\?/);
+      expect(s.shard.environment.GRADFLEET_SECRET).toMatch(/^\$\{GRADFLEET_SECRET:\?/);
+      expect(s.shard.image).toBe(s.coordinator.image);
+      // A shard needs no GPU, and over NATS publishes no port.
+      expect(s.shard.deploy.resources).toBeUndefined();
+      expect(s.shard.ports).toBeUndefined();
 
       for (const service of [s.prometheus, s.grafana]) {
         for (const v of service.volumes.filter((x: string) => x.startsWith('.'))) expect(existsSync(join(service.baseDir, v.split(':')[0])), v).toBe(true);
@@ -310,6 +341,9 @@ describe('NATS cluster config', () => {
     expect(read(deploy('nats/cluster.conf'))).toMatch(/max_payload: 8MB/);
     // Without the role passwords it refuses to start: no accidental open server.
     expect(() => execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { PATH: process.env.PATH, NATS_NAME: 'nats-1' }, stdio: 'pipe' })).toThrow(/GRADFLEET_NATS_COORDINATOR_PASS/);
+    // …the shard's included, shard reducers or not: why compose and k8s provide it wherever they provide the others.
+    const { GRADFLEET_NATS_SHARD_PASS: _shard, ...withoutShard } = NATS_ROLE_PASSWORDS;
+    expect(() => execFileSync(natsServer, ['-t', '-c', deploy('nats/cluster.conf')], { env: { PATH: process.env.PATH, NATS_NAME: 'nats-1', ...withoutShard }, stdio: 'pipe' })).toThrow(/GRADFLEET_NATS_SHARD_PASS/);
   });
 
   it('the shipped users may do only their role: anonymous is refused, a worker cannot speak as the coordinator nor read what workers send', async () => {
@@ -414,12 +448,12 @@ describe('Kubernetes', () => {
     const authorization = (text: string) => text.match(/authorization \{[\s\S]*?\n\s*\}\n/)![0].replace(/\s+/g, ' ');
     expect(authorization(conf)).toBe(authorization(read(deploy('nats/cluster.conf'))));
     const env = k8s('StatefulSet', 'nats').spec.template.spec.containers[0].env;
-    for (const key of ['coordinator', 'worker']) expect(env).toContainEqual({ name: `GRADFLEET_NATS_${key.toUpperCase()}_PASS`, valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key } } });
+    for (const key of ['coordinator', 'worker', 'shard']) expect(env).toContainEqual({ name: `GRADFLEET_NATS_${key.toUpperCase()}_PASS`, valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key } } });
   });
 
   it('the secret is required, each role logs in to NATS as itself, and ingress is denied by default', () => {
-    for (const [name, role] of [['gradfleet-coordinator', 'coordinator'], ['gradfleet-worker', 'worker'], ['gradfleet-worker-webgpu', 'worker']]) {
-      const [container] = k8s('Deployment', name).spec.template.spec.containers;
+    for (const [kind, name, role] of [['Deployment', 'gradfleet-coordinator', 'coordinator'], ['Deployment', 'gradfleet-worker', 'worker'], ['Deployment', 'gradfleet-worker-webgpu', 'worker'], ['DaemonSet', 'gradfleet-shard', 'shard']]) {
+      const [container] = k8s(kind, name).spec.template.spec.containers;
       expect(container.env).toContainEqual({ name: 'GRADFLEET_SECRET', valueFrom: { secretKeyRef: { name: 'gradfleet-secret', key: 'secret', optional: false } } });
       expect(container.env).toContainEqual({ name: 'GRADFLEET_NATS_PASS', valueFrom: { secretKeyRef: { name: 'gradfleet-nats', key: role } } });
       expect(flag(container.args, '--nats-user')).toBe(role);
@@ -429,6 +463,40 @@ describe('Kubernetes', () => {
     const nats = k8s('NetworkPolicy', 'nats');
     expect(nats.spec.podSelector.matchLabels).toEqual(k8s('StatefulSet', 'nats').spec.template.metadata.labels);
     expect(nats.spec.ingress[0].from[0].podSelector.matchLabels['app.kubernetes.io/name']).toBe(k8s('Deployment', 'gradfleet-worker').spec.template.metadata.labels['app.kubernetes.io/name']);
+  });
+
+  it('shard reducers: a DaemonSet beside the workers, none until nodes are labelled, as many as the coordinator\'s --shards', () => {
+    const shards = k8s('DaemonSet', 'gradfleet-shard');
+    const workers = k8s('Deployment', 'gradfleet-worker');
+    const coord = k8s('Deployment', 'gradfleet-coordinator');
+    const [sc] = shards.spec.template.spec.containers;
+    const [cc] = coord.spec.template.spec.containers;
+    const labels = shards.spec.template.metadata.labels;
+    expect(shards.spec.selector.matchLabels).toEqual(labels);
+    expect(sc.image).toBe(cc.image);
+    expect(sc.resources.limits?.['nvidia.com/gpu']).toBeUndefined();
+    // On the nodes the workers run on (they tolerate the GPU taint), and only where a node is labelled for it.
+    expect(shards.spec.template.spec.tolerations).toEqual(workers.spec.template.spec.tolerations);
+    expect(shards.spec.template.spec.nodeSelector).toEqual({ 'gradfleet.io/shard': 'true' });
+    expect(sc.args[0]).toBe('shard');
+    expect(flag(sc.args, '--transport')).toBe('nats');
+    expect(flag(sc.args, '--nats-url')).toBe(flag(cc.args, '--nats-url'));
+    expect(flag(sc.args, '--id')).toBe('$(POD_NAME)');
+    expect(sc.env).toContainEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    expectKnownFlags(sc.args);
+    // The coordinator's --shards comes from its env (Kubernetes expands $(VAR) in args), 0 (none) by default.
+    expect(flag(cc.args, '--shards')).toBe('$(GRADFLEET_SHARDS)');
+    expect(cc.env).toContainEqual({ name: 'GRADFLEET_SHARDS', value: '0' });
+    // The policies admit it to NATS (its only link) and its selector takes no other pods, nor theirs it.
+    const matches = (selector: Record<string, string>, podLabels: Record<string, string>) => Object.entries(selector).every(([k, v]) => podLabels[k] === v);
+    for (const rule of k8s('NetworkPolicy', 'nats').spec.ingress.filter((r: any) => r.ports.some((p: any) => p.port === 4222))) {
+      expect(rule.from.some((f: any) => matches(f.podSelector.matchLabels, labels))).toBe(true);
+    }
+    for (const other of [workers, coord, k8s('Deployment', 'gradfleet-worker-webgpu')]) {
+      expect(matches(shards.spec.selector.matchLabels, other.spec.template.metadata.labels), other.metadata.name).toBe(false);
+      expect(matches(other.spec.selector.matchLabels, labels), other.metadata.name).toBe(false);
+    }
+    expect(matches(k8s('PodDisruptionBudget', 'gradfleet-worker').spec.selector.matchLabels, labels)).toBe(false);
   });
 
   it('the kustomization lists exactly the manifests that exist', () => {

@@ -1,7 +1,8 @@
 /**
  * A real Prometheus, configured from the shipped deploy/prometheus files, scrapes a real run
  * (coordinator + 2 workers). Every dashboard query returns data, every alert rule evaluates, and
- * killing a worker makes GradfleetWorkerLost fire.
+ * killing a worker makes GradfleetWorkerLost fire. A second run with a shard reducer (--shards 1)
+ * answers the "Shard reducers" row, and killing the shard makes GradfleetShardLost fire.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,16 +13,16 @@ import { type PrometheusServer, startPrometheus } from '../helpers/prometheus.js
 import { until } from '../helpers/wait.js';
 
 /** The alerting rules deploy/prometheus/alerts.yml ships, in its order. */
-const ALERTS = ['GradfleetTrainingStuck', 'GradfleetWorkerLost', 'GradfleetWorkerDown', 'GradfleetCoordinatorDown', 'GradfleetLossNotFinite',
+const ALERTS = ['GradfleetTrainingStuck', 'GradfleetWorkerLost', 'GradfleetShardLost', 'GradfleetWorkerDown', 'GradfleetCoordinatorDown', 'GradfleetLossNotFinite',
   'GradfleetNonFiniteGradients', 'GradfleetStragglerHigh', 'GradfleetFramesRejected'];
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 const dir = tempDir();
 const data = smallMnist(dir, 1024, 500);
 const processes: Started[] = [];
-let prometheus: PrometheusServer | undefined;
+const prometheuses: PrometheusServer[] = [];
 afterAll(async () => {
   for (const p of processes) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-  await prometheus?.stop();
+  await Promise.all(prometheuses.map((p) => p.stop()));
 });
 
 const urlIn = (line: string, scheme: string) => new RegExp(`${scheme}://[0-9.]+:\\d+(/metrics)?`).exec(line)![0];
@@ -34,11 +35,26 @@ async function scrape(url: string): Promise<string> {
 
 const valueOf = (exposition: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
 
-/** Every PromQL expression in the dashboard, with the panel it belongs to. */
-function dashboardQueries(): Array<{ panel: string; expr: string }> {
+/** The dashboard row whose series exist only in a run with --shards. */
+const SHARD_ROW = 'Shard reducers';
+
+/** Every PromQL expression in the dashboard, with the panel and the row it belongs to (a panel belongs to the row above it). */
+function dashboardQueries(): Array<{ row: string; panel: string; expr: string }> {
   const dashboard = JSON.parse(readFileSync(deploy('grafana/dashboards/gradfleet.json'), 'utf8'));
-  return dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((t: any) => ({ panel: p.title, expr: t.expr })));
+  let row = '';
+  return dashboard.panels.flatMap((p: any) => {
+    if (p.type === 'row') row = p.title;
+    return (p.targets ?? []).map((t: any) => ({ row, panel: p.title, expr: t.expr }));
+  });
 }
+
+async function emptyQueries(p: PrometheusServer, queries: Array<{ panel: string; expr: string }>): Promise<string[]> {
+  const empty: string[] = [];
+  for (const { panel, expr } of queries) if ((await p.query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
+  return empty;
+}
+
+const alertNames = (alerts: any[], state: string) => alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
 
 /** The shipped Prometheus config, pointed at this test's processes and sped up to 1 s. */
 function testConfig(coordinator: string, workers: string[]) {
@@ -68,8 +84,8 @@ describe('Prometheus scraping a real run', () => {
     processes.push(...workers);
     const workerMetrics = await Promise.all(workers.map(async (w) => urlIn(await w.waitFor(/metrics at/), 'http')));
 
-    prometheus = await startPrometheus(dir, testConfig(coordinatorMetrics, workerMetrics));
-    const p = prometheus;
+    const p = await startPrometheus(dir, testConfig(coordinatorMetrics, workerMetrics));
+    prometheuses.push(p);
     await until('three targets up and a finished epoch', async () =>
       (await p.query('up == 1')).length === 3 && (await p.query('gradfleet_test_accuracy_ratio')).length === 1);
 
@@ -87,11 +103,10 @@ describe('Prometheus scraping a real run', () => {
     // Let the 1m rate() windows hold several samples of the resumed run.
     await new Promise((r) => setTimeout(r, 3000));
 
-    const empty: string[] = [];
-    for (const { panel, expr } of dashboardQueries()) {
-      if ((await p.query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
-    }
-    expect(empty).toEqual([]);
+    // The shard row is the next test's: its per-shard series do not exist without shard reducers.
+    const queries = dashboardQueries();
+    expect(queries.filter((q) => q.row === SHARD_ROW).length).toBeGreaterThan(0);
+    expect(await emptyQueries(p, queries.filter((q) => q.row !== SHARD_ROW))).toEqual([]);
 
     const rules = (await p.api('/api/v1/rules')).groups.flatMap((g: any) => g.rules);
     const shipped = parse(readFileSync(deploy('prometheus/alerts.yml'), 'utf8')).groups.flatMap((g: any) => g.rules.map((r: any) => r.alert));
@@ -106,7 +121,6 @@ describe('Prometheus scraping a real run', () => {
       }
     }
     expect(noData).toEqual([]);
-    const alertNames = (alerts: any[], state: string) => alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
     expect(alertNames((await p.api('/api/v1/alerts')).alerts, 'firing')).toEqual([]);
 
     doomed.child.kill('SIGKILL');
@@ -118,5 +132,60 @@ describe('Prometheus scraping a real run', () => {
     const finished = await coordinator.done;
     expect(finished.status).toBe(0);
     expect(finished.json?.stopped).toBe('interrupted');
+  }, 180_000);
+
+  it('with --shards 1: every query of the shard row answers; a SIGKILLed shard fires GradfleetShardLost, a replacement replays', async () => {
+    const out = `${dir}/sharded`;
+    const coordinator = start(['coordinator', '--model', 'mnist-small', '--batch-size', '32', '--micro-batch', '16', '--epochs', '500', '--eval-chunk', '250',
+      '--train', data.train, '--test', data.test, '--port', '0', '--metrics-port', '0', '--shards', '1', '--checkpoint-every', '5', '--out', out, '--json']);
+    processes.push(coordinator);
+    const coordinatorMetrics = urlIn(await coordinator.waitFor(/metrics at/), 'http');
+    const wsUrl = urlIn(await coordinator.waitFor(/coordinator listening on/), 'ws');
+    const shard = (id: string) => {
+      const started = start(['shard', '--connect', wsUrl, '--id', id]);
+      processes.push(started);
+      return started;
+    };
+    const victim = shard('victim');
+    const worker = start(['worker', '--connect', wsUrl, '--backend', 'wasm', '--id', 'w1', '--metrics-port', '0']);
+    processes.push(worker);
+    const workerMetrics = urlIn(await worker.waitFor(/metrics at/), 'http');
+
+    const p = await startPrometheus(tempDir(), testConfig(coordinatorMetrics, [workerMetrics]));
+    prometheuses.push(p);
+    const shardQueries = dashboardQueries().filter((q) => q.row === SHARD_ROW);
+    // rate() over 1m needs two samples of a series: wait until every panel of the row has them.
+    await until('every shard panel to answer', async () => (await emptyQueries(p, shardQueries)).length === 0, 60_000);
+    expect(Number((await p.query('gradfleet_shards_connected'))[0].value[1])).toBe(1);
+    const phases = await p.query('gradfleet_shard_phase_seconds_count');
+    expect(phases.map((s) => `${s.metric.shard} ${s.metric.phase}`).sort()).toEqual(['victim broadcast', 'victim optimizer', 'victim reduce']);
+    // Gradient slices in, weights slices out: both directions of the worker link are counted.
+    for (const series of ['gradfleet_shard_received_bytes_total', 'gradfleet_shard_sent_bytes_total']) {
+      expect(Number((await p.query(`${series}{shard="victim"}`))[0].value[1]), series).toBeGreaterThan(0);
+    }
+    expect(alertNames((await p.api('/api/v1/alerts')).alerts, 'firing')).toEqual([]);
+
+    victim.child.kill('SIGKILL');
+    await coordinator.waitFor(/rolling back to step \d+/);
+    await until('GradfleetShardLost to fire', async () => alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetShardLost'));
+    expect(Number((await p.query('gradfleet_shards_lost_total'))[0].value[1])).toBe(1);
+    const lost = await scrape(coordinatorMetrics);
+    expect(valueOf(lost, 'gradfleet_shards_connected')).toBe(0);
+    // A lost shard's gauge goes; its counters stay.
+    expect(lost).not.toContain('gradfleet_shard_step_seconds{shard="victim"}');
+    expect(lost).toContain('gradfleet_shard_received_bytes_total{shard="victim"}');
+
+    shard('replacement');
+    const replaying = valueOf(lost, 'gradfleet_steps_total');
+    await until('the replacement to take steps', async () => {
+      const text = await scrape(coordinatorMetrics);
+      return valueOf(text, 'gradfleet_shards_connected') === 1 && valueOf(text, 'gradfleet_steps_total') > replaying && text.includes('gradfleet_shard_step_seconds{shard="replacement"}');
+    });
+    const replayed = valueOf(await scrape(coordinatorMetrics), 'gradfleet_replayed_steps_total');
+    coordinator.child.kill('SIGINT');
+    const finished = await coordinator.done;
+    expect(finished.status).toBe(0);
+    // The counter and the summary agree on what the rollback undid.
+    expect(finished.json?.replayed_steps).toBe(replayed);
   }, 180_000);
 });

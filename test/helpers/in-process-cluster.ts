@@ -32,6 +32,8 @@ export interface InProcessWorker {
 export interface InProcessRun {
   summary: RunSummary;
   workers: Map<string, WorkerOutcome | Error>;
+  /** The coordinator's /metrics text at the end of the run (with `metrics: true`). */
+  metrics?: string;
 }
 
 const quiet = pino({ level: process.env.IN_PROCESS_LOG ?? 'silent' });
@@ -51,6 +53,8 @@ export interface InProcessOptions {
   /** Shard `shard` holds each of its step reports back this long (a slow machine). */
   slowShard?: { shard: number; ms: number };
   hooks?: CoordinatorHooks;
+  /** Keep the coordinator's Prometheus metrics (served on a free loopback port) and return their text. */
+  metrics?: boolean;
 }
 
 /**
@@ -119,6 +123,7 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
       minWorkers: o.minWorkers ?? 1, startWorkers: { count: workers.length, graceMs: 10_000 },
       policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: o.checkpointEvery ?? 0 },
       shards: o.shards, hooks: o.hooks,
+      ...(o.metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
     });
     const connectShard = startShards(listener, o, () => running);
     const outcomes = new Map<string, WorkerOutcome | Error>();
@@ -137,7 +142,7 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
     const summary = await run.finish();
     running = false;
     await Promise.all(sessions);
-    return { summary, workers: outcomes };
+    return { summary, workers: outcomes, metrics: await run.metrics?.registry.metrics() };
   } finally {
     running = false;
     rmSync(outDir, { recursive: true, force: true });
