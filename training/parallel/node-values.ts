@@ -3,7 +3,6 @@
  * coordinator, or a shard reducer on its slice): finite, and small enough that no sum or Adam's
  * square of the average can overflow.
  */
-import { firstNonFinite } from '../../protocol/codec.js';
 import type { RejectionReason } from '../../protocol/errors.js';
 
 /**
@@ -15,16 +14,18 @@ import type { RejectionReason } from '../../protocol/errors.js';
  */
 export const MAX_NODE_ABS = 1e18;
 
-function firstBeyond(values: Float32Array, limit: number): number {
-  for (let i = 0; i < values.length; i++) if (Math.abs(values[i]) > limit) return i;
-  return -1;
-}
-
-/** Why these values may not be reduced (`offset`: where they start in the flat vector, for the message); null when they may. */
+/**
+ * Why these values may not be reduced (`offset`: where they start in the flat vector, for the
+ * message); null when they may. One pass: `!(|v| <= limit)` is true for NaN, ±Inf and the huge
+ * alike, and only the first offender is looked at more closely (a shard checks 1/S of every node
+ * on the step's critical path, the coordinator all of each).
+ */
 export function nodeValuesProblem(values: Float32Array, offset = 0): { reason: RejectionReason; detail: string } | null {
-  const bad = firstNonFinite(values);
-  if (bad >= 0) return { reason: 'non_finite', detail: `contribution value ${offset + bad} is ${values[bad]}` };
-  const huge = firstBeyond(values, MAX_NODE_ABS);
-  if (huge >= 0) return { reason: 'out_of_range', detail: `contribution value ${offset + huge} is ${values[huge]}, beyond ±${MAX_NODE_ABS}` };
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (Math.abs(v) <= MAX_NODE_ABS) continue;
+    if (!Number.isFinite(v)) return { reason: 'non_finite', detail: `contribution value ${offset + i} is ${v}` };
+    return { reason: 'out_of_range', detail: `contribution value ${offset + i} is ${v}, beyond ±${MAX_NODE_ABS}` };
+  }
   return null;
 }
