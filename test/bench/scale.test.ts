@@ -126,7 +126,7 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('%s in the middle of a run removes the namespaces and stops every process of the cluster', async (signal) => {
     const bench = start([...quick, '--steps', '500']);
     const prefix = `gf${bench.child.pid!.toString(16)}`;
-    await bench.waitFor(/1 worker\(s\), 502 steps/);
+    await bench.waitFor(/1 worker\(s\), 1 shard\(s\), 502 steps/);
     // The cluster is up and its coordinator and worker are running inside it.
     const pids = await until('the coordinator and worker inside their namespaces', async () => {
       const inside = namespaces(prefix).flatMap((ns) => execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean));
