@@ -208,31 +208,46 @@ export class Coordinator {
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
     // A sharded run can lose a shard's slice of the Adam state: it needs a checkpoint to roll back to from the start.
     if (this.shards && this.lastCheckpoint?.step !== state.step) await this.checkpoint();
-    while (!this.stopRequested && !finished()) {
-      await this.waitWhilePaused();
-      if (this.stopRequested) break;
-      const position = positionOf(this.geometry, state.step);
-      try {
-        samplesRun += await this.runStep(position);
-        if (position.stepInEpoch === perEpoch - 1) {
-          this.closeLedger(position.epoch);
-          evaluation = await this.evaluate();
-          evaluatedAt = state.step;
-          this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
-          await this.checkpoint();
-          await writeCurves(this.o.outDir, state);
-        } else {
-          if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
-          if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
+    let stopped: RunOutcome['stopped'];
+    // The final evaluation and checkpoint need every shard too: one lost there rolls back, and training resumes.
+    for (;;) {
+      while (!this.stopRequested && !finished()) {
+        await this.waitWhilePaused();
+        if (this.stopRequested) break;
+        const position = positionOf(this.geometry, state.step);
+        try {
+          samplesRun += await this.runStep(position);
+          if (position.stepInEpoch === perEpoch - 1) {
+            this.closeLedger(position.epoch);
+            evaluation = await this.evaluate();
+            evaluatedAt = state.step;
+            this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
+            await this.checkpoint();
+            await writeCurves(this.o.outDir, state);
+          } else {
+            if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
+            if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
+          }
+        } catch (err) {
+          if (!(err instanceof ShardLostError)) throw err;
+          samplesRun -= await this.rollBack(err);
         }
+      }
+      stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
+      try {
+        if (stopped === 'finished' && evaluatedAt !== state.step) evaluation = await this.evaluate();
+        if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
+        break;
       } catch (err) {
         if (!(err instanceof ShardLostError)) throw err;
         samplesRun -= await this.rollBack(err);
+        // Stopped while waiting for a replacement: the newest checkpoint, just restored, is where the run stands.
+        if (this.stopRequested) {
+          stopped = 'interrupted';
+          break;
+        }
       }
     }
-    const stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
-    if (stopped === 'finished' && evaluatedAt !== state.step) evaluation = await this.evaluate();
-    if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
     return this.outcome({ stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000, evaluation, stopped });
   }
 

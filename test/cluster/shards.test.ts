@@ -33,6 +33,15 @@ describe('shard reducers', () => {
     expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
   }, 60_000);
 
+  it('a shard lost as the final checkpoint gathers the slices: rollback and replay there too, same weights', async () => {
+    const reference = await inProcessRun(workers(2));
+    // Checkpoints at steps 0, 5 and 10; the one at 12 is the run's last, after its final evaluation.
+    const run = await inProcessRun(workers(2), { shards: 2, checkpointEvery: 5, killShard: { shard: 0, atStep: 12, on: 'collect' } });
+    expect(run.summary).toMatchObject({ stopped: 'finished', steps: 12, replayed_steps: 2 });
+    expect(run.summary.accounting).toMatchObject({ samples: 12 * 64, micro_batches: 12 * 8, duplicate_samples: 0, missing_samples: 0 });
+    expect(run.summary.weights_sha256).toBe(reference.summary.weights_sha256);
+  }, 60_000);
+
   it('a slow shard is named a straggler, as a slow worker is', async () => {
     const flagged: string[] = [];
     const run = await inProcessRun(workers(2), { shards: 3, slowShard: { shard: 2, ms: 60 }, hooks: { straggler: (id, is) => is && flagged.push(id) } });

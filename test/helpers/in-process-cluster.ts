@@ -49,7 +49,7 @@ export interface InProcessOptions {
    * Shard `shard` drops its link to the coordinator when told to reduce step `atStep` (a crash: its
    * slice of the Adam state is gone); a replacement joins, as a supervisor would start one.
    */
-  killShard?: { shard: number; atStep: number };
+  killShard?: { shard: number; atStep: number; on?: 'reduce' | 'collect' };
   /** Shard `shard` holds each of its step reports back this long (a slow machine). */
   slowShard?: { shard: number; ms: number };
   hooks?: CoordinatorHooks;
@@ -75,7 +75,8 @@ function startShards(coordinator: MemoryListener, o: InProcessOptions, running: 
         ...handlers,
         frame: (bytes) => {
           const { message } = decodeFrame(bytes);
-          if (message.type === 'reduce' && message.step === kill.atStep) return link.close('fault: shard crashed');
+          const at = message.type === 'reduce' ? message.step : message.type === 'collect' ? message.version : undefined;
+          if (message.type === (kill.on ?? 'reduce') && at === kill.atStep) return link.close('fault: shard crashed');
           handlers.frame(bytes);
         },
       });
