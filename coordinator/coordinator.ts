@@ -176,6 +176,11 @@ export class Coordinator {
     });
   }
 
+  /** Resolves once every shard reducer holds its slice and workers may join (at once when the run has none). */
+  shardsServing(): Promise<void> {
+    return this.shards?.ready() ?? Promise.resolve();
+  }
+
   /** Finish the step in flight, checkpoint, and stop (Ctrl-C). */
   requestStop(): void {
     this.stopRequested = true;

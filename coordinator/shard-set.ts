@@ -71,7 +71,8 @@ export class ShardSet {
   }
 
   private closeDoor(): void {
-    this.o.pool.admitWorkers({ open: false, why: `waiting for shard reducers: ${this.connected} of ${this.count} joined` });
+    const loaded = this.slots.filter((s) => s.session && s.loadedVersion !== undefined).length;
+    this.o.pool.admitWorkers({ open: false, why: `waiting for shard reducers: ${this.connected} of ${this.count} joined, ${loaded} loaded` });
   }
 
   /** Resolves once every slice is held by a loaded shard. */

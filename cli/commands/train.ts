@@ -71,31 +71,41 @@ export function trainCommand(): Command {
       // The plan says which GPU each worker takes (a restarted worker keeps its slot's).
       const compute = workerComputeArgs({ ...flags, gpu: undefined, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / count)) });
       const gpuArgs = (i: number) => (plan.gpus[i] === undefined ? [] : ['--gpu', String(plan.gpus[i])]);
-      const workers = new LocalWorkers({
-        count, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...compute, ...gpuArgs(i), ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
-        onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
-      });
       // Shard reducers are supervised like workers: one that dies is replaced, and the run rolls back to its newest checkpoint.
       const shards = flags.shards === undefined ? undefined : new LocalWorkers({
         count: flags.shards, role: 'shard', log, restarts: flags.workerRestarts,
         argsFor: () => [...join.args, ...secret.args], env: { ...join.env, ...secret.env },
       });
       stopOnSigint(run.coordinator, log);
+      let workers: LocalWorkers | undefined;
       let finished = false;
+      const finishing = run.finish({
+        extras: () => ({ local_workers: workers?.report() ?? { restarts: 0, restarts_by_worker: {}, gave_up: [] } }),
+        beforeShutdown: () => {
+          workers?.expectExits();
+          shards?.expectExits();
+        },
+      }).finally(() => (finished = true));
+      // Workers join once every slice is served: started earlier, each would be turned away (and retry) while the shards load.
+      if (shards) {
+        await Promise.race([run.coordinator.shardsServing(), finishing.catch(() => {}), shards.allGone.then(async () => {
+          await shards.stop();
+          throw new Error(`all ${flags.shards} local shard reducers are gone before they served the run (see their errors above)`);
+        })]);
+      }
+      const started = finished ? undefined : new LocalWorkers({
+        count, log, restarts: flags.workerRestarts,
+        argsFor: (i) => [...compute, ...gpuArgs(i), ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
+        onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
+      });
+      workers = started;
       const summary = await Promise.race([
-        run.finish({
-          extras: () => ({ local_workers: workers.report() }),
-          beforeShutdown: () => {
-            workers.expectExits();
-            shards?.expectExits();
-          },
-        }).finally(() => (finished = true)),
-        workers.allGone.then(() => {
+        finishing,
+        started ? started.allGone.then(() => {
           if (!finished) throw new Error(`all ${count} local workers are gone before the run finished (see their errors above)`);
           return new Promise<never>(() => {});
-        }),
-      ]).finally(() => Promise.all([workers.stop(), shards?.stop()]));
+        }) : new Promise<never>(() => {}),
+      ]).finally(() => Promise.all([started?.stop(), shards?.stop()]));
       report(summary, flags.json, log);
     });
 }
