@@ -27,7 +27,7 @@
  * the report says so.
  */
 import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants, rmSync } from 'node:fs';
+import { accessSync, constants, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -113,6 +113,11 @@ export interface ScaleRow {
   busiest: { machine: string; bytes: number; x_model: number };
   /** How long after the coordinator logged the window's first and last gathered step the links were read, ms. */
   sample_lag_ms: [number, number];
+  /**
+   * Share of this machine's CPU time that was busy over the measured steps (all cores, /proc/stat):
+   * every simulated machine shares them, so near 1 the CPU, not the links, sets the pace.
+   */
+  host_cpu_busy: number;
   /** Whether each read came before that step's new weights started to go out (else it may hold part of a weights frame). */
   samples_quiet: [boolean, boolean];
   weights_sha256: string;
@@ -208,6 +213,21 @@ interface Sample {
   quiet?: boolean;
   /** Every machine's link, by machine name. */
   links: Record<string, LinkCounters>;
+  cpu: HostCpu;
+}
+
+/** The host's CPU time so far, in clock ticks: busy (everything but idle and iowait) and total. */
+interface HostCpu {
+  busy: number;
+  total: number;
+}
+
+function hostCpu(): HostCpu {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  const ticks = fields.slice(0, 8).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  return { busy: total - ticks[3] - ticks[4], total };
 }
 
 interface RunResult {
@@ -242,7 +262,7 @@ class ScaleBench {
   /** Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes were in. */
   private sample(step: number, loggedAt: number): Sample {
     const takenAt = Date.now();
-    return { step, takenAt, lagMs: takenAt - loggedAt, links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])) };
+    return { step, takenAt, lagMs: takenAt - loggedAt, links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])), cpu: hostCpu() };
   }
 
   constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string, private readonly machines: string[]) {}
@@ -348,7 +368,7 @@ class ScaleBench {
       reduce_ms: phase((s) => s.seconds.reduce), optimizer_ms: phase((s) => s.seconds.optimizer), broadcast_ms: phase((s) => s.seconds.broadcast),
       samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
       coordinator: traffic('coordinator'), worker: traffic('worker-1'), nats_server: o.transport === 'nats' ? traffic('nats') : null,
-      sample_lag_ms: [from.lagMs, to.lagMs], samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
+      sample_lag_ms: [from.lagMs, to.lagMs], host_cpu_busy: (to.cpu.busy - from.cpu.busy) / Math.max(1, to.cpu.total - from.cpu.total), samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
     };
   }
 }

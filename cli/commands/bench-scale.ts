@@ -36,7 +36,7 @@ const inOut = (t: LinkTraffic | null) => (t ? `${mb(t.in_bytes)} / ${mb(t.out_by
 function rowCells(r: ScaleRow, nats: boolean): string[] {
   return [
     String(r.workers), String(r.shards), String(r.batch), String(r.link_mbit), ms(r.step_ms), ms(r.compute_ms), ms(r.transfer_ms), ms(r.reduce_ms), ms(r.optimizer_ms), ms(r.broadcast_ms),
-    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker), `${r.busiest.machine} ${r.busiest.x_model.toFixed(2)}×`,
+    r.samples_per_s.toFixed(1), `${(100 * r.efficiency).toFixed(0)}%`, inOut(r.coordinator), inOut(r.worker), `${r.busiest.machine} ${r.busiest.x_model.toFixed(2)}×`, `${(100 * r.host_cpu_busy).toFixed(0)}%`,
     ...(nats ? [inOut(r.nats_server), String(r.rejected_frames.duplicate_chunk ?? 0)] : []),
   ];
 }
@@ -48,7 +48,7 @@ export function formatScaleReport(report: ScaleReport): string {
     // Colour codes would garble the table once piped into a file or the README.
     style: process.stdout.isTTY ? {} : { head: [], border: [] },
     head: ['workers', 'shards', 'batch', 'Mbit/s', 'step ms', 'compute', 'transfer', 'reduce', 'optimizer', 'broadcast', 'samples/s', 'efficiency',
-      'coordinator MB in / out', 'worker MB in / out', 'busiest link', ...(nats ? ['NATS server MB in / out', 'repeats'] : [])],
+      'coordinator MB in / out', 'worker MB in / out', 'busiest link', 'CPU busy', ...(nats ? ['NATS server MB in / out', 'repeats'] : [])],
   });
   const v = report.validity;
   const allRows = [...report.rows, ...(v ? [v.half_rate_row] : [])];
@@ -66,6 +66,7 @@ export function formatScaleReport(report: ScaleReport): string {
     + `Validity: ${verdict}.${v ? ` (The last row is that rerun at ${v.half_rate_mbit} Mbit/s.)` : ''}\n`
     + 'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included; broadcast is only handing the '
     + 'weights to the transport. busiest link = the machine whose link carried the most bytes in one direction per step, × the model\'s fp32 size; '
+    + 'CPU busy = share of this machine\'s cores busy over the measured steps (every simulated machine shares them: near 100% the CPU sets the pace); '
     + 'shards = shard reducers (1: the coordinator reduced in process; N: one `gradfleet shard` on each worker\'s machine). efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step through the link of '
     + `the coordinator's machine, worker 1's${nats ? ' and the NATS server\'s' : ''} (interface counters, headers included), read as the last warm-up step's `
     + 'and the last step\'s tree nodes were all in and before their new weights went out, when nothing of the cluster is on the wire'

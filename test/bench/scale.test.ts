@@ -121,6 +121,10 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     // Each worker machine carries its slice's share both ways: about one model per direction for 2 machines.
     expect(sharded.busiest.machine).toMatch(/^worker-/);
     expect(sharded.busiest.x_model).toBeLessThan(whole.busiest.x_model);
+    for (const row of report.rows) {
+      expect(row.host_cpu_busy).toBeGreaterThan(0);
+      expect(row.host_cpu_busy).toBeLessThanOrEqual(1);
+    }
   }, 90_000);
 
   it.each(['SIGINT', 'SIGTERM'] as const)('%s in the middle of a run removes the namespaces and stops every process of the cluster', async (signal) => {
