@@ -84,6 +84,8 @@ export interface WorkerOutcome {
 export type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' | 'computing' | 'closed';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** How long a worker waits for the coordinator's word after a shard reducer left, before it takes the session as lost. */
+const SHARD_LOSS_GRACE_MS = 2_000;
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
 function localCopy(spec: string, expected: string, dataDirs: readonly string[], log: Logger): Dataset | null {
@@ -207,7 +209,13 @@ export class Worker {
     const assembler = new WeightsAssembler(map, w.layoutSize);
     const shards: NonNullable<Worker['shards']> = { peers: [], assembler, joined: false };
     this.shards = shards;
-    const lost = (reason: string) => this.o.link.close(reason);
+    // A shard that goes at the end of the run (the coordinator told it first) is no loss: the
+    // coordinator's own shutdown is on its way. Otherwise the session ends, to rejoin the new map.
+    const lost = (reason: string) => {
+      setTimeout(() => {
+        if (!this.finished) this.o.link.close(reason);
+      }, SHARD_LOSS_GRACE_MS);
+    };
     void Promise.all(map.map(async (entry, index) => {
       const link = await connectShard(entry.url);
       if (this.finished) return link.close('session over');
