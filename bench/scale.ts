@@ -246,9 +246,16 @@ const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.le
 class ScaleBench {
   private runs = 0;
 
+  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string, private readonly machines: string[]) {}
+
   private transportArgs(subject: string): string[] {
     if (this.o.transport === 'ws') return [];
     return ['--transport', 'nats', '--nats-url', `nats://${this.net.machine('nats').address}:${NATS_PORT}`, '--nats-subject', subject];
+  }
+
+  /** How a worker or shard reaches the run's coordinator. */
+  private joinArgs(subject: string): string[] {
+    return this.o.transport === 'ws' ? ['--connect', `ws://${this.net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject);
   }
 
   async startNats(): Promise<void> {
@@ -265,8 +272,6 @@ class ScaleBench {
     return { step, takenAt, lagMs: takenAt - loggedAt, links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])), cpu: hostCpu() };
   }
 
-  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string, private readonly machines: string[]) {}
-
   /** A shard reducer on worker machine i (from 1), beside its worker. */
   private startShard(i: number, subject: string): Promise<void> {
     const { net } = this;
@@ -274,7 +279,7 @@ class ScaleBench {
     const id = `${net.prefix}-s${i}`;
     const child = net.spawn(`worker-${i}`, process.execPath, [
       mainScript, 'shard', '--id', id, '--connect-timeout', '60', '--host', machine.address, '--port', String(SHARD_PORT),
-      ...(this.o.transport === 'ws' ? ['--connect', `ws://${net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject)),
+      ...this.joinArgs(subject),
     ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
     return workerExit(child, `shard ${id}`);
   }
@@ -323,7 +328,7 @@ class ScaleBench {
         const id = `${net.prefix}-w${i + 1}`;
         const child = net.spawn(`worker-${i + 1}`, process.execPath, [
           mainScript, 'worker', '--id', id, '--backend', SYNTHETIC_BACKEND, '--synthetic-ms', String(o.syntheticMs), '--no-reconnect', '--connect-timeout', '60',
-          ...(o.transport === 'ws' ? ['--connect', `ws://${net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject)),
+          ...this.joinArgs(subject),
         ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
         return workerExit(child, `worker ${id}`);
       });

@@ -19,14 +19,13 @@ import { nodeRange } from '../training/parallel/reduction-tree.js';
 import { type BatchGeometry, type StepBatch, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
-import { loadRunState } from './run-outputs.js';
 import { EvalGather } from './eval-gather.js';
 import { type GradientReducer, InProcessReducer } from './gradient-reducer.js';
 import { ShardedReducer } from './sharded-reducer.js';
 import { ShardLostError, ShardSet, type SliceVerdict } from './shard-set.js';
 import { SliceGate } from './slice-gate.js';
 import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
-import { runPaths, writeCurves } from './run-outputs.js';
+import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { flagOutliers, nodesAgree } from './outliers.js';
@@ -411,14 +410,15 @@ export class Coordinator {
 
   private watchStragglers(watch: StragglerWatch, speeds: Map<string, number>, who: 'worker' | 'shard reducer', unit: string): void {
     const { flagged, cleared, median } = watch.observe(speeds);
+    const key = who === 'worker' ? 'worker' : 'shard';
+    const consequence = who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
     for (const id of flagged) {
-      const consequence = who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
-      this.o.log.warn({ [who === 'worker' ? 'worker' : 'shard']: id, speed: speeds.get(id), median_speed: median },
+      this.o.log.warn({ [key]: id, speed: speeds.get(id), median_speed: median },
         `${who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${unit} against a median of ${median.toFixed(1)}; ${consequence}`);
       this.o.hooks?.straggler?.(id, true);
     }
     for (const id of cleared) {
-      this.o.log.info({ [who === 'worker' ? 'worker' : 'shard']: id }, `${who} ${id} is no longer a straggler`);
+      this.o.log.info({ [key]: id }, `${who} ${id} is no longer a straggler`);
       this.o.hooks?.straggler?.(id, false);
     }
   }

@@ -227,7 +227,7 @@ export class Worker {
       await peer.joined;
     })).then(() => {
       shards.joined = true;
-      if (this.state === 'joining' && this.data.train && this.data.test) this.startCompute(w);
+      if (this.state === 'joining') this.startCompute(w);
     }, (err: Error) => lost(`cannot join the shard reducers: ${err.message}`));
   }
 
@@ -252,11 +252,12 @@ export class Worker {
     this.data[chunk.split] = complete;
     delete this.receivers[chunk.split];
     this.o.log.info({ split: chunk.split, samples: complete.count }, `received the ${chunk.split} set`);
-    if (this.data.train && this.data.test) this.startCompute(this.welcome!);
+    this.startCompute(this.welcome!);
   }
 
+  /** Ready once every data set is here and, in a sharded run, every shard has welcomed us; until then it waits for the other. */
   private startCompute(w: MessageOf<'welcome'>): void {
-    if (this.shards && !this.shards.joined) return;
+    if (!this.data.train || !this.data.test || (this.shards && !this.shards.joined)) return;
     const compute = new WorkerCompute(getModel(w.model), w.seed, geometryOf(w, w.train.count), this.data.train!, this.data.test!, this.o.runnerFor);
     this.compute = compute;
     this.state = 'ready';

@@ -7,9 +7,9 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
-import type { Link } from '../../protocol/transport.js';
 import { runShard } from '../../shard/shard.js';
 import { connectWithRetry } from '../connect-retry.js';
+import { LinkStopper } from '../signals.js';
 import { port, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
 import {
@@ -39,21 +39,14 @@ export function shardCommand(): Command {
       const secret = secretOf(flags);
       const maxFrameBytes = flags.maxFrameMb * 1024 * 1024;
       const { listener, serves } = await shardServerFor(flags, { host: flags.host, port: flags.port, shardId: flags.id, advertise: flags.advertise }, log)(maxFrameBytes);
-      let link: Link | undefined;
-      let stopping = false;
-      const stop = (why: string) => {
-        stopping = true;
-        link?.close(why);
-      };
-      process.once('SIGINT', () => stop('shard interrupted'));
-      process.once('SIGTERM', () => stop('shard terminated'));
+      const stopper = new LinkStopper('shard');
       try {
-        link = await connectWithRetry(connectorFor(flags, flags.id, log), flags.connectTimeout, log, () => stopping);
+        const link = stopper.hold(await connectWithRetry(connectorFor(flags, flags.id, log), flags.connectTimeout, log, () => stopper.stopping));
         if (!link) return;
         log.info({ serves }, `shard ${flags.id} serving workers at ${serves}`);
         // One session: a shard's state lives and dies with it (the coordinator rolls back and admits a replacement).
         const outcome = await runShard({ id: flags.id, link, listener, serves, secret, log, maxFrameBytes });
-        if (outcome.end !== 'shutdown' && !stopping) process.exitCode = outcome.end === 'refused' ? 2 : 1;
+        if (outcome.end !== 'shutdown' && !stopper.stopping) process.exitCode = outcome.end === 'refused' ? 2 : 1;
         log.info({ ...outcome }, `shard ${flags.id} done after ${outcome.steps} steps: ${outcome.reason}`);
       } finally {
         await listener.close();

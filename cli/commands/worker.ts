@@ -5,8 +5,8 @@ import { Command, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
-import type { Link } from '../../protocol/transport.js';
 import { backoff, connectWithRetry } from '../connect-retry.js';
+import { LinkStopper } from '../signals.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import type { FaultPlan } from '../../worker/fault-injection.js';
 import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
@@ -57,20 +57,13 @@ export function workerCommand(): Command {
       const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name, adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none' }, () => tf.memory().numBytes);
       const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
       const interceptor = await faultsOf(flags, log);
-      let link: Link | undefined;
-      let stopping = false;
-      const stop = (why: string) => {
-        stopping = true;
-        link?.close(why);
-      };
-      process.once('SIGINT', () => stop('worker interrupted'));
-      process.once('SIGTERM', () => stop('worker terminated'));
+      const stopper = new LinkStopper('worker');
       try {
         let steps = 0;
         // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
         let shortSessions = 0;
         for (;;) {
-          link = await connectWithRetry(target, flags.connectTimeout, log, () => stopping);
+          const link = stopper.hold(await connectWithRetry(target, flags.connectTimeout, log, () => stopper.stopping));
           if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
           const began = Date.now();
           const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics, dataDirs: flags.dataDir, connectShard });
@@ -79,15 +72,15 @@ export function workerCommand(): Command {
             process.exitCode = 2;
             return log.error({ reason: outcome.reason }, `worker refused: ${outcome.reason}`);
           }
-          if (outcome.end === 'shutdown' || stopping || !flags.reconnect) {
-            if (outcome.end === 'lost' && !stopping) process.exitCode = 1;
+          if (outcome.end === 'shutdown' || stopper.stopping || !flags.reconnect) {
+            if (outcome.end === 'lost' && !stopper.stopping) process.exitCode = 1;
             return log.info({ ...outcome, steps }, `worker done after ${steps} steps: ${outcome.reason}`);
           }
           shortSessions = Date.now() - began < 5000 ? shortSessions + 1 : 0;
           const wait = shortSessions > 0 ? backoff(shortSessions) : 0;
           log.warn({ reason: outcome.reason, steps, retry_in_ms: Math.round(wait) }, `${outcome.reason}; reconnecting to ${target.where}`);
           await new Promise((r) => setTimeout(r, wait));
-          if (stopping) return log.info({ steps }, `worker stopped after ${steps} steps`);
+          if (stopper.stopping) return log.info({ steps }, `worker stopped after ${steps} steps`);
         }
       } finally {
         await endpoint?.close();
