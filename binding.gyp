@@ -7,6 +7,7 @@
         "training/kernels/native/src/batch-norm.cc",
         "training/kernels/native/src/conv.cc",
         "training/kernels/native/src/dnnl-context.cc",
+        "training/kernels/native/src/flat-ops.cc",
         "training/kernels/native/src/matmul.cc",
         "training/kernels/native/src/max-pool.cc",
         "training/kernels/native/src/reorder.cc"
@@ -14,7 +15,7 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fopenmp", "-fexceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-fexceptions"],
       "libraries": ["-ldnnl", "-fopenmp"]
     }
   ]

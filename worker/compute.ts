@@ -13,6 +13,7 @@ import { type MicroBatchRunner, argmaxRows } from '../training/step/model-runner
 
 export interface ComputedNode {
   message: MessageOf<'contribution'>;
+  /** Valid during the `emit` call only: its buffer is recycled for the next micro-batches. */
   payload: Float32Array;
 }
 
@@ -26,6 +27,8 @@ export class WorkerCompute {
   private order: { epoch: number; indices: Uint32Array } | undefined;
   private readonly images: Float32Array;
   private readonly labels: Uint8Array;
+  /** Leaf buffers whose node has been emitted, for the next micro-batches to fill. */
+  private readonly spare: Float32Array[] = [];
 
   constructor(
     readonly model: ModelSpec, private readonly seed: number, private readonly geometry: BatchGeometry,
@@ -80,7 +83,7 @@ export class WorkerCompute {
           images: normalizeInto(this.train, idx, this.images),
           labels: gatherLabels(trainLabels, idx, this.labels),
           count: idx.length,
-        }, dropoutSeed(this.seed, assign.step, i));
+        }, dropoutSeed(this.seed, assign.step, i), this.spare.pop());
         leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
         seconds += (performance.now() - started) / 1000;
       }
@@ -94,6 +97,8 @@ export class WorkerCompute {
         },
         payload: sum.values,
       });
+      // Sending encoded the node into a frame of its own: every leaf buffer is free again.
+      for (const leaf of leaves.values()) this.spare.push(leaf.values);
     }
   }
 

@@ -143,6 +143,23 @@ describe.each(['wasm', 'native'] as const)('%s kernels vs cpu', (backend) => {
     }
   });
 
+  describe('inference BatchNorm (FusedBatchNorm with moving statistics)', () => {
+    it('per-channel statistics on 4-D and 2-D inputs', async () => {
+      for (const [shape, seed] of [[[3, 5, 5, 8], 81], [[7, 12], 85]] as const) {
+        const c = shape[shape.length - 1];
+        const stats = randomInputs({ mean: [c], offset: [c], scale: [c] }, seed + 1);
+        const variance = { shape: [c], values: randomArray(c, seed + 2).map((v) => v * v + 0.1) };
+        await expectAgreementOn(tf.FusedBatchNorm, { ...randomInputs({ x: [...shape] }, seed), ...stats, variance }, { varianceEpsilon: 1e-3 });
+      }
+    });
+
+    it('falls back to the replaced kernel for broadcast statistics', async () => {
+      const x = randomInputs({ x: [2, 3, 4] }, 91);
+      await expectAgreementOn(tf.FusedBatchNorm, { ...x, mean: { shape: [3, 4], values: randomArray(12, 92) },
+        variance: { shape: [3, 4], values: randomArray(12, 93).map((v) => v * v + 0.1) } }, { varianceEpsilon: 1e-3 });
+    });
+  });
+
   describe('fused BatchNorm(+ReLU) training kernel', () => {
     for (const relu of [false, true]) {
       it(`matches moments + batchNorm${relu ? ' + relu' : ''} on cpu, values and gradients`, async () => {

@@ -62,10 +62,10 @@ export class SyntheticRunner implements MicroBatchRunner {
     if (weights.length !== this.layout.size) throw new Error(`${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`);
   }
 
-  async contribution(batch: MicroBatch, seed: number): Promise<Contribution> {
+  async contribution(batch: MicroBatch, seed: number, into?: Float32Array): Promise<Contribution> {
     // The wait runs to a deadline, so the micro-batch takes microBatchMs whatever generating cost.
     const deadline = performance.now() + this.microBatchMs;
-    const values = fillSyntheticContribution(this.layout, seed, new Float32Array(this.layout.size));
+    const values = fillSyntheticContribution(this.layout, seed, into?.length === this.layout.size ? into : new Float32Array(this.layout.size));
     let correct = 0;
     for (let i = 0; i < batch.count; i++) if (batch.labels[i] === 0) correct++;
     const left = deadline - performance.now();

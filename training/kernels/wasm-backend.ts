@@ -39,6 +39,26 @@ export function f32(backend: WasmBackend, info: tf.TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(info) as Float32Array;
 }
 
+/**
+ * The tensors' values end to end in one new Float32Array, copied straight out of the wasm heap, or
+ * null unless all are float32 tensors of the active wasm backend; `into` is used when its length
+ * fits (a buffer recycled from an earlier step). What a contribution is read with:
+ * a Concat kernel plus a readback copies mnist-cnn's 14 MB twice and took 6% of a native step.
+ */
+export function readConcatenated(tensors: readonly tf.Tensor[], into?: Float32Array): Float32Array | null {
+  const backend = tf.backend() as Partial<WasmBackend>;
+  if (tf.getBackend() !== 'wasm' || !backend.dataIdMap || !backend.typedArrayFromHeap) return null;
+  if (!tensors.every((t) => t.dtype === 'float32' && backend.dataIdMap!.has(t.dataId))) return null;
+  const size = tensors.reduce((n, t) => n + t.size, 0);
+  const out = into?.length === size ? into : new Float32Array(size);
+  let at = 0;
+  for (const t of tensors) {
+    out.set(f32(backend as WasmBackend, t), at);
+    at += t.size;
+  }
+  return out;
+}
+
 export type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs?: tf.NamedAttrMap };
 export type WasmKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 

@@ -2,8 +2,9 @@
  * Adam as a pure function over flat float32 buffers (Keras/TF formulation, which the reference
  * models were trained with): the bias correction is folded into the step size and ε is added to
  * √v̂ scaled the same way. Arithmetic is float64 per element, stored as float32, so the same inputs
- * give the same bits on every machine.
+ * give the same bits on every machine (with the addon's loop or without: ../math/flat-ops.ts).
  */
+import { flatOps } from '../math/flat-ops.js';
 
 export interface AdamConfig {
   learningRate: number;
@@ -49,15 +50,10 @@ export function adamStep(
   const w = inPlace ? weights : weights.slice();
   const m = inPlace ? state.m : state.m.slice();
   const v = inPlace ? state.v : state.v.slice();
+  const scalars = { beta1, beta2, epsilon, stepSize };
   for (const { offset, size } of ranges) {
-    for (let i = offset, end = offset + size; i < end; i++) {
-      const g = grads[i];
-      const mi = beta1 * m[i] + (1 - beta1) * g;
-      const vi = beta2 * v[i] + (1 - beta2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      w[i] = w[i] - stepSize * mi / (Math.sqrt(vi) + epsilon);
-    }
+    const slice = (a: Float32Array) => a.subarray(offset, offset + size);
+    flatOps.adamUpdate(slice(w), slice(grads), slice(m), slice(v), scalars);
   }
   return { weights: w, state: { step: t, m, v } };
 }

@@ -4,6 +4,7 @@
  * square of the average can overflow.
  */
 import type { RejectionReason } from '../../protocol/errors.js';
+import { flatOps } from '../math/flat-ops.js';
 
 /**
  * The largest |value| a node may carry. Finite is not enough: large finite sums overflow to ±Inf in
@@ -21,11 +22,9 @@ export const MAX_NODE_ABS = 1e18;
  * on the step's critical path, the coordinator all of each).
  */
 export function nodeValuesProblem(values: Float32Array, offset = 0): { reason: RejectionReason; detail: string } | null {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (Math.abs(v) <= MAX_NODE_ABS) continue;
-    if (!Number.isFinite(v)) return { reason: 'non_finite', detail: `contribution value ${offset + i} is ${v}` };
-    return { reason: 'out_of_range', detail: `contribution value ${offset + i} is ${v}, beyond ±${MAX_NODE_ABS}` };
-  }
-  return null;
+  const i = flatOps.firstOutside(values, MAX_NODE_ABS);
+  if (i < 0) return null;
+  const v = values[i];
+  if (!Number.isFinite(v)) return { reason: 'non_finite', detail: `contribution value ${offset + i} is ${v}` };
+  return { reason: 'out_of_range', detail: `contribution value ${offset + i} is ${v}, beyond ±${MAX_NODE_ABS}` };
 }

@@ -8,6 +8,7 @@
  * node (a worker pre-reducing the nodes that lie inside its assignment, or the coordinator
  * combining what arrives) therefore performs the same float operations in the same order.
  */
+import { flatOps } from '../math/flat-ops.js';
 
 export interface TreeNode {
   level: number;
@@ -68,7 +69,7 @@ export function decompose(first: number, end: number, microBatches: number): Tre
  */
 export function leafSum(meanValues: Float32Array, lossMean: number, correct: number, count: number): NodeSum {
   const values = meanValues;
-  for (let i = 0; i < values.length; i++) values[i] *= count;
+  flatOps.scaleInPlace(values, count);
   return { values, lossSum: lossMean * count, correct, samples: count };
 }
 
@@ -77,7 +78,7 @@ function combine(left: NodeSum, right: NodeSum): NodeSum {
   const a = left.values;
   const b = right.values;
   if (a.length !== b.length) throw new Error(`reduction: node sizes differ (${a.length} vs ${b.length})`);
-  for (let i = 0; i < a.length; i++) a[i] += b[i];
+  flatOps.addInto(a, b);
   return { values: a, lossSum: left.lossSum + right.lossSum, correct: left.correct + right.correct, samples: left.samples + right.samples };
 }
 
@@ -103,6 +104,6 @@ export function reduceNodes(supplied: ReadonlyMap<string, NodeSum>, target: Tree
 /** The step's average: root sums divided by the number of samples, per element in float32. */
 export function averageOf(root: NodeSum): { values: Float32Array; loss: number; accuracy: number } {
   const values = root.values;
-  for (let i = 0; i < values.length; i++) values[i] = values[i] / root.samples;
+  flatOps.divideInPlace(values, root.samples);
   return { values, loss: root.lossSum / root.samples, accuracy: root.correct / root.samples };
 }

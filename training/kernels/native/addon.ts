@@ -19,8 +19,14 @@ export interface NativeAddon {
   matMul(heap: ArrayBuffer, tensors: Offsets, shape: number[], flags: number[]): void;
   batchNormForward(heap: ArrayBuffer, tensors: Offsets, shape: number[], relu: boolean): void;
   batchNormBackward(heap: ArrayBuffer, tensors: Offsets, shape: number[], relu: boolean): void;
+  batchNormInference(heap: ArrayBuffer, tensors: Offsets, shape: number[], relu: boolean): void;
   maxPoolForward(heap: ArrayBuffer, tensors: Offsets, shape: number[]): void;
   maxPoolBackward(heap: ArrayBuffer, tensors: Offsets, shape: number[]): void;
+  scaleInPlace(a: Float32Array, k: number): void;
+  divideInPlace(a: Float32Array, d: number): void;
+  addInto(a: Float32Array, b: Float32Array): void;
+  firstOutside(a: Float32Array, limit: number): number;
+  adamUpdate(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: [number, number, number, number]): void;
   setThreads(threads: number): void;
   info(): { onednn: string; isa: number; threads: number; scratchBytes: number };
 }

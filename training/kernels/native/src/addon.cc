@@ -10,6 +10,7 @@
 #include "batch-norm.h"
 #include "conv.h"
 #include "dnnl-context.h"
+#include "flat-ops.h"
 #include "matmul.h"
 #include "max-pool.h"
 
@@ -157,6 +158,14 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info, [&] { batchNormBackward(s, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]); });
 }
 
+// tensors: [x, mean, variance, offset, scale, y]
+Napi::Value BatchNormInference(const Napi::CallbackInfo& info) {
+  const BatchNormShape s = batchNormShapeOf(info);
+  const std::int64_t n = s.rows * s.channels, c = s.channels;
+  auto t = tensorsOf(info, {{"x", n}, {"mean", c}, {"variance", c}, {"offset", c}, {"scale", c}, {"y", n}});
+  return guarded(info, [&] { batchNormInference(s, t[0], t[1], t[2], t[3], t[4], t[5]); });
+}
+
 // maxPool*(heap, [x, y] | [x, dy, dx], [n, h, w, c, kh, kw, oh, ow, sh, sw, top, left])
 PoolShape poolShapeOf(const Napi::CallbackInfo& info) {
   auto d = numbers(info, 2, 12, "pool shape");
@@ -175,6 +184,66 @@ Napi::Value MaxPoolBackward(const Napi::CallbackInfo& info) {
   const PoolShape s = poolShapeOf(info);
   auto t = tensorsOf(info, {{"x", s.n * s.h * s.w * s.c}, {"dy", s.n * s.oh * s.ow * s.c}, {"dx", s.n * s.h * s.w * s.c}});
   return guarded(info, [&] { maxPoolBackward(s, t[0], t[1], t[2]); });
+}
+
+// Flat buffers (flat-ops.h) travel as Float32Arrays of their own, not as heap offsets: the
+// coordinator's and shards' buffers are plain JS memory.
+Napi::Float32Array floatsArg(const Napi::CallbackInfo& info, std::size_t index, const char* name) {
+  if (!info[index].IsTypedArray() || info[index].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Float32Array");
+  }
+  return info[index].As<Napi::Float32Array>();
+}
+
+double numberArg(const Napi::CallbackInfo& info, std::size_t index, const char* name) {
+  if (!info[index].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  return info[index].As<Napi::Number>().DoubleValue();
+}
+
+void requireSameLength(const Napi::CallbackInfo& info, const std::vector<Napi::Float32Array>& arrays) {
+  for (const auto& a : arrays) {
+    if (a.ElementLength() != arrays[0].ElementLength()) {
+      throw Napi::RangeError::New(info.Env(), "buffers differ in length (" + std::to_string(arrays[0].ElementLength()) + " vs " +
+                                                  std::to_string(a.ElementLength()) + ")");
+    }
+  }
+}
+
+// scaleInPlace(a, k), divideInPlace(a, d)
+Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) {
+  auto a = floatsArg(info, 0, "a");
+  scaleInPlace(a.Data(), static_cast<std::int64_t>(a.ElementLength()), static_cast<float>(numberArg(info, 1, "k")));
+  return info.Env().Undefined();
+}
+
+Napi::Value DivideInPlace(const Napi::CallbackInfo& info) {
+  auto a = floatsArg(info, 0, "a");
+  divideInPlace(a.Data(), static_cast<std::int64_t>(a.ElementLength()), static_cast<float>(numberArg(info, 1, "d")));
+  return info.Env().Undefined();
+}
+
+// addInto(a, b): a += b
+Napi::Value AddInto(const Napi::CallbackInfo& info) {
+  auto a = floatsArg(info, 0, "a"), b = floatsArg(info, 1, "b");
+  requireSameLength(info, {a, b});
+  addInto(a.Data(), b.Data(), static_cast<std::int64_t>(a.ElementLength()));
+  return info.Env().Undefined();
+}
+
+// firstOutside(a, limit) → index or −1
+Napi::Value FirstOutside(const Napi::CallbackInfo& info) {
+  auto a = floatsArg(info, 0, "a");
+  const auto i = firstOutside(a.Data(), static_cast<std::int64_t>(a.ElementLength()), numberArg(info, 1, "limit"));
+  return Napi::Number::New(info.Env(), static_cast<double>(i));
+}
+
+// adamUpdate(w, g, m, v, [beta1, beta2, epsilon, stepSize])
+Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
+  auto w = floatsArg(info, 0, "w"), g = floatsArg(info, 1, "g"), m = floatsArg(info, 2, "m"), v = floatsArg(info, 3, "v");
+  requireSameLength(info, {w, g, m, v});
+  auto s = numbers(info, 4, 4, "adam scalars");
+  adamUpdate(w.Data(), g.Data(), m.Data(), v.Data(), static_cast<std::int64_t>(w.ElementLength()), {s[0], s[1], s[2], s[3]});
+  return info.Env().Undefined();
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -202,8 +271,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("batchNormForward", Napi::Function::New(env, BatchNormForward));
   exports.Set("batchNormBackward", Napi::Function::New(env, BatchNormBackward));
+  exports.Set("batchNormInference", Napi::Function::New(env, BatchNormInference));
   exports.Set("maxPoolForward", Napi::Function::New(env, MaxPoolForward));
   exports.Set("maxPoolBackward", Napi::Function::New(env, MaxPoolBackward));
+  exports.Set("scaleInPlace", Napi::Function::New(env, ScaleInPlace));
+  exports.Set("divideInPlace", Napi::Function::New(env, DivideInPlace));
+  exports.Set("addInto", Napi::Function::New(env, AddInto));
+  exports.Set("firstOutside", Napi::Function::New(env, FirstOutside));
+  exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -29,6 +29,19 @@ void forRows(std::int64_t rows, std::int64_t channels, F body) {
   for (std::int64_t r = 0; r < rows; r++) body(r);
 }
 
+// y = x·scale + shift per channel (then ReLU).
+void applyPerChannel(std::int64_t R, std::int64_t C, const float* __restrict x, const float* __restrict sc,
+                     const float* __restrict sh, float* __restrict y, bool relu) {
+  forRows(R, C, [&](std::int64_t r) {
+    const float* __restrict xr = x + r * C;
+    float* __restrict yr = y + r * C;
+    for (std::int64_t c = 0; c < C; c++) {
+      const float v = xr[c] * sc[c] + sh[c];
+      yr[c] = relu ? std::max(v, 0.f) : v;
+    }
+  });
+}
+
 }  // namespace
 
 void batchNormForward(const BatchNormShape& s, const float* __restrict x, const float* gamma, const float* beta,
@@ -59,17 +72,18 @@ void batchNormForward(const BatchNormShape& s, const float* __restrict x, const 
       shift[c] = beta[c] - mean[c] * scale[c];
     }
   });
-  const float* __restrict sc = scale.data();
-  const float* __restrict sh = shift.data();
-  const bool relu = s.relu;
-  forRows(R, C, [&](std::int64_t r) {
-    const float* __restrict xr = x + r * C;
-    float* __restrict yr = y + r * C;
-    for (std::int64_t c = 0; c < C; c++) {
-      const float v = xr[c] * sc[c] + sh[c];
-      yr[c] = relu ? std::max(v, 0.f) : v;
-    }
-  });
+  applyPerChannel(R, C, x, scale.data(), shift.data(), y, s.relu);
+}
+
+void batchNormInference(const BatchNormShape& s, const float* x, const float* mean, const float* variance,
+                        const float* offset, const float* gamma, float* y) {
+  const std::int64_t C = s.channels;
+  std::vector<float> scale(C), shift(C);
+  for (std::int64_t c = 0; c < C; c++) {
+    scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
+    shift[c] = offset[c] - mean[c] * scale[c];
+  }
+  applyPerChannel(s.rows, C, x, scale.data(), shift.data(), y, s.relu);
 }
 
 namespace {

@@ -19,4 +19,9 @@ void batchNormForward(const BatchNormShape& s, const float* x, const float* gamm
 void batchNormBackward(const BatchNormShape& s, const float* dy, const float* x, const float* y, const float* gamma,
                        const float* mean, const float* variance, float* dx, float* dGamma, float* dBeta);
 
+// Inference-mode BatchNorm with the moving statistics (tf.batchNorm's FusedBatchNorm): elementwise,
+// so any thread count gives the same bits.
+void batchNormInference(const BatchNormShape& s, const float* x, const float* mean, const float* variance,
+                        const float* offset, const float* gamma, float* y);
+
 }  // namespace gradfleet
