@@ -29,7 +29,7 @@ import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { flagOutliers, nodesAgree } from './outliers.js';
-import { splitRange, updateSpeed } from './sharding.js';
+import { ShareTimer, splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
 import { StragglerWatch } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
@@ -104,11 +104,8 @@ interface ActiveWork {
   excluded: ReadonlySet<string>;
   /** Per worker: ranges it owes whose assignment waits until it confirms it holds the current weights. */
   waiting: Map<string, ItemRange[]>;
-  /**
-   * Per worker with work in hand: when its next result started, on this coordinator's clock: the
-   * assignment (sent only once it held the weights, so no transfer wait is in it), then each result.
-   */
-  measuredFrom: Map<string, number>;
+  /** Per worker with work in hand, on this coordinator's clock from the assignment (sent only once it held the weights, so no transfer wait is in it). */
+  shares: ShareTimer;
   send(session: WorkerSession, range: ItemRange): void;
   /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
   accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict | undefined;
@@ -508,12 +505,12 @@ export class Coordinator {
 
   /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
   private runWork(
-    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'measuredFrom'> & { excluded?: ReadonlySet<string> },
+    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'shares'> & { excluded?: ReadonlySet<string> },
     ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
   ): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
     return new Promise<void>((resolve, reject) => {
-      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), measuredFrom: new Map(), done: resolve, abort: reject };
+      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), shares: new ShareTimer(), done: resolve, abort: reject };
       this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
       this.dispatch(ranges);
     }).finally(() => clearInterval(this.deadlineTimer));
@@ -526,7 +523,7 @@ export class Coordinator {
       work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
       return;
     }
-    if (!work.measuredFrom.has(session.id)) work.measuredFrom.set(session.id, performance.now());
+    work.shares.started(session.id, performance.now());
     work.send(session, range);
   }
 
@@ -541,7 +538,7 @@ export class Coordinator {
   /** The worker no longer owes this unit anything it was not sent yet. */
   private forget(work: ActiveWork, workerId: string): void {
     work.waiting.delete(workerId);
-    work.measuredFrom.delete(workerId);
+    work.shares.forget(workerId);
   }
 
   /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
@@ -612,16 +609,13 @@ export class Coordinator {
   }
 
   /**
-   * Micro-batches per second since its assignment or its previous result, on this coordinator's
-   * clock: what sharding follows. Workers report compute times too, but a worker could claim to be
-   * fast and take most of every step; it cannot make a result arrive sooner than it computed it.
+   * Micro-batches per second over its whole share (ShareTimer), on this coordinator's clock: what
+   * sharding follows. Workers report compute times too, but a worker could claim to be fast and
+   * take most of every step; it cannot make a result arrive sooner than it computed it.
    */
   private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
-    const now = performance.now();
-    const from = work.measuredFrom.get(session.id);
-    if (work.tracker.owesAnything(session.id)) work.measuredFrom.set(session.id, now);
-    else work.measuredFrom.delete(session.id);
-    if (from !== undefined) session.speed = updateSpeed(session.speed, microBatches, Math.max(1e-4, (now - from) / 1000));
+    const share = work.shares.result(session.id, microBatches, work.tracker.owesAnything(session.id), performance.now());
+    if (share) session.speed = updateSpeed(session.speed, share.items, share.seconds);
   }
 
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {

@@ -63,3 +63,33 @@ export function updateSpeed(previous: number | undefined, items: number, seconds
   const measured = items / seconds;
   return previous === undefined ? measured : (1 - weight) * previous + weight * measured;
 }
+
+/**
+ * Times each worker's share of a unit of work, from its assignment to its last result: the items
+ * per second that sharding follows. Not result by result: a worker's earlier nodes leave its socket
+ * only between its micro-batches, so they arrive with its last one, and the gaps between results
+ * measured a three-micro-batch share as 5× faster than it was, which then won it ever more of each
+ * step (a 3:1 split of two equal workers that never healed).
+ */
+export class ShareTimer {
+  private readonly shares = new Map<string, { since: number; items: number }>();
+
+  /** Work went out to `id` (a no-op while its share is already being timed). */
+  started(id: string, now: number): void {
+    if (!this.shares.has(id)) this.shares.set(id, { since: now, items: 0 });
+  }
+
+  /** A result of `items`; returns the share's seconds and items once it owes nothing more. */
+  result(id: string, items: number, owesMore: boolean, now: number): { items: number; seconds: number } | undefined {
+    const share = this.shares.get(id);
+    if (!share) return undefined;
+    share.items += items;
+    if (owesMore) return undefined;
+    this.shares.delete(id);
+    return { items: share.items, seconds: Math.max(1e-4, (now - share.since) / 1000) };
+  }
+
+  forget(id: string): void {
+    this.shares.delete(id);
+  }
+}

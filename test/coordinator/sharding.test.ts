@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitRange, updateSpeed } from '../../coordinator/sharding.js';
+import { ShareTimer, splitRange, updateSpeed } from '../../coordinator/sharding.js';
 import { WorkTracker } from '../../coordinator/work-tracker.js';
 
 describe('splitRange', () => {
@@ -21,6 +21,41 @@ describe('splitRange', () => {
     expect(updateSpeed(undefined, 4, 2)).toBe(2);
     expect(updateSpeed(2, 4, 1)).toBeCloseTo(2 * 0.7 + 4 * 0.3);
     expect(updateSpeed(2, 4, 0)).toBe(2);
+  });
+});
+
+describe('ShareTimer', () => {
+  it('times a share from its assignment to its last result, whatever the gaps between results', () => {
+    const t = new ShareTimer();
+    t.started('a', 1000);
+    t.started('a', 1050); // more work while the share is timed: still from 1000
+    expect(t.result('a', 1, true, 1300)).toBeUndefined();
+    expect(t.result('a', 2, false, 1301)).toEqual({ items: 3, seconds: 0.301 });
+    expect(t.result('a', 1, false, 1400)).toBeUndefined(); // no share open
+    t.started('b', 0);
+    t.forget('b');
+    expect(t.result('b', 1, false, 10)).toBeUndefined();
+  });
+
+  it('brings two equal workers back to an even split after one slow step, though earlier nodes arrive with the last', () => {
+    // Two equal workers, 4 micro-batches a step, 70 ms each plus 40 ms to deliver a share; a
+    // worker's earlier nodes arrive together with its last. Start from the split one slow step left.
+    const speeds = new Map([['a', 30], ['b', 8]]);
+    const splits: number[][] = [];
+    for (let step = 0; step < 10; step++) {
+      const blocks = splitRange(0, 4, [...speeds].map(([id, speed]) => ({ id, speed })));
+      splits.push(blocks.map((b) => b.count));
+      const timer = new ShareTimer();
+      for (const b of blocks) {
+        timer.started(b.workerId, 0);
+        const done = 70 * b.count + 40;
+        for (let node = b.count; node > 1; node--) timer.result(b.workerId, 1, true, done);
+        const share = timer.result(b.workerId, 1, false, done)!;
+        speeds.set(b.workerId, updateSpeed(speeds.get(b.workerId), share.items, share.seconds));
+      }
+    }
+    expect(splits[0]).toEqual([3, 1]);
+    expect(splits.at(-1)).toEqual([2, 2]);
   });
 });
 
