@@ -1,5 +1,6 @@
 #include "batch-norm.h"
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 #include "dnnl-context.h"
@@ -8,18 +9,39 @@ namespace gradfleet {
 
 namespace {
 
-constexpr std::int64_t kBlock = 16;  // channels per task: one 64-byte line of a row
-constexpr std::int64_t kRun = 32;    // rows per float partial sum
+constexpr std::int64_t kRun = 32;  // rows per float partial sum
 
-
-template <typename F>
-void forChannelBlocks(std::int64_t rows, std::int64_t channels, F body) {
-  const std::int64_t blocks = (channels + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (rows * channels >= kParallelMin)
-  for (std::int64_t b = 0; b < blocks; b++) {
-    const std::int64_t c0 = b * kBlock;
-    body(c0, c0 + kBlock < channels ? kBlock : channels - c0);
+// Per channel, Σ over rows of K row terms: float partial sums over runs of kRun rows (they
+// vectorise across channels), computed run by run on any thread, then added up in double in run
+// order, so the bits do not depend on the thread count. Runs split across threads read whole rows:
+// channel blocks did not scale (two 16-channel stripes of a 32-channel row share its cache lines,
+// and the forward pass ran slower on two threads than on one).
+template <int K, typename Term>
+std::array<std::vector<double>, K> columnSums(std::int64_t R, std::int64_t C, Term term) {
+  const std::int64_t runs = (R + kRun - 1) / kRun;
+  std::vector<float> parts(runs * K * C);
+#pragma omp parallel for schedule(static) if (R * C >= kParallelMin)
+  for (std::int64_t run = 0; run < runs; run++) {
+    float* __restrict part = parts.data() + run * K * C;
+    for (std::int64_t i = 0; i < K * C; i++) part[i] = 0.f;
+    const std::int64_t r1 = std::min(R, (run + 1) * kRun);
+    for (std::int64_t r = run * kRun; r < r1; r++) {
+      for (std::int64_t c = 0; c < C; c++) {
+        float v[K];
+        term(r * C + c, c, v);
+        for (int k = 0; k < K; k++) part[k * C + c] += v[k];
+      }
+    }
   }
+  std::array<std::vector<double>, K> sums;
+  for (auto& sum : sums) sum.assign(C, 0.0);
+  for (std::int64_t run = 0; run < runs; run++) {
+    for (int k = 0; k < K; k++) {
+      const float* part = parts.data() + (run * K + k) * C;
+      for (std::int64_t c = 0; c < C; c++) sums[k][c] += part[c];
+    }
+  }
+  return sums;
 }
 
 // Rows are independent in the elementwise passes: any split gives the same bits.
@@ -48,30 +70,19 @@ void batchNormForward(const BatchNormShape& s, const float* __restrict x, const 
                       float* __restrict y, float* mean, float* variance) {
   const std::int64_t R = s.rows, C = s.channels;
   std::vector<float> scale(C), shift(C);
-  forChannelBlocks(R, C, [&](std::int64_t c0, std::int64_t width) {
-    double sum[kBlock] = {0}, sq[kBlock] = {0};
-    float mu[kBlock] = {0};
-    for (std::int64_t r = 0; r < R; r++) {
-      const float* xr = x + r * C + c0;
-      for (std::int64_t j = 0; j < width; j++) sum[j] += xr[j];
-    }
-    for (std::int64_t j = 0; j < width; j++) mu[j] = static_cast<float>(sum[j] / R);
-    // A second pass over centred values keeps the variance accurate when |mean| ≫ std.
-    for (std::int64_t r = 0; r < R; r++) {
-      const float* xr = x + r * C + c0;
-      for (std::int64_t j = 0; j < width; j++) {
-        const double d = xr[j] - mu[j];
-        sq[j] += d * d;
-      }
-    }
-    for (std::int64_t j = 0; j < width; j++) {
-      const std::int64_t c = c0 + j;
-      mean[c] = mu[j];
-      variance[c] = static_cast<float>(sq[j] / R);
-      scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
-      shift[c] = beta[c] - mean[c] * scale[c];
-    }
+  const auto [sum] = columnSums<1>(R, C, [&](std::int64_t i, std::int64_t, float* v) { v[0] = x[i]; });
+  for (std::int64_t c = 0; c < C; c++) mean[c] = static_cast<float>(sum[c] / R);
+  // A second pass over centred values keeps the variance accurate when |mean| ≫ std.
+  const float* __restrict mu = mean;
+  const auto [sq] = columnSums<1>(R, C, [&](std::int64_t i, std::int64_t c, float* v) {
+    const float d = x[i] - mu[c];
+    v[0] = d * d;
   });
+  for (std::int64_t c = 0; c < C; c++) {
+    variance[c] = static_cast<float>(sq[c] / R);
+    scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
   applyPerChannel(R, C, x, scale.data(), shift.data(), y, s.relu);
 }
 
@@ -94,47 +105,28 @@ void backward(const BatchNormShape& s, const float* __restrict dy, const float* 
                        float* __restrict dx, float* dGamma, float* dBeta) {
   const std::int64_t R = s.rows, C = s.channels;
   std::vector<float> k1(C), k2(C), k0(C);
-  forChannelBlocks(R, C, [&](std::int64_t c0, std::int64_t width) {
-    double gSum[kBlock] = {0}, gcSum[kBlock] = {0};
-    float mu[kBlock] = {0};
-    for (std::int64_t j = 0; j < width; j++) mu[j] = mean[c0 + j];
-    // Float partial sums over short runs of rows vectorise; the runs add up in double, in row order.
-    for (std::int64_t r0 = 0; r0 < R; r0 += kRun) {
-      float gPart[kBlock] = {0}, gcPart[kBlock] = {0};
-      const std::int64_t r1 = std::min(R, r0 + kRun);
-      for (std::int64_t r = r0; r < r1; r++) {
-        const std::int64_t base = r * C + c0;
-        for (std::int64_t j = 0; j < kBlock; j++) {
-          if (j >= width) break;
-          // ReLU's gradient passes where its output is positive (tfjs's rule: step(y)).
-          const float d = dy[base + j];  // loaded unconditionally, so the select vectorises
-          const float g = relu && !(y[base + j] > 0.f) ? 0.f : d;
-          gPart[j] += g;
-          gcPart[j] += g * (x[base + j] - mu[j]);
-        }
-      }
-      for (std::int64_t j = 0; j < width; j++) {
-        gSum[j] += gPart[j];
-        gcSum[j] += gcPart[j];
-      }
-    }
-    for (std::int64_t j = 0; j < width; j++) {
-      const std::int64_t c = c0 + j;
-      const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[c]) + s.epsilon);
-      const double gMean = gSum[j] / R, gcMean = gcSum[j] / R;
-      dBeta[c] = static_cast<float>(gSum[j]);
-      dGamma[c] = static_cast<float>(gcSum[j] * invStd);
-      // dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)), with x̂ = (x − μ)·σ⁻¹.
-      const double a = gamma[c] * invStd;
-      k1[c] = static_cast<float>(a);
-      k2[c] = static_cast<float>(-a * invStd * invStd * gcMean);
-      k0[c] = static_cast<float>(-a * gMean);
-    }
+  const float* __restrict mu = mean;
+  const auto [gSum, gcSum] = columnSums<2>(R, C, [&](std::int64_t i, std::int64_t c, float* v) {
+    // ReLU's gradient passes where its output is positive (tfjs's rule: step(y)).
+    const float d = dy[i];  // loaded unconditionally, so the select vectorises
+    const float g = relu && !(y[i] > 0.f) ? 0.f : d;
+    v[0] = g;
+    v[1] = g * (x[i] - mu[c]);
   });
+  for (std::int64_t c = 0; c < C; c++) {
+    const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[c]) + s.epsilon);
+    const double gMean = gSum[c] / R, gcMean = gcSum[c] / R;
+    dBeta[c] = static_cast<float>(gSum[c]);
+    dGamma[c] = static_cast<float>(gcSum[c] * invStd);
+    // dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)), with x̂ = (x − μ)·σ⁻¹.
+    const double a = gamma[c] * invStd;
+    k1[c] = static_cast<float>(a);
+    k2[c] = static_cast<float>(-a * invStd * invStd * gcMean);
+    k0[c] = static_cast<float>(-a * gMean);
+  }
   const float* __restrict a1 = k1.data();
   const float* __restrict a2 = k2.data();
   const float* __restrict a0 = k0.data();
-  const float* __restrict mu = mean;
   forRows(R, C, [&](std::int64_t r) {
     const std::int64_t base = r * C;
     for (std::int64_t c = 0; c < C; c++) {

@@ -1,7 +1,8 @@
 // Training-mode BatchNorm (+ ReLU) over [rows, C]. Hand-written rather than oneDNN's, because
 // oneDNN splits the row reduction across threads: its bits would change with the thread count,
 // and the cluster's bit-identity needs a micro-batch's gradient to be the same on any worker.
-// Here every channel is reduced by one thread in row order, whatever the thread count.
+// Here rows are reduced in fixed runs of 32 (any thread each), the runs added in order: the same
+// bits whatever the thread count.
 #pragma once
 #include <cstdint>
 
