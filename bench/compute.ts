@@ -42,16 +42,20 @@ function randomBatch(model: ModelSpec, batch: number, seed: number) {
   };
 }
 
-/** Median wall time of `steps` training steps (contribution only: what a worker does), after 2 warm-ups. */
+/**
+ * Median wall time of `steps` training steps (contribution only: what a worker does, recycling the
+ * contribution's buffer as a worker does), after 2 warm-ups.
+ */
 export async function benchmarkStep(model: ModelSpec, batch: number, steps: number, onStep?: (i: number) => void): Promise<StepBenchmark> {
   const runner = new ModelRunner(model);
   try {
     runner.setWeights(initialWeights(model, 1));
     const data = randomBatch(model, batch, 2);
     const times: number[] = [];
+    let spare: Float32Array | undefined;
     for (let i = -2; i < steps; i++) {
       const started = performance.now();
-      await runner.contribution(data, deriveSeed(3, i + 2));
+      spare = (await runner.contribution(data, deriveSeed(3, i + 2), spare)).values;
       if (i >= 0) {
         times.push(performance.now() - started);
         onStep?.(i);
