@@ -17,6 +17,7 @@ import { getModel, modelNames } from '../../training/models/zoo.js';
 import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
 import { createProgress } from '../progress.js';
 import { adaptersCommand, agreementCommand } from './bench-gpu.js';
+import { floorCommand } from './bench-floor.js';
 import { scaleCommand } from './bench-scale.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -162,6 +163,7 @@ export function benchCommand(): Command {
         + (rows.some((r) => r.clamped.length > 0) ? '* came out below zero (run-to-run noise larger than the phase), shown as 0: use more --steps.\n' : ''));
     });
   bench.addCommand(scaleCommand());
+  bench.addCommand(floorCommand());
   bench.addCommand(adaptersCommand());
   bench.addCommand(agreementCommand());
   return bench;
