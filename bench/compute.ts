@@ -8,6 +8,7 @@ import { initialWeights } from '../training/models/init.js';
 import { type ModelSpec, forwardFlopsPerSample, layerOutputShapes } from '../training/models/spec.js';
 import { deriveSeed, Rng } from '../training/rng.js';
 import { ModelRunner } from '../training/step/model-runner.js';
+import { median } from './median.js';
 
 export interface StepBenchmark {
   model: string;
@@ -30,7 +31,6 @@ export interface LayerBenchmark {
   filter_grad_gflops: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function randomBatch(model: ModelSpec, batch: number, seed: number) {
   const rng = new Rng(seed);

@@ -8,6 +8,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { median } from './median.js';
 import { SimNet, type LinkShape } from './simnet/simnet.js';
 import { requireRoot } from './simnet/system.js';
 
@@ -54,9 +55,7 @@ export async function benchmarkFloor(o: FloorOptions): Promise<FloorReport> {
       createInterface({ input: child.stdout! }).on('line', (line) => times.push((JSON.parse(line) as { ms: number }).ms));
       child.once('exit', (code) => (code === 0 && times.length === o.rounds ? resolve(times) : reject(new Error(`floor peer on ${name} exited ${code}: ${stderr.trim()}`))));
     })));
-    const slowest = Array.from({ length: o.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r])));
-    const sorted = [...slowest].sort((a, b) => a - b);
-    const roundMs = sorted[Math.floor(sorted.length / 2)];
+    const roundMs = median(Array.from({ length: o.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r]))));
     const linkOnlyMs = (2 * (o.workers - 1) * sliceBytes * 8) / (o.link.mbit * 1e3);
     return {
       workers: o.workers, link_mbit: o.link.mbit, slice_bytes: sliceBytes, rounds: o.rounds, round_ms: roundMs, link_only_ms: linkOnlyMs,

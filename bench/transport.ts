@@ -14,6 +14,7 @@ import { connectNats, listenNats } from '../protocol/nats-transport.js';
 import { type SessionKeys, sessionKeys } from '../protocol/sealing.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { connectWs, listenWs } from '../protocol/ws-transport.js';
+import { median } from './median.js';
 
 export interface TransportBenchmark {
   transport: string;
@@ -34,7 +35,6 @@ interface Pipe {
 
 const STALL_MS = 30_000;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
  * Waiting for frames. A frame that never arrives (a transport bug, a server gone) ends the benchmark

@@ -6,6 +6,7 @@
 import { decodeFrame, encodeFrame } from '../protocol/codec.js';
 import { WIRE_DTYPES, type WireDtype } from '../protocol/wire-dtype.js';
 import { Rng } from '../training/rng.js';
+import { median } from './median.js';
 
 export interface WireBenchmark {
   dtype: WireDtype;
@@ -20,7 +21,6 @@ export interface WireBenchmark {
   max_rel_error: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const SMALLEST_F16_NORMAL = 2 ** -14;
 
 /** `values` defaults to mnist-large's parameter count (3,488,874). Values are N(0, 1). */

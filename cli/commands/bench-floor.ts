@@ -2,6 +2,7 @@
 import Table from 'cli-table3';
 import { Command } from 'commander';
 import { type FloorReport, benchmarkFloor } from '../../bench/floor.js';
+import { tableStyle } from '../../common/colour.js';
 import { bytesPerValue, type WireDtype } from '../../protocol/wire-dtype.js';
 import { DEFAULT_SYNTHETIC_MS } from '../../training/backends/synthetic.js';
 import { paramLayout } from '../../training/models/spec.js';
@@ -14,7 +15,7 @@ interface FloorFlags {
 
 export function formatFloorReport(r: FloorReport, model: string, wire: WireDtype): string {
   const table = new Table({
-    style: process.stdout.isTTY ? {} : { head: [], border: [] },
+    style: tableStyle(),
     head: ['workers = shards', 'wire', 'Mbit/s', 'slice MB', 'round ms (slowest machine, median)', 'link alone ms', 'max efficiency at compute ms'],
   });
   table.push([String(r.workers), wire, String(r.link_mbit), (r.slice_bytes / 1e6).toFixed(2), r.round_ms.toFixed(0), r.link_only_ms.toFixed(0),

@@ -64,6 +64,15 @@ void applyPerChannel(std::int64_t R, std::int64_t C, const float* __restrict x, 
   });
 }
 
+// BatchNorm as a per-channel affine map: scale = γ/√(σ² + ε), shift = β − μ·scale.
+void scaleAndShift(const BatchNormShape& s, const float* gamma, const float* beta, const float* mean, const float* variance,
+                   std::vector<float>& scale, std::vector<float>& shift) {
+  for (std::int64_t c = 0; c < s.channels; c++) {
+    scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+}
+
 }  // namespace
 
 void batchNormForward(const BatchNormShape& s, const float* __restrict x, const float* gamma, const float* beta,
@@ -78,23 +87,16 @@ void batchNormForward(const BatchNormShape& s, const float* __restrict x, const 
     const float d = x[i] - mu[c];
     v[0] = d * d;
   });
-  for (std::int64_t c = 0; c < C; c++) {
-    variance[c] = static_cast<float>(sq[c] / R);
-    scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
-    shift[c] = beta[c] - mean[c] * scale[c];
-  }
+  for (std::int64_t c = 0; c < C; c++) variance[c] = static_cast<float>(sq[c] / R);
+  scaleAndShift(s, gamma, beta, mean, variance, scale, shift);
   applyPerChannel(R, C, x, scale.data(), shift.data(), y, s.relu);
 }
 
 void batchNormInference(const BatchNormShape& s, const float* x, const float* mean, const float* variance,
                         const float* offset, const float* gamma, float* y) {
-  const std::int64_t C = s.channels;
-  std::vector<float> scale(C), shift(C);
-  for (std::int64_t c = 0; c < C; c++) {
-    scale[c] = gamma[c] / std::sqrt(variance[c] + s.epsilon);
-    shift[c] = offset[c] - mean[c] * scale[c];
-  }
-  applyPerChannel(s.rows, C, x, scale.data(), shift.data(), y, s.relu);
+  std::vector<float> scale(s.channels), shift(s.channels);
+  scaleAndShift(s, gamma, offset, mean, variance, scale, shift);
+  applyPerChannel(s.rows, s.channels, x, scale.data(), shift.data(), y, s.relu);
 }
 
 namespace {
