@@ -50,25 +50,44 @@ function maxAbsDiff(actual: Float32Array, expected: Float32Array): number {
   return m;
 }
 
-export function compareContributions(layout: ParamLayout, actual: Contribution, expected: Contribution): Agreement {
+export function compareContributions(
+  layout: ParamLayout,
+  actual: Contribution,
+  expected: Contribution,
+): Agreement {
   const params = layout.entries.map((e): ParamAgreement => {
     const a = actual.values.subarray(e.offset, e.offset + e.size);
     const b = expected.values.subarray(e.offset, e.offset + e.size);
     const kind = norm(b) < SMALL_NORM ? 'abs' : 'rel';
     const error = kind === 'abs' ? maxAbsDiff(a, b) : relativeError(a, b);
     // NaN fails: `error < tolerance` is false for it.
-    return { name: e.name, kind, error, ok: error < (kind === 'abs' ? ABSOLUTE_TOLERANCE : RELATIVE_TOLERANCE) };
+    return {
+      name: e.name,
+      kind,
+      error,
+      ok: error < (kind === 'abs' ? ABSOLUTE_TOLERANCE : RELATIVE_TOLERANCE),
+    };
   });
-  const worst = (kind: 'rel' | 'abs') => params.filter((p) => p.kind === kind).reduce((m, p) => (Number.isNaN(p.error) ? NaN : Math.max(m, p.error)), 0);
+  const worst = (kind: 'rel' | 'abs') =>
+    params
+      .filter((p) => p.kind === kind)
+      .reduce((m, p) => (Number.isNaN(p.error) ? NaN : Math.max(m, p.error)), 0);
   const lossError = Math.abs(actual.loss - expected.loss);
   const sameCorrect = actual.correct === expected.correct;
   return {
-    params, max_rel_error: worst('rel'), max_abs_error: worst('abs'), loss_abs_error: lossError, same_correct: sameCorrect,
+    params,
+    max_rel_error: worst('rel'),
+    max_abs_error: worst('abs'),
+    loss_abs_error: lossError,
+    same_correct: sameCorrect,
     ok: params.every((p) => p.ok) && lossError < ABSOLUTE_TOLERANCE && sameCorrect,
   };
 }
 
-/** The micro-batch every agreement check uses: fixed pseudo-random images, labels 0, 7, 4, …, weights of seed 3. */
+/**
+ * The micro-batch every agreement check uses: fixed pseudo-random images, labels 0, 7, 4, …, weights of seed
+ * 3.
+ */
 export function agreementInput(modelName: string, batch: number) {
   const model = getModel(modelName);
   let s = 5;
@@ -77,7 +96,13 @@ export function agreementInput(modelName: string, batch: number) {
     return (s / 0x80000000 - 1) * 2;
   });
   const labels = Uint8Array.from({ length: batch }, (_, i) => (i * 7) % 10);
-  return { model, layout: paramLayout(model), weights: initialWeights(model, 3), batch: { images, labels, count: batch }, dropoutSeed: 1234 };
+  return {
+    model,
+    layout: paramLayout(model),
+    weights: initialWeights(model, 3),
+    batch: { images, labels, count: batch },
+    dropoutSeed: 1234,
+  };
 }
 
 /** The contribution of the agreement micro-batch on whatever backend is active. */

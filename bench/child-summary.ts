@@ -1,4 +1,7 @@
-/** The --json summary of a gradfleet child process (train, coordinator), or an error with the end of its stderr. */
+/**
+ * The --json summary of a gradfleet child process (train, coordinator), or an error with the end of its
+ * stderr.
+ */
 import type { ChildProcess } from 'node:child_process';
 import type { RunSummary } from '../coordinator/launch.js';
 

@@ -84,13 +84,34 @@ type Phase = (typeof PHASES)[number];
 
 const fixed = (v: number) => v.toFixed(3);
 
-async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: number, shards: number, maxSteps: number): Promise<RunSummary> {
+async function runTrain(
+  o: ClusterBenchmarkOptions,
+  model: string,
+  workers: number,
+  shards: number,
+  maxSteps: number,
+): Promise<RunSummary> {
   const out = await mkdtemp(join(tmpdir(), 'gradfleet-bench-'));
   try {
     const args = [
-      mainScript, 'train', '--model', model, '--workers', String(workers), '--backend', o.backend,
-      '--batch-size', String(o.batchSize), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
-      '--out', out, '--json', ...(shards > 1 ? ['--shards', String(shards)] : []),
+      mainScript,
+      'train',
+      '--model',
+      model,
+      '--workers',
+      String(workers),
+      '--backend',
+      o.backend,
+      '--batch-size',
+      String(o.batchSize),
+      '--micro-batch',
+      String(o.microBatch),
+      '--max-steps',
+      String(maxSteps),
+      '--out',
+      out,
+      '--json',
+      ...(shards > 1 ? ['--shards', String(shards)] : []),
     ];
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -98,7 +119,8 @@ async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: numb
     });
     const what = `train ${model} with ${workers} worker(s), ${shards} shard(s), ${maxSteps} steps`;
     const summary = await summaryOf(child, what);
-    if (summary.steps !== maxSteps) throw new Error(`${what} ran ${summary.steps} steps (the epoch is shorter?); use fewer --steps`);
+    if (summary.steps !== maxSteps)
+      throw new Error(`${what} ran ${summary.steps} steps (the epoch is shorter?); use fewer --steps`);
     if (summary.workers !== workers) throw new Error(`${what}: ${summary.workers} worker(s) took part`);
     return summary;
   } finally {
@@ -108,7 +130,10 @@ async function runTrain(o: ClusterBenchmarkOptions, model: string, workers: numb
 
 /** Total seconds spent in each phase over the run's steps. */
 function totals(s: RunSummary): Record<Phase, number> {
-  return Object.fromEntries(PHASES.map((p) => [p, (s.phases_s_per_step[p] ?? 0) * s.steps])) as Record<Phase, number>;
+  return Object.fromEntries(PHASES.map((p) => [p, (s.phases_s_per_step[p] ?? 0) * s.steps])) as Record<
+    Phase,
+    number
+  >;
 }
 
 export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<ClusterBenchmark[]> {
@@ -116,31 +141,49 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
   const rows: ClusterBenchmark[] = [];
   for (const model of o.models) {
     const modelRows: ClusterBenchmark[] = [];
-    for (const workers of o.workers) for (const shards of o.shards ?? [1]) {
-      const lengths = [warmup, warmup + o.steps];
-      const summaries: RunSummary[] = [];
-      for (const maxSteps of lengths) {
-        o.onRun?.({ model, workers, shards, maxSteps });
-        summaries.push(await runTrain(o, model, workers, shards, maxSteps));
+    for (const workers of o.workers)
+      for (const shards of o.shards ?? [1]) {
+        const lengths = [warmup, warmup + o.steps];
+        const summaries: RunSummary[] = [];
+        for (const maxSteps of lengths) {
+          o.onRun?.({ model, workers, shards, maxSteps });
+          summaries.push(await runTrain(o, model, workers, shards, maxSteps));
+        }
+        const [short, long] = summaries.map(totals);
+        const raw = Object.fromEntries(
+          PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps]),
+        ) as Record<Phase, number>;
+        if (!(raw.gather > 0 && raw.compute > 0)) {
+          throw new Error(
+            `${model} with ${workers} worker(s) and ${shards} shard(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's ` +
+              `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`,
+          );
+        }
+        const clamped = PHASES.filter((p) => raw[p] < 0);
+        const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, raw[p])])) as Record<Phase, number>;
+        const step = ms.gather + ms.reduce + ms.optimizer + ms.broadcast;
+        const protocol = Math.max(0, ms.gather - ms.compute);
+        modelRows.push({
+          model,
+          backend: summaries[1].backend,
+          workers,
+          shards,
+          batch: o.batchSize,
+          micro_batch: o.microBatch,
+          warmup_steps: warmup,
+          steps: o.steps,
+          samples_per_s: (1000 * o.batchSize) / step,
+          ms_per_step: step,
+          compute_ms: ms.compute,
+          protocol_ms: protocol,
+          reduce_ms: ms.reduce,
+          optimizer_ms: ms.optimizer,
+          broadcast_ms: ms.broadcast,
+          overhead_pct: (100 * Math.max(0, step - ms.compute)) / step,
+          speedup: null,
+          clamped,
+        });
       }
-      const [short, long] = summaries.map(totals);
-      const raw = Object.fromEntries(PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps])) as Record<Phase, number>;
-      if (!(raw.gather > 0 && raw.compute > 0)) {
-        throw new Error(`${model} with ${workers} worker(s) and ${shards} shard(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's `
-          + `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`);
-      }
-      const clamped = PHASES.filter((p) => raw[p] < 0);
-      const ms = Object.fromEntries(PHASES.map((p) => [p, Math.max(0, raw[p])])) as Record<Phase, number>;
-      const step = ms.gather + ms.reduce + ms.optimizer + ms.broadcast;
-      const protocol = Math.max(0, ms.gather - ms.compute);
-      modelRows.push({
-        model, backend: summaries[1].backend, workers, shards, batch: o.batchSize, micro_batch: o.microBatch, warmup_steps: warmup, steps: o.steps,
-        samples_per_s: (1000 * o.batchSize) / step, ms_per_step: step,
-        compute_ms: ms.compute, protocol_ms: protocol, reduce_ms: ms.reduce, optimizer_ms: ms.optimizer, broadcast_ms: ms.broadcast,
-        overhead_pct: (100 * Math.max(0, step - ms.compute)) / step,
-        speedup: null, clamped,
-      });
-    }
     const base = modelRows.find((r) => r.workers === 1 && r.shards === 1);
     for (const r of modelRows) r.speedup = base ? r.samples_per_s / base.samples_per_s : null;
     rows.push(...modelRows);

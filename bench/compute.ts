@@ -31,7 +31,6 @@ export interface LayerBenchmark {
   filter_grad_gflops: number;
 }
 
-
 function randomBatch(model: ModelSpec, batch: number, seed: number) {
   const rng = new Rng(seed);
   const [h, w, c] = model.inputShape;
@@ -46,7 +45,12 @@ function randomBatch(model: ModelSpec, batch: number, seed: number) {
  * Median wall time of `steps` training steps (contribution only: what a worker does, recycling the
  * contribution's buffer as a worker does), after 2 warm-ups.
  */
-export async function benchmarkStep(model: ModelSpec, batch: number, steps: number, onStep?: (i: number) => void): Promise<StepBenchmark> {
+export async function benchmarkStep(
+  model: ModelSpec,
+  batch: number,
+  steps: number,
+  onStep?: (i: number) => void,
+): Promise<StepBenchmark> {
   const runner = new ModelRunner(model);
   try {
     runner.setWeights(initialWeights(model, 1));
@@ -63,7 +67,12 @@ export async function benchmarkStep(model: ModelSpec, batch: number, steps: numb
     }
     const ms = median(times);
     return {
-      model: model.name, backend: tf.getBackend(), batch, steps, ms_per_step: ms, samples_per_s: (batch * 1000) / ms,
+      model: model.name,
+      backend: tf.getBackend(),
+      batch,
+      steps,
+      ms_per_step: ms,
+      samples_per_s: (batch * 1000) / ms,
       gflops: (3 * forwardFlopsPerSample(model) * batch) / (ms * 1e6),
     };
   } finally {
@@ -75,7 +84,12 @@ export async function benchmarkStep(model: ModelSpec, batch: number, steps: numb
  * Times one kernel call to its output's readback (median of `repeats`, after a warm-up), freeing
  * the output each time. Asynchronous readback: a GPU backend has no synchronous one.
  */
-async function timeKernel(kernel: string, inputs: tf.NamedTensorMap, attrs: object, repeats: number): Promise<number> {
+async function timeKernel(
+  kernel: string,
+  inputs: tf.NamedTensorMap,
+  attrs: object,
+  repeats: number,
+): Promise<number> {
   const times: number[] = [];
   for (let i = -1; i < repeats; i++) {
     const started = performance.now();
@@ -97,7 +111,11 @@ async function withRandom<T>(shapes: number[][], fn: (...tensors: tf.Tensor[]) =
   }
 }
 
-export async function benchmarkConvLayers(model: ModelSpec, batch: number, repeats: number): Promise<LayerBenchmark[]> {
+export async function benchmarkConvLayers(
+  model: ModelSpec,
+  batch: number,
+  repeats: number,
+): Promise<LayerBenchmark[]> {
   const shapes = layerOutputShapes(model);
   const results: LayerBenchmark[] = [];
   for (const [i, layer] of model.layers.entries()) {
@@ -108,16 +126,41 @@ export async function benchmarkConvLayers(model: ModelSpec, batch: number, repea
     const co = layer.filters;
     const flops = 2 * batch * h * w * co * k * k * ci;
     const gflops = (ms: number) => flops / (ms * 1e6);
-    results.push(await withRandom([[batch, h, w, ci], [k, k, ci, co], [batch, h, w, co]], async (x, filter, dy) => {
-      const common = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
-      return {
-        layer: layer.name,
-        shape: `${h}×${w}×${ci}→${co}`,
-        forward_gflops: gflops(await timeKernel(tf.Conv2D, { x, filter }, { ...common, dilations: [1, 1] }, repeats)),
-        input_grad_gflops: gflops(await timeKernel(tf.Conv2DBackpropInput, { dy, filter }, { ...common, inputShape: [batch, h, w, ci] }, repeats)),
-        filter_grad_gflops: gflops(await timeKernel(tf.Conv2DBackpropFilter, { x, dy }, { ...common, filterShape: [k, k, ci, co] }, repeats)),
-      };
-    }));
+    results.push(
+      await withRandom(
+        [
+          [batch, h, w, ci],
+          [k, k, ci, co],
+          [batch, h, w, co],
+        ],
+        async (x, filter, dy) => {
+          const common = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
+          return {
+            layer: layer.name,
+            shape: `${h}×${w}×${ci}→${co}`,
+            forward_gflops: gflops(
+              await timeKernel(tf.Conv2D, { x, filter }, { ...common, dilations: [1, 1] }, repeats),
+            ),
+            input_grad_gflops: gflops(
+              await timeKernel(
+                tf.Conv2DBackpropInput,
+                { dy, filter },
+                { ...common, inputShape: [batch, h, w, ci] },
+                repeats,
+              ),
+            ),
+            filter_grad_gflops: gflops(
+              await timeKernel(
+                tf.Conv2DBackpropFilter,
+                { x, dy },
+                { ...common, filterShape: [k, k, ci, co] },
+                repeats,
+              ),
+            ),
+          };
+        },
+      ),
+    );
   }
   return results;
 }
@@ -153,7 +196,11 @@ export async function profileStep(model: ModelSpec, batch: number): Promise<Kern
 }
 
 /** Dense layers as the step runs them: y = x·W (+ bias), dx = dy·Wᵀ, dW = xᵀ·dy. */
-export async function benchmarkDenseLayers(model: ModelSpec, batch: number, repeats: number): Promise<LayerBenchmark[]> {
+export async function benchmarkDenseLayers(
+  model: ModelSpec,
+  batch: number,
+  repeats: number,
+): Promise<LayerBenchmark[]> {
   const shapes = layerOutputShapes(model);
   const results: LayerBenchmark[] = [];
   for (const [i, layer] of model.layers.entries()) {
@@ -161,13 +208,39 @@ export async function benchmarkDenseLayers(model: ModelSpec, batch: number, repe
     const inputs = shapes[i - 1].reduce((a, b) => a * b, 1);
     const gflops = (ms: number) => (2 * batch * inputs * layer.units) / (ms * 1e6);
     // Rank 3, as tf.matMul hands them to the kernels (the stock wasm ones read rank 3 only).
-    results.push(await withRandom([[1, batch, inputs], [1, inputs, layer.units], [layer.units], [1, batch, layer.units]], async (x, w, bias, dy) => ({
-      layer: layer.name,
-      shape: `${inputs}→${layer.units}`,
-      forward_gflops: gflops(await timeKernel(tf._FusedMatMul, { a: x, b: w, bias }, { transposeA: false, transposeB: false, activation: 'linear' }, repeats)),
-      input_grad_gflops: gflops(await timeKernel(tf.BatchMatMul, { a: dy, b: w }, { transposeA: false, transposeB: true }, repeats)),
-      filter_grad_gflops: gflops(await timeKernel(tf.BatchMatMul, { a: x, b: dy }, { transposeA: true, transposeB: false }, repeats)),
-    })));
+    results.push(
+      await withRandom(
+        [[1, batch, inputs], [1, inputs, layer.units], [layer.units], [1, batch, layer.units]],
+        async (x, w, bias, dy) => ({
+          layer: layer.name,
+          shape: `${inputs}→${layer.units}`,
+          forward_gflops: gflops(
+            await timeKernel(
+              tf._FusedMatMul,
+              { a: x, b: w, bias },
+              { transposeA: false, transposeB: false, activation: 'linear' },
+              repeats,
+            ),
+          ),
+          input_grad_gflops: gflops(
+            await timeKernel(
+              tf.BatchMatMul,
+              { a: dy, b: w },
+              { transposeA: false, transposeB: true },
+              repeats,
+            ),
+          ),
+          filter_grad_gflops: gflops(
+            await timeKernel(
+              tf.BatchMatMul,
+              { a: x, b: dy },
+              { transposeA: true, transposeB: false },
+              repeats,
+            ),
+          ),
+        }),
+      ),
+    );
   }
   return results;
 }

@@ -31,10 +31,11 @@ const check = () => {
     resolve();
   }
 };
-const allReceived = (total: number) => new Promise<void>((resolve) => {
-  waiter = { total, resolve };
-  check();
-});
+const allReceived = (total: number) =>
+  new Promise<void>((resolve) => {
+    waiter = { total, resolve };
+    check();
+  });
 
 const server = createServer((socket) => {
   let from: number | undefined;

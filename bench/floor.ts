@@ -38,7 +38,8 @@ const PEER_PORT = 7300;
 const peerScript = fileURLToPath(new URL('./floor-peer.js', import.meta.url));
 
 export async function benchmarkFloor(o: FloorOptions): Promise<FloorReport> {
-  if (!(Number.isInteger(o.workers) && o.workers >= 2)) throw new Error('--workers must be at least 2: one machine sends to no one');
+  if (!(Number.isInteger(o.workers) && o.workers >= 2))
+    throw new Error('--workers must be at least 2: one machine sends to no one');
   if (!(o.rounds >= 1)) throw new Error('--rounds must be at least 1');
   requireRoot('bench floor');
   const names = Array.from({ length: o.workers }, (_, i) => `worker-${i + 1}`);
@@ -47,19 +48,36 @@ export async function benchmarkFloor(o: FloorOptions): Promise<FloorReport> {
   try {
     const peers = names.map((n) => net.machine(n).address);
     const config = JSON.stringify({ peers, port: PEER_PORT, sliceBytes, rounds: o.rounds });
-    const perPeer = await Promise.all(names.map((name, i) => new Promise<number[]>((resolve, reject) => {
-      const child = net.spawn(name, process.execPath, [peerScript, String(i), config]);
-      const times: number[] = [];
-      let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      createInterface({ input: child.stdout! }).on('line', (line) => times.push((JSON.parse(line) as { ms: number }).ms));
-      child.once('exit', (code) => (code === 0 && times.length === o.rounds ? resolve(times) : reject(new Error(`floor peer on ${name} exited ${code}: ${stderr.trim()}`))));
-    })));
+    const perPeer = await Promise.all(
+      names.map(
+        (name, i) =>
+          new Promise<number[]>((resolve, reject) => {
+            const child = net.spawn(name, process.execPath, [peerScript, String(i), config]);
+            const times: number[] = [];
+            let stderr = '';
+            child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+            createInterface({ input: child.stdout! }).on('line', (line) =>
+              times.push((JSON.parse(line) as { ms: number }).ms),
+            );
+            child.once('exit', (code) =>
+              code === 0 && times.length === o.rounds
+                ? resolve(times)
+                : reject(new Error(`floor peer on ${name} exited ${code}: ${stderr.trim()}`)),
+            );
+          }),
+      ),
+    );
     const roundMs = median(Array.from({ length: o.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r]))));
     const linkOnlyMs = (2 * (o.workers - 1) * sliceBytes * 8) / (o.link.mbit * 1e3);
     return {
-      workers: o.workers, link_mbit: o.link.mbit, slice_bytes: sliceBytes, rounds: o.rounds, round_ms: roundMs, link_only_ms: linkOnlyMs,
-      synthetic_ms: o.syntheticMs, max_efficiency: o.syntheticMs / (o.syntheticMs + roundMs),
+      workers: o.workers,
+      link_mbit: o.link.mbit,
+      slice_bytes: sliceBytes,
+      rounds: o.rounds,
+      round_ms: roundMs,
+      link_only_ms: linkOnlyMs,
+      synthetic_ms: o.syntheticMs,
+      max_efficiency: o.syntheticMs / (o.syntheticMs + roundMs),
     };
   } finally {
     await net.destroy();

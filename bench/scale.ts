@@ -109,16 +109,24 @@ export interface ScaleRow {
   coordinator: LinkTraffic;
   worker: LinkTraffic;
   nats_server: LinkTraffic | null;
-  /** The machine whose link carried the most bytes in one direction per step, and that figure ÷ the model's fp32 size. */
+  /**
+   * The machine whose link carried the most bytes in one direction per step, and that figure ÷ the model's
+   * fp32 size.
+   */
   busiest: { machine: string; bytes: number; x_model: number };
-  /** How long after the coordinator logged the window's first and last gathered step the links were read, ms. */
+  /**
+   * How long after the coordinator logged the window's first and last gathered step the links were read, ms.
+   */
   sample_lag_ms: [number, number];
   /**
    * Share of this machine's CPU time that was busy over the measured steps (all cores, /proc/stat):
    * every simulated machine shares them, so near 1 the CPU, not the links, sets the pace.
    */
   host_cpu_busy: number;
-  /** Whether each read came before that step's new weights started to go out (else it may hold part of a weights frame). */
+  /**
+   * Whether each read came before that step's new weights started to go out (else it may hold part of a
+   * weights frame).
+   */
   samples_quiet: [boolean, boolean];
   weights_sha256: string;
   /**
@@ -153,9 +161,18 @@ export interface ScaleReport {
   } | null;
 }
 
-/** A program on PATH, or in the sbin directories a non-login root shell may lack (Debian's nats-server is /usr/sbin). */
+/**
+ * A program on PATH, or in the sbin directories a non-login root shell may lack (Debian's nats-server is
+ * /usr/sbin).
+ */
 function findProgram(name: string): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/usr/local/bin', '/usr/local/sbin'];
+  const dirs = [
+    ...(process.env.PATH ?? '').split(delimiter),
+    '/usr/sbin',
+    '/usr/bin',
+    '/usr/local/bin',
+    '/usr/local/sbin',
+  ];
   for (const dir of dirs.filter(Boolean)) {
     try {
       accessSync(join(dir, name), constants.X_OK);
@@ -171,7 +188,10 @@ function findProgram(name: string): string {
 function stderrLine(child: ChildProcess, pattern: RegExp, what: string, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${ms / 1000} s: ${tail(seen)}`)), ms);
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: not ready after ${ms / 1000} s: ${tail(seen)}`)),
+      ms,
+    );
     createInterface({ input: child.stderr! }).on('line', (line) => {
       seen = `${seen.slice(-10_000)}${line}\n`;
       if (!pattern.test(line)) return;
@@ -191,15 +211,19 @@ function workerExit(child: ChildProcess, what: string): Promise<void> {
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${what} exited with code ${code}: ${tail(stderr).trim()}`)),
+    );
   });
 }
 
 /** (to − from) ÷ steps: one step's traffic through a link. */
 function perStep(from: LinkCounters, to: LinkCounters, steps: number): LinkTraffic {
   return {
-    in_bytes: (to.rxBytes - from.rxBytes) / steps, out_bytes: (to.txBytes - from.txBytes) / steps,
-    in_packets: (to.rxPackets - from.rxPackets) / steps, out_packets: (to.txPackets - from.txPackets) / steps,
+    in_bytes: (to.rxBytes - from.rxBytes) / steps,
+    out_bytes: (to.txBytes - from.txBytes) / steps,
+    in_packets: (to.rxPackets - from.rxPackets) / steps,
+    out_packets: (to.txPackets - from.txPackets) / steps,
   };
 }
 
@@ -246,30 +270,55 @@ const mean = (values: number[]) => values.reduce((a, v) => a + v, 0) / values.le
 class ScaleBench {
   private runs = 0;
 
-  constructor(private readonly o: ScaleOptions, private readonly net: SimNet, private readonly outRoot: string, private readonly machines: string[]) {}
+  constructor(
+    private readonly o: ScaleOptions,
+    private readonly net: SimNet,
+    private readonly outRoot: string,
+    private readonly machines: string[],
+  ) {}
 
   private transportArgs(subject: string): string[] {
     if (this.o.transport === 'ws') return [];
-    return ['--transport', 'nats', '--nats-url', `nats://${this.net.machine('nats').address}:${NATS_PORT}`, '--nats-subject', subject];
+    return [
+      '--transport',
+      'nats',
+      '--nats-url',
+      `nats://${this.net.machine('nats').address}:${NATS_PORT}`,
+      '--nats-subject',
+      subject,
+    ];
   }
 
   /** How a worker or shard reaches the run's coordinator. */
   private joinArgs(subject: string): string[] {
-    return this.o.transport === 'ws' ? ['--connect', `ws://${this.net.machine('coordinator').address}:${COORDINATOR_PORT}`] : this.transportArgs(subject);
+    return this.o.transport === 'ws'
+      ? ['--connect', `ws://${this.net.machine('coordinator').address}:${COORDINATOR_PORT}`]
+      : this.transportArgs(subject);
   }
 
   async startNats(): Promise<void> {
     const nats = this.net.machine('nats');
     const config = join(this.outRoot, 'nats.conf');
     await writeFile(config, `listen: ${nats.address}:${NATS_PORT}\n${NATS_LIMITS}`);
-    const server = this.net.spawn('nats', findProgram('nats-server'), ['-c', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const server = this.net.spawn('nats', findProgram('nats-server'), ['-c', config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
   }
 
-  /** Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes were in. */
+  /**
+   * Every reported link's counters now, `loggedAt` being when the coordinator logged that the step's nodes
+   * were in.
+   */
   private sample(step: number, loggedAt: number): Sample {
     const takenAt = Date.now();
-    return { step, takenAt, lagMs: takenAt - loggedAt, links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])), cpu: hostCpu() };
+    return {
+      step,
+      takenAt,
+      lagMs: takenAt - loggedAt,
+      links: Object.fromEntries(this.machines.map((m) => [m, this.net.counters(m)])),
+      cpu: hostCpu(),
+    };
   }
 
   /** A shard reducer on worker machine i (from 1), beside its worker. */
@@ -277,14 +326,31 @@ class ScaleBench {
     const { net } = this;
     const machine = net.machine(`worker-${i}`);
     const id = `${net.prefix}-s${i}`;
-    const child = net.spawn(`worker-${i}`, process.execPath, [
-      mainScript, 'shard', '--id', id, '--connect-timeout', '60', '--host', machine.address, '--port', String(SHARD_PORT),
-      ...this.joinArgs(subject),
-    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+    const child = net.spawn(
+      `worker-${i}`,
+      process.execPath,
+      [
+        mainScript,
+        'shard',
+        '--id',
+        id,
+        '--connect-timeout',
+        '60',
+        '--host',
+        machine.address,
+        '--port',
+        String(SHARD_PORT),
+        ...this.joinArgs(subject),
+      ],
+      { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
+    );
     return workerExit(child, `shard ${id}`);
   }
 
-  /** One run of warmup + steps steps with `workers` workers, each on its own machine, sampled at the timed steps' ends. */
+  /**
+   * One run of warmup + steps steps with `workers` workers, each on its own machine, sampled at the timed
+   * steps' ends.
+   */
   private async run(workers: number, shards: number): Promise<RunResult> {
     const { o, net } = this;
     const k = ++this.runs;
@@ -292,13 +358,38 @@ class ScaleBench {
     const out = join(this.outRoot, `run-${k}`);
     const what = `coordinator (${workers} worker(s), ${maxSteps} steps)`;
     const subject = `${net.prefix}r${k}`;
-    const coordinator = net.spawn('coordinator', process.execPath, [
-      mainScript, 'coordinator', '--host', net.machine('coordinator').address, '--port', String(COORDINATOR_PORT), '--min-workers', String(workers),
-      '--model', o.model, '--batch-size', String(workers * o.microBatch), '--micro-batch', String(o.microBatch), '--max-steps', String(maxSteps),
-      '--wire', o.wire, '--out', out, '--json', ...this.transportArgs(subject), ...(shards > 1 ? ['--shards', String(shards)] : []),
-      // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
-      '--insecure',
-    ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } });
+    const coordinator = net.spawn(
+      'coordinator',
+      process.execPath,
+      [
+        mainScript,
+        'coordinator',
+        '--host',
+        net.machine('coordinator').address,
+        '--port',
+        String(COORDINATOR_PORT),
+        '--min-workers',
+        String(workers),
+        '--model',
+        o.model,
+        '--batch-size',
+        String(workers * o.microBatch),
+        '--micro-batch',
+        String(o.microBatch),
+        '--max-steps',
+        String(maxSteps),
+        '--wire',
+        o.wire,
+        '--out',
+        out,
+        '--json',
+        ...this.transportArgs(subject),
+        ...(shards > 1 ? ['--shards', String(shards)] : []),
+        // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
+        '--insecure',
+      ],
+      { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'debug' } },
+    );
     const summary = summaryOf(coordinator, what);
     summary.catch(() => {}); // awaited below; a failure before then must not go unhandled
     const samples: Partial<Pick<RunResult, 'from' | 'to'>> = {};
@@ -320,27 +411,49 @@ class ScaleBench {
     const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
     try {
       await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
-      const shardExits = shards > 1 ? Array.from({ length: shards }, (_, i) => this.startShard(i + 1, subject)) : [];
+      const shardExits =
+        shards > 1 ? Array.from({ length: shards }, (_, i) => this.startShard(i + 1, subject)) : [];
       shardExits.forEach((e) => e.catch(() => {})); // awaited below with the workers'
       // Workers run with --no-reconnect: one turned away while the shards join would not come back.
-      if (shards > 1) await stderrLine(coordinator, /shard reducer\(s\) serving: workers may join/, what, 60_000);
+      if (shards > 1)
+        await stderrLine(coordinator, /shard reducer\(s\) serving: workers may join/, what, 60_000);
       const exits = Array.from({ length: workers }, (_, i) => {
         const id = `${net.prefix}-w${i + 1}`;
-        const child = net.spawn(`worker-${i + 1}`, process.execPath, [
-          mainScript, 'worker', '--id', id, '--backend', SYNTHETIC_BACKEND, '--synthetic-ms', String(o.syntheticMs), '--no-reconnect', '--connect-timeout', '60',
-          ...this.joinArgs(subject),
-        ], { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } });
+        const child = net.spawn(
+          `worker-${i + 1}`,
+          process.execPath,
+          [
+            mainScript,
+            'worker',
+            '--id',
+            id,
+            '--backend',
+            SYNTHETIC_BACKEND,
+            '--synthetic-ms',
+            String(o.syntheticMs),
+            '--no-reconnect',
+            '--connect-timeout',
+            '60',
+            ...this.joinArgs(subject),
+          ],
+          { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
+        );
         return workerExit(child, `worker ${id}`);
       });
       const workersDone = Promise.all([...exits, ...shardExits]);
-      workersDone.catch(() => {}); // awaited below, after the summary; a worker failing first must not go unhandled
+      // awaited below, after the summary; a worker failing first must not go unhandled
+      workersDone.catch(() => {});
       const result = await summary;
       await workersDone;
       if (result.steps !== maxSteps || result.workers !== workers || result.backend !== SYNTHETIC_BACKEND) {
-        throw new Error(`${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`);
+        throw new Error(
+          `${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`,
+        );
       }
       if (!samples.from || !samples.to || timed.length !== o.steps) {
-        throw new Error(`${what}: logged ${timed.length} of ${o.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`);
+        throw new Error(
+          `${what}: logged ${timed.length} of ${o.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`,
+        );
       }
       return { summary: result, timed, from: samples.from, to: samples.to };
     } catch (err) {
@@ -360,7 +473,10 @@ class ScaleBench {
     const { summary, timed, from, to } = await this.run(workers, shards);
     const traffic = (machine: string) => perStep(from.links[machine], to.links[machine], o.steps);
     const modelBytes = 4 * paramLayout(getModel(o.model)).size;
-    const busiest = this.machines.filter((m) => m in from.links && (m === 'coordinator' || m === 'nats' || Number(m.split('-')[1]) <= workers))
+    const busiest = this.machines
+      .filter(
+        (m) => m in from.links && (m === 'coordinator' || m === 'nats' || Number(m.split('-')[1]) <= workers),
+      )
       .map((machine) => ({ machine, bytes: Math.max(traffic(machine).in_bytes, traffic(machine).out_bytes) }))
       .reduce((a, b) => (b.bytes > a.bytes ? b : a));
     const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
@@ -369,11 +485,27 @@ class ScaleBench {
     const batch = workers * o.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
     return {
-      workers, shards, batch, link_mbit: mbit, busiest: { ...busiest, x_model: busiest.bytes / modelBytes }, step_ms: stepMs, compute_ms: computeMs, transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
-      reduce_ms: phase((s) => s.seconds.reduce), optimizer_ms: phase((s) => s.seconds.optimizer), broadcast_ms: phase((s) => s.seconds.broadcast),
-      samples_per_s: samplesPerS, efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
-      coordinator: traffic('coordinator'), worker: traffic('worker-1'), nats_server: o.transport === 'nats' ? traffic('nats') : null,
-      sample_lag_ms: [from.lagMs, to.lagMs], host_cpu_busy: (to.cpu.busy - from.cpu.busy) / Math.max(1, to.cpu.total - from.cpu.total), samples_quiet: [from.quiet === true, to.quiet === true], weights_sha256: summary.weights_sha256, rejected_frames: summary.rejected_frames,
+      workers,
+      shards,
+      batch,
+      link_mbit: mbit,
+      busiest: { ...busiest, x_model: busiest.bytes / modelBytes },
+      step_ms: stepMs,
+      compute_ms: computeMs,
+      transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
+      reduce_ms: phase((s) => s.seconds.reduce),
+      optimizer_ms: phase((s) => s.seconds.optimizer),
+      broadcast_ms: phase((s) => s.seconds.broadcast),
+      samples_per_s: samplesPerS,
+      efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
+      coordinator: traffic('coordinator'),
+      worker: traffic('worker-1'),
+      nats_server: o.transport === 'nats' ? traffic('nats') : null,
+      sample_lag_ms: [from.lagMs, to.lagMs],
+      host_cpu_busy: (to.cpu.busy - from.cpu.busy) / Math.max(1, to.cpu.total - from.cpu.total),
+      samples_quiet: [from.quiet === true, to.quiet === true],
+      weights_sha256: summary.weights_sha256,
+      rejected_frames: summary.rejected_frames,
     };
   }
 }
@@ -381,10 +513,14 @@ class ScaleBench {
 export function validateScaleOptions(o: ScaleOptions): void {
   if (o.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
   if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
-    throw new Error(`--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`);
+    throw new Error(
+      `--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`,
+    );
   }
-  if (!(o.warmup >= 1)) throw new Error('--warmup must be at least 1: the window opens as the last warm-up step\'s nodes are in');
-  if (!(o.syntheticMs > 0)) throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
+  if (!(o.warmup >= 1))
+    throw new Error("--warmup must be at least 1: the window opens as the last warm-up step's nodes are in");
+  if (!(o.syntheticMs > 0))
+    throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
   if (o.shardings.length === 0) throw new Error('--shards needs at least one of none, N');
 }
 
@@ -392,9 +528,16 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
   validateScaleOptions(o);
   requireRoot('bench scale');
   const most = Math.max(...o.workersList);
-  const machines = ['coordinator', ...(o.transport === 'nats' ? ['nats'] : []), ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`)];
+  const machines = [
+    'coordinator',
+    ...(o.transport === 'nats' ? ['nats'] : []),
+    ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`),
+  ];
   const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
-  const removeOutRoot = onEveryExit({ run: () => rm(outRoot, { recursive: true, force: true }), runSync: () => rmSync(outRoot, { recursive: true, force: true }) });
+  const removeOutRoot = onEveryExit({
+    run: () => rm(outRoot, { recursive: true, force: true }),
+    runSync: () => rmSync(outRoot, { recursive: true, force: true }),
+  });
   let net: SimNet | undefined;
   try {
     net = await SimNet.create(machines, o.link);
@@ -402,7 +545,9 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
     if (o.transport === 'nats') await bench.startNats();
     const rows: ScaleRow[] = [];
     const shardsFor = (sharding: ScaleSharding, workers: number) => (sharding === 'N' ? workers : 1);
-    for (const workers of o.workersList) for (const sharding of o.shardings) rows.push(await bench.row(workers, shardsFor(sharding, workers), o.link.mbit));
+    for (const workers of o.workersList)
+      for (const sharding of o.shardings)
+        rows.push(await bench.row(workers, shardsFor(sharding, workers), o.link.mbit));
     let validity: ScaleReport['validity'] = null;
     if (o.validateWorkers !== null) {
       const half = o.link.mbit / 2;
@@ -413,13 +558,29 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
       const full = rows.find((r) => r.workers === o.validateWorkers && r.shards === shards)!;
       const ratio = halfRow.transfer_ms / Math.max(1e-9, full.transfer_ms);
       validity = {
-        workers: o.validateWorkers, half_rate_mbit: half, transfer_ms: full.transfer_ms, half_rate_transfer_ms: halfRow.transfer_ms, ratio,
-        link_bound: ratio >= LINK_BOUND_RATIO, half_rate_row: halfRow,
+        workers: o.validateWorkers,
+        half_rate_mbit: half,
+        transfer_ms: full.transfer_ms,
+        half_rate_transfer_ms: halfRow.transfer_ms,
+        ratio,
+        link_bound: ratio >= LINK_BOUND_RATIO,
+        half_rate_row: halfRow,
       };
     }
     return {
-      model: o.model, transport: o.transport, wire: o.wire, micro_batch: o.microBatch, synthetic_ms: o.syntheticMs, link_mbit: o.link.mbit,
-      link_delay_ms: o.link.delayMs ?? 0, warmup_steps: o.warmup, steps: o.steps, prefix: net.prefix, subnet: net.subnet.cidr, rows, validity,
+      model: o.model,
+      transport: o.transport,
+      wire: o.wire,
+      micro_batch: o.microBatch,
+      synthetic_ms: o.syntheticMs,
+      link_mbit: o.link.mbit,
+      link_delay_ms: o.link.delayMs ?? 0,
+      warmup_steps: o.warmup,
+      steps: o.steps,
+      prefix: net.prefix,
+      subnet: net.subnet.cidr,
+      rows,
+      validity,
     };
   } finally {
     await net?.destroy();

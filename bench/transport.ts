@@ -35,7 +35,6 @@ interface Pipe {
 
 const STALL_MS = 30_000;
 
-
 /**
  * Waiting for frames. A frame that never arrives (a transport bug, a server gone) ends the benchmark
  * with a reason once nothing has arrived for STALL_MS, instead of hanging it.
@@ -45,26 +44,40 @@ function arrivals() {
   return {
     /** To be called on every frame received. */
     arrived: () => wake?.(),
-    until: (done: () => boolean, stalled: () => string) => new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${stalled()}, then nothing for ${STALL_MS / 1000} s`)), STALL_MS);
-      wake = () => {
-        if (!done()) return timer.refresh();
-        clearTimeout(timer);
-        resolve();
-      };
-      wake();
-    }),
+    until: (done: () => boolean, stalled: () => string) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${stalled()}, then nothing for ${STALL_MS / 1000} s`)),
+          STALL_MS,
+        );
+        wake = () => {
+          if (!done()) return timer.refresh();
+          clearTimeout(timer);
+          resolve();
+        };
+        wake();
+      }),
   };
 }
 
-async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames: number, reps: number): Promise<TransportBenchmark> {
+async function measure(
+  transport: string,
+  pipe: Pipe,
+  frame: Uint8Array,
+  frames: number,
+  reps: number,
+): Promise<TransportBenchmark> {
   let received = 0;
   const waiting = arrivals();
   pipe.onFrame(() => {
     received++;
     waiting.arrived();
   });
-  const until = (n: number) => waiting.until(() => received >= n, () => `${transport}: ${received} of ${n} frames arrived`);
+  const until = (n: number) =>
+    waiting.until(
+      () => received >= n,
+      () => `${transport}: ${received} of ${n} frames arrived`,
+    );
   const latencies: number[] = [];
   for (let r = 0; r < reps + 1; r++) {
     const t0 = performance.now();
@@ -78,7 +91,13 @@ async function measure(transport: string, pipe: Pipe, frame: Uint8Array, frames:
   await until(target);
   const seconds = (performance.now() - t0) / 1000;
   await pipe.close();
-  return { transport, bytes: frame.byteLength, latency_ms: median(latencies), mb_per_s: (frames * frame.byteLength) / 1e6 / seconds, vs_tcp: null };
+  return {
+    transport,
+    bytes: frame.byteLength,
+    latency_ms: median(latencies),
+    mb_per_s: (frames * frame.byteLength) / 1e6 / seconds,
+    vs_tcp: null,
+  };
 }
 
 /** Length-prefixed frames over a plain socket: the ceiling. */
@@ -134,7 +153,10 @@ async function tcpPipe(): Promise<Pipe> {
   };
 }
 
-/** One end's keys of a benchmark session, as a handshake would leave them (NATS links seal themselves and allow gaps). */
+/**
+ * One end's keys of a benchmark session, as a handshake would leave them (NATS links seal themselves and
+ * allow gaps).
+ */
 function benchKeys(): (role: 'worker' | 'coordinator', link: Link) => SessionKeys {
   const secret = new SharedSecret(newNonce());
   const handshake = { workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'bench' };
@@ -152,10 +174,13 @@ async function linkPipe(listener: Listener, connect: () => Promise<Link>, sealed
     const keys = keysFor?.('coordinator', link);
     if (keys && link.secure) link.secure(keys);
     const opener = keys && !link.secure ? keys.receive : undefined;
-    link.attach({ frame: (bytes) => {
-      if (opener && !opener.open(bytes).ok) throw new Error('a sealed frame did not open');
-      handler();
-    }, close: () => {} });
+    link.attach({
+      frame: (bytes) => {
+        if (opener && !opener.open(bytes).ok) throw new Error('a sealed frame did not open');
+        handler();
+      },
+      close: () => {},
+    });
   });
   const worker = await connect();
   const keys = keysFor?.('worker', worker);
@@ -187,7 +212,14 @@ function sealCost(frame: Uint8Array, reps: number): TransportBenchmark {
     if (i > 0) times.push(performance.now() - t0);
   }
   const ms = median(times);
-  return { transport: 'seal+open (AES-256-GCM)', bytes: frame.byteLength, latency_ms: ms, mb_per_s: frame.byteLength / 1e6 / (ms / 1000), vs_tcp: null, note: 'crypto only, no transport' };
+  return {
+    transport: 'seal+open (AES-256-GCM)',
+    bytes: frame.byteLength,
+    latency_ms: ms,
+    mb_per_s: frame.byteLength / 1e6 / (ms / 1000),
+    vs_tcp: null,
+    note: 'crypto only, no transport',
+  };
 }
 
 /** A nats-server of this machine's (Debian's package), with the deploy/nats max_payload. */
@@ -208,7 +240,9 @@ async function startNatsServer(): Promise<{ url: string; stop: () => void } | st
   };
   for (let i = 0; i < 50; i++) {
     const up = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () => resolve(false));
+      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () =>
+        resolve(false),
+      );
     });
     if (up) return { url: `nats://127.0.0.1:${port}`, stop };
     await new Promise((r) => setTimeout(r, 100));
@@ -217,7 +251,11 @@ async function startNatsServer(): Promise<{ url: string; stop: () => void } | st
   return 'nats-server did not start';
 }
 
-export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, reps = 5): Promise<TransportBenchmark[]> {
+export async function benchmarkTransports(
+  bytes = 3_488_874 * 4,
+  frames = 20,
+  reps = 5,
+): Promise<TransportBenchmark[]> {
   const frame = new Uint8Array(bytes).map((_, i) => i & 255);
   const rows: TransportBenchmark[] = [];
   rows.push(await measure('tcp (raw)', await tcpPipe(), frame, frames, reps));
@@ -225,17 +263,43 @@ export async function benchmarkTransports(bytes = 3_488_874 * 4, frames = 20, re
   rows.push(await measure('ws', await linkPipe(ws, () => connectWs(ws.url)), frame, frames, reps));
   rows.push(sealCost(frame, reps * 2));
   const sealedWs = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
-  rows.push(await measure('ws (sealed)', await linkPipe(sealedWs, () => connectWs(sealedWs.url), true), frame, frames, reps));
+  rows.push(
+    await measure(
+      'ws (sealed)',
+      await linkPipe(sealedWs, () => connectWs(sealedWs.url), true),
+      frame,
+      frames,
+      reps,
+    ),
+  );
   const nats = await startNatsServer();
-  if (typeof nats === 'string') rows.push({ transport: 'nats', bytes, latency_ms: Number.NaN, mb_per_s: Number.NaN, vs_tcp: null, note: nats });
+  if (typeof nats === 'string')
+    rows.push({
+      transport: 'nats',
+      bytes,
+      latency_ms: Number.NaN,
+      mb_per_s: Number.NaN,
+      vs_tcp: null,
+      note: nats,
+    });
   else {
     try {
       const o = { servers: [nats.url], subject: 'bench' };
       const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
-      rows.push(await measure('nats', await linkPipe(listener, () => connectNats(o, 'bench')), frame, frames, reps));
+      rows.push(
+        await measure('nats', await linkPipe(listener, () => connectNats(o, 'bench')), frame, frames, reps),
+      );
       const sealedO = { ...o, subject: 'bench-sealed' };
       const sealedListener = await listenNats(sealedO, { maxFrameBytes: bytes + 1024 });
-      rows.push(await measure('nats (sealed)', await linkPipe(sealedListener, () => connectNats(sealedO, 'bench'), true), frame, frames, reps));
+      rows.push(
+        await measure(
+          'nats (sealed)',
+          await linkPipe(sealedListener, () => connectNats(sealedO, 'bench'), true),
+          frame,
+          frames,
+          reps,
+        ),
+      );
     } finally {
       nats.stop();
     }
@@ -262,7 +326,14 @@ export interface FanOutBenchmark {
  * NATS publishes one copy on the broadcast subject (nats-broadcast.ts). Each rep is a distinct frame,
  * as each step's weights are.
  */
-async function fanOut(transport: string, listener: Listener, connect: (i: number) => Promise<Link>, workers: number, frame: Uint8Array, reps: number): Promise<FanOutBenchmark> {
+async function fanOut(
+  transport: string,
+  listener: Listener,
+  connect: (i: number) => Promise<Link>,
+  workers: number,
+  frame: Uint8Array,
+  reps: number,
+): Promise<FanOutBenchmark> {
   const coordinatorSide: Link[] = [];
   listener.onLink((link) => {
     link.attach({ frame: () => {}, close: () => {} });
@@ -284,26 +355,55 @@ async function fanOut(transport: string, listener: Listener, connect: (i: number
     const t0 = performance.now();
     for (const link of coordinatorSide) (link.sendShared ?? link.send).call(link, f);
     sent++;
-    await waiting.until(() => received.every((n) => n >= sent), () => `${transport} fan-out: frame ${sent} reached ${received.filter((n) => n >= sent).length} of ${workers} workers`);
+    await waiting.until(
+      () => received.every((n) => n >= sent),
+      () =>
+        `${transport} fan-out: frame ${sent} reached ${received.filter((n) => n >= sent).length} of ${workers} workers`,
+    );
     if (sent > 1) latencies.push(performance.now() - t0); // the first one warms up
   }
   for (const link of workerLinks) link.close('done');
   await listener.close();
   const latency = median(latencies);
   const shared = coordinatorSide.some((l) => l.sendShared);
-  return { transport, workers, bytes: frame.byteLength, latency_ms: latency, mb_per_s: (workers * frame.byteLength) / 1e6 / (latency / 1000), coordinator_mb: ((shared ? 1 : workers) * frame.byteLength) / 1e6 };
+  return {
+    transport,
+    workers,
+    bytes: frame.byteLength,
+    latency_ms: latency,
+    mb_per_s: (workers * frame.byteLength) / 1e6 / (latency / 1000),
+    coordinator_mb: ((shared ? 1 : workers) * frame.byteLength) / 1e6,
+  };
 }
 
-export async function benchmarkFanOut(bytes = 3_488_874 * 4, workers = 4, reps = 5): Promise<FanOutBenchmark[]> {
+export async function benchmarkFanOut(
+  bytes = 3_488_874 * 4,
+  workers = 4,
+  reps = 5,
+): Promise<FanOutBenchmark[]> {
   const frame = new Uint8Array(bytes).map((_, i) => (i * 7) & 255);
   const ws = await listenWs('127.0.0.1', 0, { maxFrameBytes: bytes + 1024 });
   const rows = [await fanOut('ws', ws, () => connectWs(ws.url), workers, frame, reps)];
   const nats = await startNatsServer();
-  if (typeof nats === 'string') return [...rows, { transport: 'nats', workers, bytes, latency_ms: Number.NaN, mb_per_s: Number.NaN, coordinator_mb: Number.NaN, note: nats }];
+  if (typeof nats === 'string')
+    return [
+      ...rows,
+      {
+        transport: 'nats',
+        workers,
+        bytes,
+        latency_ms: Number.NaN,
+        mb_per_s: Number.NaN,
+        coordinator_mb: Number.NaN,
+        note: nats,
+      },
+    ];
   try {
     const o = { servers: [nats.url], subject: 'bench' };
     const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
-    rows.push(await fanOut('nats (broadcast)', listener, (i) => connectNats(o, `bench-${i}`), workers, frame, reps));
+    rows.push(
+      await fanOut('nats (broadcast)', listener, (i) => connectNats(o, `bench-${i}`), workers, frame, reps),
+    );
   } finally {
     nats.stop();
   }

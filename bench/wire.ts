@@ -50,6 +50,12 @@ export function benchmarkWire(values = 3_488_874, reps = 5): WireBenchmark[] {
         if (rel > maxRel) maxRel = rel;
       }
     }
-    return { dtype, bytes: frame.length, encode_ms: median(encodeMs), decode_ms: median(decodeMs), max_rel_error: maxRel };
+    return {
+      dtype,
+      bytes: frame.length,
+      encode_ms: median(encodeMs),
+      decode_ms: median(decodeMs),
+      max_rel_error: maxRel,
+    };
   });
 }

@@ -25,18 +25,71 @@ export interface ClusterFlags extends SecretFlags {
 
 export function addClusterOptions(cmd: Command): Command {
   cmd
-    .option('--min-workers <n>', 'workers needed to take a step: the run waits (paused) while fewer are ready', positiveInt, 1)
-    .option('--max-workers <n>', 'admit at most this many workers; more are refused until one leaves', positiveInt, DEFAULT_ADMISSION.maxWorkers)
-    .option('--step-deadline <s>', 'a worker that has not delivered its share this long after assignment loses it for the step', positiveNumber, 30)
+    .option(
+      '--min-workers <n>',
+      'workers needed to take a step: the run waits (paused) while fewer are ready',
+      positiveInt,
+      1,
+    )
+    .option(
+      '--max-workers <n>',
+      'admit at most this many workers; more are refused until one leaves',
+      positiveInt,
+      DEFAULT_ADMISSION.maxWorkers,
+    )
+    .option(
+      '--step-deadline <s>',
+      'a worker that has not delivered its share this long after assignment loses it for the step',
+      positiveNumber,
+      30,
+    )
     .option('--heartbeat <s>', 'heartbeat period, both ways', positiveNumber, 2)
-    .option('--heartbeat-timeout <s>', 'a worker (or, for workers, the coordinator) silent this long is dropped', positiveNumber, 20)
-    .option('--max-connections <n>', 'connections open at once, handshakes included', positiveInt, DEFAULT_ADMISSION.maxConnections)
-    .option('--max-joins-per-s <n>', 'new connections per second (bursts of up to this many)', positiveInt, DEFAULT_ADMISSION.joinsPerSecond)
-    .option('--outlier-factor <f>', 'recompute on another worker any tree node whose mean-gradient norm exceeds F × the step\'s median, and reject it if the two differ (off by default)', positiveNumber)
-    .option('--max-joins-per-source-per-s <n>', 'new connections per second from one address (NATS: one client)', positiveInt, DEFAULT_ADMISSION.joinsPerSourcePerSecond)
-    .option('--max-preauth-kb <n>', 'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped', positiveInt, DEFAULT_ADMISSION.preAuthBytes / 1024)
-    .option('--shards <S>', 'run reduce and Adam on S shard reducers (`gradfleet shard`), each for a slice of the parameters, so no one link carries every worker\'s gradient (default, or 0: this process, whole)', nonNegativeInt)
-    .option('--checkpoint-every <steps>', 'checkpoint every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 0)
+    .option(
+      '--heartbeat-timeout <s>',
+      'a worker (or, for workers, the coordinator) silent this long is dropped',
+      positiveNumber,
+      20,
+    )
+    .option(
+      '--max-connections <n>',
+      'connections open at once, handshakes included',
+      positiveInt,
+      DEFAULT_ADMISSION.maxConnections,
+    )
+    .option(
+      '--max-joins-per-s <n>',
+      'new connections per second (bursts of up to this many)',
+      positiveInt,
+      DEFAULT_ADMISSION.joinsPerSecond,
+    )
+    .option(
+      '--outlier-factor <f>',
+      "recompute on another worker any tree node whose mean-gradient norm exceeds F × the step's median, and reject it if the two differ (off by default)",
+      positiveNumber,
+    )
+    .option(
+      '--max-joins-per-source-per-s <n>',
+      'new connections per second from one address (NATS: one client)',
+      positiveInt,
+      DEFAULT_ADMISSION.joinsPerSourcePerSecond,
+    )
+    .option(
+      '--max-preauth-kb <n>',
+      'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped',
+      positiveInt,
+      DEFAULT_ADMISSION.preAuthBytes / 1024,
+    )
+    .option(
+      '--shards <S>',
+      "run reduce and Adam on S shard reducers (`gradfleet shard`), each for a slice of the parameters, so no one link carries every worker's gradient (default, or 0: this process, whole)",
+      nonNegativeInt,
+    )
+    .option(
+      '--checkpoint-every <steps>',
+      'checkpoint every N steps as well as after each epoch (0: epochs only)',
+      nonNegativeInt,
+      0,
+    )
     // --shards 0 is no flag at all: deployments pass it from a variable whose default is "off"
     // (compose's ${GRADFLEET_SHARDS:-0}, a Kubernetes env var), since they cannot leave it out.
     // (A parser cannot return undefined: commander turns that into ''.)
@@ -47,13 +100,22 @@ export function addClusterOptions(cmd: Command): Command {
 }
 
 export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
-  if (f.heartbeatTimeout <= f.heartbeat) throw new Error(`--heartbeat-timeout (${f.heartbeatTimeout} s) must be longer than --heartbeat (${f.heartbeat} s)`);
+  if (f.heartbeatTimeout <= f.heartbeat)
+    throw new Error(
+      `--heartbeat-timeout (${f.heartbeatTimeout} s) must be longer than --heartbeat (${f.heartbeat} s)`,
+    );
   return {
     stepDeadlineMs: f.stepDeadline * 1000,
-    heartbeat: { intervalMs: Math.round(f.heartbeat * 1000), timeoutMs: Math.round(f.heartbeatTimeout * 1000) },
+    heartbeat: {
+      intervalMs: Math.round(f.heartbeat * 1000),
+      timeoutMs: Math.round(f.heartbeatTimeout * 1000),
+    },
     limits: {
-      maxWorkers: f.maxWorkers, maxConnections: f.maxConnections, joinsPerSecond: f.maxJoinsPerS,
-      joinsPerSourcePerSecond: f.maxJoinsPerSourcePerS, preAuthBytes: f.maxPreauthKb * 1024,
+      maxWorkers: f.maxWorkers,
+      maxConnections: f.maxConnections,
+      joinsPerSecond: f.maxJoinsPerS,
+      joinsPerSourcePerSecond: f.maxJoinsPerSourcePerS,
+      preAuthBytes: f.maxPreauthKb * 1024,
     },
     secret: secretOf(f),
     checkpointEvery: f.checkpointEvery,

@@ -26,18 +26,44 @@ export interface ComputeFlags {
 /** `whose`: how the help names the backend's owner ("workers' " for train's local workers). */
 export function addComputeOptions(cmd: Command, whose = ''): Command {
   return cmd
-    .addOption(new Option('--backend <name>', `${whose}compute backend (${COMPUTE_CHOICES.join(', ')}); `
-      + `${SYNTHETIC_BACKEND} does NOT train a model: it waits --synthetic-ms per micro-batch and returns a seeded pseudo-gradient `
-      + '(placeholder loss ln 10), to measure the cluster without compute').argParser(oneOf(COMPUTE_CHOICES)).default('auto'))
-    .option('--synthetic-ms <ms>', `with --backend ${SYNTHETIC_BACKEND}: wall time of each micro-batch, spent waiting (no CPU)`, nonNegativeNumber, DEFAULT_SYNTHETIC_MS)
-    .option('--threads <n>', 'oneDNN threads of the native backend (default: every core; train gives each local worker cores ÷ workers)', positiveInt)
-    .option('--gpu <n>', 'webgpu: compute on the N-th hardware adapter (0-based; default: the high-performance one; train gives local worker i GPU i)', nonNegativeInt);
+    .addOption(
+      new Option(
+        '--backend <name>',
+        `${whose}compute backend (${COMPUTE_CHOICES.join(', ')}); ` +
+          `${SYNTHETIC_BACKEND} does NOT train a model: it waits --synthetic-ms per micro-batch and returns a seeded pseudo-gradient ` +
+          '(placeholder loss ln 10), to measure the cluster without compute',
+      )
+        .argParser(oneOf(COMPUTE_CHOICES))
+        .default('auto'),
+    )
+    .option(
+      '--synthetic-ms <ms>',
+      `with --backend ${SYNTHETIC_BACKEND}: wall time of each micro-batch, spent waiting (no CPU)`,
+      nonNegativeNumber,
+      DEFAULT_SYNTHETIC_MS,
+    )
+    .option(
+      '--threads <n>',
+      'oneDNN threads of the native backend (default: every core; train gives each local worker cores ÷ workers)',
+      positiveInt,
+    )
+    .option(
+      '--gpu <n>',
+      'webgpu: compute on the N-th hardware adapter (0-based; default: the high-performance one; train gives local worker i GPU i)',
+      nonNegativeInt,
+    );
 }
 
 /** The chosen compute, ready to use: its name for the coordinator, and how to make its runner. */
-export async function computeOf(flags: ComputeFlags, log: Logger): Promise<{ name: string; adapter?: GpuAdapterInfo; runnerFor: RunnerFactory }> {
+export async function computeOf(
+  flags: ComputeFlags,
+  log: Logger,
+): Promise<{ name: string; adapter?: GpuAdapterInfo; runnerFor: RunnerFactory }> {
   if (flags.backend === SYNTHETIC_BACKEND) {
-    log.info({ backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs }, `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`);
+    log.info(
+      { backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs },
+      `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`,
+    );
     return { name: SYNTHETIC_BACKEND, runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs) };
   }
   const backend = await selectBackend(flags.backend, log, { threads: flags.threads, gpu: flags.gpu });
@@ -47,7 +73,8 @@ export async function computeOf(flags: ComputeFlags, log: Logger): Promise<{ nam
 /** The flags that give a local worker the same compute. */
 export function workerComputeArgs(flags: ComputeFlags): string[] {
   return [
-    '--backend', flags.backend,
+    '--backend',
+    flags.backend,
     ...(flags.backend === SYNTHETIC_BACKEND ? ['--synthetic-ms', String(flags.syntheticMs)] : []),
     ...(flags.threads === undefined ? [] : ['--threads', String(flags.threads)]),
     ...(flags.gpu === undefined ? [] : ['--gpu', String(flags.gpu)]),

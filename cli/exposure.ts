@@ -34,9 +34,14 @@ export function checkExposure(e: Exposure, log: Logger): void {
   if (beyond.length === 0) return;
   const place = e.transport === 'ws' ? `--host ${e.host}` : `NATS at ${beyond.join(', ')}`;
   if (!e.secret && !e.insecure) {
-    throw new Error(`${place} is reachable beyond this machine and no secret is set: anyone could join and send gradients. `
-      + 'Set one (--secret-file FILE or GRADFLEET_SECRET; `openssl rand -hex 32`), or pass --insecure to accept that');
+    throw new Error(
+      `${place} is reachable beyond this machine and no secret is set: anyone could join and send gradients. ` +
+        'Set one (--secret-file FILE or GRADFLEET_SECRET; `openssl rand -hex 32`), or pass --insecure to accept that',
+    );
   }
   if (!e.secret) log.warn(`--insecure: ${place} accepts any worker, and frames travel unsealed`);
-  if (!e.tls) log.warn(`${place} without TLS: frames are sealed, but who connects, when and how much is visible on the network`);
+  if (!e.tls)
+    log.warn(
+      `${place} without TLS: frames are sealed, but who connects, when and how much is visible on the network`,
+    );
 }

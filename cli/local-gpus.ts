@@ -31,21 +31,37 @@ export interface LocalWorkerPlan {
 /** Only these backends can compute on a WebGPU adapter: for the others the adapters are not worth probing. */
 export const usesWebGpu = (backend: ComputeChoice): boolean => backend === 'auto' || backend === 'webgpu';
 
-/** Identical GPUs describe themselves identically; Dawn, which selects adapters by name, cannot tell them apart. */
-const identity = (a: GpuAdapterInfo) => `${a.vendor}\u0000${a.architecture}\u0000${a.device}\u0000${a.description}`;
+/**
+ * Identical GPUs describe themselves identically; Dawn, which selects adapters by name, cannot tell them
+ * apart.
+ */
+const identity = (a: GpuAdapterInfo) =>
+  `${a.vendor}\u0000${a.architecture}\u0000${a.device}\u0000${a.description}`;
 
 export function planLocalWorkers(input: LocalWorkerInput): LocalWorkerPlan {
   const { backend, cores, workers: asked, gpu } = input;
-  const none = (workers: number, reason: string): LocalWorkerPlan => ({ workers, gpus: Array(workers).fill(undefined), reason });
+  const none = (workers: number, reason: string): LocalWorkerPlan => ({
+    workers,
+    gpus: Array(workers).fill(undefined),
+    reason,
+  });
   if (gpu !== undefined) {
     // One GPU named for all: more than one worker would only share it.
     const workers = asked ?? 1;
-    return { workers, gpus: Array(workers).fill(gpu), reason: `--gpu ${gpu}: ${workers} worker(s) on hardware adapter ${gpu}` };
+    return {
+      workers,
+      gpus: Array(workers).fill(gpu),
+      reason: `--gpu ${gpu}: ${workers} worker(s) on hardware adapter ${gpu}`,
+    };
   }
   const hardware = usesWebGpu(backend) ? (input.adapters ?? []).filter((a) => !a.software) : [];
   if (hardware.length === 0) {
-    const why = usesWebGpu(backend) ? 'no hardware WebGPU adapter' : `--backend ${backend} computes on no WebGPU adapter`;
-    return asked === undefined ? none(cores, `${why}: one worker per core (${cores})`) : none(asked, `${why}: --workers ${asked}`);
+    const why = usesWebGpu(backend)
+      ? 'no hardware WebGPU adapter'
+      : `--backend ${backend} computes on no WebGPU adapter`;
+    return asked === undefined
+      ? none(cores, `${why}: one worker per core (${cores})`)
+      : none(asked, `${why}: --workers ${asked}`);
   }
   const workers = asked ?? hardware.length;
   const count = asked === undefined ? `one worker per GPU (${workers})` : `--workers ${workers}`;
@@ -53,13 +69,18 @@ export function planLocalWorkers(input: LocalWorkerInput): LocalWorkerPlan {
   if (new Set(ids).size < ids.length) {
     return {
       ...none(workers, `${hardware.length} GPUs: ${count}, all on the default adapter`),
-      warning: `${hardware.length} GPUs (${adapterLabel(hardware[0])}, …) include identical ones, and Dawn selects adapters by name only: `
-        + 'every local worker computes on the same one. To use them all, run one worker per GPU in its own container (NVIDIA_VISIBLE_DEVICES=i; deploy/docker/Dockerfile.webgpu).',
+      warning:
+        `${hardware.length} GPUs (${adapterLabel(hardware[0])}, …) include identical ones, and Dawn selects adapters by name only: ` +
+        'every local worker computes on the same one. To use them all, run one worker per GPU in its own container (NVIDIA_VISIBLE_DEVICES=i; deploy/docker/Dockerfile.webgpu).',
     };
   }
   // More workers than GPUs: spread them round-robin, so that no GPU idles while another has two.
   const gpus = Array.from({ length: workers }, (_, i) => i % hardware.length);
-  return { workers, gpus, reason: `${hardware.length} GPUs (${hardware.map(adapterLabel).join('; ')}): ${count}, worker i on --gpu i mod ${hardware.length}` };
+  return {
+    workers,
+    gpus,
+    reason: `${hardware.length} GPUs (${hardware.map(adapterLabel).join('; ')}): ${count}, worker i on --gpu i mod ${hardware.length}`,
+  };
 }
 
 /** The adapters Dawn sees here; none where Dawn is missing or broken (backend selection reports why). */

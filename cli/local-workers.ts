@@ -18,7 +18,10 @@ const TAIL_LINES = 12;
 
 export interface LocalWorkerOptions {
   count: number;
-  /** What the children run: `gradfleet worker` (default) or `gradfleet shard`; names are `local-N` or `shard-N`. */
+  /**
+   * What the children run: `gradfleet worker` (default) or `gradfleet shard`; names are `local-N` or
+   * `shard-N`.
+   */
   role?: 'worker' | 'shard';
   log: Logger;
   /** Flags for slot i (from 0): its compute, how to join, its metrics port. */
@@ -49,7 +52,8 @@ interface Slot {
 
 export const defaultBackoffMs = (n: number) => Math.min(8000, 500 * 2 ** (n - 1));
 
-const describeExit = (code: number | null, signal: NodeJS.Signals | null) => (signal ? `signal ${signal}` : `code ${code}`);
+const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
+  signal ? `signal ${signal}` : `code ${code}`;
 
 export class LocalWorkers {
   private readonly slots: Slot[];
@@ -61,7 +65,13 @@ export class LocalWorkers {
 
   constructor(private readonly o: LocalWorkerOptions) {
     const prefix = o.role === 'shard' ? 'shard' : 'local';
-    this.slots = Array.from({ length: o.count }, (_, index) => ({ name: `${prefix}-${index + 1}`, index, restarts: 0, done: false, tail: [] }));
+    this.slots = Array.from({ length: o.count }, (_, index) => ({
+      name: `${prefix}-${index + 1}`,
+      index,
+      restarts: 0,
+      done: false,
+      tail: [],
+    }));
     for (const slot of this.slots) this.spawn(slot);
     // Children live in their own process groups: if this process ends without stop(), take them along.
     process.once('exit', () => this.signalAll('SIGTERM'));
@@ -69,7 +79,11 @@ export class LocalWorkers {
 
   report(): LocalWorkersReport {
     const byWorker = Object.fromEntries(this.slots.map((s) => [s.name, s.restarts]));
-    return { restarts: this.slots.reduce((n, s) => n + s.restarts, 0), restarts_by_worker: byWorker, gave_up: [...this.gaveUp] };
+    return {
+      restarts: this.slots.reduce((n, s) => n + s.restarts, 0),
+      restarts_by_worker: byWorker,
+      gave_up: [...this.gaveUp],
+    };
   }
 
   /** From now on exits are the run ending, not crashes: nothing is restarted or reported. */
@@ -94,11 +108,19 @@ export class LocalWorkers {
   private spawn(slot: Slot): void {
     const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
     const { o } = this;
-    const child = spawn(process.execPath, [mainScript, o.role ?? 'worker', '--id', id, ...o.argsFor(slot.index)], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      detached: true,
-      env: { ...process.env, ...o.env, GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn' },
-    });
+    const child = spawn(
+      process.execPath,
+      [mainScript, o.role ?? 'worker', '--id', id, ...o.argsFor(slot.index)],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        detached: true,
+        env: {
+          ...process.env,
+          ...o.env,
+          GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn',
+        },
+      },
+    );
     slot.child = child;
     slot.tail = [];
     // Relayed through this process's log output, so on a terminal they print above the bar, readable.
@@ -107,11 +129,16 @@ export class LocalWorkers {
       if (slot.tail.length > TAIL_LINES) slot.tail.shift();
       writeLogLine(line);
     });
-    child.on('error', (err) => o.log.error({ worker: id, err: err.message }, `local worker ${id} could not start: ${err.message}`));
+    child.on('error', (err) =>
+      o.log.error({ worker: id, err: err.message }, `local worker ${id} could not start: ${err.message}`),
+    );
     child.once('exit', (code, signal) => {
       slot.child = undefined;
       if (this.stopping) {
-        o.log.debug({ worker: id, code, signal }, `local worker ${id} exited (${describeExit(code, signal)})`);
+        o.log.debug(
+          { worker: id, code, signal },
+          `local worker ${id} exited (${describeExit(code, signal)})`,
+        );
         return;
       }
       if (code === 0) {
@@ -128,14 +155,19 @@ export class LocalWorkers {
     if (slot.restarts >= o.restarts) {
       const gaveUp: GaveUp = { worker: slot.name, exit, stderr_tail: [...slot.tail] };
       this.gaveUp.push(gaveUp);
-      o.log.error(gaveUp, `local worker ${id} exited (${exit}) and has used its ${o.restarts} restart(s): the run goes on without it.`
-        + (slot.tail.length > 0 ? ` Its last stderr lines:\n${slot.tail.join('\n')}` : ''));
+      o.log.error(
+        gaveUp,
+        `local worker ${id} exited (${exit}) and has used its ${o.restarts} restart(s): the run goes on without it.` +
+          (slot.tail.length > 0 ? ` Its last stderr lines:\n${slot.tail.join('\n')}` : ''),
+      );
       return this.retire(slot);
     }
     slot.restarts++;
     const delay = (o.backoffMs ?? defaultBackoffMs)(slot.restarts);
-    o.log.warn({ worker: id, exit, restart: slot.restarts, of: o.restarts, in_ms: delay },
-      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${o.restarts})`);
+    o.log.warn(
+      { worker: id, exit, restart: slot.restarts, of: o.restarts, in_ms: delay },
+      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${o.restarts})`,
+    );
     slot.pendingRestart = setTimeout(() => {
       if (this.stopping) return;
       this.spawn(slot);
@@ -149,14 +181,17 @@ export class LocalWorkers {
   }
 
   private signalAll(signal: NodeJS.Signals): void {
-    for (const s of this.slots) if (s.child && s.child.exitCode === null && s.child.signalCode === null) s.child.kill(signal);
+    for (const s of this.slots)
+      if (s.child && s.child.exitCode === null && s.child.signalCode === null) s.child.kill(signal);
   }
 
   private async exitedWithin(ms: number): Promise<boolean> {
     const alive = this.slots.flatMap((s) => (s.child ? [s.child] : []));
     if (alive.length === 0) return true;
     let timer: NodeJS.Timeout | undefined;
-    const exited = Promise.all(alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())))).then(() => true);
+    const exited = Promise.all(
+      alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve()))),
+    ).then(() => true);
     const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
     return Promise.race([exited, timedOut]).finally(() => clearTimeout(timer));
   }

@@ -19,7 +19,13 @@ export interface MetricsAddress {
 }
 
 export function addMetricsOptions(cmd: Command, defaultPort?: number): Command {
-  cmd.option('--metrics-port <n>', `serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)${defaultPort === undefined ? '; off unless given' : ''}`, port, defaultPort)
+  cmd
+    .option(
+      '--metrics-port <n>',
+      `serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)${defaultPort === undefined ? '; off unless given' : ''}`,
+      port,
+      defaultPort,
+    )
     .option('--metrics-host <addr>', 'address the metrics endpoint listens on', '127.0.0.1');
   if (defaultPort !== undefined) cmd.option('--no-metrics', 'do not serve metrics');
   return cmd;

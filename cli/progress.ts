@@ -15,16 +15,33 @@ export interface Progress {
 
 const BAR_WIDTH = 24;
 
-export function renderBar(label: string, done: number, total: number, unit: string, rate: number, eta: number | null, info: string): string {
+export function renderBar(
+  label: string,
+  done: number,
+  total: number,
+  unit: string,
+  rate: number,
+  eta: number | null,
+  info: string,
+): string {
   const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
   const filled = Math.round(fraction * BAR_WIDTH);
   const bar = `${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}`;
   return `${label} |${bar}| ${done}/${total} ${unit} | ${rate.toFixed(0)} ${unit}/s${info ? ` | ${info}` : ''} | ETA ${formatDuration(eta)}`;
 }
 
-const describe = (fields: Record<string, string | number>) => Object.entries(fields).map(([k, v]) => `${k} ${v}`).join(' ');
+const describe = (fields: Record<string, string | number>) =>
+  Object.entries(fields)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(' ');
 
-export function createProgress(log: Logger, label: string, total: number, unit: string, now: () => number = Date.now): Progress {
+export function createProgress(
+  log: Logger,
+  label: string,
+  total: number,
+  unit: string,
+  now: () => number = Date.now,
+): Progress {
   const window = new RateWindow();
   window.observe(now(), 0);
   if (process.stderr.isTTY && logFormat() === 'pretty') {
@@ -48,7 +65,18 @@ export function createProgress(log: Logger, label: string, total: number, unit: 
       if (t - lastLog < 5000 && done < total) return;
       lastLog = t;
       const { rate, etaSeconds } = window.estimate(total);
-      log.info({ label, done, total, unit, rate: Math.round(rate), eta_s: etaSeconds === null ? null : Math.round(etaSeconds), ...fields }, `${label} ${done}/${total} ${unit}`);
+      log.info(
+        {
+          label,
+          done,
+          total,
+          unit,
+          rate: Math.round(rate),
+          eta_s: etaSeconds === null ? null : Math.round(etaSeconds),
+          ...fields,
+        },
+        `${label} ${done}/${total} ${unit}`,
+      );
     },
     stop() {},
   };

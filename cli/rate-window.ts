@@ -13,7 +13,10 @@ export class RateWindow {
   private readonly points: { t: number; done: number }[] = [];
 
   /** `windowMs`: how far back the rate looks; `minSpanMs`: the shortest span worth a rate. */
-  constructor(private readonly windowMs = 30_000, private readonly minSpanMs = 200) {}
+  constructor(
+    private readonly windowMs = 30_000,
+    private readonly minSpanMs = 200,
+  ) {}
 
   observe(tMs: number, done: number): void {
     this.points.push({ t: tMs, done });

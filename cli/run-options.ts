@@ -5,19 +5,50 @@ import { CHECKPOINT_FILE_PATTERN } from '../coordinator/checkpoint-store.js';
 import { Command } from 'commander';
 import type { NewRunConfig, RunStart, RunSummary } from '../coordinator/launch.js';
 import type { CoordinatorHooks } from '../coordinator/hooks.js';
-import { STEP_DONE_MSG, STEP_GATHERED_MSG, stepDoneFields, stepGatheredFields } from '../coordinator/step-log.js';
+import {
+  STEP_DONE_MSG,
+  STEP_GATHERED_MSG,
+  stepDoneFields,
+  stepGatheredFields,
+} from '../coordinator/step-log.js';
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
-import { nonNegativeInt, port, positiveInt, positiveNumber, printJson, unitFraction, wireDtype } from './options.js';
+import {
+  nonNegativeInt,
+  port,
+  positiveInt,
+  positiveNumber,
+  printJson,
+  unitFraction,
+  wireDtype,
+} from './options.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
 import { stderrStatus } from '../common/status-line.js';
 
 export interface RunFlags {
-  model: string; epochs: number; batchSize: number; microBatch: number; lr: number; lrDecay: number; seed: number;
-  maxSteps?: number; train: string; test: string; out?: string; resume?: string; autoResume?: boolean; host: string; port: number;
-  evalChunk: number; maxFrameMb: number; maxGradNorm?: number; wire: WireDtype; json?: boolean; curvesEvery: number;
+  model: string;
+  epochs: number;
+  batchSize: number;
+  microBatch: number;
+  lr: number;
+  lrDecay: number;
+  seed: number;
+  maxSteps?: number;
+  train: string;
+  test: string;
+  out?: string;
+  resume?: string;
+  autoResume?: boolean;
+  host: string;
+  port: number;
+  evalChunk: number;
+  maxFrameMb: number;
+  maxGradNorm?: number;
+  wire: WireDtype;
+  json?: boolean;
+  curvesEvery: number;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -25,31 +56,72 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
     .option('--epochs <n>', 'epochs', positiveInt, 1)
     .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 128)
-    .option('--micro-batch <n>', 'samples per micro-batch (the unit of work and of the reduction tree)', positiveInt, 32)
+    .option(
+      '--micro-batch <n>',
+      'samples per micro-batch (the unit of work and of the reduction tree)',
+      positiveInt,
+      32,
+    )
     .option('--lr <rate>', 'Adam learning rate', positiveNumber, DEFAULT_ADAM.learningRate)
     .option('--lr-decay <factor>', 'multiply the learning rate by this after each epoch', unitFraction, 1)
     .option('--seed <n>', 'seed for initial weights, shuffles and dropout', nonNegativeInt, 1)
     .option('--max-steps <n>', 'stop once the run has taken this many steps in total', positiveInt)
-    .option('--train <data>', 'training data: mnist:train, a Kaggle train.csv, or an IDX images file', 'mnist:train')
+    .option(
+      '--train <data>',
+      'training data: mnist:train, a Kaggle train.csv, or an IDX images file',
+      'mnist:train',
+    )
     .option('--test <data>', 'test data (labelled)', 'mnist:test')
     .option('--out <dir>', 'run directory: checkpoints, curves, exported model (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in DIR from its newest valid checkpoint')
-    .option('--auto-resume', 'continue the run in --out if it has a checkpoint, else start it (for restarted pods and services)')
+    .option(
+      '--auto-resume',
+      'continue the run in --out if it has a checkpoint, else start it (for restarted pods and services)',
+    )
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', port, defaultPort)
-    .option('--max-grad-norm <x>', 'clip the averaged gradient to this global L2 norm before Adam (off by default)', positiveNumber)
+    .option(
+      '--max-grad-norm <x>',
+      'clip the averaged gradient to this global L2 norm before Adam (off by default)',
+      positiveNumber,
+    )
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
-    .option('--max-frame-mb <n>', 'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)', positiveInt, 64)
-    .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)', wireDtype, 'f32')
-    .option('--curves-every <steps>', 'redraw curves.svg every N steps as well as after each epoch (0: epochs only)', nonNegativeInt, 100)
+    .option(
+      '--max-frame-mb <n>',
+      'largest frame accepted from a worker, in MiB (bigger ones are rejected and counted)',
+      positiveInt,
+      64,
+    )
+    .option(
+      '--wire <dtype>',
+      'payload dtype of gradients and weights: fp32 (bit-identical for any worker count), fp16 or bf16 (half the bytes)',
+      wireDtype,
+      'f32',
+    )
+    .option(
+      '--curves-every <steps>',
+      'redraw curves.svg every N steps as well as after each epoch (0: epochs only)',
+      nonNegativeInt,
+      100,
+    )
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 
 function runConfigOf(flags: RunFlags): NewRunConfig {
   return {
-    model: flags.model, seed: flags.seed, batchSize: flags.batchSize, microBatchSize: flags.microBatch, epochs: flags.epochs,
-    maxSteps: flags.maxSteps ?? null, adam: { ...DEFAULT_ADAM, learningRate: flags.lr }, lrDecay: flags.lrDecay,
-    evalChunkSize: flags.evalChunk, maxGradNorm: flags.maxGradNorm ?? null, wire: flags.wire, train: flags.train, test: flags.test,
+    model: flags.model,
+    seed: flags.seed,
+    batchSize: flags.batchSize,
+    microBatchSize: flags.microBatch,
+    epochs: flags.epochs,
+    maxSteps: flags.maxSteps ?? null,
+    adam: { ...DEFAULT_ADAM, learningRate: flags.lr },
+    lrDecay: flags.lrDecay,
+    evalChunkSize: flags.evalChunk,
+    maxGradNorm: flags.maxGradNorm ?? null,
+    wire: flags.wire,
+    train: flags.train,
+    test: flags.test,
   };
 }
 
@@ -71,11 +143,32 @@ type Resume = Extract<RunStart, { kind: 'resume' }>;
 /** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
 function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (!flags.resume) return undefined;
-  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'train', 'test', 'wire', 'maxGradNorm'];
+  const fixed = [
+    'model',
+    'batchSize',
+    'microBatch',
+    'lr',
+    'lrDecay',
+    'seed',
+    'train',
+    'test',
+    'wire',
+    'maxGradNorm',
+  ];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
-  if (changed.length > 0) throw new Error(`--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
+  if (changed.length > 0)
+    throw new Error(
+      `--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`,
+    );
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
-  return { kind: 'resume', from: flags.resume, overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined } };
+  return {
+    kind: 'resume',
+    from: flags.resume,
+    overrides: {
+      epochs: explicit('epochs') ? flags.epochs : undefined,
+      maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined,
+    },
+  };
 }
 
 /**
@@ -84,14 +177,20 @@ function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
  */
 function autoResumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (flags.resume) throw new Error('give --resume DIR or --auto-resume, not both');
-  if (!flags.out) throw new Error('--auto-resume needs --out DIR: the run directory to continue when it has checkpoints');
+  if (!flags.out)
+    throw new Error('--auto-resume needs --out DIR: the run directory to continue when it has checkpoints');
   const dir = join(flags.out, 'checkpoints');
   const hasCheckpoint = existsSync(dir) && readdirSync(dir).some((f) => CHECKPOINT_FILE_PATTERN.test(f));
   if (!hasCheckpoint) return undefined;
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
   return {
-    kind: 'resume', from: flags.out, expectModel: flags.model,
-    overrides: { epochs: explicit('epochs') ? flags.epochs : undefined, maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined },
+    kind: 'resume',
+    from: flags.out,
+    expectModel: flags.model,
+    overrides: {
+      epochs: explicit('epochs') ? flags.epochs : undefined,
+      maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined,
+    },
   };
 }
 
@@ -125,5 +224,9 @@ export function progressHooks(log: Logger): CoordinatorHooks {
 export function report(summary: RunSummary, json: boolean | undefined, log: Logger): void {
   stderrStatus.keep(); // an interrupted epoch's bar stays where it stopped, above the summary
   if (json) printJson(summary);
-  else log.info(summary, `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`);
+  else
+    log.info(
+      summary,
+      `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`,
+    );
 }

@@ -1,4 +1,7 @@
-/** Ctrl-C: the first asks the coordinator to stop after the step in flight and checkpoint; the second exits now. */
+/**
+ * Ctrl-C: the first asks the coordinator to stop after the step in flight and checkpoint; the second exits
+ * now.
+ */
 import type { Logger } from '../common/logger.js';
 import type { Link } from '../protocol/transport.js';
 

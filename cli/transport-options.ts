@@ -7,7 +7,12 @@ import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { oneOf } from './options.js';
-import { TRANSPORTS, type TlsListenFlags, type TransportFlags, type TransportName } from './transports/flags.js';
+import {
+  TRANSPORTS,
+  type TlsListenFlags,
+  type TransportFlags,
+  type TransportName,
+} from './transports/flags.js';
 import { natsTransport } from './transports/nats.js';
 import type { CliTransport, Connector } from './transports/transport.js';
 import { wsTransport } from './transports/ws.js';
@@ -17,7 +22,11 @@ export { TRANSPORTS, type TlsListenFlags, type TransportFlags, type TransportNam
 const TABLE: Record<TransportName, CliTransport> = { ws: wsTransport, nats: natsTransport };
 
 export function addTransportOptions(cmd: Command): Command {
-  cmd.addOption(new Option('--transport <name>', TRANSPORTS.map((t) => TABLE[t].summary).join('; ')).argParser(oneOf(TRANSPORTS)).default('ws'));
+  cmd.addOption(
+    new Option('--transport <name>', TRANSPORTS.map((t) => TABLE[t].summary).join('; '))
+      .argParser(oneOf(TRANSPORTS))
+      .default('ws'),
+  );
   for (const name of TRANSPORTS) TABLE[name].addOptions(cmd);
   return cmd;
 }
@@ -30,27 +39,53 @@ export function addTlsListenOptions(cmd: Command): Command {
 
 /** Workers verify a wss:// coordinator against this CA. */
 export function addTlsConnectOptions(cmd: Command): Command {
-  return cmd.option('--tls-ca <file>', 'trust this CA (PEM) for a wss:// coordinator, e.g. one with a self-signed certificate');
+  return cmd.option(
+    '--tls-ca <file>',
+    'trust this CA (PEM) for a wss:// coordinator, e.g. one with a self-signed certificate',
+  );
 }
 
-export function listenerFor(f: TransportFlags & TlsListenFlags, host: string, port: number, log: Logger): (maxFrameBytes: number) => Promise<Listener> {
+export function listenerFor(
+  f: TransportFlags & TlsListenFlags,
+  host: string,
+  port: number,
+  log: Logger,
+): (maxFrameBytes: number) => Promise<Listener> {
   return TABLE[f.transport].listener(f, host, port, log);
 }
 
-export function connectorFor(f: TransportFlags & { connect?: string; tlsCa?: string }, workerId: string, log: Logger): Connector {
+export function connectorFor(
+  f: TransportFlags & { connect?: string; tlsCa?: string },
+  workerId: string,
+  log: Logger,
+): Connector {
   return TABLE[f.transport].connector(f, workerId, log);
 }
 
-export function shardServerFor(f: TransportFlags & TlsListenFlags, o: { host: string; port: number; shardId: string; advertise?: string }, log: Logger) {
+export function shardServerFor(
+  f: TransportFlags & TlsListenFlags,
+  o: { host: string; port: number; shardId: string; advertise?: string },
+  log: Logger,
+) {
   return TABLE[f.transport].serveShard(f, o, log);
 }
 
 /** How a worker opens a link to the shard reducer at `serves`. */
-export function shardReacherFor(f: TransportFlags & { tlsCa?: string }, workerId: string, log: Logger): (serves: string) => Promise<Link> {
+export function shardReacherFor(
+  f: TransportFlags & { tlsCa?: string },
+  workerId: string,
+  log: Logger,
+): (serves: string) => Promise<Link> {
   return (serves) => TABLE[f.transport].reachShard(f, serves, workerId, log).connect();
 }
 
-/** The flags that make a local worker join the coordinator listening at `listenerUrl` the same way (secrets travel in its environment). */
-export function workerTransportArgs(f: TransportFlags, listenerUrl: string): { args: string[]; env: Record<string, string> } {
+/**
+ * The flags that make a local worker join the coordinator listening at `listenerUrl` the same way (secrets
+ * travel in its environment).
+ */
+export function workerTransportArgs(
+  f: TransportFlags,
+  listenerUrl: string,
+): { args: string[]; env: Record<string, string> } {
   return TABLE[f.transport].joinArgs(f, listenerUrl);
 }

@@ -8,7 +8,10 @@ export class LateGauge<L extends string = string> {
   private readonly gauge: Gauge<L>;
   private registered = false;
 
-  constructor(private readonly registry: Registry, config: Omit<GaugeConfiguration<L>, 'registers'>) {
+  constructor(
+    private readonly registry: Registry,
+    config: Omit<GaugeConfiguration<L>, 'registers'>,
+  ) {
     this.gauge = new Gauge({ ...config, registers: [] });
   }
 

@@ -27,7 +27,12 @@ export function logFormat(): LogFormat {
 
 /** Time, level, role and message: the messages say what their fields say (the fields are for machines). */
 function pretty(line: string): string {
-  prettify ??= prettyFactory({ colorize: colourEnabled(process.stderr), translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname', hideObject: true });
+  prettify ??= prettyFactory({
+    colorize: colourEnabled(process.stderr),
+    translateTime: 'SYS:HH:MM:ss',
+    ignore: 'pid,hostname',
+    hideObject: true,
+  });
   return prettify(line);
 }
 
@@ -41,7 +46,9 @@ export function writeLogLine(line: string): void {
 }
 
 /** pino writes each line synchronously through this: logs never lag behind or get lost at exit. */
-const destination = { write: (chunk: string) => writeLogLine(chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk) };
+const destination = {
+  write: (chunk: string) => writeLogLine(chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk),
+};
 
 export function createLogger(name: string, level = process.env.GRADFLEET_LOG_LEVEL ?? 'info'): Logger {
   return pino({ name, level, base: { pid: process.pid } }, destination);

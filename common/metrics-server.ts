@@ -20,7 +20,10 @@ export interface MetricsServerOptions {
   log: Logger;
 }
 
-export async function serveMetrics(registry: Registry, { host, port, log }: MetricsServerOptions): Promise<MetricsEndpoint> {
+export async function serveMetrics(
+  registry: Registry,
+  { host, port, log }: MetricsServerOptions,
+): Promise<MetricsEndpoint> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -39,14 +42,22 @@ export async function serveMetrics(registry: Registry, { host, port, log }: Metr
       (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
       (err: Error) => {
         log.error({ err }, 'collecting metrics failed');
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${err.message}\n`);
+        res
+          .writeHead(500, { 'content-type': 'text/plain' })
+          .end(`collecting metrics failed: ${err.message}\n`);
       },
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(
-      err.code === 'EADDRINUSE' ? `metrics port ${host}:${port} is already in use (pick another with --metrics-port)` : `cannot serve metrics on ${host}:${port}: ${err.message}`,
-    )));
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          err.code === 'EADDRINUSE'
+            ? `metrics port ${host}:${port} is already in use (pick another with --metrics-port)`
+            : `cannot serve metrics on ${host}:${port}: ${err.message}`,
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   const { port: bound } = server.address() as AddressInfo;
@@ -55,9 +66,10 @@ export async function serveMetrics(registry: Registry, { host, port, log }: Metr
   log.info({ metrics: url }, `metrics at ${url}`);
   return {
     url,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -12,4 +12,8 @@ function findPackageJson(from: string): string {
   }
 }
 
-export const packageVersion: string = (JSON.parse(readFileSync(findPackageJson(dirname(fileURLToPath(import.meta.url))), 'utf8')) as { version: string }).version;
+export const packageVersion: string = (
+  JSON.parse(readFileSync(findPackageJson(dirname(fileURLToPath(import.meta.url))), 'utf8')) as {
+    version: string;
+  }
+).version;

@@ -12,7 +12,11 @@ const CLEAR_LINE = '\r\x1b[2K';
 export class StatusLine {
   private status: string | null = null;
 
-  constructor(private readonly fd: number, private readonly isTTY: boolean, private readonly columns: () => number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly isTTY: boolean,
+    private readonly columns: () => number,
+  ) {}
 
   /** Writes one or more complete lines above the status (a trailing newline is added if missing). */
   log(text: string): void {
@@ -55,6 +59,11 @@ export class StatusLine {
 }
 
 /** The status line of this process's stderr, where logs and progress go (stdout is for results). */
-export const stderrStatus = new StatusLine(2, process.stderr.isTTY === true, () => process.stderr.columns ?? 80);
-// A bar still showing when the process ends stays as a line of its own, so the shell prompt starts on the next one.
+export const stderrStatus = new StatusLine(
+  2,
+  process.stderr.isTTY === true,
+  () => process.stderr.columns ?? 80,
+);
+// A bar still showing when the process ends stays as a line of its own, so the shell prompt starts on the
+// next one.
 process.once('exit', () => stderrStatus.keep());

@@ -12,9 +12,15 @@ export interface AdmissionLimits {
   maxWorkers: number;
   /** Sustained new connections per second; bursts of up to this many are allowed. */
   joinsPerSecond: number;
-  /** The same, per source (a remote address; for NATS, the joining client's inbox); default DEFAULT_JOINS_PER_SOURCE. */
+  /**
+   * The same, per source (a remote address; for NATS, the joining client's inbox); default
+   * DEFAULT_JOINS_PER_SOURCE.
+   */
   joinsPerSourcePerSecond?: number;
-  /** Bytes all peers not yet admitted may have sent, together (protocol/budgets.ts); default DEFAULT_PRE_AUTH_BYTES. */
+  /**
+   * Bytes all peers not yet admitted may have sent, together (protocol/budgets.ts); default
+   * DEFAULT_PRE_AUTH_BYTES.
+   */
   preAuthBytes?: number;
 }
 
@@ -23,16 +29,25 @@ export const DEFAULT_JOINS_PER_SOURCE = 10;
 export const DEFAULT_PRE_AUTH_BYTES = 1024 * 1024;
 
 export const DEFAULT_ADMISSION: Required<AdmissionLimits> = {
-  maxConnections: 256, maxWorkers: 128, joinsPerSecond: 20, joinsPerSourcePerSecond: DEFAULT_JOINS_PER_SOURCE, preAuthBytes: DEFAULT_PRE_AUTH_BYTES,
+  maxConnections: 256,
+  maxWorkers: 128,
+  joinsPerSecond: 20,
+  joinsPerSourcePerSecond: DEFAULT_JOINS_PER_SOURCE,
+  preAuthBytes: DEFAULT_PRE_AUTH_BYTES,
 };
 
-export type Admission = { ok: true } | { ok: false; reason: 'too_many_connections' | 'join_rate_limited'; detail: string };
+export type Admission =
+  | { ok: true }
+  | { ok: false; reason: 'too_many_connections' | 'join_rate_limited'; detail: string };
 
 /** `rate` tokens a second, holding at most `rate`: bursts of up to `rate`, then that rate. */
 class TokenBucket {
   private tokens: number;
 
-  constructor(private readonly rate: number, private refilledAt: number) {
+  constructor(
+    private readonly rate: number,
+    private refilledAt: number,
+  ) {
     this.tokens = rate;
   }
 
@@ -62,7 +77,10 @@ export class AdmissionControl {
   private readonly shared: TokenBucket;
   private readonly bySource = new Map<string, TokenBucket>();
 
-  constructor(readonly limits: AdmissionLimits, now: number) {
+  constructor(
+    readonly limits: AdmissionLimits,
+    now: number,
+  ) {
     this.shared = new TokenBucket(limits.joinsPerSecond, now);
   }
 
@@ -73,11 +91,26 @@ export class AdmissionControl {
   /** Whether a new connection from `source` may open, given how many are open; takes join tokens if so. */
   admitConnection(open: number, now: number, source = ''): Admission {
     const { maxConnections, joinsPerSecond } = this.limits;
-    if (open >= maxConnections) return { ok: false, reason: 'too_many_connections', detail: `${open} connections are open (--max-connections ${maxConnections})` };
+    if (open >= maxConnections)
+      return {
+        ok: false,
+        reason: 'too_many_connections',
+        detail: `${open} connections are open (--max-connections ${maxConnections})`,
+      };
     const bucket = this.sourceBucket(source, now);
     // The source's bucket first: one busy source must not spend the tokens every other source shares.
-    if (!bucket.take(now)) return { ok: false, reason: 'join_rate_limited', detail: `more than ${this.perSource} connections per second from ${source || 'one source'} (--max-joins-per-source-per-s)` };
-    if (!this.shared.take(now)) return { ok: false, reason: 'join_rate_limited', detail: `more than ${joinsPerSecond} connections per second (--max-joins-per-s)` };
+    if (!bucket.take(now))
+      return {
+        ok: false,
+        reason: 'join_rate_limited',
+        detail: `more than ${this.perSource} connections per second from ${source || 'one source'} (--max-joins-per-source-per-s)`,
+      };
+    if (!this.shared.take(now))
+      return {
+        ok: false,
+        reason: 'join_rate_limited',
+        detail: `more than ${joinsPerSecond} connections per second (--max-joins-per-s)`,
+      };
     return { ok: true };
   }
 
@@ -88,7 +121,8 @@ export class AdmissionControl {
       for (const [key, b] of this.bySource) if (b.isFull(now)) this.bySource.delete(key);
     }
     bucket = new TokenBucket(this.perSource, now);
-    // Still full of busy sources (a flood from many addresses): the shared bucket is what limits it; do not grow.
+    // Still full of busy sources (a flood from many addresses): the shared bucket is what limits it; do not
+    // grow.
     if (this.bySource.size < MAX_TRACKED_SOURCES) this.bySource.set(source, bucket);
     return bucket;
   }

@@ -117,32 +117,54 @@ export function encodeCheckpoint(meta: unknown, tensors: Record<string, Float32A
 }
 
 export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
-  if (!(bytes instanceof Uint8Array)) throw new CheckpointError('invalid_input', 'checkpoint bytes must be a Uint8Array');
+  if (!(bytes instanceof Uint8Array))
+    throw new CheckpointError('invalid_input', 'checkpoint bytes must be a Uint8Array');
 
   for (let i = 0; i < MAGIC_BYTES.length; i++) {
-    if (i >= bytes.length) throw new CheckpointError('truncated', `truncated: file is ${bytes.length} bytes, shorter than the magic`);
+    if (i >= bytes.length)
+      throw new CheckpointError(
+        'truncated',
+        `truncated: file is ${bytes.length} bytes, shorter than the magic`,
+      );
     if (bytes[i] !== MAGIC_BYTES[i]) {
-      throw new CheckpointError('bad_magic', `bad magic: expected "${CHECKPOINT_MAGIC}", found 0x${hex(bytes.subarray(0, 4))}; not a gradfleet checkpoint`);
+      throw new CheckpointError(
+        'bad_magic',
+        `bad magic: expected "${CHECKPOINT_MAGIC}", found 0x${hex(bytes.subarray(0, 4))}; not a gradfleet checkpoint`,
+      );
     }
   }
   if (bytes.length < PREAMBLE_BYTES) {
-    throw new CheckpointError('truncated', `truncated: file is ${bytes.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`);
+    throw new CheckpointError(
+      'truncated',
+      `truncated: file is ${bytes.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`,
+    );
   }
   if (bytes[4] !== CHECKPOINT_FORMAT_VERSION) {
-    throw new CheckpointError('unsupported_version', `unknown checkpoint format version ${bytes[4]} (this build reads version ${CHECKPOINT_FORMAT_VERSION})`);
+    throw new CheckpointError(
+      'unsupported_version',
+      `unknown checkpoint format version ${bytes[4]} (this build reads version ${CHECKPOINT_FORMAT_VERSION})`,
+    );
   }
   if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
-    throw new CheckpointError('bad_header', `reserved bytes 5..7 must be zero, found 0x${hex(bytes.subarray(5, 8))}`);
+    throw new CheckpointError(
+      'bad_header',
+      `reserved bytes 5..7 must be zero, found 0x${hex(bytes.subarray(5, 8))}`,
+    );
   }
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
   const headerEnd = PREAMBLE_BYTES + headerLength;
   if (headerEnd > bytes.length) {
-    throw new CheckpointError('truncated', `truncated: header claims ${headerLength} bytes but only ${bytes.length - PREAMBLE_BYTES} follow the preamble`);
+    throw new CheckpointError(
+      'truncated',
+      `truncated: header claims ${headerLength} bytes but only ${bytes.length - PREAMBLE_BYTES} follow the preamble`,
+    );
   }
 
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(PREAMBLE_BYTES, headerEnd));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(
+      bytes.subarray(PREAMBLE_BYTES, headerEnd),
+    );
   } catch (cause) {
     throw new CheckpointError('bad_header', 'header is not valid UTF-8', { cause });
   }
@@ -154,16 +176,25 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   }
   const header = checkHeaderShape(parsed);
   if (notTooDeep(() => JSON.stringify(parsed)) !== text) {
-    throw new CheckpointError('bad_header', 'header JSON is not in the canonical form the encoder writes (altered bytes?)');
+    throw new CheckpointError(
+      'bad_header',
+      'header JSON is not in the canonical form the encoder writes (altered bytes?)',
+    );
   }
 
   const payloadStart = align8(headerEnd);
   const payloadEnd = payloadStart + header.payloadBytes;
   if (payloadEnd > bytes.length) {
-    throw new CheckpointError('truncated', `truncated: expected ${payloadEnd} bytes (payload of ${header.payloadBytes}), file has ${bytes.length}`);
+    throw new CheckpointError(
+      'truncated',
+      `truncated: expected ${payloadEnd} bytes (payload of ${header.payloadBytes}), file has ${bytes.length}`,
+    );
   }
   if (payloadEnd < bytes.length) {
-    throw new CheckpointError('trailing_bytes', `${bytes.length - payloadEnd} unexpected bytes after the payload (expected ${payloadEnd} bytes in all)`);
+    throw new CheckpointError(
+      'trailing_bytes',
+      `${bytes.length - payloadEnd} unexpected bytes after the payload (expected ${payloadEnd} bytes in all)`,
+    );
   }
   for (let i = headerEnd; i < payloadStart; i++) {
     if (bytes[i] !== 0) throw new CheckpointError('bad_header', `padding byte at offset ${i} is not zero`);
@@ -174,7 +205,10 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   const payload = bytes.subarray(payloadStart, payloadEnd);
   const actual = notTooDeep(() => digest(header.meta, header.tensors, header.payloadBytes, payload));
   if (actual !== header.sha256) {
-    throw new CheckpointError('checksum_mismatch', `checksum mismatch: header says sha256 ${header.sha256}, content hashes to ${actual}`);
+    throw new CheckpointError(
+      'checksum_mismatch',
+      `checksum mismatch: header says sha256 ${header.sha256}, content hashes to ${actual}`,
+    );
   }
 
   const tensors: Record<string, Float32Array> = {};
@@ -184,7 +218,12 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
     view.set(payload.subarray(offset, offset + length * 4));
     if (!LITTLE_ENDIAN_HOST) swap32InPlace(view);
     // defineProperty, so a tensor named "__proto__" is an own property like any other.
-    Object.defineProperty(tensors, name, { value: tensor, enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(tensors, name, {
+      value: tensor,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return { meta: header.meta, tensors };
 }
@@ -205,15 +244,22 @@ function checkHeaderShape(value: unknown): Header {
   const missing = HEADER_KEYS.filter((k) => !keys.includes(k));
   const extra = keys.filter((k) => !HEADER_KEYS.includes(k));
   if (missing.length > 0 || extra.length > 0) {
-    throw new CheckpointError('bad_header', `header fields wrong: ${[...missing.map((k) => `missing "${k}"`), ...extra.map((k) => `unexpected "${k}"`)].join(', ')}`);
+    throw new CheckpointError(
+      'bad_header',
+      `header fields wrong: ${[...missing.map((k) => `missing "${k}"`), ...extra.map((k) => `unexpected "${k}"`)].join(', ')}`,
+    );
   }
   if (!isCount(record.payloadBytes)) {
-    throw new CheckpointError('bad_header', `header payloadBytes must be a non-negative integer, got ${JSON.stringify(record.payloadBytes)}`);
+    throw new CheckpointError(
+      'bad_header',
+      `header payloadBytes must be a non-negative integer, got ${JSON.stringify(record.payloadBytes)}`,
+    );
   }
   if (typeof record.sha256 !== 'string' || !SHA256_HEX.test(record.sha256)) {
     throw new CheckpointError('bad_header', 'header sha256 must be 64 lowercase hex characters');
   }
-  if (!Array.isArray(record.tensors)) throw new CheckpointError('bad_tensor_table', 'header tensors is not an array');
+  if (!Array.isArray(record.tensors))
+    throw new CheckpointError('bad_tensor_table', 'header tensors is not an array');
   record.tensors.forEach((entry: unknown, i) => {
     if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
       throw new CheckpointError('bad_tensor_table', `tensor table entry ${i} is not an object`);
@@ -221,11 +267,18 @@ function checkHeaderShape(value: unknown): Header {
     const e = entry as Record<string, unknown>;
     const entryKeys = Object.keys(e);
     if (entryKeys.length !== ENTRY_KEYS.length || !ENTRY_KEYS.every((k) => entryKeys.includes(k))) {
-      throw new CheckpointError('bad_tensor_table', `tensor table entry ${i} must have exactly name, offset, length`);
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensor table entry ${i} must have exactly name, offset, length`,
+      );
     }
-    if (typeof e.name !== 'string') throw new CheckpointError('bad_tensor_table', `tensor table entry ${i}: name is not a string`);
+    if (typeof e.name !== 'string')
+      throw new CheckpointError('bad_tensor_table', `tensor table entry ${i}: name is not a string`);
     if (!isCount(e.offset) || !isCount(e.length)) {
-      throw new CheckpointError('bad_tensor_table', `tensor "${e.name}": offset and length must be non-negative integers`);
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensor "${e.name}": offset and length must be non-negative integers`,
+      );
     }
   });
   return record as unknown as Header;
@@ -234,11 +287,19 @@ function checkHeaderShape(value: unknown): Header {
 function checkTensorTable(table: TensorEntry[], payloadBytes: number): void {
   const seen = new Set<string>();
   for (const { name, offset, length } of table) {
-    if (seen.has(name)) throw new CheckpointError('bad_tensor_table', `tensor "${name}" appears twice in the tensor table`);
+    if (seen.has(name))
+      throw new CheckpointError('bad_tensor_table', `tensor "${name}" appears twice in the tensor table`);
     seen.add(name);
-    if (offset % 4 !== 0) throw new CheckpointError('bad_tensor_table', `tensor "${name}": offset ${offset} is not 4-byte aligned`);
+    if (offset % 4 !== 0)
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensor "${name}": offset ${offset} is not 4-byte aligned`,
+      );
     if (offset + length * 4 > payloadBytes) {
-      throw new CheckpointError('bad_tensor_table', `tensor "${name}" out of range: bytes ${offset}..${offset + length * 4} but the payload has ${payloadBytes}`);
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensor "${name}" out of range: bytes ${offset}..${offset + length * 4} but the payload has ${payloadBytes}`,
+      );
     }
   }
   const occupied = table.filter((t) => t.length > 0).sort((a, b) => a.offset - b.offset);
@@ -246,28 +307,43 @@ function checkTensorTable(table: TensorEntry[], payloadBytes: number): void {
     const prev = occupied[i - 1];
     const cur = occupied[i];
     if (prev.offset + prev.length * 4 > cur.offset) {
-      throw new CheckpointError('bad_tensor_table', `tensors "${prev.name}" and "${cur.name}" overlap at payload offset ${cur.offset}`);
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensors "${prev.name}" and "${cur.name}" overlap at payload offset ${cur.offset}`,
+      );
     }
   }
 }
 
-/** JSON.stringify and canonicalJson recurse: a header nested thousands deep overflows the stack, which is a bad header, not a crash. */
+/**
+ * JSON.stringify and canonicalJson recurse: a header nested thousands deep overflows the stack, which is a
+ * bad header, not a crash.
+ */
 function notTooDeep<T>(work: () => T): T {
   try {
     return work();
   } catch (cause) {
-    if (cause instanceof RangeError) throw new CheckpointError('bad_header', 'header JSON is nested too deeply', { cause });
+    if (cause instanceof RangeError)
+      throw new CheckpointError('bad_header', 'header JSON is nested too deeply', { cause });
     throw cause;
   }
 }
 
 function headerText(meta: unknown, tensors: TensorEntry[], payloadBytes: number, sha256: string): string {
   // Key order here is the order decodeCheckpoint's canonical-form check expects.
-  return JSON.stringify({ meta, tensors: tensors.map(({ name, offset, length }) => ({ name, offset, length })), payloadBytes, sha256 });
+  return JSON.stringify({
+    meta,
+    tensors: tensors.map(({ name, offset, length }) => ({ name, offset, length })),
+    payloadBytes,
+    sha256,
+  });
 }
 
 function digest(meta: unknown, tensors: TensorEntry[], payloadBytes: number, payload: Uint8Array): string {
-  return createHash('sha256').update(canonicalJson({ meta, tensors, payloadBytes }), 'utf8').update(payload).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson({ meta, tensors, payloadBytes }), 'utf8')
+    .update(payload)
+    .digest('hex');
 }
 
 /** JSON with object keys sorted at every level; `value` must already be a plain JSON value. */
@@ -287,9 +363,12 @@ function toJsonValue(meta: unknown): unknown {
   try {
     text = JSON.stringify(meta === undefined ? null : meta);
   } catch (cause) {
-    throw new CheckpointError('invalid_input', `meta is not JSON-serializable: ${errorMessage(cause)}`, { cause });
+    throw new CheckpointError('invalid_input', `meta is not JSON-serializable: ${errorMessage(cause)}`, {
+      cause,
+    });
   }
-  if (text === undefined) throw new CheckpointError('invalid_input', `meta is not JSON-serializable (a ${typeof meta})`);
+  if (text === undefined)
+    throw new CheckpointError('invalid_input', `meta is not JSON-serializable (a ${typeof meta})`);
   return JSON.parse(text);
 }
 

@@ -93,7 +93,9 @@ export async function saveCheckpoint(
     }
     await syncDirectory(dir);
   } catch (error) {
-    throw new CheckpointError('io', `cannot write checkpoint ${path}: ${errorMessage(error)}`, { cause: error });
+    throw new CheckpointError('io', `cannot write checkpoint ${path}: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
 
   const others = (await listCheckpoints(dir)).filter((entry) => entry.path !== path);
@@ -101,13 +103,16 @@ export async function saveCheckpoint(
     try {
       await unlink(old.path);
     } catch (error) {
-      if (errorCode(error) !== 'ENOENT') log?.warn({ path: old.path, err: error }, 'could not delete old checkpoint');
+      if (errorCode(error) !== 'ENOENT')
+        log?.warn({ path: old.path, err: error }, 'could not delete old checkpoint');
     }
   }
   return path;
 }
 
-/** The checkpoints in `dir`, newest (highest step) first; [] when `dir` does not exist or is not a directory. */
+/**
+ * The checkpoints in `dir`, newest (highest step) first; [] when `dir` does not exist or is not a directory.
+ */
 export async function listCheckpoints(dir: string): Promise<CheckpointEntry[]> {
   let names: string[];
   try {
@@ -116,7 +121,9 @@ export async function listCheckpoints(dir: string): Promise<CheckpointEntry[]> {
   } catch (error) {
     const code = errorCode(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw new CheckpointError('io', `cannot list checkpoints in ${dir}: ${errorMessage(error)}`, { cause: error });
+    throw new CheckpointError('io', `cannot list checkpoints in ${dir}: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
   const found: (CheckpointEntry & { name: string })[] = [];
   for (const name of names) {
@@ -133,14 +140,18 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   try {
     bytes = await readFile(path);
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') throw new CheckpointError('not_found', `checkpoint ${path} does not exist`, { cause: error });
-    throw new CheckpointError('io', `cannot read checkpoint ${path}: ${errorMessage(error)}`, { cause: error });
+    if (errorCode(error) === 'ENOENT')
+      throw new CheckpointError('not_found', `checkpoint ${path} does not exist`, { cause: error });
+    throw new CheckpointError('io', `cannot read checkpoint ${path}: ${errorMessage(error)}`, {
+      cause: error,
+    });
   }
   try {
     const { meta, tensors } = decodeCheckpoint(bytes);
     return { path, step: stepFromName(basename(path)), meta, tensors };
   } catch (error) {
-    if (error instanceof CheckpointError) throw new CheckpointError(error.code, `${path}: ${error.message}`, { cause: error });
+    if (error instanceof CheckpointError)
+      throw new CheckpointError(error.code, `${path}: ${error.message}`, { cause: error });
     throw error;
   }
 }
@@ -152,7 +163,8 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
  */
 export async function loadLatestCheckpoint(dir: string, log?: Logger): Promise<LatestCheckpoint> {
   const entries = await listCheckpoints(dir);
-  if (entries.length === 0) throw new CheckpointError('not_found', `no checkpoint in ${dir}: ${await whyEmpty(dir)}`);
+  if (entries.length === 0)
+    throw new CheckpointError('not_found', `no checkpoint in ${dir}: ${await whyEmpty(dir)}`);
 
   const skipped: SkippedCheckpoint[] = [];
   for (const { path } of entries) {
@@ -166,7 +178,10 @@ export async function loadLatestCheckpoint(dir: string, log?: Logger): Promise<L
     }
   }
   const reasons = skipped.map((s) => s.error.message).join('; ');
-  throw new CheckpointError('no_valid_checkpoint', `no valid checkpoint in ${dir}: all ${skipped.length} failed to load (${reasons})`);
+  throw new CheckpointError(
+    'no_valid_checkpoint',
+    `no valid checkpoint in ${dir}: all ${skipped.length} failed to load (${reasons})`,
+  );
 }
 
 /**
@@ -180,7 +195,11 @@ export async function resolveCheckpoint(pathOrDir: string, log?: Logger): Promis
     isDirectory = (await stat(pathOrDir)).isDirectory();
   } catch (error) {
     if (errorCode(error) === 'ENOENT') {
-      throw new CheckpointError('not_found', `${pathOrDir} does not exist (expected a checkpoint directory or a .gfck file)`, { cause: error });
+      throw new CheckpointError(
+        'not_found',
+        `${pathOrDir} does not exist (expected a checkpoint directory or a .gfck file)`,
+        { cause: error },
+      );
     }
     throw new CheckpointError('io', `cannot access ${pathOrDir}: ${errorMessage(error)}`, { cause: error });
   }
@@ -221,7 +240,9 @@ async function whyEmpty(dir: string): Promise<string> {
 }
 
 function errorCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error
+    ? String((error as { code: unknown }).code)
+    : undefined;
 }
 
 function errorMessage(error: unknown): string {

@@ -19,7 +19,11 @@ export interface Clipped {
  * gradients and stay as they are. Each value is one float64 product rounded to float32, so the
  * result depends only on the input bits.
  */
-export function clipGradientNorm(gradient: Float32Array, trainable: readonly ParamSlice[], maxNorm: number): Clipped {
+export function clipGradientNorm(
+  gradient: Float32Array,
+  trainable: readonly ParamSlice[],
+  maxNorm: number,
+): Clipped {
   const norm = gradientNorm(gradient, trainable);
   if (!(norm > maxNorm)) return { norm, scale: 1 };
   const scale = maxNorm / norm;

@@ -16,7 +16,15 @@ import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 import { trainableRanges } from '../training/optimizer/apply-update.js';
 import { nodeRange } from '../training/parallel/reduction-tree.js';
-import { type BatchGeometry, type StepBatch, type StepPosition, geometryOf, positionOf, stepBatch, stepsPerEpoch } from '../training/parallel/step-plan.js';
+import {
+  type BatchGeometry,
+  type StepBatch,
+  type StepPosition,
+  geometryOf,
+  positionOf,
+  stepBatch,
+  stepsPerEpoch,
+} from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
@@ -49,7 +57,10 @@ export interface CoordinatorOptions {
   pool: WorkerPool;
   outDir: string;
   minWorkers: number;
-  /** Workers to wait for before the first step, if more than minWorkers; after graceMs it starts with minWorkers. */
+  /**
+   * Workers to wait for before the first step, if more than minWorkers; after graceMs it starts with
+   * minWorkers.
+   */
   startWorkers?: { count: number; graceMs: number };
   /** A worker that has not delivered its share this long after it was assigned loses it for the step. */
   stepDeadlineMs: number;
@@ -104,7 +115,10 @@ interface ActiveWork {
   excluded: ReadonlySet<string>;
   /** Per worker: ranges it owes whose assignment waits until it confirms it holds the current weights. */
   waiting: Map<string, ItemRange[]>;
-  /** Per worker with work in hand, on this coordinator's clock from the assignment (sent only once it held the weights, so no transfer wait is in it). */
+  /**
+   * Per worker with work in hand, on this coordinator's clock from the assignment (sent only once it held the
+   * weights, so no transfer wait is in it).
+   */
   shares: ShareTimer;
   send(session: WorkerSession, range: ItemRange): void;
   /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
@@ -121,7 +135,14 @@ export class Coordinator {
   private readonly reducer: GradientReducer;
   private evalRound = 0;
   private readonly geometry: BatchGeometry;
-  private readonly phases: PhaseTotals = { steps: 0, gather: 0, compute: 0, reduce: 0, optimizer: 0, broadcast: 0 };
+  private readonly phases: PhaseTotals = {
+    steps: 0,
+    gather: 0,
+    compute: 0,
+    reduce: 0,
+    optimizer: 0,
+    broadcast: 0,
+  };
   private readonly microBatchesBy = new Map<string, number>();
   private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
@@ -142,10 +163,19 @@ export class Coordinator {
     this.trainable = trainableRanges(o.layout);
     this.ledger = new SampleLedger(o.train.count);
     if (o.shards !== undefined) {
-      if (o.state.config.maxGradNorm != null) throw new Error('--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet');
-      if (o.outlierFactor !== undefined) throw new Error('--outlier-factor rechecks whole nodes on the coordinator: it does not combine with --shards yet');
+      if (o.state.config.maxGradNorm != null)
+        throw new Error(
+          '--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet',
+        );
+      if (o.outlierFactor !== undefined)
+        throw new Error(
+          '--outlier-factor rechecks whole nodes on the coordinator: it does not combine with --shards yet',
+        );
       this.shards = new ShardSet({
-        count: o.shards, state: o.state, pool: o.pool, log: o.log,
+        count: o.shards,
+        state: o.state,
+        pool: o.pool,
+        log: o.log,
         verdict: (shard, v) => this.onSliceVerdict(shard, v),
         connected: (n) => o.hooks?.shardsConnected?.(n),
         lost: (id, reason) => this.onShardLost(id, reason),
@@ -153,10 +183,20 @@ export class Coordinator {
       this.reducer = new ShardedReducer(o.state, this.shards, (reports) => {
         o.hooks?.shardsReduced?.(reports);
         // A shard's round trip is its reduce, Adam and publish plus the hops: slow ones hold every step back.
-        this.watchStragglers(this.shardStragglers, new Map(reports.map((r) => [r.shard, 1 / Math.max(1e-4, r.roundTripSeconds)])), 'shard reducer', 'reduces/s');
+        this.watchStragglers(
+          this.shardStragglers,
+          new Map(reports.map((r) => [r.shard, 1 / Math.max(1e-4, r.roundTripSeconds)])),
+          'shard reducer',
+          'reduces/s',
+        );
       });
     } else {
-      this.reducer = new InProcessReducer(o.state, o.layout, this.trainable, new WeightsBroadcast(o.state, o.state.config.wire));
+      this.reducer = new InProcessReducer(
+        o.state,
+        o.layout,
+        this.trainable,
+        new WeightsBroadcast(o.state, o.state.config.wire),
+      );
     }
     const shards = this.shards;
     o.pool.setEvents({
@@ -172,7 +212,9 @@ export class Coordinator {
     });
   }
 
-  /** Resolves once every shard reducer holds its slice and workers may join (at once when the run has none). */
+  /**
+   * Resolves once every shard reducer holds its slice and workers may join (at once when the run has none).
+   */
   shardsServing(): Promise<void> {
     return this.shards?.ready() ?? Promise.resolve();
   }
@@ -188,15 +230,30 @@ export class Coordinator {
   async run(): Promise<RunOutcome> {
     const { state, log } = this.o;
     const { config } = state;
-    const finished = () => positionOf(this.geometry, state.step).epoch >= config.epochs || (config.maxSteps !== null && state.step >= config.maxSteps);
+    const finished = () =>
+      positionOf(this.geometry, state.step).epoch >= config.epochs ||
+      (config.maxSteps !== null && state.step >= config.maxSteps);
     if (finished()) {
       log.info({ step: state.step }, `the run is already finished (step ${state.step}): nothing to do`);
-      return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'finished' });
+      return this.outcome({
+        stepsRun: 0,
+        samplesRun: 0,
+        trainSeconds: 0,
+        evaluation: null,
+        stopped: 'finished',
+      });
     }
     if (this.shards) {
       log.info({ shards: this.shards.count }, `waiting for ${this.shards.count} shard reducer(s)`);
       await Promise.race([this.shards.ready(), this.stopWaiting()]);
-      if (this.stopRequested) return this.outcome({ stepsRun: 0, samplesRun: 0, trainSeconds: 0, evaluation: null, stopped: 'interrupted' });
+      if (this.stopRequested)
+        return this.outcome({
+          stepsRun: 0,
+          samplesRun: 0,
+          trainSeconds: 0,
+          evaluation: null,
+          stopped: 'interrupted',
+        });
     }
     await this.waitToStart();
     const started = performance.now();
@@ -207,10 +264,12 @@ export class Coordinator {
     const perEpoch = stepsPerEpoch(this.geometry);
     const first = positionOf(this.geometry, state.step);
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
-    // A sharded run can lose a shard's slice of the Adam state: it needs a checkpoint to roll back to from the start.
+    // A sharded run can lose a shard's slice of the Adam state: it needs a checkpoint to roll back to from
+    // the start.
     if (this.shards && this.lastCheckpoint?.step !== state.step) await this.checkpoint();
     let stopped: RunOutcome['stopped'];
-    // The final evaluation and checkpoint need every shard too: one lost there rolls back, and training resumes.
+    // The final evaluation and checkpoint need every shard too: one lost there rolls back, and training
+    // resumes.
     for (;;) {
       while (!this.stopRequested && !finished()) {
         await this.waitWhilePaused();
@@ -226,8 +285,10 @@ export class Coordinator {
             await this.checkpoint();
             await writeCurves(this.o.outDir, state);
           } else {
-            if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0) await this.checkpoint();
-            if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0) await writeCurves(this.o.outDir, state);
+            if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0)
+              await this.checkpoint();
+            if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0)
+              await writeCurves(this.o.outDir, state);
           }
         } catch (err) {
           if (!(err instanceof ShardLostError)) throw err;
@@ -242,20 +303,35 @@ export class Coordinator {
       } catch (err) {
         if (!(err instanceof ShardLostError)) throw err;
         samplesRun -= await this.rollBack(err);
-        // Stopped while waiting for a replacement: the newest checkpoint, just restored, is where the run stands.
+        // Stopped while waiting for a replacement: the newest checkpoint, just restored, is where the run
+        // stands.
         if (this.stopRequested) {
           stopped = 'interrupted';
           break;
         }
       }
     }
-    return this.outcome({ stepsRun: state.step - startStep, samplesRun, trainSeconds: (performance.now() - started) / 1000, evaluation, stopped });
+    return this.outcome({
+      stepsRun: state.step - startStep,
+      samplesRun,
+      trainSeconds: (performance.now() - started) / 1000,
+      evaluation,
+      stopped,
+    });
   }
 
-  private outcome(o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>): RunOutcome {
+  private outcome(
+    o: Pick<RunOutcome, 'stepsRun' | 'samplesRun' | 'trainSeconds' | 'evaluation' | 'stopped'>,
+  ): RunOutcome {
     return {
-      ...o, state: this.o.state, checkpoint: this.lastCheckpoint?.path ?? null, phases: { ...this.phases },
-      microBatchesBy: this.microBatchesBy, workerBackends: this.workerBackends, accounting: { ...this.ledger.totals }, replayedSteps: this.replayedSteps,
+      ...o,
+      state: this.o.state,
+      checkpoint: this.lastCheckpoint?.path ?? null,
+      phases: { ...this.phases },
+      microBatchesBy: this.microBatchesBy,
+      workerBackends: this.workerBackends,
+      accounting: { ...this.ledger.totals },
+      replayedSteps: this.replayedSteps,
       shards: this.shards?.count ?? 1,
     };
   }
@@ -271,8 +347,10 @@ export class Coordinator {
     const shards = this.shards!;
     const { state: saved, path } = await loadRunState(outDir, log);
     const undone = state.step - saved.step;
-    log.error({ reason: err.message, from_step: state.step, to_step: saved.step, checkpoint: path },
-      `${err.message}: rolling back to step ${saved.step} (${path}) and replaying ${undone} step(s) once every slice is served again`);
+    log.error(
+      { reason: err.message, from_step: state.step, to_step: saved.step, checkpoint: path },
+      `${err.message}: rolling back to step ${saved.step} (${path}) and replaying ${undone} step(s) once every slice is served again`,
+    );
     const { config } = state;
     Object.assign(state, saved, { config });
     this.pending = [];
@@ -282,9 +360,11 @@ export class Coordinator {
     this.o.hooks?.rolledBack?.(undone);
     shards.reloadAll();
     await Promise.race([shards.ready(), this.stopWaiting()]);
-    if (!this.stopRequested) log.info({ step: state.step }, `every slice is served again: replaying from step ${state.step}`);
+    if (!this.stopRequested)
+      log.info({ step: state.step }, `every slice is served again: replaying from step ${state.step}`);
     let samples = 0;
-    for (let s = saved.step; s < saved.step + undone; s++) samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
+    for (let s = saved.step; s < saved.step + undone; s++)
+      samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
     return samples;
   }
 
@@ -296,7 +376,10 @@ export class Coordinator {
     work.abort(new ShardLostError(`shard reducer ${id} left: ${reason}`));
   }
 
-  /** Before the first step: the workers asked for (all of train's local ones), or --min-workers once their grace is over. */
+  /**
+   * Before the first step: the workers asked for (all of train's local ones), or --min-workers once their
+   * grace is over.
+   */
   private async waitToStart(): Promise<void> {
     const { pool, minWorkers, log } = this.o;
     const start = this.o.startWorkers;
@@ -304,25 +387,36 @@ export class Coordinator {
     if (pool.ready().length >= wanted) return;
     log.info({ workers: wanted, min_workers: minWorkers }, `waiting for ${wanted} worker(s)`);
     let graceTimer: NodeJS.Timeout | undefined;
-    const graceOver = start && wanted > minWorkers
-      ? new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, start.graceMs))).then(() => {
-        log.warn({ ready: pool.ready().length, wanted }, `${pool.ready().length} of ${wanted} workers ready after ${start.graceMs / 1000} s: starting with at least ${minWorkers}`);
-        return pool.waitForReady(minWorkers);
-      })
-      : new Promise<void>(() => {});
-    await Promise.race([pool.waitForReady(wanted), graceOver, this.stopWaiting()]).finally(() => clearTimeout(graceTimer));
+    const graceOver =
+      start && wanted > minWorkers
+        ? new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, start.graceMs))).then(() => {
+            log.warn(
+              { ready: pool.ready().length, wanted },
+              `${pool.ready().length} of ${wanted} workers ready after ${start.graceMs / 1000} s: starting with at least ${minWorkers}`,
+            );
+            return pool.waitForReady(minWorkers);
+          })
+        : new Promise<void>(() => {});
+    await Promise.race([pool.waitForReady(wanted), graceOver, this.stopWaiting()]).finally(() =>
+      clearTimeout(graceTimer),
+    );
   }
 
   /** Between steps: paused, and saying so, while fewer than --min-workers are ready. */
   private async waitWhilePaused(): Promise<void> {
     const { pool, minWorkers, log, hooks } = this.o;
     if (pool.ready().length >= minWorkers) return;
-    log.warn({ ready: pool.ready().length, min_workers: minWorkers, step: this.o.state.step },
-      `paused at step ${this.o.state.step}: ${pool.ready().length} of ${minWorkers} workers ready; waiting for more to join`);
+    log.warn(
+      { ready: pool.ready().length, min_workers: minWorkers, step: this.o.state.step },
+      `paused at step ${this.o.state.step}: ${pool.ready().length} of ${minWorkers} workers ready; waiting for more to join`,
+    );
     hooks?.paused?.(true);
     await Promise.race([pool.waitForReady(minWorkers), this.stopWaiting()]);
     if (this.stopRequested) return;
-    log.info({ ready: pool.ready().length, step: this.o.state.step }, `resumed with ${pool.ready().length} workers`);
+    log.info(
+      { ready: pool.ready().length, step: this.o.state.step },
+      `resumed with ${pool.ready().length} workers`,
+    );
     hooks?.paused?.(false);
   }
 
@@ -336,15 +430,26 @@ export class Coordinator {
 
   private closeLedger(epoch: number): void {
     const missing = this.ledger.close();
-    if (missing > 0) this.o.log.error({ epoch: epoch + 1, missing }, `epoch ${epoch + 1} closed with ${missing} samples never trained on`);
+    if (missing > 0)
+      this.o.log.error(
+        { epoch: epoch + 1, missing },
+        `epoch ${epoch + 1} closed with ${missing} samples never trained on`,
+      );
   }
 
   /** Sends a worker micro-batches [first, end) of the step. */
   private assignFor(position: StepPosition, batch: StepBatch): ActiveWork['send'] {
-    return (s, r) => s.channel.send({
-      type: 'assign', step: position.step, epoch: position.epoch, batchStart: batch.batchStart, batchSamples: batch.samples,
-      weightsVersion: this.o.state.step, first: r.first, count: r.end - r.first,
-    });
+    return (s, r) =>
+      s.channel.send({
+        type: 'assign',
+        step: position.step,
+        epoch: position.epoch,
+        batchStart: batch.batchStart,
+        batchSamples: batch.samples,
+        weightsVersion: this.o.state.step,
+        first: r.first,
+        count: r.end - r.first,
+      });
   }
 
   /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
@@ -369,22 +474,43 @@ export class Coordinator {
     acc.correct += update.correct;
     acc.samples += update.samples;
     state.stepLosses.push(update.loss);
-    const workerSpeeds = new Map(pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])));
-    for (const [id, count] of gather.microBatchesBy) this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
+    const workerSpeeds = new Map(
+      pool.ready().flatMap((w) => (w.speed === undefined ? [] : [[w.id, w.speed] as const])),
+    );
+    for (const [id, count] of gather.microBatchesBy)
+      this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
     this.watchStragglers(this.stragglers, workerSpeeds, 'worker', 'micro-batches/s');
     const report = stepReport({
-      position, stepsPerEpoch: stepsPerEpoch(this.geometry), epochSamples: this.geometry.trainCount, gather, update, startedAt, gatheredAt, workerSpeeds,
+      position,
+      stepsPerEpoch: stepsPerEpoch(this.geometry),
+      epochSamples: this.geometry.trainCount,
+      gather,
+      update,
+      startedAt,
+      gatheredAt,
+      workerSpeeds,
     });
     addPhases(this.phases, report);
     this.o.hooks?.step?.(report);
     return batch.samples;
   }
 
-  /** A node checked by the step's gather (and, sharded, its gate); an accepted one is entered in the sample ledger. */
-  private acceptContribution(gather: StepGather, session: WorkerSession, message: MessageOf<'contribution'>, payload: Float32Array): Verdict {
+  /**
+   * A node checked by the step's gather (and, sharded, its gate); an accepted one is entered in the sample
+   * ledger.
+   */
+  private acceptContribution(
+    gather: StepGather,
+    session: WorkerSession,
+    message: MessageOf<'contribution'>,
+    payload: Float32Array,
+  ): Verdict {
     const gate = this.gate?.gather === gather ? this.gate : undefined;
-    return this.recorded(gather, gate ? gate.header(session, message, payload) : gather.accept(session.id, message, payload));
+    return this.recorded(
+      gather,
+      gate ? gate.header(session, message, payload) : gather.accept(session.id, message, payload),
+    );
   }
 
   private recorded(gather: StepGather, verdict: Verdict): Verdict {
@@ -405,13 +531,20 @@ export class Coordinator {
     this.conclude(work, concluded.session, concluded.message, this.recorded(gate.gather, concluded.verdict));
   }
 
-  private watchStragglers(watch: StragglerWatch, speeds: Map<string, number>, who: 'worker' | 'shard reducer', unit: string): void {
+  private watchStragglers(
+    watch: StragglerWatch,
+    speeds: Map<string, number>,
+    who: 'worker' | 'shard reducer',
+    unit: string,
+  ): void {
     const { flagged, cleared, median } = watch.observe(speeds);
     const key = who === 'worker' ? 'worker' : 'shard';
     const consequence = who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
     for (const id of flagged) {
-      this.o.log.warn({ [key]: id, speed: speeds.get(id), median_speed: median },
-        `${who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${unit} against a median of ${median.toFixed(1)}; ${consequence}`);
+      this.o.log.warn(
+        { [key]: id, speed: speeds.get(id), median_speed: median },
+        `${who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${unit} against a median of ${median.toFixed(1)}; ${consequence}`,
+      );
       this.o.hooks?.straggler?.(id, true);
     }
     for (const id of cleared) {
@@ -433,19 +566,31 @@ export class Coordinator {
       const range = nodeRange(suspect.node, batch.microBatches);
       const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
       if (!pool.ready().some((s) => s.id !== suspect.workerId)) {
-        log.warn({ worker: suspect.workerId, step: position.step }, `${about} is an outlier, but no other worker can recompute it: kept`);
+        log.warn(
+          { worker: suspect.workerId, step: position.step },
+          `${about} is an outlier, but no other worker can recompute it: kept`,
+        );
         this.o.hooks?.outlier?.('unverified', suspect.workerId);
         continue;
       }
       const recheck = new StepGather(position, batch, this.geometry, layout.size, range);
-      await this.runWork({
-        kind: 'contribution', tracker: recheck.tracker, excluded: new Set([suspect.workerId]),
-        accept: (s, m, p) => (m.type === 'contribution' ? recheck.accept(s.id, m, p) : undefined), send: this.assignFor(position, batch),
-      }, [range]);
+      await this.runWork(
+        {
+          kind: 'contribution',
+          tracker: recheck.tracker,
+          excluded: new Set([suspect.workerId]),
+          accept: (s, m, p) => (m.type === 'contribution' ? recheck.accept(s.id, m, p) : undefined),
+          send: this.assignFor(position, batch),
+        },
+        [range],
+      );
       const again = recheck.reduceTo(suspect.node);
       const agreement = nodesAgree(gather.valuesOf(suspect.key)!, again.values);
       if (agreement.agree) {
-        log.info({ worker: suspect.workerId, step: position.step, identical: agreement.identical }, `${about} is an outlier, confirmed by another worker: kept`);
+        log.info(
+          { worker: suspect.workerId, step: position.step, identical: agreement.identical },
+          `${about} is an outlier, confirmed by another worker: kept`,
+        );
         this.o.hooks?.outlier?.('confirmed', suspect.workerId);
         continue;
       }
@@ -472,7 +617,14 @@ export class Coordinator {
       accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : undefined),
       // assign() has made sure the worker holds the current weights.
       send: (s, r) => {
-        s.channel.send({ type: 'evaluate', round, weightsVersion: state.step, chunkSize: gather.chunkSize, first: r.first, count: r.end - r.first });
+        s.channel.send({
+          type: 'evaluate',
+          round,
+          weightsVersion: state.step,
+          chunkSize: gather.chunkSize,
+          first: r.first,
+          count: r.end - r.first,
+        });
       },
     });
     return gather.result();
@@ -482,12 +634,20 @@ export class Coordinator {
     const { state, log } = this.o;
     const acc = state.epochAccumulator;
     const summary: EpochSummary = {
-      epoch: epoch + 1, step: state.step, trainLoss: acc.lossSum / acc.samples, trainAccuracy: acc.correct / acc.samples,
-      testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, wallSeconds,
+      epoch: epoch + 1,
+      step: state.step,
+      trainLoss: acc.lossSum / acc.samples,
+      trainAccuracy: acc.correct / acc.samples,
+      testLoss: evaluation.loss,
+      testAccuracy: evaluation.accuracy,
+      wallSeconds,
     };
     state.history.push(summary);
     state.epochAccumulator = emptyAccumulator();
-    log.info({ ...summary }, `epoch ${summary.epoch}: train loss ${summary.trainLoss.toFixed(4)}, test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`);
+    log.info(
+      { ...summary },
+      `epoch ${summary.epoch}: train loss ${summary.trainLoss.toFixed(4)}, test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`,
+    );
     this.o.hooks?.epoch?.(summary, evaluation);
   }
 
@@ -496,7 +656,10 @@ export class Coordinator {
     await this.reducer.sync();
     const { meta, tensors } = stateToCheckpoint(this.o.state);
     const { step } = this.o.state;
-    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, step, meta, tensors, { keep: 3, log: this.o.log });
+    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, step, meta, tensors, {
+      keep: 3,
+      log: this.o.log,
+    });
     this.lastCheckpoint = { step, path };
     if (this.shards) this.ledgerAtCheckpoint = this.ledger.copy();
     this.o.log.info({ path, step }, `checkpoint written: ${path}`);
@@ -505,13 +668,27 @@ export class Coordinator {
 
   /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
   private runWork(
-    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'shares'> & { excluded?: ReadonlySet<string> },
+    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'shares'> & {
+      excluded?: ReadonlySet<string>;
+    },
     ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
   ): Promise<void> {
     const deadline = this.o.stepDeadlineMs;
     return new Promise<void>((resolve, reject) => {
-      this.active = { excluded: new Set(), ...work, assignedAt: new Map(), late: new Set(), waiting: new Map(), shares: new ShareTimer(), done: resolve, abort: reject };
-      this.deadlineTimer = setInterval(() => this.enforceDeadline(), Math.max(10, Math.min(1000, deadline / 4)));
+      this.active = {
+        excluded: new Set(),
+        ...work,
+        assignedAt: new Map(),
+        late: new Set(),
+        waiting: new Map(),
+        shares: new ShareTimer(),
+        done: resolve,
+        abort: reject,
+      };
+      this.deadlineTimer = setInterval(
+        () => this.enforceDeadline(),
+        Math.max(10, Math.min(1000, deadline / 4)),
+      );
       this.dispatch(ranges);
     }).finally(() => clearInterval(this.deadlineTimer));
   }
@@ -549,15 +726,18 @@ export class Coordinator {
     const ready = this.o.pool.ready();
     for (const session of ready) {
       const at = work.assignedAt.get(session.id);
-      if (at === undefined || now - at < this.o.stepDeadlineMs || !work.tracker.owesAnything(session.id)) continue;
+      if (at === undefined || now - at < this.o.stepDeadlineMs || !work.tracker.owesAnything(session.id))
+        continue;
       // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.tracker.release(session.id);
       work.assignedAt.delete(session.id);
       work.waiting.delete(session.id);
       work.late.add(session.id);
-      this.o.log.warn({ worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
-        `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`);
+      this.o.log.warn(
+        { worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
+        `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
+      );
       this.o.hooks?.deadlineMissed?.(session);
       this.dispatch(orphaned);
     }
@@ -577,7 +757,11 @@ export class Coordinator {
     if (onTime.length === 0) work.late.clear();
     const eligible = onTime.length > 0 ? onTime : ready;
     const byId = new Map(eligible.map((s) => [s.id, s]));
-    const speeds = eligible.map((s) => ({ id: s.id, speed: s.speed ?? 1, probe: s.idleSteps >= PROBE_AFTER_IDLE_STEPS }));
+    const speeds = eligible.map((s) => ({
+      id: s.id,
+      speed: s.speed ?? 1,
+      probe: s.idleSteps >= PROBE_AFTER_IDLE_STEPS,
+    }));
     const now = performance.now();
     for (const range of ranges) {
       for (const block of splitRange(range.first, range.end, speeds)) {
@@ -591,7 +775,10 @@ export class Coordinator {
   }
 
   private onReady(session: WorkerSession): void {
-    this.workerBackends.set(session.id, { backend: session.backend, ...(session.adapter && { adapter: session.adapter }) });
+    this.workerBackends.set(session.id, {
+      backend: session.backend,
+      ...(session.adapter && { adapter: session.adapter }),
+    });
     this.o.hooks?.workerReady?.(session);
     this.reducer.ensureWeights(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
@@ -603,7 +790,10 @@ export class Coordinator {
     this.forget(this.active, session.id);
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {
-      this.o.log.warn({ worker: session.id, ranges: orphaned }, `reassigning the work of lost worker ${session.id}`);
+      this.o.log.warn(
+        { worker: session.id, ranges: orphaned },
+        `reassigning the work of lost worker ${session.id}`,
+      );
       this.dispatch(orphaned);
     }
   }
@@ -614,25 +804,37 @@ export class Coordinator {
    * take most of every step; it cannot make a result arrive sooner than it computed it.
    */
   private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
-    const share = work.shares.result(session.id, microBatches, work.tracker.owesAnything(session.id), performance.now());
+    const share = work.shares.result(
+      session.id,
+      microBatches,
+      work.tracker.owesAnything(session.id),
+      performance.now(),
+    );
     if (share) session.speed = updateSpeed(session.speed, share.items, share.seconds);
   }
 
   private onResult(session: WorkerSession, message: ResultMessage, payload: Float32Array): void {
     const work = this.active;
-    const stale = () => session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
+    const stale = () =>
+      session.channel.reject('stale_result', `${message.type} arrived when none was expected`);
     if (!work || work.kind !== message.type) return stale();
     if (work.late.has(session.id)) {
       // Still a measurement: without it a worker that is always late keeps a fast estimate and a big share.
       if (message.type === 'contribution') this.measureSpeed(work, session, 2 ** message.level);
-      return session.channel.reject('late_result', `${message.type} from ${session.id} after it missed the deadline: already reassigned`);
+      return session.channel.reject(
+        'late_result',
+        `${message.type} from ${session.id} after it missed the deadline: already reassigned`,
+      );
     }
     const verdict = work.accept(session, message, payload);
     if (!verdict) return stale();
     this.conclude(work, session, message, verdict);
   }
 
-  /** A result's verdict taken: refused and reassigned, or counted (the unit ends with its last result); pending: later. */
+  /**
+   * A result's verdict taken: refused and reassigned, or counted (the unit ends with its last result);
+   * pending: later.
+   */
   private conclude(work: ActiveWork, session: WorkerSession, message: ResultMessage, verdict: Verdict): void {
     if (verdict.ok === 'pending') return;
     if (!verdict.ok) {

@@ -13,7 +13,12 @@ export class EvalGather {
   private readonly lossSums: Float64Array;
   readonly predictions: Uint8Array;
 
-  constructor(readonly round: number, private readonly labels: Uint8Array, readonly chunkSize: number, private readonly classes: number) {
+  constructor(
+    readonly round: number,
+    private readonly labels: Uint8Array,
+    readonly chunkSize: number,
+    private readonly classes: number,
+  ) {
     this.tracker = new WorkTracker(Math.ceil(labels.length / chunkSize));
     this.lossSums = new Float64Array(this.tracker.items);
     this.predictions = new Uint8Array(labels.length);
@@ -24,16 +29,36 @@ export class EvalGather {
   }
 
   accept(workerId: string, message: MessageOf<'evaluation'>, payload: Float32Array): Verdict {
-    const refuse = (reason: RejectionReason, detail: string): Verdict => ({ ok: false, reason, detail, reassign: [] });
-    if (message.round !== this.round) return refuse('stale_result', `evaluation round ${message.round} during round ${this.round}`);
+    const refuse = (reason: RejectionReason, detail: string): Verdict => ({
+      ok: false,
+      reason,
+      detail,
+      reassign: [],
+    });
+    if (message.round !== this.round)
+      return refuse('stale_result', `evaluation round ${message.round} during round ${this.round}`);
     const range = { first: message.first, end: message.first + message.count };
-    if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `test chunks [${range.first}, ${range.end}) were not assigned to ${workerId}`);
+    if (!this.tracker.owes(workerId, range))
+      return refuse(
+        'unexpected_message',
+        `test chunks [${range.first}, ${range.end}) were not assigned to ${workerId}`,
+      );
     const samples = this.samplesIn(range.first, range.end);
-    const problem = payload.length !== samples ? `${payload.length} predictions for ${samples} samples`
-      : message.lossSums.length !== message.count ? `${message.lossSums.length} loss sums for ${message.count} chunks`
-        : payload.some((p) => !(Number.isInteger(p) && p >= 0 && p < this.classes)) ? 'a prediction is not a class index' : undefined;
+    const problem =
+      payload.length !== samples
+        ? `${payload.length} predictions for ${samples} samples`
+        : message.lossSums.length !== message.count
+          ? `${message.lossSums.length} loss sums for ${message.count} chunks`
+          : payload.some((p) => !(Number.isInteger(p) && p >= 0 && p < this.classes))
+            ? 'a prediction is not a class index'
+            : undefined;
     if (problem) {
-      return { ok: false, reason: 'invalid_message', detail: problem, reassign: this.tracker.revoke(workerId, range) };
+      return {
+        ok: false,
+        reason: 'invalid_message',
+        detail: problem,
+        reassign: this.tracker.revoke(workerId, range),
+      };
     }
     this.tracker.settle(workerId, range);
     message.lossSums.forEach((l, i) => (this.lossSums[range.first + i] = l));
@@ -48,6 +73,9 @@ export class EvalGather {
   result(): Evaluation {
     const confusion = emptyConfusion(this.classes);
     this.labels.forEach((label, i) => confusion[label][this.predictions[i]]++);
-    return evaluationOf(confusion, this.lossSums.reduce((a, b) => a + b, 0));
+    return evaluationOf(
+      confusion,
+      this.lossSums.reduce((a, b) => a + b, 0),
+    );
   }
 }

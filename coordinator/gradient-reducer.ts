@@ -32,7 +32,10 @@ export interface StepUpdate {
 }
 
 export interface GradientReducer {
-  /** Values each tree node's payload carries to the coordinator: the layout's size, or 0 where shard reducers take them. */
+  /**
+   * Values each tree node's payload carries to the coordinator: the layout's size, or 0 where shard reducers
+   * take them.
+   */
   readonly nodePayloadSize: number;
   /** Every node of the step is in `gather`: reduce, average, step the optimizer, publish to `workers`. */
   apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate>;
@@ -47,9 +50,13 @@ export class InProcessReducer implements GradientReducer {
     return this.layout.size;
   }
 
-  /** `trainable`: the layout's trainable slices (trainableRanges), which Adam, clipping and the norm cover. */
+  /**
+   * `trainable`: the layout's trainable slices (trainableRanges), which Adam, clipping and the norm cover.
+   */
   constructor(
-    private readonly state: RunState, private readonly layout: ParamLayout, private readonly trainable: readonly ParamSlice[],
+    private readonly state: RunState,
+    private readonly layout: ParamLayout,
+    private readonly trainable: readonly ParamSlice[],
     private readonly weights: WeightsBroadcast,
   ) {}
 
@@ -60,13 +67,20 @@ export class InProcessReducer implements GradientReducer {
   /** The state is the reducer's own: always current. */
   async sync(): Promise<void> {}
 
-  async apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate> {
+  async apply(
+    gather: StepGather,
+    position: StepPosition,
+    workers: readonly WorkerSession[],
+  ): Promise<StepUpdate> {
     const { state, layout } = this;
     const t0 = performance.now();
     const root = gather.reduce();
     const { lossSum, correct, samples } = root;
     const average = averageOf(root);
-    const clipped = state.config.maxGradNorm === null ? undefined : clipGradientNorm(average.values, this.trainable, state.config.maxGradNorm);
+    const clipped =
+      state.config.maxGradNorm === null
+        ? undefined
+        : clipGradientNorm(average.values, this.trainable, state.config.maxGradNorm);
     const t1 = performance.now();
     const adam = adamForEpoch(state.config, position.epoch);
     const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
@@ -77,7 +91,12 @@ export class InProcessReducer implements GradientReducer {
     this.weights.publish(workers);
     const t3 = performance.now();
     return {
-      lossSum, correct, samples, loss: average.loss, accuracy: average.accuracy, learningRate: adam.learningRate,
+      lossSum,
+      correct,
+      samples,
+      loss: average.loss,
+      accuracy: average.accuracy,
+      learningRate: adam.learningRate,
       gradientNorm: () => gradientNorm(average.values, this.trainable),
       seconds: { reduce: (t1 - t0) / 1000, optimizer: (t2 - t1) / 1000, broadcast: (t3 - t2) / 1000 },
       clippedFrom: clipped && clipped.scale < 1 ? clipped.norm : undefined,

@@ -25,7 +25,10 @@ export interface StepReport {
   gradientNorm(): number;
   /** Wall seconds of the step, and of each phase of it. */
   seconds: { total: number; gather: number; reduce: number; optimizer: number; broadcast: number };
-  /** Per worker that contributed: wall seconds from the step's start to its last node, and the compute it reported. */
+  /**
+   * Per worker that contributed: wall seconds from the step's start to its last node, and the compute it
+   * reported.
+   */
   workerSeconds: Map<string, number>;
   computeSeconds: Map<string, number>;
   /** Per worker: micro-batches it delivered this step. */
@@ -76,7 +79,10 @@ export interface CoordinatorHooks {
   deadlineMissed?(session: WorkerSession): void;
   /** A worker became, or stopped being, a persistent straggler. */
   straggler?(workerId: string, isStraggler: boolean): void;
-  /** An outlier node was rechecked (--outlier-factor): kept as confirmed, rejected, or kept for want of another worker. */
+  /**
+   * An outlier node was rechecked (--outlier-factor): kept as confirmed, rejected, or kept for want of
+   * another worker.
+   */
   outlier?(verdict: OutlierVerdict, workerId: string): void;
   /** Shard reducers connected changed (sharded runs). */
   shardsConnected?(count: number): void;
@@ -84,7 +90,10 @@ export interface CoordinatorHooks {
   shardsReduced?(reports: ShardReport[]): void;
   /** A shard reducer left; the run rolls back. */
   shardLost?(shardId: string, reason: string): void;
-  /** The run went back to its newest checkpoint (a shard reducer was lost): `steps` steps are undone and will be replayed. */
+  /**
+   * The run went back to its newest checkpoint (a shard reducer was lost): `steps` steps are undone and will
+   * be replayed.
+   */
   rolledBack?(steps: number): void;
 }
 
@@ -92,12 +101,24 @@ export interface CoordinatorHooks {
 export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
   const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
   const each = <K extends keyof CoordinatorHooks>(key: K) =>
-    ((...args: unknown[]) => sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<CoordinatorHooks[K]>;
+    ((...args: unknown[]) =>
+      sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<
+      CoordinatorHooks[K]
+    >;
   return {
-    gathered: each('gathered'), step: each('step'), epoch: each('epoch'), checkpoint: each('checkpoint'), workerReady: each('workerReady'), workerLost: each('workerLost'),
-    paused: each('paused'), deadlineMissed: each('deadlineMissed'), straggler: each('straggler'), outlier: each('outlier'),
-    shardsConnected: each('shardsConnected'), shardsReduced: each('shardsReduced'), shardLost: each('shardLost'),
+    gathered: each('gathered'),
+    step: each('step'),
+    epoch: each('epoch'),
+    checkpoint: each('checkpoint'),
+    workerReady: each('workerReady'),
+    workerLost: each('workerLost'),
+    paused: each('paused'),
+    deadlineMissed: each('deadlineMissed'),
+    straggler: each('straggler'),
+    outlier: each('outlier'),
+    shardsConnected: each('shardsConnected'),
+    shardsReduced: each('shardsReduced'),
+    shardLost: each('shardLost'),
     rolledBack: each('rolledBack'),
   };
 }
-

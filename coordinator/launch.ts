@@ -16,7 +16,14 @@ import { serveMetrics } from '../common/metrics-server.js';
 import { Coordinator, type RunOutcome, type WorkerBackend } from './coordinator.js';
 import { type CoordinatorHooks, combineHooks } from './hooks.js';
 import { CoordinatorMetrics } from './metrics.js';
-import { exportModel, loadRunState, runPaths, writeConfusion, writeCurves, writeSummary } from './run-outputs.js';
+import {
+  exportModel,
+  loadRunState,
+  runPaths,
+  writeConfusion,
+  writeCurves,
+  writeSummary,
+} from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import type { AdmissionLimits } from './admission.js';
@@ -31,7 +38,10 @@ export interface ClusterPolicy {
   secret?: SharedSecret;
   /** Checkpoint every this many steps as well as at each epoch's end (0: epochs only). */
   checkpointEvery: number;
-  /** --outlier-factor: recheck nodes this far above the step's median norm (coordinator/outliers.ts); undefined: off. */
+  /**
+   * --outlier-factor: recheck nodes this far above the step's median norm (coordinator/outliers.ts);
+   * undefined: off.
+   */
   outlierFactor?: number;
 }
 
@@ -41,12 +51,12 @@ export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train
 export type RunStart =
   | { kind: 'fresh'; config: NewRunConfig }
   | {
-    kind: 'resume';
-    from: string;
-    overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>>;
-    /** Refuse to continue a run of another model (--auto-resume, where the command line names one). */
-    expectModel?: string;
-  };
+      kind: 'resume';
+      from: string;
+      overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>>;
+      /** Refuse to continue a run of another model (--auto-resume, where the command line names one). */
+      expectModel?: string;
+    };
 
 export interface LaunchOptions {
   start: RunStart;
@@ -74,14 +84,36 @@ export interface LaunchOptions {
 }
 
 export interface RunSummary {
-  model: string; backend: string; workers: number; transport: string; wire: string; steps: number; epochs: number; samples: number;
-  wall_s: number; samples_per_s: number; test_accuracy: number | null; test_loss: number | null; weights_sha256: string;
-  checkpoint: string | null; out: string; stopped: string; rejected_frames: Record<string, number>;
+  model: string;
+  backend: string;
+  workers: number;
+  transport: string;
+  wire: string;
+  steps: number;
+  epochs: number;
+  samples: number;
+  wall_s: number;
+  samples_per_s: number;
+  test_accuracy: number | null;
+  test_loss: number | null;
+  weights_sha256: string;
+  checkpoint: string | null;
+  out: string;
+  stopped: string;
+  rejected_frames: Record<string, number>;
   phases_s_per_step: Record<string, number>;
-  /** Per worker: micro-batches of training steps it delivered (its share, as the coordinator's timing set it). */
+  /**
+   * Per worker: micro-batches of training steps it delivered (its share, as the coordinator's timing set it).
+   */
   micro_batches_by_worker: Record<string, number>;
   /** Every sample of every epoch accounted: duplicates and missing must be 0. */
-  accounting: { samples: number; micro_batches: number; duplicate_samples: number; missing_samples: number; epochs_complete: number };
+  accounting: {
+    samples: number;
+    micro_batches: number;
+    duplicate_samples: number;
+    missing_samples: number;
+    epochs_complete: number;
+  };
   /** `gradfleet train` only: its supervised local worker processes. */
   local_workers?: LocalWorkersReport;
   /** Each worker's backend, and the GPU adapter of a webgpu worker. */
@@ -110,11 +142,16 @@ export interface LaunchedRun {
    * Runs to the end, writes the run's outputs and returns its summary (with what `extras` adds to
    * it); `beforeShutdown` is called just before the workers are told to shut down.
    */
-  finish(o?: { extras?: () => Pick<RunSummary, 'local_workers'>; beforeShutdown?: () => void }): Promise<RunSummary>;
+  finish(o?: {
+    extras?: () => Pick<RunSummary, 'local_workers'>;
+    beforeShutdown?: () => void;
+  }): Promise<RunSummary>;
 }
 
 export function weightsSha256(weights: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength))
+    .digest('hex');
 }
 
 function datasetRef(spec: string, data: Dataset) {
@@ -131,13 +168,24 @@ function loadLabelled(spec: string, role: string): Dataset {
 async function resumedRun(resume: Extract<RunStart, { kind: 'resume' }>, log: Logger) {
   const { state, path } = await loadRunState(resume.from, log);
   const { expectModel } = resume;
-  if (expectModel !== undefined && expectModel !== state.config.model) throw new Error(`${path} is a ${state.config.model} run, not ${expectModel}: pick another --out`);
-  for (const [key, value] of Object.entries(resume.overrides)) if (value !== undefined) Object.assign(state.config, { [key]: value });
-  const data = { train: loadLabelled(state.config.train.spec, 'training'), test: loadLabelled(state.config.test.spec, 'test') };
+  if (expectModel !== undefined && expectModel !== state.config.model)
+    throw new Error(`${path} is a ${state.config.model} run, not ${expectModel}: pick another --out`);
+  for (const [key, value] of Object.entries(resume.overrides))
+    if (value !== undefined) Object.assign(state.config, { [key]: value });
+  const data = {
+    train: loadLabelled(state.config.train.spec, 'training'),
+    test: loadLabelled(state.config.test.spec, 'test'),
+  };
   for (const split of ['train', 'test'] as const) {
-    if (fingerprint(data[split]) !== state.config[split].fingerprint) throw new Error(`cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`);
+    if (fingerprint(data[split]) !== state.config[split].fingerprint)
+      throw new Error(
+        `cannot resume ${path}: the ${split} data (${state.config[split].spec}) differs from the run's`,
+      );
   }
-  log.info({ path, step: state.step }, `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`);
+  log.info(
+    { path, step: state.step },
+    `resuming ${state.config.model} run ${state.config.runId} from step ${state.step} (${path})`,
+  );
   return { state, ...data };
 }
 
@@ -146,21 +194,39 @@ function freshRun(fresh: NewRunConfig) {
   const train = loadLabelled(trainSpec, 'training');
   const test = loadLabelled(testSpec, 'test');
   const model = getModel(rest.model);
-  const config: RunConfig = { ...rest, runId: randomUUID(), train: datasetRef(trainSpec, train), test: datasetRef(testSpec, test) };
+  const config: RunConfig = {
+    ...rest,
+    runId: randomUUID(),
+    train: datasetRef(trainSpec, train),
+    test: datasetRef(testSpec, test),
+  };
   const weights = initialWeights(model, config.seed);
-  const state: RunState = { config, step: 0, weights, adam: createAdamState(weights.length), epochAccumulator: emptyAccumulator(), history: [], stepLosses: [] };
+  const state: RunState = {
+    config,
+    step: 0,
+    weights,
+    adam: createAdamState(weights.length),
+    epochAccumulator: emptyAccumulator(),
+    history: [],
+    stepLosses: [],
+  };
   return { state, train, test };
 }
 
 export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
-  const { state, train, test } = o.start.kind === 'resume' ? await resumedRun(o.start, o.log) : freshRun(o.start.config);
+  const { state, train, test } =
+    o.start.kind === 'resume' ? await resumedRun(o.start, o.log) : freshRun(o.start.config);
   const model = getModel(state.config.model);
   validateGeometry(geometryOf(state.config, train.count));
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
-  if (o.maxFrameBytes < needed) throw new Error(`the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`);
+  if (o.maxFrameBytes < needed)
+    throw new Error(
+      `the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`,
+    );
   const metrics = o.metrics ? new CoordinatorMetrics(model.name) : undefined;
-  const endpoint = o.metrics && metrics ? await serveMetrics(metrics.registry, { ...o.metrics, log: o.log }) : undefined;
+  const endpoint =
+    o.metrics && metrics ? await serveMetrics(metrics.registry, { ...o.metrics, log: o.log }) : undefined;
   const listener = await o.listen(o.maxFrameBytes).catch(async (err: unknown) => {
     await endpoint?.close();
     throw err;
@@ -168,18 +234,53 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const rejections = new RejectionCounts(metrics && ((reason) => metrics.rejected(reason)));
   const { config } = state;
   const pool = new WorkerPool({
-    listener, log: o.log, rejections, datasets: { train, test }, maxFrameBytes: o.maxFrameBytes, meterFor: metrics && ((id) => metrics.meterFor(id)),
-    secret: o.policy.secret, limits: o.policy.limits, heartbeat: o.policy.heartbeat, takesShards: o.shards !== undefined,
+    listener,
+    log: o.log,
+    rejections,
+    datasets: { train, test },
+    maxFrameBytes: o.maxFrameBytes,
+    meterFor: metrics && ((id) => metrics.meterFor(id)),
+    secret: o.policy.secret,
+    limits: o.policy.limits,
+    heartbeat: o.policy.heartbeat,
+    takesShards: o.shards !== undefined,
     welcome: {
-      type: 'welcome', runId: config.runId, model: model.name, seed: config.seed, batchSize: config.batchSize, microBatchSize: config.microBatchSize,
-      layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })), layoutSize: layout.size, wire: config.wire,
-      train: { ...config.train, height: train.height, width: train.width }, test: { ...config.test, height: test.height, width: test.width },
+      type: 'welcome',
+      runId: config.runId,
+      model: model.name,
+      seed: config.seed,
+      batchSize: config.batchSize,
+      microBatchSize: config.microBatchSize,
+      layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })),
+      layoutSize: layout.size,
+      wire: config.wire,
+      train: { ...config.train, height: train.height, width: train.width },
+      test: { ...config.test, height: test.height, width: test.width },
     },
   });
-  const coordinator = new Coordinator({ state, model, layout, train, test, pool, outDir: o.outDir, minWorkers: o.minWorkers, startWorkers: o.startWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs, checkpointEvery: o.policy.checkpointEvery, outlierFactor: o.policy.outlierFactor, curvesEvery: o.curvesEvery ?? 0, log: o.log, rejections, hooks: combineHooks(o.hooks, metrics?.hooks()), shards: o.shards });
-  o.log.info({ url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
-    `coordinator listening on ${listener.url}`);
+  const coordinator = new Coordinator({
+    state,
+    model,
+    layout,
+    train,
+    test,
+    pool,
+    outDir: o.outDir,
+    minWorkers: o.minWorkers,
+    startWorkers: o.startWorkers,
+    stepDeadlineMs: o.policy.stepDeadlineMs,
+    checkpointEvery: o.policy.checkpointEvery,
+    outlierFactor: o.policy.outlierFactor,
+    curvesEvery: o.curvesEvery ?? 0,
+    log: o.log,
+    rejections,
+    hooks: combineHooks(o.hooks, metrics?.hooks()),
+    shards: o.shards,
+  });
+  o.log.info(
+    { url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
+    `coordinator listening on ${listener.url}`,
+  );
   return {
     url: listener.url,
     metricsUrl: endpoint?.url ?? null,
@@ -202,13 +303,29 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   };
 }
 
-async function writeOutputs(outcome: RunOutcome, model: ModelSpec, outDir: string, log: Logger): Promise<void> {
+async function writeOutputs(
+  outcome: RunOutcome,
+  model: ModelSpec,
+  outDir: string,
+  log: Logger,
+): Promise<void> {
   await writeCurves(outDir, outcome.state);
-  if (outcome.evaluation) await writeConfusion(runPaths(outDir).confusion, outcome.evaluation, `${model.name} at step ${outcome.state.step}: test set`);
+  if (outcome.evaluation)
+    await writeConfusion(
+      runPaths(outDir).confusion,
+      outcome.evaluation,
+      `${model.name} at step ${outcome.state.step}: test set`,
+    );
   await exportModel(outDir, model, outcome.state.weights, log);
 }
 
-function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, rejections: RejectionCounts, transport: string): RunSummary {
+function summarize(
+  outcome: RunOutcome,
+  model: ModelSpec,
+  outDir: string,
+  rejections: RejectionCounts,
+  transport: string,
+): RunSummary {
   const { state, phases } = outcome;
   const a: LedgerTotals = outcome.accounting;
   const perStep = (s: number) => (phases.steps > 0 ? s / phases.steps : 0);
@@ -233,11 +350,20 @@ function summarize(outcome: RunOutcome, model: ModelSpec, outDir: string, reject
     stopped: outcome.stopped,
     rejected_frames: { ...rejections.byReason },
     phases_s_per_step: {
-      gather: perStep(phases.gather), compute: perStep(phases.compute), reduce: perStep(phases.reduce),
-      optimizer: perStep(phases.optimizer), broadcast: perStep(phases.broadcast),
+      gather: perStep(phases.gather),
+      compute: perStep(phases.compute),
+      reduce: perStep(phases.reduce),
+      optimizer: perStep(phases.optimizer),
+      broadcast: perStep(phases.broadcast),
     },
     shards: outcome.shards,
     replayed_steps: outcome.replayedSteps,
-    accounting: { samples: a.samples, micro_batches: a.microBatches, duplicate_samples: a.duplicates, missing_samples: a.missing, epochs_complete: a.epochsComplete },
+    accounting: {
+      samples: a.samples,
+      micro_batches: a.microBatches,
+      duplicate_samples: a.duplicates,
+      missing_samples: a.missing,
+      epochs_complete: a.epochsComplete,
+    },
   };
 }

@@ -28,49 +28,225 @@ export class CoordinatorMetrics {
   private readonly backends = new Set<string>();
   private readonly adapters = new Set<string>();
   private readonly r = this.registry;
-  private readonly buildInfo = new Gauge({ name: 'gradfleet_build_info', help: 'Always 1; labels: gradfleet version, role, model, the workers\' compute backends and GPU adapters', labelNames: ['version', 'role', 'model', 'backend', 'adapter'], registers: [this.r] });
-  private readonly steps = new Counter({ name: 'gradfleet_steps_total', help: 'Optimizer steps taken (by this coordinator process)', registers: [this.r] });
-  private readonly samples = new Counter({ name: 'gradfleet_samples_total', help: 'Training samples processed', registers: [this.r] });
-  private readonly epoch = new Gauge({ name: 'gradfleet_epoch', help: 'Epoch in progress, counted from 1', registers: [this.r] });
-  private readonly epochProgress = new Gauge({ name: 'gradfleet_epoch_progress_ratio', help: 'Fraction of the current epoch\'s steps done', registers: [this.r] });
-  private readonly trainLoss = new LateGauge(this.r, { name: 'gradfleet_train_loss', help: 'Mean cross-entropy of the last step\'s global batch' });
-  private readonly trainAccuracy = new LateGauge(this.r, { name: 'gradfleet_train_accuracy_ratio', help: 'Accuracy on the last step\'s global batch' });
-  private readonly testLoss = new LateGauge(this.r, { name: 'gradfleet_test_loss', help: 'Mean cross-entropy on the test set at the last evaluation' });
-  private readonly testAccuracy = new LateGauge(this.r, { name: 'gradfleet_test_accuracy_ratio', help: 'Accuracy on the test set at the last evaluation' });
-  private readonly learningRate = new LateGauge(this.r, { name: 'gradfleet_learning_rate', help: 'Adam learning rate of the last step' });
-  private readonly gradNorm = new LateGauge(this.r, { name: 'gradfleet_gradient_norm', help: 'L2 norm of the last averaged gradient (trainable parameters)' });
-  private readonly samplesPerSecond = new LateGauge(this.r, { name: 'gradfleet_samples_per_second', help: 'Training throughput of the last step' });
-  private readonly stepDuration = new Histogram({ name: 'gradfleet_step_duration_seconds', help: 'Wall time of a step, from handing out work to the new weights sent', buckets: STEP_BUCKETS, registers: [this.r] });
-  private readonly phase = new Histogram({ name: 'gradfleet_step_phase_seconds', help: 'Wall time of each phase of a step: gather (waiting for gradients), reduce, optimizer, broadcast', labelNames: ['phase'], buckets: STEP_BUCKETS, registers: [this.r] });
-  private readonly lastStep = new Gauge({ name: 'gradfleet_last_step_timestamp_seconds', help: 'Unix time of the last completed step (of the run\'s start before the first)', registers: [this.r] });
-  private readonly connected = new Gauge({ name: 'gradfleet_workers_connected', help: 'Workers ready to take work', registers: [this.r] });
-  private readonly joined = new Counter({ name: 'gradfleet_workers_joined_total', help: 'Workers that became ready', registers: [this.r] });
-  private readonly lost = new Counter({ name: 'gradfleet_workers_lost_total', help: 'Ready workers that left or were dropped', registers: [this.r] });
-  private readonly workerStep = new Gauge({ name: 'gradfleet_worker_step_seconds', help: 'Per worker: seconds from the last step\'s start to its last gradient arriving', labelNames: ['worker'], registers: [this.r] });
-  private readonly workerSpeed = new Gauge({ name: 'gradfleet_worker_microbatches_per_second', help: 'Per worker: measured speed, which its share of each step follows', labelNames: ['worker'], registers: [this.r] });
-  private readonly workerCompute = new Counter({ name: 'gradfleet_worker_compute_seconds_total', help: 'Per worker: compute time it reported for its gradients', labelNames: ['worker'], registers: [this.r] });
-  private readonly workerMicroBatches = new Counter({ name: 'gradfleet_worker_microbatches_total', help: 'Per worker: micro-batches of training steps it delivered (its share of the work)', labelNames: ['worker'], registers: [this.r] });
-  private readonly workerSent = new Counter({ name: 'gradfleet_worker_sent_bytes_total', help: 'Per worker: bytes received from it', labelNames: ['worker'], registers: [this.r] });
-  private readonly workerReceived = new Counter({ name: 'gradfleet_worker_received_bytes_total', help: 'Per worker: bytes sent to it (weights, work, data)', labelNames: ['worker'], registers: [this.r] });
-  private readonly straggler = new Gauge({ name: 'gradfleet_straggler_ratio', help: 'Slowest over median worker step time in the last step (1: balanced)', registers: [this.r] });
-  private readonly paused = new Gauge({ name: 'gradfleet_paused', help: '1 while the run waits for --min-workers, else 0', registers: [this.r] });
-  private readonly deadlineMisses = new Counter({ name: 'gradfleet_deadline_misses_total', help: 'Shares reassigned because a worker missed the step deadline', registers: [this.r] });
-  private readonly workerStraggler = new Gauge({ name: 'gradfleet_worker_straggler', help: 'Per worker: 1 while it is a persistent straggler (under half the median speed)', labelNames: ['worker'], registers: [this.r] });
-  private readonly localRestarts = new Counter({ name: 'gradfleet_local_worker_restarts_total', help: 'gradfleet train: local worker processes restarted after an unexpected exit, per slot', labelNames: ['worker'], registers: [this.r] });
-  private readonly rejections = new Counter({ name: 'gradfleet_rejected_messages_total', help: 'Frames rejected, by reason', labelNames: ['reason'], registers: [this.r] });
-  private readonly clippedSteps = new Counter({ name: 'gradfleet_gradient_clipped_steps_total', help: 'Steps whose averaged gradient --max-grad-norm scaled down', registers: [this.r] });
-  private readonly outliers = new Counter({ name: 'gradfleet_outlier_nodes_total', help: 'Tree nodes --outlier-factor flagged, by verdict: confirmed by a recomputation, rejected (the sender named in the log), or unverified (no other worker)', labelNames: ['verdict'], registers: [this.r] });
+  private readonly buildInfo = new Gauge({
+    name: 'gradfleet_build_info',
+    help: "Always 1; labels: gradfleet version, role, model, the workers' compute backends and GPU adapters",
+    labelNames: ['version', 'role', 'model', 'backend', 'adapter'],
+    registers: [this.r],
+  });
+  private readonly steps = new Counter({
+    name: 'gradfleet_steps_total',
+    help: 'Optimizer steps taken (by this coordinator process)',
+    registers: [this.r],
+  });
+  private readonly samples = new Counter({
+    name: 'gradfleet_samples_total',
+    help: 'Training samples processed',
+    registers: [this.r],
+  });
+  private readonly epoch = new Gauge({
+    name: 'gradfleet_epoch',
+    help: 'Epoch in progress, counted from 1',
+    registers: [this.r],
+  });
+  private readonly epochProgress = new Gauge({
+    name: 'gradfleet_epoch_progress_ratio',
+    help: "Fraction of the current epoch's steps done",
+    registers: [this.r],
+  });
+  private readonly trainLoss = new LateGauge(this.r, {
+    name: 'gradfleet_train_loss',
+    help: "Mean cross-entropy of the last step's global batch",
+  });
+  private readonly trainAccuracy = new LateGauge(this.r, {
+    name: 'gradfleet_train_accuracy_ratio',
+    help: "Accuracy on the last step's global batch",
+  });
+  private readonly testLoss = new LateGauge(this.r, {
+    name: 'gradfleet_test_loss',
+    help: 'Mean cross-entropy on the test set at the last evaluation',
+  });
+  private readonly testAccuracy = new LateGauge(this.r, {
+    name: 'gradfleet_test_accuracy_ratio',
+    help: 'Accuracy on the test set at the last evaluation',
+  });
+  private readonly learningRate = new LateGauge(this.r, {
+    name: 'gradfleet_learning_rate',
+    help: 'Adam learning rate of the last step',
+  });
+  private readonly gradNorm = new LateGauge(this.r, {
+    name: 'gradfleet_gradient_norm',
+    help: 'L2 norm of the last averaged gradient (trainable parameters)',
+  });
+  private readonly samplesPerSecond = new LateGauge(this.r, {
+    name: 'gradfleet_samples_per_second',
+    help: 'Training throughput of the last step',
+  });
+  private readonly stepDuration = new Histogram({
+    name: 'gradfleet_step_duration_seconds',
+    help: 'Wall time of a step, from handing out work to the new weights sent',
+    buckets: STEP_BUCKETS,
+    registers: [this.r],
+  });
+  private readonly phase = new Histogram({
+    name: 'gradfleet_step_phase_seconds',
+    help: 'Wall time of each phase of a step: gather (waiting for gradients), reduce, optimizer, broadcast',
+    labelNames: ['phase'],
+    buckets: STEP_BUCKETS,
+    registers: [this.r],
+  });
+  private readonly lastStep = new Gauge({
+    name: 'gradfleet_last_step_timestamp_seconds',
+    help: "Unix time of the last completed step (of the run's start before the first)",
+    registers: [this.r],
+  });
+  private readonly connected = new Gauge({
+    name: 'gradfleet_workers_connected',
+    help: 'Workers ready to take work',
+    registers: [this.r],
+  });
+  private readonly joined = new Counter({
+    name: 'gradfleet_workers_joined_total',
+    help: 'Workers that became ready',
+    registers: [this.r],
+  });
+  private readonly lost = new Counter({
+    name: 'gradfleet_workers_lost_total',
+    help: 'Ready workers that left or were dropped',
+    registers: [this.r],
+  });
+  private readonly workerStep = new Gauge({
+    name: 'gradfleet_worker_step_seconds',
+    help: "Per worker: seconds from the last step's start to its last gradient arriving",
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly workerSpeed = new Gauge({
+    name: 'gradfleet_worker_microbatches_per_second',
+    help: 'Per worker: measured speed, which its share of each step follows',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly workerCompute = new Counter({
+    name: 'gradfleet_worker_compute_seconds_total',
+    help: 'Per worker: compute time it reported for its gradients',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly workerMicroBatches = new Counter({
+    name: 'gradfleet_worker_microbatches_total',
+    help: 'Per worker: micro-batches of training steps it delivered (its share of the work)',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly workerSent = new Counter({
+    name: 'gradfleet_worker_sent_bytes_total',
+    help: 'Per worker: bytes received from it',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly workerReceived = new Counter({
+    name: 'gradfleet_worker_received_bytes_total',
+    help: 'Per worker: bytes sent to it (weights, work, data)',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly straggler = new Gauge({
+    name: 'gradfleet_straggler_ratio',
+    help: 'Slowest over median worker step time in the last step (1: balanced)',
+    registers: [this.r],
+  });
+  private readonly paused = new Gauge({
+    name: 'gradfleet_paused',
+    help: '1 while the run waits for --min-workers, else 0',
+    registers: [this.r],
+  });
+  private readonly deadlineMisses = new Counter({
+    name: 'gradfleet_deadline_misses_total',
+    help: 'Shares reassigned because a worker missed the step deadline',
+    registers: [this.r],
+  });
+  private readonly workerStraggler = new Gauge({
+    name: 'gradfleet_worker_straggler',
+    help: 'Per worker: 1 while it is a persistent straggler (under half the median speed)',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly localRestarts = new Counter({
+    name: 'gradfleet_local_worker_restarts_total',
+    help: 'gradfleet train: local worker processes restarted after an unexpected exit, per slot',
+    labelNames: ['worker'],
+    registers: [this.r],
+  });
+  private readonly rejections = new Counter({
+    name: 'gradfleet_rejected_messages_total',
+    help: 'Frames rejected, by reason',
+    labelNames: ['reason'],
+    registers: [this.r],
+  });
+  private readonly clippedSteps = new Counter({
+    name: 'gradfleet_gradient_clipped_steps_total',
+    help: 'Steps whose averaged gradient --max-grad-norm scaled down',
+    registers: [this.r],
+  });
+  private readonly outliers = new Counter({
+    name: 'gradfleet_outlier_nodes_total',
+    help: 'Tree nodes --outlier-factor flagged, by verdict: confirmed by a recomputation, rejected (the sender named in the log), or unverified (no other worker)',
+    labelNames: ['verdict'],
+    registers: [this.r],
+  });
   // Shard reducers (--shards): each reports its own phases and the bytes of its worker links, which
   // never pass through the coordinator, so its `worker_*_bytes_total` no longer show a step's traffic.
-  private readonly shardsConnected = new Gauge({ name: 'gradfleet_shards_connected', help: 'Shard reducers joined (0 when the coordinator reduces in-process)', registers: [this.r] });
-  private readonly shardsLost = new Counter({ name: 'gradfleet_shards_lost_total', help: 'Shard reducers that left or were dropped (each one rolls the run back to its newest checkpoint)', registers: [this.r] });
-  private readonly replayedSteps = new Counter({ name: 'gradfleet_replayed_steps_total', help: 'Steps undone by rollbacks after a lost shard reducer, to be trained again', registers: [this.r] });
-  private readonly shardPhase = new Histogram({ name: 'gradfleet_shard_phase_seconds', help: 'Per shard reducer: wall time of each phase of a step on its slice: reduce, optimizer, broadcast (publishing its slice of the weights)', labelNames: ['shard', 'phase'], buckets: STEP_BUCKETS, registers: [this.r] });
-  private readonly shardStep = new Gauge({ name: 'gradfleet_shard_step_seconds', help: 'Per shard reducer: its reduce + optimizer + broadcast time in the last step', labelNames: ['shard'], registers: [this.r] });
-  private readonly shardReceived = new Counter({ name: 'gradfleet_shard_received_bytes_total', help: 'Per shard reducer: bytes it received on its worker links (gradient slices)', labelNames: ['shard'], registers: [this.r] });
-  private readonly shardSent = new Counter({ name: 'gradfleet_shard_sent_bytes_total', help: 'Per shard reducer: bytes it sent on its worker links (weights slices)', labelNames: ['shard'], registers: [this.r] });
-  private readonly checkpointDuration = new Histogram({ name: 'gradfleet_checkpoint_duration_seconds', help: 'Time to write a checkpoint', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.r] });
-  private readonly lastCheckpoint = new LateGauge(this.r, { name: 'gradfleet_last_checkpoint_timestamp_seconds', help: 'Unix time of the last checkpoint written' });
+  private readonly shardsConnected = new Gauge({
+    name: 'gradfleet_shards_connected',
+    help: 'Shard reducers joined (0 when the coordinator reduces in-process)',
+    registers: [this.r],
+  });
+  private readonly shardsLost = new Counter({
+    name: 'gradfleet_shards_lost_total',
+    help: 'Shard reducers that left or were dropped (each one rolls the run back to its newest checkpoint)',
+    registers: [this.r],
+  });
+  private readonly replayedSteps = new Counter({
+    name: 'gradfleet_replayed_steps_total',
+    help: 'Steps undone by rollbacks after a lost shard reducer, to be trained again',
+    registers: [this.r],
+  });
+  private readonly shardPhase = new Histogram({
+    name: 'gradfleet_shard_phase_seconds',
+    help: 'Per shard reducer: wall time of each phase of a step on its slice: reduce, optimizer, broadcast (publishing its slice of the weights)',
+    labelNames: ['shard', 'phase'],
+    buckets: STEP_BUCKETS,
+    registers: [this.r],
+  });
+  private readonly shardStep = new Gauge({
+    name: 'gradfleet_shard_step_seconds',
+    help: 'Per shard reducer: its reduce + optimizer + broadcast time in the last step',
+    labelNames: ['shard'],
+    registers: [this.r],
+  });
+  private readonly shardReceived = new Counter({
+    name: 'gradfleet_shard_received_bytes_total',
+    help: 'Per shard reducer: bytes it received on its worker links (gradient slices)',
+    labelNames: ['shard'],
+    registers: [this.r],
+  });
+  private readonly shardSent = new Counter({
+    name: 'gradfleet_shard_sent_bytes_total',
+    help: 'Per shard reducer: bytes it sent on its worker links (weights slices)',
+    labelNames: ['shard'],
+    registers: [this.r],
+  });
+  private readonly checkpointDuration = new Histogram({
+    name: 'gradfleet_checkpoint_duration_seconds',
+    help: 'Time to write a checkpoint',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.r],
+  });
+  private readonly lastCheckpoint = new LateGauge(this.r, {
+    name: 'gradfleet_last_checkpoint_timestamp_seconds',
+    help: 'Unix time of the last checkpoint written',
+  });
 
   constructor(private readonly model: string) {
     collectDefaultMetrics({ register: this.registry });
@@ -145,7 +321,16 @@ export class CoordinatorMetrics {
 
   private setBuildInfo(): void {
     this.buildInfo.reset();
-    this.buildInfo.set({ version: packageVersion, role: 'coordinator', model: this.model, backend: [...this.backends].sort().join(',') || 'none', adapter: [...this.adapters].sort().join(',') || 'none' }, 1);
+    this.buildInfo.set(
+      {
+        version: packageVersion,
+        role: 'coordinator',
+        model: this.model,
+        backend: [...this.backends].sort().join(',') || 'none',
+        adapter: [...this.adapters].sort().join(',') || 'none',
+      },
+      1,
+    );
   }
 
   private shardsReduced(reports: ShardReport[]): void {

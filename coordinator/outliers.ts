@@ -22,7 +22,10 @@ export interface NodeNorm {
  * Nodes whose mean-gradient norm exceeds `factor` × the step's median. With one node there is
  * nothing to compare with; with two, the median is their mean, so only a factor under 2 can flag.
  */
-export function flagOutliers(norms: readonly NodeNorm[], factor: number): { flagged: NodeNorm[]; median: number } {
+export function flagOutliers(
+  norms: readonly NodeNorm[],
+  factor: number,
+): { flagged: NodeNorm[]; median: number } {
   const mid = median(norms.map((n) => n.meanNorm));
   return { flagged: norms.length < 2 ? [] : norms.filter((n) => n.meanNorm > factor * mid), median: mid };
 }
@@ -43,8 +46,13 @@ export interface Agreement {
   relativeDistance: number;
 }
 
-export function nodesAgree(original: Float32Array, recomputed: Float32Array, tolerance = RECHECK_TOLERANCE): Agreement {
-  if (original.length !== recomputed.length) return { agree: false, identical: false, relativeDistance: Infinity };
+export function nodesAgree(
+  original: Float32Array,
+  recomputed: Float32Array,
+  tolerance = RECHECK_TOLERANCE,
+): Agreement {
+  if (original.length !== recomputed.length)
+    return { agree: false, identical: false, relativeDistance: Infinity };
   let diff = 0;
   let a = 0;
   let b = 0;

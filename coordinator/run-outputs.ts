@@ -19,12 +19,24 @@ export const runPaths = (outDir: string) => ({
 });
 
 /** curves.svg: the loss of every step so far, and loss and accuracy per finished epoch. */
-export async function writeCurves(outDir: string, state: Pick<RunState, 'config' | 'history' | 'stepLosses'>): Promise<void> {
+export async function writeCurves(
+  outDir: string,
+  state: Pick<RunState, 'config' | 'history' | 'stepLosses'>,
+): Promise<void> {
   if (state.history.length === 0 && state.stepLosses.length === 0) return;
-  const svg = renderTrainingCurves(state.history.map((h) => ({
-    epoch: h.epoch, trainLoss: h.trainLoss, trainAccuracy: h.trainAccuracy,
-    testLoss: h.testLoss ?? undefined, testAccuracy: h.testAccuracy ?? undefined,
-  })), { title: `${state.config.model}: loss per step, loss and accuracy per epoch`, steps: state.stepLosses.map((loss, i) => ({ step: i + 1, loss })) });
+  const svg = renderTrainingCurves(
+    state.history.map((h) => ({
+      epoch: h.epoch,
+      trainLoss: h.trainLoss,
+      trainAccuracy: h.trainAccuracy,
+      testLoss: h.testLoss ?? undefined,
+      testAccuracy: h.testAccuracy ?? undefined,
+    })),
+    {
+      title: `${state.config.model}: loss per step, loss and accuracy per epoch`,
+      steps: state.stepLosses.map((loss, i) => ({ step: i + 1, loss })),
+    },
+  );
   await writeSvg(runPaths(outDir).curves, svg);
 }
 
@@ -32,7 +44,12 @@ export async function writeConfusion(path: string, evaluation: Evaluation, title
   await writeSvg(path, renderConfusionMatrix(evaluation.confusion, { title }));
 }
 
-export async function exportModel(outDir: string, model: ModelSpec, weights: Float32Array, log: Logger): Promise<string> {
+export async function exportModel(
+  outDir: string,
+  model: ModelSpec,
+  weights: Float32Array,
+  log: Logger,
+): Promise<string> {
   const { modelJson } = await writeTfjsModel(runPaths(outDir).model, model, weights);
   log.info({ path: modelJson }, `exported the model for tf.loadLayersModel: ${modelJson}`);
   return modelJson;
@@ -46,7 +63,10 @@ export async function writeSummary(outDir: string, summary: object): Promise<voi
  * A run's newest valid checkpoint, from its run directory (DIR/checkpoints), a checkpoints
  * directory or one checkpoint file.
  */
-export async function loadRunState(pathOrDir: string, log?: Logger): Promise<{ state: RunState; path: string }> {
+export async function loadRunState(
+  pathOrDir: string,
+  log?: Logger,
+): Promise<{ state: RunState; path: string }> {
   const inRun = runPaths(pathOrDir).checkpoints;
   const loaded = await resolveCheckpoint(existsSync(inRun) ? inRun : pathOrDir, log);
   return { state: stateFromCheckpoint(loaded.meta, loaded.tensors, loaded.path), path: loaded.path };

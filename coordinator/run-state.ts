@@ -18,13 +18,23 @@ export const runConfigSchema = z.object({
   microBatchSize: z.number().int().positive(),
   epochs: z.number().int().positive(),
   maxSteps: z.number().int().positive().nullable(),
-  adam: z.object({ learningRate: z.number().positive(), beta1: z.number(), beta2: z.number(), epsilon: z.number().positive() }),
+  adam: z.object({
+    learningRate: z.number().positive(),
+    beta1: z.number(),
+    beta2: z.number(),
+    epsilon: z.number().positive(),
+  }),
   /** The learning rate of epoch e is adam.learningRate · lrDecay^e. */
   lrDecay: z.number().positive().max(1),
   evalChunkSize: z.number().int().positive(),
-  /** Global-norm clipping of the averaged gradient before Adam (coordinator/clipping.ts); null: off. Older checkpoints have none. */
+  /**
+   * Global-norm clipping of the averaged gradient before Adam (coordinator/clipping.ts); null: off. Older
+   * checkpoints have none.
+   */
   maxGradNorm: z.number().positive().nullable().default(null),
-  /** Payload dtype of gradients and weights on the wire; f32 keeps results bit-identical across worker counts. */
+  /**
+   * Payload dtype of gradients and weights on the wire; f32 keeps results bit-identical across worker counts.
+   */
   wire: z.enum(WIRE_DTYPES),
   train: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
   test: z.object({ spec: z.string(), fingerprint: z.string(), count: z.number().int().positive() }),
@@ -42,7 +52,11 @@ const epochSummarySchema = z.object({
 });
 export type EpochSummary = z.infer<typeof epochSummarySchema>;
 
-const accumulatorSchema = z.object({ lossSum: z.number(), correct: z.number().int(), samples: z.number().int() });
+const accumulatorSchema = z.object({
+  lossSum: z.number(),
+  correct: z.number().int(),
+  samples: z.number().int(),
+});
 export type EpochAccumulator = z.infer<typeof accumulatorSchema>;
 
 const metaSchema = z.object({
@@ -63,7 +77,10 @@ export interface RunState {
   adam: AdamState;
   epochAccumulator: EpochAccumulator;
   history: EpochSummary[];
-  /** Train loss of each step's global batch: [i] is step i + 1 (NaN where a checkpoint predating it left no record). */
+  /**
+   * Train loss of each step's global batch: [i] is step i + 1 (NaN where a checkpoint predating it left no
+   * record).
+   */
   stepLosses: number[];
 }
 
@@ -73,18 +90,34 @@ export function stateToCheckpoint(state: RunState): { meta: unknown; tensors: Re
   checkTrainableState({ weights: state.weights, ...state.adam }, undefined, `step ${state.step}`);
   return {
     meta: {
-      kind: 'gradfleet-run', config: state.config, step: state.step, adamStep: state.adam.step,
-      epochAccumulator: state.epochAccumulator, history: state.history, savedAt: new Date().toISOString(),
+      kind: 'gradfleet-run',
+      config: state.config,
+      step: state.step,
+      adamStep: state.adam.step,
+      epochAccumulator: state.epochAccumulator,
+      history: state.history,
+      savedAt: new Date().toISOString(),
     },
-    tensors: { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v, step_losses: Float32Array.from(state.stepLosses) },
+    tensors: {
+      weights: state.weights,
+      adam_m: state.adam.m,
+      adam_v: state.adam.v,
+      step_losses: Float32Array.from(state.stepLosses),
+    },
   };
 }
 
-export function stateFromCheckpoint(meta: unknown, tensors: Record<string, Float32Array>, where: string): RunState {
+export function stateFromCheckpoint(
+  meta: unknown,
+  tensors: Record<string, Float32Array>,
+  where: string,
+): RunState {
   const parsed = metaSchema.safeParse(meta);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`${where}: not a gradfleet run checkpoint (${issue.path.join('.') || 'meta'}: ${issue.message})`);
+    throw new Error(
+      `${where}: not a gradfleet run checkpoint (${issue.path.join('.') || 'meta'}: ${issue.message})`,
+    );
   }
   const { weights, adam_m: m, adam_v: v } = tensors;
   if (!weights || !m || !v || m.length !== weights.length || v.length !== weights.length) {
@@ -94,8 +127,17 @@ export function stateFromCheckpoint(meta: unknown, tensors: Record<string, Float
   checkTrainableState({ weights, m, v }, paramLayout(getModel(config.model)).size, where);
   // Checkpoints written before per-step losses were kept have none: those steps show as a gap.
   const losses = tensors.step_losses ?? new Float32Array(step).fill(Number.NaN);
-  if (losses.length !== step) throw new Error(`${where}: checkpoint has ${losses.length} per-step losses for ${step} steps`);
-  return { config, step, weights, adam: { step: adamStep, m, v }, epochAccumulator, history, stepLosses: Array.from(losses) };
+  if (losses.length !== step)
+    throw new Error(`${where}: checkpoint has ${losses.length} per-step losses for ${step} steps`);
+  return {
+    config,
+    step,
+    weights,
+    adam: { step: adamStep, m, v },
+    epochAccumulator,
+    history,
+    stepLosses: Array.from(losses),
+  };
 }
 
 /** Adam's settings for a step of `epoch`: the configured rate, decayed per epoch. */

@@ -18,7 +18,13 @@ export interface LedgerTotals {
 }
 
 export class SampleLedger {
-  readonly totals: LedgerTotals = { samples: 0, microBatches: 0, duplicates: 0, missing: 0, epochsComplete: 0 };
+  readonly totals: LedgerTotals = {
+    samples: 0,
+    microBatches: 0,
+    duplicates: 0,
+    missing: 0,
+    epochsComplete: 0,
+  };
   private epoch = -1;
   private readonly counts: Uint8Array;
 
@@ -38,8 +44,10 @@ export class SampleLedger {
 
   /** One accepted micro-batch (or tree node): positions [start, end) of `epoch`'s order. */
   record(epoch: number, start: number, end: number): void {
-    if (epoch !== this.epoch) throw new RangeError(`samples of epoch ${epoch} recorded during epoch ${this.epoch}`);
-    if (!(0 <= start && start < end && end <= this.trainCount)) throw new RangeError(`positions [${start}, ${end}) outside an epoch of ${this.trainCount}`);
+    if (epoch !== this.epoch)
+      throw new RangeError(`samples of epoch ${epoch} recorded during epoch ${this.epoch}`);
+    if (!(0 <= start && start < end && end <= this.trainCount))
+      throw new RangeError(`positions [${start}, ${end}) outside an epoch of ${this.trainCount}`);
     for (let i = start; i < end; i++) {
       if (this.counts[i] > 0) this.totals.duplicates++;
       this.counts[i] = Math.min(255, this.counts[i] + 1);

@@ -12,7 +12,10 @@ import type { RunState } from './run-state.js';
 import type { ShardSession, WorkerPool } from './worker-pool.js';
 
 export type SliceVerdict = MessageOf<'sliceVerdict'>;
-/** A shard's report of a reduced step, with the round trip from the coordinator's request to the report, on its clock. */
+/**
+ * A shard's report of a reduced step, with the round trip from the coordinator's request to the report, on
+ * its clock.
+ */
 export type ShardReport = MessageOf<'reduced'> & { shard: string; roundTripSeconds: number };
 
 export class ShardLostError extends Error {
@@ -46,8 +49,18 @@ export class ShardSet {
   readonly slices: ParamSlice[];
   private readonly slots: Slot[];
   private allLoaded: Waiter<void>[] = [];
-  private reduceWait: { step: number; sentAt: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> } | undefined;
-  private collectWait: { parts: Map<number, Partial<Record<ShardTensor, Float32Array>> & { adamStep?: number; version?: number }>; waiter: Waiter<void> } | undefined;
+  private reduceWait:
+    | { step: number; sentAt: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> }
+    | undefined;
+  private collectWait:
+    | {
+        parts: Map<
+          number,
+          Partial<Record<ShardTensor, Float32Array>> & { adamStep?: number; version?: number }
+        >;
+        waiter: Waiter<void>;
+      }
+    | undefined;
 
   constructor(private readonly o: ShardSetOptions) {
     this.slices = planShards(o.state.weights.length, o.count);
@@ -63,7 +76,10 @@ export class ShardSet {
     return this.slots.filter((s) => s.session).length;
   }
 
-  /** Between a lost shard and the rollback's reload: whatever loads meanwhile holds a state about to be undone. */
+  /**
+   * Between a lost shard and the rollback's reload: whatever loads meanwhile holds a state about to be
+   * undone.
+   */
   private suspended = false;
 
   private get serving(): boolean {
@@ -72,7 +88,10 @@ export class ShardSet {
 
   private closeDoor(): void {
     const loaded = this.slots.filter((s) => s.session && s.loadedVersion !== undefined).length;
-    this.o.pool.admitWorkers({ open: false, why: `waiting for shard reducers: ${this.connected} of ${this.count} joined, ${loaded} loaded` });
+    this.o.pool.admitWorkers({
+      open: false,
+      why: `waiting for shard reducers: ${this.connected} of ${this.count} joined, ${loaded} loaded`,
+    });
   }
 
   /** Resolves once every slice is held by a loaded shard. */
@@ -96,18 +115,37 @@ export class ShardSet {
     this.o.connected?.(this.connected);
   }
 
-  /** Sends shard `index` its slice of the run's current state (the state must be current: a start, a resume or a rollback). */
+  /**
+   * Sends shard `index` its slice of the run's current state (the state must be current: a start, a resume or
+   * a rollback).
+   */
   private load(index: number): void {
     const { session, slice } = this.slots[index];
     const { state } = this.o;
-    const whole: Record<ShardTensor, Float32Array> = { weights: state.weights, adam_m: state.adam.m, adam_v: state.adam.v };
+    const whole: Record<ShardTensor, Float32Array> = {
+      weights: state.weights,
+      adam_m: state.adam.m,
+      adam_v: state.adam.v,
+    };
     for (const tensor of SHARD_TENSORS) {
       const values = whole[tensor].subarray(slice.offset, slice.offset + slice.size);
-      session!.channel.send({ type: 'shardState', tensor, version: state.step, adamStep: state.adam.step, payloadValues: values.length }, values);
+      session!.channel.send(
+        {
+          type: 'shardState',
+          tensor,
+          version: state.step,
+          adamStep: state.adam.step,
+          payloadValues: values.length,
+        },
+        values,
+      );
     }
   }
 
-  /** Reloads every shard from the run's state (after the coordinator rolled it back); workers are let in once all have loaded it. */
+  /**
+   * Reloads every shard from the run's state (after the coordinator rolled it back); workers are let in once
+   * all have loaded it.
+   */
   reloadAll(): void {
     this.suspended = false;
     this.slots.forEach((slot, i) => {
@@ -121,22 +159,37 @@ export class ShardSet {
     const index = this.slots.findIndex((s) => s.session === session);
     if (index < 0) return;
     switch (message.type) {
-      case 'shardLoaded': return this.onLoaded(index, message.version);
-      case 'sliceVerdict': return this.o.verdict(index, message);
-      case 'reduced': return this.onReduced(index, session, message);
-      case 'shardState': return this.onState(index, message, payload);
-      default: return session.channel.reject('unexpected_message', `${message.type} from shard reducer ${session.id}`);
+      case 'shardLoaded':
+        return this.onLoaded(index, message.version);
+      case 'sliceVerdict':
+        return this.o.verdict(index, message);
+      case 'reduced':
+        return this.onReduced(index, session, message);
+      case 'shardState':
+        return this.onState(index, message, payload);
+      default:
+        return session.channel.reject(
+          'unexpected_message',
+          `${message.type} from shard reducer ${session.id}`,
+        );
     }
   }
 
   private onLoaded(index: number, version: number): void {
     const slot = this.slots[index];
-    if (version !== this.o.state.step) return slot.session!.channel.reject('stale_result', `loaded version ${version}, the run is at ${this.o.state.step}`);
+    if (version !== this.o.state.step)
+      return slot.session!.channel.reject(
+        'stale_result',
+        `loaded version ${version}, the run is at ${this.o.state.step}`,
+      );
     slot.loadedVersion = version;
     if (!this.serving) return;
     const shards = this.slots.map((s) => ({ ...s.slice, url: s.session!.serves }));
     this.o.pool.admitWorkers({ open: true, shards });
-    this.o.log.info({ shards: shards.map((s) => s.url) }, `${this.count} shard reducer(s) serving: workers may join`);
+    this.o.log.info(
+      { shards: shards.map((s) => s.url) },
+      `${this.count} shard reducer(s) serving: workers may join`,
+    );
     for (const w of this.allLoaded.splice(0)) w.resolve();
   }
 
@@ -145,7 +198,8 @@ export class ShardSet {
     if (!slot) return;
     slot.session = undefined;
     slot.loadedVersion = undefined;
-    // Until the run has rolled back (reloadAll), no slice is served: a replacement loaded now would hold the lost state.
+    // Until the run has rolled back (reloadAll), no slice is served: a replacement loaded now would hold the
+    // lost state.
     this.suspended = true;
     this.closeDoor();
     this.o.connected?.(this.connected);
@@ -159,29 +213,45 @@ export class ShardSet {
 
   /** Every shard reduces the step's nodes and publishes its slice; resolves with their reports. */
   reduce(request: Omit<MessageOf<'reduce'>, 'type'>): Promise<ShardReport[]> {
-    if (!this.serving) return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+    if (!this.serving)
+      return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
-      this.reduceWait = { step: request.step, sentAt: performance.now(), reports: new Map(), waiter: { resolve, reject } };
+      this.reduceWait = {
+        step: request.step,
+        sentAt: performance.now(),
+        reports: new Map(),
+        waiter: { resolve, reject },
+      };
       for (const slot of this.slots) slot.session!.channel.send({ type: 'reduce', ...request });
     });
   }
 
   private onReduced(index: number, session: ShardSession, message: MessageOf<'reduced'>): void {
     const wait = this.reduceWait;
-    if (!wait || wait.step !== message.step) return session.channel.reject('stale_result', `reduced step ${message.step}, none was asked for`);
-    wait.reports.set(index, { ...message, shard: session.id, roundTripSeconds: (performance.now() - wait.sentAt) / 1000 });
+    if (!wait || wait.step !== message.step)
+      return session.channel.reject('stale_result', `reduced step ${message.step}, none was asked for`);
+    wait.reports.set(index, {
+      ...message,
+      shard: session.id,
+      roundTripSeconds: (performance.now() - wait.sentAt) / 1000,
+    });
     this.slots[index].loadedVersion = message.version;
     if (wait.reports.size < this.count) return;
     this.reduceWait = undefined;
     wait.waiter.resolve([...wait.reports.values()]);
   }
 
-  /** Gathers every shard's slices into the run's state (weights, Adam moments and step): before a checkpoint or the summary. */
+  /**
+   * Gathers every shard's slices into the run's state (weights, Adam moments and step): before a checkpoint
+   * or the summary.
+   */
   collect(): Promise<void> {
-    if (!this.serving) return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+    if (!this.serving)
+      return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
       this.collectWait = { parts: new Map(), waiter: { resolve, reject } };
-      for (const slot of this.slots) slot.session!.channel.send({ type: 'collect', version: this.o.state.step });
+      for (const slot of this.slots)
+        slot.session!.channel.send({ type: 'collect', version: this.o.state.step });
     });
   }
 
@@ -190,7 +260,10 @@ export class ShardSet {
     const slot = this.slots[index];
     if (!wait) return slot.session!.channel.reject('unexpected_message', 'shardState nobody asked for');
     if (message.version !== this.o.state.step || values.length !== slot.slice.size) {
-      return slot.session!.channel.reject('invalid_message', `shardState of version ${message.version} with ${values.length} values; expected ${this.o.state.step} and ${slot.slice.size}`);
+      return slot.session!.channel.reject(
+        'invalid_message',
+        `shardState of version ${message.version} with ${values.length} values; expected ${this.o.state.step} and ${slot.slice.size}`,
+      );
     }
     const part = wait.parts.get(index) ?? {};
     part[message.tensor] = values;

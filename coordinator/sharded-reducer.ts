@@ -17,9 +17,15 @@ export class ShardedReducer implements GradientReducer {
   /** The version the shards are producing while a reduce is out: workers may report holding it early. */
   private publishing: number | undefined;
 
-  constructor(private readonly state: RunState, private readonly shards: ShardSet, private readonly reported?: (reports: ShardReport[]) => void) {}
+  constructor(
+    private readonly state: RunState,
+    private readonly shards: ShardSet,
+    private readonly reported?: (reports: ShardReport[]) => void,
+  ) {}
 
-  /** The shards send every version to each worker joined to them: nothing to send, only the version to expect. */
+  /**
+   * The shards send every version to each worker joined to them: nothing to send, only the version to expect.
+   */
   ensureWeights(session: WorkerSession): void {
     session.weightsVersion = Math.max(session.weightsVersion, this.publishing ?? this.state.step);
   }
@@ -28,7 +34,11 @@ export class ShardedReducer implements GradientReducer {
     return this.shards.collect();
   }
 
-  async apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate> {
+  async apply(
+    gather: StepGather,
+    position: StepPosition,
+    workers: readonly WorkerSession[],
+  ): Promise<StepUpdate> {
     const { state } = this;
     const t0 = performance.now();
     // The nodes carry no values here: this sums their loss, correct and sample counts.
@@ -40,22 +50,38 @@ export class ShardedReducer implements GradientReducer {
     for (const w of workers) this.ensureWeights(w);
     let reports: ShardReport[];
     try {
-      reports = await this.shards.reduce({ step: position.step, microBatches: gather.batch.microBatches, nodes: gather.nodeOwners(), adam });
+      reports = await this.shards.reduce({
+        step: position.step,
+        microBatches: gather.batch.microBatches,
+        nodes: gather.nodeOwners(),
+        adam,
+      });
     } finally {
       this.publishing = undefined;
     }
     state.step++;
     state.adam.step++;
     this.reported?.(reports);
-    const slowest = (phase: keyof ShardReport['seconds']) => Math.max(...reports.map((r) => r.seconds[phase]));
+    const slowest = (phase: keyof ShardReport['seconds']) =>
+      Math.max(...reports.map((r) => r.seconds[phase]));
     const optimizer = slowest('optimizer');
     const broadcast = slowest('broadcast');
     const norm = Math.sqrt(reports.reduce((sum, r) => sum + r.gradSquares, 0));
     return {
-      lossSum, correct, samples, loss: average.loss, accuracy: average.accuracy, learningRate: adam.learningRate,
+      lossSum,
+      correct,
+      samples,
+      loss: average.loss,
+      accuracy: average.accuracy,
+      learningRate: adam.learningRate,
       gradientNorm: () => norm,
-      // The round trip, less what the slowest shard spent stepping Adam and publishing: reduction and the hops.
-      seconds: { reduce: Math.max(0, (performance.now() - t0) / 1000 - optimizer - broadcast), optimizer, broadcast },
+      // The round trip, less what the slowest shard spent stepping Adam and publishing: reduction and the
+      // hops.
+      seconds: {
+        reduce: Math.max(0, (performance.now() - t0) / 1000 - optimizer - broadcast),
+        optimizer,
+        broadcast,
+      },
     };
   }
 }

@@ -34,7 +34,9 @@ export function splitRange(first: number, end: number, workers: readonly WorkerS
   const exact = speeds.map((s) => (s / total) * items);
   const counts = exact.map(Math.floor);
   let left = items - counts.reduce((a, b) => a + b, 0);
-  const byRemainder = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i);
+  const byRemainder = exact
+    .map((e, i) => ({ i, r: e - Math.floor(e) }))
+    .sort((a, b) => b.r - a.r || a.i - b.i);
   for (const { i } of byRemainder) {
     if (left === 0) break;
     counts[i]++;
@@ -58,7 +60,12 @@ export function splitRange(first: number, end: number, workers: readonly WorkerS
 }
 
 /** Exponential moving average of a worker's speed: reacts within a few steps, ignores one slow one. */
-export function updateSpeed(previous: number | undefined, items: number, seconds: number, weight = 0.3): number {
+export function updateSpeed(
+  previous: number | undefined,
+  items: number,
+  seconds: number,
+  weight = 0.3,
+): number {
   if (!(seconds > 0) || items <= 0) return previous ?? 1;
   const measured = items / seconds;
   return previous === undefined ? measured : (1 - weight) * previous + weight * measured;
@@ -80,7 +87,12 @@ export class ShareTimer {
   }
 
   /** A result of `items`; returns the share's seconds and items once it owes nothing more. */
-  result(id: string, items: number, owesMore: boolean, now: number): { items: number; seconds: number } | undefined {
+  result(
+    id: string,
+    items: number,
+    owesMore: boolean,
+    now: number,
+  ): { items: number; seconds: number } | undefined {
     const share = this.shares.get(id);
     if (!share) return undefined;
     share.items += items;

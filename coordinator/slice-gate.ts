@@ -25,7 +25,10 @@ const NO_VALUES = new Float32Array(0);
 export class SliceGate {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly shards: number, readonly gather: StepGather) {}
+  constructor(
+    private readonly shards: number,
+    readonly gather: StepGather,
+  ) {}
 
   private entry(worker: string, node: { level: number; index: number }): [string, Entry] {
     const key = `${worker}|${node.level}:${node.index}`;
@@ -59,7 +62,12 @@ export class SliceGate {
     if (refused) {
       this.entries.delete(key);
       const [shard, v] = refused;
-      return { ok: false, reason: v.reason!, detail: `shard ${shard} refused its slice: ${v.detail}`, reassign: this.gather.revoke(session.id, message) };
+      return {
+        ok: false,
+        reason: v.reason!,
+        detail: `shard ${shard} refused its slice: ${v.detail}`,
+        reassign: this.gather.revoke(session.id, message),
+      };
     }
     if (e.verdicts.size < this.shards) return { ok: 'pending' };
     this.entries.delete(key);

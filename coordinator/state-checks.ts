@@ -12,12 +12,18 @@ export interface TrainableTensors {
   v: Float32Array;
 }
 
-export function checkTrainableState(t: TrainableTensors, expectedSize: number | undefined, where: string): void {
+export function checkTrainableState(
+  t: TrainableTensors,
+  expectedSize: number | undefined,
+  where: string,
+): void {
   for (const [name, values] of Object.entries({ weights: t.weights, adam_m: t.m, adam_v: t.v })) {
-    if (expectedSize !== undefined && values.length !== expectedSize) throw new Error(`${where}: ${name} has ${values.length} values, the model has ${expectedSize}`);
+    if (expectedSize !== undefined && values.length !== expectedSize)
+      throw new Error(`${where}: ${name} has ${values.length} values, the model has ${expectedSize}`);
     const bad = firstNonFinite(values);
     if (bad >= 0) throw new Error(`${where}: ${name}[${bad}] is ${values[bad]}; refusing non-finite state`);
   }
   const negative = t.v.findIndex((x) => x < 0);
-  if (negative >= 0) throw new Error(`${where}: adam_v[${negative}] is ${t.v[negative]}; a second moment is never negative`);
+  if (negative >= 0)
+    throw new Error(`${where}: adam_v[${negative}] is ${t.v[negative]}; a second moment is never negative`);
 }

@@ -7,7 +7,15 @@ import type { MessageOf } from '../protocol/messages.js';
 import type { BatchGeometry, SampleSpan, StepBatch, StepPosition } from '../training/parallel/step-plan.js';
 import { microBatchRange } from '../training/parallel/step-plan.js';
 import { nodeValuesProblem } from '../training/parallel/node-values.js';
-import { type NodeSum, type TreeNode, isValidNode, nodeKey, nodeRange, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
+import {
+  type NodeSum,
+  type TreeNode,
+  isValidNode,
+  nodeKey,
+  nodeRange,
+  reduceNodes,
+  rootLevel,
+} from '../training/parallel/reduction-tree.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import type { NodeNorm } from './outliers.js';
@@ -44,15 +52,21 @@ export class StepGather {
    * recheck of a node), not the whole batch.
    */
   constructor(
-    readonly position: StepPosition, readonly batch: StepBatch,
-    private readonly geometry: BatchGeometry, private readonly payloadSize: number, only?: ItemRange,
+    readonly position: StepPosition,
+    readonly batch: StepBatch,
+    private readonly geometry: BatchGeometry,
+    private readonly payloadSize: number,
+    only?: ItemRange,
   ) {
     this.tracker = new WorkTracker(batch.microBatches, only ? only.end - only.first : batch.microBatches);
   }
 
   /** Epoch-order positions of micro-batches [first, end) of this step. */
   private positionsOf(range: ItemRange): SampleSpan {
-    return { start: microBatchRange(this.geometry, this.batch, range.first).start, end: microBatchRange(this.geometry, this.batch, range.end - 1).end };
+    return {
+      start: microBatchRange(this.geometry, this.batch, range.first).start,
+      end: microBatchRange(this.geometry, this.batch, range.end - 1).end,
+    };
   }
 
   private samplesIn(range: ItemRange): number {
@@ -66,19 +80,56 @@ export class StepGather {
 
   /** Why the node may not be taken (its range is revoked then), or null: settle() may take it. */
   check(workerId: string, message: MessageOf<'contribution'>, payload: Float32Array): Refusal | null {
-    const refuse = (reason: RejectionReason, detail: string, reassign: ItemRange[] = []): Refusal => ({ ok: false, reason, detail, reassign });
+    const refuse = (reason: RejectionReason, detail: string, reassign: ItemRange[] = []): Refusal => ({
+      ok: false,
+      reason,
+      detail,
+      reassign,
+    });
     const { microBatches } = this.batch;
-    if (message.step !== this.position.step) return refuse('stale_result', `contribution for step ${message.step} during step ${this.position.step}`);
+    if (message.step !== this.position.step)
+      return refuse(
+        'stale_result',
+        `contribution for step ${message.step} during step ${this.position.step}`,
+      );
     const node = { level: message.level, index: message.index };
-    if (!isValidNode(node, microBatches)) return refuse('unexpected_message', `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`);
+    if (!isValidNode(node, microBatches))
+      return refuse(
+        'unexpected_message',
+        `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`,
+      );
     const { first, end } = nodeRange(node, microBatches);
     const range = { first, end };
-    if (!this.tracker.owes(workerId, range)) return refuse('unexpected_message', `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`);
-    if (payload.length !== this.payloadSize) return refuse('wrong_payload_size', `contribution has ${payload.length} values, ${this.payloadSize} expected`, this.tracker.revoke(workerId, range));
-    if (message.samples !== this.samplesIn(range)) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.samples} samples, it has ${this.samplesIn(range)}`, this.tracker.revoke(workerId, range));
-    if (message.correct > message.samples) return refuse('invalid_message', `node [${first}, ${end}) claims ${message.correct} correct of ${message.samples} samples`, this.tracker.revoke(workerId, range));
+    if (!this.tracker.owes(workerId, range))
+      return refuse(
+        'unexpected_message',
+        `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`,
+      );
+    if (payload.length !== this.payloadSize)
+      return refuse(
+        'wrong_payload_size',
+        `contribution has ${payload.length} values, ${this.payloadSize} expected`,
+        this.tracker.revoke(workerId, range),
+      );
+    if (message.samples !== this.samplesIn(range))
+      return refuse(
+        'invalid_message',
+        `node [${first}, ${end}) claims ${message.samples} samples, it has ${this.samplesIn(range)}`,
+        this.tracker.revoke(workerId, range),
+      );
+    if (message.correct > message.samples)
+      return refuse(
+        'invalid_message',
+        `node [${first}, ${end}) claims ${message.correct} correct of ${message.samples} samples`,
+        this.tracker.revoke(workerId, range),
+      );
     const problem = nodeValuesProblem(payload);
-    if (problem) return refuse(problem.reason, `${problem.detail}; recomputing [${first}, ${end})`, this.tracker.revoke(workerId, range));
+    if (problem)
+      return refuse(
+        problem.reason,
+        `${problem.detail}; recomputing [${first}, ${end})`,
+        this.tracker.revoke(workerId, range),
+      );
     return null;
   }
 
@@ -94,7 +145,12 @@ export class StepGather {
     const { first, end } = nodeRange(node, this.batch.microBatches);
     const range = { first, end };
     this.tracker.settle(workerId, range);
-    this.nodes.set(nodeKey(node), { values: payload, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
+    this.nodes.set(nodeKey(node), {
+      values: payload,
+      lossSum: message.lossSum,
+      correct: message.correct,
+      samples: message.samples,
+    });
     this.owners.set(nodeKey(node), workerId);
     this.computeSeconds.set(workerId, (this.computeSeconds.get(workerId) ?? 0) + message.computeSeconds);
     this.lastArrival.set(workerId, performance.now());
@@ -118,16 +174,27 @@ export class StepGather {
     return this.reduceTo({ level: rootLevel(this.batch.microBatches), index: 0 });
   }
 
-  /** The sum over `node`'s micro-batches, from the nodes that arrived (consumes their buffers, as reduce does). */
+  /**
+   * The sum over `node`'s micro-batches, from the nodes that arrived (consumes their buffers, as reduce
+   * does).
+   */
   reduceTo(node: TreeNode): NodeSum {
     return reduceNodes(this.nodes, node, this.batch.microBatches);
   }
 
-  /** Each arrived node's mean-gradient norm over the trainable parameters, and who sent it (coordinator/outliers.ts). */
+  /**
+   * Each arrived node's mean-gradient norm over the trainable parameters, and who sent it
+   * (coordinator/outliers.ts).
+   */
   nodeNorms(trainable: readonly ParamSlice[]): NodeNorm[] {
     return [...this.nodes].map(([key, sum]) => {
       const [level, index] = key.split(':').map(Number);
-      return { key, node: { level, index }, workerId: this.owners.get(key)!, meanNorm: gradientNorm(sum.values, trainable) / sum.samples };
+      return {
+        key,
+        node: { level, index },
+        workerId: this.owners.get(key)!,
+        meanNorm: gradientNorm(sum.values, trainable) / sum.samples,
+      };
     });
   }
 

@@ -22,7 +22,11 @@ export interface StepDoneFields {
 export const stepGatheredFields = (position: StepPosition): { step: number } => ({ step: position.step });
 
 export function stepDoneFields(report: StepReport): StepDoneFields {
-  return { step: report.position.step, seconds: report.seconds, compute_s: Math.max(0, ...report.computeSeconds.values()) };
+  return {
+    step: report.position.step,
+    seconds: report.seconds,
+    compute_s: Math.max(0, ...report.computeSeconds.values()),
+  };
 }
 
 /** A step line as read back, with when it was logged (ms since the epoch: the logger's `time`). */
@@ -42,6 +46,7 @@ export function parseStepLogLine(line: string): StepLogLine | undefined {
   const e = entry as Partial<StepDoneFields> & { msg?: unknown; time?: unknown };
   if (typeof e.time !== 'number' || typeof e.step !== 'number') return undefined;
   if (e.msg === STEP_GATHERED_MSG) return { kind: 'gathered', step: e.step, time: e.time };
-  if (e.msg !== STEP_DONE_MSG || typeof e.compute_s !== 'number' || typeof e.seconds?.gather !== 'number') return undefined;
+  if (e.msg !== STEP_DONE_MSG || typeof e.compute_s !== 'number' || typeof e.seconds?.gather !== 'number')
+    return undefined;
   return { kind: 'done', step: e.step, seconds: e.seconds, compute_s: e.compute_s, time: e.time };
 }

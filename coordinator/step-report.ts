@@ -20,13 +20,27 @@ export interface StepFacts {
 export function stepReport(f: StepFacts): StepReport {
   const { gather, update } = f;
   const gatherSeconds = (f.gatheredAt - f.startedAt) / 1000;
-  const seconds = { total: gatherSeconds + update.seconds.reduce + update.seconds.optimizer + update.seconds.broadcast, gather: gatherSeconds, ...update.seconds };
+  const seconds = {
+    total: gatherSeconds + update.seconds.reduce + update.seconds.optimizer + update.seconds.broadcast,
+    gather: gatherSeconds,
+    ...update.seconds,
+  };
   return {
-    position: f.position, stepsPerEpoch: f.stepsPerEpoch, samples: gather.batch.samples, epochSamples: f.epochSamples,
-    loss: update.loss, accuracy: update.accuracy, workers: gather.computeSeconds.size, learningRate: update.learningRate,
-    gradientNorm: update.gradientNorm, seconds,
+    position: f.position,
+    stepsPerEpoch: f.stepsPerEpoch,
+    samples: gather.batch.samples,
+    epochSamples: f.epochSamples,
+    loss: update.loss,
+    accuracy: update.accuracy,
+    workers: gather.computeSeconds.size,
+    learningRate: update.learningRate,
+    gradientNorm: update.gradientNorm,
+    seconds,
     workerSeconds: new Map([...gather.lastArrival].map(([id, at]) => [id, (at - f.startedAt) / 1000])),
-    computeSeconds: gather.computeSeconds, workerMicroBatches: gather.microBatchesBy, workerSpeeds: f.workerSpeeds, clippedFrom: update.clippedFrom,
+    computeSeconds: gather.computeSeconds,
+    workerMicroBatches: gather.microBatchesBy,
+    workerSpeeds: f.workerSpeeds,
+    clippedFrom: update.clippedFrom,
   };
 }
 

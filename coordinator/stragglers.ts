@@ -25,7 +25,10 @@ export class StragglerWatch {
   private readonly slowSteps = new Map<string, number>();
   private readonly flagged = new Set<string>();
 
-  constructor(private readonly factor = 2, private readonly patience = 5) {}
+  constructor(
+    private readonly factor = 2,
+    private readonly patience = 5,
+  ) {}
 
   /** One step's speeds; returns the workers that became stragglers and those that stopped being. */
   observe(speeds: ReadonlyMap<string, number>): { flagged: string[]; cleared: string[]; median: number } {

@@ -10,14 +10,22 @@ import type { WorkerSession } from './worker-pool.js';
 export class WeightsBroadcast {
   private frame: { version: number; bytes: Uint8Array } | undefined;
 
-  constructor(private readonly state: RunState, private readonly wire: WireDtype) {}
+  constructor(
+    private readonly state: RunState,
+    private readonly wire: WireDtype,
+  ) {}
 
   /** Sends the current weights unless the worker already holds them. */
   ensure(session: WorkerSession): void {
     const { step, weights } = this.state;
     if (session.weightsVersion === step) return;
     if (this.frame?.version !== step) {
-      this.frame = { version: step, bytes: encodeFrame({ type: 'weights', version: step, payloadValues: weights.length }, weights, { dtype: this.wire }) };
+      this.frame = {
+        version: step,
+        bytes: encodeFrame({ type: 'weights', version: step, payloadValues: weights.length }, weights, {
+          dtype: this.wire,
+        }),
+      };
     }
     session.channel.sendShared(this.frame.bytes);
     session.weightsVersion = step;

@@ -15,7 +15,10 @@ export class WorkTracker {
   private remainingItems: number;
 
   /** `remaining`: fewer than all items when only some are to be done (a recheck of one tree node). */
-  constructor(readonly items: number, remaining = items) {
+  constructor(
+    readonly items: number,
+    remaining = items,
+  ) {
     this.remainingItems = remaining;
   }
 
@@ -57,7 +60,14 @@ export class WorkTracker {
     if (at < 0) return false;
     const list = this.owed.get(workerId)!;
     const r = list[at];
-    list.splice(at, 1, ...[{ first: r.first, end: range.first }, { first: range.end, end: r.end }].filter((x) => x.first < x.end));
+    list.splice(
+      at,
+      1,
+      ...[
+        { first: r.first, end: range.first },
+        { first: range.end, end: r.end },
+      ].filter((x) => x.first < x.end),
+    );
     return true;
   }
 

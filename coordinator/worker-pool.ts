@@ -17,7 +17,14 @@ import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/ch
 import type { Frame } from '../protocol/codec.js';
 import type { RejectionReason } from '../protocol/errors.js';
 import {
-  MAX_CHUNK_IMAGE_BYTES, MAX_CHUNK_SAMPLES, type CoordinatorMessage, type MessageOf, PEER_MESSAGE_TYPES, type PeerMessage, type ShardMessage, type Split,
+  MAX_CHUNK_IMAGE_BYTES,
+  MAX_CHUNK_SAMPLES,
+  type CoordinatorMessage,
+  type MessageOf,
+  PEER_MESSAGE_TYPES,
+  type PeerMessage,
+  type ShardMessage,
+  type Split,
   type ToShardMessage,
 } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
@@ -60,9 +67,15 @@ export interface WorkerSession {
   idleSteps: number;
   /** The weights version last sent to this worker (-1: none yet). */
   weightsVersion: number;
-  /** The weights version the worker said it holds (a `holding` message; -1: none yet): work for it waits for this. */
+  /**
+   * The weights version the worker said it holds (a `holding` message; -1: none yet): work for it waits for
+   * this.
+   */
   holdsVersion: number;
-  /** Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB again). */
+  /**
+   * Data sets already streamed to it: each at most once per session (a repeated ask would make us send ~47 MB
+   * again).
+   */
   streamed?: Set<Split>;
 }
 
@@ -82,12 +95,17 @@ export interface PoolEvents {
  * Whether workers may join yet: a sharded run's welcome carries the shard map, so workers wait
  * (are turned away, and retry) until every shard has joined.
  */
-export type WorkerAdmission = { open: true; shards?: MessageOf<'welcome'>['shards'] } | { open: false; why: string };
+export type WorkerAdmission =
+  | { open: true; shards?: MessageOf<'welcome'>['shards'] }
+  | { open: false; why: string };
 
 export interface WorkerPoolOptions {
   listener: Listener;
   welcome: WelcomeMessage;
-  /** The data sets it streams to workers that lack them (a shard reducer's pool has none: its workers never ask). */
+  /**
+   * The data sets it streams to workers that lack them (a shard reducer's pool has none: its workers never
+   * ask).
+   */
   datasets?: Record<Split, Dataset>;
   /** Take shard reducers as well as workers (the coordinator of a sharded run). */
   takesShards?: boolean;
@@ -111,7 +129,10 @@ export interface WorkerPoolOptions {
  */
 const FIRST_HELLO_MS = 5_000;
 
-/** Bytes a peer may send before it has authenticated, frames and framing together: a hello and an auth are a few hundred. */
+/**
+ * Bytes a peer may send before it has authenticated, frames and framing together: a hello and an auth are a
+ * few hundred.
+ */
 const HANDSHAKE_FRAME_BYTES = 16 * 1024;
 
 /**
@@ -145,7 +166,10 @@ export class WorkerPool {
   constructor(private readonly options: WorkerPoolOptions) {
     const limits = options.limits ?? DEFAULT_ADMISSION;
     this.admission = new AdmissionControl(limits, performance.now());
-    this.preAdmission = new PreAdmissionBudget(HANDSHAKE_FRAME_BYTES, limits.preAuthBytes ?? DEFAULT_ADMISSION.preAuthBytes);
+    this.preAdmission = new PreAdmissionBudget(
+      HANDSHAKE_FRAME_BYTES,
+      limits.preAuthBytes ?? DEFAULT_ADMISSION.preAuthBytes,
+    );
     options.listener.onLink((link) => this.accept(link));
     this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeat.intervalMs);
     this.heartbeatTimer.unref();
@@ -183,7 +207,10 @@ export class WorkerPool {
     const admitted = this.admission.admitConnection(this.openLinks, performance.now(), link.source);
     if (!admitted.ok) {
       rejections.record(admitted.reason);
-      log.warn({ peer: link.peer, reason: admitted.reason }, `refused a connection from ${link.peer}: ${admitted.detail}`);
+      log.warn(
+        { peer: link.peer, reason: admitted.reason },
+        `refused a connection from ${link.peer}: ${admitted.detail}`,
+      );
       link.close(admitted.detail);
       return;
     }
@@ -203,13 +230,20 @@ export class WorkerPool {
       if (next.state === 'refused') link.close(next.why);
     };
     const channel: PeerChannel = new Channel(link, {
-      log, rejections, maxFrameBytes: HANDSHAKE_FRAME_BYTES, replyToRejections: true, accepts: PEER_MESSAGE_TYPES,
+      log,
+      rejections,
+      maxFrameBytes: HANDSHAKE_FRAME_BYTES,
+      replyToRejections: true,
+      accepts: PEER_MESSAGE_TYPES,
       onWireBytes: (bytes) => {
         if (session) return;
         const charged = budget.charge(bytes);
         if (charged.ok) return;
         rejections.record(charged.reason);
-        log.warn({ peer: link.peer, reason: charged.reason }, `dropped ${link.peer} before admission: ${charged.detail}`);
+        log.warn(
+          { peer: link.peer, reason: charged.reason },
+          `dropped ${link.peer} before admission: ${charged.detail}`,
+        );
         link.close(charged.detail);
       },
       onUnexpected: (message) => {
@@ -231,18 +265,25 @@ export class WorkerPool {
         clearTimeout(firstHelloTimer);
         if (session) this.drop(session, reason);
         else if (handshake.state === 'challenged') {
-          // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to authenticate.
+          // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to
+          // authenticate.
           rejections.record('auth_failed');
-          log.warn({ peer: link.peer, worker: handshake.hello.workerId, reason: 'auth_failed' }, `${link.peer} left without answering the challenge (${reason})`);
+          log.warn(
+            { peer: link.peer, worker: handshake.hello.workerId, reason: 'auth_failed' },
+            `${link.peer} left without answering the challenge (${reason})`,
+          );
         }
       },
     });
     const helloTimer = setTimeout(() => {
       if (!session) link.close('no handshake in time');
     }, this.options.helloTimeoutMs ?? 15_000);
-    const firstHelloTimer = setTimeout(() => {
-      if (!session && handshake.state === 'awaiting_hello') link.close('no hello in time');
-    }, Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS));
+    const firstHelloTimer = setTimeout(
+      () => {
+        if (!session && handshake.state === 'awaiting_hello') link.close('no hello in time');
+      },
+      Math.min(FIRST_HELLO_MS, this.options.helloTimeoutMs ?? FIRST_HELLO_MS),
+    );
   }
 
   /** One handshake message: the handshake's next state, or the session once the worker is admitted. */
@@ -250,7 +291,8 @@ export class WorkerPool {
     const { secret } = this.options;
     switch (handshake.state) {
       case 'awaiting_hello': {
-        if (message.type !== 'hello') return refusal(channel, 'unauthenticated', `${message.type} before hello`);
+        if (message.type !== 'hello')
+          return refusal(channel, 'unauthenticated', `${message.type} before hello`);
         if (!secret) return this.admit(channel, message);
         const nonce = newNonce();
         channel.send({ type: 'challenge', nonce, proof: secret.coordinatorProof(message.nonce, nonce) });
@@ -258,15 +300,23 @@ export class WorkerPool {
       }
       case 'challenged': {
         const { hello, nonce } = handshake;
-        if (message.type !== 'auth' || !secret) return refusal(channel, 'unauthenticated', `${message.type} before authenticating`);
+        if (message.type !== 'auth' || !secret)
+          return refusal(channel, 'unauthenticated', `${message.type} before authenticating`);
         const expected = secret.workerProof(nonce, hello.nonce, hello.workerId);
-        if (!proofsMatch(expected, message.proof)) return refusal(channel, 'auth_failed', `worker ${hello.workerId} does not hold the secret`);
-        channel.secure(secret, { workerNonce: hello.nonce, coordinatorNonce: nonce, workerId: hello.workerId }, 'coordinator');
+        if (!proofsMatch(expected, message.proof))
+          return refusal(channel, 'auth_failed', `worker ${hello.workerId} does not hold the secret`);
+        channel.secure(
+          secret,
+          { workerNonce: hello.nonce, coordinatorNonce: nonce, workerId: hello.workerId },
+          'coordinator',
+        );
         return this.admit(channel, hello);
       }
       // Its link is closing: nothing more it says is processed, but it is still counted.
-      case 'refused': return refusal(channel, 'unauthenticated', `${message.type} after its handshake was refused`);
-      default: return unreachable(handshake, 'handshake state');
+      case 'refused':
+        return refusal(channel, 'unauthenticated', `${message.type} after its handshake was refused`);
+      default:
+        return unreachable(handshake, 'handshake state');
     }
   }
 
@@ -274,26 +324,68 @@ export class WorkerPool {
     if (hello.serves !== undefined) return this.admitShard(channel, hello, hello.serves);
     const door = this.workerAdmission;
     if (!door.open) return refusal(channel, 'awaiting_shards', door.why);
-    if (this.sessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
-    if (!this.admission.hasRoomFor(this.sessions.size)) return refusal(channel, 'cluster_full', `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`);
-    const session: WorkerSession = { id: hello.workerId, channel, backend: hello.backend, adapter: hello.adapter, state: 'welcomed', weightsVersion: -1, holdsVersion: -1, lastHeard: performance.now(), idleSteps: 0 };
+    if (this.sessions.has(hello.workerId))
+      return refusal(channel, 'duplicate_worker', `a worker named ${hello.workerId} is already connected`);
+    if (!this.admission.hasRoomFor(this.sessions.size))
+      return refusal(
+        channel,
+        'cluster_full',
+        `${this.sessions.size} workers are connected (--max-workers ${this.admission.limits.maxWorkers})`,
+      );
+    const session: WorkerSession = {
+      id: hello.workerId,
+      channel,
+      backend: hello.backend,
+      adapter: hello.adapter,
+      state: 'welcomed',
+      weightsVersion: -1,
+      holdsVersion: -1,
+      lastHeard: performance.now(),
+      idleSteps: 0,
+    };
     this.sessions.set(session.id, session);
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
-    this.options.log.info({ worker: session.id, peer: channel.peer, backend: session.backend, adapter: session.adapter },
-      `worker ${session.id} joined from ${channel.peer}${session.adapter ? ` (${session.backend} on ${adapterLabel(session.adapter)})` : ''}`);
+    this.options.log.info(
+      { worker: session.id, peer: channel.peer, backend: session.backend, adapter: session.adapter },
+      `worker ${session.id} joined from ${channel.peer}${session.adapter ? ` (${session.backend} on ${adapterLabel(session.adapter)})` : ''}`,
+    );
     const { intervalMs, timeoutMs } = this.options.heartbeat;
-    channel.send({ ...this.options.welcome, ...(door.shards && { shards: door.shards }), heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
+    channel.send({
+      ...this.options.welcome,
+      ...(door.shards && { shards: door.shards }),
+      heartbeatMs: intervalMs,
+      heartbeatTimeoutMs: timeoutMs,
+    });
     return { session };
   }
 
   private admitShard(channel: PeerChannel, hello: MessageOf<'hello'>, serves: string): HandshakeStep {
-    if (!this.options.takesShards) return refusal(channel, 'unexpected_message', `${hello.workerId} is a shard reducer, and this run has none (start the coordinator with --shards)`);
-    if (this.shardSessions.has(hello.workerId)) return refusal(channel, 'duplicate_worker', `a shard reducer named ${hello.workerId} is already connected`);
-    const session: ShardSession = { id: hello.workerId, channel, serves, state: 'joined', lastHeard: performance.now() };
+    if (!this.options.takesShards)
+      return refusal(
+        channel,
+        'unexpected_message',
+        `${hello.workerId} is a shard reducer, and this run has none (start the coordinator with --shards)`,
+      );
+    if (this.shardSessions.has(hello.workerId))
+      return refusal(
+        channel,
+        'duplicate_worker',
+        `a shard reducer named ${hello.workerId} is already connected`,
+      );
+    const session: ShardSession = {
+      id: hello.workerId,
+      channel,
+      serves,
+      state: 'joined',
+      lastHeard: performance.now(),
+    };
     this.shardSessions.set(session.id, session);
     // Its tensors travel as f32 whatever the run's wire (a bf16 Adam state would not resume bit for bit).
-    this.options.log.info({ shard: session.id, peer: channel.peer, serves }, `shard reducer ${session.id} joined from ${channel.peer}, serving ${serves}`);
+    this.options.log.info(
+      { shard: session.id, peer: channel.peer, serves },
+      `shard reducer ${session.id} joined from ${channel.peer}, serving ${serves}`,
+    );
     const { intervalMs, timeoutMs } = this.options.heartbeat;
     channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
     this.events?.shardJoined?.(session);
@@ -302,18 +394,26 @@ export class WorkerPool {
 
   private handleShard(session: ShardSession, { message, payload }: Frame<PeerMessage>): void {
     switch (message.type) {
-      case 'heartbeat': return;
-      case 'error':
-        this.options.log.warn({ shard: session.id, code: message.code }, `shard reducer ${session.id} reports: ${message.message}`);
+      case 'heartbeat':
         return;
-      case 'shutdown': return session.channel.link.close(`shard reducer left: ${message.reason}`);
+      case 'error':
+        this.options.log.warn(
+          { shard: session.id, code: message.code },
+          `shard reducer ${session.id} reports: ${message.message}`,
+        );
+        return;
+      case 'shutdown':
+        return session.channel.link.close(`shard reducer left: ${message.reason}`);
       case 'shardLoaded':
       case 'shardState':
       case 'sliceVerdict':
       case 'reduced':
         return this.events?.shardMessage?.(session, message, payload);
       default:
-        return session.channel.reject('unexpected_message', `${message.type} from shard reducer ${session.id}`);
+        return session.channel.reject(
+          'unexpected_message',
+          `${message.type} from shard reducer ${session.id}`,
+        );
     }
   }
 
@@ -341,11 +441,18 @@ export class WorkerPool {
         return this.events?.ready(session);
       case 'contribution':
       case 'evaluation':
-        if (session.state !== 'ready') return session.channel.reject('unexpected_message', `${message.type} from a worker that is not ready`);
+        if (session.state !== 'ready')
+          return session.channel.reject(
+            'unexpected_message',
+            `${message.type} from a worker that is not ready`,
+          );
         return this.events?.result(session, message, payload);
       case 'holding':
         if (session.state !== 'ready' || message.version > session.weightsVersion) {
-          return session.channel.reject('unexpected_message', `holding weights ${message.version}, but ${session.weightsVersion} were sent`);
+          return session.channel.reject(
+            'unexpected_message',
+            `holding weights ${message.version}, but ${session.weightsVersion} were sent`,
+          );
         }
         // An older version's confirmation, overtaken by newer weights on their way: moot, not bad.
         if (message.version < session.weightsVersion) return;
@@ -354,18 +461,27 @@ export class WorkerPool {
       case 'heartbeat':
         return; // lastHeard is already updated
       case 'error':
-        this.options.log.warn({ worker: session.id, code: message.code }, `worker ${session.id} reports: ${message.message}`);
+        this.options.log.warn(
+          { worker: session.id, code: message.code },
+          `worker ${session.id} reports: ${message.message}`,
+        );
         return;
       case 'shutdown':
         return session.channel.link.close(`worker left: ${message.reason}`);
       case 'hello':
       case 'auth':
-        return session.channel.reject('unexpected_message', `${message.type} from ${session.id}, which is already admitted`);
+        return session.channel.reject(
+          'unexpected_message',
+          `${message.type} from ${session.id}, which is already admitted`,
+        );
       case 'shardLoaded':
       case 'shardState':
       case 'sliceVerdict':
       case 'reduced':
-        return session.channel.reject('unexpected_message', `${message.type} from worker ${session.id}: that is a shard reducer's message`);
+        return session.channel.reject(
+          'unexpected_message',
+          `${message.type} from worker ${session.id}: that is a shard reducer's message`,
+        );
       default:
         return unreachable(message, 'worker message');
     }
@@ -374,18 +490,33 @@ export class WorkerPool {
   private stream(session: WorkerSession, splits: readonly Split[]): void {
     const streamed = (session.streamed ??= new Set());
     const again = splits.filter((s) => streamed.has(s));
-    if (again.length > 0) return session.channel.reject('unexpected_message', `the ${again.join(' and ')} set was already streamed to ${session.id} in this session`);
+    if (again.length > 0)
+      return session.channel.reject(
+        'unexpected_message',
+        `the ${again.join(' and ')} set was already streamed to ${session.id} in this session`,
+      );
     const { datasets } = this.options;
-    if (!datasets) return session.channel.reject('unexpected_message', `asked for the ${splits.join(' and ')} set, which is not streamed from here`);
+    if (!datasets)
+      return session.channel.reject(
+        'unexpected_message',
+        `asked for the ${splits.join(' and ')} set, which is not streamed from here`,
+      );
     for (const split of new Set(splits)) {
       streamed.add(split);
       const data = datasets[split];
-      this.options.log.info({ worker: session.id, split, samples: data.count }, `streaming the ${split} set to ${session.id}`);
+      this.options.log.info(
+        { worker: session.id, split, samples: data.count },
+        `streaming the ${split} set to ${session.id}`,
+      );
       const perChunk = Math.min(MAX_CHUNK_SAMPLES, Math.floor(MAX_CHUNK_IMAGE_BYTES / data.pixelsPerImage));
       for (let first = 0; first < data.count; first += perChunk) {
         const count = Math.min(perChunk, data.count - first);
         session.channel.send({
-          type: 'dataChunk', split, first, count, total: data.count,
+          type: 'dataChunk',
+          split,
+          first,
+          count,
+          total: data.count,
           images: data.images.subarray(first * data.pixelsPerImage, (first + count) * data.pixelsPerImage),
           labels: data.labels?.subarray(first, first + count) ?? null,
         });
@@ -398,13 +529,19 @@ export class WorkerPool {
     if ('serves' in session) {
       session.state = 'gone';
       this.shardSessions.delete(session.id);
-      this.options.log[this.closing ? 'info' : 'warn']({ shard: session.id, reason }, `shard reducer ${session.id} left: ${reason}`);
+      this.options.log[this.closing ? 'info' : 'warn'](
+        { shard: session.id, reason },
+        `shard reducer ${session.id} left: ${reason}`,
+      );
       return this.events?.shardLost?.(session, reason);
     }
     const wasReady = session.state === 'ready';
     session.state = 'gone';
     this.sessions.delete(session.id);
-    this.options.log[this.closing ? 'info' : 'warn']({ worker: session.id, reason }, `worker ${session.id} left: ${reason}`);
+    this.options.log[this.closing ? 'info' : 'warn'](
+      { worker: session.id, reason },
+      `worker ${session.id} left: ${reason}`,
+    );
     if (wasReady) this.events?.lost(session, reason);
   }
 }

@@ -20,7 +20,8 @@ export class SharedSecret {
 
   constructor(secret: string | Uint8Array) {
     this.#key = Buffer.from(secret);
-    if (this.#key.length < 16) throw new Error('the shared secret must be at least 16 bytes (e.g. `openssl rand -hex 32`)');
+    if (this.#key.length < 16)
+      throw new Error('the shared secret must be at least 16 bytes (e.g. `openssl rand -hex 32`)');
   }
 
   coordinatorProof(workerNonce: Uint8Array, coordinatorNonce: Uint8Array): Uint8Array {

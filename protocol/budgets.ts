@@ -6,10 +6,15 @@
  * or gone. Pure bookkeeping.
  */
 
-export type Charge = { ok: true } | { ok: false; reason: 'preauth_too_large' | 'preauth_budget'; detail: string };
+export type Charge =
+  | { ok: true }
+  | { ok: false; reason: 'preauth_too_large' | 'preauth_budget'; detail: string };
 
 export interface PreAdmissionTicket {
-  /** Counts `bytes` more from this peer; not ok: it is past its own allowance or the shared one, and must be dropped. */
+  /**
+   * Counts `bytes` more from this peer; not ok: it is past its own allowance or the shared one, and must be
+   * dropped.
+   */
   charge(bytes: number): Charge;
   /** The peer was admitted or left: its bytes no longer count. */
   release(): void;
@@ -18,7 +23,10 @@ export interface PreAdmissionTicket {
 export class PreAdmissionBudget {
   private used = 0;
 
-  constructor(readonly perPeer: number, readonly total: number) {}
+  constructor(
+    readonly perPeer: number,
+    readonly total: number,
+  ) {}
 
   /** Bytes charged to peers not yet admitted, together. */
   get outstanding(): number {
@@ -33,8 +41,18 @@ export class PreAdmissionBudget {
         if (released) return { ok: true };
         mine += bytes;
         this.used += bytes;
-        if (mine > this.perPeer) return { ok: false, reason: 'preauth_too_large', detail: `it sent ${mine} bytes before authenticating (at most ${this.perPeer})` };
-        if (this.used > this.total) return { ok: false, reason: 'preauth_budget', detail: `peers not yet admitted have sent ${this.used} bytes together (at most ${this.total}: --max-preauth-kb)` };
+        if (mine > this.perPeer)
+          return {
+            ok: false,
+            reason: 'preauth_too_large',
+            detail: `it sent ${mine} bytes before authenticating (at most ${this.perPeer})`,
+          };
+        if (this.used > this.total)
+          return {
+            ok: false,
+            reason: 'preauth_budget',
+            detail: `peers not yet admitted have sent ${this.used} bytes together (at most ${this.total}: --max-preauth-kb)`,
+          };
         return { ok: true };
       },
       release: () => {

@@ -78,7 +78,10 @@ export class Channel<In extends Message = Message, Out extends Message = Message
     this.link.limitFrames?.(bytes ?? DEFAULT_MAX_FRAME_BYTES);
   }
 
-  constructor(readonly link: Link, private readonly options: ChannelOptions<In>) {
+  constructor(
+    readonly link: Link,
+    private readonly options: ChannelOptions<In>,
+  ) {
     this.maxFrameBytes = options.maxFrameBytes;
     link.attach({
       frame: (bytes) => this.receive(bytes),
@@ -106,7 +109,8 @@ export class Channel<In extends Message = Message, Out extends Message = Message
    */
   secure(secret: SharedSecret, handshake: Handshake, role: 'coordinator' | 'worker'): void {
     if (this.link.confidential) return;
-    // A link that seals itself may lose messages and resend them under new counters; frames the channel seals never are.
+    // A link that seals itself may lose messages and resend them under new counters; frames the channel seals
+    // never are.
     if (this.link.secure) return this.link.secure(sessionKeys(secret, handshake, role, 'growing'));
     this.sealing = sessionKeys(secret, handshake, role, 'strict');
   }
@@ -136,7 +140,8 @@ export class Channel<In extends Message = Message, Out extends Message = Message
     const meter = this.meter;
     meter?.sent?.(frame.byteLength);
     const link = this.link;
-    const send = (written?: () => void) => (shared && link.sendShared ? link.sendShared(frame, written) : link.send(frame, written));
+    const send = (written?: () => void) =>
+      shared && link.sendShared ? link.sendShared(frame, written) : link.send(frame, written);
     if (!meter?.delivered) return send();
     const handed = performance.now();
     send(() => meter.delivered?.((performance.now() - handed) / 1000));
@@ -186,7 +191,10 @@ export class Channel<In extends Message = Message, Out extends Message = Message
     } catch (err) {
       // A handler that throws on a peer's message must not take the process down with it.
       if (err instanceof ProtocolError) return this.reject(err.reason, err.message);
-      this.options.log.error({ peer: this.peer, err }, `handling ${frame.message.type} from ${this.peer} failed`);
+      this.options.log.error(
+        { peer: this.peer, err },
+        `handling ${frame.message.type} from ${this.peer} failed`,
+      );
       this.trySendError('internal', (err as Error).message);
     }
   }

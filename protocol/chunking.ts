@@ -37,7 +37,9 @@ export type Reassembly =
   | { kind: 'partial' }
   /** Already delivered, or a repeat of the chunk just taken: dropped. */
   | { kind: 'duplicate'; seq: number; part: number }
-  /** Chunks or frames went missing: the partial frame is dropped; frames from `expected` on must be resent. */
+  /**
+   * Chunks or frames went missing: the partial frame is dropped; frames from `expected` on must be resent.
+   */
   | { kind: 'gap'; expected: number; detail: string }
   /** The chunks do not make the frame they claim (length or CRC): dropped; resend from `expected`. */
   | { kind: 'corrupt'; expected: number; detail: string };
@@ -50,7 +52,10 @@ export type Reassembly =
 export class Reassembler {
   private partial: { info: ChunkInfo; buffer: Uint8Array; filled: number; nextPart: number } | undefined;
 
-  constructor(public delivered = 0, public maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  constructor(
+    public delivered = 0,
+    public maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
+  ) {}
 
   get expected(): number {
     return this.delivered + 1;
@@ -59,12 +64,17 @@ export class Reassembler {
   add(info: ChunkInfo, bytes: Uint8Array): Reassembly {
     const { seq, part, parts, length } = info;
     // Any non-integer would poison `delivered` (NaN compares false with everything).
-    if (![seq, part, parts, length].every(Number.isSafeInteger)) return this.fail('corrupt', `chunk header ${JSON.stringify({ seq, part, parts, length })} is not whole numbers`);
+    if (![seq, part, parts, length].every(Number.isSafeInteger))
+      return this.fail(
+        'corrupt',
+        `chunk header ${JSON.stringify({ seq, part, parts, length })} is not whole numbers`,
+      );
     if (seq < this.expected) return { kind: 'duplicate', seq, part };
     if (!(part >= 0 && part < parts) || !(length >= 0) || length > this.maxFrameBytes) {
       return this.fail('corrupt', `chunk ${part}/${parts} of frame ${seq} claims ${length} bytes`);
     }
-    if (seq > this.expected) return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
+    if (seq > this.expected)
+      return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
     const p = this.partial;
     // Checked before "duplicate": a partial frame started by a bad first chunk would otherwise take
     // every resent chunk of a one-chunk frame for a repeat, and the stream would never recover.
@@ -72,28 +82,38 @@ export class Reassembler {
       return this.fail('corrupt', `chunk ${part} of frame ${seq} disagrees with its first chunk`);
     }
     if (p && part < p.nextPart) return { kind: 'duplicate', seq, part };
-    if ((p?.nextPart ?? 0) !== part) return this.fail('gap', `chunk ${part} of frame ${seq} arrived while chunk ${p?.nextPart ?? 0} was expected`);
+    if ((p?.nextPart ?? 0) !== part)
+      return this.fail(
+        'gap',
+        `chunk ${part} of frame ${seq} arrived while chunk ${p?.nextPart ?? 0} was expected`,
+      );
     // A fresh buffer per frame: aligned (payloads decode as zero-copy Float32Array views) and owned
     // (transports may hand out views into a shared read buffer).
     const current = p ?? { info, buffer: new Uint8Array(length), filled: 0, nextPart: 0 };
-    if (current.filled + bytes.byteLength > length) return this.fail('corrupt', `frame ${seq} overflows its ${length} bytes at chunk ${part}`);
+    if (current.filled + bytes.byteLength > length)
+      return this.fail('corrupt', `frame ${seq} overflows its ${length} bytes at chunk ${part}`);
     current.buffer.set(bytes, current.filled);
     current.filled += bytes.byteLength;
     current.nextPart = part + 1;
     this.partial = current;
     if (current.nextPart < parts) return { kind: 'partial' };
     this.partial = undefined;
-    if (current.filled !== length) return this.fail('corrupt', `frame ${seq} has ${current.filled} of its ${length} bytes`);
-    if (crc32(current.buffer) !== info.crc) return this.fail('corrupt', `frame ${seq} fails its CRC-32 check`);
+    if (current.filled !== length)
+      return this.fail('corrupt', `frame ${seq} has ${current.filled} of its ${length} bytes`);
+    if (crc32(current.buffer) !== info.crc)
+      return this.fail('corrupt', `frame ${seq} fails its CRC-32 check`);
     this.delivered = seq;
     return { kind: 'frame', seq, bytes: current.buffer };
   }
 
-  /** Frame `seq` came whole by another way (a broadcast its link referred to): in its place, it is delivered. */
+  /**
+   * Frame `seq` came whole by another way (a broadcast its link referred to): in its place, it is delivered.
+   */
   acceptWhole(seq: number, bytes: Uint8Array): Reassembly {
     if (!Number.isSafeInteger(seq)) return this.fail('corrupt', `frame number ${seq} is not a whole number`);
     if (seq < this.expected) return { kind: 'duplicate', seq, part: 0 };
-    if (seq > this.expected) return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
+    if (seq > this.expected)
+      return this.fail('gap', `frame ${seq} arrived while frame ${this.expected} was expected`);
     this.partial = undefined;
     this.delivered = seq;
     return { kind: 'frame', seq, bytes };

@@ -15,12 +15,24 @@ import type { Link } from './transport.js';
  * session's own (it reports and leaves: `fail`), never a rejection of the peer's frame; the link
  * closing is the session lost.
  */
-export function joiningChannel<In extends Message, Out extends Message>(link: Link, o: {
-  log: Logger; rejections: RejectionCounts; maxFrameBytes?: number; accepts: ReadonlyArray<In['type']>;
-  handle(frame: Frame<In>): void; fail(err: Error): void; lost(reason: string): void;
-}): Channel<In, Out> {
+export function joiningChannel<In extends Message, Out extends Message>(
+  link: Link,
+  o: {
+    log: Logger;
+    rejections: RejectionCounts;
+    maxFrameBytes?: number;
+    accepts: ReadonlyArray<In['type']>;
+    handle(frame: Frame<In>): void;
+    fail(err: Error): void;
+    lost(reason: string): void;
+  },
+): Channel<In, Out> {
   return new Channel<In, Out>(link, {
-    log: o.log, rejections: o.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: o.accepts,
+    log: o.log,
+    rejections: o.rejections,
+    maxFrameBytes: o.maxFrameBytes,
+    replyToRejections: false,
+    accepts: o.accepts,
     onMessage: (frame) => {
       try {
         o.handle(frame);
@@ -35,7 +47,10 @@ export function joiningChannel<In extends Message, Out extends Message>(link: Li
 /** What a joining peer says about itself in its hello (the nonce is the handshake's own). */
 export type HelloFields = Omit<MessageOf<'hello'>, 'type' | 'nonce'>;
 
-/** A step of the handshake: go on, or stop for good with `why` (the peer cannot be trusted, or cannot trust us). */
+/**
+ * A step of the handshake: go on, or stop for good with `why` (the peer cannot be trusted, or cannot trust
+ * us).
+ */
 export type HandshakeVerdict = { ok: true } | { ok: false; why: string };
 
 export class ClientHandshake {
@@ -44,8 +59,10 @@ export class ClientHandshake {
 
   /** `peer`: what the other side is, for the reasons given ("the coordinator", "shard 2"). */
   constructor(
-    private readonly channel: Channel<Message, Message>, private readonly hello: HelloFields,
-    private readonly secret: SharedSecret | undefined, private readonly peer: string,
+    private readonly channel: Channel<Message, Message>,
+    private readonly hello: HelloFields,
+    private readonly secret: SharedSecret | undefined,
+    private readonly peer: string,
   ) {}
 
   start(): void {
@@ -54,10 +71,18 @@ export class ClientHandshake {
 
   /** Answers the peer's challenge after checking its proof; from then on the channel is sealed. */
   challenge(c: MessageOf<'challenge'>): HandshakeVerdict {
-    const { secret, hello: { workerId } } = this;
-    if (!secret) return { ok: false, why: `${this.peer} requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)` };
+    const {
+      secret,
+      hello: { workerId },
+    } = this;
+    if (!secret)
+      return {
+        ok: false,
+        why: `${this.peer} requires a shared secret: pass --secret-file FILE (or GRADFLEET_SECRET)`,
+      };
     if (this.answered) return { ok: false, why: `${this.peer} challenged twice` };
-    if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof)) return { ok: false, why: `${this.peer} does not hold our secret: refusing to work for it` };
+    if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof))
+      return { ok: false, why: `${this.peer} does not hold our secret: refusing to work for it` };
     this.answered = true;
     this.channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, this.nonce, workerId) });
     // Everything after our auth is sealed both ways (protocol/sealing.ts).
@@ -67,7 +92,11 @@ export class ClientHandshake {
 
   /** A welcome is acceptable only from a peer that proved it holds our secret, when we have one. */
   welcome(): HandshakeVerdict {
-    if (this.secret && !this.answered) return { ok: false, why: `${this.peer} did not authenticate (it has no secret, or is not ours): refusing to work for it` };
+    if (this.secret && !this.answered)
+      return {
+        ok: false,
+        why: `${this.peer} did not authenticate (it has no secret, or is not ours): refusing to work for it`,
+      };
     return { ok: true };
   }
 }

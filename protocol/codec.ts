@@ -20,7 +20,14 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';
 import { type Message, declaredPayloadValues, messageSchema } from './messages.js';
-import { type WireDtype, bytesPerValue, decodeHalf, encodeHalf, wireDtypeCode, wireDtypeFromCode } from './wire-dtype.js';
+import {
+  type WireDtype,
+  bytesPerValue,
+  decodeHalf,
+  encodeHalf,
+  wireDtypeCode,
+  wireDtypeFromCode,
+} from './wire-dtype.js';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = 0x544c4647; // "GFLT" read as u32 LE
@@ -58,10 +65,13 @@ export interface EncodeOptions {
   dtype?: WireDtype;
 }
 
-// Plain arithmetic, not `(n + 3) & ~3`: that wraps at 2^32, and a peer's payloadValues ≥ 2^31 (16-bit values) made it 0.
+// Plain arithmetic, not `(n + 3) & ~3`: that wraps at 2^32, and a peer's payloadValues ≥ 2^31 (16-bit values)
+// made it 0.
 export const align4 = (n: number) => Math.ceil(n / 4) * 4;
 
-/** Where the payload starts after a header of `headerLength` bytes (4-byte aligned, for Float32Array views). */
+/**
+ * Where the payload starts after a header of `headerLength` bytes (4-byte aligned, for Float32Array views).
+ */
 export const payloadOffset = (headerLength: number) => align4(PREAMBLE + headerLength);
 
 /**
@@ -76,21 +86,31 @@ export function writePreamble(frame: Uint8Array, dtypeCode: number, headerLength
   view.setUint32(8, headerLength, true);
 }
 
-export function encodeFrame(message: Message, payload: Float32Array = new Float32Array(0), options: EncodeOptions = {}): Uint8Array {
+export function encodeFrame(
+  message: Message,
+  payload: Float32Array = new Float32Array(0),
+  options: EncodeOptions = {},
+): Uint8Array {
   const dtype = options.dtype ?? 'f32';
   const code = wireDtypeCode(dtype);
-  if (code === undefined) throw new ProtocolError('unknown_dtype', `cannot encode a payload as ${String(dtype)}`);
+  if (code === undefined)
+    throw new ProtocolError('unknown_dtype', `cannot encode a payload as ${String(dtype)}`);
   const checked = messageSchema.parse(message);
   const declared = declaredPayloadValues(checked);
   if (declared !== payload.length) {
-    throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, got ${payload.length}`);
+    throw new ProtocolError(
+      'wrong_payload_size',
+      `${message.type} declares ${declared} payload values, got ${payload.length}`,
+    );
   }
   const header = headerPackr.pack(checked); // a view of msgpackr's buffer: copied into the frame below
   const payloadAt = payloadOffset(header.length);
-  const frame = new Uint8Array(payloadAt + align4(payload.length * bytesPerValue(dtype))); // zeroed: padding included
+  // zeroed: padding included
+  const frame = new Uint8Array(payloadAt + align4(payload.length * bytesPerValue(dtype)));
   writePreamble(frame, code, header.length);
   frame.set(header, PREAMBLE);
-  if (dtype === 'f32') frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
+  if (dtype === 'f32')
+    frame.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), payloadAt);
   else encodeHalf(dtype, payload, new Uint16Array(frame.buffer, payloadAt, payload.length));
   return frame;
 }
@@ -101,17 +121,33 @@ export interface DecodeOptions {
 
 export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Frame {
   const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  if (bytes.length < PREAMBLE) throw new ProtocolError('too_short', `frame of ${bytes.length} bytes is shorter than the ${PREAMBLE}-byte preamble`);
-  if (bytes.length > max) throw new ProtocolError('too_large', `frame of ${bytes.length} bytes exceeds the limit of ${max}`);
+  if (bytes.length < PREAMBLE)
+    throw new ProtocolError(
+      'too_short',
+      `frame of ${bytes.length} bytes is shorter than the ${PREAMBLE}-byte preamble`,
+    );
+  if (bytes.length > max)
+    throw new ProtocolError('too_large', `frame of ${bytes.length} bytes exceeds the limit of ${max}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== MAGIC) throw new ProtocolError('bad_magic', 'not a gradfleet frame');
   const version = view.getUint8(4);
-  if (version !== PROTOCOL_VERSION) throw new ProtocolError('unknown_version', `protocol version ${version}, this build speaks ${PROTOCOL_VERSION}`);
+  if (version !== PROTOCOL_VERSION)
+    throw new ProtocolError(
+      'unknown_version',
+      `protocol version ${version}, this build speaks ${PROTOCOL_VERSION}`,
+    );
   const dtype = wireDtypeFromCode(view.getUint8(5));
-  if (dtype === undefined) throw new ProtocolError('unknown_dtype', `payload dtype code ${view.getUint8(5)} is not one of 0 (f32), 1 (f16), 2 (bf16)`);
+  if (dtype === undefined)
+    throw new ProtocolError(
+      'unknown_dtype',
+      `payload dtype code ${view.getUint8(5)} is not one of 0 (f32), 1 (f16), 2 (bf16)`,
+    );
   const headerLength = view.getUint32(8, true);
   if (headerLength === 0 || PREAMBLE + headerLength > bytes.length) {
-    throw new ProtocolError('bad_header_length', `header length ${headerLength} does not fit a ${bytes.length}-byte frame`);
+    throw new ProtocolError(
+      'bad_header_length',
+      `header length ${headerLength} does not fit a ${bytes.length}-byte frame`,
+    );
   }
   let raw: unknown;
   try {
@@ -126,29 +162,51 @@ export function decodeFrame(bytes: Uint8Array, options: DecodeOptions = {}): Fra
   }
   const message = parsed.data;
   const payloadAt = payloadOffset(headerLength);
-  if (bytes.length < payloadAt) throw new ProtocolError('misaligned_payload', `frame ends inside the header's padding (${bytes.length} of ${payloadAt} bytes)`);
+  if (bytes.length < payloadAt)
+    throw new ProtocolError(
+      'misaligned_payload',
+      `frame ends inside the header's padding (${bytes.length} of ${payloadAt} bytes)`,
+    );
   const payloadBytes = bytes.length - payloadAt;
-  if (payloadBytes % 4 !== 0) throw new ProtocolError('misaligned_payload', `payload of ${payloadBytes} bytes is not padded to 4 bytes`);
+  if (payloadBytes % 4 !== 0)
+    throw new ProtocolError(
+      'misaligned_payload',
+      `payload of ${payloadBytes} bytes is not padded to 4 bytes`,
+    );
   const declared = declaredPayloadValues(message);
   const offset = bytes.byteOffset + payloadAt;
   if (dtype === 'f32') {
     const values = payloadBytes / 4;
-    if (values !== declared) throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} payload values, frame has ${values}`);
-    const payload = offset % 4 === 0
-      ? new Float32Array(bytes.buffer, offset, values)
-      : new Float32Array(copyOf(bytes, payloadAt, bytes.length).buffer); // the transport handed us unaligned bytes: one copy
+    if (values !== declared)
+      throw new ProtocolError(
+        'wrong_payload_size',
+        `${message.type} declares ${declared} payload values, frame has ${values}`,
+      );
+    const payload =
+      offset % 4 === 0
+        ? new Float32Array(bytes.buffer, offset, values)
+        : // the transport handed us unaligned bytes: one copy
+          new Float32Array(copyOf(bytes, payloadAt, bytes.length).buffer);
     return { message, payload, dtype };
   }
   const valueBytes = declared * bytesPerValue(dtype);
   if (payloadBytes !== align4(valueBytes)) {
-    throw new ProtocolError('wrong_payload_size', `${message.type} declares ${declared} ${dtype} payload values (${align4(valueBytes)} bytes padded), frame has ${payloadBytes} bytes`);
+    throw new ProtocolError(
+      'wrong_payload_size',
+      `${message.type} declares ${declared} ${dtype} payload values (${align4(valueBytes)} bytes padded), frame has ${payloadBytes} bytes`,
+    );
   }
   for (let i = payloadAt + valueBytes; i < bytes.length; i++) {
-    if (bytes[i] !== 0) throw new ProtocolError('wrong_payload_size', `nonzero padding after ${declared} ${dtype} payload values`);
+    if (bytes[i] !== 0)
+      throw new ProtocolError(
+        'wrong_payload_size',
+        `nonzero padding after ${declared} ${dtype} payload values`,
+      );
   }
-  const wire = offset % 2 === 0
-    ? new Uint16Array(bytes.buffer, offset, declared)
-    : new Uint16Array(copyOf(bytes, payloadAt, payloadAt + valueBytes).buffer); // odd offset: one copy
+  const wire =
+    offset % 2 === 0
+      ? new Uint16Array(bytes.buffer, offset, declared)
+      : new Uint16Array(copyOf(bytes, payloadAt, payloadAt + valueBytes).buffer); // odd offset: one copy
   return { message, payload: decodeHalf(dtype, wire, new Float32Array(declared)), dtype };
 }
 

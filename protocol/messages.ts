@@ -38,7 +38,9 @@ export const helloSchema = z.object({
   workerId: id,
   backend: z.string().max(64),
   adapter: gpuAdapterSchema.optional(),
-  /** Set by a shard reducer (shard/), not a worker: where workers reach it (a ws:// URL, or its NATS subject). */
+  /**
+   * Set by a shard reducer (shard/), not a worker: where workers reach it (a ws:// URL, or its NATS subject).
+   */
   serves: z.string().min(1).max(512).optional(),
   nonce,
 });
@@ -56,11 +58,19 @@ export const authSchema = z.object({ type: z.literal('auth'), proof });
 export const MAX_DATASET_SAMPLES = 1_000_000;
 const MAX_DATASET_BYTES = MAX_DATASET_SAMPLES * 28 * 28;
 const side = z.number().int().positive().max(4096);
-const datasetInfo = z.object({
-  spec: z.string().max(4096), fingerprint: sha256, count: z.number().int().positive().max(MAX_DATASET_SAMPLES),
-  /** Every image's size: a property of the data set, which the worker's copy must share. */
-  height: side, width: side,
-}).refine((d) => d.count * d.height * d.width <= MAX_DATASET_BYTES, `a data set may hold at most ${MAX_DATASET_BYTES} pixel bytes`);
+const datasetInfo = z
+  .object({
+    spec: z.string().max(4096),
+    fingerprint: sha256,
+    count: z.number().int().positive().max(MAX_DATASET_SAMPLES),
+    /** Every image's size: a property of the data set, which the worker's copy must share. */
+    height: side,
+    width: side,
+  })
+  .refine(
+    (d) => d.count * d.height * d.width <= MAX_DATASET_BYTES,
+    `a data set may hold at most ${MAX_DATASET_BYTES} pixel bytes`,
+  );
 
 /** At most this many shard reducers serve one run. */
 export const MAX_SHARDS = 256;
@@ -74,11 +84,15 @@ export const welcomeSchema = z.object({
   seed: count,
   batchSize: z.number().int().positive(),
   microBatchSize: z.number().int().positive(),
-  layout: z.array(z.object({ name: z.string().max(256), shape: z.array(count).max(8), offset: count })).max(MAX_LAYOUT_ENTRIES),
+  layout: z
+    .array(z.object({ name: z.string().max(256), shape: z.array(count).max(8), offset: count }))
+    .max(MAX_LAYOUT_ENTRIES),
   layoutSize: count,
   /** Dtype of tensor payloads in both directions (f32 unless the run chose fp16/bf16). */
   wire: z.enum(WIRE_DTYPES),
-  /** Each side sends a heartbeat this often, and drops a peer it has not heard from in `heartbeatTimeoutMs`. */
+  /**
+   * Each side sends a heartbeat this often, and drops a peer it has not heard from in `heartbeatTimeoutMs`.
+   */
   heartbeatMs: z.number().int().positive(),
   heartbeatTimeoutMs: z.number().int().positive(),
   train: datasetInfo,
@@ -88,7 +102,11 @@ export const welcomeSchema = z.object({
    * order, and where each one's reducer listens. Workers send each node's slices to these and
    * assemble the weights from their slices. Absent: the coordinator holds the whole vector.
    */
-  shards: z.array(paramSlice.extend({ url: z.string().min(1).max(512) })).min(1).max(MAX_SHARDS).optional(),
+  shards: z
+    .array(paramSlice.extend({ url: z.string().min(1).max(512) }))
+    .min(1)
+    .max(MAX_SHARDS)
+    .optional(),
 });
 
 /** The worker is ready to compute, or first needs the listed data sets streamed to it. */
@@ -120,7 +138,10 @@ export const weightsSchema = z.object({
  */
 export const holdingSchema = z.object({ type: z.literal('holding'), version: count });
 
-/** Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the epoch order. */
+/**
+ * Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the
+ * epoch order.
+ */
 export const assignSchema = z.object({
   type: z.literal('assign'),
   step: count,
@@ -173,7 +194,15 @@ export const evaluationSchema = z.object({
 });
 
 /** A shard reducer's slice of the flat vector (its place in the welcome's shard map). */
-export const shardAssignSchema = z.object({ type: z.literal('shardAssign'), index: z.number().int().nonnegative().max(MAX_SHARDS - 1), ...paramSlice.shape });
+export const shardAssignSchema = z.object({
+  type: z.literal('shardAssign'),
+  index: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(MAX_SHARDS - 1),
+  ...paramSlice.shape,
+});
 
 export const SHARD_TENSORS = ['weights', 'adam_m', 'adam_v'] as const;
 export type ShardTensor = (typeof SHARD_TENSORS)[number];
@@ -205,8 +234,16 @@ export const reduceSchema = z.object({
   type: z.literal('reduce'),
   step: count,
   microBatches: z.number().int().positive(),
-  nodes: z.array(z.object({ level: treeLevel, index: count, worker: id })).min(1).max(65_536),
-  adam: z.object({ learningRate: z.number().positive(), beta1: z.number(), beta2: z.number(), epsilon: z.number().positive() }),
+  nodes: z
+    .array(z.object({ level: treeLevel, index: count, worker: id }))
+    .min(1)
+    .max(65_536),
+  adam: z.object({
+    learningRate: z.number().positive(),
+    beta1: z.number(),
+    beta2: z.number(),
+    epsilon: z.number().positive(),
+  }),
 });
 
 /** A shard's check of one node's slice from one worker: `reason` null when it is fine. */
@@ -220,27 +257,57 @@ export const sliceVerdictSchema = z.object({
   detail: z.string().max(4096),
 });
 
-/** The shard reduced `step` and published weights `version` of its slice; its timings and Σg² of its trainable part. */
+/**
+ * The shard reduced `step` and published weights `version` of its slice; its timings and Σg² of its trainable
+ * part.
+ */
 export const reducedSchema = z.object({
   type: z.literal('reduced'),
   step: count,
   version: count,
   gradSquares: z.number().nonnegative(),
-  seconds: z.object({ reduce: z.number().nonnegative(), optimizer: z.number().nonnegative(), broadcast: z.number().nonnegative() }),
+  seconds: z.object({
+    reduce: z.number().nonnegative(),
+    optimizer: z.number().nonnegative(),
+    broadcast: z.number().nonnegative(),
+  }),
   bytesIn: count,
   bytesOut: count,
 });
 
 export const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
 
-export const errorSchema = z.object({ type: z.literal('error'), code: z.enum(ERROR_CODES), message: z.string().max(4096) });
+export const errorSchema = z.object({
+  type: z.literal('error'),
+  code: z.enum(ERROR_CODES),
+  message: z.string().max(4096),
+});
 
 export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
-  helloSchema, challengeSchema, authSchema, welcomeSchema, readySchema, dataChunkSchema, weightsSchema, holdingSchema, assignSchema, contributionSchema,
-  evaluateSchema, evaluationSchema, heartbeatSchema, errorSchema, shutdownSchema,
-  shardAssignSchema, shardStateSchema, shardLoadedSchema, collectSchema, reduceSchema, sliceVerdictSchema, reducedSchema,
+  helloSchema,
+  challengeSchema,
+  authSchema,
+  welcomeSchema,
+  readySchema,
+  dataChunkSchema,
+  weightsSchema,
+  holdingSchema,
+  assignSchema,
+  contributionSchema,
+  evaluateSchema,
+  evaluationSchema,
+  heartbeatSchema,
+  errorSchema,
+  shutdownSchema,
+  shardAssignSchema,
+  shardStateSchema,
+  shardLoadedSchema,
+  collectSchema,
+  reduceSchema,
+  sliceVerdictSchema,
+  reducedSchema,
 ]);
 
 export type Message = z.infer<typeof messageSchema>;
@@ -248,23 +315,71 @@ export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
 /** What a worker sends: the coordinator's side of a channel accepts only these. */
-export const WORKER_MESSAGE_TYPES = ['hello', 'auth', 'ready', 'holding', 'contribution', 'evaluation', 'heartbeat', 'error', 'shutdown'] as const;
+export const WORKER_MESSAGE_TYPES = [
+  'hello',
+  'auth',
+  'ready',
+  'holding',
+  'contribution',
+  'evaluation',
+  'heartbeat',
+  'error',
+  'shutdown',
+] as const;
 /** What the coordinator sends: a worker's side of a channel accepts only these. */
-export const COORDINATOR_MESSAGE_TYPES = ['challenge', 'welcome', 'dataChunk', 'weights', 'assign', 'evaluate', 'heartbeat', 'error', 'shutdown'] as const;
-/** What a shard reducer sends the coordinator (workers talk to a shard as to a coordinator: the two lists above). */
-export const SHARD_MESSAGE_TYPES = ['hello', 'auth', 'heartbeat', 'error', 'shutdown', 'shardLoaded', 'shardState', 'sliceVerdict', 'reduced'] as const;
+export const COORDINATOR_MESSAGE_TYPES = [
+  'challenge',
+  'welcome',
+  'dataChunk',
+  'weights',
+  'assign',
+  'evaluate',
+  'heartbeat',
+  'error',
+  'shutdown',
+] as const;
+/**
+ * What a shard reducer sends the coordinator (workers talk to a shard as to a coordinator: the two lists
+ * above).
+ */
+export const SHARD_MESSAGE_TYPES = [
+  'hello',
+  'auth',
+  'heartbeat',
+  'error',
+  'shutdown',
+  'shardLoaded',
+  'shardState',
+  'sliceVerdict',
+  'reduced',
+] as const;
 /** What the coordinator sends a shard reducer. */
-export const TO_SHARD_MESSAGE_TYPES = ['challenge', 'welcome', 'heartbeat', 'error', 'shutdown', 'shardAssign', 'shardState', 'collect', 'reduce'] as const;
+export const TO_SHARD_MESSAGE_TYPES = [
+  'challenge',
+  'welcome',
+  'heartbeat',
+  'error',
+  'shutdown',
+  'shardAssign',
+  'shardState',
+  'collect',
+  'reduce',
+] as const;
 export type WorkerMessage = MessageOf<(typeof WORKER_MESSAGE_TYPES)[number]>;
 export type CoordinatorMessage = MessageOf<(typeof COORDINATOR_MESSAGE_TYPES)[number]>;
 export type ShardMessage = MessageOf<(typeof SHARD_MESSAGE_TYPES)[number]>;
 export type ToShardMessage = MessageOf<(typeof TO_SHARD_MESSAGE_TYPES)[number]>;
-/** What the coordinator's end of a link hears before it knows who joined: a worker's or a shard's messages. */
+/**
+ * What the coordinator's end of a link hears before it knows who joined: a worker's or a shard's messages.
+ */
 export const PEER_MESSAGE_TYPES = [...new Set([...WORKER_MESSAGE_TYPES, ...SHARD_MESSAGE_TYPES])];
 export type PeerMessage = WorkerMessage | ShardMessage;
 
 /** Compile-time guard: a new message type must be given a direction, or this line stops compiling. */
-const everyTypeHasADirection: Record<Exclude<MessageType, PeerMessage['type'] | CoordinatorMessage['type'] | ToShardMessage['type']>, never> = {};
+const everyTypeHasADirection: Record<
+  Exclude<MessageType, PeerMessage['type'] | CoordinatorMessage['type'] | ToShardMessage['type']>,
+  never
+> = {};
 void everyTypeHasADirection;
 
 /** How many payload values a message declares (0 for those that carry no tensor). */

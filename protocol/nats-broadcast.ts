@@ -15,7 +15,10 @@ import type { BroadcastSeal, SealFailure } from './sealing.js';
 /** Whose broadcast a chunk (or a link's `ref`) belongs to; the chunk headers are a link's own. */
 export const BROADCAST_ID_HEADER = 'Gf-Bid';
 
-/** What a link's `ref` names: a frame of one publisher's broadcast, with its length and CRC-32 to check it against. */
+/**
+ * What a link's `ref` names: a frame of one publisher's broadcast, with its length and CRC-32 to check it
+ * against.
+ */
 export interface BroadcastRef {
   /** The publisher's id: a restarted coordinator numbers its broadcasts from 1 again. */
   id: string;
@@ -34,7 +37,11 @@ export class BroadcastPublisher {
   /** Set when the run has a secret: every broadcast is then sealed under the run's key. */
   private seal: BroadcastSeal | undefined;
 
-  constructor(private readonly nc: NatsConnection, private readonly subject: string, private readonly chunkBytes: number) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly chunkBytes: number,
+  ) {}
 
   /** Every session of a run shares the one secret, so the first to authenticate decides for all. */
   sealWith(seal: BroadcastSeal): void {
@@ -49,7 +56,8 @@ export class BroadcastPublisher {
   offer(frame: Uint8Array): BroadcastRef | undefined {
     if (this.last?.frame === frame) return this.last.ref;
     const seq = ++this.seq;
-    // The ref's length and CRC then name the sealed bytes, which is what travels and what a worker reassembles.
+    // The ref's length and CRC then name the sealed bytes, which is what travels and what a worker
+    // reassembles.
     const chunks = chunkFrame(seq, this.seal ? this.seal.seal(this.id, seq, frame) : frame, this.chunkBytes);
     try {
       for (const { info, bytes } of chunks) {
@@ -78,7 +86,10 @@ const KEEP = 2;
 export class BroadcastCache {
   private assembling: { id: string; reassembler: Reassembler } | undefined;
   private readonly complete = new Map<string, { bytes: Uint8Array; length: number; crc: number }>();
-  /** The newest sealed broadcast accepted per publisher (a few publishers: a restarted coordinator is a new one). */
+  /**
+   * The newest sealed broadcast accepted per publisher (a few publishers: a restarted coordinator is a new
+   * one).
+   */
   private readonly newest = new Map<string, number>();
   private seal: { open: BroadcastSeal; rejected: (reason: SealFailure, detail: string) => void } | undefined;
 
@@ -96,7 +107,8 @@ export class BroadcastCache {
     const id = h?.get(BROADCAST_ID_HEADER);
     const info = chunkInfoOf(h);
     if (!id || !info) return;
-    if (info.part === 0) this.assembling = { id, reassembler: new Reassembler(info.seq - 1, this.maxFrameBytes) };
+    if (info.part === 0)
+      this.assembling = { id, reassembler: new Reassembler(info.seq - 1, this.maxFrameBytes) };
     const a = this.assembling;
     if (!a || a.id !== id) return;
     const result = a.reassembler.add(info, data);
@@ -108,8 +120,13 @@ export class BroadcastCache {
       const opened = this.seal.open.open(id, info.seq, bytes);
       if (!opened.ok) return this.seal.rejected(opened.reason, opened.detail);
       // Genuine but old (a recorded broadcast played again): a publisher's numbers only grow.
-      if (info.seq <= (this.newest.get(id) ?? 0)) return this.seal.rejected('replayed', `broadcast ${info.seq} of ${id} arrived after ${this.newest.get(id)}`);
-      if (!this.newest.has(id) && this.newest.size >= KEEP) this.newest.delete(this.newest.keys().next().value!);
+      if (info.seq <= (this.newest.get(id) ?? 0))
+        return this.seal.rejected(
+          'replayed',
+          `broadcast ${info.seq} of ${id} arrived after ${this.newest.get(id)}`,
+        );
+      if (!this.newest.has(id) && this.newest.size >= KEEP)
+        this.newest.delete(this.newest.keys().next().value!);
       this.newest.set(id, info.seq);
       bytes = opened.plaintext;
     }

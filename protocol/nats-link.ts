@@ -8,7 +8,12 @@
  */
 import { type MsgHdrs, type NatsConnection, type Subscription, headers as natsHeaders } from 'nats';
 import { type Reassembly, Reassembler, chunkFrame } from './chunking.js';
-import { BROADCAST_ID_HEADER, BroadcastCache, type BroadcastPublisher, type BroadcastRef } from './nats-broadcast.js';
+import {
+  BROADCAST_ID_HEADER,
+  BroadcastCache,
+  type BroadcastPublisher,
+  type BroadcastRef,
+} from './nats-broadcast.js';
 import { CHUNK_HEADERS, chunkHeaders, chunkInfoOf } from './nats-chunk-headers.js';
 import { SEALED_HEADER, sealMessage, unsealMessage } from './nats-sealing.js';
 import type { SessionKeys } from './sealing.js';
@@ -16,7 +21,14 @@ import type { RejectionReason } from './errors.js';
 import type { Link, LinkHandlers } from './transport.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
 
-const H = { ...CHUNK_HEADERS, control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason', broadcastId: BROADCAST_ID_HEADER, broadcastSeq: 'Gf-Bseq' } as const;
+const H = {
+  ...CHUNK_HEADERS,
+  control: 'Gf-Ctl',
+  ack: 'Gf-Ack',
+  reason: 'Gf-Reason',
+  broadcastId: BROADCAST_ID_HEADER,
+  broadcastSeq: 'Gf-Bseq',
+} as const;
 
 /**
  * Control messages: `ack` (I hold every frame up to Gf-Ack), `ping` (an ack that also says I am
@@ -43,7 +55,10 @@ export interface NatsLinkOptions {
   broadcast?: BroadcastPublisher;
   /** The worker's side: the subject shared frames are offered on (subscribed for the link's life). */
   broadcastSubject?: string;
-  /** Bytes of frames sent and not yet acknowledged, at most (default 4 × maxFrameBytes): a peer that stops acknowledging is dropped. */
+  /**
+   * Bytes of frames sent and not yet acknowledged, at most (default 4 × maxFrameBytes): a peer that stops
+   * acknowledging is dropped.
+   */
   maxUnackedBytes?: number;
   /** Where the peer joined from (per-source limits). */
   source?: string;
@@ -76,7 +91,9 @@ export class NatsLink implements Link {
   private closed = false;
   /** Once the handshake agreed on keys: every message both ways is sealed (nats-sealing.ts). */
   private keys: SessionKeys | undefined;
-  /** Whether a sealed message came from the peer yet: until then its plain controls may still be in flight. */
+  /**
+   * Whether a sealed message came from the peer yet: until then its plain controls may still be in flight.
+   */
   private peerSealed = false;
 
   constructor(private readonly o: NatsLinkOptions) {
@@ -91,7 +108,12 @@ export class NatsLink implements Link {
     });
     if (o.broadcastSubject) {
       const cache = new BroadcastCache(o.maxFrameBytes);
-      this.broadcasts = { cache, subscription: o.nc.subscribe(o.broadcastSubject, { callback: (err, msg) => err || cache.add(msg.headers, msg.data) }) };
+      this.broadcasts = {
+        cache,
+        subscription: o.nc.subscribe(o.broadcastSubject, {
+          callback: (err, msg) => err || cache.add(msg.headers, msg.data),
+        }),
+      };
     }
     const heartbeat = o.heartbeatMs ?? 1000;
     this.ticker = setInterval(() => this.tick(), Math.min(heartbeat, 500));
@@ -124,7 +146,13 @@ export class NatsLink implements Link {
     if (!this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
     this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
-    this.control('ref', { [H.seq]: String(seq), [H.broadcastId]: ref.id, [H.broadcastSeq]: String(ref.seq), [H.length]: String(ref.length), [H.crc]: String(ref.crc) });
+    this.control('ref', {
+      [H.seq]: String(seq),
+      [H.broadcastId]: ref.id,
+      [H.broadcastSeq]: String(ref.seq),
+      [H.length]: String(ref.length),
+      [H.crc]: String(ref.crc),
+    });
     if (written) this.o.nc.flush().then(written, () => {});
   }
 
@@ -158,12 +186,15 @@ export class NatsLink implements Link {
   secure(keys: SessionKeys): void {
     this.keys = keys;
     this.o.broadcast?.sealWith(keys.broadcast);
-    this.broadcasts?.cache.sealWith(keys.broadcast, (reason, detail) => this.report(reason, `${detail} (a broadcast)`));
+    this.broadcasts?.cache.sealWith(keys.broadcast, (reason, detail) =>
+      this.report(reason, `${detail} (a broadcast)`),
+    );
   }
 
   /** After the connection came back: ask the peer for what it sent meanwhile, and offer the same. */
   resync(): void {
-    if (!this.closed) this.control('resume', { [H.ack]: String(this.reassembler.delivered), [H.reason]: 'reply' });
+    if (!this.closed)
+      this.control('resume', { [H.ack]: String(this.reassembler.delivered), [H.reason]: 'reply' });
   }
 
   private publishFrame(seq: number, frame: Uint8Array): void {
@@ -172,10 +203,16 @@ export class NatsLink implements Link {
     }
   }
 
-  /** False when the connection refuses (closed or its reconnect buffer full): the frame stays unacked and is resent. */
+  /**
+   * False when the connection refuses (closed or its reconnect buffer full): the frame stays unacked and is
+   * resent.
+   */
   private publish(data: Uint8Array, h: MsgHdrs): boolean {
     try {
-      if (this.keys) this.o.nc.publish(this.o.sendSubject, sealMessage(this.keys.send, h, data), { headers: SEALED_HEADER() });
+      if (this.keys)
+        this.o.nc.publish(this.o.sendSubject, sealMessage(this.keys.send, h, data), {
+          headers: SEALED_HEADER(),
+        });
       else this.o.nc.publish(this.o.sendSubject, data, { headers: h });
       this.lastSent = Date.now();
       return true;
@@ -211,7 +248,8 @@ export class NatsLink implements Link {
     const kind = h?.get(H.control);
     if (kind) return this.onControl(kind as Control, h!);
     const info = chunkInfoOf(h);
-    if (!info) return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
+    if (!info)
+      return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
     this.handle(this.reassembler.add(info, data));
   }
 
@@ -224,12 +262,19 @@ export class NatsLink implements Link {
       case 'partial':
         return;
       case 'duplicate':
-        return this.report('duplicate_chunk', `chunk ${result.part} of frame ${result.seq} from ${this.peer} arrived again: dropped`);
+        return this.report(
+          'duplicate_chunk',
+          `chunk ${result.part} of frame ${result.seq} from ${this.peer} arrived again: dropped`,
+        );
       case 'gap':
       case 'corrupt':
-        // Frames sent before our request for a missed broadcast was answered: expected, and already asked for.
+        // Frames sent before our request for a missed broadcast was answered: expected, and already asked
+        // for.
         if (result.kind === 'gap' && this.broadcastMissed === result.expected) return;
-        this.report(result.kind === 'gap' ? 'lost_chunk' : 'corrupt_chunk', `${result.detail} (from ${this.peer}): asking for frames from ${result.expected} again`);
+        this.report(
+          result.kind === 'gap' ? 'lost_chunk' : 'corrupt_chunk',
+          `${result.detail} (from ${this.peer}): asking for frames from ${result.expected} again`,
+        );
         if (this.resumeAskedFor !== result.expected) {
           this.resumeAskedFor = result.expected;
           this.control('resume', { [H.ack]: String(result.expected - 1) });
@@ -251,23 +296,34 @@ export class NatsLink implements Link {
           u.sentAt = Date.now();
           this.publishFrame(seq, u.frame);
         }
-        if (h.get(H.reason) === 'reply') this.control('resume', { [H.ack]: String(this.reassembler.delivered) });
+        if (h.get(H.reason) === 'reply')
+          this.control('resume', { [H.ack]: String(this.reassembler.delivered) });
         return;
       case 'close':
         return this.finish(`peer closed: ${h.get(H.reason) || 'no reason'}`);
       case 'ref':
         return this.onRef(h);
       default:
-        return this.report('malformed_chunk', `unknown control message ${String(kind).slice(0, 40)} from ${this.peer}`);
+        return this.report(
+          'malformed_chunk',
+          `unknown control message ${String(kind).slice(0, 40)} from ${this.peer}`,
+        );
     }
   }
 
   /** A frame of this link that was broadcast: delivered from the cache, or asked for again in full. */
   private onRef(h: MsgHdrs): void {
     const seq = Number(h.get(H.seq));
-    const ref: BroadcastRef = { id: h.get(H.broadcastId), seq: Number(h.get(H.broadcastSeq)), length: Number(h.get(H.length)), crc: Number(h.get(H.crc)) };
-    // Out of its place (a repeat, or frames lost before it): handled as any frame's number would be; no bytes are used.
-    if (seq !== this.reassembler.expected) return this.handle(this.reassembler.acceptWhole(seq, new Uint8Array(0)));
+    const ref: BroadcastRef = {
+      id: h.get(H.broadcastId),
+      seq: Number(h.get(H.broadcastSeq)),
+      length: Number(h.get(H.length)),
+      crc: Number(h.get(H.crc)),
+    };
+    // Out of its place (a repeat, or frames lost before it): handled as any frame's number would be; no bytes
+    // are used.
+    if (seq !== this.reassembler.expected)
+      return this.handle(this.reassembler.acceptWhole(seq, new Uint8Array(0)));
     const frame = this.broadcasts?.cache.take(ref);
     if (frame) return this.handle(this.reassembler.acceptWhole(seq, frame));
     // Missed (joined after it, or lost a chunk): not an error of the peer's, so not reported. Ask once.
@@ -297,8 +353,10 @@ export class NatsLink implements Link {
   private tick(): void {
     const now = Date.now();
     const { heartbeatMs = 1000, deadAfterMs = 30_000, retransmitMs = 2000 } = this.o;
-    if (now - this.lastReceived > deadAfterMs) return this.finish(`no message from ${this.peer} for ${(deadAfterMs / 1000).toFixed(0)} s`);
-    if (now - this.lastSent >= heartbeatMs) this.control('ping', { [H.ack]: String(this.reassembler.delivered) });
+    if (now - this.lastReceived > deadAfterMs)
+      return this.finish(`no message from ${this.peer} for ${(deadAfterMs / 1000).toFixed(0)} s`);
+    if (now - this.lastSent >= heartbeatMs)
+      this.control('ping', { [H.ack]: String(this.reassembler.delivered) });
     for (const [seq, u] of this.unacked) {
       if (now - u.sentAt < retransmitMs * 2 ** u.retries) continue;
       u.retries = Math.min(u.retries + 1, 5);

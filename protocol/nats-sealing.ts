@@ -33,16 +33,25 @@ export type Unsealed =
   | { ok: false; reason: SealFailure; detail: string; plain: boolean };
 
 export function unsealMessage(opener: Opener, h: MsgHdrs | undefined, message: Uint8Array): Unsealed {
-  if (h?.get(MARK) !== '1') return { ok: false, reason: 'bad_seal', detail: 'an unsealed message in a sealed session', plain: true };
+  if (h?.get(MARK) !== '1')
+    return { ok: false, reason: 'bad_seal', detail: 'an unsealed message in a sealed session', plain: true };
   const opened = opener.open(message);
   if (!opened.ok) return { ...opened, plain: false };
   const bytes = opened.plaintext;
   const length = bytes.byteLength >= 4 ? Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32LE(0) : -1;
   // Sealed by the peer, so malformed only through a bug of its own: still never trusted blindly.
-  if (length < 0 || length > MAX_HEADER_JSON || 4 + length > bytes.byteLength) return { ok: false, reason: 'bad_seal', detail: 'a sealed message with a malformed inside', plain: false };
+  if (length < 0 || length > MAX_HEADER_JSON || 4 + length > bytes.byteLength)
+    return {
+      ok: false,
+      reason: 'bad_seal',
+      detail: 'a sealed message with a malformed inside',
+      plain: false,
+    };
   const headers = natsHeaders();
   try {
-    const fields = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 4, length).toString('utf8')) as Record<string, unknown>;
+    const fields = JSON.parse(
+      Buffer.from(bytes.buffer, bytes.byteOffset + 4, length).toString('utf8'),
+    ) as Record<string, unknown>;
     for (const [key, value] of Object.entries(fields)) if (typeof value === 'string') headers.set(key, value);
   } catch {
     return { ok: false, reason: 'bad_seal', detail: 'a sealed message with malformed headers', plain: false };

@@ -30,11 +30,16 @@ export const SEAL_OVERHEAD = SEAL_HEADER + TAG_BYTES;
 export type Direction = 'down' | 'up';
 
 export type SealFailure = 'bad_seal' | 'replayed';
-export type Opened = { ok: true; counter: number; plaintext: Uint8Array } | { ok: false; reason: SealFailure; detail: string };
+export type Opened =
+  | { ok: true; counter: number; plaintext: Uint8Array }
+  | { ok: false; reason: SealFailure; detail: string };
 
 /** One key and the context it is bound to: the AEAD itself, with no counter policy. */
 export class SealKey {
-  constructor(private readonly key: Buffer, private readonly context: Uint8Array) {}
+  constructor(
+    private readonly key: Buffer,
+    private readonly context: Uint8Array,
+  ) {}
 
   /** `parts` concatenated, sealed under `counter`. */
   seal(counter: number, parts: readonly Uint8Array[]): Uint8Array {
@@ -47,10 +52,17 @@ export class SealKey {
     return Buffer.concat(out);
   }
 
-  /** The plaintext and the counter it was sealed under, or why not. Never advances anything: callers decide on order. */
+  /**
+   * The plaintext and the counter it was sealed under, or why not. Never advances anything: callers decide on
+   * order.
+   */
   open(sealed: Uint8Array): Opened {
     if (sealed.byteLength < SEAL_OVERHEAD || !SEAL_MAGIC.every((b, i) => sealed[i] === b)) {
-      return { ok: false, reason: 'bad_seal', detail: `an unsealed or truncated message (${sealed.byteLength} bytes)` };
+      return {
+        ok: false,
+        reason: 'bad_seal',
+        detail: `an unsealed or truncated message (${sealed.byteLength} bytes)`,
+      };
     }
     const header = sealed.subarray(0, SEAL_HEADER);
     const decipher = createDecipheriv('aes-256-gcm', this.key, nonceOf(header));
@@ -60,7 +72,11 @@ export class SealKey {
     try {
       decipher.final();
     } catch {
-      return { ok: false, reason: 'bad_seal', detail: 'the message fails its authentication tag (forged, altered, or sealed for another session)' };
+      return {
+        ok: false,
+        reason: 'bad_seal',
+        detail: 'the message fails its authentication tag (forged, altered, or sealed for another session)',
+      };
     }
     return { ok: true, counter: counterOf(header), plaintext: aligned(body) };
   }
@@ -85,14 +101,22 @@ export class Sealer {
 export class Opener {
   private last = 0;
 
-  constructor(private readonly key: SealKey, private readonly order: 'strict' | 'growing') {}
+  constructor(
+    private readonly key: SealKey,
+    private readonly order: 'strict' | 'growing',
+  ) {}
 
   open(sealed: Uint8Array): Opened {
     const opened = this.key.open(sealed);
     if (!opened.ok) return opened;
     const { counter } = opened;
     const inPlace = this.order === 'strict' ? counter === this.last + 1 : counter > this.last;
-    if (!inPlace) return { ok: false, reason: 'replayed', detail: `message ${counter} arrived after message ${this.last}` };
+    if (!inPlace)
+      return {
+        ok: false,
+        reason: 'replayed',
+        detail: `message ${counter} arrived after message ${this.last}`,
+      };
     this.last = counter;
     return opened;
   }
@@ -111,7 +135,12 @@ export class BroadcastSeal {
   /** The frame of broadcast `seq`; anything else (another publisher's key, another step) is bad_seal. */
   open(publisherId: string, seq: number, sealed: Uint8Array): Opened {
     const opened = this.keyFor(publisherId).open(sealed);
-    if (opened.ok && opened.counter !== seq) return { ok: false, reason: 'replayed', detail: `broadcast ${opened.counter} offered as broadcast ${seq}` };
+    if (opened.ok && opened.counter !== seq)
+      return {
+        ok: false,
+        reason: 'replayed',
+        detail: `broadcast ${opened.counter} offered as broadcast ${seq}`,
+      };
     return opened;
   }
 
@@ -121,7 +150,10 @@ export class BroadcastSeal {
       // A forger may name any number of publishers: keep only a few keys.
       if (this.keys.size >= 4) this.keys.delete(this.keys.keys().next().value!);
       const id = Buffer.from(publisherId, 'utf8');
-      key = new SealKey(this.secret.deriveKey(id, Buffer.from('gradfleet broadcast v1', 'utf8')), Buffer.concat([Buffer.from('broadcast ', 'utf8'), id]));
+      key = new SealKey(
+        this.secret.deriveKey(id, Buffer.from('gradfleet broadcast v1', 'utf8')),
+        Buffer.concat([Buffer.from('broadcast ', 'utf8'), id]),
+      );
       this.keys.set(publisherId, key);
     }
     return key;
@@ -144,7 +176,8 @@ export interface Handshake {
 
 export function sessionId(h: Handshake): Buffer {
   const hash = createHash('sha256').update('gradfleet session');
-  for (const part of [h.workerNonce, h.coordinatorNonce, Buffer.from(h.workerId, 'utf8')]) hash.update(Uint32Array.of(part.length)).update(part);
+  for (const part of [h.workerNonce, h.coordinatorNonce, Buffer.from(h.workerId, 'utf8')])
+    hash.update(Uint32Array.of(part.length)).update(part);
   return hash.digest();
 }
 
@@ -153,10 +186,19 @@ export function directionKey(secret: SharedSecret, id: Uint8Array, direction: Di
   return new SealKey(key, Buffer.concat([id, Buffer.from(direction, 'utf8')]));
 }
 
-export function sessionKeys(secret: SharedSecret, h: Handshake, role: 'coordinator' | 'worker', order: 'strict' | 'growing'): SessionKeys {
+export function sessionKeys(
+  secret: SharedSecret,
+  h: Handshake,
+  role: 'coordinator' | 'worker',
+  order: 'strict' | 'growing',
+): SessionKeys {
   const id = sessionId(h);
   const [out, into]: Direction[] = role === 'coordinator' ? ['down', 'up'] : ['up', 'down'];
-  return { send: new Sealer(directionKey(secret, id, out)), receive: new Opener(directionKey(secret, id, into), order), broadcast: new BroadcastSeal(secret) };
+  return {
+    send: new Sealer(directionKey(secret, id, out)),
+    receive: new Opener(directionKey(secret, id, into), order),
+    broadcast: new BroadcastSeal(secret),
+  };
 }
 
 function sealHeader(counter: number): Buffer {
@@ -177,7 +219,10 @@ function counterOf(header: Uint8Array): number {
   return Number(Buffer.from(header.buffer, header.byteOffset, header.byteLength).readBigUInt64BE(COUNTER_AT));
 }
 
-/** Payloads decode as zero-copy Float32Array views only at a 4-byte offset: one copy if OpenSSL's buffer is not. */
+/**
+ * Payloads decode as zero-copy Float32Array views only at a 4-byte offset: one copy if OpenSSL's buffer is
+ * not.
+ */
 function aligned(bytes: Buffer): Uint8Array {
   return bytes.byteOffset % 4 === 0 ? bytes : Uint8Array.prototype.slice.call(bytes);
 }

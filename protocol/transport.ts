@@ -12,14 +12,18 @@ export interface LinkHandlers {
   close(reason: string): void;
   /** Something the transport itself dropped (a lost or repeated chunk), for counting and logs. */
   rejected?(reason: RejectionReason, detail: string): void;
-  /** Raw bytes read from the peer, before any frame is assembled (what a peer not yet admitted is charged). */
+  /**
+   * Raw bytes read from the peer, before any frame is assembled (what a peer not yet admitted is charged).
+   */
   received?(bytes: number): void;
 }
 
 export interface Link {
   /** Who is at the other end, for logs ("ws 127.0.0.1:51234"). */
   readonly peer: string;
-  /** Where it connects from, for per-source limits: a remote address (ws), the joining client's inbox (NATS). */
+  /**
+   * Where it connects from, for per-source limits: a remote address (ws), the joining client's inbox (NATS).
+   */
   readonly source?: string;
   /** `written` (optional) runs once the frame has been handed to the operating system. */
   send(frame: Uint8Array, written?: () => void): void;
@@ -30,7 +34,10 @@ export interface Link {
    */
   sendShared?(frame: Uint8Array, written?: () => void): void;
   close(reason: string): void;
-  /** The largest frame the link may assemble from now on (a link that reassembles chunks allocates by their claims). */
+  /**
+   * The largest frame the link may assemble from now on (a link that reassembles chunks allocates by their
+   * claims).
+   */
   limitFrames?(bytes: number): void;
   /** TLS binds this link end to end (wss://): sealing frames on top would add nothing. */
   readonly confidential?: boolean;

@@ -40,36 +40,49 @@ export function bytesPerValue(dtype: WireDtype): 2 | 4 {
 /** Parse a command-line spelling: f32|fp32|float32, f16|fp16|float16|half, bf16|bfloat16. */
 export function parseWireDtype(text: string): WireDtype {
   switch (text.toLowerCase()) {
-    case 'f32': case 'fp32': case 'float32': return 'f32';
-    case 'f16': case 'fp16': case 'float16': case 'half': return 'f16';
-    case 'bf16': case 'bfloat16': return 'bf16';
-    default: throw new Error(`unknown wire dtype "${text}" (expected fp32, fp16 or bf16)`);
+    case 'f32':
+    case 'fp32':
+    case 'float32':
+      return 'f32';
+    case 'f16':
+    case 'fp16':
+    case 'float16':
+    case 'half':
+      return 'f16';
+    case 'bf16':
+    case 'bfloat16':
+      return 'bf16';
+    default:
+      throw new Error(`unknown wire dtype "${text}" (expected fp32, fp16 or bf16)`);
   }
 }
 
 function checkLengths(what: string, src: ArrayLike<number>, dst: ArrayLike<number>): void {
-  if (dst.length < src.length) throw new RangeError(`${what}: destination holds ${dst.length} values, source has ${src.length}`);
+  if (dst.length < src.length)
+    throw new RangeError(`${what}: destination holds ${dst.length} values, source has ${src.length}`);
 }
 
 /** float32 bits of `src` without copying (a Float32Array's byteOffset is always a multiple of 4). */
 const bitsOf = (src: Float32Array) => new Uint32Array(src.buffer, src.byteOffset, src.length);
 
 const TWO_POW_24 = 16777216;
-const TWO_POW_52 = 4503599627370496; // adding and removing it rounds a double in [0, 2^52) to an integer, ties to even
+// adding and removing it rounds a double in [0, 2^52) to an integer, ties to even
+const TWO_POW_52 = 4503599627370496;
 
 function f16Kernel(bits: Uint32Array, floats: Float32Array, dst: Uint16Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const x = bits[i];
     const a = x & 0x7fffffff;
     let h: number;
-    if (a < 0x47800000) { // |x| < 2^16: finite in f16 after rounding, or exactly at the overflow to Inf
+    if (a < 0x47800000) {
+      // |x| < 2^16: finite in f16 after rounding, or exactly at the overflow to Inf
       if (a >= 0x38800000) {
         // Normal: rebias the exponent (127 → 15) and round the 13 dropped mantissa bits to nearest
         // even; a carry out of the mantissa bumps the exponent, up to 0x7c00 (Inf) for ≥ 65520.
         h = (a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13;
       } else {
         // Subnormal or zero: the f16 value is |x|·2^24 rounded to an integer (exact in double).
-        h = (Math.abs(floats[i]) * TWO_POW_24 + TWO_POW_52) - TWO_POW_52;
+        h = Math.abs(floats[i]) * TWO_POW_24 + TWO_POW_52 - TWO_POW_52;
       }
     } else {
       h = a > 0x7f800000 ? 0x7e00 | ((a >>> 13) & 0x3ff) : 0x7c00; // NaN (kept quiet) or Inf
@@ -81,9 +94,10 @@ function f16Kernel(bits: Uint32Array, floats: Float32Array, dst: Uint16Array, n:
 function bf16Kernel(bits: Uint32Array, dst: Uint16Array, n: number): void {
   for (let i = 0; i < n; i++) {
     const x = bits[i];
-    dst[i] = (x & 0x7fffffff) > 0x7f800000
-      ? (x >>> 16) | 0x40 // NaN: set the quiet bit so truncated payload bits cannot make it Inf
-      : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    dst[i] =
+      (x & 0x7fffffff) > 0x7f800000
+        ? (x >>> 16) | 0x40 // NaN: set the quiet bit so truncated payload bits cannot make it Inf
+        : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
   }
 }
 
@@ -98,12 +112,17 @@ function f16ToF32Table(): Uint32Array {
     const exp = (h >>> 10) & 0x1f;
     let mant = h & 0x3ff;
     let bits: number;
-    if (exp === 0x1f) bits = 0x7f800000 | (mant << 13); // Inf, NaN with its payload
+    if (exp === 0x1f)
+      bits = 0x7f800000 | (mant << 13); // Inf, NaN with its payload
     else if (exp !== 0) bits = ((exp + 112) << 23) | (mant << 13);
     else if (mant === 0) bits = 0;
-    else { // subnormal: mant·2^-24, normalised
+    else {
+      // subnormal: mant·2^-24, normalised
       let e = 113;
-      while ((mant & 0x400) === 0) { mant <<= 1; e--; }
+      while ((mant & 0x400) === 0) {
+        mant <<= 1;
+        e--;
+      }
       bits = (e << 23) | ((mant & 0x3ff) << 13);
     }
     table[h] = (sign | bits) >>> 0;

@@ -56,10 +56,17 @@ class WsLink implements Link {
   private queued = 0;
   private readonly queue: Array<{ frame: Uint8Array; written?: () => void }> = [];
 
-  /** `raw`: the accepted TCP (or TLS) socket, whose reads are counted as they arrive, before ws assembles a message. */
+  /**
+   * `raw`: the accepted TCP (or TLS) socket, whose reads are counted as they arrive, before ws assembles a
+   * message.
+   */
   constructor(
-    private readonly socket: WebSocket, readonly peer: string, readonly confidential: boolean,
-    private readonly sendCap: number, raw?: Socket, readonly source?: string,
+    private readonly socket: WebSocket,
+    readonly peer: string,
+    readonly confidential: boolean,
+    private readonly sendCap: number,
+    raw?: Socket,
+    readonly source?: string,
   ) {
     socket.binaryType = 'nodebuffer';
     raw?.on('data', (chunk: Buffer) => this.handlers?.received?.(chunk.byteLength));
@@ -70,7 +77,9 @@ class WsLink implements Link {
       }
       this.handlers?.frame(toBytes(data));
     });
-    socket.on('close', (code, reason) => this.finish(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`));
+    socket.on('close', (code, reason) =>
+      this.finish(`closed (${code}${reason.length ? `: ${reason.toString()}` : ''})`),
+    );
     socket.on('error', (err) => this.finish(`error: ${err.message}`));
   }
 
@@ -131,36 +140,56 @@ class WsLink implements Link {
   }
 }
 
-export async function listenWs(host: string, port: number, options: WsOptions & { tls?: WsServerTls } = {}): Promise<Listener> {
+export async function listenWs(
+  host: string,
+  port: number,
+  options: WsOptions & { tls?: WsServerTls } = {},
+): Promise<Listener> {
   const common = { maxPayload: wsMaxPayload(options), perMessageDeflate: false };
   let https: HttpsServer | undefined;
   if (options.tls) {
     try {
       https = createHttpsServer({ cert: options.tls.cert, key: options.tls.key });
     } catch (err) {
-      throw new TransportError(`cannot use the TLS certificate and key: ${(err as Error).message}`, { permanent: true });
+      throw new TransportError(`cannot use the TLS certificate and key: ${(err as Error).message}`, {
+        permanent: true,
+      });
     }
   }
-  const server = https ? new WebSocketServer({ server: https, ...common }) : new WebSocketServer({ host, port, ...common });
+  const server = https
+    ? new WebSocketServer({ server: https, ...common })
+    : new WebSocketServer({ host, port, ...common });
   await new Promise<void>((resolve, reject) => {
     const emitter = https ?? server;
     emitter.once('listening', resolve);
-    emitter.once('error', (err: Error) => reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)));
+    emitter.once('error', (err: Error) =>
+      reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)),
+    );
     https?.listen(port, host);
   });
   const address = (https ?? server).address() as AddressInfo;
   let onLink: (link: Link) => void = (link) => link.close('not accepting workers yet');
   server.on('connection', (socket, request) => {
     const remote = request.socket;
-    onLink(new WsLink(socket, `ws ${remote.remoteAddress}:${remote.remotePort}`, https !== undefined, sendCapOf(options), remote, remote.remoteAddress));
+    onLink(
+      new WsLink(
+        socket,
+        `ws ${remote.remoteAddress}:${remote.remotePort}`,
+        https !== undefined,
+        sendCapOf(options),
+        remote,
+        remote.remoteAddress,
+      ),
+    );
   });
   return {
     url: `${https ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     onLink: (handler) => (onLink = handler),
-    close: () => new Promise<void>((resolve) => {
-      for (const client of server.clients) client.terminate();
-      server.close(() => (https ? https.close(() => resolve()) : resolve()));
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const client of server.clients) client.terminate();
+        server.close(() => (https ? https.close(() => resolve()) : resolve()));
+      }),
   };
 }
 
@@ -172,15 +201,27 @@ export async function listenWs(host: string, port: number, options: WsOptions & 
 const zeroMask = (mask: Uint8Array) => mask.fill(0);
 
 export async function connectWs(url: string, options: WsOptions & { ca?: Buffer } = {}): Promise<Link> {
-  const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: wsMaxPayload(options), generateMask: zeroMask, ca: options.ca });
+  const socket = new WebSocket(url, {
+    perMessageDeflate: false,
+    maxPayload: wsMaxPayload(options),
+    generateMask: zeroMask,
+    ca: options.ca,
+  });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', (err: NodeJS.ErrnoException) => {
       const untrusted = CERTIFICATE_ERRORS.test(err.code ?? '');
       const wrongScheme = WRONG_SCHEME.test(`${err.code ?? ''} ${err.message}`);
-      const hint = untrusted ? ' (the coordinator\'s certificate is not trusted: pass --tls-ca with the CA that signed it)'
-        : wrongScheme ? ' (does the coordinator serve ws:// rather than wss://, or the reverse?)' : '';
-      reject(new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, { permanent: untrusted || wrongScheme }));
+      const hint = untrusted
+        ? " (the coordinator's certificate is not trusted: pass --tls-ca with the CA that signed it)"
+        : wrongScheme
+          ? ' (does the coordinator serve ws:// rather than wss://, or the reverse?)'
+          : '';
+      reject(
+        new TransportError(`cannot connect to ${url}: ${err.message}${hint}`, {
+          permanent: untrusted || wrongScheme,
+        }),
+      );
     });
   });
   return new WsLink(socket, `ws ${url}`, url.startsWith('wss://'), sendCapOf(options));

@@ -11,7 +11,14 @@ import { type ParamSlice } from '../training/optimizer/adam.js';
 import { applyUpdate } from '../training/optimizer/apply-update.js';
 import { sumOfSquares } from '../training/optimizer/gradient-norm.js';
 import { nodeValuesProblem } from '../training/parallel/node-values.js';
-import { type NodeSum, averageOf, isValidNode, nodeKey, reduceNodes, rootLevel } from '../training/parallel/reduction-tree.js';
+import {
+  type NodeSum,
+  averageOf,
+  isValidNode,
+  nodeKey,
+  reduceNodes,
+  rootLevel,
+} from '../training/parallel/reduction-tree.js';
 import { intersectInto } from '../training/parallel/shard-plan.js';
 import { type BatchGeometry, positionOf, stepBatch } from '../training/parallel/step-plan.js';
 
@@ -27,7 +34,10 @@ export type SliceCheck = { ok: true } | { ok: false; reason: RejectionReason; de
 
 export interface ReducedSlice {
   version: number;
-  /** Σ g² of the averaged gradient over the trainable elements of the slice (the global norm is the root of all shards' sums). */
+  /**
+   * Σ g² of the averaged gradient over the trainable elements of the slice (the global norm is the root of
+   * all shards' sums).
+   */
   gradSquares: number;
   seconds: { reduce: number; optimizer: number };
 }
@@ -42,7 +52,11 @@ export class ShardReducer {
   private readonly slices = new Map<string, NodeSum>();
   private readonly trainable: ParamSlice[];
 
-  constructor(private readonly layout: ParamLayout, private readonly geometry: BatchGeometry, readonly slice: ParamSlice) {
+  constructor(
+    private readonly layout: ParamLayout,
+    private readonly geometry: BatchGeometry,
+    readonly slice: ParamSlice,
+  ) {
     this.trainable = layout.entries.filter((e) => e.trainable).flatMap((e) => intersectInto(e, slice) ?? []);
   }
 
@@ -54,10 +68,14 @@ export class ShardReducer {
     return this.tensors;
   }
 
-  /** One tensor of a load; the state once all three of one version are in (the slices held are dropped then). */
+  /**
+   * One tensor of a load; the state once all three of one version are in (the slices held are dropped then).
+   */
   load(message: MessageOf<'shardState'>, values: Float32Array): ShardTensors | undefined {
-    if (values.length !== this.slice.size) throw new Error(`${message.tensor} has ${values.length} values, the slice ${this.slice.size}`);
-    if (this.loading.version !== message.version || this.loading.adamStep !== message.adamStep) this.loading = { version: message.version, adamStep: message.adamStep };
+    if (values.length !== this.slice.size)
+      throw new Error(`${message.tensor} has ${values.length} values, the slice ${this.slice.size}`);
+    if (this.loading.version !== message.version || this.loading.adamStep !== message.adamStep)
+      this.loading = { version: message.version, adamStep: message.adamStep };
     // The frame's buffer is ours alone: keep it, no copy.
     this.loading[message.tensor] = values;
     const { weights, adam_m: m, adam_v: v } = this.loading;
@@ -73,36 +91,80 @@ export class ShardReducer {
     const refuse = (reason: RejectionReason, detail: string): SliceCheck => ({ ok: false, reason, detail });
     const at = this.tensors?.version;
     if (at === undefined) return refuse('unexpected_message', 'a slice before the shard was loaded');
-    if (message.step !== at) return refuse('stale_result', `slice of step ${message.step}, the shard is at step ${at}`);
+    if (message.step !== at)
+      return refuse('stale_result', `slice of step ${message.step}, the shard is at step ${at}`);
     const { microBatches } = stepBatch(this.geometry, positionOf(this.geometry, message.step).stepInEpoch);
     const node = { level: message.level, index: message.index };
-    if (!isValidNode(node, microBatches)) return refuse('unexpected_message', `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`);
-    if (message.offset !== this.slice.offset) return refuse('invalid_message', `slice at offset ${message.offset ?? 'none'}, this shard's starts at ${this.slice.offset}`);
-    if (values.length !== this.slice.size) return refuse('wrong_payload_size', `slice has ${values.length} values, this shard's has ${this.slice.size}`);
+    if (!isValidNode(node, microBatches))
+      return refuse(
+        'unexpected_message',
+        `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`,
+      );
+    if (message.offset !== this.slice.offset)
+      return refuse(
+        'invalid_message',
+        `slice at offset ${message.offset ?? 'none'}, this shard's starts at ${this.slice.offset}`,
+      );
+    if (values.length !== this.slice.size)
+      return refuse(
+        'wrong_payload_size',
+        `slice has ${values.length} values, this shard's has ${this.slice.size}`,
+      );
     const problem = nodeValuesProblem(values, this.slice.offset);
     if (problem) return refuse(problem.reason, problem.detail);
-    this.slices.set(sliceKey(worker, message.level, message.index), { values, lossSum: message.lossSum, correct: message.correct, samples: message.samples });
+    this.slices.set(sliceKey(worker, message.level, message.index), {
+      values,
+      lossSum: message.lossSum,
+      correct: message.correct,
+      samples: message.samples,
+    });
     return { ok: true };
   }
 
-  /** Reduces exactly the nodes named, over the step's tree, and steps the slice's Adam; forgets the step's slices. */
+  /**
+   * Reduces exactly the nodes named, over the step's tree, and steps the slice's Adam; forgets the step's
+   * slices.
+   */
   reduce(r: MessageOf<'reduce'>): ReducedSlice {
     const tensors = this.tensors;
     if (!tensors) throw new Error('reduce before the shard was loaded');
-    if (r.step !== tensors.version) throw new Error(`reduce of step ${r.step}, the shard is at step ${tensors.version}`);
+    if (r.step !== tensors.version)
+      throw new Error(`reduce of step ${r.step}, the shard is at step ${tensors.version}`);
     const t0 = performance.now();
     const named = new Map<string, NodeSum>();
     for (const n of r.nodes) {
       const sum = this.slices.get(sliceKey(n.worker, n.level, n.index));
-      if (!sum) throw new Error(`reduce of step ${r.step} names node ${n.level}:${n.index} from ${n.worker}, whose slice this shard does not hold`);
+      if (!sum)
+        throw new Error(
+          `reduce of step ${r.step} names node ${n.level}:${n.index} from ${n.worker}, whose slice this shard does not hold`,
+        );
       named.set(nodeKey(n), sum);
     }
     this.slices.clear();
-    const average = averageOf(reduceNodes(named, { level: rootLevel(r.microBatches), index: 0 }, r.microBatches));
+    const average = averageOf(
+      reduceNodes(named, { level: rootLevel(r.microBatches), index: 0 }, r.microBatches),
+    );
     const gradSquares = sumOfSquares(average.values, this.trainable);
     const t1 = performance.now();
-    const next = applyUpdate(this.layout, tensors.weights, average.values, { step: tensors.adamStep, m: tensors.m, v: tensors.v }, r.adam, { inPlace: true, window: this.slice });
-    this.tensors = { version: r.step + 1, adamStep: next.adam.step, weights: next.weights, m: next.adam.m, v: next.adam.v };
-    return { version: r.step + 1, gradSquares, seconds: { reduce: (t1 - t0) / 1000, optimizer: (performance.now() - t1) / 1000 } };
+    const next = applyUpdate(
+      this.layout,
+      tensors.weights,
+      average.values,
+      { step: tensors.adamStep, m: tensors.m, v: tensors.v },
+      r.adam,
+      { inPlace: true, window: this.slice },
+    );
+    this.tensors = {
+      version: r.step + 1,
+      adamStep: next.adam.step,
+      weights: next.weights,
+      m: next.adam.m,
+      v: next.adam.v,
+    };
+    return {
+      version: r.step + 1,
+      gradSquares,
+      seconds: { reduce: (t1 - t0) / 1000, optimizer: (performance.now() - t1) / 1000 },
+    };
   }
 }

@@ -12,7 +12,13 @@ import { Channel, RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
 import { type Frame, encodeFrame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
-import { type MessageOf, SHARD_TENSORS, type ShardMessage, TO_SHARD_MESSAGE_TYPES, type ToShardMessage } from '../protocol/messages.js';
+import {
+  type MessageOf,
+  SHARD_TENSORS,
+  type ShardMessage,
+  TO_SHARD_MESSAGE_TYPES,
+  type ToShardMessage,
+} from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import type { AdmissionLimits } from '../coordinator/admission.js';
 import { type WelcomeMessage, WorkerPool, type WorkerSession } from '../coordinator/worker-pool.js';
@@ -34,7 +40,10 @@ export interface ShardOptions {
   limits?: AdmissionLimits;
 }
 
-/** shutdown: the coordinator is done; lost: its link died (state gone, a new session starts fresh); refused: authentication. */
+/**
+ * shutdown: the coordinator is done; lost: its link died (state gone, a new session starts fresh); refused:
+ * authentication.
+ */
 export interface ShardOutcome {
   end: 'shutdown' | 'lost' | 'refused';
   reason: string;
@@ -65,10 +74,20 @@ export class Shard {
   constructor(private readonly o: ShardOptions) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
     this.channel = joiningChannel(o.link, {
-      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, accepts: TO_SHARD_MESSAGE_TYPES,
-      handle: (frame) => this.onMessage(frame), fail: (err) => this.fail(err), lost: (reason) => this.finish('lost', reason),
+      log: o.log,
+      rejections: this.rejections,
+      maxFrameBytes: o.maxFrameBytes,
+      accepts: TO_SHARD_MESSAGE_TYPES,
+      handle: (frame) => this.onMessage(frame),
+      fail: (err) => this.fail(err),
+      lost: (reason) => this.finish('lost', reason),
     });
-    this.handshake = new ClientHandshake(this.channel, { workerId: o.id, backend: 'shard', serves: o.serves }, o.secret, 'the coordinator');
+    this.handshake = new ClientHandshake(
+      this.channel,
+      { workerId: o.id, backend: 'shard', serves: o.serves },
+      o.secret,
+      'the coordinator',
+    );
     this.handshake.start();
   }
 
@@ -79,17 +98,25 @@ export class Shard {
         const answered = this.handshake.challenge(message);
         return answered.ok ? undefined : this.refuse(answered.why);
       }
-      case 'welcome': return this.onWelcome(message);
-      case 'shardAssign': return this.onAssign(message);
-      case 'shardState': return this.onState(message, payload);
-      case 'reduce': return this.onReduce(message);
-      case 'collect': return this.onCollect();
-      case 'heartbeat': return;
-      case 'error': return this.o.log.warn({ code: message.code }, `coordinator reports: ${message.message}`);
+      case 'welcome':
+        return this.onWelcome(message);
+      case 'shardAssign':
+        return this.onAssign(message);
+      case 'shardState':
+        return this.onState(message, payload);
+      case 'reduce':
+        return this.onReduce(message);
+      case 'collect':
+        return this.onCollect();
+      case 'heartbeat':
+        return;
+      case 'error':
+        return this.o.log.warn({ code: message.code }, `coordinator reports: ${message.message}`);
       case 'shutdown':
         this.finish('shutdown', message.reason);
         return this.o.link.close('shutdown');
-      default: return unreachable(message, 'coordinator message to a shard');
+      default:
+        return unreachable(message, 'coordinator message to a shard');
     }
   }
 
@@ -97,10 +124,13 @@ export class Shard {
     const trusted = this.handshake.welcome();
     if (!trusted.ok) return this.refuse(trusted.why);
     if (this.welcome) return this.channel.reject('unexpected_message', 'a second welcome');
-    if (paramLayout(getModel(w.model)).size !== w.layoutSize) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
+    if (paramLayout(getModel(w.model)).size !== w.layoutSize)
+      throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
     this.welcome = w;
     this.heartbeat = keepAlive({
-      intervalMs: w.heartbeatMs, timeoutMs: w.heartbeatTimeoutMs, lastHeard: () => this.lastHeard,
+      intervalMs: w.heartbeatMs,
+      timeoutMs: w.heartbeatTimeoutMs,
+      lastHeard: () => this.lastHeard,
       beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
       silent: (s) => this.o.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
     });
@@ -108,43 +138,78 @@ export class Shard {
     const welcome: WelcomeMessage = terms;
     // Workers join us as they join the coordinator: same secret, same limits, the coordinator's welcome.
     this.pool = new WorkerPool({
-      listener: this.o.listener, welcome, log: this.o.log, rejections: this.rejections, maxFrameBytes: this.o.maxFrameBytes,
-      secret: this.o.secret, limits: this.o.limits, heartbeat: { intervalMs: heartbeatMs, timeoutMs: heartbeatTimeoutMs },
+      listener: this.o.listener,
+      welcome,
+      log: this.o.log,
+      rejections: this.rejections,
+      maxFrameBytes: this.o.maxFrameBytes,
+      secret: this.o.secret,
+      limits: this.o.limits,
+      heartbeat: { intervalMs: heartbeatMs, timeoutMs: heartbeatTimeoutMs },
     });
     this.pool.setEvents({
       ready: (s) => this.sendWeights([s]),
-      result: (s, m, p) => (m.type === 'contribution' ? this.onSlice(s, m, p) : s.channel.reject('unexpected_message', 'evaluations go to the coordinator')),
+      result: (s, m, p) =>
+        m.type === 'contribution'
+          ? this.onSlice(s, m, p)
+          : s.channel.reject('unexpected_message', 'evaluations go to the coordinator'),
       holding: (s) => s.channel.reject('unexpected_message', 'holding goes to the coordinator'),
       lost: (s) => {
         this.departedBytes.in += s.channel.bytesIn;
         this.departedBytes.out += s.channel.bytesOut;
       },
     });
-    this.o.log.info({ run: w.runId, serves: this.o.serves }, `shard ${this.o.id} joined run ${w.runId}; serving workers at ${this.o.serves}`);
+    this.o.log.info(
+      { run: w.runId, serves: this.o.serves },
+      `shard ${this.o.id} joined run ${w.runId}; serving workers at ${this.o.serves}`,
+    );
   }
 
   private onAssign(a: MessageOf<'shardAssign'>): void {
     const w = this.welcome;
     if (!w) return this.channel.reject('unexpected_message', 'shardAssign before the welcome');
-    if (a.offset + a.size > w.layoutSize) return this.channel.reject('invalid_message', `slice [${a.offset}, ${a.offset + a.size}) is outside ${w.layoutSize} parameters`);
-    this.reducer = new ShardReducer(paramLayout(getModel(w.model)), geometryOf(w, w.train.count), { offset: a.offset, size: a.size });
-    this.o.log.info({ index: a.index, offset: a.offset, size: a.size }, `shard ${this.o.id} holds slice ${a.index}: [${a.offset}, ${a.offset + a.size})`);
+    if (a.offset + a.size > w.layoutSize)
+      return this.channel.reject(
+        'invalid_message',
+        `slice [${a.offset}, ${a.offset + a.size}) is outside ${w.layoutSize} parameters`,
+      );
+    this.reducer = new ShardReducer(paramLayout(getModel(w.model)), geometryOf(w, w.train.count), {
+      offset: a.offset,
+      size: a.size,
+    });
+    this.o.log.info(
+      { index: a.index, offset: a.offset, size: a.size },
+      `shard ${this.o.id} holds slice ${a.index}: [${a.offset}, ${a.offset + a.size})`,
+    );
   }
 
   private onState(message: MessageOf<'shardState'>, values: Float32Array): void {
     if (!this.reducer) return this.channel.reject('unexpected_message', 'shardState before shardAssign');
     const loaded = this.reducer.load(message, values);
     if (!loaded) return;
-    this.o.log.info({ version: loaded.version }, `shard ${this.o.id} loaded weights version ${loaded.version}`);
+    this.o.log.info(
+      { version: loaded.version },
+      `shard ${this.o.id} loaded weights version ${loaded.version}`,
+    );
     this.channel.send({ type: 'shardLoaded', version: loaded.version });
     this.sendWeights(this.pool?.ready() ?? []);
   }
 
   private onSlice(session: WorkerSession, message: MessageOf<'contribution'>, values: Float32Array): void {
-    const check = this.reducer?.accept(session.id, message, values) ?? { ok: false, reason: 'unexpected_message', detail: 'a slice before the shard holds one' } as const;
+    const check =
+      this.reducer?.accept(session.id, message, values) ??
+      ({ ok: false, reason: 'unexpected_message', detail: 'a slice before the shard holds one' } as const);
     const { step, level, index } = message;
     if (!check.ok) session.channel.reject(check.reason, check.detail);
-    this.channel.send({ type: 'sliceVerdict', step, level, index, worker: session.id, reason: check.ok ? null : check.reason, detail: check.ok ? '' : check.detail });
+    this.channel.send({
+      type: 'sliceVerdict',
+      step,
+      level,
+      index,
+      worker: session.id,
+      reason: check.ok ? null : check.reason,
+      detail: check.ok ? '' : check.detail,
+    });
   }
 
   private onReduce(r: MessageOf<'reduce'>): void {
@@ -156,8 +221,13 @@ export class Shard {
     this.steps++;
     const bytes = this.workerBytes();
     this.channel.send({
-      type: 'reduced', step: r.step, version: reduced.version, gradSquares: reduced.gradSquares, seconds: { ...reduced.seconds, broadcast },
-      bytesIn: bytes.in - this.reportedBytes.in, bytesOut: bytes.out - this.reportedBytes.out,
+      type: 'reduced',
+      step: r.step,
+      version: reduced.version,
+      gradSquares: reduced.gradSquares,
+      seconds: { ...reduced.seconds, broadcast },
+      bytesIn: bytes.in - this.reportedBytes.in,
+      bytesOut: bytes.out - this.reportedBytes.out,
     });
     this.reportedBytes = bytes;
   }
@@ -176,7 +246,16 @@ export class Shard {
     if (!t) return this.channel.reject('unexpected_message', 'collect before the shard was loaded');
     for (const tensor of SHARD_TENSORS) {
       const values = shardTensorOf(t, tensor);
-      this.channel.send({ type: 'shardState', tensor, version: t.version, adamStep: t.adamStep, payloadValues: values.length }, values);
+      this.channel.send(
+        {
+          type: 'shardState',
+          tensor,
+          version: t.version,
+          adamStep: t.adamStep,
+          payloadValues: values.length,
+        },
+        values,
+      );
     }
   }
 
@@ -184,7 +263,16 @@ export class Shard {
   private sendWeights(sessions: readonly WorkerSession[]): void {
     const t = this.reducer?.current;
     if (!t || sessions.length === 0) return;
-    const frame = encodeFrame({ type: 'weights', version: t.version, offset: this.reducer!.slice.offset, payloadValues: t.weights.length }, t.weights, { dtype: this.welcome!.wire });
+    const frame = encodeFrame(
+      {
+        type: 'weights',
+        version: t.version,
+        offset: this.reducer!.slice.offset,
+        payloadValues: t.weights.length,
+      },
+      t.weights,
+      { dtype: this.welcome!.wire },
+    );
     for (const s of sessions) s.channel.sendShared(frame);
   }
 

@@ -21,7 +21,14 @@ export interface LocalTrainOptions {
   adam?: AdamConfig;
   /** Stop after this many steps in total (for smoke runs and benchmarks). */
   maxSteps?: number;
-  onStep?: (info: { epoch: number; step: number; stepInEpoch: number; stepsPerEpoch: number; loss: number; accuracy: number }) => void;
+  onStep?: (info: {
+    epoch: number;
+    step: number;
+    stepInEpoch: number;
+    stepsPerEpoch: number;
+    loss: number;
+    accuracy: number;
+  }) => void;
   onEpoch?: (info: EpochRecord) => void;
 }
 
@@ -64,17 +71,34 @@ export async function trainLocal(opts: LocalTrainOptions): Promise<LocalTrainRes
         const idx = order.subarray(s * batchSize, Math.min(train.count, (s + 1) * batchSize));
         runner.setWeights(weights);
         const c = await runner.contribution(
-          { images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels, idx, labels).subarray(0, idx.length), count: idx.length },
-          deriveSeed(seed, step));
+          {
+            images: normalizeInto(train, idx, images),
+            labels: gatherLabels(train.labels, idx, labels).subarray(0, idx.length),
+            count: idx.length,
+          },
+          deriveSeed(seed, step),
+        );
         ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, opts.adam ?? DEFAULT_ADAM));
         lossSum += c.loss * c.count;
         correct += c.correct;
         seen += c.count;
-        opts.onStep?.({ epoch, step, stepInEpoch: s, stepsPerEpoch, loss: c.loss, accuracy: c.correct / c.count });
+        opts.onStep?.({
+          epoch,
+          step,
+          stepInEpoch: s,
+          stepsPerEpoch,
+          loss: c.loss,
+          accuracy: c.correct / c.count,
+        });
       }
       samples += seen;
       runner.setWeights(weights);
-      const record: EpochRecord = { epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, test: opts.test && (await evaluate(runner, opts.test)) };
+      const record: EpochRecord = {
+        epoch,
+        trainLoss: lossSum / seen,
+        trainAccuracy: correct / seen,
+        test: opts.test && (await evaluate(runner, opts.test)),
+      };
       history.push(record);
       opts.onEpoch?.(record);
     }

@@ -6,8 +6,20 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { type Dataset, gatherLabels, normalizeInto } from '../training/data/index.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { ModelSpec } from '../training/models/spec.js';
-import { type NodeSum, decompose, leafSum, nodeKey, nodeRange, reduceNodes } from '../training/parallel/reduction-tree.js';
-import { type BatchGeometry, dropoutSeed, epochOrder, microBatchRange } from '../training/parallel/step-plan.js';
+import {
+  type NodeSum,
+  decompose,
+  leafSum,
+  nodeKey,
+  nodeRange,
+  reduceNodes,
+} from '../training/parallel/reduction-tree.js';
+import {
+  type BatchGeometry,
+  dropoutSeed,
+  epochOrder,
+  microBatchRange,
+} from '../training/parallel/step-plan.js';
 import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
 import { type MicroBatchRunner, argmaxRows } from '../training/step/model-runner.js';
 
@@ -17,7 +29,9 @@ export interface ComputedNode {
   payload: Float32Array;
 }
 
-/** Makes the runner a worker computes with, once it knows the run's model (tfjs, or the synthetic stand-in). */
+/**
+ * Makes the runner a worker computes with, once it knows the run's model (tfjs, or the synthetic stand-in).
+ */
 export type RunnerFactory = (model: ModelSpec) => MicroBatchRunner;
 
 export class WorkerCompute {
@@ -31,8 +45,12 @@ export class WorkerCompute {
   private readonly spare: Float32Array[] = [];
 
   constructor(
-    readonly model: ModelSpec, private readonly seed: number, private readonly geometry: BatchGeometry,
-    private readonly train: Dataset, private readonly test: Dataset, runnerFor: RunnerFactory,
+    readonly model: ModelSpec,
+    private readonly seed: number,
+    private readonly geometry: BatchGeometry,
+    private readonly train: Dataset,
+    private readonly test: Dataset,
+    runnerFor: RunnerFactory,
   ) {
     this.runner = runnerFor(model);
     this.images = new Float32Array(geometry.microBatchSize * train.pixelsPerImage);
@@ -44,19 +62,24 @@ export class WorkerCompute {
   }
 
   setWeights(version: number, values: Float32Array): void {
-    if (values.length !== this.runner.layout.size) throw new Error(`weights have ${values.length} values, the layout needs ${this.runner.layout.size}`);
+    if (values.length !== this.runner.layout.size)
+      throw new Error(`weights have ${values.length} values, the layout needs ${this.runner.layout.size}`);
     this.weights = { version, values };
   }
 
   private useWeights(version: number): void {
-    if (this.weights?.version !== version) throw new Error(`asked to compute with weights version ${version}, holding ${this.weights?.version ?? 'none'}`);
+    if (this.weights?.version !== version)
+      throw new Error(
+        `asked to compute with weights version ${version}, holding ${this.weights?.version ?? 'none'}`,
+      );
     if (this.uploadedVersion === version) return;
     this.runner.setWeights(this.weights.values);
     this.uploadedVersion = version;
   }
 
   private epochIndices(epoch: number): Uint32Array {
-    if (this.order?.epoch !== epoch) this.order = { epoch, indices: epochOrder(this.seed, epoch, this.train.count) };
+    if (this.order?.epoch !== epoch)
+      this.order = { epoch, indices: epochOrder(this.seed, epoch, this.train.count) };
     return this.order.indices;
   }
 
@@ -64,9 +87,17 @@ export class WorkerCompute {
    * Computes the assignment node by node, calling `emit` as each node is ready (so sends overlap
    * compute). Yields to the event loop between micro-batches so heartbeats flow during long shares.
    */
-  async contributions(assign: MessageOf<'assign'>, emit: (node: ComputedNode) => void, cancelled: () => boolean = () => false): Promise<void> {
+  async contributions(
+    assign: MessageOf<'assign'>,
+    emit: (node: ComputedNode) => void,
+    cancelled: () => boolean = () => false,
+  ): Promise<void> {
     this.useWeights(assign.weightsVersion);
-    const batch = { batchStart: assign.batchStart, samples: assign.batchSamples, microBatches: Math.ceil(assign.batchSamples / this.geometry.microBatchSize) };
+    const batch = {
+      batchStart: assign.batchStart,
+      samples: assign.batchSamples,
+      microBatches: Math.ceil(assign.batchSamples / this.geometry.microBatchSize),
+    };
     const order = this.epochIndices(assign.epoch);
     const trainLabels = this.train.labels!;
     for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
@@ -79,11 +110,15 @@ export class WorkerCompute {
         const started = performance.now();
         const { start, end: stop } = microBatchRange(this.geometry, batch, i);
         const idx = order.subarray(start, stop);
-        const c = await this.runner.contribution({
-          images: normalizeInto(this.train, idx, this.images),
-          labels: gatherLabels(trainLabels, idx, this.labels),
-          count: idx.length,
-        }, dropoutSeed(this.seed, assign.step, i), this.spare.pop());
+        const c = await this.runner.contribution(
+          {
+            images: normalizeInto(this.train, idx, this.images),
+            labels: gatherLabels(trainLabels, idx, this.labels),
+            count: idx.length,
+          },
+          dropoutSeed(this.seed, assign.step, i),
+          this.spare.pop(),
+        );
         leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
         seconds += (performance.now() - started) / 1000;
       }
@@ -92,8 +127,15 @@ export class WorkerCompute {
       const sum = reduceNodes(leaves, node, batch.microBatches);
       emit({
         message: {
-          type: 'contribution', step: assign.step, level: node.level, index: node.index, lossSum: sum.lossSum, correct: sum.correct,
-          samples: sum.samples, computeSeconds: seconds, payloadValues: sum.values.length,
+          type: 'contribution',
+          step: assign.step,
+          level: node.level,
+          index: node.index,
+          lossSum: sum.lossSum,
+          correct: sum.correct,
+          samples: sum.samples,
+          computeSeconds: seconds,
+          payloadValues: sum.values.length,
         },
         payload: sum.values,
       });
@@ -102,27 +144,45 @@ export class WorkerCompute {
     }
   }
 
-  /** Predictions for the requested test chunks; yields between chunks so heartbeats flow during a long share. */
-  async evaluate(request: MessageOf<'evaluate'>): Promise<{ message: MessageOf<'evaluation'>; payload: Float32Array }> {
+  /**
+   * Predictions for the requested test chunks; yields between chunks so heartbeats flow during a long share.
+   */
+  async evaluate(
+    request: MessageOf<'evaluate'>,
+  ): Promise<{ message: MessageOf<'evaluation'>; payload: Float32Array }> {
     this.useWeights(request.weightsVersion);
     const labels = this.test.labels;
     if (!labels) throw new Error('the test set has no labels');
     const { chunkSize, first, count } = request;
     const start = first * chunkSize;
     const end = Math.min(this.test.count, (first + count) * chunkSize);
-    if (start >= end) throw new Error(`test chunks [${first}, ${first + count}) are outside ${this.test.count} samples`);
+    if (start >= end)
+      throw new Error(`test chunks [${first}, ${first + count}) are outside ${this.test.count} samples`);
     const predictions = new Float32Array(end - start);
     const lossSums: number[] = [];
     for (let chunk = start; chunk < end; chunk += chunkSize) {
       if (chunk > start) await yieldToEventLoop();
-      await forEachBatch(this.test, chunkSize, async (images, at, n) => {
-        const logits = await this.runner.logits(images, n);
-        lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
-        predictions.set(argmaxRows(logits, this.model.classes), at - start);
-      }, chunk, Math.min(end, chunk + chunkSize));
+      await forEachBatch(
+        this.test,
+        chunkSize,
+        async (images, at, n) => {
+          const logits = await this.runner.logits(images, n);
+          lossSums.push(crossEntropySum(logits, labels.subarray(at, at + n), this.model.classes));
+          predictions.set(argmaxRows(logits, this.model.classes), at - start);
+        },
+        chunk,
+        Math.min(end, chunk + chunkSize),
+      );
     }
     return {
-      message: { type: 'evaluation', round: request.round, first, count, lossSums, payloadValues: predictions.length },
+      message: {
+        type: 'evaluation',
+        round: request.round,
+        first,
+        count,
+        lossSums,
+        payloadValues: predictions.length,
+      },
       payload: predictions,
     };
   }

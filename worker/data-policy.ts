@@ -24,7 +24,11 @@ function resolvesInside(path: string, dir: string): boolean {
 
 export function checkDataSpec(spec: string, dataDirs: readonly string[]): DataSpecVerdict {
   if (spec.startsWith(MNIST_SCHEME)) return { ok: true };
-  if (dataDirs.length === 0) return { ok: false, reason: `${spec} is a local file and this worker loads only mnist:* (allow a folder with --data-dir)` };
+  if (dataDirs.length === 0)
+    return {
+      ok: false,
+      reason: `${spec} is a local file and this worker loads only mnist:* (allow a folder with --data-dir)`,
+    };
   if (dataDirs.some((dir) => resolvesInside(spec, dir))) return { ok: true };
   return { ok: false, reason: `${spec} is not inside --data-dir ${dataDirs.join(', ')}` };
 }

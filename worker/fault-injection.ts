@@ -15,7 +15,10 @@ export interface FaultPlan {
   exitAtStep?: number;
   /** Burn this much CPU before each assignment, counted as compute: a slower machine. */
   slowMs?: number;
-  /** Report this many seconds of compute for every node, whatever it took: a worker lying to grab a bigger share. */
+  /**
+   * Report this many seconds of compute for every node, whatever it took: a worker lying to grab a bigger
+   * share.
+   */
   reportComputeSeconds?: number;
   /** Multiply the first contribution of this step by OUTLIER_FAULT_SCALE: finite, in range, and wrong. */
   scaleAtStep?: number;

@@ -13,13 +13,45 @@ const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export class WorkerMetrics implements WorkerObserver {
   readonly registry = new Registry();
   private readonly r = this.registry;
-  private readonly buildInfo = new Gauge({ name: 'gradfleet_build_info', help: 'Always 1; labels: gradfleet version, role, model, compute backend, GPU adapter and worker name', labelNames: ['version', 'role', 'model', 'backend', 'adapter', 'worker'], registers: [this.r] });
-  private readonly compute = new Histogram({ name: 'gradfleet_compute_seconds', help: 'Compute time of each assignment (forward, backward and local reduction of its micro-batches)', buckets: BUCKETS, registers: [this.r] });
-  private readonly encode = new Histogram({ name: 'gradfleet_encode_seconds', help: 'Time to encode a frame (header + payload)', buckets: BUCKETS, registers: [this.r] });
-  private readonly transfer = new Histogram({ name: 'gradfleet_transfer_seconds', help: 'Time from handing a frame to the transport to its being written to the socket', buckets: BUCKETS, registers: [this.r] });
-  private readonly sentBytes = new Counter({ name: 'gradfleet_sent_bytes_total', help: 'Bytes sent to the coordinator', registers: [this.r] });
-  private readonly receivedBytes = new Counter({ name: 'gradfleet_received_bytes_total', help: 'Bytes received from the coordinator', registers: [this.r] });
-  private readonly microBatches = new Counter({ name: 'gradfleet_microbatches_total', help: 'Micro-batches computed', registers: [this.r] });
+  private readonly buildInfo = new Gauge({
+    name: 'gradfleet_build_info',
+    help: 'Always 1; labels: gradfleet version, role, model, compute backend, GPU adapter and worker name',
+    labelNames: ['version', 'role', 'model', 'backend', 'adapter', 'worker'],
+    registers: [this.r],
+  });
+  private readonly compute = new Histogram({
+    name: 'gradfleet_compute_seconds',
+    help: 'Compute time of each assignment (forward, backward and local reduction of its micro-batches)',
+    buckets: BUCKETS,
+    registers: [this.r],
+  });
+  private readonly encode = new Histogram({
+    name: 'gradfleet_encode_seconds',
+    help: 'Time to encode a frame (header + payload)',
+    buckets: BUCKETS,
+    registers: [this.r],
+  });
+  private readonly transfer = new Histogram({
+    name: 'gradfleet_transfer_seconds',
+    help: 'Time from handing a frame to the transport to its being written to the socket',
+    buckets: BUCKETS,
+    registers: [this.r],
+  });
+  private readonly sentBytes = new Counter({
+    name: 'gradfleet_sent_bytes_total',
+    help: 'Bytes sent to the coordinator',
+    registers: [this.r],
+  });
+  private readonly receivedBytes = new Counter({
+    name: 'gradfleet_received_bytes_total',
+    help: 'Bytes received from the coordinator',
+    registers: [this.r],
+  });
+  private readonly microBatches = new Counter({
+    name: 'gradfleet_microbatches_total',
+    help: 'Micro-batches computed',
+    registers: [this.r],
+  });
 
   readonly meter: ChannelMeter = {
     encoded: (seconds) => this.encode.observe(seconds),
@@ -29,10 +61,15 @@ export class WorkerMetrics implements WorkerObserver {
   };
 
   /** `identity.adapter`: adapterLabel of the GPU adapter, 'none' off a GPU. */
-  constructor(private readonly identity: { worker: string; backend: string; adapter: string }, tensorBytes: () => number) {
+  constructor(
+    private readonly identity: { worker: string; backend: string; adapter: string },
+    tensorBytes: () => number,
+  ) {
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
-      name: 'gradfleet_tensor_memory_bytes', help: 'Bytes held in the compute backend\'s tensors', registers: [this.r],
+      name: 'gradfleet_tensor_memory_bytes',
+      help: "Bytes held in the compute backend's tensors",
+      registers: [this.r],
       collect() {
         this.set(tensorBytes());
       },

@@ -10,7 +10,12 @@ import { Channel, type RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake } from '../protocol/client-handshake.js';
 import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
-import { COORDINATOR_MESSAGE_TYPES, type CoordinatorMessage, type MessageOf, type WorkerMessage } from '../protocol/messages.js';
+import {
+  COORDINATOR_MESSAGE_TYPES,
+  type CoordinatorMessage,
+  type MessageOf,
+  type WorkerMessage,
+} from '../protocol/messages.js';
 import type { Link } from '../protocol/transport.js';
 import type { WireDtype } from '../protocol/wire-dtype.js';
 
@@ -46,11 +51,20 @@ export class ShardPeer {
     // Nobody awaits `joined` after a session ends: its rejection must not be unhandled.
     this.joined.catch(() => {});
     this.channel = new Channel(o.link, {
-      log: o.log, rejections: o.rejections, maxFrameBytes: o.maxFrameBytes, replyToRejections: false, accepts: COORDINATOR_MESSAGE_TYPES,
+      log: o.log,
+      rejections: o.rejections,
+      maxFrameBytes: o.maxFrameBytes,
+      replyToRejections: false,
+      accepts: COORDINATOR_MESSAGE_TYPES,
       onMessage: (frame) => this.onMessage(frame),
       onClose: (reason) => this.end(`link to shard ${o.index} lost: ${reason}`),
     });
-    this.handshake = new ClientHandshake(this.channel, { workerId: o.workerId, backend: o.backend }, o.secret, `shard ${o.index}`);
+    this.handshake = new ClientHandshake(
+      this.channel,
+      { workerId: o.workerId, backend: o.backend },
+      o.secret,
+      `shard ${o.index}`,
+    );
     this.handshake.start();
   }
 
@@ -64,10 +78,15 @@ export class ShardPeer {
       case 'welcome': {
         const trusted = this.handshake.welcome();
         if (!trusted.ok) return this.fail(trusted.why);
-        if (message.runId !== this.o.runId) return this.fail(`shard ${this.o.index} serves run ${message.runId}, the coordinator's is ${this.o.runId}`);
+        if (message.runId !== this.o.runId)
+          return this.fail(
+            `shard ${this.o.index} serves run ${message.runId}, the coordinator's is ${this.o.runId}`,
+          );
         this.channel.wire = this.o.wire;
         this.heartbeat = keepAlive({
-          intervalMs: message.heartbeatMs, timeoutMs: message.heartbeatTimeoutMs, lastHeard: () => this.lastHeard,
+          intervalMs: message.heartbeatMs,
+          timeoutMs: message.heartbeatTimeoutMs,
+          lastHeard: () => this.lastHeard,
           beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
           silent: (s) => this.o.link.close(`shard ${this.o.index} has been silent for ${s.toFixed(1)} s`),
         });
@@ -75,15 +94,23 @@ export class ShardPeer {
         this.channel.send({ type: 'ready', missing: [] });
         return this.settleJoin.resolve();
       }
-      case 'weights': return this.o.weights(message, payload);
-      case 'heartbeat': return;
-      case 'error': return this.o.log.warn({ shard: this.o.index, code: message.code }, `shard ${this.o.index} reports: ${message.message}`);
-      case 'shutdown': return this.end(`shard ${this.o.index} shut down: ${message.reason}`);
+      case 'weights':
+        return this.o.weights(message, payload);
+      case 'heartbeat':
+        return;
+      case 'error':
+        return this.o.log.warn(
+          { shard: this.o.index, code: message.code },
+          `shard ${this.o.index} reports: ${message.message}`,
+        );
+      case 'shutdown':
+        return this.end(`shard ${this.o.index} shut down: ${message.reason}`);
       case 'dataChunk':
       case 'assign':
       case 'evaluate':
         return this.channel.reject('unexpected_message', `${message.type} from a shard reducer`);
-      default: return unreachable(message, 'shard message');
+      default:
+        return unreachable(message, 'shard message');
     }
   }
 

@@ -15,7 +15,10 @@ export class WeightsAssembler {
   private readonly assemblies = new Map<number, Assembly>();
   private completed = -1;
 
-  constructor(private readonly slices: readonly ParamSlice[], private readonly size: number) {}
+  constructor(
+    private readonly slices: readonly ParamSlice[],
+    private readonly size: number,
+  ) {}
 
   /**
    * Adds shard `shard`'s slice of `version`; returns the whole vector when this slice completed it.
@@ -24,7 +27,9 @@ export class WeightsAssembler {
   add(shard: number, version: number, offset: number, values: Float32Array): Float32Array | undefined {
     const slice = this.slices[shard];
     if (offset !== slice.offset || values.length !== slice.size) {
-      throw new Error(`shard ${shard} sent weights [${offset}, ${offset + values.length}), its slice is [${slice.offset}, ${slice.offset + slice.size})`);
+      throw new Error(
+        `shard ${shard} sent weights [${offset}, ${offset + values.length}), its slice is [${slice.offset}, ${slice.offset + slice.size})`,
+      );
     }
     if (version <= this.completed) return undefined;
     let a = this.assemblies.get(version);

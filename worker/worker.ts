@@ -15,7 +15,13 @@ import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js
 import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
 import { FATAL_ERROR_CODES } from '../protocol/errors.js';
-import { COORDINATOR_MESSAGE_TYPES, type CoordinatorMessage, type MessageOf, type Split, type WorkerMessage } from '../protocol/messages.js';
+import {
+  COORDINATOR_MESSAGE_TYPES,
+  type CoordinatorMessage,
+  type MessageOf,
+  type Split,
+  type WorkerMessage,
+} from '../protocol/messages.js';
 import type { Link } from '../protocol/transport.js';
 import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
 import { getModel } from '../training/models/zoo.js';
@@ -84,14 +90,20 @@ export interface WorkerOutcome {
 export type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' | 'computing' | 'closed';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-/** How long a worker waits for the coordinator's word after a shard reducer left, before it takes the session as lost. */
+/**
+ * How long a worker waits for the coordinator's word after a shard reducer left, before it takes the session
+ * as lost.
+ */
 const SHARD_LOSS_GRACE_MS = 2_000;
 
 /** Loads a data set by the coordinator's spec when this machine has the same one; else null. */
 function localCopy(spec: string, expected: string, dataDirs: readonly string[], log: Logger): Dataset | null {
   const allowed = checkDataSpec(spec, dataDirs);
   if (!allowed.ok) {
-    log.warn({ spec }, `refusing to load the coordinator's data spec: ${allowed.reason}; it will be streamed`);
+    log.warn(
+      { spec },
+      `refusing to load the coordinator's data spec: ${allowed.reason}; it will be streamed`,
+    );
     return null;
   }
   try {
@@ -107,8 +119,16 @@ function localCopy(spec: string, expected: string, dataDirs: readonly string[], 
 /** True when our build's flat layout of the model is the coordinator's, entry by entry. */
 function layoutAgrees(w: MessageOf<'welcome'>): boolean {
   const ours = paramLayout(getModel(w.model));
-  return ours.size === w.layoutSize && ours.entries.length === w.layout.length
-    && ours.entries.every((e, i) => e.name === w.layout[i].name && e.offset === w.layout[i].offset && e.shape.join() === w.layout[i].shape.join());
+  return (
+    ours.size === w.layoutSize &&
+    ours.entries.length === w.layout.length &&
+    ours.entries.every(
+      (e, i) =>
+        e.name === w.layout[i].name &&
+        e.offset === w.layout[i].offset &&
+        e.shape.join() === w.layout[i].shape.join(),
+    )
+  );
 }
 
 export class Worker {
@@ -122,7 +142,9 @@ export class Worker {
   private readonly receivers: Partial<Record<Split, DatasetReceiver>> = {};
   private steps = 0;
   /** A sharded run's links to its shard reducers, in shard-map order, and the weights they send. */
-  private shards: { peers: Array<ShardPeer | undefined>; assembler: WeightsAssembler; joined: boolean } | undefined;
+  private shards:
+    | { peers: Array<ShardPeer | undefined>; assembler: WeightsAssembler; joined: boolean }
+    | undefined;
   /** Weights completed before there was a model to hold them (a sharded run's shards send them at once). */
   private earlyWeights: { version: number; values: Float32Array } | undefined;
   private lastHeard = performance.now();
@@ -136,16 +158,28 @@ export class Worker {
   constructor(private readonly o: WorkerOptions) {
     this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.channel = joiningChannel(o.link, {
-      log: o.log, rejections: this.rejections, maxFrameBytes: o.maxFrameBytes, accepts: COORDINATOR_MESSAGE_TYPES,
-      handle: (frame) => this.onMessage(frame), fail: (err) => this.fail(err), lost: (reason) => this.finish('lost', reason),
+      log: o.log,
+      rejections: this.rejections,
+      maxFrameBytes: o.maxFrameBytes,
+      accepts: COORDINATOR_MESSAGE_TYPES,
+      handle: (frame) => this.onMessage(frame),
+      fail: (err) => this.fail(err),
+      lost: (reason) => this.finish('lost', reason),
     });
     this.channel.meter = o.observer?.meter;
-    // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us forever.
+    // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us
+    // forever.
     this.handshakeTimer = setTimeout(() => {
-      if (!this.welcome) o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+      if (!this.welcome)
+        o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     }, HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
-    this.handshake = new ClientHandshake(this.channel, { workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }) }, o.secret, 'the coordinator');
+    this.handshake = new ClientHandshake(
+      this.channel,
+      { workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }) },
+      o.secret,
+      'the coordinator',
+    );
     this.handshake.start();
   }
 
@@ -156,22 +190,33 @@ export class Worker {
   private onMessage({ message, payload }: Frame<CoordinatorMessage>): void {
     this.lastHeard = performance.now();
     switch (message.type) {
-      case 'challenge': return this.onChallenge(message);
-      case 'welcome': return this.onWelcome(message);
-      case 'dataChunk': return this.onDataChunk(message);
+      case 'challenge':
+        return this.onChallenge(message);
+      case 'welcome':
+        return this.onWelcome(message);
+      case 'dataChunk':
+        return this.onDataChunk(message);
       // The payload views this frame's buffer, which nothing else holds: no copy needed.
-      case 'weights': return this.whenReady(message, (compute) => this.onWeights(compute, message, payload));
-      case 'assign': return this.whenReady(message, (compute) => this.onAssign(compute, message));
-      case 'evaluate': return this.whenReady(message, (compute) => this.onEvaluate(compute, message));
-      case 'error': return this.onError(message);
-      case 'shutdown': return this.onShutdown(message);
-      case 'heartbeat': return;
-      default: return unreachable(message, 'coordinator message');
+      case 'weights':
+        return this.whenReady(message, (compute) => this.onWeights(compute, message, payload));
+      case 'assign':
+        return this.whenReady(message, (compute) => this.onAssign(compute, message));
+      case 'evaluate':
+        return this.whenReady(message, (compute) => this.onEvaluate(compute, message));
+      case 'error':
+        return this.onError(message);
+      case 'shutdown':
+        return this.onShutdown(message);
+      case 'heartbeat':
+        return;
+      default:
+        return unreachable(message, 'coordinator message');
     }
   }
 
   private onChallenge(c: MessageOf<'challenge'>): void {
-    if (this.state !== 'connecting' && this.o.secret) return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
+    if (this.state !== 'connecting' && this.o.secret)
+      return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
     const answered = this.handshake.challenge(c);
     if (!answered.ok) return this.refuse(answered.why);
     this.state = 'authenticating';
@@ -180,8 +225,10 @@ export class Worker {
   private onWelcome(w: MessageOf<'welcome'>): void {
     const trusted = this.handshake.welcome();
     if (!trusted.ok) return this.refuse(trusted.why);
-    if (this.state !== 'connecting' && this.state !== 'authenticating') return this.channel.reject('unexpected_message', `a welcome while ${this.state}`);
-    if (!layoutAgrees(w)) throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
+    if (this.state !== 'connecting' && this.state !== 'authenticating')
+      return this.channel.reject('unexpected_message', `a welcome while ${this.state}`);
+    if (!layoutAgrees(w))
+      throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
     this.welcome = w;
     this.state = 'joining';
     this.channel.wire = w.wire;
@@ -205,7 +252,8 @@ export class Worker {
   /** Links to every shard reducer of the map; the session is ready only once each has welcomed us. */
   private joinShards(w: MessageOf<'welcome'>, map: NonNullable<MessageOf<'welcome'>['shards']>): void {
     const { connectShard, workerId, backend, secret, log, maxFrameBytes } = this.o;
-    if (!connectShard) throw new Error('the coordinator runs shard reducers, and this worker was given no way to reach them');
+    if (!connectShard)
+      throw new Error('the coordinator runs shard reducers, and this worker was given no way to reach them');
     const assembler = new WeightsAssembler(map, w.layoutSize);
     const shards: NonNullable<Worker['shards']> = { peers: [], assembler, joined: false };
     this.shards = shards;
@@ -216,19 +264,34 @@ export class Worker {
         if (!this.finished) this.o.link.close(reason);
       }, SHARD_LOSS_GRACE_MS);
     };
-    void Promise.all(map.map(async (entry, index) => {
-      const link = await connectShard(entry.url);
-      if (this.finished) return link.close('session over');
-      const peer = new ShardPeer({
-        index, link, workerId, backend, runId: w.runId, wire: w.wire, secret, log, rejections: this.rejections, maxFrameBytes, lost,
-        weights: (m, payload) => this.onShardWeights(index, m, payload),
-      });
-      shards.peers[index] = peer;
-      await peer.joined;
-    })).then(() => {
-      shards.joined = true;
-      if (this.state === 'joining') this.startCompute(w);
-    }, (err: Error) => lost(`cannot join the shard reducers: ${err.message}`));
+    void Promise.all(
+      map.map(async (entry, index) => {
+        const link = await connectShard(entry.url);
+        if (this.finished) return link.close('session over');
+        const peer = new ShardPeer({
+          index,
+          link,
+          workerId,
+          backend,
+          runId: w.runId,
+          wire: w.wire,
+          secret,
+          log,
+          rejections: this.rejections,
+          maxFrameBytes,
+          lost,
+          weights: (m, payload) => this.onShardWeights(index, m, payload),
+        });
+        shards.peers[index] = peer;
+        await peer.joined;
+      }),
+    ).then(
+      () => {
+        shards.joined = true;
+        if (this.state === 'joining') this.startCompute(w);
+      },
+      (err: Error) => lost(`cannot join the shard reducers: ${err.message}`),
+    );
   }
 
   private onShardWeights(index: number, message: MessageOf<'weights'>, payload: Float32Array): void {
@@ -239,14 +302,19 @@ export class Worker {
       return this.fail(err as Error);
     }
     if (!values) return;
-    const whole: MessageOf<'weights'> = { type: 'weights', version: message.version, payloadValues: values.length };
+    const whole: MessageOf<'weights'> = {
+      type: 'weights',
+      version: message.version,
+      payloadValues: values.length,
+    };
     if (!this.compute) this.earlyWeights = { version: message.version, values };
     else this.whenReady(whole, (compute) => this.onWeights(compute, whole, values));
   }
 
   private onDataChunk(chunk: MessageOf<'dataChunk'>): void {
     const receiver = this.receivers[chunk.split];
-    if (this.state !== 'joining' || !receiver) return this.channel.reject('unexpected_message', `${chunk.split} data that was not asked for`);
+    if (this.state !== 'joining' || !receiver)
+      return this.channel.reject('unexpected_message', `${chunk.split} data that was not asked for`);
     const complete = receiver.add(chunk);
     if (!complete) return;
     this.data[chunk.split] = complete;
@@ -255,29 +323,53 @@ export class Worker {
     this.startCompute(this.welcome!);
   }
 
-  /** Ready once every data set is here and, in a sharded run, every shard has welcomed us; until then it waits for the other. */
+  /**
+   * Ready once every data set is here and, in a sharded run, every shard has welcomed us; until then it waits
+   * for the other.
+   */
   private startCompute(w: MessageOf<'welcome'>): void {
     if (!this.data.train || !this.data.test || (this.shards && !this.shards.joined)) return;
-    const compute = new WorkerCompute(getModel(w.model), w.seed, geometryOf(w, w.train.count), this.data.train!, this.data.test!, this.o.runnerFor);
+    const compute = new WorkerCompute(
+      getModel(w.model),
+      w.seed,
+      geometryOf(w, w.train.count),
+      this.data.train!,
+      this.data.test!,
+      this.o.runnerFor,
+    );
     this.compute = compute;
     this.state = 'ready';
     this.channel.send({ type: 'ready', missing: [] });
-    this.o.log.info({ model: w.model, run: w.runId, shards: w.shards?.length }, `ready to train ${w.model} (run ${w.runId})`);
+    this.o.log.info(
+      { model: w.model, run: w.runId, shards: w.shards?.length },
+      `ready to train ${w.model} (run ${w.runId})`,
+    );
     const early = this.earlyWeights;
     this.earlyWeights = undefined;
-    if (early) this.onWeights(compute, { type: 'weights', version: early.version, payloadValues: early.values.length }, early.values);
+    if (early)
+      this.onWeights(
+        compute,
+        { type: 'weights', version: early.version, payloadValues: early.values.length },
+        early.values,
+      );
   }
 
   /** Work for the model: queued behind what is in hand, and refused before there is a model. */
-  private whenReady(message: CoordinatorMessage, task: (compute: WorkerCompute) => void | Promise<void>): void {
+  private whenReady(
+    message: CoordinatorMessage,
+    task: (compute: WorkerCompute) => void | Promise<void>,
+  ): void {
     const compute = this.compute;
-    if (!compute || (this.state !== 'ready' && this.state !== 'computing')) return this.channel.reject('unexpected_message', `${message.type} while ${this.state}`);
-    this.queue = this.queue.then(async () => {
-      if (this.finished) return;
-      this.state = 'computing';
-      await task(compute);
-      if (!this.finished) this.state = 'ready';
-    }).catch((err: unknown) => this.fail(err as Error));
+    if (!compute || (this.state !== 'ready' && this.state !== 'computing'))
+      return this.channel.reject('unexpected_message', `${message.type} while ${this.state}`);
+    this.queue = this.queue
+      .then(async () => {
+        if (this.finished) return;
+        this.state = 'computing';
+        await task(compute);
+        if (!this.finished) this.state = 'ready';
+      })
+      .catch((err: unknown) => this.fail(err as Error));
   }
 
   /** Held, and said so: the coordinator sends work for these weights only then (it times us from there). */
@@ -290,11 +382,15 @@ export class Worker {
     const { interceptor, observer } = this.o;
     interceptor?.beforeAssignment(assign);
     let computeSeconds = 0;
-    await compute.contributions(assign, (node) => {
-      interceptor?.beforeSend(node);
-      computeSeconds += node.message.computeSeconds;
-      this.sendNode(node);
-    }, () => this.finished);
+    await compute.contributions(
+      assign,
+      (node) => {
+        interceptor?.beforeSend(node);
+        computeSeconds += node.message.computeSeconds;
+        this.sendNode(node);
+      },
+      () => this.finished,
+    );
     observer?.computed?.(computeSeconds, assign.count);
     this.steps++;
   }
@@ -303,7 +399,13 @@ export class Worker {
   private sendNode({ message, payload }: ComputedNode): void {
     const map = this.welcome?.shards;
     if (!map || !this.shards) return this.channel.send(message, payload);
-    map.forEach((slice, k) => this.shards!.peers[k]!.send(message, slice.offset, payload.subarray(slice.offset, slice.offset + slice.size)));
+    map.forEach((slice, k) =>
+      this.shards!.peers[k]!.send(
+        message,
+        slice.offset,
+        payload.subarray(slice.offset, slice.offset + slice.size),
+      ),
+    );
     this.channel.send({ ...message, payloadValues: 0 });
   }
 
@@ -325,7 +427,9 @@ export class Worker {
 
   private keepAlive(w: MessageOf<'welcome'>): void {
     this.heartbeat = keepAlive({
-      intervalMs: w.heartbeatMs, timeoutMs: w.heartbeatTimeoutMs, lastHeard: () => this.lastHeard,
+      intervalMs: w.heartbeatMs,
+      timeoutMs: w.heartbeatTimeoutMs,
+      lastHeard: () => this.lastHeard,
       beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
       silent: (s) => this.o.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
     });

@@ -12,7 +12,10 @@ export interface Subnet {
 
 export const runPrefix = (pid: number): string => `gf${pid.toString(16)}`;
 
-/** An IPv4 CIDR ("10.1.2.0/24", or a bare address) as a 32-bit number and a prefix length; undefined if it is not one. */
+/**
+ * An IPv4 CIDR ("10.1.2.0/24", or a bare address) as a 32-bit number and a prefix length; undefined if it is
+ * not one.
+ */
 function parseCidr(cidr: string): { address: number; bits: number } | undefined {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)(?:\/(\d+))?$/.exec(cidr.trim());
   if (!m) return undefined;
@@ -31,7 +34,9 @@ export function overlaps(a: string, b: string): boolean {
   return Math.floor(x.address / span) === Math.floor(y.address / span);
 }
 
-/** A /24 in 10.64.0.0–10.127.255.0 picked from `seed` (the pid), stepping past any that overlaps `hostCidrs`. */
+/**
+ * A /24 in 10.64.0.0–10.127.255.0 picked from `seed` (the pid), stepping past any that overlaps `hostCidrs`.
+ */
 export function pickSubnet(seed: number, hostCidrs: readonly string[]): Subnet {
   const candidates = 64 * 256;
   for (let k = 0; k < candidates; k++) {

@@ -28,7 +28,10 @@ export interface Machine {
   address: string;
 }
 
-/** The interface counters of a machine's link (/sys/class/net/eth0/statistics inside its namespace: the kernel's dev_get_stats). */
+/**
+ * The interface counters of a machine's link (/sys/class/net/eth0/statistics inside its namespace: the
+ * kernel's dev_get_stats).
+ */
 export interface LinkCounters {
   rxBytes: number;
   txBytes: number;
@@ -53,19 +56,31 @@ async function hostCidrs(): Promise<string[]> {
   const routes = await command('ip', ['-4', 'route', 'show']);
   return [
     ...[...addrs.matchAll(/inet (\S+)/g)].map((m) => m[1]),
-    ...routes.split('\n').map((l) => l.split(' ')[0]).filter((t) => t && t !== 'default'),
+    ...routes
+      .split('\n')
+      .map((l) => l.split(' ')[0])
+      .filter((t) => t && t !== 'default'),
   ];
 }
 
 /** The run's namespaces in `ip netns list` output ("name (id: 3)" per line). */
-const ofRun = (list: string, prefix: string) => list.split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith(`${prefix}-`));
+const ofRun = (list: string, prefix: string) =>
+  list
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(`${prefix}-`));
 const namespacesWith = async (prefix: string) => ofRun(await command('ip', ['netns', 'list']), prefix);
 
 /** `ip netns pids` output: one pid a line. */
-const parsePids = (output: string) => output.split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0);
+const parsePids = (output: string) =>
+  output
+    .split('\n')
+    .map(Number)
+    .filter((p) => Number.isInteger(p) && p > 0);
 
 /** A delay's worth of full-size packets at the rate, twice over: netem drops what its queue cannot hold. */
-const netemLimit = (mbit: number, delayMs: number) => Math.max(1000, Math.ceil((2 * mbit * 1e6 * delayMs) / 1000 / 8 / 1500));
+const netemLimit = (mbit: number, delayMs: number) =>
+  Math.max(1000, Math.ceil((2 * mbit * 1e6 * delayMs) / 1000 / 8 / 1500));
 
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
   try {
@@ -81,20 +96,37 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
  */
 export function parseNetDev(text: string, iface: string): LinkCounters {
   const line = text.split('\n').find((l) => l.trim().startsWith(`${iface}:`));
-  const f = line?.slice(line.indexOf(':') + 1).trim().split(/\s+/).map(Number);
-  if (!f || f.length < 10 || f.some((v) => !Number.isSafeInteger(v))) throw new SimNetError(`no counters for ${iface} in net/dev: ${line ?? 'no such line'}`);
+  const f = line
+    ?.slice(line.indexOf(':') + 1)
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  if (!f || f.length < 10 || f.some((v) => !Number.isSafeInteger(v)))
+    throw new SimNetError(`no counters for ${iface} in net/dev: ${line ?? 'no such line'}`);
   return { rxBytes: f[0], rxPackets: f[1], txBytes: f[8], txPackets: f[9] };
 }
 
 export class SimNet {
   private readonly children = new Set<ChildProcess>();
-  /** A sleeping process per machine, inside its namespace: /proc/<its pid>/net/dev shows that namespace's interfaces. */
+  /**
+   * A sleeping process per machine, inside its namespace: /proc/<its pid>/net/dev shows that namespace's
+   * interfaces.
+   */
   private readonly anchors = new Map<string, number>();
   private readonly byName: Map<string, Machine>;
   readonly destroy: () => Promise<void>;
 
-  private constructor(readonly prefix: string, readonly subnet: Subnet, names: readonly string[]) {
-    this.byName = new Map(names.map((name, i) => [name, { name, namespace: `${prefix}-${name}`, address: `${subnet.base}.${i + 1}` }]));
+  private constructor(
+    readonly prefix: string,
+    readonly subnet: Subnet,
+    names: readonly string[],
+  ) {
+    this.byName = new Map(
+      names.map((name, i) => [
+        name,
+        { name, namespace: `${prefix}-${name}`, address: `${subnet.base}.${i + 1}` },
+      ]),
+    );
     this.destroy = onEveryExit({ run: () => this.teardown(), runSync: () => this.teardownSync() });
   }
 
@@ -104,11 +136,14 @@ export class SimNet {
    */
   static async create(machines: readonly string[], link: LinkShape, pid = process.pid): Promise<SimNet> {
     requireRoot('a simulated cluster');
-    if (machines.length === 0 || machines.length > 250) throw new SimNetError(`a simulated cluster needs 1 to 250 machines, not ${machines.length}`);
+    if (machines.length === 0 || machines.length > 250)
+      throw new SimNetError(`a simulated cluster needs 1 to 250 machines, not ${machines.length}`);
     const prefix = runPrefix(pid);
     const stale = await namespacesWith(prefix);
     if (stale.length > 0) {
-      throw new SimNetError(`network namespaces named ${prefix}-… exist already (${stale.join(', ')}): left by a run that was killed? Remove them with \`ip netns del NAME\``);
+      throw new SimNetError(
+        `network namespaces named ${prefix}-… exist already (${stale.join(', ')}): left by a run that was killed? Remove them with \`ip netns del NAME\``,
+      );
     }
     const net = new SimNet(prefix, pickSubnet(pid, await hostCidrs()), machines);
     try {
@@ -130,7 +165,8 @@ export class SimNet {
 
   machine(name: string): Machine {
     const m = this.byName.get(name);
-    if (!m) throw new Error(`no machine ${name} in the simulated cluster (${[...this.byName.keys()].join(', ')})`);
+    if (!m)
+      throw new Error(`no machine ${name} in the simulated cluster (${[...this.byName.keys()].join(', ')})`);
     return m;
   }
 
@@ -138,7 +174,9 @@ export class SimNet {
     try {
       await command('ip', ['netns', 'add', this.switchNs]);
     } catch (err) {
-      throw new SimNetError(`cannot create network namespaces (${(err as Error).message}): the simulated cluster needs root and a kernel that allows them`);
+      throw new SimNetError(
+        `cannot create network namespaces (${(err as Error).message}): the simulated cluster needs root and a kernel that allows them`,
+      );
     }
     const sw = ['-n', this.switchNs];
     await command('ip', [...sw, 'link', 'add', 'br0', 'type', 'bridge']);
@@ -147,7 +185,20 @@ export class SimNet {
       const port = `p${i + 1}`;
       await command('ip', ['netns', 'add', m.namespace]);
       // Both ends are created straight inside their namespaces: no name ever appears in the host's.
-      await command('ip', ['link', 'add', MACHINE_IFACE, 'netns', m.namespace, 'type', 'veth', 'peer', 'name', port, 'netns', this.switchNs]);
+      await command('ip', [
+        'link',
+        'add',
+        MACHINE_IFACE,
+        'netns',
+        m.namespace,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        port,
+        'netns',
+        this.switchNs,
+      ]);
       await command('ip', [...sw, 'link', 'set', port, 'master', 'br0']);
       await command('ip', [...sw, 'link', 'set', port, 'up']);
       const mn = ['-n', m.namespace];
@@ -179,19 +230,52 @@ export class SimNet {
     if (!(link.mbit > 0)) throw new SimNetError(`link rate must be above 0 Mbit/s, not ${link.mbit}`);
     const delay = link.delayMs ?? 0;
     for (const [i, m] of this.machines.entries()) {
-      const out = delay > 0
-        // netem shapes the rate itself: one qdisc, no classful parent needed to stack tbf under it.
-        ? ['netem', 'delay', `${delay}ms`, 'rate', `${link.mbit}mbit`, 'limit', String(netemLimit(link.mbit, delay))]
-        : tbf(link.mbit);
+      const out =
+        delay > 0
+          ? // netem shapes the rate itself: one qdisc, no classful parent needed to stack tbf under it.
+            [
+              'netem',
+              'delay',
+              `${delay}ms`,
+              'rate',
+              `${link.mbit}mbit`,
+              'limit',
+              String(netemLimit(link.mbit, delay)),
+            ]
+          : tbf(link.mbit);
       try {
-        await command('ip', ['netns', 'exec', m.namespace, 'tc', 'qdisc', 'replace', 'dev', MACHINE_IFACE, 'root', ...out]);
+        await command('ip', [
+          'netns',
+          'exec',
+          m.namespace,
+          'tc',
+          'qdisc',
+          'replace',
+          'dev',
+          MACHINE_IFACE,
+          'root',
+          ...out,
+        ]);
       } catch (err) {
         if (delay > 0 && /unknown/i.test((err as Error).message)) {
-          throw new SimNetError('this kernel has no netem qdisc (sch_netem): --link-delay-ms cannot be simulated here; leave it out');
+          throw new SimNetError(
+            'this kernel has no netem qdisc (sch_netem): --link-delay-ms cannot be simulated here; leave it out',
+          );
         }
         throw err;
       }
-      await command('ip', ['netns', 'exec', this.switchNs, 'tc', 'qdisc', 'replace', 'dev', `p${i + 1}`, 'root', ...tbf(link.mbit)]);
+      await command('ip', [
+        'netns',
+        'exec',
+        this.switchNs,
+        'tc',
+        'qdisc',
+        'replace',
+        'dev',
+        `p${i + 1}`,
+        'root',
+        ...tbf(link.mbit),
+      ]);
     }
   }
 
@@ -202,14 +286,25 @@ export class SimNet {
    */
   counters(name: string): LinkCounters {
     const pid = this.anchors.get(this.machine(name).name);
-    if (pid === undefined) throw new SimNetError(`machine ${name} has no anchor process (the network is not built, or torn down)`);
+    if (pid === undefined)
+      throw new SimNetError(`machine ${name} has no anchor process (the network is not built, or torn down)`);
     return parseNetDev(readFileSync(`/proc/${pid}/net/dev`, 'utf8'), MACHINE_IFACE);
   }
 
-  /** Starts `file args` inside machine `name`, in a process group of its own (Ctrl-C reaches the benchmark, which stops it). */
-  spawn(name: string, file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {}): ChildProcess {
+  /**
+   * Starts `file args` inside machine `name`, in a process group of its own (Ctrl-C reaches the benchmark,
+   * which stops it).
+   */
+  spawn(
+    name: string,
+    file: string,
+    args: readonly string[],
+    options: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions } = {},
+  ): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', this.machine(name).namespace, file, ...args], {
-      detached: true, env: options.env ?? process.env, stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      env: options.env ?? process.env,
+      stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
     });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
@@ -221,7 +316,14 @@ export class SimNet {
     const live = [...this.children];
     for (const child of live) if (child.pid) killQuietly(child.pid, 'SIGTERM');
     await Promise.race([
-      Promise.all(live.map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()))))),
+      Promise.all(
+        live.map(
+          (c) =>
+            new Promise<void>((resolve) =>
+              c.exitCode !== null || c.signalCode !== null ? resolve() : c.once('exit', () => resolve()),
+            ),
+        ),
+      ),
       new Promise((resolve) => setTimeout(resolve, GRACE_MS).unref()),
     ]);
     const namespaces = await namespacesWith(this.prefix);
@@ -230,7 +332,12 @@ export class SimNet {
     }
     // A killed process leaves its namespace only once it is reaped: wait until none is left inside.
     for (const ns of namespaces) {
-      for (let tries = 0; tries < 50 && parsePids(await command('ip', ['netns', 'pids', ns])).length > 0; tries++) await new Promise((r) => setTimeout(r, 100));
+      for (
+        let tries = 0;
+        tries < 50 && parsePids(await command('ip', ['netns', 'pids', ns])).length > 0;
+        tries++
+      )
+        await new Promise((r) => setTimeout(r, 100));
       await command('ip', ['netns', 'del', ns]);
     }
   }

@@ -1,4 +1,7 @@
-/** The few system commands a simulated cluster needs (ip, tc), run without a shell, failing with what they said. */
+/**
+ * The few system commands a simulated cluster needs (ip, tc), run without a shell, failing with what they
+ * said.
+ */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -16,7 +19,10 @@ export async function command(file: string, args: readonly string[]): Promise<st
     return (await execFileAsync(file, args, { encoding: 'utf8' })).stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    const why = e.code === 'ENOENT' ? `${file} is not installed (Debian: apt-get install iproute2)` : (e.stderr?.trim() || e.message);
+    const why =
+      e.code === 'ENOENT'
+        ? `${file} is not installed (Debian: apt-get install iproute2)`
+        : e.stderr?.trim() || e.message;
     throw new SimNetError(`${describe(file, args)}: ${why}`);
   }
 }
@@ -29,6 +35,8 @@ export function commandSync(file: string, args: readonly string[]): string {
 /** Creating namespaces and links needs root; say so before trying. */
 export function requireRoot(what: string): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new SimNetError(`${what} needs root: it creates network namespaces, links and traffic shapers (run it with sudo)`);
+    throw new SimNetError(
+      `${what} needs root: it creates network namespaces, links and traffic shapers (run it with sudo)`,
+    );
   }
 }

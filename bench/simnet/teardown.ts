@@ -33,7 +33,9 @@ function install(): void {
     process.on(signal, () => {
       stoppedBy = signal;
       process.stderr.write(`${signal}: removing the simulated cluster\n`);
-      void Promise.allSettled([...pending].map((c) => c.run())).finally(() => process.exit(SIGNAL_EXIT_CODES[signal]));
+      void Promise.allSettled([...pending].map((c) => c.run())).finally(() =>
+        process.exit(SIGNAL_EXIT_CODES[signal]),
+      );
     });
   }
   process.on('exit', () => {

@@ -1,4 +1,7 @@
-/** `gradfleet bench floor`: the sharded step's traffic over plain TCP on the simulated cluster (bench/floor.ts). */
+/**
+ * `gradfleet bench floor`: the sharded step's traffic over plain TCP on the simulated cluster
+ * (bench/floor.ts).
+ */
 import Table from 'cli-table3';
 import { Command } from 'commander';
 import { type FloorReport, benchmarkFloor } from '../../bench/floor.js';
@@ -10,34 +13,67 @@ import { getModel, modelNames } from '../../training/models/zoo.js';
 import { positiveInt, positiveNumber, printJson, wireDtype } from '../options.js';
 
 interface FloorFlags {
-  workers: number; model: string; wire: WireDtype; linkMbit: number; rounds: number; syntheticMs: number; json?: boolean;
+  workers: number;
+  model: string;
+  wire: WireDtype;
+  linkMbit: number;
+  rounds: number;
+  syntheticMs: number;
+  json?: boolean;
 }
 
 export function formatFloorReport(r: FloorReport, model: string, wire: WireDtype): string {
   const table = new Table({
     style: tableStyle(),
-    head: ['workers = shards', 'wire', 'Mbit/s', 'slice MB', 'round ms (slowest machine, median)', 'link alone ms', 'max efficiency at compute ms'],
+    head: [
+      'workers = shards',
+      'wire',
+      'Mbit/s',
+      'slice MB',
+      'round ms (slowest machine, median)',
+      'link alone ms',
+      'max efficiency at compute ms',
+    ],
   });
-  table.push([String(r.workers), wire, String(r.link_mbit), (r.slice_bytes / 1e6).toFixed(2), r.round_ms.toFixed(0), r.link_only_ms.toFixed(0),
-    `${(100 * r.max_efficiency).toFixed(0)}% at ${r.synthetic_ms}`]);
-  return `${model}: every machine sends its 1/N slice to each other machine twice a round (nodes to shards, weights back) over plain TCP, ${r.rounds} rounds:\n`
-    + `${table.toString()}\nNo framing, decoding, reduce or Adam: no design moves these bytes faster on these links and this machine's cores.\n`;
+  table.push([
+    String(r.workers),
+    wire,
+    String(r.link_mbit),
+    (r.slice_bytes / 1e6).toFixed(2),
+    r.round_ms.toFixed(0),
+    r.link_only_ms.toFixed(0),
+    `${(100 * r.max_efficiency).toFixed(0)}% at ${r.synthetic_ms}`,
+  ]);
+  return (
+    `${model}: every machine sends its 1/N slice to each other machine twice a round (nodes to shards, weights back) over plain TCP, ${r.rounds} rounds:\n` +
+    `${table.toString()}\nNo framing, decoding, reduce or Adam: no design moves these bytes faster on these links and this machine's cores.\n`
+  );
 }
 
 export function floorCommand(): Command {
   return new Command('floor')
-    .description('the least a sharded step (S = N) spends moving its bytes on the simulated cluster (root): plain TCP between N machines with shaped links, nothing of gradfleet on the path')
+    .description(
+      'the least a sharded step (S = N) spends moving its bytes on the simulated cluster (root): plain TCP between N machines with shaped links, nothing of gradfleet on the path',
+    )
     .option('--workers <n>', 'machines (each a worker and a shard)', positiveInt, 8)
     .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
     .option('--wire <dtype>', 'bytes per value as on the wire: fp32, fp16 or bf16', wireDtype, 'f32')
-    .option('--link-mbit <n>', 'every machine\'s link rate, each direction, Mbit/s', positiveNumber, 1000)
+    .option('--link-mbit <n>', "every machine's link rate, each direction, Mbit/s", positiveNumber, 1000)
     .option('--rounds <n>', 'timed rounds (after one untimed)', positiveInt, 10)
-    .option('--synthetic-ms <ms>', 'the compute time the efficiency is stated against', positiveNumber, DEFAULT_SYNTHETIC_MS)
+    .option(
+      '--synthetic-ms <ms>',
+      'the compute time the efficiency is stated against',
+      positiveNumber,
+      DEFAULT_SYNTHETIC_MS,
+    )
     .option('--json', 'print the report as one JSON object')
     .action(async (flags: FloorFlags) => {
       const model = getModel(flags.model);
       const report = await benchmarkFloor({
-        workers: flags.workers, modelBytes: paramLayout(model).size * bytesPerValue(flags.wire), link: { mbit: flags.linkMbit }, rounds: flags.rounds,
+        workers: flags.workers,
+        modelBytes: paramLayout(model).size * bytesPerValue(flags.wire),
+        link: { mbit: flags.linkMbit },
+        rounds: flags.rounds,
         syntheticMs: flags.syntheticMs,
       });
       if (flags.json) printJson(report);

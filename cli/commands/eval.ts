@@ -14,7 +14,11 @@ import { evaluate, predict } from '../../training/step/evaluate.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
 import { oneOf, printJson } from '../options.js';
 
-interface ModelFlags { checkpoint: string; backend: BackendChoice; json?: boolean }
+interface ModelFlags {
+  checkpoint: string;
+  backend: BackendChoice;
+  json?: boolean;
+}
 
 /** The run directory a --checkpoint argument belongs to (run dir, its checkpoints/ dir, or a file in it). */
 function runDirOf(path: string): string {
@@ -23,23 +27,39 @@ function runDirOf(path: string): string {
   return basename(dir) === 'checkpoints' ? dirname(dir) : dir;
 }
 
-async function loadRunner(flags: ModelFlags, log: ReturnType<typeof createLogger>): Promise<{ runner: ModelRunner; state: RunState; path: string }> {
+async function loadRunner(
+  flags: ModelFlags,
+  log: ReturnType<typeof createLogger>,
+): Promise<{ runner: ModelRunner; state: RunState; path: string }> {
   const { state, path } = await loadRunState(flags.checkpoint, log);
   await selectBackend(flags.backend, log);
   const runner = new ModelRunner(getModel(state.config.model));
   runner.setWeights(state.weights);
-  log.info({ checkpoint: path, model: state.config.model, step: state.step }, `loaded ${state.config.model} at step ${state.step} from ${path}`);
+  log.info(
+    { checkpoint: path, model: state.config.model, step: state.step },
+    `loaded ${state.config.model} at step ${state.step} from ${path}`,
+  );
   return { runner, state, path };
 }
 
-const withModelOptions = (cmd: Command) => cmd
-  .requiredOption('--checkpoint <path>', 'run directory, checkpoints directory, or one .gfck file')
-  .option('--backend <name>', `compute backend (${BACKEND_CHOICES.join(', ')})`, oneOf(BACKEND_CHOICES), 'auto')
-  .option('--json', 'print the result as JSON on the last stdout line');
+const withModelOptions = (cmd: Command) =>
+  cmd
+    .requiredOption('--checkpoint <path>', 'run directory, checkpoints directory, or one .gfck file')
+    .option(
+      '--backend <name>',
+      `compute backend (${BACKEND_CHOICES.join(', ')})`,
+      oneOf(BACKEND_CHOICES),
+      'auto',
+    )
+    .option('--json', 'print the result as JSON on the last stdout line');
 
 export function evalCommand(): Command {
-  return withModelOptions(new Command('eval').description('loss, accuracy, per-class accuracy and confusion matrix of a checkpoint'))
-    .option('--data <data>', 'labelled data (default: the run\'s test set)')
+  return withModelOptions(
+    new Command('eval').description(
+      'loss, accuracy, per-class accuracy and confusion matrix of a checkpoint',
+    ),
+  )
+    .option('--data <data>', "labelled data (default: the run's test set)")
     .option('--confusion <svg>', 'where to draw the confusion matrix (default: <run dir>/confusion-eval.svg)')
     .action(async (flags: ModelFlags & { data?: string; confusion?: string }) => {
       const log = createLogger('eval');
@@ -51,14 +71,23 @@ export function evalCommand(): Command {
       const picture = flags.confusion ?? join(runDirOf(flags.checkpoint), 'confusion-eval.svg');
       await writeConfusion(picture, result, `${state.config.model} step ${state.step} on ${spec}`);
       if (flags.json) return printJson({ checkpoint: path, data: spec, ...result, confusion_svg: picture });
-      const classes = new Table({ style: tableStyle(), head: ['true \\ predicted', ...result.confusion.map((_, i) => String(i)), 'accuracy'] });
-      result.confusion.forEach((row, i) => classes.push([String(i), ...row.map(String), `${(result.perClassAccuracy[i] * 100).toFixed(2)}%`]));
-      process.stdout.write(`${spec}: ${result.count} samples, loss ${result.loss.toFixed(4)}, accuracy ${(result.accuracy * 100).toFixed(2)}%\n${classes.toString()}\nconfusion matrix drawn in ${picture}\n`);
+      const classes = new Table({
+        style: tableStyle(),
+        head: ['true \\ predicted', ...result.confusion.map((_, i) => String(i)), 'accuracy'],
+      });
+      result.confusion.forEach((row, i) =>
+        classes.push([String(i), ...row.map(String), `${(result.perClassAccuracy[i] * 100).toFixed(2)}%`]),
+      );
+      process.stdout.write(
+        `${spec}: ${result.count} samples, loss ${result.loss.toFixed(4)}, accuracy ${(result.accuracy * 100).toFixed(2)}%\n${classes.toString()}\nconfusion matrix drawn in ${picture}\n`,
+      );
     });
 }
 
 export function predictCommand(): Command {
-  return withModelOptions(new Command('predict').description('predict labels and write a Kaggle submission.csv (ImageId,Label)'))
+  return withModelOptions(
+    new Command('predict').description('predict labels and write a Kaggle submission.csv (ImageId,Label)'),
+  )
     .requiredOption('--input <file>', 'Kaggle test.csv, or an IDX images file')
     .option('--out <file>', 'submission file', 'submission.csv')
     .action(async (flags: ModelFlags & { input: string; out: string }) => {
@@ -69,6 +98,10 @@ export function predictCommand(): Command {
       runner.dispose();
       writeSubmission(flags.out, labels);
       if (flags.json) printJson({ input: flags.input, out: flags.out, rows: labels.length });
-      else log.info({ out: flags.out, rows: labels.length }, `wrote ${labels.length} predictions to ${flags.out}`);
+      else
+        log.info(
+          { out: flags.out, rows: labels.length },
+          `wrote ${labels.length} predictions to ${flags.out}`,
+        );
     });
 }

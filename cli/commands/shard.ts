@@ -13,43 +13,92 @@ import { LinkStopper } from '../signals.js';
 import { port, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
 import {
-  type TlsListenFlags, type TransportFlags, addTlsConnectOptions, addTlsListenOptions, addTransportOptions, connectorFor, shardServerFor,
+  type TlsListenFlags,
+  type TransportFlags,
+  addTlsConnectOptions,
+  addTlsListenOptions,
+  addTransportOptions,
+  connectorFor,
+  shardServerFor,
 } from '../transport-options.js';
 
 interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags {
-  connect?: string; tlsCa?: string; id: string; host: string; port: number; advertise?: string; connectTimeout: number; maxFrameMb: number;
+  connect?: string;
+  tlsCa?: string;
+  id: string;
+  host: string;
+  port: number;
+  advertise?: string;
+  connectTimeout: number;
+  maxFrameMb: number;
 }
 
 export function shardCommand(): Command {
   const cmd = new Command('shard')
-    .description('run a shard reducer: join a coordinator started with --shards, reduce and apply Adam to one slice of the parameters, serve workers')
+    .description(
+      'run a shard reducer: join a coordinator started with --shards, reduce and apply Adam to one slice of the parameters, serve workers',
+    )
     .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 (with --transport ws)')
-    .option('--id <name>', 'shard name shown in logs and metrics (unique per coordinator)', `shard-${hostname()}-${process.pid}`)
+    .option(
+      '--id <name>',
+      'shard name shown in logs and metrics (unique per coordinator)',
+      `shard-${hostname()}-${process.pid}`,
+    )
     .option('--host <addr>', 'where workers connect to this shard (ws)', '127.0.0.1')
     .option('--port <n>', 'port for workers (ws; 0: any free port)', port, 0)
-    .option('--advertise <url>', 'the address workers are told (ws; default: the listening address, e.g. when --host is 0.0.0.0 give ws://THIS-HOST:PORT)')
-    .option('--connect-timeout <s>', 'keep retrying the coordinator this long before giving up', positiveInt, 60)
+    .option(
+      '--advertise <url>',
+      'the address workers are told (ws; default: the listening address, e.g. when --host is 0.0.0.0 give ws://THIS-HOST:PORT)',
+    )
+    .option(
+      '--connect-timeout <s>',
+      'keep retrying the coordinator this long before giving up',
+      positiveInt,
+      60,
+    )
     .option('--max-frame-mb <n>', 'largest frame accepted, in MiB', positiveInt, 64);
-  return addTlsConnectOptions(addTlsListenOptions(addSecretOptions(addTransportOptions(cmd), 'to prove to the coordinator and ask of workers')))
-    .action(async (flags: ShardFlags) => {
-      const log = createLogger(`shard ${flags.id}`);
-      if (flags.transport === 'ws' && flags.advertise === undefined && (flags.host === '0.0.0.0' || flags.host === '::')) {
-        throw new Error(`--host ${flags.host} is no address workers can use: give --advertise ws://THIS-HOST:PORT`);
-      }
-      const secret = secretOf(flags);
-      const maxFrameBytes = flags.maxFrameMb * 1024 * 1024;
-      const { listener, serves } = await shardServerFor(flags, { host: flags.host, port: flags.port, shardId: flags.id, advertise: flags.advertise }, log)(maxFrameBytes);
-      const stopper = new LinkStopper('shard');
-      try {
-        const link = stopper.hold(await connectWithRetry(connectorFor(flags, flags.id, log), flags.connectTimeout, log, () => stopper.stopping));
-        if (!link) return;
-        log.info({ serves }, `shard ${flags.id} serving workers at ${serves}`);
-        // One session: a shard's state lives and dies with it (the coordinator rolls back and admits a replacement).
-        const outcome = await runShard({ id: flags.id, link, listener, serves, secret, log, maxFrameBytes });
-        if (outcome.end !== 'shutdown' && !stopper.stopping) process.exitCode = outcome.end === 'refused' ? 2 : 1;
-        log.info({ ...outcome }, `shard ${flags.id} done after ${outcome.steps} steps: ${outcome.reason}`);
-      } finally {
-        await listener.close();
-      }
-    });
+  return addTlsConnectOptions(
+    addTlsListenOptions(
+      addSecretOptions(addTransportOptions(cmd), 'to prove to the coordinator and ask of workers'),
+    ),
+  ).action(async (flags: ShardFlags) => {
+    const log = createLogger(`shard ${flags.id}`);
+    if (
+      flags.transport === 'ws' &&
+      flags.advertise === undefined &&
+      (flags.host === '0.0.0.0' || flags.host === '::')
+    ) {
+      throw new Error(
+        `--host ${flags.host} is no address workers can use: give --advertise ws://THIS-HOST:PORT`,
+      );
+    }
+    const secret = secretOf(flags);
+    const maxFrameBytes = flags.maxFrameMb * 1024 * 1024;
+    const { listener, serves } = await shardServerFor(
+      flags,
+      { host: flags.host, port: flags.port, shardId: flags.id, advertise: flags.advertise },
+      log,
+    )(maxFrameBytes);
+    const stopper = new LinkStopper('shard');
+    try {
+      const link = stopper.hold(
+        await connectWithRetry(
+          connectorFor(flags, flags.id, log),
+          flags.connectTimeout,
+          log,
+          () => stopper.stopping,
+        ),
+      );
+      if (!link) return;
+      log.info({ serves }, `shard ${flags.id} serving workers at ${serves}`);
+      // One session: a shard's state lives and dies with it (the coordinator rolls back and admits a
+      // replacement).
+      const outcome = await runShard({ id: flags.id, link, listener, serves, secret, log, maxFrameBytes });
+      if (outcome.end !== 'shutdown' && !stopper.stopping)
+        process.exitCode = outcome.end === 'refused' ? 2 : 1;
+      log.info({ ...outcome }, `shard ${flags.id} done after ${outcome.steps} steps: ${outcome.reason}`);
+    } finally {
+      await listener.close();
+    }
+  });
 }

@@ -14,7 +14,12 @@ import { planLocalWorkers, seenAdapters, usesWebGpu } from '../local-gpus.js';
 import { nonNegativeInt, port, positiveInt } from '../options.js';
 import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
-import { type TransportFlags, addTransportOptions, listenerFor, workerTransportArgs } from '../transport-options.js';
+import {
+  type TransportFlags,
+  addTransportOptions,
+  listenerFor,
+  workerTransportArgs,
+} from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
 import { workerSecretArgs } from '../secret-options.js';
 
@@ -30,7 +35,11 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
  * have them streamed; a worker allows no other files (worker/data-policy.ts).
  */
 function localDataArgs(flags: RunFlags): string[] {
-  const dirs = new Set([flags.train, flags.test].filter((spec) => !spec.startsWith('mnist:')).map((spec) => dirname(resolve(spec))));
+  const dirs = new Set(
+    [flags.train, flags.test]
+      .filter((spec) => !spec.startsWith('mnist:'))
+      .map((spec) => dirname(resolve(spec))),
+  );
   return [...dirs].flatMap((dir) => ['--data-dir', dir]);
 }
 
@@ -38,74 +47,154 @@ function localDataArgs(flags: RunFlags): string[] {
 const START_GRACE_MS = 120_000;
 
 export function trainCommand(): Command {
-  const cmd = addRunOptions(new Command('train').description('train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set'), 0)
-    .option('--workers <n>', 'local worker processes (default: one per GPU where --backend auto or webgpu finds hardware adapters, else one per core)', positiveInt)
-    .option('--worker-restarts <n>', 'restarts per local worker after an unexpected exit (then the run goes on without it)', nonNegativeInt, 3)
-    .option('--worker-metrics-port <n>', 'local worker i (from 0) serves its metrics on port N+i (0: each any free port)', port);
-  return addClusterOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd, 'workers\' '))))
-    .action(async (flags: TrainFlags, cmd: Command) => {
-      const log = createLogger('coordinator');
-      // Adapters are listed only where a worker could compute on one, and only when --gpu does not already say which.
-      const adapters = flags.gpu === undefined && usesWebGpu(flags.backend) ? await seenAdapters() : undefined;
-      const plan = planLocalWorkers({ backend: flags.backend, cores: availableParallelism(), adapters, workers: flags.workers, gpu: flags.gpu });
-      log.info({ workers: plan.workers, gpus: plan.gpus }, `local workers: ${plan.reason}`);
-      if (plan.warning) log.warn(plan.warning);
-      const count = plan.workers;
-      const run = await launchRun({
-        // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
-        policy: clusterPolicyOf({
-          ...flags, maxWorkers: Math.max(flags.maxWorkers, count), maxConnections: Math.max(flags.maxConnections, count + 16),
-          maxJoinsPerS: Math.max(flags.maxJoinsPerS, count), maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, count),
+  const cmd = addRunOptions(
+    new Command('train').description(
+      'train with a coordinator and N local workers (over WebSockets, or NATS), then evaluate on the test set',
+    ),
+    0,
+  )
+    .option(
+      '--workers <n>',
+      'local worker processes (default: one per GPU where --backend auto or webgpu finds hardware adapters, else one per core)',
+      positiveInt,
+    )
+    .option(
+      '--worker-restarts <n>',
+      'restarts per local worker after an unexpected exit (then the run goes on without it)',
+      nonNegativeInt,
+      3,
+    )
+    .option(
+      '--worker-metrics-port <n>',
+      'local worker i (from 0) serves its metrics on port N+i (0: each any free port)',
+      port,
+    );
+  return addClusterOptions(
+    addTransportOptions(addMetricsOptions(addComputeOptions(cmd, "workers' "))),
+  ).action(async (flags: TrainFlags, cmd: Command) => {
+    const log = createLogger('coordinator');
+    // Adapters are listed only where a worker could compute on one, and only when --gpu does not already say
+    // which.
+    const adapters = flags.gpu === undefined && usesWebGpu(flags.backend) ? await seenAdapters() : undefined;
+    const plan = planLocalWorkers({
+      backend: flags.backend,
+      cores: availableParallelism(),
+      adapters,
+      workers: flags.workers,
+      gpu: flags.gpu,
+    });
+    log.info({ workers: plan.workers, gpus: plan.gpus }, `local workers: ${plan.reason}`);
+    if (plan.warning) log.warn(plan.warning);
+    const count = plan.workers;
+    const run = await launchRun({
+      // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
+      policy: clusterPolicyOf({
+        ...flags,
+        maxWorkers: Math.max(flags.maxWorkers, count),
+        maxConnections: Math.max(flags.maxConnections, count + 16),
+        maxJoinsPerS: Math.max(flags.maxJoinsPerS, count),
+        maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, count),
+      }),
+      start: runStartOf(cmd, flags),
+      outDir: outDirOf(flags),
+      curvesEvery: flags.curvesEvery,
+      listen: listenerFor(flags, flags.host, flags.port, log),
+      transport: flags.transport,
+      maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
+      // The run starts with all its workers, then goes on with those it has while one is being replaced.
+      minWorkers: flags.minWorkers,
+      startWorkers: { count, graceMs: START_GRACE_MS },
+      log,
+      hooks: progressHooks(log),
+      metrics: metricsOf(flags),
+      shards: flags.shards,
+    });
+    const base = flags.workerMetricsPort;
+    const metricsArgs = (i: number) =>
+      base === undefined
+        ? []
+        : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost];
+    const join = workerTransportArgs(flags, run.url);
+    const secret = workerSecretArgs(flags);
+    // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
+    // The plan says which GPU each worker takes (a restarted worker keeps its slot's).
+    const compute = workerComputeArgs({
+      ...flags,
+      gpu: undefined,
+      threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / count)),
+    });
+    const gpuArgs = (i: number) => (plan.gpus[i] === undefined ? [] : ['--gpu', String(plan.gpus[i])]);
+    // Shard reducers are supervised like workers: one that dies is replaced, and the run rolls back to its
+    // newest checkpoint.
+    const shards =
+      flags.shards === undefined
+        ? undefined
+        : new LocalWorkers({
+            count: flags.shards,
+            role: 'shard',
+            log,
+            restarts: flags.workerRestarts,
+            argsFor: () => [...join.args, ...secret.args],
+            env: { ...join.env, ...secret.env },
+          });
+    stopOnSigint(run.coordinator, log);
+    let workers: LocalWorkers | undefined;
+    let finished = false;
+    const finishing = run
+      .finish({
+        extras: () => ({
+          local_workers: workers?.report() ?? { restarts: 0, restarts_by_worker: {}, gave_up: [] },
         }),
-        start: runStartOf(cmd, flags), outDir: outDirOf(flags), curvesEvery: flags.curvesEvery,
-        listen: listenerFor(flags, flags.host, flags.port, log), transport: flags.transport, maxFrameBytes: flags.maxFrameMb * 1024 * 1024,
-        // The run starts with all its workers, then goes on with those it has while one is being replaced.
-        minWorkers: flags.minWorkers, startWorkers: { count, graceMs: START_GRACE_MS }, log, hooks: progressHooks(log),
-        metrics: metricsOf(flags), shards: flags.shards,
-      });
-      const base = flags.workerMetricsPort;
-      const metricsArgs = (i: number) => (base === undefined ? [] : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost]);
-      const join = workerTransportArgs(flags, run.url);
-      const secret = workerSecretArgs(flags);
-      // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
-      // The plan says which GPU each worker takes (a restarted worker keeps its slot's).
-      const compute = workerComputeArgs({ ...flags, gpu: undefined, threads: flags.threads ?? Math.max(1, Math.floor(availableParallelism() / count)) });
-      const gpuArgs = (i: number) => (plan.gpus[i] === undefined ? [] : ['--gpu', String(plan.gpus[i])]);
-      // Shard reducers are supervised like workers: one that dies is replaced, and the run rolls back to its newest checkpoint.
-      const shards = flags.shards === undefined ? undefined : new LocalWorkers({
-        count: flags.shards, role: 'shard', log, restarts: flags.workerRestarts,
-        argsFor: () => [...join.args, ...secret.args], env: { ...join.env, ...secret.env },
-      });
-      stopOnSigint(run.coordinator, log);
-      let workers: LocalWorkers | undefined;
-      let finished = false;
-      const finishing = run.finish({
-        extras: () => ({ local_workers: workers?.report() ?? { restarts: 0, restarts_by_worker: {}, gave_up: [] } }),
         beforeShutdown: () => {
           workers?.expectExits();
           shards?.expectExits();
         },
-      }).finally(() => (finished = true));
-      // Workers join once every slice is served: started earlier, each would be turned away (and retry) while the shards load.
-      if (shards) {
-        await Promise.race([run.coordinator.shardsServing(), finishing.catch(() => {}), shards.allGone.then(async () => {
+      })
+      .finally(() => (finished = true));
+    // Workers join once every slice is served: started earlier, each would be turned away (and retry) while
+    // the shards load.
+    if (shards) {
+      await Promise.race([
+        run.coordinator.shardsServing(),
+        finishing.catch(() => {}),
+        shards.allGone.then(async () => {
           await shards.stop();
-          throw new Error(`all ${flags.shards} local shard reducers are gone before they served the run (see their errors above)`);
-        })]);
-      }
-      const started = finished ? undefined : new LocalWorkers({
-        count, log, restarts: flags.workerRestarts,
-        argsFor: (i) => [...compute, ...gpuArgs(i), ...join.args, ...secret.args, ...metricsArgs(i), ...localDataArgs(flags)], env: { ...join.env, ...secret.env },
-        onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
-      });
-      workers = started;
-      const summary = await Promise.race([
-        finishing,
-        started ? started.allGone.then(() => {
-          if (!finished) throw new Error(`all ${count} local workers are gone before the run finished (see their errors above)`);
-          return new Promise<never>(() => {});
-        }) : new Promise<never>(() => {}),
-      ]).finally(() => Promise.all([started?.stop(), shards?.stop()]));
-      report(summary, flags.json, log);
-    });
+          throw new Error(
+            `all ${flags.shards} local shard reducers are gone before they served the run (see their errors above)`,
+          );
+        }),
+      ]);
+    }
+    const started = finished
+      ? undefined
+      : new LocalWorkers({
+          count,
+          log,
+          restarts: flags.workerRestarts,
+          argsFor: (i) => [
+            ...compute,
+            ...gpuArgs(i),
+            ...join.args,
+            ...secret.args,
+            ...metricsArgs(i),
+            ...localDataArgs(flags),
+          ],
+          env: { ...join.env, ...secret.env },
+          onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
+        });
+    workers = started;
+    const summary = await Promise.race([
+      finishing,
+      started
+        ? started.allGone.then(() => {
+            if (!finished)
+              throw new Error(
+                `all ${count} local workers are gone before the run finished (see their errors above)`,
+              );
+            return new Promise<never>(() => {});
+          })
+        : new Promise<never>(() => {}),
+    ]).finally(() => Promise.all([started?.stop(), shards?.stop()]));
+    report(summary, flags.json, log);
+  });
 }

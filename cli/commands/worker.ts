@@ -14,19 +14,38 @@ import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-opti
 import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
 import { collect, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
-import { type TransportFlags, addTlsConnectOptions, addTransportOptions, connectorFor, shardReacherFor } from '../transport-options.js';
+import {
+  type TransportFlags,
+  addTlsConnectOptions,
+  addTransportOptions,
+  connectorFor,
+  shardReacherFor,
+} from '../transport-options.js';
 
 interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags, ComputeFlags {
-  connect?: string; tlsCa?: string; id: string; connectTimeout: number; reconnect: boolean;
-  faultNanAtStep?: number; faultExitAtStep?: number; faultSlowMs?: number; faultReportComputeS?: number; faultScaleAtStep?: number;
+  connect?: string;
+  tlsCa?: string;
+  id: string;
+  connectTimeout: number;
+  reconnect: boolean;
+  faultNanAtStep?: number;
+  faultExitAtStep?: number;
+  faultSlowMs?: number;
+  faultReportComputeS?: number;
+  faultScaleAtStep?: number;
   dataDir: string[];
 }
 
-/** The hidden --fault-* flags, as an interceptor; the module that injects faults loads only when one is given. */
+/**
+ * The hidden --fault-* flags, as an interceptor; the module that injects faults loads only when one is given.
+ */
 async function faultsOf(flags: WorkerFlags, log: Logger): Promise<ComputeInterceptor | undefined> {
   const plan: FaultPlan = {
-    nanAtStep: flags.faultNanAtStep, exitAtStep: flags.faultExitAtStep, slowMs: flags.faultSlowMs,
-    reportComputeSeconds: flags.faultReportComputeS, scaleAtStep: flags.faultScaleAtStep,
+    nanAtStep: flags.faultNanAtStep,
+    exitAtStep: flags.faultExitAtStep,
+    slowMs: flags.faultSlowMs,
+    reportComputeSeconds: flags.faultReportComputeS,
+    scaleAtStep: flags.faultScaleAtStep,
   };
   if (Object.values(plan).every((v) => v === undefined)) return undefined;
   const { faultInjector } = await import('../../worker/fault-injection.js');
@@ -35,55 +54,129 @@ async function faultsOf(flags: WorkerFlags, log: Logger): Promise<ComputeInterce
 
 export function workerCommand(): Command {
   const cmd = new Command('worker')
-    .description('connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away')
-    .option('--connect <url>', 'coordinator address, e.g. ws://10.0.0.5:7070 or wss://… (with --transport ws)')
-    .option('--id <name>', 'worker name shown in logs and metrics (unique per coordinator)', `${hostname()}-${process.pid}`)
+    .description(
+      'connect to a coordinator and compute the micro-batches it assigns; reconnect if it goes away',
+    )
+    .option(
+      '--connect <url>',
+      'coordinator address, e.g. ws://10.0.0.5:7070 or wss://… (with --transport ws)',
+    )
+    .option(
+      '--id <name>',
+      'worker name shown in logs and metrics (unique per coordinator)',
+      `${hostname()}-${process.pid}`,
+    )
     .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
     .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
-    .option('--data-dir <dir>', 'a folder the coordinator\'s data files may be loaded from (repeatable); by default only mnist:* is loaded and other data is streamed', collect, [])
-    .addOption(new Option('--fault-nan-at-step <n>', 'testing: send NaN in this step\'s first contribution').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-slow-ms <n>', 'testing: burn this many ms of CPU before each assignment (a slower machine)').argParser(nonNegativeInt).hideHelp())
-    .addOption(new Option('--fault-report-compute-s <s>', 'testing: report this compute time for every node, whatever it took').argParser(nonNegativeNumber).hideHelp())
-    .addOption(new Option('--fault-scale-at-step <n>', 'testing: scale this step\'s first contribution by 1000 (finite, but an outlier)').argParser(nonNegativeInt).hideHelp());
-  return addTlsConnectOptions(addSecretOptions(addTransportOptions(addMetricsOptions(addComputeOptions(cmd))), 'to prove to the coordinator'))
-    .action(async (flags: WorkerFlags) => {
-      const log = createLogger(`worker ${flags.id}`);
-      const secret = secretOf(flags);
-      const target = connectorFor(flags, flags.id, log);
-      const connectShard = shardReacherFor(flags, flags.id, log);
-      const compute = await computeOf(flags, log);
-      const metricsAt = metricsOf(flags);
-      const metrics = metricsAt && new WorkerMetrics({ worker: flags.id, backend: compute.name, adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none' }, () => tf.memory().numBytes);
-      const endpoint = metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
-      const interceptor = await faultsOf(flags, log);
-      const stopper = new LinkStopper('worker');
-      try {
-        let steps = 0;
-        // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
-        let shortSessions = 0;
-        for (;;) {
-          const link = stopper.hold(await connectWithRetry(target, flags.connectTimeout, log, () => stopper.stopping));
-          if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
-          const began = Date.now();
-          const outcome = await runWorker({ link, workerId: flags.id, backend: compute.name, adapter: compute.adapter, runnerFor: compute.runnerFor, log, secret, interceptor, observer: metrics, dataDirs: flags.dataDir, connectShard });
-          steps += outcome.steps;
-          if (outcome.end === 'refused') {
-            process.exitCode = 2;
-            return log.error({ reason: outcome.reason }, `worker refused: ${outcome.reason}`);
-          }
-          if (outcome.end === 'shutdown' || stopper.stopping || !flags.reconnect) {
-            if (outcome.end === 'lost' && !stopper.stopping) process.exitCode = 1;
-            return log.info({ ...outcome, steps }, `worker done after ${steps} steps: ${outcome.reason}`);
-          }
-          shortSessions = Date.now() - began < 5000 ? shortSessions + 1 : 0;
-          const wait = shortSessions > 0 ? backoff(shortSessions) : 0;
-          log.warn({ reason: outcome.reason, steps, retry_in_ms: Math.round(wait) }, `${outcome.reason}; reconnecting to ${target.where}`);
-          await new Promise((r) => setTimeout(r, wait));
-          if (stopper.stopping) return log.info({ steps }, `worker stopped after ${steps} steps`);
+    .option(
+      '--data-dir <dir>',
+      "a folder the coordinator's data files may be loaded from (repeatable); by default only mnist:* is loaded and other data is streamed",
+      collect,
+      [],
+    )
+    .addOption(
+      new Option('--fault-nan-at-step <n>', "testing: send NaN in this step's first contribution")
+        .argParser(nonNegativeInt)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--fault-exit-at-step <n>', 'testing: exit abruptly when assigned this step')
+        .argParser(nonNegativeInt)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--fault-slow-ms <n>',
+        'testing: burn this many ms of CPU before each assignment (a slower machine)',
+      )
+        .argParser(nonNegativeInt)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--fault-report-compute-s <s>',
+        'testing: report this compute time for every node, whatever it took',
+      )
+        .argParser(nonNegativeNumber)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--fault-scale-at-step <n>',
+        "testing: scale this step's first contribution by 1000 (finite, but an outlier)",
+      )
+        .argParser(nonNegativeInt)
+        .hideHelp(),
+    );
+  return addTlsConnectOptions(
+    addSecretOptions(
+      addTransportOptions(addMetricsOptions(addComputeOptions(cmd))),
+      'to prove to the coordinator',
+    ),
+  ).action(async (flags: WorkerFlags) => {
+    const log = createLogger(`worker ${flags.id}`);
+    const secret = secretOf(flags);
+    const target = connectorFor(flags, flags.id, log);
+    const connectShard = shardReacherFor(flags, flags.id, log);
+    const compute = await computeOf(flags, log);
+    const metricsAt = metricsOf(flags);
+    const metrics =
+      metricsAt &&
+      new WorkerMetrics(
+        {
+          worker: flags.id,
+          backend: compute.name,
+          adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none',
+        },
+        () => tf.memory().numBytes,
+      );
+    const endpoint =
+      metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
+    const interceptor = await faultsOf(flags, log);
+    const stopper = new LinkStopper('worker');
+    try {
+      let steps = 0;
+      // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
+      let shortSessions = 0;
+      for (;;) {
+        const link = stopper.hold(
+          await connectWithRetry(target, flags.connectTimeout, log, () => stopper.stopping),
+        );
+        if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
+        const began = Date.now();
+        const outcome = await runWorker({
+          link,
+          workerId: flags.id,
+          backend: compute.name,
+          adapter: compute.adapter,
+          runnerFor: compute.runnerFor,
+          log,
+          secret,
+          interceptor,
+          observer: metrics,
+          dataDirs: flags.dataDir,
+          connectShard,
+        });
+        steps += outcome.steps;
+        if (outcome.end === 'refused') {
+          process.exitCode = 2;
+          return log.error({ reason: outcome.reason }, `worker refused: ${outcome.reason}`);
         }
-      } finally {
-        await endpoint?.close();
+        if (outcome.end === 'shutdown' || stopper.stopping || !flags.reconnect) {
+          if (outcome.end === 'lost' && !stopper.stopping) process.exitCode = 1;
+          return log.info({ ...outcome, steps }, `worker done after ${steps} steps: ${outcome.reason}`);
+        }
+        shortSessions = Date.now() - began < 5000 ? shortSessions + 1 : 0;
+        const wait = shortSessions > 0 ? backoff(shortSessions) : 0;
+        log.warn(
+          { reason: outcome.reason, steps, retry_in_ms: Math.round(wait) },
+          `${outcome.reason}; reconnecting to ${target.where}`,
+        );
+        await new Promise((r) => setTimeout(r, wait));
+        if (stopper.stopping) return log.info({ steps }, `worker stopped after ${steps} steps`);
       }
-    });
+    } finally {
+      await endpoint?.close();
+    }
+  });
 }

@@ -6,13 +6,15 @@ import type { CliTransport } from './transport.js';
 
 function serverTlsOf(f: TlsListenFlags): WsServerTls | undefined {
   if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
-  if (f.tlsCert === undefined || f.tlsKey === undefined) throw new Error('wss:// needs both --tls-cert and --tls-key');
+  if (f.tlsCert === undefined || f.tlsKey === undefined)
+    throw new Error('wss:// needs both --tls-cert and --tls-key');
   return { cert: readFlagFile('--tls-cert', f.tlsCert), key: readFlagFile('--tls-key', f.tlsKey) };
 }
 
 export const wsTransport: CliTransport = {
   summary: 'ws: the coordinator listens on --host/--port',
-  // --tls-cert/--tls-key (coordinator) and --tls-ca (worker) belong to one command each: see addTlsListenOptions/addTlsConnectOptions.
+  // --tls-cert/--tls-key (coordinator) and --tls-ca (worker) belong to one command each: see
+  // addTlsListenOptions/addTlsConnectOptions.
   addOptions: (cmd) => cmd,
   listener: (f, host, port) => {
     const tls = serverTlsOf(f);
@@ -20,7 +22,8 @@ export const wsTransport: CliTransport = {
   },
   connector: (f) => {
     if (!f.connect) throw new Error('--connect ws://HOST:PORT is required (or --transport nats)');
-    if (!/^wss?:\/\//.test(f.connect)) throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
+    if (!/^wss?:\/\//.test(f.connect))
+      throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
     const url = f.connect;
     const ca = f.tlsCa === undefined ? undefined : readFlagFile('--tls-ca', f.tlsCa);
     return { where: url, connect: () => connectWs(url, { ca }) };
@@ -34,7 +37,10 @@ export const wsTransport: CliTransport = {
     };
   },
   reachShard: (f, serves, workerId, log) => {
-    if (!/^wss?:\/\//.test(serves)) throw new Error(`the shard map names ${serves}, which is no ws:// address: do the coordinator and this worker use the same --transport?`);
+    if (!/^wss?:\/\//.test(serves))
+      throw new Error(
+        `the shard map names ${serves}, which is no ws:// address: do the coordinator and this worker use the same --transport?`,
+      );
     return wsTransport.connector({ ...f, connect: serves }, workerId, log);
   },
 };

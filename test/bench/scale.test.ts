@@ -14,18 +14,26 @@ import { bin, expectOk, run, start, tempDir } from '../helpers/gradfleet.js';
 import { until } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log('test/bench/scale.test.ts: skipped: not root (bench scale creates network namespaces, which needs root)');
+if (!isRoot)
+  console.log(
+    'test/bench/scale.test.ts: skipped: not root (bench scale creates network namespaces, which needs root)',
+  );
 
-/** Ethernet (14) + IPv4 (20) + TCP with the timestamp option Linux uses by default (32): every packet's headers. */
+/**
+ * Ethernet (14) + IPv4 (20) + TCP with the timestamp option Linux uses by default (32): every packet's
+ * headers.
+ */
 const HEADER_BYTES_PER_PACKET = 66;
 
 /** RFC 6455: 2 bytes, then a 16- or 64-bit extended length, then the 4-byte mask on client frames. */
-const wsFrameBytes = (payload: number, fromClient: boolean) => payload + 2 + (payload < 126 ? 0 : payload < 65_536 ? 2 : 8) + (fromClient ? 4 : 0);
+const wsFrameBytes = (payload: number, fromClient: boolean) =>
+  payload + 2 + (payload < 126 ? 0 : payload < 65_536 ? 2 : 8) + (fromClient ? 4 : 0);
 
 /**
  * What one step of a one-worker ws run puts on the coordinator's link, from the protocol's own
  * encoder: the new weights and the next assignment out, the worker's confirmation that it holds
- * the weights and its tree node (the whole batch's root, one micro-batch) in. Header fields take their values from a mid-run step; msgpack's
+ * the weights and its tree node (the whole batch's root, one micro-batch) in. Header fields take their values
+ * from a mid-run step; msgpack's
  * variable-length integers move that by a few bytes at most.
  */
 function protocolBytesPerStep(model: string, microBatch: number): number {
@@ -33,19 +41,50 @@ function protocolBytesPerStep(model: string, microBatch: number): number {
   const payload = new Float32Array(values);
   const frame = (m: Message, p?: Float32Array) => encodeFrame(m, p).length;
   const weights = frame({ type: 'weights', version: 3, payloadValues: values }, payload);
-  const assign = frame({ type: 'assign', step: 3, epoch: 0, batchStart: 3 * microBatch, batchSamples: microBatch, weightsVersion: 3, first: 0, count: 1 });
-  const contribution = frame({
-    type: 'contribution', step: 3, level: 0, index: 0, lossSum: 73.68272297580961, correct: 3, samples: microBatch, computeSeconds: 0.0501234, payloadValues: values,
-  }, payload);
+  const assign = frame({
+    type: 'assign',
+    step: 3,
+    epoch: 0,
+    batchStart: 3 * microBatch,
+    batchSamples: microBatch,
+    weightsVersion: 3,
+    first: 0,
+    count: 1,
+  });
+  const contribution = frame(
+    {
+      type: 'contribution',
+      step: 3,
+      level: 0,
+      index: 0,
+      lossSum: 73.68272297580961,
+      correct: 3,
+      samples: microBatch,
+      computeSeconds: 0.0501234,
+      payloadValues: values,
+    },
+    payload,
+  );
   const holding = frame({ type: 'holding', version: 3 });
-  return wsFrameBytes(weights, false) + wsFrameBytes(holding, true) + wsFrameBytes(assign, false) + wsFrameBytes(contribution, true);
+  return (
+    wsFrameBytes(weights, false) +
+    wsFrameBytes(holding, true) +
+    wsFrameBytes(assign, false) +
+    wsFrameBytes(contribution, true)
+  );
 }
 
 function namespaces(prefix: string): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith(`${prefix}-`));
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(`${prefix}-`));
 }
 
-/** Processes whose command line names the run (workers' ids and NATS subjects carry the prefix, the coordinator's --host the subnet). */
+/**
+ * Processes whose command line names the run (workers' ids and NATS subjects carry the prefix, the
+ * coordinator's --host the subnet).
+ */
 function processesOf(prefix: string, subnetBase: string): string[] {
   const found: string[] = [];
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
@@ -60,25 +99,63 @@ function processesOf(prefix: string, subnetBase: string): string[] {
   return found;
 }
 
-/** The netem qdisc, which --link-delay-ms needs: some kernels (this project's CI machine's among them) lack it. */
+/**
+ * The netem qdisc, which --link-delay-ms needs: some kernels (this project's CI machine's among them) lack
+ * it.
+ */
 function kernelHasNetem(): boolean {
   if (!isRoot) return false;
   const ns = `gfnetem${process.pid.toString(16)}`;
   try {
     execFileSync('ip', ['netns', 'add', ns]);
-    return spawnSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms']).status === 0;
+    return (
+      spawnSync('ip', [
+        'netns',
+        'exec',
+        ns,
+        'tc',
+        'qdisc',
+        'add',
+        'dev',
+        'lo',
+        'root',
+        'netem',
+        'delay',
+        '1ms',
+      ]).status === 0
+    );
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);
   }
 }
 
 const dir = tempDir();
-const quick = ['bench', 'scale', '--model', 'mnist-small', '--workers-list', '1', '--synthetic-ms', '50', '--no-validate'];
+const quick = [
+  'bench',
+  'scale',
+  '--model',
+  'mnist-small',
+  '--workers-list',
+  '1',
+  '--synthetic-ms',
+  '50',
+  '--no-validate',
+];
 
 describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
-  it('2 machines at 20 Mbit/s: the coordinator\'s link carries the protocol\'s bytes per step, the weights match loopback, nothing is left behind', async () => {
-    const report = expectOk(await run([...quick, '--link-mbit', '20', '--warmup', '1', '--steps', '6', '--json']));
-    expect(report).toMatchObject({ model: 'mnist-small', transport: 'ws', wire: 'f32', link_mbit: 20, steps: 6, warmup_steps: 1, validity: null });
+  it("2 machines at 20 Mbit/s: the coordinator's link carries the protocol's bytes per step, the weights match loopback, nothing is left behind", async () => {
+    const report = expectOk(
+      await run([...quick, '--link-mbit', '20', '--warmup', '1', '--steps', '6', '--json']),
+    );
+    expect(report).toMatchObject({
+      model: 'mnist-small',
+      transport: 'ws',
+      wire: 'f32',
+      link_mbit: 20,
+      steps: 6,
+      warmup_steps: 1,
+      validity: null,
+    });
     expect(report.prefix).toMatch(/^gf[0-9a-f]+$/);
     expect(report.subnet).toMatch(/^10\.\d+\.\d+\.0\/24$/);
     const [row] = report.rows;
@@ -99,8 +176,28 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     expect(measured).toBeLessThan(1e6);
 
     // The same 7 steps of the same run on loopback: the simulated network changes nothing but time.
-    const loopback = expectOk(await run(['train', '--model', 'mnist-small', '--backend', 'synthetic', '--synthetic-ms', '50', '--workers', '1',
-      '--batch-size', '32', '--micro-batch', '32', '--max-steps', '7', '--out', `${dir}/loopback`, '--json']));
+    const loopback = expectOk(
+      await run([
+        'train',
+        '--model',
+        'mnist-small',
+        '--backend',
+        'synthetic',
+        '--synthetic-ms',
+        '50',
+        '--workers',
+        '1',
+        '--batch-size',
+        '32',
+        '--micro-batch',
+        '32',
+        '--max-steps',
+        '7',
+        '--out',
+        `${dir}/loopback`,
+        '--json',
+      ]),
+    );
     expect(loopback.steps).toBe(7);
     expect(row.weights_sha256).toBe(loopback.weights_sha256);
 
@@ -108,14 +205,28 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     expect(processesOf(report.prefix, report.subnet.split('.').slice(0, 3).join('.'))).toEqual([]);
   }, 60_000);
 
-  it('--shards none,N: one shard per worker machine takes the gradients off the coordinator\'s link, same weights', async () => {
-    const report = expectOk(await run([...quick.map((a) => (a === '1' ? '2' : a)), '--shards', 'none,N', '--link-mbit', '50', '--warmup', '1', '--steps', '4', '--json']));
+  it("--shards none,N: one shard per worker machine takes the gradients off the coordinator's link, same weights", async () => {
+    const report = expectOk(
+      await run([
+        ...quick.map((a) => (a === '1' ? '2' : a)),
+        '--shards',
+        'none,N',
+        '--link-mbit',
+        '50',
+        '--warmup',
+        '1',
+        '--steps',
+        '4',
+        '--json',
+      ]),
+    );
     const [whole, sharded] = report.rows;
     expect(whole).toMatchObject({ workers: 2, shards: 1 });
     expect(sharded).toMatchObject({ workers: 2, shards: 2 });
     expect(sharded.weights_sha256).toBe(whole.weights_sha256);
     const bytes = (t: { in_bytes: number; out_bytes: number }) => t.in_bytes + t.out_bytes;
-    // Unsharded, every gradient and every weights copy crosses the coordinator's link; sharded, only headers and losses.
+    // Unsharded, every gradient and every weights copy crosses the coordinator's link; sharded, only headers
+    // and losses.
     expect(whole.busiest.machine).toBe('coordinator');
     expect(bytes(sharded.coordinator)).toBeLessThan(0.05 * bytes(whole.coordinator));
     // Each worker machine carries its slice's share both ways: about one model per direction for 2 machines.
@@ -127,34 +238,52 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     }
   }, 90_000);
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('%s in the middle of a run removes the namespaces and stops every process of the cluster', async (signal) => {
-    const bench = start([...quick, '--steps', '500']);
-    const prefix = `gf${bench.child.pid!.toString(16)}`;
-    await bench.waitFor(/1 worker\(s\), 1 shard\(s\), 502 steps/);
-    // The cluster is up and its coordinator and worker are running inside it.
-    const pids = await until('the coordinator and worker inside their namespaces', async () => {
-      const inside = namespaces(prefix).flatMap((ns) => execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean));
-      return inside.length >= 2 && inside;
-    }, 20_000);
-    bench.child.kill(signal);
-    const done = await bench.done;
-    expect(done.status, done.stderr.slice(-3000)).toBe(signal === 'SIGINT' ? 130 : 143);
-    expect(done.stderr).toContain(`${signal}: removing the simulated cluster`);
-    expect(namespaces(prefix)).toEqual([]);
-    for (const pid of pids) expect(() => process.kill(Number(pid), 0)).toThrow();
-  }, 60_000);
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    '%s in the middle of a run removes the namespaces and stops every process of the cluster',
+    async (signal) => {
+      const bench = start([...quick, '--steps', '500']);
+      const prefix = `gf${bench.child.pid!.toString(16)}`;
+      await bench.waitFor(/1 worker\(s\), 1 shard\(s\), 502 steps/);
+      // The cluster is up and its coordinator and worker are running inside it.
+      const pids = await until(
+        'the coordinator and worker inside their namespaces',
+        async () => {
+          const inside = namespaces(prefix).flatMap((ns) =>
+            execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean),
+          );
+          return inside.length >= 2 && inside;
+        },
+        20_000,
+      );
+      bench.child.kill(signal);
+      const done = await bench.done;
+      expect(done.status, done.stderr.slice(-3000)).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(done.stderr).toContain(`${signal}: removing the simulated cluster`);
+      expect(namespaces(prefix)).toEqual([]);
+      for (const pid of pids) expect(() => process.kill(Number(pid), 0)).toThrow();
+    },
+    60_000,
+  );
 
-  it.skipIf(kernelHasNetem())('a failure after the namespaces exist (--link-delay-ms without netem) still removes them, and says why', async () => {
-    const bench = start([...quick, '--link-delay-ms', '5']);
-    const prefix = `gf${bench.child.pid!.toString(16)}`;
-    const done = await bench.done;
-    expect(done.status).toBe(1);
-    expect(done.stderr).toMatch(/no netem qdisc.*--link-delay-ms cannot be simulated here/);
-    expect(namespaces(prefix)).toEqual([]);
-  }, 30_000);
+  it.skipIf(kernelHasNetem())(
+    'a failure after the namespaces exist (--link-delay-ms without netem) still removes them, and says why',
+    async () => {
+      const bench = start([...quick, '--link-delay-ms', '5']);
+      const prefix = `gf${bench.child.pid!.toString(16)}`;
+      const done = await bench.done;
+      expect(done.status).toBe(1);
+      expect(done.stderr).toMatch(/no netem qdisc.*--link-delay-ms cannot be simulated here/);
+      expect(namespaces(prefix)).toEqual([]);
+    },
+    30_000,
+  );
 
   it('refuses clearly when not run as root', () => {
-    const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, bin, ...quick], { encoding: 'utf8' });
+    const r = spawnSync(
+      'setpriv',
+      ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, bin, ...quick],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/bench scale needs root: it creates network namespaces/);
   });

@@ -6,14 +6,16 @@ import { addClusterOptions } from '../../cli/cluster-options.js';
 /** What the command's action sees as --shards after parsing `args`. */
 function shardsSeen(args: string[]): unknown {
   let seen: unknown = 'action not run';
-  const cmd = addClusterOptions(new Command('coordinator')).exitOverride().configureOutput({ writeErr: () => {} });
+  const cmd = addClusterOptions(new Command('coordinator'))
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} });
   cmd.action((flags: { shards?: number }) => (seen = flags.shards));
   cmd.parse(args, { from: 'user' });
   return seen;
 }
 
 describe('--shards', () => {
-  it('takes S shard reducers, or 0 for none (what a deployment\'s default passes), and refuses the rest', () => {
+  it("takes S shard reducers, or 0 for none (what a deployment's default passes), and refuses the rest", () => {
     expect(shardsSeen(['--shards', '2'])).toBe(2);
     // 0 is the same as leaving the flag out: the coordinator reduces in-process.
     expect(shardsSeen(['--shards', '0'])).toBeUndefined();

@@ -1,4 +1,7 @@
-/** The pieces of terminal output that need no terminal: the rate window, durations, bars, colour choice, the status line. */
+/**
+ * The pieces of terminal output that need no terminal: the rate window, durations, bars, colour choice, the
+ * status line.
+ */
 import { readFileSync, mkdtempSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +55,9 @@ describe('formatDuration', () => {
 
 describe('renderBar', () => {
   it('fills in proportion and stays in bounds', () => {
-    expect(renderBar('epoch 1', 30, 60, 'samples', 132.4, 383, 'loss 0.5')).toBe('epoch 1 |████████████░░░░░░░░░░░░| 30/60 samples | 132 samples/s | loss 0.5 | ETA 6m23s');
+    expect(renderBar('epoch 1', 30, 60, 'samples', 132.4, 383, 'loss 0.5')).toBe(
+      'epoch 1 |████████████░░░░░░░░░░░░| 30/60 samples | 132 samples/s | loss 0.5 | ETA 6m23s',
+    );
     expect(renderBar('e', 90, 60, 'x', 1, 0, '')).toContain(`|${'█'.repeat(24)}|`);
   });
 });

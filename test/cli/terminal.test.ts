@@ -12,8 +12,13 @@ import { until } from '../helpers/wait.js';
 
 const dir = tempDir();
 const socket = `gf-terminal-${process.pid}`;
-const tmux = (...args: string[]) => execFileSync(requireBinary('tmux'), ['-L', socket, ...args], { encoding: 'utf8' });
-const screen = () => tmux('capture-pane', '-p', '-t', 'gf').split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+const tmux = (...args: string[]) =>
+  execFileSync(requireBinary('tmux'), ['-L', socket, ...args], { encoding: 'utf8' });
+const screen = () =>
+  tmux('capture-pane', '-p', '-t', 'gf')
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== '');
 afterAll(() => {
   try {
     tmux('kill-server');
@@ -32,9 +37,18 @@ function seconds(eta: string): number {
 }
 
 function expectReadable(lines: string[]): void {
-  expect(lines.filter((l) => l.includes('{"level"')), 'JSON log lines on a terminal').toEqual([]);
-  expect(lines.filter((l) => /\^C./.test(l)), 'text written after an echoed ^C').toEqual([]);
-  expect(lines.filter((l) => /\|[█░]+\|/.test(l) && !BAR.test(l)), 'a bar line with something else on it').toEqual([]);
+  expect(
+    lines.filter((l) => l.includes('{"level"')),
+    'JSON log lines on a terminal',
+  ).toEqual([]);
+  expect(
+    lines.filter((l) => /\^C./.test(l)),
+    'text written after an echoed ^C',
+  ).toEqual([]);
+  expect(
+    lines.filter((l) => /\|[█░]+\|/.test(l) && !BAR.test(l)),
+    'a bar line with something else on it',
+  ).toEqual([]);
 }
 
 /** The one live bar, last on screen, and the ETA it shows against the one its own numbers give. */
@@ -43,7 +57,12 @@ function barOf(lines: string[]): { done: number; rate: number; eta: number; expe
   expect(bars, `one bar line:\n${lines.join('\n')}`).toHaveLength(1);
   expect(lines.at(-1)).toBe(bars[0]);
   const [, done, rate, eta] = BAR.exec(bars[0])!;
-  return { done: Number(done), rate: Number(rate), eta: seconds(eta), expected: (60000 - Number(done)) / Number(rate) };
+  return {
+    done: Number(done),
+    rate: Number(rate),
+    eta: seconds(eta),
+    expected: (60000 - Number(done)) / Number(rate),
+  };
 }
 
 describe('on a terminal', () => {
@@ -56,13 +75,19 @@ describe('on a terminal', () => {
     await new Promise((r) => setTimeout(r, 8000));
     const first = screen();
     expectReadable(first);
-    expect(first).toEqual(expect.arrayContaining([expect.stringMatching(/^\[\d\d:\d\d:\d\d\] INFO \(coordinator\): coordinator listening on ws:\/\//)]));
+    expect(first).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^\[\d\d:\d\d:\d\d\] INFO \(coordinator\): coordinator listening on ws:\/\//),
+      ]),
+    );
     const a = barOf(first);
     await new Promise((r) => setTimeout(r, 3000));
     const later = screen();
     expectReadable(later);
     const b = barOf(later);
-    console.log(`terminal: bar at ${a.done} samples, ${a.rate}/s, ETA ${a.eta} s (rate says ${a.expected.toFixed(0)}); 3 s later ${b.done}, ETA ${b.eta} s (rate says ${b.expected.toFixed(0)})`);
+    console.log(
+      `terminal: bar at ${a.done} samples, ${a.rate}/s, ETA ${a.eta} s (rate says ${a.expected.toFixed(0)}); 3 s later ${b.done}, ETA ${b.eta} s (rate says ${b.expected.toFixed(0)})`,
+    );
     for (const bar of [a, b]) {
       expect(bar.rate).toBeGreaterThan(0);
       // Rounding of the shown rate and of the ETA, and the step the two were taken at, allow a little slack.
@@ -71,17 +96,28 @@ describe('on a terminal', () => {
     expect(b.done).toBeGreaterThan(a.done);
 
     tmux('send-keys', '-t', 'gf', 'C-c');
-    const after = await until('the run to exit after Ctrl-C', async () => {
-      const lines = screen();
-      return lines.some((l) => l.startsWith('exit=')) && lines;
-    }, 60_000);
+    const after = await until(
+      'the run to exit after Ctrl-C',
+      async () => {
+        const lines = screen();
+        return lines.some((l) => l.startsWith('exit=')) && lines;
+      },
+      60_000,
+    );
     console.log(`terminal after Ctrl-C:\n${after.join('\n')}`);
     expectReadable(after);
     expect(after.at(-1)).toBe('exit=0');
-    expect(after).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^\[\d\d:\d\d:\d\d\] WARN \(coordinator\): interrupted: finishing the current step and writing a checkpoint/),
-      expect.stringMatching(/^\[\d\d:\d\d:\d\d\] INFO \(coordinator\): done: \d+ steps/),
-    ]));
-    expect(after.filter((l) => / (WARN|ERROR) /.test(l) && !/interrupted: finishing/.test(l)), 'warnings besides the interruption').toEqual([]);
+    expect(after).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^\[\d\d:\d\d:\d\d\] WARN \(coordinator\): interrupted: finishing the current step and writing a checkpoint/,
+        ),
+        expect.stringMatching(/^\[\d\d:\d\d:\d\d\] INFO \(coordinator\): done: \d+ steps/),
+      ]),
+    );
+    expect(
+      after.filter((l) => / (WARN|ERROR) /.test(l) && !/interrupted: finishing/.test(l)),
+      'warnings besides the interruption',
+    ).toEqual([]);
   }, 180_000);
 });

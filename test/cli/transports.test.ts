@@ -4,7 +4,12 @@
  */
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { TRANSPORTS, type TransportFlags, addTransportOptions, workerTransportArgs } from '../../cli/transport-options.js';
+import {
+  TRANSPORTS,
+  type TransportFlags,
+  addTransportOptions,
+  workerTransportArgs,
+} from '../../cli/transport-options.js';
 
 function parse(args: string[], env: Record<string, string> = {}): TransportFlags & { connect?: string } {
   const saved = { ...process.env };
@@ -20,8 +25,23 @@ function parse(args: string[], env: Record<string, string> = {}): TransportFlags
 
 describe('transport table', () => {
   it('every transport named by --transport has join flags a worker parses back to the same settings', () => {
-    const coordinatorSide = parse(['--transport', 'nats', '--nats-url', 'tls://a:4222,tls://b:4222', '--nats-subject', 'run7', '--nats-user', 'w',
-      '--nats-pass', 'hunter2', '--nats-tls-ca', '/ca.pem', '--nats-require-tls', '--nats-dead-after', '9']);
+    const coordinatorSide = parse([
+      '--transport',
+      'nats',
+      '--nats-url',
+      'tls://a:4222,tls://b:4222',
+      '--nats-subject',
+      'run7',
+      '--nats-user',
+      'w',
+      '--nats-pass',
+      'hunter2',
+      '--nats-tls-ca',
+      '/ca.pem',
+      '--nats-require-tls',
+      '--nats-dead-after',
+      '9',
+    ]);
     for (const name of TRANSPORTS) {
       const flags = { ...coordinatorSide, transport: name };
       const { args, env } = workerTransportArgs(flags, 'ws://127.0.0.1:7070');
@@ -31,7 +51,15 @@ describe('transport table', () => {
         expect(workerSide.connect).toBe('ws://127.0.0.1:7070');
         continue;
       }
-      for (const key of ['natsUrl', 'natsSubject', 'natsUser', 'natsPass', 'natsTlsCa', 'natsRequireTls', 'natsDeadAfter'] as const) {
+      for (const key of [
+        'natsUrl',
+        'natsSubject',
+        'natsUser',
+        'natsPass',
+        'natsTlsCa',
+        'natsRequireTls',
+        'natsDeadAfter',
+      ] as const) {
         expect(workerSide[key], key).toEqual(coordinatorSide[key]);
       }
       // The password reaches the worker through its environment only.

@@ -14,24 +14,52 @@ async function partialSender(url: string, bytes: number) {
   const { hostname, port } = new URL(url);
   const raw = createConnection({ host: hostname, port: Number(port) });
   await new Promise((resolve) => raw.once('connect', resolve));
-  raw.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  raw.write(
+    `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
   await new Promise((resolve) => raw.once('data', resolve)); // 101 Switching Protocols
   // A binary frame, masked (zero mask), whose 64-bit length says 64 KiB: only `bytes` of it follow.
-  raw.write(Buffer.concat([Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.alloc(bytes)]));
+  raw.write(
+    Buffer.concat([Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.alloc(bytes)]),
+  );
   const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
   raw.on('error', () => {});
   return { raw, closed };
 }
 
 describe('before admission', () => {
-  it('past the shared byte budget a peer is dropped as preauth_budget; past its address\'s join rate, refused; a worker still trains', async () => {
-    const c = start(['coordinator', '--model', 'mnist-small', '--batch-size', '32', '--micro-batch', '16', '--max-steps', '3', '--train', data.train, '--test', data.test,
-      '--port', '0', '--json', '--out', `${dir}/run`, '--max-preauth-kb', '20', '--max-joins-per-source-per-s', '3']);
+  it("past the shared byte budget a peer is dropped as preauth_budget; past its address's join rate, refused; a worker still trains", async () => {
+    const c = start([
+      'coordinator',
+      '--model',
+      'mnist-small',
+      '--batch-size',
+      '32',
+      '--micro-batch',
+      '16',
+      '--max-steps',
+      '3',
+      '--train',
+      data.train,
+      '--test',
+      data.test,
+      '--port',
+      '0',
+      '--json',
+      '--out',
+      `${dir}/run`,
+      '--max-preauth-kb',
+      '20',
+      '--max-joins-per-source-per-s',
+      '3',
+    ]);
     const url = await listeningUrl(c);
     const first = await partialSender(url, 12 * 1024); // within its 16 KiB and the 20 KiB budget: held open
     const second = await partialSender(url, 12 * 1024); // 24 KiB together: dropped
     await second.closed;
-    await c.waitFor(/dropped ws .* before admission: peers not yet admitted have sent \d+ bytes together \(at most 20480/);
+    await c.waitFor(
+      /dropped ws .* before admission: peers not yet admitted have sent \d+ bytes together \(at most 20480/,
+    );
     expect(first.raw.destroyed).toBe(false);
     first.raw.destroy();
     // Six connections at once from one address with a bucket of 3: some are refused at once.

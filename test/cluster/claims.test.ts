@@ -14,14 +14,64 @@ import { freePort, until } from '../helpers/wait.js';
 const dir = tempDir();
 const data = smallMnist(dir, 512, 100);
 const STEPS = 12;
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '4', '--max-steps', String(STEPS), '--epochs', '5',
-  '--train', data.train, '--test', data.test, '--json'];
-const undisturbed = runOnce(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
-const undisturbedFourSteps = runOnce(['train', ...config, '--max-steps', '4', '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed-4`]);
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '4',
+  '--max-steps',
+  String(STEPS),
+  '--epochs',
+  '5',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
+const undisturbed = runOnce([
+  'train',
+  ...config,
+  '--workers',
+  '1',
+  '--backend',
+  'wasm',
+  '--out',
+  `${dir}/undisturbed`,
+]);
+const undisturbedFourSteps = runOnce([
+  'train',
+  ...config,
+  '--max-steps',
+  '4',
+  '--workers',
+  '1',
+  '--backend',
+  'wasm',
+  '--out',
+  `${dir}/undisturbed-4`,
+]);
 
 async function coordinator(name: string, extra: string[] = [], env: Record<string, string> = {}) {
   const metricsPort = await freePort();
-  const p = start(['coordinator', ...config, '--port', '0', '--metrics-port', String(metricsPort), '--out', `${dir}/${name}`, ...extra], env);
+  const p = start(
+    [
+      'coordinator',
+      ...config,
+      '--port',
+      '0',
+      '--metrics-port',
+      String(metricsPort),
+      '--out',
+      `${dir}/${name}`,
+      ...extra,
+    ],
+    env,
+  );
   const url = await listeningUrl(p);
   const metricsText = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const metrics = async () => metricValues(await metricsText());
@@ -31,11 +81,12 @@ const worker = (url: string, id: string, extra: string[] = [], env: Record<strin
   start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, ...extra], env);
 
 /** A raw WebSocket peer that speaks no gradfleet at all; resolves once open (or refused). */
-const rawPeer = (url: string) => new Promise<WebSocket>((resolve) => {
-  const s = new WebSocket(url, { perMessageDeflate: false });
-  s.once('open', () => resolve(s));
-  s.once('error', () => resolve(s));
-});
+const rawPeer = (url: string) =>
+  new Promise<WebSocket>((resolve) => {
+    const s = new WebSocket(url, { perMessageDeflate: false });
+    s.once('open', () => resolve(s));
+    s.once('error', () => resolve(s));
+  });
 
 describe('faults', () => {
   it('a worker past --step-deadline loses its share; what it sends late is dropped as late_result; same weights', async () => {
@@ -55,12 +106,28 @@ describe('faults', () => {
 
   it('heartbeats flow while a worker computes a share far longer than the heartbeat timeout', async () => {
     // 512 samples in 64 micro-batches: a share of half a second or more against a 0.2 s timeout.
-    const c = await coordinator('long-share', ['--min-workers', '1', '--heartbeat', '0.05', '--heartbeat-timeout', '0.2', '--batch-size', '512', '--micro-batch', '8', '--max-steps', '4']);
+    const c = await coordinator('long-share', [
+      '--min-workers',
+      '1',
+      '--heartbeat',
+      '0.05',
+      '--heartbeat-timeout',
+      '0.2',
+      '--batch-size',
+      '512',
+      '--micro-batch',
+      '8',
+      '--max-steps',
+      '4',
+    ]);
     worker(c.url, 'patient');
     const summary = expectOk(await c.done);
     expect(summary.steps).toBe(4);
-    console.log(`long share: ${summary.phases_s_per_step.gather.toFixed(2)} s per step against a 0.2 s heartbeat timeout`);
-    expect(summary.phases_s_per_step.gather).toBeGreaterThan(2 * 0.2); // the share did outlast the timeout, twice over
+    console.log(
+      `long share: ${summary.phases_s_per_step.gather.toFixed(2)} s per step against a 0.2 s heartbeat timeout`,
+    );
+    // the share did outlast the timeout, twice over
+    expect(summary.phases_s_per_step.gather).toBeGreaterThan(2 * 0.2);
     expect(c.log()).not.toMatch(/no heartbeat/);
     expect(c.log()).not.toMatch(/patient left: (?!training finished)/);
   }, 120_000);
@@ -87,10 +154,23 @@ describe('faults', () => {
 
   it('a worker left idle 3 steps gets one micro-batch, so that its speed is measured again', async () => {
     // Two micro-batches a step: by speed both go to the quick worker, except the slow one's probes.
-    const c = await coordinator('probe', ['--min-workers', '2', '--batch-size', '32', '--max-steps', '24', '--epochs', '5']);
+    const c = await coordinator('probe', [
+      '--min-workers',
+      '2',
+      '--batch-size',
+      '32',
+      '--max-steps',
+      '24',
+      '--epochs',
+      '5',
+    ]);
     worker(c.url, 'quick');
     worker(c.url, 'slow', ['--fault-slow-ms', '300']);
-    await until('steps under way', async () => (await c.metrics()).get('gradfleet_steps_total')! >= 20, 60_000);
+    await until(
+      'steps under way',
+      async () => (await c.metrics()).get('gradfleet_steps_total')! >= 20,
+      60_000,
+    );
     const m = await c.metrics();
     const share = (w: string) => m.get(`gradfleet_worker_microbatches_total{worker="${w}"}`) ?? 0;
     const steps = m.get('gradfleet_steps_total')!;
@@ -103,7 +183,14 @@ describe('faults', () => {
   }, 120_000);
 
   it('--no-reconnect: a worker exits when its coordinator goes away instead of waiting for it', async () => {
-    const c = await coordinator('no-reconnect', ['--min-workers', '1', '--epochs', '50', '--max-steps', '100000']);
+    const c = await coordinator('no-reconnect', [
+      '--min-workers',
+      '1',
+      '--epochs',
+      '50',
+      '--max-steps',
+      '100000',
+    ]);
     const w = worker(c.url, 'once', ['--no-reconnect']);
     const keen = worker(c.url, 'keen', ['--connect-timeout', '60']);
     await c.waitFor(/worker once joined/);
@@ -123,13 +210,27 @@ describe('faults', () => {
 describe('limits', () => {
   it('--max-connections: connections past it are refused and counted; a worker gets in once one closes', async () => {
     // Two workers hold both connections (slowed, so the run outlasts the test's moves).
-    const c = await coordinator('max-connections', ['--min-workers', '1', '--max-connections', '2', '--epochs', '50', '--max-steps', '40']);
-    const holders = [worker(c.url, 'holder-1', ['--fault-slow-ms', '100']), worker(c.url, 'holder-2', ['--fault-slow-ms', '100'])];
+    const c = await coordinator('max-connections', [
+      '--min-workers',
+      '1',
+      '--max-connections',
+      '2',
+      '--epochs',
+      '50',
+      '--max-steps',
+      '40',
+    ]);
+    const holders = [
+      worker(c.url, 'holder-1', ['--fault-slow-ms', '100']),
+      worker(c.url, 'holder-2', ['--fault-slow-ms', '100']),
+    ];
     await c.waitFor(/worker holder-1 joined/);
     await c.waitFor(/worker holder-2 joined/);
     const third = worker(c.url, 'third', ['--connect-timeout', '60']);
     await c.waitFor(/refused a connection from .*: .*2/);
-    expect((await c.metrics()).get('gradfleet_rejected_messages_total{reason="too_many_connections"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      (await c.metrics()).get('gradfleet_rejected_messages_total{reason="too_many_connections"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(c.log()).not.toMatch(/worker third joined/);
     holders[0].child.kill('SIGKILL'); // a slot frees up: the third gets in on a retry
     await c.waitFor(/worker third joined/);
@@ -145,7 +246,11 @@ describe('limits', () => {
     const c = await coordinator('pre-auth', ['--min-workers', '1', '--secret-file', secretFile]);
     const peer = await rawPeer(c.url);
     peer.send(new Uint8Array(16 * 1024 + 1));
-    await until('the refusal to be counted', async () => ((await c.metrics()).get('gradfleet_rejected_messages_total{reason="too_large"}') ?? 0) >= 1);
+    await until(
+      'the refusal to be counted',
+      async () =>
+        ((await c.metrics()).get('gradfleet_rejected_messages_total{reason="too_large"}') ?? 0) >= 1,
+    );
     expect(c.log()).toMatch(/too_large/);
     peer.terminate();
     worker(c.url, 'admitted', ['--secret-file', secretFile]);
@@ -154,7 +259,7 @@ describe('limits', () => {
     expect(summary.rejected_frames.too_large).toBe(1);
   }, 120_000);
 
-  it('the secret never appears in the coordinator\'s or a worker\'s /metrics, nor in their logs', async () => {
+  it("the secret never appears in the coordinator's or a worker's /metrics, nor in their logs", async () => {
     const SECRET = 'never-print-me-5d1c0e7b9a';
     const env = { GRADFLEET_SECRET: SECRET };
     const workerPort = await freePort();
@@ -162,10 +267,14 @@ describe('limits', () => {
     const w = worker(c.url, 'keeper', ['--metrics-port', String(workerPort)], env);
     await c.waitFor(/worker keeper joined/);
     await until('a step', async () => (await c.metrics()).get('gradfleet_steps_total')! >= 1);
-    const texts = [await c.metricsText(), await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text()];
+    const texts = [
+      await c.metricsText(),
+      await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text(),
+    ];
     for (const text of texts) expect(text).toMatch(/gradfleet_build_info/);
     const summary = expectOk(await c.done);
     await w.done;
-    for (const text of [...texts, c.log(), w.log(), JSON.stringify(summary)]) expect(text).not.toContain(SECRET);
+    for (const text of [...texts, c.log(), w.log(), JSON.stringify(summary)])
+      expect(text).not.toContain(SECRET);
   }, 120_000);
 });

@@ -11,7 +11,13 @@ import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js';
 import { applyUpdate } from '../../training/optimizer/apply-update.js';
-import { dropoutSeed, epochOrder, microBatchRange, positionOf, stepBatch } from '../../training/parallel/step-plan.js';
+import {
+  dropoutSeed,
+  epochOrder,
+  microBatchRange,
+  positionOf,
+  stepBatch,
+} from '../../training/parallel/step-plan.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
 import { maxAbsDiff, useBackend } from '../helpers/backends.js';
 import { expectOk, run, smallMnist, tempDir } from '../helpers/gradfleet.js';
@@ -20,8 +26,27 @@ const dir = tempDir();
 // 300 samples, batch 64: four full steps and a short one (44) per epoch; micro-batch 24 makes the
 // last micro-batch of every step short too (64 = 24 + 24 + 16).
 const data = smallMnist(dir, 300, 200);
-const common = ['--model', 'mnist-small', '--backend', 'wasm', '--batch-size', '64', '--micro-batch', '24', '--seed', '7', '--epochs', '4', '--max-steps', '20',
-  '--train', data.train, '--test', data.test, '--json'];
+const common = [
+  '--model',
+  'mnist-small',
+  '--backend',
+  'wasm',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '24',
+  '--seed',
+  '7',
+  '--epochs',
+  '4',
+  '--max-steps',
+  '20',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 
 /**
  * The same 20 steps in this process, naively: each micro-batch's contribution weighted by its
@@ -47,7 +72,14 @@ async function referenceWeights(): Promise<Float32Array> {
     for (let i = 0; i < batch.microBatches; i++) {
       const { start, end } = microBatchRange(geometry, batch, i);
       const idx = order.subarray(start, end);
-      const c = await runner.contribution({ images: normalizeInto(train, idx, images), labels: gatherLabels(train.labels!, idx, labels), count: idx.length }, dropoutSeed(7, step, i));
+      const c = await runner.contribution(
+        {
+          images: normalizeInto(train, idx, images),
+          labels: gatherLabels(train.labels!, idx, labels),
+          count: idx.length,
+        },
+        dropoutSeed(7, step, i),
+      );
       for (let j = 0; j < sum.length; j++) sum[j] += c.values[j] * c.count;
     }
     const average = Float32Array.from(sum, (v) => v / batch.samples);
@@ -62,7 +94,10 @@ describe('determinism across worker counts', () => {
     const summaries = [];
     for (const workers of [1, 2, 3]) {
       const out = `${dir}/run-${workers}`;
-      summaries.push({ out, ...expectOk(await run(['train', ...common, '--workers', String(workers), '--out', out])) });
+      summaries.push({
+        out,
+        ...expectOk(await run(['train', ...common, '--workers', String(workers), '--out', out])),
+      });
     }
     expect(summaries.map((s) => s.workers)).toEqual([1, 2, 3]);
     expect(summaries.map((s) => s.steps)).toEqual([20, 20, 20]);
@@ -95,8 +130,26 @@ describe('determinism across worker counts', () => {
   }, 240_000);
 
   it('holds for mnist-cnn (BatchNorm statistics and dropout masks reduced over the same tree)', async () => {
-    const args = ['train', '--model', 'mnist-cnn', '--backend', 'wasm', '--batch-size', '32', '--micro-batch', '8', '--max-steps', '3', '--seed', '3',
-      '--train', data.train, '--test', data.test, '--json'];
+    const args = [
+      'train',
+      '--model',
+      'mnist-cnn',
+      '--backend',
+      'wasm',
+      '--batch-size',
+      '32',
+      '--micro-batch',
+      '8',
+      '--max-steps',
+      '3',
+      '--seed',
+      '3',
+      '--train',
+      data.train,
+      '--test',
+      data.test,
+      '--json',
+    ];
     const one = expectOk(await run([...args, '--workers', '1', '--out', `${dir}/cnn-1`]));
     const two = expectOk(await run([...args, '--workers', '2', '--out', `${dir}/cnn-2`]));
     expect(two.weights_sha256).toBe(one.weights_sha256);

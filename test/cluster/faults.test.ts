@@ -11,19 +11,56 @@ import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from
 
 const dir = tempDir();
 const data = smallMnist(dir, 300, 200);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '11', '--max-steps', '8', '--epochs', '2',
-  '--train', data.train, '--test', data.test, '--json'];
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '11',
+  '--max-steps',
+  '8',
+  '--epochs',
+  '2',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 
-const undisturbed = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
+const undisturbed = runOnce([
+  'train',
+  ...config,
+  '--workers',
+  '2',
+  '--backend',
+  'wasm',
+  '--out',
+  `${dir}/undisturbed`,
+]);
 const undisturbedSha = async () => (await undisturbed()).weights_sha256;
 
 /** A coordinator on a free port, and its address once it listens. */
 async function coordinator(name: string, extra: string[] = []) {
-  const p = start(['coordinator', ...config, '--port', '0', '--metrics-port', '0', '--out', `${dir}/${name}`, ...extra]);
+  const p = start([
+    'coordinator',
+    ...config,
+    '--port',
+    '0',
+    '--metrics-port',
+    '0',
+    '--out',
+    `${dir}/${name}`,
+    ...extra,
+  ]);
   return { ...p, url: await listeningUrl(p) };
 }
 
-const worker = (url: string, id: string, ...extra: string[]) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, ...extra]);
+const worker = (url: string, id: string, ...extra: string[]) =>
+  start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, ...extra]);
 
 describe('faults', () => {
   it('a NaN gradient is rejected as non_finite and recomputed; the weights are unchanged', async () => {
@@ -58,7 +95,8 @@ describe('faults', () => {
       await new Promise((resolve) => ws.once('open', resolve));
       return ws;
     };
-    // A connection that never says hello: its garbage is counted, and its first message that decodes closes it unheard.
+    // A connection that never says hello: its garbage is counted, and its first message that decodes closes
+    // it unheard.
     const stranger = await open();
     const closed = new Promise((resolve) => stranger.once('close', resolve));
 
@@ -72,10 +110,22 @@ describe('faults', () => {
     stranger.send(withByte(4, 99)); // a protocol version from the future
     stranger.send(withByte(12, 0xc1)); // 0xc1 is never valid msgpack
     stranger.send(Buffer.from('not a frame')); // text-sized garbage
-    stranger.send(encodeFrame({ type: 'assign', step: 0, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first: 0, count: 1 })); // before hello
+    stranger.send(
+      encodeFrame({
+        type: 'assign',
+        step: 0,
+        epoch: 0,
+        batchStart: 0,
+        batchSamples: 64,
+        weightsVersion: 0,
+        first: 0,
+        count: 1,
+      }),
+    ); // before hello
     await closed;
 
-    // Before admission a peer may send 16 KiB in all: a big message is cut off while it arrives, not buffered whole.
+    // Before admission a peer may send 16 KiB in all: a big message is cut off while it arrives, not buffered
+    // whole.
     const flooder = await open();
     const flooderClosed = new Promise((resolve) => flooder.once('close', resolve));
     flooder.send(new Uint8Array(1.5 * 1024 * 1024));
@@ -84,7 +134,8 @@ describe('faults', () => {
     const socket = await open();
     const send = (message: Message, payload?: Float32Array) => socket.send(encodeFrame(message, payload));
 
-    // Then join like a worker and answer assignments badly: a wrong-shape gradient, then a NaN one, then vanish.
+    // Then join like a worker and answer assignments badly: a wrong-shape gradient, then a NaN one, then
+    // vanish.
     let welcome: MessageOf<'welcome'> | undefined;
     let answered = 0;
     socket.on('message', (bytes: Buffer) => {
@@ -96,11 +147,23 @@ describe('faults', () => {
       const microBatches = Math.ceil(message.batchSamples / welcome.microBatchSize);
       const node = decompose(message.first, message.first + message.count, microBatches)[0];
       const { first, end } = nodeRange(node, microBatches);
-      const samples = Math.min(message.batchSamples, end * welcome.microBatchSize) - first * welcome.microBatchSize;
-      const reply = (values: Float32Array) => send({
-        type: 'contribution', step: message.step, level: node.level, index: node.index, lossSum: 1, correct: 0, samples,
-        computeSeconds: 0.01, payloadValues: values.length,
-      }, values);
+      const samples =
+        Math.min(message.batchSamples, end * welcome.microBatchSize) - first * welcome.microBatchSize;
+      const reply = (values: Float32Array) =>
+        send(
+          {
+            type: 'contribution',
+            step: message.step,
+            level: node.level,
+            index: node.index,
+            lossSum: 1,
+            correct: 0,
+            samples,
+            computeSeconds: 0.01,
+            payloadValues: values.length,
+          },
+          values,
+        );
       answered++;
       if (answered === 1) reply(new Float32Array(welcome.layoutSize - 1));
       else if (answered === 2) reply(new Float32Array(welcome.layoutSize).fill(Number.NaN));
@@ -116,7 +179,13 @@ describe('faults', () => {
 
     const summary = expectOk(await c.done);
     expect(summary.rejected_frames).toMatchObject({
-      bad_magic: 1, unknown_version: 1, malformed_header: 1, preauth_too_large: 1, unauthenticated: 1, wrong_payload_size: 1, non_finite: 1,
+      bad_magic: 1,
+      unknown_version: 1,
+      malformed_header: 1,
+      preauth_too_large: 1,
+      unauthenticated: 1,
+      wrong_payload_size: 1,
+      non_finite: 1,
     });
     expect(summary.rejected_frames.too_short ?? 0).toBeGreaterThanOrEqual(1);
     expect(summary.steps).toBe(8);

@@ -46,16 +46,22 @@ describe('in-process cluster', () => {
 
   it('contributions that vanish on the wire are reassigned at the step deadline, same weights', async () => {
     let dropped = 0;
-    const run = await inProcessRun([
-      // Step 3's nodes from this worker never arrive (a stalled link); it goes on working. Without
-      // the deadline's reassignment the step would wait for them forever.
-      { id: 'lossy', fault: (m) => {
-        if (m.type !== 'contribution' || m.step !== 3) return 'deliver';
-        dropped++;
-        return 'drop';
-      } },
-      { id: 'steady' },
-    ], { stepDeadlineMs: 300 });
+    const run = await inProcessRun(
+      [
+        // Step 3's nodes from this worker never arrive (a stalled link); it goes on working. Without
+        // the deadline's reassignment the step would wait for them forever.
+        {
+          id: 'lossy',
+          fault: (m) => {
+            if (m.type !== 'contribution' || m.step !== 3) return 'deliver';
+            dropped++;
+            return 'drop';
+          },
+        },
+        { id: 'steady' },
+      ],
+      { stepDeadlineMs: 300 },
+    );
     exact(run);
     expect(dropped).toBeGreaterThan(0);
     expect(run.summary.weights_sha256).toBe(undisturbed);
@@ -73,14 +79,31 @@ describe('in-process cluster', () => {
 
   it('a frame of the wrong direction from an admitted worker is counted as unexpected_message and changes nothing', async () => {
     let injected = false;
-    const run = await inProcessRun([{ id: 'confused', fault: (m, inject) => {
-      if (m.type === 'contribution' && !injected) {
-        injected = true;
-        // A coordinator's message, sent by a worker: the coordinator's channel refuses it by direction.
-        inject(encodeFrame({ type: 'assign', step: m.step, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: m.step, first: 0, count: 8 }));
-      }
-      return 'deliver';
-    } }, { id: 'steady' }]);
+    const run = await inProcessRun([
+      {
+        id: 'confused',
+        fault: (m, inject) => {
+          if (m.type === 'contribution' && !injected) {
+            injected = true;
+            // A coordinator's message, sent by a worker: the coordinator's channel refuses it by direction.
+            inject(
+              encodeFrame({
+                type: 'assign',
+                step: m.step,
+                epoch: 0,
+                batchStart: 0,
+                batchSamples: 64,
+                weightsVersion: m.step,
+                first: 0,
+                count: 8,
+              }),
+            );
+          }
+          return 'deliver';
+        },
+      },
+      { id: 'steady' },
+    ]);
     exact(run);
     expect(injected).toBe(true);
     expect(run.summary.rejected_frames).toEqual({ unexpected_message: 1 });

@@ -9,15 +9,48 @@ import { expectOk, run, smallMnist, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 200, 100);
-const common = ['--model', 'mnist-small', '--batch-size', '48', '--micro-batch', '16', '--seed', '5', '--epochs', '2', '--max-steps', '6',
-  '--train', data.train, '--test', data.test, '--json'];
-const missingAddon = { [ADDON_PATH_ENV]: `${dir}/no-such/gradfleet_native.node`, GRADFLEET_WORKER_LOG_LEVEL: 'info' };
+const common = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '48',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '5',
+  '--epochs',
+  '2',
+  '--max-steps',
+  '6',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
+const missingAddon = {
+  [ADDON_PATH_ENV]: `${dir}/no-such/gradfleet_native.node`,
+  GRADFLEET_WORKER_LOG_LEVEL: 'info',
+};
 
 describe('native workers', () => {
   it('1, 2 and 3 workers end with the same weights_sha256', async () => {
     const summaries = [];
     for (const workers of [1, 2, 3]) {
-      summaries.push(expectOk(await run(['train', ...common, '--backend', 'native', '--workers', String(workers), '--out', `${dir}/native-${workers}`])));
+      summaries.push(
+        expectOk(
+          await run([
+            'train',
+            ...common,
+            '--backend',
+            'native',
+            '--workers',
+            String(workers),
+            '--out',
+            `${dir}/native-${workers}`,
+          ]),
+        ),
+      );
     }
     expect(summaries.map((s) => s.backend)).toEqual(['native', 'native', 'native']);
     expect(summaries.map((s) => s.steps)).toEqual([6, 6, 6]);
@@ -29,16 +62,26 @@ describe('native workers', () => {
 
 describe('without the addon', () => {
   it('auto trains on wasm, and the workers log why native was skipped', async () => {
-    const r = await run(['train', ...common, '--backend', 'auto', '--workers', '1', '--out', `${dir}/fallback`], missingAddon);
+    const r = await run(
+      ['train', ...common, '--backend', 'auto', '--workers', '1', '--out', `${dir}/fallback`],
+      missingAddon,
+    );
     const summary = expectOk(r);
     expect(summary.backend).toBe('wasm');
     expect(summary.steps).toBe(6);
-    expect(r.stderr).toMatch(/compute backend: wasm; skipped .*gradfleet native addon \(oneDNN\) \(addon not built \(.*no-such\/gradfleet_native\.node missing/);
+    expect(r.stderr).toMatch(
+      /compute backend: wasm; skipped .*gradfleet native addon \(oneDNN\) \(addon not built \(.*no-such\/gradfleet_native\.node missing/,
+    );
   }, 120_000);
 
   it('--backend native is a clear error naming the reason and the remedy', async () => {
-    const r = await run(['bench', 'compute', '--backend', 'native', '--model', 'mnist-small', '--steps', '1'], missingAddon);
+    const r = await run(
+      ['bench', 'compute', '--backend', 'native', '--model', 'mnist-small', '--steps', '1'],
+      missingAddon,
+    );
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/--backend native: no backend could be loaded \(gradfleet native addon \(oneDNN\): addon not built .*\)\. Install build-essential and libdnnl-dev/);
+    expect(r.stderr).toMatch(
+      /--backend native: no backend could be loaded \(gradfleet native addon \(oneDNN\): addon not built .*\)\. Install build-essential and libdnnl-dev/,
+    );
   }, 60_000);
 });

@@ -9,8 +9,25 @@ import { untilStep } from '../helpers/run-progress.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 600, 200);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', '40', '--epochs', '5',
-  '--train', data.train, '--test', data.test, '--json'];
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '5',
+  '--max-steps',
+  '40',
+  '--epochs',
+  '5',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 
 const overWs = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/ws`]);
 const wsSha = async () => (await overWs()).weights_sha256;
@@ -18,7 +35,22 @@ const wsSha = async () => (await overWs()).weights_sha256;
 describe('training over NATS', () => {
   it('2 workers over NATS end with the same weights as over WebSockets', async () => {
     const server = await startNats('single', []);
-    const summary = expectOk(await run(['train', ...config, '--workers', '2', '--backend', 'wasm', '--transport', 'nats', '--nats-url', server.url, '--out', `${dir}/nats`]));
+    const summary = expectOk(
+      await run([
+        'train',
+        ...config,
+        '--workers',
+        '2',
+        '--backend',
+        'wasm',
+        '--transport',
+        'nats',
+        '--nats-url',
+        server.url,
+        '--out',
+        `${dir}/nats`,
+      ]),
+    );
     expect(summary.transport).toBe('nats');
     expect(summary.workers).toBe(2);
     expect(summary.weights_sha256).toBe(await wsSha());
@@ -30,11 +62,32 @@ describe('training over NATS', () => {
     // The shipped config's users and subject permissions (deploy/nats/cluster.conf), on its default subject.
     const nats = (server: string) => ['--transport', 'nats', '--nats-url', server];
     const [asCoordinator, asWorker] = [natsRole('coordinator'), natsRole('worker')];
-    const coordinator = start(['coordinator', ...config, ...nats(a.url), ...asCoordinator.args, '--min-workers', '2', '--no-metrics', '--out', `${dir}/failover`, '--checkpoint-every', '1'], asCoordinator.env);
+    const coordinator = start(
+      [
+        'coordinator',
+        ...config,
+        ...nats(a.url),
+        ...asCoordinator.args,
+        '--min-workers',
+        '2',
+        '--no-metrics',
+        '--out',
+        `${dir}/failover`,
+        '--checkpoint-every',
+        '1',
+      ],
+      asCoordinator.env,
+    );
     await coordinator.waitFor(/coordinator listening on/);
     // Worker B knows only node B: it learns the other nodes from the cluster, as NATS clients do.
-    const workerB = start(['worker', ...nats(b.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-b'], asWorker.env);
-    const workerC = start(['worker', ...nats(c.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-c'], asWorker.env);
+    const workerB = start(
+      ['worker', ...nats(b.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-b'],
+      asWorker.env,
+    );
+    const workerC = start(
+      ['worker', ...nats(c.url), ...asWorker.args, '--backend', 'wasm', '--id', 'on-c'],
+      asWorker.env,
+    );
     await coordinator.waitFor(/worker on-b joined/);
     await coordinator.waitFor(/worker on-c joined/);
     await untilStep(`${dir}/failover`, 3);
@@ -52,9 +105,26 @@ describe('training over NATS', () => {
     const server = await startNats('loss', []);
     const out = `${dir}/nats-loss`;
     const join = ['--transport', 'nats', '--nats-url', server.url, '--nats-subject', 'loss'];
-    const c = start(['coordinator', ...config, ...join, '--no-metrics', '--min-workers', '2', '--checkpoint-every', '1', '--heartbeat', '0.25', '--heartbeat-timeout', '2', '--out', out]);
+    const c = start([
+      'coordinator',
+      ...config,
+      ...join,
+      '--no-metrics',
+      '--min-workers',
+      '2',
+      '--checkpoint-every',
+      '1',
+      '--heartbeat',
+      '0.25',
+      '--heartbeat-timeout',
+      '2',
+      '--out',
+      out,
+    ]);
     await c.waitFor(/coordinator listening on/);
-    const [victim] = ['victim', 'survivor'].map((id) => start(['worker', ...join, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '30']));
+    const [victim] = ['victim', 'survivor'].map((id) =>
+      start(['worker', ...join, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '30']),
+    );
     await untilStep(out, 5);
     victim.child.kill('SIGKILL');
     await c.waitFor(/worker victim left: no heartbeat/);

@@ -8,20 +8,60 @@ import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from
 
 const dir = tempDir();
 const data = smallMnist(dir, 600, 200);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', '8', '--epochs', '1',
-  '--train', data.train, '--test', data.test, '--json'];
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '5',
+  '--max-steps',
+  '8',
+  '--epochs',
+  '1',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 
-const undisturbed = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/undisturbed`]);
+const undisturbed = runOnce([
+  'train',
+  ...config,
+  '--workers',
+  '2',
+  '--backend',
+  'wasm',
+  '--out',
+  `${dir}/undisturbed`,
+]);
 
 async function coordinator(name: string, extra: string[]) {
   const p = start(['coordinator', ...config, '--port', '0', '--out', `${dir}/${name}`, ...extra]);
   return { ...p, url: await listeningUrl(p) };
 }
-const worker = (url: string, id: string, ...extra: string[]) => start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--data-dir', dir, ...extra]);
+const worker = (url: string, id: string, ...extra: string[]) =>
+  start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--data-dir', dir, ...extra]);
 
 describe('--outlier-factor', () => {
   it('with no poisoner the check changes no bit of the weights', async () => {
-    const checked = expectOk(await run(['train', ...config, '--workers', '3', '--backend', 'wasm', '--outlier-factor', '4', '--out', `${dir}/checked`]));
+    const checked = expectOk(
+      await run([
+        'train',
+        ...config,
+        '--workers',
+        '3',
+        '--backend',
+        'wasm',
+        '--outlier-factor',
+        '4',
+        '--out',
+        `${dir}/checked`,
+      ]),
+    );
     expect(checked.rejected_frames).toEqual({});
     expect(checked.weights_sha256).toBe((await undisturbed()).weights_sha256);
   }, 120_000);
@@ -33,7 +73,9 @@ describe('--outlier-factor', () => {
     worker(c.url, 'poisoner', '--fault-scale-at-step', '3');
     const summary = expectOk(await c.done);
     expect(summary.rejected_frames).toEqual({ outlier: 1 });
-    expect(c.log()).toMatch(/node \[\d+, \d+\) of step 3 from poisoner .* differs from another worker's recomputation/);
+    expect(c.log()).toMatch(
+      /node \[\d+, \d+\) of step 3 from poisoner .* differs from another worker's recomputation/,
+    );
     expect(summary.weights_sha256).toBe((await undisturbed()).weights_sha256);
   }, 120_000);
 });
@@ -41,7 +83,23 @@ describe('--outlier-factor', () => {
 describe('--max-grad-norm', () => {
   it('clips after the average and before Adam: the same bits for 1 and 3 workers, other bits than unclipped', async () => {
     const clip = ['--max-grad-norm', '0.05'];
-    const [one, three] = await Promise.all([1, 3].map(async (n) => expectOk(await run(['train', ...config, ...clip, '--workers', String(n), '--backend', 'wasm', '--out', `${dir}/clip-${n}`]))));
+    const [one, three] = await Promise.all(
+      [1, 3].map(async (n) =>
+        expectOk(
+          await run([
+            'train',
+            ...config,
+            ...clip,
+            '--workers',
+            String(n),
+            '--backend',
+            'wasm',
+            '--out',
+            `${dir}/clip-${n}`,
+          ]),
+        ),
+      ),
+    );
     expect(one.weights_sha256).toBe(three.weights_sha256);
     expect(one.weights_sha256).not.toBe((await undisturbed()).weights_sha256);
   }, 180_000);

@@ -11,18 +11,47 @@ import { expectOk, listeningUrl, run, smallMnist, start, tempDir } from '../help
 
 const dir = tempDir();
 const data = smallMnist(dir, 200, 100);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '3', '--max-steps', '6', '--epochs', '2',
-  '--train', data.train, '--test', data.test, '--json'];
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '3',
+  '--max-steps',
+  '6',
+  '--epochs',
+  '2',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 const SECRET = 'correct-horse-battery-staple-7f3a9c';
 const secretFile = `${dir}/secret`;
 writeFileSync(secretFile, `${SECRET}\n`);
 
 async function coordinator(name: string, extra: string[] = []) {
-  const p = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/${name}`, ...extra]);
+  const p = start([
+    'coordinator',
+    ...config,
+    '--port',
+    '0',
+    '--no-metrics',
+    '--out',
+    `${dir}/${name}`,
+    ...extra,
+  ]);
   return { ...p, url: await listeningUrl(p) };
 }
 const worker = (url: string, id: string, extra: string[] = [], env: Record<string, string> = {}) =>
-  start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--connect-timeout', '5', ...extra], env);
+  start(
+    ['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--connect-timeout', '5', ...extra],
+    env,
+  );
 
 describe('authentication', () => {
   it('workers with the secret train; one without it and one with a wrong one are refused and counted; the secret never shows', async () => {
@@ -40,7 +69,8 @@ describe('authentication', () => {
     expect((await honest.done).status).toBe(0);
     expect(summary.workers).toBe(1);
     expect(summary.steps).toBe(6);
-    // The stranger cannot answer the challenge; the impostor finds the coordinator's proof wrong and leaves. Both count.
+    // The stranger cannot answer the challenge; the impostor finds the coordinator's proof wrong and leaves.
+    // Both count.
     expect(summary.rejected_frames).toEqual({ auth_failed: 2 });
     expect(c.log()).not.toContain(SECRET);
     expect((await honest.done).stderr).not.toContain(SECRET);
@@ -54,10 +84,13 @@ describe('authentication', () => {
     client.on('message', (bytes: Buffer) => {
       const { message } = decodeFrame(new Uint8Array(bytes));
       received.push(message.type === 'error' ? `error:${message.code}` : message.type);
-      if (message.type === 'challenge') client.send(encodeFrame({ type: 'auth', proof: new Uint8Array(32).fill(7) }));
+      if (message.type === 'challenge')
+        client.send(encodeFrame({ type: 'auth', proof: new Uint8Array(32).fill(7) }));
     });
     const closed = new Promise((resolve) => client.once('close', resolve));
-    client.send(encodeFrame({ type: 'hello', workerId: 'forger', backend: 'none', nonce: new Uint8Array(32).fill(1) }));
+    client.send(
+      encodeFrame({ type: 'hello', workerId: 'forger', backend: 'none', nonce: new Uint8Array(32).fill(1) }),
+    );
     await closed;
     expect(received).toEqual(['challenge', 'error:auth_failed']);
 
@@ -89,11 +122,17 @@ describe('limits', () => {
   it('connections past --max-joins-per-s are refused and counted while the run goes on', async () => {
     const c = await coordinator('flood', ['--min-workers', '1', '--max-joins-per-s', '3']);
     const opening = performance.now();
-    const sockets = await Promise.all(Array.from({ length: 12 }, () => new Promise<WebSocket>((resolve) => {
-      const s = new WebSocket(c.url, { perMessageDeflate: false });
-      s.once('open', () => resolve(s));
-      s.once('error', () => resolve(s));
-    })));
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 12 },
+        () =>
+          new Promise<WebSocket>((resolve) => {
+            const s = new WebSocket(c.url, { perMessageDeflate: false });
+            s.once('open', () => resolve(s));
+            s.once('error', () => resolve(s));
+          }),
+      ),
+    );
     // A burst of 3, plus 3 a second for as long as the 12 took to open (a loaded machine spreads them out).
     const allowed = 3 + Math.ceil((3 * (performance.now() - opening)) / 1000);
     await new Promise((r) => setTimeout(r, 300));
@@ -113,9 +152,12 @@ describe('limits', () => {
     const silent = new WebSocket(c.url, { perMessageDeflate: false });
     await new Promise((resolve) => silent.once('open', resolve));
     const opened = performance.now();
-    const reason = await new Promise<string>((resolve) => silent.once('close', (_code, why: Buffer) => resolve(why.toString())));
+    const reason = await new Promise<string>((resolve) =>
+      silent.once('close', (_code, why: Buffer) => resolve(why.toString())),
+    );
     expect(reason).toBe('no hello in time');
-    expect(performance.now() - opened).toBeLessThan(14_000); // well before the 15 s handshake limit, even on a loaded machine
+    // well before the 15 s handshake limit, even on a loaded machine
+    expect(performance.now() - opened).toBeLessThan(14_000);
     worker(c.url, 'honest');
     expectOk(await c.done);
   }, 60_000);
@@ -128,12 +170,22 @@ describe('limits', () => {
     let wake = () => {};
     client.on('message', (bytes: Buffer) => {
       const { message } = decodeFrame(new Uint8Array(bytes));
-      got.push(message.type === 'error' ? `error:${message.code}` : message.type === 'dataChunk' ? `dataChunk:${message.split}` : message.type);
-      if (message.type === 'welcome') for (let i = 0; i < 3; i++) client.send(encodeFrame({ type: 'ready', missing: ['test'] }));
+      got.push(
+        message.type === 'error'
+          ? `error:${message.code}`
+          : message.type === 'dataChunk'
+            ? `dataChunk:${message.split}`
+            : message.type,
+      );
+      if (message.type === 'welcome')
+        for (let i = 0; i < 3; i++) client.send(encodeFrame({ type: 'ready', missing: ['test'] }));
       wake();
     });
-    client.send(encodeFrame({ type: 'hello', workerId: 'greedy', backend: 'none', nonce: new Uint8Array(32).fill(2) }));
-    while (got.filter((g) => g === 'error:unexpected_message').length < 2) await new Promise<void>((resolve) => (wake = resolve));
+    client.send(
+      encodeFrame({ type: 'hello', workerId: 'greedy', backend: 'none', nonce: new Uint8Array(32).fill(2) }),
+    );
+    while (got.filter((g) => g === 'error:unexpected_message').length < 2)
+      await new Promise<void>((resolve) => (wake = resolve));
     client.close();
     // 100 test samples are one chunk: streamed once, the two repeats refused.
     expect(got.filter((g) => g.startsWith('dataChunk'))).toEqual(['dataChunk:test']);
@@ -144,7 +196,10 @@ describe('limits', () => {
 
   it('bad cluster flags are refused with a message naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [['--heartbeat', '5', '--heartbeat-timeout', '2'], /--heartbeat-timeout .* must be longer than --heartbeat/],
+      [
+        ['--heartbeat', '5', '--heartbeat-timeout', '2'],
+        /--heartbeat-timeout .* must be longer than --heartbeat/,
+      ],
       [['--min-workers', '3', '--max-workers', '2'], /--min-workers 3 is above --max-workers 2/],
       [['--step-deadline', '0'], /--step-deadline.*positive number/],
       [['--secret', 'short'], /at least 16 bytes/],
@@ -152,7 +207,16 @@ describe('limits', () => {
       [['--tls-cert', `${dir}/secret`], /needs both --tls-cert and --tls-key/],
     ];
     for (const [flags, message] of cases) {
-      const r = await run(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', `${dir}/bad`, ...flags]);
+      const r = await run([
+        'coordinator',
+        ...config,
+        '--port',
+        '0',
+        '--no-metrics',
+        '--out',
+        `${dir}/bad`,
+        ...flags,
+      ]);
       expect(r.status, flags.join(' ')).not.toBe(0);
       expect(r.stderr, flags.join(' ')).toMatch(message);
     }
@@ -162,7 +226,16 @@ describe('limits', () => {
 describe('TLS', () => {
   it('wss:// with a self-signed CA: a worker given --tls-ca trains; one without it fails at once naming the certificate problem', async () => {
     const tls = makeCertificates(dir);
-    const c = await coordinator('tls', ['--tls-cert', tls.cert, '--tls-key', tls.key, '--min-workers', '1', '--secret-file', secretFile]);
+    const c = await coordinator('tls', [
+      '--tls-cert',
+      tls.cert,
+      '--tls-key',
+      tls.key,
+      '--min-workers',
+      '1',
+      '--secret-file',
+      secretFile,
+    ]);
     expect(c.url).toMatch(/^wss:\/\//);
     const untrusting = await worker(c.url, 'untrusting', ['--secret-file', secretFile]).done;
     expect(untrusting.status).not.toBe(0);
@@ -174,7 +247,9 @@ describe('TLS', () => {
     const summary = expectOk(await c.done);
     expect((await trusting.done).status).toBe(0);
     expect(summary.steps).toBe(6);
-    const plain = expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/plain`]));
+    const plain = expectOk(
+      await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/plain`]),
+    );
     expect(summary.weights_sha256).toBe(plain.weights_sha256);
   }, 120_000);
 });

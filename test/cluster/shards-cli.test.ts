@@ -11,9 +11,35 @@ import { untilStep } from '../helpers/run-progress.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 600, 200);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '5', '--max-steps', '24', '--epochs', '5',
-  '--train', data.train, '--test', data.test, '--json'];
-const unsharded = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/unsharded`]);
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '5',
+  '--max-steps',
+  '24',
+  '--epochs',
+  '5',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
+const unsharded = runOnce([
+  'train',
+  ...config,
+  '--workers',
+  '2',
+  '--backend',
+  'wasm',
+  '--out',
+  `${dir}/unsharded`,
+]);
 /** Every sample of the 24 steps (two epochs of 600 and four steps) once: the unsharded run's ledger. */
 const exact = async (summary: Record<string, any>) => {
   expect(summary.accounting).toMatchObject({ duplicate_samples: 0, missing_samples: 0 });
@@ -21,8 +47,13 @@ const exact = async (summary: Record<string, any>) => {
 };
 
 describe('shard reducers (processes)', () => {
-  it('train --shards 2 over ws with a secret (workers prove it to each shard too, every link sealed): the unsharded run\'s weights', async () => {
-    const summary = expectOk(await run(['train', ...config, '--workers', '2', '--shards', '2', '--backend', 'wasm', '--out', `${dir}/ws`], { GRADFLEET_SECRET: 'shard-test-secret-0123456789' }));
+  it("train --shards 2 over ws with a secret (workers prove it to each shard too, every link sealed): the unsharded run's weights", async () => {
+    const summary = expectOk(
+      await run(
+        ['train', ...config, '--workers', '2', '--shards', '2', '--backend', 'wasm', '--out', `${dir}/ws`],
+        { GRADFLEET_SECRET: 'shard-test-secret-0123456789' },
+      ),
+    );
     expect(summary.rejected_frames).not.toHaveProperty('auth_failed');
     expect(summary).toMatchObject({ shards: 2, workers: 2, steps: 24, replayed_steps: 0 });
     await exact(summary);
@@ -32,11 +63,37 @@ describe('shard reducers (processes)', () => {
   it('coordinator --shards 2 on the shipped NATS cluster config, shards and workers as its users: the same weights', async () => {
     const [a, b, c] = await startCluster(dir);
     const nats = (server: string) => ['--transport', 'nats', '--nats-url', server];
-    const [asCoordinator, asWorker, asShard] = [natsRole('coordinator'), natsRole('worker'), natsRole('shard')];
-    const coordinator = start(['coordinator', ...config, ...nats(a.url), ...asCoordinator.args, '--shards', '2', '--min-workers', '2', '--no-metrics', '--out', `${dir}/nats`], asCoordinator.env);
+    const [asCoordinator, asWorker, asShard] = [
+      natsRole('coordinator'),
+      natsRole('worker'),
+      natsRole('shard'),
+    ];
+    const coordinator = start(
+      [
+        'coordinator',
+        ...config,
+        ...nats(a.url),
+        ...asCoordinator.args,
+        '--shards',
+        '2',
+        '--min-workers',
+        '2',
+        '--no-metrics',
+        '--out',
+        `${dir}/nats`,
+      ],
+      asCoordinator.env,
+    );
     await coordinator.waitFor(/coordinator listening on/);
-    const shards = ['s1', 's2'].map((id, i) => start(['shard', ...nats([b, c][i].url), ...asShard.args, '--id', id], asShard.env));
-    const workers = ['w1', 'w2'].map((id, i) => start(['worker', ...nats([c, b][i].url), ...asWorker.args, '--backend', 'wasm', '--id', id], asWorker.env));
+    const shards = ['s1', 's2'].map((id, i) =>
+      start(['shard', ...nats([b, c][i].url), ...asShard.args, '--id', id], asShard.env),
+    );
+    const workers = ['w1', 'w2'].map((id, i) =>
+      start(
+        ['worker', ...nats([c, b][i].url), ...asWorker.args, '--backend', 'wasm', '--id', id],
+        asWorker.env,
+      ),
+    );
     const summary = expectOk(await coordinator.done);
     expect(summary).toMatchObject({ shards: 2, workers: 2, transport: 'nats' });
     await exact(summary);
@@ -47,12 +104,25 @@ describe('shard reducers (processes)', () => {
 
   it('a shard SIGKILLed mid-run: the run rolls back to its checkpoint, a replacement joins, the replay ends with the same weights', async () => {
     const out = `${dir}/kill`;
-    const coordinator = start(['coordinator', ...config, '--port', '0', '--shards', '2', '--min-workers', '2', '--no-metrics', '--out', out]);
+    const coordinator = start([
+      'coordinator',
+      ...config,
+      '--port',
+      '0',
+      '--shards',
+      '2',
+      '--min-workers',
+      '2',
+      '--no-metrics',
+      '--out',
+      out,
+    ]);
     const url = (await coordinator.waitFor(/coordinator listening on/)).match(/ws:\/\/[\d.:]+/)![0];
     const shard = (id: string) => start(['shard', '--connect', url, '--id', id]);
     const victim = shard('victim');
     shard('steady');
-    for (const id of ['w1', 'w2']) start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '60']);
+    for (const id of ['w1', 'w2'])
+      start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '60']);
     // Checkpoints come at each epoch's end (step 10): killed a few steps past it, the steps since are lost.
     await untilStep(out, 10);
     await new Promise((r) => setTimeout(r, 400));
@@ -68,8 +138,23 @@ describe('shard reducers (processes)', () => {
   it('checkpointed with --shards 3, resumed with none: the same end as one unsharded run', async () => {
     const out = `${dir}/resume`;
     const half = config.map((a, i) => (config[i - 1] === '--max-steps' ? '12' : a));
-    expectOk(await run(['train', ...half, '--workers', '2', '--shards', '3', '--backend', 'wasm', '--out', out]));
-    const summary = expectOk(await run(['train', '--resume', out, '--max-steps', '24', '--workers', '1', '--backend', 'wasm', '--json']));
+    expectOk(
+      await run(['train', ...half, '--workers', '2', '--shards', '3', '--backend', 'wasm', '--out', out]),
+    );
+    const summary = expectOk(
+      await run([
+        'train',
+        '--resume',
+        out,
+        '--max-steps',
+        '24',
+        '--workers',
+        '1',
+        '--backend',
+        'wasm',
+        '--json',
+      ]),
+    );
     expect(summary.steps).toBe(24);
     expect(summary.weights_sha256).toBe((await unsharded()).weights_sha256);
   }, 180_000);

@@ -7,8 +7,24 @@ import { expectOk, run, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
 // 6 micro-batches a step: 6 | 3 | 2+2+2 for 3 workers, so the tree nodes that travel differ.
-const common = ['train', '--model', 'mnist-cnn', '--backend', 'synthetic', '--synthetic-ms', '40', '--batch-size', '192', '--micro-batch', '32',
-  '--max-steps', '3', '--seed', '5', '--json'];
+const common = [
+  'train',
+  '--model',
+  'mnist-cnn',
+  '--backend',
+  'synthetic',
+  '--synthetic-ms',
+  '40',
+  '--batch-size',
+  '192',
+  '--micro-batch',
+  '32',
+  '--max-steps',
+  '3',
+  '--seed',
+  '5',
+  '--json',
+];
 
 describe('--backend synthetic', () => {
   it('trains the same weights_sha256 with 1 and 3 workers, waits its time per micro-batch and reports placeholder loss ln 10', async () => {
@@ -22,7 +38,9 @@ describe('--backend synthetic', () => {
     expect(one.phases_s_per_step.compute).toBeGreaterThanOrEqual(6 * 0.04);
     expect(three.phases_s_per_step.compute).toBeLessThan(one.phases_s_per_step.compute);
     expect(one.test_loss).toBeCloseTo(Math.log(10), 6);
-    const seed6 = expectOk(await run([...common.slice(0, -3), '--seed', '6', '--json', '--workers', '1', '--out', `${dir}/seed6`]));
+    const seed6 = expectOk(
+      await run([...common.slice(0, -3), '--seed', '6', '--json', '--workers', '1', '--out', `${dir}/seed6`]),
+    );
     expect(seed6.weights_sha256).not.toBe(one.weights_sha256);
   }, 60_000);
 });

@@ -11,14 +11,44 @@ import { expectOk, listeningUrl, run, smallMnist, start, tempDir } from '../help
 
 const dir = tempDir();
 const data = smallMnist(dir, 200, 100);
-const config = ['--model', 'mnist-small', '--batch-size', '64', '--micro-batch', '16', '--seed', '6', '--max-steps', '12', '--epochs', '4',
-  '--train', data.train, '--test', data.test, '--json'];
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '64',
+  '--micro-batch',
+  '16',
+  '--seed',
+  '6',
+  '--max-steps',
+  '12',
+  '--epochs',
+  '4',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
 const env = { GRADFLEET_SECRET: 'relay-test-secret-0b7e4d19a2' };
 const isMagic = (b: Uint8Array) => b[0] === 0x47 && b[1] === 0x46 && b[2] === 0x4c && b[3] === 0x54; // "GFLT"
 
 describe('a relay in the middle of plain ws://', () => {
   it('sees only ciphertext past the handshake; its replay, alteration and forgery are rejected and counted', async () => {
-    const c = start(['coordinator', ...config, '--port', '0', '--min-workers', '1', '--no-metrics', '--out', `${dir}/relayed`], env);
+    const c = start(
+      [
+        'coordinator',
+        ...config,
+        '--port',
+        '0',
+        '--min-workers',
+        '1',
+        '--no-metrics',
+        '--out',
+        `${dir}/relayed`,
+      ],
+      env,
+    );
     const target = await listeningUrl(c);
     const relay = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
     await new Promise((resolve) => relay.once('listening', resolve));
@@ -51,7 +81,10 @@ describe('a relay in the middle of plain ws://', () => {
       toCoordinator.on('close', () => fromWorker.close());
     });
     const port = (relay.address() as { port: number }).port;
-    const w = start(['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--id', 'relayed'], env);
+    const w = start(
+      ['worker', '--connect', `ws://127.0.0.1:${port}`, '--backend', 'wasm', '--id', 'relayed'],
+      env,
+    );
     const summary = expectOk(await c.done);
     const worker = await w.done;
     relay.close();
@@ -60,14 +93,24 @@ describe('a relay in the middle of plain ws://', () => {
     expect(worker.status).toBe(0);
     expect(summary.steps).toBe(12);
     expect(summary.rejected_frames).toEqual({ replayed: 1, bad_seal: 1 });
-    const line = worker.stderr.split('\n').reverse().find((l) => l.includes('"rejections"'))!;
+    const line = worker.stderr
+      .split('\n')
+      .reverse()
+      .find((l) => l.includes('"rejections"'))!;
     expect(JSON.parse(line).rejections).toEqual({ bad_seal: 1 });
     // In the clear: hello and auth up, challenge down; nothing after.
-    expect(up.filter((b) => isMagic(b)).map((b) => decodeFrame(new Uint8Array(b)).message.type)).toEqual(['hello', 'auth']);
-    expect(down.filter((b) => isMagic(b)).map((b) => decodeFrame(new Uint8Array(b)).message.type)).toEqual(['challenge']);
+    expect(up.filter((b) => isMagic(b)).map((b) => decodeFrame(new Uint8Array(b)).message.type)).toEqual([
+      'hello',
+      'auth',
+    ]);
+    expect(down.filter((b) => isMagic(b)).map((b) => decodeFrame(new Uint8Array(b)).message.type)).toEqual([
+      'challenge',
+    ]);
     expect(up.length + down.length).toBeGreaterThan(30);
 
-    const undisturbed = expectOk(await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]));
+    const undisturbed = expectOk(
+      await run(['train', ...config, '--workers', '1', '--backend', 'wasm', '--out', `${dir}/undisturbed`]),
+    );
     expect(summary.weights_sha256).toBe(undisturbed.weights_sha256);
   }, 120_000);
 });

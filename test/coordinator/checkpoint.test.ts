@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../common/logger.js';
-import { CheckpointError, type CheckpointErrorCode, decodeCheckpoint, encodeCheckpoint } from '../../coordinator/checkpoint-file.js';
+import {
+  CheckpointError,
+  type CheckpointErrorCode,
+  decodeCheckpoint,
+  encodeCheckpoint,
+} from '../../coordinator/checkpoint-file.js';
 import {
   checkpointFileName,
   listCheckpoints,
@@ -83,17 +88,24 @@ const meta = {
 };
 
 function small(): Uint8Array {
-  return encodeCheckpoint({ step: 7, adam: { beta1: 0.9, history: [1, 2, 3] }, tag: 'abc' }, {
-    w: new Float32Array([1.5, -2, 3.25, Number.NaN]),
-    b: new Float32Array([0.5]),
-    empty: new Float32Array(0),
-  });
+  return encodeCheckpoint(
+    { step: 7, adam: { beta1: 0.9, history: [1, 2, 3] }, tag: 'abc' },
+    {
+      w: new Float32Array([1.5, -2, 3.25, Number.NaN]),
+      b: new Float32Array([0.5]),
+      empty: new Float32Array(0),
+    },
+  );
 }
 
 describe('checkpoint file format', () => {
   it('round-trips 3 tensors (one of 3,488,874 values) bit-exactly with nested meta', () => {
     const big = randomBits(BIG, 12345);
-    const specials = new Float32Array(new Uint32Array([0x7fc00001, 0xffbadbad, 0x80000000, 0x7f800000, 0xff800000, 0x00000001, 0x807fffff, 0x3f800000]).buffer);
+    const specials = new Float32Array(
+      new Uint32Array([
+        0x7fc00001, 0xffbadbad, 0x80000000, 0x7f800000, 0xff800000, 0x00000001, 0x807fffff, 0x3f800000,
+      ]).buffer,
+    );
     const odd = randomBits(3, 99); // odd length: the next tensor still lands 4-byte aligned
     const bytes = encodeCheckpoint(meta, { weights: big, specials, odd });
 
@@ -141,7 +153,9 @@ describe('checkpoint file format', () => {
   });
 
   it('rejects what it cannot encode', () => {
-    expect(() => encodeCheckpoint({}, { w: [1, 2] as unknown as Float32Array })).toThrow(/tensor "w" is not a Float32Array/);
+    expect(() => encodeCheckpoint({}, { w: [1, 2] as unknown as Float32Array })).toThrow(
+      /tensor "w" is not a Float32Array/,
+    );
     expect(() => encodeCheckpoint({ n: 1n }, {})).toThrow(CheckpointError);
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
@@ -159,7 +173,11 @@ describe('checkpoint file format', () => {
     const { text, start } = headerOf(bytes);
     const at = start + text.indexOf('"abc"') + 2; // the "b" of the meta's tag value
     bytes[at] ^= 0x01; // "abc" -> "acc": still valid JSON, different meta
-    expect(headerOf(bytes).json.meta).toEqual({ step: 7, adam: { beta1: 0.9, history: [1, 2, 3] }, tag: 'acc' });
+    expect(headerOf(bytes).json.meta).toEqual({
+      step: 7,
+      adam: { beta1: 0.9, history: [1, 2, 3] },
+      tag: 'acc',
+    });
     expectDecodeError(bytes, 'checksum_mismatch', /checksum mismatch/);
 
     const numeric = small();
@@ -179,7 +197,15 @@ describe('checkpoint file format', () => {
   it('detects truncation anywhere', () => {
     const bytes = small();
     const { text } = headerOf(bytes);
-    for (const length of [0, 2, 4, 11, 12 + Math.floor(text.length / 2), bytes.length - 4, bytes.length - 1]) {
+    for (const length of [
+      0,
+      2,
+      4,
+      11,
+      12 + Math.floor(text.length / 2),
+      bytes.length - 4,
+      bytes.length - 1,
+    ]) {
       expectDecodeError(bytes.subarray(0, length), 'truncated', /truncated/);
     }
   });
@@ -223,15 +249,24 @@ describe('checkpoint file format', () => {
     invalidUtf8[12] = 0xff;
     expectDecodeError(invalidUtf8, 'bad_header', /UTF-8/);
     expectDecodeError(rawFile('[1,2]', new Uint8Array(0)), 'bad_header', /not a JSON object/);
-    expectDecodeError(rawFile('{"meta":1,"tensors":[],"payloadBytes":0}', new Uint8Array(0)), 'bad_header', /missing "sha256"/);
+    expectDecodeError(
+      rawFile('{"meta":1,"tensors":[],"payloadBytes":0}', new Uint8Array(0)),
+      'bad_header',
+      /missing "sha256"/,
+    );
   });
 
   it('detects a tensor table out of range or overlapping', () => {
     const payload = new Uint8Array(16);
     const sha256 = 'a'.repeat(64);
-    const file = (tensors: unknown) => rawFile(JSON.stringify({ meta: null, tensors, payloadBytes: 16, sha256 }), payload);
+    const file = (tensors: unknown) =>
+      rawFile(JSON.stringify({ meta: null, tensors, payloadBytes: 16, sha256 }), payload);
 
-    expectDecodeError(file([{ name: 'w', offset: 8, length: 3 }]), 'bad_tensor_table', /"w" out of range: bytes 8\.\.20 but the payload has 16/);
+    expectDecodeError(
+      file([{ name: 'w', offset: 8, length: 3 }]),
+      'bad_tensor_table',
+      /"w" out of range: bytes 8\.\.20 but the payload has 16/,
+    );
     expectDecodeError(file([{ name: 'w', offset: 20, length: 0 }]), 'bad_tensor_table', /out of range/);
     expectDecodeError(
       file([
@@ -250,7 +285,11 @@ describe('checkpoint file format', () => {
       'bad_tensor_table',
       /appears twice/,
     );
-    expectDecodeError(file([{ name: 'w', offset: -4, length: 1 }]), 'bad_tensor_table', /non-negative integers/);
+    expectDecodeError(
+      file([{ name: 'w', offset: -4, length: 1 }]),
+      'bad_tensor_table',
+      /non-negative integers/,
+    );
     expectDecodeError(file({ w: 1 }), 'bad_tensor_table', /not an array/);
     // A valid table gets as far as the checksum.
     expectDecodeError(file([{ name: 'w', offset: 0, length: 4 }]), 'checksum_mismatch', /checksum mismatch/);
@@ -269,7 +308,11 @@ describe('checkpoint file format', () => {
       }
     }
     expect(checked).toBe(bytes.length * 8);
-    expect(decodeCheckpoint(bytes).meta).toEqual({ step: 7, adam: { beta1: 0.9, history: [1, 2, 3] }, tag: 'abc' });
+    expect(decodeCheckpoint(bytes).meta).toEqual({
+      step: 7,
+      adam: { beta1: 0.9, history: [1, 2, 3] },
+      tag: 'abc',
+    });
   });
 });
 
@@ -285,11 +328,23 @@ describe('checkpoint store', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  const tensorsFor = (step: number) => ({ w: new Float32Array([step, step + 0.5, -step]), m: new Float32Array([step / 10]) });
+  const tensorsFor = (step: number) => ({
+    w: new Float32Array([step, step + 0.5, -step]),
+    m: new Float32Array([step / 10]),
+  });
 
   async function saveSteps(steps: number[], keep?: number): Promise<string[]> {
     const paths: string[] = [];
-    for (const step of steps) paths.push(await saveCheckpoint(dir, step, { step, adam: { t: step } }, tensorsFor(step), keep === undefined ? {} : { keep }));
+    for (const step of steps)
+      paths.push(
+        await saveCheckpoint(
+          dir,
+          step,
+          { step, adam: { t: step } },
+          tensorsFor(step),
+          keep === undefined ? {} : { keep },
+        ),
+      );
     return paths;
   }
 
@@ -314,11 +369,17 @@ describe('checkpoint store', () => {
       { step: 4, path: join(dir, 'ckpt-000000004.gfck') },
       { step: 3, path: join(dir, 'ckpt-000000003.gfck') },
     ]);
-    expect((await readdir(dir)).sort()).toEqual(['ckpt-000000003.gfck', 'ckpt-000000004.gfck', 'ckpt-000000005.gfck']);
+    expect((await readdir(dir)).sort()).toEqual([
+      'ckpt-000000003.gfck',
+      'ckpt-000000004.gfck',
+      'ckpt-000000005.gfck',
+    ]);
 
     await saveSteps([6], 1);
     expect((await readdir(dir)).sort()).toEqual(['ckpt-000000006.gfck']);
-    await expect(saveCheckpoint(dir, 7, null, {}, { keep: 0 })).rejects.toThrow(/keep must be a positive integer/);
+    await expect(saveCheckpoint(dir, 7, null, {}, { keep: 0 })).rejects.toThrow(
+      /keep must be a positive integer/,
+    );
   });
 
   it('orders by the step in the name, not by name length or write time', async () => {
@@ -363,7 +424,10 @@ describe('checkpoint store', () => {
     expect(warn.mock.calls[0][0]).toMatchObject({ path: newest });
 
     // A truncated one (e.g. copied half-way) is skipped just the same.
-    await writeFile(join(dir, 'ckpt-000000004.gfck'), (await readFile(join(dir, 'ckpt-000000002.gfck'))).subarray(0, 40));
+    await writeFile(
+      join(dir, 'ckpt-000000004.gfck'),
+      (await readFile(join(dir, 'ckpt-000000002.gfck'))).subarray(0, 40),
+    );
     const again = await loadLatestCheckpoint(dir);
     expect(again.step).toBe(2);
     expect(again.skipped.map((s) => s.error.code)).toEqual(['truncated', 'checksum_mismatch']);
@@ -376,7 +440,9 @@ describe('checkpoint store', () => {
     const error = await loadLatestCheckpoint(dir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CheckpointError);
     expect((error as CheckpointError).code).toBe('no_valid_checkpoint');
-    expect((error as CheckpointError).message).toContain(`no valid checkpoint in ${dir}: all 2 failed to load`);
+    expect((error as CheckpointError).message).toContain(
+      `no valid checkpoint in ${dir}: all 2 failed to load`,
+    );
     expect((error as CheckpointError).message).toContain('checksum mismatch');
   });
 
@@ -410,13 +476,17 @@ describe('checkpoint store', () => {
   it('throws naming the dir and the reason when there is no checkpoint', async () => {
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'notes.txt'), 'hello');
-    await expect(loadLatestCheckpoint(dir)).rejects.toThrow(new RegExp(`no checkpoint in ${escape(dir)}: the directory holds no ckpt-<step>\\.gfck files`));
+    await expect(loadLatestCheckpoint(dir)).rejects.toThrow(
+      new RegExp(`no checkpoint in ${escape(dir)}: the directory holds no ckpt-<step>\\.gfck files`),
+    );
     const missing = join(root, 'nope');
     expect(await listCheckpoints(missing)).toEqual([]);
     const error = await loadLatestCheckpoint(missing).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CheckpointError);
     expect((error as CheckpointError).code).toBe('not_found');
-    expect((error as CheckpointError).message).toBe(`no checkpoint in ${missing}: the directory does not exist`);
+    expect((error as CheckpointError).message).toBe(
+      `no checkpoint in ${missing}: the directory does not exist`,
+    );
   });
 
   it('loadCheckpoint reads one explicit file and names it in errors', async () => {
@@ -426,7 +496,9 @@ describe('checkpoint store', () => {
     expect('skipped' in loaded).toBe(false);
     await corrupt(second);
     await expect(loadCheckpoint(second)).rejects.toThrow(new RegExp(`^${escape(second)}: checksum mismatch`));
-    await expect(loadCheckpoint(join(dir, 'ckpt-000000099.gfck'))).rejects.toMatchObject({ code: 'not_found' });
+    await expect(loadCheckpoint(join(dir, 'ckpt-000000099.gfck'))).rejects.toMatchObject({
+      code: 'not_found',
+    });
 
     // Any file name works for an explicit path; step is then unknown.
     const renamed = join(root, 'best.gfck');
@@ -441,12 +513,18 @@ describe('checkpoint store', () => {
     const fromFile = await resolveCheckpoint(first);
     expect(fromFile).toMatchObject({ path: first, step: 1, skipped: [] });
     expectBitExact(fromFile.tensors.w, tensorsFor(1).w);
-    await expect(resolveCheckpoint(join(root, 'missing'))).rejects.toThrow(/missing does not exist \(expected a checkpoint directory or a \.gfck file\)/);
+    await expect(resolveCheckpoint(join(root, 'missing'))).rejects.toThrow(
+      /missing does not exist \(expected a checkpoint directory or a \.gfck file\)/,
+    );
   });
 
   it('round-trips a 3,488,874-value checkpoint through the store', async () => {
     const big = randomBits(BIG, 777);
-    await saveCheckpoint(dir, 100, meta, { weights: big, m: new Float32Array(4), v: new Float32Array([1, 2]) });
+    await saveCheckpoint(dir, 100, meta, {
+      weights: big,
+      m: new Float32Array(4),
+      v: new Float32Array([1, 2]),
+    });
     const latest = await loadLatestCheckpoint(dir);
     expect(latest.meta).toEqual(meta);
     expectBitExact(latest.tensors.weights, big);

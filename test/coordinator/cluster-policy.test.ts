@@ -20,14 +20,27 @@ describe('admission', () => {
     expect(at(100)).toBe(false); // 0.4 of a token
     expect(at(260)).toBe(true); // 1.04 tokens
     expect(at(260)).toBe(false);
-    expect([at(10_000), at(10_000), at(10_000), at(10_000), at(10_000)]).toEqual([true, true, true, true, false]); // never more than a burst
+    expect([at(10_000), at(10_000), at(10_000), at(10_000), at(10_000)]).toEqual([
+      true,
+      true,
+      true,
+      true,
+      false,
+    ]); // never more than a burst
   });
 
   it('gives each source its own bucket: one busy address is refused while another still joins', () => {
-    const a = new AdmissionControl({ maxConnections: 100, maxWorkers: 10, joinsPerSecond: 100, joinsPerSourcePerSecond: 2 }, 0);
+    const a = new AdmissionControl(
+      { maxConnections: 100, maxWorkers: 10, joinsPerSecond: 100, joinsPerSourcePerSecond: 2 },
+      0,
+    );
     const from = (source: string) => a.admitConnection(0, 0, source);
     expect([from('10.0.0.1').ok, from('10.0.0.1').ok]).toEqual([true, true]);
-    expect(from('10.0.0.1')).toMatchObject({ ok: false, reason: 'join_rate_limited', detail: expect.stringMatching(/from 10\.0\.0\.1 \(--max-joins-per-source-per-s\)/) });
+    expect(from('10.0.0.1')).toMatchObject({
+      ok: false,
+      reason: 'join_rate_limited',
+      detail: expect.stringMatching(/from 10\.0\.0\.1 \(--max-joins-per-source-per-s\)/),
+    });
     expect(from('10.0.0.2').ok).toBe(true);
     expect(a.admitConnection(0, 500, '10.0.0.1').ok).toBe(true); // refilled at 2/s
   });
@@ -70,7 +83,12 @@ describe('sample ledger', () => {
 });
 
 describe('stragglers', () => {
-  const speeds = (slow: number) => new Map([['a', 100], ['b', 100], ['c', slow]]);
+  const speeds = (slow: number) =>
+    new Map([
+      ['a', 100],
+      ['b', 100],
+      ['c', slow],
+    ]);
 
   it('names a worker under half the median speed for `patience` steps in a row, once, and clears it when it recovers', () => {
     const w = new StragglerWatch(2, 3);
@@ -91,20 +109,38 @@ describe('stragglers', () => {
   it('clears a straggler that left', () => {
     const w = new StragglerWatch(2, 1);
     expect(w.observe(speeds(10)).flagged).toEqual(['c']);
-    expect(w.observe(new Map([['a', 100], ['b', 100]])).cleared).toEqual(['c']);
+    expect(
+      w.observe(
+        new Map([
+          ['a', 100],
+          ['b', 100],
+        ]),
+      ).cleared,
+    ).toEqual(['c']);
   });
 });
 
 describe('probing idle workers', () => {
   it('gives a probed worker one item it would otherwise not get, from the largest block, keeping blocks contiguous', () => {
-    const workers = [{ id: 'fast', speed: 100 }, { id: 'slow', speed: 1 }];
+    const workers = [
+      { id: 'fast', speed: 100 },
+      { id: 'slow', speed: 1 },
+    ];
     expect(splitRange(0, 4, workers).map((b) => [b.workerId, b.count])).toEqual([['fast', 4]]);
     const probed = splitRange(0, 4, [workers[0], { ...workers[1], probe: true }]);
-    expect(probed).toEqual([{ workerId: 'fast', first: 0, count: 3 }, { workerId: 'slow', first: 3, count: 1 }]);
+    expect(probed).toEqual([
+      { workerId: 'fast', first: 0, count: 3 },
+      { workerId: 'slow', first: 3, count: 1 },
+    ]);
   });
 
   it('does not probe when there are fewer items than workers', () => {
-    expect(splitRange(0, 1, [{ id: 'a', speed: 100 }, { id: 'b', speed: 1, probe: true }])).toEqual([{ workerId: 'a', first: 0, count: 1 }]);
+    expect(
+      splitRange(0, 1, [
+        { id: 'a', speed: 100 },
+        { id: 'b', speed: 1, probe: true },
+      ]),
+    ).toEqual([{ workerId: 'a', first: 0, count: 1 }]);
   });
 });
 
@@ -116,8 +152,15 @@ describe('HMAC proofs', () => {
   it('match for the same secret and nonces, and differ for another secret, nonce, worker or role', () => {
     const again = new SharedSecret('0123456789abcdef-shared');
     expect(proofsMatch(secret.workerProof(nc, nw, 'w1'), again.workerProof(nc, nw, 'w1'))).toBe(true);
-    expect(proofsMatch(secret.workerProof(nc, nw, 'w1'), new SharedSecret('0123456789abcdef-other').workerProof(nc, nw, 'w1'))).toBe(false);
-    expect(proofsMatch(secret.workerProof(nc, nw, 'w1'), secret.workerProof(newNonce(), nw, 'w1'))).toBe(false);
+    expect(
+      proofsMatch(
+        secret.workerProof(nc, nw, 'w1'),
+        new SharedSecret('0123456789abcdef-other').workerProof(nc, nw, 'w1'),
+      ),
+    ).toBe(false);
+    expect(proofsMatch(secret.workerProof(nc, nw, 'w1'), secret.workerProof(newNonce(), nw, 'w1'))).toBe(
+      false,
+    );
     expect(proofsMatch(secret.workerProof(nc, nw, 'w1'), secret.workerProof(nc, nw, 'w2'))).toBe(false);
     // A coordinator's proof over the same nonces cannot be replayed as a worker's.
     expect(proofsMatch(secret.coordinatorProof(nc, nw), secret.workerProof(nc, nw, ''))).toBe(false);

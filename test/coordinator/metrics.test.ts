@@ -1,4 +1,7 @@
-/** The metrics' math and exposition, without a cluster: straggler ratio, gradient norm, what /metrics shows when. */
+/**
+ * The metrics' math and exposition, without a cluster: straggler ratio, gradient norm, what /metrics shows
+ * when.
+ */
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
@@ -14,14 +17,38 @@ const session = (id: string, backend = 'wasm') => ({ id, backend }) as WorkerSes
 
 function stepReport(overrides: Partial<StepReport> = {}): StepReport {
   return {
-    position: { step: 9, epoch: 0, stepInEpoch: 9 }, stepsPerEpoch: 40, samples: 64, epochSamples: 2560, loss: 0.5, accuracy: 0.75, workers: 2,
-    learningRate: 0.001, gradientNorm: () => 2.5, seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
-    workerSeconds: new Map([['a', 0.1], ['b', 0.15]]), computeSeconds: new Map([['a', 0.08], ['b', 0.12]]), workerMicroBatches: new Map([['a', 3], ['b', 1]]), workerSpeeds: new Map([['a', 40], ['b', 27]]),
+    position: { step: 9, epoch: 0, stepInEpoch: 9 },
+    stepsPerEpoch: 40,
+    samples: 64,
+    epochSamples: 2560,
+    loss: 0.5,
+    accuracy: 0.75,
+    workers: 2,
+    learningRate: 0.001,
+    gradientNorm: () => 2.5,
+    seconds: { total: 0.2, gather: 0.15, reduce: 0.02, optimizer: 0.02, broadcast: 0.01 },
+    workerSeconds: new Map([
+      ['a', 0.1],
+      ['b', 0.15],
+    ]),
+    computeSeconds: new Map([
+      ['a', 0.08],
+      ['b', 0.12],
+    ]),
+    workerMicroBatches: new Map([
+      ['a', 3],
+      ['b', 1],
+    ]),
+    workerSpeeds: new Map([
+      ['a', 40],
+      ['b', 27],
+    ]),
     ...overrides,
   };
 }
 
-const line = (text: string, name: string) => text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+const line = (text: string, name: string) =>
+  text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
 
 describe('straggler ratio', () => {
   it('is the slowest over the median, and 1 for a balanced or single worker', () => {
@@ -38,7 +65,12 @@ describe('gradient norm', () => {
   it('sums only the trainable ranges', () => {
     const g = new Float32Array([3, 4, 100, 100, 12]);
     expect(gradientNorm(g, [{ offset: 0, size: 2 }])).toBe(5);
-    expect(gradientNorm(g, [{ offset: 0, size: 2 }, { offset: 4, size: 1 }])).toBe(13);
+    expect(
+      gradientNorm(g, [
+        { offset: 0, size: 2 },
+        { offset: 4, size: 1 },
+      ]),
+    ).toBe(13);
   });
 });
 
@@ -48,7 +80,9 @@ describe('coordinator metrics', () => {
     const hooks = m.hooks();
     let text = await m.registry.metrics();
     expect(line(text, 'gradfleet_train_loss')).toBeUndefined();
-    expect(line(text, 'gradfleet_rejected_messages_total{reason="non_finite"}')).toBe('gradfleet_rejected_messages_total{reason="non_finite"} 0');
+    expect(line(text, 'gradfleet_rejected_messages_total{reason="non_finite"}')).toBe(
+      'gradfleet_rejected_messages_total{reason="non_finite"} 0',
+    );
     hooks.workerReady!(session('a'));
     hooks.workerReady!(session('b', 'tensorflow'));
     hooks.step!(stepReport());
@@ -67,7 +101,18 @@ describe('coordinator metrics', () => {
     expect(line(text, 'gradfleet_workers_connected')).toBe('gradfleet_workers_connected 2');
     expect(line(text, 'gradfleet_test_accuracy_ratio')).toBeUndefined();
 
-    hooks.epoch!({ epoch: 1, step: 40, trainLoss: 0.5, trainAccuracy: 0.8, testLoss: 0.3, testAccuracy: 0.9, wallSeconds: 5 }, { loss: 0.3, accuracy: 0.9 } as never);
+    hooks.epoch!(
+      {
+        epoch: 1,
+        step: 40,
+        trainLoss: 0.5,
+        trainAccuracy: 0.8,
+        testLoss: 0.3,
+        testAccuracy: 0.9,
+        wallSeconds: 5,
+      },
+      { loss: 0.3, accuracy: 0.9 } as never,
+    );
     hooks.workerLost!(session('b'), 'closed');
     text = await m.registry.metrics();
     expect(line(text, 'gradfleet_test_accuracy_ratio')).toBe('gradfleet_test_accuracy_ratio 0.9');
@@ -81,11 +126,24 @@ describe('coordinator metrics', () => {
   });
 });
 
-const shardReport = (shard: string, seconds: ShardReport['seconds'], bytesIn: number, bytesOut: number): ShardReport =>
-  ({ type: 'reduced', shard, step: 3, version: 4, gradSquares: 1, seconds, bytesIn, bytesOut });
+const shardReport = (
+  shard: string,
+  seconds: ShardReport['seconds'],
+  bytesIn: number,
+  bytesOut: number,
+): ShardReport => ({
+  type: 'reduced',
+  shard,
+  step: 3,
+  version: 4,
+  gradSquares: 1,
+  seconds,
+  bytesIn,
+  bytesOut,
+});
 
 describe('shard reducer metrics', () => {
-  it('are 0 in an unsharded run, then count each shard\'s phases and bytes; a lost shard\'s gauge goes and the rollback counts its steps', async () => {
+  it("are 0 in an unsharded run, then count each shard's phases and bytes; a lost shard's gauge goes and the rollback counts its steps", async () => {
     const m = new CoordinatorMetrics('mnist-small');
     const hooks = m.hooks();
     let text = await m.registry.metrics();
@@ -97,8 +155,14 @@ describe('shard reducer metrics', () => {
 
     hooks.shardsConnected!(1);
     hooks.shardsConnected!(2);
-    hooks.shardsReduced!([shardReport('s0', { reduce: 0.02, optimizer: 0.01, broadcast: 0.005 }, 1000, 400), shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600)]);
-    hooks.shardsReduced!([shardReport('s0', { reduce: 0.03, optimizer: 0.01, broadcast: 0.005 }, 500, 400), shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600)]);
+    hooks.shardsReduced!([
+      shardReport('s0', { reduce: 0.02, optimizer: 0.01, broadcast: 0.005 }, 1000, 400),
+      shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600),
+    ]);
+    hooks.shardsReduced!([
+      shardReport('s0', { reduce: 0.03, optimizer: 0.01, broadcast: 0.005 }, 500, 400),
+      shardReport('s1', { reduce: 0.5, optimizer: 0.25, broadcast: 0.125 }, 3000, 600),
+    ]);
     text = await m.registry.metrics();
     expect(line(text, 'gradfleet_shards_connected')).toBe('gradfleet_shards_connected 2');
     // Histograms: two observations per shard and phase, their sums the reports' seconds.
@@ -144,13 +208,17 @@ describe('metrics endpoint', () => {
       expect((await fetch(endpoint.url.replace('/metrics', '/other'))).status).toBe(404);
       expect((await fetch(endpoint.url, { method: 'POST' })).status).toBe(405);
       const port = Number(new URL(endpoint.url).port);
-      await expect(serveMetrics(m.registry, { host: '127.0.0.1', port, log: silentLogger })).rejects.toThrow(/metrics port 127\.0\.0\.1:\d+ is already in use/);
+      await expect(serveMetrics(m.registry, { host: '127.0.0.1', port, log: silentLogger })).rejects.toThrow(
+        /metrics port 127\.0\.0\.1:\d+ is already in use/,
+      );
     } finally {
       await endpoint.close();
     }
     // Closed means closed: the port is free again.
     const probe = createServer();
-    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(Number(new URL(endpoint.url).port), '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) =>
+      probe.once('error', reject).listen(Number(new URL(endpoint.url).port), '127.0.0.1', resolve),
+    );
     probe.close();
   });
 });

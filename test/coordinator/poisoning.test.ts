@@ -7,7 +7,16 @@ import { stepBatch } from '../../training/parallel/step-plan.js';
 const geometry = { trainCount: 64, batchSize: 32, microBatchSize: 16 };
 const SIZE = 8;
 const contribution = (over: Partial<{ correct: number; samples: number }> = {}) => ({
-  type: 'contribution' as const, step: 0, level: 0, index: 0, lossSum: 1, correct: 3, samples: 16, computeSeconds: 0.1, payloadValues: SIZE, ...over,
+  type: 'contribution' as const,
+  step: 0,
+  level: 0,
+  index: 0,
+  lossSum: 1,
+  correct: 3,
+  samples: 16,
+  computeSeconds: 0.1,
+  payloadValues: SIZE,
+  ...over,
 });
 
 function gather() {
@@ -24,12 +33,18 @@ describe('contributions a worker cannot get away with', () => {
     const verdict = g.accept('honest', contribution(), huge);
     expect(verdict).toMatchObject({ ok: false, reason: 'out_of_range', reassign: [{ first: 0, end: 1 }] });
     expect(!verdict.ok && verdict.detail).toMatch(/value 5 is 3\.0+\d*e\+38, beyond/);
-    expect(g.accept('honest', contribution(), new Float32Array(SIZE).fill(MAX_NODE_ABS / 2))).toMatchObject({ ok: false, reason: 'unexpected_message' }); // revoked: no longer owed
+    expect(g.accept('honest', contribution(), new Float32Array(SIZE).fill(MAX_NODE_ABS / 2))).toMatchObject({
+      ok: false,
+      reason: 'unexpected_message',
+    }); // revoked: no longer owed
   });
 
   it('more correct than samples is invalid; honest nodes within the bound reduce to a finite sum', () => {
     const g = gather();
-    expect(g.accept('honest', contribution({ correct: 17 }), new Float32Array(SIZE))).toMatchObject({ ok: false, reason: 'invalid_message' });
+    expect(g.accept('honest', contribution({ correct: 17 }), new Float32Array(SIZE))).toMatchObject({
+      ok: false,
+      reason: 'invalid_message',
+    });
     const g2 = gather();
     const edge = new Float32Array(SIZE).fill(MAX_NODE_ABS * 0.99);
     expect(g2.accept('honest', contribution(), edge).ok).toBe(true);
@@ -37,12 +52,18 @@ describe('contributions a worker cannot get away with', () => {
     expect(g2.complete).toBe(true);
     const root = g2.reduce();
     expect(root.values.every(Number.isFinite)).toBe(true);
-    expect(root.values.every((x) => Number.isFinite((x / 32) ** 2) && Math.fround((x / 32) ** 2) !== Infinity)).toBe(true);
+    expect(
+      root.values.every((x) => Number.isFinite((x / 32) ** 2) && Math.fround((x / 32) ** 2) !== Infinity),
+    ).toBe(true);
   });
 });
 
 describe('state that is saved or resumed', () => {
-  const ok = () => ({ weights: new Float32Array(4).fill(0.5), m: new Float32Array(4), v: new Float32Array(4).fill(1e-8) });
+  const ok = () => ({
+    weights: new Float32Array(4).fill(0.5),
+    m: new Float32Array(4),
+    v: new Float32Array(4).fill(1e-8),
+  });
   it('non-finite weights or moments, a negative v, or the wrong size are refused, naming the tensor', () => {
     expect(() => checkTrainableState(ok(), 4, 'ckpt')).not.toThrow();
     const inf = ok();

@@ -26,7 +26,12 @@ describe('clipGradientNorm', () => {
 });
 
 describe('flagOutliers', () => {
-  const node = (index: number, meanNorm: number) => ({ key: `0:${index}`, node: { level: 0, index }, workerId: `w${index}`, meanNorm });
+  const node = (index: number, meanNorm: number) => ({
+    key: `0:${index}`,
+    node: { level: 0, index },
+    workerId: `w${index}`,
+    meanNorm,
+  });
 
   it('flags nodes above factor × the median, naming their sender', () => {
     const { flagged, median } = flagOutliers([node(0, 1), node(1, 1.2), node(2, 0.9), node(3, 50)], 5);

@@ -4,15 +4,30 @@ import { WorkTracker } from '../../coordinator/work-tracker.js';
 
 describe('splitRange', () => {
   it('hands out contiguous blocks covering the range, in proportion to speed', () => {
-    const blocks = splitRange(0, 10, [{ id: 'a', speed: 1 }, { id: 'b', speed: 3 }]);
-    expect(blocks).toEqual([{ workerId: 'a', first: 0, count: 3 }, { workerId: 'b', first: 3, count: 7 }]);
-    const even = splitRange(4, 8, [{ id: 'a', speed: 2 }, { id: 'b', speed: 2 }, { id: 'c', speed: 2 }]);
+    const blocks = splitRange(0, 10, [
+      { id: 'a', speed: 1 },
+      { id: 'b', speed: 3 },
+    ]);
+    expect(blocks).toEqual([
+      { workerId: 'a', first: 0, count: 3 },
+      { workerId: 'b', first: 3, count: 7 },
+    ]);
+    const even = splitRange(4, 8, [
+      { id: 'a', speed: 2 },
+      { id: 'b', speed: 2 },
+      { id: 'c', speed: 2 },
+    ]);
     expect(even.reduce((n, b) => n + b.count, 0)).toBe(4);
     expect(even.map((b) => b.first)).toEqual([4, 6, 7]);
   });
 
   it('gives nothing to a worker whose share rounds to zero, and refuses an empty pool', () => {
-    expect(splitRange(0, 2, [{ id: 'slow', speed: 0.01 }, { id: 'fast', speed: 10 }])).toEqual([{ workerId: 'fast', first: 0, count: 2 }]);
+    expect(
+      splitRange(0, 2, [
+        { id: 'slow', speed: 0.01 },
+        { id: 'fast', speed: 10 },
+      ]),
+    ).toEqual([{ workerId: 'fast', first: 0, count: 2 }]);
     expect(() => splitRange(0, 2, [])).toThrow(/no workers/);
     expect(splitRange(3, 3, [{ id: 'a', speed: 1 }])).toEqual([]);
   });
@@ -40,10 +55,17 @@ describe('ShareTimer', () => {
   it('brings two equal workers back to an even split after one slow step, though earlier nodes arrive with the last', () => {
     // Two equal workers, 4 micro-batches a step, 70 ms each plus 40 ms to deliver a share; a
     // worker's earlier nodes arrive together with its last. Start from the split one slow step left.
-    const speeds = new Map([['a', 30], ['b', 8]]);
+    const speeds = new Map([
+      ['a', 30],
+      ['b', 8],
+    ]);
     const splits: number[][] = [];
     for (let step = 0; step < 10; step++) {
-      const blocks = splitRange(0, 4, [...speeds].map(([id, speed]) => ({ id, speed })));
+      const blocks = splitRange(
+        0,
+        4,
+        [...speeds].map(([id, speed]) => ({ id, speed })),
+      );
       splits.push(blocks.map((b) => b.count));
       const timer = new ShareTimer();
       for (const b of blocks) {

@@ -1,4 +1,7 @@
-/** Workers load only the packaged MNIST, or files inside a --data-dir (links resolved), whatever the coordinator names. */
+/**
+ * Workers load only the packaged MNIST, or files inside a --data-dir (links resolved), whatever the
+ * coordinator names.
+ */
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,11 +21,17 @@ describe('checkDataSpec', () => {
   it('accepts mnist:* always, and a file only inside a --data-dir', () => {
     expect(checkDataSpec('mnist:train', [])).toEqual({ ok: true });
     expect(checkDataSpec(join(allowed, 'train.csv'), [allowed])).toEqual({ ok: true });
-    expect(checkDataSpec(join(allowed, 'train.csv'), [])).toMatchObject({ ok: false, reason: expect.stringMatching(/only mnist:\*.*--data-dir/) });
+    expect(checkDataSpec(join(allowed, 'train.csv'), [])).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/only mnist:\*.*--data-dir/),
+    });
   });
 
   it('refuses paths that escape the folder by .., by a link, or that do not exist', () => {
-    expect(checkDataSpec(join(allowed, '..', 'outside', 'secret.csv'), [allowed])).toMatchObject({ ok: false, reason: expect.stringMatching(/not inside --data-dir/) });
+    expect(checkDataSpec(join(allowed, '..', 'outside', 'secret.csv'), [allowed])).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/not inside --data-dir/),
+    });
     expect(checkDataSpec(join(allowed, 'link.csv'), [allowed]).ok).toBe(false);
     expect(checkDataSpec('/etc/passwd', [allowed]).ok).toBe(false);
     expect(checkDataSpec(join(allowed, 'missing.csv'), [allowed]).ok).toBe(false);

@@ -74,7 +74,10 @@ describe('IDX files', () => {
     const gzDir = subDir(dir, 'gz-copy');
     const names = mnistFileNames('test');
     for (const name of [names.images, names.labels]) {
-      writeFileSync(join(gzDir, `${name}.gz`), gzipSync(readFileSync(join(defaultMnistDir(), name)), { level: 1 }));
+      writeFileSync(
+        join(gzDir, `${name}.gz`),
+        gzipSync(readFileSync(join(defaultMnistDir(), name)), { level: 1 }),
+      );
     }
     const fromGz = loadMnist('test', gzDir);
     const fromRaw = loadMnist('test');
@@ -151,7 +154,9 @@ describe('IDX files', () => {
     );
     const cut = join(dir, 'cut-images-idx3-ubyte.gz');
     writeFileSync(cut, gz.subarray(0, gz.length >> 1));
-    expect(dataErrorOf(() => readIdxImages(cut)).message).toMatch(new RegExp(`^${escape(cut)}: corrupt gzip stream: `));
+    expect(dataErrorOf(() => readIdxImages(cut)).message).toMatch(
+      new RegExp(`^${escape(cut)}: corrupt gzip stream: `),
+    );
   });
 
   it('reports a missing file as a DataError', () => {
@@ -169,7 +174,8 @@ describe('IDX files', () => {
   it('copies work as a dir of raw files too', () => {
     const rawDir = subDir(dir, 'raw-copy');
     const names = mnistFileNames('test');
-    for (const name of [names.images, names.labels]) copyFileSync(join(defaultMnistDir(), name), join(rawDir, name));
+    for (const name of [names.images, names.labels])
+      copyFileSync(join(defaultMnistDir(), name), join(rawDir, name));
     expect(loadMnist('test', rawDir).count).toBe(10000);
   });
 });

@@ -76,7 +76,9 @@ describe('gzip bombs', () => {
     const dir = tempDir();
     const bomb = join(dir, 'bomb-images-idx3-ubyte.gz');
     writeFileSync(bomb, gzipSync(Buffer.alloc(64 * 1024 * 1024))); // 64 MiB of zeros in ~64 KiB
-    expect(() => readDataFile(bomb, 16 * 1024 * 1024)).toThrow(/bomb-images-idx3-ubyte\.gz: decompresses to more than 16777216 bytes: refused/);
+    expect(() => readDataFile(bomb, 16 * 1024 * 1024)).toThrow(
+      /bomb-images-idx3-ubyte\.gz: decompresses to more than 16777216 bytes: refused/,
+    );
     expect(readDataFile(bomb).length).toBe(64 * 1024 * 1024); // under the real cap: read as usual
     expect(MAX_DATA_FILE_BYTES).toBeGreaterThanOrEqual(1024 ** 3);
   });

@@ -13,8 +13,17 @@ import { type PrometheusServer, startPrometheus } from '../helpers/prometheus.js
 import { until } from '../helpers/wait.js';
 
 /** The alerting rules deploy/prometheus/alerts.yml ships, in its order. */
-const ALERTS = ['GradfleetTrainingStuck', 'GradfleetWorkerLost', 'GradfleetShardLost', 'GradfleetWorkerDown', 'GradfleetCoordinatorDown', 'GradfleetLossNotFinite',
-  'GradfleetNonFiniteGradients', 'GradfleetStragglerHigh', 'GradfleetFramesRejected'];
+const ALERTS = [
+  'GradfleetTrainingStuck',
+  'GradfleetWorkerLost',
+  'GradfleetShardLost',
+  'GradfleetWorkerDown',
+  'GradfleetCoordinatorDown',
+  'GradfleetLossNotFinite',
+  'GradfleetNonFiniteGradients',
+  'GradfleetStragglerHigh',
+  'GradfleetFramesRejected',
+];
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 const dir = tempDir();
 const data = smallMnist(dir, 1024, 500);
@@ -25,7 +34,8 @@ afterAll(async () => {
   await Promise.all(prometheuses.map((p) => p.stop()));
 });
 
-const urlIn = (line: string, scheme: string) => new RegExp(`${scheme}://[0-9.]+:\\d+(/metrics)?`).exec(line)![0];
+const urlIn = (line: string, scheme: string) =>
+  new RegExp(`${scheme}://[0-9.]+:\\d+(/metrics)?`).exec(line)![0];
 
 async function scrape(url: string): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
@@ -33,12 +43,16 @@ async function scrape(url: string): Promise<string> {
   return res.text();
 }
 
-const valueOf = (exposition: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
+const valueOf = (exposition: string, name: string) =>
+  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
 
 /** The dashboard row whose series exist only in a run with --shards. */
 const SHARD_ROW = 'Shard reducers';
 
-/** Every PromQL expression in the dashboard, with the panel and the row it belongs to (a panel belongs to the row above it). */
+/**
+ * Every PromQL expression in the dashboard, with the panel and the row it belongs to (a panel belongs to the
+ * row above it).
+ */
 function dashboardQueries(): Array<{ row: string; panel: string; expr: string }> {
   const dashboard = JSON.parse(readFileSync(deploy('grafana/dashboards/gradfleet.json'), 'utf8'));
   let row = '';
@@ -48,19 +62,27 @@ function dashboardQueries(): Array<{ row: string; panel: string; expr: string }>
   });
 }
 
-async function emptyQueries(p: PrometheusServer, queries: Array<{ panel: string; expr: string }>): Promise<string[]> {
+async function emptyQueries(
+  p: PrometheusServer,
+  queries: Array<{ panel: string; expr: string }>,
+): Promise<string[]> {
   const empty: string[] = [];
-  for (const { panel, expr } of queries) if ((await p.query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
+  for (const { panel, expr } of queries)
+    if ((await p.query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
   return empty;
 }
 
-const alertNames = (alerts: any[], state: string) => alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
+const alertNames = (alerts: any[], state: string) =>
+  alerts.filter((a) => a.state === state).map((a) => a.labels.alertname);
 
 /** The shipped Prometheus config, pointed at this test's processes and sped up to 1 s. */
 function testConfig(coordinator: string, workers: string[]) {
   const shipped = parse(readFileSync(deploy('prometheus/prometheus.yml'), 'utf8'));
   const hostPort = (url: string) => new URL(url).host;
-  const targets: Record<string, string[]> = { 'gradfleet-coordinator': [hostPort(coordinator)], 'gradfleet-worker': workers.map(hostPort) };
+  const targets: Record<string, string[]> = {
+    'gradfleet-coordinator': [hostPort(coordinator)],
+    'gradfleet-worker': workers.map(hostPort),
+  };
   const jobs = shipped.scrape_configs.map((j: any) => j.job_name);
   expect(jobs).toEqual(expect.arrayContaining(Object.keys(targets)));
   return {
@@ -75,19 +97,51 @@ function testConfig(coordinator: string, workers: string[]) {
 
 describe('Prometheus scraping a real run', () => {
   it('serves /metrics during a step, answers every dashboard query, evaluates every rule and fires GradfleetWorkerLost', async () => {
-    const coordinator = start(['coordinator', '--model', 'mnist-small', '--batch-size', '32', '--micro-batch', '16', '--epochs', '500', '--eval-chunk', '250',
-      '--train', data.train, '--test', data.test, '--port', '0', '--metrics-port', '0', '--min-workers', '2', '--out', `${dir}/run`, '--json']);
+    const coordinator = start([
+      'coordinator',
+      '--model',
+      'mnist-small',
+      '--batch-size',
+      '32',
+      '--micro-batch',
+      '16',
+      '--epochs',
+      '500',
+      '--eval-chunk',
+      '250',
+      '--train',
+      data.train,
+      '--test',
+      data.test,
+      '--port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--min-workers',
+      '2',
+      '--out',
+      `${dir}/run`,
+      '--json',
+    ]);
     processes.push(coordinator);
     const coordinatorMetrics = urlIn(await coordinator.waitFor(/metrics at/), 'http');
     const wsUrl = urlIn(await coordinator.waitFor(/coordinator listening on/), 'ws');
-    const workers = ['steady', 'doomed'].map((id) => start(['worker', '--connect', wsUrl, '--backend', 'wasm', '--id', id, '--metrics-port', '0']));
+    const workers = ['steady', 'doomed'].map((id) =>
+      start(['worker', '--connect', wsUrl, '--backend', 'wasm', '--id', id, '--metrics-port', '0']),
+    );
     processes.push(...workers);
-    const workerMetrics = await Promise.all(workers.map(async (w) => urlIn(await w.waitFor(/metrics at/), 'http')));
+    const workerMetrics = await Promise.all(
+      workers.map(async (w) => urlIn(await w.waitFor(/metrics at/), 'http')),
+    );
 
     const p = await startPrometheus(dir, testConfig(coordinatorMetrics, workerMetrics));
     prometheuses.push(p);
-    await until('three targets up and a finished epoch', async () =>
-      (await p.query('up == 1')).length === 3 && (await p.query('gradfleet_test_accuracy_ratio')).length === 1);
+    await until(
+      'three targets up and a finished epoch',
+      async () =>
+        (await p.query('up == 1')).length === 3 &&
+        (await p.query('gradfleet_test_accuracy_ratio')).length === 1,
+    );
 
     // A stopped worker holds its share of the step: the step is in flight, and scrapes still answer.
     const doomed = workers[1];
@@ -99,20 +153,37 @@ describe('Prometheus scraping a real run', () => {
     expect(valueOf(later, 'gradfleet_steps_total')).toBe(valueOf(during, 'gradfleet_steps_total'));
     expect(valueOf(later, 'gradfleet_workers_connected')).toBe(2);
     doomed.child.kill('SIGCONT');
-    await until('steps to resume', async () => valueOf(await scrape(coordinatorMetrics), 'gradfleet_steps_total') > valueOf(later, 'gradfleet_steps_total'));
+    await until(
+      'steps to resume',
+      async () =>
+        valueOf(await scrape(coordinatorMetrics), 'gradfleet_steps_total') >
+        valueOf(later, 'gradfleet_steps_total'),
+    );
     // Let the 1m rate() windows hold several samples of the resumed run.
     await new Promise((r) => setTimeout(r, 3000));
 
     // The shard row is the next test's: its per-shard series do not exist without shard reducers.
     const queries = dashboardQueries();
     expect(queries.filter((q) => q.row === SHARD_ROW).length).toBeGreaterThan(0);
-    expect(await emptyQueries(p, queries.filter((q) => q.row !== SHARD_ROW))).toEqual([]);
+    expect(
+      await emptyQueries(
+        p,
+        queries.filter((q) => q.row !== SHARD_ROW),
+      ),
+    ).toEqual([]);
 
     const rules = (await p.api('/api/v1/rules')).groups.flatMap((g: any) => g.rules);
-    const shipped = parse(readFileSync(deploy('prometheus/alerts.yml'), 'utf8')).groups.flatMap((g: any) => g.rules.map((r: any) => r.alert));
+    const shipped = parse(readFileSync(deploy('prometheus/alerts.yml'), 'utf8')).groups.flatMap((g: any) =>
+      g.rules.map((r: any) => r.alert),
+    );
     expect(shipped).toEqual(ALERTS);
     expect(rules.map((r: any) => r.name).sort()).toEqual([...ALERTS].sort());
-    for (const rule of rules) expect({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }).toEqual({ rule: rule.name, health: 'ok', error: '' });
+    for (const rule of rules)
+      expect({ rule: rule.name, health: rule.health, error: rule.lastError ?? '' }).toEqual({
+        rule: rule.name,
+        health: 'ok',
+        error: '',
+      });
     // An alert on a series that never exists would never fire: every series each rule reads has samples.
     const noData: string[] = [];
     for (const rule of rules) {
@@ -124,7 +195,9 @@ describe('Prometheus scraping a real run', () => {
     expect(alertNames((await p.api('/api/v1/alerts')).alerts, 'firing')).toEqual([]);
 
     doomed.child.kill('SIGKILL');
-    await until('GradfleetWorkerLost to fire', async () => alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetWorkerLost'));
+    await until('GradfleetWorkerLost to fire', async () =>
+      alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetWorkerLost'),
+    );
     const lost = await p.query('gradfleet_workers_lost_total');
     expect(Number(lost[0].value[1])).toBe(1);
 
@@ -136,8 +209,34 @@ describe('Prometheus scraping a real run', () => {
 
   it('with --shards 1: every query of the shard row answers; a SIGKILLed shard fires GradfleetShardLost, a replacement replays', async () => {
     const out = `${dir}/sharded`;
-    const coordinator = start(['coordinator', '--model', 'mnist-small', '--batch-size', '32', '--micro-batch', '16', '--epochs', '500', '--eval-chunk', '250',
-      '--train', data.train, '--test', data.test, '--port', '0', '--metrics-port', '0', '--shards', '1', '--checkpoint-every', '5', '--out', out, '--json']);
+    const coordinator = start([
+      'coordinator',
+      '--model',
+      'mnist-small',
+      '--batch-size',
+      '32',
+      '--micro-batch',
+      '16',
+      '--epochs',
+      '500',
+      '--eval-chunk',
+      '250',
+      '--train',
+      data.train,
+      '--test',
+      data.test,
+      '--port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--shards',
+      '1',
+      '--checkpoint-every',
+      '5',
+      '--out',
+      out,
+      '--json',
+    ]);
     processes.push(coordinator);
     const coordinatorMetrics = urlIn(await coordinator.waitFor(/metrics at/), 'http');
     const wsUrl = urlIn(await coordinator.waitFor(/coordinator listening on/), 'ws');
@@ -147,7 +246,17 @@ describe('Prometheus scraping a real run', () => {
       return started;
     };
     const victim = shard('victim');
-    const worker = start(['worker', '--connect', wsUrl, '--backend', 'wasm', '--id', 'w1', '--metrics-port', '0']);
+    const worker = start([
+      'worker',
+      '--connect',
+      wsUrl,
+      '--backend',
+      'wasm',
+      '--id',
+      'w1',
+      '--metrics-port',
+      '0',
+    ]);
     processes.push(worker);
     const workerMetrics = urlIn(await worker.waitFor(/metrics at/), 'http');
 
@@ -155,10 +264,18 @@ describe('Prometheus scraping a real run', () => {
     prometheuses.push(p);
     const shardQueries = dashboardQueries().filter((q) => q.row === SHARD_ROW);
     // rate() over 1m needs two samples of a series: wait until every panel of the row has them.
-    await until('every shard panel to answer', async () => (await emptyQueries(p, shardQueries)).length === 0, 60_000);
+    await until(
+      'every shard panel to answer',
+      async () => (await emptyQueries(p, shardQueries)).length === 0,
+      60_000,
+    );
     expect(Number((await p.query('gradfleet_shards_connected'))[0].value[1])).toBe(1);
     const phases = await p.query('gradfleet_shard_phase_seconds_count');
-    expect(phases.map((s) => `${s.metric.shard} ${s.metric.phase}`).sort()).toEqual(['victim broadcast', 'victim optimizer', 'victim reduce']);
+    expect(phases.map((s) => `${s.metric.shard} ${s.metric.phase}`).sort()).toEqual([
+      'victim broadcast',
+      'victim optimizer',
+      'victim reduce',
+    ]);
     // Gradient slices in, weights slices out: both directions of the worker link are counted.
     for (const series of ['gradfleet_shard_received_bytes_total', 'gradfleet_shard_sent_bytes_total']) {
       expect(Number((await p.query(`${series}{shard="victim"}`))[0].value[1]), series).toBeGreaterThan(0);
@@ -167,7 +284,9 @@ describe('Prometheus scraping a real run', () => {
 
     victim.child.kill('SIGKILL');
     await coordinator.waitFor(/rolling back to step \d+/);
-    await until('GradfleetShardLost to fire', async () => alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetShardLost'));
+    await until('GradfleetShardLost to fire', async () =>
+      alertNames((await p.api('/api/v1/alerts')).alerts, 'firing').includes('GradfleetShardLost'),
+    );
     expect(Number((await p.query('gradfleet_shards_lost_total'))[0].value[1])).toBe(1);
     const lost = await scrape(coordinatorMetrics);
     expect(valueOf(lost, 'gradfleet_shards_connected')).toBe(0);
@@ -179,7 +298,11 @@ describe('Prometheus scraping a real run', () => {
     const replaying = valueOf(lost, 'gradfleet_steps_total');
     await until('the replacement to take steps', async () => {
       const text = await scrape(coordinatorMetrics);
-      return valueOf(text, 'gradfleet_shards_connected') === 1 && valueOf(text, 'gradfleet_steps_total') > replaying && text.includes('gradfleet_shard_step_seconds{shard="replacement"}');
+      return (
+        valueOf(text, 'gradfleet_shards_connected') === 1 &&
+        valueOf(text, 'gradfleet_steps_total') > replaying &&
+        text.includes('gradfleet_shard_step_seconds{shard="replacement"}')
+      );
     });
     const replayed = valueOf(await scrape(coordinatorMetrics), 'gradfleet_replayed_steps_total');
     coordinator.child.kill('SIGINT');

@@ -10,7 +10,12 @@ let selected: TestBackend | undefined;
  * on the wasm backend too, so what was selected is tracked here, not read from tfjs.
  */
 export async function useBackend(name: TestBackend, options: BackendOptions = {}): Promise<void> {
-  if (selected === name && tf.getBackend() === (name === 'native' ? 'wasm' : name) && options.threads === undefined) return;
+  if (
+    selected === name &&
+    tf.getBackend() === (name === 'native' ? 'wasm' : name) &&
+    options.threads === undefined
+  )
+    return;
   // One oneDNN thread unless a test asks for more: the test machine's cores are shared.
   await selectBackend(name, undefined, { threads: 1, ...options });
   selected = name;

@@ -5,6 +5,8 @@ export function requireBinary(name: string): string {
   try {
     return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
   } catch {
-    throw new Error(`${name} is not installed: run scripts/install-test-deps.sh (Debian/Ubuntu: apt-get install prometheus nats-server)`);
+    throw new Error(
+      `${name} is not installed: run scripts/install-test-deps.sh (Debian/Ubuntu: apt-get install prometheus nats-server)`,
+    );
   }
 }

@@ -52,7 +52,11 @@ export function parseDockerfile(path: string): Dockerfile {
   for (const ins of instructionsOf(readFileSync(path, 'utf8'))) {
     if (ins.op === 'FROM') {
       const [image, as, name] = ins.args.split(/\s+/);
-      stages.push({ from: substitute(image, args), name: as?.toUpperCase() === 'AS' ? name : undefined, instructions: [] });
+      stages.push({
+        from: substitute(image, args),
+        name: as?.toUpperCase() === 'AS' ? name : undefined,
+        instructions: [],
+      });
     } else if (ins.op === 'ARG' && stages.length === 0) {
       // Only ARGs before the first FROM are in scope for FROM lines.
       const [name, value = ''] = ins.args.split('=');
@@ -68,7 +72,8 @@ export function parseDockerfile(path: string): Dockerfile {
 export function envOf(stage: Stage): Record<string, string> {
   const env: Record<string, string> = {};
   for (const ins of stage.instructions.filter((i) => i.op === 'ENV')) {
-    for (const [, key, value] of ins.args.matchAll(/(\w+)=("[^"]*"|\S+)/g)) env[key] = value.replace(/^"|"$/g, '');
+    for (const [, key, value] of ins.args.matchAll(/(\w+)=("[^"]*"|\S+)/g))
+      env[key] = value.replace(/^"|"$/g, '');
   }
   return env;
 }

@@ -26,7 +26,10 @@ export interface Started {
   log(): string;
 }
 
-/** Every process a test file started; any still running when the file ends is killed, so none outlives a failed test. */
+/**
+ * Every process a test file started; any still running when the file ends is killed, so none outlives a
+ * failed test.
+ */
 const live = new Set<ChildProcess>();
 afterAll(() => {
   for (const child of live) child.kill('SIGKILL');
@@ -36,7 +39,10 @@ afterAll(() => {
 const completeLines = (text: string) => text.split('\n').slice(0, -1);
 
 export function start(args: string[], env: Record<string, string> = {}): Started {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   live.add(child);
   child.once('exit', () => live.delete(child));
   let stdout = '';
@@ -53,24 +59,30 @@ export function start(args: string[], env: Record<string, string> = {}): Started
       }
     }
   });
-  const done = new Promise<Finished>((resolve) => child.on('close', (status) => {
-    let json: Record<string, any> | undefined;
-    try {
-      json = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
-    } catch {
-      json = undefined;
-    }
-    resolve({ status, stdout, stderr, json });
-  }));
-  return {
-    child, done,
-    log: () => stderr,
-    waitFor: (pattern) => new Promise((resolve, reject) => {
-      const line = completeLines(stderr).find((l) => pattern.test(l));
-      if (line) return resolve(line);
-      watchers.push({ pattern, resolve });
-      child.on('close', () => reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`)));
+  const done = new Promise<Finished>((resolve) =>
+    child.on('close', (status) => {
+      let json: Record<string, any> | undefined;
+      try {
+        json = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
+      } catch {
+        json = undefined;
+      }
+      resolve({ status, stdout, stderr, json });
     }),
+  );
+  return {
+    child,
+    done,
+    log: () => stderr,
+    waitFor: (pattern) =>
+      new Promise((resolve, reject) => {
+        const line = completeLines(stderr).find((l) => pattern.test(l));
+        if (line) return resolve(line);
+        watchers.push({ pattern, resolve });
+        child.on('close', () =>
+          reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`)),
+        );
+      }),
   };
 }
 
@@ -105,8 +117,16 @@ export function tempDir(prefix = 'gradfleet-'): string {
  * `train` training images and the first `test` test images (labelled), plus the test images
  * without labels as Kaggle's test.csv.
  */
-export function smallMnist(dir: string, train: number, test: number): { train: string; test: string; unlabelled: string } {
-  const paths = { train: join(dir, 'train.csv'), test: join(dir, 'test-labelled.csv'), unlabelled: join(dir, 'test.csv') };
+export function smallMnist(
+  dir: string,
+  train: number,
+  test: number,
+): { train: string; test: string; unlabelled: string } {
+  const paths = {
+    train: join(dir, 'train.csv'),
+    test: join(dir, 'test-labelled.csv'),
+    unlabelled: join(dir, 'test.csv'),
+  };
   const first = (n: number) => Array.from({ length: n }, (_, i) => i);
   writeKaggleCsv(paths.train, subset(loadMnist('train'), first(train), 'train'));
   const testSet = subset(loadMnist('test'), first(test), 'test');

@@ -61,7 +61,11 @@ export interface InProcessOptions {
  * Starts shard reducers for the run on `coordinator`: each serves workers on its own listener, and
  * one that is lost before the run is over is replaced. Returns the way workers reach them.
  */
-function startShards(coordinator: MemoryListener, o: InProcessOptions, running: () => boolean): (url: string) => Promise<MemoryLink> {
+function startShards(
+  coordinator: MemoryListener,
+  o: InProcessOptions,
+  running: () => boolean,
+): (url: string) => Promise<MemoryLink> {
   const listeners = new Map<string, MemoryListener>();
   const start = (k: number, generation: number): void => {
     const url = `memory://shard-${k}${generation > 0 ? `-r${generation}` : ''}`;
@@ -71,15 +75,22 @@ function startShards(coordinator: MemoryListener, o: InProcessOptions, running: 
     const kill = generation === 0 && o.killShard?.shard === k ? o.killShard : undefined;
     if (kill) {
       const attach = link.attach.bind(link);
-      link.attach = (handlers) => attach({
-        ...handlers,
-        frame: (bytes) => {
-          const { message } = decodeFrame(bytes);
-          const at = message.type === 'reduce' ? message.step : message.type === 'collect' ? message.version : undefined;
-          if (message.type === (kill.on ?? 'reduce') && at === kill.atStep) return link.close('fault: shard crashed');
-          handlers.frame(bytes);
-        },
-      });
+      link.attach = (handlers) =>
+        attach({
+          ...handlers,
+          frame: (bytes) => {
+            const { message } = decodeFrame(bytes);
+            const at =
+              message.type === 'reduce'
+                ? message.step
+                : message.type === 'collect'
+                  ? message.version
+                  : undefined;
+            if (message.type === (kill.on ?? 'reduce') && at === kill.atStep)
+              return link.close('fault: shard crashed');
+            handlers.frame(bytes);
+          },
+        });
     }
     const slow = generation === 0 && o.slowShard?.shard === k ? o.slowShard : undefined;
     if (slow) {
@@ -89,7 +100,13 @@ function startShards(coordinator: MemoryListener, o: InProcessOptions, running: 
         setTimeout(() => send(frame, written), slow.ms);
       };
     }
-    void runShard({ id: `shard-${k}${generation > 0 ? `-r${generation}` : ''}`, link, listener, serves: url, log: quiet }).then((outcome) => {
+    void runShard({
+      id: `shard-${k}${generation > 0 ? `-r${generation}` : ''}`,
+      link,
+      listener,
+      serves: url,
+      log: quiet,
+    }).then((outcome) => {
       void listener.close();
       if (outcome.end === 'lost' && running()) start(k, generation + 1);
     });
@@ -107,7 +124,10 @@ function startShards(coordinator: MemoryListener, o: InProcessOptions, running: 
  * whose session is lost (a sharded run turns workers away until its shards serve, and a lost shard
  * ends every worker's session) joins again, as the CLI's worker does.
  */
-export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptions = {}): Promise<InProcessRun> {
+export async function inProcessRun(
+  workers: InProcessWorker[],
+  o: InProcessOptions = {},
+): Promise<InProcessRun> {
   const outDir = mkdtempSync(join(tmpdir(), 'gradfleet-in-process-'));
   const listener = new MemoryListener();
   let running = true;
@@ -116,14 +136,35 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
       start: {
         kind: 'fresh',
         config: {
-          model: 'mnist-small', seed: 7, batchSize: 64, microBatchSize: 8, epochs: 1, maxSteps: o.maxSteps ?? 12, adam: DEFAULT_ADAM, lrDecay: 1,
-          evalChunkSize: 2000, wire: 'f32', train: 'mnist:train', test: 'mnist:test',
+          model: 'mnist-small',
+          seed: 7,
+          batchSize: 64,
+          microBatchSize: 8,
+          epochs: 1,
+          maxSteps: o.maxSteps ?? 12,
+          adam: DEFAULT_ADAM,
+          lrDecay: 1,
+          evalChunkSize: 2000,
+          wire: 'f32',
+          train: 'mnist:train',
+          test: 'mnist:test',
         },
       },
-      outDir, listen: async () => listener, transport: 'memory', maxFrameBytes: 64 * 1024 * 1024, log: quiet,
-      minWorkers: o.minWorkers ?? 1, startWorkers: { count: workers.length, graceMs: 10_000 },
-      policy: { stepDeadlineMs: o.stepDeadlineMs ?? 30_000, heartbeat: { intervalMs: 1000, timeoutMs: 20_000 }, limits: DEFAULT_ADMISSION, checkpointEvery: o.checkpointEvery ?? 0 },
-      shards: o.shards, hooks: o.hooks,
+      outDir,
+      listen: async () => listener,
+      transport: 'memory',
+      maxFrameBytes: 64 * 1024 * 1024,
+      log: quiet,
+      minWorkers: o.minWorkers ?? 1,
+      startWorkers: { count: workers.length, graceMs: 10_000 },
+      policy: {
+        stepDeadlineMs: o.stepDeadlineMs ?? 30_000,
+        heartbeat: { intervalMs: 1000, timeoutMs: 20_000 },
+        limits: DEFAULT_ADMISSION,
+        checkpointEvery: o.checkpointEvery ?? 0,
+      },
+      shards: o.shards,
+      hooks: o.hooks,
       ...(o.metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
     });
     const connectShard = startShards(listener, o, () => running);
@@ -133,7 +174,13 @@ export async function inProcessRun(workers: InProcessWorker[], o: InProcessOptio
         const link = listener.connect();
         if (w.fault) faultLink(link, w.fault);
         const outcome = await runWorker({
-          link, workerId: w.id, backend: 'synthetic', runnerFor: (model) => new SyntheticRunner(model, 0), log: quiet, interceptor: w.interceptor, connectShard,
+          link,
+          workerId: w.id,
+          backend: 'synthetic',
+          runnerFor: (model) => new SyntheticRunner(model, 0),
+          log: quiet,
+          interceptor: w.interceptor,
+          connectShard,
         }).catch((err: Error) => err);
         outcomes.set(w.id, outcome);
         if (outcome instanceof Error || outcome.end !== 'lost' || !running || o.shards === undefined) return;

@@ -63,7 +63,10 @@ export class MemoryListener implements Listener {
   constructor(readonly url = 'memory://coordinator') {}
 
   private handler: ((link: Link) => void) | undefined;
-  /** The coordinator's ends: closing the listener closes them, and the workers hear it after what was sent before. */
+  /**
+   * The coordinator's ends: closing the listener closes them, and the workers hear it after what was sent
+   * before.
+   */
   private readonly links: MemoryLink[] = [];
   private connections = 0;
 

@@ -25,7 +25,15 @@ export async function startPrometheus(dir: string, config: object): Promise<Prom
   const port = await freePort();
   const configFile = join(dir, 'prometheus.yml');
   writeFileSync(configFile, stringify(config));
-  const child = spawn(bin, [`--config.file=${configFile}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    bin,
+    [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${join(dir, 'tsdb')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let log = '';
   child.stderr!.on('data', (d) => (log = (log + d).slice(-5000)));
   const url = `http://127.0.0.1:${port}`;
@@ -35,15 +43,24 @@ export async function startPrometheus(dir: string, config: object): Promise<Prom
     if (body.status !== 'success') throw new Error(`prometheus ${path}: ${body.error}`);
     return body.data;
   };
-  await untilServing(child, 'prometheus', () => log, async () => (await fetch(`${url}/-/ready`)).ok, 20_000);
+  await untilServing(
+    child,
+    'prometheus',
+    () => log,
+    async () => (await fetch(`${url}/-/ready`)).ok,
+    20_000,
+  );
   return {
-    url, child, api,
+    url,
+    child,
+    api,
     query: async (expr) => (await api(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result as Series[],
-    stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }),
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
   };
 }
 

@@ -10,7 +10,11 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe().catch(() => undefined);
@@ -21,8 +25,16 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined 
 }
 
 /** Polls a server process until `probe` says it serves; fails at once, with its log, if it exits first. */
-export async function untilServing(child: ChildProcess, name: string, log: () => string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited (${code}):\n${log()}`))));
+export async function untilServing(
+  child: ChildProcess,
+  name: string,
+  log: () => string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}):\n${log()}`))),
+  );
   exited.catch(() => {});
   await Promise.race([exited, until(`${name} to serve`, probe, timeoutMs)]);
 }

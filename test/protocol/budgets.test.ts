@@ -23,7 +23,11 @@ describe('PreAdmissionBudget', () => {
     expect(budget.outstanding).toBe(0);
     expect(b.charge(90)).toEqual({ ok: true });
     const c = budget.open();
-    expect(c.charge(70)).toMatchObject({ ok: false, reason: 'preauth_budget', detail: expect.stringMatching(/160 bytes together \(at most 150/) });
+    expect(c.charge(70)).toMatchObject({
+      ok: false,
+      reason: 'preauth_budget',
+      detail: expect.stringMatching(/160 bytes together \(at most 150/),
+    });
     c.release();
     b.release();
     b.release(); // twice is once
@@ -35,9 +39,14 @@ describe('PreAdmissionBudget', () => {
 /** Closes and rejections a link reports, once attached. */
 function watch(link: Link) {
   const seen = { rejected: [] as string[], closed: undefined as string | undefined, received: 0, frames: 0 };
-  const closed = new Promise<string>((resolve) => link.attach({
-    frame: () => void seen.frames++, close: (reason) => resolve((seen.closed = reason)), rejected: (reason) => seen.rejected.push(reason), received: (n) => void (seen.received += n),
-  }));
+  const closed = new Promise<string>((resolve) =>
+    link.attach({
+      frame: () => void seen.frames++,
+      close: (reason) => resolve((seen.closed = reason)),
+      rejected: (reason) => seen.rejected.push(reason),
+      received: (n) => void (seen.received += n),
+    }),
+  );
   return { seen, closed };
 }
 
@@ -52,7 +61,8 @@ describe('ws link', () => {
     await new Promise((resolve) => client.once('open', resolve));
     // Half of a 4 MiB message: ws is still assembling it, yet the bytes are counted.
     const socket = (client as unknown as { _socket: import('node:net').Socket })._socket;
-    const header = Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0]); // binary, masked, 64-bit length 4 MiB, zero mask
+    // binary, masked, 64-bit length 4 MiB, zero mask
+    const header = Buffer.from([0x82, 0xff, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0]);
     socket.write(Buffer.concat([header, Buffer.alloc(2 * 1024 * 1024)]));
     await expect.poll(() => server?.seen.received ?? 0, { timeout: 10_000 }).toBeGreaterThan(1024 * 1024);
     expect(server!.seen.frames).toBe(0);
@@ -67,7 +77,9 @@ describe('ws link', () => {
     const url = new URL(listener.url);
     const raw = createConnection({ host: url.hostname, port: Number(url.port) });
     await new Promise((resolve) => raw.once('connect', resolve));
-    raw.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    raw.write(
+      `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     const link = await linked;
     raw.pause();
     const { seen, closed } = watch(link);
@@ -84,9 +96,18 @@ describe('ws link', () => {
     const linked = new Promise<Link>((resolve) => listener.onLink(resolve));
     const client = await connectWs(listener.url, { maxFrameBytes: 64 * 1024 * 1024 });
     const got: number[] = [];
-    const all = new Promise<void>((resolve) => client.attach({ frame: (b) => { got.push(b[0]); if (got.length === 12) resolve(); }, close: () => {} }));
+    const all = new Promise<void>((resolve) =>
+      client.attach({
+        frame: (b) => {
+          got.push(b[0]);
+          if (got.length === 12) resolve();
+        },
+        close: () => {},
+      }),
+    );
     const link = await linked;
-    for (let i = 0; i < 12; i++) link.send(new Uint8Array(6 * 1024 * 1024).fill(i)); // 72 MiB: most of it waits in the queue
+    // 72 MiB: most of it waits in the queue
+    for (let i = 0; i < 12; i++) link.send(new Uint8Array(6 * 1024 * 1024).fill(i));
     await all;
     expect(got).toEqual([...Array(12).keys()]);
     client.close('done');
@@ -99,7 +120,14 @@ describe('NATS link', () => {
     const server = await startNats('unacked', []);
     const nc = await connect({ servers: server.url });
     // Nobody is at the other end: nothing is ever acknowledged.
-    const link = new NatsLink({ nc, sendSubject: 'silent.down', recvSubject: 'silent.up', peer: 'nats silent', chunkBytes: 256 * 1024, maxUnackedBytes: 3 * 1024 * 1024 });
+    const link = new NatsLink({
+      nc,
+      sendSubject: 'silent.down',
+      recvSubject: 'silent.up',
+      peer: 'nats silent',
+      chunkBytes: 256 * 1024,
+      maxUnackedBytes: 3 * 1024 * 1024,
+    });
     const { seen, closed } = watch(link);
     for (let i = 0; i < 8 && seen.closed === undefined; i++) link.send(new Uint8Array(1024 * 1024));
     expect(await closed).toMatch(/nats silent has not acknowledged 3145728 bytes \(cap 3145728\)/);

@@ -6,7 +6,12 @@ const frame = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 131 +
 const feed = (r: Reassembler, chunks: Chunk[]) => chunks.map((c) => r.add(c.info, c.bytes));
 
 describe('chunking', () => {
-  it.each([[1, 1], [1024, 1], [1025, 2], [14_000_000, 14]])('%i bytes in 1 KiB… chunks round-trip (%i chunk(s) of the size limit)', (size, _) => {
+  it.each([
+    [1, 1],
+    [1024, 1],
+    [1025, 2],
+    [14_000_000, 14],
+  ])('%i bytes in 1 KiB… chunks round-trip (%i chunk(s) of the size limit)', (size, _) => {
     const max = size === 14_000_000 ? 1_000_000 : 1024;
     const f = frame(size);
     const chunks = chunkFrame(1, f, max);
@@ -31,7 +36,7 @@ describe('chunking', () => {
     expect(feed(r, chunks).at(-1)).toMatchObject({ kind: 'frame', seq: 1 });
   });
 
-  it('a lost frame is detected by the next one\'s sequence number', () => {
+  it("a lost frame is detected by the next one's sequence number", () => {
     const r = new Reassembler();
     feed(r, chunkFrame(1, frame(10), 100));
     expect(feed(r, chunkFrame(3, frame(10), 100))[0]).toMatchObject({ kind: 'gap', expected: 2 });
@@ -53,13 +58,18 @@ describe('chunking', () => {
     const chunks = chunkFrame(1, frame(2000), 1000);
     const bad = Uint8Array.from(chunks[1].bytes);
     bad[10] ^= 1;
-    expect(feed(r, [chunks[0], { info: chunks[1].info, bytes: bad }]).at(-1)).toMatchObject({ kind: 'corrupt', expected: 1 });
+    expect(feed(r, [chunks[0], { info: chunks[1].info, bytes: bad }]).at(-1)).toMatchObject({
+      kind: 'corrupt',
+      expected: 1,
+    });
     const other = chunkFrame(1, frame(1999), 1000);
     expect(feed(r, [chunks[0], other[1]]).at(-1)).toMatchObject({ kind: 'corrupt' });
   });
 
   it('a frame claiming more than the limit is refused before any allocation', () => {
     const r = new Reassembler(0, 1000);
-    expect(r.add({ seq: 1, part: 0, parts: 1, length: 2 ** 40, crc: 0 }, new Uint8Array(1)).kind).toBe('corrupt');
+    expect(r.add({ seq: 1, part: 0, parts: 1, length: 2 ** 40, crc: 0 }, new Uint8Array(1)).kind).toBe(
+      'corrupt',
+    );
   });
 });

@@ -25,9 +25,35 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from '../../coordinator/checkpoint-file.js';
 import { Channel, RejectionCounts } from '../../protocol/channel.js';
 import { type ChunkInfo, Reassembler, chunkFrame } from '../../protocol/chunking.js';
-import { type Frame, PREAMBLE, align4, assertFinite, decodeFrame, encodeFrame, firstNonFinite, packHeader as pack, payloadOffset, writePreamble } from '../../protocol/codec.js';
-import { ProtocolError, REJECT_REASONS, type RejectReason, TRANSPORT_REJECT_REASONS } from '../../protocol/errors.js';
-import { COORDINATOR_MESSAGE_TYPES, type Message, type MessageOf, SHARD_MESSAGE_TYPES, TO_SHARD_MESSAGE_TYPES, WORKER_MESSAGE_TYPES, dataChunkSchema, declaredPayloadValues, messageSchema } from '../../protocol/messages.js';
+import {
+  type Frame,
+  PREAMBLE,
+  align4,
+  assertFinite,
+  decodeFrame,
+  encodeFrame,
+  firstNonFinite,
+  packHeader as pack,
+  payloadOffset,
+  writePreamble,
+} from '../../protocol/codec.js';
+import {
+  ProtocolError,
+  REJECT_REASONS,
+  type RejectReason,
+  TRANSPORT_REJECT_REASONS,
+} from '../../protocol/errors.js';
+import {
+  COORDINATOR_MESSAGE_TYPES,
+  type Message,
+  type MessageOf,
+  SHARD_MESSAGE_TYPES,
+  TO_SHARD_MESSAGE_TYPES,
+  WORKER_MESSAGE_TYPES,
+  dataChunkSchema,
+  declaredPayloadValues,
+  messageSchema,
+} from '../../protocol/messages.js';
 import { NatsLink } from '../../protocol/nats-link.js';
 import { WIRE_DTYPES, bytesPerValue } from '../../protocol/wire-dtype.js';
 import { MNIST_SHAPE, createDataset, fingerprint } from '../../training/data/dataset.js';
@@ -40,7 +66,10 @@ import { DatasetReceiver } from '../../worker/dataset-receiver.js';
 import { MemoryLink } from '../helpers/memory-link.js';
 import { MESSAGE_SAMPLES } from '../helpers/message-samples.js';
 
-/** numRuns per property: 107k for the frame decoder's own properties, 160k in all (the Channel, chunk and data-set properties feed several inputs per run). */
+/**
+ * numRuns per property: 107k for the frame decoder's own properties, 160k in all (the Channel, chunk and
+ * data-set properties feed several inputs per run).
+ */
 const RUNS = {
   frameRandom: 20_000,
   framePreamble: 15_000,
@@ -100,8 +129,13 @@ class Tally {
   }
 
   summary(): string {
-    const reasons = Object.entries(this.rejected.byReason).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(', ');
-    const notes = Object.entries(this.notes).map(([k, n]) => `; ${k} ${n}`).join('');
+    const reasons = Object.entries(this.rejected.byReason)
+      .sort((a, b) => b[1] - a[1])
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', ');
+    const notes = Object.entries(this.notes)
+      .map(([k, n]) => `; ${k} ${n}`)
+      .join('');
     return `fuzz ${this.name}: ${this.tried} cases, ${this.accepted} accepted, ${this.rejected.total} rejected (${reasons || 'none'})${notes}`;
   }
 }
@@ -122,7 +156,9 @@ afterAll(() => {
   for (const tally of Object.values(tallies)) console.log(tally.summary());
 });
 
-/** An error's text with the specifics (values, numbers, hashes, the split) taken out: a reason to count by. */
+/**
+ * An error's text with the specifics (values, numbers, hashes, the split) taken out: a reason to count by.
+ */
 function kindOf(problem: string, cut = true): string {
   const kind = problem
     .replace(/^train /, '')
@@ -154,22 +190,47 @@ type Mutation =
   | { kind: 'field'; field: number; value: number }
   | { kind: 'splice'; at: number; donor: number; from: number; count: number };
 
-const INTERESTING_U32 = [0, 1, 2, 3, 4, 7, 8, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_fff0, 0xffff_ffff];
+const INTERESTING_U32 = [
+  0, 1, 2, 3, 4, 7, 8, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_fff0, 0xffff_ffff,
+];
 
-/** Mutations of a file whose first `head` bytes are its fixed header (hit more often: that is where lengths live). */
+/**
+ * Mutations of a file whose first `head` bytes are its fixed header (hit more often: that is where lengths
+ * live).
+ */
 function mutationArb(head: number): fc.Arbitrary<Mutation> {
-  const at = fc.oneof({ weight: 1, arbitrary: fc.nat({ max: head - 1 }) }, { weight: 3, arbitrary: fc.nat() });
+  const at = fc.oneof(
+    { weight: 1, arbitrary: fc.nat({ max: head - 1 }) },
+    { weight: 3, arbitrary: fc.nat() },
+  );
   const byte = fc.oneof(fc.constantFrom(0, 1, 2, 3, 0x7f, 0x80, 0xc1, 0xff), fc.nat({ max: 255 }));
-  const u32 = fc.oneof(fc.constantFrom(...INTERESTING_U32), fc.nat({ max: 4096 }), fc.nat({ max: 0xffff_ffff }));
+  const u32 = fc.oneof(
+    fc.constantFrom(...INTERESTING_U32),
+    fc.nat({ max: 4096 }),
+    fc.nat({ max: 0xffff_ffff }),
+  );
   return fc.oneof(
     fc.record({ kind: fc.constant('flip' as const), at, bit: fc.nat({ max: 7 }) }),
     fc.record({ kind: fc.constant('set' as const), at, value: byte }),
     fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-    fc.record({ kind: fc.constant('extend' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
-    fc.record({ kind: fc.constant('insert' as const), at, bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+    fc.record({
+      kind: fc.constant('extend' as const),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+    }),
+    fc.record({
+      kind: fc.constant('insert' as const),
+      at,
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }),
+    }),
     fc.record({ kind: fc.constant('remove' as const), at, count: fc.integer({ min: 1, max: 8 }) }),
     fc.record({ kind: fc.constant('field' as const), field: fc.nat(), value: u32 }),
-    fc.record({ kind: fc.constant('splice' as const), at, donor: fc.nat(), from: fc.nat(), count: fc.integer({ min: 1, max: 64 }) }),
+    fc.record({
+      kind: fc.constant('splice' as const),
+      at,
+      donor: fc.nat(),
+      from: fc.nat(),
+      count: fc.integer({ min: 1, max: 64 }),
+    }),
   );
 }
 
@@ -188,8 +249,16 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Applies `mutations` to a copy of `base`; splices copy bytes from `donors` (other valid inputs). Always a fresh, exact-size buffer. */
-function mutate(base: Uint8Array, mutations: readonly Mutation[], fields: readonly LengthField[], donors: readonly Uint8Array[]): Uint8Array {
+/**
+ * Applies `mutations` to a copy of `base`; splices copy bytes from `donors` (other valid inputs). Always a
+ * fresh, exact-size buffer.
+ */
+function mutate(
+  base: Uint8Array,
+  mutations: readonly Mutation[],
+  fields: readonly LengthField[],
+  donors: readonly Uint8Array[],
+): Uint8Array {
   let b: Uint8Array = Uint8Array.from(base);
   for (const m of mutations) {
     const pos = (at: number) => (b.length === 0 ? 0 : at % b.length);
@@ -245,7 +314,8 @@ function place(bytes: Uint8Array, shift: number): Uint8Array {
   return host.subarray(shift, shift + bytes.length);
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const sameBytes = (a: Uint8Array, b: Uint8Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /** A value's bytes, for comparing Float32Arrays bit for bit (NaN payloads included). */
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -263,21 +333,30 @@ const MESSAGE_TYPES = messageSchema.options.map((o) => o.shape.type.value);
 
 const payloadOf = (n: number) => Float32Array.from({ length: n }, (_, i) => (i - 2.5) * 0.37 + i * 1e-3);
 /** Every sample in every wire dtype: odd payload counts give f16/bf16 frames their 2 bytes of padding. */
-const VALID_FRAMES = SAMPLES.flatMap(([message, n]) => WIRE_DTYPES.map((dtype) => encodeFrame(message, payloadOf(n), { dtype })));
+const VALID_FRAMES = SAMPLES.flatMap(([message, n]) =>
+  WIRE_DTYPES.map((dtype) => encodeFrame(message, payloadOf(n), { dtype })),
+);
 
 type Verdict = { ok: true; frame: Frame } | { ok: false; reason: RejectReason };
 
-/** decodeFrame's answer. Anything thrown that is not a ProtocolError with a known reason is a crash: rethrown, it fails the property. */
+/**
+ * decodeFrame's answer. Anything thrown that is not a ProtocolError with a known reason is a crash: rethrown,
+ * it fails the property.
+ */
 function frameVerdict(bytes: Uint8Array, maxFrameBytes?: number): Verdict {
   try {
     return { ok: true, frame: decodeFrame(bytes, { maxFrameBytes }) };
   } catch (err) {
-    if (err instanceof ProtocolError && (REJECT_REASONS as readonly string[]).includes(err.reason)) return { ok: false, reason: err.reason };
+    if (err instanceof ProtocolError && (REJECT_REASONS as readonly string[]).includes(err.reason))
+      return { ok: false, reason: err.reason };
     throw err;
   }
 }
 
-/** What an accepted frame must be: a valid message, a payload of the declared size that the bytes could hold, re-encodable. */
+/**
+ * What an accepted frame must be: a valid message, a payload of the declared size that the bytes could hold,
+ * re-encodable.
+ */
 function checkAcceptedFrame(bytes: Uint8Array, frame: Frame): void {
   expect(messageSchema.safeParse(frame.message).success).toBe(true);
   expect(frame.payload).toBeInstanceOf(Float32Array);
@@ -285,10 +364,15 @@ function checkAcceptedFrame(bytes: Uint8Array, frame: Frame): void {
   // No allocation beyond what the bytes imply: the values came from the bytes after the preamble.
   expect(frame.payload.length * bytesPerValue(frame.dtype)).toBeLessThanOrEqual(bytes.length - PREAMBLE);
   // The decoder accepts nothing the encoder could not have written.
-  expect(decodeFrame(encodeFrame(frame.message, frame.payload, { dtype: frame.dtype })).message).toEqual(frame.message);
+  expect(decodeFrame(encodeFrame(frame.message, frame.payload, { dtype: frame.dtype })).message).toEqual(
+    frame.message,
+  );
 }
 
-/** Runs one frame through the decoder and the checks above, counting the outcome in `counts` and the decoder's tally. */
+/**
+ * Runs one frame through the decoder and the checks above, counting the outcome in `counts` and the decoder's
+ * tally.
+ */
 function judgeFrame(bytes: Uint8Array, counts: RejectionCounts, maxFrameBytes?: number): Verdict {
   const verdict = frameVerdict(bytes, maxFrameBytes);
   if (verdict.ok) {
@@ -301,7 +385,10 @@ function judgeFrame(bytes: Uint8Array, counts: RejectionCounts, maxFrameBytes?: 
   return verdict;
 }
 
-/** A frame around any header value and payload bytes, bypassing encodeFrame's checks: what a hostile peer can send. */
+/**
+ * A frame around any header value and payload bytes, bypassing encodeFrame's checks: what a hostile peer can
+ * send.
+ */
 function rawFrame(header: unknown, payload: Uint8Array = new Uint8Array(0), dtypeCode = 0): Uint8Array {
   return rawFrameAround(pack(header), payload, dtypeCode);
 }
@@ -320,7 +407,12 @@ function rawFrameAround(header: Uint8Array, payload: Uint8Array, dtypeCode: numb
  * Runs a property over `numRuns` frames and checks the bookkeeping the issue asks for: every case
  * was either accepted or counted once under a known reason, and memory did not grow.
  */
-function frameProperty<T>(arb: fc.Arbitrary<T>, numRuns: number, build: (value: T) => { bytes: Uint8Array; max?: number }, extra?: (value: T, bytes: Uint8Array, verdict: Verdict) => void): RejectionCounts {
+function frameProperty<T>(
+  arb: fc.Arbitrary<T>,
+  numRuns: number,
+  build: (value: T) => { bytes: Uint8Array; max?: number },
+  extra?: (value: T, bytes: Uint8Array, verdict: Verdict) => void,
+): RejectionCounts {
   const counts = new RejectionCounts();
   let accepted = 0;
   let rejected = 0;
@@ -346,10 +438,31 @@ function frameProperty<T>(arb: fc.Arbitrary<T>, numRuns: number, build: (value: 
 const anyFieldValue = fc.oneof(
   fc.nat(),
   fc.integer({ min: -(2 ** 31), max: 2 ** 31 }),
-  fc.constantFrom(0, -1, 0.5, -0, 2 ** 31, 2 ** 32, Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, 1e300, Number.NaN, Number.POSITIVE_INFINITY),
+  fc.constantFrom(
+    0,
+    -1,
+    0.5,
+    -0,
+    2 ** 31,
+    2 ** 32,
+    Number.MAX_SAFE_INTEGER,
+    2 ** 53 + 2,
+    1e300,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+  ),
   fc.double(),
   fc.string({ maxLength: 12 }),
-  fc.constantFrom<unknown>(...MESSAGE_TYPES, 'f16', 'bf16', 'fp64', 'train', 'test', fingerprintHex, 'x'.repeat(200)),
+  fc.constantFrom<unknown>(
+    ...MESSAGE_TYPES,
+    'f16',
+    'bf16',
+    'fp64',
+    'train',
+    'test',
+    fingerprintHex,
+    'x'.repeat(200),
+  ),
   fc.uint8Array({ maxLength: 40 }),
   fc.constant(new Uint8Array(32)),
   fc.boolean(),
@@ -361,7 +474,10 @@ const FIELD_NAMES = [...new Set(messageSchema.options.flatMap((o) => Object.keys
 
 describe('frame decoder: random bytes and mutated frames never crash it', () => {
   it(`random bytes (${RUNS.frameRandom} cases): accepted as a valid message or refused with a known reason`, () => {
-    const arb = fc.record({ bytes: fc.uint8Array({ maxLength: 160, size: 'max' }), max: fc.constantFrom(undefined, undefined, undefined, 64) });
+    const arb = fc.record({
+      bytes: fc.uint8Array({ maxLength: 160, size: 'max' }),
+      max: fc.constantFrom(undefined, undefined, undefined, 64),
+    });
     const counts = frameProperty(arb, RUNS.frameRandom, ({ bytes, max }) => ({ bytes, max }));
     expect(counts.byReason.bad_magic).toBeGreaterThan(0);
   });
@@ -369,7 +485,11 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
   it(`random bytes behind a valid preamble (${RUNS.framePreamble} cases) reach the header and payload checks`, () => {
     const arb = fc.record({
       dtype: fc.integer({ min: 0, max: 3 }),
-      claim: fc.oneof(fc.constant('exact' as const), fc.nat({ max: 200 }), fc.constantFrom(0, 2 ** 31, 2 ** 32 - 1)),
+      claim: fc.oneof(
+        fc.constant('exact' as const),
+        fc.nat({ max: 200 }),
+        fc.constantFrom(0, 2 ** 31, 2 ** 32 - 1),
+      ),
       body: fc.uint8Array({ maxLength: 160, size: 'max' }),
       shift: fc.constantFrom(0, 1, 2),
     });
@@ -388,18 +508,33 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
       overrides: fc.dictionary(fc.constantFrom(...FIELD_NAMES), anyFieldValue, { maxKeys: 3 }),
       drop: oneIn(4, fc.constantFrom(...FIELD_NAMES)),
       dtype: fc.integer({ min: 0, max: 3 }),
-      payload: fc.oneof({ weight: 3, arbitrary: fc.constant('declared' as const) }, { weight: 1, arbitrary: fc.nat({ max: 64 }) }),
+      payload: fc.oneof(
+        { weight: 3, arbitrary: fc.constant('declared' as const) },
+        { weight: 1, arbitrary: fc.nat({ max: 64 }) },
+      ),
       fill: fc.nat({ max: 255 }),
       shift: fc.constantFrom(0, 1, 2, 3),
     });
-    const counts = frameProperty(arb, RUNS.frameStructured, ({ base, overrides, drop, dtype, payload, fill, shift }) => {
-      const header: Record<string, unknown> = { ...SAMPLES[base][0], ...overrides };
-      if (drop !== null) delete header[drop];
-      const declared = header.payloadValues;
-      const bytesPer = dtype === 0 ? 4 : 2;
-      const size = payload !== 'declared' ? payload : typeof declared === 'number' && Number.isSafeInteger(declared) && declared >= 0 && declared <= 4096 ? align4(declared * bytesPer) : 0;
-      return { bytes: place(rawFrame(header, new Uint8Array(size).fill(fill), dtype), shift) };
-    });
+    const counts = frameProperty(
+      arb,
+      RUNS.frameStructured,
+      ({ base, overrides, drop, dtype, payload, fill, shift }) => {
+        const header: Record<string, unknown> = { ...SAMPLES[base][0], ...overrides };
+        if (drop !== null) delete header[drop];
+        const declared = header.payloadValues;
+        const bytesPer = dtype === 0 ? 4 : 2;
+        const size =
+          payload !== 'declared'
+            ? payload
+            : typeof declared === 'number' &&
+                Number.isSafeInteger(declared) &&
+                declared >= 0 &&
+                declared <= 4096
+              ? align4(declared * bytesPer)
+              : 0;
+        return { bytes: place(rawFrame(header, new Uint8Array(size).fill(fill), dtype), shift) };
+      },
+    );
     expect(counts.byReason.invalid_message).toBeGreaterThan(0);
   });
 
@@ -415,17 +550,23 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
       RUNS.frameMutated,
       ({ base, mutations, shift, limit }) => {
         const bytes = mutate(VALID_FRAMES[base], mutations, FRAME_FIELDS, VALID_FRAMES);
-        return { bytes: place(bytes, shift), max: limit === null ? undefined : Math.max(0, bytes.length + limit) };
+        return {
+          bytes: place(bytes, shift),
+          max: limit === null ? undefined : Math.max(0, bytes.length + limit),
+        };
       },
       ({ base, limit }, bytes, verdict) => {
         // A mutation that changed nothing (a byte overwritten with itself) must decode as the original did.
         if (limit === null && sameBytes(bytes, VALID_FRAMES[base])) {
-          expect(verdict.ok && verdict.frame.message).toEqual(SAMPLES[Math.floor(base / WIRE_DTYPES.length)][0]);
+          expect(verdict.ok && verdict.frame.message).toEqual(
+            SAMPLES[Math.floor(base / WIRE_DTYPES.length)][0],
+          );
         }
       },
     );
     // Mutations reach every check decodeFrame makes (non_finite is the roles' check, see the Channel test).
-    for (const reason of REJECT_REASONS.filter((r) => r !== 'non_finite')) expect(counts.byReason[reason], reason).toBeGreaterThan(0);
+    for (const reason of REJECT_REASONS.filter((r) => r !== 'non_finite'))
+      expect(counts.byReason[reason], reason).toBeGreaterThan(0);
   });
 
   it(`claimed sizes far beyond the bytes sent (${RUNS.frameHugeClaims} cases) are refused at once, without allocating them`, () => {
@@ -434,20 +575,39 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
     const CONTAINERS = [0xdd, 0xdf, 0xdb, 0xc6, 0xc9];
     const arb = fc.oneof(
       fc.record({
-        kind: fc.constant('headerLength' as const), base: fc.nat({ max: VALID_FRAMES.length - 1 }),
-        value: fc.oneof(fc.constantFrom(0x7fff_ffff, 0x8000_0000, 0xffff_ffff), fc.integer({ min: 1 << 16, max: 0xffff_ffff })),
+        kind: fc.constant('headerLength' as const),
+        base: fc.nat({ max: VALID_FRAMES.length - 1 }),
+        value: fc.oneof(
+          fc.constantFrom(0x7fff_ffff, 0x8000_0000, 0xffff_ffff),
+          fc.integer({ min: 1 << 16, max: 0xffff_ffff }),
+        ),
       }),
       fc.record({
-        kind: fc.constant('payloadValues' as const), base: fc.nat({ max: PAYLOAD_SAMPLES.length - 1 }), dtype: fc.integer({ min: 0, max: 2 }),
-        value: fc.oneof(fc.constantFrom(2 ** 31, 2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER), fc.integer({ min: 1 << 20, max: Number.MAX_SAFE_INTEGER })),
-        words: fc.nat({ max: 16 }), shift: fc.constantFrom(0, 1), // an odd offset takes the copying path
+        kind: fc.constant('payloadValues' as const),
+        base: fc.nat({ max: PAYLOAD_SAMPLES.length - 1 }),
+        dtype: fc.integer({ min: 0, max: 2 }),
+        value: fc.oneof(
+          fc.constantFrom(2 ** 31, 2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER),
+          fc.integer({ min: 1 << 20, max: Number.MAX_SAFE_INTEGER }),
+        ),
+        words: fc.nat({ max: 16 }),
+        shift: fc.constantFrom(0, 1), // an odd offset takes the copying path
       }),
       fc.record({
-        kind: fc.constant('container' as const), code: fc.constantFrom(...CONTAINERS),
-        value: fc.oneof(fc.constantFrom(0x7fff_ffff, 0xffff_ffff), fc.integer({ min: 1 << 16, max: 0xffff_ffff })), tail: fc.uint8Array({ maxLength: 16 }),
+        kind: fc.constant('container' as const),
+        code: fc.constantFrom(...CONTAINERS),
+        value: fc.oneof(
+          fc.constantFrom(0x7fff_ffff, 0xffff_ffff),
+          fc.integer({ min: 1 << 16, max: 0xffff_ffff }),
+        ),
+        tail: fc.uint8Array({ maxLength: 16 }),
       }),
     );
-    const expected = { headerLength: 'bad_header_length', payloadValues: 'wrong_payload_size', container: 'malformed_header' } as const;
+    const expected = {
+      headerLength: 'bad_header_length',
+      payloadValues: 'wrong_payload_size',
+      container: 'malformed_header',
+    } as const;
     const before = liveBytes();
     const durations: number[] = [];
     const counts = new RejectionCounts();
@@ -456,15 +616,32 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
         let bytes: Uint8Array;
         if (c.kind === 'headerLength') {
           bytes = Uint8Array.from(VALID_FRAMES[c.base]);
-          new DataView(bytes.buffer).setUint32(8, c.value, true); // ≥ 64 KiB: far past the end of any sample frame
+          // ≥ 64 KiB: far past the end of any sample frame
+          new DataView(bytes.buffer).setUint32(8, c.value, true);
         } else if (c.kind === 'payloadValues') {
-          bytes = place(rawFrame({ ...PAYLOAD_SAMPLES[c.base], payloadValues: c.value }, new Uint8Array(4 * c.words), c.dtype), c.shift);
+          bytes = place(
+            rawFrame(
+              { ...PAYLOAD_SAMPLES[c.base], payloadValues: c.value },
+              new Uint8Array(4 * c.words),
+              c.dtype,
+            ),
+            c.shift,
+          );
         } else {
           const claim = new Uint8Array(5);
           claim[0] = c.code;
           new DataView(claim.buffer).setUint32(1, c.value, false);
           // { type: 'heartbeat', sentAt: 1, x: <container claiming c.value entries or bytes> }
-          const header = concat(Uint8Array.of(0x83), pack('type'), pack('heartbeat'), pack('sentAt'), pack(1), pack('x'), claim, c.tail);
+          const header = concat(
+            Uint8Array.of(0x83),
+            pack('type'),
+            pack('heartbeat'),
+            pack('sentAt'),
+            pack(1),
+            pack('x'),
+            claim,
+            c.tail,
+          );
           bytes = rawFrameAround(header, new Uint8Array(0), 0);
         }
         const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
@@ -495,7 +672,10 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
         const headerEnd = PREAMBLE + new DataView(frame.buffer).getUint32(8, true);
         if (headerEnd % 4 === 0) continue; // no padding to cut into
         for (const shift of [0, 1, 2, 3]) {
-          expect(frameVerdict(place(frame.slice(0, headerEnd), shift))).toEqual({ ok: false, reason: 'misaligned_payload' });
+          expect(frameVerdict(place(frame.slice(0, headerEnd), shift))).toEqual({
+            ok: false,
+            reason: 'misaligned_payload',
+          });
           cases++;
         }
       }
@@ -508,10 +688,22 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
     // to 4" turned into 0, so a frame with no payload passed the size check and the decoder went on
     // to allocate a Float32Array of 2^31 values (8 GiB), or threw a RangeError.
     for (const dtype of [1, 2]) {
-      for (const payloadValues of [2 ** 31, 2 ** 31 + 1, 2 ** 31 + 2, 2 ** 32, 2 ** 33 + 1, Number.MAX_SAFE_INTEGER]) {
+      for (const payloadValues of [
+        2 ** 31,
+        2 ** 31 + 1,
+        2 ** 31 + 2,
+        2 ** 32,
+        2 ** 33 + 1,
+        Number.MAX_SAFE_INTEGER,
+      ]) {
         for (const words of [0, 1]) {
-          const frame = rawFrame({ type: 'weights', version: 1, payloadValues }, new Uint8Array(4 * words), dtype);
-          for (const shift of [0, 1]) expect(frameVerdict(place(frame, shift))).toEqual({ ok: false, reason: 'wrong_payload_size' });
+          const frame = rawFrame(
+            { type: 'weights', version: 1, payloadValues },
+            new Uint8Array(4 * words),
+            dtype,
+          );
+          for (const shift of [0, 1])
+            expect(frameVerdict(place(frame, shift))).toEqual({ ok: false, reason: 'wrong_payload_size' });
         }
       }
     }
@@ -521,52 +713,98 @@ describe('frame decoder: random bytes and mutated frames never crash it', () => 
 /** An in-memory Link: what a transport does, minus the network. */
 describe('Channel: every bad frame is one counted rejection, and no exception escapes', () => {
   // Valid frames, one with a NaN gradient (valid to the decoder, refused by the role's assertFinite).
-  const nanFrame = encodeFrame({ type: 'weights', version: 1, payloadValues: 3 }, Float32Array.of(1, Number.NaN, 2));
+  const nanFrame = encodeFrame(
+    { type: 'weights', version: 1, payloadValues: 3 },
+    Float32Array.of(1, Number.NaN, 2),
+  );
   const bases = [...VALID_FRAMES, nanFrame];
   const input = fc.oneof(
-    { weight: 2, arbitrary: fc.record({ base: fc.nat({ max: bases.length - 1 }), mutations: fc.constant([] as Mutation[]), shift: fc.constantFrom(0, 1) }) },
-    { weight: 5, arbitrary: fc.record({ base: fc.nat({ max: bases.length - 1 }), mutations: fc.array(mutationArb(PREAMBLE), { minLength: 1, maxLength: 3 }), shift: fc.constantFrom(0, 1, 2, 3) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        base: fc.nat({ max: bases.length - 1 }),
+        mutations: fc.constant([] as Mutation[]),
+        shift: fc.constantFrom(0, 1),
+      }),
+    },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        base: fc.nat({ max: bases.length - 1 }),
+        mutations: fc.array(mutationArb(PREAMBLE), { minLength: 1, maxLength: 3 }),
+        shift: fc.constantFrom(0, 1, 2, 3),
+      }),
+    },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64, size: 'max' }).map((bytes) => ({ bytes })) },
   );
 
   it(`${RUNS.channel} sequences of valid, mutated and random frames through a Channel over an in-memory link`, () => {
     const log = pino({ level: 'silent' });
     fc.assert(
-      fc.property(fc.array(input, { minLength: 1, maxLength: 6 }), oneIn(4, fc.integer({ min: 16, max: 4096 })), (inputs, limit) => {
-        const link = new MemoryLink();
-        const rejections = new RejectionCounts();
-        const delivered: Frame[] = [];
-        const maxFrameBytes = limit ?? undefined;
-        new Channel(link, {
-          log, rejections, maxFrameBytes, replyToRejections: true, accepts: [...WORKER_MESSAGE_TYPES, ...COORDINATOR_MESSAGE_TYPES, ...SHARD_MESSAGE_TYPES, ...TO_SHARD_MESSAGE_TYPES],
-          onMessage: (frame) => {
-            assertFinite(frame.payload, 'payload'); // what the roles do with gradients and weights
-            if (frame.message.type === 'shutdown') throw new Error('a handler bug'); // must not escape either
-            delivered.push(frame);
-          },
-          onClose: () => {},
-        });
-        for (const item of inputs) {
-          const bytes = 'bytes' in item ? item.bytes : place(mutate(bases[item.base], item.mutations, FRAME_FIELDS, bases), item.shift);
-          const verdict = frameVerdict(bytes, maxFrameBytes);
-          const expected = !verdict.ok ? verdict.reason : firstNonFinite(verdict.frame.payload) >= 0 ? 'non_finite' : verdict.frame.message.type === 'shutdown' ? 'internal' : 'delivered';
-          const [total, reasonCount, deliveredCount, sentCount] = [rejections.total, rejections.byReason[expected] ?? 0, delivered.length, link.sent.length];
+      fc.property(
+        fc.array(input, { minLength: 1, maxLength: 6 }),
+        oneIn(4, fc.integer({ min: 16, max: 4096 })),
+        (inputs, limit) => {
+          const link = new MemoryLink();
+          const rejections = new RejectionCounts();
+          const delivered: Frame[] = [];
+          const maxFrameBytes = limit ?? undefined;
+          new Channel(link, {
+            log,
+            rejections,
+            maxFrameBytes,
+            replyToRejections: true,
+            accepts: [
+              ...WORKER_MESSAGE_TYPES,
+              ...COORDINATOR_MESSAGE_TYPES,
+              ...SHARD_MESSAGE_TYPES,
+              ...TO_SHARD_MESSAGE_TYPES,
+            ],
+            onMessage: (frame) => {
+              assertFinite(frame.payload, 'payload'); // what the roles do with gradients and weights
+              // must not escape either
+              if (frame.message.type === 'shutdown') throw new Error('a handler bug');
+              delivered.push(frame);
+            },
+            onClose: () => {},
+          });
+          for (const item of inputs) {
+            const bytes =
+              'bytes' in item
+                ? item.bytes
+                : place(mutate(bases[item.base], item.mutations, FRAME_FIELDS, bases), item.shift);
+            const verdict = frameVerdict(bytes, maxFrameBytes);
+            const expected = !verdict.ok
+              ? verdict.reason
+              : firstNonFinite(verdict.frame.payload) >= 0
+                ? 'non_finite'
+                : verdict.frame.message.type === 'shutdown'
+                  ? 'internal'
+                  : 'delivered';
+            const [total, reasonCount, deliveredCount, sentCount] = [
+              rejections.total,
+              rejections.byReason[expected] ?? 0,
+              delivered.length,
+              link.sent.length,
+            ];
 
-          expect(() => link.receive(bytes)).not.toThrow();
+            expect(() => link.receive(bytes)).not.toThrow();
 
-          const rejected = expected !== 'delivered' && expected !== 'internal';
-          expect(rejections.total).toBe(total + (rejected ? 1 : 0));
-          if (rejected) expect(rejections.byReason[expected]).toBe(reasonCount + 1);
-          expect(delivered.length).toBe(deliveredCount + (expected === 'delivered' ? 1 : 0));
-          // The peer is told why, in a frame it can decode (and nothing is sent for a good frame).
-          expect(link.sent.length).toBe(sentCount + (expected === 'delivered' ? 0 : 1));
-          if (expected !== 'delivered') expect(decodeFrame(link.sent.at(-1)!).message).toMatchObject({ type: 'error', code: expected });
-          if (expected === 'internal') tallies.channel.note('decoded, then the handler threw');
-          if (expected === 'delivered' || expected === 'internal') tallies.channel.accept();
-          else tallies.channel.reject(expected);
-        }
-        for (const reason of Object.keys(rejections.byReason)) expect(REJECT_REASONS).toContain(reason);
-      }),
+            const rejected = expected !== 'delivered' && expected !== 'internal';
+            expect(rejections.total).toBe(total + (rejected ? 1 : 0));
+            if (rejected) expect(rejections.byReason[expected]).toBe(reasonCount + 1);
+            expect(delivered.length).toBe(deliveredCount + (expected === 'delivered' ? 1 : 0));
+            // The peer is told why, in a frame it can decode (and nothing is sent for a good frame).
+            expect(link.sent.length).toBe(sentCount + (expected === 'delivered' ? 0 : 1));
+            if (expected !== 'delivered')
+              expect(decodeFrame(link.sent.at(-1)!).message).toMatchObject({ type: 'error', code: expected });
+            if (expected === 'internal') tallies.channel.note('decoded, then the handler threw');
+            if (expected === 'delivered' || expected === 'internal') tallies.channel.accept();
+            else tallies.channel.reject(expected);
+          }
+          for (const reason of Object.keys(rejections.byReason)) expect(REJECT_REASONS).toContain(reason);
+        },
+      ),
       { numRuns: RUNS.channel },
     );
     expect(tallies.channel.rejected.byReason.non_finite).toBeGreaterThan(0);
@@ -608,11 +846,28 @@ const streamEditArb: fc.Arbitrary<StreamEdit> = fc.oneof(
   fc.record({ kind: fc.constant('swap' as const), at: fc.nat() }),
   fc.record({ kind: fc.constant('flipByte' as const), at: fc.nat(), pos: fc.nat(), bit: fc.nat({ max: 7 }) }),
   fc.record({ kind: fc.constant('resize' as const), at: fc.nat(), by: fc.integer({ min: -8, max: 8 }) }),
-  fc.record({ kind: fc.constant('info' as const), at: fc.nat(), field: fc.constantFrom(...INFO_FIELDS), value: infoValue }),
-  fc.record({ kind: fc.constant('nudge' as const), at: fc.nat(), field: fc.constantFrom(...INFO_FIELDS), by: fc.constantFrom(-2, -1, 1, 2) }),
   fc.record({
-    kind: fc.constant('garbage' as const), at: fc.nat(),
-    info: fc.record({ seq: fc.integer({ min: 0, max: 7 }), part: fc.integer({ min: 0, max: 5 }), parts: fc.integer({ min: 0, max: 6 }), length: infoValue, crc: fc.nat() }),
+    kind: fc.constant('info' as const),
+    at: fc.nat(),
+    field: fc.constantFrom(...INFO_FIELDS),
+    value: infoValue,
+  }),
+  fc.record({
+    kind: fc.constant('nudge' as const),
+    at: fc.nat(),
+    field: fc.constantFrom(...INFO_FIELDS),
+    by: fc.constantFrom(-2, -1, 1, 2),
+  }),
+  fc.record({
+    kind: fc.constant('garbage' as const),
+    at: fc.nat(),
+    info: fc.record({
+      seq: fc.integer({ min: 0, max: 7 }),
+      part: fc.integer({ min: 0, max: 5 }),
+      parts: fc.integer({ min: 0, max: 6 }),
+      length: infoValue,
+      crc: fc.nat(),
+    }),
     bytes: fc.uint8Array({ maxLength: 48, size: 'max' }),
   }),
 );
@@ -628,8 +883,14 @@ const chunkStreamArb = fc.record({
  * when a chunk's sequence number was changed: a whole frame sent under another number passes every
  * check (the CRC covers the bytes, not the number), so only "one of the frames sent" can be asked then.
  */
-function chunkStream(frames: Uint8Array[], chunkBytes: number, edits: readonly StreamEdit[]): { pieces: Piece[]; relabelled: boolean } {
-  const pieces: Piece[] = frames.flatMap((f, i) => chunkFrame(i + 1, f, chunkBytes).map((c) => ({ info: { ...c.info }, bytes: c.bytes })));
+function chunkStream(
+  frames: Uint8Array[],
+  chunkBytes: number,
+  edits: readonly StreamEdit[],
+): { pieces: Piece[]; relabelled: boolean } {
+  const pieces: Piece[] = frames.flatMap((f, i) =>
+    chunkFrame(i + 1, f, chunkBytes).map((c) => ({ info: { ...c.info }, bytes: c.bytes })),
+  );
   const crcs = new Set(frames.map((f) => crc32(f)));
   let relabelled = false;
   for (const e of edits) {
@@ -653,7 +914,14 @@ function chunkStream(frames: Uint8Array[], chunkBytes: number, edits: readonly S
         }
         break;
       case 'resize':
-        if (p) pieces[at] = { info: p.info, bytes: e.by < 0 ? p.bytes.slice(0, Math.max(0, p.bytes.length + e.by)) : concat(p.bytes, new Uint8Array(e.by).fill(0xa5)) };
+        if (p)
+          pieces[at] = {
+            info: p.info,
+            bytes:
+              e.by < 0
+                ? p.bytes.slice(0, Math.max(0, p.bytes.length + e.by))
+                : concat(p.bytes, new Uint8Array(e.by).fill(0xa5)),
+          };
         break;
       case 'info':
       case 'nudge':
@@ -699,10 +967,33 @@ function memoryNats() {
   };
 }
 
-const H = { seq: 'Gf-Seq', part: 'Gf-Part', parts: 'Gf-Parts', length: 'Gf-Len', crc: 'Gf-Crc', control: 'Gf-Ctl', ack: 'Gf-Ack', reason: 'Gf-Reason' } as const;
+const H = {
+  seq: 'Gf-Seq',
+  part: 'Gf-Part',
+  parts: 'Gf-Parts',
+  length: 'Gf-Len',
+  crc: 'Gf-Crc',
+  control: 'Gf-Ctl',
+  ack: 'Gf-Ack',
+  reason: 'Gf-Reason',
+} as const;
 /** Header text a peer could write: numbers in odd spellings, non-numbers, nothing. */
 const headerText = fc.oneof(
-  fc.constantFrom('', '-1', '0', '1', '1.5', '1e3', '0x10', ' 2 ', 'NaN', 'Infinity', '9007199254740993', '1099511627776', '4294967295'),
+  fc.constantFrom(
+    '',
+    '-1',
+    '0',
+    '1',
+    '1.5',
+    '1e3',
+    '0x10',
+    ' 2 ',
+    'NaN',
+    'Infinity',
+    '9007199254740993',
+    '1099511627776',
+    '4294967295',
+  ),
   fc.string({ maxLength: 10 }).filter((s) => !/[\r\n]/.test(s)),
 );
 type HeaderEdit =
@@ -710,11 +1001,26 @@ type HeaderEdit =
   | { kind: 'set'; at: number; key: string; value: string }
   | { kind: 'control'; at: number; control: string; ack: string; reply: boolean };
 const headerEditArb: fc.Arbitrary<HeaderEdit> = fc.oneof(
-  fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc) }),
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.control), value: headerText }),
   fc.record({
-    kind: fc.constant('control' as const), at: fc.nat(), control: fc.oneof(fc.constantFrom('ack', 'ping', 'resume', 'ref'), headerText.filter((s) => s !== '')),
-    ack: headerText, reply: fc.boolean(),
+    kind: fc.constant('delete' as const),
+    at: fc.nat(),
+    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc),
+  }),
+  fc.record({
+    kind: fc.constant('set' as const),
+    at: fc.nat(),
+    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.control),
+    value: headerText,
+  }),
+  fc.record({
+    kind: fc.constant('control' as const),
+    at: fc.nat(),
+    control: fc.oneof(
+      fc.constantFrom('ack', 'ping', 'resume', 'ref'),
+      headerText.filter((s) => s !== ''),
+    ),
+    ack: headerText,
+    reply: fc.boolean(),
   }),
 );
 
@@ -732,7 +1038,8 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
           switch (result.kind) {
             case 'frame':
               expect(result.seq).toBe(delivered + 1);
-              // Never a frame that was not sent; with the numbers untouched, exactly the one sent under that number.
+              // Never a frame that was not sent; with the numbers untouched, exactly the one sent under that
+              // number.
               if (relabelled) expect(frames.some((f) => sameBytes(f, result.bytes))).toBe(true);
               else expect(sameBytes(result.bytes, frames[result.seq - 1])).toBe(true);
               expect(result.bytes.byteOffset).toBe(0); // owned and aligned: a fresh buffer
@@ -758,9 +1065,12 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
         // completes the stream; a partial frame built from bad chunks may cost one more resend.
         if (frames.every((f) => limit === null || f.length <= limit)) {
           for (let round = 0; round < 2 && r.delivered < frames.length; round++) {
-            for (let seq = r.expected; seq <= frames.length; seq++) for (const c of chunkFrame(seq, frames[seq - 1], chunkBytes)) feed(c);
+            for (let seq = r.expected; seq <= frames.length; seq++)
+              for (const c of chunkFrame(seq, frames[seq - 1], chunkBytes)) feed(c);
           }
-          if (relabelled) expect(r.delivered).toBeGreaterThanOrEqual(frames.length); // a frame relabelled past the last one counts
+          if (relabelled)
+            // a frame relabelled past the last one counts
+            expect(r.delivered).toBeGreaterThanOrEqual(frames.length);
           else expect(r.delivered).toBe(frames.length);
         }
       }),
@@ -780,55 +1090,90 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
 
   it(`${RUNS.natsLink} edited chunk streams with mangled NATS headers through a NatsLink: no exception escapes, each drop is counted`, () => {
     fc.assert(
-      fc.property(chunkStreamArb, fc.array(headerEditArb, { maxLength: 4 }), ({ frames, chunkBytes, edits, limit }, headerEdits) => {
-        const { pieces, relabelled } = chunkStream(frames, chunkBytes, edits);
-        const messages = pieces.map((p) => {
-          const h: Record<string, string> = {
-            [H.seq]: String(p.info.seq), [H.part]: String(p.info.part), [H.parts]: String(p.info.parts), [H.length]: String(p.info.length), [H.crc]: String(p.info.crc),
-          };
-          return { h, data: p.bytes };
-        });
-        for (const e of headerEdits) {
-          const at = messages.length === 0 ? 0 : e.at % messages.length;
-          if (e.kind === 'control') {
-            // A `ref` names a broadcast this link never saw (it has no broadcast subject): it must ask for the frame, never deliver one.
-            const ref = e.control === 'ref' ? { [H.seq]: e.ack, 'Gf-Bid': 'fuzz', 'Gf-Bseq': e.ack, [H.length]: e.ack, [H.crc]: e.ack } : {};
-            messages.splice(at, 0, { h: { [H.control]: e.control, [H.ack]: e.ack, ...(e.reply ? { [H.reason]: 'reply' } : {}), ...ref }, data: new Uint8Array(0) });
-          } else if (messages[at]) {
-            const h = { ...messages[at].h };
-            if (e.kind === 'delete') delete h[e.key];
-            else h[e.key] = e.value;
-            messages[at] = { h, data: messages[at].data };
+      fc.property(
+        chunkStreamArb,
+        fc.array(headerEditArb, { maxLength: 4 }),
+        ({ frames, chunkBytes, edits, limit }, headerEdits) => {
+          const { pieces, relabelled } = chunkStream(frames, chunkBytes, edits);
+          const messages = pieces.map((p) => {
+            const h: Record<string, string> = {
+              [H.seq]: String(p.info.seq),
+              [H.part]: String(p.info.part),
+              [H.parts]: String(p.info.parts),
+              [H.length]: String(p.info.length),
+              [H.crc]: String(p.info.crc),
+            };
+            return { h, data: p.bytes };
+          });
+          for (const e of headerEdits) {
+            const at = messages.length === 0 ? 0 : e.at % messages.length;
+            if (e.kind === 'control') {
+              // A `ref` names a broadcast this link never saw (it has no broadcast subject): it must ask for
+              // the frame, never deliver one.
+              const ref =
+                e.control === 'ref'
+                  ? { [H.seq]: e.ack, 'Gf-Bid': 'fuzz', 'Gf-Bseq': e.ack, [H.length]: e.ack, [H.crc]: e.ack }
+                  : {};
+              messages.splice(at, 0, {
+                h: {
+                  [H.control]: e.control,
+                  [H.ack]: e.ack,
+                  ...(e.reply ? { [H.reason]: 'reply' } : {}),
+                  ...ref,
+                },
+                data: new Uint8Array(0),
+              });
+            } else if (messages[at]) {
+              const h = { ...messages[at].h };
+              if (e.kind === 'delete') delete h[e.key];
+              else h[e.key] = e.value;
+              messages[at] = { h, data: messages[at].data };
+            }
           }
-        }
-        const nats = memoryNats();
-        const link = new NatsLink({ nc: nats.nc, sendSubject: 'down', recvSubject: 'up', peer: 'fuzz', chunkBytes: 64, maxFrameBytes: limit ?? undefined });
-        const got: Uint8Array[] = [];
-        const rejected: string[] = [];
-        link.attach({ frame: (b) => got.push(b), close: () => {}, rejected: (reason) => rejected.push(reason) });
-        try {
-          for (const { h, data } of messages) {
-            const headers = natsHeaders();
-            for (const [k, v] of Object.entries(h)) headers.set(k, v);
-            expect(() => nats.deliver(headers, data)).not.toThrow();
+          const nats = memoryNats();
+          const link = new NatsLink({
+            nc: nats.nc,
+            sendSubject: 'down',
+            recvSubject: 'up',
+            peer: 'fuzz',
+            chunkBytes: 64,
+            maxFrameBytes: limit ?? undefined,
+          });
+          const got: Uint8Array[] = [];
+          const rejected: string[] = [];
+          link.attach({
+            frame: (b) => got.push(b),
+            close: () => {},
+            rejected: (reason) => rejected.push(reason),
+          });
+          try {
+            for (const { h, data } of messages) {
+              const headers = natsHeaders();
+              for (const [k, v] of Object.entries(h)) headers.set(k, v);
+              expect(() => nats.deliver(headers, data)).not.toThrow();
+            }
+            expect(() => nats.deliver(undefined, Uint8Array.of(1, 2, 3))).not.toThrow(); // no headers at all
+          } finally {
+            link.close('fuzz case done');
           }
-          expect(() => nats.deliver(undefined, Uint8Array.of(1, 2, 3))).not.toThrow(); // no headers at all
-        } finally {
-          link.close('fuzz case done');
-        }
-        // Frames come out whole and in order; a header edit can only lose or relabel, never alter.
-        const renumbered = relabelled || headerEdits.some((e) => e.kind === 'set' && e.key === H.seq);
-        got.forEach((f, i) => expect(renumbered ? frames.some((sent) => sameBytes(sent, f)) : sameBytes(f, frames[i])).toBe(true));
-        for (const reason of rejected) expect(TRANSPORT_REJECT_REASONS).toContain(reason);
-        // Every resend request names a frame number the peer can act on.
-        for (const { headers } of nats.published) {
-          if (headers?.get(H.control) === 'resume') expect(headers.get(H.ack)).toMatch(/^\d+$/);
-        }
-        tallies.natsLink.tried += messages.length + 1;
-        tallies.natsLink.accepted += messages.length + 1 - rejected.length;
-        for (const reason of rejected) tallies.natsLink.rejected.record(reason);
-        tallies.natsLink.note('frames delivered', got.length);
-      }),
+          // Frames come out whole and in order; a header edit can only lose or relabel, never alter.
+          const renumbered = relabelled || headerEdits.some((e) => e.kind === 'set' && e.key === H.seq);
+          got.forEach((f, i) =>
+            expect(renumbered ? frames.some((sent) => sameBytes(sent, f)) : sameBytes(f, frames[i])).toBe(
+              true,
+            ),
+          );
+          for (const reason of rejected) expect(TRANSPORT_REJECT_REASONS).toContain(reason);
+          // Every resend request names a frame number the peer can act on.
+          for (const { headers } of nats.published) {
+            if (headers?.get(H.control) === 'resume') expect(headers.get(H.ack)).toMatch(/^\d+$/);
+          }
+          tallies.natsLink.tried += messages.length + 1;
+          tallies.natsLink.accepted += messages.length + 1 - rejected.length;
+          for (const reason of rejected) tallies.natsLink.rejected.record(reason);
+          tallies.natsLink.note('frames delivered', got.length);
+        },
+      ),
       { numRuns: RUNS.natsLink },
     );
     expect(tallies.natsLink.rejected.byReason.malformed_chunk).toBeGreaterThan(0);
@@ -840,13 +1185,19 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
 // 3. Data files: IDX (and the MNIST loader on top of it), Kaggle CSV.
 // ---------------------------------------------------------------------------------------------
 
-/** Deterministic bytes (fast-check picks the seed): far cheaper than generating every pixel through fast-check. */
+/**
+ * Deterministic bytes (fast-check picks the seed): far cheaper than generating every pixel through
+ * fast-check.
+ */
 function seededBytes(seed: number, n: number, max = 256): Uint8Array {
   const rng = new Rng(seed);
   return Uint8Array.from({ length: n }, () => (rng.nextInt(4) === 0 ? 0 : rng.nextInt(max)));
 }
 
-/** What parseIdx may throw: a DataError naming the source, with a non-empty problem. Anything else is rethrown. */
+/**
+ * What parseIdx may throw: a DataError naming the source, with a non-empty problem. Anything else is
+ * rethrown.
+ */
 function dataErrorReason(err: unknown, source: string | string[]): string {
   if (!(err instanceof DataError)) throw err;
   const sources = Array.isArray(source) ? source : [source];
@@ -866,7 +1217,10 @@ const IDX_BASES: { bytes: Uint8Array; dims: number }[] = [
   { bytes: encodeIdx([1, 2, 2, 2], seededBytes(3, 8)), dims: 4 },
 ];
 
-/** parseIdx on `bytes`: a tensor exactly as the header describes, from exactly the bytes after it, or a DataError. */
+/**
+ * parseIdx on `bytes`: a tensor exactly as the header describes, from exactly the bytes after it, or a
+ * DataError.
+ */
 function judgeIdx(bytes: Uint8Array, expectedDims: number | undefined): void {
   let tensor: ReturnType<typeof parseIdx>;
   try {
@@ -890,12 +1244,18 @@ function judgeIdx(bytes: Uint8Array, expectedDims: number | undefined): void {
 const PIXEL_HEADER = Array.from({ length: 784 }, (_, i) => `pixel${i}`).join(',');
 const TRAIN_HEADER = `label,${PIXEL_HEADER}`;
 
-/** What a Kaggle CSV means, read the slow, obvious way (split lines, split fields): the scanner must agree with it. */
-function referenceCsv(bytes: Uint8Array): { labelled: boolean; labels: number[]; pixels: number[] } | 'refused' {
+/**
+ * What a Kaggle CSV means, read the slow, obvious way (split lines, split fields): the scanner must agree
+ * with it.
+ */
+function referenceCsv(
+  bytes: Uint8Array,
+): { labelled: boolean; labels: number[]; pixels: number[] } | 'refused' {
   let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
   if (text.startsWith('\xef\xbb\xbf')) text = text.slice(3);
   const lines = text.split('\n');
-  const header = lines[0].replace(/\r$/, '').replace(/\r$/, ''); // the line's CR, then one more (kaggleCsvKind's)
+  // the line's CR, then one more (kaggleCsvKind's)
+  const header = lines[0].replace(/\r$/, '').replace(/\r$/, '');
   if (header !== TRAIN_HEADER && header !== PIXEL_HEADER) return 'refused';
   const labelled = header === TRAIN_HEADER;
   const labels: number[] = [];
@@ -908,7 +1268,8 @@ function referenceCsv(bytes: Uint8Array): { labelled: boolean; labels: number[];
       return 'refused';
     }
     const fields = line.split(',');
-    if (fields.length !== (labelled ? 785 : 784) || !fields.every((f) => /^[0-9]+$/.test(f))) return 'refused';
+    if (fields.length !== (labelled ? 785 : 784) || !fields.every((f) => /^[0-9]+$/.test(f)))
+      return 'refused';
     const values = fields.map(Number);
     if (labelled) {
       const label = values.shift()!;
@@ -922,7 +1283,14 @@ function referenceCsv(bytes: Uint8Array): { labelled: boolean; labels: number[];
   return rows === 0 ? 'refused' : { labelled, labels, pixels };
 }
 
-function csvText(labelled: boolean, rows: number, seed: number, eol: string, finalEol: boolean, bom: boolean): Uint8Array {
+function csvText(
+  labelled: boolean,
+  rows: number,
+  seed: number,
+  eol: string,
+  finalEol: boolean,
+  bom: boolean,
+): Uint8Array {
   const rng = new Rng(seed);
   const lines = [labelled ? TRAIN_HEADER : PIXEL_HEADER];
   for (let r = 0; r < rows; r++) {
@@ -939,7 +1307,20 @@ const CSV_BASES = [
   csvText(false, 1, 4, '\r\n', true, false),
 ];
 const CSV_CHARS = [',', '\n', '\r', '0', '1', '9', '-', ' ', 'x', '.', '\0', '\xff', '\xef'];
-const CSV_INSERTS = [',', '\n', '\r\n', '256', '10', '-1', '\n\n', ',0', '0,', '\r', '0'.repeat(40) + '7', '\n\r\n'];
+const CSV_INSERTS = [
+  ',',
+  '\n',
+  '\r\n',
+  '256',
+  '10',
+  '-1',
+  '\n\n',
+  ',0',
+  '0,',
+  '\r',
+  '0'.repeat(40) + '7',
+  '\n\r\n',
+];
 type CsvEdit =
   | { kind: 'set'; at: number; inData: boolean; char: string }
   | { kind: 'insert'; at: number; inData: boolean; text: string }
@@ -948,9 +1329,24 @@ type CsvEdit =
   | { kind: 'appendRow' }
   | { kind: 'appendBlank'; text: string };
 const csvEditArb: fc.Arbitrary<CsvEdit> = fc.oneof(
-  fc.record({ kind: fc.constant('set' as const), at: fc.nat(), inData: fc.boolean(), char: fc.constantFrom(...CSV_CHARS) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), inData: fc.boolean(), text: fc.constantFrom(...CSV_INSERTS) }),
-  fc.record({ kind: fc.constant('remove' as const), at: fc.nat(), inData: fc.boolean(), count: fc.integer({ min: 1, max: 6 }) }),
+  fc.record({
+    kind: fc.constant('set' as const),
+    at: fc.nat(),
+    inData: fc.boolean(),
+    char: fc.constantFrom(...CSV_CHARS),
+  }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    inData: fc.boolean(),
+    text: fc.constantFrom(...CSV_INSERTS),
+  }),
+  fc.record({
+    kind: fc.constant('remove' as const),
+    at: fc.nat(),
+    inData: fc.boolean(),
+    count: fc.integer({ min: 1, max: 6 }),
+  }),
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
   fc.record({ kind: fc.constant('appendRow' as const) }),
   fc.record({ kind: fc.constant('appendBlank' as const), text: fc.constantFrom('\n', '\r\n', '\n\n', '\r') }),
@@ -961,7 +1357,10 @@ function editCsv(base: Uint8Array, edits: readonly CsvEdit[]): Uint8Array {
   let text = Buffer.from(base).toString('latin1');
   for (const e of edits) {
     const dataStart = text.indexOf('\n') + 1 || text.length;
-    const pos = (at: number, inData: boolean) => (inData && dataStart < text.length ? dataStart + (at % (text.length - dataStart)) : at % (text.length + 1));
+    const pos = (at: number, inData: boolean) =>
+      inData && dataStart < text.length
+        ? dataStart + (at % (text.length - dataStart))
+        : at % (text.length + 1);
     switch (e.kind) {
       case 'set': {
         const p = pos(e.at, e.inData);
@@ -994,7 +1393,10 @@ function editCsv(base: Uint8Array, edits: readonly CsvEdit[]): Uint8Array {
   return Buffer.from(text, 'latin1');
 }
 
-/** parseKaggleCsv on `bytes`: the same rows the reference reads, or a DataError where the reference refuses too. */
+/**
+ * parseKaggleCsv on `bytes`: the same rows the reference reads, or a DataError where the reference refuses
+ * too.
+ */
 function judgeCsv(bytes: Uint8Array): void {
   const reference = referenceCsv(bytes);
   let data: ReturnType<typeof parseKaggleCsv>;
@@ -1024,10 +1426,15 @@ function judgeCsv(bytes: Uint8Array): void {
 describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail with a clear DataError', () => {
   it(`IDX: random bytes (${RUNS.idxRandom} cases), half of them behind a plausible magic`, () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 64, size: 'max' }), fc.boolean(), fc.option(fc.integer({ min: 0, max: 5 })), (body, magic, expectedDims) => {
-        const bytes = magic ? concat(Uint8Array.of(0, 0, 8, body.length % 5), body) : body;
-        judgeIdx(bytes, expectedDims ?? undefined);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 64, size: 'max' }),
+        fc.boolean(),
+        fc.option(fc.integer({ min: 0, max: 5 })),
+        (body, magic, expectedDims) => {
+          const bytes = magic ? concat(Uint8Array.of(0, 0, 8, body.length % 5), body) : body;
+          judgeIdx(bytes, expectedDims ?? undefined);
+        },
+      ),
       { numRuns: RUNS.idxRandom },
     );
   });
@@ -1038,7 +1445,10 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
     const acceptedBefore = tallies.idx.accepted;
     fc.assert(
       fc.property(
-        fc.nat({ max: IDX_BASES.length - 1 }), fc.array(mutationArb(20), { minLength: 1, maxLength: 4 }), fc.boolean(), fc.constantFrom(0, 1, 3),
+        fc.nat({ max: IDX_BASES.length - 1 }),
+        fc.array(mutationArb(20), { minLength: 1, maxLength: 4 }),
+        fc.boolean(),
+        fc.constantFrom(0, 1, 3),
         (base, mutations, strict, shift) => {
           const bytes = place(mutate(IDX_BASES[base].bytes, mutations, IDX_FIELDS, donors), shift);
           judgeIdx(bytes, strict ? IDX_BASES[base].dims : undefined);
@@ -1057,10 +1467,15 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
       const labelValues = fc.constantFrom(0, 9, 10, 255);
       fc.assert(
         fc.property(
-          fc.array(mutationArb(16), { maxLength: 3 }), fc.array(mutationArb(8), { maxLength: 2 }), labelValues, fc.boolean(), fc.boolean(),
+          fc.array(mutationArb(16), { maxLength: 3 }),
+          fc.array(mutationArb(8), { maxLength: 2 }),
+          labelValues,
+          fc.boolean(),
+          fc.boolean(),
           (imageEdits, labelEdits, label, gzipImages, corruptGzip) => {
             const labels = mutate(IDX_LABELS, labelEdits, IDX_FIELDS, [IDX_LABELS]);
-            if (labels.length > 9) labels[9] = label; // the second label; out of range it must be caught by the loader
+            // the second label; out of range it must be caught by the loader
+            if (labels.length > 9) labels[9] = label;
             let images = mutate(IDX_IMAGES, imageEdits, IDX_FIELDS, [IDX_IMAGES]);
             if (gzipImages) {
               images = Uint8Array.from(gzipSync(images));
@@ -1078,7 +1493,8 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
             expect(data.images.length).toBe(data.count * 784);
             expect(data.labels!.length).toBe(data.count);
             expect(data.labels!.every((l) => l <= 9)).toBe(true);
-            if (imageEdits.length === 0 && labelEdits.length === 0) expect(Array.from(data.labels!)).toEqual([3, label]);
+            if (imageEdits.length === 0 && labelEdits.length === 0)
+              expect(Array.from(data.labels!)).toEqual([3, label]);
             tallies.mnist.accept();
           },
         ),
@@ -1093,7 +1509,11 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
 
   it(`Kaggle CSV: mutated valid files (${RUNS.csvMutated} cases) read exactly as a reference reading says, or fail clearly`, () => {
     fc.assert(
-      fc.property(fc.nat({ max: CSV_BASES.length - 1 }), fc.array(csvEditArb, { maxLength: 4 }), (base, edits) => judgeCsv(editCsv(CSV_BASES[base], edits))),
+      fc.property(
+        fc.nat({ max: CSV_BASES.length - 1 }),
+        fc.array(csvEditArb, { maxLength: 4 }),
+        (base, edits) => judgeCsv(editCsv(CSV_BASES[base], edits)),
+      ),
       { numRuns: RUNS.csvMutated },
     );
     expect(tallies.csv.accepted).toBeGreaterThan(0);
@@ -1102,9 +1522,13 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
 
   it(`Kaggle CSV: random bytes (${RUNS.csvRandom} cases), alone or after a valid header`, () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 256, size: 'max' }), fc.constantFrom('', `${TRAIN_HEADER}\n`, `${PIXEL_HEADER}\r\n`), (body, header) => {
-        judgeCsv(concat(Buffer.from(header, 'latin1'), body));
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 256, size: 'max' }),
+        fc.constantFrom('', `${TRAIN_HEADER}\n`, `${PIXEL_HEADER}\r\n`),
+        (body, header) => {
+          judgeCsv(concat(Buffer.from(header, 'latin1'), body));
+        },
+      ),
       { numRuns: RUNS.csvRandom },
     );
   });
@@ -1123,13 +1547,36 @@ describe('data files: IDX and Kaggle CSV parse to a consistent data set or fail 
 // 4. Checkpoints: any change to an encoded checkpoint is caught, never decoded to something else.
 // ---------------------------------------------------------------------------------------------
 
-const CHECKPOINT_DECODE_ERRORS = ['bad_magic', 'unsupported_version', 'truncated', 'trailing_bytes', 'bad_header', 'bad_tensor_table', 'checksum_mismatch'];
+const CHECKPOINT_DECODE_ERRORS = [
+  'bad_magic',
+  'unsupported_version',
+  'truncated',
+  'trailing_bytes',
+  'bad_header',
+  'bad_tensor_table',
+  'checksum_mismatch',
+];
 const CHECKPOINT_FIELDS: LengthField[] = [{ at: 8, littleEndian: true }];
-const CHECKPOINT_META = { runId: 'fuzz', step: 42, epoch: 1, lr: 1e-3, history: [0.5, 0.25], note: 'ü ✓', nested: { a: null, b: [true, false] } };
-const CHECKPOINT_TENSORS = { 'conv1/kernel': payloadOf(12), 'conv1/bias': Float32Array.of(-0, 1.5, Number.MIN_VALUE), empty: new Float32Array(0) };
+const CHECKPOINT_META = {
+  runId: 'fuzz',
+  step: 42,
+  epoch: 1,
+  lr: 1e-3,
+  history: [0.5, 0.25],
+  note: 'ü ✓',
+  nested: { a: null, b: [true, false] },
+};
+const CHECKPOINT_TENSORS = {
+  'conv1/kernel': payloadOf(12),
+  'conv1/bias': Float32Array.of(-0, 1.5, Number.MIN_VALUE),
+  empty: new Float32Array(0),
+};
 const CHECKPOINT = encodeCheckpoint(CHECKPOINT_META, CHECKPOINT_TENSORS);
 
-/** decodeCheckpoint's answer; a thrown CheckpointError gives its code, anything else is a crash and is rethrown. */
+/**
+ * decodeCheckpoint's answer; a thrown CheckpointError gives its code, anything else is a crash and is
+ * rethrown.
+ */
 function checkpointVerdict(bytes: Uint8Array): ReturnType<typeof decodeCheckpoint> | string {
   try {
     return decodeCheckpoint(bytes);
@@ -1146,7 +1593,10 @@ function checkpointVerdict(bytes: Uint8Array): ReturnType<typeof decodeCheckpoin
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }
@@ -1164,23 +1614,42 @@ function rawCheckpoint(header: string, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-/** meta: an ordinary JSON value, or nesting thousands deep (a stack-depth problem for recursive code; described, not built, so a counterexample prints short). */
+/**
+ * meta: an ordinary JSON value, or nesting thousands deep (a stack-depth problem for recursive code;
+ * described, not built, so a counterexample prints short).
+ */
 const metaArb = fc.oneof(
   { weight: 4, arbitrary: fc.record({ value: fc.jsonValue({ maxDepth: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ depth: fc.integer({ min: 1, max: 12_000 }), arrays: fc.boolean() }) },
 );
 
 /** meta's JSON text, and its canonical form (keys sorted) as the checkpoint's hash covers it. */
-function metaText(meta: { value: unknown } | { depth: number; arrays: boolean }): { text: string; canonical: string } {
+function metaText(meta: { value: unknown } | { depth: number; arrays: boolean }): {
+  text: string;
+  canonical: string;
+} {
   if ('value' in meta) return { text: JSON.stringify(meta.value), canonical: canonicalJson(meta.value) };
   const { depth, arrays } = meta;
-  const text = arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '0' + '}'.repeat(depth);
+  const text = arrays
+    ? '['.repeat(depth) + ']'.repeat(depth)
+    : '{"a":'.repeat(depth) + '0' + '}'.repeat(depth);
   return { text, canonical: text }; // one key per level: already canonical
 }
-const tableNumber = fc.oneof(fc.nat({ max: 20 }).map((n) => 4 * n), fc.nat({ max: 80 }), fc.constantFrom(-4, 0.5, 2 ** 53, 1e300));
+const tableNumber = fc.oneof(
+  fc.nat({ max: 20 }).map((n) => 4 * n),
+  fc.nat({ max: 80 }),
+  fc.constantFrom(-4, 0.5, 2 ** 53, 1e300),
+);
 const structuredCheckpointArb = fc.record({
   meta: metaArb,
-  tensors: fc.array(fc.record({ name: fc.oneof(fc.constantFrom('w', 'b', '__proto__', ''), fc.string({ maxLength: 4 })), offset: tableNumber, length: fc.nat({ max: 16 }) }), { maxLength: 4 }),
+  tensors: fc.array(
+    fc.record({
+      name: fc.oneof(fc.constantFrom('w', 'b', '__proto__', ''), fc.string({ maxLength: 4 })),
+      offset: tableNumber,
+      length: fc.nat({ max: 16 }),
+    }),
+    { maxLength: 4 },
+  ),
   payload: fc.uint8Array({ maxLength: 64, size: 'max' }).map((b) => b.subarray(0, b.length & ~3)),
   payloadBytes: oneIn(4, tableNumber), // null: the real payload size
   sha: fc.constantFrom('correct', 'correct', 'zeros', 'uppercase'),
@@ -1190,22 +1659,27 @@ const structuredCheckpointArb = fc.record({
 describe('checkpoint decoder: a changed byte is always caught', () => {
   it(`mutated checkpoints (${RUNS.checkpointMutated} cases) decode to the original only when no byte changed`, () => {
     fc.assert(
-      fc.property(fc.array(mutationArb(12), { minLength: 1, maxLength: 4 }), fc.constantFrom(0, 1, 4), (mutations, shift) => {
-        const bytes = mutate(CHECKPOINT, mutations, CHECKPOINT_FIELDS, [CHECKPOINT]);
-        const verdict = checkpointVerdict(place(bytes, shift));
-        if (sameBytes(bytes, CHECKPOINT)) {
-          // Unchanged bytes (a byte overwritten with itself): the original, bit for bit.
-          expect(typeof verdict).toBe('object');
-          if (typeof verdict === 'object') {
-            expect(verdict.meta).toEqual(CHECKPOINT_META);
-            for (const [name, tensor] of Object.entries(CHECKPOINT_TENSORS)) expect(bytesOf(verdict.tensors[name])).toEqual(bytesOf(tensor));
+      fc.property(
+        fc.array(mutationArb(12), { minLength: 1, maxLength: 4 }),
+        fc.constantFrom(0, 1, 4),
+        (mutations, shift) => {
+          const bytes = mutate(CHECKPOINT, mutations, CHECKPOINT_FIELDS, [CHECKPOINT]);
+          const verdict = checkpointVerdict(place(bytes, shift));
+          if (sameBytes(bytes, CHECKPOINT)) {
+            // Unchanged bytes (a byte overwritten with itself): the original, bit for bit.
+            expect(typeof verdict).toBe('object');
+            if (typeof verdict === 'object') {
+              expect(verdict.meta).toEqual(CHECKPOINT_META);
+              for (const [name, tensor] of Object.entries(CHECKPOINT_TENSORS))
+                expect(bytesOf(verdict.tensors[name])).toEqual(bytesOf(tensor));
+            }
+            tallies.checkpoint.accept();
+          } else {
+            // Never a silent wrong result: any other bytes are refused.
+            expect(typeof verdict).toBe('string');
           }
-          tallies.checkpoint.accept();
-        } else {
-          // Never a silent wrong result: any other bytes are refused.
-          expect(typeof verdict).toBe('string');
-        }
-      }),
+        },
+      ),
       { numRuns: RUNS.checkpointMutated },
     );
     expect(tallies.checkpoint.rejected.byReason.checksum_mismatch).toBeGreaterThan(0);
@@ -1214,7 +1688,9 @@ describe('checkpoint decoder: a changed byte is always caught', () => {
   it(`random bytes (${RUNS.checkpointRandom} cases), alone or behind a valid preamble`, () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 128, size: 'max' }), fc.boolean(), (body, preamble) => {
-        const bytes = preamble ? concat(Uint8Array.of(0x47, 0x46, 0x43, 0x4b, 1, 0, 0, 0, body.length & 0xff, 0, 0, 0), body) : body;
+        const bytes = preamble
+          ? concat(Uint8Array.of(0x47, 0x46, 0x43, 0x4b, 1, 0, 0, 0, body.length & 0xff, 0, 0, 0), body)
+          : body;
         expect(typeof checkpointVerdict(bytes)).toBe('string');
       }),
       { numRuns: RUNS.checkpointRandom },
@@ -1225,35 +1701,54 @@ describe('checkpoint decoder: a changed byte is always caught', () => {
     // Counted in this test alone: the file-wide tally already holds earlier tests' cases.
     const seen = { consistent: 0, accepted: 0, badTable: 0, deep: 0 };
     fc.assert(
-      fc.property(structuredCheckpointArb, ({ meta: metaCase, tensors, payload, payloadBytes, sha, layout: form }) => {
-        const meta = metaText(metaCase);
-        const size = payloadBytes ?? payload.length;
-        const tableText = JSON.stringify(tensors);
-        const canonical = `{"meta":${meta.canonical},"payloadBytes":${JSON.stringify(size)},"tensors":${canonicalJson(tensors)}}`;
-        const hash = sha === 'zeros' ? '0'.repeat(64) : createHash('sha256').update(canonical, 'utf8').update(payload).digest('hex');
-        const hashText = sha === 'uppercase' ? hash.toUpperCase() : hash;
-        const header = form === 'reordered'
-          ? `{"tensors":${tableText},"meta":${meta.text},"payloadBytes":${JSON.stringify(size)},"sha256":"${hashText}"}`
-          : `{"meta":${meta.text},"tensors":${tableText},"payloadBytes":${JSON.stringify(size)},"sha256":"${hashText}"}`;
-        const verdict = checkpointVerdict(rawCheckpoint(form === 'spaced' ? header.replace(',', ', ') : header, payload));
-        if (verdict === 'bad_tensor_table') seen.badTable++;
-        // What the file format (coordinator/checkpoint-file.ts's header comment) allows, judged from the case itself.
-        const consistent = selfConsistent({ tensors, size, payloadLength: payload.length, sha, spaced: form === 'spaced' });
-        // JSON nested thousands deep may exceed the stack (refused as bad_header) or not: either is right.
-        const deep = 'depth' in metaCase && metaCase.depth > 500;
-        if (consistent) seen.consistent++;
-        if (consistent && deep) seen.deep++;
-        if (consistent && !deep) expect(typeof verdict, `a self-consistent file was refused: ${String(verdict)}`).toBe('object');
-        if (typeof verdict === 'string') return;
-        seen.accepted++;
-        expect(consistent, 'an inconsistent file was accepted').toBe(true);
-        expect(Object.keys(verdict.tensors).sort()).toEqual(tensors.map((t) => t.name).sort());
-        for (const t of tensors) {
-          expect(verdict.tensors[t.name].length).toBe(t.length);
-          expect(bytesOf(verdict.tensors[t.name])).toEqual(payload.subarray(t.offset, t.offset + 4 * t.length));
-        }
-        tallies.checkpoint.accept();
-      }),
+      fc.property(
+        structuredCheckpointArb,
+        ({ meta: metaCase, tensors, payload, payloadBytes, sha, layout: form }) => {
+          const meta = metaText(metaCase);
+          const size = payloadBytes ?? payload.length;
+          const tableText = JSON.stringify(tensors);
+          const canonical = `{"meta":${meta.canonical},"payloadBytes":${JSON.stringify(size)},"tensors":${canonicalJson(tensors)}}`;
+          const hash =
+            sha === 'zeros'
+              ? '0'.repeat(64)
+              : createHash('sha256').update(canonical, 'utf8').update(payload).digest('hex');
+          const hashText = sha === 'uppercase' ? hash.toUpperCase() : hash;
+          const header =
+            form === 'reordered'
+              ? `{"tensors":${tableText},"meta":${meta.text},"payloadBytes":${JSON.stringify(size)},"sha256":"${hashText}"}`
+              : `{"meta":${meta.text},"tensors":${tableText},"payloadBytes":${JSON.stringify(size)},"sha256":"${hashText}"}`;
+          const verdict = checkpointVerdict(
+            rawCheckpoint(form === 'spaced' ? header.replace(',', ', ') : header, payload),
+          );
+          if (verdict === 'bad_tensor_table') seen.badTable++;
+          // What the file format (coordinator/checkpoint-file.ts's header comment) allows, judged from the
+          // case itself.
+          const consistent = selfConsistent({
+            tensors,
+            size,
+            payloadLength: payload.length,
+            sha,
+            spaced: form === 'spaced',
+          });
+          // JSON nested thousands deep may exceed the stack (refused as bad_header) or not: either is right.
+          const deep = 'depth' in metaCase && metaCase.depth > 500;
+          if (consistent) seen.consistent++;
+          if (consistent && deep) seen.deep++;
+          if (consistent && !deep)
+            expect(typeof verdict, `a self-consistent file was refused: ${String(verdict)}`).toBe('object');
+          if (typeof verdict === 'string') return;
+          seen.accepted++;
+          expect(consistent, 'an inconsistent file was accepted').toBe(true);
+          expect(Object.keys(verdict.tensors).sort()).toEqual(tensors.map((t) => t.name).sort());
+          for (const t of tensors) {
+            expect(verdict.tensors[t.name].length).toBe(t.length);
+            expect(bytesOf(verdict.tensors[t.name])).toEqual(
+              payload.subarray(t.offset, t.offset + 4 * t.length),
+            );
+          }
+          tallies.checkpoint.accept();
+        },
+      ),
       { numRuns: RUNS.checkpointStructured },
     );
     console.log(`made-up checkpoint headers: ${JSON.stringify(seen)}`);
@@ -1269,11 +1764,22 @@ describe('checkpoint decoder: a changed byte is always caught', () => {
  * tensor table names each tensor once, at a 4-aligned whole-number offset, inside the payload, with
  * no two non-empty tensors sharing a byte.
  */
-function selfConsistent(c: { tensors: { name: string; offset: number; length: number }[]; size: number; payloadLength: number; sha: string; spaced: boolean }): boolean {
+function selfConsistent(c: {
+  tensors: { name: string; offset: number; length: number }[];
+  size: number;
+  payloadLength: number;
+  sha: string;
+  spaced: boolean;
+}): boolean {
   if (c.sha !== 'correct' || c.spaced || c.size !== c.payloadLength) return false;
   const whole = (n: number) => Number.isSafeInteger(n) && n >= 0;
   if (new Set(c.tensors.map((t) => t.name)).size !== c.tensors.length) return false;
-  if (!c.tensors.every((t) => whole(t.offset) && whole(t.length) && t.offset % 4 === 0 && t.offset + 4 * t.length <= c.size)) return false;
+  if (
+    !c.tensors.every(
+      (t) => whole(t.offset) && whole(t.length) && t.offset % 4 === 0 && t.offset + 4 * t.length <= c.size,
+    )
+  )
+    return false;
   const used = new Set<number>();
   for (const t of c.tensors) {
     for (let b = t.offset; b < t.offset + 4 * t.length; b++) {
@@ -1294,17 +1800,39 @@ type ReceiverEdit =
   | { kind: 'images' | 'labels'; at: number; by: number }
   | { kind: 'pixel' | 'label'; at: number; pos: number; value: number };
 const receiverEditArb: fc.Arbitrary<ReceiverEdit> = fc.oneof(
-  fc.record({ kind: fc.constantFrom('drop' as const, 'duplicate' as const, 'nullLabels' as const, 'addLabels' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constantFrom('first' as const, 'count' as const, 'total' as const), at: fc.nat(), by: fc.integer({ min: -3, max: 3 }).filter((n) => n !== 0) }),
-  fc.record({ kind: fc.constantFrom('images' as const, 'labels' as const), at: fc.nat(), by: fc.integer({ min: -2, max: 2 }).filter((n) => n !== 0) }),
-  fc.record({ kind: fc.constantFrom('pixel' as const, 'label' as const), at: fc.nat(), pos: fc.nat(), value: fc.nat({ max: 255 }) }),
+  fc.record({
+    kind: fc.constantFrom('drop' as const, 'duplicate' as const, 'nullLabels' as const, 'addLabels' as const),
+    at: fc.nat(),
+  }),
+  fc.record({
+    kind: fc.constantFrom('first' as const, 'count' as const, 'total' as const),
+    at: fc.nat(),
+    by: fc.integer({ min: -3, max: 3 }).filter((n) => n !== 0),
+  }),
+  fc.record({
+    kind: fc.constantFrom('images' as const, 'labels' as const),
+    at: fc.nat(),
+    by: fc.integer({ min: -2, max: 2 }).filter((n) => n !== 0),
+  }),
+  fc.record({
+    kind: fc.constantFrom('pixel' as const, 'label' as const),
+    at: fc.nat(),
+    pos: fc.nat(),
+    value: fc.nat({ max: 255 }),
+  }),
 );
 
 describe('streamed data sets: out-of-range, overlapping and altered chunks never make a corrupt data set', () => {
   it(`${RUNS.receiver} chunk streams, in any order, with edits, into a DatasetReceiver`, () => {
     fc.assert(
       fc.property(
-        fc.record({ seed: fc.nat(), total: fc.integer({ min: 1, max: 12 }), labelled: fc.boolean(), cuts: fc.array(fc.nat(), { maxLength: 5 }), order: fc.nat() }),
+        fc.record({
+          seed: fc.nat(),
+          total: fc.integer({ min: 1, max: 12 }),
+          labelled: fc.boolean(),
+          cuts: fc.array(fc.nat(), { maxLength: 5 }),
+          order: fc.nat(),
+        }),
         fc.array(receiverEditArb, { maxLength: 3 }),
         ({ seed, total, labelled, cuts, order }, edits) => {
           const images = seededBytes(seed, total * 784);
@@ -1315,8 +1843,13 @@ describe('streamed data sets: out-of-range, overlapping and altered chunks never
           let chunks: MessageOf<'dataChunk'>[] = bounds.slice(0, -1).map((first, i) => {
             const count = bounds[i + 1] - first;
             return {
-              type: 'dataChunk', split: 'train', first, count, total,
-              images: images.slice(first * 784, (first + count) * 784), labels: labels && labels.slice(first, first + count),
+              type: 'dataChunk',
+              split: 'train',
+              first,
+              count,
+              total,
+              images: images.slice(first * 784, (first + count) * 784),
+              labels: labels && labels.slice(first, first + count),
             };
           });
           const rng = new Rng(order);
@@ -1330,17 +1863,45 @@ describe('streamed data sets: out-of-range, overlapping and altered chunks never
             if (!c) continue;
             let edited: MessageOf<'dataChunk'> | undefined = { ...c };
             switch (e.kind) {
-              case 'drop': edited = undefined; break;
-              case 'duplicate': chunks.push({ ...c }); break;
-              case 'nullLabels': edited.labels = null; break;
-              case 'addLabels': edited.labels = new Uint8Array(Math.max(0, c.count)).fill(1); break;
-              case 'first': case 'count': case 'total': edited[e.kind] += e.by; break;
-              case 'images': edited.images = e.by < 0 ? c.images.slice(0, e.by * 784) : concat(c.images, new Uint8Array(784 * e.by)); break;
-              case 'labels': if (c.labels) edited.labels = e.by < 0 ? c.labels.slice(0, e.by) : concat(c.labels, new Uint8Array(e.by)); break;
-              case 'pixel': edited.images = Uint8Array.from(c.images); edited.images[e.pos % c.images.length] ^= 1 + (e.value % 255); break;
-              case 'label': if (c.labels) { edited.labels = Uint8Array.from(c.labels); edited.labels[e.pos % c.labels.length] ^= 1 + (e.value % 255); } break;
+              case 'drop':
+                edited = undefined;
+                break;
+              case 'duplicate':
+                chunks.push({ ...c });
+                break;
+              case 'nullLabels':
+                edited.labels = null;
+                break;
+              case 'addLabels':
+                edited.labels = new Uint8Array(Math.max(0, c.count)).fill(1);
+                break;
+              case 'first':
+              case 'count':
+              case 'total':
+                edited[e.kind] += e.by;
+                break;
+              case 'images':
+                edited.images =
+                  e.by < 0 ? c.images.slice(0, e.by * 784) : concat(c.images, new Uint8Array(784 * e.by));
+                break;
+              case 'labels':
+                if (c.labels)
+                  edited.labels = e.by < 0 ? c.labels.slice(0, e.by) : concat(c.labels, new Uint8Array(e.by));
+                break;
+              case 'pixel':
+                edited.images = Uint8Array.from(c.images);
+                edited.images[e.pos % c.images.length] ^= 1 + (e.value % 255);
+                break;
+              case 'label':
+                if (c.labels) {
+                  edited.labels = Uint8Array.from(c.labels);
+                  edited.labels[e.pos % c.labels.length] ^= 1 + (e.value % 255);
+                }
+                break;
             }
-            chunks = edited ? chunks.map((x, i) => (i === at ? edited! : x)) : chunks.filter((_, i) => i !== at);
+            chunks = edited
+              ? chunks.map((x, i) => (i === at ? edited! : x))
+              : chunks.filter((_, i) => i !== at);
           }
 
           const receiver = new DatasetReceiver('train', total, expected, MNIST_SHAPE);

@@ -1,4 +1,7 @@
-/** The NATS link against a real nats-server: sizes around max_payload, loss and resend, the weights broadcast, auth errors. */
+/**
+ * The NATS link against a real nats-server: sizes around max_payload, loss and resend, the weights broadcast,
+ * auth errors.
+ */
 import { describe, expect, it } from 'vitest';
 import { type NatsConnection, connect } from 'nats';
 import { BroadcastPublisher } from '../../protocol/nats-broadcast.js';
@@ -22,9 +25,17 @@ function inbox(link: Link) {
   const frames: Uint8Array[] = [];
   const rejected: string[] = [];
   const waiters: Array<() => void> = [];
-  link.attach({ frame: (b) => { frames.push(b); waiters.splice(0).forEach((w) => w()); }, close: () => {}, rejected: (r) => rejected.push(r) });
+  link.attach({
+    frame: (b) => {
+      frames.push(b);
+      waiters.splice(0).forEach((w) => w());
+    },
+    close: () => {},
+    rejected: (r) => rejected.push(r),
+  });
   return {
-    frames, rejected,
+    frames,
+    rejected,
     async next(count: number) {
       while (frames.length < count) await new Promise<void>((r) => waiters.push(r));
       return frames;
@@ -38,7 +49,12 @@ const BROADCAST = 'lossy.weights';
  * Two NatsLinks on their own connections to a real server with a 64 KiB max_payload; the sender's
  * connection never sends the messages `drop` picks (fault injection on a real connection).
  */
-async function lossyPair(name: string, drop: (subject: string) => boolean, broadcast = false, dropFromReceiver: (subject: string) => boolean = () => false) {
+async function lossyPair(
+  name: string,
+  drop: (subject: string) => boolean,
+  broadcast = false,
+  dropFromReceiver: (subject: string) => boolean = () => false,
+) {
   const server = await startNats(name, [], {}, smallPayload);
   const nc = await connect({ servers: server.url });
   // What the sender put on the wire, by subject, and what it lost: proof that a loss and a resend happened.
@@ -58,15 +74,33 @@ async function lossyPair(name: string, drop: (subject: string) => boolean, broad
   };
   lossy(nc, drop, true);
   const chunkBytes = 16 * 1024;
-  const sender = new NatsLink({ nc, sendSubject: 't.a', recvSubject: 't.b', peer: 'receiver', chunkBytes, broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined });
+  const sender = new NatsLink({
+    nc,
+    sendSubject: 't.a',
+    recvSubject: 't.b',
+    peer: 'receiver',
+    chunkBytes,
+    broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined,
+  });
   const receiverNc = await connect({ servers: server.url });
   lossy(receiverNc, dropFromReceiver, false);
-  const receiver = new NatsLink({ nc: receiverNc, sendSubject: 't.b', recvSubject: 't.a', peer: 'sender', chunkBytes, broadcastSubject: broadcast ? BROADCAST : undefined });
+  const receiver = new NatsLink({
+    nc: receiverNc,
+    sendSubject: 't.b',
+    recvSubject: 't.a',
+    peer: 'sender',
+    chunkBytes,
+    broadcastSubject: broadcast ? BROADCAST : undefined,
+  });
   const got = inbox(receiver);
   inbox(sender);
   await receiverNc.flush();
   return {
-    sender, receiver, got, sent, dropped: () => dropped,
+    sender,
+    receiver,
+    got,
+    sent,
+    dropped: () => dropped,
     async stop() {
       sender.close('done');
       receiver.close('done');
@@ -98,7 +132,8 @@ describe('NATS transport', () => {
 
   it('a lost chunk is detected and counted, and the frame arrives once, resent', async () => {
     let published = 0;
-    const pair = await lossyPair('lossy', () => ++published === 3); // the third message published is never sent
+    // the third message published is never sent
+    const pair = await lossyPair('lossy', () => ++published === 3);
     const { sender, got, sent } = pair;
     sender.send(frame(100_000));
     sender.send(frame(10));
@@ -137,7 +172,11 @@ describe('NATS transport', () => {
     const pair = await lossyPair('pre-auth-limit', () => false);
     pair.receiver.limitFrames(16 * 1024);
     pair.sender.send(frame(1_000_000));
-    await until('the refusal', async () => (pair.got.rejected.includes('corrupt_chunk') ? true : undefined), 10_000);
+    await until(
+      'the refusal',
+      async () => (pair.got.rejected.includes('corrupt_chunk') ? true : undefined),
+      10_000,
+    );
     expect(pair.got.frames).toEqual([]);
     // Admitted: the limit rises, and the resent frame arrives whole.
     pair.receiver.limitFrames(64 * 1024 * 1024);
@@ -148,7 +187,12 @@ describe('NATS transport', () => {
 
   it('a lost acknowledgement: the sender resends after 2 s, and the repeat is dropped, not delivered twice', async () => {
     let receiverMessages = 0;
-    const pair = await lossyPair('lost-ack', () => false, false, (subject) => subject === 't.b' && ++receiverMessages <= 3);
+    const pair = await lossyPair(
+      'lost-ack',
+      () => false,
+      false,
+      (subject) => subject === 't.b' && ++receiverMessages <= 3,
+    );
     const { sender, got, sent } = pair;
     sender.send(frame(100_000));
     await got.next(1);
@@ -194,7 +238,8 @@ describe('NATS transport', () => {
     expect(bytesOn.weights).toBe(weights.byteLength); // once, not once per worker
     expect(bytesOn.down).toBeLessThan(10_000);
 
-    // Joined after the broadcast: the same frame offered again is not republished; the link resends it in full.
+    // Joined after the broadcast: the same frame offered again is not republished; the link resends it in
+    // full.
     const late = inbox(await connectNats(o, 'c'));
     sendAround(accepted[2]);
     const got = await late.next(3);
@@ -212,7 +257,11 @@ describe('NATS transport', () => {
   it('a lost broadcast chunk costs a resend in full over the session, never a torn or missing frame', async () => {
     let broadcastChunks = 0;
     // The second chunk of the first broadcast is lost.
-    const pair = await lossyPair('lossy-broadcast', (subject) => subject === BROADCAST && ++broadcastChunks === 2, true);
+    const pair = await lossyPair(
+      'lossy-broadcast',
+      (subject) => subject === BROADCAST && ++broadcastChunks === 2,
+      true,
+    );
     const { sender, got, sent } = pair;
     const first = frame(100_000);
     const second = frame(50_000).reverse();
@@ -237,9 +286,15 @@ describe('NATS transport', () => {
     const server = await startNats('auth', ['--user', 'gradfleet', '--pass', 's3cret']);
     const refused = await startNats('gone', []);
     await refused.stop();
-    await expect(connectNats({ servers: [refused.url], subject: 'x' }, 'w')).rejects.toThrow(/cannot (reach|connect to) NATS at nats:\/\/127\.0\.0\.1:\d+/);
-    await expect(connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 'wrong' }, 'w')).rejects.toThrow(/refused the credentials/);
-    await expect(connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 's3cret' }, 'w')).rejects.toThrow(/no coordinator answers on x\.join/);
+    await expect(connectNats({ servers: [refused.url], subject: 'x' }, 'w')).rejects.toThrow(
+      /cannot (reach|connect to) NATS at nats:\/\/127\.0\.0\.1:\d+/,
+    );
+    await expect(
+      connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 'wrong' }, 'w'),
+    ).rejects.toThrow(/refused the credentials/);
+    await expect(
+      connectNats({ servers: [server.url], subject: 'x', user: 'gradfleet', pass: 's3cret' }, 'w'),
+    ).rejects.toThrow(/no coordinator answers on x\.join/);
     await server.stop();
   });
 });

@@ -6,7 +6,8 @@ import { BroadcastSeal, sessionKeys } from '../../protocol/sealing.js';
 const secret = new SharedSecret('sealing-test-secret-4a8d1f');
 const handshake = () => ({ workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'w1' });
 const pair = (order: 'strict' | 'growing' = 'strict', h = handshake(), s = secret) => ({
-  worker: sessionKeys(s, h, 'worker', order), coordinator: sessionKeys(s, h, 'coordinator', order),
+  worker: sessionKeys(s, h, 'worker', order),
+  coordinator: sessionKeys(s, h, 'coordinator', order),
 });
 const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 5) & 255);
 
@@ -29,15 +30,24 @@ describe('sealed frames', () => {
       const altered = Uint8Array.from(sealed);
       altered[at] ^= 1;
       expect(pair().coordinator.receive.open(altered)).toMatchObject({ ok: false });
-      expect(coordinator.receive.open(altered), `byte ${at}`).toMatchObject({ ok: false, reason: 'bad_seal' });
+      expect(coordinator.receive.open(altered), `byte ${at}`).toMatchObject({
+        ok: false,
+        reason: 'bad_seal',
+      });
     }
-    expect(pair().coordinator.receive.open(sealed)).toMatchObject({ ok: false, reason: 'bad_seal' }); // moved to another session
+    // moved to another session
+    expect(pair().coordinator.receive.open(sealed)).toMatchObject({ ok: false, reason: 'bad_seal' });
     expect(worker.receive.open(sealed)).toMatchObject({ ok: false, reason: 'bad_seal' }); // reflected back
     const h = handshake();
     const other = pair('strict', h, new SharedSecret('another-secret-entirely-99'));
-    expect(pair('strict', h).coordinator.receive.open(other.worker.send.seal(bytes(8)))).toMatchObject({ ok: false, reason: 'bad_seal' });
-    expect(coordinator.receive.open(bytes(64))).toMatchObject({ ok: false, reason: 'bad_seal' }); // not sealed at all
-    expect(coordinator.receive.open(sealed)).toMatchObject({ ok: true }); // the genuine one still opens after all that
+    expect(pair('strict', h).coordinator.receive.open(other.worker.send.seal(bytes(8)))).toMatchObject({
+      ok: false,
+      reason: 'bad_seal',
+    });
+    // not sealed at all
+    expect(coordinator.receive.open(bytes(64))).toMatchObject({ ok: false, reason: 'bad_seal' });
+    // the genuine one still opens after all that
+    expect(coordinator.receive.open(sealed)).toMatchObject({ ok: true });
   });
 
   it('a replay or a reorder is `replayed`; a stream that may lose messages (NATS) accepts gaps but never goes back', () => {
@@ -61,6 +71,8 @@ describe('sealed frames', () => {
     expect(worker.open('pub-1', 7, sealed).ok).toBe(true);
     expect(worker.open('pub-1', 8, sealed)).toMatchObject({ ok: false, reason: 'replayed' });
     expect(worker.open('pub-2', 7, sealed)).toMatchObject({ ok: false, reason: 'bad_seal' });
-    expect(new BroadcastSeal(new SharedSecret('not-the-run-secret-123')).open('pub-1', 7, sealed)).toMatchObject({ ok: false, reason: 'bad_seal' });
+    expect(
+      new BroadcastSeal(new SharedSecret('not-the-run-secret-123')).open('pub-1', 7, sealed),
+    ).toMatchObject({ ok: false, reason: 'bad_seal' });
   });
 });

@@ -3,8 +3,20 @@ import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import { ProtocolError, type RejectReason } from '../../protocol/errors.js';
 import type { Message } from '../../protocol/messages.js';
 import {
-  type WireDtype, WIRE_DTYPES, bf16ToF32, bytesPerValue, f16ToF32, f32ToBf16, f32ToF16, fromBf16Bits, fromF16Bits,
-  parseWireDtype, toBf16Bits, toF16Bits, wireDtypeCode, wireDtypeFromCode,
+  type WireDtype,
+  WIRE_DTYPES,
+  bf16ToF32,
+  bytesPerValue,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  fromBf16Bits,
+  fromF16Bits,
+  parseWireDtype,
+  toBf16Bits,
+  toF16Bits,
+  wireDtypeCode,
+  wireDtypeFromCode,
 } from '../../protocol/wire-dtype.js';
 
 const isF16NaN = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
@@ -80,7 +92,9 @@ describe('f32 → f16 (round to nearest even)', () => {
   });
 
   it('NaN stays NaN, sign kept, even with only low payload bits', () => {
-    const src = new Float32Array(Uint32Array.of(0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff).buffer);
+    const src = new Float32Array(
+      Uint32Array.of(0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff).buffer,
+    );
     const out = f32ToF16(src, new Uint16Array(src.length));
     for (const h of out) expect(isF16NaN(h)).toBe(true);
     expect([...out].map((h) => h >>> 15)).toEqual([0, 1, 0, 1, 0]);
@@ -96,7 +110,10 @@ describe('f32 → f16 (round to nearest even)', () => {
       const err = Math.abs(f16Reference(h) - x);
       const up = h < 0x7c00 ? Math.abs(f16Reference(h + 1) - x) : Infinity;
       const down = h > 0 ? Math.abs(f16Reference(h - 1) - x) : Infinity;
-      if (h === 0x7c00) { expect(x).toBeGreaterThanOrEqual(65520); continue; }
+      if (h === 0x7c00) {
+        expect(x).toBeGreaterThanOrEqual(65520);
+        continue;
+      }
       expect(err).toBeLessThanOrEqual(up);
       expect(err).toBeLessThanOrEqual(down);
       if (err === up || err === down) expect(h & 1).toBe(0);
@@ -183,14 +200,15 @@ describe('f32 ↔ bf16', () => {
     const src = normals(200_000, 2).map((g, i) => g * 2 ** ((i % 200) - 100));
     const back = bf16ToF32(f32ToBf16(src, new Uint16Array(src.length)), new Float32Array(src.length));
     let max = 0;
-    for (let i = 0; i < src.length; i++) if (src[i] !== 0) max = Math.max(max, Math.abs(back[i] - src[i]) / Math.abs(src[i]));
+    for (let i = 0; i < src.length; i++)
+      if (src[i] !== 0) max = Math.max(max, Math.abs(back[i] - src[i]) / Math.abs(src[i]));
     expect(max).toBeLessThanOrEqual(3.9e-3);
     expect(max).toBeGreaterThan(3e-3);
   });
 });
 
 describe('array conversion contract', () => {
-  it('writes into the caller\'s arrays (a prefix when longer) and refuses short ones', () => {
+  it("writes into the caller's arrays (a prefix when longer) and refuses short ones", () => {
     const src = Float32Array.of(1, -2, 0.5);
     const half = new Uint16Array(5).fill(0xabcd);
     expect(f32ToF16(src, half)).toBe(half);
@@ -210,12 +228,16 @@ describe('array conversion contract', () => {
 });
 
 describe('reduced-precision payloads (byte 5: 0 f32, 1 f16, 2 bf16)', () => {
-  // Values exact in f16 and bf16 (8 significant bits, within f16's range), so every dtype round-trips exactly.
+  // Values exact in f16 and bf16 (8 significant bits, within f16's range), so every dtype round-trips
+  // exactly.
   const exact = (n: number) => Float32Array.from({ length: n }, (_, i) => (i % 2 ? -1 : 1) * (i + 1) * 0.125);
   const weights = (n: number): Message => ({ type: 'weights', version: 2, payloadValues: n });
-  const headerEnd = (bytes: Uint8Array) => (12 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true) + 3) & ~3;
+  const headerEnd = (bytes: Uint8Array) =>
+    (12 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true) + 3) & ~3;
 
-  const cases = WIRE_DTYPES.flatMap((dtype) => [0, 1, 2, 3, 4, 7].map((n) => [dtype, n] as [WireDtype, number]));
+  const cases = WIRE_DTYPES.flatMap((dtype) =>
+    [0, 1, 2, 3, 4, 7].map((n) => [dtype, n] as [WireDtype, number]),
+  );
   it.each(cases)('%s with %i values round-trips, padded to 4 bytes with zeros', (dtype, n) => {
     const payload = exact(n);
     const bytes = encodeFrame(weights(n), payload, { dtype });
@@ -257,8 +279,12 @@ describe('reduced-precision payloads (byte 5: 0 f32, 1 f16, 2 bf16)', () => {
   });
 
   it('refuses to encode a mismatched payload or an unknown dtype', () => {
-    expect(() => encodeFrame(weights(4), new Float32Array(3), { dtype: 'f16' })).toThrow(/declares 4 payload values, got 3/);
-    expect(() => encodeFrame(weights(1), new Float32Array(1), { dtype: 'fp8' as WireDtype })).toThrow(/unknown_dtype/);
+    expect(() => encodeFrame(weights(4), new Float32Array(3), { dtype: 'f16' })).toThrow(
+      /declares 4 payload values, got 3/,
+    );
+    expect(() => encodeFrame(weights(1), new Float32Array(1), { dtype: 'fp8' as WireDtype })).toThrow(
+      /unknown_dtype/,
+    );
   });
 
   const f16Odd = encodeFrame(weights(3), exact(3), { dtype: 'f16' });
@@ -274,8 +300,16 @@ describe('reduced-precision payloads (byte 5: 0 f32, 1 f16, 2 bf16)', () => {
     ['dtype code 3', mutate(f16Odd, (b) => (b[5] = 3)), 'unknown_dtype'],
     ['dtype code 255 on an f32 frame', mutate(f32, (b) => (b[5] = 255)), 'unknown_dtype'],
     ['an f32 frame relabelled f16 (twice the bytes)', mutate(f32, (b) => (b[5] = 1)), 'wrong_payload_size'],
-    ['an f16 frame relabelled f32 (half the bytes)', mutate(f16Even, (b) => (b[5] = 0)), 'wrong_payload_size'],
-    ['nonzero padding after an odd count', mutate(f16Odd, (b) => (b[b.length - 1] = 1)), 'wrong_payload_size'],
+    [
+      'an f16 frame relabelled f32 (half the bytes)',
+      mutate(f16Even, (b) => (b[5] = 0)),
+      'wrong_payload_size',
+    ],
+    [
+      'nonzero padding after an odd count',
+      mutate(f16Odd, (b) => (b[b.length - 1] = 1)),
+      'wrong_payload_size',
+    ],
     ['odd count without its padding', f16Odd.slice(0, f16Odd.length - 2), 'misaligned_payload'],
     ['16-bit payload one value short', f16Even.slice(0, f16Even.length - 4), 'wrong_payload_size'],
     ['16-bit payload with 4 extra zero bytes', Uint8Array.of(...f16Even, 0, 0, 0, 0), 'wrong_payload_size'],
@@ -284,6 +318,7 @@ describe('reduced-precision payloads (byte 5: 0 f32, 1 f16, 2 bf16)', () => {
   });
 
   it('every dtype byte other than 0, 1, 2 is unknown_dtype', () => {
-    for (let code = 3; code < 256; code++) expect(rejection(mutate(f32, (b) => (b[5] = code)))).toBe('unknown_dtype');
+    for (let code = 3; code < 256; code++)
+      expect(rejection(mutate(f32, (b) => (b[5] = code)))).toBe('unknown_dtype');
   });
 });

@@ -1,4 +1,7 @@
-/** A shard reducer's checks of the slices it is sent, a worker's assembly of S weights slices, and the coordinator's gate. */
+/**
+ * A shard reducer's checks of the slices it is sent, a worker's assembly of S weights slices, and the
+ * coordinator's gate.
+ */
 import { describe, expect, it } from 'vitest';
 import type { MessageOf } from '../../protocol/messages.js';
 import { ShardReducer } from '../../shard/shard-reducer.js';
@@ -15,33 +18,85 @@ const slice = { offset: 1000, size: 500 };
 function loaded(): ShardReducer {
   const r = new ShardReducer(layout, geometry, slice);
   for (const tensor of ['weights', 'adam_m', 'adam_v'] as const) {
-    r.load({ type: 'shardState', tensor, version: 4, adamStep: 4, payloadValues: slice.size }, new Float32Array(slice.size).fill(tensor === 'weights' ? 0.5 : 0));
+    r.load(
+      { type: 'shardState', tensor, version: 4, adamStep: 4, payloadValues: slice.size },
+      new Float32Array(slice.size).fill(tensor === 'weights' ? 0.5 : 0),
+    );
   }
   return r;
 }
 
 const node = (o: Partial<MessageOf<'contribution'>> = {}): MessageOf<'contribution'> => ({
-  type: 'contribution', step: 4, level: 3, index: 0, offset: slice.offset, lossSum: 8, correct: 1, samples: 64, computeSeconds: 0.1, payloadValues: slice.size, ...o,
+  type: 'contribution',
+  step: 4,
+  level: 3,
+  index: 0,
+  offset: slice.offset,
+  lossSum: 8,
+  correct: 1,
+  samples: 64,
+  computeSeconds: 0.1,
+  payloadValues: slice.size,
+  ...o,
 });
 
 describe('ShardReducer', () => {
   it('is not loaded until all three tensors of one version are in', () => {
     const r = new ShardReducer(layout, geometry, slice);
-    expect(r.load({ type: 'shardState', tensor: 'weights', version: 2, adamStep: 2, payloadValues: 500 }, new Float32Array(500))).toBeUndefined();
-    expect(r.load({ type: 'shardState', tensor: 'adam_m', version: 2, adamStep: 2, payloadValues: 500 }, new Float32Array(500))).toBeUndefined();
-    expect(r.load({ type: 'shardState', tensor: 'adam_v', version: 2, adamStep: 2, payloadValues: 500 }, new Float32Array(500))).toMatchObject({ version: 2, adamStep: 2 });
-    expect(() => r.load({ type: 'shardState', tensor: 'weights', version: 3, adamStep: 3, payloadValues: 5 }, new Float32Array(5))).toThrow(/slice 500/);
+    expect(
+      r.load(
+        { type: 'shardState', tensor: 'weights', version: 2, adamStep: 2, payloadValues: 500 },
+        new Float32Array(500),
+      ),
+    ).toBeUndefined();
+    expect(
+      r.load(
+        { type: 'shardState', tensor: 'adam_m', version: 2, adamStep: 2, payloadValues: 500 },
+        new Float32Array(500),
+      ),
+    ).toBeUndefined();
+    expect(
+      r.load(
+        { type: 'shardState', tensor: 'adam_v', version: 2, adamStep: 2, payloadValues: 500 },
+        new Float32Array(500),
+      ),
+    ).toMatchObject({ version: 2, adamStep: 2 });
+    expect(() =>
+      r.load(
+        { type: 'shardState', tensor: 'weights', version: 3, adamStep: 3, payloadValues: 5 },
+        new Float32Array(5),
+      ),
+    ).toThrow(/slice 500/);
   });
 
   it('refuses slices of another step, another offset or size, non-finite or huge values, and nodes outside the tree', () => {
     const r = loaded();
     expect(r.accept('w', node(), new Float32Array(500))).toEqual({ ok: true });
-    expect(r.accept('w', node({ step: 3 }), new Float32Array(500))).toMatchObject({ ok: false, reason: 'stale_result' });
-    expect(r.accept('w', node({ offset: 0 }), new Float32Array(500))).toMatchObject({ ok: false, reason: 'invalid_message' });
-    expect(r.accept('w', node(), new Float32Array(499))).toMatchObject({ ok: false, reason: 'wrong_payload_size' });
-    expect(r.accept('w', node(), new Float32Array(500).fill(Number.NaN))).toMatchObject({ ok: false, reason: 'non_finite', detail: expect.stringContaining('value 1000') });
-    expect(r.accept('w', node(), new Float32Array(500).fill(MAX_NODE_ABS * 10))).toMatchObject({ ok: false, reason: 'out_of_range' });
-    expect(r.accept('w', node({ level: 4 }), new Float32Array(500))).toMatchObject({ ok: false, reason: 'unexpected_message' });
+    expect(r.accept('w', node({ step: 3 }), new Float32Array(500))).toMatchObject({
+      ok: false,
+      reason: 'stale_result',
+    });
+    expect(r.accept('w', node({ offset: 0 }), new Float32Array(500))).toMatchObject({
+      ok: false,
+      reason: 'invalid_message',
+    });
+    expect(r.accept('w', node(), new Float32Array(499))).toMatchObject({
+      ok: false,
+      reason: 'wrong_payload_size',
+    });
+    expect(r.accept('w', node(), new Float32Array(500).fill(Number.NaN))).toMatchObject({
+      ok: false,
+      reason: 'non_finite',
+      detail: expect.stringContaining('value 1000'),
+    });
+    expect(r.accept('w', node(), new Float32Array(500).fill(MAX_NODE_ABS * 10))).toMatchObject({
+      ok: false,
+      reason: 'out_of_range',
+    });
+    expect(r.accept('w', node({ level: 4 }), new Float32Array(500))).toMatchObject({
+      ok: false,
+      reason: 'unexpected_message',
+    });
   });
 
   it('reduces only the nodes it is told to, by their senders, and refuses to reduce one it lacks', () => {
@@ -50,18 +105,38 @@ describe('ShardReducer', () => {
     r.accept('honest', node({ level: 2, index: 1, samples: 32 }), new Float32Array(500).fill(32));
     r.accept('other', node({ level: 2, index: 1, samples: 32 }), new Float32Array(500).fill(1e6));
     const adam = { learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
-    const reduced = r.reduce({ type: 'reduce', step: 4, microBatches: 8, adam, nodes: [{ level: 2, index: 0, worker: 'honest' }, { level: 2, index: 1, worker: 'honest' }] });
+    const reduced = r.reduce({
+      type: 'reduce',
+      step: 4,
+      microBatches: 8,
+      adam,
+      nodes: [
+        { level: 2, index: 0, worker: 'honest' },
+        { level: 2, index: 1, worker: 'honest' },
+      ],
+    });
     expect(reduced.version).toBe(5);
     expect(r.current).toMatchObject({ version: 5, adamStep: 5 });
     // Every trainable element saw an average gradient of 1: Σ g² counts the slice's trainable elements.
     expect(reduced.gradSquares).toBeGreaterThan(0);
     expect(reduced.gradSquares).toBeLessThanOrEqual(500);
-    expect(() => r.reduce({ type: 'reduce', step: 5, microBatches: 8, adam, nodes: [{ level: 3, index: 0, worker: 'honest' }] })).toThrow(/does not hold/);
+    expect(() =>
+      r.reduce({
+        type: 'reduce',
+        step: 5,
+        microBatches: 8,
+        adam,
+        nodes: [{ level: 3, index: 0, worker: 'honest' }],
+      }),
+    ).toThrow(/does not hold/);
   });
 });
 
 describe('WeightsAssembler', () => {
-  const map = [{ offset: 0, size: 3 }, { offset: 3, size: 2 }];
+  const map = [
+    { offset: 0, size: 3 },
+    { offset: 3, size: 2 },
+  ];
 
   it('completes a version once every slice is in, and ignores older versions after', () => {
     const a = new WeightsAssembler(map, 5);

@@ -22,7 +22,10 @@ import { randomArray, useBackend } from '../helpers/backends.js';
 const RSS_SLACK_BYTES = 24 * 1024 * 1024;
 
 describe.each([
-  ['mnist-small', 16, 'wasm'], ['mnist-cnn', 4, 'wasm'], ['mnist-small', 16, 'native'], ['mnist-cnn', 4, 'native'],
+  ['mnist-small', 16, 'wasm'],
+  ['mnist-cnn', 4, 'wasm'],
+  ['mnist-small', 16, 'native'],
+  ['mnist-cnn', 4, 'native'],
   // Mesa's software adapter runs a tiny mnist-small step in ~0.2 s.
   ['mnist-small', 2, 'webgpu'],
 ] as const)('%s (batch %i) on %s', (name, batch, backendName) => {
@@ -36,14 +39,19 @@ describe.each([
     const images = randomArray(batch * 784, 9);
     const labels = Uint8Array.from({ length: batch }, (_, i) => i % 10);
     const backend = tf.backend();
-    const heap = () => (backendName === 'webgpu' ? 0 : (backend as WasmBackend).wasm.HEAPU8.buffer.byteLength);
+    const heap = () =>
+      backendName === 'webgpu' ? 0 : (backend as WasmBackend).wasm.HEAPU8.buffer.byteLength;
     const gpu = () => {
       const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
       return { inUse: m.numBytesInGPU ?? 0, allocated: m.numBytesAllocatedInGPU ?? 0 };
     };
     const addon = backendName === 'native' ? loadNativeAddon().addon : null;
     const snapshot = () => ({
-      tensors: tf.memory().numTensors, bytes: tf.memory().numBytes, dataIds: backend.numDataIds(), heap: heap(), gpu: gpu(),
+      tensors: tf.memory().numTensors,
+      bytes: tf.memory().numBytes,
+      dataIds: backend.numDataIds(),
+      heap: heap(),
+      gpu: gpu(),
       addonBytes: addon?.info().scratchBytes ?? 0,
     });
     let afterWarmup: ReturnType<typeof snapshot> | undefined;

@@ -22,7 +22,13 @@ describe('reference models', () => {
   it('lays parameters out in Keras order with BatchNorm statistics not trainable', () => {
     const layout = paramLayout(getModel('mnist-cnn'));
     expect(layout.entries.slice(0, 6).map((e) => e.name)).toEqual([
-      'conv1/kernel', 'conv1/bias', 'bn1/gamma', 'bn1/beta', 'bn1/moving_mean', 'bn1/moving_variance']);
+      'conv1/kernel',
+      'conv1/bias',
+      'bn1/gamma',
+      'bn1/beta',
+      'bn1/moving_mean',
+      'bn1/moving_variance',
+    ]);
     expect(layout.entries[0].shape).toEqual([3, 3, 1, 32]);
     expect(layout.entries.find((e) => e.name === 'dense1/kernel')?.shape).toEqual([6272, 512]);
     // Every BatchNorm layer has 2×C non-trainable values: 2 × (32+32+64+64+128+512+256).
@@ -36,7 +42,8 @@ describe('reference models', () => {
 
   it('counts forward FLOPs per sample from the layer shapes', () => {
     // conv16 on 28×28×1, conv32 on 14×14×16, conv64 on 7×7×32, dense 576→64, 64→10.
-    const expected = 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 64 * 9 * 32 + 576 * 64 + 64 * 10);
+    const expected =
+      2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 64 * 9 * 32 + 576 * 64 + 64 * 10);
     expect(forwardFlopsPerSample(getModel('mnist-small'))).toBe(expected);
   });
 
@@ -55,7 +62,9 @@ describe('reference models', () => {
     const gamma = cnn.entries.find((e) => e.name === 'bn1/gamma')!;
     const variance = cnn.entries.find((e) => e.name === 'bn1/moving_variance')!;
     expect([...w.subarray(gamma.offset, gamma.offset + gamma.size)].every((v) => v === 1)).toBe(true);
-    expect([...w.subarray(variance.offset, variance.offset + variance.size)].every((v) => v === 1)).toBe(true);
+    expect([...w.subarray(variance.offset, variance.offset + variance.size)].every((v) => v === 1)).toBe(
+      true,
+    );
   });
 });
 
@@ -82,9 +91,14 @@ describe('seeded dropout masks', () => {
 describe('layer kinds', () => {
   it('a layer kind no switch handles fails loudly instead of losing its parameters', () => {
     const model = getModel('mnist-small');
-    const alien = { ...model, layers: [...model.layers, { kind: 'conv3d', name: 'c3', filters: 4 }] } as unknown as typeof model;
+    const alien = {
+      ...model,
+      layers: [...model.layers, { kind: 'conv3d', name: 'c3', filters: 4 }],
+    } as unknown as typeof model;
     expect(() => paramLayout(alien)).toThrow(/unhandled layer kind: .*conv3d/);
     expect(() => layerOutputShapes(alien)).toThrow(/unhandled layer kind/);
-    expect(() => toLayersArtifacts(alien, new Float32Array(paramLayout(model).size))).toThrow(/unhandled layer kind/);
+    expect(() => toLayersArtifacts(alien, new Float32Array(paramLayout(model).size))).toThrow(
+      /unhandled layer kind/,
+    );
   });
 });

@@ -20,7 +20,10 @@ async function gradientSha(modelName: string, batch: number, threads: number): P
 }
 
 // Batch 40: more than two of the filter gradient's 16-image chunks, the last one short.
-describe.each([['mnist-small', 40], ['mnist-cnn', 40]])('%s on native (batch %i)', (modelName, batch) => {
+describe.each([
+  ['mnist-small', 40],
+  ['mnist-cnn', 40],
+])('%s on native (batch %i)', (modelName, batch) => {
   it('the same gradient bits twice, and with 1, 2 and 3 oneDNN threads', async () => {
     const shas = [];
     for (const threads of [1, 1, 2, 3]) shas.push(await gradientSha(modelName, batch, threads));

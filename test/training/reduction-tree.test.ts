@@ -1,12 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { type NodeSum, averageOf, decompose, isValidNode, leafSum, nodeKey, nodeRange, reduceNodes, rootLevel } from '../../training/parallel/reduction-tree.js';
+import {
+  type NodeSum,
+  averageOf,
+  decompose,
+  isValidNode,
+  leafSum,
+  nodeKey,
+  nodeRange,
+  reduceNodes,
+  rootLevel,
+} from '../../training/parallel/reduction-tree.js';
 import { Rng } from '../../training/rng.js';
 
 const SIZE = 257;
 function leaves(microBatches: number, seed: number): NodeSum[] {
   const rng = new Rng(seed);
   return Array.from({ length: microBatches }, (_, i) => {
-    const mean = Float32Array.from({ length: SIZE }, () => (rng.nextFloat() - 0.5) * 10 ** Math.floor(rng.nextFloat() * 8 - 4));
+    const mean = Float32Array.from(
+      { length: SIZE },
+      () => (rng.nextFloat() - 0.5) * 10 ** Math.floor(rng.nextFloat() * 8 - 4),
+    );
     return leafSum(mean, rng.nextFloat(), i % 5, 16 - (i % 3));
   });
 }
@@ -16,7 +29,9 @@ const copy = (s: NodeSum): NodeSum => ({ ...s, values: s.values.slice() });
 function workerNodes(all: NodeSum[], first: number, end: number): Array<[string, NodeSum]> {
   const m = all.length;
   return decompose(first, end, m).map((node) => {
-    const mine = new Map(all.slice(first, end).map((s, i) => [nodeKey({ level: 0, index: first + i }), copy(s)]));
+    const mine = new Map(
+      all.slice(first, end).map((s, i) => [nodeKey({ level: 0, index: first + i }), copy(s)]),
+    );
     return [nodeKey(node), reduceNodes(mine, node, m)];
   });
 }
@@ -28,22 +43,25 @@ function randomCuts(m: number, parts: number, rng: Rng): number[] {
 }
 
 describe('reduction tree', () => {
-  it.each([1, 2, 3, 4, 5, 7, 8, 13, 16, 31])('decompose covers any range of %i micro-batches exactly, with valid maximal nodes', (m) => {
-    for (let first = 0; first < m; first++) {
-      for (let end = first + 1; end <= m; end++) {
-        const nodes = decompose(first, end, m);
-        let at = first;
-        for (const node of nodes) {
-          expect(isValidNode(node, m)).toBe(true);
-          const r = nodeRange(node, m);
-          expect(r.first).toBe(at);
-          at = r.end;
+  it.each([1, 2, 3, 4, 5, 7, 8, 13, 16, 31])(
+    'decompose covers any range of %i micro-batches exactly, with valid maximal nodes',
+    (m) => {
+      for (let first = 0; first < m; first++) {
+        for (let end = first + 1; end <= m; end++) {
+          const nodes = decompose(first, end, m);
+          let at = first;
+          for (const node of nodes) {
+            expect(isValidNode(node, m)).toBe(true);
+            const r = nodeRange(node, m);
+            expect(r.first).toBe(at);
+            at = r.end;
+          }
+          expect(at).toBe(end);
+          if (first === 0 && end === m) expect(nodes).toEqual([{ level: rootLevel(m), index: 0 }]);
         }
-        expect(at).toBe(end);
-        if (first === 0 && end === m) expect(nodes).toEqual([{ level: rootLevel(m), index: 0 }]);
       }
-    }
-  });
+    },
+  );
 
   it('gives the same bits for any split of the micro-batches among workers', () => {
     const rng = new Rng(42);
@@ -65,7 +83,9 @@ describe('reduction tree', () => {
   it('is a different order from a left-to-right sum (so the tree, not luck, gives the identity)', () => {
     const all = leaves(5, 9);
     const tree = reduceNodes(new Map(workerNodes(all, 0, 5)), { level: 3, index: 0 }, 5);
-    const sequential = all.map(copy).reduce((a, b) => ({ ...a, values: a.values.map((v, i) => v + b.values[i]) }));
+    const sequential = all
+      .map(copy)
+      .reduce((a, b) => ({ ...a, values: a.values.map((v, i) => v + b.values[i]) }));
     expect(Buffer.from(tree.values.buffer).equals(Buffer.from(sequential.values.buffer))).toBe(false);
   });
 

@@ -2,7 +2,12 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { renderConfusionMatrix, renderTrainingCurves, writeSvg, type CurvePoint } from '../../training/report/index.js';
+import {
+  renderConfusionMatrix,
+  renderTrainingCurves,
+  writeSvg,
+  type CurvePoint,
+} from '../../training/report/index.js';
 
 /** Well-formed enough for any SVG viewer: one root, balanced tags, quoted attributes, escaped text. */
 function expectWellFormed(svg: string): void {
@@ -79,33 +84,59 @@ describe('renderTrainingCurves', () => {
     expect(svg).toContain('<g class="panel" data-panel="loss">');
     expect(svg).toContain('<g class="panel" data-panel="accuracy">');
     const labels = texts(svg);
-    expect(labels).toEqual(expect.arrayContaining(['Training curves', 'Loss', 'Accuracy', 'epoch', 'train', 'test', '1', '5']));
+    expect(labels).toEqual(
+      expect.arrayContaining(['Training curves', 'Loss', 'Accuracy', 'epoch', 'train', 'test', '1', '5']),
+    );
   });
 
   it('ranges the accuracy axis to the data, as percentages, with room below the lowest point', () => {
     const accuracies = [0.951, 0.97, 0.985, 0.993, 1];
-    const points = accuracies.map((a, i) => ({ epoch: i + 1, trainLoss: 1 - a, trainAccuracy: a, testAccuracy: a - 0.001 }));
-    const percents = texts(renderTrainingCurves(points)).filter((t) => t.endsWith('%')).map((t) => Number.parseFloat(t));
+    const points = accuracies.map((a, i) => ({
+      epoch: i + 1,
+      trainLoss: 1 - a,
+      trainAccuracy: a,
+      testAccuracy: a - 0.001,
+    }));
+    const percents = texts(renderTrainingCurves(points))
+      .filter((t) => t.endsWith('%'))
+      .map((t) => Number.parseFloat(t));
     // 95.0% would put the 95.1% point on the axis floor, where it reads as clipped.
     expect(percents).toEqual([94, 95, 96, 97, 98, 99, 100]);
   });
 
   it('keeps every point inside its panel, whatever the values', () => {
     const extremes: number[][] = [
-      [1e-30, 2e-30, 3e-30], [1e300, -1e300, 5e299], [1.7e308, -1.7e308], [0, 0, 0], [-5, -5], [7], [1e15, 1e15 + 1],
-      [2.302, 0.0001, 0.5], Array.from({ length: 200_000 }, (_, i) => Math.sin(i) * 10 ** (i % 7)),
+      [1e-30, 2e-30, 3e-30],
+      [1e300, -1e300, 5e299],
+      [1.7e308, -1.7e308],
+      [0, 0, 0],
+      [-5, -5],
+      [7],
+      [1e15, 1e15 + 1],
+      [2.302, 0.0001, 0.5],
+      Array.from({ length: 200_000 }, (_, i) => Math.sin(i) * 10 ** (i % 7)),
     ];
     for (const values of extremes) {
-      const points = values.slice(0, 50).map((v, i) => ({ epoch: i + 1, trainLoss: v, testLoss: v / 2, trainAccuracy: 0.9 + (i % 3) * 0.05, testAccuracy: 0.95 }));
+      const points = values.slice(0, 50).map((v, i) => ({
+        epoch: i + 1,
+        trainLoss: v,
+        testLoss: v / 2,
+        trainAccuracy: 0.9 + (i % 3) * 0.05,
+        testAccuracy: 0.95,
+      }));
       const svg = renderTrainingCurves(points, { steps: values.map((loss, i) => ({ step: i + 1, loss })) });
       expectWellFormed(svg);
       for (const panel of svg.matchAll(/<g class="panel" data-panel="([^"]+)">([\s\S]*?)\n<\/g>/g)) {
-        const frame = /<path d="M([\d.-]+),([\d.-]+)V([\d.-]+)H([\d.-]+)" fill="none" stroke="#444"/.exec(panel[2]);
+        const frame = /<path d="M([\d.-]+),([\d.-]+)V([\d.-]+)H([\d.-]+)" fill="none" stroke="#444"/.exec(
+          panel[2],
+        );
         expect(frame, panel[1]).not.toBeNull();
         const [left, top, bottom, right] = frame!.slice(1).map(Number);
-        const coords = [...panel[2].matchAll(/data-series="[^"]+" d="([^"]+)"/g)].flatMap((m) => [...m[1].matchAll(/[ML]([\d.-]+),([\d.-]+)/g)])
+        const coords = [...panel[2].matchAll(/data-series="[^"]+" d="([^"]+)"/g)]
+          .flatMap((m) => [...m[1].matchAll(/[ML]([\d.-]+),([\d.-]+)/g)])
           .map((m) => [Number(m[1]), Number(m[2])]);
-        const dots = [...panel[2].matchAll(/<g class="points"[^>]*>(.*?)<\/g>/g)].flatMap((g) => [...g[1].matchAll(/<circle cx="([\d.-]+)" cy="([\d.-]+)"/g)])
+        const dots = [...panel[2].matchAll(/<g class="points"[^>]*>(.*?)<\/g>/g)]
+          .flatMap((g) => [...g[1].matchAll(/<circle cx="([\d.-]+)" cy="([\d.-]+)"/g)])
           .map((m) => [Number(m[1]), Number(m[2])]);
         expect(coords.length, `${panel[1]} for ${values.slice(0, 3)}`).toBeGreaterThan(0);
         for (const [x, y] of [...coords, ...dots]) {
@@ -119,16 +150,22 @@ describe('renderTrainingCurves', () => {
   });
 
   it('draws the loss of every step, faint, with a smoothed line through it', () => {
-    const steps = Array.from({ length: 300 }, (_, i) => ({ step: i + 1, loss: 2.3 * Math.exp(-i / 60) + (i % 2 ? 0.2 : -0.2) }));
+    const steps = Array.from({ length: 300 }, (_, i) => ({
+      step: i + 1,
+      loss: 2.3 * Math.exp(-i / 60) + (i % 2 ? 0.2 : -0.2),
+    }));
     steps[100] = { step: 101, loss: Number.NaN };
     const svg = renderTrainingCurves(history(2), { steps });
     expectWellFormed(svg);
     const paths = seriesPaths(svg);
     expect(pointCount(paths.get('step-loss')!)).toBe(299);
     expect(subpathCount(paths.get('step-loss')!)).toBe(2);
-    expect(svg).toMatch(/data-series="step-loss" d="[^"]+" fill="none" stroke="#1f77b4" stroke-width="1" stroke-opacity="0.3"/);
+    expect(svg).toMatch(
+      /data-series="step-loss" d="[^"]+" fill="none" stroke="#1f77b4" stroke-width="1" stroke-opacity="0.3"/,
+    );
     // Smoothing takes out the ±0.2 zig-zag: the smoothed line moves far less from point to point.
-    const ys = (id: string) => [...paths.get(id)!.matchAll(/[ML][\d.-]+,([\d.-]+)/g)].map((m) => Number(m[1]));
+    const ys = (id: string) =>
+      [...paths.get(id)!.matchAll(/[ML][\d.-]+,([\d.-]+)/g)].map((m) => Number(m[1]));
     const wiggle = (v: number[]) => v.slice(1).reduce((a, y, i) => a + Math.abs(y - v[i]), 0);
     expect(wiggle(ys('step-loss-smoothed'))).toBeLessThan(wiggle(ys('step-loss')) / 4);
     expect(texts(svg)).toEqual(expect.arrayContaining(['Train loss per step', 'step', 'Loss', 'Accuracy']));
@@ -160,7 +197,9 @@ describe('renderTrainingCurves', () => {
   });
 
   it('leaves out test series that were never measured', () => {
-    const svg = renderTrainingCurves(history(4).map(({ epoch, trainLoss, trainAccuracy }) => ({ epoch, trainLoss, trainAccuracy })));
+    const svg = renderTrainingCurves(
+      history(4).map(({ epoch, trainLoss, trainAccuracy }) => ({ epoch, trainLoss, trainAccuracy })),
+    );
     expectWellFormed(svg);
     const paths = seriesPaths(svg);
     expect([...paths.keys()].sort()).toEqual(['train-accuracy', 'train-loss']);
@@ -169,7 +208,9 @@ describe('renderTrainingCurves', () => {
   });
 
   it('joins the test line across epochs it was not measured in', () => {
-    const points = history(6).map((p) => (p.epoch % 2 === 0 ? p : { ...p, testLoss: undefined, testAccuracy: undefined }));
+    const points = history(6).map((p) =>
+      p.epoch % 2 === 0 ? p : { ...p, testLoss: undefined, testAccuracy: undefined },
+    );
     const paths = seriesPaths(renderTrainingCurves(points));
     expect(pointCount(paths.get('test-loss')!)).toBe(3);
     expect(subpathCount(paths.get('test-loss')!)).toBe(1);
@@ -202,7 +243,8 @@ describe('renderTrainingCurves', () => {
 describe('renderConfusionMatrix', () => {
   // Mostly right, a few confusions that vary by cell so every count is distinct per row.
   const confusion = Array.from({ length: 10 }, (_, t) =>
-    Array.from({ length: 10 }, (_, p) => (t === p ? 950 + 3 * t : (t * 7 + p * 3) % 5)));
+    Array.from({ length: 10 }, (_, p) => (t === p ? 950 + 3 * t : (t * 7 + p * 3) % 5)),
+  );
   const correct = confusion.reduce((s, row, i) => s + row[i], 0);
   const total = confusion.flat().reduce((a, b) => a + b, 0);
 
@@ -231,24 +273,44 @@ describe('renderConfusionMatrix', () => {
   });
 
   it('shades cells by their share of the row', () => {
-    const svg = renderConfusionMatrix([[9, 1], [5, 5]]);
+    const svg = renderConfusionMatrix([
+      [9, 1],
+      [5, 5],
+    ]);
     const fill = (t: number, p: number) =>
-      svg.match(new RegExp(`data-true="${t}" data-predicted="${p}"><title>[^<]*</title><rect [^>]*fill="(#[0-9a-f]{6})"`))![1];
-    const darkness = (hex: string) => 765 - [1, 3, 5].reduce((s, i) => s + Number.parseInt(hex.slice(i, i + 2), 16), 0);
+      svg.match(
+        new RegExp(
+          `data-true="${t}" data-predicted="${p}"><title>[^<]*</title><rect [^>]*fill="(#[0-9a-f]{6})"`,
+        ),
+      )![1];
+    const darkness = (hex: string) =>
+      765 - [1, 3, 5].reduce((s, i) => s + Number.parseInt(hex.slice(i, i + 2), 16), 0);
     expect(darkness(fill(0, 0))).toBeGreaterThan(darkness(fill(1, 1)));
     expect(fill(1, 0)).toBe(fill(1, 1));
     expect(darkness(fill(1, 1))).toBeGreaterThan(darkness(fill(0, 1)));
   });
 
   it('escapes labels and the title, and copes with an empty class', () => {
-    const svg = renderConfusionMatrix([[3, 1], [0, 0]], { title: 'a <&> b', labels: ['<cat>', 'dog & co'] });
+    const svg = renderConfusionMatrix(
+      [
+        [3, 1],
+        [0, 0],
+      ],
+      { title: 'a <&> b', labels: ['<cat>', 'dog & co'] },
+    );
     expectWellFormed(svg);
     expect(svg).toContain('a &lt;&amp;&gt; b — accuracy 75.00% (3 of 4)');
     expect(texts(svg)).toEqual(expect.arrayContaining(['&lt;cat&gt;', 'dog &amp; co', '75.0%', '–']));
   });
 
   it('renders a matrix with no samples', () => {
-    for (const m of [[], [[0, 0], [0, 0]]]) {
+    for (const m of [
+      [],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+    ]) {
       const svg = renderConfusionMatrix(m);
       expectWellFormed(svg);
       expect(svg).toContain('no samples');

@@ -9,7 +9,13 @@ import { Rng } from '../../training/rng.js';
 
 describe('planShards', () => {
   it('cuts any size into S contiguous slices that differ by at most one element', () => {
-    for (const [size, s] of [[60_874, 1], [60_874, 3], [3_488_874, 8], [7, 7], [10, 4]]) {
+    for (const [size, s] of [
+      [60_874, 1],
+      [60_874, 3],
+      [3_488_874, 8],
+      [7, 7],
+      [10, 4],
+    ]) {
       const slices = planShards(size, s);
       expect(slices).toHaveLength(s);
       expect(coversExactly(slices, size)).toBe(true);
@@ -24,7 +30,7 @@ describe('planShards', () => {
     expect(() => planShards(10, 1.5)).toThrow(/positive/);
   });
 
-  it('intersects in the window\'s coordinates', () => {
+  it("intersects in the window's coordinates", () => {
     expect(intersectInto({ offset: 5, size: 10 }, { offset: 10, size: 20 })).toEqual({ offset: 0, size: 5 });
     expect(intersectInto({ offset: 12, size: 2 }, { offset: 10, size: 20 })).toEqual({ offset: 2, size: 2 });
     expect(intersectInto({ offset: 0, size: 10 }, { offset: 10, size: 20 })).toBeNull();
@@ -39,7 +45,12 @@ describe('applyUpdate on a window', () => {
     const fill = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() - 0.5) * scale);
     const weights = fill(layout.size, 0.2);
     const grads = fill(layout.size, 0.01);
-    const adam = { ...createAdamState(layout.size), step: 3, m: fill(layout.size, 0.001), v: fill(layout.size, 0.0001).map(Math.abs) };
+    const adam = {
+      ...createAdamState(layout.size),
+      step: 3,
+      m: fill(layout.size, 0.001),
+      v: fill(layout.size, 0.0001).map(Math.abs),
+    };
     const whole = applyUpdate(layout, weights, grads, adam, DEFAULT_ADAM);
     for (const s of [2, 5, 8]) {
       const w = new Float32Array(layout.size);
@@ -47,7 +58,14 @@ describe('applyUpdate on a window', () => {
       const v = new Float32Array(layout.size);
       for (const window of planShards(layout.size, s)) {
         const cut = (a: Float32Array) => a.slice(window.offset, window.offset + window.size);
-        const part = applyUpdate(layout, cut(weights), cut(grads), { step: adam.step, m: cut(adam.m), v: cut(adam.v) }, DEFAULT_ADAM, { window });
+        const part = applyUpdate(
+          layout,
+          cut(weights),
+          cut(grads),
+          { step: adam.step, m: cut(adam.m), v: cut(adam.v) },
+          DEFAULT_ADAM,
+          { window },
+        );
         w.set(part.weights, window.offset);
         m.set(part.adam.m, window.offset);
         v.set(part.adam.v, window.offset);

@@ -1,4 +1,7 @@
-/** The synthetic compute stand-in: seeded, the model's real layout, plausible values, and it waits rather than computes. */
+/**
+ * The synthetic compute stand-in: seeded, the model's real layout, plausible values, and it waits rather than
+ * computes.
+ */
 import { describe, expect, it } from 'vitest';
 import { SyntheticRunner, fillSyntheticContribution } from '../../training/backends/synthetic.js';
 import { paramLayout } from '../../training/models/spec.js';
@@ -7,10 +10,14 @@ import { dropoutSeed } from '../../training/parallel/step-plan.js';
 
 const model = getModel('mnist-cnn');
 const layout = paramLayout(model);
-const batch = (labels: number[]) => ({ images: new Float32Array(labels.length * 784), labels: Uint8Array.from(labels), count: labels.length });
+const batch = (labels: number[]) => ({
+  images: new Float32Array(labels.length * 784),
+  labels: Uint8Array.from(labels),
+  count: labels.length,
+});
 
 describe('synthetic backend', () => {
-  it('fills mnist-cnn\'s 3,488,874 values, the same for the same (seed, step, micro-batch) and different otherwise', () => {
+  it("fills mnist-cnn's 3,488,874 values, the same for the same (seed, step, micro-batch) and different otherwise", () => {
     expect(layout.size).toBe(3_488_874);
     const a = fillSyntheticContribution(layout, dropoutSeed(1, 5, 2), new Float32Array(layout.size));
     const again = fillSyntheticContribution(layout, dropoutSeed(1, 5, 2), new Float32Array(layout.size));

@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadMnist, normalizeInto } from '../../training/data/index.js';
-import { loadTfjsModelFromDir, toLayersArtifacts, writeTfjsModel } from '../../training/export/tfjs-layers.js';
+import {
+  loadTfjsModelFromDir,
+  toLayersArtifacts,
+  writeTfjsModel,
+} from '../../training/export/tfjs-layers.js';
 import { initialWeights } from '../../training/models/init.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
@@ -19,7 +23,11 @@ beforeAll(async () => {
   await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'gradfleet-tfjs-export-'));
   const test = loadMnist('test');
-  images = normalizeInto(test, Array.from({ length: COUNT }, (_, i) => i), new Float32Array(COUNT * 784));
+  images = normalizeInto(
+    test,
+    Array.from({ length: COUNT }, (_, i) => i),
+    new Float32Array(COUNT * 784),
+  );
 });
 
 afterAll(async () => {
@@ -41,7 +49,10 @@ function exportedWeights(name: string): Float32Array {
   return weights;
 }
 
-describe.each([['mnist-cnn', 3_488_874], ['mnist-small', 60_874]])('%s exported as a tfjs Layers model', (name, params) => {
+describe.each([
+  ['mnist-cnn', 3_488_874],
+  ['mnist-small', 60_874],
+])('%s exported as a tfjs Layers model', (name, params) => {
   it('loads with tf.loadLayersModel and predicts what ModelRunner does in inference mode', async () => {
     const model = getModel(name);
     const weights = exportedWeights(name);
@@ -71,21 +82,28 @@ describe.each([['mnist-cnn', 3_488_874], ['mnist-small', 60_874]])('%s exported 
 describe('model.json', () => {
   it('is JSON in layers-model format with one weights shard listing every parameter in layout order', async () => {
     const model = getModel('mnist-small');
-    const { modelJson, weightsFile } = await writeTfjsModel(join(root, 'json'), model, initialWeights(model, 1));
+    const { modelJson, weightsFile } = await writeTfjsModel(
+      join(root, 'json'),
+      model,
+      initialWeights(model, 1),
+    );
     const json = JSON.parse(await readFile(modelJson, 'utf8'));
     expect(json.format).toBe('layers-model');
     expect(json.generatedBy).toBe('gradfleet');
     expect(json.modelTopology.class_name).toBe('Sequential');
     expect(json.weightsManifest).toHaveLength(1);
     expect(json.weightsManifest[0].paths).toEqual(['weights.bin']);
-    expect(json.weightsManifest[0].weights.map((w: { name: string }) => w.name)).toEqual(paramLayout(model).entries.map((e) => e.name));
+    expect(json.weightsManifest[0].weights.map((w: { name: string }) => w.name)).toEqual(
+      paramLayout(model).entries.map((e) => e.name),
+    );
     expect((await readFile(weightsFile)).byteLength).toBe(4 * 60_874);
   });
 
   it('gives spec-less layers unique Keras-style names and rejects weights of the wrong size', () => {
     const model = getModel('mnist-cnn');
     const artifacts = toLayersArtifacts(model, initialWeights(model, 1));
-    const layers = (artifacts.modelTopology as { config: { layers: { config: { name: string } }[] } }).config.layers;
+    const layers = (artifacts.modelTopology as { config: { layers: { config: { name: string } }[] } }).config
+      .layers;
     const names = layers.map((l) => l.config.name);
     expect(new Set(names).size).toBe(names.length);
     expect(names.slice(0, 6)).toEqual(['input_1', 'conv1', 'bn1', 'activation_1', 'conv2', 'bn2']);

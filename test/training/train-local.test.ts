@@ -16,8 +16,13 @@ describe('training mnist-small in one process', () => {
     await useBackend('wasm');
     const steps: number[] = [];
     const result = await trainLocal({
-      model: getModel('mnist-small'), train: subset(loadMnist('train'), first(3200), 'train'), test: subset(loadMnist('test'), first(1000), 'test'),
-      epochs: 1, batchSize: 32, seed: 1, onStep: (s) => steps.push(s.step),
+      model: getModel('mnist-small'),
+      train: subset(loadMnist('train'), first(3200), 'train'),
+      test: subset(loadMnist('test'), first(1000), 'test'),
+      epochs: 1,
+      batchSize: 32,
+      seed: 1,
+      onStep: (s) => steps.push(s.step),
     });
     expect(result.steps).toBe(100);
     expect(result.samples).toBe(3200);

@@ -19,7 +19,9 @@ async function train(backend: TestBackend) {
   let adam = createAdamState(input.layout.size);
   let first: Contribution | undefined;
   for (let step = 0; step < STEPS; step++) {
-    const c = await onBackend(backend, () => computeContribution(input.model, weights, input.batch, input.dropoutSeed + step));
+    const c = await onBackend(backend, () =>
+      computeContribution(input.model, weights, input.batch, input.dropoutSeed + step),
+    );
     first ??= c;
     ({ weights, adam } = applyUpdate(input.layout, weights, c.values, adam, DEFAULT_ADAM));
   }
@@ -30,11 +32,13 @@ describe('mnist-small: three Adam steps on webgpu vs cpu', () => {
   it('every parameter with a real gradient moves the same way (relative error of the update < 1e-3)', async () => {
     const cpu = await train('cpu');
     const gpu = await train('webgpu');
-    const compared = compareContributions(cpu.layout, gpu.first, cpu.first).params.map((p, i) => ({ ...p, entry: cpu.layout.entries[i] }))
+    const compared = compareContributions(cpu.layout, gpu.first, cpu.first)
+      .params.map((p, i) => ({ ...p, entry: cpu.layout.entries[i] }))
       .filter((p) => p.kind === 'rel');
     expect(compared.length).toBeGreaterThan(cpu.layout.entries.length / 2);
     const failures = compared.flatMap(({ entry: e }) => {
-      const update = (w: Float32Array) => Float32Array.from(w.subarray(e.offset, e.offset + e.size), (v, j) => v - cpu.start[e.offset + j]);
+      const update = (w: Float32Array) =>
+        Float32Array.from(w.subarray(e.offset, e.offset + e.size), (v, j) => v - cpu.start[e.offset + j]);
       const err = relativeError(update(gpu.weights), update(cpu.weights));
       return err < 1e-3 ? [] : [`${e.name}: ${err}`];
     });

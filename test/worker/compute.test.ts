@@ -9,7 +9,11 @@ import { WorkerCompute } from '../../worker/compute.js';
 
 const model = getModel('mnist-small');
 const images = Uint8Array.from({ length: 64 * 784 }, (_, i) => (i * 31) % 256);
-const train = createDataset('train', images, Uint8Array.from({ length: 64 }, (_, i) => i % 10));
+const train = createDataset(
+  'train',
+  images,
+  Uint8Array.from({ length: 64 }, (_, i) => i % 10),
+);
 const geometry = { trainCount: 64, batchSize: 64, microBatchSize: 8 };
 
 function compute(): WorkerCompute {
@@ -18,11 +22,22 @@ function compute(): WorkerCompute {
   return c;
 }
 
-const assign = (step: number, first: number, count: number): MessageOf<'assign'> =>
-  ({ type: 'assign', step, epoch: 0, batchStart: 0, batchSamples: 64, weightsVersion: 0, first, count });
+const assign = (step: number, first: number, count: number): MessageOf<'assign'> => ({
+  type: 'assign',
+  step,
+  epoch: 0,
+  batchStart: 0,
+  batchSamples: 64,
+  weightsVersion: 0,
+  first,
+  count,
+});
 
 /** The nodes of an assignment: copies of their payloads, and the buffers they were emitted in. */
-async function nodes(c: WorkerCompute, a: MessageOf<'assign'>): Promise<{ copies: Float32Array[]; buffers: ArrayBufferLike[] }> {
+async function nodes(
+  c: WorkerCompute,
+  a: MessageOf<'assign'>,
+): Promise<{ copies: Float32Array[]; buffers: ArrayBufferLike[] }> {
   const copies: Float32Array[] = [];
   const buffers: ArrayBufferLike[] = [];
   await c.contributions(a, ({ payload }) => {
@@ -44,6 +59,8 @@ describe('WorkerCompute', () => {
     expect(new Uint32Array(again.copies[0].buffer)).toEqual(new Uint32Array(fresh.copies[0].buffer));
     // The first step's nodes were not touched by the second after their emit.
     const firstFresh = await nodes(compute(), assign(0, 0, 3));
-    firstFresh.copies.forEach((p, i) => expect(new Uint32Array(p.buffer)).toEqual(new Uint32Array(first.copies[i].buffer)));
+    firstFresh.copies.forEach((p, i) =>
+      expect(new Uint32Array(p.buffer)).toEqual(new Uint32Array(first.copies[i].buffer)),
+    );
   });
 });

@@ -19,11 +19,19 @@ export type GpuAdapterInfo = z.infer<typeof gpuAdapterSchema>;
 
 /** The parts of Dawn's `GPU` object gradfleet uses (the `webgpu` package ships no types for Node). */
 export interface DawnGpu {
-  requestAdapter(options?: { powerPreference?: 'high-performance' | 'low-power' }): Promise<DawnAdapter | null>;
+  requestAdapter(options?: {
+    powerPreference?: 'high-performance' | 'low-power';
+  }): Promise<DawnAdapter | null>;
 }
 
 export interface DawnAdapter {
-  readonly info: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter?: boolean };
+  readonly info: {
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    isFallbackAdapter?: boolean;
+  };
   readonly features: ReadonlySet<string>;
   readonly limits: Record<string, number>;
   requestDevice(descriptor?: object): Promise<{ destroy(): void }>;
@@ -38,7 +46,9 @@ export type DawnLoad = { dawn: DawnModule } | { dawn: null; reason: string };
 
 let loaded: DawnLoad | undefined;
 
-/** Dawn's Node binding, with WebGPU's globals (GPUBufferUsage, …) installed, as the tfjs backend needs them. */
+/**
+ * Dawn's Node binding, with WebGPU's globals (GPUBufferUsage, …) installed, as the tfjs backend needs them.
+ */
 export async function loadDawn(): Promise<DawnLoad> {
   if (loaded) return loaded;
   try {
@@ -48,14 +58,25 @@ export async function loadDawn(): Promise<DawnLoad> {
   } catch (err) {
     const message = (err as Error).message.split('\n')[0];
     const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
-    return (loaded = { dawn: null, reason: missing ? 'the optional package webgpu is not installed' : `Dawn (webgpu) failed to load: ${message}` });
+    return (loaded = {
+      dawn: null,
+      reason: missing
+        ? 'the optional package webgpu is not installed'
+        : `Dawn (webgpu) failed to load: ${message}`,
+    });
   }
 }
 
 const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|software|softpipe/i;
 
 export function describeAdapter(adapter: DawnAdapter): GpuAdapterInfo {
-  const { vendor = '', architecture = '', device = '', description = '', isFallbackAdapter = false } = adapter.info;
+  const {
+    vendor = '',
+    architecture = '',
+    device = '',
+    description = '',
+    isFallbackAdapter = false,
+  } = adapter.info;
   const software = isFallbackAdapter || SOFTWARE_NAMES.test(`${architecture} ${device} ${description}`);
   return { vendor, architecture, device, description, software };
 }
@@ -75,7 +96,9 @@ async function adapterNames(dawn: DawnModule): Promise<string[]> {
   try {
     await dawn.create(['adapter=gradfleet-lists-adapters-by-asking-for-none']).requestAdapter();
   } catch (err) {
-    return [...String((err as Error).message ?? err).matchAll(/^ \* backend: '[^']*', name: '(.*)'$/gm)].map((m) => m[1]);
+    return [...String((err as Error).message ?? err).matchAll(/^ \* backend: '[^']*', name: '(.*)'$/gm)].map(
+      (m) => m[1],
+    );
   }
   return [];
 }
@@ -91,7 +114,10 @@ export async function listAdapters(dawn: DawnModule): Promise<GpuAdapterInfo[]> 
   const names = await adapterNames(dawn);
   const infos = new Map<string, GpuAdapterInfo>();
   for (const name of new Set(names)) {
-    const adapter = await dawn.create([`adapter=${name}`]).requestAdapter().catch(() => null);
+    const adapter = await dawn
+      .create([`adapter=${name}`])
+      .requestAdapter()
+      .catch(() => null);
     if (adapter) infos.set(name, describeAdapter(adapter));
   }
   return names.flatMap((n) => (infos.has(n) ? [infos.get(n)!] : []));
@@ -111,7 +137,10 @@ export async function chooseAdapter(dawn: DawnModule, gpuIndex?: number): Promis
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' }).catch((err: Error) => {
       throw new AdapterUnavailableError(`no WebGPU adapter: ${err.message.split('\n')[0]}`);
     });
-    if (!adapter) throw new AdapterUnavailableError('no WebGPU adapter (is a Vulkan driver installed? Debian: mesa-vulkan-drivers for the software one, the GPU vendor\'s driver otherwise)');
+    if (!adapter)
+      throw new AdapterUnavailableError(
+        "no WebGPU adapter (is a Vulkan driver installed? Debian: mesa-vulkan-drivers for the software one, the GPU vendor's driver otherwise)",
+      );
     return { gpu, adapter, info: describeAdapter(adapter) };
   }
   const names = await adapterNames(dawn);
@@ -119,11 +148,16 @@ export async function chooseAdapter(dawn: DawnModule, gpuIndex?: number): Promis
   const hardware = all.map((info, i) => ({ info, name: names[i] })).filter((a) => !a.info.software);
   const seen = all.length ? all.map((a, i) => `${i}: ${adapterLabel(a)}`).join('; ') : 'none';
   const picked = hardware[gpuIndex];
-  if (!picked) throw new AdapterUnavailableError(`--gpu ${gpuIndex}: there are ${hardware.length} hardware adapters (adapters seen: ${seen})`);
+  if (!picked)
+    throw new AdapterUnavailableError(
+      `--gpu ${gpuIndex}: there are ${hardware.length} hardware adapters (adapters seen: ${seen})`,
+    );
   if (names.filter((n) => n === picked.name).length > 1) {
     // Dawn picks the first adapter whose name matches: of several equal GPUs only the first is reachable.
-    throw new AdapterUnavailableError(`--gpu ${gpuIndex}: ${picked.name} is the name of several adapters, and Dawn selects adapters by name only; `
-      + 'give each worker one GPU through its container instead (NVIDIA_VISIBLE_DEVICES) and use --gpu 0');
+    throw new AdapterUnavailableError(
+      `--gpu ${gpuIndex}: ${picked.name} is the name of several adapters, and Dawn selects adapters by name only; ` +
+        'give each worker one GPU through its container instead (NVIDIA_VISIBLE_DEVICES) and use --gpu 0',
+    );
   }
   const gpu = dawn.create([`adapter=${picked.name}`]);
   const adapter = await gpu.requestAdapter();

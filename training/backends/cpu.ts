@@ -7,7 +7,8 @@ export const cpu: BackendCandidate = {
   package: '@tensorflow/tfjs-backend-cpu',
   async load() {
     await import('@tensorflow/tfjs-backend-cpu');
-    if (!(await tf.setBackend('cpu'))) throw new BackendUnavailableError('the cpu backend failed to initialise');
+    if (!(await tf.setBackend('cpu')))
+      throw new BackendUnavailableError('the cpu backend failed to initialise');
     return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', gpu: false, trainingKernels: [] };
   },
 };

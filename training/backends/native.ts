@@ -21,7 +21,10 @@ export const native: BackendCandidate = {
     loaded.addon.setThreads(threads);
     const { onednn } = loaded.addon.info();
     return {
-      name: 'native', package: `${NATIVE_PACKAGE} ${onednn}`, gpu: false, threads,
+      name: 'native',
+      package: `${NATIVE_PACKAGE} ${onednn}`,
+      gpu: false,
+      threads,
       trainingKernels: installNativeTrainingKernels(loaded.addon),
     };
   },

@@ -8,11 +8,22 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { adapterLabel } from './adapters.js';
-import { type BackendCandidate, type BackendInfo, type BackendOptions, type BackendSkip, BackendUnavailableError } from './backend.js';
+import {
+  type BackendCandidate,
+  type BackendInfo,
+  type BackendOptions,
+  type BackendSkip,
+  BackendUnavailableError,
+} from './backend.js';
 import { BACKEND_CHOICES, type BackendChoice, REMEDY, candidatesFor } from './registry.js';
 
 export { BACKEND_CHOICES, type BackendChoice } from './registry.js';
-export { type BackendInfo, type BackendName, type BackendOptions, BackendUnavailableError } from './backend.js';
+export {
+  type BackendInfo,
+  type BackendName,
+  type BackendOptions,
+  BackendUnavailableError,
+} from './backend.js';
 export type { GpuAdapterInfo } from './adapters.js';
 
 export function parseBackendChoice(value: string): BackendChoice {
@@ -22,15 +33,23 @@ export function parseBackendChoice(value: string): BackendChoice {
 
 let current: BackendCandidate | undefined;
 
-/** Frees the active backend's device (webgpu), so that the process can exit; a later selectBackend loads again. */
+/**
+ * Frees the active backend's device (webgpu), so that the process can exit; a later selectBackend loads
+ * again.
+ */
 export function releaseBackend(): void {
   current?.release?.();
   current = undefined;
 }
 
-const listSkips = (skipped: BackendSkip[], sep: string) => skipped.map((s) => `${s.package}: ${s.reason}`).join(sep);
+const listSkips = (skipped: BackendSkip[], sep: string) =>
+  skipped.map((s) => `${s.package}: ${s.reason}`).join(sep);
 
-export async function selectBackend(choice: BackendChoice, log: Logger = silentLogger, options: BackendOptions = {}): Promise<BackendInfo> {
+export async function selectBackend(
+  choice: BackendChoice,
+  log: Logger = silentLogger,
+  options: BackendOptions = {},
+): Promise<BackendInfo> {
   // Production mode skips per-op debug checks and tfjs's console banners.
   tf.enableProdMode();
   const skipped: BackendSkip[] = [];
@@ -48,11 +67,25 @@ export async function selectBackend(choice: BackendChoice, log: Logger = silentL
   }
   if (!info) {
     const remedy = choice === 'auto' ? 'Reinstall gradfleet (npm ci).' : REMEDY[choice];
-    throw new BackendUnavailableError(`--backend ${choice}: no backend could be loaded (${listSkips(skipped, '; ')}). ${remedy}`);
+    throw new BackendUnavailableError(
+      `--backend ${choice}: no backend could be loaded (${listSkips(skipped, '; ')}). ${remedy}`,
+    );
   }
   await tf.ready();
-  log.info({ backend: info.name, package: info.package, gpu: info.gpu, threads: info.threads, adapter: info.adapter, trainingKernels: info.trainingKernels, skipped: info.skipped },
+  log.info(
+    {
+      backend: info.name,
+      package: info.package,
+      gpu: info.gpu,
+      threads: info.threads,
+      adapter: info.adapter,
+      trainingKernels: info.trainingKernels,
+      skipped: info.skipped,
+    },
     `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} threads)` : ''}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}` +
-    (info.skipped.length ? `; skipped ${info.skipped.map((s) => `${s.package} (${s.reason})`).join(', ')}` : ''));
+      (info.skipped.length
+        ? `; skipped ${info.skipped.map((s) => `${s.package} (${s.reason})`).join(', ')}`
+        : ''),
+  );
   return info;
 }

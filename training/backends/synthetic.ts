@@ -16,7 +16,9 @@ import type { Contribution, MicroBatch, MicroBatchRunner } from '../step/model-r
 
 export const SYNTHETIC_BACKEND = 'synthetic';
 
-/** Default wall time of one micro-batch: 1 Gbit/s links at 500 ms compute ≈ 10 Gbit/s at 50 ms (a GPU step). */
+/**
+ * Default wall time of one micro-batch: 1 Gbit/s links at 500 ms compute ≈ 10 Gbit/s at 50 ms (a GPU step).
+ */
 export const DEFAULT_SYNTHETIC_MS = 500;
 
 /**
@@ -25,8 +27,12 @@ export const DEFAULT_SYNTHETIC_MS = 500;
  * statistics, so they must stay plausible and the variances positive).
  */
 const VALUE_RANGE: Record<ParamRole, readonly [number, number]> = {
-  kernel: [0, 1e-3], bias: [0, 1e-3], gamma: [0, 1e-3], beta: [0, 1e-3],
-  movingMean: [0, 0.1], movingVariance: [1, 0.5],
+  kernel: [0, 1e-3],
+  bias: [0, 1e-3],
+  gamma: [0, 1e-3],
+  beta: [0, 1e-3],
+  movingMean: [0, 0.1],
+  movingVariance: [1, 0.5],
 };
 
 /**
@@ -34,8 +40,15 @@ const VALUE_RANGE: Record<ParamRole, readonly [number, number]> = {
  * its top bits. Not a good generator, but 5× faster than mulberry32 (~7 ms for mnist-cnn's 3.5M
  * values), and all that is needed is values that look like a gradient and depend on the seed.
  */
-export function fillSyntheticContribution(layout: ParamLayout, seed: number, out: Float32Array): Float32Array {
-  if (out.length !== layout.size) throw new Error(`synthetic contribution: buffer of ${out.length} values, the layout needs ${layout.size}`);
+export function fillSyntheticContribution(
+  layout: ParamLayout,
+  seed: number,
+  out: Float32Array,
+): Float32Array {
+  if (out.length !== layout.size)
+    throw new Error(
+      `synthetic contribution: buffer of ${out.length} values, the layout needs ${layout.size}`,
+    );
   let s = seed >>> 0;
   for (const e of layout.entries) {
     const [centre, half] = VALUE_RANGE[e.role];
@@ -53,19 +66,30 @@ export class SyntheticRunner implements MicroBatchRunner {
   readonly layout: ParamLayout;
 
   /** `microBatchMs`: the wall time of each micro-batch, generation included (0: as fast as possible). */
-  constructor(readonly model: ModelSpec, private readonly microBatchMs: number) {
-    if (!(microBatchMs >= 0 && Number.isFinite(microBatchMs))) throw new RangeError(`synthetic micro-batch time must be ≥ 0 ms, got ${microBatchMs}`);
+  constructor(
+    readonly model: ModelSpec,
+    private readonly microBatchMs: number,
+  ) {
+    if (!(microBatchMs >= 0 && Number.isFinite(microBatchMs)))
+      throw new RangeError(`synthetic micro-batch time must be ≥ 0 ms, got ${microBatchMs}`);
     this.layout = paramLayout(model);
   }
 
   setWeights(weights: Float32Array): void {
-    if (weights.length !== this.layout.size) throw new Error(`${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`);
+    if (weights.length !== this.layout.size)
+      throw new Error(
+        `${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`,
+      );
   }
 
   async contribution(batch: MicroBatch, seed: number, into?: Float32Array): Promise<Contribution> {
     // The wait runs to a deadline, so the micro-batch takes microBatchMs whatever generating cost.
     const deadline = performance.now() + this.microBatchMs;
-    const values = fillSyntheticContribution(this.layout, seed, into?.length === this.layout.size ? into : new Float32Array(this.layout.size));
+    const values = fillSyntheticContribution(
+      this.layout,
+      seed,
+      into?.length === this.layout.size ? into : new Float32Array(this.layout.size),
+    );
     let correct = 0;
     for (let i = 0; i < batch.count; i++) if (batch.labels[i] === 0) correct++;
     const left = deadline - performance.now();

@@ -25,7 +25,8 @@ function tensorflowCandidate(pkg: string, gpu: boolean): BackendCandidate {
       if (!isInstalled(pkg)) throw new BackendUnavailableError('not installed');
       try {
         await import(pkg);
-        if (!(await tf.setBackend('tensorflow'))) throw new Error('loaded, but the tensorflow backend failed to initialise');
+        if (!(await tf.setBackend('tensorflow')))
+          throw new Error('loaded, but the tensorflow backend failed to initialise');
       } catch (err) {
         throw new BackendUnavailableError(`failed to load: ${(err as Error).message.split('\n')[0]}`);
       }

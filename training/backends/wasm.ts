@@ -8,7 +8,8 @@ export const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
 /** Makes wasm the active tfjs backend (the native backend runs on it too). */
 export async function activateWasm(): Promise<void> {
   await import('@tensorflow/tfjs-backend-wasm');
-  if (!(await tf.setBackend('wasm'))) throw new BackendUnavailableError('the wasm backend failed to initialise');
+  if (!(await tf.setBackend('wasm')))
+    throw new BackendUnavailableError('the wasm backend failed to initialise');
 }
 
 export const wasm: BackendCandidate = {

@@ -5,7 +5,14 @@
  * on shutdown: Node does not exit while Dawn's GPU object is referenced.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type AdapterChoice, AdapterUnavailableError, type GpuAdapterInfo, adapterLabel, chooseAdapter, loadDawn } from './adapters.js';
+import {
+  type AdapterChoice,
+  AdapterUnavailableError,
+  type GpuAdapterInfo,
+  adapterLabel,
+  chooseAdapter,
+  loadDawn,
+} from './adapters.js';
 import { type BackendCandidate, type BackendOptions, BackendUnavailableError } from './backend.js';
 
 export const WEBGPU_PACKAGE = '@tensorflow/tfjs-backend-webgpu';
@@ -27,7 +34,8 @@ type NavigatorHolder = { navigator?: { gpu?: unknown } };
 /** The tfjs backend looks for `navigator.gpu` (Node 20 has no navigator; Node 21+ has one without gpu). */
 function exposeGpu(gpu: unknown): void {
   const holder = globalThis as NavigatorHolder;
-  if (!holder.navigator) Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
+  if (!holder.navigator)
+    Object.defineProperty(globalThis, 'navigator', { value: {}, configurable: true, writable: true });
   Object.defineProperty(holder.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
 }
 
@@ -36,13 +44,24 @@ function hideGpu(): void {
   if (nav && 'gpu' in nav) delete nav.gpu;
 }
 
-/** The device tfjs's own factory would ask for: timestamp queries where there are (for profiles), the adapter's limits. */
+/**
+ * The device tfjs's own factory would ask for: timestamp queries where there are (for profiles), the
+ * adapter's limits.
+ */
 function deviceDescriptor(adapter: AdapterChoice['adapter']): object {
   const limits = adapter.limits;
   return {
     requiredFeatures: ['timestamp-query', 'bgra8unorm-storage'].filter((f) => adapter.features.has(f)),
-    requiredLimits: Object.fromEntries(['maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize',
-      'maxBufferSize', 'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup'].map((k) => [k, limits[k]])),
+    requiredLimits: Object.fromEntries(
+      [
+        'maxComputeWorkgroupStorageSize',
+        'maxComputeWorkgroupsPerDimension',
+        'maxStorageBufferBindingSize',
+        'maxBufferSize',
+        'maxComputeWorkgroupSizeX',
+        'maxComputeInvocationsPerWorkgroup',
+      ].map((k) => [k, limits[k]]),
+    ),
   };
 }
 
@@ -63,7 +82,9 @@ async function open(gpuIndex: number | undefined): Promise<Active> {
     module = (await import(WEBGPU_PACKAGE)) as unknown as WebGpuBackendModule;
   } catch (err) {
     hideGpu();
-    throw new BackendUnavailableError(`${WEBGPU_PACKAGE} failed to load: ${(err as Error).message.split('\n')[0]}`);
+    throw new BackendUnavailableError(
+      `${WEBGPU_PACKAGE} failed to load: ${(err as Error).message.split('\n')[0]}`,
+    );
   }
   const device = await choice.adapter.requestDevice(deviceDescriptor(choice.adapter));
   // The package registered a factory of its own (default adapter, a device nobody can destroy): replace it.
@@ -87,7 +108,9 @@ async function activate(options: BackendOptions, allowSoftware: boolean): Promis
   const { info } = active.choice;
   if (info.software && !allowSoftware) {
     releaseWebGpu();
-    throw new BackendUnavailableError(`${adapterLabel(info)} is a software adapter (slower than wasm): used only with --backend webgpu`);
+    throw new BackendUnavailableError(
+      `${adapterLabel(info)} is a software adapter (slower than wasm): used only with --backend webgpu`,
+    );
   }
   if (!(await tf.setBackend('webgpu'))) {
     releaseWebGpu();
@@ -102,7 +125,13 @@ function webgpuCandidate(allowSoftware: boolean): BackendCandidate {
     package: WEBGPU_PACKAGE,
     async load(options) {
       const adapter = await activate(options, allowSoftware);
-      return { name: 'webgpu', package: WEBGPU_PACKAGE, gpu: !adapter.software, adapter, trainingKernels: [] };
+      return {
+        name: 'webgpu',
+        package: WEBGPU_PACKAGE,
+        gpu: !adapter.software,
+        adapter,
+        trainingKernels: [],
+      };
     },
     release: releaseWebGpu,
   };

@@ -16,7 +16,9 @@ export const NUM_CLASSES = 10;
 export const MNIST_MEAN = 0.1307;
 export const MNIST_STD = 0.3081;
 
-/** The size of every image of a data set. Our models take MNIST's 28×28 (mnist.ts checks files against it). */
+/**
+ * The size of every image of a data set. Our models take MNIST's 28×28 (mnist.ts checks files against it).
+ */
 export interface ImageShape {
   readonly height: number;
   readonly width: number;
@@ -26,7 +28,9 @@ export const MNIST_SHAPE: ImageShape = { height: IMAGE_HEIGHT, width: IMAGE_WIDT
 export interface Dataset extends ImageShape {
   /** Where it came from, for logs; not part of the fingerprint. */
   readonly name: string;
-  /** count × pixelsPerImage raw pixels, image after image, row-major. Treat as immutable: it may be shared. */
+  /**
+   * count × pixelsPerImage raw pixels, image after image, row-major. Treat as immutable: it may be shared.
+   */
   readonly images: Uint8Array;
   /** One class 0..9 per image, or null for unlabelled data (Kaggle test.csv). */
   readonly labels: Uint8Array | null;
@@ -39,12 +43,20 @@ export interface Dataset extends ImageShape {
  * Wraps already-validated arrays as a Dataset, checking only that the sizes agree (a mismatch
  * here is a bug in a loader, not bad input, hence RangeError).
  */
-export function createDataset(name: string, images: Uint8Array, labels: Uint8Array | null, shape: ImageShape = MNIST_SHAPE): Dataset {
+export function createDataset(
+  name: string,
+  images: Uint8Array,
+  labels: Uint8Array | null,
+  shape: ImageShape = MNIST_SHAPE,
+): Dataset {
   const { height, width } = shape;
   const pixelsPerImage = height * width;
-  if (!(Number.isInteger(pixelsPerImage) && pixelsPerImage > 0)) throw new RangeError(`${name}: images of ${height}x${width} pixels`);
+  if (!(Number.isInteger(pixelsPerImage) && pixelsPerImage > 0))
+    throw new RangeError(`${name}: images of ${height}x${width} pixels`);
   if (images.length % pixelsPerImage !== 0) {
-    throw new RangeError(`${name}: ${images.length} pixel bytes is not a whole number of ${height}x${width} images`);
+    throw new RangeError(
+      `${name}: ${images.length} pixel bytes is not a whole number of ${height}x${width} images`,
+    );
   }
   const count = images.length / pixelsPerImage;
   if (labels !== null && labels.length !== count) {
@@ -67,7 +79,11 @@ export function normalizePixel(p: number): number {
  * the filled prefix of `out`. `out` may be longer than needed so one buffer can serve the short
  * last batch of an epoch.
  */
-export function normalizeInto(data: Pick<Dataset, 'images' | 'pixelsPerImage'>, indices: ArrayLike<number>, out: Float32Array): Float32Array {
+export function normalizeInto(
+  data: Pick<Dataset, 'images' | 'pixelsPerImage'>,
+  indices: ArrayLike<number>,
+  out: Float32Array,
+): Float32Array {
   const { images, pixelsPerImage } = data;
   const n = indices.length;
   const needed = n * pixelsPerImage;

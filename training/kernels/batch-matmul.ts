@@ -5,7 +5,14 @@
  * Cᵀ = op(B)ᵀ·op(A)ᵀ and transpose the (often small) output: whichever moves fewer elements.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, sizeOf, stockKernel } from './wasm-backend.js';
+import {
+  type KernelArgs,
+  Scratch,
+  type WasmBackend,
+  type WasmKernelFunc,
+  sizeOf,
+  stockKernel,
+} from './wasm-backend.js';
 
 export function makeBatchMatMul(): WasmKernelFunc {
   const stock = stockKernel(tf.BatchMatMul);
@@ -23,7 +30,9 @@ export function makeBatchMatMul(): WasmKernelFunc {
     const { transposeA, transposeB } = attrs as unknown as tf.BatchMatMulAttrs;
     if (!transposeA && !transposeB) return stock(args);
     const untransposed = (x: tf.TensorInfo, flag: boolean) => (flag ? sizeOf(x.shape) : 0);
-    const outSize = sizeOf(a.shape.slice(0, -2)) * a.shape[a.shape.length - (transposeA ? 1 : 2)] *
+    const outSize =
+      sizeOf(a.shape.slice(0, -2)) *
+      a.shape[a.shape.length - (transposeA ? 1 : 2)] *
       b.shape[b.shape.length - (transposeB ? 2 : 1)];
     const costDirect = untransposed(a, transposeA) + untransposed(b, transposeB);
     const costSwapped = untransposed(a, !transposeA) + untransposed(b, !transposeB) + outSize;
@@ -38,7 +47,13 @@ export function makeBatchMatMul(): WasmKernelFunc {
       // op(B)ᵀ is B itself when transposeB is set, and likewise for A.
       const bt = transposeB ? b : scratch.keep(swapLastTwo(backend, b));
       const at = transposeA ? a : scratch.keep(swapLastTwo(backend, a));
-      const ct = scratch.keep(stock({ inputs: { a: bt, b: at }, backend, attrs: { transposeA: false, transposeB: false } }) as tf.TensorInfo);
+      const ct = scratch.keep(
+        stock({
+          inputs: { a: bt, b: at },
+          backend,
+          attrs: { transposeA: false, transposeB: false },
+        }) as tf.TensorInfo,
+      );
       return swapLastTwo(backend, ct);
     } finally {
       scratch.dispose();

@@ -9,7 +9,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { channelMeans, channelsOf } from './channel-means.js';
-import { type KernelArgs, Scratch, type WasmBackend, type WasmKernelFunc, f32, stockKernel } from './wasm-backend.js';
+import {
+  type KernelArgs,
+  Scratch,
+  type WasmBackend,
+  type WasmKernelFunc,
+  f32,
+  stockKernel,
+} from './wasm-backend.js';
 
 export const BatchNormTrain = 'GradfleetBatchNormTrain';
 export const BatchNormTrainGrad = 'GradfleetBatchNormTrainGrad';
@@ -26,8 +33,12 @@ export interface BatchNormTrainAttrs {
  */
 function makeOps() {
   const k = {
-    sub: stockKernel(tf.Sub), mul: stockKernel(tf.Multiply), add: stockKernel(tf.Add), square: stockKernel(tf.Square),
-    relu: stockKernel(tf.Relu), step: stockKernel(tf.Step),
+    sub: stockKernel(tf.Sub),
+    mul: stockKernel(tf.Multiply),
+    add: stockKernel(tf.Add),
+    square: stockKernel(tf.Square),
+    relu: stockKernel(tf.Relu),
+    step: stockKernel(tf.Step),
   };
   return (backend: WasmBackend) => {
     const scratch = new Scratch(backend);
@@ -105,7 +116,9 @@ export const batchNormTrainGradWasm: WasmKernelFunc = ({ inputs, backend, attrs 
       k2[ch] = -a * invStd * invStd * gcMean[ch];
       k0[ch] = -a * gMean[ch];
     }
-    const dx = ops.release(ops.add(ops.add(ops.mul(g, ops.vector(k1)), ops.mul(centred, ops.vector(k2))), ops.vector(k0)));
+    const dx = ops.release(
+      ops.add(ops.add(ops.mul(g, ops.vector(k1)), ops.mul(centred, ops.vector(k2))), ops.vector(k0)),
+    );
     return [dx, ops.release(ops.vector(dGamma)), ops.release(ops.vector(dBeta))];
   } finally {
     ops.disposeIntermediates();
@@ -126,8 +139,9 @@ export function registerBatchNormTrainGradient(): void {
       const [x, gamma, y, mean, variance] = saved;
       const dy = Array.isArray(dys) ? dys[0] : dys;
       // One kernel call yields all three gradients; the thunks hand them out.
-      const [dx, dGamma, dBeta] = tf.engine().runKernel(
-        BatchNormTrainGrad, { dy, x, y, gamma, mean, variance }, attrs) as tf.Tensor[];
+      const [dx, dGamma, dBeta] = tf
+        .engine()
+        .runKernel(BatchNormTrainGrad, { dy, x, y, gamma, mean, variance }, attrs) as tf.Tensor[];
       return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
     },
   });

@@ -16,8 +16,16 @@ let kernels: { reshape: ReturnType<typeof stockKernel>; avgPool: ReturnType<type
 export function channelMeans(backend: WasmBackend, x: tf.TensorInfo): Float64Array {
   kernels ??= { reshape: stockKernel(tf.Reshape), avgPool: stockKernel(tf.AvgPool) };
   const { channels, rows } = channelsOf(x);
-  const column = kernels.reshape({ inputs: { x }, backend, attrs: { shape: [1, rows, 1, channels] } }) as tf.TensorInfo;
-  const pooled = kernels.avgPool({ inputs: { x: column }, backend, attrs: { filterSize: [rows, 1], strides: 1, pad: 'valid' } }) as tf.TensorInfo;
+  const column = kernels.reshape({
+    inputs: { x },
+    backend,
+    attrs: { shape: [1, rows, 1, channels] },
+  }) as tf.TensorInfo;
+  const pooled = kernels.avgPool({
+    inputs: { x: column },
+    backend,
+    attrs: { filterSize: [rows, 1], strides: 1, pad: 'valid' },
+  }) as tf.TensorInfo;
   try {
     return Float64Array.from(f32(backend, pooled));
   } finally {

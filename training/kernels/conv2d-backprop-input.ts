@@ -14,14 +14,27 @@ export function makeConv2DBackpropInput(): WasmKernelFunc {
   return (args: KernelArgs) => {
     const { inputs, backend, attrs } = args;
     const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as tf.Conv2DBackpropInputAttrs;
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
+      attrs as unknown as tf.Conv2DBackpropInputAttrs;
     const info = tf.backend_util.computeConv2DInfo(
-      inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode, false,
-      tf.backend_util.convertConv2DDataFormat(dataFormat));
+      inputShape,
+      filter.shape as [number, number, number, number],
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+      false,
+      tf.backend_util.convertConv2DDataFormat(dataFormat),
+    );
     const { top, bottom, left, right } = info.padInfo;
     const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
     const fullPad = [kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right];
-    if (info.dataFormat !== 'channelsLast' || info.strideHeight !== 1 || info.strideWidth !== 1 || fullPad.some((p) => p < 0)) {
+    if (
+      info.dataFormat !== 'channelsLast' ||
+      info.strideHeight !== 1 ||
+      info.strideWidth !== 1 ||
+      fullPad.some((p) => p < 0)
+    ) {
       return stock(args);
     }
 
@@ -43,8 +56,16 @@ export function makeConv2DBackpropInput(): WasmKernelFunc {
         inputs: { x: dy, filter: rotated },
         backend,
         attrs: {
-          strides: [1, 1], dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined as unknown as string,
-          pad: [[0, 0], [fullPad[0], fullPad[1]], [fullPad[2], fullPad[3]], [0, 0]],
+          strides: [1, 1],
+          dilations: [1, 1],
+          dataFormat: 'NHWC',
+          dimRoundingMode: undefined as unknown as string,
+          pad: [
+            [0, 0],
+            [fullPad[0], fullPad[1]],
+            [fullPad[2], fullPad[3]],
+            [0, 0],
+          ],
         },
       });
     } finally {

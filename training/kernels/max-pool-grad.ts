@@ -11,7 +11,13 @@ export function makeMaxPoolGrad(): WasmKernelFunc {
     const { dy, input } = inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as tf.MaxPoolGradAttrs;
     const info = tf.backend_util.computePool2DInfo(
-      input.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode);
+      input.shape as [number, number, number, number],
+      filterSize,
+      strides,
+      1,
+      pad,
+      dimRoundingMode,
+    );
     const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
     const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
     const { top, left } = info.padInfo;
@@ -20,7 +26,16 @@ export function makeMaxPoolGrad(): WasmKernelFunc {
     const dx = f32(backend, out);
     const x = f32(backend, input);
     const g = f32(backend, dy);
-    if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && h === 2 * oh && w === 2 * ow) {
+    if (
+      fh === 2 &&
+      fw === 2 &&
+      sh === 2 &&
+      sw === 2 &&
+      top === 0 &&
+      left === 0 &&
+      h === 2 * oh &&
+      w === 2 * ow
+    ) {
       pool2x2Grad(x, g, dx, n * oh, ow, c);
       return out;
     }
@@ -60,7 +75,14 @@ export function makeMaxPoolGrad(): WasmKernelFunc {
  * The 2×2, stride-2 tiling that both models use: windows do not overlap and cover the input, so
  * every dx element is written exactly once (no zero-fill pass, no accumulation).
  */
-function pool2x2Grad(x: Float32Array, g: Float32Array, dx: Float32Array, outRows: number, ow: number, c: number): void {
+function pool2x2Grad(
+  x: Float32Array,
+  g: Float32Array,
+  dx: Float32Array,
+  outRows: number,
+  ow: number,
+  c: number,
+): void {
   const rowStride = 2 * ow * c;
   for (let r = 0, gi = 0; r < outRows; r++) {
     for (let ox = 0; ox < ow; ox++) {

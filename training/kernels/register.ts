@@ -7,7 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatchMatMul } from './batch-matmul.js';
 import {
-  BatchNormTrain, BatchNormTrainGrad, batchNormTrainGradWasm, batchNormTrainWasm, registerBatchNormTrainGradient,
+  BatchNormTrain,
+  BatchNormTrainGrad,
+  batchNormTrainGradWasm,
+  batchNormTrainWasm,
+  registerBatchNormTrainGradient,
 } from './batch-norm-train.js';
 import { makeConv2DBackpropFilter } from './conv2d-backprop-filter.js';
 import { makeConv2DBackpropInput } from './conv2d-backprop-input.js';
@@ -17,7 +21,13 @@ import type { NativeAddon } from './native/addon.js';
 import { NATIVE_KERNELS, nativeKernels } from './native/register.js';
 import { makeSum } from './sum.js';
 import { makeTile } from './tile.js';
-import { type WasmKernelFunc, assertWasmBackend, captureStockKernels, stockKernel, stockKernelConfig } from './wasm-backend.js';
+import {
+  type WasmKernelFunc,
+  assertWasmBackend,
+  captureStockKernels,
+  stockKernel,
+  stockKernelConfig,
+} from './wasm-backend.js';
 
 /** Kernel name → factory. Factories run once, after the stock kernels they wrap are captured. */
 const wasmOverrides: Record<string, () => WasmKernelFunc> = {
@@ -39,7 +49,8 @@ let wasmSet: Map<string, WasmKernelFunc> | undefined;
 let nativeSet: Map<string, WasmKernelFunc> | undefined;
 
 function prepare(): Map<string, WasmKernelFunc> {
-  if (tf.getBackend() !== 'wasm') throw new Error(`gradfleet training kernels: active backend is ${tf.getBackend()}, not wasm`);
+  if (tf.getBackend() !== 'wasm')
+    throw new Error(`gradfleet training kernels: active backend is ${tf.getBackend()}, not wasm`);
   assertWasmBackend(tf.backend());
   // Every kernel either set replaces is recorded before the first replacement.
   captureStockKernels([...Object.keys(wasmOverrides), ...NATIVE_KERNELS]);
@@ -56,7 +67,11 @@ function install(set: KernelSetName, funcs: Map<string, WasmKernelFunc>): readon
   }
   for (const [name, kernelFunc] of funcs) {
     if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+    tf.registerKernel({
+      kernelName: name,
+      backendName: 'wasm',
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
   }
   registerBatchNormTrainGradient();
   active = { set, names: [...funcs.keys()] };

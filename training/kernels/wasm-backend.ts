@@ -25,7 +25,13 @@ export interface WasmBackend extends tf.KernelBackend {
 
 export function assertWasmBackend(backend: tf.KernelBackend): asserts backend is WasmBackend {
   const b = backend as Partial<WasmBackend>;
-  if (!b.dataIdMap || !b.wasm || typeof b.makeOutput !== 'function' || typeof b.typedArrayFromHeap !== 'function' || typeof b.incRef !== 'function') {
+  if (
+    !b.dataIdMap ||
+    !b.wasm ||
+    typeof b.makeOutput !== 'function' ||
+    typeof b.typedArrayFromHeap !== 'function' ||
+    typeof b.incRef !== 'function'
+  ) {
     throw new Error('gradfleet wasm kernels: the active backend does not look like tfjs-backend-wasm 4.x');
   }
 }

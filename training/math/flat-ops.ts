@@ -32,7 +32,8 @@ export interface FlatOps {
 
 function sameLength(...arrays: Float32Array[]): void {
   for (const a of arrays) {
-    if (a.length !== arrays[0].length) throw new RangeError(`buffers differ in length (${arrays[0].length} vs ${a.length})`);
+    if (a.length !== arrays[0].length)
+      throw new RangeError(`buffers differ in length (${arrays[0].length} vs ${a.length})`);
   }
 }
 
@@ -60,7 +61,7 @@ export const jsFlatOps: FlatOps = {
       const vi = beta2 * v[i] + (1 - beta2) * gi * gi;
       m[i] = mi;
       v[i] = vi;
-      w[i] = w[i] - stepSize * mi / (Math.sqrt(vi) + epsilon);
+      w[i] = w[i] - (stepSize * mi) / (Math.sqrt(vi) + epsilon);
     }
   },
 };

@@ -15,13 +15,18 @@ export interface BatchNormTrainResult {
 }
 
 export function batchNormTrain(
-  x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, activation: Activation,
+  x: tf.Tensor,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+  activation: Activation,
 ): BatchNormTrainResult {
   const relu = activation === 'relu';
   if (hasFusedBatchNormTrain()) {
     const attrs: BatchNormTrainAttrs = { epsilon, relu };
-    const [y, mean, variance] = tf.engine().runKernel(
-      BatchNormTrain, { x, gamma, beta }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const [y, mean, variance] = tf
+      .engine()
+      .runKernel(BatchNormTrain, { x, gamma, beta }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
     return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
   }
   const axes = x.shape.slice(0, -1).map((_, i) => i);

@@ -12,7 +12,12 @@ export interface DropoutMask {
 }
 
 export function dropoutMask(
-  seed: number, layerIndex: number, batch: number, featureShape: readonly number[], rate: number, spatial: boolean,
+  seed: number,
+  layerIndex: number,
+  batch: number,
+  featureShape: readonly number[],
+  rate: number,
+  spatial: boolean,
 ): DropoutMask {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropout rate must be in [0, 1), got ${rate}`);
   const channels = featureShape[featureShape.length - 1];

@@ -29,7 +29,11 @@ function firstParamOfLayer(layout: ParamLayout): Map<number, number> {
 const activationName = (a: 'relu' | 'linear') => (a === 'relu' ? 'relu' : 'linear');
 
 export function forward(
-  model: ModelSpec, layout: ParamLayout, params: readonly tf.Tensor[], input: tf.Tensor4D, mode: ForwardMode,
+  model: ModelSpec,
+  layout: ParamLayout,
+  params: readonly tf.Tensor[],
+  input: tf.Tensor4D,
+  mode: ForwardMode,
 ): ForwardResult {
   const first = firstParamOfLayer(layout);
   const batchStats: ForwardResult['batchStats'] = new Map();
@@ -48,12 +52,21 @@ export function forward(
           break;
         }
         x = tf.fused.conv2d({
-          x: x as tf.Tensor4D, filter: params[p] as tf.Tensor4D, bias: params[p + 1], strides: 1, pad: 'same',
+          x: x as tf.Tensor4D,
+          filter: params[p] as tf.Tensor4D,
+          bias: params[p + 1],
+          strides: 1,
+          pad: 'same',
           activation: activationName(layer.activation),
         });
         break;
       case 'dense':
-        x = tf.fused.matMul({ a: x as tf.Tensor2D, b: params[p] as tf.Tensor2D, bias: params[p + 1], activation: activationName(layer.activation) });
+        x = tf.fused.matMul({
+          a: x as tf.Tensor2D,
+          b: params[p] as tf.Tensor2D,
+          bias: params[p + 1],
+          activation: activationName(layer.activation),
+        });
         break;
       case 'batchNorm': {
         const [gamma, beta, movingMean, movingVariance] = params.slice(p, p + 4) as tf.Tensor1D[];
@@ -72,7 +85,14 @@ export function forward(
         break;
       case 'dropout':
         if (mode.training && layer.rate > 0) {
-          const mask = dropoutMask(mode.dropoutSeed, index, batch, x.shape.slice(1), layer.rate, layer.spatial);
+          const mask = dropoutMask(
+            mode.dropoutSeed,
+            index,
+            batch,
+            x.shape.slice(1),
+            layer.rate,
+            layer.spatial,
+          );
           x = tf.mul(x, tf.tensor(mask.values, mask.shape));
         }
         break;

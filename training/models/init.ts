@@ -1,4 +1,6 @@
-/** Seeded initial weights with Keras' defaults: Glorot-uniform kernels, zero biases, BN γ=1, β=0, μ=0, σ²=1. */
+/**
+ * Seeded initial weights with Keras' defaults: Glorot-uniform kernels, zero biases, BN γ=1, β=0, μ=0, σ²=1.
+ */
 import { Rng, deriveSeed } from '../rng.js';
 import { type ModelSpec, type ParamEntry, paramLayout } from './spec.js';
 

@@ -100,7 +100,12 @@ export function paramLayout(model: ModelSpec): ParamLayout {
     const inChannels = inShape[inShape.length - 1];
     switch (layer.kind) {
       case 'conv2d':
-        add(i, `${layer.name}/kernel`, 'kernel', [layer.kernelSize, layer.kernelSize, inChannels, layer.filters]);
+        add(i, `${layer.name}/kernel`, 'kernel', [
+          layer.kernelSize,
+          layer.kernelSize,
+          inChannels,
+          layer.filters,
+        ]);
         add(i, `${layer.name}/bias`, 'bias', [layer.filters]);
         break;
       case 'dense':

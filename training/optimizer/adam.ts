@@ -39,14 +39,25 @@ export interface ParamSlice {
  * elements are copied unchanged. Both modes compute the same bits.
  */
 export function adamStep(
-  weights: Float32Array, grads: Float32Array, state: AdamState, config: AdamConfig, ranges: readonly ParamSlice[], inPlace = false,
+  weights: Float32Array,
+  grads: Float32Array,
+  state: AdamState,
+  config: AdamConfig,
+  ranges: readonly ParamSlice[],
+  inPlace = false,
 ): { weights: Float32Array; state: AdamState } {
-  if (grads.length !== weights.length || state.m.length !== weights.length || state.v.length !== weights.length) {
-    throw new Error(`adamStep: size mismatch (weights ${weights.length}, grads ${grads.length}, m ${state.m.length}, v ${state.v.length})`);
+  if (
+    grads.length !== weights.length ||
+    state.m.length !== weights.length ||
+    state.v.length !== weights.length
+  ) {
+    throw new Error(
+      `adamStep: size mismatch (weights ${weights.length}, grads ${grads.length}, m ${state.m.length}, v ${state.v.length})`,
+    );
   }
   const { learningRate, beta1, beta2, epsilon } = config;
   const t = state.step + 1;
-  const stepSize = learningRate * Math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t);
+  const stepSize = (learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
   const w = inPlace ? weights : weights.slice();
   const m = inPlace ? state.m : state.m.slice();
   const v = inPlace ? state.v : state.v.slice();

@@ -1,5 +1,6 @@
 /**
- * Applies an averaged contribution (see ModelRunner.contribution in training/step/model-runner.ts) to the weights: Adam on the trainable
+ * Applies an averaged contribution (see ModelRunner.contribution in training/step/model-runner.ts) to the
+ * weights: Adam on the trainable
  * parameters, a moving average of the batch statistics on BatchNorm's moving mean and variance.
  */
 import { BATCH_NORM_MOMENTUM, type ParamLayout } from '../models/spec.js';
@@ -21,11 +22,20 @@ export function trainableRanges(layout: ParamLayout): ParamSlice[] {
  * update, so S shards together compute the bits one process would.
  */
 export function applyUpdate(
-  layout: ParamLayout, weights: Float32Array, contribution: Float32Array, adam: AdamState, config: AdamConfig,
+  layout: ParamLayout,
+  weights: Float32Array,
+  contribution: Float32Array,
+  adam: AdamState,
+  config: AdamConfig,
   options: { momentum?: number; inPlace?: boolean; window?: ParamSlice } = {},
 ): UpdateResult {
-  const { momentum = BATCH_NORM_MOMENTUM, inPlace = false, window = { offset: 0, size: layout.size } } = options;
-  if (weights.length !== window.size) throw new Error(`applyUpdate: ${weights.length} weights for a window of ${window.size}`);
+  const {
+    momentum = BATCH_NORM_MOMENTUM,
+    inPlace = false,
+    window = { offset: 0, size: layout.size },
+  } = options;
+  if (weights.length !== window.size)
+    throw new Error(`applyUpdate: ${weights.length} weights for a window of ${window.size}`);
   const within = (e: ParamSlice) => intersectInto(e, window);
   const trainable = layout.entries.filter((e) => e.trainable).flatMap((e) => within(e) ?? []);
   const next = adamStep(weights, contribution, adam, config, trainable, inPlace);

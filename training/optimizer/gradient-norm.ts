@@ -1,7 +1,12 @@
-/** The L2 norm of a gradient over the trainable parameters only (BatchNorm's batch statistics share the buffer). */
+/**
+ * The L2 norm of a gradient over the trainable parameters only (BatchNorm's batch statistics share the
+ * buffer).
+ */
 import type { ParamSlice } from './adam.js';
 
-/** Σ g² over `trainable`, summed in float64: 3.5M float32 squares would lose digits in a float32 accumulator. */
+/**
+ * Σ g² over `trainable`, summed in float64: 3.5M float32 squares would lose digits in a float32 accumulator.
+ */
 export function sumOfSquares(gradient: Float32Array, trainable: readonly ParamSlice[]): number {
   let sum = 0;
   for (const { offset, size } of trainable) {

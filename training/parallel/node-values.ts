@@ -21,10 +21,17 @@ export const MAX_NODE_ABS = 1e18;
  * alike, and only the first offender is looked at more closely (a shard checks 1/S of every node
  * on the step's critical path, the coordinator all of each).
  */
-export function nodeValuesProblem(values: Float32Array, offset = 0): { reason: RejectionReason; detail: string } | null {
+export function nodeValuesProblem(
+  values: Float32Array,
+  offset = 0,
+): { reason: RejectionReason; detail: string } | null {
   const i = flatOps.firstOutside(values, MAX_NODE_ABS);
   if (i < 0) return null;
   const v = values[i];
-  if (!Number.isFinite(v)) return { reason: 'non_finite', detail: `contribution value ${offset + i} is ${v}` };
-  return { reason: 'out_of_range', detail: `contribution value ${offset + i} is ${v}, beyond ±${MAX_NODE_ABS}` };
+  if (!Number.isFinite(v))
+    return { reason: 'non_finite', detail: `contribution value ${offset + i} is ${v}` };
+  return {
+    reason: 'out_of_range',
+    detail: `contribution value ${offset + i} is ${v}, beyond ±${MAX_NODE_ABS}`,
+  };
 }

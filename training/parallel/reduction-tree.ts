@@ -46,10 +46,11 @@ export function isValidNode(node: TreeNode, microBatches: number): boolean {
  * position the highest node that starts there and ends inside the range.
  */
 export function decompose(first: number, end: number, microBatches: number): TreeNode[] {
-  if (!(0 <= first && first < end && end <= microBatches)) throw new RangeError(`range [${first}, ${end}) of ${microBatches} micro-batches`);
+  if (!(0 <= first && first < end && end <= microBatches))
+    throw new RangeError(`range [${first}, ${end}) of ${microBatches} micro-batches`);
   const nodes: TreeNode[] = [];
   const top = rootLevel(microBatches);
-  for (let p = first; p < end;) {
+  for (let p = first; p < end; ) {
     let level = 0;
     while (level < top) {
       const size = 2 ** (level + 1);
@@ -79,7 +80,12 @@ function combine(left: NodeSum, right: NodeSum): NodeSum {
   const b = right.values;
   if (a.length !== b.length) throw new Error(`reduction: node sizes differ (${a.length} vs ${b.length})`);
   flatOps.addInto(a, b);
-  return { values: a, lossSum: left.lossSum + right.lossSum, correct: left.correct + right.correct, samples: left.samples + right.samples };
+  return {
+    values: a,
+    lossSum: left.lossSum + right.lossSum,
+    correct: left.correct + right.correct,
+    samples: left.samples + right.samples,
+  };
 }
 
 /** Map key of a node in the maps reduceNodes reads. */
@@ -89,7 +95,11 @@ export const nodeKey = (n: TreeNode): string => `${n.level}:${n.index}`;
  * Reduces the node values covering `target` (those supplied must partition its range). Consumes
  * the supplied buffers (keyed by nodeKey). Throws naming the first micro-batch nobody supplied.
  */
-export function reduceNodes(supplied: ReadonlyMap<string, NodeSum>, target: TreeNode, microBatches: number): NodeSum {
+export function reduceNodes(
+  supplied: ReadonlyMap<string, NodeSum>,
+  target: TreeNode,
+  microBatches: number,
+): NodeSum {
   const visit = (node: TreeNode): NodeSum => {
     const have = supplied.get(nodeKey(node));
     if (have) return have;

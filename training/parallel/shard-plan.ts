@@ -6,8 +6,10 @@
 import type { ParamSlice } from '../optimizer/adam.js';
 
 export function planShards(size: number, shards: number): ParamSlice[] {
-  if (!Number.isInteger(shards) || shards < 1) throw new RangeError(`shards must be a positive integer, got ${shards}`);
-  if (!Number.isInteger(size) || size < shards) throw new RangeError(`cannot cut ${size} parameters into ${shards} non-empty shards`);
+  if (!Number.isInteger(shards) || shards < 1)
+    throw new RangeError(`shards must be a positive integer, got ${shards}`);
+  if (!Number.isInteger(size) || size < shards)
+    throw new RangeError(`cannot cut ${size} parameters into ${shards} non-empty shards`);
   const base = Math.floor(size / shards);
   const extra = size % shards;
   const slices: ParamSlice[] = [];

@@ -17,7 +17,10 @@ export interface BatchGeometry {
 }
 
 /** The geometry of a run whose batches are `batching` over a training set of `trainCount` samples. */
-export function geometryOf(batching: { batchSize: number; microBatchSize: number }, trainCount: number): BatchGeometry {
+export function geometryOf(
+  batching: { batchSize: number; microBatchSize: number },
+  trainCount: number,
+): BatchGeometry {
   return { trainCount, batchSize: batching.batchSize, microBatchSize: batching.microBatchSize };
 }
 
@@ -60,13 +63,15 @@ export function positionOf(g: BatchGeometry, step: number): StepPosition {
 export function stepBatch(g: BatchGeometry, stepInEpoch: number): StepBatch {
   const batchStart = stepInEpoch * g.batchSize;
   const samples = Math.min(g.batchSize, g.trainCount - batchStart);
-  if (samples <= 0) throw new RangeError(`step ${stepInEpoch} is past the end of an epoch of ${g.trainCount} samples`);
+  if (samples <= 0)
+    throw new RangeError(`step ${stepInEpoch} is past the end of an epoch of ${g.trainCount} samples`);
   return { batchStart, samples, microBatches: Math.ceil(samples / g.microBatchSize) };
 }
 
 /** The [start, end) offsets in the epoch permutation of micro-batch `index` of a step. */
 export function microBatchRange(g: BatchGeometry, batch: StepBatch, index: number): SampleSpan {
-  if (!(index >= 0 && index < batch.microBatches)) throw new RangeError(`micro-batch ${index} of ${batch.microBatches}`);
+  if (!(index >= 0 && index < batch.microBatches))
+    throw new RangeError(`micro-batch ${index} of ${batch.microBatches}`);
   const start = batch.batchStart + index * g.microBatchSize;
   return { start, end: Math.min(batch.batchStart + batch.samples, start + g.microBatchSize) };
 }
@@ -75,4 +80,5 @@ export const epochOrder = (seed: number, epoch: number, trainCount: number): Uin
   shuffledIndices(trainCount, deriveSeed(seed, epoch));
 
 /** Dropout masks depend on (run seed, step, micro-batch), never on which worker draws them. */
-export const dropoutSeed = (seed: number, step: number, microBatch: number): number => deriveSeed(seed, step, microBatch);
+export const dropoutSeed = (seed: number, step: number, microBatch: number): number =>
+  deriveSeed(seed, step, microBatch);

@@ -21,7 +21,9 @@ export interface CurvePoint {
 
 export interface TrainingCurvesOptions {
   title?: string;
-  /** Train loss of every step (the global batch's): drawn faint, with a smoothed line, above the epoch panels. */
+  /**
+   * Train loss of every step (the global batch's): drawn faint, with a smoothed line, above the epoch panels.
+   */
   steps?: readonly StepLoss[];
 }
 
@@ -79,7 +81,10 @@ interface PanelFrame {
 }
 
 /** The finite values of `values` as a series; a non-finite one breaks the line, an absent one is skipped. */
-function seriesOf(points: readonly { x: number; value: number | undefined }[], s: Omit<Series, 'points'>): Series {
+function seriesOf(
+  points: readonly { x: number; value: number | undefined }[],
+  s: Omit<Series, 'points'>,
+): Series {
   const out: Series = { ...s, points: [] };
   let broken = true;
   for (const p of points) {
@@ -101,42 +106,76 @@ export function renderTrainingCurves(history: CurvePoint[], opts: TrainingCurves
   const stepPanelHeight = opts.steps ? STEP_PANEL.height + STEP_PANEL.below : 0;
   const epochTop = MARGIN.top + stepPanelHeight;
   const height = epochTop + PANEL_HEIGHT + MARGIN.bottom;
-  const parts = [text(WIDTH / 2, 26, title, { 'text-anchor': 'middle', 'font-size': 18, 'font-weight': 'bold' })];
+  const parts = [
+    text(WIDTH / 2, 26, title, { 'text-anchor': 'middle', 'font-size': 18, 'font-weight': 'bold' }),
+  ];
 
   if (opts.steps) parts.push(stepPanel(opts.steps));
   const xAxis = epochAxis(points.map((p) => p.epoch));
-  parts.push(renderPanel({
-    frame: { left: MARGIN.left, top: epochTop, width: PANEL_WIDTH, height: PANEL_HEIGHT },
-    heading: 'Loss',
-    xName: 'epoch',
-    xAxis,
-    yAxis: (values) => valueAxis(values, false),
-    yLabel: numberLabel,
-    series: [
-      seriesOf(byEpoch('trainLoss'), { id: 'train-loss', label: 'train', colour: TRAIN_COLOUR, dashed: false }),
-      seriesOf(byEpoch('testLoss'), { id: 'test-loss', label: 'test', colour: TEST_COLOUR, dashed: true }),
-    ],
-  }));
-  parts.push(renderPanel({
-    frame: { left: MARGIN.left + PANEL_WIDTH + PANEL_GAP + MARGIN.left, top: epochTop, width: PANEL_WIDTH, height: PANEL_HEIGHT },
-    heading: 'Accuracy',
-    xName: 'epoch',
-    xAxis,
-    yAxis: (values) => valueAxis(values, true),
-    yLabel: (v, d) => `${fmt(v * 100, Math.max(0, d - 2))}%`,
-    series: [
-      seriesOf(byEpoch('trainAccuracy'), { id: 'train-accuracy', label: 'train', colour: TRAIN_COLOUR, dashed: false }),
-      seriesOf(byEpoch('testAccuracy'), { id: 'test-accuracy', label: 'test', colour: TEST_COLOUR, dashed: true }),
-    ],
-  }));
+  parts.push(
+    renderPanel({
+      frame: { left: MARGIN.left, top: epochTop, width: PANEL_WIDTH, height: PANEL_HEIGHT },
+      heading: 'Loss',
+      xName: 'epoch',
+      xAxis,
+      yAxis: (values) => valueAxis(values, false),
+      yLabel: numberLabel,
+      series: [
+        seriesOf(byEpoch('trainLoss'), {
+          id: 'train-loss',
+          label: 'train',
+          colour: TRAIN_COLOUR,
+          dashed: false,
+        }),
+        seriesOf(byEpoch('testLoss'), { id: 'test-loss', label: 'test', colour: TEST_COLOUR, dashed: true }),
+      ],
+    }),
+  );
+  parts.push(
+    renderPanel({
+      frame: {
+        left: MARGIN.left + PANEL_WIDTH + PANEL_GAP + MARGIN.left,
+        top: epochTop,
+        width: PANEL_WIDTH,
+        height: PANEL_HEIGHT,
+      },
+      heading: 'Accuracy',
+      xName: 'epoch',
+      xAxis,
+      yAxis: (values) => valueAxis(values, true),
+      yLabel: (v, d) => `${fmt(v * 100, Math.max(0, d - 2))}%`,
+      series: [
+        seriesOf(byEpoch('trainAccuracy'), {
+          id: 'train-accuracy',
+          label: 'train',
+          colour: TRAIN_COLOUR,
+          dashed: false,
+        }),
+        seriesOf(byEpoch('testAccuracy'), {
+          id: 'test-accuracy',
+          label: 'test',
+          colour: TEST_COLOUR,
+          dashed: true,
+        }),
+      ],
+    }),
+  );
   return svgDocument({ width: WIDTH, height, title }, parts.join('\n'));
 }
 
 /** Train loss per step: every step faint, and its smoothed trend on top. */
 function stepPanel(steps: readonly StepLoss[]): string {
   const sorted = steps.filter((s) => Number.isFinite(s.step)).sort((a, b) => a.step - b.step);
-  const raw = seriesOf(sorted.map((s) => ({ x: s.step, value: s.loss })), { id: 'step-loss', label: 'train loss per step', colour: TRAIN_COLOUR, dashed: false, faint: true });
-  const smoothed = seriesOf(smooth(sorted.map((s) => ({ x: s.step, value: s.loss }))), { id: 'step-loss-smoothed', label: `smoothed (EMA ${SMOOTHING})`, colour: TRAIN_COLOUR, dashed: false });
+  const raw = seriesOf(
+    sorted.map((s) => ({ x: s.step, value: s.loss })),
+    { id: 'step-loss', label: 'train loss per step', colour: TRAIN_COLOUR, dashed: false, faint: true },
+  );
+  const smoothed = seriesOf(smooth(sorted.map((s) => ({ x: s.step, value: s.loss }))), {
+    id: 'step-loss-smoothed',
+    label: `smoothed (EMA ${SMOOTHING})`,
+    colour: TRAIN_COLOUR,
+    dashed: false,
+  });
   return renderPanel({
     frame: { left: MARGIN.left, top: MARGIN.top, width: STEP_PANEL.width, height: STEP_PANEL.height },
     heading: 'Train loss per step',
@@ -151,7 +190,10 @@ function stepPanel(steps: readonly StepLoss[]): string {
 }
 
 /** A debiased exponential moving average over the finite values; a non-finite value is passed on as a gap. */
-export function smooth(points: readonly { x: number; value: number }[], weight = SMOOTHING): { x: number; value: number }[] {
+export function smooth(
+  points: readonly { x: number; value: number }[],
+  weight = SMOOTHING,
+): { x: number; value: number }[] {
   let ema = 0;
   let n = 0;
   return points.map((p) => {
@@ -188,21 +230,33 @@ function renderPanel(panel: {
   const y = (v: number) => bottom - fraction(v, yAxis) * height;
 
   const parts: string[] = [];
-  parts.push(text(left + width / 2, top - 12, panel.heading, { 'text-anchor': 'middle', 'font-size': 14, 'font-weight': 'bold' }));
+  parts.push(
+    text(left + width / 2, top - 12, panel.heading, {
+      'text-anchor': 'middle',
+      'font-size': 14,
+      'font-weight': 'bold',
+    }),
+  );
 
   for (const v of yAxis.ticks) {
     parts.push(el('line', { x1: left, y1: y(v), x2: right, y2: y(v), stroke: '#e5e5e5' }));
-    parts.push(text(left - 8, y(v) + 4, panel.yLabel(v, yAxis.decimals), { 'text-anchor': 'end', fill: '#444' }));
+    parts.push(
+      text(left - 8, y(v) + 4, panel.yLabel(v, yAxis.decimals), { 'text-anchor': 'end', fill: '#444' }),
+    );
   }
   for (const e of xAxis.ticks) {
     parts.push(el('line', { x1: x(e), y1: bottom, x2: x(e), y2: bottom + 5, stroke: '#444' }));
     parts.push(text(x(e), bottom + 19, fmt(e), { 'text-anchor': 'middle', fill: '#444' }));
   }
-  parts.push(el('path', { d: `M${fmt(left)},${fmt(top)}V${fmt(bottom)}H${fmt(right)}`, fill: 'none', stroke: '#444' }));
+  parts.push(
+    el('path', { d: `M${fmt(left)},${fmt(top)}V${fmt(bottom)}H${fmt(right)}`, fill: 'none', stroke: '#444' }),
+  );
   parts.push(text(left + width / 2, bottom + 40, panel.xName, { 'text-anchor': 'middle', fill: '#444' }));
 
   if (shown.length === 0) {
-    parts.push(text(left + width / 2, top + height / 2, 'no data', { 'text-anchor': 'middle', fill: '#888' }));
+    parts.push(
+      text(left + width / 2, top + height / 2, 'no data', { 'text-anchor': 'middle', fill: '#888' }),
+    );
   }
   for (const s of shown) {
     const drawn = panel.thin ? thinned(s.points, panel.thin) : s.points;
@@ -221,8 +275,15 @@ function renderPanel(panel: {
     );
     if (s.faint || panel.thin) continue; // per-step series: too many points for dots
     const dots = s.points.map((p) =>
-      el('circle', { cx: x(p.x), cy: y(p.value), r: 3.5, fill: s.colour, stroke: '#fff', 'stroke-width': 1 },
-        el('title', {}, escapeXml(`${s.label}, ${panel.xName} ${fmt(p.x)}: ${panel.yLabel(p.value, yAxis.decimals + 2)}`))),
+      el(
+        'circle',
+        { cx: x(p.x), cy: y(p.value), r: 3.5, fill: s.colour, stroke: '#fff', 'stroke-width': 1 },
+        el(
+          'title',
+          {},
+          escapeXml(`${s.label}, ${panel.xName} ${fmt(p.x)}: ${panel.yLabel(p.value, yAxis.decimals + 2)}`),
+        ),
+      ),
     );
     parts.push(el('g', { class: 'points', 'data-series': s.id }, dots.join('')));
   }
@@ -241,7 +302,10 @@ function fraction(v: number, axis: Axis): number {
 function thinned(points: Series['points'], max: number): Series['points'] {
   if (points.length <= max) return points;
   const stride = points.length / max;
-  return points.filter((p, i) => p.newSegment || i === points.length - 1 || Math.floor(i / stride) !== Math.floor((i - 1) / stride));
+  return points.filter(
+    (p, i) =>
+      p.newSegment || i === points.length - 1 || Math.floor(i / stride) !== Math.floor((i - 1) / stride),
+  );
 }
 
 /** `M`/`L` commands through the points, with a new `M` after each gap. */
@@ -252,11 +316,24 @@ function pathData(points: Series['points'], x: (v: number) => number, y: (value:
 function legend(series: Series[], left: number, y: number): string {
   let x = left;
   const items = series.map((s) => {
-    const item = el('g', { class: 'legend-item' }, [
-      el('line', { x1: x, y1: y, x2: x + 24, y2: y, stroke: s.colour, 'stroke-width': 2, 'stroke-opacity': s.faint ? 0.3 : undefined, 'stroke-dasharray': s.dashed ? '6 4' : undefined }),
-      s.faint ? '' : el('circle', { cx: x + 12, cy: y, r: 3.5, fill: s.colour }),
-      text(x + 30, y + 4, s.label, { fill: '#222' }),
-    ].join(''));
+    const item = el(
+      'g',
+      { class: 'legend-item' },
+      [
+        el('line', {
+          x1: x,
+          y1: y,
+          x2: x + 24,
+          y2: y,
+          stroke: s.colour,
+          'stroke-width': 2,
+          'stroke-opacity': s.faint ? 0.3 : undefined,
+          'stroke-dasharray': s.dashed ? '6 4' : undefined,
+        }),
+        s.faint ? '' : el('circle', { cx: x + 12, cy: y, r: 3.5, fill: s.colour }),
+        text(x + 30, y + 4, s.label, { fill: '#222' }),
+      ].join(''),
+    );
     x += 30 + 8 * s.label.length + 24;
     return item;
   });
@@ -274,7 +351,10 @@ function extent(values: readonly number[]): { lo: number; hi: number } | null {
   return lo <= hi ? { lo, hi } : null;
 }
 
-/** Epoch ticks from the first epoch on, at most {@link MAX_X_TICKS}; a lone epoch gets half an epoch either side. */
+/**
+ * Epoch ticks from the first epoch on, at most {@link MAX_X_TICKS}; a lone epoch gets half an epoch either
+ * side.
+ */
 function epochAxis(epochs: number[]): Axis {
   const range = extent(epochs);
   if (!range) return { min: 0.5, max: 1.5, step: 1, ticks: [1], decimals: 0 };

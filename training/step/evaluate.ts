@@ -31,8 +31,11 @@ export function crossEntropySum(logits: Float32Array, labels: Uint8Array, classe
  * samples, with normalised pixels.
  */
 export async function forEachBatch(
-  data: Dataset, batchSize: number, fn: (images: Float32Array, start: number, count: number) => void | Promise<void>,
-  from = 0, to = data.count,
+  data: Dataset,
+  batchSize: number,
+  fn: (images: Float32Array, start: number, count: number) => void | Promise<void>,
+  from = 0,
+  to = data.count,
 ): Promise<void> {
   const buffer = new Float32Array(batchSize * data.pixelsPerImage);
   const indices = new Uint32Array(batchSize);
@@ -79,6 +82,13 @@ export function evaluationOf(confusion: number[][], lossSum: number): Evaluation
     loss: lossSum / count,
     accuracy: correct / count,
     confusion,
-    perClassAccuracy: confusion.map((row, i) => row[i] / Math.max(1, row.reduce((a, b) => a + b, 0))),
+    perClassAccuracy: confusion.map(
+      (row, i) =>
+        row[i] /
+        Math.max(
+          1,
+          row.reduce((a, b) => a + b, 0),
+        ),
+    ),
   };
 }

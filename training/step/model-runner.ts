@@ -59,9 +59,13 @@ export class ModelRunner implements MicroBatchRunner {
 
   setWeights(weights: Float32Array): void {
     if (weights.length !== this.layout.size) {
-      throw new Error(`${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`);
+      throw new Error(
+        `${this.model.name}: weights have ${weights.length} values, the layout needs ${this.layout.size}`,
+      );
     }
-    const next = this.layout.entries.map((e) => tf.tensor(weights.subarray(e.offset, e.offset + e.size), [...e.shape], 'float32'));
+    const next = this.layout.entries.map((e) =>
+      tf.tensor(weights.subarray(e.offset, e.offset + e.size), [...e.shape], 'float32'),
+    );
     this.disposeParams();
     this.params = next;
   }
@@ -69,7 +73,9 @@ export class ModelRunner implements MicroBatchRunner {
   private inputTensor(images: Float32Array, count: number): tf.Tensor4D {
     const [h, w, c] = this.model.inputShape;
     if (images.length !== count * h * w * c) {
-      throw new Error(`${this.model.name}: ${count} images need ${count * h * w * c} values, got ${images.length}`);
+      throw new Error(
+        `${this.model.name}: ${count} images need ${count * h * w * c} values, got ${images.length}`,
+      );
     }
     return tf.tensor4d(images, [count, h, w, c]);
   }
@@ -89,7 +95,8 @@ export class ModelRunner implements MicroBatchRunner {
     const { count, labels } = batch;
     if (labels.length !== count) throw new Error(`micro-batch: ${count} images but ${labels.length} labels`);
     for (let i = 0; i < count; i++) {
-      if (labels[i] >= this.model.classes) throw new Error(`micro-batch: label ${labels[i]} at ${i} is not a class of ${this.model.name}`);
+      if (labels[i] >= this.model.classes)
+        throw new Error(`micro-batch: label ${labels[i]} at ${i} is not a class of ${this.model.name}`);
     }
     // The loss function runs in a scope of its own: what it makes besides the loss must be kept.
     const kept: tf.Tensor[] = [];
@@ -117,14 +124,23 @@ export class ModelRunner implements MicroBatchRunner {
         const parts = this.layout.entries.map((e, p) => {
           if (e.trainable) return gradOf.get(p)!;
           const s = stats.get(e.layer);
-          if (!s || (e.role !== 'movingMean' && e.role !== 'movingVariance')) throw new Error(`internal: no batch statistics for ${e.name}`);
+          if (!s || (e.role !== 'movingMean' && e.role !== 'movingVariance'))
+            throw new Error(`internal: no batch statistics for ${e.name}`);
           return e.role === 'movingMean' ? s.mean : s.variance;
         });
         return { parts, summary: tf.concat([value.reshape([1]), logits!.reshape([-1])]) as tf.Tensor1D };
       });
       try {
-        const [values, head] = await Promise.all([readFlat(parts, into), summary.data() as Promise<Float32Array>]);
-        return { values, loss: head[0], correct: countCorrect(head.subarray(1), labels, this.model.classes), count };
+        const [values, head] = await Promise.all([
+          readFlat(parts, into),
+          summary.data() as Promise<Float32Array>,
+        ]);
+        return {
+          values,
+          loss: head[0],
+          correct: countCorrect(head.subarray(1), labels, this.model.classes),
+          count,
+        };
       } finally {
         tf.dispose([...parts, summary]);
       }
@@ -136,7 +152,11 @@ export class ModelRunner implements MicroBatchRunner {
   /** Inference-mode logits (moving statistics, no dropout), count × classes. */
   async logits(images: Float32Array, count: number): Promise<Float32Array> {
     this.requireWeights();
-    const out = tf.tidy(() => forward(this.model, this.layout, this.params, this.inputTensor(images, count), { training: false }).logits);
+    const out = tf.tidy(
+      () =>
+        forward(this.model, this.layout, this.params, this.inputTensor(images, count), { training: false })
+          .logits,
+    );
     try {
       return (await out.data()) as Float32Array;
     } finally {
@@ -154,7 +174,10 @@ export class ModelRunner implements MicroBatchRunner {
   }
 }
 
-/** The parts end to end: from the wasm heap where they live there, else one device-side concat and one readback. */
+/**
+ * The parts end to end: from the wasm heap where they live there, else one device-side concat and one
+ * readback.
+ */
 async function readFlat(parts: tf.Tensor[], into?: Float32Array): Promise<Float32Array> {
   const fromHeap = readConcatenated(parts, into);
   if (fromHeap) return fromHeap;
@@ -188,7 +211,12 @@ function countCorrect(logits: Float32Array, labels: Uint8Array, classes: number)
  * The one-shot form: a micro-batch's contribution under the given weights. A worker computing many
  * micro-batches per weights version keeps a ModelRunner instead (the upload happens once).
  */
-export async function computeContribution(model: ModelSpec, weights: Float32Array, batch: MicroBatch, dropoutSeed: number): Promise<Contribution> {
+export async function computeContribution(
+  model: ModelSpec,
+  weights: Float32Array,
+  batch: MicroBatch,
+  dropoutSeed: number,
+): Promise<Contribution> {
   const runner = new ModelRunner(model);
   try {
     runner.setWeights(weights);

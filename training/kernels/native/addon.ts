@@ -26,7 +26,13 @@ export interface NativeAddon {
   divideInPlace(a: Float32Array, d: number): void;
   addInto(a: Float32Array, b: Float32Array): void;
   firstOutside(a: Float32Array, limit: number): number;
-  adamUpdate(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, scalars: [number, number, number, number]): void;
+  adamUpdate(
+    w: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    scalars: [number, number, number, number],
+  ): void;
   setThreads(threads: number): void;
   info(): { onednn: string; isa: number; threads: number; scratchBytes: number };
 }
@@ -39,7 +45,9 @@ export const ADDON_PATH_ENV = 'GRADFLEET_NATIVE_ADDON';
 /** Written by the install script when it could not build the addon: the reason, for the log. */
 export const BUILD_FAILURE_NOTE = 'gradfleet-native-not-built.txt';
 
-/** The package root: the nearest folder above this module with a package.json (src and dist differ in depth). */
+/**
+ * The package root: the nearest folder above this module with a package.json (src and dist differ in depth).
+ */
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
@@ -52,7 +60,9 @@ function packageRoot(): string {
 
 function notBuiltReason(root: string, path: string): string {
   const note = join(root, 'build', BUILD_FAILURE_NOTE);
-  const why = existsSync(note) ? readFileSync(note, 'utf8').trim() : 'npm ci builds it when build-essential and libdnnl-dev are installed';
+  const why = existsSync(note)
+    ? readFileSync(note, 'utf8').trim()
+    : 'npm ci builds it when build-essential and libdnnl-dev are installed';
   return `addon not built (${path} missing: ${why})`;
 }
 
@@ -66,6 +76,9 @@ export function loadNativeAddon(): AddonLoad {
   try {
     return (cached = { addon: createRequire(import.meta.url)(path) as NativeAddon, path });
   } catch (err) {
-    return (cached = { addon: null, reason: `addon failed to load (${path}): ${(err as Error).message.split('\n')[0]}` });
+    return (cached = {
+      addon: null,
+      reason: `addon failed to load (${path}): ${(err as Error).message.split('\n')[0]}`,
+    });
   }
 }

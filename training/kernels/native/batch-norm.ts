@@ -15,7 +15,13 @@ export function makeNativeBatchNormTrain(addon: NativeAddon): WasmKernelFunc {
     const { epsilon, relu } = attrs as unknown as BatchNormTrainAttrs;
     const { channels, rows } = channelsOf(x);
     return intoNewOutputs(backend, [[...x.shape], [channels], [channels]], (outs) =>
-      addon.batchNormForward(heapOf(backend), [x, gamma, beta, ...outs].map((t) => offsetOf(backend, t)), [rows, channels, epsilon], relu));
+      addon.batchNormForward(
+        heapOf(backend),
+        [x, gamma, beta, ...outs].map((t) => offsetOf(backend, t)),
+        [rows, channels, epsilon],
+        relu,
+      ),
+    );
   };
 }
 
@@ -25,7 +31,13 @@ export function makeNativeBatchNormTrainGrad(addon: NativeAddon): WasmKernelFunc
     const { epsilon, relu } = attrs as unknown as BatchNormTrainAttrs;
     const { channels, rows } = channelsOf(x);
     return intoNewOutputs(backend, [[...x.shape], [channels], [channels]], (outs) =>
-      addon.batchNormBackward(heapOf(backend), [dy, x, y, gamma, mean, variance, ...outs].map((t) => offsetOf(backend, t)), [rows, channels, epsilon], relu));
+      addon.batchNormBackward(
+        heapOf(backend),
+        [dy, x, y, gamma, mean, variance, ...outs].map((t) => offsetOf(backend, t)),
+        [rows, channels, epsilon],
+        relu,
+      ),
+    );
   };
 }
 
@@ -35,11 +47,18 @@ export function makeNativeBatchNormInference(addon: NativeAddon, fallback: WasmK
     const { inputs, backend, attrs } = args;
     const { x, mean, variance, offset, scale } = inputs as Record<string, tf.TensorInfo | undefined>;
     const perChannel = [mean, variance, offset, scale];
-    if (!x || !nativeFloats(x) || perChannel.some((t) => !t || !nativeFloats(t) || t.shape.length !== 1)) return fallback(args);
+    if (!x || !nativeFloats(x) || perChannel.some((t) => !t || !nativeFloats(t) || t.shape.length !== 1))
+      return fallback(args);
     const { channels, rows } = channelsOf(x);
     if (perChannel.some((t) => t!.shape[0] !== channels)) return fallback(args);
     const { varianceEpsilon } = attrs as unknown as tf.FusedBatchNormAttrs;
     return intoNewOutput(backend, [...x.shape], (out) =>
-      addon.batchNormInference(heapOf(backend), [x, ...perChannel, out].map((t) => offsetOf(backend, t!)), [rows, channels, varianceEpsilon], false));
+      addon.batchNormInference(
+        heapOf(backend),
+        [x, ...perChannel, out].map((t) => offsetOf(backend, t!)),
+        [rows, channels, varianceEpsilon],
+        false,
+      ),
+    );
   };
 }

@@ -15,8 +15,16 @@ export function makeNativeMatMul(addon: NativeAddon, fallback: WasmKernelFunc): 
     const { inputs, backend, attrs } = args;
     const { a, b, bias, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
     const { transposeA, transposeB, activation = 'linear' } = attrs as unknown as MatMulAttrs;
-    if (!a || !b || !nativeFloats(a, b) || a.shape.length < 2 || b.shape.length < 2 || preluActivationWeights ||
-      (activation !== 'linear' && activation !== 'relu')) return fallback(args);
+    if (
+      !a ||
+      !b ||
+      !nativeFloats(a, b) ||
+      a.shape.length < 2 ||
+      b.shape.length < 2 ||
+      preluActivationWeights ||
+      (activation !== 'linear' && activation !== 'relu')
+    )
+      return fallback(args);
     const ra = a.shape.length;
     const rb = b.shape.length;
     const [m, k] = transposeA ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
@@ -26,13 +34,31 @@ export function makeNativeMatMul(addon: NativeAddon, fallback: WasmKernelFunc): 
     const batchA = tf.util.sizeFromShape(batchShapeA);
     const batchB = tf.util.sizeFromShape(batchShapeB);
     const sameBatch = tf.util.arraysEqual(batchShapeA, batchShapeB);
-    if (k !== kb || !(sameBatch || batchA === 1 || batchB === 1) ||
-      (bias && !(nativeFloats(bias) && tf.util.sizeFromShape(bias.shape) === n && bias.shape[bias.shape.length - 1] === n))) {
+    if (
+      k !== kb ||
+      !(sameBatch || batchA === 1 || batchB === 1) ||
+      (bias &&
+        !(
+          nativeFloats(bias) &&
+          tf.util.sizeFromShape(bias.shape) === n &&
+          bias.shape[bias.shape.length - 1] === n
+        ))
+    ) {
       return fallback(args);
     }
     const batchShape = tf.backend_util.assertAndGetBroadcastShape(batchShapeA, batchShapeB);
     return intoNewOutput(backend, [...batchShape, m, n], (out) =>
-      addon.matMul(heapOf(backend), [offsetOf(backend, a), offsetOf(backend, b), bias ? offsetOf(backend, bias) : -1, offsetOf(backend, out)],
-        [batchA, batchB, m, k, n], [Number(transposeA), Number(transposeB), Number(activation === 'relu')]));
+      addon.matMul(
+        heapOf(backend),
+        [
+          offsetOf(backend, a),
+          offsetOf(backend, b),
+          bias ? offsetOf(backend, bias) : -1,
+          offsetOf(backend, out),
+        ],
+        [batchA, batchB, m, k, n],
+        [Number(transposeA), Number(transposeB), Number(activation === 'relu')],
+      ),
+    );
   };
 }
