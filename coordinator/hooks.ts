@@ -97,28 +97,38 @@ export interface CoordinatorHooks {
   rolledBack?(steps: number): void;
 }
 
-/** One set of hooks that calls each given set in turn. */
-export function combineHooks(...all: Array<CoordinatorHooks | undefined>): CoordinatorHooks {
+type HookName = keyof CoordinatorHooks;
+
+/**
+ * Every hook's name. A record over all of CoordinatorHooks' keys: a hook added there and left off here
+ * does not compile, where it would otherwise be silently dropped by combineHooks.
+ */
+const EVERY_HOOK: { readonly [K in HookName]-?: true } = {
+  gathered: true,
+  step: true,
+  epoch: true,
+  checkpoint: true,
+  workerReady: true,
+  workerLost: true,
+  paused: true,
+  deadlineMissed: true,
+  straggler: true,
+  outlier: true,
+  shardsConnected: true,
+  shardsReduced: true,
+  shardLost: true,
+  rolledBack: true,
+};
+
+/** One set of hooks, every one of them present, that calls each given set's hook in turn. */
+export function combineHooks(...all: Array<CoordinatorHooks | undefined>): Required<CoordinatorHooks> {
   const sets = all.filter((h): h is CoordinatorHooks => h !== undefined);
-  const each = <K extends keyof CoordinatorHooks>(key: K) =>
-    ((...args: unknown[]) =>
-      sets.forEach((h) => (h[key] as ((...a: unknown[]) => void) | undefined)?.(...args))) as NonNullable<
-      CoordinatorHooks[K]
-    >;
-  return {
-    gathered: each('gathered'),
-    step: each('step'),
-    epoch: each('epoch'),
-    checkpoint: each('checkpoint'),
-    workerReady: each('workerReady'),
-    workerLost: each('workerLost'),
-    paused: each('paused'),
-    deadlineMissed: each('deadlineMissed'),
-    straggler: each('straggler'),
-    outlier: each('outlier'),
-    shardsConnected: each('shardsConnected'),
-    shardsReduced: each('shardsReduced'),
-    shardLost: each('shardLost'),
-    rolledBack: each('rolledBack'),
-  };
+  const callEach =
+    (key: HookName) =>
+    (...args: unknown[]): void => {
+      for (const hooks of sets) (hooks[key] as ((...a: unknown[]) => void) | undefined)?.(...args);
+    };
+  return Object.fromEntries(
+    Object.keys(EVERY_HOOK).map((key) => [key, callEach(key as HookName)]),
+  ) as Required<CoordinatorHooks>;
 }
