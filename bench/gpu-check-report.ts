@@ -9,11 +9,44 @@ import Table from 'cli-table3';
 import { tableStyle } from '../common/colour.js';
 import { adapterLabel, type GpuAdapterInfo } from '../training/backends/adapters.js';
 
-type Row = Record<string, any>;
+/** The JSON lines gpu-check.sh's steps write, one type per file. */
+interface AgreementRow {
+  model: string;
+  backend: string;
+  skipped?: string;
+  max_rel_error?: number;
+  max_abs_error?: number;
+  ok?: boolean;
+}
+interface ComputeRow {
+  model: string;
+  backend: string;
+  batch: number;
+  ms_per_step: number;
+  samples_per_s: number;
+}
+interface TorchRow {
+  model: string;
+  batch: number;
+  samples_per_s: number;
+  device: string;
+}
+interface EpochRow {
+  model: string;
+  backend: string;
+  epochs: number;
+  wall_s: number;
+  samples_per_s: number;
+  test_accuracy: number;
+}
+interface SkipRow {
+  what: string;
+  why: string;
+}
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: gpu-check-report OUT_DIR');
-const lines = (name: string): Row[] => {
+const lines = <Row>(name: string): Row[] => {
   const path = join(dir, name);
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8')
@@ -28,11 +61,11 @@ const adapters = JSON.parse(readFileSync(join(dir, 'adapters.json'), 'utf8')) as
   adapters: GpuAdapterInfo[];
   reason: string | null;
 };
-const agreement = lines('agreement.jsonl');
-const compute = lines('compute.jsonl');
-const epochs = lines('epochs.jsonl');
-const torch = lines('torch.jsonl');
-const skipped = lines('skipped.jsonl');
+const agreement = lines<AgreementRow>('agreement.jsonl');
+const compute = lines<ComputeRow>('compute.jsonl');
+const epochs = lines<EpochRow>('epochs.jsonl');
+const torch = lines<TorchRow>('torch.jsonl');
+const skipped = lines<SkipRow>('skipped.jsonl');
 
 const out: string[] = [];
 out.push(

@@ -240,9 +240,10 @@ async function startNatsServer(): Promise<{ url: string; stop: () => void } | st
   };
   for (let i = 0; i < 50; i++) {
     const up = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true))).on('error', () =>
-        resolve(false),
-      );
+      const s = createConnection(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      }).on('error', () => resolve(false));
     });
     if (up) return { url: `nats://127.0.0.1:${port}`, stop };
     await new Promise((r) => setTimeout(r, 100));
@@ -344,7 +345,13 @@ async function fanOut(
   const workerLinks: Link[] = [];
   for (let i = 0; i < workers; i++) {
     const link = await connect(i);
-    link.attach({ frame: () => (received[i]++, waiting.arrived()), close: () => {} });
+    link.attach({
+      frame: () => {
+        received[i]++;
+        waiting.arrived();
+      },
+      close: () => {},
+    });
     workerLinks.push(link);
   }
   while (coordinatorSide.length < workers) await new Promise((r) => setTimeout(r, 10));

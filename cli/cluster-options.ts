@@ -2,7 +2,7 @@
  * How the coordinator runs its cluster: liveness (heartbeats, step deadline), admission limits,
  * authentication and how often it checkpoints. Shared by `train` and `coordinator`.
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { DEFAULT_ADMISSION } from '../coordinator/admission.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';

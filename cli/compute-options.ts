@@ -2,7 +2,7 @@
  * How a worker computes: a tfjs backend, or the synthetic stand-in that does not train (it waits
  * and returns a seeded pseudo-gradient). Shared by `worker` and `train` (for its local workers).
  */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
 import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import { BACKEND_CHOICES, selectBackend } from '../training/backends/select.js';

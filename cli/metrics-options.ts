@@ -1,5 +1,5 @@
 /** The Prometheus endpoint's flags, shared by `train`, `coordinator` and `worker`. */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { port } from './options.js';
 
 /** Defaults the deploy/ files (Prometheus, compose, Kubernetes) scrape. */

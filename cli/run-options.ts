@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHECKPOINT_FILE_PATTERN } from '../coordinator/checkpoint-store.js';
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import type { NewRunConfig, RunStart, RunSummary } from '../coordinator/launch.js';
 import type { CoordinatorHooks } from '../coordinator/hooks.js';
 import {

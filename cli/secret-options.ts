@@ -2,7 +2,7 @@
  * The shared secret's flags, for the coordinator and its workers. From a file or the environment
  * it stays out of `ps` and shell history; --secret on the command line is offered for quick tries.
  */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { SharedSecret } from '../protocol/auth.js';
 import { readFlagFile } from './options.js';
 

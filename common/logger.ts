@@ -22,7 +22,8 @@ export function configureLogFormat(opts: { json?: boolean }): void {
 }
 
 export function logFormat(): LogFormat {
-  return (format ??= process.stderr.isTTY ? 'pretty' : 'json');
+  format ??= process.stderr.isTTY ? 'pretty' : 'json';
+  return format;
 }
 
 /** Time, level, role and message: the messages say what their fields say (the fields are for machines). */

@@ -127,7 +127,8 @@ function f16ToF32Table(): Uint32Array {
     }
     table[h] = (sign | bits) >>> 0;
   }
-  return (f16Table = table);
+  f16Table = table;
+  return table;
 }
 
 /** Round `src` to binary16 into `dst` (RNE). */

@@ -32,7 +32,10 @@ export class DatasetReceiver {
     if (this.seen.subarray(first, first + count).some((s) => s))
       throw new Error(`${this.split} chunk [${first}, ${first + count}) overlaps one already received`);
     this.images.set(chunk.images, first * this.pixelsPerImage);
-    if (chunk.labels) (this.labels ??= new Uint8Array(total)).set(chunk.labels, first);
+    if (chunk.labels) {
+      this.labels ??= new Uint8Array(total);
+      this.labels.set(chunk.labels, first);
+    }
     this.seen.fill(1, first, first + count);
     this.received += count;
     if (this.received < total) return undefined;

@@ -10,7 +10,7 @@ import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
-import { Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
+import { type Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
 import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';

@@ -4,7 +4,7 @@
  * The run must end with the weights of an undisturbed run, every sample trained on exactly once.
  */
 import { describe, expect, it } from 'vitest';
-import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { randomInt, untilStep } from '../helpers/run-progress.js';
 import { metricValues } from '../helpers/prometheus.js';
 import { freePort, until } from '../helpers/wait.js';

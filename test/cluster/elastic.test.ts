@@ -6,7 +6,7 @@
 import { readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 import { checkpointedStep, randomInt, untilStep } from '../helpers/run-progress.js';
 import { freePort } from '../helpers/wait.js';
 import { checkpointFileName } from '../../coordinator/checkpoint-store.js';

@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import type { Message, MessageOf } from '../../protocol/messages.js';
 import { decompose, nodeRange } from '../../training/parallel/reduction-tree.js';
-import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { expectOk, listeningUrl, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
 
 const dir = tempDir();
 const data = smallMnist(dir, 300, 200);

@@ -140,7 +140,7 @@ describe('a finished run', () => {
     expect(table.status).toBe(0);
     expect(table.stdout).toMatch(/true \\ predicted/);
     expect(table.stdout).toContain(`accuracy ${(summary.test_accuracy * 100).toFixed(2)}%`);
-    expect(table.stdout + table.stderr).not.toMatch(/\x1b\[/);
+    expect(table.stdout + table.stderr).not.toContain('\x1b[');
 
     const submission = join(dir, 'submission.csv');
     expectOk(

@@ -477,7 +477,7 @@ describe('checkpoint store', () => {
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'notes.txt'), 'hello');
     await expect(loadLatestCheckpoint(dir)).rejects.toThrow(
-      new RegExp(`no checkpoint in ${escape(dir)}: the directory holds no ckpt-<step>\\.gfck files`),
+      new RegExp(`no checkpoint in ${escapeRegExp(dir)}: the directory holds no ckpt-<step>\\.gfck files`),
     );
     const missing = join(root, 'nope');
     expect(await listCheckpoints(missing)).toEqual([]);
@@ -495,7 +495,9 @@ describe('checkpoint store', () => {
     expect(loaded).toMatchObject({ path: first, step: 1, meta: { step: 1, adam: { t: 1 } } });
     expect('skipped' in loaded).toBe(false);
     await corrupt(second);
-    await expect(loadCheckpoint(second)).rejects.toThrow(new RegExp(`^${escape(second)}: checksum mismatch`));
+    await expect(loadCheckpoint(second)).rejects.toThrow(
+      new RegExp(`^${escapeRegExp(second)}: checksum mismatch`),
+    );
     await expect(loadCheckpoint(join(dir, 'ckpt-000000099.gfck'))).rejects.toMatchObject({
       code: 'not_found',
     });
@@ -531,6 +533,6 @@ describe('checkpoint store', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -103,7 +103,7 @@ describe('IDX files', () => {
 
   it('rejects a file that is not IDX at all', () => {
     const path = join(dir, 'notidx-images-idx3-ubyte');
-    writeFileSync(path, Buffer.from('P5\n28 28\n255\n' + 'x'.repeat(800)));
+    writeFileSync(path, Buffer.from(`P5\n28 28\n255\n${'x'.repeat(800)}`));
     const message = dataErrorOf(() => readIdxImages(path)).message;
     expect(message).toContain(path);
     expect(message).toMatch(/bad magic 0x50350a32: not an IDX file/);
@@ -150,12 +150,12 @@ describe('IDX files', () => {
     for (let i = 20; i < 60; i++) flipped[i] ^= 0xff;
     writeFileSync(corrupt, flipped);
     expect(dataErrorOf(() => readIdxImages(corrupt)).message).toMatch(
-      new RegExp(`^${escape(corrupt)}: corrupt gzip stream: `),
+      new RegExp(`^${escapeRegExp(corrupt)}: corrupt gzip stream: `),
     );
     const cut = join(dir, 'cut-images-idx3-ubyte.gz');
     writeFileSync(cut, gz.subarray(0, gz.length >> 1));
     expect(dataErrorOf(() => readIdxImages(cut)).message).toMatch(
-      new RegExp(`^${escape(cut)}: corrupt gzip stream: `),
+      new RegExp(`^${escapeRegExp(cut)}: corrupt gzip stream: `),
     );
   });
 
@@ -180,6 +180,6 @@ describe('IDX files', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

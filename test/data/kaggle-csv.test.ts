@@ -84,18 +84,18 @@ describe('Kaggle CSV', () => {
 
   it('names the file and 1-based line of a bad row', () => {
     const good = row(1);
-    const at = (bad: string) => errorOf([TRAIN_HEADER, good, good, bad, good].join('\n') + '\n');
+    const at = (bad: string) => errorOf(`${[TRAIN_HEADER, good, good, bad, good].join('\n')}\n`);
     expect(at(row(1).replace(/,0$/, ''))).toBe(
       'train.csv: line 4: expected 785 fields (label + 784 pixels), found 784',
     );
-    expect(at(row(1) + ',0')).toBe('train.csv: line 4: expected 785 fields (label + 784 pixels), found 786');
+    expect(at(`${row(1)},0`)).toBe('train.csv: line 4: expected 785 fields (label + 784 pixels), found 786');
     expect(at(row(1, 5, '1.5'))).toBe('train.csv: line 4: pixel5 = "1.5" is not an integer');
     expect(at(row(1, 5, 'x'))).toBe('train.csv: line 4: pixel5 = "x" is not an integer');
     expect(at(row(1, 5, ''))).toBe('train.csv: line 4: pixel5 is empty');
     expect(at(row(1, 783, 256))).toBe('train.csv: line 4: pixel783 = 256 is outside 0..255');
     expect(at(row(1, 2, -1))).toBe('train.csv: line 4: pixel2 = -1 is outside 0..255');
     expect(at(row(10))).toBe('train.csv: line 4: label 10 is outside 0..9');
-    expect(at(row(1) + ',')).toMatch(/^train\.csv: line 4: expected 785 fields .* found 786$/);
+    expect(at(`${row(1)},`)).toMatch(/^train\.csv: line 4: expected 785 fields .* found 786$/);
   });
 
   it('detects test.csv by its header and rejects a label column there', () => {

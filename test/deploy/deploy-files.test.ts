@@ -137,6 +137,7 @@ describe('Grafana', () => {
 });
 
 /** Where compose publishes ports: loopback unless GRADFLEET_BIND says otherwise. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: compose's variable syntax, taken literally
 const BIND = '${GRADFLEET_BIND:-127.0.0.1}';
 
 describe('compose', () => {
@@ -221,6 +222,7 @@ describe('compose', () => {
       expectKnownFlags(w);
 
       // Shard reducers: as many as the coordinator's --shards, one variable for both, 0 (none) unless set.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's variable syntax, taken literally
       const shardCount = '${GRADFLEET_SHARDS:-0}';
       expect(flag(c, '--shards')).toBe(shardCount);
       expect(String(s.shard.deploy.replicas)).toBe(shardCount);

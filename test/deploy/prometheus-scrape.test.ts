@@ -43,7 +43,7 @@ async function scrape(url: string): Promise<string> {
   return res.text();
 }
 
-const valueOf = (exposition: string, name: string) =>
+const sampleValue = (exposition: string, name: string) =>
   Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
 
 /** The dashboard row whose series exist only in a run with --shards. */
@@ -150,14 +150,14 @@ describe('Prometheus scraping a real run', () => {
     const during = await scrape(coordinatorMetrics);
     await new Promise((r) => setTimeout(r, 1000));
     const later = await scrape(coordinatorMetrics);
-    expect(valueOf(later, 'gradfleet_steps_total')).toBe(valueOf(during, 'gradfleet_steps_total'));
-    expect(valueOf(later, 'gradfleet_workers_connected')).toBe(2);
+    expect(sampleValue(later, 'gradfleet_steps_total')).toBe(sampleValue(during, 'gradfleet_steps_total'));
+    expect(sampleValue(later, 'gradfleet_workers_connected')).toBe(2);
     doomed.child.kill('SIGCONT');
     await until(
       'steps to resume',
       async () =>
-        valueOf(await scrape(coordinatorMetrics), 'gradfleet_steps_total') >
-        valueOf(later, 'gradfleet_steps_total'),
+        sampleValue(await scrape(coordinatorMetrics), 'gradfleet_steps_total') >
+        sampleValue(later, 'gradfleet_steps_total'),
     );
     // Let the 1m rate() windows hold several samples of the resumed run.
     await new Promise((r) => setTimeout(r, 3000));
@@ -289,22 +289,22 @@ describe('Prometheus scraping a real run', () => {
     );
     expect(Number((await p.query('gradfleet_shards_lost_total'))[0].value[1])).toBe(1);
     const lost = await scrape(coordinatorMetrics);
-    expect(valueOf(lost, 'gradfleet_shards_connected')).toBe(0);
+    expect(sampleValue(lost, 'gradfleet_shards_connected')).toBe(0);
     // A lost shard's gauge goes; its counters stay.
     expect(lost).not.toContain('gradfleet_shard_step_seconds{shard="victim"}');
     expect(lost).toContain('gradfleet_shard_received_bytes_total{shard="victim"}');
 
     shard('replacement');
-    const replaying = valueOf(lost, 'gradfleet_steps_total');
+    const replaying = sampleValue(lost, 'gradfleet_steps_total');
     await until('the replacement to take steps', async () => {
       const text = await scrape(coordinatorMetrics);
       return (
-        valueOf(text, 'gradfleet_shards_connected') === 1 &&
-        valueOf(text, 'gradfleet_steps_total') > replaying &&
+        sampleValue(text, 'gradfleet_shards_connected') === 1 &&
+        sampleValue(text, 'gradfleet_steps_total') > replaying &&
         text.includes('gradfleet_shard_step_seconds{shard="replacement"}')
       );
     });
-    const replayed = valueOf(await scrape(coordinatorMetrics), 'gradfleet_replayed_steps_total');
+    const replayed = sampleValue(await scrape(coordinatorMetrics), 'gradfleet_replayed_steps_total');
     coordinator.child.kill('SIGINT');
     const finished = await coordinator.done;
     expect(finished.status).toBe(0);

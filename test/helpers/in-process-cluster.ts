@@ -17,7 +17,7 @@ import { SyntheticRunner } from '../../training/backends/synthetic.js';
 import { DEFAULT_ADAM } from '../../training/optimizer/adam.js';
 import { type ComputeInterceptor, type WorkerOutcome, runWorker } from '../../worker/worker.js';
 import { runShard } from '../../shard/shard.js';
-import { MemoryLink, MemoryListener } from './memory-link.js';
+import { type MemoryLink, MemoryListener } from './memory-link.js';
 
 export interface InProcessWorker {
   id: string;

@@ -42,9 +42,14 @@ function watch(link: Link) {
   const closed = new Promise<string>((resolve) =>
     link.attach({
       frame: () => void seen.frames++,
-      close: (reason) => resolve((seen.closed = reason)),
+      close: (reason) => {
+        seen.closed = reason;
+        resolve(reason);
+      },
       rejected: (reason) => seen.rejected.push(reason),
-      received: (n) => void (seen.received += n),
+      received: (n) => {
+        seen.received += n;
+      },
     }),
   );
   return { seen, closed };

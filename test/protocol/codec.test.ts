@@ -166,7 +166,10 @@ describe('rejections, each with its reason', () => {
 
   it('random bytes and mutated frames are refused with a known reason (and bytes short of a preamble as too_short), never a crash', () => {
     let seed = 12345;
-    const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const next = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
     const outcomes = new Map<string, number>();
     for (let i = 0; i < 5000; i++) {
       const bytes =

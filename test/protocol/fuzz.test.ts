@@ -45,7 +45,6 @@ import {
 } from '../../protocol/errors.js';
 import {
   COORDINATOR_MESSAGE_TYPES,
-  type Message,
   type MessageOf,
   SHARD_MESSAGE_TYPES,
   TO_SHARD_MESSAGE_TYPES,
@@ -1318,7 +1317,7 @@ const CSV_INSERTS = [
   ',0',
   '0,',
   '\r',
-  '0'.repeat(40) + '7',
+  `${'0'.repeat(40)}7`,
   '\n\r\n',
 ];
 type CsvEdit =
@@ -1632,7 +1631,7 @@ function metaText(meta: { value: unknown } | { depth: number; arrays: boolean })
   const { depth, arrays } = meta;
   const text = arrays
     ? '['.repeat(depth) + ']'.repeat(depth)
-    : '{"a":'.repeat(depth) + '0' + '}'.repeat(depth);
+    : `${'{"a":'.repeat(depth)}0${'}'.repeat(depth)}`;
   return { text, canonical: text }; // one key per level: already canonical
 }
 const tableNumber = fc.oneof(
@@ -1849,7 +1848,7 @@ describe('streamed data sets: out-of-range, overlapping and altered chunks never
               count,
               total,
               images: images.slice(first * 784, (first + count) * 784),
-              labels: labels && labels.slice(first, first + count),
+              labels: labels === null ? null : labels.slice(first, first + count),
             };
           });
           const rng = new Rng(order);

@@ -50,20 +50,24 @@ let loaded: DawnLoad | undefined;
  * Dawn's Node binding, with WebGPU's globals (GPUBufferUsage, …) installed, as the tfjs backend needs them.
  */
 export async function loadDawn(): Promise<DawnLoad> {
-  if (loaded) return loaded;
+  loaded ??= await importDawn();
+  return loaded;
+}
+
+async function importDawn(): Promise<DawnLoad> {
   try {
     const dawn = (await import('webgpu')) as unknown as DawnModule;
     Object.assign(globalThis, dawn.globals);
-    return (loaded = { dawn });
+    return { dawn };
   } catch (err) {
     const message = (err as Error).message.split('\n')[0];
     const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
-    return (loaded = {
+    return {
       dawn: null,
       reason: missing
         ? 'the optional package webgpu is not installed'
         : `Dawn (webgpu) failed to load: ${message}`,
-    });
+    };
   }
 }
 

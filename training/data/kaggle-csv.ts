@@ -85,7 +85,9 @@ export function parseKaggleCsv(bytes: Uint8Array, source: string): Dataset {
       const fieldStart = p;
       let value = 0;
       let c = 0;
-      while (p < end && (c = buf[p]) >= DIGIT_0 && c <= DIGIT_9) {
+      while (p < end) {
+        c = buf[p];
+        if (c < DIGIT_0 || c > DIGIT_9) break;
         value = value * 10 + (c - DIGIT_0);
         p++;
       }
@@ -139,7 +141,7 @@ export function formatKaggleCsv(dataset: Dataset): string {
     const pixels = dataset.images.subarray(i * PIXELS_PER_IMAGE, (i + 1) * PIXELS_PER_IMAGE).join(',');
     lines.push(dataset.labels === null ? pixels : `${dataset.labels[i]},${pixels}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function writeKaggleCsv(path: string, dataset: Dataset): void {
@@ -155,7 +157,7 @@ export function formatSubmission(predictions: Uint8Array): string {
       throw new RangeError(`formatSubmission: prediction ${label} at index ${i} is not 0..9`);
     lines.push(`${i + 1},${label}`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function writeSubmission(path: string, predictions: Uint8Array): void {

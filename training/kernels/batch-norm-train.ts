@@ -65,7 +65,10 @@ function makeOps() {
 }
 
 let opsFactory: ReturnType<typeof makeOps> | undefined;
-const opsOf = (backend: WasmBackend) => (opsFactory ??= makeOps())(backend);
+const opsOf = (backend: WasmBackend) => {
+  opsFactory ??= makeOps();
+  return opsFactory(backend);
+};
 
 export const batchNormTrainWasm: WasmKernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
   const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };

@@ -54,7 +54,8 @@ function prepare(): Map<string, WasmKernelFunc> {
   assertWasmBackend(tf.backend());
   // Every kernel either set replaces is recorded before the first replacement.
   captureStockKernels([...Object.keys(wasmOverrides), ...NATIVE_KERNELS]);
-  return (wasmSet ??= new Map(Object.entries(wasmOverrides).map(([name, make]) => [name, make()])));
+  wasmSet ??= new Map(Object.entries(wasmOverrides).map(([name, make]) => [name, make()]));
+  return wasmSet;
 }
 
 function install(set: KernelSetName, funcs: Map<string, WasmKernelFunc>): readonly string[] {

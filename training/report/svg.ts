@@ -65,18 +65,17 @@ export function text(x: number, y: number, content: string, a: Attrs = {}): stri
  */
 export function svgDocument(size: { width: number; height: number; title: string }, body: string): string {
   const { width, height, title } = size;
-  return (
-    el(
-      'svg',
-      {
-        xmlns: 'http://www.w3.org/2000/svg',
-        width,
-        height,
-        viewBox: `0 0 ${fmt(width)} ${fmt(height)}`,
-        'font-family': FONT_FAMILY,
-        'font-size': 12,
-      },
-      `\n${el('title', {}, escapeXml(title))}\n${el('rect', { width, height, fill: '#ffffff' })}\n${body}\n`,
-    ) + '\n'
+  const svg = el(
+    'svg',
+    {
+      xmlns: 'http://www.w3.org/2000/svg',
+      width,
+      height,
+      viewBox: `0 0 ${fmt(width)} ${fmt(height)}`,
+      'font-family': FONT_FAMILY,
+      'font-size': 12,
+    },
+    `\n${el('title', {}, escapeXml(title))}\n${el('rect', { width, height, fill: '#ffffff' })}\n${body}\n`,
   );
+  return `${svg}\n`;
 }

@@ -1,6 +1,6 @@
 /** Inference over a labelled data set: loss, accuracy, per-class accuracy and the confusion matrix. */
 import { type Dataset, normalizeInto } from '../data/index.js';
-import { ModelRunner, argmaxRows } from './model-runner.js';
+import { type ModelRunner, argmaxRows } from './model-runner.js';
 
 export interface Evaluation {
   count: number;

@@ -100,7 +100,10 @@ export class ModelRunner implements MicroBatchRunner {
     }
     // The loss function runs in a scope of its own: what it makes besides the loss must be kept.
     const kept: tf.Tensor[] = [];
-    const keep = <T extends tf.Tensor>(t: T): T => (kept.push(tf.keep(t)), t);
+    const keep = <T extends tf.Tensor>(t: T): T => {
+      kept.push(tf.keep(t));
+      return t;
+    };
     try {
       const { parts, summary } = tf.tidy(() => {
         let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();

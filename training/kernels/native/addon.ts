@@ -68,17 +68,22 @@ function notBuiltReason(root: string, path: string): string {
 
 let cached: AddonLoad | undefined;
 
+/** The addon, loaded once per process (or the reason it is not there). */
 export function loadNativeAddon(): AddonLoad {
-  if (cached) return cached;
+  cached ??= loadAddon();
+  return cached;
+}
+
+function loadAddon(): AddonLoad {
   const root = packageRoot();
   const path = process.env[ADDON_PATH_ENV] || join(root, 'build', 'Release', 'gradfleet_native.node');
-  if (!existsSync(path)) return (cached = { addon: null, reason: notBuiltReason(root, path) });
+  if (!existsSync(path)) return { addon: null, reason: notBuiltReason(root, path) };
   try {
-    return (cached = { addon: createRequire(import.meta.url)(path) as NativeAddon, path });
+    return { addon: createRequire(import.meta.url)(path) as NativeAddon, path };
   } catch (err) {
-    return (cached = {
+    return {
       addon: null,
       reason: `addon failed to load (${path}): ${(err as Error).message.split('\n')[0]}`,
-    });
+    };
   }
 }

@@ -2,7 +2,7 @@
  * gradfleet's fused training BatchNorm(+ReLU) kernels (see ../batch-norm-train.ts) in C++, and
  * tf.batchNorm's inference kernel (wasm's took 40% of evaluating mnist-cnn).
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { BatchNormTrainAttrs } from '../batch-norm-train.js';
 import { channelsOf } from '../channel-means.js';
 import type { KernelArgs, WasmKernelFunc } from '../wasm-backend.js';
