@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { configureLogFormat } from '../common/logger.js';
 import { releaseBackend } from '../training/backends/select.js';
@@ -11,30 +13,46 @@ import { trainCommand } from './commands/train.js';
 import { workerCommand } from './commands/worker.js';
 import { shardCommand } from './commands/shard.js';
 
-const program = new Command('gradfleet')
-  .description('distributed data-parallel training of MNIST CNNs')
-  .version(packageVersion)
-  .showHelpAfterError()
-  .exitOverride()
-  // Loggers are made inside the actions, so they all see the format that --json asks for.
-  .hook('preAction', (_program, action) => configureLogFormat({ json: action.opts().json === true }))
-  .addCommand(trainCommand())
-  .addCommand(coordinatorCommand())
-  .addCommand(workerCommand())
-  .addCommand(shardCommand())
-  .addCommand(evalCommand())
-  .addCommand(predictCommand())
-  .addCommand(benchCommand());
+/** The program and its subcommands, not yet parsed (docs/cli.md and the docs tests read it). */
+export function buildProgram(): Command {
+  return (
+    new Command('gradfleet')
+      .description('distributed data-parallel training of MNIST CNNs')
+      .version(packageVersion)
+      .showHelpAfterError()
+      .exitOverride()
+      // Loggers are made inside the actions, so they all see the format that --json asks for.
+      .hook('preAction', (_program, action) => configureLogFormat({ json: action.opts().json === true }))
+      .addCommand(trainCommand())
+      .addCommand(coordinatorCommand())
+      .addCommand(workerCommand())
+      .addCommand(shardCommand())
+      .addCommand(evalCommand())
+      .addCommand(predictCommand())
+      .addCommand(benchCommand())
+  );
+}
 
-try {
-  await program.parseAsync(process.argv);
-  // A WebGPU device keeps Node running until it is destroyed.
-  releaseBackend();
-} catch (err) {
-  // Commander has already printed its own usage errors; everything else gets one clear line here,
-  // never a stack dump through the wasm runtime's uncaught-exception handler.
-  if (err instanceof CommanderError) process.exit(err.exitCode);
-  process.stderr.write(`gradfleet: error: ${(err as Error).message}\n`);
-  if (process.env.GRADFLEET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
-  process.exit(1);
+/** Whether this file is the process's script (the binary, through any symlink), not an import. */
+function isEntryPoint(): boolean {
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  try {
+    await buildProgram().parseAsync(process.argv);
+    // A WebGPU device keeps Node running until it is destroyed.
+    releaseBackend();
+  } catch (err) {
+    // Commander has already printed its own usage errors; everything else gets one clear line here,
+    // never a stack dump through the wasm runtime's uncaught-exception handler.
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    process.stderr.write(`gradfleet: error: ${(err as Error).message}\n`);
+    if (process.env.GRADFLEET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  }
 }
