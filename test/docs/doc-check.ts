@@ -8,7 +8,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { anchorOf } from '../../scripts/cli-docs.js';
 
-export interface Problem {
+interface Problem {
   /** `file:line`, relative to the repository root. */
   where: string;
   what: string;
@@ -64,7 +64,7 @@ function split(text: string): { prose: { n: number; text: string }[]; blocks: Bl
 }
 
 /** The GitHub anchors of a Markdown text's headings (duplicates get -1, -2, …). */
-export function anchorsOf(text: string): Set<string> {
+function anchorsOf(text: string): Set<string> {
   const anchors = new Set<string>();
   const seen = new Map<string, number>();
   for (const { text: line } of split(text).prose) {
