@@ -47,17 +47,12 @@ const cell = (text: string) =>
  * HOST and PID instead, so the page is the same everywhere.
  */
 function machineFreeDefaults(cmd: Command): void {
-  const host = hostname();
-  const pid = String(process.pid);
+  const machine = `${hostname()}-${process.pid}`;
   for (const option of cmd.options) {
     const value: unknown = option.defaultValue;
-    if (typeof value !== 'string' || option.defaultValueDescription !== undefined) continue;
-    if (!value.includes(host) && !value.endsWith(`-${pid}`)) continue;
-    const generic = value
-      .split(host)
-      .join('HOST')
-      .replace(new RegExp(`-${pid}$`), '-PID');
-    option.defaultValueDescription = JSON.stringify(generic);
+    if (typeof value !== 'string' || !value.includes(machine)) continue;
+    if (option.defaultValueDescription !== undefined) continue;
+    option.defaultValueDescription = JSON.stringify(value.split(machine).join('HOST-PID'));
   }
 }
 
