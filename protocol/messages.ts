@@ -5,9 +5,9 @@
  * (codec.ts), and `payloadValues` says how many values the payload must hold.
  */
 import { z } from 'zod';
-import { gpuAdapterSchema } from '../training/backends/adapters.js';
 import { NONCE_BYTES, PROOF_BYTES } from './auth.js';
 import { ERROR_CODES, REJECTION_REASONS } from './errors.js';
+import { gpuAdapterSchema } from './gpu-adapter.js';
 import { WIRE_DTYPES } from './wire-dtype.js';
 
 const id = z.string().min(1).max(128);

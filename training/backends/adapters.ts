@@ -4,18 +4,9 @@
  * and picking the N-th GPU. Never throws for a missing or broken Dawn: that is a reason, which
  * backend selection logs when it skips the webgpu backend.
  */
-import { z } from 'zod';
+import type { GpuAdapterInfo } from '../../protocol/gpu-adapter.js';
 
-/** What the worker reports about its adapter (hello, gradfleet_build_info, the run summary). */
-export const gpuAdapterSchema = z.object({
-  vendor: z.string().max(256),
-  architecture: z.string().max(256),
-  device: z.string().max(256),
-  description: z.string().max(512),
-  /** A CPU implementation of WebGPU: correct, but slower than the wasm backend. */
-  software: z.boolean(),
-});
-export type GpuAdapterInfo = z.infer<typeof gpuAdapterSchema>;
+export type { GpuAdapterInfo } from '../../protocol/gpu-adapter.js';
 
 /** The parts of Dawn's `GPU` object gradfleet uses (the `webgpu` package ships no types for Node). */
 export interface DawnGpu {

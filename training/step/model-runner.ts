@@ -9,8 +9,8 @@
  * therefore averages both at once; optimizer/apply-update.ts gives each slot its meaning.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { readFlat } from '../backends/read-flat.js';
 import { forward } from '../models/forward.js';
-import { readConcatenated } from '../kernels/wasm-backend.js';
 import { type ModelSpec, type ParamLayout, paramLayout } from '../models/spec.js';
 
 export interface MicroBatch {
@@ -88,7 +88,7 @@ export class ModelRunner implements MicroBatchRunner {
    * Everything stays on the device until one readback: the gradients and batch statistics
    * concatenated in the layout's order (the contribution, as it goes on the wire), and the loss
    * with the logits. A GPU backend pays a host round trip per readback, so none happen per tensor
-   * (the wasm family copies the parts straight out of its heap instead: readFlat).
+   * (backends with a faster way, the wasm family's copy out of its heap, supply it: backends/read-flat.ts).
    */
   async contribution(batch: MicroBatch, dropoutSeed: number, into?: Float32Array): Promise<Contribution> {
     this.requireWeights();
@@ -174,21 +174,6 @@ export class ModelRunner implements MicroBatchRunner {
 
   dispose(): void {
     this.disposeParams();
-  }
-}
-
-/**
- * The parts end to end: from the wasm heap where they live there, else one device-side concat and one
- * readback.
- */
-async function readFlat(parts: tf.Tensor[], into?: Float32Array): Promise<Float32Array> {
-  const fromHeap = readConcatenated(parts, into);
-  if (fromHeap) return fromHeap;
-  const flat = tf.tidy(() => tf.concat(parts.map((t) => t.reshape([-1]))));
-  try {
-    return (await flat.data()) as Float32Array;
-  } finally {
-    flat.dispose();
   }
 }
 
