@@ -10,12 +10,12 @@ import { type ParamLayout, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { type Contribution, computeContribution } from '../training/step/model-runner.js';
 
-export const RELATIVE_TOLERANCE = 1e-4;
-export const ABSOLUTE_TOLERANCE = 1e-5;
+const RELATIVE_TOLERANCE = 1e-4;
+const ABSOLUTE_TOLERANCE = 1e-5;
 /** Below this reference norm a parameter is compared by absolute error. */
-export const SMALL_NORM = 1e-4;
+const SMALL_NORM = 1e-4;
 
-export interface ParamAgreement {
+interface ParamAgreement {
   name: string;
   kind: 'rel' | 'abs';
   error: number;

@@ -47,7 +47,7 @@ import { onEveryExit } from './simnet/teardown.js';
 const mainScript = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export const SCALE_TRANSPORTS = ['ws', 'nats'] as const;
-export type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
+type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
 
 /**
  * Where reduce and Adam run: `none`, on the coordinator (S = 1, in process); `N`, on one shard
@@ -58,7 +58,7 @@ export type ScaleSharding = (typeof SCALE_SHARDINGS)[number];
 const SHARD_PORT = 7171;
 
 /** Transfer must grow at least this much at half the link rate for the link to be the limit. */
-export const LINK_BOUND_RATIO = 1.6;
+const LINK_BOUND_RATIO = 1.6;
 const COORDINATOR_PORT = 7070;
 const NATS_PORT = 4222;
 /** The shipped cluster's limits (deploy/nats/cluster.conf), without its routes: today's design. */
@@ -510,7 +510,7 @@ class ScaleBench {
   }
 }
 
-export function validateScaleOptions(o: ScaleOptions): void {
+function validateScaleOptions(o: ScaleOptions): void {
   if (o.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
   if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
     throw new Error(

@@ -11,7 +11,7 @@ import { ModelRunner } from '../training/step/model-runner.js';
 import type { RunnerFactory } from '../worker/compute.js';
 import { nonNegativeInt, nonNegativeNumber, oneOf, positiveInt } from './options.js';
 
-export const COMPUTE_CHOICES = [...BACKEND_CHOICES, SYNTHETIC_BACKEND] as const;
+const COMPUTE_CHOICES = [...BACKEND_CHOICES, SYNTHETIC_BACKEND] as const;
 export type ComputeChoice = (typeof COMPUTE_CHOICES)[number];
 
 export interface ComputeFlags {

@@ -50,7 +50,7 @@ interface Slot {
   tail: string[];
 }
 
-export const defaultBackoffMs = (n: number) => Math.min(8000, 500 * 2 ** (n - 1));
+const defaultBackoffMs = (n: number) => Math.min(8000, 500 * 2 ** (n - 1));
 
 const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
   signal ? `signal ${signal}` : `code ${code}`;

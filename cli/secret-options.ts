@@ -6,7 +6,7 @@ import { type Command, Option } from 'commander';
 import { SharedSecret } from '../protocol/auth.js';
 import { readFlagFile } from './options.js';
 
-export const SECRET_ENV = 'GRADFLEET_SECRET';
+const SECRET_ENV = 'GRADFLEET_SECRET';
 
 export interface SecretFlags {
   secret?: string;

@@ -17,7 +17,7 @@ import { natsTransport } from './transports/nats.js';
 import type { CliTransport, Connector } from './transports/transport.js';
 import { wsTransport } from './transports/ws.js';
 
-export { TRANSPORTS, type TlsListenFlags, type TransportFlags, type TransportName };
+export { TRANSPORTS, type TlsListenFlags, type TransportFlags };
 
 const TABLE: Record<TransportName, CliTransport> = { ws: wsTransport, nats: natsTransport };
 

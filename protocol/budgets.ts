@@ -6,9 +6,7 @@
  * or gone. Pure bookkeeping.
  */
 
-export type Charge =
-  | { ok: true }
-  | { ok: false; reason: 'preauth_too_large' | 'preauth_budget'; detail: string };
+type Charge = { ok: true } | { ok: false; reason: 'preauth_too_large' | 'preauth_budget'; detail: string };
 
 export interface PreAdmissionTicket {
   /**

@@ -15,7 +15,7 @@ export const REJECT_REASONS = [
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Rejections decided by a role after a frame decoded fine (a result nobody asked for, a name taken). */
-export const ROLE_REJECT_REASONS = [
+const ROLE_REJECT_REASONS = [
   'unexpected_message',
   'stale_result',
   'late_result',
@@ -25,7 +25,7 @@ export const ROLE_REJECT_REASONS = [
 ] as const;
 
 /** Connections turned away before or during the handshake (authentication and the coordinator's limits). */
-export const ADMISSION_REJECT_REASONS = [
+const ADMISSION_REJECT_REASONS = [
   'auth_failed',
   'unauthenticated',
   'too_many_connections',
@@ -50,7 +50,7 @@ export const TRANSPORT_REJECT_REASONS = [
  * A sealed session's messages (sealing.ts): forged, altered or moved (`bad_seal`); genuine but out of place
  * (`replayed`).
  */
-export const SEAL_REJECT_REASONS = ['bad_seal', 'replayed'] as const;
+const SEAL_REJECT_REASONS = ['bad_seal', 'replayed'] as const;
 
 /** Every reason a rejection may be counted under (metrics export each, zero until it happens). */
 export const REJECTION_REASONS = [

@@ -20,7 +20,7 @@ export const MAX_CHUNK_SAMPLES = 8192;
 export const MAX_CHUNK_IMAGE_BYTES = 8 * 1024 * 1024;
 const MAX_EVAL_CHUNKS = 4096;
 
-export const SPLITS = ['train', 'test'] as const;
+const SPLITS = ['train', 'test'] as const;
 export type Split = (typeof SPLITS)[number];
 const split = z.enum(SPLITS);
 // msgpack 'bin' decodes to a Uint8Array over any buffer, so the type is not narrowed to ArrayBuffer.
@@ -33,7 +33,7 @@ const proof = bytes.refine((b) => b.length === PROOF_BYTES, `expected ${PROOF_BY
  * The worker's first message; `nonce` is what the coordinator must prove it knows the secret
  * against. `adapter`: the GPU a webgpu worker computes on (optional: older workers send none).
  */
-export const helloSchema = z.object({
+const helloSchema = z.object({
   type: z.literal('hello'),
   workerId: id,
   backend: z.string().max(64),
@@ -46,10 +46,10 @@ export const helloSchema = z.object({
 });
 
 /** Sent instead of a welcome when the coordinator has a secret: its proof, and a nonce for the worker's. */
-export const challengeSchema = z.object({ type: z.literal('challenge'), nonce, proof });
+const challengeSchema = z.object({ type: z.literal('challenge'), nonce, proof });
 
 /** The worker's answer to a challenge. */
-export const authSchema = z.object({ type: z.literal('auth'), proof });
+const authSchema = z.object({ type: z.literal('auth'), proof });
 
 /**
  * A worker allocates count × height × width bytes for a data set it is sent: a welcome cannot make
@@ -73,11 +73,11 @@ const datasetInfo = z
   );
 
 /** At most this many shard reducers serve one run. */
-export const MAX_SHARDS = 256;
+const MAX_SHARDS = 256;
 const paramSlice = z.object({ offset: count, size: z.number().int().positive() });
 
 /** The run's contract, agreed once: model, geometry, the flat tensor layout, and the data sets. */
-export const welcomeSchema = z.object({
+const welcomeSchema = z.object({
   type: z.literal('welcome'),
   runId: id,
   model: id,
@@ -110,7 +110,7 @@ export const welcomeSchema = z.object({
 });
 
 /** The worker is ready to compute, or first needs the listed data sets streamed to it. */
-export const readySchema = z.object({ type: z.literal('ready'), missing: z.array(split).max(SPLITS.length) });
+const readySchema = z.object({ type: z.literal('ready'), missing: z.array(split).max(SPLITS.length) });
 
 /** Samples [first, first + count) of a data set the worker lacks; pixels as bytes, as stored. */
 export const dataChunkSchema = z.object({
@@ -124,7 +124,7 @@ export const dataChunkSchema = z.object({
 });
 
 /** Weights `version`: the whole vector, or (from a shard reducer) the slice starting at `offset`. */
-export const weightsSchema = z.object({
+const weightsSchema = z.object({
   type: z.literal('weights'),
   version: count,
   offset: count.optional(),
@@ -136,13 +136,13 @@ export const weightsSchema = z.object({
  * version only after this, so the time from its assignment to the result is the worker's own
  * (no wait for the weights' transfer in it), measured on the coordinator's clock.
  */
-export const holdingSchema = z.object({ type: z.literal('holding'), version: count });
+const holdingSchema = z.object({ type: z.literal('holding'), version: count });
 
 /**
  * Compute micro-batches [first, first + count) of `step`, whose batch is [batchStart, +batchSamples) of the
  * epoch order.
  */
-export const assignSchema = z.object({
+const assignSchema = z.object({
   type: z.literal('assign'),
   step: count,
   epoch: count,
@@ -160,7 +160,7 @@ const treeLevel = z.number().int().nonnegative().max(31);
  * payload. In a sharded run the coordinator gets it with no payload, and each shard reducer its
  * slice of the sums, starting at `offset`.
  */
-export const contributionSchema = z.object({
+const contributionSchema = z.object({
   type: z.literal('contribution'),
   step: count,
   level: treeLevel,
@@ -174,7 +174,7 @@ export const contributionSchema = z.object({
 });
 
 /** Evaluate test chunks [first, first + count) of `chunkSize` samples each. */
-export const evaluateSchema = z.object({
+const evaluateSchema = z.object({
   type: z.literal('evaluate'),
   round: count,
   weightsVersion: count,
@@ -184,7 +184,7 @@ export const evaluateSchema = z.object({
 });
 
 /** Per-chunk loss sums; the payload holds the predicted class of every sample evaluated. */
-export const evaluationSchema = z.object({
+const evaluationSchema = z.object({
   type: z.literal('evaluation'),
   round: count,
   first: count,
@@ -194,7 +194,7 @@ export const evaluationSchema = z.object({
 });
 
 /** A shard reducer's slice of the flat vector (its place in the welcome's shard map). */
-export const shardAssignSchema = z.object({
+const shardAssignSchema = z.object({
   type: z.literal('shardAssign'),
   index: z
     .number()
@@ -212,7 +212,7 @@ export type ShardTensor = (typeof SHARD_TENSORS)[number];
  * to the shard when it is loaded (start, resume, rollback), from it when the coordinator collects
  * them for a checkpoint.
  */
-export const shardStateSchema = z.object({
+const shardStateSchema = z.object({
   type: z.literal('shardState'),
   tensor: z.enum(SHARD_TENSORS),
   version: count,
@@ -221,16 +221,16 @@ export const shardStateSchema = z.object({
 });
 
 /** The shard holds all three tensors of `version` and serves them. */
-export const shardLoadedSchema = z.object({ type: z.literal('shardLoaded'), version: count });
+const shardLoadedSchema = z.object({ type: z.literal('shardLoaded'), version: count });
 
 /** Ask for the shard's tensors (shardState × 3) at its current version. */
-export const collectSchema = z.object({ type: z.literal('collect'), version: count });
+const collectSchema = z.object({ type: z.literal('collect'), version: count });
 
 /**
  * Reduce `step`: exactly these nodes (each from the worker named), over the tree of `microBatches`,
  * then Adam with `adam` (the epoch's learning rate) and the BatchNorm averages, then publish.
  */
-export const reduceSchema = z.object({
+const reduceSchema = z.object({
   type: z.literal('reduce'),
   step: count,
   microBatches: z.number().int().positive(),
@@ -247,7 +247,7 @@ export const reduceSchema = z.object({
 });
 
 /** A shard's check of one node's slice from one worker: `reason` null when it is fine. */
-export const sliceVerdictSchema = z.object({
+const sliceVerdictSchema = z.object({
   type: z.literal('sliceVerdict'),
   step: count,
   level: treeLevel,
@@ -261,7 +261,7 @@ export const sliceVerdictSchema = z.object({
  * The shard reduced `step` and published weights `version` of its slice; its timings and Σg² of its trainable
  * part.
  */
-export const reducedSchema = z.object({
+const reducedSchema = z.object({
   type: z.literal('reduced'),
   step: count,
   version: count,
@@ -275,15 +275,15 @@ export const reducedSchema = z.object({
   bytesOut: count,
 });
 
-export const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
+const heartbeatSchema = z.object({ type: z.literal('heartbeat'), sentAt: z.number().finite() });
 
-export const errorSchema = z.object({
+const errorSchema = z.object({
   type: z.literal('error'),
   code: z.enum(ERROR_CODES),
   message: z.string().max(4096),
 });
 
-export const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
+const shutdownSchema = z.object({ type: z.literal('shutdown'), reason: z.string().max(1024) });
 
 export const messageSchema = z.discriminatedUnion('type', [
   helloSchema,
@@ -311,7 +311,7 @@ export const messageSchema = z.discriminatedUnion('type', [
 ]);
 
 export type Message = z.infer<typeof messageSchema>;
-export type MessageType = Message['type'];
+type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
 /** What a worker sends: the coordinator's side of a channel accepts only these. */

@@ -59,7 +59,7 @@ function authenticator(o: NatsOptions): Authenticator | undefined {
   return undefined;
 }
 
-export function connectionOptions(o: NatsOptions, name: string): ConnectionOptions {
+function connectionOptions(o: NatsOptions, name: string): ConnectionOptions {
   // With `tls` set, nats.js requires TLS of the server; without it, it upgrades only if the server
   // offers TLS, which an active attacker can strip (and then read --nats-pass).
   const requireTls = o.requireTls === true || o.servers.every((s) => s.startsWith('tls://'));

@@ -18,16 +18,16 @@
 import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import type { SharedSecret } from './auth.js';
 
-export const SEAL_MAGIC = Uint8Array.of(0x47, 0x46, 0x53, 0x4c); // "GFSL"
+const SEAL_MAGIC = Uint8Array.of(0x47, 0x46, 0x53, 0x4c); // "GFSL"
 const COUNTER_AT = SEAL_MAGIC.length;
 /** Bytes before the ciphertext: magic and counter. */
-export const SEAL_HEADER = COUNTER_AT + 8;
+const SEAL_HEADER = COUNTER_AT + 8;
 const TAG_BYTES = 16;
 /** What sealing adds to every message. */
-export const SEAL_OVERHEAD = SEAL_HEADER + TAG_BYTES;
+const SEAL_OVERHEAD = SEAL_HEADER + TAG_BYTES;
 
 /** Coordinator → worker is `down`, worker → coordinator `up` (as NATS names a session's subjects). */
-export type Direction = 'down' | 'up';
+type Direction = 'down' | 'up';
 
 export type SealFailure = 'bad_seal' | 'replayed';
 export type Opened =
@@ -174,14 +174,14 @@ export interface Handshake {
   workerId: string;
 }
 
-export function sessionId(h: Handshake): Buffer {
+function sessionId(h: Handshake): Buffer {
   const hash = createHash('sha256').update('gradfleet session');
   for (const part of [h.workerNonce, h.coordinatorNonce, Buffer.from(h.workerId, 'utf8')])
     hash.update(Uint32Array.of(part.length)).update(part);
   return hash.digest();
 }
 
-export function directionKey(secret: SharedSecret, id: Uint8Array, direction: Direction): SealKey {
+function directionKey(secret: SharedSecret, id: Uint8Array, direction: Direction): SealKey {
   const key = secret.deriveKey(id, Buffer.from(`gradfleet seal v1 ${direction}`, 'utf8'));
   return new SealKey(key, Buffer.concat([id, Buffer.from(direction, 'utf8')]));
 }

@@ -40,7 +40,7 @@ const wsMaxPayload = (options: WsOptions) => (options.maxFrameBytes ?? DEFAULT_M
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
 /** An honest peer answers a close frame within milliseconds. */
 const CLOSE_GRACE_MS = 1000;
-export const sendCapOf = (options: WsOptions) => 4 * (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+const sendCapOf = (options: WsOptions) => 4 * (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
 
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data);

@@ -32,7 +32,7 @@ export interface LocalTrainOptions {
   onEpoch?: (info: EpochRecord) => void;
 }
 
-export interface EpochRecord {
+interface EpochRecord {
   epoch: number;
   trainLoss: number;
   trainAccuracy: number;

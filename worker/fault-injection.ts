@@ -25,7 +25,7 @@ export interface FaultPlan {
 }
 
 /** Large enough to stand out from the step's median node, small enough to pass every range check. */
-export const OUTLIER_FAULT_SCALE = 1000;
+const OUTLIER_FAULT_SCALE = 1000;
 
 /** Busy-waits (a slower processor, not an idle one); returns the seconds spent. */
 function burn(ms: number): number {

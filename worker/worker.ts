@@ -87,7 +87,7 @@ export interface WorkerOutcome {
  * waiting for the welcome; joining: welcomed, waiting for the data sets we lack; ready: idle with a
  * model; computing: an assignment or evaluation in hand; closed: the session is over.
  */
-export type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' | 'computing' | 'closed';
+type WorkerState = 'connecting' | 'authenticating' | 'joining' | 'ready' | 'computing' | 'closed';
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 /**
@@ -131,7 +131,7 @@ function layoutAgrees(w: MessageOf<'welcome'>): boolean {
   );
 }
 
-export class Worker {
+class Worker {
   private state: WorkerState = 'connecting';
   private readonly channel: Channel<CoordinatorMessage, WorkerMessage>;
   private readonly rejections = new RejectionCounts();

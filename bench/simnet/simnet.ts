@@ -39,7 +39,7 @@ export interface LinkCounters {
   txPackets: number;
 }
 
-export const MACHINE_IFACE = 'eth0';
+const MACHINE_IFACE = 'eth0';
 /** Processes get this long to exit on SIGTERM before everything left in the namespaces is killed. */
 const GRACE_MS = 3000;
 

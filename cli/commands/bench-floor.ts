@@ -22,7 +22,7 @@ interface FloorFlags {
   json?: boolean;
 }
 
-export function formatFloorReport(r: FloorReport, model: string, wire: WireDtype): string {
+function formatFloorReport(r: FloorReport, model: string, wire: WireDtype): string {
   const table = new Table({
     style: tableStyle(),
     head: [

@@ -89,7 +89,7 @@ function rowCells(r: ScaleRow, nats: boolean): string[] {
 }
 
 /** The report as a table, its caption, the validity verdict and how to read it. */
-export function formatScaleReport(report: ScaleReport): string {
+function formatScaleReport(report: ScaleReport): string {
   const nats = report.transport === 'nats';
   const table = new Table({
     // Colour codes would garble the table once piped into a file or the README.

@@ -19,7 +19,7 @@ const PASSED_ON: Array<[keyof TransportFlags, string]> = [
   ['natsTlsKey', '--nats-tls-key'],
 ];
 
-export function natsOptionsOf(f: TransportFlags): NatsOptions {
+function natsOptionsOf(f: TransportFlags): NatsOptions {
   const servers = f.natsUrl
     .split(',')
     .map((s) => s.trim())

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { requireBinary } from './binaries.js';
 import { freePort, untilServing } from './wait.js';
 
-export interface Series {
+interface Series {
   metric: Record<string, string>;
   value: [number, string];
 }

@@ -9,13 +9,13 @@ import type { GpuAdapterInfo } from '../../protocol/gpu-adapter.js';
 export type { GpuAdapterInfo } from '../../protocol/gpu-adapter.js';
 
 /** The parts of Dawn's `GPU` object gradfleet uses (the `webgpu` package ships no types for Node). */
-export interface DawnGpu {
+interface DawnGpu {
   requestAdapter(options?: {
     powerPreference?: 'high-performance' | 'low-power';
   }): Promise<DawnAdapter | null>;
 }
 
-export interface DawnAdapter {
+interface DawnAdapter {
   readonly info: {
     vendor: string;
     architecture: string;
@@ -64,7 +64,7 @@ async function importDawn(): Promise<DawnLoad> {
 
 const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|software|softpipe/i;
 
-export function describeAdapter(adapter: DawnAdapter): GpuAdapterInfo {
+function describeAdapter(adapter: DawnAdapter): GpuAdapterInfo {
   const {
     vendor = '',
     architecture = '',

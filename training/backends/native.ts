@@ -9,7 +9,7 @@ import { installNativeTrainingKernels } from '../kernels/register.js';
 import { type BackendCandidate, BackendUnavailableError } from './backend.js';
 import { activateWasm } from './wasm.js';
 
-export const NATIVE_PACKAGE = 'gradfleet native addon (oneDNN)';
+const NATIVE_PACKAGE = 'gradfleet native addon (oneDNN)';
 
 export const native: BackendCandidate = {
   name: 'native',

@@ -13,13 +13,7 @@ import { webgpu, webgpuHardware } from './webgpu.js';
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
-export const AUTO_ORDER: readonly BackendCandidate[] = [
-  tensorflowGpu,
-  webgpuHardware,
-  tensorflowCpu,
-  native,
-  wasm,
-];
+const AUTO_ORDER: readonly BackendCandidate[] = [tensorflowGpu, webgpuHardware, tensorflowCpu, native, wasm];
 
 const byName: Record<BackendName, readonly BackendCandidate[]> = {
   tensorflow: [tensorflowGpu, tensorflowCpu],

@@ -24,7 +24,6 @@ export {
   type BackendOptions,
   BackendUnavailableError,
 } from './backend.js';
-export type { GpuAdapterInfo } from './adapters.js';
 
 export function parseBackendChoice(value: string): BackendChoice {
   if ((BACKEND_CHOICES as readonly string[]).includes(value)) return value as BackendChoice;

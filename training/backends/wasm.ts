@@ -5,7 +5,7 @@ import { readConcatenated } from '../kernels/wasm-backend.js';
 import { type BackendCandidate, BackendUnavailableError } from './backend.js';
 import { registerFlatReader } from './read-flat.js';
 
-export const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
+const WASM_PACKAGE = '@tensorflow/tfjs-backend-wasm';
 
 /**
  * Makes wasm the active tfjs backend (the native backend runs on it too), whose tensors are read back

@@ -15,7 +15,7 @@ import {
 } from './adapters.js';
 import { type BackendCandidate, type BackendOptions, BackendUnavailableError } from './backend.js';
 
-export const WEBGPU_PACKAGE = '@tensorflow/tfjs-backend-webgpu';
+const WEBGPU_PACKAGE = '@tensorflow/tfjs-backend-webgpu';
 
 interface WebGpuBackendModule {
   WebGPUBackend: new (device: unknown, adapterInfo?: unknown) => tf.KernelBackend;
@@ -94,7 +94,7 @@ async function open(gpuIndex: number | undefined): Promise<Active> {
 }
 
 /** Destroys the device and drops every reference to Dawn's GPU object, so the process can exit. */
-export function releaseWebGpu(): void {
+function releaseWebGpu(): void {
   if (!active) return;
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   active.device.destroy();

@@ -13,8 +13,8 @@ export const PIXELS_PER_IMAGE = IMAGE_HEIGHT * IMAGE_WIDTH;
 export const NUM_CLASSES = 10;
 
 /** The MNIST training-set statistics everyone normalises with, so pretrained weights transfer. */
-export const MNIST_MEAN = 0.1307;
-export const MNIST_STD = 0.3081;
+const MNIST_MEAN = 0.1307;
+const MNIST_STD = 0.3081;
 
 /**
  * The size of every image of a data set. Our models take MNIST's 28×28 (mnist.ts checks files against it).

@@ -11,9 +11,7 @@ import { DataError } from './errors.js';
 import { readDataFile } from './read-bytes.js';
 
 /** The only element type we support; the others (int8, int16, float...) never occur in MNIST. */
-export const IDX_DTYPE_UBYTE = 0x08;
-export const IDX_IMAGES_MAGIC = 0x00000803;
-export const IDX_LABELS_MAGIC = 0x00000801;
+const IDX_DTYPE_UBYTE = 0x08;
 
 export interface IdxTensor {
   /** Sizes from the header, outermost first (for images: count, rows, columns). */
@@ -99,7 +97,7 @@ export function parseIdx(bytes: Uint8Array, source: string, expectedDims?: numbe
 }
 
 /** Reads an IDX file (raw or gzip) of any shape. */
-export function readIdx(path: string, expectedDims?: number): IdxTensor {
+function readIdx(path: string, expectedDims?: number): IdxTensor {
   return parseIdx(readDataFile(path), path, expectedDims);
 }
 

@@ -23,10 +23,10 @@ const PIXEL_COLUMNS = Array.from({ length: PIXELS_PER_IMAGE }, (_, i) => `pixel$
 const TRAIN_HEADER = `label,${PIXEL_COLUMNS}`;
 const TEST_HEADER = PIXEL_COLUMNS;
 
-export type KaggleCsvKind = 'train' | 'test';
+type KaggleCsvKind = 'train' | 'test';
 
 /** Which of the two Kaggle layouts a header line is, or null if neither. */
-export function kaggleCsvKind(headerLine: string): KaggleCsvKind | null {
+function kaggleCsvKind(headerLine: string): KaggleCsvKind | null {
   const header = headerLine.replace(/\r$/, '').replace(/^\uFEFF/, '');
   if (header === TRAIN_HEADER) return 'train';
   if (header === TEST_HEADER) return 'test';
@@ -149,7 +149,7 @@ export function writeKaggleCsv(path: string, dataset: Dataset): void {
 }
 
 /** Kaggle's submission text: `ImageId,Label`, ImageIds counting from 1 in test.csv order. */
-export function formatSubmission(predictions: Uint8Array): string {
+function formatSubmission(predictions: Uint8Array): string {
   const lines: string[] = ['ImageId,Label'];
   for (let i = 0; i < predictions.length; i++) {
     const label = predictions[i];

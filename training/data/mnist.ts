@@ -50,7 +50,7 @@ function findRawOrGz(dir: string, name: string): string | null {
 }
 
 /** Locates a split's two files in `dir`, accepting each raw or with a `.gz` suffix. */
-export function findMnistFiles(split: MnistSplit, dir: string): MnistFiles {
+function findMnistFiles(split: MnistSplit, dir: string): MnistFiles {
   const names = mnistFileNames(split);
   const images = findRawOrGz(dir, names.images);
   if (images === null) throw new DataError(join(dir, names.images), `no such file (nor ${names.images}.gz)`);

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, type ModelSpec, paramLayout } from '../models/spec.js';
 
-export const MODEL_JSON = 'model.json';
-export const WEIGHTS_FILE = 'weights.bin';
+const MODEL_JSON = 'model.json';
+const WEIGHTS_FILE = 'weights.bin';
 
 type LayerJson = { class_name: string; config: Record<string, unknown> };
 

@@ -42,7 +42,7 @@ const wasmOverrides: Record<string, () => WasmKernelFunc> = {
   [BatchNormTrainGrad]: () => batchNormTrainGradWasm,
 };
 
-export type KernelSetName = 'wasm' | 'native';
+type KernelSetName = 'wasm' | 'native';
 
 let active: { set: KernelSetName; names: readonly string[] } | undefined;
 let wasmSet: Map<string, WasmKernelFunc> | undefined;

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-export interface WasmTensorData {
+interface WasmTensorData {
   id: number;
   memoryOffset: number;
   shape: number[];

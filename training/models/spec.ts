@@ -51,7 +51,7 @@ export interface ParamLayout {
 export const BATCH_NORM_EPSILON = 1e-3;
 export const BATCH_NORM_MOMENTUM = 0.99;
 
-export function isTrainableRole(role: ParamRole): boolean {
+function isTrainableRole(role: ParamRole): boolean {
   return role !== 'movingMean' && role !== 'movingVariance';
 }
 

@@ -20,7 +20,7 @@ const dense = (name: string, units: number, activation: 'relu' | 'linear' = 'lin
 });
 
 /** 3,488,874 parameters; 99.40% validation and 0.99107 on Kaggle's Digit Recognizer. */
-export const mnistCnn: ModelSpec = {
+const mnistCnn: ModelSpec = {
   name: 'mnist-cnn',
   description:
     'conv32-BN-ReLU ×2, pool, sdrop .2, conv64-BN-ReLU ×2, pool, sdrop .3, conv128-BN-ReLU, sdrop .3, dense512-BN-ReLU-drop .3, dense256-BN-ReLU-drop .3, dense10',
@@ -54,7 +54,7 @@ export const mnistCnn: ModelSpec = {
 };
 
 /** 60,874 parameters; ~99% test by epoch 5 with Adam 1e-3, batch 16. */
-export const mnistSmall: ModelSpec = {
+const mnistSmall: ModelSpec = {
   name: 'mnist-small',
   description: 'conv16, conv32, conv64 (3x3 same, ReLU + maxpool2 each), flatten 576, dense64 ReLU, dense10',
   inputShape: [28, 28, 1],

@@ -3,7 +3,7 @@
  * print `NaN`, an element builder and the `<svg>` document wrapper. No DOM, no dependencies.
  */
 
-export const FONT_FAMILY = 'system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif';
+const FONT_FAMILY = 'system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif';
 
 /** Escapes text or an attribute value for XML (`&`, `<`, `>`, both quotes). */
 export function escapeXml(value: string): string {
@@ -40,7 +40,7 @@ export function formatPercent(fraction: number, decimals = 2): string {
 export type Attrs = Record<string, string | number | undefined>;
 
 /** ` name="value"` pairs; numbers go through {@link fmt}, `undefined` values are left out. */
-export function attrs(a: Attrs): string {
+function attrs(a: Attrs): string {
   let out = '';
   for (const [name, value] of Object.entries(a)) {
     if (value === undefined) continue;

@@ -27,7 +27,7 @@ export interface TrainingCurvesOptions {
   steps?: readonly StepLoss[];
 }
 
-export interface StepLoss {
+interface StepLoss {
   step: number;
   loss: number;
 }
@@ -190,7 +190,7 @@ function stepPanel(steps: readonly StepLoss[]): string {
 }
 
 /** A debiased exponential moving average over the finite values; a non-finite value is passed on as a gap. */
-export function smooth(
+function smooth(
   points: readonly { x: number; value: number }[],
   weight = SMOOTHING,
 ): { x: number; value: number }[] {

@@ -43,7 +43,7 @@ export type AddonLoad = { addon: NativeAddon; path: string } | { addon: null; re
 export const ADDON_PATH_ENV = 'GRADFLEET_NATIVE_ADDON';
 
 /** Written by the install script when it could not build the addon: the reason, for the log. */
-export const BUILD_FAILURE_NOTE = 'gradfleet-native-not-built.txt';
+const BUILD_FAILURE_NOTE = 'gradfleet-native-not-built.txt';
 
 /**
  * The package root: the nearest folder above this module with a package.json (src and dist differ in depth).
