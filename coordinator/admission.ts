@@ -24,9 +24,9 @@ export interface AdmissionLimits {
   preAuthBytes?: number;
 }
 
-export const DEFAULT_JOINS_PER_SOURCE = 10;
+const DEFAULT_JOINS_PER_SOURCE = 10;
 /** 64 peers at the 16 KiB each may send before admission; an honest handshake is well under 1 KiB. */
-export const DEFAULT_PRE_AUTH_BYTES = 1024 * 1024;
+const DEFAULT_PRE_AUTH_BYTES = 1024 * 1024;
 
 export const DEFAULT_ADMISSION: Required<AdmissionLimits> = {
   maxConnections: 256,

@@ -28,8 +28,8 @@
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 
-export const CHECKPOINT_MAGIC = 'GFCK';
-export const CHECKPOINT_FORMAT_VERSION = 1;
+const CHECKPOINT_MAGIC = 'GFCK';
+const CHECKPOINT_FORMAT_VERSION = 1;
 
 /** magic (4) + version (1) + reserved (3) + header length (4). */
 const PREAMBLE_BYTES = 12;
@@ -63,7 +63,7 @@ export class CheckpointError extends Error {
   }
 }
 
-export interface TensorEntry {
+interface TensorEntry {
   name: string;
   /** Bytes from the start of the payload; a multiple of 4. */
   offset: number;

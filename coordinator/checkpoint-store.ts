@@ -30,7 +30,7 @@ export interface LoadedCheckpoint {
   tensors: Record<string, Float32Array>;
 }
 
-export interface SkippedCheckpoint {
+interface SkippedCheckpoint {
   path: string;
   error: CheckpointError;
 }

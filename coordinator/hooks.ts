@@ -40,9 +40,9 @@ export interface StepReport {
 }
 
 export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
-export type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
+type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
 
-export interface CheckpointReport {
+interface CheckpointReport {
   step: number;
   path: string;
   seconds: number;

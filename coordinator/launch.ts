@@ -148,7 +148,7 @@ export interface LaunchedRun {
   }): Promise<RunSummary>;
 }
 
-export function weightsSha256(weights: Float32Array): string {
+function weightsSha256(weights: Float32Array): string {
   return createHash('sha256')
     .update(new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength))
     .digest('hex');

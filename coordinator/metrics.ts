@@ -14,9 +14,9 @@ import type { ShardReport } from './shard-set.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
 
-export const PHASES = ['gather', 'reduce', 'optimizer', 'broadcast'] as const;
+const PHASES = ['gather', 'reduce', 'optimizer', 'broadcast'] as const;
 /** What a shard reducer times of each step it serves (broadcast: publishing its slice of the new weights). */
-export const SHARD_PHASES = ['reduce', 'optimizer', 'broadcast'] as const;
+const SHARD_PHASES = ['reduce', 'optimizer', 'broadcast'] as const;
 
 /** Step times span ~5 ms (mnist-small on GPUs) to tens of seconds (mnist-cnn on one CPU). */
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];

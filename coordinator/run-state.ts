@@ -10,7 +10,7 @@ import { paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { checkTrainableState } from './state-checks.js';
 
-export const runConfigSchema = z.object({
+const runConfigSchema = z.object({
   runId: z.string().min(1),
   model: z.string(),
   seed: z.number().int().nonnegative(),

@@ -39,9 +39,9 @@ export type ResultMessage = MessageOf<'contribution'> | MessageOf<'evaluation'>;
  */
 type PeerChannel = Channel<PeerMessage, CoordinatorMessage | ToShardMessage>;
 /** The coordinator's end of a worker's link: it sends a worker's messages. */
-export type CoordinatorChannel = Channel<PeerMessage, CoordinatorMessage>;
+type CoordinatorChannel = Channel<PeerMessage, CoordinatorMessage>;
 /** The coordinator's end of a shard reducer's link. */
-export type ShardChannel = Channel<PeerMessage, ToShardMessage>;
+type ShardChannel = Channel<PeerMessage, ToShardMessage>;
 
 /** A shard reducer joined to the coordinator (shard/): it serves workers at `serves`. */
 export interface ShardSession {

@@ -53,7 +53,7 @@ export interface ShardOutcome {
 const shardTensorOf = (t: ShardTensors, name: (typeof SHARD_TENSORS)[number]): Float32Array =>
   name === 'weights' ? t.weights : name === 'adam_m' ? t.m : t.v;
 
-export class Shard {
+class Shard {
   private readonly channel: Channel<ToShardMessage, ShardMessage>;
   private readonly handshake: ClientHandshake;
   private readonly rejections = new RejectionCounts();
