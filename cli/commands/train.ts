@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
-import { launchRun } from '../../coordinator/launch.js';
+import { type RunSummary, launchRun } from '../../coordinator/launch.js';
 import { LocalWorkers } from '../local-workers.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
@@ -137,37 +137,44 @@ export function trainCommand(): Command {
             argsFor: () => [...join.args, ...secret.args],
             env: { ...join.env, ...secret.env },
           });
+    // Ctrl-C or SIGTERM: the coordinator finishes the step in flight, checkpoints and stops, and the run
+    // below ends as any other; a second one exits at once (cli/signals.ts).
     stopOnSigint(run.coordinator, log);
     let workers: LocalWorkers | undefined;
-    let finished = false;
-    const finishing = run
-      .finish({
-        extras: () => ({
-          local_workers: workers?.report() ?? { restarts: 0, restarts_by_worker: {}, gave_up: [] },
-        }),
-        beforeShutdown: () => {
-          workers?.expectExits();
-          shards?.expectExits();
-        },
-      })
-      .finally(() => (finished = true));
-    // Workers join once every slice is served: started earlier, each would be turned away (and retry) while
-    // the shards load.
-    if (shards) {
-      await Promise.race([
-        run.coordinator.shardsServing(),
-        finishing.catch(() => {}),
-        shards.allGone.then(async () => {
-          await shards.stop();
+    // The run to its end: outputs written, peers told to shut down, listeners closed.
+    const finishing = run.finish({
+      extras: () => ({
+        local_workers: workers?.report() ?? { restarts: 0, restarts_by_worker: {}, gave_up: [] },
+      }),
+      beforeShutdown: () => {
+        workers?.expectExits();
+        shards?.expectExits();
+      },
+    });
+    // Resolves, whatever the outcome, once the run has ended (the outcome is read from `finishing`).
+    let ended = false;
+    const markEnded = () => {
+      ended = true;
+    };
+    const runEnded = finishing.then(markEnded, markEnded);
+    let summary: RunSummary;
+    try {
+      // Workers join once every slice is served: started earlier, each would be turned away (and retry)
+      // while the shards load.
+      if (shards) {
+        const first = await firstOf({
+          serving: run.coordinator.shardsServing(),
+          ended: runEnded,
+          gone: shards.allGone,
+        });
+        if (first === 'gone')
           throw new Error(
             `all ${flags.shards} local shard reducers are gone before they served the run (see their errors above)`,
           );
-        }),
-      ]);
-    }
-    const started = finished
-      ? undefined
-      : new LocalWorkers({
+      }
+      // None for a run that ended while the shards loaded (Ctrl-C, or a failure).
+      if (!ended)
+        workers = new LocalWorkers({
           count,
           log,
           restarts: flags.workerRestarts,
@@ -182,19 +189,26 @@ export function trainCommand(): Command {
           env: { ...join.env, ...secret.env },
           onRestart: (slot) => run.metrics?.localWorkerRestarted(slot),
         });
-    workers = started;
-    const summary = await Promise.race([
-      finishing,
-      started
-        ? started.allGone.then(() => {
-            if (!finished)
-              throw new Error(
-                `all ${count} local workers are gone before the run finished (see their errors above)`,
-              );
-            return new Promise<never>(() => {});
-          })
-        : new Promise<never>(() => {}),
-    ]).finally(() => Promise.all([started?.stop(), shards?.stop()]));
+      // The run ends, unless every local worker is gone first (each crashed past its restarts).
+      if (workers) {
+        const first = await firstOf({ ended: runEnded, gone: workers.allGone });
+        if (first === 'gone' && !ended)
+          throw new Error(
+            `all ${count} local workers are gone before the run finished (see their errors above)`,
+          );
+      }
+      summary = await finishing;
+    } finally {
+      // However the run ended: each local process gets its grace to exit, then a signal.
+      await Promise.all([workers?.stop(), shards?.stop()]);
+    }
     report(summary, flags.json, log);
   });
+}
+
+/** The name of whichever of `waits` resolves first (none of them may reject). */
+function firstOf<Name extends string>(waits: Record<Name, Promise<unknown>>): Promise<Name> {
+  return Promise.race(
+    (Object.entries(waits) as Array<[Name, Promise<unknown>]>).map(([name, wait]) => wait.then(() => name)),
+  );
 }
