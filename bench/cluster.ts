@@ -85,7 +85,7 @@ type Phase = (typeof PHASES)[number];
 const fixed = (v: number) => v.toFixed(3);
 
 async function runTrain(
-  o: ClusterBenchmarkOptions,
+  settings: ClusterBenchmarkOptions,
   model: string,
   workers: number,
   shards: number,
@@ -101,11 +101,11 @@ async function runTrain(
       '--workers',
       String(workers),
       '--backend',
-      o.backend,
+      settings.backend,
       '--batch-size',
-      String(o.batchSize),
+      String(settings.batchSize),
       '--micro-batch',
-      String(o.microBatch),
+      String(settings.microBatch),
       '--max-steps',
       String(maxSteps),
       '--out',
@@ -136,26 +136,26 @@ function totals(s: RunSummary): Record<Phase, number> {
   >;
 }
 
-export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<ClusterBenchmark[]> {
-  const warmup = o.warmup ?? 2;
+export async function benchmarkCluster(settings: ClusterBenchmarkOptions): Promise<ClusterBenchmark[]> {
+  const warmup = settings.warmup ?? 2;
   const rows: ClusterBenchmark[] = [];
-  for (const model of o.models) {
+  for (const model of settings.models) {
     const modelRows: ClusterBenchmark[] = [];
-    for (const workers of o.workers)
-      for (const shards of o.shards ?? [1]) {
-        const lengths = [warmup, warmup + o.steps];
+    for (const workers of settings.workers)
+      for (const shards of settings.shards ?? [1]) {
+        const lengths = [warmup, warmup + settings.steps];
         const summaries: RunSummary[] = [];
         for (const maxSteps of lengths) {
-          o.onRun?.({ model, workers, shards, maxSteps });
-          summaries.push(await runTrain(o, model, workers, shards, maxSteps));
+          settings.onRun?.({ model, workers, shards, maxSteps });
+          summaries.push(await runTrain(settings, model, workers, shards, maxSteps));
         }
         const [short, long] = summaries.map(totals);
         const raw = Object.fromEntries(
-          PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / o.steps]),
+          PHASES.map((p) => [p, (1000 * (long[p] - short[p])) / settings.steps]),
         ) as Record<Phase, number>;
         if (!(raw.gather > 0 && raw.compute > 0)) {
           throw new Error(
-            `${model} with ${workers} worker(s) and ${shards} shard(s): the ${warmup + o.steps}-step run's gather/compute time is not above the ${warmup}-step run's ` +
+            `${model} with ${workers} worker(s) and ${shards} shard(s): the ${warmup + settings.steps}-step run's gather/compute time is not above the ${warmup}-step run's ` +
               `(${fixed(long.gather)}/${fixed(long.compute)} s vs ${fixed(short.gather)}/${fixed(short.compute)} s): run-to-run noise exceeds the timed steps; use more --steps`,
           );
         }
@@ -168,11 +168,11 @@ export async function benchmarkCluster(o: ClusterBenchmarkOptions): Promise<Clus
           backend: summaries[1].backend,
           workers,
           shards,
-          batch: o.batchSize,
-          micro_batch: o.microBatch,
+          batch: settings.batchSize,
+          micro_batch: settings.microBatch,
           warmup_steps: warmup,
-          steps: o.steps,
-          samples_per_s: (1000 * o.batchSize) / step,
+          steps: settings.steps,
+          samples_per_s: (1000 * settings.batchSize) / step,
           ms_per_step: step,
           compute_ms: ms.compute,
           protocol_ms: protocol,

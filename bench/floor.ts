@@ -37,17 +37,17 @@ export interface FloorReport {
 const PEER_PORT = 7300;
 const peerScript = fileURLToPath(new URL('./floor-peer.js', import.meta.url));
 
-export async function benchmarkFloor(o: FloorOptions): Promise<FloorReport> {
-  if (!(Number.isInteger(o.workers) && o.workers >= 2))
+export async function benchmarkFloor(settings: FloorOptions): Promise<FloorReport> {
+  if (!(Number.isInteger(settings.workers) && settings.workers >= 2))
     throw new Error('--workers must be at least 2: one machine sends to no one');
-  if (!(o.rounds >= 1)) throw new Error('--rounds must be at least 1');
+  if (!(settings.rounds >= 1)) throw new Error('--rounds must be at least 1');
   requireRoot('bench floor');
-  const names = Array.from({ length: o.workers }, (_, i) => `worker-${i + 1}`);
-  const sliceBytes = Math.ceil(o.modelBytes / o.workers);
-  const net = await SimNet.create(names, o.link);
+  const names = Array.from({ length: settings.workers }, (_, i) => `worker-${i + 1}`);
+  const sliceBytes = Math.ceil(settings.modelBytes / settings.workers);
+  const net = await SimNet.create(names, settings.link);
   try {
     const peers = names.map((n) => net.machine(n).address);
-    const config = JSON.stringify({ peers, port: PEER_PORT, sliceBytes, rounds: o.rounds });
+    const config = JSON.stringify({ peers, port: PEER_PORT, sliceBytes, rounds: settings.rounds });
     const perPeer = await Promise.all(
       names.map(
         (name, i) =>
@@ -60,24 +60,26 @@ export async function benchmarkFloor(o: FloorOptions): Promise<FloorReport> {
               times.push((JSON.parse(line) as { ms: number }).ms),
             );
             child.once('exit', (code) =>
-              code === 0 && times.length === o.rounds
+              code === 0 && times.length === settings.rounds
                 ? resolve(times)
                 : reject(new Error(`floor peer on ${name} exited ${code}: ${stderr.trim()}`)),
             );
           }),
       ),
     );
-    const roundMs = median(Array.from({ length: o.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r]))));
-    const linkOnlyMs = (2 * (o.workers - 1) * sliceBytes * 8) / (o.link.mbit * 1e3);
+    const roundMs = median(
+      Array.from({ length: settings.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r]))),
+    );
+    const linkOnlyMs = (2 * (settings.workers - 1) * sliceBytes * 8) / (settings.link.mbit * 1e3);
     return {
-      workers: o.workers,
-      link_mbit: o.link.mbit,
+      workers: settings.workers,
+      link_mbit: settings.link.mbit,
       slice_bytes: sliceBytes,
-      rounds: o.rounds,
+      rounds: settings.rounds,
       round_ms: roundMs,
       link_only_ms: linkOnlyMs,
-      synthetic_ms: o.syntheticMs,
-      max_efficiency: o.syntheticMs / (o.syntheticMs + roundMs),
+      synthetic_ms: settings.syntheticMs,
+      max_efficiency: settings.syntheticMs / (settings.syntheticMs + roundMs),
     };
   } finally {
     await net.destroy();

@@ -271,14 +271,14 @@ class ScaleBench {
   private runs = 0;
 
   constructor(
-    private readonly o: ScaleOptions,
+    private readonly settings: ScaleOptions,
     private readonly net: SimNet,
     private readonly outRoot: string,
     private readonly machines: string[],
   ) {}
 
   private transportArgs(subject: string): string[] {
-    if (this.o.transport === 'ws') return [];
+    if (this.settings.transport === 'ws') return [];
     return [
       '--transport',
       'nats',
@@ -291,7 +291,7 @@ class ScaleBench {
 
   /** How a worker or shard reaches the run's coordinator. */
   private joinArgs(subject: string): string[] {
-    return this.o.transport === 'ws'
+    return this.settings.transport === 'ws'
       ? ['--connect', `ws://${this.net.machine('coordinator').address}:${COORDINATOR_PORT}`]
       : this.transportArgs(subject);
   }
@@ -352,9 +352,9 @@ class ScaleBench {
    * steps' ends.
    */
   private async run(workers: number, shards: number): Promise<RunResult> {
-    const { o, net } = this;
+    const { settings, net } = this;
     const k = ++this.runs;
-    const maxSteps = o.warmup + o.steps;
+    const maxSteps = settings.warmup + settings.steps;
     const out = join(this.outRoot, `run-${k}`);
     const what = `coordinator (${workers} worker(s), ${maxSteps} steps)`;
     const subject = `${net.prefix}r${k}`;
@@ -371,15 +371,15 @@ class ScaleBench {
         '--min-workers',
         String(workers),
         '--model',
-        o.model,
+        settings.model,
         '--batch-size',
-        String(workers * o.microBatch),
+        String(workers * settings.microBatch),
         '--micro-batch',
-        String(o.microBatch),
+        String(settings.microBatch),
         '--max-steps',
         String(maxSteps),
         '--wire',
-        o.wire,
+        settings.wire,
         '--out',
         out,
         '--json',
@@ -399,11 +399,11 @@ class ScaleBench {
       if (!entry) return;
       if (entry.kind === 'gathered') {
         // Read here, as the line arrives: the network is quiet until this step's broadcast.
-        if (entry.step === o.warmup - 1) samples.from = this.sample(entry.step, entry.time);
+        if (entry.step === settings.warmup - 1) samples.from = this.sample(entry.step, entry.time);
         if (entry.step === maxSteps - 1) samples.to = this.sample(entry.step, entry.time);
         return;
       }
-      if (entry.step >= o.warmup) timed.push(entry);
+      if (entry.step >= settings.warmup) timed.push(entry);
       for (const s of [samples.from, samples.to]) {
         if (s?.step === entry.step) s.quiet = s.takenAt <= entry.time - 1000 * entry.seconds.broadcast;
       }
@@ -430,7 +430,7 @@ class ScaleBench {
             '--backend',
             SYNTHETIC_BACKEND,
             '--synthetic-ms',
-            String(o.syntheticMs),
+            String(settings.syntheticMs),
             '--no-reconnect',
             '--connect-timeout',
             '60',
@@ -450,9 +450,9 @@ class ScaleBench {
           `${what}: ran ${result.steps} steps with ${result.workers} ${result.backend} worker(s)`,
         );
       }
-      if (!samples.from || !samples.to || timed.length !== o.steps) {
+      if (!samples.from || !samples.to || timed.length !== settings.steps) {
         throw new Error(
-          `${what}: logged ${timed.length} of ${o.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`,
+          `${what}: logged ${timed.length} of ${settings.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`,
         );
       }
       return { summary: result, timed, from: samples.from, to: samples.to };
@@ -468,11 +468,11 @@ class ScaleBench {
 
   /** The steady-state row for `workers` (and `shards`) at `mbit`. */
   async row(workers: number, shards: number, mbit: number): Promise<ScaleRow> {
-    const { o } = this;
-    o.onRun?.({ workers, shards, maxSteps: o.warmup + o.steps, mbit });
+    const { settings } = this;
+    settings.onRun?.({ workers, shards, maxSteps: settings.warmup + settings.steps, mbit });
     const { summary, timed, from, to } = await this.run(workers, shards);
-    const traffic = (machine: string) => perStep(from.links[machine], to.links[machine], o.steps);
-    const modelBytes = 4 * paramLayout(getModel(o.model)).size;
+    const traffic = (machine: string) => perStep(from.links[machine], to.links[machine], settings.steps);
+    const modelBytes = 4 * paramLayout(getModel(settings.model)).size;
     const busiest = this.machines
       .filter(
         (m) => m in from.links && (m === 'coordinator' || m === 'nats' || Number(m.split('-')[1]) <= workers),
@@ -482,7 +482,7 @@ class ScaleBench {
     const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
     const stepMs = phase((s) => s.seconds.total);
     const computeMs = phase((s) => s.compute_s);
-    const batch = workers * o.microBatch;
+    const batch = workers * settings.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
     return {
       workers,
@@ -497,10 +497,10 @@ class ScaleBench {
       optimizer_ms: phase((s) => s.seconds.optimizer),
       broadcast_ms: phase((s) => s.seconds.broadcast),
       samples_per_s: samplesPerS,
-      efficiency: samplesPerS / (batch / (o.syntheticMs / 1000)),
+      efficiency: samplesPerS / (batch / (settings.syntheticMs / 1000)),
       coordinator: traffic('coordinator'),
       worker: traffic('worker-1'),
-      nats_server: o.transport === 'nats' ? traffic('nats') : null,
+      nats_server: settings.transport === 'nats' ? traffic('nats') : null,
       sample_lag_ms: [from.lagMs, to.lagMs],
       host_cpu_busy: (to.cpu.busy - from.cpu.busy) / Math.max(1, to.cpu.total - from.cpu.total),
       samples_quiet: [from.quiet === true, to.quiet === true],
@@ -510,27 +510,27 @@ class ScaleBench {
   }
 }
 
-function validateScaleOptions(o: ScaleOptions): void {
-  if (o.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
-  if (o.validateWorkers !== null && !o.workersList.includes(o.validateWorkers)) {
+function validateScaleOptions(settings: ScaleOptions): void {
+  if (settings.workersList.length === 0) throw new Error('--workers-list needs at least one worker count');
+  if (settings.validateWorkers !== null && !settings.workersList.includes(settings.validateWorkers)) {
     throw new Error(
-      `--validate-workers ${o.validateWorkers} is not in --workers-list (${o.workersList.join(',')})`,
+      `--validate-workers ${settings.validateWorkers} is not in --workers-list (${settings.workersList.join(',')})`,
     );
   }
-  if (!(o.warmup >= 1))
+  if (!(settings.warmup >= 1))
     throw new Error("--warmup must be at least 1: the window opens as the last warm-up step's nodes are in");
-  if (!(o.syntheticMs > 0))
+  if (!(settings.syntheticMs > 0))
     throw new Error('--synthetic-ms must be above 0: efficiency is measured against it');
-  if (o.shardings.length === 0) throw new Error('--shards needs at least one of none, N');
+  if (settings.shardings.length === 0) throw new Error('--shards needs at least one of none, N');
 }
 
-export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
-  validateScaleOptions(o);
+export async function benchmarkScale(settings: ScaleOptions): Promise<ScaleReport> {
+  validateScaleOptions(settings);
   requireRoot('bench scale');
-  const most = Math.max(...o.workersList);
+  const most = Math.max(...settings.workersList);
   const machines = [
     'coordinator',
-    ...(o.transport === 'nats' ? ['nats'] : []),
+    ...(settings.transport === 'nats' ? ['nats'] : []),
     ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`),
   ];
   const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
@@ -540,25 +540,25 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
   });
   let net: SimNet | undefined;
   try {
-    net = await SimNet.create(machines, o.link);
-    const bench = new ScaleBench(o, net, outRoot, machines);
-    if (o.transport === 'nats') await bench.startNats();
+    net = await SimNet.create(machines, settings.link);
+    const bench = new ScaleBench(settings, net, outRoot, machines);
+    if (settings.transport === 'nats') await bench.startNats();
     const rows: ScaleRow[] = [];
     const shardsFor = (sharding: ScaleSharding, workers: number) => (sharding === 'N' ? workers : 1);
-    for (const workers of o.workersList)
-      for (const sharding of o.shardings)
-        rows.push(await bench.row(workers, shardsFor(sharding, workers), o.link.mbit));
+    for (const workers of settings.workersList)
+      for (const sharding of settings.shardings)
+        rows.push(await bench.row(workers, shardsFor(sharding, workers), settings.link.mbit));
     let validity: ScaleReport['validity'] = null;
-    if (o.validateWorkers !== null) {
-      const half = o.link.mbit / 2;
-      await net.shape({ ...o.link, mbit: half });
+    if (settings.validateWorkers !== null) {
+      const half = settings.link.mbit / 2;
+      await net.shape({ ...settings.link, mbit: half });
       // The last sharding listed at that worker count: the design under test.
-      const shards = shardsFor(o.shardings[o.shardings.length - 1], o.validateWorkers);
-      const halfRow = await bench.row(o.validateWorkers, shards, half);
-      const full = rows.find((r) => r.workers === o.validateWorkers && r.shards === shards)!;
+      const shards = shardsFor(settings.shardings[settings.shardings.length - 1], settings.validateWorkers);
+      const halfRow = await bench.row(settings.validateWorkers, shards, half);
+      const full = rows.find((r) => r.workers === settings.validateWorkers && r.shards === shards)!;
       const ratio = halfRow.transfer_ms / Math.max(1e-9, full.transfer_ms);
       validity = {
-        workers: o.validateWorkers,
+        workers: settings.validateWorkers,
         half_rate_mbit: half,
         transfer_ms: full.transfer_ms,
         half_rate_transfer_ms: halfRow.transfer_ms,
@@ -568,15 +568,15 @@ export async function benchmarkScale(o: ScaleOptions): Promise<ScaleReport> {
       };
     }
     return {
-      model: o.model,
-      transport: o.transport,
-      wire: o.wire,
-      micro_batch: o.microBatch,
-      synthetic_ms: o.syntheticMs,
-      link_mbit: o.link.mbit,
-      link_delay_ms: o.link.delayMs ?? 0,
-      warmup_steps: o.warmup,
-      steps: o.steps,
+      model: settings.model,
+      transport: settings.transport,
+      wire: settings.wire,
+      micro_batch: settings.microBatch,
+      synthetic_ms: settings.syntheticMs,
+      link_mbit: settings.link.mbit,
+      link_delay_ms: settings.link.delayMs ?? 0,
+      warmup_steps: settings.warmup,
+      steps: settings.steps,
       prefix: net.prefix,
       subnet: net.subnet.cidr,
       rows,

@@ -285,17 +285,23 @@ export async function benchmarkTransports(
     });
   else {
     try {
-      const o = { servers: [nats.url], subject: 'bench' };
-      const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
+      const endpoint = { servers: [nats.url], subject: 'bench' };
+      const listener = await listenNats(endpoint, { maxFrameBytes: bytes + 1024 });
       rows.push(
-        await measure('nats', await linkPipe(listener, () => connectNats(o, 'bench')), frame, frames, reps),
+        await measure(
+          'nats',
+          await linkPipe(listener, () => connectNats(endpoint, 'bench')),
+          frame,
+          frames,
+          reps,
+        ),
       );
-      const sealedO = { ...o, subject: 'bench-sealed' };
-      const sealedListener = await listenNats(sealedO, { maxFrameBytes: bytes + 1024 });
+      const sealedEndpoint = { ...endpoint, subject: 'bench-sealed' };
+      const sealedListener = await listenNats(sealedEndpoint, { maxFrameBytes: bytes + 1024 });
       rows.push(
         await measure(
           'nats (sealed)',
-          await linkPipe(sealedListener, () => connectNats(sealedO, 'bench'), true),
+          await linkPipe(sealedListener, () => connectNats(sealedEndpoint, 'bench'), true),
           frame,
           frames,
           reps,
@@ -406,10 +412,17 @@ export async function benchmarkFanOut(
       },
     ];
   try {
-    const o = { servers: [nats.url], subject: 'bench' };
-    const listener = await listenNats(o, { maxFrameBytes: bytes + 1024 });
+    const endpoint = { servers: [nats.url], subject: 'bench' };
+    const listener = await listenNats(endpoint, { maxFrameBytes: bytes + 1024 });
     rows.push(
-      await fanOut('nats (broadcast)', listener, (i) => connectNats(o, `bench-${i}`), workers, frame, reps),
+      await fanOut(
+        'nats (broadcast)',
+        listener,
+        (i) => connectNats(endpoint, `bench-${i}`),
+        workers,
+        frame,
+        reps,
+      ),
     );
   } finally {
     nats.stop();

@@ -63,9 +63,9 @@ export class LocalWorkers {
   /** Resolves when no slot has a worker left or coming (every one gave up or exited on its own). */
   readonly allGone = new Promise<void>((resolve) => (this.resolveAllGone = resolve));
 
-  constructor(private readonly o: LocalWorkerOptions) {
-    const prefix = o.role === 'shard' ? 'shard' : 'local';
-    this.slots = Array.from({ length: o.count }, (_, index) => ({
+  constructor(private readonly settings: LocalWorkerOptions) {
+    const prefix = settings.role === 'shard' ? 'shard' : 'local';
+    this.slots = Array.from({ length: settings.count }, (_, index) => ({
       name: `${prefix}-${index + 1}`,
       index,
       restarts: 0,
@@ -107,16 +107,16 @@ export class LocalWorkers {
 
   private spawn(slot: Slot): void {
     const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
-    const { o } = this;
+    const { settings } = this;
     const child = spawn(
       process.execPath,
-      [mainScript, o.role ?? 'worker', '--id', id, ...o.argsFor(slot.index)],
+      [mainScript, settings.role ?? 'worker', '--id', id, ...settings.argsFor(slot.index)],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
         detached: true,
         env: {
           ...process.env,
-          ...o.env,
+          ...settings.env,
           GRADFLEET_LOG_LEVEL: process.env.GRADFLEET_WORKER_LOG_LEVEL ?? 'warn',
         },
       },
@@ -130,48 +130,51 @@ export class LocalWorkers {
       writeLogLine(line);
     });
     child.on('error', (err) =>
-      o.log.error({ worker: id, err: err.message }, `local worker ${id} could not start: ${err.message}`),
+      settings.log.error(
+        { worker: id, err: err.message },
+        `local worker ${id} could not start: ${err.message}`,
+      ),
     );
     child.once('exit', (code, signal) => {
       slot.child = undefined;
       if (this.stopping) {
-        o.log.debug(
+        settings.log.debug(
           { worker: id, code, signal },
           `local worker ${id} exited (${describeExit(code, signal)})`,
         );
         return;
       }
       if (code === 0) {
-        o.log.info({ worker: id }, `local worker ${id} finished`);
+        settings.log.info({ worker: id }, `local worker ${id} finished`);
         return this.retire(slot);
       }
       this.restartOrGiveUp(slot, id, describeExit(code, signal));
     });
-    o.log.info({ worker: id, pid: child.pid }, `local worker ${id} started (pid ${child.pid})`);
+    settings.log.info({ worker: id, pid: child.pid }, `local worker ${id} started (pid ${child.pid})`);
   }
 
   private restartOrGiveUp(slot: Slot, id: string, exit: string): void {
-    const { o } = this;
-    if (slot.restarts >= o.restarts) {
+    const { settings } = this;
+    if (slot.restarts >= settings.restarts) {
       const gaveUp: GaveUp = { worker: slot.name, exit, stderr_tail: [...slot.tail] };
       this.gaveUp.push(gaveUp);
-      o.log.error(
+      settings.log.error(
         gaveUp,
-        `local worker ${id} exited (${exit}) and has used its ${o.restarts} restart(s): the run goes on without it.` +
+        `local worker ${id} exited (${exit}) and has used its ${settings.restarts} restart(s): the run goes on without it.` +
           (slot.tail.length > 0 ? ` Its last stderr lines:\n${slot.tail.join('\n')}` : ''),
       );
       return this.retire(slot);
     }
     slot.restarts++;
-    const delay = (o.backoffMs ?? defaultBackoffMs)(slot.restarts);
-    o.log.warn(
-      { worker: id, exit, restart: slot.restarts, of: o.restarts, in_ms: delay },
-      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${o.restarts})`,
+    const delay = (settings.backoffMs ?? defaultBackoffMs)(slot.restarts);
+    settings.log.warn(
+      { worker: id, exit, restart: slot.restarts, of: settings.restarts, in_ms: delay },
+      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${settings.restarts})`,
     );
     slot.pendingRestart = setTimeout(() => {
       if (this.stopping) return;
       this.spawn(slot);
-      o.onRestart?.(slot.name);
+      settings.onRestart?.(slot.name);
     }, delay);
   }
 

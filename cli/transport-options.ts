@@ -64,10 +64,10 @@ export function connectorFor(
 
 export function shardServerFor(
   f: TransportFlags & TlsListenFlags,
-  o: { host: string; port: number; shardId: string; advertise?: string },
+  shard: { host: string; port: number; shardId: string; advertise?: string },
   log: Logger,
 ) {
-  return TABLE[f.transport].serveShard(f, o, log);
+  return TABLE[f.transport].serveShard(f, shard, log);
 }
 
 /** How a worker opens a link to the shard reducer at `serves`. */

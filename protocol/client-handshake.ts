@@ -17,7 +17,7 @@ import type { Link } from './transport.js';
  */
 export function joiningChannel<In extends Message, Out extends Message>(
   link: Link,
-  o: {
+  session: {
     log: Logger;
     rejections: RejectionCounts;
     maxFrameBytes?: number;
@@ -28,19 +28,19 @@ export function joiningChannel<In extends Message, Out extends Message>(
   },
 ): Channel<In, Out> {
   return new Channel<In, Out>(link, {
-    log: o.log,
-    rejections: o.rejections,
-    maxFrameBytes: o.maxFrameBytes,
+    log: session.log,
+    rejections: session.rejections,
+    maxFrameBytes: session.maxFrameBytes,
     replyToRejections: false,
-    accepts: o.accepts,
+    accepts: session.accepts,
     onMessage: (frame) => {
       try {
-        o.handle(frame);
+        session.handle(frame);
       } catch (err) {
-        o.fail(err as Error);
+        session.fail(err as Error);
       }
     },
-    onClose: (reason) => o.lost(`connection to the coordinator lost: ${reason}`),
+    onClose: (reason) => session.lost(`connection to the coordinator lost: ${reason}`),
   });
 }
 

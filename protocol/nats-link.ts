@@ -96,26 +96,26 @@ export class NatsLink implements Link {
    */
   private peerSealed = false;
 
-  constructor(private readonly o: NatsLinkOptions) {
-    this.peer = o.peer;
-    this.source = o.source;
-    this.reassembler = new Reassembler(0, o.maxFrameBytes);
-    this.subscription = o.nc.subscribe(o.recvSubject, {
+  constructor(private readonly settings: NatsLinkOptions) {
+    this.peer = settings.peer;
+    this.source = settings.source;
+    this.reassembler = new Reassembler(0, settings.maxFrameBytes);
+    this.subscription = settings.nc.subscribe(settings.recvSubject, {
       callback: (err, msg) => {
         if (err) return this.finish(`subscription failed: ${err.message}`);
         this.onMessage(msg.headers, msg.data);
       },
     });
-    if (o.broadcastSubject) {
-      const cache = new BroadcastCache(o.maxFrameBytes);
+    if (settings.broadcastSubject) {
+      const cache = new BroadcastCache(settings.maxFrameBytes);
       this.broadcasts = {
         cache,
-        subscription: o.nc.subscribe(o.broadcastSubject, {
+        subscription: settings.nc.subscribe(settings.broadcastSubject, {
           callback: (err, msg) => err || cache.add(msg.headers, msg.data),
         }),
       };
     }
-    const heartbeat = o.heartbeatMs ?? 1000;
+    const heartbeat = settings.heartbeatMs ?? 1000;
     this.ticker = setInterval(() => this.tick(), Math.min(heartbeat, 500));
   }
 
@@ -133,7 +133,7 @@ export class NatsLink implements Link {
     const seq = ++this.sentSeq;
     this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
     this.publishFrame(seq, frame);
-    if (written) this.o.nc.flush().then(written, () => {});
+    if (written) this.settings.nc.flush().then(written, () => {});
   }
 
   /**
@@ -141,7 +141,7 @@ export class NatsLink implements Link {
    * link's stream carries only a reference to it. Unacknowledged, it is resent in full, like any frame.
    */
   sendShared(frame: Uint8Array, written?: () => void): void {
-    const ref = this.closed ? undefined : this.o.broadcast?.offer(frame);
+    const ref = this.closed ? undefined : this.settings.broadcast?.offer(frame);
     if (!ref) return this.send(frame, written);
     if (!this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
@@ -153,7 +153,7 @@ export class NatsLink implements Link {
       [H.length]: String(ref.length),
       [H.crc]: String(ref.crc),
     });
-    if (written) this.o.nc.flush().then(written, () => {});
+    if (written) this.settings.nc.flush().then(written, () => {});
   }
 
   /**
@@ -161,7 +161,7 @@ export class NatsLink implements Link {
    * word, or hostile) would make this side hold all it sends. Past the cap the link ends instead.
    */
   private holdUnacked(frame: Uint8Array): boolean {
-    const cap = this.o.maxUnackedBytes ?? 4 * (this.o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    const cap = this.settings.maxUnackedBytes ?? 4 * (this.settings.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
     if (this.unackedBytes + frame.byteLength <= cap) {
       this.unackedBytes += frame.byteLength;
       return true;
@@ -180,12 +180,12 @@ export class NatsLink implements Link {
 
   limitFrames(bytes: number): void {
     // Never above what the transport itself was configured for.
-    this.reassembler.maxFrameBytes = Math.min(bytes, this.o.maxFrameBytes ?? bytes);
+    this.reassembler.maxFrameBytes = Math.min(bytes, this.settings.maxFrameBytes ?? bytes);
   }
 
   secure(keys: SessionKeys): void {
     this.keys = keys;
-    this.o.broadcast?.sealWith(keys.broadcast);
+    this.settings.broadcast?.sealWith(keys.broadcast);
     this.broadcasts?.cache.sealWith(keys.broadcast, (reason, detail) =>
       this.report(reason, `${detail} (a broadcast)`),
     );
@@ -198,7 +198,7 @@ export class NatsLink implements Link {
   }
 
   private publishFrame(seq: number, frame: Uint8Array): void {
-    for (const { info, bytes } of chunkFrame(seq, frame, this.o.chunkBytes)) {
+    for (const { info, bytes } of chunkFrame(seq, frame, this.settings.chunkBytes)) {
       if (!this.publish(bytes, chunkHeaders(info))) return;
     }
   }
@@ -210,10 +210,10 @@ export class NatsLink implements Link {
   private publish(data: Uint8Array, h: MsgHdrs): boolean {
     try {
       if (this.keys)
-        this.o.nc.publish(this.o.sendSubject, sealMessage(this.keys.send, h, data), {
+        this.settings.nc.publish(this.settings.sendSubject, sealMessage(this.keys.send, h, data), {
           headers: SEALED_HEADER(),
         });
-      else this.o.nc.publish(this.o.sendSubject, data, { headers: h });
+      else this.settings.nc.publish(this.settings.sendSubject, data, { headers: h });
       this.lastSent = Date.now();
       return true;
     } catch {
@@ -238,7 +238,7 @@ export class NatsLink implements Link {
       if (!opened.ok) {
         // The peer's last plain acks and pings, sent before it switched, are expected: drop them quietly.
         if (opened.plain && !this.peerSealed && sealedOrPlain?.get(H.control)) return;
-        return this.report(opened.reason, `${opened.detail} on ${this.o.recvSubject}: dropped`);
+        return this.report(opened.reason, `${opened.detail} on ${this.settings.recvSubject}: dropped`);
       }
       this.peerSealed = true;
       ({ headers: h, data } = opened);
@@ -352,7 +352,7 @@ export class NatsLink implements Link {
 
   private tick(): void {
     const now = Date.now();
-    const { heartbeatMs = 1000, deadAfterMs = 30_000, retransmitMs = 2000 } = this.o;
+    const { heartbeatMs = 1000, deadAfterMs = 30_000, retransmitMs = 2000 } = this.settings;
     if (now - this.lastReceived > deadAfterMs)
       return this.finish(`no message from ${this.peer} for ${(deadAfterMs / 1000).toFixed(0)} s`);
     if (now - this.lastSent >= heartbeatMs)
@@ -383,7 +383,7 @@ export class NatsLink implements Link {
     this.unackedBytes = 0;
     this.subscription.unsubscribe();
     this.broadcasts?.subscription.unsubscribe();
-    this.o.onEnd?.();
+    this.settings.onEnd?.();
     this.closedFor = reason;
     this.handlers?.close(reason);
   }

@@ -43,7 +43,7 @@ export interface NatsOptions {
 /** Room left in each message for our headers (the server counts them against max_payload). */
 const HEADER_ROOM = 1024;
 
-function authenticator(o: NatsOptions): Authenticator | undefined {
+function authenticator(nats: NatsOptions): Authenticator | undefined {
   const read = (path: string, what: string) => {
     try {
       return readFileSync(path);
@@ -51,29 +51,29 @@ function authenticator(o: NatsOptions): Authenticator | undefined {
       throw new TransportError(`cannot read the NATS ${what} ${path}: ${(err as Error).message}`);
     }
   };
-  if (o.credsFile) return credsAuthenticator(read(o.credsFile, 'credentials file'));
-  if (o.nkeySeedFile)
+  if (nats.credsFile) return credsAuthenticator(read(nats.credsFile, 'credentials file'));
+  if (nats.nkeySeedFile)
     return nkeyAuthenticator(
-      new TextEncoder().encode(read(o.nkeySeedFile, 'NKey seed file').toString('utf8').trim()),
+      new TextEncoder().encode(read(nats.nkeySeedFile, 'NKey seed file').toString('utf8').trim()),
     );
   return undefined;
 }
 
-function connectionOptions(o: NatsOptions, name: string): ConnectionOptions {
+function connectionOptions(nats: NatsOptions, name: string): ConnectionOptions {
   // With `tls` set, nats.js requires TLS of the server; without it, it upgrades only if the server
   // offers TLS, which an active attacker can strip (and then read --nats-pass).
-  const requireTls = o.requireTls === true || o.servers.every((s) => s.startsWith('tls://'));
+  const requireTls = nats.requireTls === true || nats.servers.every((s) => s.startsWith('tls://'));
   const tls =
-    requireTls || (o.tls && (o.tls.caFile || o.tls.certFile))
-      ? { caFile: o.tls?.caFile, certFile: o.tls?.certFile, keyFile: o.tls?.keyFile }
+    requireTls || (nats.tls && (nats.tls.caFile || nats.tls.certFile))
+      ? { caFile: nats.tls?.caFile, certFile: nats.tls?.certFile, keyFile: nats.tls?.keyFile }
       : undefined;
   return {
-    servers: o.servers,
+    servers: nats.servers,
     name,
-    user: o.user,
-    pass: o.pass,
-    token: o.token,
-    authenticator: authenticator(o),
+    user: nats.user,
+    pass: nats.pass,
+    token: nats.token,
+    authenticator: authenticator(nats),
     tls,
     // Keep trying for as long as the run lasts; links resend what a reconnect lost.
     reconnect: true,
@@ -117,11 +117,11 @@ function explain(err: unknown, servers: string[]): TransportError {
   return new TransportError(`cannot connect to NATS at ${where}: ${message ?? String(err)}`);
 }
 
-async function open(o: NatsOptions, name: string): Promise<NatsConnection> {
+async function open(nats: NatsOptions, name: string): Promise<NatsConnection> {
   try {
-    return await connect(connectionOptions(o, name));
+    return await connect(connectionOptions(nats, name));
   } catch (err) {
-    throw explain(err, o.servers);
+    throw explain(err, nats.servers);
   }
 }
 
@@ -175,13 +175,13 @@ export interface NatsListenOptions {
   onStatus?: (event: string, detail: string) => void;
 }
 
-export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}): Promise<Listener> {
-  const nc = await open(o, 'gradfleet-coordinator');
+export async function listenNats(nats: NatsOptions, options: NatsListenOptions = {}): Promise<Listener> {
+  const nc = await open(nats, 'gradfleet-coordinator');
   const sessions = new Map<string, NatsLink>();
-  const broadcast = new BroadcastPublisher(nc, broadcastSubject(o.subject), chunkBytesOf(nc));
+  const broadcast = new BroadcastPublisher(nc, broadcastSubject(nats.subject), chunkBytesOf(nc));
   let onLink: ((link: Link) => void) | undefined;
   watchReconnects(nc, () => sessions.values(), options.onStatus);
-  const join = nc.subscribe(`${o.subject}.join`, {
+  const join = nc.subscribe(`${nats.subject}.join`, {
     callback: (err, msg) => {
       if (err || !onLink) return;
       const request = parseJoin(msg.data);
@@ -196,7 +196,7 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
         );
         return;
       }
-      const subjects = sessionSubjects(o.subject, request.session);
+      const subjects = sessionSubjects(nats.subject, request.session);
       const link: NatsLink = new NatsLink({
         nc,
         sendSubject: subjects.down,
@@ -204,8 +204,8 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
         peer: `nats ${request.worker.slice(0, 64)} (session ${request.session.slice(-8)})`,
         chunkBytes: chunkBytesOf(nc),
         maxFrameBytes: options.maxFrameBytes,
-        heartbeatMs: o.heartbeatMs,
-        deadAfterMs: o.deadAfterMs,
+        heartbeatMs: nats.heartbeatMs,
+        deadAfterMs: nats.deadAfterMs,
         onEnd: () => sessions.delete(request.session),
         broadcast,
         source,
@@ -217,7 +217,7 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
   });
   await nc.flush();
   return {
-    url: `nats://${o.servers.map((s) => s.replace(/^\w+:\/\//, '')).join(',')}/${o.subject}`,
+    url: `nats://${nats.servers.map((s) => s.replace(/^\w+:\/\//, '')).join(',')}/${nats.subject}`,
     onLink: (handler) => {
       onLink = handler;
     },
@@ -234,13 +234,13 @@ export async function listenNats(o: NatsOptions, options: NatsListenOptions = {}
  * asks to join, so the coordinator's first frame finds the subscription in place.
  */
 export async function connectNats(
-  o: NatsOptions,
+  nats: NatsOptions,
   workerId: string,
   options: { maxFrameBytes?: number; onStatus?: (event: string, detail: string) => void } = {},
 ): Promise<Link> {
-  const nc = await open(o, `gradfleet-worker-${workerId}`);
+  const nc = await open(nats, `gradfleet-worker-${workerId}`);
   const session = nuid.next();
-  const subjects = sessionSubjects(o.subject, session);
+  const subjects = sessionSubjects(nats.subject, session);
   const link = new NatsLink({
     nc,
     sendSubject: subjects.up,
@@ -248,16 +248,16 @@ export async function connectNats(
     peer: `nats coordinator (session ${session.slice(-8)})`,
     chunkBytes: chunkBytesOf(nc),
     maxFrameBytes: options.maxFrameBytes,
-    heartbeatMs: o.heartbeatMs,
-    deadAfterMs: o.deadAfterMs,
+    heartbeatMs: nats.heartbeatMs,
+    deadAfterMs: nats.deadAfterMs,
     onEnd: () => void nc.drain().catch(() => nc.close()),
-    broadcastSubject: broadcastSubject(o.subject),
+    broadcastSubject: broadcastSubject(nats.subject),
   });
   watchReconnects(nc, () => [link], options.onStatus);
   try {
     await nc.flush();
     const reply = await nc.request(
-      `${o.subject}.join`,
+      `${nats.subject}.join`,
       new TextEncoder().encode(JSON.stringify({ worker: workerId, session } satisfies JoinRequest)),
       { timeout: 5000 },
     );
@@ -268,9 +268,9 @@ export async function connectNats(
     const code = (err as { code?: string }).code;
     if (code === '503')
       throw new TransportError(
-        `no coordinator answers on ${o.subject}.join at ${o.servers.join(', ')} (not started yet, or another --nats-subject)`,
+        `no coordinator answers on ${nats.subject}.join at ${nats.servers.join(', ')} (not started yet, or another --nats-subject)`,
       );
-    throw new TransportError(`joining through ${o.subject}.join failed: ${(err as Error).message}`);
+    throw new TransportError(`joining through ${nats.subject}.join failed: ${(err as Error).message}`);
   }
   return link;
 }

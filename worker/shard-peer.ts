@@ -46,24 +46,24 @@ export class ShardPeer {
   private settleJoin!: { resolve(): void; reject(err: Error): void };
   private closed = false;
 
-  constructor(private readonly o: ShardPeerOptions) {
+  constructor(private readonly settings: ShardPeerOptions) {
     this.joined = new Promise((resolve, reject) => (this.settleJoin = { resolve, reject }));
     // Nobody awaits `joined` after a session ends: its rejection must not be unhandled.
     this.joined.catch(() => {});
-    this.channel = new Channel(o.link, {
-      log: o.log,
-      rejections: o.rejections,
-      maxFrameBytes: o.maxFrameBytes,
+    this.channel = new Channel(settings.link, {
+      log: settings.log,
+      rejections: settings.rejections,
+      maxFrameBytes: settings.maxFrameBytes,
       replyToRejections: false,
       accepts: COORDINATOR_MESSAGE_TYPES,
       onMessage: (frame) => this.onMessage(frame),
-      onClose: (reason) => this.end(`link to shard ${o.index} lost: ${reason}`),
+      onClose: (reason) => this.end(`link to shard ${settings.index} lost: ${reason}`),
     });
     this.handshake = new ClientHandshake(
       this.channel,
-      { workerId: o.workerId, backend: o.backend },
-      o.secret,
-      `shard ${o.index}`,
+      { workerId: settings.workerId, backend: settings.backend },
+      settings.secret,
+      `shard ${settings.index}`,
     );
     this.handshake.start();
   }
@@ -78,33 +78,34 @@ export class ShardPeer {
       case 'welcome': {
         const trusted = this.handshake.welcome();
         if (!trusted.ok) return this.fail(trusted.why);
-        if (message.runId !== this.o.runId)
+        if (message.runId !== this.settings.runId)
           return this.fail(
-            `shard ${this.o.index} serves run ${message.runId}, the coordinator's is ${this.o.runId}`,
+            `shard ${this.settings.index} serves run ${message.runId}, the coordinator's is ${this.settings.runId}`,
           );
-        this.channel.wire = this.o.wire;
+        this.channel.wire = this.settings.wire;
         this.heartbeat = keepAlive({
           intervalMs: message.heartbeatMs,
           timeoutMs: message.heartbeatTimeoutMs,
           lastHeard: () => this.lastHeard,
           beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
-          silent: (s) => this.o.link.close(`shard ${this.o.index} has been silent for ${s.toFixed(1)} s`),
+          silent: (s) =>
+            this.settings.link.close(`shard ${this.settings.index} has been silent for ${s.toFixed(1)} s`),
         });
         // Ready at once: a shard streams no data; it answers with its current weights slice.
         this.channel.send({ type: 'ready', missing: [] });
         return this.settleJoin.resolve();
       }
       case 'weights':
-        return this.o.weights(message, payload);
+        return this.settings.weights(message, payload);
       case 'heartbeat':
         return;
       case 'error':
-        return this.o.log.warn(
-          { shard: this.o.index, code: message.code },
-          `shard ${this.o.index} reports: ${message.message}`,
+        return this.settings.log.warn(
+          { shard: this.settings.index, code: message.code },
+          `shard ${this.settings.index} reports: ${message.message}`,
         );
       case 'shutdown':
-        return this.end(`shard ${this.o.index} shut down: ${message.reason}`);
+        return this.end(`shard ${this.settings.index} shut down: ${message.reason}`);
       case 'dataChunk':
       case 'assign':
       case 'evaluate':
@@ -122,13 +123,13 @@ export class ShardPeer {
   close(reason: string): void {
     this.closed = true;
     clearInterval(this.heartbeat);
-    this.o.link.close(reason);
+    this.settings.link.close(reason);
   }
 
   private fail(why: string): void {
-    this.o.log.error({ shard: this.o.index }, why);
+    this.settings.log.error({ shard: this.settings.index }, why);
     this.end(why);
-    this.o.link.close(why);
+    this.settings.link.close(why);
   }
 
   private end(reason: string): void {
@@ -136,6 +137,6 @@ export class ShardPeer {
     this.closed = true;
     clearInterval(this.heartbeat);
     this.settleJoin.reject(new Error(reason));
-    this.o.lost(reason);
+    this.settings.lost(reason);
   }
 }

@@ -155,29 +155,33 @@ class Worker {
   private settle!: { resolve(outcome: WorkerOutcome): void; reject(err: Error): void };
   readonly outcome: Promise<WorkerOutcome>;
 
-  constructor(private readonly o: WorkerOptions) {
+  constructor(private readonly settings: WorkerOptions) {
     this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
-    this.channel = joiningChannel(o.link, {
-      log: o.log,
+    this.channel = joiningChannel(settings.link, {
+      log: settings.log,
       rejections: this.rejections,
-      maxFrameBytes: o.maxFrameBytes,
+      maxFrameBytes: settings.maxFrameBytes,
       accepts: COORDINATOR_MESSAGE_TYPES,
       handle: (frame) => this.onMessage(frame),
       fail: (err) => this.fail(err),
       lost: (reason) => this.finish('lost', reason),
     });
-    this.channel.meter = o.observer?.meter;
+    this.channel.meter = settings.observer?.meter;
     // A coordinator that neither challenges nor welcomes us (refused us mid-join, or hung) must not hold us
     // forever.
     this.handshakeTimer = setTimeout(() => {
       if (!this.welcome)
-        o.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
+        settings.link.close(`no welcome from the coordinator within ${HANDSHAKE_TIMEOUT_MS / 1000} s`);
     }, HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
     this.handshake = new ClientHandshake(
       this.channel,
-      { workerId: o.workerId, backend: o.backend, ...(o.adapter && { adapter: o.adapter }) },
-      o.secret,
+      {
+        workerId: settings.workerId,
+        backend: settings.backend,
+        ...(settings.adapter && { adapter: settings.adapter }),
+      },
+      settings.secret,
       'the coordinator',
     );
     this.handshake.start();
@@ -215,7 +219,7 @@ class Worker {
   }
 
   private onChallenge(c: MessageOf<'challenge'>): void {
-    if (this.state !== 'connecting' && this.o.secret)
+    if (this.state !== 'connecting' && this.settings.secret)
       return this.channel.reject('unexpected_message', `a challenge while ${this.state}`);
     const answered = this.handshake.challenge(c);
     if (!answered.ok) return this.refuse(answered.why);
@@ -232,12 +236,12 @@ class Worker {
     this.welcome = w;
     this.state = 'joining';
     this.channel.wire = w.wire;
-    this.o.observer?.welcomed?.(w.model);
+    this.settings.observer?.welcomed?.(w.model);
     this.keepAlive(w);
     const missing: Split[] = [];
     for (const split of ['train', 'test'] as const) {
       const info = w[split];
-      const local = localCopy(info.spec, info.fingerprint, this.o.dataDirs ?? [], this.o.log);
+      const local = localCopy(info.spec, info.fingerprint, this.settings.dataDirs ?? [], this.settings.log);
       if (local) this.data[split] = local;
       else {
         missing.push(split);
@@ -251,7 +255,7 @@ class Worker {
 
   /** Links to every shard reducer of the map; the session is ready only once each has welcomed us. */
   private joinShards(w: MessageOf<'welcome'>, map: NonNullable<MessageOf<'welcome'>['shards']>): void {
-    const { connectShard, workerId, backend, secret, log, maxFrameBytes } = this.o;
+    const { connectShard, workerId, backend, secret, log, maxFrameBytes } = this.settings;
     if (!connectShard)
       throw new Error('the coordinator runs shard reducers, and this worker was given no way to reach them');
     const assembler = new WeightsAssembler(map, w.layoutSize);
@@ -261,7 +265,7 @@ class Worker {
     // coordinator's own shutdown is on its way. Otherwise the session ends, to rejoin the new map.
     const lost = (reason: string) => {
       setTimeout(() => {
-        if (!this.finished) this.o.link.close(reason);
+        if (!this.finished) this.settings.link.close(reason);
       }, SHARD_LOSS_GRACE_MS);
     };
     void Promise.all(
@@ -319,7 +323,10 @@ class Worker {
     if (!complete) return;
     this.data[chunk.split] = complete;
     delete this.receivers[chunk.split];
-    this.o.log.info({ split: chunk.split, samples: complete.count }, `received the ${chunk.split} set`);
+    this.settings.log.info(
+      { split: chunk.split, samples: complete.count },
+      `received the ${chunk.split} set`,
+    );
     this.startCompute(this.welcome!);
   }
 
@@ -335,12 +342,12 @@ class Worker {
       geometryOf(w, w.train.count),
       this.data.train!,
       this.data.test!,
-      this.o.runnerFor,
+      this.settings.runnerFor,
     );
     this.compute = compute;
     this.state = 'ready';
     this.channel.send({ type: 'ready', missing: [] });
-    this.o.log.info(
+    this.settings.log.info(
       { model: w.model, run: w.runId, shards: w.shards?.length },
       `ready to train ${w.model} (run ${w.runId})`,
     );
@@ -379,7 +386,7 @@ class Worker {
   }
 
   private async onAssign(compute: WorkerCompute, assign: MessageOf<'assign'>): Promise<void> {
-    const { interceptor, observer } = this.o;
+    const { interceptor, observer } = this.settings;
     interceptor?.beforeAssignment(assign);
     let computeSeconds = 0;
     await compute.contributions(
@@ -416,13 +423,13 @@ class Worker {
 
   private onError(e: MessageOf<'error'>): void {
     if (FATAL_ERROR_CODES.has(e.code)) return this.refuse(`the coordinator refused us: ${e.message}`);
-    this.o.log.warn({ code: e.code }, `coordinator reports: ${e.message}`);
+    this.settings.log.warn({ code: e.code }, `coordinator reports: ${e.message}`);
   }
 
   private onShutdown(message: MessageOf<'shutdown'>): void {
-    this.o.log.info({ reason: message.reason }, `coordinator says shutdown: ${message.reason}`);
+    this.settings.log.info({ reason: message.reason }, `coordinator says shutdown: ${message.reason}`);
     this.finish('shutdown', message.reason);
-    this.o.link.close('shutdown');
+    this.settings.link.close('shutdown');
   }
 
   private keepAlive(w: MessageOf<'welcome'>): void {
@@ -431,7 +438,7 @@ class Worker {
       timeoutMs: w.heartbeatTimeoutMs,
       lastHeard: () => this.lastHeard,
       beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
-      silent: (s) => this.o.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
+      silent: (s) => this.settings.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
     });
   }
 
@@ -441,13 +448,13 @@ class Worker {
     this.channel.send({ type: 'error', code: 'worker_failed', message: err.message });
     // Settle first: closing the link reports it lost, which would otherwise win.
     this.finish('refused', 'failed', err);
-    this.o.link.close('worker failed');
+    this.settings.link.close('worker failed');
   }
 
   private refuse(reason: string): void {
-    this.o.log.error(reason);
+    this.settings.log.error(reason);
     this.finish('refused', reason);
-    this.o.link.close(reason);
+    this.settings.link.close(reason);
   }
 
   private finish(end: WorkerOutcome['end'], reason: string, error?: Error): void {

@@ -21,8 +21,8 @@ function parseCidr(cidr: string): { address: number; bits: number } | undefined 
   if (!m) return undefined;
   const octets = m.slice(1, 5).map(Number);
   const bits = m[5] === undefined ? 32 : Number(m[5]);
-  if (octets.some((o) => o > 255) || bits > 32) return undefined;
-  return { address: octets.reduce((a, o) => a * 256 + o, 0), bits };
+  if (octets.some((octet) => octet > 255) || bits > 32) return undefined;
+  return { address: octets.reduce((a, octet) => a * 256 + octet, 0), bits };
 }
 
 /** Whether two IPv4 CIDRs share any address. */

@@ -39,7 +39,7 @@ export interface CliTransport {
    */
   serveShard(
     f: TransportFlags & TlsListenFlags,
-    o: { host: string; port: number; shardId: string; advertise?: string },
+    shard: { host: string; port: number; shardId: string; advertise?: string },
     log: Logger,
   ): (maxFrameBytes: number) => Promise<{ listener: Listener; serves: string }>;
   /** A worker's way to a shard reducer at `serves` (from the shard map). */

@@ -63,7 +63,7 @@ export interface InProcessOptions {
  */
 function startShards(
   coordinator: MemoryListener,
-  o: InProcessOptions,
+  settings: InProcessOptions,
   running: () => boolean,
 ): (url: string) => Promise<MemoryLink> {
   const listeners = new Map<string, MemoryListener>();
@@ -72,7 +72,7 @@ function startShards(
     const listener = new MemoryListener(url);
     listeners.set(url, listener);
     const link = coordinator.connect();
-    const kill = generation === 0 && o.killShard?.shard === k ? o.killShard : undefined;
+    const kill = generation === 0 && settings.killShard?.shard === k ? settings.killShard : undefined;
     if (kill) {
       const attach = link.attach.bind(link);
       link.attach = (handlers) =>
@@ -92,7 +92,7 @@ function startShards(
           },
         });
     }
-    const slow = generation === 0 && o.slowShard?.shard === k ? o.slowShard : undefined;
+    const slow = generation === 0 && settings.slowShard?.shard === k ? settings.slowShard : undefined;
     if (slow) {
       const send = link.send.bind(link);
       link.send = (frame, written) => {
@@ -111,7 +111,7 @@ function startShards(
       if (outcome.end === 'lost' && running()) start(k, generation + 1);
     });
   };
-  for (let k = 0; k < (o.shards ?? 0); k++) start(k, 0);
+  for (let k = 0; k < (settings.shards ?? 0); k++) start(k, 0);
   return async (url) => {
     const listener = listeners.get(url);
     if (!listener) throw new Error(`no shard at ${url}`);
@@ -126,7 +126,7 @@ function startShards(
  */
 export async function inProcessRun(
   workers: InProcessWorker[],
-  o: InProcessOptions = {},
+  settings: InProcessOptions = {},
 ): Promise<InProcessRun> {
   const outDir = mkdtempSync(join(tmpdir(), 'gradfleet-in-process-'));
   const listener = new MemoryListener();
@@ -141,7 +141,7 @@ export async function inProcessRun(
           batchSize: 64,
           microBatchSize: 8,
           epochs: 1,
-          maxSteps: o.maxSteps ?? 12,
+          maxSteps: settings.maxSteps ?? 12,
           adam: DEFAULT_ADAM,
           lrDecay: 1,
           evalChunkSize: 2000,
@@ -155,19 +155,19 @@ export async function inProcessRun(
       transport: 'memory',
       maxFrameBytes: 64 * 1024 * 1024,
       log: quiet,
-      minWorkers: o.minWorkers ?? 1,
+      minWorkers: settings.minWorkers ?? 1,
       startWorkers: { count: workers.length, graceMs: 10_000 },
       policy: {
-        stepDeadlineMs: o.stepDeadlineMs ?? 30_000,
+        stepDeadlineMs: settings.stepDeadlineMs ?? 30_000,
         heartbeat: { intervalMs: 1000, timeoutMs: 20_000 },
         limits: DEFAULT_ADMISSION,
-        checkpointEvery: o.checkpointEvery ?? 0,
+        checkpointEvery: settings.checkpointEvery ?? 0,
       },
-      shards: o.shards,
-      hooks: o.hooks,
-      ...(o.metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
+      shards: settings.shards,
+      hooks: settings.hooks,
+      ...(settings.metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
     });
-    const connectShard = startShards(listener, o, () => running);
+    const connectShard = startShards(listener, settings, () => running);
     const outcomes = new Map<string, WorkerOutcome | Error>();
     const sessions = workers.map(async (w) => {
       for (let session = 0; ; session++) {
@@ -183,7 +183,8 @@ export async function inProcessRun(
           connectShard,
         }).catch((err: Error) => err);
         outcomes.set(w.id, outcome);
-        if (outcome instanceof Error || outcome.end !== 'lost' || !running || o.shards === undefined) return;
+        if (outcome instanceof Error || outcome.end !== 'lost' || !running || settings.shards === undefined)
+          return;
         await new Promise((r) => setTimeout(r, 5 * Math.min(20, session + 1)));
       }
     });

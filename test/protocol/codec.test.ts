@@ -27,7 +27,7 @@ function rejection(bytes: Uint8Array, maxFrameBytes?: number): RejectReason | 'a
 
 describe('frames', () => {
   it('has a round-trip sample for every message type', () => {
-    const types = messageSchema.options.map((o) => o.shape.type.value);
+    const types = messageSchema.options.map((schema) => schema.shape.type.value);
     expect(new Set(samples.map(([m]) => m.type))).toEqual(new Set(types));
   });
 

@@ -328,7 +328,7 @@ const FRAME_FIELDS: LengthField[] = [{ at: 8, littleEndian: true }];
 /** One of every message type, with the number of payload values each carries. */
 const SAMPLES = MESSAGE_SAMPLES;
 const fingerprintHex = 'ab'.repeat(32);
-const MESSAGE_TYPES = messageSchema.options.map((o) => o.shape.type.value);
+const MESSAGE_TYPES = messageSchema.options.map((schema) => schema.shape.type.value);
 
 const payloadOf = (n: number) => Float32Array.from({ length: n }, (_, i) => (i - 2.5) * 0.37 + i * 1e-3);
 /** Every sample in every wire dtype: odd payload counts give f16/bf16 frames their 2 bytes of padding. */
@@ -469,7 +469,7 @@ const anyFieldValue = fc.oneof(
   fc.array(fc.oneof(fc.nat(), fc.string({ maxLength: 4 }), fc.constant('train')), { maxLength: 4 }),
   fc.dictionary(fc.string({ maxLength: 6 }), fc.nat(), { maxKeys: 3 }),
 );
-const FIELD_NAMES = [...new Set(messageSchema.options.flatMap((o) => Object.keys(o.shape)))];
+const FIELD_NAMES = [...new Set(messageSchema.options.flatMap((schema) => Object.keys(schema.shape)))];
 
 describe('frame decoder: random bytes and mutated frames never crash it', () => {
   it(`random bytes (${RUNS.frameRandom} cases): accepted as a valid message or refused with a known reason`, () => {

@@ -113,10 +113,10 @@ async function lossyPair(
 describe('NATS transport', () => {
   it('1 byte, exactly max_payload, one byte more, and 14 MB round-trip through a server with a 64 KiB max_payload', async () => {
     const server = await startNats('small-payload', [], {}, smallPayload);
-    const o = { servers: [server.url], subject: 'chunks' };
-    const listener = await listenNats(o);
+    const endpoint = { servers: [server.url], subject: 'chunks' };
+    const listener = await listenNats(endpoint);
     const accepted = new Promise<Link>((resolve) => listener.onLink(resolve));
-    const worker = await connectNats(o, 'w');
+    const worker = await connectNats(endpoint, 'w');
     const coordinatorSide = inbox(await accepted);
     const sizes = [1, MAX_PAYLOAD, MAX_PAYLOAD + 1, 14_000_000];
     for (const n of sizes) worker.send(frame(n));
@@ -206,8 +206,8 @@ describe('NATS transport', () => {
 
   it('a shared frame (the weights) crosses the server once for all workers, each in its place in its link; a late joiner gets it in full', async () => {
     const server = await startNats('broadcast', []);
-    const o = { servers: [server.url], subject: 'bc' };
-    const listener = await listenNats(o);
+    const endpoint = { servers: [server.url], subject: 'bc' };
+    const listener = await listenNats(endpoint);
     const accepted: Link[] = [];
     listener.onLink((link) => {
       inbox(link);
@@ -219,7 +219,7 @@ describe('NATS transport', () => {
     spy.subscribe('bc.weights', { callback: (_, m) => (bytesOn.weights += m.data.byteLength) });
     spy.subscribe('bc.s.*.down', { callback: (_, m) => (bytesOn.down += m.data.byteLength) });
     await spy.flush();
-    const early = [inbox(await connectNats(o, 'a')), inbox(await connectNats(o, 'b'))];
+    const early = [inbox(await connectNats(endpoint, 'a')), inbox(await connectNats(endpoint, 'b'))];
     expect(accepted).toHaveLength(2); // a join is answered after its link is handed over
     const weights = frame(3_000_000);
     const sendAround = (link: Link) => {
@@ -240,7 +240,7 @@ describe('NATS transport', () => {
 
     // Joined after the broadcast: the same frame offered again is not republished; the link resends it in
     // full.
-    const late = inbox(await connectNats(o, 'c'));
+    const late = inbox(await connectNats(endpoint, 'c'));
     sendAround(accepted[2]);
     const got = await late.next(3);
     expect(got.map((f) => f.byteLength)).toEqual([10, weights.byteLength, 20]);

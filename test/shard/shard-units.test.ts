@@ -26,7 +26,7 @@ function loaded(): ShardReducer {
   return r;
 }
 
-const node = (o: Partial<MessageOf<'contribution'>> = {}): MessageOf<'contribution'> => ({
+const node = (fields: Partial<MessageOf<'contribution'>> = {}): MessageOf<'contribution'> => ({
   type: 'contribution',
   step: 4,
   level: 3,
@@ -37,7 +37,7 @@ const node = (o: Partial<MessageOf<'contribution'>> = {}): MessageOf<'contributi
   samples: 64,
   computeSeconds: 0.1,
   payloadValues: slice.size,
-  ...o,
+  ...fields,
 });
 
 describe('ShardReducer', () => {

@@ -63,9 +63,9 @@ async function expectAgreement(
 ) {
   const expected = await runOn('cpu', kernel, inputs, attrs);
   const actual = await runOn(backend, kernel, inputs, attrs);
-  expect(actual.map((o) => o.shape)).toEqual(expected.map((o) => o.shape));
-  actual.forEach((o, i) =>
-    expect(relativeError(o.values, expected[i].values)).toBeLessThanOrEqual(tolerance),
+  expect(actual.map((out) => out.shape)).toEqual(expected.map((out) => out.shape));
+  actual.forEach((out, i) =>
+    expect(relativeError(out.values, expected[i].values)).toBeLessThanOrEqual(tolerance),
   );
 }
 

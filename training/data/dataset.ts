@@ -181,11 +181,11 @@ const FINGERPRINT_TAG = 'gradfleet-dataset-v1\0';
  */
 export function fingerprint(dataset: Dataset): string {
   const header = Buffer.alloc(FINGERPRINT_TAG.length + 13);
-  let o = header.write(FINGERPRINT_TAG, 'latin1');
-  o = header.writeUInt32LE(dataset.count, o);
-  o = header.writeUInt32LE(dataset.height, o);
-  o = header.writeUInt32LE(dataset.width, o);
-  header.writeUInt8(dataset.labels === null ? 0 : 1, o);
+  let offset = header.write(FINGERPRINT_TAG, 'latin1');
+  offset = header.writeUInt32LE(dataset.count, offset);
+  offset = header.writeUInt32LE(dataset.height, offset);
+  offset = header.writeUInt32LE(dataset.width, offset);
+  header.writeUInt8(dataset.labels === null ? 0 : 1, offset);
   const hash = createHash('sha256').update(header).update(dataset.images);
   if (dataset.labels !== null) hash.update(dataset.labels);
   return hash.digest('hex');
