@@ -78,10 +78,15 @@ export const FATAL_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'unauthenticated',
 ]);
 
-export class ProtocolError extends Error {
+/**
+ * A peer's frame or message refused, carrying the reason it is counted under: thrown by the codec (a
+ * `RejectReason`) or by a role's message handler (any `RejectionReason`), and caught by the Channel, which
+ * records, logs and may answer it as a rejection of that reason rather than a failure of its own.
+ */
+export class ProtocolError<Reason extends RejectionReason = RejectionReason> extends Error {
   override name = 'ProtocolError';
   constructor(
-    readonly reason: RejectReason,
+    readonly reason: Reason,
     message: string,
   ) {
     super(`${reason}: ${message}`);
