@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { UsageError } from '../common/errors.js';
 import { configureLogFormat } from '../common/logger.js';
 import { releaseBackend } from '../training/backends/select.js';
 import { packageVersion } from '../common/package-info.js';
@@ -51,6 +52,11 @@ if (isEntryPoint()) {
     // Commander has already printed its own usage errors; everything else gets one clear line here,
     // never a stack dump through the wasm runtime's uncaught-exception handler.
     if (err instanceof CommanderError) process.exit(err.exitCode);
+    if (err instanceof UsageError) {
+      // The user's to fix, not a bug: the message alone, on one line, even under GRADFLEET_DEBUG.
+      process.stderr.write(`gradfleet: error: ${err.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      process.exit(1);
+    }
     process.stderr.write(`gradfleet: error: ${(err as Error).message}\n`);
     if (process.env.GRADFLEET_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exit(1);
