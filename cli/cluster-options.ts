@@ -7,6 +7,7 @@ import { DEFAULT_ADMISSION } from '../coordinator/admission.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
+import { UsageError } from '../common/errors.js';
 
 export interface ClusterFlags extends SecretFlags {
   minWorkers: number;
@@ -101,7 +102,7 @@ export function addClusterOptions(cmd: Command): Command {
 
 export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
   if (f.heartbeatTimeout <= f.heartbeat)
-    throw new Error(
+    throw new UsageError(
       `--heartbeat-timeout (${f.heartbeatTimeout} s) must be longer than --heartbeat (${f.heartbeat} s)`,
     );
   return {

@@ -4,6 +4,7 @@
  * operator says --insecure; without TLS it warns (frames are sealed, but who connects is visible).
  */
 import type { Logger } from '../common/logger.js';
+import { UsageError } from '../common/errors.js';
 
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '');
@@ -34,7 +35,7 @@ export function checkExposure(e: Exposure, log: Logger): void {
   if (beyond.length === 0) return;
   const place = e.transport === 'ws' ? `--host ${e.host}` : `NATS at ${beyond.join(', ')}`;
   if (!e.secret && !e.insecure) {
-    throw new Error(
+    throw new UsageError(
       `${place} is reachable beyond this machine and no secret is set: anyone could join and send gradients. ` +
         'Set one (--secret-file FILE or GRADFLEET_SECRET; `openssl rand -hex 32`), or pass --insecure to accept that',
     );

@@ -26,6 +26,7 @@ import {
 import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
 import { stderrStatus } from '../common/status-line.js';
+import { UsageError } from '../common/errors.js';
 
 export interface RunFlags {
   model: string;
@@ -157,7 +158,7 @@ function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   ];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0)
-    throw new Error(
+    throw new UsageError(
       `--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`,
     );
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
@@ -176,9 +177,11 @@ function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
  * own config wins when continuing; only a different model is refused, as certainly a mistake.
  */
 function autoResumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
-  if (flags.resume) throw new Error('give --resume DIR or --auto-resume, not both');
+  if (flags.resume) throw new UsageError('give --resume DIR or --auto-resume, not both');
   if (!flags.out)
-    throw new Error('--auto-resume needs --out DIR: the run directory to continue when it has checkpoints');
+    throw new UsageError(
+      '--auto-resume needs --out DIR: the run directory to continue when it has checkpoints',
+    );
   const dir = join(flags.out, 'checkpoints');
   const hasCheckpoint = existsSync(dir) && readdirSync(dir).some((f) => CHECKPOINT_FILE_PATTERN.test(f));
   if (!hasCheckpoint) return undefined;

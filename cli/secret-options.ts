@@ -5,6 +5,7 @@
 import { type Command, Option } from 'commander';
 import { SharedSecret } from '../protocol/auth.js';
 import { readFlagFile } from './options.js';
+import { UsageError } from '../common/errors.js';
 
 const SECRET_ENV = 'GRADFLEET_SECRET';
 
@@ -27,7 +28,7 @@ export function addSecretOptions(cmd: Command, who: string): Command {
 /** An empty value (`GRADFLEET_SECRET=` from a compose file with no secret set) means none. */
 export function secretOf(flags: SecretFlags): SharedSecret | undefined {
   if (flags.secret && flags.secretFile !== undefined)
-    throw new Error(`give the secret once: --secret (or ${SECRET_ENV}) or --secret-file, not both`);
+    throw new UsageError(`give the secret once: --secret (or ${SECRET_ENV}) or --secret-file, not both`);
   if (flags.secretFile !== undefined) {
     return new SharedSecret(
       readFlagFile('--secret-file', flags.secretFile)

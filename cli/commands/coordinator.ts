@@ -19,6 +19,7 @@ import {
 } from '../transport-options.js';
 import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
 import { checkExposure } from '../exposure.js';
+import { UsageError } from '../../common/errors.js';
 
 export const DEFAULT_COORDINATOR_PORT = 7070;
 
@@ -44,7 +45,7 @@ export function coordinatorCommand(): Command {
       ) => {
         const log = createLogger('coordinator');
         if (flags.minWorkers > flags.maxWorkers)
-          throw new Error(
+          throw new UsageError(
             `--min-workers ${flags.minWorkers} is above --max-workers ${flags.maxWorkers}: the run could never start`,
           );
         const policy = clusterPolicyOf(flags);

@@ -21,6 +21,7 @@ import {
   connectorFor,
   shardServerFor,
 } from '../transport-options.js';
+import { UsageError } from '../../common/errors.js';
 
 interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags {
   connect?: string;
@@ -68,7 +69,7 @@ export function shardCommand(): Command {
       flags.advertise === undefined &&
       (flags.host === '0.0.0.0' || flags.host === '::')
     ) {
-      throw new Error(
+      throw new UsageError(
         `--host ${flags.host} is no address workers can use: give --advertise ws://THIS-HOST:PORT`,
       );
     }

@@ -5,6 +5,7 @@ import { type NatsOptions, connectNats, listenNats } from '../../protocol/nats-t
 import { positiveInt } from '../options.js';
 import type { TransportFlags } from './flags.js';
 import type { CliTransport } from './transport.js';
+import { UsageError } from '../../common/errors.js';
 
 /** Secrets come from the environment as well as flags, so they stay out of `ps` and shell history. */
 const SECRET_ENV = { natsPass: 'GRADFLEET_NATS_PASS', natsToken: 'GRADFLEET_NATS_TOKEN' } as const;
@@ -24,7 +25,7 @@ function natsOptionsOf(f: TransportFlags): NatsOptions {
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  if (servers.length === 0) throw new Error('--nats-url needs at least one server');
+  if (servers.length === 0) throw new UsageError('--nats-url needs at least one server');
   return {
     servers,
     subject: f.natsSubject,
@@ -78,7 +79,9 @@ export const natsTransport: CliTransport = {
       .option('--nats-dead-after <s>', 'a NATS peer silent this long is treated as gone', positiveInt, 30),
   listener: (f, _host, _port, log) => {
     if (f.tlsCert !== undefined || f.tlsKey !== undefined)
-      throw new Error('--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)');
+      throw new UsageError(
+        '--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)',
+      );
     const nats = natsOptionsOf(f);
     return (maxFrameBytes) => listenNats(nats, { maxFrameBytes, onStatus: natsStatusLogger(log) });
   },
@@ -112,7 +115,9 @@ export const natsTransport: CliTransport = {
   },
   serveShard: (f, { shardId }, log) => {
     if (f.tlsCert !== undefined || f.tlsKey !== undefined)
-      throw new Error('--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)');
+      throw new UsageError(
+        '--tls-cert/--tls-key are for --transport ws; NATS has its own TLS (--nats-tls-*)',
+      );
     // A subject token may not hold '.', '*', '>' or spaces: the id is made into one.
     const serves = `${f.natsSubject}.shard.${shardId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     const nats = { ...natsOptionsOf(f), subject: serves };

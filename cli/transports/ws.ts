@@ -3,11 +3,12 @@ import { type WsServerTls, connectWs, listenWs } from '../../protocol/ws-transpo
 import { readFlagFile } from '../options.js';
 import type { TlsListenFlags } from './flags.js';
 import type { CliTransport } from './transport.js';
+import { UsageError } from '../../common/errors.js';
 
 function serverTlsOf(f: TlsListenFlags): WsServerTls | undefined {
   if (f.tlsCert === undefined && f.tlsKey === undefined) return undefined;
   if (f.tlsCert === undefined || f.tlsKey === undefined)
-    throw new Error('wss:// needs both --tls-cert and --tls-key');
+    throw new UsageError('wss:// needs both --tls-cert and --tls-key');
   return { cert: readFlagFile('--tls-cert', f.tlsCert), key: readFlagFile('--tls-key', f.tlsKey) };
 }
 
@@ -21,9 +22,9 @@ export const wsTransport: CliTransport = {
     return (maxFrameBytes) => listenWs(host, port, { maxFrameBytes, tls });
   },
   connector: (f) => {
-    if (!f.connect) throw new Error('--connect ws://HOST:PORT is required (or --transport nats)');
+    if (!f.connect) throw new UsageError('--connect ws://HOST:PORT is required (or --transport nats)');
     if (!/^wss?:\/\//.test(f.connect))
-      throw new Error(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
+      throw new UsageError(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
     const url = f.connect;
     const ca = f.tlsCa === undefined ? undefined : readFlagFile('--tls-ca', f.tlsCa);
     return { where: url, connect: () => connectWs(url, { ca }) };
