@@ -28,10 +28,7 @@ import {
 import type { Evaluation } from '../training/step/evaluate.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
-import { type GradientReducer, InProcessReducer } from './gradient-reducer.js';
-import { ShardedReducer } from './sharded-reducer.js';
-import { ShardLostError, ShardSet, type SliceVerdict } from './shard-set.js';
-import { SliceGate } from './slice-gate.js';
+import { type GradientReducer, ReducerStateLost } from './gradient-reducer.js';
 import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
@@ -39,9 +36,8 @@ import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { flagOutliers, nodesAgree } from './outliers.js';
 import { ShareTimer, splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
-import { StragglerWatch } from './stragglers.js';
+import { StragglerReport } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
-import { WeightsBroadcast } from './weights-broadcast.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
 import type { ItemRange, WorkTracker } from './work-tracker.js';
 
@@ -70,8 +66,8 @@ export interface CoordinatorOptions {
   curvesEvery: number;
   /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
   outlierFactor?: number;
-  /** Shard reducers that run reduce and Adam (shard/); absent: this process does, for the whole vector. */
-  shards?: number;
+  /** Turns each step's gathered nodes into the next weights and gets them to the workers. */
+  reducer: GradientReducer;
   log: Logger;
   rejections: RejectionCounts;
   hooks?: CoordinatorHooks;
@@ -94,7 +90,7 @@ export interface RunOutcome {
   accounting: LedgerTotals;
   /** Steps run again after a shard reducer was lost and the run rolled back to its newest checkpoint. */
   replayedSteps: number;
-  /** Shard reducers of the run (1: the coordinator reduced in process). */
+  /** Processes that reduced (1: the coordinator, in process; S: shard reducers). */
   shards: number;
 }
 
@@ -132,7 +128,6 @@ export class Coordinator {
   private active: ActiveWork | undefined;
   private pending: ItemRange[] = [];
   private stopRequested = false;
-  private readonly reducer: GradientReducer;
   private evalRound = 0;
   private readonly geometry: BatchGeometry;
   private readonly phases: PhaseTotals = {
@@ -148,75 +143,40 @@ export class Coordinator {
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly ledger: SampleLedger;
   private readonly trainable: ParamSlice[];
-  private readonly stragglers = new StragglerWatch();
-  private readonly shardStragglers = new StragglerWatch();
+  private readonly stragglers: StragglerReport;
   private deadlineTimer: NodeJS.Timeout | undefined;
-  private readonly shards: ShardSet | undefined;
-  /** The step's gate, in a sharded run: nodes wait in it for their shards' verdicts. */
-  private gate: SliceGate | undefined;
   /** The sample ledger as of the newest checkpoint: a rollback goes back to it. */
   private ledgerAtCheckpoint: SampleLedger | undefined;
   private replayedSteps = 0;
 
-  constructor(private readonly o: CoordinatorOptions) {
-    this.geometry = geometryOf(o.state.config, o.train.count);
-    this.trainable = trainableRanges(o.layout);
-    this.ledger = new SampleLedger(o.train.count);
-    if (o.shards !== undefined) {
-      if (o.state.config.maxGradNorm != null)
-        throw new Error(
-          '--max-grad-norm needs the whole gradient in one place: it does not combine with --shards yet',
-        );
-      if (o.outlierFactor !== undefined)
-        throw new Error(
-          '--outlier-factor rechecks whole nodes on the coordinator: it does not combine with --shards yet',
-        );
-      this.shards = new ShardSet({
-        count: o.shards,
-        state: o.state,
-        pool: o.pool,
-        log: o.log,
-        verdict: (shard, v) => this.onSliceVerdict(shard, v),
-        connected: (n) => o.hooks?.shardsConnected?.(n),
-        lost: (id, reason) => this.onShardLost(id, reason),
-      });
-      this.reducer = new ShardedReducer(o.state, this.shards, (reports) => {
-        o.hooks?.shardsReduced?.(reports);
-        // A shard's round trip is its reduce, Adam and publish plus the hops: slow ones hold every step back.
-        this.watchStragglers(
-          this.shardStragglers,
-          new Map(reports.map((r) => [r.shard, 1 / Math.max(1e-4, r.roundTripSeconds)])),
-          'shard reducer',
-          'reduces/s',
-        );
-      });
-    } else {
-      this.reducer = new InProcessReducer(
-        o.state,
-        o.layout,
-        this.trainable,
-        new WeightsBroadcast(o.state, o.state.config.wire),
-      );
-    }
-    const shards = this.shards;
-    o.pool.setEvents({
+  constructor(private readonly settings: CoordinatorOptions) {
+    const { state, train, layout, pool, log, hooks, reducer } = settings;
+    this.geometry = geometryOf(state.config, train.count);
+    this.trainable = trainableRanges(layout);
+    this.ledger = new SampleLedger(train.count);
+    this.reducer = reducer;
+    this.stragglers = new StragglerReport('worker', 'micro-batches/s', log, hooks?.straggler);
+    reducer.attach({
+      concluded: (gather, session, message, verdict) => {
+        const work = this.active;
+        if (work?.kind !== 'contribution' || work.tracker !== gather.tracker) return;
+        this.conclude(work, session, message, this.recorded(gather, verdict));
+      },
+      failed: (err) => this.abortWork(err),
+    });
+    pool.setEvents({
       ready: (s) => this.onReady(s),
       lost: (s, reason) => this.onLost(s, reason),
       result: (s, m, p) => this.onResult(s, m, p),
       holding: (s) => this.onHolding(s),
-      ...(shards && {
-        shardJoined: (s) => shards.joined(s),
-        shardMessage: (s, m, p) => shards.message(s, m, p),
-        shardLost: (s, reason) => shards.lost(s, reason),
-      }),
     });
   }
 
-  /**
-   * Resolves once every shard reducer holds its slice and workers may join (at once when the run has none).
-   */
-  shardsServing(): Promise<void> {
-    return this.shards?.ready() ?? Promise.resolve();
+  private readonly reducer: GradientReducer;
+
+  /** Resolves once the reducer serves (every shard reducer holds its slice) and workers may join. */
+  serving(): Promise<void> {
+    return this.reducer.serving();
   }
 
   /** Finish the step in flight, checkpoint, and stop (Ctrl-C). */
@@ -228,7 +188,7 @@ export class Coordinator {
   private wakeFromPause: () => void = () => {};
 
   async run(): Promise<RunOutcome> {
-    const { state, log } = this.o;
+    const { state, log } = this.settings;
     const { config } = state;
     const finished = () =>
       positionOf(this.geometry, state.step).epoch >= config.epochs ||
@@ -243,18 +203,15 @@ export class Coordinator {
         stopped: 'finished',
       });
     }
-    if (this.shards) {
-      log.info({ shards: this.shards.count }, `waiting for ${this.shards.count} shard reducer(s)`);
-      await Promise.race([this.shards.ready(), this.stopWaiting()]);
-      if (this.stopRequested)
-        return this.outcome({
-          stepsRun: 0,
-          samplesRun: 0,
-          trainSeconds: 0,
-          evaluation: null,
-          stopped: 'interrupted',
-        });
-    }
+    await Promise.race([this.reducer.serving(), this.stopWaiting()]);
+    if (this.stopRequested)
+      return this.outcome({
+        stepsRun: 0,
+        samplesRun: 0,
+        trainSeconds: 0,
+        evaluation: null,
+        stopped: 'interrupted',
+      });
     await this.waitToStart();
     const started = performance.now();
     const startStep = state.step;
@@ -264,12 +221,12 @@ export class Coordinator {
     const perEpoch = stepsPerEpoch(this.geometry);
     const first = positionOf(this.geometry, state.step);
     this.ledger.begin(first.epoch, stepBatch(this.geometry, first.stepInEpoch).batchStart);
-    // A sharded run can lose a shard's slice of the Adam state: it needs a checkpoint to roll back to from
-    // the start.
-    if (this.shards && this.lastCheckpoint?.step !== state.step) await this.checkpoint();
+    // A reducer that can lose state (a shard's slice of the Adam moments) needs a checkpoint to roll back to
+    // from the start.
+    if (this.reducer.losesState && this.lastCheckpoint?.step !== state.step) await this.checkpoint();
     let stopped: RunOutcome['stopped'];
-    // The final evaluation and checkpoint need every shard too: one lost there rolls back, and training
-    // resumes.
+    // The final evaluation and checkpoint need the reducer's state too: lost there, the run rolls back, and
+    // training resumes.
     for (;;) {
       while (!this.stopRequested && !finished()) {
         await this.waitWhilePaused();
@@ -283,15 +240,15 @@ export class Coordinator {
             evaluatedAt = state.step;
             this.closeEpoch(position.epoch, evaluation, (performance.now() - started) / 1000);
             await this.checkpoint();
-            await writeCurves(this.o.outDir, state);
+            await writeCurves(this.settings.outDir, state);
           } else {
-            if (this.o.checkpointEvery > 0 && state.step % this.o.checkpointEvery === 0)
+            if (this.settings.checkpointEvery > 0 && state.step % this.settings.checkpointEvery === 0)
               await this.checkpoint();
-            if (this.o.curvesEvery > 0 && state.step % this.o.curvesEvery === 0)
-              await writeCurves(this.o.outDir, state);
+            if (this.settings.curvesEvery > 0 && state.step % this.settings.curvesEvery === 0)
+              await writeCurves(this.settings.outDir, state);
           }
         } catch (err) {
-          if (!(err instanceof ShardLostError)) throw err;
+          if (!(err instanceof ReducerStateLost)) throw err;
           samplesRun -= await this.rollBack(err);
         }
       }
@@ -301,7 +258,7 @@ export class Coordinator {
         if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
         break;
       } catch (err) {
-        if (!(err instanceof ShardLostError)) throw err;
+        if (!(err instanceof ReducerStateLost)) throw err;
         samplesRun -= await this.rollBack(err);
         // Stopped while waiting for a replacement: the newest checkpoint, just restored, is where the run
         // stands.
@@ -325,26 +282,25 @@ export class Coordinator {
   ): RunOutcome {
     return {
       ...o,
-      state: this.o.state,
+      state: this.settings.state,
       checkpoint: this.lastCheckpoint?.path ?? null,
       phases: { ...this.phases },
       microBatchesBy: this.microBatchesBy,
       workerBackends: this.workerBackends,
       accounting: { ...this.ledger.totals },
       replayedSteps: this.replayedSteps,
-      shards: this.shards?.count ?? 1,
+      shards: this.reducer.reducers,
     };
   }
 
   /**
-   * A shard reducer left, and its slice of the Adam state with it: the run goes back to its newest
+   * The reducer lost state (a shard reducer left with its slice of Adam's): the run goes back to its newest
    * checkpoint (weights, moments, step, ledger) and replays from there. Every shuffle and dropout
    * mask derives from (seed, epoch, step), so the replay computes the bits the lost steps had.
    * Returns the samples of the steps undone.
    */
-  private async rollBack(err: ShardLostError): Promise<number> {
-    const { state, log, outDir } = this.o;
-    const shards = this.shards!;
+  private async rollBack(err: ReducerStateLost): Promise<number> {
+    const { state, log, outDir } = this.settings;
     const { state: saved, path } = await loadRunState(outDir, log);
     const undone = state.step - saved.step;
     log.error(
@@ -354,26 +310,24 @@ export class Coordinator {
     const { config } = state;
     Object.assign(state, saved, { config });
     this.pending = [];
-    this.gate = undefined;
     if (this.ledgerAtCheckpoint) this.ledger.restore(this.ledgerAtCheckpoint);
     this.replayedSteps += undone;
-    this.o.hooks?.rolledBack?.(undone);
-    shards.reloadAll();
-    await Promise.race([shards.ready(), this.stopWaiting()]);
+    this.settings.hooks?.rolledBack?.(undone);
+    await Promise.race([this.reducer.recover(), this.stopWaiting()]);
     if (!this.stopRequested)
-      log.info({ step: state.step }, `every slice is served again: replaying from step ${state.step}`);
+      log.info({ step: state.step }, `the reducer serves again: replaying from step ${state.step}`);
     let samples = 0;
     for (let s = saved.step; s < saved.step + undone; s++)
       samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
     return samples;
   }
 
-  private onShardLost(id: string, reason: string): void {
-    this.o.hooks?.shardLost?.(id, reason);
+  /** The reducer cannot finish the work in flight: its runWork rejects with `err`. */
+  private abortWork(err: ReducerStateLost): void {
     const work = this.active;
     if (!work) return;
     this.active = undefined;
-    work.abort(new ShardLostError(`shard reducer ${id} left: ${reason}`));
+    work.abort(err);
   }
 
   /**
@@ -381,8 +335,8 @@ export class Coordinator {
    * grace is over.
    */
   private async waitToStart(): Promise<void> {
-    const { pool, minWorkers, log } = this.o;
-    const start = this.o.startWorkers;
+    const { pool, minWorkers, log } = this.settings;
+    const start = this.settings.startWorkers;
     const wanted = Math.max(minWorkers, start?.count ?? 0);
     if (pool.ready().length >= wanted) return;
     log.info({ workers: wanted, min_workers: minWorkers }, `waiting for ${wanted} worker(s)`);
@@ -404,17 +358,17 @@ export class Coordinator {
 
   /** Between steps: paused, and saying so, while fewer than --min-workers are ready. */
   private async waitWhilePaused(): Promise<void> {
-    const { pool, minWorkers, log, hooks } = this.o;
+    const { pool, minWorkers, log, hooks } = this.settings;
     if (pool.ready().length >= minWorkers) return;
     log.warn(
-      { ready: pool.ready().length, min_workers: minWorkers, step: this.o.state.step },
-      `paused at step ${this.o.state.step}: ${pool.ready().length} of ${minWorkers} workers ready; waiting for more to join`,
+      { ready: pool.ready().length, min_workers: minWorkers, step: this.settings.state.step },
+      `paused at step ${this.settings.state.step}: ${pool.ready().length} of ${minWorkers} workers ready; waiting for more to join`,
     );
     hooks?.paused?.(true);
     await Promise.race([pool.waitForReady(minWorkers), this.stopWaiting()]);
     if (this.stopRequested) return;
     log.info(
-      { ready: pool.ready().length, step: this.o.state.step },
+      { ready: pool.ready().length, step: this.settings.state.step },
       `resumed with ${pool.ready().length} workers`,
     );
     hooks?.paused?.(false);
@@ -431,7 +385,7 @@ export class Coordinator {
   private closeLedger(epoch: number): void {
     const missing = this.ledger.close();
     if (missing > 0)
-      this.o.log.error(
+      this.settings.log.error(
         { epoch: epoch + 1, missing },
         `epoch ${epoch + 1} closed with ${missing} samples never trained on`,
       );
@@ -446,7 +400,7 @@ export class Coordinator {
         epoch: position.epoch,
         batchStart: batch.batchStart,
         batchSamples: batch.samples,
-        weightsVersion: this.o.state.step,
+        weightsVersion: this.settings.state.step,
         first: r.first,
         count: r.end - r.first,
       });
@@ -454,10 +408,10 @@ export class Coordinator {
 
   /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
   private async runStep(position: StepPosition): Promise<number> {
-    const { state, pool } = this.o;
+    const { state, pool } = this.settings;
     const batch = stepBatch(this.geometry, position.stepInEpoch);
     const gather = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize);
-    if (this.shards) this.gate = new SliceGate(this.shards.count, gather);
+    this.reducer.begin(gather);
     const startedAt = performance.now();
     await this.runWork({
       kind: 'contribution',
@@ -465,9 +419,10 @@ export class Coordinator {
       accept: (s, m, p) => (m.type === 'contribution' ? this.acceptContribution(gather, s, m, p) : undefined),
       send: this.assignFor(position, batch),
     });
-    if (this.o.outlierFactor !== undefined) await this.recheckOutliers(gather, this.o.outlierFactor);
+    if (this.settings.outlierFactor !== undefined)
+      await this.recheckOutliers(gather, this.settings.outlierFactor);
     const gatheredAt = performance.now();
-    this.o.hooks?.gathered?.(position);
+    this.settings.hooks?.gathered?.(position);
     const update = await this.reducer.apply(gather, position, pool.ready());
     const acc = state.epochAccumulator;
     acc.lossSum += update.lossSum;
@@ -480,7 +435,7 @@ export class Coordinator {
     for (const [id, count] of gather.microBatchesBy)
       this.microBatchesBy.set(id, (this.microBatchesBy.get(id) ?? 0) + count);
     for (const w of pool.ready()) w.idleSteps = gather.computeSeconds.has(w.id) ? 0 : w.idleSteps + 1;
-    this.watchStragglers(this.stragglers, workerSpeeds, 'worker', 'micro-batches/s');
+    this.stragglers.observe(workerSpeeds);
     const report = stepReport({
       position,
       stepsPerEpoch: stepsPerEpoch(this.geometry),
@@ -492,25 +447,18 @@ export class Coordinator {
       workerSpeeds,
     });
     addPhases(this.phases, report);
-    this.o.hooks?.step?.(report);
+    this.settings.hooks?.step?.(report);
     return batch.samples;
   }
 
-  /**
-   * A node checked by the step's gather (and, sharded, its gate); an accepted one is entered in the sample
-   * ledger.
-   */
+  /** A node checked by the step's gather and the reducer; an accepted one is entered in the sample ledger. */
   private acceptContribution(
     gather: StepGather,
     session: WorkerSession,
     message: MessageOf<'contribution'>,
     payload: Float32Array,
   ): Verdict {
-    const gate = this.gate?.gather === gather ? this.gate : undefined;
-    return this.recorded(
-      gather,
-      gate ? gate.header(session, message, payload) : gather.accept(session.id, message, payload),
-    );
+    return this.recorded(gather, this.reducer.admit(gather, session, message, payload));
   }
 
   private recorded(gather: StepGather, verdict: Verdict): Verdict {
@@ -521,45 +469,13 @@ export class Coordinator {
     return verdict;
   }
 
-  /** A shard's verdict on a slice: it may decide a node that waits in the gate. */
-  private onSliceVerdict(shard: number, v: SliceVerdict): void {
-    const gate = this.gate;
-    const work = this.active;
-    if (!gate || !work || work.kind !== 'contribution' || work.tracker !== gate.gather.tracker) return;
-    const concluded = gate.verdict(shard, v);
-    if (!concluded || concluded.session.state === 'gone') return;
-    this.conclude(work, concluded.session, concluded.message, this.recorded(gate.gather, concluded.verdict));
-  }
-
-  private watchStragglers(
-    watch: StragglerWatch,
-    speeds: Map<string, number>,
-    who: 'worker' | 'shard reducer',
-    unit: string,
-  ): void {
-    const { flagged, cleared, median } = watch.observe(speeds);
-    const key = who === 'worker' ? 'worker' : 'shard';
-    const consequence = who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
-    for (const id of flagged) {
-      this.o.log.warn(
-        { [key]: id, speed: speeds.get(id), median_speed: median },
-        `${who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${unit} against a median of ${median.toFixed(1)}; ${consequence}`,
-      );
-      this.o.hooks?.straggler?.(id, true);
-    }
-    for (const id of cleared) {
-      this.o.log.info({ [key]: id }, `${who} ${id} is no longer a straggler`);
-      this.o.hooks?.straggler?.(id, false);
-    }
-  }
-
   /**
    * Each node far above the step's median (coordinator/outliers.ts) is computed again by another
    * worker. Confirmed, the original stands (so the weights' bits are those of an unchecked run);
    * refuted, the original is rejected as an outlier, its sender named, and the recomputation used.
    */
   private async recheckOutliers(gather: StepGather, factor: number): Promise<void> {
-    const { log, pool, layout } = this.o;
+    const { log, pool, layout } = this.settings;
     const { position, batch } = gather;
     const { flagged, median } = flagOutliers(gather.nodeNorms(this.trainable), factor);
     for (const suspect of flagged) {
@@ -570,7 +486,7 @@ export class Coordinator {
           { worker: suspect.workerId, step: position.step },
           `${about} is an outlier, but no other worker can recompute it: kept`,
         );
-        this.o.hooks?.outlier?.('unverified', suspect.workerId);
+        this.settings.hooks?.outlier?.('unverified', suspect.workerId);
         continue;
       }
       const recheck = new StepGather(position, batch, this.geometry, layout.size, range);
@@ -591,7 +507,7 @@ export class Coordinator {
           { worker: suspect.workerId, step: position.step, identical: agreement.identical },
           `${about} is an outlier, confirmed by another worker: kept`,
         );
-        this.o.hooks?.outlier?.('confirmed', suspect.workerId);
+        this.settings.hooks?.outlier?.('confirmed', suspect.workerId);
         continue;
       }
       gather.replace(suspect.key, again, 'recheck');
@@ -599,15 +515,15 @@ export class Coordinator {
       const sender = pool.ready().find((s) => s.id === suspect.workerId);
       if (sender) sender.channel.reject('outlier', detail);
       else {
-        this.o.rejections.record('outlier');
+        this.settings.rejections.record('outlier');
         log.warn({ worker: suspect.workerId, reason: 'outlier' }, detail);
       }
-      this.o.hooks?.outlier?.('rejected', suspect.workerId);
+      this.settings.hooks?.outlier?.('rejected', suspect.workerId);
     }
   }
 
   private async evaluate(): Promise<Evaluation> {
-    const { test, model, state } = this.o;
+    const { test, model, state } = this.settings;
     if (!test.labels) throw new Error(`${test.name} has no labels to evaluate against`);
     const round = this.evalRound++;
     const gather = new EvalGather(round, test.labels, state.config.evalChunkSize, model.classes);
@@ -631,7 +547,7 @@ export class Coordinator {
   }
 
   private closeEpoch(epoch: number, evaluation: Evaluation, wallSeconds: number): void {
-    const { state, log } = this.o;
+    const { state, log } = this.settings;
     const acc = state.epochAccumulator;
     const summary: EpochSummary = {
       epoch: epoch + 1,
@@ -648,22 +564,22 @@ export class Coordinator {
       { ...summary },
       `epoch ${summary.epoch}: train loss ${summary.trainLoss.toFixed(4)}, test accuracy ${(evaluation.accuracy * 100).toFixed(2)}%`,
     );
-    this.o.hooks?.epoch?.(summary, evaluation);
+    this.settings.hooks?.epoch?.(summary, evaluation);
   }
 
   private async checkpoint(): Promise<void> {
     const started = performance.now();
     await this.reducer.sync();
-    const { meta, tensors } = stateToCheckpoint(this.o.state);
-    const { step } = this.o.state;
-    const path = await saveCheckpoint(runPaths(this.o.outDir).checkpoints, step, meta, tensors, {
+    const { meta, tensors } = stateToCheckpoint(this.settings.state);
+    const { step } = this.settings.state;
+    const path = await saveCheckpoint(runPaths(this.settings.outDir).checkpoints, step, meta, tensors, {
       keep: 3,
-      log: this.o.log,
+      log: this.settings.log,
     });
     this.lastCheckpoint = { step, path };
-    if (this.shards) this.ledgerAtCheckpoint = this.ledger.copy();
-    this.o.log.info({ path, step }, `checkpoint written: ${path}`);
-    this.o.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
+    this.ledgerAtCheckpoint = this.ledger.copy();
+    this.settings.log.info({ path, step }, `checkpoint written: ${path}`);
+    this.settings.hooks?.checkpoint?.({ step, path, seconds: (performance.now() - started) / 1000 });
   }
 
   /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
@@ -673,7 +589,7 @@ export class Coordinator {
     },
     ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
   ): Promise<void> {
-    const deadline = this.o.stepDeadlineMs;
+    const deadline = this.settings.stepDeadlineMs;
     return new Promise<void>((resolve, reject) => {
       this.active = {
         excluded: new Set(),
@@ -696,7 +612,7 @@ export class Coordinator {
   /** Work goes out once the worker holds this step's weights (its `holding` says so); until then it waits. */
   private assign(work: ActiveWork, session: WorkerSession, range: ItemRange): void {
     this.reducer.ensureWeights(session);
-    if (session.holdsVersion !== this.o.state.step) {
+    if (session.holdsVersion !== this.settings.state.step) {
       work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
       return;
     }
@@ -707,7 +623,7 @@ export class Coordinator {
   private onHolding(session: WorkerSession): void {
     const work = this.active;
     const waiting = work?.waiting.get(session.id);
-    if (!work || !waiting || session.holdsVersion !== this.o.state.step) return;
+    if (!work || !waiting || session.holdsVersion !== this.settings.state.step) return;
     work.waiting.delete(session.id);
     for (const range of waiting) this.assign(work, session, range);
   }
@@ -723,10 +639,14 @@ export class Coordinator {
     const work = this.active;
     if (!work) return;
     const now = performance.now();
-    const ready = this.o.pool.ready();
+    const ready = this.settings.pool.ready();
     for (const session of ready) {
       const at = work.assignedAt.get(session.id);
-      if (at === undefined || now - at < this.o.stepDeadlineMs || !work.tracker.owesAnything(session.id))
+      if (
+        at === undefined ||
+        now - at < this.settings.stepDeadlineMs ||
+        !work.tracker.owesAnything(session.id)
+      )
         continue;
       // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
@@ -734,11 +654,11 @@ export class Coordinator {
       work.assignedAt.delete(session.id);
       work.waiting.delete(session.id);
       work.late.add(session.id);
-      this.o.log.warn(
-        { worker: session.id, ranges: orphaned, deadline_s: this.o.stepDeadlineMs / 1000 },
-        `worker ${session.id} missed the ${this.o.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
+      this.settings.log.warn(
+        { worker: session.id, ranges: orphaned, deadline_s: this.settings.stepDeadlineMs / 1000 },
+        `worker ${session.id} missed the ${this.settings.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
       );
-      this.o.hooks?.deadlineMissed?.(session);
+      this.settings.hooks?.deadlineMissed?.(session);
       this.dispatch(orphaned);
     }
   }
@@ -746,10 +666,10 @@ export class Coordinator {
   private dispatch(ranges: ItemRange[]): void {
     const work = this.active;
     if (!work) return;
-    const ready = this.o.pool.ready().filter((s) => !work.excluded.has(s.id));
+    const ready = this.settings.pool.ready().filter((s) => !work.excluded.has(s.id));
     if (ready.length === 0) {
       this.pending.push(...ranges);
-      this.o.log.warn('no worker is ready: the step waits for one to join');
+      this.settings.log.warn('no worker is ready: the step waits for one to join');
       return;
     }
     const onTime = ready.filter((s) => !work.late.has(s.id));
@@ -779,18 +699,18 @@ export class Coordinator {
       backend: session.backend,
       ...(session.adapter && { adapter: session.adapter }),
     });
-    this.o.hooks?.workerReady?.(session);
+    this.settings.hooks?.workerReady?.(session);
     this.reducer.ensureWeights(session);
     if (this.active && this.pending.length > 0) this.dispatch(this.pending.splice(0));
   }
 
   private onLost(session: WorkerSession, reason: string): void {
-    this.o.hooks?.workerLost?.(session, reason);
+    this.settings.hooks?.workerLost?.(session, reason);
     if (!this.active) return;
     this.forget(this.active, session.id);
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {
-      this.o.log.warn(
+      this.settings.log.warn(
         { worker: session.id, ranges: orphaned },
         `reassigning the work of lost worker ${session.id}`,
       );

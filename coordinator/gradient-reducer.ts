@@ -12,7 +12,8 @@ import { averageOf } from '../training/parallel/reduction-tree.js';
 import { clipGradientNorm } from './clipping.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import { type RunState, adamForEpoch } from './run-state.js';
-import type { StepGather } from './step-gather.js';
+import type { StepGather, Verdict } from './step-gather.js';
+import type { MessageOf } from '../protocol/messages.js';
 import type { WorkerSession } from './worker-pool.js';
 import type { WeightsBroadcast } from './weights-broadcast.js';
 
@@ -31,24 +32,92 @@ export interface StepUpdate {
   clippedFrom?: number;
 }
 
+/**
+ * The reducer lost part of the run's state that it alone held (a shard reducer left with its slice of the Adam
+ * moments): the coordinator rolls the run back to its newest checkpoint, asks the reducer to `recover`, and
+ * replays.
+ */
+export class ReducerStateLost extends Error {
+  override name = 'ReducerStateLost';
+}
+
+/** What a reducer may tell the coordinator between its calls. */
+export interface ReducerHost {
+  /** A node of `gather` whose verdict was pending (`admit` said so) is decided now. */
+  concluded(
+    gather: StepGather,
+    session: WorkerSession,
+    message: MessageOf<'contribution'>,
+    verdict: Verdict,
+  ): void;
+  /** The work in flight cannot finish: the reducer lost state (its promise rejects with `err`). */
+  failed(err: ReducerStateLost): void;
+}
+
 export interface GradientReducer {
   /**
    * Values each tree node's payload carries to the coordinator: the layout's size, or 0 where shard reducers
    * take them.
    */
   readonly nodePayloadSize: number;
+  /** Processes that reduce (1: this one), for the run's summary. */
+  readonly reducers: number;
+  /**
+   * True when the reducer holds state that only a checkpoint restores if it is lost: the run writes one before
+   * its first step, so that it always has one to roll back to.
+   */
+  readonly losesState: boolean;
+  /** Called once, by the coordinator that uses it. */
+  attach(host: ReducerHost): void;
+  /** Resolves once the reducer can take a step (and workers may join). */
+  serving(): Promise<void>;
+  /** The step gathered in `gather` begins: its nodes (and, sharded, their slices) may arrive from now on. */
+  begin(gather: StepGather): void;
+  /** A node of the step gathered in `gather`: taken, refused, or pending (decided later through the host). */
+  admit(
+    gather: StepGather,
+    session: WorkerSession,
+    message: MessageOf<'contribution'>,
+    payload: Float32Array,
+  ): Verdict;
   /** Every node of the step is in `gather`: reduce, average, step the optimizer, publish to `workers`. */
   apply(gather: StepGather, position: StepPosition, workers: readonly WorkerSession[]): Promise<StepUpdate>;
   /** The worker holds the current weights, or they are on their way to it. */
   ensureWeights(session: WorkerSession): void;
   /** Brings the run state's weights and Adam moments up to date (before a checkpoint or the summary). */
   sync(): Promise<void>;
+  /**
+   * The run state was rolled back to a checkpoint after ReducerStateLost: take it up again; resolves once
+   * serving.
+   */
+  recover(): Promise<void>;
 }
 
 export class InProcessReducer implements GradientReducer {
+  readonly reducers = 1;
+  readonly losesState = false;
+
   get nodePayloadSize(): number {
     return this.layout.size;
   }
+
+  attach(): void {}
+
+  begin(): void {}
+
+  async serving(): Promise<void> {}
+
+  admit(
+    gather: StepGather,
+    session: WorkerSession,
+    message: MessageOf<'contribution'>,
+    payload: Float32Array,
+  ): Verdict {
+    return gather.accept(session.id, message, payload);
+  }
+
+  /** Its state is the run's own, which never goes missing. */
+  async recover(): Promise<void> {}
 
   /**
    * `trainable`: the layout's trainable slices (trainableRanges), which Adam, clipping and the norm cover.

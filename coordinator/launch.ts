@@ -11,6 +11,7 @@ import { initialWeights } from '../training/models/init.js';
 import { type ModelSpec, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { createAdamState } from '../training/optimizer/adam.js';
+import { trainableRanges } from '../training/optimizer/apply-update.js';
 import { geometryOf, stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
 import { serveMetrics } from '../common/metrics-server.js';
 import { Coordinator, type RunOutcome, type WorkerBackend } from './coordinator.js';
@@ -28,6 +29,9 @@ import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js'
 import type { SharedSecret } from '../protocol/auth.js';
 import type { AdmissionLimits } from './admission.js';
 import type { LedgerTotals } from './sample-ledger.js';
+import { InProcessReducer } from './gradient-reducer.js';
+import { ShardedReducer } from './sharded-reducer.js';
+import { WeightsBroadcast } from './weights-broadcast.js';
 import { WorkerPool } from './worker-pool.js';
 
 /** How the coordinator keeps its workers honest and alive (cli/cluster-options.ts has the flags). */
@@ -243,7 +247,6 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     secret: o.policy.secret,
     limits: o.policy.limits,
     heartbeat: o.policy.heartbeat,
-    takesShards: o.shards !== undefined,
     welcome: {
       type: 'welcome',
       runId: config.runId,
@@ -258,6 +261,11 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
       test: { ...config.test, height: test.height, width: test.width },
     },
   });
+  const hooks = combineHooks(o.hooks, metrics?.hooks());
+  const reducer =
+    o.shards === undefined
+      ? new InProcessReducer(state, layout, trainableRanges(layout), new WeightsBroadcast(state, config.wire))
+      : new ShardedReducer({ state, count: o.shards, pool, log: o.log, hooks });
   const coordinator = new Coordinator({
     state,
     model,
@@ -274,8 +282,8 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     curvesEvery: o.curvesEvery ?? 0,
     log: o.log,
     rejections,
-    hooks: combineHooks(o.hooks, metrics?.hooks()),
-    shards: o.shards,
+    hooks,
+    reducer,
   });
   o.log.info(
     { url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },

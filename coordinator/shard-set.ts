@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { type MessageOf, SHARD_TENSORS, type ShardMessage, type ShardTensor } from '../protocol/messages.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 import { planShards } from '../training/parallel/shard-plan.js';
+import { ReducerStateLost } from './gradient-reducer.js';
 import type { RunState } from './run-state.js';
 import type { ShardSession, WorkerPool } from './worker-pool.js';
 
@@ -17,10 +18,6 @@ export type SliceVerdict = MessageOf<'sliceVerdict'>;
  * its clock.
  */
 export type ShardReport = MessageOf<'reduced'> & { shard: string; roundTripSeconds: number };
-
-export class ShardLostError extends Error {
-  override name = 'ShardLostError';
-}
 
 interface Slot {
   slice: ParamSlice;
@@ -62,9 +59,14 @@ export class ShardSet {
       }
     | undefined;
 
-  constructor(private readonly o: ShardSetOptions) {
-    this.slices = planShards(o.state.weights.length, o.count);
+  constructor(private readonly settings: ShardSetOptions) {
+    this.slices = planShards(settings.state.weights.length, settings.count);
     this.slots = this.slices.map((slice) => ({ slice }));
+    settings.pool.setShardEvents({
+      joined: (s) => this.joined(s),
+      message: (s, m, p) => this.message(s, m, p),
+      lost: (s, reason) => this.lost(s, reason),
+    });
     this.closeDoor();
   }
 
@@ -88,7 +90,7 @@ export class ShardSet {
 
   private closeDoor(): void {
     const loaded = this.slots.filter((s) => s.session && s.loadedVersion !== undefined).length;
-    this.o.pool.admitWorkers({
+    this.settings.pool.admitWorkers({
       open: false,
       why: `waiting for shard reducers: ${this.connected} of ${this.count} joined, ${loaded} loaded`,
     });
@@ -100,7 +102,7 @@ export class ShardSet {
     return new Promise((resolve, reject) => this.allLoaded.push({ resolve, reject }));
   }
 
-  joined(session: ShardSession): void {
+  private joined(session: ShardSession): void {
     const index = this.slots.findIndex((s) => !s.session);
     if (index < 0) {
       session.channel.reject('cluster_full', `all ${this.count} slices are served (--shards ${this.count})`);
@@ -112,7 +114,7 @@ export class ShardSet {
     session.channel.send({ type: 'shardAssign', index, ...slot.slice });
     this.load(index);
     this.closeDoor();
-    this.o.connected?.(this.connected);
+    this.settings.connected?.(this.connected);
   }
 
   /**
@@ -121,7 +123,7 @@ export class ShardSet {
    */
   private load(index: number): void {
     const { session, slice } = this.slots[index];
-    const { state } = this.o;
+    const { state } = this.settings;
     const whole: Record<ShardTensor, Float32Array> = {
       weights: state.weights,
       adam_m: state.adam.m,
@@ -155,14 +157,14 @@ export class ShardSet {
     });
   }
 
-  message(session: ShardSession, message: ShardMessage, payload: Float32Array): void {
+  private message(session: ShardSession, message: ShardMessage, payload: Float32Array): void {
     const index = this.slots.findIndex((s) => s.session === session);
     if (index < 0) return;
     switch (message.type) {
       case 'shardLoaded':
         return this.onLoaded(index, message.version);
       case 'sliceVerdict':
-        return this.o.verdict(index, message);
+        return this.settings.verdict(index, message);
       case 'reduced':
         return this.onReduced(index, session, message);
       case 'shardState':
@@ -177,23 +179,23 @@ export class ShardSet {
 
   private onLoaded(index: number, version: number): void {
     const slot = this.slots[index];
-    if (version !== this.o.state.step)
+    if (version !== this.settings.state.step)
       return slot.session!.channel.reject(
         'stale_result',
-        `loaded version ${version}, the run is at ${this.o.state.step}`,
+        `loaded version ${version}, the run is at ${this.settings.state.step}`,
       );
     slot.loadedVersion = version;
     if (!this.serving) return;
     const shards = this.slots.map((s) => ({ ...s.slice, url: s.session!.serves }));
-    this.o.pool.admitWorkers({ open: true, shards });
-    this.o.log.info(
+    this.settings.pool.admitWorkers({ open: true, shards });
+    this.settings.log.info(
       { shards: shards.map((s) => s.url) },
       `${this.count} shard reducer(s) serving: workers may join`,
     );
     for (const w of this.allLoaded.splice(0)) w.resolve();
   }
 
-  lost(session: ShardSession, reason: string): void {
+  private lost(session: ShardSession, reason: string): void {
     const slot = this.slots.find((s) => s.session === session);
     if (!slot) return;
     slot.session = undefined;
@@ -202,9 +204,9 @@ export class ShardSet {
     // lost state.
     this.suspended = true;
     this.closeDoor();
-    this.o.connected?.(this.connected);
-    this.o.lost?.(session.id, reason);
-    const err = new ShardLostError(`shard reducer ${session.id} left: ${reason}`);
+    this.settings.connected?.(this.connected);
+    this.settings.lost?.(session.id, reason);
+    const err = new ReducerStateLost(`shard reducer ${session.id} left: ${reason}`);
     this.reduceWait?.waiter.reject(err);
     this.reduceWait = undefined;
     this.collectWait?.waiter.reject(err);
@@ -214,7 +216,7 @@ export class ShardSet {
   /** Every shard reduces the step's nodes and publishes its slice; resolves with their reports. */
   reduce(request: Omit<MessageOf<'reduce'>, 'type'>): Promise<ShardReport[]> {
     if (!this.serving)
-      return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+      return Promise.reject(new ReducerStateLost(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
       this.reduceWait = {
         step: request.step,
@@ -247,11 +249,11 @@ export class ShardSet {
    */
   collect(): Promise<void> {
     if (!this.serving)
-      return Promise.reject(new ShardLostError(`${this.count - this.connected} shard reducer(s) missing`));
+      return Promise.reject(new ReducerStateLost(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
       this.collectWait = { parts: new Map(), waiter: { resolve, reject } };
       for (const slot of this.slots)
-        slot.session!.channel.send({ type: 'collect', version: this.o.state.step });
+        slot.session!.channel.send({ type: 'collect', version: this.settings.state.step });
     });
   }
 
@@ -259,10 +261,10 @@ export class ShardSet {
     const wait = this.collectWait;
     const slot = this.slots[index];
     if (!wait) return slot.session!.channel.reject('unexpected_message', 'shardState nobody asked for');
-    if (message.version !== this.o.state.step || values.length !== slot.slice.size) {
+    if (message.version !== this.settings.state.step || values.length !== slot.slice.size) {
       return slot.session!.channel.reject(
         'invalid_message',
-        `shardState of version ${message.version} with ${values.length} values; expected ${this.o.state.step} and ${slot.slice.size}`,
+        `shardState of version ${message.version} with ${values.length} values; expected ${this.settings.state.step} and ${slot.slice.size}`,
       );
     }
     const part = wait.parts.get(index) ?? {};
@@ -271,7 +273,7 @@ export class ShardSet {
     wait.parts.set(index, part);
     const complete = [...wait.parts.values()].filter((p) => SHARD_TENSORS.every((t) => p[t]));
     if (complete.length < this.count) return;
-    const { state } = this.o;
+    const { state } = this.settings;
     for (const [i, p] of wait.parts) {
       const { offset } = this.slots[i].slice;
       state.weights.set(p.weights!, offset);

@@ -3,35 +3,117 @@
  * only the nodes' sums of loss, accuracy and samples; each shard reduces its slice of the named
  * nodes in tree order, steps Adam on it and publishes its slice of the new weights to the workers.
  * The coordinator's copy of the weights and moments is brought up to date only when asked (sync).
+ *
+ * A node is taken only once the coordinator's checks of its sums and every shard's check of its
+ * slice have passed (the slice gate); a shard that leaves takes its slice of the Adam moments with
+ * it, which only a rollback to the newest checkpoint restores (ReducerStateLost).
  */
+import type { Logger } from 'pino';
+import type { MessageOf } from '../protocol/messages.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
-import type { GradientReducer, StepUpdate } from './gradient-reducer.js';
+import {
+  type GradientReducer,
+  type ReducerHost,
+  ReducerStateLost,
+  type StepUpdate,
+} from './gradient-reducer.js';
+import type { CoordinatorHooks } from './hooks.js';
 import { type RunState, adamForEpoch } from './run-state.js';
-import type { ShardReport, ShardSet } from './shard-set.js';
-import type { StepGather } from './step-gather.js';
-import type { WorkerSession } from './worker-pool.js';
+import { type ShardReport, ShardSet, type SliceVerdict } from './shard-set.js';
+import { SliceGate } from './slice-gate.js';
+import type { StepGather, Verdict } from './step-gather.js';
+import { StragglerReport } from './stragglers.js';
+import type { WorkerPool, WorkerSession } from './worker-pool.js';
+
+export interface ShardedReducerOptions {
+  state: RunState;
+  /** Shard reducers, S. */
+  count: number;
+  pool: WorkerPool;
+  log: Logger;
+  hooks?: CoordinatorHooks;
+}
 
 export class ShardedReducer implements GradientReducer {
   readonly nodePayloadSize = 0;
+  readonly losesState = true;
+  private readonly shards: ShardSet;
+  private host: ReducerHost | undefined;
+  /** The step's gate: nodes wait in it for their shards' verdicts. */
+  private gate: SliceGate | undefined;
   /** The version the shards are producing while a reduce is out: workers may report holding it early. */
   private publishing: number | undefined;
+  private readonly stragglers: StragglerReport;
 
-  constructor(
-    private readonly state: RunState,
-    private readonly shards: ShardSet,
-    private readonly reported?: (reports: ShardReport[]) => void,
-  ) {}
+  constructor(private readonly settings: ShardedReducerOptions) {
+    const { hooks, log, pool, state, count } = settings;
+    this.shards = new ShardSet({
+      count,
+      state,
+      pool,
+      log,
+      verdict: (shard, v) => this.onSliceVerdict(shard, v),
+      connected: (n) => hooks?.shardsConnected?.(n),
+      lost: (id, reason) => {
+        hooks?.shardLost?.(id, reason);
+        this.host?.failed(new ReducerStateLost(`shard reducer ${id} left: ${reason}`));
+      },
+    });
+    this.stragglers = new StragglerReport('shard reducer', 'reduces/s', log, hooks?.straggler);
+  }
+
+  get reducers(): number {
+    return this.shards.count;
+  }
+
+  attach(host: ReducerHost): void {
+    this.host = host;
+  }
+
+  serving(): Promise<void> {
+    const { count } = this.shards;
+    this.settings.log.info({ shards: count }, `waiting for ${count} shard reducer(s)`);
+    return this.shards.ready();
+  }
+
+  begin(gather: StepGather): void {
+    this.gate = new SliceGate(this.shards.count, gather);
+  }
+
+  admit(
+    gather: StepGather,
+    session: WorkerSession,
+    message: MessageOf<'contribution'>,
+    payload: Float32Array,
+  ): Verdict {
+    if (this.gate?.gather !== gather)
+      throw new Error(`a node of step ${gather.position.step} before it began`);
+    return this.gate.header(session, message, payload);
+  }
+
+  /** A shard's verdict on a slice: it may decide a node that waits in the gate. */
+  private onSliceVerdict(shard: number, v: SliceVerdict): void {
+    const concluded = this.gate?.verdict(shard, v);
+    if (!concluded || concluded.session.state === 'gone') return;
+    this.host?.concluded(this.gate!.gather, concluded.session, concluded.message, concluded.verdict);
+  }
 
   /**
    * The shards send every version to each worker joined to them: nothing to send, only the version to expect.
    */
   ensureWeights(session: WorkerSession): void {
-    session.weightsVersion = Math.max(session.weightsVersion, this.publishing ?? this.state.step);
+    session.weightsVersion = Math.max(session.weightsVersion, this.publishing ?? this.settings.state.step);
   }
 
   sync(): Promise<void> {
     return this.shards.collect();
+  }
+
+  recover(): Promise<void> {
+    this.gate = undefined;
+    this.shards.reloadAll();
+    return this.shards.ready();
   }
 
   async apply(
@@ -39,7 +121,7 @@ export class ShardedReducer implements GradientReducer {
     position: StepPosition,
     workers: readonly WorkerSession[],
   ): Promise<StepUpdate> {
-    const { state } = this;
+    const { state } = this.settings;
     const t0 = performance.now();
     // The nodes carry no values here: this sums their loss, correct and sample counts.
     const root = gather.reduce();
@@ -61,7 +143,9 @@ export class ShardedReducer implements GradientReducer {
     }
     state.step++;
     state.adam.step++;
-    this.reported?.(reports);
+    this.settings.hooks?.shardsReduced?.(reports);
+    // A shard's round trip is its reduce, Adam and publish plus the hops: slow ones hold every step back.
+    this.stragglers.observe(new Map(reports.map((r) => [r.shard, 1 / Math.max(1e-4, r.roundTripSeconds)])));
     const slowest = (phase: keyof ShardReport['seconds']) =>
       Math.max(...reports.map((r) => r.seconds[phase]));
     const optimizer = slowest('optimizer');

@@ -33,7 +33,10 @@ export class SliceGate {
   private entry(worker: string, node: { level: number; index: number }): [string, Entry] {
     const key = `${worker}|${node.level}:${node.index}`;
     let e = this.entries.get(key);
-    if (!e) this.entries.set(key, (e = { verdicts: new Map() }));
+    if (!e) {
+      e = { verdicts: new Map() };
+      this.entries.set(key, e);
+    }
     return [key, e];
   }
 

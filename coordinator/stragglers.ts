@@ -3,6 +3,8 @@
  * speed-proportional sharding pulls it towards 1, so a ratio that stays high names a worker that
  * keeps getting slower than its share predicts.
  */
+import type { Logger } from 'pino';
+
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
@@ -54,5 +56,37 @@ export class StragglerWatch {
 
   isStraggler(id: string): boolean {
     return this.flagged.has(id);
+  }
+}
+
+/**
+ * A StragglerWatch that says what it sees: each straggler named in the log and to `straggler` (metrics), once
+ * when it becomes one and once when it stops being one.
+ */
+export class StragglerReport {
+  private readonly watch = new StragglerWatch();
+
+  constructor(
+    private readonly who: 'worker' | 'shard reducer',
+    private readonly unit: string,
+    private readonly log: Logger,
+    private readonly straggler?: (id: string, flagged: boolean) => void,
+  ) {}
+
+  observe(speeds: ReadonlyMap<string, number>): void {
+    const { flagged, cleared, median } = this.watch.observe(speeds);
+    const key = this.who === 'worker' ? 'worker' : 'shard';
+    const consequence = this.who === 'worker' ? 'it gets a smaller share' : 'every step waits for it';
+    for (const id of flagged) {
+      this.log.warn(
+        { [key]: id, speed: speeds.get(id), median_speed: median },
+        `${this.who} ${id} is a straggler: ${speeds.get(id)!.toFixed(1)} ${this.unit} against a median of ${median.toFixed(1)}; ${consequence}`,
+      );
+      this.straggler?.(id, true);
+    }
+    for (const id of cleared) {
+      this.log.info({ [key]: id }, `${this.who} ${id} is no longer a straggler`);
+      this.straggler?.(id, false);
+    }
   }
 }

@@ -85,10 +85,13 @@ export interface PoolEvents {
   result(session: WorkerSession, message: ResultMessage, payload: Float32Array): void;
   /** The worker confirmed it holds weights `session.holdsVersion`. */
   holding(session: WorkerSession): void;
-  /** A shard reducer joined (only when the pool takes shards); its messages and its loss follow. */
-  shardJoined?(session: ShardSession): void;
-  shardMessage?(session: ShardSession, message: ShardMessage, payload: Float32Array): void;
-  shardLost?(session: ShardSession, reason: string): void;
+}
+
+/** A shard reducer joined (only when the pool takes shards); its messages and its loss follow. */
+export interface ShardEvents {
+  joined(session: ShardSession): void;
+  message(session: ShardSession, message: ShardMessage, payload: Float32Array): void;
+  lost(session: ShardSession, reason: string): void;
 }
 
 /**
@@ -107,8 +110,6 @@ export interface WorkerPoolOptions {
    * ask).
    */
   datasets?: Record<Split, Dataset>;
-  /** Take shard reducers as well as workers (the coordinator of a sharded run). */
-  takesShards?: boolean;
   log: Logger;
   rejections: RejectionCounts;
   maxFrameBytes?: number;
@@ -156,6 +157,7 @@ export class WorkerPool {
   private readonly shardSessions = new Map<string, ShardSession>();
   private workerAdmission: WorkerAdmission = { open: true };
   private events: PoolEvents | undefined;
+  private shardEvents: ShardEvents | undefined;
   private readyWaiters: Array<() => void> = [];
   private closing = false;
   private openLinks = 0;
@@ -177,6 +179,10 @@ export class WorkerPool {
 
   setEvents(events: PoolEvents): void {
     this.events = events;
+  }
+
+  setShardEvents(events: ShardEvents): void {
+    this.shardEvents = events;
   }
 
   /** Ready workers in the order they joined. */
@@ -361,7 +367,7 @@ export class WorkerPool {
   }
 
   private admitShard(channel: PeerChannel, hello: MessageOf<'hello'>, serves: string): HandshakeStep {
-    if (!this.options.takesShards)
+    if (!this.shardEvents)
       return refusal(
         channel,
         'unexpected_message',
@@ -388,7 +394,7 @@ export class WorkerPool {
     );
     const { intervalMs, timeoutMs } = this.options.heartbeat;
     channel.send({ ...this.options.welcome, heartbeatMs: intervalMs, heartbeatTimeoutMs: timeoutMs });
-    this.events?.shardJoined?.(session);
+    this.shardEvents?.joined(session);
     return { session };
   }
 
@@ -408,7 +414,7 @@ export class WorkerPool {
       case 'shardState':
       case 'sliceVerdict':
       case 'reduced':
-        return this.events?.shardMessage?.(session, message, payload);
+        return this.shardEvents?.message(session, message, payload);
       default:
         return session.channel.reject(
           'unexpected_message',
@@ -488,7 +494,8 @@ export class WorkerPool {
   }
 
   private stream(session: WorkerSession, splits: readonly Split[]): void {
-    const streamed = (session.streamed ??= new Set());
+    session.streamed ??= new Set();
+    const streamed = session.streamed;
     const again = splits.filter((s) => streamed.has(s));
     if (again.length > 0)
       return session.channel.reject(
@@ -533,7 +540,7 @@ export class WorkerPool {
         { shard: session.id, reason },
         `shard reducer ${session.id} left: ${reason}`,
       );
-      return this.events?.shardLost?.(session, reason);
+      return this.shardEvents?.lost(session, reason);
     }
     const wasReady = session.state === 'ready';
     session.state = 'gone';

@@ -7,7 +7,7 @@
 import type { MessageOf, ShardTensor } from '../protocol/messages.js';
 import type { RejectionReason } from '../protocol/errors.js';
 import type { ParamLayout } from '../training/models/spec.js';
-import { type ParamSlice } from '../training/optimizer/adam.js';
+import type { ParamSlice } from '../training/optimizer/adam.js';
 import { applyUpdate } from '../training/optimizer/apply-update.js';
 import { sumOfSquares } from '../training/optimizer/gradient-norm.js';
 import { nodeValuesProblem } from '../training/parallel/node-values.js';

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
-import { Channel, RejectionCounts } from '../protocol/channel.js';
+import { type Channel, RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
 import { type Frame, encodeFrame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';

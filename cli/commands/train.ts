@@ -163,7 +163,7 @@ export function trainCommand(): Command {
       // while the shards load.
       if (shards) {
         const first = await firstOf({
-          serving: run.coordinator.shardsServing(),
+          serving: run.coordinator.serving(),
           ended: runEnded,
           gone: shards.allGone,
         });
