@@ -71,12 +71,12 @@ class Shard {
   private settle!: (outcome: ShardOutcome) => void;
   readonly outcome: Promise<ShardOutcome>;
 
-  constructor(private readonly o: ShardOptions) {
+  constructor(private readonly settings: ShardOptions) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
-    this.channel = joiningChannel(o.link, {
-      log: o.log,
+    this.channel = joiningChannel(settings.link, {
+      log: settings.log,
       rejections: this.rejections,
-      maxFrameBytes: o.maxFrameBytes,
+      maxFrameBytes: settings.maxFrameBytes,
       accepts: TO_SHARD_MESSAGE_TYPES,
       handle: (frame) => this.onMessage(frame),
       fail: (err) => this.fail(err),
@@ -84,8 +84,8 @@ class Shard {
     });
     this.handshake = new ClientHandshake(
       this.channel,
-      { workerId: o.id, backend: 'shard', serves: o.serves },
-      o.secret,
+      { workerId: settings.id, backend: 'shard', serves: settings.serves },
+      settings.secret,
       'the coordinator',
     );
     this.handshake.start();
@@ -111,10 +111,10 @@ class Shard {
       case 'heartbeat':
         return;
       case 'error':
-        return this.o.log.warn({ code: message.code }, `coordinator reports: ${message.message}`);
+        return this.settings.log.warn({ code: message.code }, `coordinator reports: ${message.message}`);
       case 'shutdown':
         this.finish('shutdown', message.reason);
-        return this.o.link.close('shutdown');
+        return this.settings.link.close('shutdown');
       default:
         return unreachable(message, 'coordinator message to a shard');
     }
@@ -132,19 +132,19 @@ class Shard {
       timeoutMs: w.heartbeatTimeoutMs,
       lastHeard: () => this.lastHeard,
       beat: () => this.channel.send({ type: 'heartbeat', sentAt: Date.now() }),
-      silent: (s) => this.o.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
+      silent: (s) => this.settings.link.close(`the coordinator has been silent for ${s.toFixed(1)} s`),
     });
     const { heartbeatMs, heartbeatTimeoutMs, shards: _map, ...terms } = w;
     const welcome: WelcomeMessage = terms;
     // Workers join us as they join the coordinator: same secret, same limits, the coordinator's welcome.
     this.pool = new WorkerPool({
-      listener: this.o.listener,
+      listener: this.settings.listener,
       welcome,
-      log: this.o.log,
+      log: this.settings.log,
       rejections: this.rejections,
-      maxFrameBytes: this.o.maxFrameBytes,
-      secret: this.o.secret,
-      limits: this.o.limits,
+      maxFrameBytes: this.settings.maxFrameBytes,
+      secret: this.settings.secret,
+      limits: this.settings.limits,
       heartbeat: { intervalMs: heartbeatMs, timeoutMs: heartbeatTimeoutMs },
     });
     this.pool.setEvents({
@@ -159,9 +159,9 @@ class Shard {
         this.departedBytes.out += s.channel.bytesOut;
       },
     });
-    this.o.log.info(
-      { run: w.runId, serves: this.o.serves },
-      `shard ${this.o.id} joined run ${w.runId}; serving workers at ${this.o.serves}`,
+    this.settings.log.info(
+      { run: w.runId, serves: this.settings.serves },
+      `shard ${this.settings.id} joined run ${w.runId}; serving workers at ${this.settings.serves}`,
     );
   }
 
@@ -177,9 +177,9 @@ class Shard {
       offset: a.offset,
       size: a.size,
     });
-    this.o.log.info(
+    this.settings.log.info(
       { index: a.index, offset: a.offset, size: a.size },
-      `shard ${this.o.id} holds slice ${a.index}: [${a.offset}, ${a.offset + a.size})`,
+      `shard ${this.settings.id} holds slice ${a.index}: [${a.offset}, ${a.offset + a.size})`,
     );
   }
 
@@ -187,9 +187,9 @@ class Shard {
     if (!this.reducer) return this.channel.reject('unexpected_message', 'shardState before shardAssign');
     const loaded = this.reducer.load(message, values);
     if (!loaded) return;
-    this.o.log.info(
+    this.settings.log.info(
       { version: loaded.version },
-      `shard ${this.o.id} loaded weights version ${loaded.version}`,
+      `shard ${this.settings.id} loaded weights version ${loaded.version}`,
     );
     this.channel.send({ type: 'shardLoaded', version: loaded.version });
     this.sendWeights(this.pool?.ready() ?? []);
@@ -278,23 +278,23 @@ class Shard {
 
   private fail(err: Error): void {
     if (this.closed) return;
-    this.o.log.error({ err }, `shard ${this.o.id} failed: ${err.message}`);
+    this.settings.log.error({ err }, `shard ${this.settings.id} failed: ${err.message}`);
     this.channel.send({ type: 'error', code: 'internal', message: err.message });
     this.finish('lost', `failed: ${err.message}`);
-    this.o.link.close('shard failed');
+    this.settings.link.close('shard failed');
   }
 
   private refuse(reason: string): void {
-    this.o.log.error(reason);
+    this.settings.log.error(reason);
     this.finish('refused', reason);
-    this.o.link.close(reason);
+    this.settings.link.close(reason);
   }
 
   private finish(end: ShardOutcome['end'], reason: string): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
-    this.pool?.shutdown(`shard reducer ${this.o.id}: ${reason}`);
+    this.pool?.shutdown(`shard reducer ${this.settings.id}: ${reason}`);
     this.settle({ end, reason, steps: this.steps });
   }
 }
