@@ -414,6 +414,8 @@ export class WorkerPool {
       case 'shardState':
       case 'sliceVerdict':
       case 'reduced':
+      case 'sliceSquares':
+      case 'comparison':
         return this.shardEvents?.message(session, message, payload);
       default:
         return session.channel.reject(
@@ -484,6 +486,8 @@ export class WorkerPool {
       case 'shardState':
       case 'sliceVerdict':
       case 'reduced':
+      case 'sliceSquares':
+      case 'comparison':
         return session.channel.reject(
           'unexpected_message',
           `${message.type} from worker ${session.id}: that is a shard reducer's message`,

@@ -244,6 +244,51 @@ const reduceSchema = z.object({
     beta2: z.number(),
     epsilon: z.number().positive(),
   }),
+  /**
+   * --max-grad-norm: after the reduce, send the slice's exact Σg² (sliceSquares) and wait for the step's
+   * clipScale before Adam.
+   */
+  clip: z.literal(true).optional(),
+});
+
+/**
+ * Bins of an exact Σg² (training/optimizer/exact-squares.ts): three integer parts below 2^24 per float32
+ * exponent.
+ */
+export const SQUARES_BINS = 255 * 3;
+
+/** A shard's exact Σg² over the trainable part of its slice of the step's averaged gradient. */
+const sliceSquaresSchema = z.object({
+  type: z.literal('sliceSquares'),
+  step: count,
+  bins: z.array(z.number().int().nonnegative().max(2 ** 53)).length(SQUARES_BINS),
+});
+
+/** The factor every shard scales its slice's trainable gradient by before Adam (1: not clipped). */
+const clipScaleSchema = z.object({
+  type: z.literal('clipScale'),
+  step: count,
+  scale: z.number().positive().max(1),
+});
+
+const nodeRef = z.object({ level: treeLevel, index: count, worker: id });
+
+/**
+ * --outlier-factor: compare the slice of node `node` with `against` (a recomputation of the same node by
+ * another worker).
+ */
+const compareSchema = z.object({ type: z.literal('compare'), step: count, node: nodeRef, against: nodeRef });
+
+/** A shard's comparison of two slices: Σ(a − b)², Σa², Σb² (float64) and whether every bit matched. */
+const comparisonSchema = z.object({
+  type: z.literal('comparison'),
+  step: count,
+  node: nodeRef,
+  against: nodeRef,
+  diffSquares: z.number().nonnegative(),
+  squares: z.number().nonnegative(),
+  againstSquares: z.number().nonnegative(),
+  identical: z.boolean(),
 });
 
 /** A shard's check of one node's slice from one worker: `reason` null when it is fine. */
@@ -255,6 +300,8 @@ const sliceVerdictSchema = z.object({
   worker: id,
   reason: z.enum(REJECTION_REASONS).nullable(),
   detail: z.string().max(4096),
+  /** Σg² (float64) over the trainable part of the slice, for --outlier-factor (0 when refused). */
+  squares: z.number().nonnegative(),
 });
 
 /**
@@ -308,6 +355,10 @@ export const messageSchema = z.discriminatedUnion('type', [
   reduceSchema,
   sliceVerdictSchema,
   reducedSchema,
+  sliceSquaresSchema,
+  clipScaleSchema,
+  compareSchema,
+  comparisonSchema,
 ]);
 
 export type Message = z.infer<typeof messageSchema>;
@@ -352,6 +403,8 @@ export const SHARD_MESSAGE_TYPES = [
   'shardState',
   'sliceVerdict',
   'reduced',
+  'sliceSquares',
+  'comparison',
 ] as const;
 /** What the coordinator sends a shard reducer. */
 export const TO_SHARD_MESSAGE_TYPES = [
@@ -364,6 +417,8 @@ export const TO_SHARD_MESSAGE_TYPES = [
   'shardState',
   'collect',
   'reduce',
+  'clipScale',
+  'compare',
 ] as const;
 export type WorkerMessage = MessageOf<(typeof WORKER_MESSAGE_TYPES)[number]>;
 export type CoordinatorMessage = MessageOf<(typeof COORDINATOR_MESSAGE_TYPES)[number]>;
