@@ -3,7 +3,7 @@
  * authentication and how often it checkpoints. Shared by `train` and `coordinator`.
  */
 import type { Command } from 'commander';
-import { DEFAULT_ADMISSION } from '../coordinator/admission.js';
+import { DEFAULT_ADMISSION } from '../protocol/admission.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';

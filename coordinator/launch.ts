@@ -27,7 +27,7 @@ import {
 } from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
 import type { SharedSecret } from '../protocol/auth.js';
-import type { AdmissionLimits } from './admission.js';
+import type { AdmissionLimits } from '../protocol/admission.js';
 import type { LedgerTotals } from './sample-ledger.js';
 import { InProcessReducer } from './gradient-reducer.js';
 import { ShardedReducer } from './sharded-reducer.js';

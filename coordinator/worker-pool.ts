@@ -10,7 +10,7 @@ import { type GpuAdapterInfo, adapterLabel } from '../training/backends/adapters
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import { type SharedSecret, newNonce, proofsMatch } from '../protocol/auth.js';
-import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
+import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from '../protocol/admission.js';
 import { PreAdmissionBudget } from '../protocol/budgets.js';
 import type { Dataset } from '../training/data/index.js';
 import { Channel, type ChannelMeter, type RejectionCounts } from '../protocol/channel.js';

@@ -20,7 +20,7 @@ import {
   type ToShardMessage,
 } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
-import type { AdmissionLimits } from '../coordinator/admission.js';
+import type { AdmissionLimits } from '../protocol/admission.js';
 import { type WelcomeMessage, WorkerPool, type WorkerSession } from '../coordinator/worker-pool.js';
 import { paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';

@@ -1,6 +1,6 @@
 /** The pure parts of running a cluster: admission, sample accounting, stragglers, probes, proofs. */
 import { describe, expect, it } from 'vitest';
-import { AdmissionControl } from '../../coordinator/admission.js';
+import { AdmissionControl } from '../../protocol/admission.js';
 import { SampleLedger } from '../../coordinator/sample-ledger.js';
 import { splitRange } from '../../coordinator/sharding.js';
 import { StragglerWatch } from '../../coordinator/stragglers.js';

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { DEFAULT_ADMISSION } from '../../coordinator/admission.js';
+import { DEFAULT_ADMISSION } from '../../protocol/admission.js';
 import { type RunSummary, launchRun } from '../../coordinator/launch.js';
 import type { CoordinatorHooks } from '../../coordinator/hooks.js';
 import { decodeFrame } from '../../protocol/codec.js';

@@ -1,8 +1,8 @@
 /**
- * Who may connect: caps on open connections and workers, and token buckets on the join rate (one
- * shared, one per source address), so a flood of connections (a misconfigured autoscaler, a port
- * scan, one hostile machine) cannot exhaust the coordinator nor crowd out other machines' workers.
- * Pure: time comes in as an argument.
+ * Who may connect to the side that is joined (the coordinator, a shard reducer): caps on open
+ * connections and workers, and token buckets on the join rate (one shared, one per source address),
+ * so a flood of connections (a misconfigured autoscaler, a port scan, one hostile machine) cannot
+ * exhaust it nor crowd out other machines' workers. Pure: time comes in as an argument.
  */
 
 export interface AdmissionLimits {
