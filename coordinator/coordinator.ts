@@ -12,9 +12,7 @@ import type { GpuAdapterInfo } from '../training/backends/adapters.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { RejectionCounts } from '../protocol/channel.js';
 import type { Dataset } from '../training/data/index.js';
-import type { ModelSpec, ParamLayout } from '../training/models/spec.js';
-import type { ParamSlice } from '../training/optimizer/adam.js';
-import { trainableRanges } from '../training/optimizer/apply-update.js';
+import type { ModelSpec } from '../training/models/spec.js';
 import { nodeRange } from '../training/parallel/reduction-tree.js';
 import {
   type BatchGeometry,
@@ -33,13 +31,19 @@ import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
-import { flagOutliers, nodesAgree } from './outliers.js';
-import { ShareTimer, splitRange, updateSpeed } from './sharding.js';
+import { flagOutliers } from './outliers.js';
+import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
 import { StragglerReport } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
-import type { ItemRange, WorkTracker } from './work-tracker.js';
+import type { ItemRange } from './work-tracker.js';
+import { type WorkSpec, WorkUnit } from './work-unit.js';
+
+/** The id of the fastest of `speeds` (the first of equals). */
+function fastest(speeds: readonly { id: string; speed: number }[]): string {
+  return speeds.reduce((a, b) => (b.speed > a.speed ? b : a)).id;
+}
 
 /** A ready worker left without work this many steps in a row gets one micro-batch, to measure it again. */
 const PROBE_AFTER_IDLE_STEPS = 3;
@@ -47,7 +51,6 @@ const PROBE_AFTER_IDLE_STEPS = 3;
 export interface CoordinatorOptions {
   state: RunState;
   model: ModelSpec;
-  layout: ParamLayout;
   train: Dataset;
   test: Dataset;
   pool: WorkerPool;
@@ -100,32 +103,8 @@ export interface WorkerBackend {
   adapter?: GpuAdapterInfo;
 }
 
-interface ActiveWork {
-  kind: ResultMessage['type'];
-  tracker: WorkTracker;
-  /** When each worker was last given work in this unit (its deadline runs from there). */
-  assignedAt: Map<string, number>;
-  /** Workers that missed the deadline: their late results are dropped, and they get no more of this unit. */
-  late: Set<string>;
-  /** Workers given none of this unit (a recheck is done by anyone but the node's sender). */
-  excluded: ReadonlySet<string>;
-  /** Per worker: ranges it owes whose assignment waits until it confirms it holds the current weights. */
-  waiting: Map<string, ItemRange[]>;
-  /**
-   * Per worker with work in hand, on this coordinator's clock from the assignment (sent only once it held the
-   * weights, so no transfer wait is in it).
-   */
-  shares: ShareTimer;
-  send(session: WorkerSession, range: ItemRange): void;
-  /** The unit's verdict on a result; undefined when the result is not of this unit's kind. */
-  accept(session: WorkerSession, message: ResultMessage, payload: Float32Array): Verdict | undefined;
-  done(): void;
-  /** The unit cannot finish (a shard reducer was lost): its runWork rejects with `err`. */
-  abort(err: Error): void;
-}
-
 export class Coordinator {
-  private active: ActiveWork | undefined;
+  private active: WorkUnit | undefined;
   private pending: ItemRange[] = [];
   private stopRequested = false;
   private evalRound = 0;
@@ -142,7 +121,6 @@ export class Coordinator {
   private readonly workerBackends = new Map<string, WorkerBackend>();
   private lastCheckpoint: { step: number; path: string } | undefined;
   private readonly ledger: SampleLedger;
-  private readonly trainable: ParamSlice[];
   private readonly stragglers: StragglerReport;
   private deadlineTimer: NodeJS.Timeout | undefined;
   /** The sample ledger as of the newest checkpoint: a rollback goes back to it. */
@@ -150,9 +128,8 @@ export class Coordinator {
   private replayedSteps = 0;
 
   constructor(private readonly settings: CoordinatorOptions) {
-    const { state, train, layout, pool, log, hooks, reducer } = settings;
+    const { state, train, pool, log, hooks, reducer } = settings;
     this.geometry = geometryOf(state.config, train.count);
-    this.trainable = trainableRanges(layout);
     this.ledger = new SampleLedger(train.count);
     this.reducer = reducer;
     this.stragglers = new StragglerReport('worker', 'micro-batches/s', log, hooks?.straggler);
@@ -160,7 +137,7 @@ export class Coordinator {
       concluded: (gather, session, message, verdict) => {
         const work = this.active;
         if (work?.kind !== 'contribution' || work.tracker !== gather.tracker) return;
-        this.conclude(work, session, message, this.recorded(gather, verdict));
+        this.conclude(work, session, message, work.spec.concluded?.(verdict) ?? verdict);
       },
       failed: (err) => this.abortWork(err),
     });
@@ -392,7 +369,7 @@ export class Coordinator {
   }
 
   /** Sends a worker micro-batches [first, end) of the step. */
-  private assignFor(position: StepPosition, batch: StepBatch): ActiveWork['send'] {
+  private assignFor(position: StepPosition, batch: StepBatch): WorkSpec['send'] {
     return (s, r) =>
       s.channel.send({
         type: 'assign',
@@ -417,6 +394,7 @@ export class Coordinator {
       kind: 'contribution',
       tracker: gather.tracker,
       accept: (s, m, p) => (m.type === 'contribution' ? this.acceptContribution(gather, s, m, p) : undefined),
+      concluded: (verdict) => this.recorded(gather, verdict),
       send: this.assignFor(position, batch),
     });
     if (this.settings.outlierFactor !== undefined)
@@ -475,9 +453,9 @@ export class Coordinator {
    * refuted, the original is rejected as an outlier, its sender named, and the recomputation used.
    */
   private async recheckOutliers(gather: StepGather, factor: number): Promise<void> {
-    const { log, pool, layout } = this.settings;
+    const { log, pool } = this.settings;
     const { position, batch } = gather;
-    const { flagged, median } = flagOutliers(gather.nodeNorms(this.trainable), factor);
+    const { flagged, median } = flagOutliers(this.reducer.nodeNorms(gather), factor);
     for (const suspect of flagged) {
       const range = nodeRange(suspect.node, batch.microBatches);
       const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
@@ -489,19 +467,20 @@ export class Coordinator {
         this.settings.hooks?.outlier?.('unverified', suspect.workerId);
         continue;
       }
-      const recheck = new StepGather(position, batch, this.geometry, layout.size, range);
+      const recheck = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize, range);
+      this.reducer.begin(recheck);
       await this.runWork(
         {
           kind: 'contribution',
           tracker: recheck.tracker,
           excluded: new Set([suspect.workerId]),
-          accept: (s, m, p) => (m.type === 'contribution' ? recheck.accept(s.id, m, p) : undefined),
+          indivisible: true,
+          accept: (s, m, p) => (m.type === 'contribution' ? this.reducer.admit(recheck, s, m, p) : undefined),
           send: this.assignFor(position, batch),
         },
         [range],
       );
-      const again = recheck.reduceTo(suspect.node);
-      const agreement = nodesAgree(gather.valuesOf(suspect.key)!, again.values);
+      const agreement = await this.reducer.compare(gather, suspect, recheck);
       if (agreement.agree) {
         log.info(
           { worker: suspect.workerId, step: position.step, identical: agreement.identical },
@@ -510,7 +489,8 @@ export class Coordinator {
         this.settings.hooks?.outlier?.('confirmed', suspect.workerId);
         continue;
       }
-      gather.replace(suspect.key, again, 'recheck');
+      const [again] = recheck.nodeOwners();
+      gather.replace(suspect.key, recheck.reduceTo(suspect.node), again.worker);
       const detail = `${about} differs from another worker's recomputation (relative distance ${agreement.relativeDistance.toPrecision(3)}): rejected, the recomputation used`;
       const sender = pool.ready().find((s) => s.id === suspect.workerId);
       if (sender) sender.channel.reject('outlier', detail);
@@ -584,54 +564,32 @@ export class Coordinator {
 
   /** Runs a unit of work to its end; `ranges`: the items to hand out (default: all of them). */
   private runWork(
-    work: Omit<ActiveWork, 'done' | 'abort' | 'assignedAt' | 'late' | 'excluded' | 'waiting' | 'shares'> & {
-      excluded?: ReadonlySet<string>;
-    },
-    ranges: ItemRange[] = [{ first: 0, end: work.tracker.items }],
+    spec: WorkSpec,
+    ranges: ItemRange[] = [{ first: 0, end: spec.tracker.items }],
   ): Promise<void> {
     const deadline = this.settings.stepDeadlineMs;
-    return new Promise<void>((resolve, reject) => {
-      this.active = {
-        excluded: new Set(),
-        ...work,
-        assignedAt: new Map(),
-        late: new Set(),
-        waiting: new Map(),
-        shares: new ShareTimer(),
-        done: resolve,
-        abort: reject,
-      };
-      this.deadlineTimer = setInterval(
-        () => this.enforceDeadline(),
-        Math.max(10, Math.min(1000, deadline / 4)),
-      );
-      this.dispatch(ranges);
-    }).finally(() => clearInterval(this.deadlineTimer));
+    const unit = new WorkUnit(spec);
+    this.active = unit;
+    this.deadlineTimer = setInterval(
+      () => this.enforceDeadline(),
+      Math.max(10, Math.min(1000, deadline / 4)),
+    );
+    this.dispatch(ranges);
+    return unit.settled.finally(() => clearInterval(this.deadlineTimer));
   }
 
   /** Work goes out once the worker holds this step's weights (its `holding` says so); until then it waits. */
-  private assign(work: ActiveWork, session: WorkerSession, range: ItemRange): void {
+  private assign(work: WorkUnit, session: WorkerSession, range: ItemRange): void {
     this.reducer.ensureWeights(session);
-    if (session.holdsVersion !== this.settings.state.step) {
-      work.waiting.set(session.id, [...(work.waiting.get(session.id) ?? []), range]);
-      return;
-    }
+    if (session.holdsVersion !== this.settings.state.step) return work.hold(session.id, range);
     work.shares.started(session.id, performance.now());
-    work.send(session, range);
+    work.spec.send(session, range);
   }
 
   private onHolding(session: WorkerSession): void {
     const work = this.active;
-    const waiting = work?.waiting.get(session.id);
-    if (!work || !waiting || session.holdsVersion !== this.settings.state.step) return;
-    work.waiting.delete(session.id);
-    for (const range of waiting) this.assign(work, session, range);
-  }
-
-  /** The worker no longer owes this unit anything it was not sent yet. */
-  private forget(work: ActiveWork, workerId: string): void {
-    work.waiting.delete(workerId);
-    work.shares.forget(workerId);
+    if (!work || session.holdsVersion !== this.settings.state.step) return;
+    for (const range of work.takeHeld(session.id) ?? []) this.assign(work, session, range);
   }
 
   /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
@@ -650,10 +608,7 @@ export class Coordinator {
         continue;
       // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
-      const orphaned = work.tracker.release(session.id);
-      work.assignedAt.delete(session.id);
-      work.waiting.delete(session.id);
-      work.late.add(session.id);
+      const orphaned = work.revokeLate(session.id);
       this.settings.log.warn(
         { worker: session.id, ranges: orphaned, deadline_s: this.settings.stepDeadlineMs / 1000 },
         `worker ${session.id} missed the ${this.settings.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
@@ -666,7 +621,7 @@ export class Coordinator {
   private dispatch(ranges: ItemRange[]): void {
     const work = this.active;
     if (!work) return;
-    const ready = this.settings.pool.ready().filter((s) => !work.excluded.has(s.id));
+    const ready = this.settings.pool.ready().filter((s) => !work.isExcluded(s.id));
     if (ready.length === 0) {
       this.pending.push(...ranges);
       this.settings.log.warn('no worker is ready: the step waits for one to join');
@@ -684,7 +639,10 @@ export class Coordinator {
     }));
     const now = performance.now();
     for (const range of ranges) {
-      for (const block of splitRange(range.first, range.end, speeds)) {
+      const blocks = work.spec.indivisible
+        ? [{ workerId: fastest(speeds), first: range.first, count: range.end - range.first }]
+        : splitRange(range.first, range.end, speeds);
+      for (const block of blocks) {
         const r = { first: block.first, end: block.first + block.count };
         // The deadline runs from when it was first given work it has not finished, not from each addition.
         if (!work.tracker.owesAnything(block.workerId)) work.assignedAt.set(block.workerId, now);
@@ -707,7 +665,7 @@ export class Coordinator {
   private onLost(session: WorkerSession, reason: string): void {
     this.settings.hooks?.workerLost?.(session, reason);
     if (!this.active) return;
-    this.forget(this.active, session.id);
+    this.active.forget(session.id);
     const orphaned = this.active.tracker.release(session.id);
     if (orphaned.length > 0) {
       this.settings.log.warn(
@@ -723,7 +681,7 @@ export class Coordinator {
    * sharding follows. Workers report compute times too, but a worker could claim to be fast and
    * take most of every step; it cannot make a result arrive sooner than it computed it.
    */
-  private measureSpeed(work: ActiveWork, session: WorkerSession, microBatches: number): void {
+  private measureSpeed(work: WorkUnit, session: WorkerSession, microBatches: number): void {
     const share = work.shares.result(
       session.id,
       microBatches,
@@ -746,7 +704,7 @@ export class Coordinator {
         `${message.type} from ${session.id} after it missed the deadline: already reassigned`,
       );
     }
-    const verdict = work.accept(session, message, payload);
+    const verdict = work.spec.accept(session, message, payload);
     if (!verdict) return stale();
     this.conclude(work, session, message, verdict);
   }
@@ -755,7 +713,7 @@ export class Coordinator {
    * A result's verdict taken: refused and reassigned, or counted (the unit ends with its last result);
    * pending: later.
    */
-  private conclude(work: ActiveWork, session: WorkerSession, message: ResultMessage, verdict: Verdict): void {
+  private conclude(work: WorkUnit, session: WorkerSession, message: ResultMessage, verdict: Verdict): void {
     if (verdict.ok === 'pending') return;
     if (!verdict.ok) {
       session.channel.reject(verdict.reason, verdict.detail);

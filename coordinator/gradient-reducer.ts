@@ -9,11 +9,12 @@ import type { ParamSlice } from '../training/optimizer/adam.js';
 import { applyUpdate } from '../training/optimizer/apply-update.js';
 import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
-import { clipGradientNorm } from './clipping.js';
+import { clipGradientNorm } from '../training/optimizer/clipping.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import { type RunState, adamForEpoch } from './run-state.js';
 import type { StepGather, Verdict } from './step-gather.js';
 import type { MessageOf } from '../protocol/messages.js';
+import { type Agreement, type NodeNorm, nodesAgree } from './outliers.js';
 import type { WorkerSession } from './worker-pool.js';
 import type { WeightsBroadcast } from './weights-broadcast.js';
 
@@ -86,6 +87,13 @@ export interface GradientReducer {
   ensureWeights(session: WorkerSession): void;
   /** Brings the run state's weights and Adam moments up to date (before a checkpoint or the summary). */
   sync(): Promise<void>;
+  /** Each node's mean-gradient norm (--outlier-factor). */
+  nodeNorms(gather: StepGather): NodeNorm[];
+  /**
+   * Node `suspect` of `gather` against `recheck`, another worker's recomputation of the same node (one node,
+   * sent whole).
+   */
+  compare(gather: StepGather, suspect: NodeNorm, recheck: StepGather): Promise<Agreement>;
   /**
    * The run state was rolled back to a checkpoint after ReducerStateLost: take it up again; resolves once
    * serving.
@@ -114,6 +122,14 @@ export class InProcessReducer implements GradientReducer {
     payload: Float32Array,
   ): Verdict {
     return gather.accept(session.id, message, payload);
+  }
+
+  nodeNorms(gather: StepGather): NodeNorm[] {
+    return gather.nodeNorms(this.trainable);
+  }
+
+  async compare(gather: StepGather, suspect: NodeNorm, recheck: StepGather): Promise<Agreement> {
+    return nodesAgree(gather.valuesOf(suspect.key)!, recheck.reduceTo(suspect.node).values);
   }
 
   /** Its state is the run's own, which never goes missing. */

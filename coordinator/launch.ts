@@ -269,7 +269,6 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const coordinator = new Coordinator({
     state,
     model,
-    layout,
     train,
     test,
     pool,

@@ -6,6 +6,7 @@
  * compared by the norm of their mean gradient, ‖sum‖ / samples: a node of many micro-batches is not
  * flagged for being a sum of many. The median is robust: one poisoned node cannot move it far.
  */
+import { type DistanceSums, distanceSums } from '../training/parallel/node-distance.js';
 import type { TreeNode } from '../training/parallel/reduction-tree.js';
 import { median } from './stragglers.js';
 
@@ -53,18 +54,13 @@ export function nodesAgree(
 ): Agreement {
   if (original.length !== recomputed.length)
     return { agree: false, identical: false, relativeDistance: Infinity };
-  let diff = 0;
-  let a = 0;
-  let b = 0;
-  let identical = true;
-  for (let i = 0; i < original.length; i++) {
-    const d = original[i] - recomputed[i];
-    if (!Object.is(original[i], recomputed[i])) identical = false;
-    diff += d * d;
-    a += original[i] * original[i];
-    b += recomputed[i] * recomputed[i];
-  }
-  const scale = Math.sqrt(Math.max(a, b));
-  const relativeDistance = scale === 0 ? 0 : Math.sqrt(diff) / scale;
+  return agreementOf(distanceSums(original, recomputed), tolerance);
+}
+
+/** The verdict on a recomputation from its distance sums (over the whole vector, or added up from slices). */
+export function agreementOf(sums: DistanceSums, tolerance = RECHECK_TOLERANCE): Agreement {
+  const { diffSquares, squares, againstSquares, identical } = sums;
+  const scale = Math.sqrt(Math.max(squares, againstSquares));
+  const relativeDistance = scale === 0 ? 0 : Math.sqrt(diffSquares) / scale;
   return { agree: identical || relativeDistance <= tolerance, identical, relativeDistance };
 }

@@ -7,6 +7,8 @@
 import type { Logger } from 'pino';
 import { type MessageOf, SHARD_TENSORS, type ShardMessage, type ShardTensor } from '../protocol/messages.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
+import { ExactSquares } from '../training/optimizer/exact-squares.js';
+import { type DistanceSums, addDistanceSums } from '../training/parallel/node-distance.js';
 import { planShards } from '../training/parallel/shard-plan.js';
 import { ReducerStateLost } from './gradient-reducer.js';
 import type { RunState } from './run-state.js';
@@ -47,7 +49,21 @@ export class ShardSet {
   private readonly slots: Slot[];
   private allLoaded: Waiter<void>[] = [];
   private reduceWait:
-    | { step: number; sentAt: number; reports: Map<number, ShardReport>; waiter: Waiter<ShardReport[]> }
+    | {
+        step: number;
+        sentAt: number;
+        reports: Map<number, ShardReport>;
+        waiter: Waiter<ShardReport[]>;
+        /** --max-grad-norm: each shard's exact Σg², and what makes the clip scale of their total. */
+        clip?: { squares: Map<number, ExactSquares>; scaleOf(total: ExactSquares): number };
+      }
+    | undefined;
+  private compareWait:
+    | {
+        request: Omit<MessageOf<'compare'>, 'type'>;
+        parts: Map<number, DistanceSums>;
+        waiter: Waiter<DistanceSums>;
+      }
     | undefined;
   private collectWait:
     | {
@@ -169,6 +185,10 @@ export class ShardSet {
         return this.onReduced(index, session, message);
       case 'shardState':
         return this.onState(index, message, payload);
+      case 'sliceSquares':
+        return this.onSquares(index, session, message);
+      case 'comparison':
+        return this.onComparison(index, session, message);
       default:
         return session.channel.reject(
           'unexpected_message',
@@ -211,10 +231,19 @@ export class ShardSet {
     this.reduceWait = undefined;
     this.collectWait?.waiter.reject(err);
     this.collectWait = undefined;
+    this.compareWait?.waiter.reject(err);
+    this.compareWait = undefined;
   }
 
-  /** Every shard reduces the step's nodes and publishes its slice; resolves with their reports. */
-  reduce(request: Omit<MessageOf<'reduce'>, 'type'>): Promise<ShardReport[]> {
+  /**
+   * Every shard reduces the step's nodes and publishes its slice; resolves with their reports. With
+   * `scaleOf` (--max-grad-norm), each shard first reports its slice's exact Σg², and every shard scales
+   * its slice by `scaleOf(their total)` before Adam.
+   */
+  reduce(
+    request: Omit<MessageOf<'reduce'>, 'type' | 'clip'>,
+    scaleOf?: (total: ExactSquares) => number,
+  ): Promise<ShardReport[]> {
     if (!this.serving)
       return Promise.reject(new ReducerStateLost(`${this.count - this.connected} shard reducer(s) missing`));
     return new Promise((resolve, reject) => {
@@ -223,9 +252,55 @@ export class ShardSet {
         sentAt: performance.now(),
         reports: new Map(),
         waiter: { resolve, reject },
+        ...(scaleOf && { clip: { squares: new Map(), scaleOf } }),
       };
-      for (const slot of this.slots) slot.session!.channel.send({ type: 'reduce', ...request });
+      for (const slot of this.slots)
+        slot.session!.channel.send({ type: 'reduce', ...request, ...(scaleOf && { clip: true as const }) });
     });
+  }
+
+  private onSquares(index: number, session: ShardSession, message: MessageOf<'sliceSquares'>): void {
+    const clip = this.reduceWait?.step === message.step ? this.reduceWait.clip : undefined;
+    if (!clip || clip.squares.has(index))
+      return session.channel.reject('stale_result', `squares of step ${message.step}, none were asked for`);
+    clip.squares.set(index, new ExactSquares(message.bins));
+    if (clip.squares.size < this.count) return;
+    const total = new ExactSquares();
+    for (const part of clip.squares.values()) total.merge(part);
+    const scale = clip.scaleOf(total);
+    for (const slot of this.slots)
+      slot.session!.channel.send({ type: 'clipScale', step: message.step, scale });
+  }
+
+  /**
+   * Every shard compares its slices of two versions of a node (an outlier and another worker's recomputation);
+   * resolves with the sums over the whole vector.
+   */
+  compare(request: Omit<MessageOf<'compare'>, 'type'>): Promise<DistanceSums> {
+    if (!this.serving)
+      return Promise.reject(new ReducerStateLost(`${this.count - this.connected} shard reducer(s) missing`));
+    return new Promise((resolve, reject) => {
+      this.compareWait = { request, parts: new Map(), waiter: { resolve, reject } };
+      for (const slot of this.slots) slot.session!.channel.send({ type: 'compare', ...request });
+    });
+  }
+
+  private onComparison(index: number, session: ShardSession, message: MessageOf<'comparison'>): void {
+    const wait = this.compareWait;
+    const { node, against } = wait?.request ?? {};
+    const same = (a: typeof node, b: typeof node) =>
+      a && b && a.worker === b.worker && a.level === b.level && a.index === b.index;
+    if (
+      !wait ||
+      wait.request.step !== message.step ||
+      !same(node, message.node) ||
+      !same(against, message.against)
+    )
+      return session.channel.reject('stale_result', `a comparison of step ${message.step} nobody asked for`);
+    wait.parts.set(index, message);
+    if (wait.parts.size < this.count) return;
+    this.compareWait = undefined;
+    wait.waiter.resolve([...wait.parts.values()].reduce(addDistanceSums));
   }
 
   private onReduced(index: number, session: ShardSession, message: MessageOf<'reduced'>): void {

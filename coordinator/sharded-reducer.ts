@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { MessageOf } from '../protocol/messages.js';
+import { type Clipped, clipScale } from '../training/optimizer/clipping.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import {
@@ -19,6 +20,7 @@ import {
   type StepUpdate,
 } from './gradient-reducer.js';
 import type { CoordinatorHooks } from './hooks.js';
+import { type Agreement, type NodeNorm, agreementOf } from './outliers.js';
 import { type RunState, adamForEpoch } from './run-state.js';
 import { type ShardReport, ShardSet, type SliceVerdict } from './shard-set.js';
 import { SliceGate } from './slice-gate.js';
@@ -99,6 +101,24 @@ export class ShardedReducer implements GradientReducer {
     this.host?.concluded(this.gate!.gather, concluded.session, concluded.message, concluded.verdict);
   }
 
+  nodeNorms(gather: StepGather): NodeNorm[] {
+    const squares = this.gate?.gather === gather ? this.gate.squares : new Map<string, number>();
+    return gather.nodeNorms([], (key) => squares.get(key) ?? 0);
+  }
+
+  async compare(gather: StepGather, suspect: NodeNorm, recheck: StepGather): Promise<Agreement> {
+    const owners = recheck.nodeOwners();
+    const again = owners[0];
+    if (owners.length !== 1 || again.level !== suspect.node.level || again.index !== suspect.node.index)
+      throw new Error(`the recheck of node ${suspect.key} came back as ${owners.length} nodes, not one`);
+    const sums = await this.shards.compare({
+      step: gather.position.step,
+      node: { ...suspect.node, worker: suspect.workerId },
+      against: again,
+    });
+    return agreementOf(sums);
+  }
+
   /**
    * The shards send every version to each worker joined to them: nothing to send, only the version to expect.
    */
@@ -130,14 +150,19 @@ export class ShardedReducer implements GradientReducer {
     const adam = adamForEpoch(state.config, position.epoch);
     this.publishing = state.step + 1;
     for (const w of workers) this.ensureWeights(w);
+    const { maxGradNorm } = state.config;
+    let clipped: Clipped | undefined;
     let reports: ShardReport[];
     try {
-      reports = await this.shards.reduce({
-        step: position.step,
-        microBatches: gather.batch.microBatches,
-        nodes: gather.nodeOwners(),
-        adam,
-      });
+      reports = await this.shards.reduce(
+        { step: position.step, microBatches: gather.batch.microBatches, nodes: gather.nodeOwners(), adam },
+        maxGradNorm === null
+          ? undefined
+          : (squares) => {
+              clipped = clipScale(Math.sqrt(squares.total()), maxGradNorm);
+              return clipped.scale;
+            },
+      );
     } finally {
       this.publishing = undefined;
     }
@@ -166,6 +191,7 @@ export class ShardedReducer implements GradientReducer {
         optimizer,
         broadcast,
       },
+      clippedFrom: clipped && clipped.scale < 1 ? clipped.norm : undefined,
     };
   }
 }

@@ -5,6 +5,7 @@
  * different links, in any order: this matches them up, one gate per step.
  */
 import type { MessageOf } from '../protocol/messages.js';
+import { nodeKey } from '../training/parallel/reduction-tree.js';
 import type { SliceVerdict } from './shard-set.js';
 import type { StepGather, Verdict } from './step-gather.js';
 import type { WorkerSession } from './worker-pool.js';
@@ -24,6 +25,8 @@ const NO_VALUES = new Float32Array(0);
 
 export class SliceGate {
   private readonly entries = new Map<string, Entry>();
+  /** Per node taken (by its tree key): Σg² of its trainable values, added up over the shards' slices. */
+  readonly squares = new Map<string, number>();
 
   constructor(
     private readonly shards: number,
@@ -74,6 +77,12 @@ export class SliceGate {
     }
     if (e.verdicts.size < this.shards) return { ok: 'pending' };
     this.entries.delete(key);
-    return this.gather.settle(session.id, message, NO_VALUES);
+    const verdict = this.gather.settle(session.id, message, NO_VALUES);
+    if (verdict.ok === true)
+      this.squares.set(
+        nodeKey(message),
+        [...e.verdicts.values()].reduce((sum, v) => sum + v.squares, 0),
+      );
+    return verdict;
   }
 }

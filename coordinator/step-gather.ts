@@ -17,7 +17,7 @@ import {
   rootLevel,
 } from '../training/parallel/reduction-tree.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
-import { gradientNorm } from '../training/optimizer/gradient-norm.js';
+import { sumOfSquares } from '../training/optimizer/gradient-norm.js';
 import type { NodeNorm } from './outliers.js';
 import { type ItemRange, WorkTracker } from './work-tracker.js';
 
@@ -184,18 +184,26 @@ export class StepGather {
 
   /**
    * Each arrived node's mean-gradient norm over the trainable parameters, and who sent it
-   * (coordinator/outliers.ts).
+   * (coordinator/outliers.ts); `squaresOf`: the node's Σg² over them (default: from its values).
    */
-  nodeNorms(trainable: readonly ParamSlice[]): NodeNorm[] {
+  nodeNorms(
+    trainable: readonly ParamSlice[],
+    squaresOf: (key: string, sum: NodeSum) => number = (_, sum) => sumOfSquares(sum.values, trainable),
+  ): NodeNorm[] {
     return [...this.nodes].map(([key, sum]) => {
       const [level, index] = key.split(':').map(Number);
       return {
         key,
         node: { level, index },
         workerId: this.owners.get(key)!,
-        meanNorm: gradientNorm(sum.values, trainable) / sum.samples,
+        meanNorm: Math.sqrt(squaresOf(key, sum)) / sum.samples,
       };
     });
+  }
+
+  /** Who sent node `key`. */
+  ownerOf(key: string): string | undefined {
+    return this.owners.get(key);
   }
 
   valuesOf(key: string): Float32Array | undefined {

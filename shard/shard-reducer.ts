@@ -9,7 +9,10 @@ import type { RejectionReason } from '../protocol/errors.js';
 import type { ParamLayout } from '../training/models/spec.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 import { applyUpdate } from '../training/optimizer/apply-update.js';
+import { scaleTrainable } from '../training/optimizer/clipping.js';
+import { ExactSquares } from '../training/optimizer/exact-squares.js';
 import { sumOfSquares } from '../training/optimizer/gradient-norm.js';
+import { type DistanceSums, distanceSums } from '../training/parallel/node-distance.js';
 import { nodeValuesProblem } from '../training/parallel/node-values.js';
 import {
   type NodeSum,
@@ -30,7 +33,10 @@ export interface ShardTensors {
   v: Float32Array;
 }
 
-export type SliceCheck = { ok: true } | { ok: false; reason: RejectionReason; detail: string };
+/** A slice taken, with its Σg² over the trainable part (for the coordinator's outlier check), or refused. */
+export type SliceCheck =
+  | { ok: true; squares: number }
+  | { ok: false; reason: RejectionReason; detail: string };
 
 export interface ReducedSlice {
   version: number;
@@ -51,6 +57,10 @@ export class ShardReducer {
   /** This step's node slices by worker and node. */
   private readonly slices = new Map<string, NodeSum>();
   private readonly trainable: ParamSlice[];
+  /** The step reduced and waiting for its clip scale (or about to step Adam without one). */
+  private reduced:
+    | { request: MessageOf<'reduce'>; gradient: Float32Array; reduceSeconds: number }
+    | undefined;
 
   constructor(
     private readonly layout: ParamLayout,
@@ -118,14 +128,25 @@ export class ShardReducer {
       correct: message.correct,
       samples: message.samples,
     });
-    return { ok: true };
+    return { ok: true, squares: sumOfSquares(values, this.trainable) };
+  }
+
+  /** The distance sums between two slices this shard holds (a node and another worker's recomputation of it). */
+  compare(c: MessageOf<'compare'>): DistanceSums {
+    const held = (n: MessageOf<'compare'>['node']) => {
+      const sum = this.slices.get(sliceKey(n.worker, n.level, n.index));
+      if (!sum) throw new Error(`compare names node ${n.level}:${n.index} from ${n.worker}, not held here`);
+      return sum.values;
+    };
+    return distanceSums(held(c.node), held(c.against));
   }
 
   /**
    * Reduces exactly the nodes named, over the step's tree, and steps the slice's Adam; forgets the step's
-   * slices.
+   * slices. With `r.clip`, stops before Adam and returns the slice's exact Σg²: `finish` takes the step's
+   * clip scale.
    */
-  reduce(r: MessageOf<'reduce'>): ReducedSlice {
+  reduce(r: MessageOf<'reduce'>): ReducedSlice | ExactSquares {
     const tensors = this.tensors;
     if (!tensors) throw new Error('reduce before the shard was loaded');
     if (r.step !== tensors.version)
@@ -144,27 +165,40 @@ export class ShardReducer {
     const average = averageOf(
       reduceNodes(named, { level: rootLevel(r.microBatches), index: 0 }, r.microBatches),
     );
-    const gradSquares = sumOfSquares(average.values, this.trainable);
+    this.reduced = { request: r, gradient: average.values, reduceSeconds: (performance.now() - t0) / 1000 };
+    if (r.clip) return new ExactSquares().add(average.values, this.trainable);
+    return this.finish(r.step, 1);
+  }
+
+  /** Scales the reduced step's trainable gradient by the step's clip `scale` (1: none), then steps Adam. */
+  finish(step: number, scale: number): ReducedSlice {
+    const tensors = this.tensors;
+    const reduced = this.reduced;
+    if (!tensors || reduced?.request.step !== step)
+      throw new Error(`a clip scale for step ${step}, not reduced`);
+    this.reduced = undefined;
     const t1 = performance.now();
+    scaleTrainable(reduced.gradient, this.trainable, scale);
+    const gradSquares = sumOfSquares(reduced.gradient, this.trainable);
     const next = applyUpdate(
       this.layout,
       tensors.weights,
-      average.values,
+      reduced.gradient,
       { step: tensors.adamStep, m: tensors.m, v: tensors.v },
-      r.adam,
+      reduced.request.adam,
       { inPlace: true, window: this.slice },
     );
     this.tensors = {
-      version: r.step + 1,
+      version: step + 1,
       adamStep: next.adam.step,
       weights: next.weights,
       m: next.adam.m,
       v: next.adam.v,
     };
     return {
-      version: r.step + 1,
+      version: step + 1,
       gradSquares,
-      seconds: { reduce: (t1 - t0) / 1000, optimizer: (performance.now() - t1) / 1000 },
+      seconds: { reduce: reduced.reduceSeconds, optimizer: (performance.now() - t1) / 1000 },
     };
   }
 }

@@ -25,7 +25,8 @@ import { type WelcomeMessage, WorkerPool, type WorkerSession } from '../coordina
 import { paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
-import { ShardReducer, type ShardTensors } from './shard-reducer.js';
+import { type ReducedSlice, ShardReducer, type ShardTensors } from './shard-reducer.js';
+import { ExactSquares } from '../training/optimizer/exact-squares.js';
 
 export interface ShardOptions {
   id: string;
@@ -106,6 +107,10 @@ class Shard {
         return this.onState(message, payload);
       case 'reduce':
         return this.onReduce(message);
+      case 'clipScale':
+        return this.onClipScale(message);
+      case 'compare':
+        return this.onCompare(message);
       case 'collect':
         return this.onCollect();
       case 'heartbeat':
@@ -209,12 +214,31 @@ class Shard {
       worker: session.id,
       reason: check.ok ? null : check.reason,
       detail: check.ok ? '' : check.detail,
+      squares: check.ok ? check.squares : 0,
     });
   }
 
   private onReduce(r: MessageOf<'reduce'>): void {
     if (!this.reducer) return this.channel.reject('unexpected_message', 'reduce before shardAssign');
     const reduced = this.reducer.reduce(r);
+    if (reduced instanceof ExactSquares)
+      return this.channel.send({ type: 'sliceSquares', step: r.step, bins: [...reduced.bins] });
+    this.publish(r.step, reduced);
+  }
+
+  private onClipScale(c: MessageOf<'clipScale'>): void {
+    if (!this.reducer) return this.channel.reject('unexpected_message', 'clipScale before shardAssign');
+    this.publish(c.step, this.reducer.finish(c.step, c.scale));
+  }
+
+  private onCompare(c: MessageOf<'compare'>): void {
+    if (!this.reducer) return this.channel.reject('unexpected_message', 'compare before shardAssign');
+    const { step, node, against } = c;
+    this.channel.send({ type: 'comparison', step, node, against, ...this.reducer.compare(c) });
+  }
+
+  /** Sends the step's new weights slice to the workers and its report to the coordinator. */
+  private publish(step: number, reduced: ReducedSlice): void {
     const t = performance.now();
     this.sendWeights(this.pool?.ready() ?? []);
     const broadcast = (performance.now() - t) / 1000;
@@ -222,7 +246,7 @@ class Shard {
     const bytes = this.workerBytes();
     this.channel.send({
       type: 'reduced',
-      step: r.step,
+      step,
       version: reduced.version,
       gradSquares: reduced.gradSquares,
       seconds: { ...reduced.seconds, broadcast },

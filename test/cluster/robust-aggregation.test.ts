@@ -78,6 +78,28 @@ describe('--outlier-factor', () => {
     );
     expect(summary.weights_sha256).toBe((await undisturbed()).weights_sha256);
   }, 120_000);
+
+  it('with --shards 2: each shard reports its slices\' Σg², the ×1000 node is recomputed, compared slice by slice on the shards, rejected, and the run ends with the undisturbed bits', async () => {
+    const c = await coordinator('poisoned-sharded', [
+      '--min-workers',
+      '3',
+      '--outlier-factor',
+      '4',
+      '--shards',
+      '2',
+    ]);
+    const shards = ['shard-a', 'shard-b'].map((id) => start(['shard', '--connect', c.url, '--id', id]));
+    worker(c.url, 'honest-1');
+    worker(c.url, 'honest-2');
+    worker(c.url, 'poisoner', '--fault-scale-at-step', '3');
+    const summary = expectOk(await c.done);
+    await Promise.all(shards.map((s) => s.done));
+    expect(summary).toMatchObject({ shards: 2, replayed_steps: 0, rejected_frames: { outlier: 1 } });
+    expect(c.log()).toMatch(
+      /node \[\d+, \d+\) of step 3 from poisoner .* differs from another worker's recomputation/,
+    );
+    expect(summary.weights_sha256).toBe((await undisturbed()).weights_sha256);
+  }, 180_000);
 });
 
 describe('--max-grad-norm', () => {
@@ -103,6 +125,31 @@ describe('--max-grad-norm', () => {
     expect(one.weights_sha256).toBe(three.weights_sha256);
     expect(one.weights_sha256).not.toBe((await undisturbed()).weights_sha256);
   }, 180_000);
+
+  it('with --shards 2 and 3: each shard sends its exact Σg², all scale by the combined norm, and the bits equal the unsharded clipped run', async () => {
+    const clip = ['--max-grad-norm', '0.05'];
+    const runs = await Promise.all(
+      [1, 2, 3].map(async (s) =>
+        expectOk(
+          await run([
+            'train',
+            ...config,
+            ...clip,
+            '--workers',
+            '2',
+            ...(s > 1 ? ['--shards', String(s)] : []),
+            '--backend',
+            'wasm',
+            '--out',
+            `${dir}/clip-shards-${s}`,
+          ]),
+        ),
+      ),
+    );
+    expect(runs.map((r) => r.shards)).toEqual([1, 2, 3]);
+    expect(new Set(runs.map((r) => r.weights_sha256)).size).toBe(1);
+    expect(runs[0].weights_sha256).not.toBe((await undisturbed()).weights_sha256);
+  }, 240_000);
 });
 
 describe('shares', () => {

@@ -1,6 +1,6 @@
 /** The pure parts of robust aggregation: clipping, the outlier rule and the recheck's agreement test. */
 import { describe, expect, it } from 'vitest';
-import { clipGradientNorm } from '../../coordinator/clipping.js';
+import { clipGradientNorm } from '../../training/optimizer/clipping.js';
 import { RECHECK_TOLERANCE, flagOutliers, nodesAgree } from '../../coordinator/outliers.js';
 
 describe('clipGradientNorm', () => {
