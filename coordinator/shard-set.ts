@@ -12,7 +12,8 @@ import { type DistanceSums, addDistanceSums } from '../training/parallel/node-di
 import { planShards } from '../training/parallel/shard-plan.js';
 import { ReducerStateLost } from './gradient-reducer.js';
 import type { RunState } from './run-state.js';
-import type { ShardSession, WorkerPool } from './worker-pool.js';
+import type { ShardSession } from './shard-role.js';
+import type { WorkerPool } from './worker-pool.js';
 
 export type SliceVerdict = MessageOf<'sliceVerdict'>;
 /**

@@ -39,6 +39,7 @@ export const DEFAULT_ADMISSION: Required<AdmissionLimits> = {
 export type Admission =
   | { ok: true }
   | { ok: false; reason: 'too_many_connections' | 'join_rate_limited'; detail: string };
+type WorkerRoom = { ok: true } | { ok: false; reason: 'cluster_full'; detail: string };
 
 /** `rate` tokens a second, holding at most `rate`: bursts of up to `rate`, then that rate. */
 class TokenBucket {
@@ -130,5 +131,15 @@ export class AdmissionControl {
   /** Whether another worker fits, given how many are admitted. */
   hasRoomFor(workers: number): boolean {
     return workers < this.limits.maxWorkers;
+  }
+
+  /** Whether another worker may be admitted, given how many are; if not, why. */
+  admitWorker(workers: number): WorkerRoom {
+    if (this.hasRoomFor(workers)) return { ok: true };
+    return {
+      ok: false,
+      reason: 'cluster_full',
+      detail: `${workers} workers are connected (--max-workers ${this.limits.maxWorkers})`,
+    };
   }
 }

@@ -21,7 +21,8 @@ import {
 } from '../protocol/messages.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
-import { type WelcomeMessage, WorkerPool, type WorkerSession } from '../coordinator/worker-pool.js';
+import { PeerPool, type WelcomeMessage } from '../protocol/peer-pool.js';
+import { type SliceWorker, SliceWorkers } from './slice-workers.js';
 import { paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
@@ -59,7 +60,7 @@ class Shard {
   private readonly handshake: ClientHandshake;
   private readonly rejections = new RejectionCounts();
   private welcome: MessageOf<'welcome'> | undefined;
-  private pool: WorkerPool | undefined;
+  private pool: SliceWorkers | undefined;
   private reducer: ShardReducer | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private lastHeard = performance.now();
@@ -142,9 +143,8 @@ class Shard {
     const { heartbeatMs, heartbeatTimeoutMs, shards: _map, ...terms } = w;
     const welcome: WelcomeMessage = terms;
     // Workers join us as they join the coordinator: same secret, same limits, the coordinator's welcome.
-    this.pool = new WorkerPool({
+    const peers = new PeerPool({
       listener: this.settings.listener,
-      welcome,
       log: this.settings.log,
       rejections: this.rejections,
       maxFrameBytes: this.settings.maxFrameBytes,
@@ -152,18 +152,20 @@ class Shard {
       limits: this.settings.limits,
       heartbeat: { intervalMs: heartbeatMs, timeoutMs: heartbeatTimeoutMs },
     });
-    this.pool.setEvents({
-      ready: (s) => this.sendWeights([s]),
-      result: (s, m, p) =>
-        m.type === 'contribution'
-          ? this.onSlice(s, m, p)
-          : s.channel.reject('unexpected_message', 'evaluations go to the coordinator'),
-      holding: (s) => s.channel.reject('unexpected_message', 'holding goes to the coordinator'),
-      lost: (s) => {
-        this.departedBytes.in += s.channel.bytesIn;
-        this.departedBytes.out += s.channel.bytesOut;
+    this.pool = new SliceWorkers(peers, {
+      welcome,
+      log: this.settings.log,
+      events: {
+        ready: (s) => this.sendWeights([s]),
+        slice: (s, m, p) => this.onSlice(s, m, p),
+        lost: (s) => {
+          this.departedBytes.in += s.channel.bytesIn;
+          this.departedBytes.out += s.channel.bytesOut;
+        },
       },
     });
+    // Workers only: a shard reducer's hello is refused here.
+    peers.serve('worker', this.pool);
     this.settings.log.info(
       { run: w.runId, serves: this.settings.serves },
       `shard ${this.settings.id} joined run ${w.runId}; serving workers at ${this.settings.serves}`,
@@ -200,7 +202,7 @@ class Shard {
     this.sendWeights(this.pool?.ready() ?? []);
   }
 
-  private onSlice(session: WorkerSession, message: MessageOf<'contribution'>, values: Float32Array): void {
+  private onSlice(session: SliceWorker, message: MessageOf<'contribution'>, values: Float32Array): void {
     const check =
       this.reducer?.accept(session.id, message, values) ??
       ({ ok: false, reason: 'unexpected_message', detail: 'a slice before the shard holds one' } as const);
@@ -284,7 +286,7 @@ class Shard {
   }
 
   /** The current weights slice, encoded once, to each of `sessions`. */
-  private sendWeights(sessions: readonly WorkerSession[]): void {
+  private sendWeights(sessions: readonly SliceWorker[]): void {
     const t = this.reducer?.current;
     if (!t || sessions.length === 0) return;
     const frame = encodeFrame(
