@@ -1,7 +1,7 @@
 /**
  * The joining side of the handshake (hello → [challenge → auth] → welcome), for every peer that
  * joins another: a worker joining the coordinator or a shard reducer, a shard reducer joining the
- * coordinator. The side that is joined runs coordinator/worker-pool.ts.
+ * coordinator. The side that is joined runs protocol/peer-pool.ts.
  */
 import { type SharedSecret, newNonce, proofsMatch } from './auth.js';
 import type { Logger } from 'pino';
