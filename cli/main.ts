@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /** The one gradfleet binary: subcommands for training, the cluster roles, evaluation and benchmarks. */
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { isEntryPoint } from '../common/entry-point.js';
 import { UsageError } from '../common/errors.js';
 import { configureLogFormat } from '../common/logger.js';
 import { releaseBackend } from '../training/backends/select.js';
@@ -34,16 +33,7 @@ export function buildProgram(): Command {
   );
 }
 
-/** Whether this file is the process's script (the binary, through any symlink), not an import. */
-function isEntryPoint(): boolean {
-  try {
-    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   try {
     await buildProgram().parseAsync(process.argv);
     // A WebGPU device keeps Node running until it is destroyed.

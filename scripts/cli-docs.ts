@@ -6,10 +6,11 @@
  *   npm run docs:cli -- --check exit 1 if docs/cli.md is not what the program says (test/docs/cli-docs.test.ts
  *                               runs the same comparison)
  */
-import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { isEntryPoint } from '../common/entry-point.js';
 
 export const cliDocsPath = fileURLToPath(new URL('../docs/cli.md', import.meta.url));
 
@@ -111,16 +112,7 @@ export function renderCliDocs(program: Command): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Whether this file is the process's script, not an import (the docs test imports it). */
-function isEntryPoint(): boolean {
-  try {
-    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   const { buildProgram } = await import('../cli/main.js');
   const text = renderCliDocs(buildProgram());
   if (process.argv.includes('--check')) {
