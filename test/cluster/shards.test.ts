@@ -72,7 +72,8 @@ describe('shard reducers', () => {
       hooks: { straggler: (id, is) => is && flagged.push(id) },
     });
     expect(run.summary.stopped).toBe('finished');
-    expect(flagged).toEqual(['shard-2']);
+    // Only the slow one, ever; on a loaded machine it may be cleared and flagged again.
+    expect(new Set(flagged)).toEqual(new Set(['shard-2']));
   }, 60_000);
 
   it('a shard lost mid-run: rollback to the newest checkpoint, replay, same weights, exact ledger', async () => {
