@@ -261,7 +261,15 @@ export const SQUARES_BINS = 255 * 3;
 const sliceSquaresSchema = z.object({
   type: z.literal('sliceSquares'),
   step: count,
-  bins: z.array(z.number().int().nonnegative().max(2 ** 53)).length(SQUARES_BINS),
+  bins: z
+    .array(
+      z
+        .number()
+        .int()
+        .nonnegative()
+        .max(2 ** 53),
+    )
+    .length(SQUARES_BINS),
 });
 
 /** The factor every shard scales its slice's trainable gradient by before Adam (1: not clipped). */

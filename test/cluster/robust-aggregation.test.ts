@@ -79,7 +79,7 @@ describe('--outlier-factor', () => {
     expect(summary.weights_sha256).toBe((await undisturbed()).weights_sha256);
   }, 120_000);
 
-  it('with --shards 2: each shard reports its slices\' Σg², the ×1000 node is recomputed, compared slice by slice on the shards, rejected, and the run ends with the undisturbed bits', async () => {
+  it("with --shards 2: each shard reports its slices' Σg², the ×1000 node is recomputed, compared slice by slice on the shards, rejected, and the run ends with the undisturbed bits", async () => {
     const c = await coordinator('poisoned-sharded', [
       '--min-workers',
       '3',

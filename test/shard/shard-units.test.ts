@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { MessageOf } from '../../protocol/messages.js';
+import { ExactSquares } from '../../training/optimizer/exact-squares.js';
 import { ShardReducer } from '../../shard/shard-reducer.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
@@ -71,7 +72,10 @@ describe('ShardReducer', () => {
 
   it('refuses slices of another step, another offset or size, non-finite or huge values, and nodes outside the tree', () => {
     const r = loaded();
-    expect(r.accept('w', node(), new Float32Array(500))).toEqual({ ok: true });
+    expect(r.accept('w', node(), new Float32Array(500))).toEqual({ ok: true, squares: 0 });
+    const values = new Float32Array(500).fill(0.5);
+    // Σg² of the slice's trainable part, for the coordinator's outlier check: every value here is trainable.
+    expect(r.accept('w', node({ level: 2 }), values)).toEqual({ ok: true, squares: 125 });
     expect(r.accept('w', node({ step: 3 }), new Float32Array(500))).toMatchObject({
       ok: false,
       reason: 'stale_result',
@@ -129,6 +133,48 @@ describe('ShardReducer', () => {
         nodes: [{ level: 3, index: 0, worker: 'honest' }],
       }),
     ).toThrow(/does not hold/);
+  });
+
+  it("with clip, stops before Adam with the slice's exact Σg², and steps Adam on the gradient scaled as it is told", () => {
+    const adam = { learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    const request = {
+      type: 'reduce' as const,
+      step: 4,
+      microBatches: 8,
+      adam,
+      nodes: [{ level: 3, index: 0, worker: 'w' }],
+    };
+    const run = (clip: boolean, scale: number) => {
+      const r = loaded();
+      r.accept('w', node({ level: 3, samples: 64 }), new Float32Array(500).fill(64 * 2));
+      const reduced = r.reduce({ ...request, ...(clip && { clip: true as const }) });
+      return { r, reduced, finished: clip ? r.finish(4, scale) : reduced };
+    };
+    const clipped = run(true, 0.5);
+    // An average gradient of 2 on each of 500 trainable elements: Σg² = 2000, exactly.
+    expect(clipped.reduced).toBeInstanceOf(ExactSquares);
+    expect((clipped.reduced as ExactSquares).total()).toBe(2000);
+    // Scaled by 0.5 before Adam: the same step as an unclipped gradient of 1 everywhere.
+    const halved = loaded();
+    halved.accept('w', node({ level: 3, samples: 64 }), new Float32Array(500).fill(64));
+    halved.reduce(request);
+    expect(clipped.r.current!.weights).toEqual(halved.current!.weights);
+    expect(clipped.finished).toMatchObject({ version: 5, gradSquares: 500 });
+    expect(run(false, 1).finished).toMatchObject({ version: 5, gradSquares: 2000 });
+    expect(() => clipped.r.finish(4, 0.5)).toThrow(/not reduced/);
+  });
+
+  it("compares two workers' slices of one node: distance sums over the slice, bit identity", () => {
+    const r = loaded();
+    r.accept('a', node({ level: 3 }), new Float32Array(500).fill(2));
+    r.accept('b', node({ level: 3 }), new Float32Array(500).fill(2));
+    r.accept('c', node({ level: 3 }), new Float32Array(500).fill(3));
+    const ref = (worker: string) => ({ level: 3, index: 0, worker });
+    const compare = (against: string) =>
+      r.compare({ type: 'compare', step: 4, node: ref('a'), against: ref(against) });
+    expect(compare('b')).toEqual({ diffSquares: 0, squares: 2000, againstSquares: 2000, identical: true });
+    expect(compare('c')).toEqual({ diffSquares: 500, squares: 2000, againstSquares: 4500, identical: false });
+    expect(() => compare('nobody')).toThrow(/not held/);
   });
 });
 

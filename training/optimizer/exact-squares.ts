@@ -10,11 +10,9 @@
  * exact integer; adding two accumulators bin by bin is exact too. Only `total` rounds, once, from
  * the exact sum to the nearest float64.
  */
+// Exponent bins (float32 exponents 1..254, subnormals in bin 1) × three parts: the wire holds the count.
 import { SQUARES_BINS } from '../../protocol/messages.js';
 import type { ParamSlice } from './adam.js';
-
-/** Exponent bins (float32 exponents 1..254, subnormals in bin 1) × three parts: the wire has the count. */
-export { SQUARES_BINS };
 
 /** Values one accumulator may hold and still be exact (each part < 2^24, a bin < 2^53). */
 const MAX_VALUES = 2 ** 29;
