@@ -217,21 +217,25 @@ function freshRun(fresh: NewRunConfig) {
   return { state, train, test };
 }
 
-export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
+export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
   const { state, train, test } =
-    o.start.kind === 'resume' ? await resumedRun(o.start, o.log) : freshRun(o.start.config);
+    launch.start.kind === 'resume'
+      ? await resumedRun(launch.start, launch.log)
+      : freshRun(launch.start.config);
   const model = getModel(state.config.model);
   validateGeometry(geometryOf(state.config, train.count));
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
-  if (o.maxFrameBytes < needed)
+  if (launch.maxFrameBytes < needed)
     throw new Error(
-      `the frame limit (${o.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`,
+      `the frame limit (${launch.maxFrameBytes} bytes) is below one ${model.name} gradient (${needed} bytes with its header)`,
     );
-  const metrics = o.metrics ? new CoordinatorMetrics(model.name) : undefined;
+  const metrics = launch.metrics ? new CoordinatorMetrics(model.name) : undefined;
   const endpoint =
-    o.metrics && metrics ? await serveMetrics(metrics.registry, { ...o.metrics, log: o.log }) : undefined;
-  const listener = await o.listen(o.maxFrameBytes).catch(async (err: unknown) => {
+    launch.metrics && metrics
+      ? await serveMetrics(metrics.registry, { ...launch.metrics, log: launch.log })
+      : undefined;
+  const listener = await launch.listen(launch.maxFrameBytes).catch(async (err: unknown) => {
     await endpoint?.close();
     throw err;
   });
@@ -239,14 +243,14 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
   const { config } = state;
   const pool = new WorkerPool({
     listener,
-    log: o.log,
+    log: launch.log,
     rejections,
     datasets: { train, test },
-    maxFrameBytes: o.maxFrameBytes,
+    maxFrameBytes: launch.maxFrameBytes,
     meterFor: metrics && ((id) => metrics.meterFor(id)),
-    secret: o.policy.secret,
-    limits: o.policy.limits,
-    heartbeat: o.policy.heartbeat,
+    secret: launch.policy.secret,
+    limits: launch.policy.limits,
+    heartbeat: launch.policy.heartbeat,
     welcome: {
       type: 'welcome',
       runId: config.runId,
@@ -261,31 +265,35 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
       test: { ...config.test, height: test.height, width: test.width },
     },
   });
-  const hooks = combineHooks(o.hooks, metrics?.hooks());
+  const hooks = combineHooks(launch.hooks, metrics?.hooks());
   const reducer =
-    o.shards === undefined
+    launch.shards === undefined
       ? new InProcessReducer(state, layout, trainableRanges(layout), new WeightsBroadcast(state, config.wire))
-      : new ShardedReducer({ state, count: o.shards, pool, log: o.log, hooks });
+      : new ShardedReducer({ state, count: launch.shards, pool, log: launch.log, hooks });
   const coordinator = new Coordinator({
     state,
     model,
     train,
     test,
     pool,
-    outDir: o.outDir,
-    minWorkers: o.minWorkers,
-    startWorkers: o.startWorkers,
-    stepDeadlineMs: o.policy.stepDeadlineMs,
-    checkpointEvery: o.policy.checkpointEvery,
-    outlierFactor: o.policy.outlierFactor,
-    curvesEvery: o.curvesEvery ?? 0,
-    log: o.log,
+    outDir: launch.outDir,
+    minWorkers: launch.minWorkers,
+    startWorkers: launch.startWorkers,
+    stepDeadlineMs: launch.policy.stepDeadlineMs,
+    checkpointEvery: launch.policy.checkpointEvery,
+    outlierFactor: launch.policy.outlierFactor,
+    curvesEvery: launch.curvesEvery ?? 0,
+    log: launch.log,
     rejections,
     hooks,
     reducer,
   });
-  o.log.info(
-    { url: listener.url, out: o.outDir, steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)) },
+  launch.log.info(
+    {
+      url: listener.url,
+      out: launch.outDir,
+      steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)),
+    },
     `coordinator listening on ${listener.url}`,
   );
   return {
@@ -296,9 +304,12 @@ export async function launchRun(o: LaunchOptions): Promise<LaunchedRun> {
     finish: async ({ extras, beforeShutdown } = {}) => {
       try {
         const outcome = await coordinator.run();
-        const summary = { ...summarize(outcome, model, o.outDir, rejections, o.transport), ...extras?.() };
-        await writeOutputs(outcome, model, o.outDir, o.log);
-        await writeSummary(o.outDir, summary);
+        const summary = {
+          ...summarize(outcome, model, launch.outDir, rejections, launch.transport),
+          ...extras?.(),
+        };
+        await writeOutputs(outcome, model, launch.outDir, launch.log);
+        await writeSummary(launch.outDir, summary);
         beforeShutdown?.();
         pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
         return summary;
