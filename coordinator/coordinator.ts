@@ -105,6 +105,7 @@ export interface WorkerBackend {
 
 export class Coordinator {
   private active: WorkUnit | undefined;
+  private readonly reducer: GradientReducer;
   private pending: ItemRange[] = [];
   private stopRequested = false;
   private evalRound = 0;
@@ -148,8 +149,6 @@ export class Coordinator {
       holding: (s) => this.onHolding(s),
     });
   }
-
-  private readonly reducer: GradientReducer;
 
   /** Resolves once the reducer serves (every shard reducer holds its slice) and workers may join. */
   serving(): Promise<void> {

@@ -63,6 +63,7 @@ export class ShardedReducer implements GradientReducer {
       },
     });
     this.stragglers = new StragglerReport('shard reducer', 'reduces/s', log, hooks?.straggler);
+    log.info({ shards: count }, `waiting for ${count} shard reducer(s)`);
   }
 
   get reducers(): number {
@@ -74,8 +75,6 @@ export class ShardedReducer implements GradientReducer {
   }
 
   serving(): Promise<void> {
-    const { count } = this.shards;
-    this.settings.log.info({ shards: count }, `waiting for ${count} shard reducer(s)`);
     return this.shards.ready();
   }
 
