@@ -1239,47 +1239,117 @@ function judgeIdx(bytes: Uint8Array, expectedDims: number | undefined): void {
   tallies.idx.accept();
 }
 
-// Kaggle CSV: the layouts, and a reference reading of them to compare the byte scanner with.
+// Kaggle CSV: the layouts, and a reference reading of them to compare both readers with (the byte scanner
+// for files without quotes, csv-parse for the rest).
 const PIXEL_HEADER = Array.from({ length: 784 }, (_, i) => `pixel${i}`).join(',');
 const TRAIN_HEADER = `label,${PIXEL_HEADER}`;
 
 /**
- * What a Kaggle CSV means, read the slow, obvious way (split lines, split fields): the scanner must agree
- * with it.
+ * RFC 4180 records, the slow, obvious way: fields end at commas and records at LF or CRLF, outside double
+ * quotes; `""` in a quoted field is one quote. A quote inside an unquoted field, text after a closing quote
+ * or an unclosed quote: null. `raw` is the record's text without its line end, `start` its offset.
+ */
+function referenceRecords(text: string): { fields: string[]; raw: string; start: number }[] | null {
+  const records: { fields: string[]; raw: string; start: number }[] = [];
+  let fields: string[] = [];
+  let field = '';
+  let fieldStart = true;
+  let start = 0;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (fieldStart && c === '"') {
+      for (i++; ; ) {
+        if (i >= text.length) return null;
+        if (text[i] === '"' && text[i + 1] === '"') {
+          field += '"';
+          i += 2;
+        } else if (text[i] === '"') {
+          i++;
+          break;
+        } else {
+          field += text[i++];
+        }
+      }
+      if (i < text.length && text[i] !== ',' && text[i] !== '\n' && !text.startsWith('\r\n', i)) return null;
+      fieldStart = false;
+    } else if (c === ',') {
+      fields.push(field);
+      field = '';
+      fieldStart = true;
+      i++;
+    } else if (c === '\n' || text.startsWith('\r\n', i)) {
+      fields.push(field);
+      records.push({ fields, raw: text.slice(start, i), start });
+      i += c === '\n' ? 1 : 2;
+      start = i;
+      fields = [];
+      field = '';
+      fieldStart = true;
+    } else if (c === '"') {
+      return null;
+    } else {
+      field += c;
+      fieldStart = false;
+      i++;
+    }
+  }
+  if (start < text.length) {
+    fields.push(field);
+    records.push({ fields, raw: text.slice(start), start });
+  }
+  return records;
+}
+
+/**
+ * What a Kaggle CSV means, read the slow, obvious way: both readers must agree with it. The header may have
+ * an unnamed index column before Kaggle's names (whose values are then ignored), values are whole numbers,
+ * optionally written as floats with a zero fraction.
  */
 function referenceCsv(
   bytes: Uint8Array,
 ): { labelled: boolean; labels: number[]; pixels: number[] } | 'refused' {
   let text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
   if (text.startsWith('\xef\xbb\xbf')) text = text.slice(3);
-  const lines = text.split('\n');
-  // the line's CR, then one more (kaggleCsvKind's)
-  const header = lines[0].replace(/\r$/, '').replace(/\r$/, '');
+  if (text.endsWith('\r')) text = text.slice(0, -1); // a CR that ends the file ends its last line
+  const records = referenceRecords(text);
+  if (records === null || records.length === 0) return 'refused';
+  const names = records[0].fields;
+  const indexed = names.length > 1 && names[0] === '';
+  // the line's CR went with its line end; one more is tolerated (layoutOf's)
+  const header = (indexed ? names.slice(1) : names).join(',').replace(/\r$/, '');
   if (header !== TRAIN_HEADER && header !== PIXEL_HEADER) return 'refused';
   const labelled = header === TRAIN_HEADER;
   const labels: number[] = [];
   const pixels: number[] = [];
   let rows = 0;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i].replace(/\r$/, '');
-    if (line === '') {
-      if (/^[\r\n]*$/.test(lines.slice(i).join('\n'))) break; // trailing blank lines
+  for (let i = 1; i < records.length; i++) {
+    const { fields, raw, start } = records[i];
+    if (raw === '') {
+      if (/^[\r\n]*$/.test(text.slice(start))) break; // trailing blank lines
       return 'refused';
     }
-    const fields = line.split(',');
-    if (fields.length !== (labelled ? 785 : 784) || !fields.every((f) => /^[0-9]+$/.test(f)))
+    const values = fields.slice(indexed ? 1 : 0);
+    if (values.length !== (labelled ? 785 : 784) || !values.every((f) => /^[0-9]+(\.0*)?$/.test(f)))
       return 'refused';
-    const values = fields.map(Number);
+    const numbers = values.map((f) => Number.parseInt(f, 10));
     if (labelled) {
-      const label = values.shift()!;
+      const label = numbers.shift()!;
       if (label > 9) return 'refused';
       labels.push(label);
     }
-    if (values.some((v) => v > 255)) return 'refused';
-    pixels.push(...values);
+    if (numbers.some((v) => v > 255)) return 'refused';
+    pixels.push(...numbers);
     rows++;
   }
   return rows === 0 ? 'refused' : { labelled, labels, pixels };
+}
+
+/** How a tool wrote the file: pandas' QUOTE_ALL, its index column, float pixels (`12.0`). */
+interface CsvStyle {
+  quoteAll?: boolean;
+  index?: boolean;
+  floats?: boolean;
 }
 
 function csvText(
@@ -1289,12 +1359,19 @@ function csvText(
   eol: string,
   finalEol: boolean,
   bom: boolean,
+  style: CsvStyle = {},
 ): Uint8Array {
   const rng = new Rng(seed);
-  const lines = [labelled ? TRAIN_HEADER : PIXEL_HEADER];
+  // pandas' index column: no name in the header, 0, 1, 2... in the rows
+  const line = (fields: string[], index: string) =>
+    (style.index ? [index, ...fields] : fields).map((f) => (style.quoteAll ? `"${f}"` : f)).join(',');
+  const lines = [line((labelled ? TRAIN_HEADER : PIXEL_HEADER).split(','), '')];
   for (let r = 0; r < rows; r++) {
-    const pixels = Array.from({ length: 784 }, () => (rng.nextInt(3) === 0 ? rng.nextInt(256) : 0));
-    lines.push(labelled ? `${rng.nextInt(10)},${pixels.join(',')}` : pixels.join(','));
+    const pixels = Array.from({ length: 784 }, () => {
+      const v = rng.nextInt(3) === 0 ? rng.nextInt(256) : 0;
+      return style.floats ? `${v}.0` : String(v);
+    });
+    lines.push(line(labelled ? [String(rng.nextInt(10)), ...pixels] : pixels, String(r)));
   }
   return Buffer.from((bom ? '\xef\xbb\xbf' : '') + lines.join(eol) + (finalEol ? eol : ''), 'latin1');
 }
@@ -1304,8 +1381,12 @@ const CSV_BASES = [
   csvText(true, 3, 2, '\r\n', false, false),
   csvText(false, 2, 3, '\n', false, true),
   csvText(false, 1, 4, '\r\n', true, false),
+  csvText(true, 2, 5, '\n', true, false, { quoteAll: true, index: true, floats: true }),
+  csvText(false, 2, 6, '\r\n', false, false, { index: true }),
+  csvText(true, 2, 7, '\n', true, true, { floats: true }),
+  csvText(false, 1, 8, '\n', true, false, { quoteAll: true }),
 ];
-const CSV_CHARS = [',', '\n', '\r', '0', '1', '9', '-', ' ', 'x', '.', '\0', '\xff', '\xef'];
+const CSV_CHARS = [',', '\n', '\r', '0', '1', '9', '-', ' ', 'x', '.', '"', '\0', '\xff', '\xef'];
 const CSV_INSERTS = [
   ',',
   '\n',
@@ -1319,6 +1400,11 @@ const CSV_INSERTS = [
   '\r',
   `${'0'.repeat(40)}7`,
   '\n\r\n',
+  '"',
+  '""',
+  '.0',
+  '.5',
+  ',"7"',
 ];
 type CsvEdit =
   | { kind: 'set'; at: number; inData: boolean; char: string }
@@ -1393,19 +1479,31 @@ function editCsv(base: Uint8Array, edits: readonly CsvEdit[]): Uint8Array {
 }
 
 /**
- * parseKaggleCsv on `bytes`: the same rows the reference reads, or a DataError where the reference refuses
- * too.
+ * parseKaggleCsv on `bytes`, with the reader it picks and with csv-parse forced: the same rows the reference
+ * reads, or a DataError where the reference refuses too, with the same message from both readers.
  */
 function judgeCsv(bytes: Uint8Array): void {
   const reference = referenceCsv(bytes);
-  let data: ReturnType<typeof parseKaggleCsv>;
-  try {
-    data = parseKaggleCsv(bytes, 'fuzz.csv');
-  } catch (err) {
-    tallies.csv.reject(dataErrorReason(err, 'fuzz.csv'));
+  const read = (reader: 'auto' | 'csv-parse') => {
+    try {
+      return parseKaggleCsv(bytes, 'fuzz.csv', { reader });
+    } catch (err) {
+      dataErrorReason(err, 'fuzz.csv'); // rethrows anything but a DataError naming the file
+      return err as DataError;
+    }
+  };
+  const data = read('auto');
+  // With a quote in it, 'auto' has read the file with csv-parse already.
+  const viaCsvParse = bytes.includes(0x22) ? data : read('csv-parse');
+  if (data instanceof DataError) {
+    tallies.csv.reject(kindOf(data.problem));
+    expect(viaCsvParse).toBeInstanceOf(DataError);
+    expect((viaCsvParse as DataError).message).toBe(data.message);
     expect(reference).toBe('refused');
     return;
   }
+  expect(viaCsvParse).not.toBeInstanceOf(DataError);
+  expect(fingerprint(viaCsvParse as typeof data)).toBe(fingerprint(data));
   expect(reference).not.toBe('refused');
   if (reference === 'refused') return;
   expect(data.count).toBeGreaterThan(0);
