@@ -13,8 +13,8 @@
  * Quoting is csv-parse's job (RFC 4180), one record at a time and none of them kept. A file without a
  * single double quote, which is what Kaggle ships, has nothing to unquote and is scanned bytewise instead:
  * csv-parse makes a string of each of train.csv's 33 million fields and takes ~25 times as long (18 s, not
- * 0.7 s, for 42,000 rows). The fuzz tests
- * read files both ways and require the same data set or the same error.
+ * 0.7 s, for 42,000 rows). The fuzz tests read files both ways and require the same data set or the same
+ * error.
  */
 import { writeFileSync } from 'node:fs';
 import { CsvError, parse as parseCsv } from 'csv-parse/sync';
