@@ -60,6 +60,70 @@ function texts(svg: string): string[] {
   return [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
 }
 
+interface Box {
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+}
+
+/** A text's box, from its anchor and font size (an average glyph is ~0.6 em wide, a bold one ~0.65). */
+function textBox(attrs: string, content: string): Box {
+  const num = (name: string, fallback: number) => {
+    const m = new RegExp(`\\b${name}="([\\d.-]+)"`).exec(attrs);
+    return m ? Number(m[1]) : fallback;
+  };
+  const size = num('font-size', 12);
+  const width = content.length * size * (attrs.includes('font-weight="bold"') ? 0.65 : 0.6);
+  const x = num('x', 0);
+  const y = num('y', 0);
+  const left = attrs.includes('text-anchor="middle"')
+    ? x - width / 2
+    : attrs.includes('text-anchor="end"')
+      ? x - width
+      : x;
+  return { left, right: left + width, top: y - size, bottom: y + size * 0.25 };
+}
+
+const overlaps = (a: Box, b: Box) =>
+  a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+
+/** Each legend's box: its lines and labels together. */
+function legendBoxes(svg: string): Box[] {
+  return [...svg.matchAll(/<g class="legend">(.*?)<\/g><\/g>/g)].map((legend) => {
+    const boxes: Box[] = [
+      ...[...legend[1].matchAll(/<line x1="([\d.-]+)" y1="([\d.-]+)" x2="([\d.-]+)"/g)].map((m) => ({
+        left: Number(m[1]),
+        right: Number(m[3]),
+        top: Number(m[2]) - 4,
+        bottom: Number(m[2]) + 4,
+      })),
+      ...[...legend[1].matchAll(/<text([^>]*)>([^<]*)<\/text>/g)].map((m) => textBox(m[1], m[2])),
+    ];
+    return {
+      left: Math.min(...boxes.map((b) => b.left)),
+      right: Math.max(...boxes.map((b) => b.right)),
+      top: Math.min(...boxes.map((b) => b.top)),
+      bottom: Math.max(...boxes.map((b) => b.bottom)),
+    };
+  });
+}
+
+/** The panels' bold headings ("Loss", "Train loss per step"...) and their boxes. */
+function headingBoxes(svg: string): { heading: string; box: Box }[] {
+  return [...svg.matchAll(/<text([^>]*font-size="14" font-weight="bold"[^>]*)>([^<]*)<\/text>/g)].map(
+    (m) => ({
+      heading: m[2],
+      box: textBox(m[1], m[2]),
+    }),
+  );
+}
+
+/** The y values a series' path goes through, in SVG coordinates. */
+function pathYs(d: string): number[] {
+  return [...d.matchAll(/[ML][\d.-]+,([\d.-]+)/g)].map((m) => Number(m[1]));
+}
+
 function history(epochs: number): CurvePoint[] {
   return Array.from({ length: epochs }, (_, i) => ({
     epoch: i + 1,
@@ -238,6 +302,94 @@ describe('renderTrainingCurves', () => {
       expect(seriesPaths(svg).size).toBe(0);
       expect(texts(svg)).toContain('no data');
     }
+  });
+});
+
+describe('renderTrainingCurves: legends, short runs, smoothing', () => {
+  const falling = (n: number, noise = 0.2) =>
+    Array.from({ length: n }, (_, i) => ({
+      step: i + 1,
+      loss: 2.3 * Math.exp(-i / 25) + 0.1 + (i % 2 ? noise : -noise) / 4,
+    }));
+
+  it('draws no legend over a panel heading', () => {
+    for (const [epochs, steps] of [
+      [3, 0],
+      [2, 300],
+      [5, 2000],
+      [1, 469],
+      [0, 40],
+    ]) {
+      const svg = renderTrainingCurves(history(epochs), steps ? { steps: falling(steps) } : {});
+      const headings = headingBoxes(svg);
+      const legends = legendBoxes(svg);
+      expect(headings.length, `${epochs} epochs, ${steps} steps`).toBeGreaterThan(0);
+      expect(legends.length).toBeGreaterThan(0);
+      for (const legend of legends) {
+        for (const { heading, box } of headings) {
+          expect(overlaps(legend, box), `legend over "${heading}" (${epochs} epochs, ${steps} steps)`).toBe(
+            false,
+          );
+        }
+      }
+    }
+  });
+
+  it('draws a one-epoch run as its steps, not as panels of one dot, and says the epoch in words', () => {
+    const svg = renderTrainingCurves(history(1), { steps: falling(469) });
+    expectWellFormed(svg);
+    const paths = seriesPaths(svg);
+    expect([...paths.keys()].sort()).toEqual(['step-loss', 'step-loss-smoothed']);
+    for (const [id, d] of paths) expect(pointCount(d), id).toBe(469);
+    expect(svg).not.toContain('data-panel="loss"');
+    expect(svg).not.toContain('data-panel="accuracy"');
+    expect(svg).not.toMatch(/<circle /); // no lone dots anywhere
+    const summary = texts(svg).find((t) => t.startsWith('Epoch 1:'));
+    expect(summary).toBe('Epoch 1: train loss 0.5000, accuracy 95.00% · test loss 0.5500, accuracy 95.50%');
+    // still a run of no finished epoch: the steps alone, no empty epoch panels
+    const early = renderTrainingCurves([], { steps: falling(50) });
+    expect([...seriesPaths(early).keys()].sort()).toEqual(['step-loss', 'step-loss-smoothed']);
+    expect(texts(early)).not.toContain('no data');
+    // two epochs: the epoch panels are back
+    expect(renderTrainingCurves(history(2), { steps: falling(100) })).toContain('data-panel="loss"');
+  });
+
+  it('smooths without lagging: a straight fall is drawn on the raw line, and the ends are the raw values', () => {
+    // 60 steps falling in a straight line: an EMA of 0.9 trails it by ~9 steps (0.3 in loss)
+    const ramp = Array.from({ length: 60 }, (_, i) => ({ step: i + 1, loss: 2.3 - i * (2 / 59) }));
+    const paths = seriesPaths(renderTrainingCurves([], { steps: ramp }));
+    const raw = pathYs(paths.get('step-loss')!);
+    const smoothed = pathYs(paths.get('step-loss-smoothed')!);
+    expect(smoothed).toHaveLength(raw.length);
+    for (let i = 0; i < raw.length; i++)
+      expect(Math.abs(smoothed[i] - raw[i]), `step ${i + 1}`).toBeLessThan(0.02);
+
+    // A noisy exponential fall, as a short run's loss: the smoothed line starts at the first loss, ends at
+    // the last, and never strays far above the raw trend.
+    const steps = falling(200);
+    const svg = renderTrainingCurves([], { steps });
+    const noisy = seriesPaths(svg);
+    const rawYs = pathYs(noisy.get('step-loss')!);
+    const smoothYs = pathYs(noisy.get('step-loss-smoothed')!);
+    expect(smoothYs[0]).toBe(rawYs[0]);
+    expect(smoothYs.at(-1)).toBe(rawYs.at(-1));
+    // the trend without the noise, in SVG y: smaller y is a higher loss
+    const frame = /<path d="M([\d.-]+),([\d.-]+)V([\d.-]+)H/.exec(svg)!;
+    const [top, bottom] = [Number(frame[2]), Number(frame[3])];
+    const pxPerLoss = (bottom - top) / 2.5; // the axis runs 0..2.5
+    for (let i = 0; i < steps.length; i++) {
+      const trend = 2.3 * Math.exp(-i / 25) + 0.1;
+      const smoothedLoss = (bottom - smoothYs[i]) / pxPerLoss;
+      expect(Math.abs(smoothedLoss - trend), `step ${i + 1}`).toBeLessThan(0.08);
+    }
+    expect(texts(svg)).toContain('smoothed (centred mean of 9 steps)');
+  });
+
+  it('never gives a loss axis below zero', () => {
+    const svg = renderTrainingCurves(history(3), { steps: falling(1400) });
+    const labels = texts(svg).filter((t) => /^-?[\d.]+$/.test(t));
+    expect(labels.length).toBeGreaterThan(0);
+    expect(labels.filter((t) => t.startsWith('-'))).toEqual([]);
   });
 });
 

@@ -5,8 +5,11 @@
  * is skipped and the line joins the epochs either side; a non-finite value (a diverged loss) is
  * skipped too, but the line breaks there rather than drawing through it. Nothing non-finite
  * ever reaches the SVG.
+ *
+ * Before a second epoch has finished, panels per epoch would hold one dot each: the per-step panel is
+ * drawn alone then, taller, with the finished epoch's values written under it.
  */
-import { el, escapeXml, fmt, svgDocument, text } from './svg.js';
+import { el, escapeXml, fmt, formatPercent, svgDocument, text } from './svg.js';
 
 export interface CurvePoint {
   /** 1-based. */
@@ -40,13 +43,22 @@ const MARGIN = { top: TITLE_HEIGHT + 30, right: 20, bottom: 80, left: 70 };
 const PANEL_WIDTH = (WIDTH - 2 * MARGIN.left - PANEL_GAP - MARGIN.right) / 2;
 const PANEL_HEIGHT = 250;
 /** The per-step panel spans the width, above the two epoch panels. */
-const STEP_PANEL = { width: WIDTH - MARGIN.left - MARGIN.right, height: 220, below: 70 };
+const STEP_PANEL = { width: WIDTH - MARGIN.left - MARGIN.right, height: 220, alone: 320, below: 100 };
+/** A panel's legend sits this far below its frame, clear of the axis name and the next panel's heading. */
+const LEGEND_BELOW = 58;
 const TARGET_Y_TICKS = 5;
 const MAX_X_TICKS = 10;
 /** Raw points drawn at most; longer runs are thinned evenly (the axis still covers every point). */
 const MAX_RAW_POINTS = 3000;
-/** TensorBoard's default smoothing: a debiased exponential moving average. */
-const SMOOTHING = 0.9;
+/**
+ * The smoothed per-step line is a centred mean over up to this many steps on each side. Centred, it never
+ * lags: an exponential average trails a falling loss by ~1/(1-β) steps, which on a short run is the whole
+ * steep part. Narrow, it keeps that steep part's bend, which happens within the first ~100 steps whatever
+ * the run's length.
+ */
+const MAX_HALF_WINDOW = 10;
+/** A short run gets a window of this share of its steps on each side, so its few points still show. */
+const HALF_WINDOW_SHARE = 1 / 50;
 /** Share of the value range kept free above and below the data, so no point sits on the frame. */
 const Y_PADDING = 0.04;
 
@@ -102,15 +114,23 @@ function seriesOf(
 export function renderTrainingCurves(history: CurvePoint[], opts: TrainingCurvesOptions = {}): string {
   const title = opts.title ?? 'Training curves';
   const points = history.filter((p) => Number.isFinite(p.epoch)).sort((a, b) => a.epoch - b.epoch);
-  const byEpoch = (key: keyof CurvePoint) => points.map((p) => ({ x: p.epoch, value: p[key] }));
-  const stepPanelHeight = opts.steps ? STEP_PANEL.height + STEP_PANEL.below : 0;
-  const epochTop = MARGIN.top + stepPanelHeight;
-  const height = epochTop + PANEL_HEIGHT + MARGIN.bottom;
+  const steps = opts.steps?.filter((s) => Number.isFinite(s.step)).sort((a, b) => a.step - b.step);
   const parts = [
     text(WIDTH / 2, 26, title, { 'text-anchor': 'middle', 'font-size': 18, 'font-weight': 'bold' }),
   ];
+  // One epoch or none: its panels would be lone dots, so the steps say it all, with the epoch in words.
+  if (steps && points.length <= 1 && steps.filter((s) => Number.isFinite(s.loss)).length >= 2) {
+    parts.push(stepPanel(steps, STEP_PANEL.alone));
+    const stepBottom = MARGIN.top + STEP_PANEL.alone;
+    if (points.length === 1) parts.push(epochSummary(points[0], stepBottom + LEGEND_BELOW + 30));
+    return svgDocument({ width: WIDTH, height: stepBottom + STEP_PANEL.below + 20, title }, parts.join('\n'));
+  }
 
-  if (opts.steps) parts.push(stepPanel(opts.steps));
+  const byEpoch = (key: keyof CurvePoint) => points.map((p) => ({ x: p.epoch, value: p[key] }));
+  const stepPanelHeight = steps ? STEP_PANEL.height + STEP_PANEL.below : 0;
+  const epochTop = MARGIN.top + stepPanelHeight;
+  const height = epochTop + PANEL_HEIGHT + MARGIN.bottom;
+  if (steps) parts.push(stepPanel(steps, STEP_PANEL.height));
   const xAxis = epochAxis(points.map((p) => p.epoch));
   parts.push(
     renderPanel({
@@ -163,24 +183,45 @@ export function renderTrainingCurves(history: CurvePoint[], opts: TrainingCurves
   return svgDocument({ width: WIDTH, height, title }, parts.join('\n'));
 }
 
-/** Train loss per step: every step faint, and its smoothed trend on top. */
-function stepPanel(steps: readonly StepLoss[]): string {
-  const sorted = steps.filter((s) => Number.isFinite(s.step)).sort((a, b) => a.step - b.step);
+/** One finished epoch in words: what its two panels would have shown as lone dots. */
+function epochSummary(p: CurvePoint, y: number): string {
+  const loss = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v.toPrecision(4) : '–');
+  const part = (name: string, lossValue: number | undefined, accuracy: number | undefined) =>
+    `${name} loss ${loss(lossValue)}, accuracy ${formatPercent(accuracy ?? Number.NaN)}`;
+  const measured = [part('train', p.trainLoss, p.trainAccuracy)];
+  if (p.testLoss !== undefined || p.testAccuracy !== undefined)
+    measured.push(part('test', p.testLoss, p.testAccuracy));
+  return el(
+    'g',
+    { class: 'epoch-summary' },
+    text(MARGIN.left, y, `Epoch ${fmt(p.epoch)}: ${measured.join(' · ')}`, { 'font-size': 14, fill: '#222' }),
+  );
+}
+
+/** Train loss per step (`steps` sorted, finite steps): every step faint, and its smoothed trend on top. */
+function stepPanel(steps: readonly StepLoss[], height: number): string {
   const raw = seriesOf(
-    sorted.map((s) => ({ x: s.step, value: s.loss })),
+    steps.map((s) => ({ x: s.step, value: s.loss })),
     { id: 'step-loss', label: 'train loss per step', colour: TRAIN_COLOUR, dashed: false, faint: true },
   );
-  const smoothed = seriesOf(smooth(sorted.map((s) => ({ x: s.step, value: s.loss }))), {
-    id: 'step-loss-smoothed',
-    label: `smoothed (EMA ${SMOOTHING})`,
-    colour: TRAIN_COLOUR,
-    dashed: false,
-  });
+  const halfWindow = Math.max(1, Math.min(MAX_HALF_WINDOW, Math.round(steps.length * HALF_WINDOW_SHARE)));
+  const smoothed = seriesOf(
+    smooth(
+      steps.map((s) => ({ x: s.step, value: s.loss })),
+      halfWindow,
+    ),
+    {
+      id: 'step-loss-smoothed',
+      label: `smoothed (centred mean of ${2 * halfWindow + 1} steps)`,
+      colour: TRAIN_COLOUR,
+      dashed: false,
+    },
+  );
   return renderPanel({
-    frame: { left: MARGIN.left, top: MARGIN.top, width: STEP_PANEL.width, height: STEP_PANEL.height },
+    frame: { left: MARGIN.left, top: MARGIN.top, width: STEP_PANEL.width, height },
     heading: 'Train loss per step',
     xName: 'step',
-    xAxis: stepAxis(sorted.map((s) => s.step)),
+    xAxis: stepAxis(steps.map((s) => s.step)),
     yAxis: (values) => valueAxis(values, false),
     yLabel: numberLabel,
     // The axis covers every raw point; only the drawing is thinned.
@@ -189,18 +230,32 @@ function stepPanel(steps: readonly StepLoss[]): string {
   });
 }
 
-/** A debiased exponential moving average over the finite values; a non-finite value is passed on as a gap. */
+/**
+ * The mean of the finite values within `halfWindow` points either side, the window narrowing near the ends
+ * so that it stays centred: no lag behind a trend, and the first and last values are the raw ones. A
+ * non-finite value is passed on as a gap and left out of its neighbours' means.
+ */
 function smooth(
   points: readonly { x: number; value: number }[],
-  weight = SMOOTHING,
+  halfWindow: number,
 ): { x: number; value: number }[] {
-  let ema = 0;
-  let n = 0;
-  return points.map((p) => {
+  const n = points.length;
+  // Prefix sums of the finite values and of how many there are.
+  const sums = new Float64Array(n + 1);
+  const counts = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    const v = points[i].value;
+    const finite = Number.isFinite(v);
+    sums[i + 1] = sums[i] + (finite ? v : 0);
+    counts[i + 1] = counts[i] + (finite ? 1 : 0);
+  }
+  return points.map((p, i) => {
     if (!Number.isFinite(p.value)) return p;
-    ema = weight * ema + (1 - weight) * p.value;
-    n++;
-    return { x: p.x, value: ema / (1 - weight ** n) };
+    const h = Math.min(halfWindow, i, n - 1 - i);
+    const count = counts[i + h + 1] - counts[i - h];
+    // Values near ±Number.MAX_VALUE overflow a sum: those are drawn as they are.
+    const mean = (sums[i + h + 1] - sums[i - h]) / count;
+    return { x: p.x, value: Number.isFinite(mean) ? mean : p.value };
   });
 }
 
@@ -287,7 +342,7 @@ function renderPanel(panel: {
     );
     parts.push(el('g', { class: 'points', 'data-series': s.id }, dots.join('')));
   }
-  parts.push(legend(shown, left, bottom + 58));
+  parts.push(legend(shown, left, bottom + LEGEND_BELOW, !panel.thin));
   return el('g', { class: 'panel', 'data-panel': panel.heading.toLowerCase() }, `\n${parts.join('\n')}\n`);
 }
 
@@ -313,7 +368,8 @@ function pathData(points: Series['points'], x: (v: number) => number, y: (value:
   return points.map((p) => `${p.newSegment ? 'M' : 'L'}${fmt(x(p.x))},${fmt(y(p.value))}`).join('');
 }
 
-function legend(series: Series[], left: number, y: number): string {
+/** A line per series, with a dot where the panel draws dots. */
+function legend(series: Series[], left: number, y: number, dots: boolean): string {
   let x = left;
   const items = series.map((s) => {
     const item = el(
@@ -330,7 +386,7 @@ function legend(series: Series[], left: number, y: number): string {
           'stroke-opacity': s.faint ? 0.3 : undefined,
           'stroke-dasharray': s.dashed ? '6 4' : undefined,
         }),
-        s.faint ? '' : el('circle', { cx: x + 12, cy: y, r: 3.5, fill: s.colour }),
+        s.faint || !dots ? '' : el('circle', { cx: x + 12, cy: y, r: 3.5, fill: s.colour }),
         text(x + 30, y + 4, s.label, { fill: '#222' }),
       ].join(''),
     );
@@ -399,10 +455,9 @@ function valueAxis(values: number[], isFraction: boolean): Axis {
   const padding = (halfSpan / step) * (2 * Y_PADDING);
   let min = Math.floor(lo / step - padding + 1e-9) * step;
   let max = Math.ceil(hi / step + padding - 1e-9) * step;
-  if (isFraction && range.lo >= 0 && range.hi <= 1) {
-    min = Math.max(0, min);
-    max = Math.min(1, max);
-  }
+  // Losses and accuracies are never negative: neither is their axis (padding put 0.02 at -0.5).
+  if (range.lo >= 0) min = Math.max(0, min);
+  if (isFraction && range.lo >= 0 && range.hi <= 1) max = Math.min(1, max);
   if (!Number.isFinite(min)) min = lo;
   if (!Number.isFinite(max)) max = hi;
   if (max / step - min / step < 1) max = min + step;
