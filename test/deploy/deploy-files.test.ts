@@ -128,6 +128,69 @@ describe('Grafana', () => {
     expect(datasource.url).toBe('http://prometheus:9090');
   });
 
+  /** Every metric name a query reads, a histogram's `_sum`/`_count`/`_bucket` as the histogram. */
+  const queried = (expr: string) =>
+    [...expr.matchAll(/\b(gradfleet_\w+)/g)].map((m) => m[1].replace(/_(sum|count|bucket)$/, ''));
+  const dashboardMetrics = new Set<string>(
+    dashboard.panels.flatMap((p: any) => (p.targets ?? []).flatMap((t: any) => queried(t.expr))),
+  );
+
+  it('every metric docs/operations.md describes has a panel (gradfleet_paused, _steps_total, _local_worker_restarts_total too)', () => {
+    const ops = read(join(root, 'docs/operations.md'));
+    const section = ops.slice(
+      ops.indexOf('## Metrics and alerts'),
+      ops.indexOf('\n## ', ops.indexOf('## Metrics and alerts') + 1),
+    );
+    // The metric tables: `name` or `name{labels}` in the first column, the `gradfleet_` prefix left out.
+    const described = section
+      .split('\n')
+      .filter((line) => line.startsWith('| `'))
+      .flatMap((line) =>
+        [...line.split('|')[1].matchAll(/`([a-z_]+)(?:\{[^`]*\})?`/g)].map((m) => `gradfleet_${m[1]}`),
+      );
+    expect(described.length).toBeGreaterThan(40);
+    expect(described).toEqual(
+      expect.arrayContaining([
+        'gradfleet_paused',
+        'gradfleet_steps_total',
+        'gradfleet_local_worker_restarts_total',
+      ]),
+    );
+    expect(described.filter((m) => !dashboardMetrics.has(m))).toEqual([]);
+  });
+
+  it('every gradfleet metric the dashboard queries is one the coordinator or a worker registers', () => {
+    const registered = new Set(
+      ['coordinator/metrics.ts', 'worker/metrics.ts'].flatMap((f) =>
+        [...read(join(root, f)).matchAll(/name: '(gradfleet_\w+)'/g)].map((m) => m[1]),
+      ),
+    );
+    expect(registered.size).toBeGreaterThan(40);
+    expect([...dashboardMetrics].filter((m) => !registered.has(m))).toEqual([]);
+  });
+
+  it('panels sit on the 24-column grid without overlapping, each below its row', () => {
+    const boxes = dashboard.panels.map((p: any) => ({ title: p.title, ...p.gridPos }));
+    for (const b of boxes) {
+      expect(b.x + b.w, b.title).toBeLessThanOrEqual(24);
+      expect(b.x >= 0 && b.w > 0 && b.h > 0, b.title).toBe(true);
+    }
+    for (let i = 0; i < boxes.length; i++)
+      for (let j = i + 1; j < boxes.length; j++) {
+        const [a, b] = [boxes[i], boxes[j]];
+        const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+        expect(overlap, `"${a.title}" and "${b.title}"`).toBe(false);
+      }
+    // In the JSON's order, a panel's row is the last row before it: it must also be above it on screen.
+    let rowY = -1;
+    for (const p of dashboard.panels) {
+      if (p.type === 'row') {
+        expect(p.gridPos.y, p.title).toBeGreaterThan(rowY);
+        rowY = p.gridPos.y;
+      } else expect(p.gridPos.y, p.title).toBeGreaterThan(rowY);
+    }
+  });
+
   it('the dashboard provider reads the folder compose mounts the dashboards into', () => {
     const provider = parse(read(deploy('grafana/provisioning/dashboards/gradfleet.yml'))).providers[0];
     const grafana = composeServices('docker-compose.yml').grafana;
