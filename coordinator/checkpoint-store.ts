@@ -9,9 +9,10 @@
  * loadLatestCheckpoint falls back to the newest one that still decodes and says what it skipped.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from '../common/logger.js';
+import { makeDir } from '../common/make-dir.js';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from './checkpoint-file.js';
 
 /** `ckpt-000000042.gfck`; steps past 999,999,999 simply get more digits. */
@@ -77,7 +78,7 @@ export async function saveCheckpoint(
   const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDir(dir);
     const file = await open(tmp, 'wx');
     try {
       try {
