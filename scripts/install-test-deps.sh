@@ -10,6 +10,8 @@ command -v nats-server >/dev/null || need+=(nats-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tmux >/dev/null || need+=(tmux)      # the terminal-output test reads a real terminal's screen
 command -v shellcheck >/dev/null || need+=(shellcheck)   # the deploy tests lint scripts/install-tfjs-node-gpu.sh
+command -v ip >/dev/null || need+=(iproute2)            # the simulated cluster's namespaces, links and tc shaping (root tests)
+command -v setpriv >/dev/null || need+=(util-linux)     # the root tests drop privileges with it
 # The native backend: npm ci builds its oneDNN addon when a C++ toolchain and libdnnl-dev are present.
 { command -v g++ && command -v make; } >/dev/null || need+=(build-essential)
 [ -e /usr/include/oneapi/dnnl/dnnl.hpp ] || need+=(libdnnl-dev)
