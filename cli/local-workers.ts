@@ -50,6 +50,10 @@ interface Slot {
   tail: string[];
 }
 
+/** Dawn's warnings, as `webgpu` prints them (`Warning: maxDynamic… artificially reduced…`). */
+const DAWN_NOISE = /^Warning: /;
+const debugging = /^(debug|trace)$/.test(process.env.GRADFLEET_LOG_LEVEL ?? '');
+
 const defaultBackoffMs = (n: number) => Math.min(8000, 500 * 2 ** (n - 1));
 
 const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
@@ -57,6 +61,8 @@ const describeExit = (code: number | null, signal: NodeJS.Signals | null) =>
 
 export class LocalWorkers {
   private readonly slots: Slot[];
+  /** How logs name a slot's process: "local worker local-1", "local shard reducer shard-1". */
+  private readonly noun: string;
   private stopping = false;
   private readonly gaveUp: GaveUp[] = [];
   private resolveAllGone!: () => void;
@@ -65,6 +71,7 @@ export class LocalWorkers {
 
   constructor(private readonly settings: LocalWorkerOptions) {
     const prefix = settings.role === 'shard' ? 'shard' : 'local';
+    this.noun = settings.role === 'shard' ? 'local shard reducer' : 'local worker';
     this.slots = Array.from({ length: settings.count }, (_, index) => ({
       name: `${prefix}-${index + 1}`,
       index,
@@ -105,6 +112,23 @@ export class LocalWorkers {
     await this.exitedWithin(5000);
   }
 
+  /**
+   * Ends every process now (SIGKILL, to its whole process group): for a run that quits without waiting,
+   * whose workers may be stuck in a step that never finishes.
+   */
+  kill(): void {
+    this.expectExits();
+    for (const s of this.slots) {
+      const pid = s.child?.pid;
+      if (pid === undefined || s.child?.exitCode !== null || s.child?.signalCode !== null) continue;
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        s.child?.kill('SIGKILL');
+      }
+    }
+  }
+
   private spawn(slot: Slot): void {
     const id = slot.restarts === 0 ? slot.name : `${slot.name}-r${slot.restarts}`;
     const { settings } = this;
@@ -127,12 +151,15 @@ export class LocalWorkers {
     createInterface({ input: child.stderr!, crlfDelay: Infinity }).on('line', (line) => {
       slot.tail.push(line);
       if (slot.tail.length > TAIL_LINES) slot.tail.shift();
+      // Dawn's own warnings (webgpu writes them straight to stderr) only when debugging; a crash's tail keeps
+      // them.
+      if (DAWN_NOISE.test(line) && !debugging) return;
       writeLogLine(line);
     });
     child.on('error', (err) =>
       settings.log.error(
         { worker: id, err: err.message },
-        `local worker ${id} could not start: ${err.message}`,
+        `${this.noun} ${id} could not start: ${err.message}`,
       ),
     );
     child.once('exit', (code, signal) => {
@@ -140,17 +167,17 @@ export class LocalWorkers {
       if (this.stopping) {
         settings.log.debug(
           { worker: id, code, signal },
-          `local worker ${id} exited (${describeExit(code, signal)})`,
+          `${this.noun} ${id} exited (${describeExit(code, signal)})`,
         );
         return;
       }
       if (code === 0) {
-        settings.log.info({ worker: id }, `local worker ${id} finished`);
+        settings.log.info({ worker: id }, `${this.noun} ${id} finished`);
         return this.retire(slot);
       }
       this.restartOrGiveUp(slot, id, describeExit(code, signal));
     });
-    settings.log.info({ worker: id, pid: child.pid }, `local worker ${id} started (pid ${child.pid})`);
+    settings.log.info({ worker: id, pid: child.pid }, `${this.noun} ${id} started (pid ${child.pid})`);
   }
 
   private restartOrGiveUp(slot: Slot, id: string, exit: string): void {
@@ -160,7 +187,7 @@ export class LocalWorkers {
       this.gaveUp.push(gaveUp);
       settings.log.error(
         gaveUp,
-        `local worker ${id} exited (${exit}) and has used its ${settings.restarts} restart(s): the run goes on without it.` +
+        `${this.noun} ${id} exited (${exit}) and has used its ${settings.restarts} restart(s): the run goes on without it.` +
           (slot.tail.length > 0 ? ` Its last stderr lines:\n${slot.tail.join('\n')}` : ''),
       );
       return this.retire(slot);
@@ -169,7 +196,7 @@ export class LocalWorkers {
     const delay = (settings.backoffMs ?? defaultBackoffMs)(slot.restarts);
     settings.log.warn(
       { worker: id, exit, restart: slot.restarts, of: settings.restarts, in_ms: delay },
-      `local worker ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${settings.restarts})`,
+      `${this.noun} ${id} exited (${exit}); restarting it as ${slot.name}-r${slot.restarts} in ${(delay / 1000).toFixed(1)} s (restart ${slot.restarts} of ${settings.restarts})`,
     );
     slot.pendingRestart = setTimeout(() => {
       if (this.stopping) return;

@@ -35,17 +35,28 @@ const describe = (fields: Record<string, string | number>) =>
     .map(([k, v]) => `${k} ${v}`)
     .join(' ');
 
+export interface ProgressStart {
+  now?: () => number;
+  /**
+   * Done before this process began (a resumed run's steps): the rate counts only what is done from here
+   * on.
+   */
+  from?: number;
+  /** The work that opened the bar began this long ago (its first update comes at that work's end). */
+  sinceMs?: number;
+}
+
 export function createProgress(
   log: Logger,
   label: string,
   total: number,
   unit: string,
-  now: () => number = Date.now,
+  { now = Date.now, from = 0, sinceMs = 0 }: ProgressStart = {},
 ): Progress {
   const window = new RateWindow();
-  window.observe(now(), 0);
+  window.observe(now() - sinceMs, from);
   if (process.stderr.isTTY && logFormat() === 'pretty') {
-    stderrStatus.show(renderBar(label, 0, total, unit, 0, null, ''));
+    stderrStatus.show(renderBar(label, from, total, unit, 0, null, ''));
     return {
       update(done, fields = {}) {
         window.observe(now(), done);

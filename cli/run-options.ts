@@ -27,6 +27,7 @@ import type { WireDtype } from '../protocol/wire-dtype.js';
 import { type Progress, createProgress } from './progress.js';
 import { stderrStatus } from '../common/status-line.js';
 import { UsageError } from '../common/errors.js';
+import { type RunDir, checkResumable, prepareRunDir, removeIfUnused, resumeHint } from './out-dir.js';
 
 export interface RunFlags {
   model: string;
@@ -127,10 +128,27 @@ function runConfigOf(flags: RunFlags): NewRunConfig {
 }
 
 /** Where the run writes: --out, else the resumed run's directory, else a fresh one under runs/. */
-export function outDirOf(flags: RunFlags): string {
+function outDirOf(flags: RunFlags): string {
   if (flags.out) return flags.out;
   if (flags.resume) return flags.resume;
   return join('runs', `${flags.model}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+}
+
+/**
+ * The run directory, made and proven writable before anything listens or loads (cli/out-dir.ts); removed
+ * again at exit if the run leaves no checkpoint in a directory made for it.
+ */
+export async function runDirOf(flags: RunFlags): Promise<RunDir> {
+  if (flags.resume && (await checkResumable(flags.resume)) === 'file' && !flags.out)
+    throw new UsageError(
+      `--resume ${flags.resume} is one checkpoint file: give --out DIR for the continued run's outputs`,
+    );
+  const dir = await prepareRunDir(
+    outDirOf(flags),
+    flags.out ? '--out' : flags.resume ? '--resume' : undefined,
+  );
+  removeIfUnused(dir);
+  return dir;
 }
 
 /** A fresh run from the flags, or a resumed one (--resume, or --auto-resume where --out has checkpoints). */
@@ -208,11 +226,16 @@ export function progressHooks(log: Logger): CoordinatorHooks {
     step: (report) => {
       // Built only when written: this runs on every training step.
       if (log.isLevelEnabled('debug')) log.debug(stepDoneFields(report), STEP_DONE_MSG);
-      const { position, samples, epochSamples, loss } = report;
+      const { position, samples, epochSamples, loss, seconds } = report;
       if (!progress || position.stepInEpoch === 0) {
         progress?.stop();
-        progress = createProgress(log, `epoch ${position.epoch + 1}`, epochSamples, 'samples');
         done = position.stepInEpoch === 0 ? 0 : Math.min(epochSamples, position.stepInEpoch * samples);
+        // Opened by a step's end: its rate starts where that step began, from the samples done before it
+        // (a resumed run's earlier steps are not this process's speed).
+        progress = createProgress(log, `epoch ${position.epoch + 1}`, epochSamples, 'samples', {
+          from: done,
+          sinceMs: seconds.total * 1000,
+        });
       }
       done += samples;
       progress.update(done, { loss: loss.toFixed(4) });
@@ -224,12 +247,22 @@ export function progressHooks(log: Logger): CoordinatorHooks {
   };
 }
 
-export function report(summary: RunSummary, json: boolean | undefined, log: Logger): void {
+/** The summary, last; an interrupted run's ends with how to go on (`command`: train or coordinator). */
+export function report(summary: RunSummary, json: boolean | undefined, log: Logger, command: string): void {
   stderrStatus.keep(); // an interrupted epoch's bar stays where it stopped, above the summary
-  if (json) printJson(summary);
-  else
-    log.info(
-      summary,
-      `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`,
-    );
+  const hint =
+    summary.stopped === 'interrupted' && summary.checkpoint !== null
+      ? `interrupted at step ${summary.steps}: ${resumeHint(command, summary.out)}`
+      : undefined;
+  if (json) {
+    // stdout's last line stays the JSON; the hint goes to the log, before it.
+    if (hint) log.info({ resume: summary.out }, hint);
+    printJson(summary);
+    return;
+  }
+  log.info(
+    summary,
+    `done: ${summary.steps} steps, test accuracy ${summary.test_accuracy === null ? 'n/a' : `${(summary.test_accuracy * 100).toFixed(2)}%`}, outputs in ${summary.out}`,
+  );
+  if (hint) log.info({ resume: summary.out }, hint);
 }

@@ -8,7 +8,7 @@ import {
   addMetricsOptions,
   metricsOf,
 } from '../metrics-options.js';
-import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
+import { type RunFlags, addRunOptions, progressHooks, report, runDirOf, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import {
   type TlsListenFlags,
@@ -64,10 +64,13 @@ export function coordinatorCommand(): Command {
           },
           log,
         );
+        const start = runStartOf(cmd, flags);
+        // Made and proven writable before anything listens (cli/out-dir.ts).
+        const out = await runDirOf(flags);
         const run = await launchRun({
           policy,
-          start: runStartOf(cmd, flags),
-          outDir: outDirOf(flags),
+          start,
+          outDir: out.path,
           curvesEvery: flags.curvesEvery,
           listen: listenerFor(flags, flags.host, flags.port, log),
           transport: flags.transport,
@@ -78,8 +81,8 @@ export function coordinatorCommand(): Command {
           metrics: metricsOf(flags),
           shards: flags.shards,
         });
-        stopOnSigint(run.coordinator, log);
-        report(await run.finish(), flags.json, log);
+        stopOnSigint(run.coordinator, log, { resume: { command: 'coordinator', dir: out.path } });
+        report(await run.finish(), flags.json, log, 'coordinator');
       },
     );
 }

@@ -12,7 +12,7 @@ import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-opti
 import { type ComputeFlags, addComputeOptions, workerComputeArgs } from '../compute-options.js';
 import { planLocalWorkers, seenAdapters, usesWebGpu } from '../local-gpus.js';
 import { nonNegativeInt, port, positiveInt } from '../options.js';
-import { type RunFlags, addRunOptions, outDirOf, progressHooks, report, runStartOf } from '../run-options.js';
+import { type RunFlags, addRunOptions, progressHooks, report, runDirOf, runStartOf } from '../run-options.js';
 import { stopOnSigint } from '../signals.js';
 import {
   type TransportFlags,
@@ -73,6 +73,9 @@ export function trainCommand(): Command {
     addTransportOptions(addMetricsOptions(addComputeOptions(cmd, "workers' "))),
   ).action(async (flags: TrainFlags, cmd: Command) => {
     const log = createLogger('coordinator');
+    // Flags first, then the run directory (made, and proven writable): a mistake in either fails at once.
+    const start = runStartOf(cmd, flags);
+    const out = await runDirOf(flags);
     // Adapters are listed only where a worker could compute on one, and only when --gpu does not already say
     // which.
     const adapters = flags.gpu === undefined && usesWebGpu(flags.backend) ? await seenAdapters() : undefined;
@@ -95,8 +98,8 @@ export function trainCommand(): Command {
         maxJoinsPerS: Math.max(flags.maxJoinsPerS, count),
         maxJoinsPerSourcePerS: Math.max(flags.maxJoinsPerSourcePerS, count),
       }),
-      start: runStartOf(cmd, flags),
-      outDir: outDirOf(flags),
+      start,
+      outDir: out.path,
       curvesEvery: flags.curvesEvery,
       listen: listenerFor(flags, flags.host, flags.port, log),
       transport: flags.transport,
@@ -137,10 +140,17 @@ export function trainCommand(): Command {
             argsFor: () => [...join.args, ...secret.args],
             env: { ...join.env, ...secret.env },
           });
-    // Ctrl-C or SIGTERM: the coordinator finishes the step in flight, checkpoints and stops, and the run
-    // below ends as any other; a second one exits at once (cli/signals.ts).
-    stopOnSigint(run.coordinator, log);
     let workers: LocalWorkers | undefined;
+    // Ctrl-C or SIGTERM: the coordinator finishes the step in flight, checkpoints and stops, and the run
+    // below ends as any other; a second one, or 10 s without stopping, exits at once, local processes killed
+    // (cli/signals.ts).
+    stopOnSigint(run.coordinator, log, {
+      beforeForcedExit: () => {
+        workers?.kill();
+        shards?.kill();
+      },
+      resume: { command: 'train', dir: out.path },
+    });
     // The run to its end: outputs written, peers told to shut down, listeners closed.
     const finishing = run.finish({
       extras: () => ({
@@ -202,7 +212,7 @@ export function trainCommand(): Command {
       // However the run ended: each local process gets its grace to exit, then a signal.
       await Promise.all([workers?.stop(), shards?.stop()]);
     }
-    report(summary, flags.json, log);
+    report(summary, flags.json, log, 'train');
   });
 }
 
