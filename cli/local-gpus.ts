@@ -4,7 +4,8 @@
  * every case without the hardware; only seenAdapters() looks at the machine, and train calls
  * it only where a worker could compute on WebGPU (--backend auto or webgpu).
  */
-import { type GpuAdapterInfo, adapterLabel, listAdapters, loadDawn } from '../training/backends/adapters.js';
+import { type GpuAdapterInfo, adapterLabel, listAdapters } from '../training/backends/adapters.js';
+import { probeAdapters } from '../training/backends/webgpu-probe.js';
 import type { ComputeChoice } from './compute-options.js';
 
 export interface LocalWorkerInput {
@@ -83,8 +84,11 @@ export function planLocalWorkers(input: LocalWorkerInput): LocalWorkerPlan {
   };
 }
 
-/** The adapters Dawn sees here; none where Dawn is missing or broken (backend selection reports why). */
+/**
+ * The adapters Dawn sees here, asked in a child process so that Dawn's own warnings stay off the terminal
+ * (training/backends/webgpu-probe.ts); none where Dawn is missing or broken (backend selection reports why).
+ */
 export async function seenAdapters(): Promise<GpuAdapterInfo[]> {
-  const loaded = await loadDawn();
-  return loaded.dawn ? listAdapters(loaded.dawn) : [];
+  const probe = await probeAdapters();
+  return 'dawn' in probe ? listAdapters(probe.dawn) : [];
 }

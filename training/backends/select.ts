@@ -81,7 +81,7 @@ export async function selectBackend(
       trainingKernels: info.trainingKernels,
       skipped: info.skipped,
     },
-    `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} threads)` : ''}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}` +
+    `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} thread${info.threads === 1 ? '' : 's'})` : ''}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}` +
       (info.skipped.length
         ? `; skipped ${info.skipped.map((s) => `${s.package} (${s.reason})`).join(', ')}`
         : ''),

@@ -14,6 +14,7 @@ import {
   loadDawn,
 } from './adapters.js';
 import { type BackendCandidate, type BackendOptions, BackendUnavailableError } from './backend.js';
+import { probeAdapters } from './webgpu-probe.js';
 
 const WEBGPU_PACKAGE = '@tensorflow/tfjs-backend-webgpu';
 
@@ -102,15 +103,36 @@ function releaseWebGpu(): void {
   active = undefined;
 }
 
+const softwareOnly = (info: GpuAdapterInfo) =>
+  new BackendUnavailableError(
+    `${adapterLabel(info)} is a software adapter (slower than wasm): used only with --backend webgpu`,
+  );
+
+/**
+ * `auto`'s question, asked of a child process's Dawn (webgpu-probe.ts), so that Dawn's own warnings stay off
+ * the terminal: would the adapter be a hardware one? Throws BackendUnavailableError with the reason if not.
+ */
+async function expectHardware(gpuIndex: number | undefined): Promise<void> {
+  const probe = await probeAdapters();
+  if ('reason' in probe) throw new BackendUnavailableError(probe.reason);
+  let choice: AdapterChoice;
+  try {
+    choice = await chooseAdapter(probe.dawn, gpuIndex);
+  } catch (err) {
+    if (err instanceof AdapterUnavailableError) throw new BackendUnavailableError(err.message);
+    throw err;
+  }
+  if (choice.info.software) throw softwareOnly(choice.info);
+}
+
 async function activate(options: BackendOptions, allowSoftware: boolean): Promise<GpuAdapterInfo> {
   if (active && active.gpuIndex !== options.gpu) releaseWebGpu();
+  if (!active && !allowSoftware) await expectHardware(options.gpu);
   active ??= await open(options.gpu);
   const { info } = active.choice;
   if (info.software && !allowSoftware) {
     releaseWebGpu();
-    throw new BackendUnavailableError(
-      `${adapterLabel(info)} is a software adapter (slower than wasm): used only with --backend webgpu`,
-    );
+    throw softwareOnly(info);
   }
   if (!(await tf.setBackend('webgpu'))) {
     releaseWebGpu();
