@@ -82,7 +82,10 @@ export class ClientHandshake {
       };
     if (this.answered) return { ok: false, why: `${this.peer} challenged twice` };
     if (!proofsMatch(secret.coordinatorProof(this.nonce, c.nonce), c.proof))
-      return { ok: false, why: `${this.peer} does not hold our secret: refusing to work for it` };
+      return {
+        ok: false,
+        why: `${this.peer}'s secret differs from ours: give both the same GRADFLEET_SECRET (or --secret-file)`,
+      };
     this.answered = true;
     this.channel.send({ type: 'auth', proof: secret.workerProof(c.nonce, this.nonce, workerId) });
     // Everything after our auth is sealed both ways (protocol/sealing.ts).

@@ -277,9 +277,10 @@ export class PeerPool {
           // A peer without the secret cannot answer; one that doubts ours leaves. Either way it failed to
           // authenticate.
           rejections.record('auth_failed');
+          const { workerId, serves } = handshake.hello;
           log.warn(
-            { peer: link.peer, worker: handshake.hello.workerId, reason: 'auth_failed' },
-            `${link.peer} left without answering the challenge (${reason})`,
+            { peer: link.peer, worker: workerId, reason: 'auth_failed' },
+            `${serves === undefined ? 'worker' : 'shard reducer'} ${workerId} (${link.peer}) failed to authenticate: its secret differs from ours, or it has none; give both the same GRADFLEET_SECRET (it left: ${reason})`,
           );
         }
       },
