@@ -1,12 +1,13 @@
 /** `gradfleet worker`: computes gradients for a coordinator, and comes back when it restarts. */
 import { adapterLabel } from '../../training/backends/adapters.js';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { Command, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import { backoff, connectWithRetry } from '../connect-retry.js';
 import { LinkStopper } from '../signals.js';
+import { registerWorker, sharedCoresWarning } from '../machine-workers.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import type { FaultPlan } from '../../worker/fault-injection.js';
 import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
@@ -67,7 +68,10 @@ export function workerCommand(): Command {
       `${hostname()}-${process.pid}`,
     )
     .option('--connect-timeout <s>', 'keep retrying a connection this long before giving up', positiveInt, 60)
-    .option('--no-reconnect', 'exit when the coordinator goes away instead of waiting for it to come back')
+    .option(
+      '--no-reconnect',
+      'exit when the coordinator goes away instead of waiting for it to come back (and at once when the first connection fails, unless --connect-timeout is given)',
+    )
     .option(
       '--data-dir <dir>',
       "a folder the coordinator's data files may be loaded from (repeatable); by default only mnist:* is loaded and other data is streamed",
@@ -113,12 +117,20 @@ export function workerCommand(): Command {
       addTransportOptions(addMetricsOptions(addComputeOptions(cmd))),
       'to prove to the coordinator',
     ),
-  ).action(async (flags: WorkerFlags) => {
+  ).action(async (flags: WorkerFlags, cmd: Command) => {
     const log = createLogger(`worker ${flags.id}`);
     const secret = secretOf(flags);
     const target = connectorFor(flags, flags.id, log);
     const connectShard = shardReacherFor(flags, flags.id, log);
     const compute = await computeOf(flags, log);
+    // Every worker here is counted; one that takes every core (native, no --threads) says so when it shares
+    // the machine.
+    const others = registerWorker();
+    const crowded =
+      compute.name === 'native' && flags.threads === undefined
+        ? sharedCoresWarning(others, availableParallelism())
+        : undefined;
+    if (crowded) log.warn({ other_workers: others }, crowded);
     const metricsAt = metricsOf(flags);
     const metrics =
       metricsAt &&
@@ -134,13 +146,17 @@ export function workerCommand(): Command {
       metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
     const interceptor = await faultsOf(flags, log);
     const stopper = new LinkStopper('worker');
+    // --no-reconnect waits for nobody: a coordinator not there at the start is an error at once, unless
+    // --connect-timeout says how long to wait for it. (Without it, this is the only connection.)
+    const connectTimeout =
+      flags.reconnect || cmd.getOptionValueSource('connectTimeout') === 'cli' ? flags.connectTimeout : 0;
     try {
       let steps = 0;
       // Sessions that end soon after they start (cluster full, our old session not yet timed out) back off.
       let shortSessions = 0;
       for (;;) {
         const link = stopper.hold(
-          await connectWithRetry(target, flags.connectTimeout, log, () => stopper.stopping),
+          await connectWithRetry(target, connectTimeout, log, () => stopper.stopping),
         );
         if (!link) return log.info({ steps }, `worker stopped after ${steps} steps`);
         const began = Date.now();
