@@ -3,7 +3,8 @@ import { basename, dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import Table from 'cli-table3';
 import { tableStyle } from '../../common/colour.js';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { UsageError } from '../../common/errors.js';
 import { createLogger } from '../../common/logger.js';
 import { loadRunState, runPaths, writeConfusion } from '../../coordinator/run-outputs.js';
 import type { RunState } from '../../coordinator/run-state.js';
@@ -53,6 +54,17 @@ const withModelOptions = (cmd: Command) =>
     )
     .option('--json', 'print the result as JSON on the last stdout line');
 
+/**
+ * train names its labelled test data --test, eval names it --data: the mistake is said at once, with the
+ * flag to use (a hidden --test that refuses itself; commander suggests only flags that look alike).
+ */
+const refusedTestFlag = () =>
+  new Option('--test <data>').hideHelp().argParser((value: string) => {
+    throw new UsageError(
+      `eval takes its labelled data as --data, not --test: gradfleet eval --data ${value} …`,
+    );
+  });
+
 export function evalCommand(): Command {
   return withModelOptions(
     new Command('eval').description(
@@ -60,6 +72,7 @@ export function evalCommand(): Command {
     ),
   )
     .option('--data <data>', "labelled data (default: the run's test set)")
+    .addOption(refusedTestFlag())
     .option('--confusion <svg>', 'where to draw the confusion matrix (default: <run dir>/confusion-eval.svg)')
     .action(async (flags: ModelFlags & { data?: string; confusion?: string }) => {
       const log = createLogger('eval');
