@@ -4,7 +4,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { UsageError } from '../../common/errors.js';
 import { createLogger } from '../../common/logger.js';
 import { type RunSummary, launchRun } from '../../coordinator/launch.js';
 import { LocalWorkers } from '../local-workers.js';
@@ -28,6 +29,33 @@ interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlag
   workers?: number;
   workerMetricsPort?: number;
   workerRestarts: number;
+  /** NATS users (and passwords) of the local workers and shard reducers; undefined: the coordinator's. */
+  workerNatsUser?: string;
+  workerNatsPass?: string;
+  shardNatsUser?: string;
+  shardNatsPass?: string;
+}
+
+/**
+ * How local processes of a role log in to NATS: as the coordinator does, or (--worker-nats-user,
+ * --shard-nats-user) as their own user, where the server gives each role its own permissions
+ * (deploy/nats/local.conf, cluster.conf).
+ */
+function natsLoginOf(
+  flags: TrainFlags,
+  role: 'worker' | 'shard',
+): Pick<TransportFlags, 'natsUser' | 'natsPass' | 'natsToken'> | undefined {
+  const [user, pass] =
+    role === 'worker'
+      ? [flags.workerNatsUser, flags.workerNatsPass]
+      : [flags.shardNatsUser, flags.shardNatsPass];
+  if (user === undefined) return undefined;
+  if (flags.transport !== 'nats') throw new UsageError(`--${role}-nats-user is for --transport nats`);
+  if (pass === undefined)
+    throw new UsageError(
+      `--${role}-nats-user ${user} needs its password: GRADFLEET_${role.toUpperCase()}_NATS_PASS (or --${role}-nats-pass)`,
+    );
+  return { natsUser: user, natsPass: pass, natsToken: undefined };
 }
 
 /**
@@ -68,6 +96,24 @@ export function trainCommand(): Command {
       '--worker-metrics-port <n>',
       'local worker i (from 0) serves its metrics on port N+i (0: each any free port)',
       port,
+    )
+    .option(
+      '--worker-nats-user <name>',
+      "with --transport nats: the NATS user the local workers log in as (default: the coordinator's --nats-user)",
+    )
+    .addOption(
+      new Option('--worker-nats-pass <password>', "--worker-nats-user's password").env(
+        'GRADFLEET_WORKER_NATS_PASS',
+      ),
+    )
+    .option(
+      '--shard-nats-user <name>',
+      "with --transport nats: the NATS user the local shard reducers log in as (default: the coordinator's --nats-user)",
+    )
+    .addOption(
+      new Option('--shard-nats-pass <password>', "--shard-nats-user's password").env(
+        'GRADFLEET_SHARD_NATS_PASS',
+      ),
     );
   return addClusterOptions(
     addTransportOptions(addMetricsOptions(addComputeOptions(cmd, "workers' "))),
@@ -75,6 +121,7 @@ export function trainCommand(): Command {
     const log = createLogger('coordinator');
     // Flags first, then the run directory (made, and proven writable): a mistake in either fails at once.
     const start = runStartOf(cmd, flags);
+    const [workerLogin, shardLogin] = [natsLoginOf(flags, 'worker'), natsLoginOf(flags, 'shard')];
     const out = await runDirOf(flags);
     // Adapters are listed only where a worker could compute on one, and only when --gpu does not already say
     // which.
@@ -117,7 +164,8 @@ export function trainCommand(): Command {
       base === undefined
         ? []
         : ['--metrics-port', String(base === 0 ? 0 : base + i), '--metrics-host', flags.metricsHost];
-    const join = workerTransportArgs(flags, run.url);
+    const join = workerTransportArgs({ ...flags, ...workerLogin }, run.url);
+    const shardJoin = workerTransportArgs({ ...flags, ...shardLogin }, run.url);
     const secret = workerSecretArgs(flags);
     // Each worker's oneDNN would take every core: N of them on one machine share the cores instead.
     // The plan says which GPU each worker takes (a restarted worker keeps its slot's).
@@ -137,8 +185,8 @@ export function trainCommand(): Command {
             role: 'shard',
             log,
             restarts: flags.workerRestarts,
-            argsFor: () => [...join.args, ...secret.args],
-            env: { ...join.env, ...secret.env },
+            argsFor: () => [...shardJoin.args, ...secret.args],
+            env: { ...shardJoin.env, ...secret.env },
           });
     let workers: LocalWorkers | undefined;
     // Ctrl-C or SIGTERM: the coordinator finishes the step in flight, checkpoints and stops, and the run
