@@ -174,9 +174,10 @@ export function workerCommand(): Command {
           connectShard,
         });
         steps += outcome.steps;
+        // Refused (authentication failed either way): the session has logged why, once, as an error.
         if (outcome.end === 'refused') {
           process.exitCode = 2;
-          return log.error({ reason: outcome.reason }, `worker refused: ${outcome.reason}`);
+          return;
         }
         if (outcome.end === 'shutdown' || stopper.stopping || !flags.reconnect) {
           if (outcome.end === 'lost' && !stopper.stopping) process.exitCode = 1;
