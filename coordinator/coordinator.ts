@@ -91,10 +91,10 @@ export interface RunOutcome {
   /** Each worker seen (ready at least once), by id: its backend and GPU adapter. */
   workerBackends: Map<string, WorkerBackend>;
   accounting: LedgerTotals;
-  /** Steps run again after a shard reducer was lost and the run rolled back to its newest checkpoint. */
+  /** Steps run again after the reducer lost state and the run rolled back to its newest checkpoint. */
   replayedSteps: number;
   /** Processes that reduced (1: the coordinator, in process; S: shard reducers). */
-  shards: number;
+  reducers: number;
 }
 
 /** What a worker computes on, as its hello said. */
@@ -265,7 +265,7 @@ export class Coordinator {
       workerBackends: this.workerBackends,
       accounting: { ...this.ledger.totals },
       replayedSteps: this.replayedSteps,
-      shards: this.reducer.reducers,
+      reducers: this.reducer.reducers,
     };
   }
 
@@ -281,7 +281,7 @@ export class Coordinator {
     const undone = state.step - saved.step;
     log.error(
       { reason: err.message, from_step: state.step, to_step: saved.step, checkpoint: path },
-      `${err.message}: rolling back to step ${saved.step} (${path}) and replaying ${undone} step(s) once every slice is served again`,
+      `${err.message}: rolling back to step ${saved.step} (${path}) and replaying ${undone} step(s) once the reducer serves again`,
     );
     const { config } = state;
     Object.assign(state, saved, { config });

@@ -374,7 +374,7 @@ function summarize(
       optimizer: perStep(phases.optimizer),
       broadcast: perStep(phases.broadcast),
     },
-    shards: outcome.shards,
+    shards: outcome.reducers,
     replayed_steps: outcome.replayedSteps,
     accounting: {
       samples: a.samples,
