@@ -37,7 +37,9 @@ function processesMarked(mark: string): number[] {
 async function mistake(args: string[], env: Record<string, string> = {}) {
   const mark = randomUUID();
   const started = performance.now();
-  const r = await run(args, { ...env, GRADFLEET_FIRST_HOUR: mark });
+  // A temp directory of its own: workers that other test files run now are not on this newcomer's machine
+  // (a native worker warns when it shares the cores with another: cli/machine-workers.ts).
+  const r = await run(args, { TMPDIR: join(dir, 'tmp'), ...env, GRADFLEET_FIRST_HOUR: mark });
   const seconds = (performance.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, 300));
   return { ...r, seconds, left: processesMarked(mark) };
