@@ -3,9 +3,6 @@
  * registry's order that loads, logging every one skipped with its reason.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the
-// same, deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node.
-import '@tensorflow/tfjs';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { adapterLabel } from './adapters.js';
 import {
@@ -49,6 +46,11 @@ export async function selectBackend(
   log: Logger = silentLogger,
   options: BackendOptions = {},
 ): Promise<BackendInfo> {
+  // tfjs-core registers no gradients; the @tensorflow/tfjs bundle registers all of them (against the same,
+  // deduplicated tfjs-core) when imported. Its ESM-only register_all_gradients cannot load in Node. Imported
+  // here, not at the top: a third of a second that every command, and every mistake in its flags, would
+  // wait for at start.
+  await import('@tensorflow/tfjs');
   // Production mode skips per-op debug checks and tfjs's console banners.
   tf.enableProdMode();
   const skipped: BackendSkip[] = [];
