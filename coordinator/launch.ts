@@ -269,7 +269,14 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
   const reducer =
     launch.shards === undefined
       ? new InProcessReducer(state, layout, trainableRanges(layout), new WeightsBroadcast(state, config.wire))
-      : new ShardedReducer({ state, count: launch.shards, pool, log: launch.log, hooks });
+      : new ShardedReducer({
+          state,
+          count: launch.shards,
+          pool,
+          log: launch.log,
+          hooks,
+          nodeSquares: launch.policy.outlierFactor !== undefined,
+        });
   const coordinator = new Coordinator({
     state,
     model,

@@ -38,6 +38,8 @@ export interface ShardSetOptions {
   state: RunState;
   pool: WorkerPool;
   log: Logger;
+  /** Shards report each node slice's Σg² in their verdicts (--outlier-factor). */
+  nodeSquares: boolean;
   /** A slice verdict from a shard (the coordinator's gate decides what it means for the node). */
   verdict(shard: number, verdict: SliceVerdict): void;
   /** Shards connected changed (metrics). */
@@ -128,7 +130,12 @@ export class ShardSet {
     const slot = this.slots[index];
     slot.session = session;
     slot.loadedVersion = undefined;
-    session.channel.send({ type: 'shardAssign', index, ...slot.slice });
+    session.channel.send({
+      type: 'shardAssign',
+      index,
+      ...slot.slice,
+      ...(this.settings.nodeSquares && { nodeSquares: true }),
+    });
     this.load(index);
     this.closeDoor();
     this.settings.connected?.(this.connected);

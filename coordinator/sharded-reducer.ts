@@ -35,6 +35,8 @@ export interface ShardedReducerOptions {
   pool: WorkerPool;
   log: Logger;
   hooks?: CoordinatorHooks;
+  /** --outlier-factor is on: the shards report every node slice's Σg². */
+  nodeSquares: boolean;
 }
 
 export class ShardedReducer implements GradientReducer {
@@ -49,9 +51,10 @@ export class ShardedReducer implements GradientReducer {
   private readonly stragglers: StragglerReport;
 
   constructor(private readonly settings: ShardedReducerOptions) {
-    const { hooks, log, pool, state, count } = settings;
+    const { hooks, log, pool, state, count, nodeSquares } = settings;
     this.shards = new ShardSet({
       count,
+      nodeSquares,
       state,
       pool,
       log,

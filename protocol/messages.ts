@@ -202,6 +202,8 @@ const shardAssignSchema = z.object({
     .nonnegative()
     .max(MAX_SHARDS - 1),
   ...paramSlice.shape,
+  /** --outlier-factor: each sliceVerdict carries its slice's Σg² (a pass over the slice, paid only then). */
+  nodeSquares: z.boolean().optional(),
 });
 
 export const SHARD_TENSORS = ['weights', 'adam_m', 'adam_v'] as const;

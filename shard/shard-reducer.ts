@@ -66,6 +66,8 @@ export class ShardReducer {
     private readonly layout: ParamLayout,
     private readonly geometry: BatchGeometry,
     readonly slice: ParamSlice,
+    /** Measure each accepted slice's Σg² (--outlier-factor); otherwise report 0 and skip the pass. */
+    private readonly nodeSquares = false,
   ) {
     this.trainable = layout.entries.filter((e) => e.trainable).flatMap((e) => intersectInto(e, slice) ?? []);
   }
@@ -128,7 +130,7 @@ export class ShardReducer {
       correct: message.correct,
       samples: message.samples,
     });
-    return { ok: true, squares: sumOfSquares(values, this.trainable) };
+    return { ok: true, squares: this.nodeSquares ? sumOfSquares(values, this.trainable) : 0 };
   }
 
   /** The distance sums between two slices this shard holds (a node and another worker's recomputation of it). */

@@ -180,10 +180,12 @@ class Shard {
         'invalid_message',
         `slice [${a.offset}, ${a.offset + a.size}) is outside ${w.layoutSize} parameters`,
       );
-    this.reducer = new ShardReducer(paramLayout(getModel(w.model)), geometryOf(w, w.train.count), {
-      offset: a.offset,
-      size: a.size,
-    });
+    this.reducer = new ShardReducer(
+      paramLayout(getModel(w.model)),
+      geometryOf(w, w.train.count),
+      { offset: a.offset, size: a.size },
+      a.nodeSquares === true,
+    );
     this.settings.log.info(
       { index: a.index, offset: a.offset, size: a.size },
       `shard ${this.settings.id} holds slice ${a.index}: [${a.offset}, ${a.offset + a.size})`,

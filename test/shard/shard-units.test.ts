@@ -17,7 +17,7 @@ const geometry = geometryOf({ batchSize: 64, microBatchSize: 8 }, 60_000);
 const slice = { offset: 1000, size: 500 };
 
 function loaded(): ShardReducer {
-  const r = new ShardReducer(layout, geometry, slice);
+  const r = new ShardReducer(layout, geometry, slice, true);
   for (const tensor of ['weights', 'adam_m', 'adam_v'] as const) {
     r.load(
       { type: 'shardState', tensor, version: 4, adamStep: 4, payloadValues: slice.size },
