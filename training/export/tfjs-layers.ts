@@ -5,7 +5,8 @@
  * flatten order, so the weights are written as they are.
  */
 import { unreachable } from '../../common/exhaustive.js';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { makeDir } from '../../common/make-dir.js';
 import { writeFileAtomic } from '../../common/write-atomic.js';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -152,7 +153,7 @@ export async function writeTfjsModel(
   };
   const modelJson = join(dir, MODEL_JSON);
   const weightsFile = join(dir, WEIGHTS_FILE);
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir);
   // Weights first: a model.json on disk always has its weights beside it.
   await writeFileAtomic(weightsFile, new Uint8Array(artifacts.weightData as ArrayBuffer));
   await writeFileAtomic(modelJson, JSON.stringify(json));
