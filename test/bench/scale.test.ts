@@ -8,6 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { encodeFrame } from '../../protocol/codec.js';
 import type { Message } from '../../protocol/messages.js';
+import { SimNet } from '../../bench/simnet/simnet.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { bin, expectOk, run, start, tempDir } from '../helpers/gradfleet.js';
@@ -126,6 +127,45 @@ function kernelHasNetem(): boolean {
     );
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+/** Decided once: exactly one of the two --link-delay-ms tests runs as root, whichever this kernel allows. */
+const netem = kernelHasNetem();
+if (isRoot)
+  console.log(
+    netem
+      ? 'test/bench/scale.test.ts: this kernel has netem: the --link-delay-ms test runs, the no-netem refusal test is skipped'
+      : 'test/bench/scale.test.ts: this kernel has no netem qdisc (sch_netem): the no-netem refusal test runs, the --link-delay-ms test is skipped',
+  );
+
+/**
+ * Milliseconds from a TCP connect from machine `from` to machine `to` until it is established (SYN out, SYN-ACK
+ * back: one round trip), the least of `tries`.
+ */
+async function connectRttMs(net: SimNet, from: string, to: string, tries = 5): Promise<number> {
+  const [a, b] = [net.machine(from), net.machine(to)];
+  const server = net.spawn(to, process.execPath, [
+    '-e',
+    `require('net').createServer((s) => s.end()).listen(5001, '${b.address}', () => console.log('up'))`,
+  ]);
+  try {
+    await new Promise((resolve) => server.stdout!.once('data', resolve));
+    const out = execFileSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        a.namespace,
+        process.execPath,
+        '-e',
+        `const net = require('net'); const rtts = []; (function one() { const t = process.hrtime.bigint(); const s = net.connect(5001, '${b.address}', () => { rtts.push(Number(process.hrtime.bigint() - t) / 1e6); s.destroy(); if (rtts.length < ${tries}) one(); else console.log(Math.min(...rtts)); }); })()`,
+      ],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    return Number(out.trim());
+  } finally {
+    server.kill('SIGKILL');
   }
 }
 
@@ -265,7 +305,70 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     60_000,
   );
 
-  it.skipIf(kernelHasNetem())(
+  it.runIf(netem)(
+    '--link-delay-ms 100: netem holds every packet 100 ms each way (a round trip between machines takes ≥ 200 ms), every step pays it, the weights are unchanged',
+    async () => {
+      const delay = 100;
+      // The simulated network alone: a TCP handshake between two machines crosses each one's delayed egress.
+      const net = await SimNet.create(['a', 'b'], { mbit: 100, delayMs: delay }, process.pid + 0x200000);
+      let rtt: number;
+      try {
+        rtt = await connectRttMs(net, 'a', 'b');
+      } finally {
+        await net.destroy();
+      }
+      console.log(`netem: connect round trip ${rtt.toFixed(1)} ms with ${delay} ms each way`);
+      expect(rtt).toBeGreaterThanOrEqual(2 * delay);
+
+      // The benchmark with the same delay: a step needs the weights out and the node back, at least one round
+      // trip; on a free veth link a step is the 50 ms of synthetic compute and a few ms.
+      const report = expectOk(
+        await run([
+          ...quick,
+          '--link-mbit',
+          '100',
+          '--link-delay-ms',
+          String(delay),
+          '--warmup',
+          '1',
+          '--steps',
+          '3',
+          '--json',
+        ]),
+      );
+      expect(report.link_delay_ms).toBe(delay);
+      const [row] = report.rows;
+      expect(row.step_ms).toBeGreaterThanOrEqual(2 * delay);
+      // The same 4 steps on loopback: the delay changes nothing but time.
+      const loopback = expectOk(
+        await run([
+          'train',
+          '--model',
+          'mnist-small',
+          '--backend',
+          'synthetic',
+          '--synthetic-ms',
+          '50',
+          '--workers',
+          '1',
+          '--batch-size',
+          '32',
+          '--micro-batch',
+          '32',
+          '--max-steps',
+          '4',
+          '--out',
+          `${dir}/loopback-4`,
+          '--json',
+        ]),
+      );
+      expect(row.weights_sha256).toBe(loopback.weights_sha256);
+      expect(namespaces(report.prefix)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.skipIf(netem)(
     'a failure after the namespaces exist (--link-delay-ms without netem) still removes them, and says why',
     async () => {
       const bench = start([...quick, '--link-delay-ms', '5']);
