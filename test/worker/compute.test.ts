@@ -1,11 +1,17 @@
-/** WorkerCompute recycles its leaf buffers after each emitted node: later nodes are unaffected. */
-import { describe, expect, it } from 'vitest';
+/**
+ * WorkerCompute recycles its leaf buffers after each emitted node. On the real path (ModelRunner on
+ * wasm: readFlat is readConcatenated(parts, into), which writes into a recycled buffer) a later node
+ * must overwrite every value of the buffer it reuses: the test poisons each emitted buffer once its
+ * emit returns, and the buffers' bytes are read again after they were reused.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { MessageOf } from '../../protocol/messages.js';
-import { SyntheticRunner } from '../../training/backends/synthetic.js';
 import { createDataset } from '../../training/data/dataset.js';
 import { initialWeights } from '../../training/models/init.js';
 import { getModel } from '../../training/models/zoo.js';
+import { ModelRunner } from '../../training/step/model-runner.js';
 import { WorkerCompute } from '../../worker/compute.js';
+import { useBackend } from '../helpers/backends.js';
 
 const model = getModel('mnist-small');
 const images = Uint8Array.from({ length: 64 * 784 }, (_, i) => (i * 31) % 256);
@@ -16,8 +22,10 @@ const train = createDataset(
 );
 const geometry = { trainCount: 64, batchSize: 64, microBatchSize: 8 };
 
+beforeAll(() => useBackend('wasm'));
+
 function compute(): WorkerCompute {
-  const c = new WorkerCompute(model, 7, geometry, train, train, (m) => new SyntheticRunner(m, 0));
+  const c = new WorkerCompute(model, 7, geometry, train, train, (m) => new ModelRunner(m));
   c.setWeights(0, initialWeights(model, 1));
   return c;
 }
@@ -33,34 +41,55 @@ const assign = (step: number, first: number, count: number): MessageOf<'assign'>
   count,
 });
 
-/** The nodes of an assignment: copies of their payloads, and the buffers they were emitted in. */
-async function nodes(
-  c: WorkerCompute,
-  a: MessageOf<'assign'>,
-): Promise<{ copies: Float32Array[]; buffers: ArrayBufferLike[] }> {
-  const copies: Float32Array[] = [];
-  const buffers: ArrayBufferLike[] = [];
-  await c.contributions(a, ({ payload }) => {
-    copies.push(payload.slice());
-    buffers.push(payload.buffer);
-  });
-  return { copies, buffers };
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+interface Emitted {
+  /** The payload's bits as emitted. */
+  bits: number[];
+  /** The payload itself: the compute's buffer, which it may write again once emit returns. */
+  payload: Float32Array;
 }
 
-describe('WorkerCompute', () => {
-  it('fills recycled buffers completely: a later step is the same bits as on a fresh worker', async () => {
+/**
+ * The nodes of an assignment. Each payload is read during its emit, as the worker encodes it, then
+ * filled with NaN (the buffer is the compute's again: whatever it reuses it for must overwrite all of it).
+ */
+async function nodes(c: WorkerCompute, a: MessageOf<'assign'>, poison = true): Promise<Emitted[]> {
+  const out: Emitted[] = [];
+  await c.contributions(a, ({ payload }) => {
+    out.push({ bits: bits(payload), payload });
+    if (poison) payload.fill(Number.NaN);
+  });
+  return out;
+}
+
+describe('WorkerCompute on wasm (readConcatenated into recycled buffers)', () => {
+  it('reuses emitted buffers for later micro-batches and overwrites them whole: every node the same bits as on a fresh worker', async () => {
     const used = compute();
-    const first = await nodes(used, assign(0, 0, 3)); // nodes [0,2) and [2,3): three leaf buffers
-    expect(first.copies).toHaveLength(2);
+    // Nodes [0,2) and [2,3), both poisoned once emitted.
+    const first = await nodes(used, assign(0, 0, 3));
+    expect(first).toHaveLength(2);
+    expect(first[0].bits).not.toEqual(first[1].bits); // real gradients, not a constant
+    const poisoned = first.map((n) => n.payload);
+    expect(poisoned.every((p) => p.every(Number.isNaN))).toBe(true);
+
+    // One node of 8 leaves: its first two leaves are computed into the two poisoned buffers (recycled
+    // on the real path, not allocated), and the root sums into one of them.
     const again = await nodes(used, assign(1, 0, 8));
-    const fresh = await nodes(compute(), assign(1, 0, 8));
-    expect(again.copies).toHaveLength(1);
-    expect(again.buffers.some((b) => first.buffers.includes(b))).toBe(true); // recycled, not allocated
-    expect(new Uint32Array(again.copies[0].buffer)).toEqual(new Uint32Array(fresh.copies[0].buffer));
-    // The first step's nodes were not touched by the second after their emit.
-    const firstFresh = await nodes(compute(), assign(0, 0, 3));
-    firstFresh.copies.forEach((p, i) =>
-      expect(new Uint32Array(p.buffer)).toEqual(new Uint32Array(first.copies[i].buffer)),
-    );
+    expect(again).toHaveLength(1);
+    expect(poisoned.map((p) => p.buffer)).toContain(again[0].payload.buffer);
+    const fresh = await nodes(compute(), assign(1, 0, 8), false);
+    expect(again[0].bits).toEqual(fresh[0].bits);
+    // Read after its reuse: the other poisoned buffer now holds a leaf, every value of it written.
+    const reusedAsLeaf = poisoned.filter((p) => p.buffer !== again[0].payload.buffer);
+    expect(reusedAsLeaf).toHaveLength(1);
+    expect(reusedAsLeaf[0].some(Number.isNaN)).toBe(false);
+
+    // Step 0 again on recycled buffers: the bits it first gave, and a fresh worker's.
+    const repeat = await nodes(used, assign(0, 0, 3));
+    const firstFresh = await nodes(compute(), assign(0, 0, 3), false);
+    expect(repeat.map((n) => n.bits)).toEqual(first.map((n) => n.bits));
+    expect(firstFresh.map((n) => n.bits)).toEqual(first.map((n) => n.bits));
+    used.dispose();
   });
 });
