@@ -12,6 +12,8 @@ const STOP_GRACE_MS = 10_000;
 
 export interface StopOptions {
   graceMs?: number;
+  /** At the first signal, as the stop is requested: no local process is to be started or restarted now. */
+  onStopRequested?: () => void;
   /** Just before a forced exit (the second signal, or the grace over): end the local processes at once. */
   beforeForcedExit?: () => void;
   /** For the hint a forced exit ends with, where the run has a checkpoint: `gradfleet COMMAND --resume DIR`. */
@@ -38,6 +40,7 @@ export function stopOnSigint(target: { requestStop(): void }, log: Logger, optio
     log.warn(
       `interrupted: finishing the current step and writing a checkpoint (Ctrl-C again to quit now; quitting anyway in ${graceMs / 1000} s)`,
     );
+    options.onStopRequested?.();
     target.requestStop();
     setTimeout(
       () =>

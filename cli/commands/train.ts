@@ -193,6 +193,12 @@ export function trainCommand(): Command {
     // below ends as any other; a second one, or 10 s without stopping, exits at once, local processes killed
     // (cli/signals.ts).
     stopOnSigint(run.coordinator, log, {
+      // A restart still pending would start a worker into a run that is stopping: one that joins too late to be
+      // told to shut down, held until the forced exit.
+      onStopRequested: () => {
+        workers?.expectExits();
+        shards?.expectExits();
+      },
       beforeForcedExit: () => {
         workers?.kill();
         shards?.kill();
