@@ -5,6 +5,8 @@
  */
 import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
+import type { SharedSecret } from '../protocol/auth.js';
+import { mintJoinPass } from '../protocol/join-pass.js';
 import type { Link, Listener } from '../protocol/transport.js';
 import { oneOf } from './options.js';
 import {
@@ -54,12 +56,17 @@ export function listenerFor(
   return TABLE[f.transport].listener(f, host, port, log);
 }
 
+/** With a secret, each connection comes with a fresh join pass, which lets it past a join flood. */
+const passesOf = (secret: SharedSecret | undefined, workerId: string) =>
+  secret && (() => mintJoinPass(secret, workerId));
+
 export function connectorFor(
   f: TransportFlags & { connect?: string; tlsCa?: string },
   workerId: string,
   log: Logger,
+  secret?: SharedSecret,
 ): Connector {
-  return TABLE[f.transport].connector(f, workerId, log);
+  return TABLE[f.transport].connector(f, workerId, log, passesOf(secret, workerId));
 }
 
 export function shardServerFor(
@@ -75,8 +82,10 @@ export function shardReacherFor(
   f: TransportFlags & { tlsCa?: string },
   workerId: string,
   log: Logger,
+  secret?: SharedSecret,
 ): (serves: string) => Promise<Link> {
-  return (serves) => TABLE[f.transport].reachShard(f, serves, workerId, log).connect();
+  return (serves) =>
+    TABLE[f.transport].reachShard(f, serves, workerId, log, passesOf(secret, workerId)).connect();
 }
 
 /**

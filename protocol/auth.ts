@@ -33,6 +33,16 @@ export class SharedSecret {
   }
 
   /**
+   * A join pass's proof (protocol/join-pass.ts): that its holder has the secret, for `workerId`, at `at` (ms
+   * since the epoch), once (`nonce`). The 'join' label keeps it from serving as a handshake proof.
+   */
+  joinProof(workerId: string, at: number, nonce: Uint8Array): Uint8Array {
+    const time = Buffer.alloc(8);
+    time.writeBigUInt64LE(BigInt(at));
+    return this.#mac('join', Buffer.from(workerId, 'utf8'), time, nonce);
+  }
+
+  /**
    * A 32-byte key for one purpose (protocol/sealing.ts): HKDF-SHA256 over the secret. Distinct
    * `info` labels give independent keys, so one purpose's key says nothing about another's.
    */

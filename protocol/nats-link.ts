@@ -62,6 +62,8 @@ export interface NatsLinkOptions {
   maxUnackedBytes?: number;
   /** Where the peer joined from (per-source limits). */
   source?: string;
+  /** The join pass its join request carried (protocol/join-pass.ts), unchecked. */
+  joinPass?: string;
 }
 
 interface Unacked {
@@ -73,6 +75,7 @@ interface Unacked {
 export class NatsLink implements Link {
   readonly peer: string;
   readonly source: string | undefined;
+  readonly joinPass: string | undefined;
   private unackedBytes = 0;
   private handlers: LinkHandlers | undefined;
   private readonly early: Array<() => void> = [];
@@ -99,6 +102,7 @@ export class NatsLink implements Link {
   constructor(private readonly settings: NatsLinkOptions) {
     this.peer = settings.peer;
     this.source = settings.source;
+    this.joinPass = settings.joinPass;
     this.reassembler = new Reassembler(0, settings.maxFrameBytes);
     this.subscription = settings.nc.subscribe(settings.recvSubject, {
       callback: (err, msg) => {

@@ -151,6 +151,8 @@ interface JoinRequest {
   worker: string;
   /** Chosen by the worker (a NUID), which has already subscribed to its `down` subject. */
   session: string;
+  /** Its join pass (protocol/join-pass.ts), when it holds a secret; checked by the side that is joined. */
+  pass?: string;
 }
 
 function sessionSubjects(prefix: string, session: string) {
@@ -163,7 +165,7 @@ function parseJoin(data: Uint8Array): JoinRequest | undefined {
     return typeof j.worker === 'string' &&
       typeof j.session === 'string' &&
       /^[A-Za-z0-9]{8,64}$/.test(j.session)
-      ? { worker: j.worker, session: j.session }
+      ? { worker: j.worker, session: j.session, ...(typeof j.pass === 'string' && { pass: j.pass }) }
       : undefined;
   } catch {
     return undefined;
@@ -209,6 +211,7 @@ export async function listenNats(nats: NatsOptions, options: NatsListenOptions =
         onEnd: () => sessions.delete(request.session),
         broadcast,
         source,
+        joinPass: request.pass,
       });
       sessions.set(request.session, link);
       onLink(link);
@@ -236,7 +239,12 @@ export async function listenNats(nats: NatsOptions, options: NatsListenOptions =
 export async function connectNats(
   nats: NatsOptions,
   workerId: string,
-  options: { maxFrameBytes?: number; onStatus?: (event: string, detail: string) => void } = {},
+  options: {
+    maxFrameBytes?: number;
+    onStatus?: (event: string, detail: string) => void;
+    /** Sent with the join request (protocol/join-pass.ts), when the worker holds a secret. */
+    joinPass?: string;
+  } = {},
 ): Promise<Link> {
   const nc = await open(nats, `gradfleet-worker-${workerId}`);
   const session = nuid.next();
@@ -258,7 +266,9 @@ export async function connectNats(
     await nc.flush();
     const reply = await nc.request(
       `${nats.subject}.join`,
-      new TextEncoder().encode(JSON.stringify({ worker: workerId, session } satisfies JoinRequest)),
+      new TextEncoder().encode(
+        JSON.stringify({ worker: workerId, session, pass: options.joinPass } satisfies JoinRequest),
+      ),
       { timeout: 5000 },
     );
     const refusal = (JSON.parse(new TextDecoder().decode(reply.data)) as { error?: string }).error;

@@ -11,9 +11,10 @@
  */
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
-import { AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
+import { type Admission, AdmissionControl, type AdmissionLimits, DEFAULT_ADMISSION } from './admission.js';
 import { type SharedSecret, newNonce, proofsMatch } from './auth.js';
 import { PreAdmissionBudget } from './budgets.js';
+import { parseJoinPass, passHoldsSecret } from './join-pass.js';
 import { Channel, type RejectionCounts } from './channel.js';
 import type { Frame } from './codec.js';
 import type { RejectionReason } from './errors.js';
@@ -139,6 +140,9 @@ export interface PeerPoolOptions {
  */
 const FIRST_HELLO_MS = 5_000;
 
+/** Workers whose join-pass trouble is logged, at most. */
+const MAX_PASS_WARNINGS = 64;
+
 /**
  * Bytes a peer may send before it has authenticated, frames and framing together: a hello and an auth are a
  * few hundred.
@@ -168,6 +172,8 @@ export class PeerPool {
   private readonly members: Record<PeerRoleName, Set<Member>> = { worker: new Set(), shard: new Set() };
   private closing = false;
   private openLinks = 0;
+  /** Workers told once that their join pass does not count (a clock off, say), so a flood is not a log flood. */
+  private readonly passWarned = new Set<string>();
   private readonly preAdmission: PreAdmissionBudget;
   private readonly heartbeatTimer: NodeJS.Timeout;
 
@@ -179,6 +185,14 @@ export class PeerPool {
       limits.preAuthBytes ?? DEFAULT_ADMISSION.preAuthBytes,
     );
     options.listener.onLink((link) => this.accept(link));
+    // Connections that are not links yet (ws sockets before their upgrade) count against the same limit.
+    options.listener.guard?.({
+      maxConnections: limits.maxConnections,
+      refused: (peer, open) => {
+        const full = this.admission.connectionsFull(open);
+        if (full) this.refuse(peer, full);
+      },
+    });
     this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeat.intervalMs);
     this.heartbeatTimer.unref();
   }
@@ -212,15 +226,48 @@ export class PeerPool {
     return ORDER.flatMap((kind) => [...this.members[kind]]);
   }
 
+  /** Counts and logs a connection turned away; the caller closes it. */
+  private refuse(peer: string, admission: Extract<Admission, { ok: false }>): void {
+    this.options.rejections.record(admission.reason);
+    this.options.log.warn(
+      { peer, reason: admission.reason },
+      `refused a connection from ${peer}: ${admission.detail}`,
+    );
+  }
+
+  /**
+   * The worker a link's join pass is for, when the pass holds our secret and is fresh and new (then the link
+   * skips the join-rate limits); undefined otherwise, and the limits apply as to anyone.
+   */
+  private passFor(link: Link): string | undefined {
+    const { secret, log } = this.options;
+    if (link.joinPass === undefined || !secret) return undefined;
+    const pass = parseJoinPass(link.joinPass);
+    // A pass that is none, or made with another secret: the handshake will tell that worker what is wrong.
+    if (!pass || !passHoldsSecret(secret, pass)) return undefined;
+    const taken = this.admission.takePass(pass, Date.now());
+    if (taken.ok) return pass.workerId;
+    if (!this.passWarned.has(pass.workerId) && this.passWarned.size < MAX_PASS_WARNINGS) {
+      this.passWarned.add(pass.workerId);
+      log.warn(
+        { peer: link.peer, worker: pass.workerId, pass: taken.why },
+        `worker ${pass.workerId}'s join pass does not count: ${taken.detail}; its joins are rate-limited like anyone's`,
+      );
+    }
+    return undefined;
+  }
+
   private accept(link: Link): void {
     const { log, rejections, maxFrameBytes } = this.options;
-    const admitted = this.admission.admitConnection(this.openLinks, performance.now(), link.source);
+    const passed = this.passFor(link);
+    const admitted = this.admission.admitConnection(
+      this.openLinks,
+      performance.now(),
+      link.source,
+      passed !== undefined,
+    );
     if (!admitted.ok) {
-      rejections.record(admitted.reason);
-      log.warn(
-        { peer: link.peer, reason: admitted.reason },
-        `refused a connection from ${link.peer}: ${admitted.detail}`,
-      );
+      this.refuse(link.peer, admitted);
       link.close(admitted.detail);
       return;
     }
@@ -261,7 +308,7 @@ export class PeerPool {
         advance(refusal(channel, 'unauthenticated', `${message.type} before authenticating`));
       },
       onMessage: (frame) => {
-        if (!member) return advance(this.shake(channel, handshake, frame.message));
+        if (!member) return advance(this.shake(channel, handshake, frame.message, passed));
         // A dropped peer's frames still in flight (it was frozen, then thawed) are moot, not bad.
         if (member.gone) return;
         member.lastHeard = performance.now();
@@ -296,13 +343,27 @@ export class PeerPool {
     );
   }
 
-  /** One handshake message: the handshake's next state, or the member once its role admitted it. */
-  private shake(channel: PeerChannel, handshake: Handshake, message: PeerMessage): HandshakeStep {
+  /**
+   * One handshake message: the handshake's next state, or the member once its role admitted it. `passFor`:
+   * the worker whose join pass let the link in, which its hello must name.
+   */
+  private shake(
+    channel: PeerChannel,
+    handshake: Handshake,
+    message: PeerMessage,
+    passFor: string | undefined,
+  ): HandshakeStep {
     const { secret } = this.options;
     switch (handshake.state) {
       case 'awaiting_hello': {
         if (message.type !== 'hello')
           return refusal(channel, 'unauthenticated', `${message.type} before hello`);
+        if (passFor !== undefined && message.workerId !== passFor)
+          return refusal(
+            channel,
+            'auth_failed',
+            `hello from ${message.workerId} on a join pass for ${passFor}`,
+          );
         if (!secret) return this.admit(channel, message);
         const nonce = newNonce();
         channel.send({ type: 'challenge', nonce, proof: secret.coordinatorProof(message.nonce, nonce) });

@@ -25,6 +25,11 @@ export interface Link {
    * Where it connects from, for per-source limits: a remote address (ws), the joining client's inbox (NATS).
    */
   readonly source?: string;
+  /**
+   * The join pass it came with (protocol/join-pass.ts), as presented: unchecked until the side that is
+   * joined checks it against its secret and clock.
+   */
+  readonly joinPass?: string;
   /** `written` (optional) runs once the frame has been handed to the operating system. */
   send(frame: Uint8Array, written?: () => void): void;
   /**
@@ -51,11 +56,29 @@ export interface Link {
   attach(handlers: LinkHandlers): void;
 }
 
+/**
+ * What the side that is joined allows connections that are not links yet (ws: TCP and TLS sockets before the
+ * WebSocket upgrade), so that they cannot be held open without limit. (How long one may take to become a
+ * link is the transport's own bound.)
+ */
+export interface ConnectionGuard {
+  /** Connections open at once, those not yet links and links together; past it one is closed at once. */
+  maxConnections: number;
+  /** A connection closed at once because `open` were open (for counting and the log). */
+  refused(peer: string, open: number): void;
+}
+
 export interface Listener {
   /** Where workers connect, e.g. ws://127.0.0.1:7070. */
   readonly url: string;
   /** Called for each new link; its handler must attach() before returning. */
   onLink(handler: (link: Link) => void): void;
+  /**
+   * Holds connections that are not links yet to `guard`, for transports that have such connections (ws);
+   * links are admitted by their owner as before.
+   */
+  guard?(guard: ConnectionGuard): void;
+  /** Stops listening and closes every connection, links or not: it never waits for a peer to hang up. */
   close(): Promise<void>;
 }
 

@@ -3,15 +3,32 @@
  * default and it is ~50× slower on float payloads. Client frames carry a zero mask (see connectWs);
  * `bufferutil` (a dependency) still unmasks natively any masked frame another client sends.
  */
+import {
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+  createServer as createHttpServer,
+} from 'node:http';
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
-import { type Link, type LinkHandlers, type Listener, TransportError } from './transport.js';
+import { JOIN_PASS_HEADER } from './join-pass.js';
+import {
+  type ConnectionGuard,
+  type Link,
+  type LinkHandlers,
+  type Listener,
+  TransportError,
+} from './transport.js';
 
 export interface WsOptions {
   maxFrameBytes?: number;
 }
+
+/** A connection that has not asked for the WebSocket upgrade within this time is closed. */
+const UPGRADE_TIMEOUT_MS = 10_000;
 
 /** wss:// for the coordinator: its certificate chain and key (PEM). */
 export interface WsServerTls {
@@ -67,6 +84,7 @@ class WsLink implements Link {
     private readonly sendCap: number,
     raw?: Socket,
     readonly source?: string,
+    readonly joinPass?: string,
   ) {
     socket.binaryType = 'nodebuffer';
     raw?.on('data', (chunk: Buffer) => this.handlers?.received?.(chunk.byteLength));
@@ -140,55 +158,141 @@ class WsLink implements Link {
   }
 }
 
+/**
+ * Every TCP connection the server accepted, from accept to close, upgraded or not: a socket that never
+ * finishes the WebSocket upgrade holds a slot of the guard's --max-connections like a link does, and is
+ * closed after the guard's upgrade time; at close, every one of them is destroyed.
+ */
+class Connections {
+  private readonly open = new Set<Socket>();
+  /** Sockets the HTTP layer reads (the TLS socket under wss://), until their upgrade. */
+  private readonly awaitingUpgrade = new Map<Duplex, NodeJS.Timeout>();
+  private guard: ConnectionGuard | undefined;
+  private closing = false;
+
+  constructor(private readonly upgradeTimeoutMs: number) {}
+
+  /** A TCP connection, as the server accepted it (before TLS). */
+  accepted(socket: Socket): void {
+    const peer = `ws ${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.closing) return void socket.destroy();
+    const max = this.guard?.maxConnections;
+    if (max !== undefined && this.open.size >= max) {
+      this.guard?.refused(peer, this.open.size);
+      return void socket.destroy();
+    }
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+  }
+
+  /** The socket HTTP will read a request from (the TCP socket, or the TLS one once its handshake is done). */
+  reading(socket: Duplex): void {
+    const timer = setTimeout(() => {
+      this.awaitingUpgrade.delete(socket);
+      socket.destroy();
+    }, this.upgradeTimeoutMs);
+    timer.unref();
+    this.awaitingUpgrade.set(socket, timer);
+    socket.once('close', () => this.upgraded(socket));
+  }
+
+  /** Its upgrade request arrived: from now on it is a link's (or ws refuses it and closes it). */
+  upgraded(socket: Duplex): void {
+    clearTimeout(this.awaitingUpgrade.get(socket));
+    this.awaitingUpgrade.delete(socket);
+  }
+
+  use(guard: ConnectionGuard): void {
+    this.guard = guard;
+  }
+
+  destroyAll(): void {
+    this.closing = true;
+    for (const timer of this.awaitingUpgrade.values()) clearTimeout(timer);
+    this.awaitingUpgrade.clear();
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+  }
+}
+
+/** A plain HTTP request on the WebSocket port: answered, and the connection closed. */
+function upgradeRequired(_request: IncomingMessage, response: ServerResponse): void {
+  response.writeHead(426, { Connection: 'close', 'Content-Type': 'text/plain' });
+  response.end('gradfleet speaks WebSocket here\n');
+}
+
 export async function listenWs(
   host: string,
   port: number,
-  options: WsOptions & { tls?: WsServerTls } = {},
+  options: WsOptions & {
+    tls?: WsServerTls;
+    /** A connection that has not asked for the upgrade by then is closed (default 10 s). */
+    upgradeTimeoutMs?: number;
+  } = {},
 ): Promise<Listener> {
-  const common = { maxPayload: wsMaxPayload(options), perMessageDeflate: false };
-  let https: HttpsServer | undefined;
+  const upgradeTimeoutMs = options.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
+  let http: HttpServer | HttpsServer;
   if (options.tls) {
     try {
-      https = createHttpsServer({ cert: options.tls.cert, key: options.tls.key });
+      // The TLS handshake is on the way to the upgrade: it gets the same time (Node's default is 120 s).
+      http = createHttpsServer(
+        { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: upgradeTimeoutMs },
+        upgradeRequired,
+      );
     } catch (err) {
       throw new TransportError(`cannot use the TLS certificate and key: ${(err as Error).message}`, {
         permanent: true,
       });
     }
-  }
-  const server = https
-    ? new WebSocketServer({ server: https, ...common })
-    : new WebSocketServer({ host, port, ...common });
+  } else http = createHttpServer(upgradeRequired);
+  const tls = options.tls !== undefined;
+  const connections = new Connections(upgradeTimeoutMs);
+  // 'connection' is the TCP socket in both cases; HTTP reads the TLS socket under wss://.
+  http.on('connection', (socket: Socket) => {
+    connections.accepted(socket);
+    if (!tls && !socket.destroyed) connections.reading(socket);
+  });
+  if (tls) http.on('secureConnection', (socket: Duplex) => connections.reading(socket));
+  http.on('upgrade', (request: IncomingMessage) => connections.upgraded(request.socket));
+  const server = new WebSocketServer({
+    server: http,
+    maxPayload: wsMaxPayload(options),
+    perMessageDeflate: false,
+  });
   await new Promise<void>((resolve, reject) => {
-    const emitter = https ?? server;
-    emitter.once('listening', resolve);
-    emitter.once('error', (err: Error) =>
+    http.once('listening', resolve);
+    http.once('error', (err: Error) =>
       reject(new TransportError(`cannot listen on ${host}:${port}: ${err.message}`)),
     );
-    https?.listen(port, host);
+    http.listen(port, host);
   });
-  const address = (https ?? server).address() as AddressInfo;
+  const address = http.address() as AddressInfo;
   let onLink: (link: Link) => void = (link) => link.close('not accepting workers yet');
   server.on('connection', (socket, request) => {
-    const remote = request.socket;
+    const remote = request.socket as Socket;
+    const pass = request.headers[JOIN_PASS_HEADER];
     onLink(
       new WsLink(
         socket,
         `ws ${remote.remoteAddress}:${remote.remotePort}`,
-        https !== undefined,
+        tls,
         sendCapOf(options),
         remote,
         remote.remoteAddress,
+        typeof pass === 'string' ? pass : undefined,
       ),
     );
   });
   return {
-    url: `${https ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    url: `${tls ? 'wss' : 'ws'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     onLink: (handler) => (onLink = handler),
+    guard: (guard) => connections.use(guard),
     close: () =>
       new Promise<void>((resolve) => {
+        // Links, sockets on their way to the upgrade, and idle HTTP connections: none is waited for.
         for (const client of server.clients) client.terminate();
-        server.close(() => (https ? https.close(() => resolve()) : resolve()));
+        connections.destroyAll();
+        server.close(() => http.close(() => resolve()));
       }),
   };
 }
@@ -200,12 +304,17 @@ export async function listenWs(
  */
 const zeroMask = (mask: Uint8Array) => mask.fill(0);
 
-export async function connectWs(url: string, options: WsOptions & { ca?: Buffer } = {}): Promise<Link> {
+/** `joinPass`: presented in the upgrade request (protocol/join-pass.ts), when the worker holds a secret. */
+export async function connectWs(
+  url: string,
+  options: WsOptions & { ca?: Buffer; joinPass?: string } = {},
+): Promise<Link> {
   const socket = new WebSocket(url, {
     perMessageDeflate: false,
     maxPayload: wsMaxPayload(options),
     generateMask: zeroMask,
     ca: options.ca,
+    headers: options.joinPass === undefined ? undefined : { [JOIN_PASS_HEADER]: options.joinPass },
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);

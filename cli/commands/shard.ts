@@ -84,7 +84,7 @@ export function shardCommand(): Command {
     try {
       const link = stopper.hold(
         await connectWithRetry(
-          connectorFor(flags, flags.id, log),
+          connectorFor(flags, flags.id, log, secret),
           flags.connectTimeout,
           log,
           () => stopper.stopping,

@@ -120,8 +120,8 @@ export function workerCommand(): Command {
   ).action(async (flags: WorkerFlags, cmd: Command) => {
     const log = createLogger(`worker ${flags.id}`);
     const secret = secretOf(flags);
-    const target = connectorFor(flags, flags.id, log);
-    const connectShard = shardReacherFor(flags, flags.id, log);
+    const target = connectorFor(flags, flags.id, log, secret);
+    const connectShard = shardReacherFor(flags, flags.id, log, secret);
     const compute = await computeOf(flags, log);
     // Every worker here is counted; one that takes every core (native, no --threads) says so when it shares
     // the machine.

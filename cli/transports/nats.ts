@@ -85,11 +85,11 @@ export const natsTransport: CliTransport = {
     const nats = natsOptionsOf(f);
     return (maxFrameBytes) => listenNats(nats, { maxFrameBytes, onStatus: natsStatusLogger(log) });
   },
-  connector: (f, workerId, log) => {
+  connector: (f, workerId, log, joinPass) => {
     const nats = natsOptionsOf(f);
     return {
       where: `${nats.servers.join(',')} (${nats.subject})`,
-      connect: () => connectNats(nats, workerId, { onStatus: natsStatusLogger(log) }),
+      connect: () => connectNats(nats, workerId, { onStatus: natsStatusLogger(log), joinPass: joinPass?.() }),
     };
   },
   // The coordinator's listener URL names no server a worker could use: the NATS flags do.
@@ -126,11 +126,11 @@ export const natsTransport: CliTransport = {
       serves,
     });
   },
-  reachShard: (f, serves, workerId, log) => {
+  reachShard: (f, serves, workerId, log, joinPass) => {
     if (!serves.startsWith(`${f.natsSubject}.shard.`))
       throw new Error(
         `the shard map names ${serves}, which is no shard subject of ${f.natsSubject}: do the coordinator and this worker use the same --transport and --nats-subject?`,
       );
-    return natsTransport.connector({ ...f, natsSubject: serves }, workerId, log);
+    return natsTransport.connector({ ...f, natsSubject: serves }, workerId, log, joinPass);
   },
 };

@@ -23,10 +23,12 @@ export interface CliTransport {
     port: number,
     log: Logger,
   ): (maxFrameBytes: number) => Promise<Listener>;
+  /** `joinPass`: makes a fresh join pass for each connection (protocol/join-pass.ts), when there is a secret. */
   connector(
     f: TransportFlags & { connect?: string; tlsCa?: string },
     workerId: string,
     log: Logger,
+    joinPass?: () => string,
   ): Connector;
   /**
    * Flags (and environment, for secrets) that make a local worker join a coordinator listening at
@@ -48,5 +50,6 @@ export interface CliTransport {
     serves: string,
     workerId: string,
     log: Logger,
+    joinPass?: () => string,
   ): Connector;
 }

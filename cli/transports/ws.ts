@@ -43,7 +43,7 @@ export const wsTransport: CliTransport = {
         throw hint ? new TransportError(`${err.message}${hint}`) : err;
       });
   },
-  connector: (f) => {
+  connector: (f, _workerId, _log, joinPass) => {
     if (!f.connect) throw new UsageError('--connect ws://HOST:PORT is required (or --transport nats)');
     if (!/^wss?:\/\//.test(f.connect))
       throw new UsageError(`--connect ${f.connect}: expected ws://HOST:PORT or wss://HOST:PORT`);
@@ -52,7 +52,7 @@ export const wsTransport: CliTransport = {
     return {
       where: url,
       connect: () =>
-        connectWs(url, { ca }).catch((err: Error) => {
+        connectWs(url, { ca, joinPass: joinPass?.() }).catch((err: Error) => {
           const hint = connectHint(err.message);
           throw hint ? new TransportError(`${err.message}${hint}`) : err;
         }),
@@ -66,11 +66,11 @@ export const wsTransport: CliTransport = {
       return { listener, serves: advertise ?? listener.url };
     };
   },
-  reachShard: (f, serves, workerId, log) => {
+  reachShard: (f, serves, workerId, log, joinPass) => {
     if (!/^wss?:\/\//.test(serves))
       throw new Error(
         `the shard map names ${serves}, which is no ws:// address: do the coordinator and this worker use the same --transport?`,
       );
-    return wsTransport.connector({ ...f, connect: serves }, workerId, log);
+    return wsTransport.connector({ ...f, connect: serves }, workerId, log, joinPass);
   },
 };
