@@ -44,12 +44,14 @@ export interface ShardOptions {
 
 /**
  * shutdown: the coordinator is done; lost: its link died (state gone, a new session starts fresh); refused:
- * authentication.
+ * authentication. `rejections`: frames and peers this shard turned away, on its coordinator's link and its
+ * workers' (auth_failed, bad_seal, replayed, too_many_connections, ...), logged as it ends.
  */
 export interface ShardOutcome {
   end: 'shutdown' | 'lost' | 'refused';
   reason: string;
   steps: number;
+  rejections: RejectionCounts['byReason'];
 }
 
 const shardTensorOf = (t: ShardTensors, name: (typeof SHARD_TENSORS)[number]): Float32Array =>
@@ -323,7 +325,7 @@ class Shard {
     this.closed = true;
     clearInterval(this.heartbeat);
     this.pool?.shutdown(`shard reducer ${this.settings.id}: ${reason}`);
-    this.settle({ end, reason, steps: this.steps });
+    this.settle({ end, reason, steps: this.steps, rejections: this.rejections.byReason });
   }
 }
 

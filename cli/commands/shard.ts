@@ -7,8 +7,10 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
+import { DEFAULT_ADMISSION } from '../../protocol/admission.js';
 import { runShard } from '../../shard/shard.js';
 import { connectWithRetry } from '../connect-retry.js';
+import { checkExposure } from '../exposure.js';
 import { LinkStopper } from '../signals.js';
 import { port, positiveInt } from '../options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
@@ -32,6 +34,12 @@ interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags {
   advertise?: string;
   connectTimeout: number;
   maxFrameMb: number;
+  maxWorkers: number;
+  maxConnections: number;
+  maxJoinsPerS: number;
+  maxJoinsPerSourcePerS: number;
+  maxPreauthKb: number;
+  insecure?: boolean;
 }
 
 export function shardCommand(): Command {
@@ -57,13 +65,63 @@ export function shardCommand(): Command {
       positiveInt,
       60,
     )
-    .option('--max-frame-mb <n>', 'largest frame accepted, in MiB', positiveInt, 64);
+    .option('--max-frame-mb <n>', 'largest frame accepted, in MiB', positiveInt, 64)
+    // Workers join a shard as they join the coordinator: the same limits, with the same defaults.
+    .option(
+      '--max-workers <n>',
+      'admit at most this many workers; more are refused until one leaves',
+      positiveInt,
+      DEFAULT_ADMISSION.maxWorkers,
+    )
+    .option(
+      '--max-connections <n>',
+      'connections open at once, handshakes included',
+      positiveInt,
+      DEFAULT_ADMISSION.maxConnections,
+    )
+    .option(
+      '--max-joins-per-s <n>',
+      'new connections per second (bursts of up to this many)',
+      positiveInt,
+      DEFAULT_ADMISSION.joinsPerSecond,
+    )
+    .option(
+      '--max-joins-per-source-per-s <n>',
+      'new connections per second from one address (NATS: one client)',
+      positiveInt,
+      DEFAULT_ADMISSION.joinsPerSourcePerSecond,
+    )
+    .option(
+      '--max-preauth-kb <n>',
+      'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped',
+      positiveInt,
+      DEFAULT_ADMISSION.preAuthBytes / 1024,
+    )
+    .option('--insecure', 'serve workers beyond loopback without a secret (anyone who reaches it may join)');
   return addTlsConnectOptions(
     addTlsListenOptions(
       addSecretOptions(addTransportOptions(cmd), 'to prove to the coordinator and ask of workers'),
     ),
   ).action(async (flags: ShardFlags) => {
     const log = createLogger(`shard ${flags.id}`);
+    const secret = secretOf(flags);
+    // A shard serves workers as the coordinator does, so it is held to the same rule: beyond loopback, a
+    // secret or --insecure.
+    const natsServers = flags.natsUrl.split(',');
+    checkExposure(
+      {
+        transport: flags.transport,
+        host: flags.host,
+        natsServers,
+        secret: secret !== undefined,
+        insecure: flags.insecure === true,
+        tls:
+          flags.transport === 'ws'
+            ? flags.tlsCert !== undefined
+            : natsServers.every((u) => u.trim().startsWith('tls://')) || flags.natsRequireTls === true,
+      },
+      log,
+    );
     if (
       flags.transport === 'ws' &&
       flags.advertise === undefined &&
@@ -73,7 +131,6 @@ export function shardCommand(): Command {
         `--host ${flags.host} is no address workers can use: give --advertise ws://THIS-HOST:PORT`,
       );
     }
-    const secret = secretOf(flags);
     const maxFrameBytes = flags.maxFrameMb * 1024 * 1024;
     const { listener, serves } = await shardServerFor(
       flags,
@@ -94,7 +151,22 @@ export function shardCommand(): Command {
       log.info({ serves }, `shard ${flags.id} serving workers at ${serves}`);
       // One session: a shard's state lives and dies with it (the coordinator rolls back and admits a
       // replacement).
-      const outcome = await runShard({ id: flags.id, link, listener, serves, secret, log, maxFrameBytes });
+      const outcome = await runShard({
+        id: flags.id,
+        link,
+        listener,
+        serves,
+        secret,
+        log,
+        maxFrameBytes,
+        limits: {
+          maxWorkers: flags.maxWorkers,
+          maxConnections: flags.maxConnections,
+          joinsPerSecond: flags.maxJoinsPerS,
+          joinsPerSourcePerSecond: flags.maxJoinsPerSourcePerS,
+          preAuthBytes: flags.maxPreauthKb * 1024,
+        },
+      });
       if (outcome.end !== 'shutdown' && !stopper.stopping)
         process.exitCode = outcome.end === 'refused' ? 2 : 1;
       log.info({ ...outcome }, `shard ${flags.id} done after ${outcome.steps} steps: ${outcome.reason}`);
