@@ -1,7 +1,10 @@
 /** Sealing (protocol/sealing.ts): what opens, and why everything else does not. */
 import { describe, expect, it } from 'vitest';
 import { SharedSecret, newNonce } from '../../protocol/auth.js';
-import { BroadcastSeal, sessionKeys } from '../../protocol/sealing.js';
+import { chunkFrame } from '../../protocol/chunking.js';
+import { BROADCAST_ID_HEADER, BroadcastCache } from '../../protocol/nats-broadcast.js';
+import { chunkHeaders } from '../../protocol/nats-chunk-headers.js';
+import { BroadcastSeal, type SealFailure, sessionKeys } from '../../protocol/sealing.js';
 
 const secret = new SharedSecret('sealing-test-secret-4a8d1f');
 const handshake = () => ({ workerNonce: newNonce(), coordinatorNonce: newNonce(), workerId: 'w1' });
@@ -63,6 +66,22 @@ describe('sealed frames', () => {
     expect(growing.coordinator.receive.open(x)).toMatchObject({ ok: false, reason: 'replayed' });
   });
 
+  it('an exact replay of the newest message (the counter last accepted) is `replayed`, in either order', () => {
+    for (const order of ['strict', 'growing'] as const) {
+      const { worker, coordinator } = pair(order);
+      const [first, newest] = [1, 2].map((n) => worker.send.seal(bytes(n)));
+      expect(coordinator.receive.open(first).ok, order).toBe(true);
+      expect(coordinator.receive.open(newest).ok, order).toBe(true);
+      expect(coordinator.receive.open(newest), order).toMatchObject({
+        ok: false,
+        reason: 'replayed',
+        detail: 'message 2 arrived after message 2',
+      });
+      // The stream goes on: the next genuine message still opens.
+      expect(coordinator.receive.open(worker.send.seal(bytes(3))).ok, order).toBe(true);
+    }
+  });
+
   it('broadcasts open only under their publisher and step', () => {
     const seal = new BroadcastSeal(secret);
     const frame = bytes(1000);
@@ -74,5 +93,45 @@ describe('sealed frames', () => {
     expect(
       new BroadcastSeal(new SharedSecret('not-the-run-secret-123')).open('pub-1', 7, sealed),
     ).toMatchObject({ ok: false, reason: 'bad_seal' });
+  });
+});
+
+describe('the NATS weights broadcast, sealed (nats-broadcast.ts BroadcastCache)', () => {
+  /** A worker's cache of one publisher's broadcasts, and what it rejected. */
+  const cache = () => {
+    const rejected: Array<{ reason: SealFailure; detail: string }> = [];
+    const c = new BroadcastCache();
+    c.sealWith(new BroadcastSeal(secret), (reason, detail) => rejected.push({ reason, detail }));
+    return { c, rejected };
+  };
+  const publisher = new BroadcastSeal(secret);
+  /** Broadcast `seq` of publisher `pub-1` as it travels: sealed, in chunks with their headers. */
+  const broadcast = (seq: number, frame: Uint8Array) =>
+    chunkFrame(seq, publisher.seal('pub-1', seq, frame), 1024).map(({ info, bytes }) => {
+      const h = chunkHeaders(info);
+      h.set(BROADCAST_ID_HEADER, 'pub-1');
+      return { h, bytes, ref: { id: 'pub-1', seq, length: info.length, crc: info.crc } };
+    });
+  const deliver = (c: BroadcastCache, chunks: ReturnType<typeof broadcast>) => {
+    for (const { h, bytes } of chunks) c.add(h, bytes);
+  };
+
+  it('the newest broadcast sent again whole is `replayed`, and so is an older one; the genuine one is kept', () => {
+    const { c, rejected } = cache();
+    const [one, two] = [1, 2].map((seq) => broadcast(seq, bytes(3000 + seq)));
+    expect(two.length).toBeGreaterThan(1);
+    deliver(c, one);
+    deliver(c, two);
+    expect(rejected).toEqual([]);
+    deliver(c, two); // the newest, again
+    expect(rejected).toEqual([{ reason: 'replayed', detail: 'broadcast 2 of pub-1 arrived after 2' }]);
+    deliver(c, one); // an older one
+    expect(rejected.map((r) => r.reason)).toEqual(['replayed', 'replayed']);
+    expect(Buffer.from(c.take(two[0].ref)!).equals(Buffer.from(bytes(3002)))).toBe(true);
+    // A later broadcast still opens.
+    const three = broadcast(3, bytes(10));
+    deliver(c, three);
+    expect(rejected).toHaveLength(2);
+    expect(c.take(three[0].ref)).toBeDefined();
   });
 });
