@@ -70,10 +70,10 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--max-steps <n>', 'stop once the run has taken this many steps in total', positiveInt)
     .option(
       '--train <data>',
-      'training data: mnist:train, a Kaggle train.csv, or an IDX images file',
+      "training data: mnist:train, a Kaggle train.csv, or an IDX images file (with --resume: the run's own, named again)",
       'mnist:train',
     )
-    .option('--test <data>', 'test data (labelled)', 'mnist:test')
+    .option('--test <data>', "test data (labelled; with --resume: the run's own, named again)", 'mnist:test')
     .option('--out <dir>', 'run directory: checkpoints, curves, exported model (default runs/<model>-<time>)')
     .option('--resume <dir>', 'continue the run in DIR from its newest valid checkpoint')
     .option(
@@ -159,21 +159,26 @@ export function runStartOf(cmd: Command, flags: RunFlags): RunStart {
 
 type Resume = Extract<RunStart, { kind: 'resume' }>;
 
-/** When resuming, only the run's length may change; flags given explicitly for anything else are an error. */
+/**
+ * --train/--test given with a resume: the run's data named again (where the checkpoint's own names are not
+ * followed, or the files moved); the fingerprints prove it is the same data.
+ */
+function dataNamedAgain(cmd: Command, flags: RunFlags): Resume['data'] {
+  const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
+  if (!explicit('train') && !explicit('test')) return undefined;
+  return {
+    train: explicit('train') ? flags.train : undefined,
+    test: explicit('test') ? flags.test : undefined,
+  };
+}
+
+/**
+ * When resuming, only the run's length may change, and its data be named again; flags given explicitly for
+ * anything else are an error.
+ */
 function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (!flags.resume) return undefined;
-  const fixed = [
-    'model',
-    'batchSize',
-    'microBatch',
-    'lr',
-    'lrDecay',
-    'seed',
-    'train',
-    'test',
-    'wire',
-    'maxGradNorm',
-  ];
+  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'wire', 'maxGradNorm'];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0)
     throw new UsageError(
@@ -187,12 +192,14 @@ function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
       epochs: explicit('epochs') ? flags.epochs : undefined,
       maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined,
     },
+    data: dataNamedAgain(cmd, flags),
   };
 }
 
 /**
  * --auto-resume: the same command line starts a run and, after a crash, continues it. The run's
- * own config wins when continuing; only a different model is refused, as certainly a mistake.
+ * own config wins when continuing, but for its data: --train/--test given name it (it must be the same
+ * data); only a different model is refused, as certainly a mistake.
  */
 function autoResumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (flags.resume) throw new UsageError('give --resume DIR or --auto-resume, not both');
@@ -212,6 +219,7 @@ function autoResumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
       epochs: explicit('epochs') ? flags.epochs : undefined,
       maxSteps: explicit('maxSteps') ? flags.maxSteps : undefined,
     },
+    data: dataNamedAgain(cmd, flags),
   };
 }
 

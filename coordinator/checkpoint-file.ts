@@ -1,43 +1,59 @@
 /**
- * One checkpoint = one self-describing, self-checking file.
+ * One checkpoint = one self-describing, self-checking file, signed when the run has a secret.
  *
  * Layout (all integers little-endian):
  *
  *   offset 0   "GFCK"                magic, 4 bytes
- *   offset 4   u8 format version     currently 1
+ *   offset 4   u8 format version     2 (1 is still read: unsigned files written before signing)
  *   offset 5   3 zero bytes          reserved, must be zero
  *   offset 8   u32 header length     bytes of UTF-8 JSON that follow
  *   offset 12  header                UTF-8 JSON (exactly as JSON.stringify writes it)
  *              zero padding          up to the next multiple of 8 (from the file start)
  *   payload    float32 tensors       back to back, each 4-byte aligned, little-endian
  *
- * The header is `{ meta, tensors: [{ name, offset, length }], payloadBytes, sha256 }`: `offset` is in
- * bytes from the start of the payload, `length` in float32 values. `sha256` (lowercase hex) is the
- * hash of the canonical JSON (keys sorted) of `{ meta, tensors, payloadBytes }` followed by the
- * payload bytes, so it covers the meta, the tensor table and every tensor value.
+ * The header is `{ meta, tensors: [{ name, offset, length }], payloadBytes, sha256, signature }`
+ * (version 1: without `signature`): `offset` is in bytes from the start of the payload, `length` in
+ * float32 values. `sha256` (lowercase hex) is the hash of the canonical JSON (keys sorted) of
+ * `{ meta, tensors, payloadBytes }` followed by the payload bytes, so it covers the meta, the tensor
+ * table and every tensor value.
+ *
+ * `signature` is null (no secret), or `{ key, hmac }`: `hmac` = HMAC-SHA256(K, "gradfleet checkpoint v2 "
+ * ‖ sha256), K = HKDF-SHA256 of the run's secret under its own label (CheckpointKey), and `key` names K
+ * (the first 16 hex digits of HMAC(K, "key id")), so that a file signed with another secret is told
+ * apart from one altered after signing. The SHA-256 finds damage; the HMAC finds forgery: a file
+ * re-encoded with other weights and a fresh SHA-256 does not carry a valid HMAC without the secret.
  *
  * Every other byte is pinned as well: the reserved bytes and the padding must be zero, the file must
  * end exactly where the payload ends, and the header must be byte-for-byte what JSON.stringify
  * writes for its parsed value (so a flip that leaves the JSON meaning unchanged, e.g. `1e5` → `1E5`,
  * is still caught). Any single flipped bit anywhere in the file makes decoding fail.
  *
+ * Error messages name positions, sizes and the format version, never bytes or strings of the file: a
+ * path that is not a checkpoint (say, a checkpoint naming /etc/passwd) is not echoed into a log.
+ *
  * `meta` is stored as JSON: it goes through JSON.stringify/JSON.parse on encode, so `undefined`
  * becomes `null`, non-finite numbers become `null`, `toJSON` (e.g. Date) applies, and so on. What
  * decodeCheckpoint returns is exactly that JSON value.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { endianness } from 'node:os';
+import { type SharedSecret, proofsMatch } from '../protocol/auth.js';
 
 const CHECKPOINT_MAGIC = 'GFCK';
-const CHECKPOINT_FORMAT_VERSION = 1;
+/** Written; version 1 (no signature field) is still read. */
+const CHECKPOINT_FORMAT_VERSION = 2;
+const UNSIGNED_FORMAT_VERSION = 1;
 
 /** magic (4) + version (1) + reserved (3) + header length (4). */
 const PREAMBLE_BYTES = 12;
 const MAGIC_BYTES = new TextEncoder().encode(CHECKPOINT_MAGIC);
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-const HEADER_KEYS = ['meta', 'tensors', 'payloadBytes', 'sha256'];
+const HEADER_KEYS = ['meta', 'tensors', 'payloadBytes', 'sha256', 'signature'];
+const V1_HEADER_KEYS = ['meta', 'tensors', 'payloadBytes', 'sha256'];
 const ENTRY_KEYS = ['name', 'offset', 'length'];
+const SIGNATURE_KEYS = ['key', 'hmac'];
+const KEY_ID_HEX = /^[0-9a-f]{16}$/;
 
 export type CheckpointErrorCode =
   | 'bad_magic'
@@ -47,6 +63,8 @@ export type CheckpointErrorCode =
   | 'bad_header'
   | 'bad_tensor_table'
   | 'checksum_mismatch'
+  | 'wrong_key'
+  | 'bad_signature'
   | 'invalid_input'
   | 'not_found'
   | 'io'
@@ -71,12 +89,70 @@ interface TensorEntry {
   length: number;
 }
 
+/**
+ * The key that signs a run's checkpoints: HKDF-SHA256 over the run's secret with a label of its own, so it
+ * says nothing about the session keys (protocol/sealing.ts), nor they about it. Never logged.
+ */
+export class CheckpointKey {
+  readonly #key: Buffer;
+  /** Names the key (not the secret): 16 hex digits of HMAC(key, "key id"). */
+  readonly id: string;
+
+  private constructor(key: Buffer) {
+    this.#key = key;
+    this.id = this.#mac('key id').slice(0, 16);
+  }
+
+  static fromSecret(secret: SharedSecret): CheckpointKey {
+    return new CheckpointKey(
+      secret.deriveKey(
+        Buffer.from('gradfleet checkpoints', 'utf8'),
+        Buffer.from('gradfleet checkpoint hmac v1'),
+      ),
+    );
+  }
+
+  /** The signature of a file whose content hashes to `sha256` (hex). */
+  sign(sha256: string): string {
+    return this.#mac(`gradfleet checkpoint v2 ${sha256}`);
+  }
+
+  toString(): string {
+    return '[checkpoint key]';
+  }
+
+  toJSON(): string {
+    return '[checkpoint key]';
+  }
+
+  #mac(text: string): string {
+    return createHmac('sha256', this.#key).update(text, 'utf8').digest('hex');
+  }
+}
+
+/**
+ * Who vouches for a checkpoint's content. unsigned: nobody (written without a secret, or before
+ * checkpoints were signed; `keyGiven`: whether a key was there to expect a signature); verified: signed
+ * with the key given; unverified: signed (with key `key`), and no key was given to check it. A file
+ * signed with another key, or altered after signing, does not decode.
+ */
+export type CheckpointSignature =
+  | { state: 'unsigned'; keyGiven: boolean }
+  | { state: 'verified'; key: string }
+  | { state: 'unverified'; key: string };
+
 export interface DecodedCheckpoint {
   meta: unknown;
   tensors: Record<string, Float32Array>;
+  signature: CheckpointSignature;
 }
 
-export function encodeCheckpoint(meta: unknown, tensors: Record<string, Float32Array>): Uint8Array {
+/** `key`: sign the file (the run has a secret); without it the file is unsigned. */
+export function encodeCheckpoint(
+  meta: unknown,
+  tensors: Record<string, Float32Array>,
+  key?: CheckpointKey,
+): Uint8Array {
   const jsonMeta = toJsonValue(meta);
   if (tensors === null || typeof tensors !== 'object') {
     throw new CheckpointError('invalid_input', 'tensors must be an object of Float32Arrays');
@@ -94,8 +170,9 @@ export function encodeCheckpoint(meta: unknown, tensors: Record<string, Float32A
     payloadBytes += array.byteLength;
   }
 
-  // The hash is always 64 hex characters, so the header's size is known before the hash is.
-  const headerSize = utf8(headerText(jsonMeta, table, payloadBytes, '0'.repeat(64))).length;
+  // The hash and the HMAC are always 64 hex characters, so the header's size is known before they are.
+  const placeholder = key ? { key: key.id, hmac: '0'.repeat(64) } : null;
+  const headerSize = utf8(headerText(jsonMeta, table, payloadBytes, '0'.repeat(64), placeholder)).length;
   const payloadStart = align8(PREAMBLE_BYTES + headerSize);
   const out = new Uint8Array(payloadStart + payloadBytes);
 
@@ -106,7 +183,8 @@ export function encodeCheckpoint(meta: unknown, tensors: Record<string, Float32A
     if (!LITTLE_ENDIAN_HOST) swap32InPlace(out.subarray(at, at + array.byteLength));
   }
   const sha256 = digest(jsonMeta, table, payloadBytes, out.subarray(payloadStart));
-  const header = utf8(headerText(jsonMeta, table, payloadBytes, sha256));
+  const signature = key ? { key: key.id, hmac: key.sign(sha256) } : null;
+  const header = utf8(headerText(jsonMeta, table, payloadBytes, sha256, signature));
   if (header.length !== headerSize) throw new Error('checkpoint header changed size while hashing');
 
   out.set(MAGIC_BYTES, 0);
@@ -116,7 +194,11 @@ export function encodeCheckpoint(meta: unknown, tensors: Record<string, Float32A
   return out;
 }
 
-export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
+/**
+ * The checkpoint in `bytes`, checked; `key`: the key its signature must verify with (see
+ * CheckpointSignature). Every failure is a CheckpointError.
+ */
+export function decodeCheckpoint(bytes: Uint8Array, key?: CheckpointKey): DecodedCheckpoint {
   if (!(bytes instanceof Uint8Array))
     throw new CheckpointError('invalid_input', 'checkpoint bytes must be a Uint8Array');
 
@@ -129,7 +211,7 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
     if (bytes[i] !== MAGIC_BYTES[i]) {
       throw new CheckpointError(
         'bad_magic',
-        `bad magic: expected "${CHECKPOINT_MAGIC}", found 0x${hex(bytes.subarray(0, 4))}; not a gradfleet checkpoint`,
+        `bad magic: not a gradfleet checkpoint (it does not start with "${CHECKPOINT_MAGIC}")`,
       );
     }
   }
@@ -139,17 +221,15 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
       `truncated: file is ${bytes.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`,
     );
   }
-  if (bytes[4] !== CHECKPOINT_FORMAT_VERSION) {
+  const version = bytes[4];
+  if (version !== CHECKPOINT_FORMAT_VERSION && version !== UNSIGNED_FORMAT_VERSION) {
     throw new CheckpointError(
       'unsupported_version',
-      `unknown checkpoint format version ${bytes[4]} (this build reads version ${CHECKPOINT_FORMAT_VERSION})`,
+      `unknown checkpoint format version ${version} (this build reads versions ${UNSIGNED_FORMAT_VERSION} and ${CHECKPOINT_FORMAT_VERSION}; a newer gradfleet wrote it?)`,
     );
   }
   if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) {
-    throw new CheckpointError(
-      'bad_header',
-      `reserved bytes 5..7 must be zero, found 0x${hex(bytes.subarray(5, 8))}`,
-    );
+    throw new CheckpointError('bad_header', 'reserved bytes 5..7 are not zero');
   }
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
   const headerEnd = PREAMBLE_BYTES + headerLength;
@@ -172,9 +252,13 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   try {
     parsed = JSON.parse(text);
   } catch (cause) {
-    throw new CheckpointError('bad_header', `header is not JSON: ${errorMessage(cause)}`, { cause });
+    // JSON.parse's message quotes the text: not repeated.
+    throw new CheckpointError('bad_header', 'header is not JSON', { cause });
   }
-  const header = checkHeaderShape(parsed);
+  const header = checkHeaderShape(
+    parsed,
+    version === CHECKPOINT_FORMAT_VERSION ? HEADER_KEYS : V1_HEADER_KEYS,
+  );
   if (notTooDeep(() => JSON.stringify(parsed)) !== text) {
     throw new CheckpointError(
       'bad_header',
@@ -207,9 +291,10 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   if (actual !== header.sha256) {
     throw new CheckpointError(
       'checksum_mismatch',
-      `checksum mismatch: header says sha256 ${header.sha256}, content hashes to ${actual}`,
+      "checksum mismatch: the content does not hash to the header's sha256 (the file is damaged)",
     );
   }
+  const signature = checkSignature(header.signature ?? null, header.sha256, key);
 
   const tensors: Record<string, Float32Array> = {};
   for (const { name, offset, length } of header.tensors) {
@@ -225,7 +310,12 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
       configurable: true,
     });
   }
-  return { meta: header.meta, tensors };
+  return { meta: header.meta, tensors, signature };
+}
+
+interface SignatureField {
+  key: string;
+  hmac: string;
 }
 
 interface Header {
@@ -233,31 +323,52 @@ interface Header {
   tensors: TensorEntry[];
   payloadBytes: number;
   sha256: string;
+  /** Absent in version 1. */
+  signature?: SignatureField | null;
 }
 
-function checkHeaderShape(value: unknown): Header {
+/** Who vouches for a file whose content hashes to `sha256`, or why it must not be loaded. */
+function checkSignature(
+  signature: SignatureField | null,
+  sha256: string,
+  key: CheckpointKey | undefined,
+): CheckpointSignature {
+  if (signature === null) return { state: 'unsigned', keyGiven: key !== undefined };
+  if (!key) return { state: 'unverified', key: signature.key };
+  if (signature.key !== key.id)
+    throw new CheckpointError(
+      'wrong_key',
+      "signed with another secret than the one given: give the run's own secret (--secret-file or GRADFLEET_SECRET)",
+    );
+  if (!proofsMatch(Buffer.from(key.sign(sha256), 'hex'), Buffer.from(signature.hmac, 'hex')))
+    throw new CheckpointError(
+      'bad_signature',
+      'altered after it was signed: its signature does not match its content',
+    );
+  return { state: 'verified', key: key.id };
+}
+
+function checkHeaderShape(value: unknown, fields: readonly string[]): Header {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new CheckpointError('bad_header', 'header is not a JSON object');
   }
   const record = value as Record<string, unknown>;
   const keys = Object.keys(record);
-  const missing = HEADER_KEYS.filter((k) => !keys.includes(k));
-  const extra = keys.filter((k) => !HEADER_KEYS.includes(k));
+  const missing = fields.filter((k) => !keys.includes(k));
+  const extra = keys.filter((k) => !fields.includes(k));
   if (missing.length > 0 || extra.length > 0) {
-    throw new CheckpointError(
-      'bad_header',
-      `header fields wrong: ${[...missing.map((k) => `missing "${k}"`), ...extra.map((k) => `unexpected "${k}"`)].join(', ')}`,
-    );
+    // The expected names only: a field the file adds is counted, not quoted.
+    const problems = missing.map((k) => `missing "${k}"`);
+    if (extra.length > 0) problems.push(`${extra.length} unexpected field(s)`);
+    throw new CheckpointError('bad_header', `header fields wrong: ${problems.join(', ')}`);
   }
   if (!isCount(record.payloadBytes)) {
-    throw new CheckpointError(
-      'bad_header',
-      `header payloadBytes must be a non-negative integer, got ${JSON.stringify(record.payloadBytes)}`,
-    );
+    throw new CheckpointError('bad_header', 'header payloadBytes must be a non-negative integer');
   }
   if (typeof record.sha256 !== 'string' || !SHA256_HEX.test(record.sha256)) {
     throw new CheckpointError('bad_header', 'header sha256 must be 64 lowercase hex characters');
   }
+  if ('signature' in record && record.signature !== null) checkSignatureShape(record.signature);
   if (!Array.isArray(record.tensors))
     throw new CheckpointError('bad_tensor_table', 'header tensors is not an array');
   record.tensors.forEach((entry: unknown, i) => {
@@ -277,39 +388,66 @@ function checkHeaderShape(value: unknown): Header {
     if (!isCount(e.offset) || !isCount(e.length)) {
       throw new CheckpointError(
         'bad_tensor_table',
-        `tensor "${e.name}": offset and length must be non-negative integers`,
+        `tensor table entry ${i}: offset and length must be non-negative integers`,
       );
     }
   });
   return record as unknown as Header;
 }
 
+function checkSignatureShape(value: unknown): void {
+  const record = value as Record<string, unknown>;
+  if (
+    value === null ||
+    typeof value !== 'object' ||
+    Array.isArray(value) ||
+    Object.keys(record).length !== SIGNATURE_KEYS.length ||
+    !SIGNATURE_KEYS.every((k) => k in record) ||
+    typeof record.key !== 'string' ||
+    !KEY_ID_HEX.test(record.key) ||
+    typeof record.hmac !== 'string' ||
+    !SHA256_HEX.test(record.hmac)
+  )
+    throw new CheckpointError(
+      'bad_header',
+      'header signature must be null or { key: 16 hex digits, hmac: 64 lowercase hex digits }',
+    );
+}
+
+/** Entries are named by their place in the table, not by their names (the file's own strings). */
 function checkTensorTable(table: TensorEntry[], payloadBytes: number): void {
-  const seen = new Set<string>();
-  for (const { name, offset, length } of table) {
-    if (seen.has(name))
-      throw new CheckpointError('bad_tensor_table', `tensor "${name}" appears twice in the tensor table`);
-    seen.add(name);
+  const seen = new Map<string, number>();
+  table.forEach(({ name, offset, length }, i) => {
+    const twin = seen.get(name);
+    if (twin !== undefined)
+      throw new CheckpointError(
+        'bad_tensor_table',
+        `tensor table entries ${twin} and ${i} have the same name`,
+      );
+    seen.set(name, i);
     if (offset % 4 !== 0)
       throw new CheckpointError(
         'bad_tensor_table',
-        `tensor "${name}": offset ${offset} is not 4-byte aligned`,
+        `tensor table entry ${i}: offset ${offset} is not 4-byte aligned`,
       );
     if (offset + length * 4 > payloadBytes) {
       throw new CheckpointError(
         'bad_tensor_table',
-        `tensor "${name}" out of range: bytes ${offset}..${offset + length * 4} but the payload has ${payloadBytes}`,
+        `tensor table entry ${i} out of range: bytes ${offset}..${offset + length * 4} but the payload has ${payloadBytes}`,
       );
     }
-  }
-  const occupied = table.filter((t) => t.length > 0).sort((a, b) => a.offset - b.offset);
-  for (let i = 1; i < occupied.length; i++) {
-    const prev = occupied[i - 1];
-    const cur = occupied[i];
+  });
+  const occupied = table
+    .map((t, i) => ({ ...t, i }))
+    .filter((t) => t.length > 0)
+    .sort((a, b) => a.offset - b.offset);
+  for (let k = 1; k < occupied.length; k++) {
+    const prev = occupied[k - 1];
+    const cur = occupied[k];
     if (prev.offset + prev.length * 4 > cur.offset) {
       throw new CheckpointError(
         'bad_tensor_table',
-        `tensors "${prev.name}" and "${cur.name}" overlap at payload offset ${cur.offset}`,
+        `tensor table entries ${prev.i} and ${cur.i} overlap at payload offset ${cur.offset}`,
       );
     }
   }
@@ -329,13 +467,20 @@ function notTooDeep<T>(work: () => T): T {
   }
 }
 
-function headerText(meta: unknown, tensors: TensorEntry[], payloadBytes: number, sha256: string): string {
+function headerText(
+  meta: unknown,
+  tensors: TensorEntry[],
+  payloadBytes: number,
+  sha256: string,
+  signature: SignatureField | null,
+): string {
   // Key order here is the order decodeCheckpoint's canonical-form check expects.
   return JSON.stringify({
     meta,
     tensors: tensors.map(({ name, offset, length }) => ({ name, offset, length })),
     payloadBytes,
     sha256,
+    signature,
   });
 }
 
@@ -382,10 +527,6 @@ function align8(n: number): number {
 
 function utf8(text: string): Uint8Array {
   return new TextEncoder().encode(text);
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function swap32InPlace(bytes: Uint8Array): void {

@@ -7,13 +7,25 @@
  * pruned. A reader therefore sees either the previous set of checkpoints or the new one, never a
  * half-written file under a checkpoint name; and if one is damaged anyway (disk, copy, hand edit),
  * loadLatestCheckpoint falls back to the newest one that still decodes and says what it skipped.
+ *
+ * With a key (the run has a secret), files are signed on save and their signatures checked on load
+ * (checkpoint-file.ts). A run binds its key to its checkpoint directory (signCheckpointsIn), so every
+ * save into it and load from it inside the run signs and verifies without each caller carrying the
+ * key. A file signed with another key, or altered after signing, is refused outright: a directory load
+ * does not fall back past it to an older one, since a forgery is not damage.
  */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { makeDir } from '../common/make-dir.js';
-import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from './checkpoint-file.js';
+import {
+  CheckpointError,
+  type CheckpointKey,
+  type CheckpointSignature,
+  decodeCheckpoint,
+  encodeCheckpoint,
+} from './checkpoint-file.js';
 
 /** `ckpt-000000042.gfck`; steps past 999,999,999 simply get more digits. */
 export const CHECKPOINT_FILE_PATTERN = /^ckpt-(\d{9,})\.gfck$/;
@@ -29,6 +41,8 @@ export interface LoadedCheckpoint {
   step: number | null;
   meta: unknown;
   tensors: Record<string, Float32Array>;
+  /** Who vouches for it: unsigned, verified with the key given, or signed and not checked (no key). */
+  signature: CheckpointSignature;
 }
 
 interface SkippedCheckpoint {
@@ -46,7 +60,35 @@ export interface SaveCheckpointOptions {
   keep?: number;
   /** Told about old checkpoints that could not be deleted (the save itself still succeeds). */
   log?: Logger;
+  /** Signs the file; default: the key bound to the directory (signCheckpointsIn), if any. */
+  key?: CheckpointKey;
 }
+
+/** Where a load looks for the key a signature must verify with. */
+export interface LoadCheckpointOptions {
+  /** The key given (from the secret); default: the key bound to the file's directory, if any. */
+  key?: CheckpointKey;
+}
+
+/** Keys bound to checkpoint directories (by resolved path) for the life of the run that owns them. */
+const keysByDirectory = new Map<string, CheckpointKey>();
+
+/**
+ * Binds `key` to checkpoint directory `dir`: checkpoints saved into it are signed with it, and those loaded
+ * from it verified, until the returned function unbinds it (the run is over).
+ */
+export function signCheckpointsIn(dir: string, key: CheckpointKey): () => void {
+  const at = resolve(dir);
+  keysByDirectory.set(at, key);
+  return () => {
+    if (keysByDirectory.get(at) === key) keysByDirectory.delete(at);
+  };
+}
+
+const boundKey = (dir: string) => keysByDirectory.get(resolve(dir));
+
+/** Failures that are no damage: the file was made, or changed, by someone without our secret. */
+const FORGERY: ReadonlySet<string> = new Set(['wrong_key', 'bad_signature']);
 
 export function checkpointFileName(step: number): string {
   if (!Number.isSafeInteger(step) || step < 0) {
@@ -68,12 +110,12 @@ export async function saveCheckpoint(
   tensors: Record<string, Float32Array>,
   options: SaveCheckpointOptions = {},
 ): Promise<string> {
-  const { keep = 3, log } = options;
+  const { keep = 3, log, key = boundKey(dir) } = options;
   if (!Number.isSafeInteger(keep) || keep < 1) {
     throw new CheckpointError('invalid_input', `keep must be a positive integer, got ${keep}`);
   }
   const name = checkpointFileName(step);
-  const bytes = encodeCheckpoint(meta, tensors);
+  const bytes = encodeCheckpoint(meta, tensors, key);
   const path = join(dir, name);
   const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 
@@ -136,7 +178,11 @@ export async function listCheckpoints(dir: string): Promise<CheckpointEntry[]> {
 }
 
 /** Reads and verifies one checkpoint file; every failure is a CheckpointError naming the path. */
-export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
+export async function loadCheckpoint(
+  path: string,
+  options: LoadCheckpointOptions = {},
+): Promise<LoadedCheckpoint> {
+  const key = options.key ?? boundKey(dirname(path));
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -148,8 +194,8 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     });
   }
   try {
-    const { meta, tensors } = decodeCheckpoint(bytes);
-    return { path, step: stepFromName(basename(path)), meta, tensors };
+    const { meta, tensors, signature } = decodeCheckpoint(bytes, key);
+    return { path, step: stepFromName(basename(path)), meta, tensors, signature };
   } catch (error) {
     if (error instanceof CheckpointError)
       throw new CheckpointError(error.code, `${path}: ${error.message}`, { cause: error });
@@ -160,9 +206,14 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 /**
  * Loads the newest checkpoint in `dir` that decodes; the newer ones that did not are returned in
  * `skipped` (and logged as warnings when `log` is given). Throws a CheckpointError when the
- * directory is missing, holds no checkpoints, or holds only broken ones.
+ * directory is missing, holds no checkpoints, or holds only broken ones, and at once when one is
+ * signed with another key or altered after signing.
  */
-export async function loadLatestCheckpoint(dir: string, log?: Logger): Promise<LatestCheckpoint> {
+export async function loadLatestCheckpoint(
+  dir: string,
+  log?: Logger,
+  options: LoadCheckpointOptions = {},
+): Promise<LatestCheckpoint> {
   const entries = await listCheckpoints(dir);
   if (entries.length === 0)
     throw new CheckpointError('not_found', `no checkpoint in ${dir}: ${await whyEmpty(dir)}`);
@@ -170,10 +221,10 @@ export async function loadLatestCheckpoint(dir: string, log?: Logger): Promise<L
   const skipped: SkippedCheckpoint[] = [];
   for (const { path } of entries) {
     try {
-      const loaded = await loadCheckpoint(path);
+      const loaded = await loadCheckpoint(path, { key: options.key ?? boundKey(dir) });
       return { ...loaded, skipped };
     } catch (error) {
-      if (!(error instanceof CheckpointError)) throw error;
+      if (!(error instanceof CheckpointError) || FORGERY.has(error.code)) throw error;
       skipped.push({ path, error });
       log?.warn({ path, err: error }, 'skipping checkpoint that failed to load; trying the previous one');
     }
@@ -190,7 +241,11 @@ export async function loadLatestCheckpoint(dir: string, log?: Logger): Promise<L
  * checkpoint, see loadLatestCheckpoint) or one checkpoint file (loads exactly that file, with no
  * fallback; `skipped` is then empty).
  */
-export async function resolveCheckpoint(pathOrDir: string, log?: Logger): Promise<LatestCheckpoint> {
+export async function resolveCheckpoint(
+  pathOrDir: string,
+  log?: Logger,
+  options: LoadCheckpointOptions = {},
+): Promise<LatestCheckpoint> {
   let isDirectory: boolean;
   try {
     isDirectory = (await stat(pathOrDir)).isDirectory();
@@ -204,8 +259,8 @@ export async function resolveCheckpoint(pathOrDir: string, log?: Logger): Promis
     }
     throw new CheckpointError('io', `cannot access ${pathOrDir}: ${errorMessage(error)}`, { cause: error });
   }
-  if (isDirectory) return loadLatestCheckpoint(pathOrDir, log);
-  return { ...(await loadCheckpoint(pathOrDir)), skipped: [] };
+  if (isDirectory) return loadLatestCheckpoint(pathOrDir, log, options);
+  return { ...(await loadCheckpoint(pathOrDir, options)), skipped: [] };
 }
 
 function stepFromName(name: string): number | null {

@@ -18,6 +18,8 @@ import { Coordinator, type RunOutcome, type WorkerBackend } from './coordinator.
 import { type CoordinatorHooks, combineHooks } from './hooks.js';
 import { CoordinatorMetrics } from './metrics.js';
 import {
+  type LoadedRun,
+  dataSpecOf,
   exportModel,
   loadRunState,
   runPaths,
@@ -27,6 +29,8 @@ import {
 } from './run-outputs.js';
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
 import type { SharedSecret } from '../protocol/auth.js';
+import { CheckpointKey } from './checkpoint-file.js';
+import { signCheckpointsIn } from './checkpoint-store.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
 import type { LedgerTotals } from './sample-ledger.js';
 import { InProcessReducer } from './gradient-reducer.js';
@@ -60,6 +64,11 @@ export type RunStart =
       overrides: Partial<Pick<RunConfig, 'epochs' | 'maxSteps'>>;
       /** Refuse to continue a run of another model (--auto-resume, where the command line names one). */
       expectModel?: string;
+      /**
+       * The run's data named again (--train/--test), in place of the files its checkpoint names: it must be
+       * the same data (the fingerprints are checked).
+       */
+      data?: { train?: string; test?: string };
     };
 
 export interface LaunchOptions {
@@ -168,9 +177,41 @@ function loadLabelled(spec: string, role: string): Dataset {
   return data;
 }
 
-/** A resumed run's state and data: the data named in its checkpoint, proven unchanged. */
-async function resumedRun(resume: Extract<RunStart, { kind: 'resume' }>, log: Logger) {
-  const { state, path } = await loadRunState(resume.from, log);
+/**
+ * Where a resumed run's `split` data is: as named again on the command line, else as its checkpoint names
+ * it, when that may be followed (dataSpecOf). Without any secret nothing is authenticated, and an unsigned
+ * checkpoint's files are followed as before: the run directory is the operator's own.
+ */
+function resumedDataSpec(
+  run: LoadedRun,
+  split: 'train' | 'test',
+  named: string | undefined,
+  log: Logger,
+): string {
+  if (named !== undefined) return named;
+  const spec = run.state.config[split].spec;
+  const verdict = dataSpecOf(run, spec);
+  if (verdict.ok) return spec;
+  const { signature } = run;
+  if (signature.state === 'unsigned' && !signature.keyGiven) {
+    log.info({ spec }, `${split} data: ${spec}, as the unsigned checkpoint names it (no secret given)`);
+    return spec;
+  }
+  throw new Error(
+    `cannot resume ${run.path}: ${verdict.why}. Name the run's ${split} data with --${split} FILE (its fingerprint is checked)${signature.state === 'unverified' ? ", or give the run's secret" : ''}`,
+  );
+}
+
+/** A resumed run's state and data: the data named in its checkpoint (or again), proven unchanged. */
+async function resumedRun(
+  resume: Extract<RunStart, { kind: 'resume' }>,
+  log: Logger,
+  key: CheckpointKey | undefined,
+) {
+  const run = await loadRunState(resume.from, log, { key });
+  const { state, path } = run;
+  for (const split of ['train', 'test'] as const)
+    state.config[split].spec = resumedDataSpec(run, split, resume.data?.[split], log);
   const { expectModel } = resume;
   if (expectModel !== undefined && expectModel !== state.config.model)
     throw new Error(`${path} is a ${state.config.model} run, not ${expectModel}: pick another --out`);
@@ -218,9 +259,10 @@ function freshRun(fresh: NewRunConfig) {
 }
 
 export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
+  const checkpointKey = launch.policy.secret && CheckpointKey.fromSecret(launch.policy.secret);
   const { state, train, test } =
     launch.start.kind === 'resume'
-      ? await resumedRun(launch.start, launch.log)
+      ? await resumedRun(launch.start, launch.log, checkpointKey)
       : freshRun(launch.start.config);
   const model = getModel(state.config.model);
   validateGeometry(geometryOf(state.config, train.count));
@@ -277,6 +319,8 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
           hooks,
           nodeSquares: launch.policy.outlierFactor !== undefined,
         });
+  // Every checkpoint the run saves is signed, and every one it loads back verified, with its secret's key.
+  const unbindKey = checkpointKey && signCheckpointsIn(runPaths(launch.outDir).checkpoints, checkpointKey);
   const coordinator = new Coordinator({
     state,
     model,
@@ -321,6 +365,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
         pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
         return summary;
       } finally {
+        unbindKey?.();
         await listener.close();
         await endpoint?.close();
       }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { WIRE_DTYPES } from '../protocol/wire-dtype.js';
 import type { AdamState } from '../training/optimizer/adam.js';
 import { paramLayout } from '../training/models/spec.js';
-import { getModel } from '../training/models/zoo.js';
+import { getModel, modelNames } from '../training/models/zoo.js';
 import { checkTrainableState } from './state-checks.js';
 
 const runConfigSchema = z.object({
@@ -114,6 +114,7 @@ export function stateFromCheckpoint(
 ): RunState {
   const parsed = metaSchema.safeParse(meta);
   if (!parsed.success) {
+    // zod's messages say what was expected and of which type, never the value found.
     const issue = parsed.error.issues[0];
     throw new Error(
       `${where}: not a gradfleet run checkpoint (${issue.path.join('.') || 'meta'}: ${issue.message})`,
@@ -124,6 +125,9 @@ export function stateFromCheckpoint(
     throw new Error(`${where}: checkpoint lacks consistent weights/adam_m/adam_v tensors`);
   }
   const { config, step, adamStep, epochAccumulator, history } = parsed.data;
+  // Named by this build's list, not by the file's string: error messages never quote a checkpoint.
+  if (!modelNames().includes(config.model))
+    throw new Error(`${where}: the checkpoint's model is none this build knows (${modelNames().join(', ')})`);
   checkTrainableState({ weights, m, v }, paramLayout(getModel(config.model)).size, where);
   // Checkpoints written before per-step losses were kept have none: those steps show as a gap.
   const losses = tensors.step_losses ?? new Float32Array(step).fill(Number.NaN);

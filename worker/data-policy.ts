@@ -5,22 +5,11 @@
  * allowed; a file must lie, after resolving links, inside one of the worker's --data-dir folders.
  * A refused spec is not fatal: the worker asks for the data to be streamed instead.
  */
-import { realpathSync } from 'node:fs';
-import { isAbsolute, relative } from 'node:path';
+import { resolvesInside } from '../common/paths.js';
 
 export type DataSpecVerdict = { ok: true } | { ok: false; reason: string };
 
 const MNIST_SCHEME = 'mnist:';
-
-/** Whether `path` resolves (links followed) to somewhere inside `dir`; false when either does not exist. */
-function resolvesInside(path: string, dir: string): boolean {
-  try {
-    const rel = relative(realpathSync(dir), realpathSync(path));
-    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
-  } catch {
-    return false;
-  }
-}
 
 export function checkDataSpec(spec: string, dataDirs: readonly string[]): DataSpecVerdict {
   if (spec.startsWith(MNIST_SCHEME)) return { ok: true };

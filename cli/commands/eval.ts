@@ -1,38 +1,44 @@
-/** `gradfleet eval` and `gradfleet predict`: use a run's checkpoint on labelled or unlabelled data. */
-import { basename, dirname, join } from 'node:path';
-import { existsSync } from 'node:fs';
+/**
+ * `gradfleet eval` and `gradfleet predict`: use a run's checkpoint on labelled or unlabelled data. With the
+ * run's secret the checkpoint's signature is verified; a checkpoint is never trusted to name files to open
+ * outside its run directory unless it verifies.
+ */
+import { join } from 'node:path';
 import Table from 'cli-table3';
 import { tableStyle } from '../../common/colour.js';
 import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
-import { createLogger } from '../../common/logger.js';
-import { loadRunState, runPaths, writeConfusion } from '../../coordinator/run-outputs.js';
-import type { RunState } from '../../coordinator/run-state.js';
+import { type Logger, createLogger } from '../../common/logger.js';
+import { CheckpointKey } from '../../coordinator/checkpoint-file.js';
+import {
+  type LoadedRun,
+  dataSpecOf,
+  loadRunState,
+  runDirOf,
+  writeConfusion,
+} from '../../coordinator/run-outputs.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { loadDataset, writeSubmission } from '../../training/data/index.js';
 import { getModel } from '../../training/models/zoo.js';
 import { evaluate, predict } from '../../training/step/evaluate.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
 import { oneOf, printJson } from '../options.js';
+import { type SecretFlags, addSecretOptions, secretOf } from '../secret-options.js';
 
-interface ModelFlags {
+interface ModelFlags extends SecretFlags {
   checkpoint: string;
   backend: BackendChoice;
   json?: boolean;
 }
 
-/** The run directory a --checkpoint argument belongs to (run dir, its checkpoints/ dir, or a file in it). */
-function runDirOf(path: string): string {
-  if (existsSync(runPaths(path).checkpoints)) return path;
-  const dir = basename(path) === 'checkpoints' ? path : dirname(path);
-  return basename(dir) === 'checkpoints' ? dirname(dir) : dir;
+/** The checkpoint, its signature verified with the secret when one is given. */
+function loadRun(flags: ModelFlags, log: Logger): Promise<LoadedRun> {
+  const secret = secretOf(flags);
+  return loadRunState(flags.checkpoint, log, { key: secret && CheckpointKey.fromSecret(secret) });
 }
 
-async function loadRunner(
-  flags: ModelFlags,
-  log: ReturnType<typeof createLogger>,
-): Promise<{ runner: ModelRunner; state: RunState; path: string }> {
-  const { state, path } = await loadRunState(flags.checkpoint, log);
+async function runnerOf(run: LoadedRun, flags: ModelFlags, log: Logger): Promise<ModelRunner> {
+  const { state, path } = run;
   await selectBackend(flags.backend, log);
   const runner = new ModelRunner(getModel(state.config.model));
   runner.setWeights(state.weights);
@@ -40,19 +46,22 @@ async function loadRunner(
     { checkpoint: path, model: state.config.model, step: state.step },
     `loaded ${state.config.model} at step ${state.step} from ${path}`,
   );
-  return { runner, state, path };
+  return runner;
 }
 
 const withModelOptions = (cmd: Command) =>
-  cmd
-    .requiredOption('--checkpoint <path>', 'run directory, checkpoints directory, or one .gfck file')
-    .option(
-      '--backend <name>',
-      `compute backend (${BACKEND_CHOICES.join(', ')})`,
-      oneOf(BACKEND_CHOICES),
-      'auto',
-    )
-    .option('--json', 'print the result as JSON on the last stdout line');
+  addSecretOptions(
+    cmd
+      .requiredOption('--checkpoint <path>', 'run directory, checkpoints directory, or one .gfck file')
+      .option(
+        '--backend <name>',
+        `compute backend (${BACKEND_CHOICES.join(', ')})`,
+        oneOf(BACKEND_CHOICES),
+        'auto',
+      )
+      .option('--json', 'print the result as JSON on the last stdout line'),
+    "the run's checkpoints were signed with, to verify the checkpoint",
+  );
 
 /**
  * train names its labelled test data --test, eval names it --data: the mistake is said at once, with the
@@ -76,9 +85,18 @@ export function evalCommand(): Command {
     .option('--confusion <svg>', 'where to draw the confusion matrix (default: <run dir>/confusion-eval.svg)')
     .action(async (flags: ModelFlags & { data?: string; confusion?: string }) => {
       const log = createLogger('eval');
-      const { runner, state, path } = await loadRunner(flags, log);
+      const run = await loadRun(flags, log);
+      const { state, path } = run;
       const spec = flags.data ?? state.config.test.spec;
+      if (flags.data === undefined) {
+        const verdict = dataSpecOf(run, spec);
+        if (!verdict.ok)
+          throw new UsageError(
+            `${verdict.why}: name the test data with --data FILE${run.signature.state === 'unverified' ? ", or give the run's secret" : ''}`,
+          );
+      }
       const data = loadDataset(spec);
+      const runner = await runnerOf(run, flags, log);
       const result = await evaluate(runner, data);
       runner.dispose();
       const picture = flags.confusion ?? join(runDirOf(flags.checkpoint), 'confusion-eval.svg');
@@ -106,7 +124,7 @@ export function predictCommand(): Command {
     .action(async (flags: ModelFlags & { input: string; out: string }) => {
       const log = createLogger('predict');
       const data = loadDataset(flags.input);
-      const { runner } = await loadRunner(flags, log);
+      const runner = await runnerOf(await loadRun(flags, log), flags, log);
       const labels = await predict(runner, data);
       runner.dispose();
       writeSubmission(flags.out, labels);

@@ -128,7 +128,11 @@ describe('a finished run', () => {
       expect(existsSync(join(out, f))).toBe(true);
     expect(readFileSync(join(out, 'curves.svg'), 'utf8')).toMatch(/^<svg/);
 
-    const evaluation = expectOk(await run(['eval', '--checkpoint', out, '--backend', 'wasm', '--json']));
+    // Its test data lies outside the run directory and the run is unsigned: named again (--data), since a
+    // checkpoint's paths outside its run are not followed (test/cli/checkpoint-trust.test.ts).
+    const evaluation = expectOk(
+      await run(['eval', '--checkpoint', out, '--data', data.test, '--backend', 'wasm', '--json']),
+    );
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
     expect(evaluation.count).toBe(200);
     expect(evaluation.accuracy).toBeCloseTo(summary.test_accuracy, 10);
@@ -136,7 +140,7 @@ describe('a finished run', () => {
     expect(existsSync(evaluation.confusion_svg)).toBe(true);
 
     // Read by a person through a pipe (| head, > file): the table, in plain text.
-    const table = await run(['eval', '--checkpoint', out, '--backend', 'wasm']);
+    const table = await run(['eval', '--checkpoint', out, '--data', data.test, '--backend', 'wasm']);
     expect(table.status).toBe(0);
     expect(table.stdout).toMatch(/true \\ predicted/);
     expect(table.stdout).toContain(`accuracy ${(summary.test_accuracy * 100).toFixed(2)}%`);

@@ -110,7 +110,7 @@ describe('checkpoint file format', () => {
     const bytes = encodeCheckpoint(meta, { weights: big, specials, odd });
 
     expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe('GFCK');
-    expect([...bytes.subarray(4, 8)]).toEqual([1, 0, 0, 0]);
+    expect([...bytes.subarray(4, 8)]).toEqual([2, 0, 0, 0]);
     const header = headerOf(bytes);
     const payloadStart = Math.ceil((12 + new TextEncoder().encode(header.text).length) / 8) * 8;
     expect(payloadStart % 8).toBe(0);
@@ -122,6 +122,7 @@ describe('checkpoint file format', () => {
       { name: 'odd', offset: (BIG + 8) * 4, length: 3 },
     ]);
     expect(header.json.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(header.json.signature).toBeNull(); // no key: unsigned
 
     const decoded = decodeCheckpoint(bytes);
     expect(decoded.meta).toEqual(meta);
@@ -148,7 +149,11 @@ describe('checkpoint file format', () => {
   });
 
   it('stores meta as JSON: undefined becomes null, and no tensors is fine', () => {
-    expect(decodeCheckpoint(encodeCheckpoint(undefined, {}))).toEqual({ meta: null, tensors: {} });
+    expect(decodeCheckpoint(encodeCheckpoint(undefined, {}))).toEqual({
+      meta: null,
+      tensors: {},
+      signature: { state: 'unsigned', keyGiven: false },
+    });
     expect(decodeCheckpoint(encodeCheckpoint([1, 'x'], {})).meta).toEqual([1, 'x']);
   });
 
@@ -220,14 +225,16 @@ describe('checkpoint file format', () => {
   it('detects a bad magic', () => {
     const bytes = small();
     bytes.set(new TextEncoder().encode('PK\x03\x04'), 0);
-    expectDecodeError(bytes, 'bad_magic', /bad magic.*504b0304/);
+    // Named as not a checkpoint; its bytes are not repeated.
+    expect(decodeError(bytes).message).toMatch(/^bad magic: not a gradfleet checkpoint/);
+    expect(decodeError(bytes).message).not.toMatch(/504b|PK/i);
     expectDecodeError(new TextEncoder().encode('{"meta":1}'), 'bad_magic', /bad magic/);
   });
 
   it('detects an unknown format version', () => {
     const bytes = small();
-    bytes[4] = 2;
-    expectDecodeError(bytes, 'unsupported_version', /unknown checkpoint format version 2/);
+    bytes[4] = 3;
+    expectDecodeError(bytes, 'unsupported_version', /unknown checkpoint format version 3/);
   });
 
   it('detects non-zero reserved and padding bytes', () => {
@@ -265,7 +272,7 @@ describe('checkpoint file format', () => {
     expectDecodeError(
       file([{ name: 'w', offset: 8, length: 3 }]),
       'bad_tensor_table',
-      /"w" out of range: bytes 8\.\.20 but the payload has 16/,
+      /entry 0 out of range: bytes 8\.\.20 but the payload has 16/,
     );
     expectDecodeError(file([{ name: 'w', offset: 20, length: 0 }]), 'bad_tensor_table', /out of range/);
     expectDecodeError(
@@ -274,7 +281,7 @@ describe('checkpoint file format', () => {
         { name: 'b', offset: 8, length: 2 },
       ]),
       'bad_tensor_table',
-      /"a" and "b" overlap/,
+      /entries 0 and 1 overlap/,
     );
     expectDecodeError(file([{ name: 'w', offset: 2, length: 1 }]), 'bad_tensor_table', /not 4-byte aligned/);
     expectDecodeError(
@@ -283,7 +290,7 @@ describe('checkpoint file format', () => {
         { name: 'w', offset: 4, length: 1 },
       ]),
       'bad_tensor_table',
-      /appears twice/,
+      /entries 0 and 1 have the same name/,
     );
     expectDecodeError(
       file([{ name: 'w', offset: -4, length: 1 }]),
