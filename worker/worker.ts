@@ -48,6 +48,10 @@ export interface WorkerObserver {
 export interface ComputeInterceptor {
   beforeAssignment(assign: MessageOf<'assign'>): void;
   beforeSend(node: ComputedNode): void;
+  /** The training set, once, before any compute: may alter it (wrong labels). */
+  trainingData?(train: Dataset): void;
+  /** An evaluation's predictions before they go: may alter them; `labels` are the test set's. */
+  beforeEvaluation?(request: MessageOf<'evaluate'>, payload: Float32Array, labels: Uint8Array): void;
 }
 
 export interface WorkerOptions {
@@ -336,6 +340,7 @@ class Worker {
    */
   private startCompute(w: MessageOf<'welcome'>): void {
     if (!this.data.train || !this.data.test || (this.shards && !this.shards.joined)) return;
+    this.settings.interceptor?.trainingData?.(this.data.train);
     const compute = new WorkerCompute(
       getModel(w.model),
       w.seed,
@@ -418,6 +423,8 @@ class Worker {
 
   private async onEvaluate(compute: WorkerCompute, request: MessageOf<'evaluate'>): Promise<void> {
     const { message, payload } = await compute.evaluate(request);
+    const labels = this.data.test?.labels;
+    if (labels) this.settings.interceptor?.beforeEvaluation?.(request, payload, labels);
     if (!this.finished) this.channel.send(message, payload);
   }
 
