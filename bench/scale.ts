@@ -340,6 +340,8 @@ class ScaleBench {
         machine.address,
         '--port',
         String(SHARD_PORT),
+        // A simulated cluster's private addresses: no secret is needed there, as for its coordinator.
+        '--insecure',
         ...this.joinArgs(subject),
       ],
       { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },

@@ -3,9 +3,11 @@
  * authentication and how often it checkpoints. Shared by `train` and `coordinator`.
  */
 import type { Command } from 'commander';
+import type { Logger } from 'pino';
+import type { RefereeFactory } from '../coordinator/referee.js';
 import { DEFAULT_ADMISSION } from '../protocol/admission.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
-import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
+import { nonNegativeInt, positiveInt, positiveNumber, share } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
 import { UsageError } from '../common/errors.js';
 
@@ -21,6 +23,7 @@ export interface ClusterFlags extends SecretFlags {
   maxPreauthKb: number;
   checkpointEvery: number;
   outlierFactor?: number;
+  verifyFraction: number;
   shards?: number;
 }
 
@@ -62,6 +65,12 @@ export function addClusterOptions(cmd: Command): Command {
       'new connections per second (bursts of up to this many)',
       positiveInt,
       DEFAULT_ADMISSION.joinsPerSecond,
+    )
+    .option(
+      '--verify-fraction <p>',
+      'recompute this share of tree nodes and test chunks on another worker, chosen by a secret draw; a worker caught lying is evicted and its work undone (0: off)',
+      share,
+      0,
     )
     .option(
       '--outlier-factor <f>',
@@ -121,5 +130,11 @@ export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
     secret: secretOf(f),
     checkpointEvery: f.checkpointEvery,
     outlierFactor: f.outlierFactor,
+    verifyFraction: f.verifyFraction,
   };
+}
+
+/** The referee of --verify-fraction, loaded (with a compute backend) only when a run asks for spot checks. */
+export function lazyReferee(log: Logger): RefereeFactory {
+  return async (context) => (await import('./referee.js')).refereeFactory(log)(context);
 }

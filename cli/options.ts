@@ -39,6 +39,13 @@ export function nonNegativeNumber(value: string): number {
   return n;
 }
 
+/** A share in [0, 1], e.g. of items to check. */
+export function share(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number in [0, 1]');
+  return n;
+}
+
 /** A factor in (0, 1], e.g. a decay. */
 export function unitFraction(value: string): number {
   const n = Number(value);

@@ -13,7 +13,7 @@ import type { MessageOf } from '../protocol/messages.js';
 import type { RejectionCounts } from '../protocol/channel.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec } from '../training/models/spec.js';
-import { nodeRange } from '../training/parallel/reduction-tree.js';
+import { type TreeNode, nodeKey, nodeRange } from '../training/parallel/reduction-tree.js';
 import {
   type BatchGeometry,
   type StepBatch,
@@ -24,6 +24,7 @@ import {
   stepsPerEpoch,
 } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
+import { removeCheckpointsAfter } from './checkpoint-rewind.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
 import { type GradientReducer, ReducerStateLost } from './gradient-reducer.js';
@@ -31,7 +32,10 @@ import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
-import { flagOutliers } from './outliers.js';
+import { NormHistory, type NodeNorm, flagOutliers } from './outliers.js';
+import type { Referee } from './referee.js';
+import { type SpotChecks, compareResults } from './spot-checks.js';
+import { type Anchor, TrustAnchors } from './trust-anchors.js';
 import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
 import { StragglerReport } from './stragglers.js';
@@ -69,6 +73,11 @@ export interface CoordinatorOptions {
   curvesEvery: number;
   /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
   outlierFactor?: number;
+  /**
+   * --verify-fraction: which nodes and test chunks another worker recomputes, and who decides a mismatch
+   * (undefined: off).
+   */
+  verification?: { checks: SpotChecks; referee: Referee };
   /** Turns each step's gathered nodes into the next weights and gets them to the workers. */
   reducer: GradientReducer;
   log: Logger;
@@ -95,6 +104,30 @@ export interface RunOutcome {
   replayedSteps: number;
   /** Processes that reduced (1: the coordinator, in process; S: shard reducers). */
   reducers: number;
+  /** Spot checks (--verify-fraction), when on. */
+  verification?: VerificationTotals;
+}
+
+export interface VerificationTotals {
+  fraction: number;
+  nodes: number;
+  nodesChecked: number;
+  chunks: number;
+  chunksChecked: number;
+  mismatches: number;
+  /** Workers caught lying, evicted and banned for the run. */
+  evicted: string[];
+}
+
+/** A spot check caught `liars`: the run goes back to `anchor` (their first unchecked node) and replays. */
+class LiarCaught extends Error {
+  override name = 'LiarCaught';
+  constructor(
+    readonly liars: string[],
+    readonly anchor: Anchor,
+  ) {
+    super(`caught lying: ${liars.join(', ')}`);
+  }
 }
 
 /** What a worker computes on, as its hello said. */
@@ -127,6 +160,9 @@ export class Coordinator {
   /** The sample ledger as of the newest checkpoint: a rollback goes back to it. */
   private ledgerAtCheckpoint: SampleLedger | undefined;
   private replayedSteps = 0;
+  private readonly anchors = new TrustAnchors();
+  private readonly normHistory = new NormHistory();
+  private readonly verificationTotals: VerificationTotals | undefined;
 
   constructor(private readonly settings: CoordinatorOptions) {
     const { state, train, pool, log, hooks, reducer } = settings;
@@ -134,6 +170,17 @@ export class Coordinator {
     this.ledger = new SampleLedger(train.count);
     this.reducer = reducer;
     this.stragglers = new StragglerReport('worker', 'micro-batches/s', log, hooks?.straggler);
+    const checks = settings.verification?.checks;
+    if (checks)
+      this.verificationTotals = {
+        fraction: checks.fraction,
+        nodes: 0,
+        nodesChecked: 0,
+        chunks: 0,
+        chunksChecked: 0,
+        mismatches: 0,
+        evicted: [],
+      };
     reducer.attach({
       concluded: (gather, session, message, verdict) => {
         const work = this.active;
@@ -209,6 +256,7 @@ export class Coordinator {
         if (this.stopRequested) break;
         const position = positionOf(this.geometry, state.step);
         try {
+          await this.anchorIfNeeded();
           samplesRun += await this.runStep(position);
           if (position.stepInEpoch === perEpoch - 1) {
             this.closeLedger(position.epoch);
@@ -224,8 +272,9 @@ export class Coordinator {
               await writeCurves(this.settings.outDir, state);
           }
         } catch (err) {
-          if (!(err instanceof ReducerStateLost)) throw err;
-          samplesRun -= await this.rollBack(err);
+          if (err instanceof LiarCaught) samplesRun -= await this.rewind(err);
+          else if (err instanceof ReducerStateLost) samplesRun -= await this.rollBack(err);
+          else throw err;
         }
       }
       stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
@@ -234,6 +283,10 @@ export class Coordinator {
         if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
         break;
       } catch (err) {
+        if (err instanceof LiarCaught) {
+          samplesRun -= await this.rewind(err);
+          continue;
+        }
         if (!(err instanceof ReducerStateLost)) throw err;
         samplesRun -= await this.rollBack(err);
         // Stopped while waiting for a replacement: the newest checkpoint, just restored, is where the run
@@ -266,6 +319,9 @@ export class Coordinator {
       accounting: { ...this.ledger.totals },
       replayedSteps: this.replayedSteps,
       reducers: this.reducer.reducers,
+      ...(this.verificationTotals && {
+        verification: { ...this.verificationTotals, evicted: [...this.verificationTotals.evicted] },
+      }),
     };
   }
 
@@ -369,17 +425,20 @@ export class Coordinator {
 
   /** Sends a worker micro-batches [first, end) of the step. */
   private assignFor(position: StepPosition, batch: StepBatch): WorkSpec['send'] {
-    return (s, r) =>
-      s.channel.send({
-        type: 'assign',
-        step: position.step,
-        epoch: position.epoch,
-        batchStart: batch.batchStart,
-        batchSamples: batch.samples,
-        weightsVersion: this.settings.state.step,
-        first: r.first,
-        count: r.end - r.first,
-      });
+    return (s, r) => s.channel.send(this.assignment(position, batch, r));
+  }
+
+  private assignment(position: StepPosition, batch: StepBatch, r: ItemRange): MessageOf<'assign'> {
+    return {
+      type: 'assign',
+      step: position.step,
+      epoch: position.epoch,
+      batchStart: batch.batchStart,
+      batchSamples: batch.samples,
+      weightsVersion: this.settings.state.step,
+      first: r.first,
+      count: r.end - r.first,
+    };
   }
 
   /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
@@ -398,6 +457,7 @@ export class Coordinator {
     });
     if (this.settings.outlierFactor !== undefined)
       await this.recheckOutliers(gather, this.settings.outlierFactor);
+    if (this.settings.verification) await this.spotCheckNodes(gather, this.settings.verification);
     const gatheredAt = performance.now();
     this.settings.hooks?.gathered?.(position);
     const update = await this.reducer.apply(gather, position, pool.ready());
@@ -452,9 +512,24 @@ export class Coordinator {
    * refuted, the original is rejected as an outlier, its sender named, and the recomputation used.
    */
   private async recheckOutliers(gather: StepGather, factor: number): Promise<void> {
+    const norms = this.reducer.nodeNorms(gather);
+    const { flagged, median } = flagOutliers(norms, factor, this.normHistory.values);
+    const rejected = new Set<string>();
+    try {
+      await this.recheckEach(gather, flagged, median, rejected);
+    } finally {
+      this.normHistory.add(norms.filter((n) => !rejected.has(n.key)).map((n) => n.meanNorm));
+    }
+  }
+
+  private async recheckEach(
+    gather: StepGather,
+    flagged: readonly NodeNorm[],
+    median: number,
+    rejected: Set<string>,
+  ): Promise<void> {
     const { log, pool } = this.settings;
     const { position, batch } = gather;
-    const { flagged, median } = flagOutliers(this.reducer.nodeNorms(gather), factor);
     for (const suspect of flagged) {
       const range = nodeRange(suspect.node, batch.microBatches);
       const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
@@ -466,19 +541,7 @@ export class Coordinator {
         this.settings.hooks?.outlier?.('unverified', suspect.workerId);
         continue;
       }
-      const recheck = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize, range);
-      this.reducer.begin(recheck);
-      await this.runWork(
-        {
-          kind: 'contribution',
-          tracker: recheck.tracker,
-          excluded: new Set([suspect.workerId]),
-          indivisible: true,
-          accept: (s, m, p) => (m.type === 'contribution' ? this.reducer.admit(recheck, s, m, p) : undefined),
-          send: this.assignFor(position, batch),
-        },
-        [range],
-      );
+      const recheck = await this.recomputeNode(gather, suspect.node, new Set([suspect.workerId]));
       const agreement = await this.reducer.compare(gather, suspect, recheck);
       if (agreement.agree) {
         log.info(
@@ -489,6 +552,7 @@ export class Coordinator {
         continue;
       }
       const [again] = recheck.nodeOwners();
+      rejected.add(suspect.key);
       gather.replace(suspect.key, recheck.reduceTo(suspect.node), again.worker);
       const detail = `${about} differs from another worker's recomputation (relative distance ${agreement.relativeDistance.toPrecision(3)}): rejected, the recomputation used`;
       const sender = pool.ready().find((s) => s.id === suspect.workerId);
@@ -501,6 +565,279 @@ export class Coordinator {
     }
   }
 
+  /** Node `node` of the step, computed whole by one ready worker not in `excluded`. */
+  private async recomputeNode(
+    gather: StepGather,
+    node: TreeNode,
+    excluded: Set<string>,
+  ): Promise<StepGather> {
+    const { position, batch } = gather;
+    const range = nodeRange(node, batch.microBatches);
+    const recheck = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize, range);
+    this.reducer.begin(recheck);
+    await this.runWork(
+      {
+        kind: 'contribution',
+        tracker: recheck.tracker,
+        excluded,
+        indivisible: true,
+        accept: (s, m, p) => (m.type === 'contribution' ? this.reducer.admit(recheck, s, m, p) : undefined),
+        send: this.assignFor(position, batch),
+      },
+      [range],
+    );
+    return recheck;
+  }
+
+  /** Whether some ready worker other than `than` could compute an item again. */
+  private anotherReady(than: string): boolean {
+    return this.settings.pool.ready().some((s) => s.id !== than);
+  }
+
+  private backendOf(workerId: string): string | undefined {
+    return this.workerBackends.get(workerId)?.backend;
+  }
+
+  /**
+   * --verify-fraction on the step's nodes: each node the secret draw picks is computed again by another
+   * worker before the step is applied. A mismatch goes to the referee (the coordinator's own computation):
+   * whoever differs from it lied, is evicted for the run, and the run goes back to before that worker's first
+   * unchecked node. Nodes not picked are noted as unchecked: they are what a rollback must undo.
+   */
+  private async spotCheckNodes(gather: StepGather, verification: { checks: SpotChecks; referee: Referee }) {
+    const { position } = gather;
+    const owners = gather.nodeOwners();
+    const picked = owners.filter((o) =>
+      verification.checks.picks(`step ${position.step} node ${nodeKey(o)}`),
+    );
+    this.settings.hooks?.verified?.('node', owners.length, picked.length);
+    this.verificationTotals!.nodes += owners.length;
+    this.verificationTotals!.nodesChecked += picked.length;
+    for (const o of owners) if (!picked.includes(o)) this.anchors.unchecked(o.worker, position.step);
+    for (const owner of picked) {
+      const key = nodeKey(owner);
+      if (!this.anotherReady(owner.worker)) {
+        this.settings.hooks?.spotCheck?.('node', 'no_peer');
+        this.anchors.unchecked(owner.worker, position.step);
+        continue;
+      }
+      const original = gather.sumOf(key)!;
+      const recheck = await this.recomputeNode(gather, owner, new Set([owner.worker]));
+      const [again] = recheck.nodeOwners();
+      const recomputed = recheck.reduceTo(owner);
+      const exact = this.backendOf(owner.worker) === this.backendOf(again.worker);
+      const first = compareResults(original, recomputed, exact, original.samples);
+      if (first.agree) {
+        this.settings.hooks?.spotCheck?.('node', 'match');
+        continue;
+      }
+      this.settings.hooks?.spotCheck?.('node', 'mismatch');
+      this.verificationTotals!.mismatches++;
+      const range = nodeRange(owner, gather.batch.microBatches);
+      const what = `node [${range.first}, ${range.end}) of step ${position.step}`;
+      const ref = await verification.referee.contribution(
+        this.assignment(position, gather.batch, range),
+        this.settings.state.weights,
+      );
+      const truth = { values: ref.payload, lossSum: ref.message.lossSum, correct: ref.message.correct };
+      const judged = [
+        { worker: owner.worker, sum: original },
+        { worker: again.worker, sum: recomputed },
+      ].map((c) => ({
+        ...c,
+        verdict: compareResults(
+          c.sum,
+          truth,
+          this.backendOf(c.worker) === verification.referee.backend,
+          original.samples,
+        ),
+      }));
+      const liars = judged.filter((c) => !c.verdict.agree);
+      if (liars.length === 0) {
+        this.settings.log.warn(
+          { step: position.step, workers: [owner.worker, again.worker] },
+          `${what}: ${owner.worker} and ${again.worker} differ (${first.detail}), but each is within the tolerance of the coordinator's own computation: kept`,
+        );
+        continue;
+      }
+      for (const liar of liars)
+        this.evictLiar(
+          liar.worker,
+          `${what}: its result differs from the coordinator's own computation (${liar.verdict.detail}); ${owner.worker} sent it, ${again.worker} recomputed it`,
+        );
+      await this.afterLiars(liars.map((l) => l.worker));
+      // Nothing of the liar's went in unchecked: only this node needs its honest version.
+      if (liars.some((l) => l.worker === owner.worker)) {
+        const honest = judged.find((c) => c.verdict.agree);
+        gather.replace(
+          key,
+          honest ? honest.sum : { ...truth, samples: original.samples },
+          honest?.worker ?? owner.worker,
+        );
+      }
+    }
+  }
+
+  /**
+   * --verify-fraction on an evaluation's test chunks, as for nodes; a caught liar's other chunks of the round
+   * are all computed again.
+   */
+  private async spotCheckChunks(gather: EvalGather, verification: { checks: SpotChecks; referee: Referee }) {
+    const owners = gather.chunkOwners().map((o) => ({ ...o, owner: o.worker }));
+    const picked = verification.checks.picksEach(
+      owners,
+      (o) => `evaluation ${gather.round} chunk ${o.chunk}`,
+    );
+    this.settings.hooks?.verified?.('chunk', owners.length, picked.length);
+    this.verificationTotals!.chunks += owners.length;
+    this.verificationTotals!.chunksChecked += picked.length;
+    const liars = new Set<string>();
+    for (const { chunk, worker } of picked) {
+      if (liars.has(worker)) continue;
+      if (!this.anotherReady(worker)) {
+        this.settings.hooks?.spotCheck?.('chunk', 'no_peer');
+        continue;
+      }
+      const original = gather.chunkResult(chunk);
+      const { result: recomputed, worker: again } = await this.recomputeChunk(
+        gather,
+        chunk,
+        new Set([worker]),
+      );
+      const exact = this.backendOf(worker) === this.backendOf(again);
+      const first = compareResults(original, recomputed, exact, original.samples);
+      if (first.agree) {
+        this.settings.hooks?.spotCheck?.('chunk', 'match');
+        continue;
+      }
+      this.settings.hooks?.spotCheck?.('chunk', 'mismatch');
+      this.verificationTotals!.mismatches++;
+      const range = { first: chunk, end: chunk + 1 };
+      const ref = await verification.referee.evaluation(
+        this.evaluateRequest(gather, range),
+        this.settings.state.weights,
+      );
+      const truth = { values: ref.payload, lossSum: ref.message.lossSums[0] };
+      for (const c of [
+        { worker, result: original },
+        { worker: again, result: recomputed },
+      ]) {
+        const verdict = compareResults(
+          c.result,
+          truth,
+          this.backendOf(c.worker) === verification.referee.backend,
+          original.samples,
+        );
+        if (verdict.agree) continue;
+        liars.add(c.worker);
+        this.evictLiar(
+          c.worker,
+          `test chunk ${chunk} of evaluation ${gather.round}: its predictions differ from the coordinator's own computation (${verdict.detail}); ${worker} sent them, ${again} recomputed them`,
+        );
+      }
+    }
+    if (liars.size === 0) return;
+    // Every chunk a liar gave is computed again by the others.
+    for (const { chunk, worker } of gather.chunkOwners()) {
+      if (!liars.has(worker)) continue;
+      const { result, worker: again } = await this.recomputeChunk(gather, chunk, liars);
+      gather.replaceChunk(chunk, result.values, result.lossSum, again);
+    }
+    await this.afterLiars([...liars]);
+  }
+
+  /** Test chunk `chunk` of the evaluation, computed again by one ready worker not in `excluded`. */
+  private async recomputeChunk(
+    gather: EvalGather,
+    chunk: number,
+    excluded: Set<string>,
+  ): Promise<{ result: ReturnType<EvalGather['chunkResult']>; worker: string }> {
+    const { test, model } = this.settings;
+    const range = { first: chunk, end: chunk + 1 };
+    const again = new EvalGather(gather.round, test.labels!, gather.chunkSize, model.classes, range);
+    await this.runWork(
+      {
+        kind: 'evaluation',
+        tracker: again.tracker,
+        excluded,
+        indivisible: true,
+        accept: (s, m, p) => (m.type === 'evaluation' ? again.accept(s.id, m, p) : undefined),
+        send: this.evaluateFor(again),
+      },
+      [range],
+    );
+    const [owner] = again.chunkOwners();
+    return { result: again.chunkResult(chunk), worker: owner.worker };
+  }
+
+  private evictLiar(workerId: string, evidence: string): void {
+    const { pool, log, hooks } = this.settings;
+    log.error({ worker: workerId, reason: 'verification_failed' }, `worker ${workerId} lied: ${evidence}`);
+    this.settings.rejections.record('verification_failed');
+    const session = pool.ready().find((s) => s.id === workerId);
+    if (session) pool.evict(session, `caught lying by a spot check (${evidence})`);
+    else pool.bans.banForRun(workerId, `caught lying by a spot check (${evidence})`);
+    this.verificationTotals!.evicted.push(workerId);
+    hooks?.liarEvicted?.(workerId);
+  }
+
+  /** Liars evicted: if any of their nodes went in unchecked, the run goes back to before the first of them. */
+  private async afterLiars(liars: string[]): Promise<void> {
+    const anchors = liars.flatMap((id) => this.anchors.anchorFor(id) ?? []);
+    if (anchors.length === 0) return;
+    const earliest = anchors.reduce((a, b) => (b.state.step < a.state.step ? b : a));
+    throw new LiarCaught(liars, earliest);
+  }
+
+  /** Before a step: a copy of the state to go back to, if a worker about to get work has no unchecked node yet. */
+  private async anchorIfNeeded(): Promise<void> {
+    if (!this.settings.verification) return;
+    const { state, pool } = this.settings;
+    if (
+      !this.anchors.needed(
+        pool.ready().map((s) => s.id),
+        state.step,
+      )
+    )
+      return;
+    await this.reducer.sync();
+    this.anchors.take(state, this.ledger);
+  }
+
+  /**
+   * A caught liar's unchecked nodes are undone: the run goes back to the copy from before the first of them,
+   * drops the checkpoints written since (they hold its work), and replays without it. Returns the samples
+   * of the steps undone.
+   */
+  private async rewind(caught: LiarCaught): Promise<number> {
+    const { state, log, pool } = this.settings;
+    const saved = caught.anchor.state;
+    const undone = state.step - saved.step;
+    log.error(
+      { liars: caught.liars, from_step: state.step, to_step: saved.step },
+      `going back to step ${saved.step}, before the first unchecked node of ${caught.liars.join(', ')}, and replaying ${undone} step(s) without it`,
+    );
+    const { config } = state;
+    Object.assign(state, saved, { config });
+    this.ledger.restore(caught.anchor.ledger);
+    for (const liar of caught.liars) this.anchors.rewound(saved.step, liar);
+    this.pending = [];
+    // Versions after the copy are sent again with other values: no worker holds them any more.
+    for (const s of pool.ready()) {
+      s.weightsVersion = -1;
+      s.holdsVersion = -1;
+    }
+    await this.reducer.recover();
+    await removeCheckpointsAfter(runPaths(this.settings.outDir).checkpoints, saved.step);
+    if (this.lastCheckpoint && this.lastCheckpoint.step > saved.step) this.lastCheckpoint = undefined;
+    this.replayedSteps += undone;
+    this.settings.hooks?.rolledBack?.(undone);
+    let samples = 0;
+    for (let s = saved.step; s < saved.step + undone; s++)
+      samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
+    return samples;
+  }
+
   private async evaluate(): Promise<Evaluation> {
     const { test, model, state } = this.settings;
     if (!test.labels) throw new Error(`${test.name} has no labels to evaluate against`);
@@ -510,19 +847,26 @@ export class Coordinator {
       kind: 'evaluation',
       tracker: gather.tracker,
       accept: (s, m, p) => (m.type === 'evaluation' ? gather.accept(s.id, m, p) : undefined),
-      // assign() has made sure the worker holds the current weights.
-      send: (s, r) => {
-        s.channel.send({
-          type: 'evaluate',
-          round,
-          weightsVersion: state.step,
-          chunkSize: gather.chunkSize,
-          first: r.first,
-          count: r.end - r.first,
-        });
-      },
+      send: this.evaluateFor(gather),
     });
+    if (this.settings.verification) await this.spotCheckChunks(gather, this.settings.verification);
     return gather.result();
+  }
+
+  private evaluateFor(gather: EvalGather): WorkSpec['send'] {
+    return (s, r) => s.channel.send(this.evaluateRequest(gather, r));
+  }
+
+  private evaluateRequest(gather: EvalGather, r: ItemRange): MessageOf<'evaluate'> {
+    return {
+      type: 'evaluate',
+      round: gather.round,
+      // assign() has made sure the worker holds the current weights.
+      weightsVersion: this.settings.state.step,
+      chunkSize: gather.chunkSize,
+      first: r.first,
+      count: r.end - r.first,
+    };
   }
 
   private closeEpoch(epoch: number, evaluation: Evaluation, wallSeconds: number): void {

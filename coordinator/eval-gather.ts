@@ -6,20 +6,26 @@ import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import { type Evaluation, emptyConfusion, evaluationOf } from '../training/step/evaluate.js';
 import type { Verdict } from './step-gather.js';
-import { WorkTracker } from './work-tracker.js';
+import { type ItemRange, WorkTracker } from './work-tracker.js';
 
 export class EvalGather {
   readonly tracker: WorkTracker;
   private readonly lossSums: Float64Array;
   readonly predictions: Uint8Array;
+  /** Per chunk: the worker whose result it is. */
+  private readonly owners: (string | undefined)[];
 
+  /** `only`: gather just these chunks (a spot check of some), not the whole test set. */
   constructor(
     readonly round: number,
     private readonly labels: Uint8Array,
     readonly chunkSize: number,
     private readonly classes: number,
+    only?: ItemRange,
   ) {
-    this.tracker = new WorkTracker(Math.ceil(labels.length / chunkSize));
+    const chunks = Math.ceil(labels.length / chunkSize);
+    this.tracker = new WorkTracker(chunks, only ? only.end - only.first : chunks);
+    this.owners = new Array<string | undefined>(chunks).fill(undefined);
     this.lossSums = new Float64Array(this.tracker.items);
     this.predictions = new Uint8Array(labels.length);
   }
@@ -63,7 +69,29 @@ export class EvalGather {
     this.tracker.settle(workerId, range);
     message.lossSums.forEach((l, i) => (this.lossSums[range.first + i] = l));
     this.predictions.set(payload, range.first * this.chunkSize);
+    this.owners.fill(workerId, range.first, range.end);
     return { ok: true };
+  }
+
+  /** Chunks and who computed each. */
+  chunkOwners(): { chunk: number; worker: string }[] {
+    return this.owners.flatMap((worker, chunk) => (worker === undefined ? [] : [{ chunk, worker }]));
+  }
+
+  /** Chunk `chunk`'s result: its predictions (as values) and loss sum. */
+  chunkResult(chunk: number): { values: Float32Array; lossSum: number; samples: number } {
+    const start = chunk * this.chunkSize;
+    const values = Float32Array.from(
+      this.predictions.subarray(start, Math.min(this.labels.length, start + this.chunkSize)),
+    );
+    return { values, lossSum: this.lossSums[chunk], samples: values.length };
+  }
+
+  /** A chunk's result from a worker caught lying, replaced by a recomputation. */
+  replaceChunk(chunk: number, values: Float32Array, lossSum: number, workerId: string): void {
+    this.predictions.set(values, chunk * this.chunkSize);
+    this.lossSums[chunk] = lossSum;
+    this.owners[chunk] = workerId;
   }
 
   get complete(): boolean {

@@ -42,6 +42,15 @@ export interface StepReport {
 export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
 type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
 
+/**
+ * A spot check (--verify-fraction): the recomputation matched; it differed (the referee then named the liar);
+ * or no other worker was there to recompute it.
+ */
+export const SPOT_CHECK_OUTCOMES = ['match', 'mismatch', 'no_peer'] as const;
+type SpotCheckOutcome = (typeof SPOT_CHECK_OUTCOMES)[number];
+export const SPOT_CHECK_ITEMS = ['node', 'chunk'] as const;
+type SpotCheckItem = (typeof SPOT_CHECK_ITEMS)[number];
+
 interface CheckpointReport {
   step: number;
   path: string;
@@ -84,6 +93,12 @@ export interface CoordinatorHooks {
    * another worker.
    */
   outlier?(verdict: OutlierVerdict, workerId: string): void;
+  /** Items that went in this step or evaluation (nodes or test chunks): `checked` of them were recomputed. */
+  verified?(item: SpotCheckItem, total: number, checked: number): void;
+  /** A spot check's outcome. */
+  spotCheck?(item: SpotCheckItem, outcome: SpotCheckOutcome): void;
+  /** A worker was caught lying and evicted for the run. */
+  liarEvicted?(workerId: string): void;
   /** Shard reducers connected changed (sharded runs). */
   shardsConnected?(count: number): void;
   /** Each shard's report of a step it reduced: its phases and bytes. */
@@ -114,6 +129,9 @@ const EVERY_HOOK: { readonly [K in HookName]-?: true } = {
   deadlineMissed: true,
   straggler: true,
   outlier: true,
+  verified: true,
+  spotCheck: true,
+  liarEvicted: true,
   shardsConnected: true,
   shardsReduced: true,
   shardLost: true,

@@ -14,7 +14,16 @@ import { createAdamState } from '../training/optimizer/adam.js';
 import { trainableRanges } from '../training/optimizer/apply-update.js';
 import { geometryOf, stepsPerEpoch, validateGeometry } from '../training/parallel/step-plan.js';
 import { serveMetrics } from '../common/metrics-server.js';
-import { Coordinator, type RunOutcome, type WorkerBackend } from './coordinator.js';
+import { UsageError } from '../common/errors.js';
+import {
+  Coordinator,
+  type CoordinatorOptions,
+  type RunOutcome,
+  type VerificationTotals,
+  type WorkerBackend,
+} from './coordinator.js';
+import type { RefereeContext, RefereeFactory } from './referee.js';
+import { SpotChecks, spotCheckKeyOf } from './spot-checks.js';
 import { type CoordinatorHooks, combineHooks } from './hooks.js';
 import { CoordinatorMetrics } from './metrics.js';
 import {
@@ -51,6 +60,11 @@ export interface ClusterPolicy {
    * undefined: off.
    */
   outlierFactor?: number;
+  /**
+   * --verify-fraction: the share of nodes and test chunks another worker recomputes (coordinator/spot-checks.ts);
+   * undefined or 0: off.
+   */
+  verifyFraction?: number;
 }
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
@@ -94,6 +108,8 @@ export interface LaunchOptions {
   metrics?: { host: string; port: number };
   /** Shard reducers to wait for, which then run reduce and Adam (shard/); absent: this process does. */
   shards?: number;
+  /** Builds the referee of failed spot checks (needed when policy.verifyFraction > 0). */
+  referee?: RefereeFactory;
 }
 
 export interface RunSummary {
@@ -135,6 +151,17 @@ export interface RunSummary {
   shards: number;
   /** Steps replayed after a shard reducer was lost (the run rolled back to its newest checkpoint). */
   replayed_steps: number;
+  /** Spot checks (--verify-fraction): items taken and recomputed, mismatches, and the workers evicted. */
+  verification?: {
+    fraction: number;
+    nodes: number;
+    nodes_checked: number;
+    chunks: number;
+    chunks_checked: number;
+    checked_share: number;
+    mismatches: number;
+    evicted: string[];
+  };
 }
 
 export interface LocalWorkersReport {
@@ -258,6 +285,38 @@ function freshRun(fresh: NewRunConfig) {
   return { state, train, test };
 }
 
+function verificationSummary(v: VerificationTotals): NonNullable<RunSummary['verification']> {
+  const items = v.nodes + v.chunks;
+  return {
+    fraction: v.fraction,
+    nodes: v.nodes,
+    nodes_checked: v.nodesChecked,
+    chunks: v.chunks,
+    chunks_checked: v.chunksChecked,
+    checked_share: items === 0 ? 0 : (v.nodesChecked + v.chunksChecked) / items,
+    mismatches: v.mismatches,
+    evicted: v.evicted,
+  };
+}
+
+/** --verify-fraction's spot checks and their referee, or undefined when off. */
+async function verificationOf(
+  launch: LaunchOptions,
+  context: RefereeContext,
+): Promise<CoordinatorOptions['verification']> {
+  const fraction = launch.policy.verifyFraction ?? 0;
+  if (fraction === 0) return undefined;
+  if (launch.shards !== undefined)
+    throw new UsageError(
+      '--verify-fraction does not work with --shards yet: the referee needs the whole gradient',
+    );
+  if (!launch.referee) throw new Error('--verify-fraction needs a referee, and none was given');
+  return {
+    checks: new SpotChecks(fraction, spotCheckKeyOf(process.env)),
+    referee: await launch.referee(context),
+  };
+}
+
 export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
   const checkpointKey = launch.policy.secret && CheckpointKey.fromSecret(launch.policy.secret);
   const { state, train, test } =
@@ -266,6 +325,13 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
       : freshRun(launch.start.config);
   const model = getModel(state.config.model);
   validateGeometry(geometryOf(state.config, train.count));
+  const verification = await verificationOf(launch, {
+    model,
+    seed: state.config.seed,
+    geometry: geometryOf(state.config, train.count),
+    train,
+    test,
+  });
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
   if (launch.maxFrameBytes < needed)
@@ -333,6 +399,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     stepDeadlineMs: launch.policy.stepDeadlineMs,
     checkpointEvery: launch.policy.checkpointEvery,
     outlierFactor: launch.policy.outlierFactor,
+    verification,
     curvesEvery: launch.curvesEvery ?? 0,
     log: launch.log,
     rejections,
@@ -428,6 +495,7 @@ function summarize(
     },
     shards: outcome.reducers,
     replayed_steps: outcome.replayedSteps,
+    ...(outcome.verification && { verification: verificationSummary(outcome.verification) }),
     accounting: {
       samples: a.samples,
       micro_batches: a.microBatches,

@@ -9,7 +9,13 @@ import { LateGauge } from '../common/late-gauge.js';
 import { packageVersion } from '../common/package-info.js';
 import type { ChannelMeter } from '../protocol/channel.js';
 import { REJECTION_REASONS, type RejectionReason } from '../protocol/errors.js';
-import { type CoordinatorHooks, OUTLIER_VERDICTS, type StepReport } from './hooks.js';
+import {
+  type CoordinatorHooks,
+  OUTLIER_VERDICTS,
+  SPOT_CHECK_ITEMS,
+  SPOT_CHECK_OUTCOMES,
+  type StepReport,
+} from './hooks.js';
 import type { ShardReport } from './shard-set.js';
 import { stragglerRatio } from './stragglers.js';
 import type { WorkerSession } from './worker-pool.js';
@@ -195,6 +201,23 @@ export class CoordinatorMetrics {
     labelNames: ['verdict'],
     registers: [this.r],
   });
+  private readonly verifiable = new Counter({
+    name: 'gradfleet_verifiable_items_total',
+    help: 'Tree nodes and test chunks taken from workers, by item; with --verify-fraction some are recomputed (gradfleet_spot_checks_total)',
+    labelNames: ['item'],
+    registers: [this.r],
+  });
+  private readonly spotChecks = new Counter({
+    name: 'gradfleet_spot_checks_total',
+    help: 'Spot checks (--verify-fraction) by item and outcome: match, mismatch (the referee named the liar), no_peer (no other worker to recompute)',
+    labelNames: ['item', 'outcome'],
+    registers: [this.r],
+  });
+  private readonly liarsEvicted = new Counter({
+    name: 'gradfleet_liars_evicted_total',
+    help: 'Workers caught lying by a spot check and evicted for the run (each named in the log with the evidence)',
+    registers: [this.r],
+  });
   // Shard reducers (--shards): each reports its own phases and the bytes of its worker links, which
   // never pass through the coordinator, so its `worker_*_bytes_total` no longer show a step's traffic.
   private readonly shardsConnected = new Gauge({
@@ -252,6 +275,10 @@ export class CoordinatorMetrics {
     collectDefaultMetrics({ register: this.registry });
     for (const reason of REJECTION_REASONS) this.rejections.inc({ reason }, 0);
     for (const verdict of OUTLIER_VERDICTS) this.outliers.inc({ verdict }, 0);
+    for (const item of SPOT_CHECK_ITEMS) {
+      this.verifiable.inc({ item }, 0);
+      for (const outcome of SPOT_CHECK_OUTCOMES) this.spotChecks.inc({ item, outcome }, 0);
+    }
     this.lastStep.set(nowSeconds());
     this.setBuildInfo();
   }
@@ -297,6 +324,9 @@ export class CoordinatorMetrics {
       deadlineMissed: () => this.deadlineMisses.inc(),
       straggler: (worker, isStraggler) => this.workerStraggler.set({ worker }, isStraggler ? 1 : 0),
       outlier: (verdict) => this.outliers.inc({ verdict }),
+      verified: (item, total) => this.verifiable.inc({ item }, total),
+      spotCheck: (item, outcome) => this.spotChecks.inc({ item, outcome }),
+      liarEvicted: () => this.liarsEvicted.inc(),
       shardsConnected: (count) => this.shardsConnected.set(count),
       shardsReduced: (reports) => this.shardsReduced(reports),
       shardLost: (shard) => {

@@ -20,15 +20,35 @@ export interface NodeNorm {
 }
 
 /**
- * Nodes whose mean-gradient norm exceeds `factor` × the step's median. With one node there is
- * nothing to compare with; with two, the median is their mean, so only a factor under 2 can flag.
+ * Nodes whose mean-gradient norm exceeds `factor` × the median. With three nodes or more, the step's own
+ * median; with fewer (two workers' nodes: their median is their mean, which a factor of 2 or more never
+ * exceeds), the median of the step's nodes and the run's recent accepted ones (`history`).
  */
 export function flagOutliers(
   norms: readonly NodeNorm[],
   factor: number,
+  history: readonly number[] = [],
 ): { flagged: NodeNorm[]; median: number } {
-  const mid = median(norms.map((n) => n.meanNorm));
-  return { flagged: norms.length < 2 ? [] : norms.filter((n) => n.meanNorm > factor * mid), median: mid };
+  const own = norms.map((n) => n.meanNorm);
+  const basis = own.length >= 3 ? own : [...history, ...own];
+  const mid = median(basis);
+  return { flagged: basis.length < 2 ? [] : norms.filter((n) => n.meanNorm > factor * mid), median: mid };
+}
+
+/** The mean-gradient norms of the run's last accepted nodes, oldest first: what a small step is compared with. */
+export class NormHistory {
+  private readonly norms: number[] = [];
+
+  constructor(private readonly size = 64) {}
+
+  add(norms: readonly number[]): void {
+    this.norms.push(...norms);
+    this.norms.splice(0, Math.max(0, this.norms.length - this.size));
+  }
+
+  get values(): readonly number[] {
+    return this.norms;
+  }
 }
 
 /**

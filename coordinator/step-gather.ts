@@ -100,10 +100,13 @@ export class StepGather {
       );
     const { first, end } = nodeRange(node, microBatches);
     const range = { first, end };
+    // An honest worker sends only what it was given: one that sends another's node is not doing its own
+    // share either, so the step stops waiting for it (its work goes to the others now, not at the deadline).
     if (!this.tracker.owes(workerId, range))
       return refuse(
         'unexpected_message',
         `micro-batches [${first}, ${end}) of step ${message.step} were not assigned to ${workerId} (or already arrived)`,
+        this.tracker.release(workerId),
       );
     if (payload.length !== this.payloadSize)
       return refuse(
@@ -204,6 +207,11 @@ export class StepGather {
   /** Who sent node `key`. */
   ownerOf(key: string): string | undefined {
     return this.owners.get(key);
+  }
+
+  /** Node `key` as it arrived: values, loss, correct and samples. */
+  sumOf(key: string): NodeSum | undefined {
+    return this.nodes.get(key);
   }
 
   valuesOf(key: string): Float32Array | undefined {

@@ -32,6 +32,7 @@ import type { Listener } from '../protocol/transport.js';
 import { type GpuAdapterInfo, adapterLabel } from '../training/backends/adapters.js';
 import type { Dataset } from '../training/data/index.js';
 import { type ShardEvents, shardRole } from './shard-role.js';
+import { type AbusePolicy, Bans } from './bans.js';
 
 export type ResultMessage = MessageOf<'contribution'> | MessageOf<'evaluation'>;
 
@@ -94,6 +95,8 @@ export interface WorkerPoolOptions {
   limits?: AdmissionLimits;
   /** Heartbeat period, and the silence after which a worker is dropped; both go to workers in the welcome. */
   heartbeat: { intervalMs: number; timeoutMs: number };
+  /** When repeated rejections get a worker evicted, and for how long (default DEFAULT_ABUSE_POLICY). */
+  abuse?: AbusePolicy;
 }
 
 export class WorkerPool {
@@ -102,6 +105,7 @@ export class WorkerPool {
   private workerAdmission: WorkerAdmission = { open: true };
   private events: PoolEvents | undefined;
   private readyWaiters: Array<() => void> = [];
+  readonly bans: Bans;
 
   constructor(private readonly options: WorkerPoolOptions) {
     const { listener, log, rejections, maxFrameBytes, helloTimeoutMs, secret, limits, heartbeat } = options;
@@ -116,6 +120,25 @@ export class WorkerPool {
       heartbeat,
     });
     this.peers.serve('worker', { admit: (hello, channel) => this.admit(hello, channel) });
+    this.bans = new Bans(options.abuse);
+  }
+
+  /**
+   * Closes the worker's link and refuses it (by its id) for the rest of the run: it was caught lying. Its
+   * work goes back to the others at once (the `lost` event).
+   */
+  evict(session: WorkerSession, why: string): void {
+    this.bans.banForRun(session.id, why);
+    this.expel(session, why);
+  }
+
+  private expel(session: WorkerSession, why: string): void {
+    if (session.state === 'gone') return;
+    this.options.rejections.record('banned');
+    this.options.log.error({ worker: session.id, reason: 'banned' }, `worker ${session.id} evicted: ${why}`);
+    session.channel.send({ type: 'error', code: 'banned', message: why.slice(0, 4096) });
+    session.channel.link.close(`evicted: ${why}`);
+    this.lost(session, `evicted: ${why}`);
   }
 
   setEvents(events: PoolEvents): void {
@@ -149,6 +172,8 @@ export class WorkerPool {
   private admit(hello: MessageOf<'hello'>, channel: PeerChannel): AdmittedPeer<'worker'> | Refusal {
     const door = this.workerAdmission;
     if (!door.open) return { refuse: 'awaiting_shards', why: door.why };
+    const banned = this.bans.refusal(hello.workerId, performance.now());
+    if (banned) return { refuse: 'banned', why: `worker ${hello.workerId} is banned: ${banned}` };
     if (this.sessions.has(hello.workerId))
       return { refuse: 'duplicate_worker', why: `a worker named ${hello.workerId} is already connected` };
     const room = this.peers.admission.admitWorker(this.sessions.size);
@@ -164,6 +189,10 @@ export class WorkerPool {
       idleSteps: 0,
     };
     this.sessions.set(session.id, session);
+    channel.onRejected = (reason) => {
+      if (this.bans.strike(session.id, reason, performance.now()))
+        this.expel(session, this.bans.refusal(session.id, performance.now())!);
+    };
     channel.wire = this.options.welcome.wire;
     channel.meter = this.options.meterFor?.(session.id);
     this.options.log.info(
@@ -252,6 +281,7 @@ export class WorkerPool {
   }
 
   private lost(session: WorkerSession, reason: string): void {
+    if (session.state === 'gone') return;
     const wasReady = session.state === 'ready';
     session.state = 'gone';
     this.sessions.delete(session.id);

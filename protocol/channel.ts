@@ -147,11 +147,15 @@ export class Channel<In extends Message = Message, Out extends Message = Message
     send(() => meter.delivered?.((performance.now() - handed) / 1000));
   }
 
+  /** Hears every rejection this channel's role makes, after it is counted (the pool's abuse watch). */
+  onRejected: ((reason: RejectionReason) => void) | undefined;
+
   /** Counts and logs a rejection found by the role (after decoding), naming the peer. */
   reject(reason: RejectionReason, detail: string): void {
     this.options.rejections.record(reason);
     this.options.log.warn({ peer: this.peer, reason }, `rejected a frame from ${this.peer}: ${detail}`);
     if (this.options.replyToRejections) this.trySendError(reason, detail);
+    this.onRejected?.(reason);
   }
 
   private trySendError(code: ErrorCode, message: string): void {

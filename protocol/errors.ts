@@ -22,6 +22,8 @@ const ROLE_REJECT_REASONS = [
   'duplicate_worker',
   'out_of_range',
   'outlier',
+  // A spot check (--verify-fraction): the node or test chunk differed from the coordinator's own computation.
+  'verification_failed',
 ] as const;
 
 /** Connections turned away before or during the handshake (authentication and the coordinator's limits). */
@@ -35,6 +37,8 @@ const ADMISSION_REJECT_REASONS = [
   'preauth_budget',
   // A sharded run's workers wait for its shard reducers to join (the welcome names them).
   'awaiting_shards',
+  // Caught lying (for the run) or abusing the protocol (for a back-off period): evicted and refused.
+  'banned',
 ] as const;
 
 /** Dropped by a chunking transport (NATS) before any frame exists; it resends what was lost. */
@@ -76,6 +80,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export const FATAL_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'auth_failed',
   'unauthenticated',
+  'banned',
 ]);
 
 /**

@@ -65,6 +65,8 @@ export class WorkerCompute {
     if (values.length !== this.runner.layout.size)
       throw new Error(`weights have ${values.length} values, the layout needs ${this.runner.layout.size}`);
     this.weights = { version, values };
+    // A run that went back (a caught liar) sends a version number again, with other values.
+    this.uploadedVersion = -1;
   }
 
   private useWeights(version: number): void {

@@ -5,6 +5,8 @@
  */
 import type { Logger } from 'pino';
 import type { MessageOf } from '../protocol/messages.js';
+import type { Dataset } from '../training/data/index.js';
+import type { LieMode } from './lie-modes.js';
 import type { ComputedNode } from './compute.js';
 import type { ComputeInterceptor } from './worker.js';
 
@@ -22,6 +24,9 @@ export interface FaultPlan {
   reportComputeSeconds?: number;
   /** Multiply the first contribution of this step by OUTLIER_FAULT_SCALE: finite, in range, and wrong. */
   scaleAtStep?: number;
+  /** Lie, as a worker holding the secret might, from this step on (with `lieFromStep`, default 0). */
+  lie?: LieMode;
+  lieFromStep?: number;
 }
 
 /** Large enough to stand out from the step's median node, small enough to pass every range check. */
@@ -35,6 +40,7 @@ function burn(ms: number): number {
 }
 
 export function faultInjector(plan: FaultPlan, log: Logger): ComputeInterceptor {
+  const lying = (step: number) => plan.lie !== undefined && step >= (plan.lieFromStep ?? 0);
   let nanInjected = false;
   let scaleInjected = false;
   /** Burnt before an assignment, owed to its first node's compute time. */
@@ -61,6 +67,28 @@ export function faultInjector(plan: FaultPlan, log: Logger): ComputeInterceptor 
         log.warn(`fault injection: step ${message.step}'s contribution scaled by ${OUTLIER_FAULT_SCALE}`);
       }
       if (plan.reportComputeSeconds !== undefined) message.computeSeconds = plan.reportComputeSeconds;
+      if (!lying(message.step)) return;
+      if (plan.lie === 'flip-sign') for (let i = 0; i < payload.length; i++) payload[i] = -payload[i];
+      if (plan.lie === 'scale') for (let i = 0; i < payload.length; i++) payload[i] *= 1.5;
+      if (plan.lie === 'loss') message.lossSum /= 2;
+      // The node beside its own at the same level (or the one before, at the end): another worker's.
+      if (plan.lie === 'unassigned')
+        message.index = message.index % 2 === 0 ? message.index + 1 : message.index - 1;
+    },
+    trainingData(train: Dataset): void {
+      if (plan.lie !== 'labels' || !train.labels) return;
+      let flipped = 0;
+      for (let i = 0; i < train.labels.length; i++)
+        if (train.labels[i] === 7) {
+          train.labels[i] = 1;
+          flipped++;
+        }
+      log.warn(`fault injection: ${flipped} training labels 7 turned into 1`);
+    },
+    beforeEvaluation(request: MessageOf<'evaluate'>, payload: Float32Array, labels: Uint8Array): void {
+      if (plan.lie !== 'eval') return;
+      const start = request.first * request.chunkSize;
+      payload.forEach((_, i) => (payload[i] = labels[start + i]));
     },
   };
 }

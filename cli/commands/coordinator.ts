@@ -17,7 +17,7 @@ import {
   addTransportOptions,
   listenerFor,
 } from '../transport-options.js';
-import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
+import { type ClusterFlags, addClusterOptions, clusterPolicyOf, lazyReferee } from '../cluster-options.js';
 import { checkExposure } from '../exposure.js';
 import { UsageError } from '../../common/errors.js';
 
@@ -80,6 +80,7 @@ export function coordinatorCommand(): Command {
           hooks: progressHooks(log),
           metrics: metricsOf(flags),
           shards: flags.shards,
+          referee: lazyReferee(log),
         });
         stopOnSigint(run.coordinator, log, { resume: { command: 'coordinator', dir: out.path } });
         report(await run.finish(), flags.json, log, 'coordinator');

@@ -21,7 +21,7 @@ import {
   listenerFor,
   workerTransportArgs,
 } from '../transport-options.js';
-import { type ClusterFlags, addClusterOptions, clusterPolicyOf } from '../cluster-options.js';
+import { type ClusterFlags, addClusterOptions, clusterPolicyOf, lazyReferee } from '../cluster-options.js';
 import { workerSecretArgs } from '../secret-options.js';
 
 interface TrainFlags extends RunFlags, MetricsFlags, TransportFlags, ClusterFlags, ComputeFlags {
@@ -158,6 +158,7 @@ export function trainCommand(): Command {
       hooks: progressHooks(log),
       metrics: metricsOf(flags),
       shards: flags.shards,
+      referee: lazyReferee(log),
     });
     const base = flags.workerMetricsPort;
     const metricsArgs = (i: number) =>

@@ -10,7 +10,9 @@ import { LinkStopper } from '../signals.js';
 import { registerWorker, sharedCoresWarning } from '../machine-workers.js';
 import { WorkerMetrics } from '../../worker/metrics.js';
 import type { FaultPlan } from '../../worker/fault-injection.js';
+import { LIE_MODES, type LieMode } from '../../worker/lie-modes.js';
 import { type ComputeInterceptor, runWorker } from '../../worker/worker.js';
+import { memoryBudget } from '../../worker/memory-bounds.js';
 import { type MetricsFlags, addMetricsOptions, metricsOf } from '../metrics-options.js';
 import { type ComputeFlags, addComputeOptions, computeOf } from '../compute-options.js';
 import { collect, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.js';
@@ -34,7 +36,10 @@ interface WorkerFlags extends MetricsFlags, TransportFlags, SecretFlags, Compute
   faultSlowMs?: number;
   faultReportComputeS?: number;
   faultScaleAtStep?: number;
+  faultLie?: LieMode;
+  faultLieFromStep?: number;
   dataDir: string[];
+  maxMemoryMb?: number;
 }
 
 /**
@@ -47,6 +52,8 @@ async function faultsOf(flags: WorkerFlags, log: Logger): Promise<ComputeInterce
     slowMs: flags.faultSlowMs,
     reportComputeSeconds: flags.faultReportComputeS,
     scaleAtStep: flags.faultScaleAtStep,
+    lie: flags.faultLie,
+    lieFromStep: flags.faultLieFromStep,
   };
   if (Object.values(plan).every((v) => v === undefined)) return undefined;
   const { faultInjector } = await import('../../worker/fault-injection.js');
@@ -77,6 +84,11 @@ export function workerCommand(): Command {
       "a folder the coordinator's data files may be loaded from (repeatable); by default only mnist:* is loaded and other data is streamed",
       collect,
       [],
+    )
+    .option(
+      '--max-memory-mb <n>',
+      "refuse a run whose welcome asks more of this worker's memory (data sets, weights, a micro-batch's activations) than this (default: 3/4 of the machine's or container's memory)",
+      positiveInt,
     )
     .addOption(
       new Option('--fault-nan-at-step <n>', "testing: send NaN in this step's first contribution")
@@ -111,6 +123,16 @@ export function workerCommand(): Command {
       )
         .argParser(nonNegativeInt)
         .hideHelp(),
+    )
+    .addOption(
+      new Option('--fault-lie <mode>', 'testing: lie as a hostile worker would (worker/fault-injection.ts)')
+        .choices(LIE_MODES)
+        .hideHelp(),
+    )
+    .addOption(
+      new Option('--fault-lie-from-step <n>', 'testing: start lying at this step (default 0)')
+        .argParser(nonNegativeInt)
+        .hideHelp(),
     );
   return addTlsConnectOptions(
     addSecretOptions(
@@ -121,6 +143,7 @@ export function workerCommand(): Command {
     const log = createLogger(`worker ${flags.id}`);
     const secret = secretOf(flags);
     const target = connectorFor(flags, flags.id, log, secret);
+    const memory = memoryBudget(flags.maxMemoryMb);
     const connectShard = shardReacherFor(flags, flags.id, log, secret);
     const compute = await computeOf(flags, log);
     // Every worker here is counted; one that takes every core (native, no --threads) says so when it shares
@@ -172,6 +195,7 @@ export function workerCommand(): Command {
           observer: metrics,
           dataDirs: flags.dataDir,
           connectShard,
+          memory,
         });
         steps += outcome.steps;
         // Refused (authentication failed either way): the session has logged why, once, as an error.
