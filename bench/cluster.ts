@@ -46,6 +46,8 @@ export interface ClusterBenchmarkOptions {
   backend: string;
   /** Shard reducer counts to run each worker count with (1: the coordinator reduces in process). */
   shards?: number[];
+  /** --verify-fraction for every run (default 0: no spot checks), to measure what the checks cost. */
+  verifyFraction?: number;
   /** Steps run first and subtracted (default 2: the first pays the warm-up, the second settles it). */
   warmup?: number;
   /** Called before each child run. */
@@ -112,6 +114,7 @@ async function runTrain(
       out,
       '--json',
       ...(shards > 1 ? ['--shards', String(shards)] : []),
+      ...(settings.verifyFraction ? ['--verify-fraction', String(settings.verifyFraction)] : []),
     ];
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -19,7 +19,7 @@ import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
-import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson } from '../options.js';
+import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson, share } from '../options.js';
 import { createProgress } from '../progress.js';
 import { adaptersCommand, agreementCommand } from './bench-gpu.js';
 import { floorCommand } from './bench-floor.js';
@@ -279,6 +279,12 @@ export function benchCommand(): Command {
       DEFAULT_CLUSTER_SHARDS,
     )
     .option(
+      '--verify-fraction <p>',
+      "train's --verify-fraction for every run: what spot checks against lying workers cost",
+      share,
+      0,
+    )
+    .option(
       '--json',
       'print one JSON object per model and worker count; the last stdout line is the last one',
     )
@@ -292,6 +298,7 @@ export function benchCommand(): Command {
         warmup: number;
         backend: string;
         shards: number[];
+        verifyFraction: number;
         json?: boolean;
       }) => {
         const log = createLogger('bench');
@@ -305,6 +312,7 @@ export function benchCommand(): Command {
           warmup: opts.warmup,
           backend: opts.backend,
           shards: opts.shards,
+          verifyFraction: opts.verifyFraction,
           onRun: ({ model, workers, shards, maxSteps }) =>
             log.info(
               { model, workers, shards, max_steps: maxSteps },

@@ -22,6 +22,7 @@ const ALERTS = [
   'GradfleetLossNotFinite',
   'GradfleetNonFiniteGradients',
   'GradfleetStragglerHigh',
+  'GradfleetWorkerLied',
   'GradfleetFramesRejected',
 ];
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
