@@ -29,6 +29,7 @@ import { paramLayout } from '../training/models/spec.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
 import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
 import { checkDataSpec } from './data-policy.js';
+import { type MemoryBudget, checkWelcomeFits, memoryBudget } from './memory-bounds.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 import { ShardPeer } from './shard-peer.js';
 import { WeightsAssembler } from './weights-assembler.js';
@@ -72,6 +73,8 @@ export interface WorkerOptions {
   observer?: WorkerObserver;
   /** Opens a link to a shard reducer at the welcome's shard map `url` (sharded runs only). */
   connectShard?: (url: string) => Promise<Link>;
+  /** What a welcome may ask of this worker's memory (worker/memory-bounds.ts); default: 3/4 of the machine. */
+  memory?: MemoryBudget;
 }
 
 /**
@@ -237,6 +240,9 @@ class Worker {
       return this.channel.reject('unexpected_message', `a welcome while ${this.state}`);
     if (!layoutAgrees(w))
       throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
+    // Before anything is allocated for it: a welcome may ask for more than this machine has.
+    const fits = checkWelcomeFits(w, this.settings.memory ?? memoryBudget());
+    if (!fits.ok) throw new Error(fits.why);
     this.welcome = w;
     this.state = 'joining';
     this.channel.wire = w.wire;
