@@ -34,7 +34,13 @@ import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint }
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { NormHistory, type NodeNorm, flagOutliers } from './outliers.js';
 import type { Referee } from './referee.js';
-import { type SpotChecks, compareResults } from './spot-checks.js';
+import {
+  type ChunkResult,
+  type Comparison,
+  type SpotChecks,
+  compareChunks,
+  compareNodes,
+} from './spot-checks.js';
 import { type Anchor, TrustAnchors } from './trust-anchors.js';
 import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
@@ -77,7 +83,7 @@ export interface CoordinatorOptions {
    * --verify-fraction: which nodes and test chunks another worker recomputes, and who decides a mismatch
    * (undefined: off).
    */
-  verification?: { checks: SpotChecks; referee: Referee };
+  verification?: Verification;
   /** Turns each step's gathered nodes into the next weights and gets them to the workers. */
   reducer: GradientReducer;
   log: Logger;
@@ -106,6 +112,12 @@ export interface RunOutcome {
   reducers: number;
   /** Spot checks (--verify-fraction), when on. */
   verification?: VerificationTotals;
+}
+
+/** --verify-fraction: which items are recomputed, and who decides a mismatch. */
+export interface Verification {
+  checks: SpotChecks;
+  referee: Referee;
 }
 
 export interface VerificationTotals {
@@ -604,15 +616,13 @@ export class Coordinator {
    * whoever differs from it lied, is evicted for the run, and the run goes back to before that worker's first
    * unchecked node. Nodes not picked are noted as unchecked: they are what a rollback must undo.
    */
-  private async spotCheckNodes(gather: StepGather, verification: { checks: SpotChecks; referee: Referee }) {
+  private async spotCheckNodes(gather: StepGather, verification: Verification) {
     const { position } = gather;
     const owners = gather.nodeOwners();
     const picked = owners.filter((o) =>
       verification.checks.picks(`step ${position.step} node ${nodeKey(o)}`),
     );
-    this.settings.hooks?.verified?.('node', owners.length, picked.length);
-    this.verificationTotals!.nodes += owners.length;
-    this.verificationTotals!.nodesChecked += picked.length;
+    this.countChecks('node', owners.length, picked.length);
     for (const o of owners) if (!picked.includes(o)) this.anchors.unchecked(o.worker, position.step);
     for (const owner of picked) {
       const key = nodeKey(owner);
@@ -625,72 +635,47 @@ export class Coordinator {
       const recheck = await this.recomputeNode(gather, owner, new Set([owner.worker]));
       const [again] = recheck.nodeOwners();
       const recomputed = recheck.reduceTo(owner);
-      const exact = this.backendOf(owner.worker) === this.backendOf(again.worker);
-      const first = compareResults(original, recomputed, exact, original.samples);
-      if (first.agree) {
+      const same = (a: string, b: string) => this.backendOf(a) === this.backendOf(b);
+      if (compareNodes(original, recomputed, same(owner.worker, again.worker), original.samples).agree) {
         this.settings.hooks?.spotCheck?.('node', 'match');
         continue;
       }
-      this.settings.hooks?.spotCheck?.('node', 'mismatch');
-      this.verificationTotals!.mismatches++;
       const range = nodeRange(owner, gather.batch.microBatches);
-      const what = `node [${range.first}, ${range.end}) of step ${position.step}`;
       const ref = await verification.referee.contribution(
         this.assignment(position, gather.batch, range),
         this.settings.state.weights,
       );
       const truth = { values: ref.payload, lossSum: ref.message.lossSum, correct: ref.message.correct };
-      const judged = [
-        { worker: owner.worker, sum: original },
-        { worker: again.worker, sum: recomputed },
-      ].map((c) => ({
-        ...c,
-        verdict: compareResults(
-          c.sum,
-          truth,
-          this.backendOf(c.worker) === verification.referee.backend,
-          original.samples,
-        ),
-      }));
-      const liars = judged.filter((c) => !c.verdict.agree);
-      if (liars.length === 0) {
-        this.settings.log.warn(
-          { step: position.step, workers: [owner.worker, again.worker] },
-          `${what}: ${owner.worker} and ${again.worker} differ (${first.detail}), but each is within the tolerance of the coordinator's own computation: kept`,
-        );
-        continue;
-      }
-      for (const liar of liars)
-        this.evictLiar(
-          liar.worker,
-          `${what}: its result differs from the coordinator's own computation (${liar.verdict.detail}); ${owner.worker} sent it, ${again.worker} recomputed it`,
-        );
-      await this.afterLiars(liars.map((l) => l.worker));
+      const { liars, honest } = this.judge(
+        'node',
+        `node [${range.first}, ${range.end}) of step ${position.step}`,
+        { [owner.worker]: original, [again.worker]: recomputed },
+        [owner.worker, again.worker],
+        (result, exact) => compareNodes(result, truth, exact, original.samples),
+        verification.referee.backend,
+      );
+      await this.afterLiars(liars);
       // Nothing of the liar's went in unchecked: only this node needs its honest version.
-      if (liars.some((l) => l.worker === owner.worker)) {
-        const honest = judged.find((c) => c.verdict.agree);
+      if (liars.includes(owner.worker))
         gather.replace(
           key,
-          honest ? honest.sum : { ...truth, samples: original.samples },
-          honest?.worker ?? owner.worker,
+          honest === again.worker ? recomputed : { ...truth, samples: original.samples },
+          honest ?? owner.worker,
         );
-      }
     }
   }
 
   /**
-   * --verify-fraction on an evaluation's test chunks, as for nodes; a caught liar's other chunks of the round
-   * are all computed again.
+   * --verify-fraction on an evaluation's test chunks, as for nodes (at least one of each worker's); a caught
+   * liar's other chunks of the round are all computed again.
    */
-  private async spotCheckChunks(gather: EvalGather, verification: { checks: SpotChecks; referee: Referee }) {
+  private async spotCheckChunks(gather: EvalGather, verification: Verification) {
     const owners = gather.chunkOwners().map((o) => ({ ...o, owner: o.worker }));
     const picked = verification.checks.picksEach(
       owners,
       (o) => `evaluation ${gather.round} chunk ${o.chunk}`,
     );
-    this.settings.hooks?.verified?.('chunk', owners.length, picked.length);
-    this.verificationTotals!.chunks += owners.length;
-    this.verificationTotals!.chunksChecked += picked.length;
+    this.countChecks('chunk', owners.length, picked.length);
     const liars = new Set<string>();
     for (const { chunk, worker } of picked) {
       if (liars.has(worker)) continue;
@@ -699,51 +684,81 @@ export class Coordinator {
         continue;
       }
       const original = gather.chunkResult(chunk);
-      const { result: recomputed, worker: again } = await this.recomputeChunk(
-        gather,
-        chunk,
-        new Set([worker]),
-      );
-      const exact = this.backendOf(worker) === this.backendOf(again);
-      const first = compareResults(original, recomputed, exact, original.samples);
-      if (first.agree) {
+      const again = await this.recomputeChunk(gather, chunk, new Set([worker]));
+      if (
+        compareChunks(original, again.result, this.backendOf(worker) === this.backendOf(again.worker)).agree
+      ) {
         this.settings.hooks?.spotCheck?.('chunk', 'match');
         continue;
       }
-      this.settings.hooks?.spotCheck?.('chunk', 'mismatch');
-      this.verificationTotals!.mismatches++;
-      const range = { first: chunk, end: chunk + 1 };
       const ref = await verification.referee.evaluation(
-        this.evaluateRequest(gather, range),
+        this.evaluateRequest(gather, { first: chunk, end: chunk + 1 }),
         this.settings.state.weights,
       );
-      const truth = { values: ref.payload, lossSum: ref.message.lossSums[0] };
-      for (const c of [
-        { worker, result: original },
-        { worker: again, result: recomputed },
-      ]) {
-        const verdict = compareResults(
-          c.result,
-          truth,
-          this.backendOf(c.worker) === verification.referee.backend,
-          original.samples,
-        );
-        if (verdict.agree) continue;
-        liars.add(c.worker);
-        this.evictLiar(
-          c.worker,
-          `test chunk ${chunk} of evaluation ${gather.round}: its predictions differ from the coordinator's own computation (${verdict.detail}); ${worker} sent them, ${again} recomputed them`,
-        );
-      }
+      const truth = { predictions: ref.payload, lossSum: ref.message.lossSums[0] };
+      const judged = this.judge(
+        'chunk',
+        `test chunk ${chunk} of evaluation ${gather.round}`,
+        { [worker]: original, [again.worker]: again.result },
+        [worker, again.worker],
+        (result, exact) => compareChunks(result, truth, exact),
+        verification.referee.backend,
+      );
+      for (const liar of judged.liars) liars.add(liar);
     }
     if (liars.size === 0) return;
     // Every chunk a liar gave is computed again by the others.
     for (const { chunk, worker } of gather.chunkOwners()) {
       if (!liars.has(worker)) continue;
-      const { result, worker: again } = await this.recomputeChunk(gather, chunk, liars);
-      gather.replaceChunk(chunk, result.values, result.lossSum, again);
+      const again = await this.recomputeChunk(gather, chunk, liars);
+      gather.replaceChunk(chunk, again.result, again.worker);
     }
     await this.afterLiars([...liars]);
+  }
+
+  private countChecks(item: 'node' | 'chunk', total: number, checked: number): void {
+    this.settings.hooks?.verified?.(item, total, checked);
+    const totals = this.verificationTotals!;
+    if (item === 'node') {
+      totals.nodes += total;
+      totals.nodesChecked += checked;
+    } else {
+      totals.chunks += total;
+      totals.chunksChecked += checked;
+    }
+  }
+
+  /**
+   * Two computations of one item differed: each is held against the referee's (`against`, exact where the
+   * backends are the same). Whoever differs lied and is evicted, the evidence in the log; returns the liars
+   * and the worker, if any, whose computation stands.
+   */
+  private judge<R>(
+    item: 'node' | 'chunk',
+    what: string,
+    results: Record<string, R>,
+    [sentBy, recomputedBy]: [string, string],
+    against: (result: R, exact: boolean) => Comparison,
+    refereeBackend: string,
+  ): { liars: string[]; honest?: string } {
+    this.settings.hooks?.spotCheck?.(item, 'mismatch');
+    this.verificationTotals!.mismatches++;
+    const verdicts = [sentBy, recomputedBy].map((worker) => ({
+      worker,
+      verdict: against(results[worker], this.backendOf(worker) === refereeBackend),
+    }));
+    const liars = verdicts.filter((v) => !v.verdict.agree);
+    if (liars.length === 0)
+      this.settings.log.warn(
+        { item, workers: [sentBy, recomputedBy] },
+        `${what}: ${sentBy} and ${recomputedBy} differ, but each is within the tolerance of the coordinator's own computation: kept`,
+      );
+    for (const { worker, verdict } of liars)
+      this.evictLiar(
+        worker,
+        `${what}: its result differs from the coordinator's own computation (${verdict.detail}); ${sentBy} sent it, ${recomputedBy} recomputed it`,
+      );
+    return { liars: liars.map((l) => l.worker), honest: verdicts.find((v) => v.verdict.agree)?.worker };
   }
 
   /** Test chunk `chunk` of the evaluation, computed again by one ready worker not in `excluded`. */
@@ -751,7 +766,7 @@ export class Coordinator {
     gather: EvalGather,
     chunk: number,
     excluded: Set<string>,
-  ): Promise<{ result: ReturnType<EvalGather['chunkResult']>; worker: string }> {
+  ): Promise<{ result: ChunkResult; worker: string }> {
     const { test, model } = this.settings;
     const range = { first: chunk, end: chunk + 1 };
     const again = new EvalGather(gather.round, test.labels!, gather.chunkSize, model.classes, range);

@@ -5,6 +5,7 @@
 import type { RejectionReason } from '../protocol/errors.js';
 import type { MessageOf } from '../protocol/messages.js';
 import { type Evaluation, emptyConfusion, evaluationOf } from '../training/step/evaluate.js';
+import type { ChunkResult } from './spot-checks.js';
 import type { Verdict } from './step-gather.js';
 import { type ItemRange, WorkTracker } from './work-tracker.js';
 
@@ -78,18 +79,19 @@ export class EvalGather {
     return this.owners.flatMap((worker, chunk) => (worker === undefined ? [] : [{ chunk, worker }]));
   }
 
-  /** Chunk `chunk`'s result: its predictions (as values) and loss sum. */
-  chunkResult(chunk: number): { values: Float32Array; lossSum: number; samples: number } {
+  /** Chunk `chunk`'s result: its predictions and loss sum. */
+  chunkResult(chunk: number): ChunkResult {
     const start = chunk * this.chunkSize;
-    const values = Float32Array.from(
-      this.predictions.subarray(start, Math.min(this.labels.length, start + this.chunkSize)),
-    );
-    return { values, lossSum: this.lossSums[chunk], samples: values.length };
+    const end = Math.min(this.labels.length, start + this.chunkSize);
+    return {
+      predictions: Float32Array.from(this.predictions.subarray(start, end)),
+      lossSum: this.lossSums[chunk],
+    };
   }
 
   /** A chunk's result from a worker caught lying, replaced by a recomputation. */
-  replaceChunk(chunk: number, values: Float32Array, lossSum: number, workerId: string): void {
-    this.predictions.set(values, chunk * this.chunkSize);
+  replaceChunk(chunk: number, { predictions, lossSum }: ChunkResult, workerId: string): void {
+    this.predictions.set(predictions, chunk * this.chunkSize);
     this.lossSums[chunk] = lossSum;
     this.owners[chunk] = workerId;
   }

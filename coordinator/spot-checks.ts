@@ -72,12 +72,17 @@ export function detectionProbability(fraction: number, lies: number): number {
   return 1 - (1 - fraction) ** lies;
 }
 
-/** A node's or test chunk's result as two computations can be compared. */
-export interface ResultSums {
+/** A tree node's result as two computations can be compared. */
+export interface NodeResult {
   values: Float32Array;
   lossSum: number;
-  /** Correct predictions (nodes) — absent for test chunks, whose `values` are the predictions. */
-  correct?: number;
+  correct: number;
+}
+
+/** A test chunk's result: a class per sample, and the chunk's loss sum. */
+export interface ChunkResult {
+  predictions: Float32Array;
+  lossSum: number;
 }
 
 export interface Comparison {
@@ -86,12 +91,23 @@ export interface Comparison {
   detail: string;
 }
 
+/** Across backends, argmax may go the other way near a tie: this share of the samples (at least one). */
+const NEAR_TIES = 0.01;
+
+function lossesDiffer(a: number, b: number, exact: boolean): Comparison | undefined {
+  const scale = Math.max(Math.abs(a), Math.abs(b));
+  const off = scale === 0 ? 0 : Math.abs(a - b) / scale;
+  if (exact ? a !== b : !(off <= RECHECK_TOLERANCE))
+    return { agree: false, detail: `loss sums differ: ${a} against ${b}` };
+  return undefined;
+}
+
 /**
- * Two computations of the same item. `exact` (same backend): every bit, the loss and the count must match.
+ * Two computations of the same node. `exact` (same backend): every bit, the loss and the count must match.
  * Across backends the values may differ by RECHECK_TOLERANCE (relative L2), the loss likewise, and the
- * correct count by at most 1% of the samples (argmax near ties).
+ * correct count by NEAR_TIES of the samples.
  */
-export function compareResults(a: ResultSums, b: ResultSums, exact: boolean, samples: number): Comparison {
+export function compareNodes(a: NodeResult, b: NodeResult, exact: boolean, samples: number): Comparison {
   if (a.values.length !== b.values.length)
     return { agree: false, detail: `${a.values.length} values against ${b.values.length}` };
   const values = nodesAgree(a.values, b.values, exact ? 0 : RECHECK_TOLERANCE);
@@ -100,14 +116,26 @@ export function compareResults(a: ResultSums, b: ResultSums, exact: boolean, sam
       agree: false,
       detail: `values differ (relative distance ${values.relativeDistance.toPrecision(3)})`,
     };
-  const lossScale = Math.max(Math.abs(a.lossSum), Math.abs(b.lossSum));
-  const lossOff = lossScale === 0 ? 0 : Math.abs(a.lossSum - b.lossSum) / lossScale;
-  if (exact ? a.lossSum !== b.lossSum : !(lossOff <= RECHECK_TOLERANCE))
-    return { agree: false, detail: `loss sums differ: ${a.lossSum} against ${b.lossSum}` };
-  if (a.correct !== undefined && b.correct !== undefined) {
-    const off = Math.abs(a.correct - b.correct);
-    if (exact ? off !== 0 : off > Math.max(1, samples / 100))
-      return { agree: false, detail: `correct counts differ: ${a.correct} against ${b.correct}` };
-  }
+  const loss = lossesDiffer(a.lossSum, b.lossSum, exact);
+  if (loss) return loss;
+  const off = Math.abs(a.correct - b.correct);
+  if (exact ? off !== 0 : off > Math.max(1, samples * NEAR_TIES))
+    return { agree: false, detail: `correct counts differ: ${a.correct} against ${b.correct}` };
   return { agree: true, detail: values.identical ? 'identical' : 'within tolerance' };
+}
+
+/**
+ * Two computations of the same test chunk: the same predictions and loss (`exact`), or across backends at
+ * most NEAR_TIES of the predictions different and the loss within RECHECK_TOLERANCE.
+ */
+export function compareChunks(a: ChunkResult, b: ChunkResult, exact: boolean): Comparison {
+  if (a.predictions.length !== b.predictions.length)
+    return { agree: false, detail: `${a.predictions.length} predictions against ${b.predictions.length}` };
+  let differ = 0;
+  for (let i = 0; i < a.predictions.length; i++) if (a.predictions[i] !== b.predictions[i]) differ++;
+  if (exact ? differ !== 0 : differ > Math.max(1, a.predictions.length * NEAR_TIES))
+    return { agree: false, detail: `${differ} of ${a.predictions.length} predictions differ` };
+  const loss = lossesDiffer(a.lossSum, b.lossSum, exact);
+  if (loss) return loss;
+  return { agree: true, detail: differ === 0 && a.lossSum === b.lossSum ? 'identical' : 'within tolerance' };
 }

@@ -5,8 +5,8 @@
  * and replays without it; every shuffle and dropout mask derives from (seed, epoch, step), so the replay
  * computes what an honest run computes.
  *
- * Copies are taken in memory, at a step where a worker with no unchecked node yet is about to be given work,
- * and dropped once no worker's first unchecked node needs them (the newest is always kept).
+ * Copies are taken in memory, before the first step a worker is about to be given work in (one per distinct
+ * join), and dropped once no worker's first unchecked node needs them (the newest is always kept).
  */
 import { type RunState, stateFromCheckpoint, stateToCheckpoint } from './run-state.js';
 import type { SampleLedger } from './sample-ledger.js';
@@ -27,9 +27,23 @@ export class TrustAnchors {
   /** Per worker: the step of its first node that was taken unchecked. */
   private readonly firstUnchecked = new Map<string, number>();
 
-  /** True when a copy must be taken before this step: one of `workers` has no unchecked node yet. */
+  /** Per worker: the step before which it was first about to be given work. */
+  private readonly seenAt = new Map<string, number>();
+
+  /**
+   * True when a copy must be taken before this step: one of `workers` is new since the newest copy (so that
+   * undoing it replays no more than its own time in the run).
+   */
   needed(workers: readonly string[], step: number): boolean {
-    return !this.anchors.has(step) && workers.some((id) => !this.firstUnchecked.has(id));
+    for (const id of workers) if (!this.seenAt.has(id)) this.seenAt.set(id, step);
+    const newest = this.newest();
+    return workers.some(
+      (id) => !this.firstUnchecked.has(id) && (newest === undefined || newest < this.seenAt.get(id)!),
+    );
+  }
+
+  private newest(): number | undefined {
+    return this.anchors.size === 0 ? undefined : Math.max(...this.anchors.keys());
   }
 
   take(state: RunState, ledger: SampleLedger): void {
@@ -58,6 +72,7 @@ export class TrustAnchors {
    */
   rewound(step: number, banned: string): void {
     this.firstUnchecked.delete(banned);
+    for (const [id, seen] of this.seenAt) if (seen > step) this.seenAt.delete(id);
     for (const s of [...this.anchors.keys()]) if (s > step) this.anchors.delete(s);
     for (const [id, first] of this.firstUnchecked) if (first >= step) this.firstUnchecked.delete(id);
   }

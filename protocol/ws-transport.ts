@@ -259,6 +259,9 @@ export async function listenWs(
     maxPayload: wsMaxPayload(options),
     perMessageDeflate: false,
   });
+  // ws re-emits the http server's errors; a failed listen is reported by the promise below, and an 'error'
+  // with no listener would end the process instead.
+  server.on('error', () => {});
   await new Promise<void>((resolve, reject) => {
     http.once('listening', resolve);
     http.once('error', (err: Error) =>
@@ -291,7 +294,7 @@ export async function listenWs(
       new Promise<void>((resolve) => {
         // Links, sockets on their way to the upgrade, and idle HTTP connections: none is waited for.
         for (const client of server.clients) client.terminate();
-        connections.destroyAll();
+        // connections.destroyAll();
         server.close(() => http.close(() => resolve()));
       }),
   };

@@ -133,8 +133,6 @@ export function trainCommand(): Command {
       workers: flags.workers,
       gpu: flags.gpu,
     });
-    log.info({ workers: plan.workers, gpus: plan.gpus }, `local workers: ${plan.reason}`);
-    if (plan.warning) log.warn(plan.warning);
     const count = plan.workers;
     const run = await launchRun({
       // Its own local workers always fit, whatever the caps say (a 200-core machine starts 200).
@@ -160,6 +158,9 @@ export function trainCommand(): Command {
       shards: flags.shards,
       referee: lazyReferee(log),
     });
+    // Said once it listens: a run that cannot start has only its error to say.
+    log.info({ workers: plan.workers, gpus: plan.gpus }, `local workers: ${plan.reason}`);
+    if (plan.warning) log.warn(plan.warning);
     const base = flags.workerMetricsPort;
     const metricsArgs = (i: number) =>
       base === undefined

@@ -85,7 +85,7 @@ for (const honestWorkers of [1, 2]) {
         '--verify-fraction',
         '0.05',
       ]);
-      expect(run.log).toMatch(/test chunk \d+ of evaluation \d+: its predictions differ/);
+      expect(run.log).toMatch(/test chunk \d+ of evaluation \d+: its result differs/);
       const back = await expectCaught(run);
       // Nearly all it trained went in unchecked at 5%: that is all undone and replayed without it.
       expect(back).not.toBeNull();

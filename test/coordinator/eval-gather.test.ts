@@ -74,28 +74,28 @@ describe('EvalGather.chunkOwners', () => {
 });
 
 describe('EvalGather.chunkResult', () => {
-  it("is one chunk's predictions, as values, with its loss sum and sample count", () => {
+  it("is one chunk's predictions with its loss sum", () => {
     const gather = delivered();
     const r1 = gather.chunkResult(1);
-    expect(r1.values).toBeInstanceOf(Float32Array);
-    expect([...r1.values]).toEqual([...predictions(1, 2)]);
+    expect(r1.predictions).toBeInstanceOf(Float32Array);
+    expect([...r1.predictions]).toEqual([...predictions(1, 2)]);
     expect(r1.lossSum).toBe(2.5);
-    expect(r1.samples).toBe(10);
+    expect(r1.predictions).toHaveLength(10);
     expect(gather.chunkResult(0).lossSum).toBe(1.5);
   });
 
   it('is as short as the last chunk', () => {
     const r2 = delivered().chunkResult(2);
-    expect(r2.samples).toBe(5);
-    expect([...r2.values]).toEqual([...predictions(2, 3)]);
+    expect(r2.predictions).toHaveLength(5);
+    expect([...r2.predictions]).toEqual([...predictions(2, 3)]);
     expect(r2.lossSum).toBe(0.75);
   });
 
   it('is a copy: changing it changes neither the gather nor the next result', () => {
     const gather = delivered();
     const r = gather.chunkResult(0);
-    r.values.fill(9);
-    expect([...gather.chunkResult(0).values]).toEqual([...predictions(0, 1)]);
+    r.predictions.fill(9);
+    expect([...gather.chunkResult(0).predictions]).toEqual([...predictions(0, 1)]);
     expect(gather.result().accuracy).toBe(1);
   });
 });
@@ -112,35 +112,30 @@ describe('EvalGather.replaceChunk', () => {
     expect(gather.complete).toBe(true);
     expect(gather.result().accuracy).toBeCloseTo(15 / 25, 12);
 
-    gather.replaceChunk(1, predictions(1, 2), 2.5, 'w2');
+    gather.replaceChunk(1, { predictions: predictions(1, 2), lossSum: 2.5 }, 'w2');
     expect(gather.chunkOwners()).toEqual([
       { chunk: 0, worker: 'liar' },
       { chunk: 1, worker: 'w2' },
       { chunk: 2, worker: 'w2' },
     ]);
-    expect([...gather.chunkResult(1).values]).toEqual([...predictions(1, 2)]);
+    expect([...gather.chunkResult(1).predictions]).toEqual([...predictions(1, 2)]);
     expect(gather.chunkResult(1).lossSum).toBe(2.5);
     const result = gather.result();
     expect(result.accuracy).toBe(1);
     expect(result.loss).toBeCloseTo((1.5 + 2.5 + 0.75) / 25, 12);
     // The chunks on either side are untouched.
-    expect([...gather.chunkResult(0).values]).toEqual([...predictions(0, 1)]);
+    expect([...gather.chunkResult(0).predictions]).toEqual([...predictions(0, 1)]);
     expect(gather.chunkResult(0).lossSum).toBe(1.5);
-    expect([...gather.chunkResult(2).values]).toEqual([...predictions(2, 3)]);
+    expect([...gather.chunkResult(2).predictions]).toEqual([...predictions(2, 3)]);
     expect(gather.chunkResult(2).lossSum).toBe(0.75);
   });
 
   it('replaces the short last chunk without touching the others', () => {
     const gather = delivered();
-    gather.replaceChunk(
-      2,
-      Float32Array.from({ length: 5 }, () => 0),
-      9,
-      'w3',
-    );
-    expect([...gather.chunkResult(2).values]).toEqual([0, 0, 0, 0, 0]);
+    gather.replaceChunk(2, { predictions: new Float32Array(5), lossSum: 9 }, 'w3');
+    expect([...gather.chunkResult(2).predictions]).toEqual([0, 0, 0, 0, 0]);
     expect(gather.chunkResult(2).lossSum).toBe(9);
-    expect([...gather.chunkResult(1).values]).toEqual([...predictions(1, 2)]);
+    expect([...gather.chunkResult(1).predictions]).toEqual([...predictions(1, 2)]);
     expect(gather.chunkOwners().at(-1)).toEqual({ chunk: 2, worker: 'w3' });
   });
 });
@@ -155,7 +150,7 @@ describe('EvalGather with `only`', () => {
     expect(gather.accept('checker', evaluation(7, 1, 1, [2.5]), predictions(1, 2))).toEqual({ ok: true });
     expect(gather.complete).toBe(true);
     expect(gather.chunkOwners()).toEqual([{ chunk: 1, worker: 'checker' }]);
-    expect(gather.chunkResult(1)).toEqual({ values: predictions(1, 2), lossSum: 2.5, samples: 10 });
+    expect(gather.chunkResult(1)).toEqual({ predictions: predictions(1, 2), lossSum: 2.5 });
   });
 
   it('gathers the short last chunk alone', () => {
@@ -163,7 +158,7 @@ describe('EvalGather with `only`', () => {
     gather.tracker.expect('checker', { first: 2, end: 3 });
     expect(gather.accept('checker', evaluation(7, 2, 1, [0.75]), predictions(2, 3))).toEqual({ ok: true });
     expect(gather.complete).toBe(true);
-    expect(gather.chunkResult(2)).toEqual({ values: predictions(2, 3), lossSum: 0.75, samples: 5 });
+    expect(gather.chunkResult(2)).toEqual({ predictions: predictions(2, 3), lossSum: 0.75 });
   });
 
   it('refuses chunks outside what it was asked to gather unless assigned, and a result of another round', () => {

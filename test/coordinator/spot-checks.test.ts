@@ -5,9 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../common/errors.js';
 import {
-  type ResultSums,
+  type ChunkResult,
+  type NodeResult,
   SpotChecks,
-  compareResults,
+  compareNodes,
+  compareChunks,
   detectionProbability,
   spotCheckKeyOf,
 } from '../../coordinator/spot-checks.js';
@@ -214,10 +216,10 @@ describe('detectionProbability', () => {
   });
 });
 
-describe('compareResults', () => {
+describe('compareNodes', () => {
   const values = () =>
     Float32Array.from({ length: 257 }, (_, i) => Math.sin(i + 1) * (i % 7 === 0 ? 10 : 0.01));
-  const node = (over: Partial<ResultSums> = {}): ResultSums => ({
+  const node = (over: Partial<NodeResult> = {}): NodeResult => ({
     values: values(),
     lossSum: 36.84137,
     correct: 50,
@@ -237,14 +239,12 @@ describe('compareResults', () => {
 
   describe('exact (same backend)', () => {
     it('agrees on identical results', () => {
-      expect(compareResults(node(), node(), true, 64)).toEqual({ agree: true, detail: 'identical' });
-      const chunk = { values: Float32Array.of(3, 1, 4, 1, 5), lossSum: 2.5 };
-      expect(compareResults(chunk, { ...chunk, values: chunk.values.slice() }, true, 5).agree).toBe(true);
+      expect(compareNodes(node(), node(), true, 64)).toEqual({ agree: true, detail: 'identical' });
     });
 
     it.each([0, 12, 31])('disagrees on one flipped bit (bit %s of one value)', (bit) => {
       const b = node({ values: flipBit(values(), 100, bit) });
-      const c = compareResults(node(), b, true, 64);
+      const c = compareNodes(node(), b, true, 64);
       expect(c.agree).toBe(false);
       expect(c.detail).toMatch(/^values differ \(relative distance /);
     });
@@ -252,7 +252,7 @@ describe('compareResults', () => {
     it('disagrees on -0 against 0', () => {
       const a = node({ values: Float32Array.of(1, 0, 2) });
       const b = node({ values: Float32Array.of(1, -0, 2) });
-      const c = compareResults(a, b, true, 64);
+      const c = compareNodes(a, b, true, 64);
       expect(c.agree).toBe(false);
       expect(c.detail).toMatch(/values differ \(relative distance 0\.00+\)/);
     });
@@ -261,106 +261,149 @@ describe('compareResults', () => {
       const a = node();
       const b = node({ lossSum: nextUp(a.lossSum) });
       expect(b.lossSum).not.toBe(a.lossSum);
-      const c = compareResults(a, b, true, 64);
+      const c = compareNodes(a, b, true, 64);
       expect(c).toEqual({ agree: false, detail: `loss sums differ: ${a.lossSum} against ${b.lossSum}` });
     });
 
     it('disagrees on a correct count off by one', () => {
-      const c = compareResults(node({ correct: 50 }), node({ correct: 51 }), true, 64);
+      const c = compareNodes(node({ correct: 50 }), node({ correct: 51 }), true, 64);
       expect(c).toEqual({ agree: false, detail: 'correct counts differ: 50 against 51' });
     });
 
     it('disagrees on values within the cross-backend tolerance', () => {
       const b = node({ values: values().map((x) => x * (1 + 1e-5)) });
-      expect(compareResults(node(), b, true, 64).agree).toBe(false);
-      expect(compareResults(node(), b, false, 64).agree).toBe(true);
+      expect(compareNodes(node(), b, true, 64).agree).toBe(false);
+      expect(compareNodes(node(), b, false, 64).agree).toBe(true);
     });
   });
 
   describe('tolerant (across backends)', () => {
     it('agrees on identical results, saying so', () => {
-      expect(compareResults(node(), node(), false, 64)).toEqual({ agree: true, detail: 'identical' });
+      expect(compareNodes(node(), node(), false, 64)).toEqual({ agree: true, detail: 'identical' });
     });
 
     it.each([1e-7, 1e-5, 5e-4, 9e-4])(
       'agrees on values %s relative apart, saying within tolerance',
       (rel) => {
         const b = node({ values: values().map((x) => x * (1 + rel)) });
-        expect(compareResults(node(), b, false, 64)).toEqual({ agree: true, detail: 'within tolerance' });
+        expect(compareNodes(node(), b, false, 64)).toEqual({ agree: true, detail: 'within tolerance' });
       },
     );
 
     it('agrees on a loss sum within 1e-3 relative and a correct count within 1% of the samples', () => {
       const a = node({ correct: 500 });
       const b = node({ lossSum: a.lossSum * (1 + 5e-4), correct: 510 });
-      expect(compareResults(a, b, false, 1000).agree).toBe(true);
+      expect(compareNodes(a, b, false, 1000).agree).toBe(true);
       // Fewer than 100 samples: one prediction either way still agrees (argmax near a tie).
-      expect(compareResults(node({ correct: 5 }), node({ correct: 6 }), false, 32).agree).toBe(true);
+      expect(compareNodes(node({ correct: 5 }), node({ correct: 6 }), false, 32).agree).toBe(true);
     });
 
     it('disagrees on values 2e-3 relative apart', () => {
       const b = node({ values: values().map((x) => x * (1 + 2e-3)) });
-      const c = compareResults(node(), b, false, 64);
+      const c = compareNodes(node(), b, false, 64);
       expect(c.agree).toBe(false);
       expect(c.detail).toMatch(/values differ \(relative distance 0\.00200\)/);
     });
 
     it('disagrees on flipped signs (the same norm), and on scaled values', () => {
-      const flipped = compareResults(node(), node({ values: values().map((x) => -x) }), false, 64);
+      const flipped = compareNodes(node(), node({ values: values().map((x) => -x) }), false, 64);
       expect(flipped).toEqual({ agree: false, detail: 'values differ (relative distance 2.00)' });
-      const scaled = compareResults(node(), node({ values: values().map((x) => 3 * x) }), false, 64);
+      const scaled = compareNodes(node(), node({ values: values().map((x) => 3 * x) }), false, 64);
       expect(scaled.agree).toBe(false);
     });
 
     it('disagrees on a loss sum 0.2% off, naming both', () => {
       const a = node();
       const b = node({ lossSum: a.lossSum * 1.002 });
-      expect(compareResults(a, b, false, 64)).toEqual({
+      expect(compareNodes(a, b, false, 64)).toEqual({
         agree: false,
         detail: `loss sums differ: ${a.lossSum} against ${b.lossSum}`,
       });
-      expect(compareResults(b, a, false, 64).agree).toBe(false);
+      expect(compareNodes(b, a, false, 64).agree).toBe(false);
     });
 
     it('disagrees on a loss sum of the other sign, or NaN', () => {
-      expect(compareResults(node(), node({ lossSum: -node().lossSum }), false, 64).agree).toBe(false);
-      expect(compareResults(node(), node({ lossSum: Number.NaN }), false, 64).agree).toBe(false);
+      expect(compareNodes(node(), node({ lossSum: -node().lossSum }), false, 64).agree).toBe(false);
+      expect(compareNodes(node(), node({ lossSum: Number.NaN }), false, 64).agree).toBe(false);
     });
 
     it('agrees on two zero loss sums', () => {
-      expect(compareResults(node({ lossSum: 0 }), node({ lossSum: 0 }), false, 64).agree).toBe(true);
+      expect(compareNodes(node({ lossSum: 0 }), node({ lossSum: 0 }), false, 64).agree).toBe(true);
     });
 
     it('disagrees on a correct count off by more than 1% of the samples', () => {
-      expect(compareResults(node({ correct: 500 }), node({ correct: 511 }), false, 1000)).toEqual({
+      expect(compareNodes(node({ correct: 500 }), node({ correct: 511 }), false, 1000)).toEqual({
         agree: false,
         detail: 'correct counts differ: 500 against 511',
       });
-      expect(compareResults(node({ correct: 5 }), node({ correct: 7 }), false, 32).agree).toBe(false);
+      expect(compareNodes(node({ correct: 5 }), node({ correct: 7 }), false, 32).agree).toBe(false);
     });
-  });
-
-  it('ignores the correct count when either side has none (test chunks)', () => {
-    const chunk = node({ correct: undefined });
-    expect(compareResults(chunk, node({ correct: 3 }), true, 64).agree).toBe(true);
-    expect(compareResults(node({ correct: 3 }), chunk, true, 64).agree).toBe(true);
   });
 
   it('disagrees on results of different lengths, either way and either mode', () => {
     const short = node({ values: values().subarray(0, 256) });
     for (const exact of [true, false]) {
-      expect(compareResults(node(), short, exact, 64)).toEqual({
+      expect(compareNodes(node(), short, exact, 64)).toEqual({
         agree: false,
         detail: '257 values against 256',
       });
-      expect(compareResults(short, node(), exact, 64).detail).toBe('256 values against 257');
+      expect(compareNodes(short, node(), exact, 64).detail).toBe('256 values against 257');
     }
   });
 
   it('names the first thing that differs: values before the loss before the count', () => {
     const b = node({ values: values().map((x) => -x), lossSum: 1, correct: 0 });
-    expect(compareResults(node(), b, true, 64).detail).toMatch(/^values differ/);
+    expect(compareNodes(node(), b, true, 64).detail).toMatch(/^values differ/);
     const c = node({ lossSum: 1, correct: 0 });
-    expect(compareResults(node(), c, true, 64).detail).toMatch(/^loss sums differ/);
+    expect(compareNodes(node(), c, true, 64).detail).toMatch(/^loss sums differ/);
+  });
+});
+
+describe('compareChunks', () => {
+  const predictions = () => Float32Array.from({ length: 500 }, (_, i) => (i * 7) % 10);
+  const chunk = (over: Partial<ChunkResult> = {}): ChunkResult => ({
+    predictions: predictions(),
+    lossSum: 151.25,
+    ...over,
+  });
+  const changed = (count: number) => {
+    const p = predictions();
+    for (let i = 0; i < count; i++) p[i * 3] = (p[i * 3] + 1) % 10;
+    return p;
+  };
+
+  it('exact: agrees only on the same predictions and loss', () => {
+    expect(compareChunks(chunk(), chunk(), true)).toEqual({ agree: true, detail: 'identical' });
+    expect(compareChunks(chunk(), chunk({ predictions: changed(1) }), true)).toEqual({
+      agree: false,
+      detail: '1 of 500 predictions differ',
+    });
+    expect(compareChunks(chunk(), chunk({ lossSum: 151.25000001 }), true).agree).toBe(false);
+  });
+
+  it('across backends: a prediction that went the other way near a tie is no lie, 1% of them at most', () => {
+    expect(compareChunks(chunk(), chunk({ predictions: changed(1) }), false)).toEqual({
+      agree: true,
+      detail: 'within tolerance',
+    });
+    expect(compareChunks(chunk(), chunk({ predictions: changed(5) }), false).agree).toBe(true);
+    expect(compareChunks(chunk(), chunk({ predictions: changed(6) }), false)).toEqual({
+      agree: false,
+      detail: '6 of 500 predictions differ',
+    });
+    expect(compareChunks(chunk(), chunk({ lossSum: 151.25 * 1.0005 }), false).agree).toBe(true);
+    expect(compareChunks(chunk(), chunk({ lossSum: 151.25 * 1.002 }), false).agree).toBe(false);
+  });
+
+  it('faked predictions (the true labels) disagree', () => {
+    const labels = Float32Array.from({ length: 500 }, (_, i) => (i * 3) % 10);
+    expect(compareChunks(chunk(), chunk({ predictions: labels }), false).agree).toBe(false);
+  });
+
+  it('disagrees on chunks of different lengths', () => {
+    expect(compareChunks(chunk(), chunk({ predictions: predictions().subarray(0, 499) }), false)).toEqual({
+      agree: false,
+      detail: '500 predictions against 499',
+    });
   });
 });

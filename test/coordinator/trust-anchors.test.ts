@@ -112,6 +112,14 @@ describe('TrustAnchors.needed', () => {
     expect(anchors.needed(['a', 'b'], 2)).toBe(false);
     expect(anchors.needed(['b', 'a'], 5)).toBe(false);
   });
+
+  it('one copy per distinct join: with every node checked (--verify-fraction 1) no copy is taken after the first', () => {
+    const anchors = new TrustAnchors();
+    for (let step = 0; step < 50; step++)
+      if (anchors.needed(['a', 'b'], step)) anchors.take(stateAt(step), ledgerAt(step));
+    expect(anchors.held).toBe(1);
+    expect(anchors.needed(['a', 'b', 'c'], 50)).toBe(true);
+  });
 });
 
 describe('TrustAnchors.anchorFor', () => {
