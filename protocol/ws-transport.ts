@@ -294,7 +294,7 @@ export async function listenWs(
       new Promise<void>((resolve) => {
         // Links, sockets on their way to the upgrade, and idle HTTP connections: none is waited for.
         for (const client of server.clients) client.terminate();
-        // connections.destroyAll();
+        connections.destroyAll();
         server.close(() => http.close(() => resolve()));
       }),
   };
