@@ -5,7 +5,7 @@
 import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
 import type { GpuAdapterInfo } from '../training/backends/adapters.js';
-import { BACKEND_CHOICES, selectBackend } from '../training/backends/select.js';
+import { BACKEND_CHOICES, announceBackend, selectBackend } from '../training/backends/select.js';
 import { DEFAULT_SYNTHETIC_MS, SYNTHETIC_BACKEND, SyntheticRunner } from '../training/backends/synthetic.js';
 import { ModelRunner } from '../training/step/model-runner.js';
 import type { RunnerFactory } from '../worker/compute.js';
@@ -58,16 +58,31 @@ export function addComputeOptions(cmd: Command, whose = ''): Command {
 export async function computeOf(
   flags: ComputeFlags,
   log: Logger,
-): Promise<{ name: string; adapter?: GpuAdapterInfo; runnerFor: RunnerFactory }> {
+): Promise<{
+  name: string;
+  adapter?: GpuAdapterInfo;
+  runnerFor: RunnerFactory;
+  /** Logs the backend line (as selectBackend does), for a host that chose with a quieter logger. */
+  announce: (log: Logger) => void;
+}> {
   if (flags.backend === SYNTHETIC_BACKEND) {
     log.info(
       { backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs },
       `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`,
     );
-    return { name: SYNTHETIC_BACKEND, runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs) };
+    return {
+      name: SYNTHETIC_BACKEND,
+      runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs),
+      announce: (log) => log.info({ backend: SYNTHETIC_BACKEND }, `compute backend: ${SYNTHETIC_BACKEND}`),
+    };
   }
   const backend = await selectBackend(flags.backend, log, { threads: flags.threads, gpu: flags.gpu });
-  return { name: backend.name, adapter: backend.adapter, runnerFor: (model) => new ModelRunner(model) };
+  return {
+    name: backend.name,
+    adapter: backend.adapter,
+    runnerFor: (model) => new ModelRunner(model),
+    announce: (log) => announceBackend(backend, log),
+  };
 }
 
 /** The flags that give a local worker the same compute. */

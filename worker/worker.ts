@@ -73,6 +73,8 @@ export interface WorkerOptions {
   observer?: WorkerObserver;
   /** Opens a link to a shard reducer at the welcome's shard map `url` (sharded runs only). */
   connectShard?: (url: string) => Promise<Link>;
+  /** Called once the coordinator has let it in and it is ready: the host says which backend it computes on. */
+  announce?: () => void;
   /** What a welcome may ask of this worker's memory (worker/memory-bounds.ts); default: 3/4 of the machine. */
   memory?: MemoryBudget;
 }
@@ -362,6 +364,7 @@ class Worker {
       { model: w.model, run: w.runId, shards: w.shards?.length },
       `ready to train ${w.model} (run ${w.runId})`,
     );
+    this.settings.announce?.();
     const early = this.earlyWeights;
     this.earlyWeights = undefined;
     if (early)

@@ -145,7 +145,13 @@ export function workerCommand(): Command {
     const target = connectorFor(flags, flags.id, log, secret);
     const memory = memoryBudget(flags.maxMemoryMb);
     const connectShard = shardReacherFor(flags, flags.id, log, secret);
-    const compute = await computeOf(flags, log);
+    // Its backend is said once the coordinator has let it in (once, not at every reconnection): a worker that
+    // cannot join (wrong port, wrong secret) has only that to say.
+    const compute = await computeOf(
+      flags,
+      log.isLevelEnabled('debug') ? log : log.child({}, { level: 'warn' }),
+    );
+    let announced = log.isLevelEnabled('debug');
     // Every worker here is counted; one that takes every core (native, no --threads) says so when it shares
     // the machine.
     const others = registerWorker();
@@ -189,6 +195,11 @@ export function workerCommand(): Command {
           backend: compute.name,
           adapter: compute.adapter,
           runnerFor: compute.runnerFor,
+          announce: () => {
+            if (announced) return;
+            announced = true;
+            compute.announce(log);
+          },
           log,
           secret,
           interceptor,

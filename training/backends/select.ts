@@ -41,6 +41,12 @@ export function releaseBackend(): void {
 const listSkips = (skipped: BackendSkip[], sep: string) =>
   skipped.map((s) => `${s.package}: ${s.reason}`).join(sep);
 
+/** `native (2 threads)`, `webgpu (GPU) on NVIDIA H100 …`: what a backend is, in a few words. */
+function backendLabel(info: Pick<BackendInfo, 'name' | 'gpu' | 'threads' | 'adapter'>): string {
+  const threads = info.threads ? ` (${info.threads} thread${info.threads === 1 ? '' : 's'})` : '';
+  return `${info.name}${info.gpu ? ' (GPU)' : ''}${threads}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}`;
+}
+
 export async function selectBackend(
   choice: BackendChoice,
   log: Logger = silentLogger,
@@ -73,6 +79,12 @@ export async function selectBackend(
     );
   }
   await tf.ready();
+  announceBackend(info, log);
+  return info;
+}
+
+/** The backend chosen, and what was skipped on the way, as one INFO line. */
+export function announceBackend(info: BackendInfo, log: Logger): void {
   log.info(
     {
       backend: info.name,
@@ -83,10 +95,9 @@ export async function selectBackend(
       trainingKernels: info.trainingKernels,
       skipped: info.skipped,
     },
-    `compute backend: ${info.name}${info.gpu ? ' (GPU)' : ''}${info.threads ? ` (${info.threads} thread${info.threads === 1 ? '' : 's'})` : ''}${info.adapter ? ` on ${adapterLabel(info.adapter)}` : ''}` +
+    `compute backend: ${backendLabel(info)}` +
       (info.skipped.length
         ? `; skipped ${info.skipped.map((s) => `${s.package} (${s.reason})`).join(', ')}`
         : ''),
   );
-  return info;
 }
