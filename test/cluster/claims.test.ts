@@ -43,17 +43,20 @@ const undisturbed = runOnce([
   '--out',
   `${dir}/undisturbed`,
 ]);
-const undisturbedFourSteps = runOnce([
+/** Two steps on the synthetic backend, whose pseudo-gradients depend on (seed, step, micro-batch) alone. */
+const syntheticTwoSteps = runOnce([
   'train',
   ...config,
   '--max-steps',
-  '4',
+  '2',
   '--workers',
   '1',
   '--backend',
-  'wasm',
+  'synthetic',
+  '--synthetic-ms',
+  '1',
   '--out',
-  `${dir}/undisturbed-4`,
+  `${dir}/undisturbed-synthetic-2`,
 ]);
 
 async function coordinator(name: string, extra: string[] = [], env: Record<string, string> = {}) {
@@ -90,44 +93,70 @@ const rawPeer = (url: string) =>
 
 describe('faults', () => {
   it('a worker past --step-deadline loses its share; what it sends late is dropped as late_result; same weights', async () => {
-    // Slower machines, both still connected. tardy burns 2.6 s before each assignment: always past the
-    // 2 s deadline. prompt burns 1.2 s: in time with its own share, and still busy with tardy's when
-    // tardy delivers, so that the late result reaches a step still in progress (not a finished one).
-    const c = await coordinator('late', ['--min-workers', '2', '--step-deadline', '2', '--max-steps', '4']);
-    worker(c.url, 'prompt', ['--fault-slow-ms', '1200']);
-    worker(c.url, 'tardy', ['--fault-slow-ms', '2600']);
+    // Timer-paced synthetic workers, so that a loaded machine's CPU does not move the timeline. Step 0
+    // splits the 4 micro-batches 2:2 (no speeds yet). prompt's half takes 2 s, 1 s inside the 3 s
+    // deadline; tardy's takes 4 s: past it by 1 s, so its half goes to prompt at 3 s, which is busy
+    // with it until 5 s; tardy's late node arrives at 4 s, 1 s into that: a step still in progress.
+    const c = await coordinator('late', ['--min-workers', '2', '--step-deadline', '3', '--max-steps', '2']);
+    const synthetic = (id: string, ms: number) =>
+      start([
+        'worker',
+        '--connect',
+        c.url,
+        '--backend',
+        'synthetic',
+        '--synthetic-ms',
+        String(ms),
+        '--id',
+        id,
+      ]);
+    synthetic('prompt', 1000);
+    synthetic('tardy', 2000);
     const summary = expectOk(await c.done);
-    expect(c.log()).toMatch(/tardy missed the 2 s deadline/);
+    expect(c.log()).toMatch(/tardy missed the 3 s deadline/);
     expect(summary.rejected_frames.late_result).toBeGreaterThanOrEqual(1);
-    const reference = await undisturbedFourSteps();
+    const reference = await syntheticTwoSteps();
     expect(summary.weights_sha256).toBe(reference.weights_sha256);
     expect(summary.accounting).toEqual(reference.accounting);
   }, 120_000);
 
   it('heartbeats flow while a worker computes a share far longer than the heartbeat timeout', async () => {
-    // 512 samples in 64 micro-batches: a share of half a second or more against a 0.2 s timeout.
+    // A share of 16 timer-paced micro-batches of 200 ms (the synthetic backend) lasts at least 3.2 s
+    // on any machine, over 3 × the 1 s timeout; 1 s leaves a loaded machine's stalls room. That a
+    // worker computing for real yields between micro-batches, so that its heartbeats go out, is
+    // test/worker/compute.test.ts's.
     const c = await coordinator('long-share', [
       '--min-workers',
       '1',
       '--heartbeat',
-      '0.05',
-      '--heartbeat-timeout',
       '0.2',
+      '--heartbeat-timeout',
+      '1',
       '--batch-size',
       '512',
       '--micro-batch',
-      '8',
+      '32',
       '--max-steps',
-      '4',
+      '2',
     ]);
-    worker(c.url, 'patient');
+    start([
+      'worker',
+      '--connect',
+      c.url,
+      '--backend',
+      'synthetic',
+      '--synthetic-ms',
+      '200',
+      '--id',
+      'patient',
+    ]);
     const summary = expectOk(await c.done);
-    expect(summary.steps).toBe(4);
+    expect(summary.steps).toBe(2);
     console.log(
-      `long share: ${summary.phases_s_per_step.gather.toFixed(2)} s per step against a 0.2 s heartbeat timeout`,
+      `long share: ${summary.phases_s_per_step.gather.toFixed(2)} s per step against a 1 s heartbeat timeout`,
     );
-    // the share did outlast the timeout, twice over
-    expect(summary.phases_s_per_step.gather).toBeGreaterThan(2 * 0.2);
+    // the share did outlast the timeout, three times over
+    expect(summary.phases_s_per_step.gather).toBeGreaterThan(3 * 1);
     expect(c.log()).not.toMatch(/no heartbeat/);
     expect(c.log()).not.toMatch(/patient left: (?!training finished)/);
   }, 120_000);

@@ -9,7 +9,8 @@ import type { MessageOf } from '../../protocol/messages.js';
 import { createDataset } from '../../training/data/dataset.js';
 import { initialWeights } from '../../training/models/init.js';
 import { getModel } from '../../training/models/zoo.js';
-import { ModelRunner } from '../../training/step/model-runner.js';
+import { paramLayout } from '../../training/models/spec.js';
+import { type MicroBatchRunner, ModelRunner } from '../../training/step/model-runner.js';
 import { WorkerCompute } from '../../worker/compute.js';
 import { useBackend } from '../helpers/backends.js';
 
@@ -91,5 +92,32 @@ describe('WorkerCompute on wasm (readConcatenated into recycled buffers)', () =>
     expect(repeat.map((n) => n.bits)).toEqual(first.map((n) => n.bits));
     expect(firstFresh.map((n) => n.bits)).toEqual(first.map((n) => n.bits));
     used.dispose();
+  });
+
+  it('yields to the event loop between micro-batches, so timers (the heartbeat) run during a long share', async () => {
+    // A runner that computes synchronously for 20 ms a micro-batch, as a CPU backend does.
+    const layout = paramLayout(model);
+    const busy: MicroBatchRunner = {
+      layout,
+      setWeights: () => {},
+      contribution: (batch, _seed, into) => {
+        const until = performance.now() + 20;
+        while (performance.now() < until);
+        return { values: into ?? new Float32Array(layout.size), loss: 0, correct: 0, count: batch.count };
+      },
+      logits: (_images, count) => new Float32Array(count * model.classes),
+      dispose: () => {},
+    };
+    const c = new WorkerCompute(model, 7, geometry, train, train, () => busy);
+    c.setWeights(0, initialWeights(model, 1));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    try {
+      await c.contributions(assign(0, 0, 8), () => {});
+    } finally {
+      clearInterval(timer);
+    }
+    // Due at every gap between two micro-batches (each took 20 ms ≥ the 5 ms period): 7 at least.
+    expect(ticks).toBeGreaterThanOrEqual(7);
   });
 });
