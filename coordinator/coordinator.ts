@@ -44,7 +44,7 @@ import {
 import { type Anchor, TrustAnchors } from './trust-anchors.js';
 import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
-import { StragglerReport } from './stragglers.js';
+import { StragglerReport, median } from './stragglers.js';
 import { StepGather, type Verdict } from './step-gather.js';
 import type { ResultMessage, WorkerPool, WorkerSession } from './worker-pool.js';
 import type { ItemRange } from './work-tracker.js';
@@ -990,9 +990,12 @@ export class Coordinator {
     if (onTime.length === 0) work.late.clear();
     const eligible = onTime.length > 0 ? onTime : ready;
     const byId = new Map(eligible.map((s) => [s.id, s]));
+    // A worker not yet measured is taken for a typical one: a fair share at once, not a probe's crumbs.
+    const measured = eligible.flatMap((s) => (s.speed === undefined ? [] : [s.speed]));
+    const typical = measured.length > 0 ? median(measured) : 1;
     const speeds = eligible.map((s) => ({
       id: s.id,
-      speed: s.speed ?? 1,
+      speed: s.speed ?? typical,
       probe: s.idleSteps >= PROBE_AFTER_IDLE_STEPS,
     }));
     const now = performance.now();

@@ -96,7 +96,8 @@ export class StepGather {
     if (!isValidNode(node, microBatches))
       return refuse(
         'unexpected_message',
-        `node ${nodeKey(node)} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`,
+        `node ${nodeKey(node)} of step ${message.step} is not in a tree of ${microBatches} micro-batches (max level ${rootLevel(microBatches)})`,
+        this.tracker.release(workerId),
       );
     const { first, end } = nodeRange(node, microBatches);
     const range = { first, end };
