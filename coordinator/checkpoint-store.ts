@@ -9,14 +9,12 @@
  * loadLatestCheckpoint falls back to the newest one that still decodes and says what it skipped.
  *
  * With a key (the run has a secret), files are signed on save and their signatures checked on load
- * (checkpoint-file.ts). A run binds its key to its checkpoint directory (signCheckpointsIn), so every
- * save into it and load from it inside the run signs and verifies without each caller carrying the
- * key. A file signed with another key, or altered after signing, is refused outright: a directory load
+ * (checkpoint-file.ts); the run passes its key to every save and load. A file signed with another key, or altered after signing, is refused outright: a directory load
  * does not fall back past it to an older one, since a forgery is not damage.
  */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { makeDir } from '../common/make-dir.js';
 import {
@@ -60,32 +58,15 @@ export interface SaveCheckpointOptions {
   keep?: number;
   /** Told about old checkpoints that could not be deleted (the save itself still succeeds). */
   log?: Logger;
-  /** Signs the file; default: the key bound to the directory (signCheckpointsIn), if any. */
+  /** Signs the file (none: unsigned). */
   key?: CheckpointKey;
 }
 
 /** Where a load looks for the key a signature must verify with. */
 export interface LoadCheckpointOptions {
-  /** The key given (from the secret); default: the key bound to the file's directory, if any. */
+  /** The key a signature must verify with (from the secret; none: signatures are read, not verified). */
   key?: CheckpointKey;
 }
-
-/** Keys bound to checkpoint directories (by resolved path) for the life of the run that owns them. */
-const keysByDirectory = new Map<string, CheckpointKey>();
-
-/**
- * Binds `key` to checkpoint directory `dir`: checkpoints saved into it are signed with it, and those loaded
- * from it verified, until the returned function unbinds it (the run is over).
- */
-export function signCheckpointsIn(dir: string, key: CheckpointKey): () => void {
-  const at = resolve(dir);
-  keysByDirectory.set(at, key);
-  return () => {
-    if (keysByDirectory.get(at) === key) keysByDirectory.delete(at);
-  };
-}
-
-const boundKey = (dir: string) => keysByDirectory.get(resolve(dir));
 
 /** Failures that are no damage: the file was made, or changed, by someone without our secret. */
 const FORGERY: ReadonlySet<string> = new Set(['wrong_key', 'bad_signature']);
@@ -110,7 +91,7 @@ export async function saveCheckpoint(
   tensors: Record<string, Float32Array>,
   options: SaveCheckpointOptions = {},
 ): Promise<string> {
-  const { keep = 3, log, key = boundKey(dir) } = options;
+  const { keep = 3, log, key } = options;
   if (!Number.isSafeInteger(keep) || keep < 1) {
     throw new CheckpointError('invalid_input', `keep must be a positive integer, got ${keep}`);
   }
@@ -182,7 +163,7 @@ export async function loadCheckpoint(
   path: string,
   options: LoadCheckpointOptions = {},
 ): Promise<LoadedCheckpoint> {
-  const key = options.key ?? boundKey(dirname(path));
+  const { key } = options;
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -221,7 +202,7 @@ export async function loadLatestCheckpoint(
   const skipped: SkippedCheckpoint[] = [];
   for (const { path } of entries) {
     try {
-      const loaded = await loadCheckpoint(path, { key: options.key ?? boundKey(dir) });
+      const loaded = await loadCheckpoint(path, options);
       return { ...loaded, skipped };
     } catch (error) {
       if (!(error instanceof CheckpointError) || FORGERY.has(error.code)) throw error;

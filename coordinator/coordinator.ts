@@ -24,6 +24,7 @@ import {
   stepsPerEpoch,
 } from '../training/parallel/step-plan.js';
 import type { Evaluation } from '../training/step/evaluate.js';
+import type { CheckpointKey } from './checkpoint-file.js';
 import { removeCheckpointsAfter } from './checkpoint-rewind.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
@@ -84,6 +85,8 @@ export interface CoordinatorOptions {
    * (undefined: off).
    */
   verification?: Verification;
+  /** Every checkpoint the run saves is signed, and every one it loads back verified, with it (the secret's). */
+  checkpointKey?: CheckpointKey;
   /** Turns each step's gathered nodes into the next weights and gets them to the workers. */
   reducer: GradientReducer;
   log: Logger;
@@ -345,7 +348,7 @@ export class Coordinator {
    */
   private async rollBack(err: ReducerStateLost): Promise<number> {
     const { state, log, outDir } = this.settings;
-    const { state: saved, path } = await loadRunState(outDir, log);
+    const { state: saved, path } = await loadRunState(outDir, log, { key: this.settings.checkpointKey });
     const undone = state.step - saved.step;
     log.error(
       { reason: err.message, from_step: state.step, to_step: saved.step, checkpoint: path },
@@ -913,6 +916,7 @@ export class Coordinator {
     const path = await saveCheckpoint(runPaths(this.settings.outDir).checkpoints, step, meta, tensors, {
       keep: 3,
       log: this.settings.log,
+      key: this.settings.checkpointKey,
     });
     this.lastCheckpoint = { step, path };
     this.ledgerAtCheckpoint = this.ledger.copy();

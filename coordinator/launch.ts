@@ -39,7 +39,6 @@ import {
 import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { CheckpointKey } from './checkpoint-file.js';
-import { signCheckpointsIn } from './checkpoint-store.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
 import type { LedgerTotals } from './sample-ledger.js';
 import { InProcessReducer } from './gradient-reducer.js';
@@ -385,8 +384,6 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
           hooks,
           nodeSquares: launch.policy.outlierFactor !== undefined,
         });
-  // Every checkpoint the run saves is signed, and every one it loads back verified, with its secret's key.
-  const unbindKey = checkpointKey && signCheckpointsIn(runPaths(launch.outDir).checkpoints, checkpointKey);
   const coordinator = new Coordinator({
     state,
     model,
@@ -400,6 +397,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     checkpointEvery: launch.policy.checkpointEvery,
     outlierFactor: launch.policy.outlierFactor,
     verification,
+    checkpointKey,
     curvesEvery: launch.curvesEvery ?? 0,
     log: launch.log,
     rejections,
@@ -432,7 +430,6 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
         pool.shutdown(outcome.stopped === 'finished' ? 'training finished' : 'training interrupted');
         return summary;
       } finally {
-        unbindKey?.();
         await listener.close();
         await endpoint?.close();
       }

@@ -15,12 +15,7 @@ import {
   decodeCheckpoint,
   encodeCheckpoint,
 } from '../../coordinator/checkpoint-file.js';
-import {
-  loadCheckpoint,
-  loadLatestCheckpoint,
-  saveCheckpoint,
-  signCheckpointsIn,
-} from '../../coordinator/checkpoint-store.js';
+import { loadCheckpoint, loadLatestCheckpoint, saveCheckpoint } from '../../coordinator/checkpoint-store.js';
 import { dataSpecOf, loadRunState } from '../../coordinator/run-outputs.js';
 import { type RunState, stateFromCheckpoint, stateToCheckpoint } from '../../coordinator/run-state.js';
 import { SharedSecret } from '../../protocol/auth.js';
@@ -165,26 +160,29 @@ describe('signing', () => {
 });
 
 describe('the checkpoint store', () => {
-  it('signs what it saves into a directory bound to a key, verifies on load, and stops at a forgery instead of falling back', async () => {
+  it('signs what it saves with the key, verifies on load, and stops at a forgery instead of falling back', async () => {
     const ckpts = join(dir, 'bound', 'checkpoints');
-    const unbind = signCheckpointsIn(ckpts, key);
     const { meta, tensors } = stateToCheckpoint(runState());
-    const first = await saveCheckpoint(ckpts, 1, meta, tensors);
-    const second = await saveCheckpoint(ckpts, 2, meta, tensors);
-    expect((await loadLatestCheckpoint(ckpts)).signature).toEqual({ state: 'verified', key: key.id });
+    const first = await saveCheckpoint(ckpts, 1, meta, tensors, { key });
+    const second = await saveCheckpoint(ckpts, 2, meta, tensors, { key });
+    expect((await loadLatestCheckpoint(ckpts, undefined, { key })).signature).toEqual({
+      state: 'verified',
+      key: key.id,
+    });
     // The newest replaced by one signed with another secret: refused, not skipped for the older one.
     writeFileSync(second, encodeCheckpoint(meta, tensors, otherKey));
-    await expect(loadLatestCheckpoint(ckpts)).rejects.toMatchObject({ code: 'wrong_key' });
+    await expect(loadLatestCheckpoint(ckpts, undefined, { key })).rejects.toMatchObject({
+      code: 'wrong_key',
+    });
     // A damaged one (a flipped byte) is still skipped as before.
     const damaged = encodeCheckpoint(meta, tensors, key);
     damaged[damaged.length - 3] ^= 1;
     writeFileSync(second, damaged);
-    const latest = await loadLatestCheckpoint(ckpts);
+    const latest = await loadLatestCheckpoint(ckpts, undefined, { key });
     expect(latest.path).toBe(first);
     expect(latest.skipped[0].error.code).toBe('checksum_mismatch');
-    unbind();
+    // Without the key a signature is read, not verified.
     expect((await loadCheckpoint(first)).signature).toEqual({ state: 'unverified', key: key.id });
-    // An explicit key wins over none bound.
     expect((await loadCheckpoint(first, { key })).signature.state).toBe('verified');
     await expect(loadCheckpoint(first, { key: otherKey })).rejects.toThrow(
       new RegExp(`${first}: signed with another secret`),
