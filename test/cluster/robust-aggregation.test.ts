@@ -126,9 +126,9 @@ function flaggedInLog(log: string) {
 
 describe('--outlier-factor', () => {
   it("with no poisoner: honest nodes above factor × median are rechecked, confirmed and kept, and the weights keep the undisturbed run's bits", async () => {
-    // Factor 1: in any step of two or more nodes the largest is above the median and is rechecked,
-    // while the smallest never is. Ignoring the flag flags nothing; flagging every node flags those
-    // below the median too.
+    // Factor 1: a step's largest node is usually above the median it is judged by (the step's own,
+    // or with fewer than three nodes one taken with the run's recent norms) and is rechecked, while a
+    // node below it never is. Ignoring the flag flags nothing; flagging every node flags those below.
     const c = await coordinator('checked', ['--min-workers', '3', '--outlier-factor', '1']);
     for (const id of ['a', 'b', 'c']) worker(c.url, id, ...LEAVE);
     const verdicts = await verdictsBeforeLastStep(c);
@@ -161,9 +161,10 @@ describe('--outlier-factor', () => {
 
   it('with no other worker to recompute it, the ×1000 node is kept, logged and counted as unverified', async () => {
     // Step 0 splits 2:2 (no speeds measured yet). The leaver exits when given its half, which goes
-    // to the poisoner: two nodes from one worker, the first ×1000 (factor 1.5: with two nodes the
-    // median is their mean), and nobody else to recompute it. With one worker of --min-workers 2
-    // left, the run then waits before step 1, its metrics up, until a third worker joins.
+    // to the poisoner: two nodes from one worker, the first ×1000 (factor 1.5: at step 0 there are no
+    // recent norms, so the median of two nodes is their mean), and nobody else to recompute it. With
+    // one worker of --min-workers 2 left, the run then waits before step 1, its metrics up, until a
+    // third worker joins.
     const c = await coordinator('unverified', ['--min-workers', '2', '--outlier-factor', '1.5']);
     worker(c.url, 'poisoner', '--fault-scale-at-step', '0');
     worker(c.url, 'leaver', '--fault-exit-at-step', '0');
