@@ -58,7 +58,7 @@ describe('contributions a worker cannot get away with', () => {
     // float32), twice: the weights and both moments stay finite and pass the checkpoint's checks.
     const { values: average } = averageOf(root);
     expect(average.every((x) => x > 1e16)).toBe(true); // the bound's worth, not a small value
-    let weights = new Float32Array(SIZE).fill(0.5);
+    let weights: Float32Array = new Float32Array(SIZE).fill(0.5);
     let adam = createAdamState(SIZE);
     for (let step = 0; step < 2; step++)
       ({ weights, state: adam } = adamStep(weights, average, adam, DEFAULT_ADAM, [
