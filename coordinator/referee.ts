@@ -10,7 +10,7 @@ import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec } from '../training/models/spec.js';
 import type { BatchGeometry } from '../training/parallel/step-plan.js';
 
-export interface ComputedResult<M> {
+interface ComputedResult<M> {
   message: M;
   payload: Float32Array;
 }
