@@ -134,6 +134,11 @@ export interface VerificationTotals {
   evicted: string[];
 }
 
+/** A recomputation found no worker to do it: the item stays as it was, unchecked. */
+class NoPeer extends Error {
+  override name = 'NoPeer';
+}
+
 /** A spot check caught `liars`: the run goes back to `anchor` (their first unchecked node) and replays. */
 class LiarCaught extends Error {
   override name = 'LiarCaught';
@@ -548,7 +553,10 @@ export class Coordinator {
     for (const suspect of flagged) {
       const range = nodeRange(suspect.node, batch.microBatches);
       const about = `node [${range.first}, ${range.end}) of step ${position.step} from ${suspect.workerId} (mean-gradient norm ${suspect.meanNorm.toPrecision(3)}, median ${median.toPrecision(3)})`;
-      if (!pool.ready().some((s) => s.id !== suspect.workerId)) {
+      const recheck = this.anotherReady(suspect.workerId)
+        ? await this.recomputeNode(gather, suspect.node, new Set([suspect.workerId]))
+        : undefined;
+      if (!recheck) {
         log.warn(
           { worker: suspect.workerId, step: position.step },
           `${about} is an outlier, but no other worker can recompute it: kept`,
@@ -556,7 +564,6 @@ export class Coordinator {
         this.settings.hooks?.outlier?.('unverified', suspect.workerId);
         continue;
       }
-      const recheck = await this.recomputeNode(gather, suspect.node, new Set([suspect.workerId]));
       const agreement = await this.reducer.compare(gather, suspect, recheck);
       if (agreement.agree) {
         log.info(
@@ -585,12 +592,12 @@ export class Coordinator {
     gather: StepGather,
     node: TreeNode,
     excluded: Set<string>,
-  ): Promise<StepGather> {
+  ): Promise<StepGather | undefined> {
     const { position, batch } = gather;
     const range = nodeRange(node, batch.microBatches);
     const recheck = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize, range);
     this.reducer.begin(recheck);
-    await this.runWork(
+    const done = await this.runRecomputation(
       {
         kind: 'contribution',
         tracker: recheck.tracker,
@@ -601,7 +608,7 @@ export class Coordinator {
       },
       [range],
     );
-    return recheck;
+    return done ? recheck : undefined;
   }
 
   /** Whether some ready worker other than `than` could compute an item again. */
@@ -629,13 +636,15 @@ export class Coordinator {
     for (const o of owners) if (!picked.includes(o)) this.anchors.unchecked(o.worker, position.step);
     for (const owner of picked) {
       const key = nodeKey(owner);
-      if (!this.anotherReady(owner.worker)) {
+      const recheck = this.anotherReady(owner.worker)
+        ? await this.recomputeNode(gather, owner, new Set([owner.worker]))
+        : undefined;
+      if (!recheck) {
         this.settings.hooks?.spotCheck?.('node', 'no_peer');
         this.anchors.unchecked(owner.worker, position.step);
         continue;
       }
       const original = gather.sumOf(key)!;
-      const recheck = await this.recomputeNode(gather, owner, new Set([owner.worker]));
       const [again] = recheck.nodeOwners();
       const recomputed = recheck.reduceTo(owner);
       const same = (a: string, b: string) => this.backendOf(a) === this.backendOf(b);
@@ -682,12 +691,14 @@ export class Coordinator {
     const liars = new Set<string>();
     for (const { chunk, worker } of picked) {
       if (liars.has(worker)) continue;
-      if (!this.anotherReady(worker)) {
+      const again = this.anotherReady(worker)
+        ? await this.recomputeChunk(gather, chunk, new Set([worker]))
+        : undefined;
+      if (!again) {
         this.settings.hooks?.spotCheck?.('chunk', 'no_peer');
         continue;
       }
       const original = gather.chunkResult(chunk);
-      const again = await this.recomputeChunk(gather, chunk, new Set([worker]));
       if (
         compareChunks(original, again.result, this.backendOf(worker) === this.backendOf(again.worker)).agree
       ) {
@@ -710,11 +721,19 @@ export class Coordinator {
       for (const liar of judged.liars) liars.add(liar);
     }
     if (liars.size === 0) return;
-    // Every chunk a liar gave is computed again by the others.
+    // Every chunk a liar gave is computed again by the others, or by the referee when none is left.
     for (const { chunk, worker } of gather.chunkOwners()) {
       if (!liars.has(worker)) continue;
       const again = await this.recomputeChunk(gather, chunk, liars);
-      gather.replaceChunk(chunk, again.result, again.worker);
+      if (again) {
+        gather.replaceChunk(chunk, again.result, again.worker);
+        continue;
+      }
+      const ref = await verification.referee.evaluation(
+        this.evaluateRequest(gather, { first: chunk, end: chunk + 1 }),
+        this.settings.state.weights,
+      );
+      gather.replaceChunk(chunk, { predictions: ref.payload, lossSum: ref.message.lossSums[0] }, 'referee');
     }
     await this.afterLiars([...liars]);
   }
@@ -769,11 +788,11 @@ export class Coordinator {
     gather: EvalGather,
     chunk: number,
     excluded: Set<string>,
-  ): Promise<{ result: ChunkResult; worker: string }> {
+  ): Promise<{ result: ChunkResult; worker: string } | undefined> {
     const { test, model } = this.settings;
     const range = { first: chunk, end: chunk + 1 };
     const again = new EvalGather(gather.round, test.labels!, gather.chunkSize, model.classes, range);
-    await this.runWork(
+    const done = await this.runRecomputation(
       {
         kind: 'evaluation',
         tracker: again.tracker,
@@ -784,8 +803,20 @@ export class Coordinator {
       },
       [range],
     );
+    if (!done) return undefined;
     const [owner] = again.chunkOwners();
     return { result: again.chunkResult(chunk), worker: owner.worker };
+  }
+
+  /** runWork for a recomputation (a spec with `excluded`): false when no worker was left to do it. */
+  private async runRecomputation(spec: WorkSpec, ranges: ItemRange[]): Promise<boolean> {
+    try {
+      await this.runWork(spec, ranges);
+      return true;
+    } catch (err) {
+      if (err instanceof NoPeer) return false;
+      throw err;
+    }
   }
 
   private evictLiar(workerId: string, evidence: string): void {
@@ -984,6 +1015,12 @@ export class Coordinator {
     const work = this.active;
     if (!work) return;
     const ready = this.settings.pool.ready().filter((s) => !work.isExcluded(s.id));
+    // A recomputation whose every possible worker is gone (left, or evicted while doing it) ends here: waiting
+    // for a newcomer would hold the step up indefinitely.
+    if (ready.length === 0 && work.spec.excluded) {
+      this.active = undefined;
+      return work.abort(new NoPeer());
+    }
     if (ready.length === 0) {
       this.pending.push(...ranges);
       this.settings.log.warn('no worker is ready: the step waits for one to join');

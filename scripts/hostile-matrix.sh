@@ -17,7 +17,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 for honest in 1 2; do
   for lie in flip-sign scale labels loss eval unassigned; do
     dir="$OUT/$lie-$honest"
-    gf coordinator "${CONFIG[@]}" --port 0 --out "$dir" --min-workers 1 --verify-fraction "$P" >"$dir.json" 2>"$dir.log" &
+    gf coordinator "${CONFIG[@]}" --port 0 --no-metrics --out "$dir" --min-workers 1 --verify-fraction "$P" >"$dir.json" 2>"$dir.log" &
     c=$!
     url=""
     for _ in $(seq 120); do url=$(grep -o 'ws://[0-9.:]*' "$dir.log" | head -1 || true); [ -n "$url" ] && break; sleep 0.5; done
