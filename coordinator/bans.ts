@@ -5,8 +5,11 @@
  */
 import type { RejectionReason } from '../protocol/errors.js';
 
-/** Rejections a worker earns without meaning harm (a slow machine's late results): never held against it. */
-const EXCUSED: ReadonlySet<RejectionReason> = new Set<RejectionReason>(['late_result']);
+/**
+ * Rejections a worker earns without meaning harm (a slow machine's results, after the deadline or after the
+ * step): never held against it.
+ */
+const EXCUSED: ReadonlySet<RejectionReason> = new Set<RejectionReason>(['late_result', 'stale_result']);
 
 export interface AbusePolicy {
   /** Rejections within `windowMs` that get a worker evicted. */

@@ -823,6 +823,8 @@ export class Coordinator {
     const { pool, log, hooks } = this.settings;
     log.error({ worker: workerId, reason: 'verification_failed' }, `worker ${workerId} lied: ${evidence}`);
     this.settings.rejections.record('verification_failed');
+    // Caught twice in one step (two of its nodes checked): evicted once.
+    if (this.verificationTotals!.evicted.includes(workerId)) return;
     const session = pool.ready().find((s) => s.id === workerId);
     if (session) pool.evict(session, `caught lying by a spot check (${evidence})`);
     else pool.bans.banForRun(workerId, `caught lying by a spot check (${evidence})`);
@@ -1002,6 +1004,13 @@ export class Coordinator {
       // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.revokeLate(session.id);
+      // It did not deliver these in the deadline: it is no faster than that, measured or not (its results may
+      // come only after the unit has ended, when they measure nothing).
+      if (work.kind === 'contribution') {
+        const owed = orphaned.reduce((n, r) => n + r.end - r.first, 0);
+        const bound = owed / (this.settings.stepDeadlineMs / 1000);
+        session.speed = Math.min(session.speed ?? bound, bound);
+      }
       this.settings.log.warn(
         { worker: session.id, ranges: orphaned, deadline_s: this.settings.stepDeadlineMs / 1000 },
         `worker ${session.id} missed the ${this.settings.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,

@@ -64,9 +64,11 @@ describe('Bans: strikes', () => {
     expect(bans.strike('w1', 'unexpected_message', 45_000)).toBe(true); // 20, 40 and 45 s
   });
 
-  it('never counts late results, however many', () => {
+  it('never counts late or stale results (a slow machine), however many', () => {
     const bans = new Bans(policy);
     for (let t = 0; t < 100; t++) expect(bans.strike('w1', 'late_result', t)).toBe(false);
+    for (let t = 0; t < 100; t++) expect(bans.strike('w2', 'stale_result', t)).toBe(false);
+    expect(bans.refusal('w2', 100)).toBeUndefined();
     expect(bans.refusal('w1', 100)).toBeUndefined();
     // Nor do they help other reasons to the limit.
     expect(bans.strike('w1', 'unexpected_message', 101)).toBe(false);
