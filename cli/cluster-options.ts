@@ -5,22 +5,17 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { RefereeFactory } from '../coordinator/referee.js';
-import { DEFAULT_ADMISSION } from '../protocol/admission.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
+import { type AdmissionFlags, addAdmissionOptions, admissionLimitsOf } from './admission-options.js';
 import { nonNegativeInt, positiveInt, positiveNumber, share } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
 import { UsageError } from '../common/errors.js';
 
-export interface ClusterFlags extends SecretFlags {
+export interface ClusterFlags extends SecretFlags, AdmissionFlags {
   minWorkers: number;
-  maxWorkers: number;
   stepDeadline: number;
   heartbeat: number;
   heartbeatTimeout: number;
-  maxConnections: number;
-  maxJoinsPerS: number;
-  maxJoinsPerSourcePerS: number;
-  maxPreauthKb: number;
   checkpointEvery: number;
   outlierFactor?: number;
   verifyFraction: number;
@@ -28,18 +23,12 @@ export interface ClusterFlags extends SecretFlags {
 }
 
 export function addClusterOptions(cmd: Command): Command {
-  cmd
+  addAdmissionOptions(cmd)
     .option(
       '--min-workers <n>',
       'workers needed to take a step: the run waits (paused) while fewer are ready',
       positiveInt,
       1,
-    )
-    .option(
-      '--max-workers <n>',
-      'admit at most this many workers; more are refused until one leaves',
-      positiveInt,
-      DEFAULT_ADMISSION.maxWorkers,
     )
     .option(
       '--step-deadline <s>',
@@ -55,18 +44,6 @@ export function addClusterOptions(cmd: Command): Command {
       20,
     )
     .option(
-      '--max-connections <n>',
-      'connections open at once, handshakes included',
-      positiveInt,
-      DEFAULT_ADMISSION.maxConnections,
-    )
-    .option(
-      '--max-joins-per-s <n>',
-      'new connections per second (bursts of up to this many)',
-      positiveInt,
-      DEFAULT_ADMISSION.joinsPerSecond,
-    )
-    .option(
       '--verify-fraction <p>',
       'recompute this share of tree nodes and test chunks on another worker, chosen by a secret draw; a worker caught lying is evicted and its work undone (0: off)',
       share,
@@ -76,18 +53,6 @@ export function addClusterOptions(cmd: Command): Command {
       '--outlier-factor <f>',
       "recompute on another worker any tree node whose mean-gradient norm exceeds F × the step's median, and reject it if the two differ (off by default)",
       positiveNumber,
-    )
-    .option(
-      '--max-joins-per-source-per-s <n>',
-      'new connections per second from one address (NATS: one client)',
-      positiveInt,
-      DEFAULT_ADMISSION.joinsPerSourcePerSecond,
-    )
-    .option(
-      '--max-preauth-kb <n>',
-      'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped',
-      positiveInt,
-      DEFAULT_ADMISSION.preAuthBytes / 1024,
     )
     .option(
       '--shards <S>',
@@ -120,13 +85,7 @@ export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
       intervalMs: Math.round(f.heartbeat * 1000),
       timeoutMs: Math.round(f.heartbeatTimeout * 1000),
     },
-    limits: {
-      maxWorkers: f.maxWorkers,
-      maxConnections: f.maxConnections,
-      joinsPerSecond: f.maxJoinsPerS,
-      joinsPerSourcePerSecond: f.maxJoinsPerSourcePerS,
-      preAuthBytes: f.maxPreauthKb * 1024,
-    },
+    limits: admissionLimitsOf(f),
     secret: secretOf(f),
     checkpointEvery: f.checkpointEvery,
     outlierFactor: f.outlierFactor,

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { createLogger } from '../../common/logger.js';
-import { DEFAULT_ADMISSION } from '../../protocol/admission.js';
+import { type AdmissionFlags, addAdmissionOptions, admissionLimitsOf } from '../admission-options.js';
 import { runShard } from '../../shard/shard.js';
 import { connectWithRetry } from '../connect-retry.js';
 import { checkExposure } from '../exposure.js';
@@ -25,7 +25,7 @@ import {
 } from '../transport-options.js';
 import { UsageError } from '../../common/errors.js';
 
-interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags {
+interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags, AdmissionFlags {
   connect?: string;
   tlsCa?: string;
   id: string;
@@ -34,11 +34,6 @@ interface ShardFlags extends TransportFlags, TlsListenFlags, SecretFlags {
   advertise?: string;
   connectTimeout: number;
   maxFrameMb: number;
-  maxWorkers: number;
-  maxConnections: number;
-  maxJoinsPerS: number;
-  maxJoinsPerSourcePerS: number;
-  maxPreauthKb: number;
   insecure?: boolean;
 }
 
@@ -66,41 +61,14 @@ export function shardCommand(): Command {
       60,
     )
     .option('--max-frame-mb <n>', 'largest frame accepted, in MiB', positiveInt, 64)
-    // Workers join a shard as they join the coordinator: the same limits, with the same defaults.
-    .option(
-      '--max-workers <n>',
-      'admit at most this many workers; more are refused until one leaves',
-      positiveInt,
-      DEFAULT_ADMISSION.maxWorkers,
-    )
-    .option(
-      '--max-connections <n>',
-      'connections open at once, handshakes included',
-      positiveInt,
-      DEFAULT_ADMISSION.maxConnections,
-    )
-    .option(
-      '--max-joins-per-s <n>',
-      'new connections per second (bursts of up to this many)',
-      positiveInt,
-      DEFAULT_ADMISSION.joinsPerSecond,
-    )
-    .option(
-      '--max-joins-per-source-per-s <n>',
-      'new connections per second from one address (NATS: one client)',
-      positiveInt,
-      DEFAULT_ADMISSION.joinsPerSourcePerSecond,
-    )
-    .option(
-      '--max-preauth-kb <n>',
-      'KiB that all connections not yet authenticated may have sent, together (each at most 16); past it they are dropped',
-      positiveInt,
-      DEFAULT_ADMISSION.preAuthBytes / 1024,
-    )
     .option('--insecure', 'serve workers beyond loopback without a secret (anyone who reaches it may join)');
+  // Workers join a shard as they join the coordinator: the same limits, with the same defaults.
   return addTlsConnectOptions(
     addTlsListenOptions(
-      addSecretOptions(addTransportOptions(cmd), 'to prove to the coordinator and ask of workers'),
+      addSecretOptions(
+        addTransportOptions(addAdmissionOptions(cmd)),
+        'to prove to the coordinator and ask of workers',
+      ),
     ),
   ).action(async (flags: ShardFlags) => {
     const log = createLogger(`shard ${flags.id}`);
@@ -159,13 +127,7 @@ export function shardCommand(): Command {
         secret,
         log,
         maxFrameBytes,
-        limits: {
-          maxWorkers: flags.maxWorkers,
-          maxConnections: flags.maxConnections,
-          joinsPerSecond: flags.maxJoinsPerS,
-          joinsPerSourcePerSecond: flags.maxJoinsPerSourcePerS,
-          preAuthBytes: flags.maxPreauthKb * 1024,
-        },
+        limits: admissionLimitsOf(flags),
       });
       if (outcome.end !== 'shutdown' && !stopper.stopping)
         process.exitCode = outcome.end === 'refused' ? 2 : 1;
