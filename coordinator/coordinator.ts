@@ -622,9 +622,10 @@ export class Coordinator {
 
   /**
    * --verify-fraction on the step's nodes: each node the secret draw picks is computed again by another
-   * worker before the step is applied. A mismatch goes to the referee (the coordinator's own computation):
-   * whoever differs from it lied, is evicted for the run, and the run goes back to before that worker's first
-   * unchecked node. Nodes not picked are noted as unchecked: they are what a rollback must undo.
+   * worker before the step is applied, or by the coordinator itself when no other is ready. A mismatch goes
+   * to the referee (the coordinator's own computation): whoever differs from it lied, is evicted for the run,
+   * and the run goes back to before that worker's first unchecked node. Nodes not picked are noted as
+   * unchecked: they are what a rollback must undo.
    */
   private async spotCheckNodes(gather: StepGather, verification: Verification) {
     const { position } = gather;
@@ -636,20 +637,18 @@ export class Coordinator {
     for (const o of owners) if (!picked.includes(o)) this.anchors.unchecked(o.worker, position.step);
     for (const owner of picked) {
       const key = nodeKey(owner);
+      const original = gather.sumOf(key)!;
       const recheck = this.anotherReady(owner.worker)
         ? await this.recomputeNode(gather, owner, new Set([owner.worker]))
         : undefined;
-      if (!recheck) {
-        this.settings.hooks?.spotCheck?.('node', 'no_peer');
-        this.anchors.unchecked(owner.worker, position.step);
-        continue;
-      }
-      const original = gather.sumOf(key)!;
-      const [again] = recheck.nodeOwners();
-      const recomputed = recheck.reduceTo(owner);
+      const [again] = recheck?.nodeOwners() ?? [];
+      const recomputed = recheck?.reduceTo(owner);
       const same = (a: string, b: string) => this.backendOf(a) === this.backendOf(b);
-      if (compareNodes(original, recomputed, same(owner.worker, again.worker), original.samples).agree) {
-        this.settings.hooks?.spotCheck?.('node', 'match');
+      if (
+        recomputed &&
+        compareNodes(original, recomputed, same(owner.worker, again.worker), original.samples).agree
+      ) {
+        this.settings.hooks?.spotCheck?.('node', 'match', 'worker');
         continue;
       }
       const range = nodeRange(owner, gather.batch.microBatches);
@@ -661,8 +660,12 @@ export class Coordinator {
       const { liars, honest } = this.judge(
         'node',
         `node [${range.first}, ${range.end}) of step ${position.step}`,
-        { [owner.worker]: original, [again.worker]: recomputed },
-        [owner.worker, again.worker],
+        recomputed
+          ? [
+              [owner.worker, original],
+              [again.worker, recomputed],
+            ]
+          : [[owner.worker, original]],
         (result, exact) => compareNodes(result, truth, exact, original.samples),
         verification.referee.backend,
       );
@@ -671,8 +674,8 @@ export class Coordinator {
       if (liars.includes(owner.worker))
         gather.replace(
           key,
-          honest === again.worker ? recomputed : { ...truth, samples: original.samples },
-          honest ?? owner.worker,
+          recomputed && honest === again.worker ? recomputed : { ...truth, samples: original.samples },
+          honest ?? 'referee',
         );
     }
   }
@@ -689,32 +692,36 @@ export class Coordinator {
     );
     this.countChecks('chunk', owners.length, picked.length);
     const liars = new Set<string>();
-    for (const { chunk, worker } of picked) {
-      if (liars.has(worker)) continue;
-      const again = this.anotherReady(worker)
-        ? await this.recomputeChunk(gather, chunk, new Set([worker]))
-        : undefined;
-      if (!again) {
-        this.settings.hooks?.spotCheck?.('chunk', 'no_peer');
-        continue;
-      }
-      const original = gather.chunkResult(chunk);
-      if (
-        compareChunks(original, again.result, this.backendOf(worker) === this.backendOf(again.worker)).agree
-      ) {
-        this.settings.hooks?.spotCheck?.('chunk', 'match');
-        continue;
-      }
+    const refereeChunk = async (chunk: number): Promise<ChunkResult> => {
       const ref = await verification.referee.evaluation(
         this.evaluateRequest(gather, { first: chunk, end: chunk + 1 }),
         this.settings.state.weights,
       );
-      const truth = { predictions: ref.payload, lossSum: ref.message.lossSums[0] };
+      return { predictions: ref.payload, lossSum: ref.message.lossSums[0] };
+    };
+    for (const { chunk, worker } of picked) {
+      if (liars.has(worker)) continue;
+      const original = gather.chunkResult(chunk);
+      const again = this.anotherReady(worker)
+        ? await this.recomputeChunk(gather, chunk, new Set([worker]))
+        : undefined;
+      if (
+        again &&
+        compareChunks(original, again.result, this.backendOf(worker) === this.backendOf(again.worker)).agree
+      ) {
+        this.settings.hooks?.spotCheck?.('chunk', 'match', 'worker');
+        continue;
+      }
+      const truth = await refereeChunk(chunk);
       const judged = this.judge(
         'chunk',
         `test chunk ${chunk} of evaluation ${gather.round}`,
-        { [worker]: original, [again.worker]: again.result },
-        [worker, again.worker],
+        again
+          ? [
+              [worker, original],
+              [again.worker, again.result],
+            ]
+          : [[worker, original]],
         (result, exact) => compareChunks(result, truth, exact),
         verification.referee.backend,
       );
@@ -725,15 +732,8 @@ export class Coordinator {
     for (const { chunk, worker } of gather.chunkOwners()) {
       if (!liars.has(worker)) continue;
       const again = await this.recomputeChunk(gather, chunk, liars);
-      if (again) {
-        gather.replaceChunk(chunk, again.result, again.worker);
-        continue;
-      }
-      const ref = await verification.referee.evaluation(
-        this.evaluateRequest(gather, { first: chunk, end: chunk + 1 }),
-        this.settings.state.weights,
-      );
-      gather.replaceChunk(chunk, { predictions: ref.payload, lossSum: ref.message.lossSums[0] }, 'referee');
+      if (again) gather.replaceChunk(chunk, again.result, again.worker);
+      else gather.replaceChunk(chunk, await refereeChunk(chunk), 'referee');
     }
     await this.afterLiars([...liars]);
   }
@@ -751,34 +751,42 @@ export class Coordinator {
   }
 
   /**
-   * Two computations of one item differed: each is held against the referee's (`against`, exact where the
-   * backends are the same). Whoever differs lied and is evicted, the evidence in the log; returns the liars
-   * and the worker, if any, whose computation stands.
+   * An item's computations held against the referee's (`against`, exact where the backends are the same):
+   * the sender's and, when another worker recomputed it and differed, that worker's. Whoever differs lied and
+   * is evicted, the evidence in the log; returns the liars and the worker, if any, whose computation stands.
    */
   private judge<R>(
     item: 'node' | 'chunk',
     what: string,
-    results: Record<string, R>,
-    [sentBy, recomputedBy]: [string, string],
+    results: [worker: string, result: R][],
     against: (result: R, exact: boolean) => Comparison,
     refereeBackend: string,
   ): { liars: string[]; honest?: string } {
-    this.settings.hooks?.spotCheck?.(item, 'mismatch');
-    this.verificationTotals!.mismatches++;
-    const verdicts = [sentBy, recomputedBy].map((worker) => ({
+    const [[sentBy], recheck] = results;
+    const verdicts = results.map(([worker, result]) => ({
       worker,
-      verdict: against(results[worker], this.backendOf(worker) === refereeBackend),
+      verdict: against(result, this.backendOf(worker) === refereeBackend),
     }));
     const liars = verdicts.filter((v) => !v.verdict.agree);
-    if (liars.length === 0)
+    const mismatch = recheck !== undefined || liars.length > 0;
+    this.settings.hooks?.spotCheck?.(
+      item,
+      mismatch ? 'mismatch' : 'match',
+      recheck ? 'worker' : 'coordinator',
+    );
+    if (mismatch) this.verificationTotals!.mismatches++;
+    if (recheck && liars.length === 0)
       this.settings.log.warn(
-        { item, workers: [sentBy, recomputedBy] },
-        `${what}: ${sentBy} and ${recomputedBy} differ, but each is within the tolerance of the coordinator's own computation: kept`,
+        { item, workers: [sentBy, recheck[0]] },
+        `${what}: ${sentBy} and ${recheck[0]} differ, but each is within the tolerance of the coordinator's own computation: kept`,
       );
+    const provenance = recheck
+      ? `${sentBy} sent it, ${recheck[0]} recomputed it`
+      : `${sentBy} sent it; no other worker was ready to recompute it`;
     for (const { worker, verdict } of liars)
       this.evictLiar(
         worker,
-        `${what}: its result differs from the coordinator's own computation (${verdict.detail}); ${sentBy} sent it, ${recomputedBy} recomputed it`,
+        `${what}: its result differs from the coordinator's own computation (${verdict.detail}); ${provenance}`,
       );
     return { liars: liars.map((l) => l.worker), honest: verdicts.find((v) => v.verdict.agree)?.worker };
   }

@@ -42,12 +42,12 @@ export interface StepReport {
 export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
 type OutlierVerdict = (typeof OUTLIER_VERDICTS)[number];
 
-/**
- * A spot check (--verify-fraction): the recomputation matched; it differed (the referee then named the liar);
- * or no other worker was there to recompute it.
- */
-export const SPOT_CHECK_OUTCOMES = ['match', 'mismatch', 'no_peer'] as const;
+/** A spot check (--verify-fraction): the recomputation matched, or it differed (the referee then named the liar). */
+export const SPOT_CHECK_OUTCOMES = ['match', 'mismatch'] as const;
 type SpotCheckOutcome = (typeof SPOT_CHECK_OUTCOMES)[number];
+/** Who recomputed a spot-checked item: another worker, or the coordinator itself when no other was ready. */
+export const SPOT_CHECKERS = ['worker', 'coordinator'] as const;
+type SpotChecker = (typeof SPOT_CHECKERS)[number];
 export const SPOT_CHECK_ITEMS = ['node', 'chunk'] as const;
 type SpotCheckItem = (typeof SPOT_CHECK_ITEMS)[number];
 
@@ -95,8 +95,8 @@ export interface CoordinatorHooks {
   outlier?(verdict: OutlierVerdict, workerId: string): void;
   /** Items that went in this step or evaluation (nodes or test chunks): `checked` of them were recomputed. */
   verified?(item: SpotCheckItem, total: number, checked: number): void;
-  /** A spot check's outcome. */
-  spotCheck?(item: SpotCheckItem, outcome: SpotCheckOutcome): void;
+  /** A spot check's outcome, and who recomputed the item. */
+  spotCheck?(item: SpotCheckItem, outcome: SpotCheckOutcome, by: SpotChecker): void;
   /** A worker was caught lying and evicted for the run. */
   liarEvicted?(workerId: string): void;
   /** Shard reducers connected changed (sharded runs). */

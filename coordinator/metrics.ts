@@ -14,6 +14,7 @@ import {
   OUTLIER_VERDICTS,
   SPOT_CHECK_ITEMS,
   SPOT_CHECK_OUTCOMES,
+  SPOT_CHECKERS,
   type StepReport,
 } from './hooks.js';
 import type { ShardReport } from './shard-set.js';
@@ -209,8 +210,8 @@ export class CoordinatorMetrics {
   });
   private readonly spotChecks = new Counter({
     name: 'gradfleet_spot_checks_total',
-    help: 'Spot checks (--verify-fraction) by item and outcome: match, mismatch (the referee named the liar), no_peer (no other worker to recompute)',
-    labelNames: ['item', 'outcome'],
+    help: 'Spot checks (--verify-fraction) by item, outcome (match, or mismatch: the referee named the liar) and who recomputed it (another worker, or the coordinator when none was ready)',
+    labelNames: ['item', 'outcome', 'by'],
     registers: [this.r],
   });
   private readonly liarsEvicted = new Counter({
@@ -277,7 +278,8 @@ export class CoordinatorMetrics {
     for (const verdict of OUTLIER_VERDICTS) this.outliers.inc({ verdict }, 0);
     for (const item of SPOT_CHECK_ITEMS) {
       this.verifiable.inc({ item }, 0);
-      for (const outcome of SPOT_CHECK_OUTCOMES) this.spotChecks.inc({ item, outcome }, 0);
+      for (const outcome of SPOT_CHECK_OUTCOMES)
+        for (const by of SPOT_CHECKERS) this.spotChecks.inc({ item, outcome, by }, 0);
     }
     this.lastStep.set(nowSeconds());
     this.setBuildInfo();
@@ -325,7 +327,7 @@ export class CoordinatorMetrics {
       straggler: (worker, isStraggler) => this.workerStraggler.set({ worker }, isStraggler ? 1 : 0),
       outlier: (verdict) => this.outliers.inc({ verdict }),
       verified: (item, total) => this.verifiable.inc({ item }, total),
-      spotCheck: (item, outcome) => this.spotChecks.inc({ item, outcome }),
+      spotCheck: (item, outcome, by) => this.spotChecks.inc({ item, outcome, by }),
       liarEvicted: () => this.liarsEvicted.inc(),
       shardsConnected: (count) => this.shardsConnected.set(count),
       shardsReduced: (reports) => this.shardsReduced(reports),

@@ -32,8 +32,17 @@ const config = [
 
 const honest = runOnce(['train', ...config, '--workers', '2', '--backend', 'wasm', '--out', `${dir}/honest`]);
 
-/** A coordinator with `honestWorkers` honest workers and one liar; resolves with its summary and log. */
-async function hostileRun(name: string, liarFlags: string[], honestWorkers: number, extra: string[]) {
+/**
+ * A coordinator with `honestWorkers` honest workers and one liar; resolves with its summary and log. The
+ * honest ones start once the log shows `honestAfter`.
+ */
+async function hostileRun(
+  name: string,
+  liarFlags: string[],
+  honestWorkers: number,
+  extra: string[],
+  honestAfter = /worker liar joined/,
+) {
   const c = start([
     'coordinator',
     ...config,
@@ -47,8 +56,9 @@ async function hostileRun(name: string, liarFlags: string[], honestWorkers: numb
   const url = await listeningUrl(c);
   const worker = (id: string, ...flags: string[]) =>
     start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--data-dir', dir, ...flags]);
-  // The liar first, so that it is there from the first step.
+  // The liar in first, so that it has work from the first step even when a loaded machine starts it last.
   const liar = worker('liar', ...liarFlags);
+  await c.waitFor(honestAfter);
   for (let i = 1; i <= honestWorkers; i++) worker(`honest-${i}`);
   const summary = expectOk(await c.done);
   return { summary, log: c.log(), liar: await liar.done };
@@ -138,6 +148,20 @@ for (const honestWorkers of [1, 2]) {
     }, 180_000);
   });
 }
+
+describe('a liar alone', () => {
+  it('the coordinator recomputes what it picks, so the lone liar is caught; an honest newcomer finishes with the honest bits', async () => {
+    const run = await hostileRun(
+      'alone',
+      ['--fault-lie', 'flip-sign'],
+      1,
+      ['--min-workers', '1', '--verify-fraction', '0.5'],
+      /worker liar lied/,
+    );
+    expect(run.log).toMatch(/liar sent it; no other worker was ready to recompute it/);
+    await expectCaught(run);
+  }, 180_000);
+});
 
 describe('spot checks cost what they check', () => {
   it('the summary counts the nodes and chunks taken and recomputed; with no liar, the same bits', async () => {

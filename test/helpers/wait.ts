@@ -2,12 +2,19 @@
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
+/** Ports this process has handed out: the kernel may offer a just-closed port again, and two servers of one test given the same port fail to start. */
+const handedOut = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (;;) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise((resolve) => server.close(resolve));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export async function until<T>(
