@@ -4,24 +4,15 @@
  */
 import { type Command, Option } from 'commander';
 import type { Logger } from '../common/logger.js';
-import type { GpuAdapterInfo } from '../training/backends/adapters.js';
-import { BACKEND_CHOICES, announceBackend, selectBackend } from '../training/backends/select.js';
-import { DEFAULT_SYNTHETIC_MS, SYNTHETIC_BACKEND, SyntheticRunner } from '../training/backends/synthetic.js';
-import { ModelRunner } from '../training/step/model-runner.js';
-import type { RunnerFactory } from '../worker/compute.js';
+import { BACKEND_CHOICES } from '../training/backends/select.js';
+import { DEFAULT_SYNTHETIC_MS, SYNTHETIC_BACKEND } from '../training/backends/synthetic.js';
+import { type ComputeChoice, type ComputeFlags, announceCompute } from '../worker/compute-backend.js';
+import { ComputeThread } from '../worker/threaded-compute.js';
 import { nonNegativeInt, nonNegativeNumber, oneOf, positiveInt } from './options.js';
 
-const COMPUTE_CHOICES = [...BACKEND_CHOICES, SYNTHETIC_BACKEND] as const;
-export type ComputeChoice = (typeof COMPUTE_CHOICES)[number];
+export type { ComputeChoice, ComputeFlags } from '../worker/compute-backend.js';
 
-export interface ComputeFlags {
-  backend: ComputeChoice;
-  syntheticMs: number;
-  /** oneDNN threads of the native backend. */
-  threads?: number;
-  /** The webgpu backend's N-th hardware adapter. */
-  gpu?: number;
-}
+const COMPUTE_CHOICES: readonly ComputeChoice[] = [...BACKEND_CHOICES, SYNTHETIC_BACKEND];
 
 /** `whose`: how the help names the backend's owner ("workers' " for train's local workers). */
 export function addComputeOptions(cmd: Command, whose = ''): Command {
@@ -54,34 +45,22 @@ export function addComputeOptions(cmd: Command, whose = ''): Command {
     );
 }
 
-/** The chosen compute, ready to use: its name for the coordinator, and how to make its runner. */
-export async function computeOf(
-  flags: ComputeFlags,
-  log: Logger,
-): Promise<{
-  name: string;
-  adapter?: GpuAdapterInfo;
-  runnerFor: RunnerFactory;
-  /** Logs the backend line (as selectBackend does), for a host that chose with a quieter logger. */
-  announce: (log: Logger) => void;
-}> {
-  if (flags.backend === SYNTHETIC_BACKEND) {
-    log.info(
-      { backend: SYNTHETIC_BACKEND, synthetic_ms: flags.syntheticMs },
-      `compute backend: ${SYNTHETIC_BACKEND} (${flags.syntheticMs} ms per micro-batch; does not train)`,
-    );
-    return {
-      name: SYNTHETIC_BACKEND,
-      runnerFor: (model) => new SyntheticRunner(model, flags.syntheticMs),
-      announce: (log) => log.info({ backend: SYNTHETIC_BACKEND }, `compute backend: ${SYNTHETIC_BACKEND}`),
-    };
-  }
-  const backend = await selectBackend(flags.backend, log, { threads: flags.threads, gpu: flags.gpu });
+/**
+ * The chosen compute, ready to use, in a thread of its own (worker/threaded-compute.ts): its backend is
+ * chosen there and said on `log`; `announce` says it again on another logger, for a host that chose with a
+ * quieter one.
+ */
+export async function computeOf(flags: ComputeFlags, log: Logger) {
+  const thread = await ComputeThread.start(flags);
+  announceCompute(thread.info, log);
   return {
-    name: backend.name,
-    adapter: backend.adapter,
-    runnerFor: (model) => new ModelRunner(model),
-    announce: (log) => announceBackend(backend, log),
+    name: thread.info.name,
+    adapter: thread.info.adapter,
+    computeFor: thread.computeFor,
+    announce: (other: Logger) => announceCompute(thread.info, other),
+    /** tfjs's tensor bytes in the compute thread. */
+    memoryBytes: () => thread.memoryBytes,
+    close: () => thread.close(),
   };
 }
 

@@ -34,7 +34,42 @@ export interface ComputedNode {
  */
 export type RunnerFactory = (model: ModelSpec) => MicroBatchRunner;
 
-export class WorkerCompute {
+/** What a run's welcome fixes for its compute: the model, the seed, the batch geometry and the data. */
+export interface ComputeRun {
+  model: ModelSpec;
+  seed: number;
+  geometry: BatchGeometry;
+  train: Dataset;
+  test: Dataset;
+}
+
+/**
+ * What a worker computes with: WorkerCompute in its own thread, or its proxy to a compute thread
+ * (worker/threaded-compute.ts), which keeps the kernels off the thread that moves the bytes.
+ */
+export interface Compute {
+  readonly layoutSize: number;
+  setWeights(version: number, values: Float32Array): void;
+  contributions(
+    assign: MessageOf<'assign'>,
+    emit: (node: ComputedNode) => void,
+    cancelled?: () => boolean,
+  ): Promise<void>;
+  evaluate(
+    request: MessageOf<'evaluate'>,
+  ): Promise<{ message: MessageOf<'evaluation'>; payload: Float32Array }>;
+  dispose(): void;
+}
+
+export type ComputeFactory = (run: ComputeRun) => Compute;
+
+/** Compute in the caller's own thread. */
+export const inThisThread =
+  (runnerFor: RunnerFactory): ComputeFactory =>
+  ({ model, seed, geometry, train, test }) =>
+    new WorkerCompute(model, seed, geometry, train, test, runnerFor);
+
+export class WorkerCompute implements Compute {
   private readonly runner: MicroBatchRunner;
   private weights: { version: number; values: Float32Array } | undefined;
   private uploadedVersion = -1;
@@ -141,9 +176,15 @@ export class WorkerCompute {
         },
         payload: sum.values,
       });
-      // Sending encoded the node into a frame of its own: every leaf buffer is free again.
-      for (const leaf of leaves.values()) this.spare.push(leaf.values);
+      // Sending encoded the node into a frame of its own: every leaf buffer is free again. One handed to
+      // another thread (detached here) comes back through recycle.
+      for (const leaf of leaves.values()) if (leaf.values.length > 0) this.spare.push(leaf.values);
     }
+  }
+
+  /** A buffer of an emitted node, back from the thread that sent it: the next micro-batches fill it. */
+  recycle(buffer: Float32Array): void {
+    if (buffer.length === this.runner.layout.size) this.spare.push(buffer);
   }
 
   /**

@@ -27,7 +27,7 @@ import { type Dataset, fingerprint, loadDataset } from '../training/data/index.j
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
-import { type ComputedNode, type RunnerFactory, WorkerCompute } from './compute.js';
+import type { Compute, ComputeFactory, ComputedNode } from './compute.js';
 import { checkDataSpec } from './data-policy.js';
 import { type MemoryBudget, checkWelcomeFits, memoryBudget } from './memory-bounds.js';
 import { DatasetReceiver } from './dataset-receiver.js';
@@ -62,7 +62,8 @@ export interface WorkerOptions {
   backend: string;
   /** The GPU adapter it computes on (webgpu), told to the coordinator likewise. */
   adapter?: GpuAdapterInfo;
-  runnerFor: RunnerFactory;
+  /** Makes each run's compute (worker/threaded-compute.ts keeps it off this thread). */
+  computeFor: ComputeFactory;
   log: Logger;
   /** Prove this to the coordinator, and demand its proof back (protocol/auth.ts). */
   secret?: SharedSecret;
@@ -146,7 +147,7 @@ class Worker {
   private readonly rejections = new RejectionCounts();
   private readonly handshake: ClientHandshake;
   private welcome: MessageOf<'welcome'> | undefined;
-  private compute: WorkerCompute | undefined;
+  private compute: Compute | undefined;
   private readonly data: Partial<Record<Split, Dataset>> = {};
   private readonly receivers: Partial<Record<Split, DatasetReceiver>> = {};
   private steps = 0;
@@ -349,14 +350,13 @@ class Worker {
   private startCompute(w: MessageOf<'welcome'>): void {
     if (!this.data.train || !this.data.test || (this.shards && !this.shards.joined)) return;
     this.settings.interceptor?.trainingData?.(this.data.train);
-    const compute = new WorkerCompute(
-      getModel(w.model),
-      w.seed,
-      geometryOf(w, w.train.count),
-      this.data.train!,
-      this.data.test!,
-      this.settings.runnerFor,
-    );
+    const compute = this.settings.computeFor({
+      model: getModel(w.model),
+      seed: w.seed,
+      geometry: geometryOf(w, w.train.count),
+      train: this.data.train!,
+      test: this.data.test!,
+    });
     this.compute = compute;
     this.state = 'ready';
     this.channel.send({ type: 'ready', missing: [] });
@@ -376,10 +376,7 @@ class Worker {
   }
 
   /** Work for the model: queued behind what is in hand, and refused before there is a model. */
-  private whenReady(
-    message: CoordinatorMessage,
-    task: (compute: WorkerCompute) => void | Promise<void>,
-  ): void {
+  private whenReady(message: CoordinatorMessage, task: (compute: Compute) => void | Promise<void>): void {
     const compute = this.compute;
     if (!compute || (this.state !== 'ready' && this.state !== 'computing'))
       return this.channel.reject('unexpected_message', `${message.type} while ${this.state}`);
@@ -394,12 +391,12 @@ class Worker {
   }
 
   /** Held, and said so: the coordinator sends work for these weights only then (it times us from there). */
-  private onWeights(compute: WorkerCompute, message: MessageOf<'weights'>, payload: Float32Array): void {
+  private onWeights(compute: Compute, message: MessageOf<'weights'>, payload: Float32Array): void {
     compute.setWeights(message.version, payload);
     this.channel.send({ type: 'holding', version: message.version });
   }
 
-  private async onAssign(compute: WorkerCompute, assign: MessageOf<'assign'>): Promise<void> {
+  private async onAssign(compute: Compute, assign: MessageOf<'assign'>): Promise<void> {
     const { interceptor, observer } = this.settings;
     interceptor?.beforeAssignment(assign);
     let computeSeconds = 0;
@@ -430,7 +427,7 @@ class Worker {
     this.channel.send({ ...message, payloadValues: 0 });
   }
 
-  private async onEvaluate(compute: WorkerCompute, request: MessageOf<'evaluate'>): Promise<void> {
+  private async onEvaluate(compute: Compute, request: MessageOf<'evaluate'>): Promise<void> {
     const { message, payload } = await compute.evaluate(request);
     const labels = this.data.test?.labels;
     if (labels) this.settings.interceptor?.beforeEvaluation?.(request, payload, labels);

@@ -2,7 +2,6 @@
 import { adapterLabel } from '../../training/backends/adapters.js';
 import { availableParallelism, hostname } from 'node:os';
 import { Command, Option } from 'commander';
-import * as tf from '@tensorflow/tfjs-core';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import { backoff, connectWithRetry } from '../connect-retry.js';
@@ -169,7 +168,7 @@ export function workerCommand(): Command {
           backend: compute.name,
           adapter: compute.adapter ? adapterLabel(compute.adapter) : 'none',
         },
-        () => tf.memory().numBytes,
+        compute.memoryBytes,
       );
     const endpoint =
       metricsAt && metrics ? await serveMetrics(metrics.registry, { ...metricsAt, log }) : undefined;
@@ -194,7 +193,7 @@ export function workerCommand(): Command {
           workerId: flags.id,
           backend: compute.name,
           adapter: compute.adapter,
-          runnerFor: compute.runnerFor,
+          computeFor: compute.computeFor,
           announce: () => {
             if (announced) return;
             announced = true;
@@ -229,6 +228,7 @@ export function workerCommand(): Command {
       }
     } finally {
       await endpoint?.close();
+      await compute.close();
     }
   });
 }

@@ -15,6 +15,7 @@ import { decodeFrame } from '../../protocol/codec.js';
 import type { Message } from '../../protocol/messages.js';
 import { SyntheticRunner } from '../../training/backends/synthetic.js';
 import { DEFAULT_ADAM } from '../../training/optimizer/adam.js';
+import { inThisThread } from '../../worker/compute.js';
 import { type ComputeInterceptor, type WorkerOutcome, runWorker } from '../../worker/worker.js';
 import { runShard } from '../../shard/shard.js';
 import { type MemoryLink, MemoryListener } from './memory-link.js';
@@ -177,7 +178,7 @@ export async function inProcessRun(
           link,
           workerId: w.id,
           backend: 'synthetic',
-          runnerFor: (model) => new SyntheticRunner(model, 0),
+          computeFor: inThisThread((model) => new SyntheticRunner(model, 0)),
           log: quiet,
           interceptor: w.interceptor,
           connectShard,
