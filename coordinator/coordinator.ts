@@ -42,7 +42,7 @@ import {
   compareChunks,
   compareNodes,
 } from './spot-checks.js';
-import { type Anchor, TrustAnchors } from './trust-anchors.js';
+import { type Anchor, TrustAnchors, anchorOf } from './trust-anchors.js';
 import { splitRange, updateSpeed } from './sharding.js';
 import { addPhases, stepReport } from './step-report.js';
 import { StragglerReport, median } from './stragglers.js';
@@ -468,6 +468,9 @@ export class Coordinator {
     const gather = new StepGather(position, batch, this.geometry, this.reducer.nodePayloadSize);
     this.reducer.begin(gather);
     const startedAt = performance.now();
+    // What a step started again (a liar caught with no honest worker left) goes back to: its nodes are
+    // entered in the ledger as they arrive.
+    const ledgerBefore = this.settings.verification && this.ledger.copy();
     await this.runWork({
       kind: 'contribution',
       tracker: gather.tracker,
@@ -477,7 +480,8 @@ export class Coordinator {
     });
     if (this.settings.outlierFactor !== undefined)
       await this.recheckOutliers(gather, this.settings.outlierFactor);
-    if (this.settings.verification) await this.spotCheckNodes(gather, this.settings.verification);
+    if (this.settings.verification && ledgerBefore)
+      await this.spotCheckNodes(gather, this.settings.verification, ledgerBefore);
     const gatheredAt = performance.now();
     this.settings.hooks?.gathered?.(position);
     const update = await this.reducer.apply(gather, position, pool.ready());
@@ -627,7 +631,7 @@ export class Coordinator {
    * and the run goes back to before that worker's first unchecked node. Nodes not picked are noted as
    * unchecked: they are what a rollback must undo.
    */
-  private async spotCheckNodes(gather: StepGather, verification: Verification) {
+  private async spotCheckNodes(gather: StepGather, verification: Verification, ledgerBefore: SampleLedger) {
     const { position } = gather;
     const owners = gather.nodeOwners();
     const picked = owners.filter((o) =>
@@ -672,12 +676,25 @@ export class Coordinator {
       await this.afterLiars(liars);
       // Nothing of the liar's went in unchecked: only this node needs its honest version.
       if (liars.includes(owner.worker))
-        gather.replace(
-          key,
-          recomputed && honest === again.worker ? recomputed : { ...truth, samples: original.samples },
-          honest ?? 'referee',
-        );
+        if (recomputed && honest === again.worker) gather.replace(key, recomputed, honest);
+        else await this.replaceByAnother(gather, owner, liars, ledgerBefore);
     }
+  }
+
+  /**
+   * A liar's node that no honest worker has computed yet: another computes it now. With none left, the step
+   * starts again once workers are ready: the referee's own values would carry its backend's bits into a run
+   * its workers compute on another.
+   */
+  private async replaceByAnother(
+    gather: StepGather,
+    owner: TreeNode,
+    liars: string[],
+    ledgerBefore: SampleLedger,
+  ): Promise<void> {
+    const again = await this.recomputeNode(gather, owner, new Set(liars));
+    if (!again) throw new LiarCaught(liars, anchorOf(this.settings.state, ledgerBefore));
+    gather.replace(nodeKey(owner), again.reduceTo(owner), again.nodeOwners()[0].worker);
   }
 
   /**

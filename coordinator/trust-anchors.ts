@@ -22,6 +22,11 @@ function copyOf(state: RunState): RunState {
   return stateFromCheckpoint(structuredClone(meta), copies, `the state at step ${state.step}`);
 }
 
+/** A copy of the run as it stands: to go back to the start of the step in hand. */
+export function anchorOf(state: RunState, ledger: SampleLedger): Anchor {
+  return { state: copyOf(state), ledger: ledger.copy() };
+}
+
 export class TrustAnchors {
   private readonly anchors = new Map<number, Anchor>();
   /** Per worker: the step of its first node that was taken unchecked. */
