@@ -1,10 +1,15 @@
 /**
  * `gradfleet bench floor`: the least a sharded step (S = N) can spend moving its bytes on the
- * simulated cluster of `bench scale`, measured with plain TCP and nothing of gradfleet on the
- * path (no framing, decoding, reduce or Adam). Every worker machine sends each other one its
- * slice of the model twice a round (tree-node slices to the shards, then the shards' weights back);
- * the slowest machine's round is the floor, and synthetic compute ÷ (compute + floor) the highest
- * efficiency any design could reach on these links with this machine's cores.
+ * simulated cluster of `bench scale`. Each machine sends each other one its slice of the model twice a
+ * step (tree-node slices to the shards, then the shards' weights back): 2 (N − 1) slices out of every
+ * machine, one phase after the other, so no design that waits for a step's bytes before the next step
+ * needs less than the links' time for them (`link_only_ms`, the floor), and none that overlaps them with
+ * compute less than max(compute, link time).
+ *
+ * It also moves those bytes over plain TCP, nothing of gradfleet on the path (no framing, decoding, reduce
+ * or Adam), as a check of the simulated links and of what plain sockets reach on them: each machine sends
+ * to one peer at a time, in turns (round-robin, as an all-to-all exchange is scheduled), since N − 1 flows
+ * started at once into one shaped link overflow its queue and lose time to TCP's backoff.
  */
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -19,19 +24,30 @@ export interface FloorOptions {
   link: LinkShape;
   rounds: number;
   syntheticMs: number;
+  /** How plain TCP sends (floor-peer.ts): one peer at a time in turns (default), or to all at once. */
+  schedule?: FloorSchedule;
 }
+
+export const FLOOR_SCHEDULES = ['turns', 'parallel'] as const;
+export type FloorSchedule = (typeof FLOOR_SCHEDULES)[number];
 
 export interface FloorReport {
   workers: number;
   link_mbit: number;
+  schedule: FloorSchedule;
   slice_bytes: number;
   rounds: number;
-  /** Median over rounds of the slowest machine's round, ms. */
+  /** Plain TCP: median over rounds of the slowest machine's round, ms. */
   round_ms: number;
-  /** What the link alone needs: each machine sends (and receives) (N − 1) slices twice. */
+  /** The floor: what the link alone needs, each machine sending (and receiving) (N − 1) slices twice. */
   link_only_ms: number;
   synthetic_ms: number;
+  /** The most any design reaches that moves a step's bytes after its compute: c / (c + floor). */
   max_efficiency: number;
+  /** The most with the bytes moved during compute: c / max(c, floor). */
+  max_efficiency_overlapped: number;
+  /** What plain TCP reached, with no overlap: c / (c + round). */
+  tcp_efficiency: number;
 }
 
 const PEER_PORT = 7300;
@@ -47,7 +63,8 @@ export async function benchmarkFloor(settings: FloorOptions): Promise<FloorRepor
   const net = await SimNet.create(names, settings.link);
   try {
     const peers = names.map((n) => net.machine(n).address);
-    const config = JSON.stringify({ peers, port: PEER_PORT, sliceBytes, rounds: settings.rounds });
+    const schedule = settings.schedule ?? 'turns';
+    const config = JSON.stringify({ peers, port: PEER_PORT, sliceBytes, rounds: settings.rounds, schedule });
     const perPeer = await Promise.all(
       names.map(
         (name, i) =>
@@ -71,15 +88,19 @@ export async function benchmarkFloor(settings: FloorOptions): Promise<FloorRepor
       Array.from({ length: settings.rounds }, (_, r) => Math.max(...perPeer.map((t) => t[r]))),
     );
     const linkOnlyMs = (2 * (settings.workers - 1) * sliceBytes * 8) / (settings.link.mbit * 1e3);
+    const compute = settings.syntheticMs;
     return {
       workers: settings.workers,
       link_mbit: settings.link.mbit,
+      schedule,
       slice_bytes: sliceBytes,
       rounds: settings.rounds,
       round_ms: roundMs,
       link_only_ms: linkOnlyMs,
-      synthetic_ms: settings.syntheticMs,
-      max_efficiency: settings.syntheticMs / (settings.syntheticMs + roundMs),
+      synthetic_ms: compute,
+      max_efficiency: compute / (compute + linkOnlyMs),
+      max_efficiency_overlapped: compute / Math.max(compute, linkOnlyMs),
+      tcp_efficiency: compute / (compute + roundMs),
     };
   } finally {
     await net.destroy();

@@ -29,10 +29,13 @@ export type ToComputeThread =
   | { type: 'evaluate'; id: number; request: MessageOf<'evaluate'> }
   /** A contribution's buffer, sent back once its frame is encoded. */
   | { type: 'recycle'; buffer: Float32Array }
-  | { type: 'dispose'; run: number };
+  | { type: 'dispose'; run: number }
+  /** The end: the thread frees its backend and says `closed`. */
+  | { type: 'close' };
 
 export type FromComputeThread =
   | { type: 'ready'; info: ComputeInfo }
+  | { type: 'closed' }
   | { type: 'failed'; message: string; unavailable: boolean }
   | { type: 'node'; id: number; message: MessageOf<'contribution'>; payload: Float32Array }
   | { type: 'done'; id: number; memoryBytes: number }

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError } from '../training/backends/select.js';
+import { BackendUnavailableError, releaseBackend } from '../training/backends/select.js';
 import { getModel } from '../training/models/zoo.js';
 import { chooseCompute } from './compute-backend.js';
 import type { ComputeThreadData, FromComputeThread, ToComputeThread } from './compute-thread-messages.js';
@@ -39,7 +39,8 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
   let compute: WorkerCompute | undefined;
   let run = 0;
   let cancel = new Int32Array(new SharedArrayBuffer(4));
-  const memoryBytes = () => tf.memory().numBytes;
+  // The synthetic stand-in loads no tfjs backend, whose memory there is then none to ask.
+  const memoryBytes = () => (chosen.info.backend ? tf.memory().numBytes : 0);
   const failed = (id: number) => (err: Error) => post({ type: 'error', id, message: err.message });
   const running = (id: number): WorkerCompute => {
     if (!compute) throw new Error(`compute thread: task ${id} before a run started`);
@@ -84,6 +85,13 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
       }
       case 'recycle':
         return compute?.recycle(m.buffer);
+      case 'close':
+        // A WebGPU device must be destroyed before the thread goes, or it takes the process down with it.
+        compute?.dispose();
+        compute = undefined;
+        releaseBackend();
+        post({ type: 'closed' });
+        return;
       case 'dispose':
         // A run's end may be told after the next run started (the old session drains its queue first).
         if (m.run !== run) return;

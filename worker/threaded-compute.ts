@@ -22,12 +22,15 @@ interface Task {
 
 /** How often a share in progress looks at its `cancelled` (the thread stops at its next micro-batch). */
 const CANCEL_POLL_MS = 20;
+/** How long closing waits for the thread to free its backend before ending it regardless. */
+const CLOSE_GRACE_MS = 5_000;
 
 export class ComputeThread {
   private readonly tasks = new Map<number, Task>();
   private nextId = 0;
   private runs = 0;
   private dead: Error | undefined;
+  private closed: (() => void) | undefined;
   /** tfjs's tensor bytes in the thread, as of its last finished task. */
   memoryBytes = 0;
 
@@ -93,6 +96,8 @@ export class ComputeThread {
       case 'error':
         this.tasks.delete(m.id);
         return task?.reject(new Error(m.message));
+      case 'closed':
+        return this.closed?.();
       case 'ready':
       case 'failed':
         return;
@@ -108,7 +113,16 @@ export class ComputeThread {
     this.tasks.clear();
   }
 
+  /** Frees the thread's backend (within CLOSE_GRACE_MS), then ends the thread. */
   async close(): Promise<void> {
+    if (!this.dead) {
+      const freed = new Promise<void>((resolve) => {
+        this.closed = resolve;
+        setTimeout(resolve, CLOSE_GRACE_MS).unref();
+      });
+      this.post({ type: 'close' });
+      await freed;
+    }
     this.die(new Error('the compute thread was closed'));
     await this.thread.terminate();
   }
