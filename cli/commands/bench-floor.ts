@@ -75,10 +75,10 @@ export function floorCommand(): Command {
     .addOption(
       new Option(
         '--schedule <how>',
-        'how plain TCP sends: turns (one peer at a time, each slice acknowledged) or parallel (to every peer at once)',
+        'how plain TCP sends: parallel (to every peer at once) or turns (one peer at a time, each slice acknowledged)',
       )
         .argParser(oneOf(FLOOR_SCHEDULES))
-        .default('turns'),
+        .default('parallel'),
     )
     .option('--json', 'print the report as one JSON object')
     .action(async (flags: FloorFlags) => {

@@ -55,7 +55,7 @@ describe('bench floor', () => {
       expect(r.round_ms).toBeLessThan(40 * 25.97312);
       // The floor is the links' time: 20 / (20 + 25.973) after compute; overlapped, the links bound the step
       // (26 ms > 20 ms of compute); plain TCP's own round, after compute.
-      expect(r.schedule).toBe('turns');
+      expect(r.schedule).toBe('parallel');
       expect(r.max_efficiency).toBeCloseTo(20 / (20 + 25.97312), 6);
       expect(r.max_efficiency_overlapped).toBeCloseTo(20 / 25.97312, 6);
       expect(r.tcp_efficiency).toBeCloseTo(20 / (20 + r.round_ms), 6);
