@@ -3,6 +3,8 @@
  * (webgpu: the GPU buffers in use and allocated) stay flat; on native also the addon's own buffers
  * (none held between calls) and the process's RSS.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '../../training/kernels/native/addon.js';
@@ -16,10 +18,21 @@ import { ModelRunner } from '../../training/step/model-runner.js';
 import { randomArray, useBackend } from '../helpers/backends.js';
 
 /**
- * From step 30 to 100, RSS may drift by allocator and GC noise, not by a leak's per-step growth
- * (one mnist-cnn gradient alone is 14 MB). Native only: the wasm figures are the heap's.
+ * From step 30 to 100, RSS may drift by allocator noise, not by a leak's per-step growth (one mnist-cnn
+ * gradient alone is 14 MB). Native only: the wasm figures are the heap's.
  */
 const RSS_SLACK_BYTES = 24 * 1024 * 1024;
+
+/**
+ * RSS after a full collection: each step leaves ~42 MB of mnist-cnn garbage (weights and Adam's moments),
+ * and whether V8 had collected it when RSS is read made the figure swing by 60 MB.
+ */
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+const settledRss = () => {
+  collectGarbage();
+  return process.memoryUsage().rss;
+};
 
 describe.each([
   ['mnist-small', 16, 'wasm'],
@@ -61,12 +74,12 @@ describe.each([
       const c = await runner.contribution({ images, labels, count: batch }, step);
       ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, DEFAULT_ADAM));
       if (step === 9) afterWarmup = snapshot();
-      if (step === 29) rssAt30 = process.memoryUsage().rss;
+      if (step === 29) rssAt30 = settledRss();
     }
     expect(snapshot()).toEqual(afterWarmup);
     expect(afterWarmup!.addonBytes).toBe(0);
     if (backendName === 'webgpu') expect(afterWarmup!.gpu.allocated).toBeGreaterThan(0);
-    if (addon) expect(process.memoryUsage().rss - rssAt30).toBeLessThan(RSS_SLACK_BYTES);
+    if (addon) expect(settledRss() - rssAt30).toBeLessThan(RSS_SLACK_BYTES);
     runner.dispose();
     expect(tf.memory().numTensors).toBe(afterWarmup!.tensors - layout.entries.length);
   }, 120_000);
