@@ -20,8 +20,8 @@ export interface Finished {
 export interface Started {
   child: ChildProcess;
   done: Promise<Finished>;
-  /** Resolves with the first complete stderr line matching `pattern`. */
-  waitFor(pattern: RegExp): Promise<string>;
+  /** The first complete stderr line matching `pattern`; rejects with the log's tail after `timeoutMs` (150 s). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Its stderr so far. */
   log(): string;
 }
@@ -37,6 +37,9 @@ afterAll(() => {
 
 /** The lines written so far, less one still being written (a JSON line cut mid-way would not parse). */
 const completeLines = (text: string) => text.split('\n').slice(0, -1);
+
+/** Below the 180 s most cluster tests allow themselves, so that a stuck wait fails with its log. */
+const WAIT_FOR_MS = 150_000;
 
 export function start(args: string[], env: Record<string, string> = {}): Started {
   const child = spawn(process.execPath, [bin, ...args], {
@@ -74,14 +77,28 @@ export function start(args: string[], env: Record<string, string> = {}): Started
     child,
     done,
     log: () => stderr,
-    waitFor: (pattern) =>
+    waitFor: (pattern, timeoutMs = WAIT_FOR_MS) =>
       new Promise((resolve, reject) => {
         const line = completeLines(stderr).find((l) => pattern.test(l));
         if (line) return resolve(line);
-        watchers.push({ pattern, resolve });
-        child.on('close', () =>
-          reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`)),
+        // A wait that never ends says where it stuck, with the log, before the test's own timeout hides it.
+        const timer = setTimeout(
+          () =>
+            reject(new Error(`no ${pattern} logged within ${timeoutMs / 1000} s:\n${stderr.slice(-3000)}`)),
+          timeoutMs,
         );
+        timer.unref();
+        watchers.push({
+          pattern,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+        child.on('close', () => {
+          clearTimeout(timer);
+          reject(new Error(`process exited before logging ${pattern}:\n${stderr.slice(-3000)}`));
+        });
       }),
   };
 }
