@@ -20,6 +20,7 @@ import type { SessionKeys } from './sealing.js';
 import type { RejectionReason } from './errors.js';
 import type { Link, LinkHandlers } from './transport.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './codec.js';
+import { DEFAULT_RETRANSMIT, RetransmitTimeout } from './retransmit-timeout.js';
 
 const H = {
   ...CHUNK_HEADERS,
@@ -47,7 +48,10 @@ export interface NatsLinkOptions {
   maxFrameBytes?: number;
   heartbeatMs?: number;
   deadAfterMs?: number;
-  /** Unacknowledged frames are resent after this long (doubling per retry). */
+  /**
+   * The first retransmission timeout, before a round trip is measured; then it follows the measured round
+   * trips (retransmit-timeout.ts).
+   */
   retransmitMs?: number;
   /** Runs when the link ends (the worker closes its own connection here). */
   onEnd?: () => void;
@@ -69,7 +73,8 @@ export interface NatsLinkOptions {
 interface Unacked {
   frame: Uint8Array;
   sentAt: number;
-  retries: number;
+  /** Sent more than once: its ack times neither copy (Karn). */
+  resent: boolean;
 }
 
 export class NatsLink implements Link {
@@ -85,6 +90,9 @@ export class NatsLink implements Link {
   private readonly unacked = new Map<number, Unacked>();
   private sentSeq = 0;
   private lastSent = 0;
+  private readonly rto: RetransmitTimeout;
+  /** When an ack last acknowledged a frame not acknowledged before: the resend timer counts from there. */
+  private lastProgress = 0;
   private lastReceived = Date.now();
   private ackTimer: NodeJS.Timeout | undefined;
   private resumeAskedFor = -1;
@@ -104,6 +112,10 @@ export class NatsLink implements Link {
     this.source = settings.source;
     this.joinPass = settings.joinPass;
     this.reassembler = new Reassembler(0, settings.maxFrameBytes);
+    this.rto = new RetransmitTimeout({
+      ...DEFAULT_RETRANSMIT,
+      initialMs: settings.retransmitMs ?? DEFAULT_RETRANSMIT.initialMs,
+    });
     this.subscription = settings.nc.subscribe(settings.recvSubject, {
       callback: (err, msg) => {
         if (err) return this.finish(`subscription failed: ${err.message}`);
@@ -135,7 +147,7 @@ export class NatsLink implements Link {
   send(frame: Uint8Array, written?: () => void): void {
     if (this.closed || !this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
-    this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
+    this.unacked.set(seq, { frame, sentAt: Date.now(), resent: false });
     this.publishFrame(seq, frame);
     if (written) this.settings.nc.flush().then(written, () => {});
   }
@@ -149,7 +161,7 @@ export class NatsLink implements Link {
     if (!ref) return this.send(frame, written);
     if (!this.holdUnacked(frame)) return;
     const seq = ++this.sentSeq;
-    this.unacked.set(seq, { frame, sentAt: Date.now(), retries: 0 });
+    this.unacked.set(seq, { frame, sentAt: Date.now(), resent: false });
     this.control('ref', {
       [H.seq]: String(seq),
       [H.broadcastId]: ref.id,
@@ -298,6 +310,7 @@ export class NatsLink implements Link {
         this.dropAcked(acked);
         for (const [seq, u] of this.unacked) {
           u.sentAt = Date.now();
+          u.resent = true;
           this.publishFrame(seq, u.frame);
         }
         if (h.get(H.reason) === 'reply')
@@ -338,10 +351,13 @@ export class NatsLink implements Link {
   }
 
   private dropAcked(acked: number): void {
+    const now = Date.now();
     for (const [seq, u] of this.unacked) {
       if (seq > acked) break;
+      if (!u.resent) this.rto.sample(now - u.sentAt);
       this.unackedBytes -= u.frame.byteLength;
       this.unacked.delete(seq);
+      this.lastProgress = now;
     }
   }
 
@@ -356,17 +372,23 @@ export class NatsLink implements Link {
 
   private tick(): void {
     const now = Date.now();
-    const { heartbeatMs = 1000, deadAfterMs = 30_000, retransmitMs = 2000 } = this.settings;
+    const { heartbeatMs = 1000, deadAfterMs = 30_000 } = this.settings;
     if (now - this.lastReceived > deadAfterMs)
       return this.finish(`no message from ${this.peer} for ${(deadAfterMs / 1000).toFixed(0)} s`);
     if (now - this.lastSent >= heartbeatMs)
       this.control('ping', { [H.ack]: String(this.reassembler.delivered) });
+    // A frame is resent once the link has gone a timeout without progress since it was sent: while acks keep
+    // coming, the frames behind them are queued, not lost (a gap the peer sees, it asks for itself: resume).
+    const timeout = this.rto.ms;
+    let fired = false;
     for (const [seq, u] of this.unacked) {
-      if (now - u.sentAt < retransmitMs * 2 ** u.retries) continue;
-      u.retries = Math.min(u.retries + 1, 5);
+      if (now - Math.max(u.sentAt, this.lastProgress) < timeout) continue;
+      fired = true;
       u.sentAt = now;
+      u.resent = true;
       this.publishFrame(seq, u.frame);
     }
+    if (fired) this.rto.backoff();
   }
 
   private deliver(bytes: Uint8Array): void {

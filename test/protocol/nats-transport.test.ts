@@ -54,13 +54,15 @@ async function lossyPair(
   drop: (subject: string) => boolean,
   broadcast = false,
   dropFromReceiver: (subject: string) => boolean = () => false,
+  /** Every message of the receiver's (its acks) reaches the server this much later: a slow link. */
+  receiverDelayMs = 0,
 ) {
   const server = await startNats(name, [], {}, smallPayload);
   const nc = await connect({ servers: server.url });
   // What the sender put on the wire, by subject, and what it lost: proof that a loss and a resend happened.
   const sent = new Map<string, { messages: number; bytes: number }>();
   let dropped = 0;
-  const lossy = (conn: NatsConnection, lose: (subject: string) => boolean, count: boolean) => {
+  const lossy = (conn: NatsConnection, lose: (subject: string) => boolean, count: boolean, delayMs = 0) => {
     const publish = conn.publish.bind(conn);
     conn.publish = (subject, data, options) => {
       if (lose(subject)) {
@@ -69,7 +71,8 @@ async function lossyPair(
       }
       const s = sent.get(subject) ?? { messages: 0, bytes: 0 };
       if (count) sent.set(subject, { messages: s.messages + 1, bytes: s.bytes + (data?.byteLength ?? 0) });
-      publish(subject, data, options);
+      if (delayMs > 0) setTimeout(() => conn.isClosed() || publish(subject, data, options), delayMs);
+      else publish(subject, data, options);
     };
   };
   lossy(nc, drop, true);
@@ -83,7 +86,7 @@ async function lossyPair(
     broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined,
   });
   const receiverNc = await connect({ servers: server.url });
-  lossy(receiverNc, dropFromReceiver, false);
+  lossy(receiverNc, dropFromReceiver, false, receiverDelayMs);
   const receiver = new NatsLink({
     nc: receiverNc,
     sendSubject: 't.b',
@@ -201,6 +204,33 @@ describe('NATS transport', () => {
     expect(sent.get('t.a')!.bytes).toBeGreaterThanOrEqual(2 * 100_000); // resent whole, unacknowledged
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000]);
     expect(got.rejected).toContain('duplicate_chunk');
+    await pair.stop();
+  });
+
+  it('a slow link (acks 2.5 s late): one resend at the first guess, then the timeout has learnt the round trip and none', async () => {
+    const pair = await lossyPair(
+      'slow-acks',
+      () => false,
+      false,
+      () => false,
+      2500,
+    );
+    const { sender, got, sent } = pair;
+    const size = 50_000;
+    sender.send(frame(size));
+    await got.next(1);
+    // Past the first guess (2 s): frame 1 was resent once, and its ack (2.5 s) has come.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(sent.get('t.a')!.bytes).toBe(2 * size);
+    for (let i = 0; i < 3; i++) sender.send(frame(size));
+    await got.next(4);
+    // Their acks come 2.5 s after them: within the backed-off timeout (4 s), and they teach it the round trip.
+    await new Promise((r) => setTimeout(r, 3000));
+    sender.send(frame(size));
+    await got.next(5);
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(sent.get('t.a')!.bytes).toBe(6 * size);
+    expect(got.frames.map((f) => f.byteLength)).toEqual([size, size, size, size, size]);
     await pair.stop();
   });
 
