@@ -131,7 +131,7 @@ export interface ScaleRow {
   weights_sha256: string;
   /**
    * Frames the coordinator rejected over the whole run, by reason. Over NATS, duplicate_chunk counts
-   * chunks that arrived twice: resent because they were not acknowledged within 2 s (doubling).
+   * chunks that arrived twice: resent because no ack made progress within the link's retransmission timeout (protocol/retransmit-timeout.ts).
    */
   rejected_frames: Record<string, number>;
 }

@@ -139,7 +139,7 @@ function formatScaleReport(report: ScaleReport): string {
     "and the last step's tree nodes were all in and before their new weights went out, when nothing of the cluster is on the wire" +
     `${loud > 0 ? ` (${loud} of ${2 * allRows.length} reads came after the weights began to leave: those rows may be off by part of a weights frame)` : ''}.\n` +
     (nats
-      ? 'repeats = chunks that reached the coordinator twice over the whole run (a NATS link resends a frame not acknowledged within 2 s).\n'
+      ? 'repeats = chunks that reached the coordinator twice over the whole run (a NATS link resends a frame when no ack has made progress for its retransmission timeout, learnt from the round trips).\n'
       : '')
   );
 }
