@@ -52,7 +52,7 @@ export class TrustAnchors {
   }
 
   take(state: RunState, ledger: SampleLedger): void {
-    this.anchors.set(state.step, { state: copyOf(state), ledger: ledger.copy() });
+    this.anchors.set(state.step, anchorOf(state, ledger));
   }
 
   /** A node of `workerId`'s was taken at `step` without a check. */
@@ -68,7 +68,7 @@ export class TrustAnchors {
     const step = Math.max(...[...this.anchors.keys()].filter((s) => s <= first));
     const anchor = this.anchors.get(step);
     if (!anchor) throw new Error(`no copy of the run's state from before step ${first}`);
-    return { state: copyOf(anchor.state), ledger: anchor.ledger.copy() };
+    return anchorOf(anchor.state, anchor.ledger);
   }
 
   /**

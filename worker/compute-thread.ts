@@ -59,6 +59,8 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
         return compute?.setWeights(m.version, m.values);
       case 'assign': {
         const { id } = m;
+        // This run's flag: a share still running when the next run starts must not read the new one's.
+        const flag = cancel;
         return void Promise.resolve()
           .then(() =>
             running(id).contributions(
@@ -67,7 +69,7 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
                 const out = transferable(payload);
                 post({ type: 'node', id, message, payload: out }, [out.buffer as ArrayBuffer]);
               },
-              () => Atomics.load(cancel, 0) !== 0,
+              () => Atomics.load(flag, 0) !== 0,
             ),
           )
           .then(() => post({ type: 'done', id, memoryBytes: memoryBytes() }), failed(id));

@@ -48,7 +48,6 @@ export interface ComputeRun {
  * (worker/threaded-compute.ts), which keeps the kernels off the thread that moves the bytes.
  */
 export interface Compute {
-  readonly layoutSize: number;
   setWeights(version: number, values: Float32Array): void;
   contributions(
     assign: MessageOf<'assign'>,

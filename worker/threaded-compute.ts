@@ -130,7 +130,7 @@ export class ComputeThread {
 
 /** One run's compute, as the worker sees it; every call is a message to the thread. */
 class RemoteCompute implements Compute {
-  readonly layoutSize: number;
+  private readonly layoutSize: number;
   private readonly cancel = new Int32Array(new SharedArrayBuffer(4));
   private disposed = false;
 
