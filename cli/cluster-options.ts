@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { RefereeFactory } from '../coordinator/referee.js';
 import type { ClusterPolicy } from '../coordinator/launch.js';
 import { type AdmissionFlags, addAdmissionOptions, admissionLimitsOf } from './admission-options.js';
-import { nonNegativeInt, positiveInt, positiveNumber, share } from './options.js';
+import { nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from './options.js';
 import { type SecretFlags, addSecretOptions, secretOf } from './secret-options.js';
 import { UsageError } from '../common/errors.js';
 
@@ -20,6 +20,7 @@ export interface ClusterFlags extends SecretFlags, AdmissionFlags {
   outlierFactor?: number;
   verifyFraction: number;
   shards?: number;
+  bucketMb: number;
 }
 
 export function addClusterOptions(cmd: Command): Command {
@@ -60,6 +61,12 @@ export function addClusterOptions(cmd: Command): Command {
       nonNegativeInt,
     )
     .option(
+      '--bucket-mb <MB>',
+      "workers send each tree node's gradient in buckets of about MB megabytes (float32) as backward makes them final, so the bytes cross while backward goes on; the result is the same bits (0: each node whole, after its compute)",
+      nonNegativeNumber,
+      0,
+    )
+    .option(
       '--checkpoint-every <steps>',
       'checkpoint every N steps as well as after each epoch (0: epochs only)',
       nonNegativeInt,
@@ -90,7 +97,13 @@ export function clusterPolicyOf(f: ClusterFlags): ClusterPolicy {
     checkpointEvery: f.checkpointEvery,
     outlierFactor: f.outlierFactor,
     verifyFraction: f.verifyFraction,
+    bucketValues: bucketValuesOf(f.bucketMb),
   };
+}
+
+/** --bucket-mb in float32 values (at least one); 0 stays 0, whole nodes. */
+function bucketValuesOf(megabytes: number): number {
+  return megabytes === 0 ? 0 : Math.max(1, Math.round((megabytes * 2 ** 20) / 4));
 }
 
 /** The referee of --verify-fraction, loaded (with a compute backend) only when a run asks for spot checks. */

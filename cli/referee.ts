@@ -10,18 +10,20 @@ import { ModelRunner } from '../training/step/model-runner.js';
 import { WorkerCompute } from '../worker/compute.js';
 
 export function refereeFactory(log: Logger): RefereeFactory {
-  return async ({ model, seed, geometry, train, test }): Promise<Referee> => {
+  return async (run): Promise<Referee> => {
     const backend = await selectBackend('auto', log);
-    const compute = new WorkerCompute(model, seed, geometry, train, test, (m) => new ModelRunner(m));
+    // Whole nodes: the referee hands its node to the comparison at once.
+    const compute = new WorkerCompute({ ...run, bucketValues: 0 }, (m) => new ModelRunner(m));
     return {
       backend: backend.name,
       async contribution(assign, weights) {
         compute.setWeights(assign.weightsVersion, weights);
         const nodes: Awaited<ReturnType<Referee['contribution']>>[] = [];
         // The payload's buffer is recycled once emit returns: keep a copy.
-        await compute.contributions(assign, ({ message, payload }) =>
-          nodes.push({ message: { ...message }, payload: payload.slice() }),
-        );
+        await compute.contributions(assign, ({ message, payload }) => {
+          if (message.type === 'contribution')
+            nodes.push({ message: { ...message }, payload: payload.slice() });
+        });
         if (nodes.length !== 1)
           throw new Error(
             `the referee computed ${nodes.length} nodes for micro-batches [${assign.first}, ${assign.first + assign.count}), not one`,

@@ -64,6 +64,11 @@ export interface ClusterPolicy {
    * undefined or 0: off.
    */
   verifyFraction?: number;
+  /**
+   * --bucket-mb: values per gradient bucket, which workers send as backward makes them final instead of each
+   * node whole at its end; undefined or 0: whole nodes.
+   */
+  bucketValues?: number;
 }
 
 export type NewRunConfig = Omit<RunConfig, 'runId' | 'train' | 'test'> & { train: string; test: string };
@@ -358,6 +363,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     secret: launch.policy.secret,
     limits: launch.policy.limits,
     heartbeat: launch.policy.heartbeat,
+    nodeValues: launch.shards === undefined ? layout.size : 0,
     welcome: {
       type: 'welcome',
       runId: config.runId,
@@ -368,6 +374,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })),
       layoutSize: layout.size,
       wire: config.wire,
+      ...(launch.policy.bucketValues && { bucketValues: launch.policy.bucketValues }),
       train: { ...config.train, height: train.height, width: train.width },
       test: { ...config.test, height: test.height, width: test.width },
     },

@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
+import { BucketAssembly } from '../protocol/bucket-assembly.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import type { Channel, ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
@@ -60,6 +61,8 @@ export interface WorkerSession {
    * again).
    */
   streamed?: Set<Split>;
+  /** Its nodes' buckets (--bucket-mb), until each node's contribution closes them. */
+  readonly buckets: BucketAssembly;
 }
 
 export interface PoolEvents {
@@ -97,6 +100,8 @@ export interface WorkerPoolOptions {
   heartbeat: { intervalMs: number; timeoutMs: number };
   /** When repeated rejections get a worker evicted, and for how long (default DEFAULT_ABUSE_POLICY). */
   abuse?: AbusePolicy;
+  /** Values of each tree node that come here (the layout's size; 0 where shard reducers take them). */
+  nodeValues: number;
 }
 
 export class WorkerPool {
@@ -187,6 +192,7 @@ export class WorkerPool {
       weightsVersion: -1,
       holdsVersion: -1,
       idleSteps: 0,
+      buckets: new BucketAssembly(() => ({ offset: 0, size: this.options.nodeValues })),
     };
     this.sessions.set(session.id, session);
     channel.onRejected = (reason) => {
@@ -213,12 +219,18 @@ export class WorkerPool {
         this.readyWaiters.splice(0).forEach((wake) => wake());
         return this.events?.ready(session);
       case 'contribution':
+      case 'bucket':
       case 'evaluation':
         if (session.state !== 'ready')
           return session.channel.reject(
             'unexpected_message',
             `${message.type} from a worker that is not ready`,
           );
+        if (message.type === 'bucket') return session.buckets.take(session.channel, message, payload);
+        if (message.type === 'contribution' && message.buckets !== undefined) {
+          const node = session.buckets.close(message);
+          return this.events?.result(session, node.message, node.payload);
+        }
         return this.events?.result(session, message, payload);
       case 'holding':
         if (session.state !== 'ready' || message.version > session.weightsVersion) {

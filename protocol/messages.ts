@@ -91,6 +91,11 @@ const welcomeSchema = z.object({
   /** Dtype of tensor payloads in both directions (f32 unless the run chose fp16/bf16). */
   wire: z.enum(WIRE_DTYPES),
   /**
+   * --bucket-mb: a node's values go ahead in buckets of about this many values as backward makes them final,
+   * the node's contribution closing them. Absent: each node goes whole, once computed.
+   */
+  bucketValues: z.number().int().positive().optional(),
+  /**
    * Each side sends a heartbeat this often, and drops a peer it has not heard from in `heartbeatTimeoutMs`.
    */
   heartbeatMs: z.number().int().positive(),
@@ -154,6 +159,8 @@ const assignSchema = z.object({
 });
 
 const treeLevel = z.number().int().nonnegative().max(31);
+/** A node's values travel in at most this many buckets (a receiver keeps one range per bucket until the node closes). */
+const MAX_BUCKETS_PER_NODE = 4096;
 
 /**
  * One reduction-tree node of a step (see training/parallel/reduction-tree.ts); its sums in the
@@ -171,6 +178,24 @@ const contributionSchema = z.object({
   samples: z.number().int().positive(),
   computeSeconds: z.number().nonnegative().finite(),
   payloadValues: count,
+  /**
+   * The values came ahead in this many `bucket` frames (--bucket-mb), and this frame, with no payload, closes
+   * the node: the receiver takes the node as if its values had come here.
+   */
+  buckets: z.number().int().positive().max(MAX_BUCKETS_PER_NODE).optional(),
+});
+
+/**
+ * Values [offset, offset + payloadValues) of a tree node's sums, sent as soon as backward has made them final,
+ * before the node's `contribution` (which says how many buckets it had) closes it.
+ */
+const bucketSchema = z.object({
+  type: z.literal('bucket'),
+  step: count,
+  level: treeLevel,
+  index: count,
+  offset: count,
+  payloadValues: z.number().int().positive(),
 });
 
 /** Evaluate test chunks [first, first + count) of `chunkSize` samples each. */
@@ -353,6 +378,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   holdingSchema,
   assignSchema,
   contributionSchema,
+  bucketSchema,
   evaluateSchema,
   evaluationSchema,
   heartbeatSchema,
@@ -382,6 +408,7 @@ export const WORKER_MESSAGE_TYPES = [
   'ready',
   'holding',
   'contribution',
+  'bucket',
   'evaluation',
   'heartbeat',
   'error',

@@ -157,6 +157,7 @@ class Shard {
     this.pool = new SliceWorkers(peers, {
       welcome,
       log: this.settings.log,
+      slice: () => this.reducer?.slice ?? { offset: 0, size: 0 },
       events: {
         ready: (s) => this.sendWeights([s]),
         slice: (s, m, p) => this.onSlice(s, m, p),

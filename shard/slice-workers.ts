@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { unreachable } from '../common/exhaustive.js';
+import { BucketAssembly, type Span } from '../protocol/bucket-assembly.js';
 import type { Channel } from '../protocol/channel.js';
 import type { Frame } from '../protocol/codec.js';
 import type { CoordinatorMessage, MessageOf, PeerMessage } from '../protocol/messages.js';
@@ -27,6 +28,8 @@ export interface SliceWorker {
   /** The shard's end of the worker's link: it sends what the coordinator sends a worker. */
   readonly channel: Channel<PeerMessage, CoordinatorMessage>;
   state: 'welcomed' | 'ready' | 'gone';
+  /** Its nodes' buckets (--bucket-mb), until each node's contribution closes them. */
+  readonly buckets: BucketAssembly;
 }
 
 export interface SliceWorkerEvents {
@@ -43,7 +46,13 @@ export class SliceWorkers implements PeerRole<'worker'> {
 
   constructor(
     private readonly peers: PeerPool,
-    private readonly settings: { welcome: WelcomeMessage; log: Logger; events: SliceWorkerEvents },
+    private readonly settings: {
+      welcome: WelcomeMessage;
+      log: Logger;
+      events: SliceWorkerEvents;
+      /** The shard's slice (empty before it is assigned one): the part of each node's buckets it takes. */
+      slice: () => Span;
+    },
   ) {}
 
   /** Ready workers in the order they joined. */
@@ -60,7 +69,12 @@ export class SliceWorkers implements PeerRole<'worker'> {
       return { refuse: 'duplicate_worker', why: `a worker named ${hello.workerId} is already connected` };
     const room = this.peers.admission.admitWorker(this.sessions.size);
     if (!room.ok) return { refuse: room.reason, why: room.detail };
-    const worker: SliceWorker = { id: hello.workerId, channel, state: 'welcomed' };
+    const worker: SliceWorker = {
+      id: hello.workerId,
+      channel,
+      state: 'welcomed',
+      buckets: new BucketAssembly(this.settings.slice),
+    };
     this.sessions.set(worker.id, worker);
     const { welcome, log } = this.settings;
     channel.wire = welcome.wire;
@@ -85,6 +99,7 @@ export class SliceWorkers implements PeerRole<'worker'> {
         worker.state = 'ready';
         return events.ready(worker);
       case 'contribution':
+      case 'bucket':
       case 'evaluation':
         if (worker.state !== 'ready')
           return worker.channel.reject(
@@ -93,6 +108,11 @@ export class SliceWorkers implements PeerRole<'worker'> {
           );
         if (message.type === 'evaluation')
           return worker.channel.reject('unexpected_message', 'evaluations go to the coordinator');
+        if (message.type === 'bucket') return worker.buckets.take(worker.channel, message, payload);
+        if (message.buckets !== undefined) {
+          const node = worker.buckets.close(message);
+          return events.slice(worker, node.message, node.payload);
+        }
         return events.slice(worker, message, payload);
       case 'holding':
         return worker.channel.reject('unexpected_message', 'holding goes to the coordinator');

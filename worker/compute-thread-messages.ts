@@ -22,6 +22,7 @@ export type ToComputeThread =
       geometry: BatchGeometry;
       train: Dataset;
       test: Dataset;
+      bucketValues: number;
       cancel: SharedArrayBuffer;
     }
   | { type: 'weights'; version: number; values: Float32Array }
@@ -37,7 +38,13 @@ export type FromComputeThread =
   | { type: 'ready'; info: ComputeInfo }
   | { type: 'closed' }
   | { type: 'failed'; message: string; unavailable: boolean }
-  | { type: 'node'; id: number; message: MessageOf<'contribution'>; payload: Float32Array }
+  /** A node, or one of its buckets, computed for task `id`. */
+  | {
+      type: 'node';
+      id: number;
+      message: MessageOf<'contribution'> | MessageOf<'bucket'>;
+      payload: Float32Array;
+    }
   | { type: 'done'; id: number; memoryBytes: number }
   | {
       type: 'evaluation';

@@ -53,7 +53,7 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
         compute?.dispose();
         run = m.run;
         cancel = new Int32Array(m.cancel);
-        compute = new WorkerCompute(getModel(m.model), m.seed, m.geometry, m.train, m.test, chosen.runnerFor);
+        compute = new WorkerCompute({ ...m, model: getModel(m.model) }, chosen.runnerFor);
         return;
       case 'weights':
         return compute?.setWeights(m.version, m.values);

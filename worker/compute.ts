@@ -22,12 +22,25 @@ import {
 } from '../training/parallel/step-plan.js';
 import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
 import { type MicroBatchRunner, argmaxRows } from '../training/step/model-runner.js';
+import { BucketedNode } from './bucketed-node.js';
 
 export interface ComputedNode {
   message: MessageOf<'contribution'>;
   /** Valid during the `emit` call only: its buffer is recycled for the next micro-batches. */
   payload: Float32Array;
 }
+
+/**
+ * Part of a node's values, final before the node is (--bucket-mb); the node's own emit, with no payload and
+ * `buckets` set, closes them.
+ */
+export interface ComputedBucket {
+  message: MessageOf<'bucket'>;
+  /** Valid during the `emit` call only. */
+  payload: Float32Array;
+}
+
+export type ComputedOutput = ComputedNode | ComputedBucket;
 
 /**
  * Makes the runner a worker computes with, once it knows the run's model (tfjs, or the synthetic stand-in).
@@ -41,6 +54,8 @@ export interface ComputeRun {
   geometry: BatchGeometry;
   train: Dataset;
   test: Dataset;
+  /** --bucket-mb: values per bucket a node's values go ahead in as backward makes them final; 0: whole nodes. */
+  bucketValues: number;
 }
 
 /**
@@ -51,7 +66,7 @@ export interface Compute {
   setWeights(version: number, values: Float32Array): void;
   contributions(
     assign: MessageOf<'assign'>,
-    emit: (node: ComputedNode) => void,
+    emit: (out: ComputedOutput) => void,
     cancelled?: () => boolean,
   ): Promise<void>;
   evaluate(
@@ -65,8 +80,8 @@ export type ComputeFactory = (run: ComputeRun) => Compute;
 /** Compute in the caller's own thread. */
 export const inThisThread =
   (runnerFor: RunnerFactory): ComputeFactory =>
-  ({ model, seed, geometry, train, test }) =>
-    new WorkerCompute(model, seed, geometry, train, test, runnerFor);
+  (run) =>
+    new WorkerCompute(run, runnerFor);
 
 export class WorkerCompute implements Compute {
   private readonly runner: MicroBatchRunner;
@@ -78,15 +93,24 @@ export class WorkerCompute implements Compute {
   /** Leaf buffers whose node has been emitted, for the next micro-batches to fill. */
   private readonly spare: Float32Array[] = [];
 
-  constructor(
-    readonly model: ModelSpec,
-    private readonly seed: number,
-    private readonly geometry: BatchGeometry,
-    private readonly train: Dataset,
-    private readonly test: Dataset,
-    runnerFor: RunnerFactory,
-  ) {
-    this.runner = runnerFor(model);
+  readonly model: ModelSpec;
+  private readonly seed: number;
+  private readonly geometry: BatchGeometry;
+  private readonly train: Dataset;
+  private readonly test: Dataset;
+  private readonly bucketValues: number;
+
+  constructor(run: ComputeRun, runnerFor: RunnerFactory) {
+    ({
+      model: this.model,
+      seed: this.seed,
+      geometry: this.geometry,
+      train: this.train,
+      test: this.test,
+      bucketValues: this.bucketValues,
+    } = run);
+    const { geometry, train } = run;
+    this.runner = runnerFor(run.model);
     this.images = new Float32Array(geometry.microBatchSize * train.pixelsPerImage);
     this.labels = new Uint8Array(geometry.microBatchSize);
   }
@@ -125,7 +149,7 @@ export class WorkerCompute implements Compute {
    */
   async contributions(
     assign: MessageOf<'assign'>,
-    emit: (node: ComputedNode) => void,
+    emit: (out: ComputedOutput) => void,
     cancelled: () => boolean = () => false,
   ): Promise<void> {
     this.useWeights(assign.weightsVersion);
@@ -137,15 +161,35 @@ export class WorkerCompute implements Compute {
     const order = this.epochIndices(assign.epoch);
     const trainLabels = this.train.labels!;
     for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
+      const nodeId = { step: assign.step, level: node.level, index: node.index };
       let seconds = 0;
       const { first, end } = nodeRange(node, batch.microBatches);
       const leaves = new Map<string, NodeSum>();
+      let bucketed: BucketedNode | undefined;
+      let sum: NodeSum | undefined;
       for (let i = first; i < end; i++) {
         if (i > first) await yieldToEventLoop();
         if (cancelled()) return;
         const started = performance.now();
         const { start, end: stop } = microBatchRange(this.geometry, batch, i);
         const idx = order.subarray(start, stop);
+        // The node's values become final during its last micro-batch's backward: they can go from there.
+        if (i === end - 1 && this.bucketValues > 0)
+          bucketed = new BucketedNode(
+            node,
+            batch.microBatches,
+            leaves,
+            { index: i, count: idx.length },
+            this.runner.layout.size,
+            this.bucketValues,
+            (offset, payload) => {
+              if (!cancelled())
+                emit({
+                  message: { ...nodeId, type: 'bucket', offset, payloadValues: payload.length },
+                  payload,
+                });
+            },
+          );
         const c = await this.runner.contribution(
           {
             images: normalizeInto(this.train, idx, this.images),
@@ -154,26 +198,27 @@ export class WorkerCompute implements Compute {
           },
           dropoutSeed(this.seed, assign.step, i),
           this.spare.pop(),
+          bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
         );
-        leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
         seconds += (performance.now() - started) / 1000;
+        if (bucketed) sum = bucketed.finish(c.values, c);
+        else leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
       }
       // A runner may wait (synthetic): the session can have ended meanwhile.
       if (cancelled()) return;
-      const sum = reduceNodes(leaves, node, batch.microBatches);
+      sum ??= reduceNodes(leaves, node, batch.microBatches);
       emit({
         message: {
+          ...nodeId,
           type: 'contribution',
-          step: assign.step,
-          level: node.level,
-          index: node.index,
           lossSum: sum.lossSum,
           correct: sum.correct,
           samples: sum.samples,
           computeSeconds: seconds,
-          payloadValues: sum.values.length,
+          payloadValues: bucketed ? 0 : sum.values.length,
+          ...(bucketed && { buckets: bucketed.buckets }),
         },
-        payload: sum.values,
+        payload: bucketed ? new Float32Array(0) : sum.values,
       });
       // Sending encoded the node into a frame of its own: every leaf buffer is free again. One handed to
       // another thread (detached here) comes back through recycle.

@@ -120,6 +120,11 @@ export class ShardPeer {
     if (!this.closed) this.channel.send({ ...message, offset, payloadValues: values.length }, values);
   }
 
+  /** Part of a node's slice ahead of it (--bucket-mb). */
+  sendBucket(message: MessageOf<'bucket'>, values: Float32Array): void {
+    if (!this.closed) this.channel.send(message, values);
+  }
+
   close(reason: string): void {
     this.closed = true;
     clearInterval(this.heartbeat);

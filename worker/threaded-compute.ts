@@ -8,14 +8,14 @@ import { Worker } from 'node:worker_threads';
 import { BackendUnavailableError } from '../training/backends/select.js';
 import type { ComputeFlags, ComputeInfo } from './compute-backend.js';
 import type { ComputeThreadData, FromComputeThread, ToComputeThread } from './compute-thread-messages.js';
-import type { Compute, ComputeFactory, ComputeRun, ComputedNode } from './compute.js';
+import type { Compute, ComputeFactory, ComputeRun, ComputedOutput } from './compute.js';
 import type { MessageOf } from '../protocol/messages.js';
 import { paramLayout } from '../training/models/spec.js';
 
 type Evaluated = { message: MessageOf<'evaluation'>; payload: Float32Array };
 
 interface Task {
-  onNode?: (node: ComputedNode) => void;
+  onNode?: (out: ComputedOutput) => void;
   resolve: (value: Evaluated | undefined) => void;
   reject: (err: Error) => void;
 }
@@ -83,7 +83,7 @@ export class ComputeThread {
     const task = 'id' in m ? this.tasks.get(m.id) : undefined;
     switch (m.type) {
       case 'node':
-        task?.onNode?.({ message: m.message, payload: m.payload });
+        task?.onNode?.({ message: m.message, payload: m.payload } as ComputedOutput);
         return this.post({ type: 'recycle', buffer: m.payload }, [m.payload.buffer as ArrayBuffer]);
       case 'done':
         this.memoryBytes = m.memoryBytes;
@@ -137,11 +137,11 @@ class RemoteCompute implements Compute {
   constructor(
     private readonly thread: ComputeThread,
     private readonly run: number,
-    { model, seed, geometry, train, test }: ComputeRun,
+    { model, ...rest }: ComputeRun,
   ) {
     this.layoutSize = paramLayout(model).size;
     const cancel = this.cancel.buffer as SharedArrayBuffer;
-    thread.post({ type: 'start', run, model: model.name, seed, geometry, train, test, cancel });
+    thread.post({ type: 'start', run, model: model.name, ...rest, cancel });
   }
 
   setWeights(version: number, values: Float32Array): void {
@@ -154,7 +154,7 @@ class RemoteCompute implements Compute {
 
   async contributions(
     assign: MessageOf<'assign'>,
-    emit: (node: ComputedNode) => void,
+    emit: (out: ComputedOutput) => void,
     cancelled: () => boolean = () => false,
   ): Promise<void> {
     const stopIfCancelled = () => {

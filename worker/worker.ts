@@ -27,7 +27,7 @@ import { type Dataset, fingerprint, loadDataset } from '../training/data/index.j
 import { getModel } from '../training/models/zoo.js';
 import { paramLayout } from '../training/models/spec.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
-import type { Compute, ComputeFactory, ComputedNode } from './compute.js';
+import type { Compute, ComputeFactory, ComputedBucket, ComputedNode } from './compute.js';
 import { checkDataSpec } from './data-policy.js';
 import { type MemoryBudget, checkWelcomeFits, memoryBudget } from './memory-bounds.js';
 import { DatasetReceiver } from './dataset-receiver.js';
@@ -126,6 +126,8 @@ function localCopy(spec: string, expected: string, dataDirs: readonly string[], 
   return null;
 }
 
+const bucketKey = (m: { step: number; level: number; index: number }) => `${m.step}:${m.level}:${m.index}`;
+
 /** True when our build's flat layout of the model is the coordinator's, entry by entry. */
 function layoutAgrees(w: MessageOf<'welcome'>): boolean {
   const ours = paramLayout(getModel(w.model));
@@ -151,6 +153,8 @@ class Worker {
   private readonly data: Partial<Record<Split, Dataset>> = {};
   private readonly receivers: Partial<Record<Split, DatasetReceiver>> = {};
   private steps = 0;
+  /** Per node whose buckets are out: how many went to each receiver (a shard's index; 0: the coordinator). */
+  private readonly bucketsSent = new Map<string, number[]>();
   /** A sharded run's links to its shard reducers, in shard-map order, and the weights they send. */
   private shards:
     | { peers: Array<ShardPeer | undefined>; assembler: WeightsAssembler; joined: boolean }
@@ -356,6 +360,8 @@ class Worker {
       geometry: geometryOf(w, w.train.count),
       train: this.data.train!,
       test: this.data.test!,
+      // Injected faults act on whole nodes: a worker given them sends its nodes whole.
+      bucketValues: this.settings.interceptor ? 0 : (w.bucketValues ?? 0),
     });
     this.compute = compute;
     this.state = 'ready';
@@ -399,10 +405,14 @@ class Worker {
   private async onAssign(compute: Compute, assign: MessageOf<'assign'>): Promise<void> {
     const { interceptor, observer } = this.settings;
     interceptor?.beforeAssignment(assign);
+    // Nodes run one after another: any whose buckets went out without it (a share cut short) never closes.
+    this.bucketsSent.clear();
     let computeSeconds = 0;
     await compute.contributions(
       assign,
-      (node) => {
+      (out) => {
+        if (out.message.type === 'bucket') return this.sendBucket(out as ComputedBucket);
+        const node = out as ComputedNode;
         interceptor?.beforeSend(node);
         computeSeconds += node.message.computeSeconds;
         this.sendNode(node);
@@ -413,18 +423,50 @@ class Worker {
     this.steps++;
   }
 
-  /** To the coordinator, or (sharded) each shard its slice and the coordinator the sums' header alone. */
+  /**
+   * To the coordinator, or (sharded) each shard its slice and the coordinator the sums' header alone. A node
+   * whose values went ahead in buckets closes them: each receiver is told how many it was sent.
+   */
   private sendNode({ message, payload }: ComputedNode): void {
     const map = this.welcome?.shards;
-    if (!map || !this.shards) return this.channel.send(message, payload);
+    const key = bucketKey(message);
+    const sent = this.bucketsSent.get(key);
+    this.bucketsSent.delete(key);
+    const { buckets: _, ...header } = message;
+    const closing = (to: number) => (message.buckets === undefined ? {} : { buckets: sent?.[to] ?? 0 });
+    if (!map || !this.shards) return this.channel.send({ ...header, ...closing(0) }, payload);
     map.forEach((slice, k) =>
       this.shards!.peers[k]!.send(
-        message,
+        { ...header, ...closing(k) },
         slice.offset,
-        payload.subarray(slice.offset, slice.offset + slice.size),
+        message.buckets === undefined ? payload.subarray(slice.offset, slice.offset + slice.size) : payload,
       ),
     );
-    this.channel.send({ ...message, payloadValues: 0 });
+    this.channel.send({ ...header, payloadValues: 0 });
+  }
+
+  /** Values of a node ahead of it: to the coordinator, or to each shard whose slice they meet, that part. */
+  private sendBucket({ message, payload }: ComputedBucket): void {
+    const key = bucketKey(message);
+    const sent = this.bucketsSent.get(key) ?? [];
+    this.bucketsSent.set(key, sent);
+    const count = (to: number) => (sent[to] = (sent[to] ?? 0) + 1);
+    const map = this.welcome?.shards;
+    if (!map || !this.shards) {
+      count(0);
+      return this.channel.send(message, payload);
+    }
+    const end = message.offset + payload.length;
+    map.forEach((slice, k) => {
+      const from = Math.max(message.offset, slice.offset);
+      const to = Math.min(end, slice.offset + slice.size);
+      if (from >= to) return;
+      count(k);
+      this.shards!.peers[k]!.sendBucket(
+        { ...message, offset: from, payloadValues: to - from },
+        payload.subarray(from - message.offset, to - message.offset),
+      );
+    });
   }
 
   private async onEvaluate(compute: Compute, request: MessageOf<'evaluate'>): Promise<void> {

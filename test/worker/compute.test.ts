@@ -26,7 +26,10 @@ const geometry = { trainCount: 64, batchSize: 64, microBatchSize: 8 };
 beforeAll(() => useBackend('wasm'));
 
 function compute(): WorkerCompute {
-  const c = new WorkerCompute(model, 7, geometry, train, train, (m) => new ModelRunner(m));
+  const c = new WorkerCompute(
+    { model, seed: 7, geometry, train, test: train, bucketValues: 0 },
+    (m) => new ModelRunner(m),
+  );
   c.setWeights(0, initialWeights(model, 1));
   return c;
 }
@@ -108,7 +111,10 @@ describe('WorkerCompute on wasm (readConcatenated into recycled buffers)', () =>
       logits: (_images, count) => new Float32Array(count * model.classes),
       dispose: () => {},
     };
-    const c = new WorkerCompute(model, 7, geometry, train, train, () => busy);
+    const c = new WorkerCompute(
+      { model, seed: 7, geometry, train, test: train, bucketValues: 0 },
+      () => busy,
+    );
     c.setWeights(0, initialWeights(model, 1));
     let ticks = 0;
     const timer = setInterval(() => ticks++, 5);

@@ -29,6 +29,7 @@ const runOf = (model: string, microBatchSize = 16): ComputeRun => ({
   geometry: { trainCount: samples, batchSize: samples, microBatchSize },
   train: data,
   test: data,
+  bucketValues: 0,
 });
 
 const assign = (step: number, first: number, count: number): MessageOf<'assign'> => ({

@@ -20,6 +20,16 @@ export function registerFlatReader(tfBackend: string, reader: FlatReader): void 
   readers.set(tfBackend, reader);
 }
 
+/**
+ * One tensor's values into `into` (its length), at once: the backend's own reader, else a blocking readback.
+ * For a CPU backend, where data is ready as a kernel returns; ModelRunner reads gradients this way in the
+ * middle of backward.
+ */
+export function readIntoSync(tensor: tf.Tensor, into: Float32Array): void {
+  if (readers.get(tf.getBackend())?.([tensor], into) === into) return;
+  into.set(tensor.dataSync() as Float32Array);
+}
+
 /** The tensors' values end to end: the active backend's own reader where it has one, else concat + readback. */
 export async function readFlat(tensors: readonly tf.Tensor[], into?: Float32Array): Promise<Float32Array> {
   const fast = readers.get(tf.getBackend())?.(tensors, into);

@@ -1,6 +1,7 @@
 /**
  * `--backend synthetic`: a compute stand-in that does not train a model. Each micro-batch takes a
- * fixed wall time spent waiting (a timer, no CPU), then returns a pseudo-gradient with the model's
+ * fixed wall time spent waiting (a timer, no CPU; spread over its layers as synthetic-schedule.ts says,
+ * telling a worker that sends buckets when each layer's values are final), then returns a pseudo-gradient with the model's
  * real flat layout, seeded by (run seed, step, micro-batch) alone. So everything around compute
  * (sharding, the reduction tree, the wire, Adam, checkpoints, metrics) runs for real and still
  * gives the same weights_sha256 for any worker count, while a 2-core machine can stand in for a
@@ -12,7 +13,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ModelSpec, type ParamLayout, type ParamRole, paramLayout } from '../models/spec.js';
-import type { Contribution, MicroBatch, MicroBatchRunner } from '../step/model-runner.js';
+import type { Contribution, MicroBatch, MicroBatchRunner, ValuesFinal } from '../step/model-runner.js';
+import { FORWARD_SHARE, type SyntheticLayerTime, syntheticSchedule } from './synthetic-schedule.js';
 
 export const SYNTHETIC_BACKEND = 'synthetic';
 
@@ -64,6 +66,7 @@ export function fillSyntheticContribution(
 
 export class SyntheticRunner implements MicroBatchRunner {
   readonly layout: ParamLayout;
+  private readonly schedule: readonly SyntheticLayerTime[];
 
   /** `microBatchMs`: the wall time of each micro-batch, generation included (0: as fast as possible). */
   constructor(
@@ -73,6 +76,7 @@ export class SyntheticRunner implements MicroBatchRunner {
     if (!(microBatchMs >= 0 && Number.isFinite(microBatchMs)))
       throw new RangeError(`synthetic micro-batch time must be ≥ 0 ms, got ${microBatchMs}`);
     this.layout = paramLayout(model);
+    this.schedule = syntheticSchedule(model, this.layout, microBatchMs);
   }
 
   setWeights(weights: Float32Array): void {
@@ -82,9 +86,18 @@ export class SyntheticRunner implements MicroBatchRunner {
       );
   }
 
-  async contribution(batch: MicroBatch, seed: number, into?: Float32Array): Promise<Contribution> {
-    // The wait runs to a deadline, so the micro-batch takes microBatchMs whatever generating cost.
-    const deadline = performance.now() + this.microBatchMs;
+  async contribution(
+    batch: MicroBatch,
+    seed: number,
+    into?: Float32Array,
+    final?: ValuesFinal,
+  ): Promise<Contribution> {
+    // The waits run to deadlines, so the micro-batch takes microBatchMs whatever generating cost.
+    const started = performance.now();
+    const until = async (deadline: number) => {
+      const left = deadline - performance.now();
+      if (left > 0) await sleep(left);
+    };
     const values = fillSyntheticContribution(
       this.layout,
       seed,
@@ -92,8 +105,17 @@ export class SyntheticRunner implements MicroBatchRunner {
     );
     let correct = 0;
     for (let i = 0; i < batch.count; i++) if (batch.labels[i] === 0) correct++;
-    const left = deadline - performance.now();
-    if (left > 0) await sleep(left);
+    if (final) {
+      // Backward, last layer first: each layer's values are final as its share of the time ends.
+      let at = started + this.microBatchMs * FORWARD_SHARE;
+      for (const layer of this.schedule.toReversed()) {
+        at += layer.backwardMs;
+        if (layer.from === layer.to) continue;
+        await until(at);
+        final(values, layer.from, layer.to);
+      }
+    }
+    await until(started + this.microBatchMs);
     return { values, loss: Math.log(this.model.classes), correct, count: batch.count };
   }
 

@@ -129,18 +129,23 @@ export function paramLayout(model: ModelSpec): ParamLayout {
   return { entries, size: offset, trainableSize };
 }
 
-/** Forward-pass multiply-adds ×2 per sample, for the benchmark's GFLOP/s figures. */
-export function forwardFlopsPerSample(model: ModelSpec): number {
+/**
+ * Each layer's forward-pass multiply-adds ×2 per sample: convolutions and dense layers; the element-wise
+ * layers (BatchNorm, pooling, dropout) count 0, being a few per value against hundreds.
+ */
+export function layerFlopsPerSample(model: ModelSpec): number[] {
   const outShapes = layerOutputShapes(model);
-  let flops = 0;
-  model.layers.forEach((layer, i) => {
+  return model.layers.map((layer, i) => {
     const inShape = i === 0 ? [...model.inputShape] : outShapes[i - 1];
     const out = outShapes[i];
-    if (layer.kind === 'conv2d') {
-      flops += 2 * out[0] * out[1] * out[2] * layer.kernelSize * layer.kernelSize * inShape[2];
-    } else if (layer.kind === 'dense') {
-      flops += 2 * inShape[0] * layer.units;
-    }
+    if (layer.kind === 'conv2d')
+      return 2 * out[0] * out[1] * out[2] * layer.kernelSize * layer.kernelSize * inShape[2];
+    if (layer.kind === 'dense') return 2 * inShape[0] * layer.units;
+    return 0;
   });
-  return flops;
+}
+
+/** Forward-pass multiply-adds ×2 per sample, for the benchmark's GFLOP/s figures. */
+export function forwardFlopsPerSample(model: ModelSpec): number {
+  return layerFlopsPerSample(model).reduce((a, b) => a + b, 0);
 }

@@ -111,6 +111,36 @@ export function reduceNodes(
   return visit(target);
 }
 
+/**
+ * reduceNodes over values [from, to) alone, into the same buffers: each element gets the operations, in the
+ * order, that the whole reduce gives it, so reducing a node range by range (as backward makes the ranges
+ * final) gives the whole reduce's bits. Returns the sum's values there; the sums of loss, correct and
+ * samples come from reduceScalars, once.
+ */
+export function reduceRange(
+  supplied: ReadonlyMap<string, NodeSum>,
+  target: TreeNode,
+  microBatches: number,
+  from: number,
+  to: number,
+): Float32Array {
+  const views = new Map(
+    [...supplied].map(([key, sum]) => [key, { ...sum, values: sum.values.subarray(from, to) }]),
+  );
+  return reduceNodes(views, target, microBatches).values;
+}
+
+/** reduceNodes' loss, correct and samples (in its order, so the same bits), leaving every value alone. */
+export function reduceScalars(
+  supplied: ReadonlyMap<string, NodeSum>,
+  target: TreeNode,
+  microBatches: number,
+): NodeSum {
+  const none = new Float32Array(0);
+  const bare = new Map([...supplied].map(([key, sum]) => [key, { ...sum, values: none }]));
+  return reduceNodes(bare, target, microBatches);
+}
+
 /** The step's average: root sums divided by the number of samples, per element in float32. */
 export function averageOf(root: NodeSum): { values: Float32Array; loss: number; accuracy: number } {
   const values = root.values;

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { readFlat } from '../backends/read-flat.js';
 import { forward } from '../models/forward.js';
 import { type ModelSpec, type ParamLayout, paramLayout } from '../models/spec.js';
+import { LayerGradients } from './layer-gradients.js';
 
 export interface MicroBatch {
   /** count × H × W × 1 normalised pixels. */
@@ -29,6 +30,13 @@ export interface Contribution {
 }
 
 /**
+ * Told by a runner whose backward goes layer by layer: values [from, to) of the contribution it is filling
+ * (`values`) are final. Ranges come last layers first, each ending where the one before began; what is never
+ * told is final when the contribution returns.
+ */
+export type ValuesFinal = (values: Float32Array, from: number, to: number) => void;
+
+/**
  * What computes micro-batches for a worker: the tfjs model (ModelRunner) or a stand-in
  * (backends/synthetic.ts). Everything above it (the reduction tree, the wire) is the same for both.
  */
@@ -41,7 +49,12 @@ export interface MicroBatchRunner {
    * buffer of layout.size the caller no longer needs, which the runner may fill and return as
    * `values` instead of allocating (14 MB per mnist-cnn micro-batch, and the collections they cost).
    */
-  contribution(batch: MicroBatch, seed: number, into?: Float32Array): Contribution | Promise<Contribution>;
+  contribution(
+    batch: MicroBatch,
+    seed: number,
+    into?: Float32Array,
+    final?: ValuesFinal,
+  ): Contribution | Promise<Contribution>;
   /** Inference-mode logits, count × classes. */
   logits(images: Float32Array, count: number): Float32Array | Promise<Float32Array>;
   dispose(): void;
@@ -90,7 +103,12 @@ export class ModelRunner implements MicroBatchRunner {
    * with the logits. A GPU backend pays a host round trip per readback, so none happen per tensor
    * (backends with a faster way, the wasm family's copy out of its heap, supply it: backends/read-flat.ts).
    */
-  async contribution(batch: MicroBatch, dropoutSeed: number, into?: Float32Array): Promise<Contribution> {
+  async contribution(
+    batch: MicroBatch,
+    dropoutSeed: number,
+    into?: Float32Array,
+    final?: ValuesFinal,
+  ): Promise<Contribution> {
     this.requireWeights();
     const { count, labels } = batch;
     if (labels.length !== count) throw new Error(`micro-batch: ${count} images but ${labels.length} labels`);
@@ -104,16 +122,30 @@ export class ModelRunner implements MicroBatchRunner {
       kept.push(tf.keep(t));
       return t;
     };
+    // Layer by layer where a gradient can be read at once (a GPU's readback would stall its queue each time).
+    const layerwise =
+      final && tf.getBackend() !== 'webgpu'
+        ? new LayerGradients(
+            this.layout,
+            into?.length === this.layout.size ? into : new Float32Array(this.layout.size),
+            final,
+            () => stats,
+          )
+        : undefined;
+    let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
     try {
       const { parts, summary } = tf.tidy(() => {
-        let stats = new Map<number, { mean: tf.Tensor1D; variance: tf.Tensor1D }>();
         let logits: tf.Tensor2D | undefined;
         const x = this.inputTensor(batch.images, count);
         const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), this.model.classes);
         const lossOf = (...trainable: tf.Tensor[]): tf.Scalar => {
           const params = [...this.params];
           this.trainable.forEach((p, i) => (params[p] = trainable[i]));
-          const out = forward(this.model, this.layout, params, x, { training: true, dropoutSeed });
+          const out = forward(this.model, this.layout, params, x, {
+            training: true,
+            dropoutSeed,
+            param: layerwise?.watch,
+          });
           logits = keep(out.logits);
           for (const s of out.batchStats.values()) {
             keep(s.mean);
@@ -134,8 +166,10 @@ export class ModelRunner implements MicroBatchRunner {
         return { parts, summary: tf.concat([value.reshape([1]), logits!.reshape([-1])]) as tf.Tensor1D };
       });
       try {
+        if (layerwise && !layerwise.complete)
+          throw new Error(`internal: backward did not reach every layer of ${this.model.name}`);
         const [values, head] = await Promise.all([
-          readFlat(parts, into),
+          layerwise?.values ?? readFlat(parts, into),
           summary.data() as Promise<Float32Array>,
         ]);
         return {
