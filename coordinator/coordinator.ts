@@ -506,6 +506,7 @@ export class Coordinator {
       startedAt,
       gatheredAt,
       workerSpeeds,
+      nodeValues: state.weights.length,
     });
     addPhases(this.phases, report);
     this.settings.hooks?.step?.(report);
@@ -519,6 +520,8 @@ export class Coordinator {
     message: MessageOf<'contribution'>,
     payload: Float32Array,
   ): Verdict {
+    // Its buckets' arrivals: the worker pool closed them into this node just now, in this same call.
+    if (message.bucketsSent) gather.noteBuckets(session.id, message, session.buckets.lastArrivals);
     return this.recorded(gather, this.reducer.admit(gather, session, message, payload));
   }
 

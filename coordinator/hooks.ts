@@ -37,6 +37,25 @@ export interface StepReport {
   workerSpeeds: Map<string, number>;
   /** The averaged gradient's norm before --max-grad-norm scaled it down (undefined: not clipped). */
   clippedFrom?: number;
+  /**
+   * Gradient values the workers handed to their links while backward still ran (buckets, --bucket-mb) and
+   * after it had ended (the last bucket, and every node sent whole).
+   */
+  gradientValues: { duringBackward: number; afterBackward: number };
+  /** Per node that came in buckets: when each went and, where the coordinator took them, came (ms). */
+  buckets: NodeBucketTimes[];
+}
+
+export interface NodeBucketTimes {
+  worker: string;
+  /** `level:index` of the tree node. */
+  node: string;
+  compute_ms: number;
+  /** Per bucket: its values, and when it went, in ms after the node's compute began (the worker's clock). */
+  values: number[];
+  sent_ms: number[];
+  /** When each arrived, in ms after the step's work went out (the coordinator's clock); [] when shards took them. */
+  arrived_ms: number[];
 }
 
 export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;

@@ -196,6 +196,12 @@ export class CoordinatorMetrics {
     help: 'Steps whose averaged gradient --max-grad-norm scaled down',
     registers: [this.r],
   });
+  private readonly gradientValues = new Counter({
+    name: 'gradfleet_gradient_values_total',
+    help: 'Gradient values workers handed to their links while backward still ran (sent="during_backward": buckets, --bucket-mb) or after it ended (sent="after_backward")',
+    labelNames: ['sent'] as const,
+    registers: [this.r],
+  });
   private readonly outliers = new Counter({
     name: 'gradfleet_outlier_nodes_total',
     help: 'Tree nodes --outlier-factor flagged, by verdict: confirmed by a recomputation, rejected (the sender named in the log), or unverified (no other worker)',
@@ -384,6 +390,8 @@ export class CoordinatorMetrics {
     this.learningRate.set(r.learningRate);
     this.gradNorm.set(r.gradientNorm());
     if (r.clippedFrom !== undefined) this.clippedSteps.inc();
+    this.gradientValues.inc({ sent: 'during_backward' }, r.gradientValues.duringBackward);
+    this.gradientValues.inc({ sent: 'after_backward' }, r.gradientValues.afterBackward);
     this.samplesPerSecond.set(r.samples / Math.max(1e-9, r.seconds.total));
     this.stepDuration.observe(r.seconds.total);
     for (const phase of PHASES) this.phase.observe({ phase }, r.seconds[phase]);

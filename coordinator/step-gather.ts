@@ -33,7 +33,20 @@ export type Refusal = Extract<Verdict, { ok: false }>;
 
 export { MAX_NODE_ABS } from '../training/parallel/node-values.js';
 
+/** A node that came in buckets: who sent it, its compute, and when each bucket went (and, here, came). */
+export interface BucketedArrival {
+  worker: string;
+  node: TreeNode;
+  computeMs: number;
+  /** Each bucket as the worker sent it: its values, and ms after the node's compute began (its clock). */
+  sent: readonly { values: number; ms: number }[];
+  /** When (performance.now()) each bucket arrived here; empty where shard reducers took them. */
+  arrived: readonly number[];
+}
+
 export class StepGather {
+  /** The step's nodes that came in buckets (--bucket-mb), as they arrived. */
+  readonly bucketed: BucketedArrival[] = [];
   readonly tracker: WorkTracker;
   private readonly nodes = new Map<string, NodeSum>();
   /** Per worker: seconds of compute it reported for this step. */
@@ -135,6 +148,18 @@ export class StepGather {
         this.tracker.revoke(workerId, range),
       );
     return null;
+  }
+
+  /** Notes when a node's buckets went and came, taken or not: their bytes crossed either way. */
+  noteBuckets(worker: string, message: MessageOf<'contribution'>, arrived: readonly number[]): void {
+    if (!message.bucketsSent) return;
+    this.bucketed.push({
+      worker,
+      node: { level: message.level, index: message.index },
+      computeMs: message.computeSeconds * 1000,
+      sent: message.bucketsSent,
+      arrived,
+    });
   }
 
   /** Gives a node's range back to be assigned again (its slices were refused by a shard reducer). */

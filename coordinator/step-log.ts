@@ -4,7 +4,7 @@
  * has ended, with what it took, phase by phase. A benchmark that watches the coordinator from
  * outside (bench scale) reads them to sample the network at known, quiet points of known steps.
  */
-import type { StepReport } from './hooks.js';
+import type { NodeBucketTimes, StepReport } from './hooks.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
 
 export const STEP_GATHERED_MSG = 'step gathered';
@@ -17,6 +17,8 @@ export interface StepDoneFields {
   seconds: StepReport['seconds'];
   /** The slowest worker's reported compute, in seconds (0 when none reported). */
   compute_s: number;
+  /** Nodes that came in buckets (--bucket-mb): when each bucket went and came. */
+  buckets?: NodeBucketTimes[];
 }
 
 export const stepGatheredFields = (position: StepPosition): { step: number } => ({ step: position.step });
@@ -26,6 +28,7 @@ export function stepDoneFields(report: StepReport): StepDoneFields {
     step: report.position.step,
     seconds: report.seconds,
     compute_s: Math.max(0, ...report.computeSeconds.values()),
+    ...(report.buckets.length > 0 && { buckets: report.buckets }),
   };
 }
 

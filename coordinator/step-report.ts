@@ -1,7 +1,8 @@
 /** A finished step's report for the hooks, and the run's per-phase totals: pure bookkeeping. */
 import type { StepPosition } from '../training/parallel/step-plan.js';
 import type { StepUpdate } from './gradient-reducer.js';
-import type { PhaseTotals, StepReport } from './hooks.js';
+import { nodeKey } from '../training/parallel/reduction-tree.js';
+import type { NodeBucketTimes, PhaseTotals, StepReport } from './hooks.js';
 import type { StepGather } from './step-gather.js';
 
 export interface StepFacts {
@@ -15,6 +16,30 @@ export interface StepFacts {
   gatheredAt: number;
   /** Per ready worker: micro-batches per second, as sharding sees it. */
   workerSpeeds: Map<string, number>;
+  /** Values in each tree node (the layout's size). */
+  nodeValues: number;
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** Values sent during and after backward: a bucket counts as during when it went before its node's compute ended. */
+function gradientValues(gather: StepGather, nodeValues: number): StepReport['gradientValues'] {
+  let duringBackward = 0;
+  for (const b of gather.bucketed)
+    for (const { values, ms } of b.sent) if (ms < b.computeMs) duringBackward += values;
+  const nodes = gather.nodeOwners().length;
+  return { duringBackward, afterBackward: Math.max(0, nodes * nodeValues - duringBackward) };
+}
+
+function bucketTimes(gather: StepGather, startedAt: number): NodeBucketTimes[] {
+  return gather.bucketed.map((b) => ({
+    worker: b.worker,
+    node: nodeKey(b.node),
+    compute_ms: round(b.computeMs),
+    values: b.sent.map((s) => s.values),
+    sent_ms: b.sent.map((s) => round(s.ms)),
+    arrived_ms: b.arrived.map((at) => round(at - startedAt)),
+  }));
 }
 
 export function stepReport(f: StepFacts): StepReport {
@@ -41,6 +66,8 @@ export function stepReport(f: StepFacts): StepReport {
     workerMicroBatches: gather.microBatchesBy,
     workerSpeeds: f.workerSpeeds,
     clippedFrom: update.clippedFrom,
+    gradientValues: gradientValues(gather, f.nodeValues),
+    buckets: bucketTimes(gather, f.startedAt),
   };
 }
 

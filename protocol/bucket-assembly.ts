@@ -25,6 +25,8 @@ interface OpenNode {
   values: Float32Array;
   /** [from, to) of each bucket taken, relative to the span. */
   ranges: [number, number][];
+  /** When each arrived (performance.now()). */
+  arrivals: number[];
 }
 
 export type BucketVerdict = { ok: true } | { ok: false; detail: string };
@@ -33,6 +35,11 @@ const keyOf = (m: { step: number; level: number; index: number }) => `${m.step}:
 
 export class BucketAssembly {
   private readonly open = new Map<string, OpenNode>();
+  /**
+   * When the buckets of the node closed last arrived (performance.now()), in arrival order: read by whoever
+   * takes that node, during the same call.
+   */
+  lastArrivals: readonly number[] = [];
 
   /** `span()`: asked at each node's first bucket (a sharded coordinator's span is empty: it takes none). */
   constructor(private readonly span: () => Span) {}
@@ -64,7 +71,7 @@ export class BucketAssembly {
       for (const [k, n] of this.open) if (n.step < bucket.step) this.open.delete(k);
       if (this.open.size >= MAX_OPEN_NODES)
         return { ok: false, detail: `more than ${MAX_OPEN_NODES} nodes in buckets at once` };
-      node = { step: bucket.step, values: new Float32Array(size), ranges: [] };
+      node = { step: bucket.step, values: new Float32Array(size), ranges: [], arrivals: [] };
       this.open.set(key, node);
     }
     if (node.ranges.some(([a, b]) => from < b && a < to))
@@ -74,6 +81,7 @@ export class BucketAssembly {
       };
     node.values.set(values, from);
     node.ranges.push([from, to]);
+    node.arrivals.push(performance.now());
     return { ok: true };
   }
 
@@ -88,6 +96,7 @@ export class BucketAssembly {
     const key = keyOf(message);
     const node = this.open.get(key);
     this.open.delete(key);
+    this.lastArrivals = node?.arrivals ?? [];
     const covered = node?.ranges.reduce((sum, [a, b]) => sum + b - a, 0);
     const whole = node && node.ranges.length === message.buckets && covered === node.values.length;
     const payload = whole ? node.values : new Float32Array(0);

@@ -183,6 +183,14 @@ const contributionSchema = z.object({
    * the node: the receiver takes the node as if its values had come here.
    */
   buckets: z.number().int().positive().max(MAX_BUCKETS_PER_NODE).optional(),
+  /**
+   * With `buckets`: each bucket as the worker sent it (before any split between shard reducers), its values
+   * and when, in ms after the node's compute began (the worker's clock); compute ended at computeSeconds.
+   */
+  bucketsSent: z
+    .array(z.object({ values: z.number().int().positive(), ms: z.number().nonnegative().finite() }))
+    .max(MAX_BUCKETS_PER_NODE)
+    .optional(),
 });
 
 /**

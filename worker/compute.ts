@@ -167,6 +167,8 @@ export class WorkerCompute implements Compute {
       const leaves = new Map<string, NodeSum>();
       let bucketed: BucketedNode | undefined;
       let sum: NodeSum | undefined;
+      const bucketsSent: { values: number; ms: number }[] = [];
+      const nodeStarted = performance.now();
       for (let i = first; i < end; i++) {
         if (i > first) await yieldToEventLoop();
         if (cancelled()) return;
@@ -183,11 +185,12 @@ export class WorkerCompute implements Compute {
             this.runner.layout.size,
             this.bucketValues,
             (offset, payload) => {
-              if (!cancelled())
-                emit({
-                  message: { ...nodeId, type: 'bucket', offset, payloadValues: payload.length },
-                  payload,
-                });
+              if (cancelled()) return;
+              emit({
+                message: { ...nodeId, type: 'bucket', offset, payloadValues: payload.length },
+                payload,
+              });
+              bucketsSent.push({ values: payload.length, ms: performance.now() - nodeStarted });
             },
           );
         const c = await this.runner.contribution(
@@ -216,7 +219,7 @@ export class WorkerCompute implements Compute {
           samples: sum.samples,
           computeSeconds: seconds,
           payloadValues: bucketed ? 0 : sum.values.length,
-          ...(bucketed && { buckets: bucketed.buckets }),
+          ...(bucketed && { buckets: bucketed.buckets, bucketsSent }),
         },
         payload: bucketed ? new Float32Array(0) : sum.values,
       });

@@ -432,9 +432,11 @@ class Worker {
     const key = bucketKey(message);
     const sent = this.bucketsSent.get(key);
     this.bucketsSent.delete(key);
-    const { buckets: _, ...header } = message;
+    // When the buckets went is for the coordinator (its step log and metrics), not the shards.
+    const { buckets: _, bucketsSent, ...header } = message;
     const closing = (to: number) => (message.buckets === undefined ? {} : { buckets: sent?.[to] ?? 0 });
-    if (!map || !this.shards) return this.channel.send({ ...header, ...closing(0) }, payload);
+    const timed = bucketsSent && { bucketsSent };
+    if (!map || !this.shards) return this.channel.send({ ...header, ...closing(0), ...timed }, payload);
     map.forEach((slice, k) =>
       this.shards!.peers[k]!.send(
         { ...header, ...closing(k) },
@@ -442,7 +444,7 @@ class Worker {
         message.buckets === undefined ? payload.subarray(slice.offset, slice.offset + slice.size) : payload,
       ),
     );
-    this.channel.send({ ...header, payloadValues: 0 });
+    this.channel.send({ ...header, payloadValues: 0, ...timed });
   }
 
   /** Values of a node ahead of it: to the coordinator, or to each shard whose slice they meet, that part. */

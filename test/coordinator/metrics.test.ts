@@ -43,6 +43,8 @@ function stepReport(overrides: Partial<StepReport> = {}): StepReport {
       ['a', 40],
       ['b', 27],
     ]),
+    gradientValues: { duringBackward: 300, afterBackward: 20 },
+    buckets: [],
     ...overrides,
   };
 }
@@ -96,6 +98,8 @@ describe('coordinator metrics', () => {
     expect(line(text, 'gradfleet_straggler_ratio')).toBe('gradfleet_straggler_ratio 1.2');
     expect(text).toContain('gradfleet_worker_step_seconds{worker="b"} 0.15');
     expect(text).toContain('gradfleet_step_phase_seconds_sum{phase="gather"} 0.15');
+    expect(text).toContain('gradfleet_gradient_values_total{sent="during_backward"} 300');
+    expect(text).toContain('gradfleet_gradient_values_total{sent="after_backward"} 20');
     expect(text).toContain('gradfleet_rejected_messages_total{reason="non_finite"} 1');
     expect(text).toContain('backend="tensorflow,wasm"');
     expect(line(text, 'gradfleet_workers_connected')).toBe('gradfleet_workers_connected 2');
