@@ -75,6 +75,8 @@ export interface ScaleOptions {
   transport: ScaleTransport;
   wire: WireDtype;
   syntheticMs: number;
+  /** --bucket-mb for the coordinator: workers send gradient buckets during backward (0: nodes whole). */
+  bucketMb: number;
   /** Each worker count is run once per sharding listed (S = 1 and S = N side by side). */
   shardings: ScaleSharding[];
   /** The worker count rerun at half the link rate; null: no check. */
@@ -114,6 +116,13 @@ export interface ScaleRow {
    * fp32 size.
    */
   busiest: { machine: string; bytes: number; x_model: number };
+  /** The busiest link's bytes per step at its rate: the least time the step's transfer takes, ms. */
+  link_ms: number;
+  /**
+   * Share of link_ms not seen as transfer (1 − transfer ÷ link_ms, within [0, 1]): what overlap with compute hid.
+   * About 0 when every byte moves after compute.
+   */
+  hidden_share: number;
   /**
    * How long after the coordinator logged the window's first and last gathered step the links were read, ms.
    */
@@ -142,6 +151,8 @@ export interface ScaleReport {
   wire: WireDtype;
   micro_batch: number;
   synthetic_ms: number;
+  /** --bucket-mb the runs used (0: nodes whole). */
+  bucket_mb: number;
   link_mbit: number;
   link_delay_ms: number;
   warmup_steps: number;
@@ -387,6 +398,7 @@ class ScaleBench {
         '--json',
         ...this.transportArgs(subject),
         ...(shards > 1 ? ['--shards', String(shards)] : []),
+        ...(settings.bucketMb > 0 ? ['--bucket-mb', String(settings.bucketMb)] : []),
         // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
         '--insecure',
       ],
@@ -486,6 +498,8 @@ class ScaleBench {
     const computeMs = phase((s) => s.compute_s);
     const batch = workers * settings.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
+    const transferMs = Math.max(0, phase((s) => s.seconds.gather) - computeMs);
+    const linkMs = (busiest.bytes * 8) / (mbit * 1000);
     return {
       workers,
       shards,
@@ -494,7 +508,9 @@ class ScaleBench {
       busiest: { ...busiest, x_model: busiest.bytes / modelBytes },
       step_ms: stepMs,
       compute_ms: computeMs,
-      transfer_ms: Math.max(0, phase((s) => s.seconds.gather) - computeMs),
+      link_ms: linkMs,
+      hidden_share: Math.min(1, Math.max(0, 1 - transferMs / Math.max(1e-9, linkMs))),
+      transfer_ms: transferMs,
       reduce_ms: phase((s) => s.seconds.reduce),
       optimizer_ms: phase((s) => s.seconds.optimizer),
       broadcast_ms: phase((s) => s.seconds.broadcast),
@@ -575,6 +591,7 @@ export async function benchmarkScale(settings: ScaleOptions): Promise<ScaleRepor
       wire: settings.wire,
       micro_batch: settings.microBatch,
       synthetic_ms: settings.syntheticMs,
+      bucket_mb: settings.bucketMb,
       link_mbit: settings.link.mbit,
       link_delay_ms: settings.link.delayMs ?? 0,
       warmup_steps: settings.warmup,

@@ -32,6 +32,7 @@ interface ScaleFlags {
   transport: (typeof SCALE_TRANSPORTS)[number];
   wire: WireDtype;
   syntheticMs: number;
+  bucketMb: number;
   validateWorkers?: number;
   validate: boolean;
   json?: boolean;
@@ -75,6 +76,8 @@ function rowCells(r: ScaleRow, nats: boolean): string[] {
     ms(r.step_ms),
     ms(r.compute_ms),
     ms(r.transfer_ms),
+    ms(r.link_ms),
+    `${(100 * r.hidden_share).toFixed(0)}%`,
     ms(r.reduce_ms),
     ms(r.optimizer_ms),
     ms(r.broadcast_ms),
@@ -102,6 +105,8 @@ function formatScaleReport(report: ScaleReport): string {
       'step ms',
       'compute',
       'transfer',
+      'links',
+      'hidden',
       'reduce',
       'optimizer',
       'broadcast',
@@ -127,11 +132,13 @@ function formatScaleReport(report: ScaleReport): string {
       : `CPU-bound, not link-bound: at half the link rate, ${v.workers} workers' transfer grew only ×${v.ratio.toFixed(2)} (${ms(v.transfer_ms)} → ${ms(v.half_rate_transfer_ms)} ms, under ×1.6)`;
   return (
     `${report.model} over ${report.transport}, wire ${report.wire}, synthetic compute ${report.synthetic_ms} ms per micro-batch of ${report.micro_batch}, ` +
+    `${report.bucket_mb > 0 ? `gradients in ${report.bucket_mb} MB buckets during backward` : 'nodes sent whole after compute'}, ` +
     `one machine per process on links of ${report.link_mbit} Mbit/s each way${report.link_delay_ms ? ` (+${report.link_delay_ms} ms)` : ''}; ` +
     `steps ${report.warmup_steps + 1}–${report.warmup_steps + report.steps} of a ${report.warmup_steps + report.steps}-step run per row:\n` +
     `${table.toString()}\n` +
     `Validity: ${verdict}.${v ? ` (The last row is that rerun at ${v.half_rate_mbit} Mbit/s.)` : ''}\n` +
-    'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included; broadcast is only handing the ' +
+    'Times are ms per step. transfer = gather − compute: weights out and tree nodes back, framing and decoding included, as far as the step waited for them; ' +
+    "links = the busiest link's bytes per step at its rate (the least time they take); hidden = 1 − transfer ÷ links, the share of it overlap with compute hid; broadcast is only handing the " +
     "weights to the transport. busiest link = the machine whose link carried the most bytes in one direction per step, × the model's fp32 size; " +
     "CPU busy = share of this machine's cores busy over the measured steps (every simulated machine shares them: near 100% the CPU sets the pace); " +
     "shards = shard reducers (1: the coordinator reduced in process; N: one `gradfleet shard` on each worker's machine). efficiency = samples/s ÷ (workers × micro-batch ÷ synthetic time). MB are 10^6 bytes per step through the link of " +
@@ -191,6 +198,12 @@ export function scaleCommand(): Command {
       DEFAULT_SYNTHETIC_MS,
     )
     .option(
+      '--bucket-mb <MB>',
+      "the coordinator's --bucket-mb: gradients leave in buckets of about MB megabytes as backward makes them final (0: each node whole, after compute)",
+      nonNegativeNumber,
+      0,
+    )
+    .option(
       '--validate-workers <n>',
       'the worker count rerun at half the link rate to check the link, not the CPU, is the limit (default: the largest)',
       positiveInt,
@@ -225,6 +238,7 @@ export function scaleCommand(): Command {
         transport: flags.transport,
         wire: flags.wire,
         syntheticMs: flags.syntheticMs,
+        bucketMb: flags.bucketMb,
         shardings: flags.shards,
         validateWorkers: flags.validate ? (flags.validateWorkers ?? Math.max(...flags.workersList)) : null,
         onRun: ({ workers, shards, maxSteps, mbit }) =>
