@@ -8,7 +8,7 @@ import { RejectionCounts } from '../protocol/channel.js';
 import type { Listener } from '../protocol/transport.js';
 import { type Dataset, fingerprint, loadDataset } from '../training/data/index.js';
 import { initialWeights } from '../training/models/init.js';
-import { type ModelSpec, paramLayout } from '../training/models/spec.js';
+import { type ModelSpec, layerStarts, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { createAdamState } from '../training/optimizer/adam.js';
 import { trainableRanges } from '../training/optimizer/apply-update.js';
@@ -382,7 +382,18 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
   const hooks = combineHooks(launch.hooks, metrics?.hooks());
   const reducer =
     launch.shards === undefined
-      ? new InProcessReducer(state, layout, trainableRanges(layout), new WeightsBroadcast(state, config.wire))
+      ? new InProcessReducer(
+          state,
+          layout,
+          trainableRanges(layout),
+          new WeightsBroadcast(
+            state,
+            config.wire,
+            launch.policy.bucketValues
+              ? { values: launch.policy.bucketValues, layerStarts: layerStarts(layout) }
+              : undefined,
+          ),
+        )
       : new ShardedReducer({
           state,
           count: launch.shards,

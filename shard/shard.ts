@@ -10,7 +10,7 @@ import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { type Channel, RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
-import { type Frame, encodeFrame } from '../protocol/codec.js';
+import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
 import {
   type MessageOf,
@@ -22,8 +22,9 @@ import {
 import type { Link, Listener } from '../protocol/transport.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
 import { PeerPool, type WelcomeMessage } from '../protocol/peer-pool.js';
+import { weightsFrames } from '../protocol/weights-parts.js';
 import { type SliceWorker, SliceWorkers } from './slice-workers.js';
-import { paramLayout } from '../training/models/spec.js';
+import { layerStarts, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
 import { geometryOf } from '../training/parallel/step-plan.js';
 import { type ReducedSlice, ShardReducer, type ShardTensors } from './shard-reducer.js';
@@ -291,20 +292,16 @@ class Shard {
   }
 
   /** The current weights slice, encoded once, to each of `sessions`. */
+  /** The slice's weights to each worker, in parts front layers first with --bucket-mb (weights-parts.ts). */
   private sendWeights(sessions: readonly SliceWorker[]): void {
     const t = this.reducer?.current;
     if (!t || sessions.length === 0) return;
-    const frame = encodeFrame(
-      {
-        type: 'weights',
-        version: t.version,
-        offset: this.reducer!.slice.offset,
-        payloadValues: t.weights.length,
-      },
-      t.weights,
-      { dtype: this.welcome!.wire },
-    );
-    for (const s of sessions) s.channel.sendShared(frame);
+    const { wire, bucketValues, model } = this.welcome!;
+    const parts = bucketValues
+      ? { values: bucketValues, layerStarts: layerStarts(paramLayout(getModel(model))) }
+      : undefined;
+    const frames = weightsFrames(t.version, this.reducer!.slice.offset, t.weights, wire, parts);
+    for (const s of sessions) for (const frame of frames) s.channel.sendShared(frame);
   }
 
   private fail(err: Error): void {

@@ -26,6 +26,9 @@ export type ToComputeThread =
       cancel: SharedArrayBuffer;
     }
   | { type: 'weights'; version: number; values: Float32Array }
+  /** Weights arriving in parts, into shared memory the main thread fills; weightsIn says as each lands. */
+  | { type: 'beginWeights'; version: number; values: Float32Array }
+  | { type: 'weightsIn'; version: number; from: number; to: number }
   | { type: 'assign'; id: number; assign: MessageOf<'assign'> }
   | { type: 'evaluate'; id: number; request: MessageOf<'evaluate'> }
   /** A contribution's buffer, sent back once its frame is encoded. */

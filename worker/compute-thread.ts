@@ -57,6 +57,10 @@ async function serve({ flags }: ComputeThreadData): Promise<void> {
         return;
       case 'weights':
         return compute?.setWeights(m.version, m.values);
+      case 'beginWeights':
+        return compute?.beginWeights(m.version, m.values);
+      case 'weightsIn':
+        return compute?.weightsIn(m.version, m.from, m.to);
       case 'assign': {
         const { id } = m;
         // This run's flag: a share still running when the next run starts must not read the new one's.

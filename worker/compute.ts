@@ -21,7 +21,8 @@ import {
   microBatchRange,
 } from '../training/parallel/step-plan.js';
 import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
-import { type MicroBatchRunner, argmaxRows } from '../training/step/model-runner.js';
+import { type MicroBatchRunner, type WeightsIn, argmaxRows } from '../training/step/model-runner.js';
+import { ArrivingWeights } from './arriving-weights.js';
 import { BucketedNode } from './bucketed-node.js';
 
 export interface ComputedNode {
@@ -63,7 +64,14 @@ export interface ComputeRun {
  * (worker/threaded-compute.ts), which keeps the kernels off the thread that moves the bytes.
  */
 export interface Compute {
+  /** Weights `version`, whole. */
   setWeights(version: number, values: Float32Array): void;
+  /**
+   * Weights `version` begin to arrive in `values` (shared memory the caller fills); weightsIn says as each part
+   * lands. Work for the version may be asked for at once: it waits for what it needs.
+   */
+  beginWeights(version: number, values: Float32Array): void;
+  weightsIn(version: number, from: number, to: number): void;
   contributions(
     assign: MessageOf<'assign'>,
     emit: (out: ComputedOutput) => void,
@@ -85,7 +93,7 @@ export const inThisThread =
 
 export class WorkerCompute implements Compute {
   private readonly runner: MicroBatchRunner;
-  private weights: { version: number; values: Float32Array } | undefined;
+  private weights: ArrivingWeights | undefined;
   private uploadedVersion = -1;
   private order: { epoch: number; indices: Uint32Array } | undefined;
   private readonly images: Float32Array;
@@ -120,21 +128,38 @@ export class WorkerCompute implements Compute {
   }
 
   setWeights(version: number, values: Float32Array): void {
+    this.beginWeights(version, values);
+    this.weightsIn(version, 0, values.length);
+  }
+
+  beginWeights(version: number, values: Float32Array): void {
     if (values.length !== this.runner.layout.size)
       throw new Error(`weights have ${values.length} values, the layout needs ${this.runner.layout.size}`);
-    this.weights = { version, values };
+    this.weights = new ArrivingWeights(version, values);
     // A run that went back (a caught liar) sends a version number again, with other values.
     this.uploadedVersion = -1;
   }
 
-  private useWeights(version: number): void {
-    if (this.weights?.version !== version)
+  weightsIn(version: number, from: number, to: number): void {
+    if (this.weights?.version === version) this.weights.arrived(from, to);
+  }
+
+  /**
+   * The weights of `version` given to the runner: all of them, once in, or (a runner that computes layer by
+   * layer) at once, with a wait for each layer's range, which it makes.
+   */
+  private async useWeights(version: number): Promise<WeightsIn | undefined> {
+    const weights = this.weights;
+    if (weights?.version !== version)
       throw new Error(
-        `asked to compute with weights version ${version}, holding ${this.weights?.version ?? 'none'}`,
+        `asked to compute with weights version ${version}, holding ${weights?.version ?? 'none'}`,
       );
-    if (this.uploadedVersion === version) return;
-    this.runner.setWeights(this.weights.values);
-    this.uploadedVersion = version;
+    if (!this.runner.layerByLayer) await weights.whenIn(0, weights.values.length);
+    if (this.uploadedVersion !== version) {
+      this.runner.setWeights(weights.values);
+      this.uploadedVersion = version;
+    }
+    return weights.complete ? undefined : (from, to) => weights.whenIn(from, to);
   }
 
   private epochIndices(epoch: number): Uint32Array {
@@ -152,7 +177,7 @@ export class WorkerCompute implements Compute {
     emit: (out: ComputedOutput) => void,
     cancelled: () => boolean = () => false,
   ): Promise<void> {
-    this.useWeights(assign.weightsVersion);
+    const weightsIn = await this.useWeights(assign.weightsVersion);
     const batch = {
       batchStart: assign.batchStart,
       samples: assign.batchSamples,
@@ -202,8 +227,9 @@ export class WorkerCompute implements Compute {
           dropoutSeed(this.seed, assign.step, i),
           this.spare.pop(),
           bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
+          weightsIn,
         );
-        seconds += (performance.now() - started) / 1000;
+        seconds += (performance.now() - started - (c.weightsWaitMs ?? 0)) / 1000;
         if (bucketed) sum = bucketed.finish(c.values, c);
         else leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));
       }
@@ -240,7 +266,7 @@ export class WorkerCompute implements Compute {
   async evaluate(
     request: MessageOf<'evaluate'>,
   ): Promise<{ message: MessageOf<'evaluation'>; payload: Float32Array }> {
-    this.useWeights(request.weightsVersion);
+    await (await this.useWeights(request.weightsVersion))?.(0, this.runner.layout.size);
     const labels = this.test.labels;
     if (!labels) throw new Error('the test set has no labels');
     const { chunkSize, first, count } = request;

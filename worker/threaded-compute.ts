@@ -152,6 +152,20 @@ class RemoteCompute implements Compute {
     this.thread.post({ type: 'weights', version, values: own }, [own.buffer]);
   }
 
+  beginWeights(version: number, values: Float32Array): void {
+    if (values.length !== this.layoutSize)
+      throw new Error(`weights have ${values.length} values, the layout needs ${this.layoutSize}`);
+    if (!(values.buffer instanceof SharedArrayBuffer))
+      throw new Error(
+        'weights arriving in parts must be in shared memory, for the compute thread to read them',
+      );
+    this.thread.post({ type: 'beginWeights', version, values });
+  }
+
+  weightsIn(version: number, from: number, to: number): void {
+    this.thread.post({ type: 'weightsIn', version, from, to });
+  }
+
   async contributions(
     assign: MessageOf<'assign'>,
     emit: (out: ComputedOutput) => void,

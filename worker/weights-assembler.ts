@@ -1,47 +1,75 @@
 /**
- * Weights of a sharded run arrive as S slices, one from each shard reducer; a version is usable
- * once every slice of it is in. Slices of a version newer than the one being assembled start a new
- * buffer (a shard may publish version v + 1 before another has sent us v): the older one is dropped
- * once a newer completes.
+ * Weights arrive in parts: a sharded run's S slices (one from each shard reducer), and with --bucket-mb each
+ * slice, or the coordinator's whole vector, in parts front layers first. A version is usable once every part
+ * is in, but its first layers are usable before that: a worker that computes layer by layer starts its
+ * forward on them (what the version's buffer holds so far, and `ranges`, say which).
+ *
+ * The buffer is shared memory, so that a compute thread reads the parts as they land without a copy. A part of
+ * a version newer than the one being assembled starts a new buffer, and the older one is dropped: a worker is
+ * sent v + 1 only once the step of v is over (it did its share, or had none); parts of an older one are stale. A part of the current version over a range it already
+ * holds starts it again: the run went back (a caught liar) and sends that version again, with other values.
  */
 import type { ParamSlice } from '../training/optimizer/adam.js';
 
-interface Assembly {
+export interface WeightsInProgress {
+  version: number;
   values: Float32Array;
-  missing: Set<number>;
+  /** The parts in, as [from, to) of the flat vector. */
+  ranges: [number, number][];
+  held: number;
+}
+
+/** What a part did: began a version's buffer, and whether it completed it. */
+export interface PartTaken {
+  weights: WeightsInProgress;
+  began: boolean;
+  complete: boolean;
 }
 
 export class WeightsAssembler {
-  private readonly assemblies = new Map<number, Assembly>();
-  private completed = -1;
+  private current: WeightsInProgress | undefined;
 
+  /** `slices`: the shard map, whose shard k may send parts of its slice alone; absent: one sender, any part. */
   constructor(
-    private readonly slices: readonly ParamSlice[],
     private readonly size: number,
+    private readonly slices?: readonly ParamSlice[],
   ) {}
 
+  /** The version being assembled or last completed. */
+  get latest(): WeightsInProgress | undefined {
+    return this.current;
+  }
+
   /**
-   * Adds shard `shard`'s slice of `version`; returns the whole vector when this slice completed it.
-   * Throws on a slice that does not match the shard map (the shard is not following the protocol).
+   * Takes a part of `version` at `offset` (from shard `shard`); undefined when it is stale. Throws on a part
+   * outside the sender's slice (it is not following the protocol).
    */
-  add(shard: number, version: number, offset: number, values: Float32Array): Float32Array | undefined {
-    const slice = this.slices[shard];
-    if (offset !== slice.offset || values.length !== slice.size) {
+  add(version: number, offset: number, values: Float32Array, shard?: number): PartTaken | undefined {
+    const from = offset;
+    const to = offset + values.length;
+    const bounds = shard === undefined || !this.slices ? { offset: 0, size: this.size } : this.slices[shard];
+    if (from < bounds.offset || to > bounds.offset + bounds.size || values.length === 0)
       throw new Error(
-        `shard ${shard} sent weights [${offset}, ${offset + values.length}), its slice is [${slice.offset}, ${slice.offset + slice.size})`,
+        `${shard === undefined ? 'the coordinator' : `shard ${shard}`} sent weights [${from}, ${to}), which is not within [${bounds.offset}, ${bounds.offset + bounds.size})`,
       );
-    }
-    if (version <= this.completed) return undefined;
-    let a = this.assemblies.get(version);
-    if (!a) {
-      a = { values: new Float32Array(this.size), missing: new Set(this.slices.map((_, i) => i)) };
-      this.assemblies.set(version, a);
-    }
-    a.values.set(values, offset);
-    a.missing.delete(shard);
-    if (a.missing.size > 0) return undefined;
-    this.completed = version;
-    for (const v of this.assemblies.keys()) if (v <= version) this.assemblies.delete(v);
-    return a.values;
+    const current = this.current;
+    let target: WeightsInProgress;
+    if (current && version < current.version) return undefined;
+    // A newer version, or the current one over a range it holds (sent again): a new buffer.
+    const again = current?.version === version && current.ranges.some(([a, b]) => from < b && a < to);
+    const began = !current || version > current.version || again;
+    if (began) {
+      target = {
+        version,
+        values: new Float32Array(new SharedArrayBuffer(this.size * 4)),
+        ranges: [],
+        held: 0,
+      };
+      this.current = target;
+    } else target = current!;
+    target.values.set(values, from);
+    target.ranges.push([from, to]);
+    target.held += values.length;
+    return { weights: target, began, complete: target.held === this.size };
   }
 }

@@ -32,7 +32,7 @@ import { checkDataSpec } from './data-policy.js';
 import { type MemoryBudget, checkWelcomeFits, memoryBudget } from './memory-bounds.js';
 import { DatasetReceiver } from './dataset-receiver.js';
 import { ShardPeer } from './shard-peer.js';
-import { WeightsAssembler } from './weights-assembler.js';
+import { type PartTaken, WeightsAssembler } from './weights-assembler.js';
 
 /** What a worker reports as it goes (metrics); every part is optional. */
 export interface WorkerObserver {
@@ -155,12 +155,13 @@ class Worker {
   private steps = 0;
   /** Per node whose buckets are out: how many went to each receiver (a shard's index; 0: the coordinator). */
   private readonly bucketsSent = new Map<string, number[]>();
-  /** A sharded run's links to its shard reducers, in shard-map order, and the weights they send. */
-  private shards:
-    | { peers: Array<ShardPeer | undefined>; assembler: WeightsAssembler; joined: boolean }
-    | undefined;
-  /** Weights completed before there was a model to hold them (a sharded run's shards send them at once). */
-  private earlyWeights: { version: number; values: Float32Array } | undefined;
+  /** A sharded run's links to its shard reducers, in shard-map order. */
+  private shards: { peers: Array<ShardPeer | undefined>; joined: boolean } | undefined;
+  /**
+   * The weights as their parts arrive (from the coordinator, or the shard reducers); what came before there
+   * was a model to hold them (shards send theirs at once) waits here.
+   */
+  private weights: WeightsAssembler | undefined;
   private lastHeard = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
@@ -214,9 +215,9 @@ class Worker {
         return this.onWelcome(message);
       case 'dataChunk':
         return this.onDataChunk(message);
-      // The payload views this frame's buffer, which nothing else holds: no copy needed.
       case 'weights':
-        return this.whenReady(message, (compute) => this.onWeights(compute, message, payload));
+        if (!this.compute) return this.channel.reject('unexpected_message', `weights while ${this.state}`);
+        return this.onWeightsPart(message, payload);
       case 'assign':
         return this.whenReady(message, (compute) => this.onAssign(compute, message));
       case 'evaluate':
@@ -265,6 +266,7 @@ class Worker {
         this.receivers[split] = new DatasetReceiver(split, info.count, info.fingerprint, info);
       }
     }
+    this.weights = new WeightsAssembler(w.layoutSize, w.shards);
     if (w.shards) this.joinShards(w, w.shards);
     if (missing.length > 0) this.channel.send({ type: 'ready', missing });
     else this.startCompute(w);
@@ -275,8 +277,7 @@ class Worker {
     const { connectShard, workerId, backend, secret, log, maxFrameBytes } = this.settings;
     if (!connectShard)
       throw new Error('the coordinator runs shard reducers, and this worker was given no way to reach them');
-    const assembler = new WeightsAssembler(map, w.layoutSize);
-    const shards: NonNullable<Worker['shards']> = { peers: [], assembler, joined: false };
+    const shards: NonNullable<Worker['shards']> = { peers: [], joined: false };
     this.shards = shards;
     // A shard that goes at the end of the run (the coordinator told it first) is no loss: the
     // coordinator's own shutdown is on its way. Otherwise the session ends, to rejoin the new map.
@@ -301,7 +302,7 @@ class Worker {
           rejections: this.rejections,
           maxFrameBytes,
           lost,
-          weights: (m, payload) => this.onShardWeights(index, m, payload),
+          weights: (m, payload) => this.onWeightsPart(m, payload, index),
         });
         shards.peers[index] = peer;
         await peer.joined;
@@ -315,21 +316,27 @@ class Worker {
     );
   }
 
-  private onShardWeights(index: number, message: MessageOf<'weights'>, payload: Float32Array): void {
-    let values: Float32Array | undefined;
+  /**
+   * A part of a weights version, from the coordinator or shard `shard`. The first part of a version begins it
+   * for the compute, and the coordinator is told we hold it: work for it may come now, and the compute waits
+   * for the parts it needs (a layer-by-layer compute starts on the first layers while the rest arrive).
+   */
+  private onWeightsPart(message: MessageOf<'weights'>, payload: Float32Array, shard?: number): void {
+    let taken: PartTaken | undefined;
     try {
-      values = this.shards!.assembler.add(index, message.version, message.offset ?? -1, payload);
+      taken = this.weights!.add(message.version, message.offset ?? 0, payload, shard);
     } catch (err) {
       return this.fail(err as Error);
     }
-    if (!values) return;
-    const whole: MessageOf<'weights'> = {
-      type: 'weights',
-      version: message.version,
-      payloadValues: values.length,
-    };
-    if (!this.compute) this.earlyWeights = { version: message.version, values };
-    else this.whenReady(whole, (compute) => this.onWeights(compute, whole, values));
+    const compute = this.compute;
+    if (!taken || !compute || this.finished) return;
+    const { version, values } = taken.weights;
+    if (taken.began) {
+      compute.beginWeights(version, values);
+      this.channel.send({ type: 'holding', version });
+    }
+    const from = message.offset ?? 0;
+    compute.weightsIn(version, from, from + payload.length);
   }
 
   private onDataChunk(chunk: MessageOf<'dataChunk'>): void {
@@ -371,14 +378,12 @@ class Worker {
       `ready to train ${w.model} (run ${w.runId})`,
     );
     this.settings.announce?.();
-    const early = this.earlyWeights;
-    this.earlyWeights = undefined;
-    if (early)
-      this.onWeights(
-        compute,
-        { type: 'weights', version: early.version, payloadValues: early.values.length },
-        early.values,
-      );
+    const early = this.weights?.latest;
+    if (early) {
+      compute.beginWeights(early.version, early.values);
+      for (const [from, to] of early.ranges) compute.weightsIn(early.version, from, to);
+      this.channel.send({ type: 'holding', version: early.version });
+    }
   }
 
   /** Work for the model: queued behind what is in hand, and refused before there is a model. */
@@ -394,12 +399,6 @@ class Worker {
         if (!this.finished) this.state = 'ready';
       })
       .catch((err: unknown) => this.fail(err as Error));
-  }
-
-  /** Held, and said so: the coordinator sends work for these weights only then (it times us from there). */
-  private onWeights(compute: Compute, message: MessageOf<'weights'>, payload: Float32Array): void {
-    compute.setWeights(message.version, payload);
-    this.channel.send({ type: 'holding', version: message.version });
   }
 
   private async onAssign(compute: Compute, assign: MessageOf<'assign'>): Promise<void> {

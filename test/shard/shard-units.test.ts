@@ -183,20 +183,52 @@ describe('WeightsAssembler', () => {
     { offset: 0, size: 3 },
     { offset: 3, size: 2 },
   ];
+  const took = (t: ReturnType<WeightsAssembler['add']>) =>
+    t && { version: t.weights.version, began: t.began, complete: t.complete, values: [...t.weights.values] };
 
-  it('completes a version once every slice is in, and ignores older versions after', () => {
-    const a = new WeightsAssembler(map, 5);
-    expect(a.add(1, 7, 3, Float32Array.of(4, 5))).toBeUndefined();
-    // A newer version from shard 0 before shard 1 sent it: the two assemble apart.
-    expect(a.add(0, 8, 0, Float32Array.of(9, 9, 9))).toBeUndefined();
-    expect(Array.from(a.add(0, 7, 0, Float32Array.of(1, 2, 3))!)).toEqual([1, 2, 3, 4, 5]);
-    expect(Array.from(a.add(1, 8, 3, Float32Array.of(8, 8))!)).toEqual([9, 9, 9, 8, 8]);
-    expect(a.add(0, 7, 0, Float32Array.of(1, 2, 3))).toBeUndefined();
+  it('completes a version once every part of every slice is in, in any order, in shared memory', () => {
+    const a = new WeightsAssembler(5, map);
+    expect(took(a.add(7, 3, Float32Array.of(4, 5), 1))).toEqual({
+      version: 7,
+      began: true,
+      complete: false,
+      values: [0, 0, 0, 4, 5],
+    });
+    expect(took(a.add(7, 2, Float32Array.of(3), 0))).toMatchObject({ began: false, complete: false });
+    expect(took(a.add(7, 0, Float32Array.of(1, 2), 0))).toEqual({
+      version: 7,
+      began: false,
+      complete: true,
+      values: [1, 2, 3, 4, 5],
+    });
+    expect(a.latest?.values.buffer).toBeInstanceOf(SharedArrayBuffer);
   });
 
-  it('throws on a slice that does not match the shard map', () => {
-    const a = new WeightsAssembler(map, 5);
-    expect(() => a.add(1, 1, 2, Float32Array.of(1, 2))).toThrow(/its slice is \[3, 5\)/);
-    expect(() => a.add(0, 1, 0, Float32Array.of(1, 2))).toThrow(/shard 0/);
+  it('a newer version takes over (the older one’s later parts are stale); the current one sent again starts over', () => {
+    const a = new WeightsAssembler(5, map);
+    a.add(7, 0, Float32Array.of(1, 2, 3), 0);
+    expect(took(a.add(8, 0, Float32Array.of(9, 9, 9), 0))).toMatchObject({ version: 8, began: true });
+    expect(a.add(7, 3, Float32Array.of(4, 5), 1)).toBeUndefined();
+    expect(took(a.add(8, 3, Float32Array.of(8, 8), 1))).toMatchObject({
+      complete: true,
+      values: [9, 9, 9, 8, 8],
+    });
+    // Version 8 again (a run that went back): a new buffer, filling from nothing.
+    expect(took(a.add(8, 3, Float32Array.of(6, 6), 1))).toEqual({
+      version: 8,
+      began: true,
+      complete: false,
+      values: [0, 0, 0, 6, 6],
+    });
+  });
+
+  it('throws on a part outside its sender’s slice; the coordinator may send any part of the whole', () => {
+    const a = new WeightsAssembler(5, map);
+    expect(() => a.add(1, 2, Float32Array.of(1, 2), 1)).toThrow(
+      /shard 1 sent weights \[2, 4\), which is not within \[3, 5\)/,
+    );
+    expect(() => a.add(1, 2, Float32Array.of(1, 2), 0)).toThrow(/shard 0/);
+    expect(took(new WeightsAssembler(5).add(1, 2, Float32Array.of(1, 2)))).toMatchObject({ began: true });
+    expect(() => new WeightsAssembler(5).add(1, 4, Float32Array.of(1, 2))).toThrow(/the coordinator/);
   });
 });

@@ -84,13 +84,14 @@ describe.each(['wasm', 'native'] as const)('--bucket-mb on %s', (backend) => {
     const bucketed = await nodesOf(model, bucketValues);
     expect(bucketed).toHaveLength(2);
     for (const [i, node] of bucketed.entries()) {
-      const timeless = ({ computeSeconds: _, ...m }: MessageOf<'contribution'>) => m;
+      const timeless = ({ computeSeconds: _, bucketsSent: __, ...m }: MessageOf<'contribution'>) => m;
       expect(timeless(node.message)).toEqual({
         ...timeless(whole[i].message),
         payloadValues: 0,
         buckets: node.buckets.length,
       });
       expect(bitsOf(node.values).equals(bitsOf(whole[i].values))).toBe(true);
+      expect(node.message.bucketsSent?.map((b) => b.values)).toEqual(node.buckets.map(([a, b]) => b - a));
       // Last layers first, each bucket ending where the next one starts, covering the layout once.
       expect(node.buckets.length).toBeGreaterThan(1);
       for (let k = 1; k < node.buckets.length; k++) expect(node.buckets[k][1]).toBe(node.buckets[k - 1][0]);

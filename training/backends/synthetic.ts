@@ -13,7 +13,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ModelSpec, type ParamLayout, type ParamRole, paramLayout } from '../models/spec.js';
-import type { Contribution, MicroBatch, MicroBatchRunner, ValuesFinal } from '../step/model-runner.js';
+import type {
+  Contribution,
+  MicroBatch,
+  MicroBatchRunner,
+  ValuesFinal,
+  WeightsIn,
+} from '../step/model-runner.js';
 import { FORWARD_SHARE, type SyntheticLayerTime, syntheticSchedule } from './synthetic-schedule.js';
 
 export const SYNTHETIC_BACKEND = 'synthetic';
@@ -66,6 +72,7 @@ export function fillSyntheticContribution(
 
 export class SyntheticRunner implements MicroBatchRunner {
   readonly layout: ParamLayout;
+  readonly layerByLayer = true;
   private readonly schedule: readonly SyntheticLayerTime[];
 
   /** `microBatchMs`: the wall time of each micro-batch, generation included (0: as fast as possible). */
@@ -91,8 +98,10 @@ export class SyntheticRunner implements MicroBatchRunner {
     seed: number,
     into?: Float32Array,
     final?: ValuesFinal,
+    weightsIn?: WeightsIn,
   ): Promise<Contribution> {
-    // The waits run to deadlines, so the micro-batch takes microBatchMs whatever generating cost.
+    // The waits run to deadlines, so the micro-batch takes microBatchMs whatever generating cost; a layer
+    // whose weights are not in yet starts when they are, and what follows moves with it.
     const started = performance.now();
     const until = async (deadline: number) => {
       const left = deadline - performance.now();
@@ -105,18 +114,31 @@ export class SyntheticRunner implements MicroBatchRunner {
     );
     let correct = 0;
     for (let i = 0; i < batch.count; i++) if (batch.labels[i] === 0) correct++;
-    if (final) {
-      // Backward, last layer first: each layer's values are final as its share of the time ends.
-      let at = started + this.microBatchMs * FORWARD_SHARE;
-      for (const layer of this.schedule.toReversed()) {
-        at += layer.backwardMs;
-        if (layer.from === layer.to) continue;
+    let at = started;
+    let weightsWaitMs = 0;
+    if (weightsIn)
+      for (const layer of this.schedule) {
+        const asked = performance.now();
+        await weightsIn(layer.from, layer.to);
+        // Only a real wait moves the schedule: a timer's lateness must not add up layer after layer.
+        const now = performance.now();
+        if (now - asked > 1 && now > at) {
+          weightsWaitMs += now - at;
+          at = now;
+        }
+        at += layer.forwardMs;
         await until(at);
-        final(values, layer.from, layer.to);
       }
+    else at += this.microBatchMs * FORWARD_SHARE;
+    // Backward, last layer first: each layer's values are final as its share of the time ends.
+    for (const layer of this.schedule.toReversed()) {
+      at += layer.backwardMs;
+      if (!final || layer.from === layer.to) continue;
+      await until(at);
+      final(values, layer.from, layer.to);
     }
-    await until(started + this.microBatchMs);
-    return { values, loss: Math.log(this.model.classes), correct, count: batch.count };
+    await until(at);
+    return { values, loss: Math.log(this.model.classes), correct, count: batch.count, weightsWaitMs };
   }
 
   logits(_images: Float32Array, count: number): Float32Array {

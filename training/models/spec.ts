@@ -129,6 +129,13 @@ export function paramLayout(model: ModelSpec): ParamLayout {
   return { entries, size: offset, trainableSize };
 }
 
+/** Where each layer with parameters starts in the flat layout, in order. */
+export function layerStarts(layout: ParamLayout): number[] {
+  return layout.entries
+    .filter((e, i) => i === 0 || layout.entries[i - 1].layer !== e.layer)
+    .map((e) => e.offset);
+}
+
 /**
  * Each layer's forward-pass multiply-adds ×2 per sample: convolutions and dense layers; the element-wise
  * layers (BatchNorm, pooling, dropout) count 0, being a few per value against hundreds.

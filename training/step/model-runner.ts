@@ -27,6 +27,8 @@ export interface Contribution {
   loss: number;
   correct: number;
   count: number;
+  /** Ms it spent waiting for weights still arriving (weightsIn): not compute. */
+  weightsWaitMs?: number;
 }
 
 /**
@@ -36,12 +38,20 @@ export interface Contribution {
  */
 export type ValuesFinal = (values: Float32Array, from: number, to: number) => void;
 
+/** Resolves once weights [from, to) of the version being computed with are in (they arrive front layers first). */
+export type WeightsIn = (from: number, to: number) => Promise<void>;
+
 /**
  * What computes micro-batches for a worker: the tfjs model (ModelRunner) or a stand-in
  * (backends/synthetic.ts). Everything above it (the reduction tree, the wire) is the same for both.
  */
 export interface MicroBatchRunner {
   readonly layout: ParamLayout;
+  /**
+   * True for a runner whose forward goes layer by layer and waits for each layer's weights (weightsIn): it is
+   * given weights still arriving. Others are given them once all are in.
+   */
+  readonly layerByLayer?: boolean;
   setWeights(weights: Float32Array): void;
   /**
    * The micro-batch's contribution. `seed` is derived from (run seed, step, micro-batch) alone
@@ -54,6 +64,7 @@ export interface MicroBatchRunner {
     seed: number,
     into?: Float32Array,
     final?: ValuesFinal,
+    weightsIn?: WeightsIn,
   ): Contribution | Promise<Contribution>;
   /** Inference-mode logits, count × classes. */
   logits(images: Float32Array, count: number): Float32Array | Promise<Float32Array>;
