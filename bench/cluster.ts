@@ -48,6 +48,8 @@ export interface ClusterBenchmarkOptions {
   shards?: number[];
   /** --verify-fraction for every run (default 0: no spot checks), to measure what the checks cost. */
   verifyFraction?: number;
+  /** --bucket-mb for every run (default 0: nodes sent whole), to measure what overlap gives. */
+  bucketMb?: number;
   /** Steps run first and subtracted (default 2: the first pays the warm-up, the second settles it). */
   warmup?: number;
   /** Called before each child run. */
@@ -115,6 +117,7 @@ async function runTrain(
       '--json',
       ...(shards > 1 ? ['--shards', String(shards)] : []),
       ...(settings.verifyFraction ? ['--verify-fraction', String(settings.verifyFraction)] : []),
+      ...(settings.bucketMb ? ['--bucket-mb', String(settings.bucketMb)] : []),
     ];
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -18,7 +18,7 @@ export interface Span {
 }
 
 /** Nodes a peer may have in assembly at once: a worker closes each node before it starts the next. */
-const MAX_OPEN_NODES = 4;
+const MAX_OPEN_NODES = 2;
 
 interface OpenNode {
   step: number;

@@ -19,7 +19,15 @@ import { benchmarkWire } from '../../bench/wire.js';
 import { createLogger } from '../../common/logger.js';
 import { BACKEND_CHOICES, type BackendChoice, selectBackend } from '../../training/backends/select.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
-import { nonNegativeInt, oneOf, positiveInt, positiveIntList, printJson, share } from '../options.js';
+import {
+  nonNegativeInt,
+  nonNegativeNumber,
+  oneOf,
+  positiveInt,
+  positiveIntList,
+  printJson,
+  share,
+} from '../options.js';
 import { createProgress } from '../progress.js';
 import { adaptersCommand, agreementCommand } from './bench-gpu.js';
 import { floorCommand } from './bench-floor.js';
@@ -285,6 +293,12 @@ export function benchCommand(): Command {
       0,
     )
     .option(
+      '--bucket-mb <MB>',
+      "train's --bucket-mb for every run: gradients in buckets during backward, weights front layers first (0: whole)",
+      nonNegativeNumber,
+      0,
+    )
+    .option(
       '--json',
       'print one JSON object per model and worker count; the last stdout line is the last one',
     )
@@ -299,6 +313,7 @@ export function benchCommand(): Command {
         backend: string;
         shards: number[];
         verifyFraction: number;
+        bucketMb: number;
         json?: boolean;
       }) => {
         const log = createLogger('bench');
@@ -313,6 +328,7 @@ export function benchCommand(): Command {
           backend: opts.backend,
           shards: opts.shards,
           verifyFraction: opts.verifyFraction,
+          bucketMb: opts.bucketMb,
           onRun: ({ model, workers, shards, maxSteps }) =>
             log.info(
               { model, workers, shards, max_steps: maxSteps },

@@ -1,10 +1,12 @@
 /**
  * --bucket-mb through the whole cluster: the workers' buckets go out while backward runs (the coordinator's
  * debug step lines say when each went and came), and the run ends with the weights of a run that sent every
- * node whole, for any worker count N, with and without shard reducers, on synthetic and real compute.
+ * node whole, for any worker count N, with and without shard reducers, over ws and NATS, on synthetic and real
+ * compute.
  */
 import { describe, expect, it } from 'vitest';
 import { expectOk, run, runOnce, smallMnist, tempDir } from '../helpers/gradfleet.js';
+import { startNats } from '../helpers/nats.js';
 
 const dir = tempDir('gradfleet-buckets-');
 // 4 micro-batches a step: 1 worker sends one node of level 2, 2 workers two of level 1, 4 workers four leaves.
@@ -95,6 +97,30 @@ describe('--bucket-mb', () => {
     },
     60_000,
   );
+
+  it('over NATS, 2 workers, 2 shard reducers: the weights of whole nodes', async () => {
+    const nats = await startNats('buckets', []);
+    const summary = expectOk(
+      await run([
+        ...synthetic,
+        '--transport',
+        'nats',
+        '--nats-url',
+        nats.url,
+        '--workers',
+        '2',
+        '--shards',
+        '2',
+        '--bucket-mb',
+        '0.3',
+        '--out',
+        `${dir}/nats`,
+      ]),
+    );
+    expect(summary).toMatchObject({ transport: 'nats', steps: 3, shards: 2, rejected_frames: {} });
+    expect(summary.weights_sha256).toBe((await whole()).weights_sha256);
+    await nats.stop();
+  }, 60_000);
 
   it('real compute (wasm, mnist-small), 2 workers, 2 shard reducers, layer-sized buckets: the weights and accuracy of whole nodes', async () => {
     const data = smallMnist(dir, 512, 128);

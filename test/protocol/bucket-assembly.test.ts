@@ -59,15 +59,15 @@ describe('BucketAssembly', () => {
     expect(assembly.close(closing(1, { ...node, index: 1 })).payload).toHaveLength(0);
   });
 
-  it('drops nodes of older steps that never closed, and holds at most 4 open at once', () => {
+  it('drops nodes of older steps that never closed, and holds at most 2 open at once', () => {
     const assembly = new BucketAssembly(() => ({ offset: 0, size: 2 }));
-    for (let index = 0; index < 4; index++)
+    for (let index = 0; index < 2; index++)
       expect(assembly.add(...bucket(0, [1], { step: 1, level: 0, index }))).toEqual({ ok: true });
-    expect(assembly.add(...bucket(0, [1], { step: 1, level: 0, index: 4 }))).toMatchObject({
+    expect(assembly.add(...bucket(0, [1], { step: 1, level: 0, index: 2 }))).toMatchObject({
       ok: false,
-      detail: expect.stringMatching(/more than 4 nodes/),
+      detail: expect.stringMatching(/more than 2 nodes/),
     });
-    // A node of a later step: the four of step 1 are gone.
+    // A node of a later step: the two of step 1 are gone.
     expect(assembly.add(...bucket(0, [7, 8], { step: 2, level: 0, index: 0 }))).toEqual({ ok: true });
     expect(assembly.close(closing(1, { step: 1, level: 0, index: 0 })).payload).toHaveLength(0);
     expect([...assembly.close(closing(1, { step: 2, level: 0, index: 0 })).payload]).toEqual([7, 8]);
