@@ -50,6 +50,16 @@ export const SCALE_TRANSPORTS = ['ws', 'nats'] as const;
 type ScaleTransport = (typeof SCALE_TRANSPORTS)[number];
 
 /**
+ * Where NATS runs: `central`, one server on a machine of its own, through whose link every byte goes twice;
+ * `per-machine`, a server on every machine (the coordinator's and each worker's), clustered by routes, each
+ * process connected to its own machine's: a message crosses a route once to each server with subscribers, so
+ * each machine's link carries its own traffic, as over ws.
+ */
+export const NATS_TOPOLOGIES = ['central', 'per-machine'] as const;
+export type NatsTopology = (typeof NATS_TOPOLOGIES)[number];
+const NATS_ROUTE_PORT = 6222;
+
+/**
  * Where reduce and Adam run: `none`, on the coordinator (S = 1, in process); `N`, on one shard
  * reducer per worker machine (S = workers, `gradfleet shard` beside each worker).
  */
@@ -77,6 +87,8 @@ export interface ScaleOptions {
   syntheticMs: number;
   /** --bucket-mb for the coordinator: workers send gradient buckets during backward (0: nodes whole). */
   bucketMb: number;
+  /** With --transport nats: one central server, or one on every machine. */
+  natsTopology: NatsTopology;
   /** Each worker count is run once per sharding listed (S = 1 and S = N side by side). */
   shardings: ScaleSharding[];
   /** The worker count rerun at half the link rate; null: no check. */
@@ -153,6 +165,8 @@ export interface ScaleReport {
   synthetic_ms: number;
   /** --bucket-mb the runs used (0: nodes whole). */
   bucket_mb: number;
+  /** Over NATS, where its servers ran; null over ws. */
+  nats_topology: NatsTopology | null;
   link_mbit: number;
   link_delay_ms: number;
   warmup_steps: number;
@@ -288,33 +302,54 @@ class ScaleBench {
     private readonly machines: string[],
   ) {}
 
-  private transportArgs(subject: string): string[] {
+  /** The NATS arguments of a process on `machine`: it connects to its own machine's server, or the central one. */
+  private transportArgs(subject: string, machine: string): string[] {
     if (this.settings.transport === 'ws') return [];
+    const server = this.settings.natsTopology === 'central' ? 'nats' : machine;
     return [
       '--transport',
       'nats',
       '--nats-url',
-      `nats://${this.net.machine('nats').address}:${NATS_PORT}`,
+      `nats://${this.net.machine(server).address}:${NATS_PORT}`,
       '--nats-subject',
       subject,
     ];
   }
 
-  /** How a worker or shard reaches the run's coordinator. */
-  private joinArgs(subject: string): string[] {
+  /** How a worker or shard on `machine` reaches the run's coordinator. */
+  private joinArgs(subject: string, machine: string): string[] {
     return this.settings.transport === 'ws'
       ? ['--connect', `ws://${this.net.machine('coordinator').address}:${COORDINATOR_PORT}`]
-      : this.transportArgs(subject);
+      : this.transportArgs(subject, machine);
   }
 
+  /**
+   * The NATS server(s): one on the `nats` machine, or one on every machine, routed to the coordinator's (the
+   * cluster's seed: the others learn of each other from it). Resolves once each serves and, clustered, has a
+   * route.
+   */
   async startNats(): Promise<void> {
-    const nats = this.net.machine('nats');
-    const config = join(this.outRoot, 'nats.conf');
-    await writeFile(config, `listen: ${nats.address}:${NATS_PORT}\n${NATS_LIMITS}`);
-    const server = this.net.spawn('nats', findProgram('nats-server'), ['-c', config], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    await stderrLine(server, /Server is ready/, 'nats-server', 15_000);
+    const central = this.settings.natsTopology === 'central';
+    const hosts = central ? ['nats'] : this.machines;
+    const seed = this.net.machine(hosts[0]).address;
+    await Promise.all(
+      hosts.map(async (host) => {
+        const { address } = this.net.machine(host);
+        const cluster = central
+          ? ''
+          : `cluster {\n  name: gradfleet-bench\n  listen: ${address}:${NATS_ROUTE_PORT}\n  routes: [nats-route://${seed}:${NATS_ROUTE_PORT}]\n}\n`;
+        const config = join(this.outRoot, `nats-${host}.conf`);
+        await writeFile(
+          config,
+          `server_name: ${host}\nlisten: ${address}:${NATS_PORT}\n${NATS_LIMITS}${cluster}`,
+        );
+        const server = this.net.spawn(host, findProgram('nats-server'), ['-c', config], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        const ready = central ? /Server is ready/ : /Route connection created/;
+        await stderrLine(server, ready, `nats-server on ${host}`, 15_000);
+      }),
+    );
   }
 
   /**
@@ -353,7 +388,7 @@ class ScaleBench {
         String(SHARD_PORT),
         // A simulated cluster's private addresses: no secret is needed there, as for its coordinator.
         '--insecure',
-        ...this.joinArgs(subject),
+        ...this.joinArgs(subject, `worker-${i}`),
       ],
       { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
     );
@@ -396,7 +431,7 @@ class ScaleBench {
         '--out',
         out,
         '--json',
-        ...this.transportArgs(subject),
+        ...this.transportArgs(subject, 'coordinator'),
         ...(shards > 1 ? ['--shards', String(shards)] : []),
         ...(settings.bucketMb > 0 ? ['--bucket-mb', String(settings.bucketMb)] : []),
         // No secret (unsealed frames, today's bytes): its address exists only inside this run's namespaces.
@@ -448,7 +483,7 @@ class ScaleBench {
             '--no-reconnect',
             '--connect-timeout',
             '60',
-            ...this.joinArgs(subject),
+            ...this.joinArgs(subject, `worker-${i + 1}`),
           ],
           { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
         );
@@ -518,7 +553,8 @@ class ScaleBench {
       efficiency: samplesPerS / (batch / (settings.syntheticMs / 1000)),
       coordinator: traffic('coordinator'),
       worker: traffic('worker-1'),
-      nats_server: settings.transport === 'nats' ? traffic('nats') : null,
+      nats_server:
+        settings.transport === 'nats' && settings.natsTopology === 'central' ? traffic('nats') : null,
       sample_lag_ms: [from.lagMs, to.lagMs],
       host_cpu_busy: (to.cpu.busy - from.cpu.busy) / Math.max(1, to.cpu.total - from.cpu.total),
       samples_quiet: [from.quiet === true, to.quiet === true],
@@ -548,7 +584,7 @@ export async function benchmarkScale(settings: ScaleOptions): Promise<ScaleRepor
   const most = Math.max(...settings.workersList);
   const machines = [
     'coordinator',
-    ...(settings.transport === 'nats' ? ['nats'] : []),
+    ...(settings.transport === 'nats' && settings.natsTopology === 'central' ? ['nats'] : []),
     ...Array.from({ length: most }, (_, i) => `worker-${i + 1}`),
   ];
   const outRoot = await mkdtemp(join(tmpdir(), 'gradfleet-scale-'));
@@ -592,6 +628,7 @@ export async function benchmarkScale(settings: ScaleOptions): Promise<ScaleRepor
       micro_batch: settings.microBatch,
       synthetic_ms: settings.syntheticMs,
       bucket_mb: settings.bucketMb,
+      nats_topology: settings.transport === 'nats' ? settings.natsTopology : null,
       link_mbit: settings.link.mbit,
       link_delay_ms: settings.link.delayMs ?? 0,
       warmup_steps: settings.warmup,

@@ -24,8 +24,9 @@ export class ArrivingWeights {
     return this.held === this.values.length;
   }
 
-  /** Values [from, to) are in the buffer now. */
+  /** Values [from, to) are in the buffer now (a part sent again, rewritten in place, counts once). */
   arrived(from: number, to: number): void {
+    if (this.ranges.some(([a, b]) => a === from && b === to)) return;
     this.ranges.push([from, to]);
     this.held += to - from;
     const waiting = this.waiters;

@@ -53,20 +53,38 @@ export class WeightsAssembler {
         `${shard === undefined ? 'the coordinator' : `shard ${shard}`} sent weights [${from}, ${to}), which is not within [${bounds.offset}, ${bounds.offset + bounds.size})`,
       );
     const current = this.current;
-    let target: WeightsInProgress;
-    if (current && version < current.version) return undefined;
-    // A newer version, or the current one over a range it holds (sent again): a new buffer.
-    const again = current?.version === version && current.ranges.some(([a, b]) => from < b && a < to);
-    const began = !current || version > current.version || again;
-    if (began) {
-      target = {
+    const fresh = (): WeightsInProgress => {
+      this.current = {
         version,
         values: new Float32Array(new SharedArrayBuffer(this.size * 4)),
         ranges: [],
         held: 0,
       };
-      this.current = target;
-    } else target = current!;
+      return this.current;
+    };
+    const overlaps = current?.ranges.some(([a, b]) => from < b && a < to);
+    if (!this.slices) {
+      // One sender, in order: whatever version it sends now is the current one, an older one included (the
+      // run went back to a trust anchor), and the current one sent again starts over.
+      const began = !current || version !== current.version || overlaps === true;
+      return this.fill(began ? fresh() : current, from, values, began);
+    }
+    // Shard reducers send their slices each on its own link: a newer version takes over, an older one is stale,
+    // and a slice sent again (a replacement shard, a worker newly joined) rewrites its values in place.
+    if (current && version < current.version) return undefined;
+    if (!current || version > current.version) return this.fill(fresh(), from, values, true);
+    if (current.held === this.size) return undefined;
+    if (current.ranges.some(([a, b]) => a === from && b === to)) {
+      current.values.set(values, from);
+      return { weights: current, began: false, complete: false };
+    }
+    // Parts are cut the same way every time: one that overlaps another without matching it is no resend.
+    if (overlaps) return undefined;
+    return this.fill(current, from, values, false);
+  }
+
+  private fill(target: WeightsInProgress, from: number, values: Float32Array, began: boolean): PartTaken {
+    const to = from + values.length;
     target.values.set(values, from);
     target.ranges.push([from, to]);
     target.held += values.length;

@@ -8,6 +8,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
 import {
   type LinkTraffic,
+  NATS_TOPOLOGIES,
+  type NatsTopology,
   SCALE_SHARDINGS,
   SCALE_TRANSPORTS,
   type ScaleReport,
@@ -33,6 +35,7 @@ interface ScaleFlags {
   wire: WireDtype;
   syntheticMs: number;
   bucketMb: number;
+  natsTopology: NatsTopology;
   validateWorkers?: number;
   validate: boolean;
   json?: boolean;
@@ -131,7 +134,7 @@ function formatScaleReport(report: ScaleReport): string {
         (v.ratio > 2.5 && resent ? '; more than the rate alone explains: chunks were resent (repeats)' : '')
       : `CPU-bound, not link-bound: at half the link rate, ${v.workers} workers' transfer grew only ×${v.ratio.toFixed(2)} (${ms(v.transfer_ms)} → ${ms(v.half_rate_transfer_ms)} ms, under ×1.6)`;
   return (
-    `${report.model} over ${report.transport}, wire ${report.wire}, synthetic compute ${report.synthetic_ms} ms per micro-batch of ${report.micro_batch}, ` +
+    `${report.model} over ${report.transport}${report.nats_topology ? ` (${report.nats_topology === 'central' ? 'one central server' : 'a server on every machine'})` : ''}, wire ${report.wire}, synthetic compute ${report.synthetic_ms} ms per micro-batch of ${report.micro_batch}, ` +
     `${report.bucket_mb > 0 ? `gradients in ${report.bucket_mb} MB buckets during backward` : 'nodes sent whole after compute'}, ` +
     `one machine per process on links of ${report.link_mbit} Mbit/s each way${report.link_delay_ms ? ` (+${report.link_delay_ms} ms)` : ''}; ` +
     `steps ${report.warmup_steps + 1}–${report.warmup_steps + report.steps} of a ${report.warmup_steps + report.steps}-step run per row:\n` +
@@ -190,6 +193,14 @@ export function scaleCommand(): Command {
         .argParser(oneOf(SCALE_TRANSPORTS))
         .default('ws'),
     )
+    .addOption(
+      new Option(
+        '--nats-topology <where>',
+        'with --transport nats: central (one server on a machine of its own, every byte through its link) or per-machine (a server on every machine, clustered by routes, each process on its own)',
+      )
+        .argParser(oneOf(NATS_TOPOLOGIES))
+        .default('central'),
+    )
     .option('--wire <dtype>', 'payload dtype of gradients and weights: fp32, fp16 or bf16', wireDtype, 'f32')
     .option(
       '--synthetic-ms <ms>',
@@ -239,6 +250,7 @@ export function scaleCommand(): Command {
         wire: flags.wire,
         syntheticMs: flags.syntheticMs,
         bucketMb: flags.bucketMb,
+        natsTopology: flags.natsTopology,
         shardings: flags.shards,
         validateWorkers: flags.validate ? (flags.validateWorkers ?? Math.max(...flags.workersList)) : null,
         onRun: ({ workers, shards, maxSteps, mbit }) =>

@@ -278,6 +278,33 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     }
   }, 90_000);
 
+  it('--transport nats --nats-topology per-machine: a server on every machine, each link carrying about what it carries over ws, the same weights', async () => {
+    const sharded = [
+      ...quick.map((a) => (a === '1' ? '2' : a)),
+      '--shards',
+      'N',
+      '--link-mbit',
+      '50',
+      '--warmup',
+      '1',
+      '--steps',
+      '4',
+      '--json',
+    ];
+    const ws = expectOk(await run(sharded));
+    const nats = expectOk(await run([...sharded, '--transport', 'nats', '--nats-topology', 'per-machine']));
+    expect(nats.nats_topology).toBe('per-machine');
+    const [wsRow] = ws.rows;
+    const [natsRow] = nats.rows;
+    expect(natsRow.nats_server).toBeNull();
+    expect(natsRow.weights_sha256).toBe(wsRow.weights_sha256);
+    // No central server to cross twice: the busiest machine is a worker's, within a tenth of ws's bytes
+    // (NATS adds its chunk headers and acks).
+    expect(natsRow.busiest.machine).toMatch(/^worker-/);
+    expect(natsRow.busiest.bytes).toBeLessThan(1.1 * wsRow.busiest.bytes);
+    expect(natsRow.busiest.bytes).toBeGreaterThan(0.9 * wsRow.busiest.bytes);
+  }, 120_000);
+
   it.each(['SIGINT', 'SIGTERM'] as const)(
     '%s in the middle of a run removes the namespaces and stops every process of the cluster',
     async (signal) => {

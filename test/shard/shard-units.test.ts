@@ -204,21 +204,41 @@ describe('WeightsAssembler', () => {
     expect(a.latest?.values.buffer).toBeInstanceOf(SharedArrayBuffer);
   });
 
-  it('a newer version takes over (the older one’s later parts are stale); the current one sent again starts over', () => {
+  it('from shards: a newer version takes over and an older one is stale; a slice sent again rewrites in place until complete', () => {
     const a = new WeightsAssembler(5, map);
     a.add(7, 0, Float32Array.of(1, 2, 3), 0);
     expect(took(a.add(8, 0, Float32Array.of(9, 9, 9), 0))).toMatchObject({ version: 8, began: true });
     expect(a.add(7, 3, Float32Array.of(4, 5), 1)).toBeUndefined();
+    // A replacement shard 0 sends its slice of 8 again: rewritten, counted once.
+    expect(took(a.add(8, 0, Float32Array.of(7, 7, 7), 0))).toMatchObject({ began: false, complete: false });
     expect(took(a.add(8, 3, Float32Array.of(8, 8), 1))).toMatchObject({
       complete: true,
-      values: [9, 9, 9, 8, 8],
+      values: [7, 7, 7, 8, 8],
     });
-    // Version 8 again (a run that went back): a new buffer, filling from nothing.
-    expect(took(a.add(8, 3, Float32Array.of(6, 6), 1))).toEqual({
+    // Complete: the same version again is stale (the others will not send theirs again).
+    expect(a.add(8, 3, Float32Array.of(6, 6), 1)).toBeUndefined();
+  });
+
+  it('from the coordinator: any version it sends is the current one, an older one included; the current one again starts over', () => {
+    const a = new WeightsAssembler(5);
+    a.add(8, 0, Float32Array.of(1, 1, 1, 1, 1));
+    // The run went back to a trust anchor: version 6, then 8 again with other values.
+    expect(took(a.add(6, 0, Float32Array.of(2, 2, 2, 2, 2)))).toEqual({
+      version: 6,
+      began: true,
+      complete: true,
+      values: [2, 2, 2, 2, 2],
+    });
+    expect(took(a.add(8, 0, Float32Array.of(3, 3, 3)))).toMatchObject({
       version: 8,
       began: true,
       complete: false,
-      values: [0, 0, 0, 6, 6],
+    });
+    expect(took(a.add(8, 0, Float32Array.of(4, 4, 4)))).toEqual({
+      version: 8,
+      began: true,
+      complete: false,
+      values: [4, 4, 4, 0, 0],
     });
   });
 
