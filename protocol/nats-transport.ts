@@ -69,6 +69,9 @@ function connectionOptions(nats: NatsOptions, name: string): ConnectionOptions {
       : undefined;
   return {
     servers: nats.servers,
+    // In the order given: a process lists its own machine's server first (a NATS node on every machine), and
+    // the others, and those the cluster tells of, only to fail over to.
+    noRandomize: true,
     name,
     user: nats.user,
     pass: nats.pass,

@@ -611,7 +611,10 @@ describe('Kubernetes', () => {
     const nats = k8s('StatefulSet', 'nats');
     for (const args of [cc.args, wc.args]) {
       expect(flag(args, '--transport')).toBe('nats');
-      expect(flag(args, '--nats-url')).toBe(`nats://${k8s('Service', 'nats').metadata.name}:4222`);
+      // The NATS node on the pod's own node first, the core after it (nats-node.yaml).
+      expect(flag(args, '--nats-url')).toBe(
+        `nats://${k8s('Service', 'nats-node').metadata.name}:4222,nats://${k8s('Service', 'nats').metadata.name}:4222`,
+      );
     }
     expect(nats.spec.replicas).toBe(3);
     expect(k8s('PodDisruptionBudget', 'nats').spec.maxUnavailable).toBe(1);
@@ -765,6 +768,55 @@ describe('Kubernetes', () => {
     expect(matches(k8s('PodDisruptionBudget', 'gradfleet-worker').spec.selector.matchLabels, labels)).toBe(
       false,
     );
+  });
+
+  it('a NATS node on every node: a DaemonSet of full members of the core’s cluster, with its config, users and policy, reached on the pod’s own node', () => {
+    const node = k8s('DaemonSet', 'nats-node');
+    const core = k8s('StatefulSet', 'nats');
+    const [nc] = node.spec.template.spec.containers;
+    const [cc] = core.spec.template.spec.containers;
+    const labels = node.spec.template.metadata.labels;
+    expect(node.spec.selector.matchLabels).toEqual(labels);
+    // Its own pods only: no overlap with the core's selector, PDB or Service (a DaemonSet has no scale for a PDB).
+    const matches = (selector: Record<string, string>, podLabels: Record<string, string>) =>
+      Object.entries(selector).every(([k, v]) => podLabels[k] === v);
+    expect(matches(core.spec.selector.matchLabels, labels)).toBe(false);
+    expect(matches(k8s('PodDisruptionBudget', 'nats').spec.selector.matchLabels, labels)).toBe(false);
+    // The core's config (its routes seed the cluster), image and every role's password.
+    expect(nc.image).toBe(cc.image);
+    expect(nc.args).toEqual(cc.args);
+    expect(node.spec.template.spec.volumes).toEqual(core.spec.template.spec.volumes);
+    expect(nc.env.filter((e: any) => e.name !== 'NATS_NAME')).toEqual(
+      cc.env.filter((e: any) => e.name !== 'NATS_NAME'),
+    );
+    expect(nc.env).toContainEqual({
+      name: 'NATS_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
+    });
+    // On the workers' GPU nodes too.
+    expect(node.spec.template.spec.tolerations).toEqual(
+      k8s('Deployment', 'gradfleet-worker').spec.template.spec.tolerations,
+    );
+    const service = k8s('Service', 'nats-node');
+    expect(service.spec.selector).toEqual(labels);
+    expect(service.spec.internalTrafficPolicy).toBe('Local');
+    // Clients on 4222 from gradfleet's pods; routes on 6222 between every NATS pod, core and node, both ways.
+    for (const policy of [k8s('NetworkPolicy', 'nats-node'), k8s('NetworkPolicy', 'nats')]) {
+      const routes = policy.spec.ingress.find((r: any) => r.ports.some((p: any) => p.port === 6222));
+      for (const pods of [labels, core.spec.template.metadata.labels])
+        expect(routes.from.some((f: any) => matches(f.podSelector.matchLabels, pods))).toBe(true);
+    }
+    const clients = k8s('NetworkPolicy', 'nats-node').spec.ingress.find((r: any) =>
+      r.ports.some((p: any) => p.port === 4222),
+    );
+    expect(
+      clients.from.some((f: any) =>
+        matches(
+          f.podSelector.matchLabels,
+          k8s('Deployment', 'gradfleet-worker').spec.template.metadata.labels,
+        ),
+      ),
+    ).toBe(true);
   });
 
   it('the kustomization lists exactly the manifests that exist', () => {
