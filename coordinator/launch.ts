@@ -363,7 +363,8 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     secret: launch.policy.secret,
     limits: launch.policy.limits,
     heartbeat: launch.policy.heartbeat,
-    nodeValues: launch.shards === undefined ? layout.size : 0,
+    // Asked at a node's first bucket, by then the reducer below exists.
+    nodeValues: () => reducer.nodePayloadSize,
     welcome: {
       type: 'welcome',
       runId: config.runId,

@@ -100,8 +100,8 @@ export interface WorkerPoolOptions {
   heartbeat: { intervalMs: number; timeoutMs: number };
   /** When repeated rejections get a worker evicted, and for how long (default DEFAULT_ABUSE_POLICY). */
   abuse?: AbusePolicy;
-  /** Values of each tree node that come here (the layout's size; 0 where shard reducers take them). */
-  nodeValues: number;
+  /** Values of each tree node that come here: the reducer's nodePayloadSize (0 where shard reducers take them). */
+  nodeValues: () => number;
 }
 
 export class WorkerPool {
@@ -192,7 +192,7 @@ export class WorkerPool {
       weightsVersion: -1,
       holdsVersion: -1,
       idleSteps: 0,
-      buckets: new BucketAssembly(() => ({ offset: 0, size: this.options.nodeValues })),
+      buckets: new BucketAssembly(() => ({ offset: 0, size: this.options.nodeValues() })),
     };
     this.sessions.set(session.id, session);
     channel.onRejected = (reason) => {

@@ -8,6 +8,7 @@
  * shard reducer). A node whose buckets do not cover the span exactly once comes out with no values, and the
  * receiver's own size check refuses it as it refuses any node of the wrong size.
  */
+import { RangeSet } from '../common/range-set.js';
 import type { RejectionReason } from './errors.js';
 import type { MessageOf } from './messages.js';
 
@@ -24,14 +25,16 @@ interface OpenNode {
   step: number;
   values: Float32Array;
   /** [from, to) of each bucket taken, relative to the span. */
-  ranges: [number, number][];
+  ranges: RangeSet;
   /** When each arrived (performance.now()). */
   arrivals: number[];
 }
 
 export type BucketVerdict = { ok: true } | { ok: false; detail: string };
 
-const keyOf = (m: { step: number; level: number; index: number }) => `${m.step}:${m.level}:${m.index}`;
+/** A node of a step, as its buckets and its contribution name it. */
+export const bucketKey = (m: { step: number; level: number; index: number }) =>
+  `${m.step}:${m.level}:${m.index}`;
 
 export class BucketAssembly {
   private readonly open = new Map<string, OpenNode>();
@@ -64,23 +67,23 @@ export class BucketAssembly {
         ok: false,
         detail: `bucket [${bucket.offset}, ${bucket.offset + values.length}) is outside [${offset}, ${offset + size})`,
       };
-    const key = keyOf(bucket);
+    const key = bucketKey(bucket);
     let node = this.open.get(key);
     if (!node) {
       // A node of an older step never closed (its share was taken back): it never will.
       for (const [k, n] of this.open) if (n.step < bucket.step) this.open.delete(k);
       if (this.open.size >= MAX_OPEN_NODES)
         return { ok: false, detail: `more than ${MAX_OPEN_NODES} nodes in buckets at once` };
-      node = { step: bucket.step, values: new Float32Array(size), ranges: [], arrivals: [] };
+      node = { step: bucket.step, values: new Float32Array(size), ranges: new RangeSet(), arrivals: [] };
       this.open.set(key, node);
     }
-    if (node.ranges.some(([a, b]) => from < b && a < to))
+    if (node.ranges.overlaps(from, to))
       return {
         ok: false,
         detail: `bucket [${bucket.offset}, ${bucket.offset + values.length}) overlaps another`,
       };
     node.values.set(values, from);
-    node.ranges.push([from, to]);
+    node.ranges.add(from, to);
     node.arrivals.push(performance.now());
     return { ok: true };
   }
@@ -93,12 +96,11 @@ export class BucketAssembly {
     message: MessageOf<'contribution'>;
     payload: Float32Array;
   } {
-    const key = keyOf(message);
+    const key = bucketKey(message);
     const node = this.open.get(key);
     this.open.delete(key);
     this.lastArrivals = node?.arrivals ?? [];
-    const covered = node?.ranges.reduce((sum, [a, b]) => sum + b - a, 0);
-    const whole = node && node.ranges.length === message.buckets && covered === node.values.length;
+    const whole = node && node.ranges.count === message.buckets && node.ranges.held === node.values.length;
     const payload = whole ? node.values : new Float32Array(0);
     const { buckets: _, ...rest } = message;
     return { message: { ...rest, payloadValues: payload.length }, payload };

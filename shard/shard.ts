@@ -22,7 +22,7 @@ import {
 import type { Link, Listener } from '../protocol/transport.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
 import { PeerPool, type WelcomeMessage } from '../protocol/peer-pool.js';
-import { weightsFrames } from '../protocol/weights-parts.js';
+import { type WeightsParts, weightsFrames } from '../protocol/weights-parts.js';
 import { type SliceWorker, SliceWorkers } from './slice-workers.js';
 import { layerStarts, paramLayout } from '../training/models/spec.js';
 import { getModel } from '../training/models/zoo.js';
@@ -63,6 +63,8 @@ class Shard {
   private readonly handshake: ClientHandshake;
   private readonly rejections = new RejectionCounts();
   private welcome: MessageOf<'welcome'> | undefined;
+  /** --bucket-mb: how the slice's weights are cut into parts (weights-parts.ts), fixed by the welcome. */
+  private weightParts: WeightsParts | undefined;
   private pool: SliceWorkers | undefined;
   private reducer: ShardReducer | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -136,6 +138,8 @@ class Shard {
     if (paramLayout(getModel(w.model)).size !== w.layoutSize)
       throw new Error(`the coordinator's ${w.model} layout differs from this build's: upgrade one side`);
     this.welcome = w;
+    if (w.bucketValues)
+      this.weightParts = { values: w.bucketValues, layerStarts: layerStarts(paramLayout(getModel(w.model))) };
     this.heartbeat = keepAlive({
       intervalMs: w.heartbeatMs,
       timeoutMs: w.heartbeatTimeoutMs,
@@ -296,11 +300,13 @@ class Shard {
   private sendWeights(sessions: readonly SliceWorker[]): void {
     const t = this.reducer?.current;
     if (!t || sessions.length === 0) return;
-    const { wire, bucketValues, model } = this.welcome!;
-    const parts = bucketValues
-      ? { values: bucketValues, layerStarts: layerStarts(paramLayout(getModel(model))) }
-      : undefined;
-    const frames = weightsFrames(t.version, this.reducer!.slice.offset, t.weights, wire, parts);
+    const frames = weightsFrames(
+      t.version,
+      this.reducer!.slice.offset,
+      t.weights,
+      this.welcome!.wire,
+      this.weightParts,
+    );
     for (const s of sessions) for (const frame of frames) s.channel.sendShared(frame);
   }
 

@@ -9,14 +9,14 @@
  * sent v + 1 only once the step of v is over (it did its share, or had none); parts of an older one are stale. A part of the current version over a range it already
  * holds starts it again: the run went back (a caught liar) and sends that version again, with other values.
  */
+import { RangeSet } from '../common/range-set.js';
 import type { ParamSlice } from '../training/optimizer/adam.js';
 
 export interface WeightsInProgress {
   version: number;
   values: Float32Array;
   /** The parts in, as [from, to) of the flat vector. */
-  ranges: [number, number][];
-  held: number;
+  ranges: RangeSet;
 }
 
 /** What a part did: began a version's buffer, and whether it completed it. */
@@ -57,12 +57,11 @@ export class WeightsAssembler {
       this.current = {
         version,
         values: new Float32Array(new SharedArrayBuffer(this.size * 4)),
-        ranges: [],
-        held: 0,
+        ranges: new RangeSet(),
       };
       return this.current;
     };
-    const overlaps = current?.ranges.some(([a, b]) => from < b && a < to);
+    const overlaps = current?.ranges.overlaps(from, to);
     if (!this.slices) {
       // One sender, in order: whatever version it sends now is the current one, an older one included (the
       // run went back to a trust anchor), and the current one sent again starts over.
@@ -73,8 +72,8 @@ export class WeightsAssembler {
     // and a slice sent again (a replacement shard, a worker newly joined) rewrites its values in place.
     if (current && version < current.version) return undefined;
     if (!current || version > current.version) return this.fill(fresh(), from, values, true);
-    if (current.held === this.size) return undefined;
-    if (current.ranges.some(([a, b]) => a === from && b === to)) {
+    if (current.ranges.held === this.size) return undefined;
+    if (current.ranges.has(from, to)) {
       current.values.set(values, from);
       return { weights: current, began: false, complete: false };
     }
@@ -84,10 +83,8 @@ export class WeightsAssembler {
   }
 
   private fill(target: WeightsInProgress, from: number, values: Float32Array, began: boolean): PartTaken {
-    const to = from + values.length;
     target.values.set(values, from);
-    target.ranges.push([from, to]);
-    target.held += values.length;
-    return { weights: target, began, complete: target.held === this.size };
+    target.ranges.add(from, from + values.length);
+    return { weights: target, began, complete: target.ranges.held === this.size };
   }
 }

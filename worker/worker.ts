@@ -12,6 +12,7 @@ import { unreachable } from '../common/exhaustive.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { type Channel, type ChannelMeter, RejectionCounts } from '../protocol/channel.js';
 import { ClientHandshake, joiningChannel } from '../protocol/client-handshake.js';
+import { bucketKey } from '../protocol/bucket-assembly.js';
 import type { Frame } from '../protocol/codec.js';
 import { keepAlive } from '../protocol/keep-alive.js';
 import { FATAL_ERROR_CODES } from '../protocol/errors.js';
@@ -125,8 +126,6 @@ function localCopy(spec: string, expected: string, dataDirs: readonly string[], 
   }
   return null;
 }
-
-const bucketKey = (m: { step: number; level: number; index: number }) => `${m.step}:${m.level}:${m.index}`;
 
 /** True when our build's flat layout of the model is the coordinator's, entry by entry. */
 function layoutAgrees(w: MessageOf<'welcome'>): boolean {
@@ -381,7 +380,7 @@ class Worker {
     const early = this.weights?.latest;
     if (early) {
       compute.beginWeights(early.version, early.values);
-      for (const [from, to] of early.ranges) compute.weightsIn(early.version, from, to);
+      for (const [from, to] of early.ranges.list) compute.weightsIn(early.version, from, to);
       this.channel.send({ type: 'holding', version: early.version });
     }
   }

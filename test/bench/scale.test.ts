@@ -182,6 +182,18 @@ const quick = [
   '--no-validate',
 ];
 
+/** Two worker machines on 50 Mbit/s links, 4 measured steps, as JSON. */
+const twoMachines = [
+  ...quick.map((a) => (a === '1' ? '2' : a)),
+  '--link-mbit',
+  '50',
+  '--warmup',
+  '1',
+  '--steps',
+  '4',
+  '--json',
+];
+
 describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
   it("2 machines at 20 Mbit/s: the coordinator's link carries the protocol's bytes per step, the weights match loopback, nothing is left behind", async () => {
     const report = expectOk(
@@ -246,20 +258,7 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
   }, 60_000);
 
   it("--shards none,N: one shard per worker machine takes the gradients off the coordinator's link, same weights", async () => {
-    const report = expectOk(
-      await run([
-        ...quick.map((a) => (a === '1' ? '2' : a)),
-        '--shards',
-        'none,N',
-        '--link-mbit',
-        '50',
-        '--warmup',
-        '1',
-        '--steps',
-        '4',
-        '--json',
-      ]),
-    );
+    const report = expectOk(await run([...twoMachines, '--shards', 'none,N']));
     const [whole, sharded] = report.rows;
     expect(whole).toMatchObject({ workers: 2, shards: 1 });
     expect(sharded).toMatchObject({ workers: 2, shards: 2 });
@@ -279,18 +278,7 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
   }, 90_000);
 
   it('--transport nats --nats-topology per-machine: a server on every machine, each link carrying about what it carries over ws, the same weights', async () => {
-    const sharded = [
-      ...quick.map((a) => (a === '1' ? '2' : a)),
-      '--shards',
-      'N',
-      '--link-mbit',
-      '50',
-      '--warmup',
-      '1',
-      '--steps',
-      '4',
-      '--json',
-    ];
+    const sharded = [...twoMachines, '--shards', 'N'];
     const ws = expectOk(await run(sharded));
     const nats = expectOk(await run([...sharded, '--transport', 'nats', '--nats-topology', 'per-machine']));
     expect(nats.nats_topology).toBe('per-machine');

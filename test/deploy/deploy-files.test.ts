@@ -47,6 +47,9 @@ const k8sDocs = () =>
   (parse(read(deploy('k8s/kustomization.yaml'))).resources as string[]).flatMap((f) =>
     parseAllDocuments(read(deploy(`k8s/${f}`))).map((d) => d.toJS()),
   );
+/** True when every label a selector names holds on a pod's labels. */
+const matches = (selector: Record<string, string>, podLabels: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => podLabels[k] === v);
 const k8s = (kind: string, name: string) =>
   k8sDocs().find((d) => d.kind === kind && d.metadata.name === name);
 
@@ -653,8 +656,6 @@ describe('Kubernetes', () => {
     );
     expectKnownFlags(argv);
     // Two Deployments whose selectors match each other's pods fight over them.
-    const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
-      Object.entries(selector).every(([k, v]) => labels[k] === v);
     expect(matches(native.spec.selector.matchLabels, webgpu.spec.template.metadata.labels)).toBe(false);
     expect(matches(webgpu.spec.selector.matchLabels, native.spec.template.metadata.labels)).toBe(false);
     expect(matches(webgpu.spec.selector.matchLabels, webgpu.spec.template.metadata.labels)).toBe(true);
@@ -751,8 +752,6 @@ describe('Kubernetes', () => {
     expect(flag(cc.args, '--shards')).toBe('$(GRADFLEET_SHARDS)');
     expect(cc.env).toContainEqual({ name: 'GRADFLEET_SHARDS', value: '0' });
     // The policies admit it to NATS (its only link) and its selector takes no other pods, nor theirs it.
-    const matches = (selector: Record<string, string>, podLabels: Record<string, string>) =>
-      Object.entries(selector).every(([k, v]) => podLabels[k] === v);
     for (const rule of k8s('NetworkPolicy', 'nats').spec.ingress.filter((r: any) =>
       r.ports.some((p: any) => p.port === 4222),
     )) {
@@ -778,8 +777,6 @@ describe('Kubernetes', () => {
     const labels = node.spec.template.metadata.labels;
     expect(node.spec.selector.matchLabels).toEqual(labels);
     // Its own pods only: no overlap with the core's selector, PDB or Service (a DaemonSet has no scale for a PDB).
-    const matches = (selector: Record<string, string>, podLabels: Record<string, string>) =>
-      Object.entries(selector).every(([k, v]) => podLabels[k] === v);
     expect(matches(core.spec.selector.matchLabels, labels)).toBe(false);
     expect(matches(k8s('PodDisruptionBudget', 'nats').spec.selector.matchLabels, labels)).toBe(false);
     // The core's config (its routes seed the cluster), image and every role's password.

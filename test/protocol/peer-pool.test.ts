@@ -167,7 +167,7 @@ describe('PeerPool roles', () => {
       log: silentLogger,
       rejections,
       heartbeat: { intervalMs: 60_000, timeoutMs: 120_000 },
-      nodeValues: 0,
+      nodeValues: () => 0,
     });
     try {
       const early = await join(listener, shardHello);

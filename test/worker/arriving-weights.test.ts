@@ -18,6 +18,8 @@ describe('ArrivingWeights', () => {
     await Promise.all(waits);
     expect(resolved.sort()).toEqual(['0-4', '2-6', '4-10', '5-5']);
     expect(w.complete).toBe(true);
-    expect(ArrivingWeights.whole(1, new Float32Array(4)).complete).toBe(true);
+    const whole = new ArrivingWeights(1, new Float32Array(4));
+    whole.arrived(0, 4);
+    expect(whole.complete).toBe(true);
   });
 });
