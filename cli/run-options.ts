@@ -14,6 +14,7 @@ import {
 import type { Logger } from '../common/logger.js';
 import { modelNames } from '../training/models/zoo.js';
 import { DEFAULT_ADAM } from '../training/optimizer/adam.js';
+import { DEFAULT_OUTER } from '../training/optimizer/outer.js';
 import {
   nonNegativeInt,
   port,
@@ -48,6 +49,10 @@ export interface RunFlags {
   evalChunk: number;
   maxFrameMb: number;
   maxGradNorm?: number;
+  localSteps?: number;
+  replicas?: number;
+  outerLr: number;
+  outerMomentum: number;
   wire: WireDtype;
   json?: boolean;
   curvesEvery: number;
@@ -57,7 +62,12 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
   return cmd
     .option('--model <name>', `model (${modelNames().join(', ')})`, 'mnist-cnn')
     .option('--epochs <n>', 'epochs', positiveInt, 1)
-    .option('--batch-size <n>', 'global batch: samples per step, over all workers', positiveInt, 128)
+    .option(
+      '--batch-size <n>',
+      "global batch: samples per step, over all workers (with --local-steps: each replica's inner batch)",
+      positiveInt,
+      128,
+    )
     .option(
       '--micro-batch <n>',
       'samples per micro-batch (the unit of work and of the reduction tree)',
@@ -87,6 +97,28 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
       'clip the averaged gradient to this global L2 norm before Adam (off by default)',
       positiveNumber,
     )
+    .option(
+      '--local-steps <h>',
+      'local steps (DiLoCo): each round, every replica takes H inner Adam steps from the global weights, then an outer Nesterov step applies their mean delta (off by default)',
+      positiveInt,
+    )
+    .option(
+      '--replicas <k>',
+      'virtual replicas per round with --local-steps: part of the run config, like the batch size, so the result does not depend on how many workers compute them',
+      positiveInt,
+    )
+    .option(
+      '--outer-lr <rate>',
+      'outer Nesterov learning rate with --local-steps',
+      positiveNumber,
+      DEFAULT_OUTER.learningRate,
+    )
+    .option(
+      '--outer-momentum <m>',
+      'outer Nesterov momentum with --local-steps',
+      unitFraction,
+      DEFAULT_OUTER.momentum,
+    )
     .option('--eval-chunk <n>', 'test samples per evaluation work item', positiveInt, 500)
     .option(
       '--max-frame-mb <n>',
@@ -109,12 +141,38 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
     .option('--json', 'print a JSON summary as the last stdout line');
 }
 
-function runConfigOf(flags: RunFlags): NewRunConfig {
+/**
+ * --local-steps and --replicas come together; a replica computes each inner batch whole (the micro-batch is
+ * the batch), and the outer step has no gradient norm to clip.
+ */
+function localStepsOf(cmd: Command, flags: RunFlags): NewRunConfig['localSteps'] {
+  const { localSteps: steps, replicas } = flags;
+  if (steps === undefined && replicas === undefined) {
+    const given = ['outerLr', 'outerMomentum'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+    if (given.length > 0) throw new UsageError(`--${kebab(given[0])} needs --local-steps and --replicas`);
+    return null;
+  }
+  if (steps === undefined || replicas === undefined)
+    throw new UsageError('--local-steps and --replicas go together: give both');
+  if (cmd.getOptionValueSource('microBatch') === 'cli')
+    throw new UsageError(
+      '--micro-batch does not apply with --local-steps: each inner step computes its --batch-size samples whole',
+    );
+  if (flags.maxGradNorm !== undefined)
+    throw new UsageError('--max-grad-norm does not apply with --local-steps: the outer step applies deltas');
+  return { steps, replicas, outer: { learningRate: flags.outerLr, momentum: flags.outerMomentum } };
+}
+
+const kebab = (flag: string): string => flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function runConfigOf(cmd: Command, flags: RunFlags): NewRunConfig {
+  const localSteps = localStepsOf(cmd, flags);
   return {
     model: flags.model,
     seed: flags.seed,
     batchSize: flags.batchSize,
-    microBatchSize: flags.microBatch,
+    microBatchSize: localSteps ? flags.batchSize : flags.microBatch,
+    localSteps,
     epochs: flags.epochs,
     maxSteps: flags.maxSteps ?? null,
     adam: { ...DEFAULT_ADAM, learningRate: flags.lr },
@@ -154,7 +212,7 @@ export async function runDirOf(flags: RunFlags): Promise<RunDir> {
 /** A fresh run from the flags, or a resumed one (--resume, or --auto-resume where --out has checkpoints). */
 export function runStartOf(cmd: Command, flags: RunFlags): RunStart {
   const resume = flags.autoResume ? autoResumeOf(cmd, flags) : resumeOf(cmd, flags);
-  return resume ?? { kind: 'fresh', config: runConfigOf(flags) };
+  return resume ?? { kind: 'fresh', config: runConfigOf(cmd, flags) };
 }
 
 type Resume = Extract<RunStart, { kind: 'resume' }>;
@@ -178,11 +236,24 @@ function dataNamedAgain(cmd: Command, flags: RunFlags): Resume['data'] {
  */
 function resumeOf(cmd: Command, flags: RunFlags): Resume | undefined {
   if (!flags.resume) return undefined;
-  const fixed = ['model', 'batchSize', 'microBatch', 'lr', 'lrDecay', 'seed', 'wire', 'maxGradNorm'];
+  const fixed = [
+    'model',
+    'batchSize',
+    'microBatch',
+    'lr',
+    'lrDecay',
+    'seed',
+    'wire',
+    'maxGradNorm',
+    'localSteps',
+    'replicas',
+    'outerLr',
+    'outerMomentum',
+  ];
   const changed = fixed.filter((k) => cmd.getOptionValueSource(k) === 'cli');
   if (changed.length > 0)
     throw new UsageError(
-      `--resume continues a run with its own config; drop ${changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`,
+      `--resume continues a run with its own config; drop ${changed.map((k) => `--${kebab(k)}`).join(', ')}`,
     );
   const explicit = (k: string) => cmd.getOptionValueSource(k) === 'cli';
   return {

@@ -31,7 +31,13 @@ import { EvalGather } from './eval-gather.js';
 import { type GradientReducer, ReducerStateLost } from './gradient-reducer.js';
 import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
 import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
-import { type EpochSummary, type RunState, emptyAccumulator, stateToCheckpoint } from './run-state.js';
+import {
+  type EpochSummary,
+  type RunState,
+  batchingOf,
+  emptyAccumulator,
+  stateToCheckpoint,
+} from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
 import { NormHistory, type NodeNorm, flagOutliers } from './outliers.js';
 import type { Referee } from './referee.js';
@@ -186,7 +192,7 @@ export class Coordinator {
 
   constructor(private readonly settings: CoordinatorOptions) {
     const { state, train, pool, log, hooks, reducer } = settings;
-    this.geometry = geometryOf(state.config, train.count);
+    this.geometry = geometryOf(batchingOf(state.config), train.count);
     this.ledger = new SampleLedger(train.count);
     this.reducer = reducer;
     this.stragglers = new StragglerReport('worker', 'micro-batches/s', log, hooks?.straggler);

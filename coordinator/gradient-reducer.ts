@@ -11,7 +11,7 @@ import { gradientNorm } from '../training/optimizer/gradient-norm.js';
 import { averageOf } from '../training/parallel/reduction-tree.js';
 import { clipGradientNorm } from '../training/optimizer/clipping.js';
 import type { StepPosition } from '../training/parallel/step-plan.js';
-import { type RunState, adamForEpoch } from './run-state.js';
+import { type RunState, updateRuleFor } from './run-state.js';
 import type { StepGather, Verdict } from './step-gather.js';
 import type { MessageOf } from '../protocol/messages.js';
 import { type Agreement, type NodeNorm, nodesAgree } from './outliers.js';
@@ -167,8 +167,8 @@ export class InProcessReducer implements GradientReducer {
         ? undefined
         : clipGradientNorm(average.values, this.trainable, state.config.maxGradNorm);
     const t1 = performance.now();
-    const adam = adamForEpoch(state.config, position.epoch);
-    const next = applyUpdate(layout, state.weights, average.values, state.adam, adam, { inPlace: true });
+    const rule = updateRuleFor(state.config, position.epoch);
+    const next = applyUpdate(layout, state.weights, average.values, state.adam, rule, { inPlace: true });
     state.weights = next.weights;
     state.adam = next.adam;
     state.step++;
@@ -181,7 +181,7 @@ export class InProcessReducer implements GradientReducer {
       samples,
       loss: average.loss,
       accuracy: average.accuracy,
-      learningRate: adam.learningRate,
+      learningRate: rule.learningRate,
       gradientNorm: () => gradientNorm(average.values, this.trainable),
       seconds: { reduce: (t1 - t0) / 1000, optimizer: (t2 - t1) / 1000, broadcast: (t3 - t2) / 1000 },
       clippedFrom: clipped && clipped.scale < 1 ? clipped.norm : undefined,

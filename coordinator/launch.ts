@@ -36,7 +36,7 @@ import {
   writeCurves,
   writeSummary,
 } from './run-outputs.js';
-import { type RunConfig, type RunState, emptyAccumulator } from './run-state.js';
+import { type RunConfig, type RunState, batchingOf, emptyAccumulator, localStepsOf } from './run-state.js';
 import type { SharedSecret } from '../protocol/auth.js';
 import { CheckpointKey } from './checkpoint-file.js';
 import type { AdmissionLimits } from '../protocol/admission.js';
@@ -328,13 +328,14 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
       ? await resumedRun(launch.start, launch.log, checkpointKey)
       : freshRun(launch.start.config);
   const model = getModel(state.config.model);
-  validateGeometry(geometryOf(state.config, train.count));
+  validateGeometry(geometryOf(batchingOf(state.config), train.count));
   const verification = await verificationOf(launch, {
     model,
     seed: state.config.seed,
-    geometry: geometryOf(state.config, train.count),
+    geometry: geometryOf(batchingOf(state.config), train.count),
     train,
     test,
+    localSteps: localStepsOf(state.config),
   });
   const layout = paramLayout(model);
   const needed = layout.size * 4 + 4096;
@@ -370,8 +371,8 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
       runId: config.runId,
       model: model.name,
       seed: config.seed,
-      batchSize: config.batchSize,
-      microBatchSize: config.microBatchSize,
+      ...batchingOf(config),
+      localSteps: localStepsOf(config),
       layout: layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], offset: e.offset })),
       layoutSize: layout.size,
       wire: config.wire,
@@ -427,7 +428,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     {
       url: listener.url,
       out: launch.outDir,
-      steps_per_epoch: stepsPerEpoch(geometryOf(config, train.count)),
+      steps_per_epoch: stepsPerEpoch(geometryOf(batchingOf(config), train.count)),
     },
     `coordinator listening on ${listener.url}`,
   );

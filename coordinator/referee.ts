@@ -5,6 +5,7 @@
  *
  * The host builds it (cli/referee.ts wraps the worker's compute path): the coordinator never knows how.
  */
+import type { LocalSteps } from '../training/step/local-steps.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { Dataset } from '../training/data/index.js';
 import type { ModelSpec } from '../training/models/spec.js';
@@ -37,6 +38,7 @@ export interface RefereeContext {
   geometry: BatchGeometry;
   train: Dataset;
   test: Dataset;
+  localSteps: LocalSteps | undefined;
 }
 
 /** Builds the referee once the run's config is known (the CLI loads a compute backend for it). */

@@ -6,6 +6,8 @@
 import { z } from 'zod';
 import { WIRE_DTYPES } from '../protocol/wire-dtype.js';
 import type { AdamState } from '../training/optimizer/adam.js';
+import { type UpdateRule, adamRule } from '../training/optimizer/apply-update.js';
+import type { LocalSteps } from '../training/step/local-steps.js';
 import { paramLayout } from '../training/models/spec.js';
 import { getModel, modelNames } from '../training/models/zoo.js';
 import { checkTrainableState } from './state-checks.js';
@@ -32,6 +34,19 @@ const runConfigSchema = z.object({
    * checkpoints have none.
    */
   maxGradNorm: z.number().positive().nullable().default(null),
+  /**
+   * Local steps (--local-steps, --replicas; training/step/local-steps.ts): each round, `replicas` virtual replicas
+   * start from the global weights and take `steps` inner Adam steps of `batchSize` samples each (Adam's moments
+   * reset every round); the outer Nesterov step applies their mean delta. null: every step is synchronous.
+   */
+  localSteps: z
+    .object({
+      steps: z.number().int().positive(),
+      replicas: z.number().int().positive(),
+      outer: z.object({ learningRate: z.number().positive(), momentum: z.number().min(0).max(1) }),
+    })
+    .nullable()
+    .default(null),
   /**
    * Payload dtype of gradients and weights on the wire; f32 keeps results bit-identical across worker counts.
    */
@@ -144,7 +159,33 @@ export function stateFromCheckpoint(
   };
 }
 
-/** Adam's settings for a step of `epoch`: the configured rate, decayed per epoch. */
-export function adamForEpoch(config: RunConfig, epoch: number): RunConfig['adam'] {
+/** Adam's settings for a step of `epoch` (in a run of local steps, the inner steps'): decayed per epoch. */
+function adamForEpoch(config: RunConfig, epoch: number): RunConfig['adam'] {
   return { ...config.adam, learningRate: config.adam.learningRate * config.lrDecay ** epoch };
+}
+
+/** What the reduced average of a step of `epoch` is applied with: Adam, or the outer step of local steps. */
+export function updateRuleFor(config: RunConfig, epoch: number): UpdateRule {
+  return config.localSteps
+    ? { kind: 'nesterov', ...config.localSteps.outer }
+    : adamRule(adamForEpoch(config, epoch));
+}
+
+/** How a worker trains each replica of a round of local steps, or undefined for synchronous steps. */
+export function localStepsOf(config: RunConfig): LocalSteps | undefined {
+  const local = config.localSteps;
+  return local
+    ? { steps: local.steps, batchSize: config.batchSize, adam: config.adam, lrDecay: config.lrDecay }
+    : undefined;
+}
+
+/**
+ * The batches the coordinator hands out. Synchronous: the batch, in micro-batches. Local steps: a round is the
+ * step, and each replica is one of its micro-batches, holding its `steps` inner batches back to back.
+ */
+export function batchingOf(config: RunConfig): { batchSize: number; microBatchSize: number } {
+  const local = config.localSteps;
+  if (!local) return config;
+  const replicaSamples = local.steps * config.batchSize;
+  return { batchSize: local.replicas * replicaSamples, microBatchSize: replicaSamples };
 }

@@ -21,7 +21,7 @@ import {
 } from './gradient-reducer.js';
 import type { CoordinatorHooks } from './hooks.js';
 import { type Agreement, type NodeNorm, agreementOf } from './outliers.js';
-import { type RunState, adamForEpoch } from './run-state.js';
+import { type RunState, updateRuleFor } from './run-state.js';
 import { type ShardReport, ShardSet, type SliceVerdict } from './shard-set.js';
 import { SliceGate } from './slice-gate.js';
 import type { StepGather, Verdict } from './step-gather.js';
@@ -149,7 +149,7 @@ export class ShardedReducer implements GradientReducer {
     const root = gather.reduce();
     const { lossSum, correct, samples } = root;
     const average = averageOf(root);
-    const adam = adamForEpoch(state.config, position.epoch);
+    const rule = updateRuleFor(state.config, position.epoch);
     this.publishing = state.step + 1;
     for (const w of workers) this.ensureWeights(w);
     const { maxGradNorm } = state.config;
@@ -157,7 +157,7 @@ export class ShardedReducer implements GradientReducer {
     let reports: ShardReport[];
     try {
       reports = await this.shards.reduce(
-        { step: position.step, microBatches: gather.batch.microBatches, nodes: gather.nodeOwners(), adam },
+        { step: position.step, microBatches: gather.batch.microBatches, nodes: gather.nodeOwners(), rule },
         maxGradNorm === null
           ? undefined
           : (squares) => {
@@ -184,7 +184,7 @@ export class ShardedReducer implements GradientReducer {
       samples,
       loss: average.loss,
       accuracy: average.accuracy,
-      learningRate: adam.learningRate,
+      learningRate: rule.learningRate,
       gradientNorm: () => norm,
       // The round trip, less what the slowest shard spent stepping Adam and publishing: reduction and the
       // hops.

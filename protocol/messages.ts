@@ -91,6 +91,24 @@ const welcomeSchema = z.object({
   /** Dtype of tensor payloads in both directions (f32 unless the run chose fp16/bf16). */
   wire: z.enum(WIRE_DTYPES),
   /**
+   * Local steps: each micro-batch is a replica, whose `steps` inner batches of `batchSize` samples lie back to back;
+   * its contribution is its delta after that many inner Adam steps from the weights (Adam at `adam`'s rate ×
+   * `lrDecay`^epoch). Absent: each micro-batch's contribution is its gradient.
+   */
+  localSteps: z
+    .object({
+      steps: z.number().int().positive().max(1_000_000),
+      batchSize: z.number().int().positive(),
+      adam: z.object({
+        learningRate: z.number().positive(),
+        beta1: z.number().min(0).max(1),
+        beta2: z.number().min(0).max(1),
+        epsilon: z.number().positive(),
+      }),
+      lrDecay: z.number().positive().max(1),
+    })
+    .optional(),
+  /**
    * --bucket-mb: a node's values go ahead in buckets of about this many values as backward makes them final,
    * the node's contribution closing them. Absent: each node goes whole, once computed.
    */
@@ -262,8 +280,27 @@ const shardLoadedSchema = z.object({ type: z.literal('shardLoaded'), version: co
 const collectSchema = z.object({ type: z.literal('collect'), version: count });
 
 /**
+ * The update a reduced step applies (training/optimizer/apply-update.ts): Adam with the epoch's learning rate,
+ * or, in a run of local steps, the outer Nesterov step on the replicas' mean delta.
+ */
+const updateRuleSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('adam'),
+    learningRate: z.number().positive(),
+    beta1: z.number(),
+    beta2: z.number(),
+    epsilon: z.number().positive(),
+  }),
+  z.object({
+    kind: z.literal('nesterov'),
+    learningRate: z.number().positive(),
+    momentum: z.number().min(0).max(1),
+  }),
+]);
+
+/**
  * Reduce `step`: exactly these nodes (each from the worker named), over the tree of `microBatches`,
- * then Adam with `adam` (the epoch's learning rate) and the BatchNorm averages, then publish.
+ * then the update `rule` and the BatchNorm statistics, then publish.
  */
 const reduceSchema = z.object({
   type: z.literal('reduce'),
@@ -273,12 +310,7 @@ const reduceSchema = z.object({
     .array(z.object({ level: treeLevel, index: count, worker: id }))
     .min(1)
     .max(65_536),
-  adam: z.object({
-    learningRate: z.number().positive(),
-    beta1: z.number(),
-    beta2: z.number(),
-    epsilon: z.number().positive(),
-  }),
+  rule: updateRuleSchema,
   /**
    * --max-grad-norm: after the reduce, send the slice's exact Σg² (sliceSquares) and wait for the step's
    * clipScale before Adam.

@@ -187,7 +187,7 @@ export class ShardReducer {
       tensors.weights,
       reduced.gradient,
       { step: tensors.adamStep, m: tensors.m, v: tensors.v },
-      reduced.request.adam,
+      reduced.request.rule,
       { inPlace: true, window: this.slice },
     );
     this.tensors = {

@@ -6,7 +6,7 @@ import { type Dataset, gatherLabels, normalizeInto, shuffledIndices } from './da
 import { initialWeights } from './models/init.js';
 import { type ModelSpec, paramLayout } from './models/spec.js';
 import { type AdamConfig, type AdamState, DEFAULT_ADAM, createAdamState } from './optimizer/adam.js';
-import { applyUpdate } from './optimizer/apply-update.js';
+import { adamRule, applyUpdate } from './optimizer/apply-update.js';
 import { deriveSeed } from './rng.js';
 import { type Evaluation, evaluate } from './step/evaluate.js';
 import { ModelRunner } from './step/model-runner.js';
@@ -78,7 +78,13 @@ export async function trainLocal(opts: LocalTrainOptions): Promise<LocalTrainRes
           },
           deriveSeed(seed, step),
         );
-        ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, opts.adam ?? DEFAULT_ADAM));
+        ({ weights, adam } = applyUpdate(
+          layout,
+          weights,
+          c.values,
+          adam,
+          adamRule(opts.adam ?? DEFAULT_ADAM),
+        ));
         lossSum += c.loss * c.count;
         correct += c.correct;
         seen += c.count;

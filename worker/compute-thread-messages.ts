@@ -2,6 +2,7 @@
  * What a worker's main thread and its compute thread (worker/compute-thread.ts) say to each other. Large
  * buffers (weights, contributions, predictions) are transferred, not copied.
  */
+import type { LocalSteps } from '../training/step/local-steps.js';
 import type { MessageOf } from '../protocol/messages.js';
 import type { Dataset } from '../training/data/index.js';
 import type { BatchGeometry } from '../training/parallel/step-plan.js';
@@ -23,6 +24,7 @@ export type ToComputeThread =
       train: Dataset;
       test: Dataset;
       bucketValues: number;
+      localSteps?: LocalSteps;
       cancel: SharedArrayBuffer;
     }
   | { type: 'weights'; version: number; values: Float32Array }

@@ -22,6 +22,7 @@ import {
 } from '../training/parallel/step-plan.js';
 import { crossEntropySum, forEachBatch } from '../training/step/evaluate.js';
 import { type MicroBatchRunner, type WeightsIn, argmaxRows } from '../training/step/model-runner.js';
+import { type LocalSteps, innerAdam, replicaContribution } from '../training/step/local-steps.js';
 import { ArrivingWeights } from './arriving-weights.js';
 import { BucketedNode } from './bucketed-node.js';
 
@@ -57,6 +58,8 @@ export interface ComputeRun {
   test: Dataset;
   /** --bucket-mb: values per bucket a node's values go ahead in as backward makes them final; 0: whole nodes. */
   bucketValues: number;
+  /** Local steps: each micro-batch is a replica, trained for this many inner steps (its delta goes up). */
+  localSteps?: LocalSteps;
 }
 
 /**
@@ -107,6 +110,7 @@ export class WorkerCompute implements Compute {
   private readonly train: Dataset;
   private readonly test: Dataset;
   private readonly bucketValues: number;
+  private readonly localSteps: LocalSteps | undefined;
 
   constructor(run: ComputeRun, runnerFor: RunnerFactory) {
     ({
@@ -116,6 +120,7 @@ export class WorkerCompute implements Compute {
       train: this.train,
       test: this.test,
       bucketValues: this.bucketValues,
+      localSteps: this.localSteps,
     } = run);
     const { geometry, train } = run;
     this.runner = runnerFor(run.model);
@@ -154,7 +159,8 @@ export class WorkerCompute implements Compute {
       throw new Error(
         `asked to compute with weights version ${version}, holding ${weights?.version ?? 'none'}`,
       );
-    if (!this.runner.layerByLayer) await weights.whenIn(0, weights.values.length);
+    // A replica starts its inner steps from the whole vector.
+    if (!this.runner.layerByLayer || this.localSteps) await weights.whenIn(0, weights.values.length);
     if (this.uploadedVersion !== version) {
       this.runner.setWeights(weights.values);
       this.uploadedVersion = version;
@@ -185,6 +191,11 @@ export class WorkerCompute implements Compute {
     };
     const order = this.epochIndices(assign.epoch);
     const trainLabels = this.train.labels!;
+    const local = this.localSteps && {
+      start: this.weights!.values.slice(),
+      adam: innerAdam(this.localSteps, assign.epoch),
+      batchSize: this.localSteps.batchSize,
+    };
     for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
       const nodeId = { step: assign.step, level: node.level, index: node.index };
       let seconds = 0;
@@ -218,17 +229,29 @@ export class WorkerCompute implements Compute {
               bucketsSent.push({ values: payload.length, ms: performance.now() - nodeStarted });
             },
           );
-        const c = await this.runner.contribution(
-          {
-            images: normalizeInto(this.train, idx, this.images),
-            labels: gatherLabels(trainLabels, idx, this.labels),
-            count: idx.length,
-          },
-          dropoutSeed(this.seed, assign.step, i),
-          this.spare.pop(),
-          bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
-          weightsIn,
-        );
+        const microBatch = {
+          images: normalizeInto(this.train, idx, this.images),
+          labels: gatherLabels(trainLabels, idx, this.labels),
+          count: idx.length,
+        };
+        const seed = dropoutSeed(this.seed, assign.step, i);
+        const c = local
+          ? await replicaContribution(
+              this.runner,
+              local.start,
+              microBatch,
+              seed,
+              local.adam,
+              local.batchSize,
+              this.spare.pop(),
+            )
+          : await this.runner.contribution(
+              microBatch,
+              seed,
+              this.spare.pop(),
+              bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
+              weightsIn,
+            );
         seconds += (performance.now() - started - (c.weightsWaitMs ?? 0)) / 1000;
         if (bucketed) sum = bucketed.finish(c.values, c);
         else leaves.set(nodeKey({ level: 0, index: i }), leafSum(c.values, c.loss, c.correct, c.count));

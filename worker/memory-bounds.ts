@@ -29,6 +29,8 @@ const DEFAULT_SHARE = 0.75;
 const FLOATS_PER_ACTIVATION = 4;
 /** Copies of the flat weights a worker holds at once: received, uploaded to the backend, a gradient, a spare. */
 const WEIGHT_COPIES = 4;
+/** More of them while a replica of local steps trains: the round's start, its weights, Adam's m and v. */
+const LOCAL_STEPS_COPIES = 4;
 
 const GiB = 1024 ** 3;
 const gib = (bytes: number) => `${(bytes / GiB).toFixed(bytes < GiB ? 2 : 1)} GiB`;
@@ -60,10 +62,14 @@ function demandOf(w: MessageOf<'welcome'>): Demand {
     0,
   );
   const input = model.inputShape.reduce((a, b) => a * b, 1);
+  // A replica of local steps holds its inner steps' samples, computes one inner batch at a time, and keeps
+  // the round's start, its own weights and Adam's two moments besides.
+  const computed = w.localSteps?.batchSize ?? w.microBatchSize;
+  const copies = WEIGHT_COPIES + (w.localSteps ? LOCAL_STEPS_COPIES : 0);
   return {
     data: pixels(w.train) + pixels(w.test),
-    weights: WEIGHT_COPIES * 4 * paramLayout(model).size,
-    microBatch: w.microBatchSize * 4 * (input + FLOATS_PER_ACTIVATION * activations),
+    weights: copies * 4 * paramLayout(model).size,
+    microBatch: 4 * (w.microBatchSize * input + computed * FLOATS_PER_ACTIVATION * activations),
   };
 }
 

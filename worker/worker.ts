@@ -368,6 +368,7 @@ class Worker {
       test: this.data.test!,
       // Injected faults act on whole nodes: a worker given them sends its nodes whole.
       bucketValues: this.settings.interceptor ? 0 : (w.bucketValues ?? 0),
+      localSteps: w.localSteps,
     });
     this.compute = compute;
     this.state = 'ready';

@@ -10,7 +10,7 @@ import { initialWeights } from '../../training/models/init.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js';
-import { applyUpdate } from '../../training/optimizer/apply-update.js';
+import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import {
   dropoutSeed,
   epochOrder,
@@ -83,7 +83,7 @@ async function referenceWeights(): Promise<Float32Array> {
       for (let j = 0; j < sum.length; j++) sum[j] += c.values[j] * c.count;
     }
     const average = Float32Array.from(sum, (v) => v / batch.samples);
-    ({ weights, adam } = applyUpdate(layout, weights, average, adam, DEFAULT_ADAM));
+    ({ weights, adam } = applyUpdate(layout, weights, average, adam, adamRule(DEFAULT_ADAM)));
   }
   runner.dispose();
   return weights;

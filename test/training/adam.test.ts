@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADAM, adamStep, createAdamState } from '../../training/optimizer/adam.js';
-import { applyUpdate } from '../../training/optimizer/apply-update.js';
+import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { initialWeights } from '../../training/models/init.js';
@@ -92,7 +92,7 @@ describe('applyUpdate', () => {
       w,
       contribution,
       createAdamState(layout.size),
-      DEFAULT_ADAM,
+      adamRule(DEFAULT_ADAM),
       { momentum: 0.99 },
     );
     const byName = (n: string) => layout.entries.find((e) => e.name === n)!;

@@ -13,7 +13,7 @@ import { initialWeights } from '../../training/models/init.js';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js';
-import { applyUpdate } from '../../training/optimizer/apply-update.js';
+import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
 import { randomArray, useBackend } from '../helpers/backends.js';
 
@@ -72,7 +72,7 @@ describe.each([
     for (let step = 0; step < 100; step++) {
       runner.setWeights(weights);
       const c = await runner.contribution({ images, labels, count: batch }, step);
-      ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, DEFAULT_ADAM));
+      ({ weights, adam } = applyUpdate(layout, weights, c.values, adam, adamRule(DEFAULT_ADAM)));
       if (step === 9) afterWarmup = snapshot();
       if (step === 29) rssAt30 = settledRss();
     }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { paramLayout } from '../../training/models/spec.js';
 import { getModel } from '../../training/models/zoo.js';
 import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js';
-import { applyUpdate } from '../../training/optimizer/apply-update.js';
+import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import { coversExactly, intersectInto, planShards } from '../../training/parallel/shard-plan.js';
 import { Rng } from '../../training/rng.js';
 
@@ -51,7 +51,7 @@ describe('applyUpdate on a window', () => {
       m: fill(layout.size, 0.001),
       v: fill(layout.size, 0.0001).map(Math.abs),
     };
-    const whole = applyUpdate(layout, weights, grads, adam, DEFAULT_ADAM);
+    const whole = applyUpdate(layout, weights, grads, adam, adamRule(DEFAULT_ADAM));
     for (const s of [2, 5, 8]) {
       const w = new Float32Array(layout.size);
       const m = new Float32Array(layout.size);
@@ -63,7 +63,7 @@ describe('applyUpdate on a window', () => {
           cut(weights),
           cut(grads),
           { step: adam.step, m: cut(adam.m), v: cut(adam.v) },
-          DEFAULT_ADAM,
+          adamRule(DEFAULT_ADAM),
           { window },
         );
         w.set(part.weights, window.offset);

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { agreementInput, compareContributions } from '../../bench/agreement.js';
 import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js';
-import { applyUpdate } from '../../training/optimizer/apply-update.js';
+import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import { type Contribution, computeContribution } from '../../training/step/model-runner.js';
 import { type TestBackend, onBackend, relativeError } from '../helpers/backends.js';
 
@@ -23,7 +23,7 @@ async function train(backend: TestBackend) {
       computeContribution(input.model, weights, input.batch, input.dropoutSeed + step),
     );
     first ??= c;
-    ({ weights, adam } = applyUpdate(input.layout, weights, c.values, adam, DEFAULT_ADAM));
+    ({ weights, adam } = applyUpdate(input.layout, weights, c.values, adam, adamRule(DEFAULT_ADAM)));
   }
   return { layout: input.layout, start: input.weights, weights, first: first! };
 }

@@ -1,0 +1,147 @@
+/**
+ * Local steps (--local-steps H --replicas K) through the whole cluster: the result depends on the run config
+ * alone. The same weights for any worker count, with shard reducers, after a worker is SIGKILLed mid-round
+ * (the round is redone elsewhere, the sample ledger exact) and a new one joins, and across a resume with
+ * another worker count.
+ */
+import { describe, expect, it } from 'vitest';
+import { expectOk, listeningUrl, run, runOnce, smallMnist, start, tempDir } from '../helpers/gradfleet.js';
+import { untilStep } from '../helpers/run-progress.js';
+
+const dir = tempDir('gradfleet-local-steps-');
+const data = smallMnist(dir, 600, 200);
+// A round: 8 replicas × 4 inner steps × 8 samples = 256 samples; 600 samples make rounds of 256, 256 and 88
+// (replicas of 32, 32 and 24 samples: the last one's last inner step is short). 4 epochs: 12 rounds.
+const config = [
+  '--model',
+  'mnist-small',
+  '--batch-size',
+  '8',
+  '--local-steps',
+  '4',
+  '--replicas',
+  '8',
+  '--seed',
+  '5',
+  '--epochs',
+  '4',
+  '--train',
+  data.train,
+  '--test',
+  data.test,
+  '--json',
+];
+const train = (name: string, ...extra: string[]) =>
+  run(['train', ...config, '--backend', 'wasm', '--out', `${dir}/${name}`, ...extra]).then(expectOk);
+const one = runOnce(['train', ...config, '--backend', 'wasm', '--workers', '1', '--out', `${dir}/one`]);
+
+describe('--local-steps', () => {
+  it('1 worker: 12 rounds of 8 replicas, the figures of a round, the outer step', async () => {
+    const summary = await one();
+    expect(summary.steps).toBe(12);
+    expect(summary.accounting).toEqual({
+      samples: 2400,
+      micro_batches: 4 * (8 + 8 + 3),
+      duplicate_samples: 0,
+      missing_samples: 0,
+      epochs_complete: 4,
+    });
+    // 12 rounds of 4 inner steps on 600 samples learn something: far above chance.
+    expect(summary.test_accuracy).toBeGreaterThan(0.5);
+  }, 120_000);
+
+  it.each([
+    [2, 0],
+    [4, 0],
+    [2, 2],
+  ])(
+    'N = %i workers, S = %i shard reducers: the weights of 1 worker',
+    async (workers, shards) => {
+      const summary = await train(
+        `n${workers}s${shards}`,
+        '--workers',
+        String(workers),
+        ...(shards > 0 ? ['--shards', String(shards)] : []),
+      );
+      expect(summary.workers).toBe(workers);
+      expect(summary.weights_sha256).toBe((await one()).weights_sha256);
+      expect(summary.accounting).toEqual((await one()).accounting);
+    },
+    120_000,
+  );
+
+  it('a worker SIGKILLed mid-round and a new one joining: the round is redone, the same weights and ledger', async () => {
+    const out = `${dir}/killed`;
+    const c = start([
+      'coordinator',
+      ...config,
+      '--port',
+      '0',
+      '--no-metrics',
+      '--out',
+      out,
+      '--min-workers',
+      '1',
+      '--checkpoint-every',
+      '1',
+    ]);
+    const url = await listeningUrl(c);
+    // Slowed, so that each holds its replicas for a while: the kill lands inside a round.
+    const worker = (id: string) =>
+      start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '150']);
+    const doomed = worker('doomed');
+    const steady = worker('steady');
+    await untilStep(out, 3);
+    await c.waitFor(/worker steady joined/);
+    doomed.child.kill('SIGKILL');
+    await c.waitFor(/worker doomed left/);
+    const late = worker('late');
+    await c.waitFor(/worker late joined/);
+    const summary = expectOk(await c.done);
+    expect(summary.weights_sha256).toBe((await one()).weights_sha256);
+    expect(summary.accounting).toEqual((await one()).accounting);
+    expect(summary.workers).toBe(3);
+    for (const w of [steady, late]) expect((await w.done).status).toBe(0);
+    expect(Number(/worker done after (\d+) steps/.exec((await late.done).stderr)?.[1])).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('checkpointed at round 5 with 2 workers, resumed with 1: the weights of an uninterrupted run', async () => {
+    await train('resumed', '--workers', '2', '--max-steps', '5');
+    const summary = expectOk(
+      await run([
+        'train',
+        '--resume',
+        `${dir}/resumed`,
+        '--max-steps',
+        '12',
+        '--workers',
+        '1',
+        '--backend',
+        'wasm',
+        '--json',
+      ]),
+    );
+    expect(summary.steps).toBe(12);
+    expect(summary.weights_sha256).toBe((await one()).weights_sha256);
+  }, 120_000);
+
+  it.each([
+    [['--local-steps', '4'], /--local-steps and --replicas go together/],
+    [['--local-steps', '4', '--replicas', '2', '--micro-batch', '4'], /--micro-batch does not apply/],
+    [['--local-steps', '4', '--replicas', '2', '--max-grad-norm', '1'], /--max-grad-norm does not apply/],
+    [['--outer-lr', '0.5'], /--outer-lr needs --local-steps/],
+  ])('refuses %j with a usage error', async (flags, message) => {
+    const r = await run([
+      'train',
+      '--model',
+      'mnist-small',
+      '--max-steps',
+      '1',
+      ...flags,
+      '--out',
+      `${dir}/bad`,
+    ]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(message);
+  });
+});

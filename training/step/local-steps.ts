@@ -1,0 +1,86 @@
+/**
+ * A replica's share of a round of local steps (DiLoCo-style): from the round's global weights it takes up to
+ * `steps` inner Adam steps, each on the next `batchSize` samples of its micro-batch, and contributes its delta
+ * (start − end). The reduction tree sums the replicas' deltas like gradients (scaled by their samples), and
+ * the outer step (optimizer/outer.ts) applies their mean.
+ *
+ * Everything a replica does is derived from the run config and (round, replica, inner step): its samples are a
+ * fixed span of the epoch's permutation, its dropout seeds come from its micro-batch seed, and its inner Adam
+ * starts from zero moments every round. So whichever worker computes it, and however often (after a worker is
+ * lost, the round is redone elsewhere), it gives the same bits. Keeping Adam's moments across rounds would tie
+ * a replica to state that lives on one worker (or cost 2 × the model per replica on the wire each round).
+ */
+import type { ParamLayout } from '../models/spec.js';
+import type { AdamConfig } from '../optimizer/adam.js';
+import { createAdamState } from '../optimizer/adam.js';
+import { adamRule, applyUpdate } from '../optimizer/apply-update.js';
+import { deriveSeed } from '../rng.js';
+import type { Contribution, MicroBatch, MicroBatchRunner } from './model-runner.js';
+
+/** How a replica's micro-batch is trained: what the welcome's `localSteps` carries. */
+export interface LocalSteps {
+  steps: number;
+  /** Samples per inner step. */
+  batchSize: number;
+  /** The inner Adam, at the run's learning rate; lrDecay^epoch scales it. */
+  adam: AdamConfig;
+  lrDecay: number;
+}
+
+/** The inner Adam of a round in `epoch`. */
+export const innerAdam = (local: LocalSteps, epoch: number): AdamConfig => ({
+  ...local.adam,
+  learningRate: local.adam.learningRate * local.lrDecay ** epoch,
+});
+
+/** Dropout seed of inner step `innerStep` of the replica whose micro-batch seed is `replicaSeed`. */
+export const innerStepSeed = (replicaSeed: number, innerStep: number): number =>
+  deriveSeed(replicaSeed, innerStep);
+
+/**
+ * The replica's contribution: values are its delta (start − end), loss the mean of its inner steps' losses
+ * over its samples, correct their sum. The runner holds `start` again when it returns (the next replica, or an
+ * evaluation, computes with the round's weights). `into`: a buffer the caller no longer needs, for the delta.
+ */
+export async function replicaContribution(
+  runner: MicroBatchRunner,
+  start: Float32Array,
+  batch: MicroBatch,
+  replicaSeed: number,
+  adam: AdamConfig,
+  batchSize: number,
+  into?: Float32Array,
+): Promise<Contribution> {
+  const layout: ParamLayout = runner.layout;
+  const pixels = batch.images.length / Math.max(1, batch.count);
+  let weights: Float32Array = start.slice();
+  let moments = createAdamState(layout.size);
+  const rule = adamRule(adam);
+  let scratch: Float32Array | undefined;
+  let lossSum = 0;
+  let correct = 0;
+  try {
+    for (let h = 0, at = 0; at < batch.count; h++, at += batchSize) {
+      const count = Math.min(batchSize, batch.count - at);
+      if (h > 0) runner.setWeights(weights);
+      const c = await runner.contribution(
+        {
+          images: batch.images.subarray(at * pixels, (at + count) * pixels),
+          labels: batch.labels.subarray(at, at + count),
+          count,
+        },
+        innerStepSeed(replicaSeed, h),
+        scratch,
+      );
+      ({ weights, adam: moments } = applyUpdate(layout, weights, c.values, moments, rule, { inPlace: true }));
+      scratch = c.values;
+      lossSum += c.loss * count;
+      correct += c.correct;
+    }
+  } finally {
+    runner.setWeights(start);
+  }
+  const delta = into?.length === layout.size ? into : new Float32Array(layout.size);
+  for (let i = 0; i < delta.length; i++) delta[i] = start[i] - weights[i];
+  return { values: delta, loss: lossSum / batch.count, correct, count: batch.count };
+}
