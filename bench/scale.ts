@@ -74,6 +74,11 @@ const NATS_PORT = 4222;
 /** The shipped cluster's limits (deploy/nats/cluster.conf), without its routes: today's design. */
 const NATS_LIMITS = 'max_payload: 8MB\nmax_pending: 64MB\nwrite_deadline: "10s"\n';
 
+export interface ScaleLocalSteps {
+  steps: number;
+  replicas: number;
+}
+
 export interface ScaleOptions {
   workersList: number[];
   /** Measured steps per worker count (after the warm-up steps). */
@@ -89,6 +94,11 @@ export interface ScaleOptions {
   bucketMb: number;
   /** With --transport nats: one central server, or one on every machine. */
   natsTopology: NatsTopology;
+  /**
+   * Rounds of local steps instead of synchronous steps (--local-steps H --replicas K): each row's step is a round
+   * of K replicas × H inner steps of one micro-batch each. null: synchronous, one micro-batch per worker a step.
+   */
+  localSteps: ScaleLocalSteps | null;
   /** Each worker count is run once per sharding listed (S = 1 and S = N side by side). */
   shardings: ScaleSharding[];
   /** The worker count rerun at half the link rate; null: no check. */
@@ -165,6 +175,8 @@ export interface ScaleReport {
   synthetic_ms: number;
   /** --bucket-mb the runs used (0: nodes whole). */
   bucket_mb: number;
+  /** Rounds of local steps (each row's steps are rounds), or null: synchronous steps. */
+  local_steps: ScaleLocalSteps | null;
   /** Over NATS, where its servers ran; null over ws. */
   nats_topology: NatsTopology | null;
   link_mbit: number;
@@ -420,10 +432,7 @@ class ScaleBench {
         String(workers),
         '--model',
         settings.model,
-        '--batch-size',
-        String(workers * settings.microBatch),
-        '--micro-batch',
-        String(settings.microBatch),
+        ...batchArgs(settings, workers),
         '--max-steps',
         String(maxSteps),
         '--wire',
@@ -531,7 +540,8 @@ class ScaleBench {
     const phase = (pick: (s: DoneLine) => number) => 1000 * mean(timed.map(pick));
     const stepMs = phase((s) => s.seconds.total);
     const computeMs = phase((s) => s.compute_s);
-    const batch = workers * settings.microBatch;
+    const local = settings.localSteps;
+    const batch = local ? local.replicas * local.steps * settings.microBatch : workers * settings.microBatch;
     const samplesPerS = (1000 * batch) / stepMs;
     const transferMs = Math.max(0, phase((s) => s.seconds.gather) - computeMs);
     const linkMs = (busiest.bytes * 8) / (mbit * 1000);
@@ -550,7 +560,8 @@ class ScaleBench {
       optimizer_ms: phase((s) => s.seconds.optimizer),
       broadcast_ms: phase((s) => s.seconds.broadcast),
       samples_per_s: samplesPerS,
-      efficiency: samplesPerS / (batch / (settings.syntheticMs / 1000)),
+      // Each worker computes one micro-batch per --synthetic-ms, synchronous or in inner steps.
+      efficiency: samplesPerS / ((workers * settings.microBatch) / (settings.syntheticMs / 1000)),
       coordinator: traffic('coordinator'),
       worker: traffic('worker-1'),
       nats_server:
@@ -562,6 +573,24 @@ class ScaleBench {
       rejected_frames: summary.rejected_frames,
     };
   }
+}
+
+/**
+ * The coordinator's batch flags: one micro-batch per worker a step, or a round of local steps whose inner
+ * batch is the micro-batch (each inner step then costs one --synthetic-ms).
+ */
+function batchArgs(settings: ScaleOptions, workers: number): string[] {
+  const local = settings.localSteps;
+  return local
+    ? [
+        '--batch-size',
+        String(settings.microBatch),
+        '--local-steps',
+        String(local.steps),
+        '--replicas',
+        String(local.replicas),
+      ]
+    : ['--batch-size', String(workers * settings.microBatch), '--micro-batch', String(settings.microBatch)];
 }
 
 function validateScaleOptions(settings: ScaleOptions): void {
@@ -628,6 +657,7 @@ export async function benchmarkScale(settings: ScaleOptions): Promise<ScaleRepor
       micro_batch: settings.microBatch,
       synthetic_ms: settings.syntheticMs,
       bucket_mb: settings.bucketMb,
+      local_steps: settings.localSteps,
       nats_topology: settings.transport === 'nats' ? settings.natsTopology : null,
       link_mbit: settings.link.mbit,
       link_delay_ms: settings.link.delayMs ?? 0,

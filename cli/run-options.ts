@@ -56,6 +56,7 @@ export interface RunFlags {
   wire: WireDtype;
   json?: boolean;
   curvesEvery: number;
+  evalEvery: number;
 }
 
 export function addRunOptions(cmd: Command, defaultPort: number): Command {
@@ -137,6 +138,12 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
       'redraw curves.svg every N steps as well as after each epoch (0: epochs only)',
       nonNegativeInt,
       100,
+    )
+    .option(
+      '--eval-every <steps>',
+      "evaluate on the test set every N steps as well as after each epoch (0: epochs only); the summary's evaluations list them",
+      nonNegativeInt,
+      0,
     )
     .option('--json', 'print a JSON summary as the last stdout line');
 }

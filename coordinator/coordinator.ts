@@ -20,6 +20,7 @@ import {
   type StepPosition,
   geometryOf,
   positionOf,
+  samplesBefore,
   stepBatch,
   stepsPerEpoch,
 } from '../training/parallel/step-plan.js';
@@ -29,13 +30,15 @@ import { removeCheckpointsAfter } from './checkpoint-rewind.js';
 import { saveCheckpoint } from './checkpoint-store.js';
 import { EvalGather } from './eval-gather.js';
 import { type GradientReducer, ReducerStateLost } from './gradient-reducer.js';
-import type { CoordinatorHooks, PhaseTotals } from './hooks.js';
+import type { CoordinatorHooks, EvaluationPoint, PhaseTotals, StepReport } from './hooks.js';
+import { innerAdam, innerStepsOfRound } from '../training/step/local-steps.js';
 import { loadRunState, runPaths, writeCurves } from './run-outputs.js';
 import {
   type EpochSummary,
   type RunState,
   batchingOf,
   emptyAccumulator,
+  localStepsOf,
   stateToCheckpoint,
 } from './run-state.js';
 import { type LedgerTotals, SampleLedger } from './sample-ledger.js';
@@ -84,6 +87,11 @@ export interface CoordinatorOptions {
   checkpointEvery: number;
   /** Redraw curves.svg every this many steps as well as at each epoch's end (0: epochs only). */
   curvesEvery: number;
+  /**
+   * Evaluate on the test set every this many steps as well as at each epoch's end (0: epochs only): how many
+   * steps and samples a run needs to reach an accuracy (bench tta).
+   */
+  evalEvery?: number;
   /** Recheck tree nodes whose mean-gradient norm exceeds this × the step's median (undefined: off). */
   outlierFactor?: number;
   /**
@@ -107,6 +115,8 @@ export interface RunOutcome {
   samplesRun: number;
   trainSeconds: number;
   evaluation: Evaluation | null;
+  /** Every test evaluation of this invocation, in order (epoch ends, and every --eval-every steps). */
+  evaluations: EvaluationPoint[];
   checkpoint: string | null;
   stopped: 'finished' | 'interrupted';
   phases: PhaseTotals;
@@ -186,6 +196,7 @@ export class Coordinator {
   /** The sample ledger as of the newest checkpoint: a rollback goes back to it. */
   private ledgerAtCheckpoint: SampleLedger | undefined;
   private replayedSteps = 0;
+  private readonly evaluations: EvaluationPoint[] = [];
   private readonly anchors = new TrustAnchors();
   private readonly normHistory = new NormHistory();
   private readonly verificationTotals: VerificationTotals | undefined;
@@ -284,6 +295,7 @@ export class Coordinator {
         try {
           await this.anchorIfNeeded();
           samplesRun += await this.runStep(position);
+          const evalEvery = this.settings.evalEvery ?? 0;
           if (position.stepInEpoch === perEpoch - 1) {
             this.closeLedger(position.epoch);
             evaluation = await this.evaluate();
@@ -292,6 +304,10 @@ export class Coordinator {
             await this.checkpoint();
             await writeCurves(this.settings.outDir, state);
           } else {
+            if (evalEvery > 0 && state.step % evalEvery === 0) {
+              evaluation = await this.evaluate();
+              evaluatedAt = state.step;
+            }
             if (this.settings.checkpointEvery > 0 && state.step % this.settings.checkpointEvery === 0)
               await this.checkpoint();
             if (this.settings.curvesEvery > 0 && state.step % this.settings.curvesEvery === 0)
@@ -305,7 +321,10 @@ export class Coordinator {
       }
       stopped = this.stopRequested && !finished() ? 'interrupted' : 'finished';
       try {
-        if (stopped === 'finished' && evaluatedAt !== state.step) evaluation = await this.evaluate();
+        if (stopped === 'finished' && evaluatedAt !== state.step) {
+          evaluation = await this.evaluate();
+          evaluatedAt = state.step;
+        }
         if (this.lastCheckpoint?.step !== state.step) await this.checkpoint();
         break;
       } catch (err) {
@@ -345,6 +364,7 @@ export class Coordinator {
       accounting: { ...this.ledger.totals },
       replayedSteps: this.replayedSteps,
       reducers: this.reducer.reducers,
+      evaluations: [...this.evaluations],
       ...(this.verificationTotals && {
         verification: { ...this.verificationTotals, evicted: [...this.verificationTotals.evicted] },
       }),
@@ -374,10 +394,7 @@ export class Coordinator {
     await Promise.race([this.reducer.recover(), this.stopWaiting()]);
     if (!this.stopRequested)
       log.info({ step: state.step }, `the reducer serves again: replaying from step ${state.step}`);
-    let samples = 0;
-    for (let s = saved.step; s < saved.step + undone; s++)
-      samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
-    return samples;
+    return samplesBefore(this.geometry, saved.step + undone) - samplesBefore(this.geometry, saved.step);
   }
 
   /** The reducer cannot finish the work in flight: its runWork rejects with `err`. */
@@ -467,6 +484,17 @@ export class Coordinator {
     };
   }
 
+  /** A round of local steps: the inner steps its replicas took, at which Adam rate. */
+  private localStepsReport(position: StepPosition, batch: StepBatch): StepReport['local'] {
+    const local = localStepsOf(this.settings.state.config);
+    return (
+      local && {
+        innerSteps: innerStepsOfRound(batch.samples, local),
+        innerLearningRate: innerAdam(local, position.epoch).learningRate,
+      }
+    );
+  }
+
   /** Plan, dispatch and gather the step's nodes, recheck outliers, hand the nodes to the reducer, report. */
   private async runStep(position: StepPosition): Promise<number> {
     const { state, pool } = this.settings;
@@ -513,6 +541,7 @@ export class Coordinator {
       gatheredAt,
       workerSpeeds,
       nodeValues: state.weights.length,
+      local: this.localStepsReport(position, batch),
     });
     addPhases(this.phases, report);
     this.settings.hooks?.step?.(report);
@@ -917,10 +946,7 @@ export class Coordinator {
     if (this.lastCheckpoint && this.lastCheckpoint.step > saved.step) this.lastCheckpoint = undefined;
     this.replayedSteps += undone;
     this.settings.hooks?.rolledBack?.(undone);
-    let samples = 0;
-    for (let s = saved.step; s < saved.step + undone; s++)
-      samples += stepBatch(this.geometry, positionOf(this.geometry, s).stepInEpoch).samples;
-    return samples;
+    return samplesBefore(this.geometry, saved.step + undone) - samplesBefore(this.geometry, saved.step);
   }
 
   private async evaluate(): Promise<Evaluation> {
@@ -935,7 +961,23 @@ export class Coordinator {
       send: this.evaluateFor(gather),
     });
     if (this.settings.verification) await this.spotCheckChunks(gather, this.settings.verification);
-    return gather.result();
+    const result = gather.result();
+    const point = {
+      step: state.step,
+      samples: samplesBefore(this.geometry, state.step),
+      accuracy: result.accuracy,
+      loss: result.loss,
+    };
+    // A rewind or rollback undoes the steps after it: their evaluations go with them.
+    while (this.evaluations.length > 0 && this.evaluations[this.evaluations.length - 1].step >= point.step)
+      this.evaluations.pop();
+    this.evaluations.push(point);
+    this.settings.hooks?.evaluated?.(point);
+    this.settings.log.info(
+      { step: point.step, samples: point.samples, test_accuracy: point.accuracy, test_loss: point.loss },
+      `evaluated at step ${point.step}: test accuracy ${(100 * point.accuracy).toFixed(2)}%`,
+    );
+    return result;
   }
 
   private evaluateFor(gather: EvalGather): WorkSpec['send'] {

@@ -38,6 +38,11 @@ export interface StepReport {
   /** The averaged gradient's norm before --max-grad-norm scaled it down (undefined: not clipped). */
   clippedFrom?: number;
   /**
+   * A round of local steps (--local-steps): the inner steps its replicas took and their Adam learning rate.
+   * `learningRate` is then the outer step's, and `gradientNorm` the norm of the replicas' mean delta.
+   */
+  local?: { innerSteps: number; innerLearningRate: number };
+  /**
    * Gradient values the workers handed to their links while backward still ran (buckets, --bucket-mb) and
    * after it had ended (the last bucket, and every node sent whole).
    */
@@ -56,6 +61,15 @@ export interface NodeBucketTimes {
   sent_ms: number[];
   /** When each arrived, in ms after the step's work went out (the coordinator's clock); [] when shards took them. */
   arrived_ms: number[];
+}
+
+/** A test evaluation, and how far the run had trained when it was taken. */
+export interface EvaluationPoint {
+  step: number;
+  /** Samples trained on by then, since the run's start (a resumed run's included). */
+  samples: number;
+  accuracy: number;
+  loss: number;
 }
 
 export const OUTLIER_VERDICTS = ['confirmed', 'rejected', 'unverified'] as const;
@@ -101,6 +115,8 @@ export interface CoordinatorHooks {
   checkpoint?(report: CheckpointReport): void;
   workerReady?(session: WorkerSession): void;
   workerLost?(session: WorkerSession, reason: string): void;
+  /** A test evaluation ended (each epoch's, and every --eval-every steps). */
+  evaluated?(point: EvaluationPoint): void;
   /** The run paused (too few workers) or went on. */
   paused?(paused: boolean): void;
   /** A worker did not deliver its share in time and lost it for this step. */
@@ -144,6 +160,7 @@ const EVERY_HOOK: { readonly [K in HookName]-?: true } = {
   checkpoint: true,
   workerReady: true,
   workerLost: true,
+  evaluated: true,
   paused: true,
   deadlineMissed: true,
   straggler: true,

@@ -94,6 +94,8 @@ export interface LaunchOptions {
   outDir: string;
   /** Redraw curves.svg every this many steps as well as after each epoch (0: epochs only). */
   curvesEvery?: number;
+  /** Evaluate every this many steps as well as at each epoch's end (0 or absent: epochs only). */
+  evalEvery?: number;
   listen: (maxFrameBytes: number) => Promise<Listener>;
   /** The transport's name, for the summary. */
   transport: string;
@@ -129,6 +131,15 @@ export interface RunSummary {
   samples_per_s: number;
   test_accuracy: number | null;
   test_loss: number | null;
+  /** Every test evaluation of this invocation (epoch ends, and every --eval-every steps), in order. */
+  evaluations: { step: number; samples: number; test_accuracy: number; test_loss: number }[];
+  /** A run of local steps: H inner steps of `inner_batch` samples per replica, K replicas, the outer step. */
+  local_steps?: {
+    steps: number;
+    replicas: number;
+    inner_batch: number;
+    outer: { learningRate: number; momentum: number };
+  };
   weights_sha256: string;
   checkpoint: string | null;
   out: string;
@@ -419,6 +430,7 @@ export async function launchRun(launch: LaunchOptions): Promise<LaunchedRun> {
     verification,
     checkpointKey,
     curvesEvery: launch.curvesEvery ?? 0,
+    evalEvery: launch.evalEvery ?? 0,
     log: launch.log,
     rejections,
     hooks,
@@ -498,6 +510,20 @@ function summarize(
     samples_per_s: outcome.samplesRun / Math.max(1e-9, outcome.trainSeconds),
     test_accuracy: outcome.evaluation?.accuracy ?? null,
     test_loss: outcome.evaluation?.loss ?? null,
+    evaluations: outcome.evaluations.map((e) => ({
+      step: e.step,
+      samples: e.samples,
+      test_accuracy: e.accuracy,
+      test_loss: e.loss,
+    })),
+    ...(state.config.localSteps && {
+      local_steps: {
+        steps: state.config.localSteps.steps,
+        replicas: state.config.localSteps.replicas,
+        inner_batch: state.config.batchSize,
+        outer: state.config.localSteps.outer,
+      },
+    }),
     weights_sha256: weightsSha256(state.weights),
     checkpoint: outcome.checkpoint,
     out: outDir,

@@ -79,11 +79,29 @@ export class CoordinatorMetrics {
   });
   private readonly learningRate = new LateGauge(this.r, {
     name: 'gradfleet_learning_rate',
-    help: 'Adam learning rate of the last step',
+    help: 'Adam learning rate of the last step (with --local-steps: of its inner steps)',
   });
   private readonly gradNorm = new LateGauge(this.r, {
     name: 'gradfleet_gradient_norm',
     help: 'L2 norm of the last averaged gradient (trainable parameters)',
+  });
+  private readonly localRounds = new Counter({
+    name: 'gradfleet_local_rounds_total',
+    help: 'Rounds of local steps taken (--local-steps): each one outer step',
+    registers: [this.r],
+  });
+  private readonly innerSteps = new Counter({
+    name: 'gradfleet_local_inner_steps_total',
+    help: "Inner Adam steps the replicas of local steps took, all replicas' together",
+    registers: [this.r],
+  });
+  private readonly deltaNorm = new LateGauge(this.r, {
+    name: 'gradfleet_local_delta_norm',
+    help: "L2 norm of the last round's mean replica delta (round start − end, trainable parameters)",
+  });
+  private readonly outerLearningRate = new LateGauge(this.r, {
+    name: 'gradfleet_local_outer_learning_rate',
+    help: 'Learning rate of the last outer (Nesterov) step of local steps',
   });
   private readonly samplesPerSecond = new LateGauge(this.r, {
     name: 'gradfleet_samples_per_second',
@@ -311,9 +329,9 @@ export class CoordinatorMetrics {
   hooks(): CoordinatorHooks {
     return {
       step: (report) => this.stepDone(report),
-      epoch: (_summary, evaluation) => {
-        this.testLoss.set(evaluation.loss);
-        this.testAccuracy.set(evaluation.accuracy);
+      evaluated: (point) => {
+        this.testLoss.set(point.loss);
+        this.testAccuracy.set(point.accuracy);
       },
       checkpoint: ({ seconds }) => {
         this.checkpointDuration.observe(seconds);
@@ -387,8 +405,16 @@ export class CoordinatorMetrics {
     this.epochProgress.set((r.position.stepInEpoch + 1) / r.stepsPerEpoch);
     this.trainLoss.set(r.loss);
     this.trainAccuracy.set(r.accuracy);
-    this.learningRate.set(r.learningRate);
-    this.gradNorm.set(r.gradientNorm());
+    if (r.local) {
+      this.localRounds.inc();
+      this.innerSteps.inc(r.local.innerSteps);
+      this.learningRate.set(r.local.innerLearningRate);
+      this.outerLearningRate.set(r.learningRate);
+      this.deltaNorm.set(r.gradientNorm());
+    } else {
+      this.learningRate.set(r.learningRate);
+      this.gradNorm.set(r.gradientNorm());
+    }
     if (r.clippedFrom !== undefined) this.clippedSteps.inc();
     this.gradientValues.inc({ sent: 'during_backward' }, r.gradientValues.duringBackward);
     this.gradientValues.inc({ sent: 'after_backward' }, r.gradientValues.afterBackward);

@@ -18,6 +18,7 @@ export interface StepFacts {
   workerSpeeds: Map<string, number>;
   /** Values in each tree node (the layout's size). */
   nodeValues: number;
+  local?: StepReport['local'];
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;
@@ -68,6 +69,7 @@ export function stepReport(f: StepFacts): StepReport {
     clippedFrom: update.clippedFrom,
     gradientValues: gradientValues(gather, f.nodeValues),
     buckets: bucketTimes(gather, f.startedAt),
+    ...(f.local && { local: f.local }),
   };
 }
 

@@ -6,6 +6,7 @@ import { setPriority } from 'node:os';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
+import { UsageError } from '../../common/errors.js';
 import {
   type LinkTraffic,
   NATS_TOPOLOGIES,
@@ -14,6 +15,7 @@ import {
   SCALE_TRANSPORTS,
   type ScaleReport,
   type ScaleRow,
+  type ScaleLocalSteps,
   type ScaleSharding,
   benchmarkScale,
 } from '../../bench/scale.js';
@@ -36,6 +38,8 @@ interface ScaleFlags {
   syntheticMs: number;
   bucketMb: number;
   natsTopology: NatsTopology;
+  localSteps?: number;
+  replicas?: number;
   validateWorkers?: number;
   validate: boolean;
   json?: boolean;
@@ -136,6 +140,9 @@ function formatScaleReport(report: ScaleReport): string {
   return (
     `${report.model} over ${report.transport}${report.nats_topology ? ` (${report.nats_topology === 'central' ? 'one central server' : 'a server on every machine'})` : ''}, wire ${report.wire}, synthetic compute ${report.synthetic_ms} ms per micro-batch of ${report.micro_batch}, ` +
     `${report.bucket_mb > 0 ? `gradients in ${report.bucket_mb} MB buckets during backward` : 'nodes sent whole after compute'}, ` +
+    (report.local_steps
+      ? `rounds of local steps (${report.local_steps.replicas} replicas × ${report.local_steps.steps} inner steps: each row's step is a round), `
+      : '') +
     `one machine per process on links of ${report.link_mbit} Mbit/s each way${report.link_delay_ms ? ` (+${report.link_delay_ms} ms)` : ''}; ` +
     `steps ${report.warmup_steps + 1}–${report.warmup_steps + report.steps} of a ${report.warmup_steps + report.steps}-step run per row:\n` +
     `${table.toString()}\n` +
@@ -152,6 +159,14 @@ function formatScaleReport(report: ScaleReport): string {
       ? 'repeats = chunks that reached the coordinator twice over the whole run (a NATS link resends a frame when no ack has made progress for its retransmission timeout, learnt from the round trips).\n'
       : '')
   );
+}
+
+function localStepsOf(flags: ScaleFlags): ScaleLocalSteps | null {
+  const { localSteps: steps, replicas } = flags;
+  if (steps === undefined && replicas === undefined) return null;
+  if (steps === undefined || replicas === undefined)
+    throw new UsageError('--local-steps and --replicas go together: give both');
+  return { steps, replicas };
 }
 
 export function scaleCommand(): Command {
@@ -215,6 +230,12 @@ export function scaleCommand(): Command {
       0,
     )
     .option(
+      '--local-steps <h>',
+      'rounds of local steps instead of synchronous steps: each step of a row is a round of --replicas replicas × H inner steps of one micro-batch each',
+      positiveInt,
+    )
+    .option('--replicas <k>', 'replicas per round with --local-steps', positiveInt)
+    .option(
       '--validate-workers <n>',
       'the worker count rerun at half the link rate to check the link, not the CPU, is the limit (default: the largest)',
       positiveInt,
@@ -251,6 +272,7 @@ export function scaleCommand(): Command {
         syntheticMs: flags.syntheticMs,
         bucketMb: flags.bucketMb,
         natsTopology: flags.natsTopology,
+        localSteps: localStepsOf(flags),
         shardings: flags.shards,
         validateWorkers: flags.validate ? (flags.validateWorkers ?? Math.max(...flags.workersList)) : null,
         onRun: ({ workers, shards, maxSteps, mbit }) =>

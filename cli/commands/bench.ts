@@ -31,6 +31,7 @@ import {
 import { createProgress } from '../progress.js';
 import { adaptersCommand, agreementCommand } from './bench-gpu.js';
 import { floorCommand } from './bench-floor.js';
+import { ttaCommand } from './bench-tta.js';
 import { scaleCommand } from './bench-scale.js';
 
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
@@ -390,6 +391,7 @@ export function benchCommand(): Command {
     );
   bench.addCommand(scaleCommand());
   bench.addCommand(floorCommand());
+  bench.addCommand(ttaCommand());
   bench.addCommand(adaptersCommand());
   bench.addCommand(agreementCommand());
   return bench;

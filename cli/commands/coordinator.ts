@@ -72,6 +72,7 @@ export function coordinatorCommand(): Command {
           start,
           outDir: out.path,
           curvesEvery: flags.curvesEvery,
+          evalEvery: flags.evalEvery,
           listen: listenerFor(flags, flags.host, flags.port, log),
           transport: flags.transport,
           maxFrameBytes: flags.maxFrameMb * 1024 * 1024,

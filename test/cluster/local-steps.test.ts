@@ -33,7 +33,19 @@ const config = [
 ];
 const train = (name: string, ...extra: string[]) =>
   run(['train', ...config, '--backend', 'wasm', '--out', `${dir}/${name}`, ...extra]).then(expectOk);
-const one = runOnce(['train', ...config, '--backend', 'wasm', '--workers', '1', '--out', `${dir}/one`]);
+// Evaluations every 2 rounds as well as at each epoch's end (rounds 3, 6, 9 and 12): they change no weight.
+const one = runOnce([
+  'train',
+  ...config,
+  '--backend',
+  'wasm',
+  '--workers',
+  '1',
+  '--eval-every',
+  '2',
+  '--out',
+  `${dir}/one`,
+]);
 
 describe('--local-steps', () => {
   it('1 worker: 12 rounds of 8 replicas, the figures of a round, the outer step', async () => {
@@ -48,6 +60,25 @@ describe('--local-steps', () => {
     });
     // 12 rounds of 4 inner steps on 600 samples learn something: far above chance.
     expect(summary.test_accuracy).toBeGreaterThan(0.5);
+    expect(summary.local_steps).toEqual({
+      steps: 4,
+      replicas: 8,
+      inner_batch: 8,
+      outer: { learningRate: 0.7, momentum: 0.9 },
+    });
+    // --eval-every 2 and the epochs' ends, each with the samples trained by then (rounds of 256, 256, 88).
+    const evaluations: { step: number; samples: number; test_accuracy: number }[] = summary.evaluations;
+    expect(evaluations.map((e) => [e.step, e.samples])).toEqual([
+      [2, 512],
+      [3, 600],
+      [4, 856],
+      [6, 1200],
+      [8, 1712],
+      [9, 1800],
+      [10, 2056],
+      [12, 2400],
+    ]);
+    expect(evaluations.at(-1)!.test_accuracy).toBe(summary.test_accuracy);
   }, 120_000);
 
   it.each([

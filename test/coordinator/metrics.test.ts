@@ -105,18 +105,7 @@ describe('coordinator metrics', () => {
     expect(line(text, 'gradfleet_workers_connected')).toBe('gradfleet_workers_connected 2');
     expect(line(text, 'gradfleet_test_accuracy_ratio')).toBeUndefined();
 
-    hooks.epoch!(
-      {
-        epoch: 1,
-        step: 40,
-        trainLoss: 0.5,
-        trainAccuracy: 0.8,
-        testLoss: 0.3,
-        testAccuracy: 0.9,
-        wallSeconds: 5,
-      },
-      { loss: 0.3, accuracy: 0.9 } as never,
-    );
+    hooks.evaluated!({ step: 40, samples: 2560, loss: 0.3, accuracy: 0.9 });
     hooks.workerLost!(session('b'), 'closed');
     text = await m.registry.metrics();
     expect(line(text, 'gradfleet_test_accuracy_ratio')).toBe('gradfleet_test_accuracy_ratio 0.9');
@@ -127,6 +116,29 @@ describe('coordinator metrics', () => {
     expect(text).toContain('gradfleet_worker_compute_seconds_total{worker="b"} 0.12');
     expect(text).toContain('gradfleet_worker_microbatches_total{worker="a"} 3');
     expect(text).toContain('gradfleet_worker_microbatches_total{worker="b"} 1');
+    // Synchronous steps show no local-steps series.
+    expect(text).not.toContain('gradfleet_local_delta_norm');
+    expect(text).not.toContain('gradfleet_local_outer_learning_rate');
+  });
+
+  it('a round of local steps: rounds, inner steps, the inner and outer learning rates, the delta norm', async () => {
+    const m = new CoordinatorMetrics('mnist-small');
+    const hooks = m.hooks();
+    const round = stepReport({
+      learningRate: 0.7,
+      gradientNorm: () => 0.125,
+      local: { innerSteps: 32, innerLearningRate: 0.002 },
+    });
+    hooks.step!(round);
+    hooks.step!(round);
+    const text = await m.registry.metrics();
+    expect(line(text, 'gradfleet_local_rounds_total')).toBe('gradfleet_local_rounds_total 2');
+    expect(line(text, 'gradfleet_local_inner_steps_total')).toBe('gradfleet_local_inner_steps_total 64');
+    expect(line(text, 'gradfleet_local_outer_learning_rate')).toBe('gradfleet_local_outer_learning_rate 0.7');
+    expect(line(text, 'gradfleet_learning_rate')).toBe('gradfleet_learning_rate 0.002');
+    expect(line(text, 'gradfleet_local_delta_norm')).toBe('gradfleet_local_delta_norm 0.125');
+    // The delta is not a gradient: the gradient norm's series stays out.
+    expect(line(text, 'gradfleet_gradient_norm')).toBeUndefined();
   });
 });
 

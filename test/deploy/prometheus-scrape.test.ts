@@ -47,8 +47,10 @@ async function scrape(url: string): Promise<string> {
 const sampleValue = (exposition: string, name: string) =>
   Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(exposition)?.[1]);
 
-/** The dashboard row whose series exist only in a run with --shards. */
+/** The dashboard rows whose series exist only in a run with --shards, and with --local-steps. */
 const SHARD_ROW = 'Shard reducers';
+const LOCAL_ROW = 'Local steps';
+const LATER_ROWS = [SHARD_ROW, LOCAL_ROW];
 
 /**
  * Every PromQL expression in the dashboard, with the panel and the row it belongs to (a panel belongs to the
@@ -163,13 +165,14 @@ describe('Prometheus scraping a real run', () => {
     // Let the 1m rate() windows hold several samples of the resumed run.
     await new Promise((r) => setTimeout(r, 3000));
 
-    // The shard row is the next test's: its per-shard series do not exist without shard reducers.
+    // The shard and local-steps rows are the next test's: their series do not exist without shard reducers
+    // and local steps.
     const queries = dashboardQueries();
-    expect(queries.filter((q) => q.row === SHARD_ROW).length).toBeGreaterThan(0);
+    for (const row of LATER_ROWS) expect(queries.filter((q) => q.row === row).length).toBeGreaterThan(0);
     expect(
       await emptyQueries(
         p,
-        queries.filter((q) => q.row !== SHARD_ROW),
+        queries.filter((q) => !LATER_ROWS.includes(q.row)),
       ),
     ).toEqual([]);
 
@@ -208,16 +211,18 @@ describe('Prometheus scraping a real run', () => {
     expect(finished.json?.stopped).toBe('interrupted');
   }, 180_000);
 
-  it('with --shards 1: every query of the shard row answers; a SIGKILLed shard fires GradfleetShardLost, a replacement replays', async () => {
+  it('with --shards 1 and --local-steps 2: every query of the shard and local-steps rows answers; a SIGKILLed shard fires GradfleetShardLost, a replacement replays', async () => {
     const out = `${dir}/sharded`;
     const coordinator = start([
       'coordinator',
       '--model',
       'mnist-small',
       '--batch-size',
-      '32',
-      '--micro-batch',
-      '16',
+      '8',
+      '--local-steps',
+      '2',
+      '--replicas',
+      '4',
       '--epochs',
       '500',
       '--eval-chunk',
@@ -263,10 +268,10 @@ describe('Prometheus scraping a real run', () => {
 
     const p = await startPrometheus(tempDir(), testConfig(coordinatorMetrics, [workerMetrics]));
     prometheuses.push(p);
-    const shardQueries = dashboardQueries().filter((q) => q.row === SHARD_ROW);
-    // rate() over 1m needs two samples of a series: wait until every panel of the row has them.
+    const shardQueries = dashboardQueries().filter((q) => LATER_ROWS.includes(q.row));
+    // rate() over 1m needs two samples of a series: wait until every panel of the rows has them.
     await until(
-      'every shard panel to answer',
+      'every shard and local-steps panel to answer',
       async () => (await emptyQueries(p, shardQueries)).length === 0,
       60_000,
     );

@@ -12,7 +12,7 @@ import { DEFAULT_ADAM, createAdamState } from '../../training/optimizer/adam.js'
 import { adamRule, applyUpdate } from '../../training/optimizer/apply-update.js';
 import { DEFAULT_OUTER, nesterovStep } from '../../training/optimizer/outer.js';
 import { ModelRunner } from '../../training/step/model-runner.js';
-import { innerStepSeed, replicaContribution } from '../../training/step/local-steps.js';
+import { innerStepSeed, innerStepsOfRound, replicaContribution } from '../../training/step/local-steps.js';
 import { useBackend } from '../helpers/backends.js';
 
 describe('nesterovStep', () => {
@@ -37,6 +37,18 @@ describe('nesterovStep', () => {
     expect(() =>
       nesterovStep(new Float32Array(3), new Float32Array(2), new Float32Array(3), DEFAULT_OUTER, []),
     ).toThrow(/size mismatch/);
+  });
+});
+
+describe('innerStepsOfRound', () => {
+  it('counts every replica’s inner steps, a short last replica and a short last inner batch included', () => {
+    const local = { steps: 4, batchSize: 8 };
+    expect(innerStepsOfRound(256, local)).toBe(32);
+    // 88 samples: replicas of 32, 32 and 24 samples, the last one 3 inner steps.
+    expect(innerStepsOfRound(88, local)).toBe(11);
+    // 5 samples: one replica, one short inner step.
+    expect(innerStepsOfRound(5, local)).toBe(1);
+    expect(innerStepsOfRound(33, local)).toBe(5);
   });
 });
 

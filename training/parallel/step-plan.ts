@@ -68,6 +68,12 @@ export function stepBatch(g: BatchGeometry, stepInEpoch: number): StepBatch {
   return { batchStart, samples, microBatches: Math.ceil(samples / g.microBatchSize) };
 }
 
+/** Samples the run's first `step` steps train on (every epoch holds each sample once). */
+export function samplesBefore(g: BatchGeometry, step: number): number {
+  const { epoch, stepInEpoch } = positionOf(g, step);
+  return epoch * g.trainCount + Math.min(g.trainCount, stepInEpoch * g.batchSize);
+}
+
 /** The [start, end) offsets in the epoch permutation of micro-batch `index` of a step. */
 export function microBatchRange(g: BatchGeometry, batch: StepBatch, index: number): SampleSpan {
   if (!(index >= 0 && index < batch.microBatches))

@@ -33,6 +33,16 @@ export const innerAdam = (local: LocalSteps, epoch: number): AdamConfig => ({
   learningRate: local.adam.learningRate * local.lrDecay ** epoch,
 });
 
+/**
+ * Inner steps a round of `samples` takes: replicas of `steps` × `batchSize` samples, the last one possibly
+ * short (an epoch's last round), each inner step `batchSize` samples but its last.
+ */
+export function innerStepsOfRound(samples: number, local: Pick<LocalSteps, 'steps' | 'batchSize'>): number {
+  const replicaSamples = local.steps * local.batchSize;
+  const whole = Math.floor(samples / replicaSamples);
+  return whole * local.steps + Math.ceil((samples - whole * replicaSamples) / local.batchSize);
+}
+
 /** Dropout seed of inner step `innerStep` of the replica whose micro-batch seed is `replicaSeed`. */
 export const innerStepSeed = (replicaSeed: number, innerStep: number): number =>
   deriveSeed(replicaSeed, innerStep);
