@@ -64,11 +64,18 @@ export interface TtaOptions {
   epochs: number;
   seed: number;
   evalEverySamples: number;
+  /** The training and test data (`train --train/--test`). */
+  data: { train: string; test: string };
   /** Processes computing the statistical runs, and their backend. */
   workers: number;
   backend: string;
   /** null: no simulated cluster (statistics only; no root needed). */
   hardware: TtaHardware | null;
+  /**
+   * An earlier report of the same runs (`--json`), whose rows' statistics are taken instead of training again:
+   * training's figures are the same bits whenever and however fast it runs, the step times are not.
+   */
+  statistics?: TtaReport;
   onRun?: (what: string) => void;
 }
 
@@ -165,6 +172,10 @@ async function trainMode(o: TtaOptions, mode: TtaMode): Promise<RunSummary> {
         String(o.workers),
         '--backend',
         o.backend,
+        '--train',
+        o.data.train,
+        '--test',
+        o.data.test,
         '--curves-every',
         '0',
         '--out',
@@ -202,22 +213,49 @@ async function stepOnCluster(o: TtaOptions, mode: TtaMode, hw: TtaHardware): Pro
   return report.rows[0];
 }
 
+/** An earlier report serves only for the same training runs: same model, geometry, optimizer, length, data. */
+function checkSameRuns(o: TtaOptions, earlier: TtaReport): void {
+  const now = { model: o.model, target: o.target, replicas: o.replicas, inner_batch: o.innerBatch, lr: o.lr };
+  const then = {
+    model: earlier.model,
+    target: earlier.target,
+    replicas: earlier.replicas,
+    inner_batch: earlier.inner_batch,
+    lr: earlier.lr,
+  };
+  const more = { lr_decay: o.lrDecay, epochs: o.epochs, seed: o.seed };
+  const differ = [
+    ...Object.entries(now).filter(([k, v]) => then[k as keyof typeof then] !== v),
+    ...Object.entries(more).filter(([k, v]) => earlier[k as keyof typeof more] !== v),
+  ].map(([k]) => k);
+  if (differ.length > 0)
+    throw new Error(`the earlier report's runs differ from these in ${differ.join(', ')}: train again`);
+}
+
 export async function benchmarkTta(o: TtaOptions): Promise<TtaReport> {
   if (o.hardware && o.hardware.machines > o.replicas)
     throw new Error(
       `${o.hardware.machines} machines for ${o.replicas} replicas: some would have no work (--machines ≤ --replicas)`,
     );
+  if (o.statistics) checkSameRuns(o, o.statistics);
   const rows: TtaRow[] = [];
   for (const mode of o.modes) {
-    o.onRun?.(`${mode.name}: training ${o.epochs} epoch(s) of ${o.model} on ${o.workers} worker(s)`);
-    const summary = await trainMode(o, mode);
-    const reached = firstReaching(summary.evaluations, o.target);
+    const trained = o.statistics?.rows.find((r) => r.mode === mode.name);
+    if (!trained)
+      o.onRun?.(`${mode.name}: training ${o.epochs} epoch(s) of ${o.model} on ${o.workers} worker(s)`);
+    const summary = trained ? undefined : await trainMode(o, mode);
+    const evaluations = summary?.evaluations ?? [];
+    const reached = trained
+      ? trained.steps_to_target === null
+        ? undefined
+        : { step: trained.steps_to_target, samples: trained.samples_to_target ?? 0 }
+      : firstReaching(evaluations, o.target);
     let cluster: ScaleRow | undefined;
     if (o.hardware) {
       o.onRun?.(`${mode.name}: ${o.hardware.machines} simulated machines at ${o.hardware.linkMbit} Mbit/s`);
       cluster = await stepOnCluster(o, mode, o.hardware);
     }
-    const last = summary.evaluations.at(-1);
+    const last = evaluations.at(-1);
     rows.push({
       mode: mode.name,
       wire: mode.wire,
@@ -226,9 +264,9 @@ export async function benchmarkTta(o: TtaOptions): Promise<TtaReport> {
       eval_every_steps: Math.max(1, Math.round(o.evalEverySamples / samplesPerStep(o, mode))),
       steps_to_target: reached?.step ?? null,
       samples_to_target: reached?.samples ?? null,
-      final_accuracy: last?.test_accuracy ?? Number.NaN,
-      final_samples: last?.samples ?? 0,
-      weights_sha256: summary.weights_sha256,
+      final_accuracy: trained?.final_accuracy ?? last?.test_accuracy ?? Number.NaN,
+      final_samples: trained?.final_samples ?? last?.samples ?? 0,
+      weights_sha256: trained?.weights_sha256 ?? summary!.weights_sha256,
       step_ms: cluster?.step_ms ?? null,
       efficiency: cluster?.efficiency ?? null,
       busiest_x_model: cluster?.busiest.x_model ?? null,

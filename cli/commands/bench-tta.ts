@@ -2,6 +2,7 @@
  * `gradfleet bench tta`: time to accuracy per training mode, from real training on the embedded cluster and
  * step times on the simulated cluster (bench/tta.ts).
  */
+import { readFileSync } from 'node:fs';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SCALE_SHARDINGS, type ScaleSharding } from '../../bench/scale.js';
@@ -31,6 +32,8 @@ interface TtaFlags {
   epochs: number;
   seed: number;
   evalEverySamples: number;
+  train: string;
+  test: string;
   workers: number;
   backend: string;
   hardware: boolean;
@@ -41,6 +44,7 @@ interface TtaFlags {
   scaleWarmup: number;
   shards: ScaleSharding;
   json?: boolean;
+  statistics?: string;
 }
 
 /** The accuracy each reference model is published at (training/models/zoo.ts). */
@@ -156,6 +160,8 @@ export function ttaCommand(): Command {
     .option('--epochs <n>', 'epochs every mode trains (the same samples)', positiveInt, 5)
     .option('--seed <n>', 'seed of every run', nonNegativeInt, 1)
     .option('--eval-every-samples <n>', 'evaluate about every this many samples', positiveInt, 8192)
+    .option('--train <data>', 'training data (as for train)', 'mnist:train')
+    .option('--test <data>', 'labelled test data the target is measured on', 'mnist:test')
     .option(
       '--workers <n>',
       'worker processes of the training runs (the result does not depend on it)',
@@ -182,6 +188,10 @@ export function ttaCommand(): Command {
         .argParser(oneOf(SCALE_SHARDINGS))
         .default('N'),
     )
+    .option(
+      '--statistics <report.json>',
+      'an earlier `bench tta --json` report of the same runs: its steps to accuracy are reused (training gives the same bits however fast it runs), only the simulated cluster is measured again',
+    )
     .option('--json', 'print the report as one JSON object')
     .action(async (flags: TtaFlags) => {
       const log = createLogger('bench');
@@ -196,6 +206,7 @@ export function ttaCommand(): Command {
         epochs: flags.epochs,
         seed: flags.seed,
         evalEverySamples: flags.evalEverySamples,
+        data: { train: flags.train, test: flags.test },
         workers: flags.workers,
         backend: flags.backend,
         hardware: flags.hardware
@@ -208,6 +219,9 @@ export function ttaCommand(): Command {
               sharding: flags.shards,
             }
           : null,
+        statistics: flags.statistics
+          ? (JSON.parse(readFileSync(flags.statistics, 'utf8')) as TtaReport)
+          : undefined,
         onRun: (what) => log.info(what),
       });
       if (flags.json) printJson(report);
