@@ -41,7 +41,7 @@ export function parseTtaMode(name: string): TtaMode | undefined {
   return { name, localSteps: m[1] === undefined ? null : Number(m[1]), wire: (m[2] ?? 'f32') as WireDtype };
 }
 
-export interface TtaHardware {
+interface TtaHardware {
   machines: number;
   linkMbit: number;
   syntheticMs: number;
@@ -79,7 +79,7 @@ export interface TtaOptions {
   onRun?: (what: string) => void;
 }
 
-export interface TtaRow {
+interface TtaRow {
   mode: string;
   wire: WireDtype;
   local_steps: number | null;
