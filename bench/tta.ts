@@ -72,10 +72,10 @@ export interface TtaOptions {
   /** null: no simulated cluster (statistics only; no root needed). */
   hardware: TtaHardware | null;
   /**
-   * An earlier report of the same runs (`--json`), whose rows' statistics are taken instead of training again:
+   * Earlier reports of the same runs (`--json`), whose rows' statistics are taken instead of training again:
    * training's figures are the same bits whenever and however fast it runs, the step times are not.
    */
-  statistics?: TtaReport;
+  statistics?: TtaReport[];
   onRun?: (what: string) => void;
 }
 
@@ -237,10 +237,10 @@ export async function benchmarkTta(o: TtaOptions): Promise<TtaReport> {
     throw new Error(
       `${o.hardware.machines} machines for ${o.replicas} replicas: some would have no work (--machines ≤ --replicas)`,
     );
-  if (o.statistics) checkSameRuns(o, o.statistics);
+  for (const earlier of o.statistics ?? []) checkSameRuns(o, earlier);
   const rows: TtaRow[] = [];
   for (const mode of o.modes) {
-    const trained = o.statistics?.rows.find((r) => r.mode === mode.name);
+    const trained = o.statistics?.flatMap((r) => r.rows).find((r) => r.mode === mode.name);
     if (!trained)
       o.onRun?.(`${mode.name}: training ${o.epochs} epoch(s) of ${o.model} on ${o.workers} worker(s)`);
     const summary = trained ? undefined : await trainMode(o, mode);

@@ -12,6 +12,7 @@ import { createLogger } from '../../common/logger.js';
 import { DEFAULT_ADAM } from '../../training/optimizer/adam.js';
 import { getModel, modelNames } from '../../training/models/zoo.js';
 import {
+  collect,
   nonNegativeInt,
   oneOf,
   positiveInt,
@@ -44,7 +45,7 @@ interface TtaFlags {
   scaleWarmup: number;
   shards: ScaleSharding;
   json?: boolean;
-  statistics?: string;
+  statistics: string[];
 }
 
 /** The accuracy each reference model is published at (training/models/zoo.ts). */
@@ -190,7 +191,9 @@ export function ttaCommand(): Command {
     )
     .option(
       '--statistics <report.json>',
-      'an earlier `bench tta --json` report of the same runs: its steps to accuracy are reused (training gives the same bits however fast it runs), only the simulated cluster is measured again',
+      "an earlier `bench tta --json` report of the same runs (repeatable): its modes' steps to accuracy are reused (training gives the same bits however fast it runs), only the simulated cluster is measured again",
+      collect,
+      [],
     )
     .option('--json', 'print the report as one JSON object')
     .action(async (flags: TtaFlags) => {
@@ -219,9 +222,7 @@ export function ttaCommand(): Command {
               sharding: flags.shards,
             }
           : null,
-        statistics: flags.statistics
-          ? (JSON.parse(readFileSync(flags.statistics, 'utf8')) as TtaReport)
-          : undefined,
+        statistics: flags.statistics.map((file) => JSON.parse(readFileSync(file, 'utf8')) as TtaReport),
         onRun: (what) => log.info(what),
       });
       if (flags.json) printJson(report);

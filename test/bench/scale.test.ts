@@ -293,6 +293,45 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     expect(natsRow.busiest.bytes).toBeGreaterThan(0.9 * wsRow.busiest.bytes);
   }, 120_000);
 
+  it('--local-steps 3 --replicas 4: a step is a round of 4 replicas × 3 inner steps, one exchange per round, the weights of loopback', async () => {
+    const sync = expectOk(await run(twoMachines));
+    const local = expectOk(await run([...twoMachines, '--local-steps', '3', '--replicas', '4']));
+    expect(local.local_steps).toEqual({ steps: 3, replicas: 4 });
+    const [syncRow] = sync.rows;
+    const [row] = local.rows;
+    // Each machine computes 2 replicas of 3 inner steps a round, 50 ms each.
+    expect(row).toMatchObject({ workers: 2, batch: 4 * 3 * 32 });
+    expect(row.compute_ms).toBeGreaterThanOrEqual(6 * 50);
+    // One exchange of the model per round, as a synchronous step has per step: 12× the samples per byte.
+    const bytes = (r: typeof row) => r.coordinator.in_bytes + r.coordinator.out_bytes;
+    expect(Math.abs(bytes(row) - bytes(syncRow)) / bytes(syncRow)).toBeLessThan(0.05);
+    const loopback = expectOk(
+      await run([
+        'train',
+        '--model',
+        'mnist-small',
+        '--backend',
+        'synthetic',
+        '--synthetic-ms',
+        '50',
+        '--workers',
+        '1',
+        '--batch-size',
+        '32',
+        '--local-steps',
+        '3',
+        '--replicas',
+        '4',
+        '--max-steps',
+        '5',
+        '--out',
+        `${dir}/loopback-local`,
+        '--json',
+      ]),
+    );
+    expect(row.weights_sha256).toBe(loopback.weights_sha256);
+  }, 120_000);
+
   it.each(['SIGINT', 'SIGTERM'] as const)(
     '%s in the middle of a run removes the namespaces and stops every process of the cluster',
     async (signal) => {
