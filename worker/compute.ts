@@ -244,6 +244,7 @@ export class WorkerCompute implements Compute {
               local.adam,
               local.batchSize,
               this.spare.pop(),
+              bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
             )
           : await this.runner.contribution(
               microBatch,

@@ -101,6 +101,39 @@ describe('--local-steps', () => {
     120_000,
   );
 
+  it('N = 2 with --bucket-mb 0.05: each node’s deltas leave in buckets during its last inner step, the weights of whole nodes', async () => {
+    const r = await run(
+      [
+        'train',
+        ...config,
+        '--backend',
+        'wasm',
+        '--workers',
+        '2',
+        '--bucket-mb',
+        '0.05',
+        '--out',
+        `${dir}/buckets`,
+      ],
+      { GRADFLEET_LOG_LEVEL: 'debug' },
+    );
+    const summary = expectOk(r);
+    expect(summary.weights_sha256).toBe((await one()).weights_sha256);
+    const steps = r.stderr
+      .split('\n')
+      .filter((l) => l.includes('"step done"'))
+      .map((l) => JSON.parse(l));
+    expect(steps).toHaveLength(12);
+    for (const step of steps)
+      for (const node of step.buckets) {
+        // mnist-small's 60,874 values in buckets of 12,500: the last layers' go while the last inner step's
+        // backward still runs through the first ones (ms after the node's compute began, the worker's clock).
+        expect(node.values.length).toBeGreaterThan(1);
+        expect(node.values.reduce((a: number, b: number) => a + b, 0)).toBe(60_874);
+        expect(node.sent_ms.at(-1)).toBeGreaterThan(node.sent_ms[0] + 1);
+      }
+  }, 120_000);
+
   it('a worker SIGKILLed mid-round and a new one joining: the round is redone, the same weights and ledger', async () => {
     const out = `${dir}/killed`;
     const c = start([

@@ -84,9 +84,9 @@ describe.each([
   const model = getModel(name);
   const layout = paramLayout(model);
   const train = loadMnist('train');
-  // 3 inner batches of 16 and a short one of 5.
-  const count = 53;
-  const batchSize = 16;
+  // 3 inner batches of 8 and a short one of 5.
+  const count = 29;
+  const batchSize = 8;
   const idx = Uint32Array.from({ length: count }, (_, i) => i * 7);
   const images = normalizeInto(train, idx, new Float32Array(count * 784));
   const labels = Uint8Array.from(idx, (i) => train.labels![i]);
@@ -124,7 +124,7 @@ describe.each([
     expect(got.loss).toBeCloseTo(lossSum / count, 12);
     expect(got.values.some((x) => x !== 0)).toBe(true);
     // The runner holds the round's start again: the next replica computes from it.
-    const first = { images: images.subarray(0, 16 * 784), labels: labels.subarray(0, 16), count: 16 };
+    const first = { images: images.subarray(0, 8 * 784), labels: labels.subarray(0, 8), count: 8 };
     plain.setWeights(start);
     expect((await runner.contribution(first, 1)).values).toEqual((await plain.contribution(first, 1)).values);
     // A different replica seed draws other dropout masks: not the same delta.
@@ -133,5 +133,31 @@ describe.each([
     else expect(other.values).toEqual(got.values);
     runner.dispose();
     plain.dispose();
-  });
+  }, 180_000);
+
+  it('with final: tells each layer’s delta during the last inner step’s backward, with the bits of the whole update', async () => {
+    await useBackend(backend);
+    const runner = new ModelRunner(model);
+    runner.setWeights(start);
+    const whole = await replicaContribution(runner, start, { images, labels, count }, 42, adam, batchSize);
+    const told: { from: number; to: number; values: Float32Array }[] = [];
+    const got = await replicaContribution(
+      runner,
+      start,
+      { images, labels, count },
+      42,
+      adam,
+      batchSize,
+      undefined,
+      (values, from, to) => told.push({ from, to, values: values.slice(from, to) }),
+    );
+    expect(got.values).toEqual(whole.values);
+    // Several layers, last first, each ending where the one before began.
+    expect(told.length).toBeGreaterThan(1);
+    expect(told[0].to).toBe(layout.size);
+    for (let i = 1; i < told.length; i++) expect(told[i].to).toBe(told[i - 1].from);
+    // What was told was already the final delta there.
+    for (const t of told) expect(t.values).toEqual(got.values.slice(t.from, t.to));
+    runner.dispose();
+  }, 180_000);
 });

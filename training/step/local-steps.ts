@@ -15,7 +15,7 @@ import type { AdamConfig } from '../optimizer/adam.js';
 import { createAdamState } from '../optimizer/adam.js';
 import { adamRule, applyUpdate } from '../optimizer/apply-update.js';
 import { deriveSeed } from '../rng.js';
-import type { Contribution, MicroBatch, MicroBatchRunner } from './model-runner.js';
+import type { Contribution, MicroBatch, MicroBatchRunner, ValuesFinal } from './model-runner.js';
 
 /** How a replica's micro-batch is trained: what the welcome's `localSteps` carries. */
 export interface LocalSteps {
@@ -51,6 +51,10 @@ export const innerStepSeed = (replicaSeed: number, innerStep: number): number =>
  * The replica's contribution: values are its delta (start − end), loss the mean of its inner steps' losses
  * over its samples, correct their sum. The runner holds `start` again when it returns (the next replica, or an
  * evaluation, computes with the round's weights). `into`: a buffer the caller no longer needs, for the delta.
+ *
+ * `final` (--bucket-mb): during the last inner step, each layer's update is applied as soon as backward has
+ * its gradient, and that layer's delta is told final at once, so it can leave while backward goes on. Every
+ * element sees the same operations as in the update of the whole vector: the same bits.
  */
 export async function replicaContribution(
   runner: MicroBatchRunner,
@@ -60,19 +64,49 @@ export async function replicaContribution(
   adam: AdamConfig,
   batchSize: number,
   into?: Float32Array,
+  final?: ValuesFinal,
 ): Promise<Contribution> {
   const layout: ParamLayout = runner.layout;
   const pixels = batch.images.length / Math.max(1, batch.count);
-  let weights: Float32Array = start.slice();
-  let moments = createAdamState(layout.size);
+  const weights = start.slice();
+  const moments = createAdamState(layout.size);
   const rule = adamRule(adam);
+  const delta = into?.length === layout.size ? into : new Float32Array(layout.size);
+  // One inner step's update of [from, to), the values of its gradient there; Adam's step count moves once.
+  const update = (gradient: Float32Array, from: number, to: number) => {
+    const part = (a: Float32Array) => a.subarray(from, to);
+    applyUpdate(
+      layout,
+      part(weights),
+      part(gradient),
+      { step: moments.step, m: part(moments.m), v: part(moments.v) },
+      rule,
+      { inPlace: true, window: { offset: from, size: to - from } },
+    );
+  };
+  const deltaOf = (from: number, to: number) => {
+    for (let i = from; i < to; i++) delta[i] = start[i] - weights[i];
+  };
+  const steps = Math.ceil(batch.count / batchSize);
+  // The last step's ranges come last layers first, each ending where the one before began: [0, done) is left.
+  let done = layout.size;
   let scratch: Float32Array | undefined;
   let lossSum = 0;
   let correct = 0;
   try {
-    for (let h = 0, at = 0; at < batch.count; h++, at += batchSize) {
+    for (let h = 0; h < steps; h++) {
+      const at = h * batchSize;
       const count = Math.min(batchSize, batch.count - at);
       if (h > 0) runner.setWeights(weights);
+      const early: ValuesFinal | undefined =
+        final && h === steps - 1
+          ? (gradient, from, to) => {
+              update(gradient, from, to);
+              deltaOf(from, to);
+              done = Math.min(done, from);
+              final(delta, from, to);
+            }
+          : undefined;
       const c = await runner.contribution(
         {
           images: batch.images.subarray(at * pixels, (at + count) * pixels),
@@ -81,8 +115,10 @@ export async function replicaContribution(
         },
         innerStepSeed(replicaSeed, h),
         scratch,
+        early,
       );
-      ({ weights, adam: moments } = applyUpdate(layout, weights, c.values, moments, rule, { inPlace: true }));
+      update(c.values, 0, done);
+      moments.step++;
       scratch = c.values;
       lossSum += c.loss * count;
       correct += c.correct;
@@ -90,7 +126,6 @@ export async function replicaContribution(
   } finally {
     runner.setWeights(start);
   }
-  const delta = into?.length === layout.size ? into : new Float32Array(layout.size);
-  for (let i = 0; i < delta.length; i++) delta[i] = start[i] - weights[i];
+  deltaOf(0, done);
   return { values: delta, loss: lossSum / batch.count, correct, count: batch.count };
 }
