@@ -182,6 +182,17 @@ const quick = [
   '--no-validate',
 ];
 
+/** The same run as a simulated cluster's, on loopback: one synthetic worker of `quick`'s 50 ms. */
+const onLoopback = async (name: string, ...geometry: string[]) =>
+  expectOk(
+    await run([
+      'train',
+      ...['--model', 'mnist-small', '--backend', 'synthetic', '--synthetic-ms', '50', '--workers', '1'],
+      ...geometry,
+      ...['--out', `${dir}/${name}`, '--json'],
+    ]),
+  );
+
 /** Two worker machines on 50 Mbit/s links, 4 measured steps, as JSON. */
 const twoMachines = [
   ...quick.map((a) => (a === '1' ? '2' : a)),
@@ -228,27 +239,14 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     expect(measured).toBeLessThan(1e6);
 
     // The same 7 steps of the same run on loopback: the simulated network changes nothing but time.
-    const loopback = expectOk(
-      await run([
-        'train',
-        '--model',
-        'mnist-small',
-        '--backend',
-        'synthetic',
-        '--synthetic-ms',
-        '50',
-        '--workers',
-        '1',
-        '--batch-size',
-        '32',
-        '--micro-batch',
-        '32',
-        '--max-steps',
-        '7',
-        '--out',
-        `${dir}/loopback`,
-        '--json',
-      ]),
+    const loopback = await onLoopback(
+      'loopback',
+      '--batch-size',
+      '32',
+      '--micro-batch',
+      '32',
+      '--max-steps',
+      '7',
     );
     expect(loopback.steps).toBe(7);
     expect(row.weights_sha256).toBe(loopback.weights_sha256);
@@ -305,29 +303,9 @@ describe.skipIf(!isRoot)('gradfleet bench scale (root)', () => {
     // One exchange of the model per round, as a synchronous step has per step: 12× the samples per byte.
     const bytes = (r: typeof row) => r.coordinator.in_bytes + r.coordinator.out_bytes;
     expect(Math.abs(bytes(row) - bytes(syncRow)) / bytes(syncRow)).toBeLessThan(0.05);
-    const loopback = expectOk(
-      await run([
-        'train',
-        '--model',
-        'mnist-small',
-        '--backend',
-        'synthetic',
-        '--synthetic-ms',
-        '50',
-        '--workers',
-        '1',
-        '--batch-size',
-        '32',
-        '--local-steps',
-        '3',
-        '--replicas',
-        '4',
-        '--max-steps',
-        '5',
-        '--out',
-        `${dir}/loopback-local`,
-        '--json',
-      ]),
+    const loopback = await onLoopback(
+      'loopback-local',
+      ...['--batch-size', '32', '--local-steps', '3', '--replicas', '4', '--max-steps', '5'],
     );
     expect(row.weights_sha256).toBe(loopback.weights_sha256);
   }, 120_000);
