@@ -33,7 +33,7 @@ export function addClusterOptions(cmd: Command): Command {
     )
     .option(
       '--step-deadline <s>',
-      'a worker that has not delivered its share this long after assignment loses it for the step',
+      'a worker that has not delivered its share this long after assignment loses it for the step (with --local-steps H: H × this for a round)',
       positiveNumber,
       30,
     )

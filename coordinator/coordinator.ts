@@ -1038,12 +1038,11 @@ export class Coordinator {
     spec: WorkSpec,
     ranges: ItemRange[] = [{ first: 0, end: spec.tracker.items }],
   ): Promise<void> {
-    const deadline = this.settings.stepDeadlineMs;
     const unit = new WorkUnit(spec);
     this.active = unit;
     this.deadlineTimer = setInterval(
       () => this.enforceDeadline(),
-      Math.max(10, Math.min(1000, deadline / 4)),
+      Math.max(10, Math.min(1000, this.deadlineMs(unit) / 4)),
     );
     this.dispatch(ranges);
     return unit.settled.finally(() => clearInterval(this.deadlineTimer));
@@ -1063,20 +1062,27 @@ export class Coordinator {
     for (const range of work.takeHeld(session.id) ?? []) this.assign(work, session, range);
   }
 
+  /**
+   * How long a worker may hold its share of `work`: --step-deadline, per inner step in a round of local steps
+   * (a replica computes H steps' worth before it can deliver anything).
+   */
+  private deadlineMs(work: WorkUnit): number {
+    const local = this.settings.state.config.localSteps;
+    return work.kind === 'contribution' && local
+      ? local.steps * this.settings.stepDeadlineMs
+      : this.settings.stepDeadlineMs;
+  }
+
   /** A worker that still owes work past the deadline (hung, stopped, far too slow) loses it for this unit. */
   private enforceDeadline(): void {
     const work = this.active;
     if (!work) return;
     const now = performance.now();
+    const deadline = this.deadlineMs(work);
     const ready = this.settings.pool.ready();
     for (const session of ready) {
       const at = work.assignedAt.get(session.id);
-      if (
-        at === undefined ||
-        now - at < this.settings.stepDeadlineMs ||
-        !work.tracker.owesAnything(session.id)
-      )
-        continue;
+      if (at === undefined || now - at < deadline || !work.tracker.owesAnything(session.id)) continue;
       // Taking work from the only worker that could do it would just queue it behind itself: wait instead.
       if (!ready.some((s) => s !== session && !work.late.has(s.id))) continue;
       const orphaned = work.revokeLate(session.id);
@@ -1084,12 +1090,12 @@ export class Coordinator {
       // come only after the unit has ended, when they measure nothing).
       if (work.kind === 'contribution') {
         const owed = orphaned.reduce((n, r) => n + r.end - r.first, 0);
-        const bound = owed / (this.settings.stepDeadlineMs / 1000);
+        const bound = owed / (deadline / 1000);
         session.speed = Math.min(session.speed ?? bound, bound);
       }
       this.settings.log.warn(
-        { worker: session.id, ranges: orphaned, deadline_s: this.settings.stepDeadlineMs / 1000 },
-        `worker ${session.id} missed the ${this.settings.stepDeadlineMs / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
+        { worker: session.id, ranges: orphaned, deadline_s: deadline / 1000 },
+        `worker ${session.id} missed the ${deadline / 1000} s deadline: its ${work.kind === 'contribution' ? 'micro-batches' : 'test chunks'} go to others`,
       );
       this.settings.hooks?.deadlineMissed?.(session);
       this.dispatch(orphaned);

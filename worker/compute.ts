@@ -193,8 +193,7 @@ export class WorkerCompute implements Compute {
     const trainLabels = this.train.labels!;
     const local = this.localSteps && {
       start: this.weights!.values.slice(),
-      adam: innerAdam(this.localSteps, assign.epoch),
-      batchSize: this.localSteps.batchSize,
+      inner: { adam: innerAdam(this.localSteps, assign.epoch), batchSize: this.localSteps.batchSize },
     };
     for (const node of decompose(assign.first, assign.first + assign.count, batch.microBatches)) {
       const nodeId = { step: assign.step, level: node.level, index: node.index };
@@ -241,8 +240,7 @@ export class WorkerCompute implements Compute {
               local.start,
               microBatch,
               seed,
-              local.adam,
-              local.batchSize,
+              local.inner,
               this.spare.pop(),
               bucketed && ((values, from, to) => bucketed!.final(values, from, to)),
             )

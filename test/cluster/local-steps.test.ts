@@ -169,6 +169,30 @@ describe('--local-steps', () => {
     expect(Number(/worker done after (\d+) steps/.exec((await late.done).stderr)?.[1])).toBeGreaterThan(0);
   }, 180_000);
 
+  it('--step-deadline counts per inner step: workers slower than it per round, within H × it, keep their replicas', async () => {
+    const c = start([
+      'coordinator',
+      ...config,
+      '--port',
+      '0',
+      '--no-metrics',
+      '--out',
+      `${dir}/deadline`,
+      '--min-workers',
+      '2',
+      '--step-deadline',
+      '1',
+    ]);
+    const url = await listeningUrl(c);
+    // 1.5 s of extra work per share: over 1 s, well within the round's 4 × 1 s.
+    for (const id of ['slow-1', 'slow-2'])
+      start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '1500']);
+    const finished = await c.done;
+    const summary = expectOk(finished);
+    expect(finished.stderr).not.toMatch(/missed the/);
+    expect(summary.weights_sha256).toBe((await one()).weights_sha256);
+  }, 180_000);
+
   it('checkpointed at round 5 with 2 workers, resumed with 1: the weights of an uninterrupted run', async () => {
     await train('resumed', '--workers', '2', '--max-steps', '5');
     const summary = expectOk(

@@ -97,7 +97,7 @@ describe.each([
     await useBackend(backend);
     const runner = new ModelRunner(model);
     runner.setWeights(start);
-    const got = await replicaContribution(runner, start, { images, labels, count }, 42, adam, batchSize);
+    const got = await replicaContribution(runner, start, { images, labels, count }, 42, { adam, batchSize });
     // The same inner steps one by one.
     const plain = new ModelRunner(model);
     let w: Float32Array = start.slice();
@@ -128,7 +128,10 @@ describe.each([
     plain.setWeights(start);
     expect((await runner.contribution(first, 1)).values).toEqual((await plain.contribution(first, 1)).values);
     // A different replica seed draws other dropout masks: not the same delta.
-    const other = await replicaContribution(runner, start, { images, labels, count }, 43, adam, batchSize);
+    const other = await replicaContribution(runner, start, { images, labels, count }, 43, {
+      adam,
+      batchSize,
+    });
     if (model.layers.some((l) => l.kind === 'dropout')) expect(other.values).not.toEqual(got.values);
     else expect(other.values).toEqual(got.values);
     runner.dispose();
@@ -139,15 +142,17 @@ describe.each([
     await useBackend(backend);
     const runner = new ModelRunner(model);
     runner.setWeights(start);
-    const whole = await replicaContribution(runner, start, { images, labels, count }, 42, adam, batchSize);
+    const whole = await replicaContribution(runner, start, { images, labels, count }, 42, {
+      adam,
+      batchSize,
+    });
     const told: { from: number; to: number; values: Float32Array }[] = [];
     const got = await replicaContribution(
       runner,
       start,
       { images, labels, count },
       42,
-      adam,
-      batchSize,
+      { adam, batchSize },
       undefined,
       (values, from, to) => told.push({ from, to, values: values.slice(from, to) }),
     );

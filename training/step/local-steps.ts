@@ -11,8 +11,7 @@
  * a replica to state that lives on one worker (or cost 2 × the model per replica on the wire each round).
  */
 import type { ParamLayout } from '../models/spec.js';
-import type { AdamConfig } from '../optimizer/adam.js';
-import { createAdamState } from '../optimizer/adam.js';
+import { type AdamConfig, type AdamState, createAdamState } from '../optimizer/adam.js';
 import { adamRule, applyUpdate } from '../optimizer/apply-update.js';
 import { deriveSeed } from '../rng.js';
 import type { Contribution, MicroBatch, MicroBatchRunner, ValuesFinal } from './model-runner.js';
@@ -25,6 +24,19 @@ export interface LocalSteps {
   /** The inner Adam, at the run's learning rate; lrDecay^epoch scales it. */
   adam: AdamConfig;
   lrDecay: number;
+}
+
+/** How a replica takes its inner steps. */
+export interface InnerSteps {
+  adam: AdamConfig;
+  /** Samples per inner step. */
+  batchSize: number;
+  /**
+   * The inner Adam's moments to start from, left updated in place. Absent (every cluster run): zero moments,
+   * a fresh state each round. Given, a caller can carry them across rounds (scripts/inner-state.ts measures
+   * what that would buy).
+   */
+  moments?: AdamState;
 }
 
 /** The inner Adam of a round in `epoch`. */
@@ -61,15 +73,15 @@ export async function replicaContribution(
   start: Float32Array,
   batch: MicroBatch,
   replicaSeed: number,
-  adam: AdamConfig,
-  batchSize: number,
+  inner: InnerSteps,
   into?: Float32Array,
   final?: ValuesFinal,
 ): Promise<Contribution> {
   const layout: ParamLayout = runner.layout;
+  const { adam, batchSize } = inner;
   const pixels = batch.images.length / Math.max(1, batch.count);
   const weights = start.slice();
-  const moments = createAdamState(layout.size);
+  const moments = inner.moments ?? createAdamState(layout.size);
   const rule = adamRule(adam);
   const delta = into?.length === layout.size ? into : new Float32Array(layout.size);
   // One inner step's update of [from, to), the values of its gradient there; Adam's step count moves once.
