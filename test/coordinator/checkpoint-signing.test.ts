@@ -44,6 +44,7 @@ function runState(testSpec = 'mnist:test'): RunState {
       lrDecay: 1,
       evalChunkSize: 500,
       maxGradNorm: null,
+      localSteps: null,
       wire: 'f32',
       train: { spec: 'mnist:train', fingerprint: 'ab'.repeat(32), count: 60000 },
       test: { spec: testSpec, fingerprint: 'cd'.repeat(32), count: 10000 },

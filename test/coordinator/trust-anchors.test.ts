@@ -34,6 +34,7 @@ function stateAt(step: number): RunState {
       lrDecay: 1,
       evalChunkSize: 500,
       maxGradNorm: null,
+      localSteps: null,
       wire: 'f32',
       train: { spec: 'mnist:train', fingerprint: 'ab'.repeat(32), count: TRAIN },
       test: { spec: 'mnist:test', fingerprint: 'cd'.repeat(32), count: 500 },
