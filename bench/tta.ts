@@ -91,6 +91,8 @@ interface TtaRow {
   samples_to_target: number | null;
   final_accuracy: number;
   final_samples: number;
+  /** Every evaluation of the run: the accuracy curve the steps to target were read from. */
+  evaluations: RunSummary['evaluations'];
   weights_sha256: string;
   /** On the simulated cluster: ms per step (round), its efficiency, the busiest link × the model. */
   step_ms: number | null;
@@ -266,6 +268,7 @@ export async function benchmarkTta(o: TtaOptions): Promise<TtaReport> {
       samples_to_target: reached?.samples ?? null,
       final_accuracy: trained?.final_accuracy ?? last?.test_accuracy ?? Number.NaN,
       final_samples: trained?.final_samples ?? last?.samples ?? 0,
+      evaluations: trained?.evaluations ?? evaluations,
       weights_sha256: trained?.weights_sha256 ?? summary!.weights_sha256,
       step_ms: cluster?.step_ms ?? null,
       efficiency: cluster?.efficiency ?? null,

@@ -110,6 +110,10 @@ describe('gradfleet bench tta', () => {
     });
     for (const row of report.rows) {
       expect(row.final_samples).toBe(1200);
+      // The curve the crossing was read from: its first point at or above the target.
+      const first = row.evaluations.find((e: { test_accuracy: number }) => e.test_accuracy >= 0.6);
+      expect([first?.step, first?.samples]).toEqual([row.steps_to_target, row.samples_to_target]);
+      expect(row.evaluations.at(-1).test_accuracy).toBe(row.final_accuracy);
       expect(row.steps_to_target).not.toBeNull();
       expect(row.samples_to_target).toBeLessThanOrEqual(1200);
       expect(row.steps_to_target % row.eval_every_steps === 0 || row.samples_to_target % 600 === 0).toBe(
