@@ -218,7 +218,8 @@ export function checkCommands(root: string, files: string[], program: Command, r
       if (!SHELL_LANGS.has(block.lang)) continue;
       for (const { n, text } of shellLines(block)) {
         for (const segment of text.split(/&&|\|\||;|\|/)) {
-          const args = gradfleetArgs(segment.trim());
+          // Redirections (`> out.json`, `2>&1`) are the shell's, not the command's.
+          const args = gradfleetArgs(segment.replace(/\s\d?>>?&?\s*\S+/g, '').trim());
           if (!args) continue;
           report.commands++;
           const problem = commandProblem(program, args);
