@@ -102,7 +102,15 @@ export interface NatsLinkOptions {
 /** What one numbered chunk of this side's stream carries, kept until the peer acknowledges it. */
 type Outbound =
   | { kind: 'chunk'; info: ChunkInfo; bytes: Uint8Array; written?: () => void }
-  | { kind: 'ref'; seq: number; offered: Offered; frameBytes: number; written?: () => void };
+  | {
+      kind: 'ref';
+      seq: number;
+      offered: Offered;
+      frameBytes: number;
+      written?: () => void;
+      /** When parts of it were last sent over the session on request. */
+      filledAt?: number;
+    };
 
 /** What one numbered chunk of the peer's stream carried, held while a gap before it is filled. */
 type Inbound =
@@ -526,6 +534,11 @@ export class NatsLink implements Link {
       this.window.renege(n);
       return this.pump();
     }
+    // A peer asks again only after its own timeout; one asking faster (hostile: each small request buys up to
+    // a whole frame) is answered at most twice per round-trip timeout.
+    const now = Date.now();
+    if (item.filledAt !== undefined && now - item.filledAt < this.rto.ms / 2) return;
+    item.filledAt = now;
     const { ref, chunks } = item.offered;
     const wanted = parts.length === 0 ? [[0, chunks.length - 1] as ChunkRange] : parts;
     for (const [from, to] of wanted)
@@ -535,7 +548,7 @@ export class NatsLink implements Link {
         this.publish(chunks[part].bytes, headers);
       }
     // The parts are on their way: the ref's timer counts from now.
-    this.window.touch(n, Date.now());
+    this.window.touch(n, now);
   }
 
   private scheduleAck(): void {
