@@ -32,17 +32,25 @@ export interface BroadcastRef {
 
 export const broadcastSubject = (prefix: string) => `${prefix}.weights`;
 
-/** A broadcast as it went out: its reference and its chunks (views into the sealed bytes), to fill gaps from. */
+/** A broadcast as offered to a link: its reference and its chunks (views into the sealed bytes), to fill gaps from. */
 export interface Offered {
   ref: BroadcastRef;
   chunks: readonly Chunk[];
+  /**
+   * Published after this offer (later in this turn of the event loop): a link's reference, sent now, arrives
+   * ahead of it, and the worker waits for it. Not fresh: published before, perhaps before the worker
+   * subscribed, so it asks for it at once.
+   */
+  fresh: boolean;
 }
 
 /** The coordinator's side: one per connection. */
 export class BroadcastPublisher {
   private readonly id = nuid.next();
   private seq = 0;
-  private last: { frame: Uint8Array; offered: Offered } | undefined;
+  private last:
+    | { frame: Uint8Array; ref: BroadcastRef; chunks: readonly Chunk[]; published: boolean }
+    | undefined;
   /** Set when the run has a secret: every broadcast is then sealed under the run's key. */
   private seal: BroadcastSeal | undefined;
 
@@ -58,26 +66,38 @@ export class BroadcastPublisher {
   }
 
   /**
-   * The reference to `frame` and its chunks, publishing it first unless it was the frame published last (the
-   * same weights, offered to one session after another). Undefined when the connection refuses to publish:
-   * the caller sends the frame over the session instead.
+   * The reference to `frame` and its chunks. A frame not offered last is published once the current turn
+   * of the event loop ends, so that every link it is offered to in this turn sends its reference first:
+   * anything a link sends after the broadcast waits behind it at the server (14 MB to each of N workers
+   * through one link: seconds), and would be resent for want of an ack. Undefined when the connection is
+   * closed: the caller sends the frame over the session instead.
    */
   offer(frame: Uint8Array): Offered | undefined {
-    if (this.last?.frame === frame) return this.last.offered;
-    const seq = ++this.seq;
-    // The ref's length and CRC then name the sealed bytes, which is what travels and what a worker
-    // reassembles.
-    const chunks = chunkFrame(seq, this.seal ? this.seal.seal(this.id, seq, frame) : frame, this.chunkBytes);
-    try {
-      for (const { info, bytes } of chunks)
-        this.nc.publish(this.subject, bytes, { headers: broadcastHeaders(this.id, info) });
-    } catch {
-      this.last = undefined;
-      return undefined;
+    if (this.nc.isClosed()) return undefined;
+    if (this.last?.frame !== frame) {
+      const seq = ++this.seq;
+      // The ref's length and CRC then name the sealed bytes, which is what travels and what a worker
+      // reassembles.
+      const chunks = chunkFrame(
+        seq,
+        this.seal ? this.seal.seal(this.id, seq, frame) : frame,
+        this.chunkBytes,
+      );
+      const ref = { id: this.id, seq, length: chunks[0].info.length, crc: chunks[0].info.crc };
+      const entry = { frame, ref, chunks, published: false };
+      this.last = entry;
+      setImmediate(() => {
+        entry.published = true;
+        try {
+          for (const { info, bytes } of chunks)
+            this.nc.publish(this.subject, bytes, { headers: broadcastHeaders(this.id, info) });
+        } catch {
+          // Closed meanwhile: each worker asks for the parts it lacks over its session.
+        }
+      });
     }
-    const ref = { id: this.id, seq, length: chunks[0].info.length, crc: chunks[0].info.crc };
-    this.last = { frame, offered: { ref, chunks } };
-    return this.last.offered;
+    const { ref, chunks, published } = this.last;
+    return { ref, chunks, fresh: !published };
   }
 }
 

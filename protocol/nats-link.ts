@@ -36,6 +36,9 @@ const H = {
   ack: 'Gf-Ack',
   sack: 'Gf-Sack',
   want: 'Gf-Want',
+  fresh: 'Gf-Fresh',
+  tx: 'Gf-Tx',
+  echo: 'Gf-Echo',
   reason: 'Gf-Reason',
   broadcastId: BROADCAST_ID_HEADER,
   broadcastSeq: 'Gf-Bseq',
@@ -51,12 +54,14 @@ const H = {
 type Control = 'ack' | 'ping' | 'resume' | 'close' | 'ref' | 'want' | 'fill';
 
 /**
- * The window's ceiling, as a number of chunks, unless set: the pipe between two processes is two hops
- * through a server that forwards whole messages (one chunk on each, one on its way back as acks), so four
- * chunks keep it full, while eight workers' and shards' windows queued at a central server stay within its
- * slow-consumer limit (64 MB by default) and a second of its link.
+ * The window's ceiling, as a number of chunks, unless set (2 MiB with the 256 KiB chunks nats-transport.ts
+ * uses). A window limits a link to W per round trip, and a round trip through a server on a busy machine is
+ * tens to hundreds of ms (measured on the simulated cluster: with 4 chunks, 8 workers at 500 Mbit/s moved
+ * their gradients slower than with no window at all); the queue all windows can build at a central server
+ * (8 workers: 16 MiB, 0.27 s at 500 Mbit/s) stays well under the 1 s floor of the retransmission timeout
+ * and the server's 64 MB slow-consumer limit.
  */
-const DEFAULT_WINDOW_CHUNKS = 4;
+const DEFAULT_WINDOW_CHUNKS = 8;
 /** At least this, however small the chunks: a window of a few tiny chunks would stall on every round trip. */
 const MIN_WINDOW_BYTES = 256 * 1024;
 /** How far ahead of a gap a chunk may be numbered and still be held. */
@@ -78,7 +83,7 @@ export interface NatsLinkOptions {
    */
   retransmitMs?: number;
   /**
-   * Bytes out unacknowledged at most, each way (default: 4 chunks, at least 256 KiB); the peer holds up to
+   * Bytes out unacknowledged at most, each way (default: 8 chunks, at least 256 KiB); the peer holds up to
    * twice this beyond a gap.
    */
   windowBytes?: number;
@@ -115,7 +120,7 @@ type Outbound =
 /** What one numbered chunk of the peer's stream carried, held while a gap before it is filled. */
 type Inbound =
   | { kind: 'chunk'; info: ChunkInfo; data: Uint8Array }
-  | { kind: 'ref'; seq: number; ref: BroadcastRef };
+  | { kind: 'ref'; seq: number; ref: BroadcastRef; fresh: boolean };
 
 /** Used (in its place), refused (not acknowledged: the peer sends it again), or waiting for a broadcast. */
 type Consumed = 'used' | 'refused' | 'waiting';
@@ -143,8 +148,19 @@ export class NatsLink implements Link {
   private lastProgress = 0;
   private lastReceived = Date.now();
   private ackPending = false;
+  /** The transmission id of the last numbered chunk that arrived: acks echo it (send-window.ts). */
+  private lastTx = 0;
   /** The `ref` at the head of the peer's stream whose broadcast is still missing parts, and when we asked. */
-  private waitingRef: { n: number; ref: BroadcastRef; askedAt: number; asks: number } | undefined;
+  private waitingRef:
+    | {
+        n: number;
+        ref: BroadcastRef;
+        askedAt: number;
+        asks: number;
+        /** When a part of it last arrived: while parts keep coming, the request is being answered. */
+        partAt: number;
+      }
+    | undefined;
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
   /** Once the handshake agreed on keys: every message both ways is sealed (nats-sealing.ts). */
@@ -223,7 +239,11 @@ export class NatsLink implements Link {
     const offered = this.closed ? undefined : this.settings.broadcast?.offer(frame);
     if (!offered) return this.send(frame, written);
     if (!this.holdUnacked(frame)) return;
-    this.window.push({ kind: 'ref', seq: ++this.sentSeq, offered, frameBytes: frame.byteLength, written }, 0);
+    this.window.push(
+      { kind: 'ref', seq: ++this.sentSeq, offered, frameBytes: frame.byteLength, written },
+      offered.ref.length,
+      true,
+    );
     this.pump();
   }
 
@@ -274,22 +294,25 @@ export class NatsLink implements Link {
   /** Sends what the window lets out now. */
   private pump(): void {
     if (this.closed) return;
-    for (const { n, item } of this.window.take(Date.now())) {
+    for (const { n, xmit, item } of this.window.take(Date.now())) {
       if (item.kind === 'chunk') {
         // Refused by the connection (closed, or its reconnect buffer full): it counts as sent and lost, and
         // the timer sends it again.
         const headers = chunkHeaders(item.info);
         headers.set(H.chunk, String(n));
+        headers.set(H.tx, String(xmit));
         this.publish(item.bytes, headers);
       } else {
         const { ref } = item.offered;
         this.control('ref', {
           [H.chunk]: String(n),
+          [H.tx]: String(xmit),
           [H.seq]: String(item.seq),
           [H.broadcastId]: ref.id,
           [H.broadcastSeq]: String(ref.seq),
           [H.length]: String(ref.length),
           [H.crc]: String(ref.crc),
+          ...(item.offered.fresh ? { [H.fresh]: '1' } : {}),
         });
       }
       if (item.written) {
@@ -324,6 +347,7 @@ export class NatsLink implements Link {
     const ranges = this.arrivals.ranges();
     return {
       [H.ack]: String(this.arrivals.cumulative),
+      ...(this.lastTx > 0 ? { [H.echo]: String(this.lastTx) } : {}),
       ...(ranges.length > 0 ? { [H.sack]: formatRanges(ranges) } : {}),
     };
   }
@@ -351,16 +375,24 @@ export class NatsLink implements Link {
     const n = chunkNumberOf(h);
     if (!info || n === undefined)
       return this.report('malformed_chunk', `a message from ${this.peer} without valid chunk headers`);
-    this.arrive(n, { kind: 'chunk', info, data }, data.byteLength);
+    this.arrive(n, { kind: 'chunk', info, data }, data.byteLength, txOf(h));
   }
 
   /** A numbered chunk of the peer's stream: used in its place, held beyond a gap, or a repeat. */
-  private arrive(n: number, item: Inbound, bytes: number): void {
+  private arrive(n: number, item: Inbound, bytes: number, tx: number): void {
     this.scheduleAck();
+    // Acks echo the newest transmission that arrived and was kept (NATS keeps order, so any sent before it and
+    // not acknowledged was lost: send-window.ts). One refused for want of room is not echoed: the sender's
+    // timer resends it, backing off, where an echo would make it resend at once, again and again.
+    const kept = () => {
+      this.lastTx = Math.max(this.lastTx, tx);
+    };
     switch (this.arrivals.arrive(n, item, bytes)) {
       case 'duplicate':
+        kept();
         return this.report('duplicate_chunk', `chunk ${n} from ${this.peer} arrived again: dropped`);
       case 'held':
+        kept();
         // The first chunk past a gap shows the loss (NATS keeps a publisher's order); the ack that says so
         // asks for the missing chunks only.
         if (!this.arrivals.holds(n - 1))
@@ -372,30 +404,37 @@ export class NatsLink implements Link {
       case 'no_room':
         return;
       case 'next':
-        return this.consumeFrom(item);
+        if (this.consumeFrom(item)) kept();
     }
   }
 
-  /** Uses `item` (the next chunk in line), then whatever was held behind it, until a gap or a refusal. */
-  private consumeFrom(first: Inbound): void {
+  /**
+   * Uses `item` (the next chunk in line), then whatever was held behind it, until a gap or a refusal. False
+   * when `item` itself was refused.
+   */
+  private consumeFrom(first: Inbound): boolean {
     let item: Inbound | undefined = first;
     let fromHold = false;
     while (item) {
       const result = this.consume(item);
-      if (result === 'waiting') return this.arrivals.park(this.arrivals.next, item);
+      if (result === 'waiting') {
+        this.arrivals.park(this.arrivals.next, item);
+        return true;
+      }
       if (result === 'refused') {
         // We acknowledged it as held and cannot use it after all: the peer must send it again.
         if (fromHold) this.control('want', { [H.chunk]: String(this.arrivals.next) });
-        return;
+        return fromHold;
       }
       this.arrivals.accept();
       item = this.arrivals.takeNext();
       fromHold = true;
     }
+    return true;
   }
 
   private consume(item: Inbound): Consumed {
-    if (item.kind === 'ref') return this.consumeRef(item.seq, item.ref);
+    if (item.kind === 'ref') return this.consumeRef(item);
     return this.reassembled(this.reassembler.add(item.info, item.data));
   }
 
@@ -424,7 +463,7 @@ export class NatsLink implements Link {
   }
 
   /** A frame of this link that was broadcast: delivered from the cache, or its missing parts asked for. */
-  private consumeRef(seq: number, ref: BroadcastRef): Consumed {
+  private consumeRef({ seq, ref, fresh }: Extract<Inbound, { kind: 'ref' }>): Consumed {
     if (seq !== this.reassembler.expected)
       return this.reassembled(this.reassembler.acceptWhole(seq, new Uint8Array(0)));
     const frame = this.cache.take(ref);
@@ -432,10 +471,11 @@ export class NatsLink implements Link {
       this.waitingRef = undefined;
       return this.reassembled(this.reassembler.acceptWhole(seq, frame));
     }
-    // Missed, in part or whole (joined after it, reconnected, a chunk lost): not an error of the peer's, so
-    // not reported.
-    this.waitingRef = { n: this.arrivals.next, ref, askedAt: 0, asks: 0 };
-    this.askForMissing();
+    // Still arriving (fresh: published after this ref was sent), or missed in part or whole (joined after it,
+    // reconnected, a chunk lost): not an error of the peer's, so not reported. One still arriving is waited
+    // for while its parts keep coming (tick); one published before is asked for at once.
+    this.waitingRef = { n: this.arrivals.next, ref, askedAt: Date.now(), asks: 0, partAt: 0 };
+    if (!fresh) this.askForMissing();
     return 'waiting';
   }
 
@@ -452,7 +492,9 @@ export class NatsLink implements Link {
   /** A broadcast part arrived: if it completed the one the head of the stream waits for, go on. */
   private resumeWaitingRef(): void {
     const w = this.waitingRef;
-    if (!w || w.n !== this.arrivals.next || !this.cache.holds(w.ref)) return;
+    if (!w) return;
+    w.partAt = Date.now();
+    if (w.n !== this.arrivals.next || !this.cache.holds(w.ref)) return;
     const parked = this.arrivals.takeNext();
     if (!parked) return;
     this.consumeFrom(parked);
@@ -497,7 +539,7 @@ export class NatsLink implements Link {
       return false;
     }
     const now = Date.now();
-    const result = this.window.ack(cumulative, held, now);
+    const result = this.window.ack(cumulative, held, now, txOf(h, H.echo));
     if (result.rttMs !== undefined) this.rto.sample(result.rttMs);
     if (result.progressed) this.lastProgress = now;
     for (const item of result.released) this.unackedBytes -= heldBytesOf(item);
@@ -519,7 +561,7 @@ export class NatsLink implements Link {
         'malformed_chunk',
         `a broadcast reference from ${this.peer} with unreadable numbers`,
       );
-    this.arrive(n, { kind: 'ref', seq, ref }, 0);
+    this.arrive(n, { kind: 'ref', seq, ref, fresh: h.get(H.fresh) === '1' }, 0, txOf(h));
   }
 
   /** The peer asks for chunk Gf-Chunk again, or for parts of the broadcast it refers to. */
@@ -575,9 +617,11 @@ export class NatsLink implements Link {
       this.rto.backoff();
       this.pump();
     }
-    // The parts we asked for may have been lost too: ask again, waiting twice as long each time.
+    // The parts we asked for may have been lost too: once none has come for a timeout, ask again for those
+    // still missing, waiting twice as long each time (parts still on their way would come twice).
     const w = this.waitingRef;
-    if (w && now - w.askedAt >= this.rto.ms * 2 ** Math.min(w.asks - 1, 6)) this.askForMissing();
+    if (w && now - Math.max(w.askedAt, w.partAt) >= this.rto.ms * 2 ** Math.min(Math.max(0, w.asks - 1), 6))
+      this.askForMissing();
   }
 
   private deliver(bytes: Uint8Array): void {
@@ -605,6 +649,12 @@ export class NatsLink implements Link {
 
 /** Part ranges a `want` lists at most: a broadcast's parts are few (a frame ÷ max_payload). */
 const MAX_WANT_RANGES = 16;
+
+/** A transmission id (Gf-Tx, or the Gf-Echo of one), or 0 unless a whole number. */
+function txOf(h: MsgHdrs | undefined, key: string = H.tx): number {
+  const tx = Number(h?.get(key) || 0);
+  return Number.isSafeInteger(tx) && tx > 0 ? tx : 0;
+}
 
 /** A message's chunk number (Gf-Chunk), or undefined unless a whole number from 1. */
 function chunkNumberOf(h: MsgHdrs | undefined): number | undefined {

@@ -4,8 +4,9 @@
  * number plus the ranges held beyond it: chunk-acks.ts) clock new chunks out, and only chunks shown lost are
  * sent again. A fixed resend timer that resends whole frames collapses under load: the resends join the
  * queue that delayed the acks (#32). TCP's answers, at chunk granularity: a window, an RTT-based timeout
- * that backs off (retransmit-timeout.ts, owned by the link), selective acknowledgement, and after a timeout a
- * window that starts again from one chunk, so a timeout that was only a long queue repeats one chunk, not W.
+ * that backs off (retransmit-timeout.ts, owned by the link), selective acknowledgement, an echo of which copy
+ * arrived (TCP's timestamps), and a timeout that resends one chunk, so one that was only a long queue repeats
+ * one chunk, not W.
  */
 import type { ChunkRange } from './chunk-acks.js';
 
@@ -30,11 +31,17 @@ interface Entry<T> {
   resent: boolean;
   /** Held by the peer beyond its cumulative ack (selectively acknowledged). */
   sacked: boolean;
+  /** Goes out whatever the window, and counts until acknowledged cumulatively (see push). */
+  always: boolean;
+  /** Its cost is in bytesOut now. */
+  counted: boolean;
 }
 
 export interface Outgoing<T> {
   n: number;
   item: T;
+  /** This transmission's id, for the peer to echo in its acks (which copy of a resent chunk arrived). */
+  xmit: number;
   /** Sent before: counts as a repeat. */
   resend: boolean;
 }
@@ -62,7 +69,7 @@ export class SendWindow<T> {
   private outBytes = 0;
   /** The highest transmission order the peer acknowledged. */
   private highestAckedXmit = 0;
-  /** An ack just showed a chunk lost: it may go one chunk over the window. */
+  /** A chunk was just shown lost: the first due goes whatever the window. */
   private fastResend = false;
 
   constructor(private readonly options: SendWindowOptions) {
@@ -74,8 +81,13 @@ export class SendWindow<T> {
     this.ssthresh = options.windowBytes;
   }
 
-  /** Queues a chunk; it goes out when the window has room. Returns its number. */
-  push(item: T, bytes: number): number {
+  /**
+   * Queues a chunk; it goes out when the window has room. Returns its number. `always`: a small message
+   * that stands for `bytes` travelling another way (a reference to a broadcast): it goes out at its turn
+   * whatever the window, so it arrives ahead of those bytes, and its bytes count against the window until
+   * the peer has used it, so nothing else queues behind them.
+   */
+  push(item: T, bytes: number, always = false): number {
     const n = this.nextN++;
     this.entries.set(n, {
       n,
@@ -86,6 +98,8 @@ export class SendWindow<T> {
       xmit: 0,
       resent: false,
       sacked: false,
+      always,
+      counted: false,
     });
     return n;
   }
@@ -99,35 +113,38 @@ export class SendWindow<T> {
     for (const e of this.entries.values()) {
       if (!e.due) continue;
       const resend = e.xmit > 0;
-      // A chunk an ack just showed lost goes even though the window just shrank (TCP's fast retransmit): it
-      // blocks the peer's progress. One chunk over the window, once per such ack.
-      const extra = resend && this.fastResend ? e.cost : 0;
-      if (this.outBytes > 0 && this.outBytes + e.cost > this.cwnd + extra) break;
-      if (extra > 0) this.fastResend = false;
+      // A chunk just shown lost (by an ack, or the earliest at a timeout) goes whatever the window (TCP's fast
+      // retransmit): it holds up the peer's progress. One chunk, once per such event.
+      const first = resend && this.fastResend;
+      if (!first && !e.always && this.outBytes > 0 && this.outBytes + e.cost > this.cwnd) break;
+      if (first) this.fastResend = false;
       e.due = false;
       e.sentAt = now;
       e.xmit = ++this.xmitCounter;
       e.resent ||= resend;
-      this.outBytes += e.cost;
-      out.push({ n: e.n, item: e.item, resend });
+      this.count(e, true);
+      out.push({ n: e.n, item: e.item, xmit: e.xmit, resend });
     }
     return out;
   }
 
   /**
-   * The peer holds every chunk up to `cumulative` and those in `held`. Numbers never sent are ignored (a
-   * hostile or confused peer cannot acknowledge what it never got).
+   * The peer holds every chunk up to `cumulative` and those in `held`, and `echo` is the transmission id of
+   * the last chunk that reached it (0: not given). Numbers never sent are ignored (a hostile or confused peer
+   * cannot acknowledge what it never got).
    */
-  ack(cumulative: number, held: readonly ChunkRange[], now: number): AckResult<T> {
+  ack(cumulative: number, held: readonly ChunkRange[], now: number, echo = 0): AckResult<T> {
     const result: AckResult<T> = { progressed: false, released: [], lost: 0 };
     let newestSample: Entry<T> | undefined;
-    const acknowledge = (e: Entry<T>) => {
+    const acknowledge = (e: Entry<T>, cumulatively: boolean) => {
       if (e.xmit === 0) return false; // queued, never sent
-      if (!e.due && !e.sacked) this.outBytes -= e.cost;
+      if (cumulatively || !e.always) this.count(e, false);
       if (!e.sacked) {
         result.progressed = true;
         this.grow(e.cost);
-        this.highestAckedXmit = Math.max(this.highestAckedXmit, e.xmit);
+        // A resent chunk's ack may be the original's, sent before the chunks now out: it shows none of them
+        // lost (Karn's ambiguity; taking it would resend the whole window after every spurious timeout).
+        if (!e.resent) this.highestAckedXmit = Math.max(this.highestAckedXmit, e.xmit);
         if (!e.resent && (!newestSample || e.xmit > newestSample.xmit)) newestSample = e;
       }
       return true;
@@ -135,7 +152,7 @@ export class SendWindow<T> {
     const upTo = Math.min(cumulative, this.nextN - 1);
     for (let n = this.acked + 1; n <= upTo; n++) {
       const e = this.entries.get(n);
-      if (!e || !acknowledge(e)) break;
+      if (!e || !acknowledge(e, true)) break;
       this.entries.delete(n);
       this.acked = n;
       result.released.push(e.item);
@@ -143,12 +160,14 @@ export class SendWindow<T> {
     for (const [from, to] of held) {
       for (let n = Math.max(from, this.acked + 1); n <= Math.min(to, this.nextN - 1); n++) {
         const e = this.entries.get(n);
-        if (!e || e.sacked || !acknowledge(e)) continue;
+        if (!e || e.sacked || !acknowledge(e, false)) continue;
         e.sacked = true;
         e.due = false;
       }
     }
     if (newestSample) result.rttMs = now - newestSample.sentAt;
+    // The echo names the copy that arrived, resent or not (TCP's timestamps do the same).
+    this.highestAckedXmit = Math.max(this.highestAckedXmit, Math.min(echo, this.xmitCounter));
     // NATS keeps one publisher's messages in order to a subscriber: a chunk sent after this one arrived,
     // so this one was lost (RACK with no reordering allowance). It is sent again once, without a timeout.
     for (const e of this.entries.values()) {
@@ -165,15 +184,20 @@ export class SendWindow<T> {
   }
 
   /**
-   * The retransmission timer fired (nothing acknowledged for a timeout): every chunk out and not held by the
-   * peer is due again, and the window starts again from one chunk, so they go out as acks come back. If the
-   * timeout was only a long queue, the originals' acks arrive first and those chunks are not sent twice.
+   * The retransmission timer fired (nothing acknowledged for a timeout): the earliest chunk out and not held
+   * by the peer goes again (RFC 6298 5.4), and the window shrinks to one chunk. The others stay out: if the
+   * timeout was only a long queue their acks come and nothing more is sent twice; if they were lost, the ack
+   * of the copy just sent (its echo) shows it, and they go again at once.
    */
   timeout(): void {
-    for (const e of this.entries.values()) if (!e.due && !e.sacked && e.xmit > 0) this.markLost(e);
+    for (const e of this.entries.values()) {
+      if (e.due || e.sacked || e.xmit === 0) continue;
+      this.markLost(e);
+      break;
+    }
     this.ssthresh = Math.max(this.cwnd / 2, 2 * this.options.chunkBytes);
     this.cwnd = this.options.chunkBytes;
-    this.fastResend = false;
+    this.fastResend = true;
   }
 
   /**
@@ -204,10 +228,8 @@ export class SendWindow<T> {
   renege(n: number): void {
     const e = this.entries.get(n);
     if (!e || e.xmit === 0 || e.due) return;
-    if (e.sacked) {
-      e.sacked = false;
-      e.due = true;
-    } else this.markLost(e);
+    e.sacked = false;
+    this.markLost(e);
   }
 
   /** The chunk numbered `n` went out again by another way (its content, re-requested): its timer restarts. */
@@ -230,7 +252,13 @@ export class SendWindow<T> {
 
   private markLost(e: Entry<T>): void {
     e.due = true;
-    this.outBytes -= e.cost;
+    this.count(e, false);
+  }
+
+  private count(e: Entry<T>, counted: boolean): void {
+    if (e.counted === counted) return;
+    e.counted = counted;
+    this.outBytes += counted ? e.cost : -e.cost;
   }
 
   /** Slow start to ssthresh, then a chunk per window's worth of acks, never past the ceiling. */

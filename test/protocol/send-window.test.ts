@@ -55,19 +55,33 @@ describe('SendWindow', () => {
     expect(w.queued).toBe(0);
   });
 
-  it('a timeout makes every chunk out and not held due again, but lets out one chunk: a long queue costs one repeat', () => {
+  it('a timeout resends the earliest chunk out only; the echo of that copy shows the rest lost, at once', () => {
     const w = windowOf(8);
-    w.take(0);
-    w.ack(0, [[2, 2]], 1); // 1 lost (2 sent after it arrived), 3 and 4 in flight
-    expect(numbers(w.take(1))).toEqual([1]); // fast resend
+    w.take(0); // 1-4 out
     w.timeout();
     expect(w.windowBytes).toBe(KB);
-    expect(numbers(w.take(2))).toEqual([1]);
-    // The originals of 3 and 4 were only queued: their acks come, and they are never sent again.
-    const r = w.ack(4, [], 3);
-    expect(r.released).toEqual(['c1', 'c2', 'c3', 'c4']);
-    // The window grows back (slow start) and new chunks follow.
-    expect(numbers(w.take(3))).toEqual([5, 6]);
+    const [resent] = w.take(1);
+    expect([resent.n, resent.resend]).toEqual([1, true]);
+    expect(w.take(1)).toEqual([]);
+    // The copy arrived (its echo) and 2-4, sent before it, did not: lost, sent again without another timeout.
+    const r = w.ack(1, [], 2, resent.xmit);
+    expect(r.lost).toBe(3);
+    expect(numbers(w.take(2))).toContain(2);
+  });
+
+  it('after a spurious timeout (a long queue, not a loss) one chunk was sent twice, no more', () => {
+    const w = windowOf(8);
+    const first = w.take(0); // 1-4 out, only queued
+    w.timeout();
+    expect(numbers(w.take(1))).toEqual([1]);
+    // The originals arrive, in order, before the copy: their echoes show nothing lost.
+    const sent = new Map<number, number>([[1, 2]]);
+    for (const { n, xmit } of first) {
+      expect(w.ack(n, [], 2 + n, xmit).lost).toBe(0);
+      for (const o of w.take(2 + n)) sent.set(o.n, (sent.get(o.n) ?? 0) + 1);
+    }
+    expect([...sent].filter(([n, times]) => n <= 4 && times > 1).map(([n]) => n)).toEqual([1]);
+    expect([...sent.keys()].filter((n) => n > 4).length).toBeGreaterThan(0); // new chunks flow again
   });
 
   it('ignores acks of chunks never sent, and ranges beyond them', () => {
