@@ -148,6 +148,10 @@ export class NatsLink implements Link {
   private lastProgress = 0;
   private lastReceived = Date.now();
   private ackPending = false;
+  /** Something arrived since the last ack. */
+  private ackDirty = false;
+  /** Frames completed by the chunks just used, handed on once the ack is out. */
+  private readonly ready: Uint8Array[] = [];
   /** The transmission id of the last numbered chunk that arrived: acks echo it (send-window.ts). */
   private lastTx = 0;
   /** The `ref` at the head of the peer's stream whose broadcast is still missing parts, and when we asked. */
@@ -413,6 +417,17 @@ export class NatsLink implements Link {
    * when `item` itself was refused.
    */
   private consumeFrom(first: Inbound): boolean {
+    const used = this.consumeRun(first);
+    // The ack goes before the frames are handed on: handling one (decoding 14 MB, reducing) can take longer
+    // than the peer's retransmission timeout on a busy machine, and the chunks are here.
+    if (this.ready.length > 0) {
+      this.sendAck();
+      for (const frame of this.ready.splice(0)) this.deliver(frame);
+    }
+    return used;
+  }
+
+  private consumeRun(first: Inbound): boolean {
     let item: Inbound | undefined = first;
     let fromHold = false;
     while (item) {
@@ -441,7 +456,7 @@ export class NatsLink implements Link {
   private reassembled(result: Reassembly): Consumed {
     switch (result.kind) {
       case 'frame':
-        this.deliver(result.bytes);
+        this.ready.push(result.bytes);
         return 'used';
       case 'partial':
         return 'used';
@@ -497,8 +512,8 @@ export class NatsLink implements Link {
     if (w.n !== this.arrivals.next || !this.cache.holds(w.ref)) return;
     const parked = this.arrivals.takeNext();
     if (!parked) return;
-    this.consumeFrom(parked);
     this.scheduleAck();
+    this.consumeFrom(parked);
   }
 
   private onControl(kind: Control, h: MsgHdrs, data: Uint8Array): void {
@@ -594,13 +609,20 @@ export class NatsLink implements Link {
   }
 
   private scheduleAck(): void {
+    this.ackDirty = true;
     if (this.ackPending) return;
     this.ackPending = true;
     // One ack for all the chunks that arrive in one turn of the event loop.
     setImmediate(() => {
       this.ackPending = false;
-      if (!this.closed) this.control('ack', this.ackFields());
+      this.sendAck();
     });
+  }
+
+  private sendAck(): void {
+    if (this.closed || !this.ackDirty) return;
+    this.ackDirty = false;
+    this.control('ack', this.ackFields());
   }
 
   private tick(): void {
