@@ -113,8 +113,8 @@ type Outbound =
       offered: Offered;
       frameBytes: number;
       written?: () => void;
-      /** When parts of it were last sent over the session on request. */
-      filledAt?: number;
+      /** When parts of it were last sent over the session on request, and which. */
+      filled?: { at: number; asked: string };
     };
 
 /** What one numbered chunk of the peer's stream carried, held while a gap before it is filled. */
@@ -163,6 +163,8 @@ export class NatsLink implements Link {
         asks: number;
         /** When a part of it last arrived: while parts keep coming, the request is being answered. */
         partAt: number;
+        /** The parts last asked for (none yet: []). */
+        asked: ChunkRange[];
       }
     | undefined;
   private readonly ticker: NodeJS.Timeout;
@@ -489,7 +491,7 @@ export class NatsLink implements Link {
     // Still arriving (fresh: published after this ref was sent), or missed in part or whole (joined after it,
     // reconnected, a chunk lost): not an error of the peer's, so not reported. One still arriving is waited
     // for while its parts keep coming (tick); one published before is asked for at once.
-    this.waitingRef = { n: this.arrivals.next, ref, askedAt: Date.now(), asks: 0, partAt: 0 };
+    this.waitingRef = { n: this.arrivals.next, ref, askedAt: Date.now(), asks: 0, partAt: 0, asked: [] };
     if (!fresh) this.askForMissing();
     return 'waiting';
   }
@@ -498,10 +500,13 @@ export class NatsLink implements Link {
   private askForMissing(): void {
     const w = this.waitingRef;
     if (!w) return;
-    const missing = this.cache.missing(w.ref, MAX_WANT_RANGES);
+    // At most a window's worth of parts at a time, the next asked for as these arrive: parts sent over a
+    // session bypass its window, and a whole frame for each of N late joiners at once queued seconds at the
+    // server (the shard reducers' join replies timed out behind it).
+    w.asked = firstParts(this.cache.missing(w.ref, MAX_WANT_RANGES) ?? [[0, FILL_PARTS - 1]], FILL_PARTS);
     w.askedAt = Date.now();
     w.asks++;
-    this.control('want', { [H.chunk]: String(w.n), ...(missing ? { [H.want]: formatRanges(missing) } : {}) });
+    this.control('want', { [H.chunk]: String(w.n), [H.want]: formatRanges(w.asked) });
   }
 
   /** A broadcast part arrived: if it completed the one the head of the stream waits for, go on. */
@@ -509,7 +514,13 @@ export class NatsLink implements Link {
     const w = this.waitingRef;
     if (!w) return;
     w.partAt = Date.now();
-    if (w.n !== this.arrivals.next || !this.cache.holds(w.ref)) return;
+    if (!this.cache.holds(w.ref)) {
+      // The parts asked for are all here and more are missing: ask for the next ones now.
+      const missing = this.cache.missing(w.ref, MAX_WANT_RANGES);
+      if (w.asked.length > 0 && missing && !overlaps(missing, w.asked)) this.askForMissing();
+      return;
+    }
+    if (w.n !== this.arrivals.next) return;
     const parked = this.arrivals.takeNext();
     if (!parked) return;
     this.scheduleAck();
@@ -591,13 +602,14 @@ export class NatsLink implements Link {
       this.window.renege(n);
       return this.pump();
     }
-    // A peer asks again only after its own timeout; one asking faster (hostile: each small request buys up to
-    // a whole frame) is answered at most twice per round-trip timeout.
+    // A peer asks for the same parts again only after its own timeout; one asking faster (hostile: a small
+    // request buys up to FILL_PARTS chunks) is answered at most twice per round-trip timeout.
     const now = Date.now();
-    if (item.filledAt !== undefined && now - item.filledAt < this.rto.ms / 2) return;
-    item.filledAt = now;
+    const asked = h.get(H.want);
+    if (item.filled?.asked === asked && now - item.filled.at < this.rto.ms / 2) return;
+    item.filled = { at: now, asked };
     const { ref, chunks } = item.offered;
-    const wanted = parts.length === 0 ? [[0, chunks.length - 1] as ChunkRange] : parts;
+    const wanted = firstParts(parts.length === 0 ? [[0, chunks.length - 1]] : parts, FILL_PARTS);
     for (const [from, to] of wanted)
       for (let part = from; part <= Math.min(to, chunks.length - 1); part++) {
         const headers = broadcastHeaders(ref.id, chunks[part].info);
@@ -671,6 +683,24 @@ export class NatsLink implements Link {
 
 /** Part ranges a `want` lists at most: a broadcast's parts are few (a frame ÷ max_payload). */
 const MAX_WANT_RANGES = 16;
+/** Parts of a missed broadcast asked for (and answered) at a time: a default window's worth. */
+const FILL_PARTS = DEFAULT_WINDOW_CHUNKS;
+
+/** The first `max` numbers that `ranges` cover, as ranges. */
+function firstParts(ranges: readonly ChunkRange[], max: number): ChunkRange[] {
+  const out: ChunkRange[] = [];
+  let left = max;
+  for (const [from, to] of ranges) {
+    if (left <= 0) break;
+    const end = Math.min(to, from + left - 1);
+    out.push([from, end]);
+    left -= end - from + 1;
+  }
+  return out;
+}
+
+const overlaps = (a: readonly ChunkRange[], b: readonly ChunkRange[]) =>
+  a.some(([from, to]) => b.some(([f, t]) => from <= t && f <= to));
 
 /** A transmission id (Gf-Tx, or the Gf-Echo of one), or 0 unless a whole number. */
 function txOf(h: MsgHdrs | undefined, key: string = H.tx): number {
