@@ -165,6 +165,14 @@ export interface ScaleRow {
    * chunks that arrived twice: resent because no ack made progress within the link's retransmission timeout (protocol/retransmit-timeout.ts).
    */
   rejected_frames: Record<string, number>;
+  /**
+   * Over NATS, chunks that arrived twice anywhere (coordinator, workers, shard reducers) over the whole run,
+   * joins and warm-up included.
+   */
+  repeats: number;
+  /** The measured steps' median and longest step, ms (step_ms is their mean). */
+  step_ms_median: number;
+  step_ms_max: number;
 }
 
 export interface ScaleReport {
@@ -242,10 +250,19 @@ function stderrLine(child: ChildProcess, pattern: RegExp, what: string, ms: numb
   });
 }
 
-/** Resolves when the worker has exited cleanly; rejects with its stderr otherwise. */
-function workerExit(child: ChildProcess, what: string): Promise<void> {
+/** A chunk that arrived twice, as a worker or shard logs it (at warn, the level they run at here). */
+const REPEAT_LINE = /"reason":"duplicate_chunk"/;
+
+/**
+ * Resolves when the worker has exited cleanly; rejects with its stderr otherwise. Counts the chunks it
+ * received twice into `repeats`.
+ */
+function workerExit(child: ChildProcess, what: string, repeats: { count: number }): Promise<void> {
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (REPEAT_LINE.test(line)) repeats.count++;
+  });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) =>
@@ -293,6 +310,8 @@ function hostCpu(): HostCpu {
 
 interface RunResult {
   summary: RunSummary;
+  /** Chunks the workers and shard reducers received twice over the whole run. */
+  repeats: number;
   /** The done lines of the measured steps, in order. */
   timed: DoneLine[];
   /** The links at the end of the last warm-up step and of the last timed step. */
@@ -380,7 +399,7 @@ class ScaleBench {
   }
 
   /** A shard reducer on worker machine i (from 1), beside its worker. */
-  private startShard(i: number, subject: string): Promise<void> {
+  private startShard(i: number, subject: string, repeats: { count: number }): Promise<void> {
     const { net } = this;
     const machine = net.machine(`worker-${i}`);
     const id = `${net.prefix}-s${i}`;
@@ -404,7 +423,7 @@ class ScaleBench {
       ],
       { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
     );
-    return workerExit(child, `shard ${id}`);
+    return workerExit(child, `shard ${id}`, repeats);
   }
 
   /**
@@ -467,10 +486,11 @@ class ScaleBench {
       }
     });
     const timer = setTimeout(() => coordinator.kill('SIGKILL'), 120_000 + maxSteps * 30_000);
+    const repeats = { count: 0 };
     try {
       await stderrLine(coordinator, /coordinator listening on/, what, 60_000);
       const shardExits =
-        shards > 1 ? Array.from({ length: shards }, (_, i) => this.startShard(i + 1, subject)) : [];
+        shards > 1 ? Array.from({ length: shards }, (_, i) => this.startShard(i + 1, subject, repeats)) : [];
       shardExits.forEach((e) => e.catch(() => {})); // awaited below with the workers'
       // Workers run with --no-reconnect: one turned away while the shards join would not come back.
       if (shards > 1)
@@ -496,7 +516,7 @@ class ScaleBench {
           ],
           { env: { ...process.env, GRADFLEET_LOG_LEVEL: 'warn' } },
         );
-        return workerExit(child, `worker ${id}`);
+        return workerExit(child, `worker ${id}`, repeats);
       });
       const workersDone = Promise.all([...exits, ...shardExits]);
       // awaited below, after the summary; a worker failing first must not go unhandled
@@ -513,7 +533,7 @@ class ScaleBench {
           `${what}: logged ${timed.length} of ${settings.steps} timed steps' ends (is the coordinator's debug log reaching the benchmark?)`,
         );
       }
-      return { summary: result, timed, from: samples.from, to: samples.to };
+      return { summary: result, repeats: repeats.count, timed, from: samples.from, to: samples.to };
     } catch (err) {
       if (coordinator.exitCode === null) coordinator.kill('SIGKILL');
       throw err;
@@ -528,7 +548,8 @@ class ScaleBench {
   async row(workers: number, shards: number, mbit: number): Promise<ScaleRow> {
     const { settings } = this;
     settings.onRun?.({ workers, shards, maxSteps: settings.warmup + settings.steps, mbit });
-    const { summary, timed, from, to } = await this.run(workers, shards);
+    const { summary, repeats, timed, from, to } = await this.run(workers, shards);
+    const stepsMs = timed.map((s) => 1000 * s.seconds.total).sort((a, b) => a - b);
     const traffic = (machine: string) => perStep(from.links[machine], to.links[machine], settings.steps);
     const modelBytes = 4 * paramLayout(getModel(settings.model)).size;
     const busiest = this.machines
@@ -571,6 +592,9 @@ class ScaleBench {
       samples_quiet: [from.quiet === true, to.quiet === true],
       weights_sha256: summary.weights_sha256,
       rejected_frames: summary.rejected_frames,
+      repeats: repeats + (summary.rejected_frames.duplicate_chunk ?? 0),
+      step_ms_median: stepsMs[Math.floor((stepsMs.length - 1) / 2)],
+      step_ms_max: stepsMs[stepsMs.length - 1],
     };
   }
 }

@@ -94,7 +94,8 @@ function rowCells(r: ScaleRow, nats: boolean): string[] {
     inOut(r.worker),
     `${r.busiest.machine} ${r.busiest.x_model.toFixed(2)}×`,
     `${(100 * r.host_cpu_busy).toFixed(0)}%`,
-    ...(nats ? [inOut(r.nats_server), String(r.rejected_frames.duplicate_chunk ?? 0)] : []),
+    `${ms(r.step_ms_median)} / ${ms(r.step_ms_max)}`,
+    ...(nats ? [inOut(r.nats_server), String(r.repeats)] : []),
   ];
 }
 
@@ -123,6 +124,7 @@ function formatScaleReport(report: ScaleReport): string {
       'worker MB in / out',
       'busiest link',
       'CPU busy',
+      'step median / max',
       ...(nats ? ['NATS server MB in / out', 'repeats'] : []),
     ],
   });
@@ -130,7 +132,7 @@ function formatScaleReport(report: ScaleReport): string {
   const allRows = [...report.rows, ...(v ? [v.half_rate_row] : [])];
   const loud = allRows.flatMap((r) => r.samples_quiet).filter((quiet) => !quiet).length;
   for (const r of allRows) table.push(rowCells(r, nats));
-  const resent = (v?.half_rate_row.rejected_frames.duplicate_chunk ?? 0) > 0;
+  const resent = (v?.half_rate_row.repeats ?? 0) > 0;
   const verdict = !v
     ? 'not checked (--no-validate)'
     : v.link_bound
@@ -156,7 +158,7 @@ function formatScaleReport(report: ScaleReport): string {
     "and the last step's tree nodes were all in and before their new weights went out, when nothing of the cluster is on the wire" +
     `${loud > 0 ? ` (${loud} of ${2 * allRows.length} reads came after the weights began to leave: those rows may be off by part of a weights frame)` : ''}.\n` +
     (nats
-      ? 'repeats = chunks that reached the coordinator twice over the whole run (a NATS link resends a frame when no ack has made progress for its retransmission timeout, learnt from the round trips).\n'
+      ? "repeats = chunks that arrived twice anywhere in the cluster (coordinator, workers, shard reducers) over the whole run (a NATS link resends a chunk shown lost by a later one's ack, or when no ack has made progress for its retransmission timeout, learnt from the round trips).\n"
       : '')
   );
 }

@@ -817,6 +817,8 @@ describe('Channel: every bad frame is one counted rejection, and no exception es
 interface Piece {
   info: ChunkInfo;
   bytes: Uint8Array;
+  /** Its number in the link's stream (Gf-Chunk) as first sent; a forged piece takes its place's. */
+  n?: number;
 }
 
 type StreamEdit =
@@ -887,9 +889,9 @@ function chunkStream(
   chunkBytes: number,
   edits: readonly StreamEdit[],
 ): { pieces: Piece[]; relabelled: boolean } {
-  const pieces: Piece[] = frames.flatMap((f, i) =>
-    chunkFrame(i + 1, f, chunkBytes).map((c) => ({ info: { ...c.info }, bytes: c.bytes })),
-  );
+  const pieces: Piece[] = frames
+    .flatMap((f, i) => chunkFrame(i + 1, f, chunkBytes).map((c) => ({ info: { ...c.info }, bytes: c.bytes })))
+    .map((p, i) => ({ ...p, n: i + 1 }));
   const crcs = new Set(frames.map((f) => crc32(f)));
   let relabelled = false;
   for (const e of edits) {
@@ -909,13 +911,13 @@ function chunkStream(
         if (p && p.bytes.length > 0) {
           const bytes = Uint8Array.from(p.bytes);
           bytes[e.pos % bytes.length] ^= 1 << e.bit;
-          pieces[at] = { info: p.info, bytes };
+          pieces[at] = { ...p, bytes };
         }
         break;
       case 'resize':
         if (p)
           pieces[at] = {
-            info: p.info,
+            ...p,
             bytes:
               e.by < 0
                 ? p.bytes.slice(0, Math.max(0, p.bytes.length + e.by))
@@ -927,14 +929,14 @@ function chunkStream(
         if (p) {
           const value = e.kind === 'info' ? e.value : p.info[e.field] + e.by;
           if (e.field === 'seq' && value !== p.info.seq) relabelled = true;
-          pieces[at] = { info: { ...p.info, [e.field]: value }, bytes: p.bytes };
+          pieces[at] = { ...p, info: { ...p.info, [e.field]: value } };
         }
         break;
       case 'garbage': {
         // Never self-consistent: a CRC that matches neither these bytes nor any frame sent.
         let crc = e.info.crc;
         while (crc === crc32(e.bytes) || crcs.has(crc)) crc = (crc + 1) >>> 0;
-        pieces.splice(at, 0, { info: { ...e.info, crc }, bytes: e.bytes });
+        pieces.splice(at, 0, { info: { ...e.info, crc }, bytes: e.bytes, n: at + 1 });
         break;
       }
     }
@@ -972,8 +974,10 @@ const H = {
   parts: 'Gf-Parts',
   length: 'Gf-Len',
   crc: 'Gf-Crc',
+  chunk: 'Gf-Chunk',
   control: 'Gf-Ctl',
   ack: 'Gf-Ack',
+  sack: 'Gf-Sack',
   reason: 'Gf-Reason',
 } as const;
 /** Header text a peer could write: numbers in odd spellings, non-numbers, nothing. */
@@ -998,27 +1002,28 @@ const headerText = fc.oneof(
 type HeaderEdit =
   | { kind: 'delete'; at: number; key: string }
   | { kind: 'set'; at: number; key: string; value: string }
-  | { kind: 'control'; at: number; control: string; ack: string; reply: boolean };
+  | { kind: 'control'; at: number; control: string; ack: string; sack: string; reply: boolean };
 const headerEditArb: fc.Arbitrary<HeaderEdit> = fc.oneof(
   fc.record({
     kind: fc.constant('delete' as const),
     at: fc.nat(),
-    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc),
+    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.chunk),
   }),
   fc.record({
     kind: fc.constant('set' as const),
     at: fc.nat(),
-    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.control),
+    key: fc.constantFrom(H.seq, H.part, H.parts, H.length, H.crc, H.chunk, H.control),
     value: headerText,
   }),
   fc.record({
     kind: fc.constant('control' as const),
     at: fc.nat(),
     control: fc.oneof(
-      fc.constantFrom('ack', 'ping', 'resume', 'ref'),
+      fc.constantFrom('ack', 'ping', 'resume', 'ref', 'want', 'fill'),
       headerText.filter((s) => s !== ''),
     ),
     ack: headerText,
+    sack: fc.oneof(headerText, fc.constantFrom('1-2', '2-3,5-9', '3-1', '1-2,1-2', '0-4', '1-1,3-3,5-5')),
     reply: fc.boolean(),
   }),
 );
@@ -1094,8 +1099,9 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
         fc.array(headerEditArb, { maxLength: 4 }),
         ({ frames, chunkBytes, edits, limit }, headerEdits) => {
           const { pieces, relabelled } = chunkStream(frames, chunkBytes, edits);
-          const messages = pieces.map((p) => {
+          const messages = pieces.map((p, i) => {
             const h: Record<string, string> = {
+              [H.chunk]: String(p.n ?? i + 1),
               [H.seq]: String(p.info.seq),
               [H.part]: String(p.info.part),
               [H.parts]: String(p.info.parts),
@@ -1108,15 +1114,24 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
             const at = messages.length === 0 ? 0 : e.at % messages.length;
             if (e.kind === 'control') {
               // A `ref` names a broadcast this link never saw (it has no broadcast subject): it must ask for
-              // the frame, never deliver one.
+              // the frame, never deliver one. `want` and `fill` name chunks and parts by the same numbers.
               const ref =
-                e.control === 'ref'
-                  ? { [H.seq]: e.ack, 'Gf-Bid': 'fuzz', 'Gf-Bseq': e.ack, [H.length]: e.ack, [H.crc]: e.ack }
+                e.control === 'ref' || e.control === 'want' || e.control === 'fill'
+                  ? {
+                      [H.chunk]: e.ack,
+                      [H.seq]: e.ack,
+                      'Gf-Bid': 'fuzz',
+                      'Gf-Bseq': e.ack,
+                      [H.length]: e.ack,
+                      [H.crc]: e.ack,
+                      'Gf-Want': e.sack,
+                    }
                   : {};
               messages.splice(at, 0, {
                 h: {
                   [H.control]: e.control,
                   [H.ack]: e.ack,
+                  [H.sack]: e.sack,
                   ...(e.reply ? { [H.reason]: 'reply' } : {}),
                   ...ref,
                 },
@@ -1163,9 +1178,14 @@ describe('chunk reassembly: lost, repeated, reordered and corrupted chunks are n
             ),
           );
           for (const reason of rejected) expect(TRANSPORT_REJECT_REASONS).toContain(reason);
-          // Every resend request names a frame number the peer can act on.
+          // Every ack and request names chunk numbers the peer can act on.
           for (const { headers } of nats.published) {
-            if (headers?.get(H.control) === 'resume') expect(headers.get(H.ack)).toMatch(/^\d+$/);
+            const control = headers?.get(H.control);
+            if (control === 'resume' || control === 'ack' || control === 'ping') {
+              expect(headers!.get(H.ack)).toMatch(/^\d+$/);
+              expect(headers!.get(H.sack)).toMatch(/^(\d+-\d+(,\d+-\d+)*)?$/);
+            }
+            if (control === 'want') expect(headers!.get(H.chunk)).toMatch(/^[1-9]\d*$/);
           }
           tallies.natsLink.tried += messages.length + 1;
           tallies.natsLink.accepted += messages.length + 1 - rejected.length;

@@ -45,37 +45,83 @@ function inbox(link: Link) {
 
 const BROADCAST = 'lossy.weights';
 
+/** The sender's side of a lossy pair, beyond which messages it loses. */
+interface PairOptions {
+  /** Every message of the receiver's (its acks) reaches the server this much later: a slow link. */
+  receiverDelayMs?: number;
+  /** The sender's messages leave one after another at this rate, queued in between: a narrow link. */
+  senderBytesPerS?: number;
+  retransmitMs?: number;
+  windowBytes?: number;
+}
+
 /**
  * Two NatsLinks on their own connections to a real server with a 64 KiB max_payload; the sender's
  * connection never sends the messages `drop` picks (fault injection on a real connection).
  */
 async function lossyPair(
   name: string,
-  drop: (subject: string) => boolean,
+  /** Given the subject and, for a chunk of the link's stream, its number (Gf-Chunk). */
+  drop: (subject: string, chunk: number) => boolean,
   broadcast = false,
   dropFromReceiver: (subject: string) => boolean = () => false,
-  /** Every message of the receiver's (its acks) reaches the server this much later: a slow link. */
-  receiverDelayMs = 0,
+  options: PairOptions = {},
 ) {
   const server = await startNats(name, [], {}, smallPayload);
   const nc = await connect({ servers: server.url });
   // What the sender put on the wire, by subject, and what it lost: proof that a loss and a resend happened.
   const sent = new Map<string, { messages: number; bytes: number }>();
   let dropped = 0;
-  const lossy = (conn: NatsConnection, lose: (subject: string) => boolean, count: boolean, delayMs = 0) => {
+  /** The chunk numbers (Gf-Chunk) the sender's connection sent, in order, and those it lost. */
+  const chunks = { sent: [] as number[], lost: [] as number[] };
+  /** Bytes waiting in the narrow link, and the most ever. */
+  const queue = { bytes: 0, most: 0, items: [] as { bytes: number; go: () => void }[] };
+  // One message at a time, each after its time on the link: strictly in order, as a link is.
+  const drain = (bytesPerS: number) => {
+    const head = queue.items[0];
+    if (!head) return;
+    setTimeout(
+      () => {
+        queue.items.shift();
+        queue.bytes -= head.bytes;
+        head.go();
+        drain(bytesPerS);
+      },
+      (1000 * head.bytes) / bytesPerS,
+    );
+  };
+  const lossy = (
+    conn: NatsConnection,
+    lose: (subject: string, chunk: number) => boolean,
+    count: boolean,
+    delayMs = 0,
+    bytesPerS = 0,
+  ) => {
     const publish = conn.publish.bind(conn);
-    conn.publish = (subject, data, options) => {
-      if (lose(subject)) {
+    conn.publish = (subject, data, publishOptions) => {
+      const chunk = Number(publishOptions?.headers?.get('Gf-Chunk') || Number.NaN);
+      if (lose(subject, chunk)) {
         dropped++;
+        if (count && chunk > 0) chunks.lost.push(chunk);
         return;
       }
+      const bytes = data?.byteLength ?? 0;
       const s = sent.get(subject) ?? { messages: 0, bytes: 0 };
-      if (count) sent.set(subject, { messages: s.messages + 1, bytes: s.bytes + (data?.byteLength ?? 0) });
-      if (delayMs > 0) setTimeout(() => conn.isClosed() || publish(subject, data, options), delayMs);
-      else publish(subject, data, options);
+      if (count) {
+        sent.set(subject, { messages: s.messages + 1, bytes: s.bytes + bytes });
+        if (chunk > 0) chunks.sent.push(chunk);
+      }
+      const go = () => conn.isClosed() || publish(subject, data, publishOptions);
+      if (bytesPerS > 0) {
+        queue.items.push({ bytes, go });
+        queue.bytes += bytes;
+        queue.most = Math.max(queue.most, queue.bytes);
+        if (queue.items.length === 1) drain(bytesPerS);
+      } else if (delayMs > 0) setTimeout(go, delayMs);
+      else go();
     };
   };
-  lossy(nc, drop, true);
+  lossy(nc, drop, true, 0, options.senderBytesPerS);
   const chunkBytes = 16 * 1024;
   const sender = new NatsLink({
     nc,
@@ -83,10 +129,12 @@ async function lossyPair(
     recvSubject: 't.b',
     peer: 'receiver',
     chunkBytes,
+    retransmitMs: options.retransmitMs,
+    windowBytes: options.windowBytes,
     broadcast: broadcast ? new BroadcastPublisher(nc, BROADCAST, chunkBytes) : undefined,
   });
   const receiverNc = await connect({ servers: server.url });
-  lossy(receiverNc, dropFromReceiver, false, receiverDelayMs);
+  lossy(receiverNc, dropFromReceiver, false, options.receiverDelayMs);
   const receiver = new NatsLink({
     nc: receiverNc,
     sendSubject: 't.b',
@@ -103,6 +151,8 @@ async function lossyPair(
     receiver,
     got,
     sent,
+    chunks,
+    queue,
     dropped: () => dropped,
     async stop() {
       sender.close('done');
@@ -112,6 +162,22 @@ async function lossyPair(
     },
   };
 }
+
+/** A pair that loses nothing: its links are only slow (PairOptions). */
+const losslessPair = (name: string, options: PairOptions) =>
+  lossyPair(
+    name,
+    () => false,
+    false,
+    () => false,
+    options,
+  );
+
+/** Chunk numbers sent more than once, each once, in order. */
+const repeated = (sent: number[]) =>
+  [...new Set(sent.filter((n, i) => sent.indexOf(n) !== i))].sort((a, b) => a - b);
+
+const sameFrame = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 describe('NATS transport', () => {
   it('1 byte, exactly max_payload, one byte more, and 14 MB round-trip through a server with a 64 KiB max_payload', async () => {
@@ -133,22 +199,63 @@ describe('NATS transport', () => {
     await server.stop();
   });
 
-  it('a lost chunk is detected and counted, and the frame arrives once, resent', async () => {
-    let published = 0;
-    // the third message published is never sent
-    const pair = await lossyPair('lossy', () => ++published === 3);
-    const { sender, got, sent } = pair;
+  it('chunks lost: exactly the lost chunks are resent, not their frames, and each frame arrives once', async () => {
+    const lose = new Set([2, 4]);
+    // Chunks 2 and 4 of the 100 kB frame's 7 are never sent, the first time.
+    const pair = await lossyPair('lossy', (_, chunk) => lose.delete(chunk));
+    const { sender, got, chunks } = pair;
     sender.send(frame(100_000));
     sender.send(frame(10));
     await got.next(2);
-    expect(pair.dropped()).toBe(1);
-    // The 100 kB frame crossed twice (the first time short of its lost 16 KiB chunk): it was resent whole.
-    expect(sent.get('t.a')!.bytes).toBeGreaterThanOrEqual(2 * 100_000 - 16 * 1024);
-    // Past the 2 s resend timer (and its first doubling): still each frame once.
+    expect(pair.dropped()).toBe(2);
+    expect(chunks.lost).toEqual([2, 4]);
+    // Sent twice (lost, then resent): those two, no other.
+    expect(repeated([...chunks.sent, ...chunks.lost])).toEqual([2, 4]);
+    // Past the 2 s first guess and its doubling: nothing more was sent, and each frame came once.
     await new Promise((r) => setTimeout(r, 4500));
+    expect([...chunks.sent].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10]);
-    expect(Buffer.from(got.frames[0]).equals(Buffer.from(frame(100_000)))).toBe(true);
+    expect(sameFrame(got.frames[0], frame(100_000))).toBe(true);
     expect(got.rejected).toContain('lost_chunk');
+    expect(got.rejected).not.toContain('duplicate_chunk');
+    await pair.stop();
+  });
+
+  it('no resend while acks flow: a 1 MB frame through a 1 MB/s link takes 1 s, five 200 ms timeouts, and goes once', async () => {
+    const pair = await losslessPair('acks-flow', {
+      senderBytesPerS: 1_000_000,
+      retransmitMs: 200,
+    });
+    const { sender, got, chunks } = pair;
+    sender.send(frame(1_000_000));
+    sender.send(frame(10));
+    await got.next(2);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(repeated(chunks.sent)).toEqual([]);
+    expect(pair.sent.get('t.a')!.bytes).toBe(1_000_010);
+    expect(sameFrame(got.frames[0], frame(1_000_000))).toBe(true);
+    expect(got.rejected).toEqual([]);
+    await pair.stop();
+  });
+
+  it('a 10× overload (4 MB at once into a 2 MB/s link: 2 s of it, 10 × the 200 ms floor Linux uses, 16 × the window) is not multiplied: each chunk once, the queue within the window', async () => {
+    const windowBytes = 256 * 1024;
+    const pair = await losslessPair('overload', {
+      senderBytesPerS: 2_000_000,
+      // A first guess of 500 ms, well below the 2 s the burst takes to cross: only acks keep it from firing.
+      retransmitMs: 500,
+      windowBytes,
+    });
+    const { sender, got, chunks, queue } = pair;
+    for (let i = 0; i < 20; i++) sender.send(frame(200_000));
+    await got.next(20);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pair.sent.get('t.a')!.bytes).toBe(20 * 200_000);
+    expect(repeated(chunks.sent)).toEqual([]);
+    expect(chunks.sent.length).toBe(20 * Math.ceil(200_000 / (16 * 1024)));
+    // The window, not the sender's burst, sets what waits in the link (and at the server).
+    expect(queue.most).toBeLessThanOrEqual(windowBytes + 16 * 1024 + 1024);
+    expect(got.frames.every((f) => sameFrame(f, frame(200_000)))).toBe(true);
     await pair.stop();
   });
 
@@ -188,49 +295,44 @@ describe('NATS transport', () => {
     await pair.stop();
   });
 
-  it('a lost acknowledgement: the sender resends after 2 s, and the repeat is dropped, not delivered twice', async () => {
-    let receiverMessages = 0;
+  it('lost acknowledgements: after the timeout one chunk is resent, the repeat is dropped, the frame delivered once', async () => {
+    const start = Date.now();
+    // Everything the receiver sends in its first 2.5 s is lost: past the sender's first guess (2 s).
     const pair = await lossyPair(
       'lost-ack',
       () => false,
       false,
-      (subject) => subject === 't.b' && ++receiverMessages <= 3,
+      (subject) => subject === 't.b' && Date.now() - start < 2500,
     );
-    const { sender, got, sent } = pair;
+    const { sender, got, chunks } = pair;
     sender.send(frame(100_000));
     await got.next(1);
     await new Promise((r) => setTimeout(r, 4500));
     expect(pair.dropped()).toBeGreaterThan(0);
-    expect(sent.get('t.a')!.bytes).toBeGreaterThanOrEqual(2 * 100_000); // resent whole, unacknowledged
+    // A timeout resends the earliest chunk out only: its ack (or the original's) covers all seven.
+    expect(repeated(chunks.sent)).toEqual([1]);
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000]);
     expect(got.rejected).toContain('duplicate_chunk');
     await pair.stop();
   });
 
-  it('a slow link (acks 2.5 s late): one resend at the first guess, then the timeout has learnt the round trip and none', async () => {
-    const pair = await lossyPair(
-      'slow-acks',
-      () => false,
-      false,
-      () => false,
-      2500,
-    );
-    const { sender, got, sent } = pair;
-    const size = 50_000;
-    sender.send(frame(size));
-    await got.next(1);
-    // Past the first guess (2 s): frame 1 was resent once, and its ack (2.5 s) has come.
-    await new Promise((r) => setTimeout(r, 3000));
-    expect(sent.get('t.a')!.bytes).toBe(2 * size);
-    for (let i = 0; i < 3; i++) sender.send(frame(size));
-    await got.next(4);
-    // Their acks come 2.5 s after them: within the backed-off timeout (4 s), and they teach it the round trip.
-    await new Promise((r) => setTimeout(r, 3000));
-    sender.send(frame(size));
-    await got.next(5);
-    await new Promise((r) => setTimeout(r, 3500));
-    expect(sent.get('t.a')!.bytes).toBe(6 * size);
-    expect(got.frames.map((f) => f.byteLength)).toEqual([size, size, size, size, size]);
+  it('the timeout adapts to a slow link: with 200 ms more on every ack, one resend at a first guess below it, then none', async () => {
+    const pair = await losslessPair('slow-acks', {
+      receiverDelayMs: 200,
+      retransmitMs: 150,
+    });
+    const { sender, got, chunks } = pair;
+    // One frame at a time, each alone on the link: nothing but the timeout keeps it from being resent.
+    const count = 12;
+    for (let i = 0; i < count; i++) {
+      sender.send(frame(20_000 + i));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await got.next(count);
+    await new Promise((r) => setTimeout(r, 1000));
+    // The first guess (150 ms) fires once, on the first chunk; every later round trip is measured and covered.
+    expect(repeated(chunks.sent)).toEqual([1]);
+    expect(got.frames.map((f) => f.byteLength)).toEqual(Array.from({ length: count }, (_, i) => 20_000 + i));
     await pair.stop();
   });
 
@@ -284,7 +386,7 @@ describe('NATS transport', () => {
     await server.stop();
   });
 
-  it('a lost broadcast chunk costs a resend in full over the session, never a torn or missing frame', async () => {
+  it('a lost broadcast chunk: the worker asks for that chunk only, over its session, never a torn or missing frame', async () => {
     let broadcastChunks = 0;
     // The second chunk of the first broadcast is lost.
     const pair = await lossyPair(
@@ -300,14 +402,16 @@ describe('NATS transport', () => {
     sender.sendShared(second);
     await got.next(3);
     expect(pair.dropped()).toBe(1);
-    // Each broadcast crossed its subject once; the first came again in full over the session.
+    // Each broadcast crossed its subject once; over the session came the one missing chunk (16 KiB) and the
+    // 10-byte frame, not the first frame in full.
     expect(sent.get(BROADCAST)!.bytes).toBeGreaterThanOrEqual(150_000 - 16 * 1024);
     expect(sent.get(BROADCAST)!.bytes).toBeLessThan(150_000 + 1024);
-    expect(sent.get('t.a')!.bytes).toBeGreaterThan(100_000);
+    expect(sent.get('t.a')!.bytes).toBe(16 * 1024 + 10);
     await new Promise((r) => setTimeout(r, 4500));
+    expect(sent.get('t.a')!.bytes).toBe(16 * 1024 + 10);
     expect(got.frames.map((f) => f.byteLength)).toEqual([100_000, 10, 50_000]);
-    expect(Buffer.from(got.frames[0]).equals(Buffer.from(first))).toBe(true);
-    expect(Buffer.from(got.frames[2]).equals(Buffer.from(second))).toBe(true);
+    expect(sameFrame(got.frames[0], first)).toBe(true);
+    expect(sameFrame(got.frames[2], second)).toBe(true);
     expect(got.rejected).toEqual([]);
     await pair.stop();
   });
