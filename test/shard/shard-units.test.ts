@@ -108,12 +108,12 @@ describe('ShardReducer', () => {
     r.accept('honest', node({ level: 2, index: 0, samples: 32 }), new Float32Array(500).fill(32));
     r.accept('honest', node({ level: 2, index: 1, samples: 32 }), new Float32Array(500).fill(32));
     r.accept('other', node({ level: 2, index: 1, samples: 32 }), new Float32Array(500).fill(1e6));
-    const adam = { learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    const rule = { kind: 'adam' as const, learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
     const reduced = r.reduce({
       type: 'reduce',
       step: 4,
       microBatches: 8,
-      adam,
+      rule,
       nodes: [
         { level: 2, index: 0, worker: 'honest' },
         { level: 2, index: 1, worker: 'honest' },
@@ -129,19 +129,19 @@ describe('ShardReducer', () => {
         type: 'reduce',
         step: 5,
         microBatches: 8,
-        adam,
+        rule,
         nodes: [{ level: 3, index: 0, worker: 'honest' }],
       }),
     ).toThrow(/does not hold/);
   });
 
   it("with clip, stops before Adam with the slice's exact Σg², and steps Adam on the gradient scaled as it is told", () => {
-    const adam = { learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    const rule = { kind: 'adam' as const, learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
     const request = {
       type: 'reduce' as const,
       step: 4,
       microBatches: 8,
-      adam,
+      rule,
       nodes: [{ level: 3, index: 0, worker: 'w' }],
     };
     const run = (clip: boolean, scale: number) => {
