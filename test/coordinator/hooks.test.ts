@@ -10,6 +10,7 @@ const HOOK_NAMES: Array<keyof CoordinatorHooks> = [
   'checkpoint',
   'workerReady',
   'workerLost',
+  'evaluated',
   'paused',
   'deadlineMissed',
   'straggler',

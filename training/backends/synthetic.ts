@@ -103,9 +103,10 @@ export class SyntheticRunner implements MicroBatchRunner {
     // The waits run to deadlines, so the micro-batch takes microBatchMs whatever generating cost; a layer
     // whose weights are not in yet starts when they are, and what follows moves with it.
     const started = performance.now();
+    // A timer may fire a fraction of a millisecond early (libuv counts whole ms): wait again for the rest.
     const until = async (deadline: number) => {
-      const left = deadline - performance.now();
-      if (left > 0) await sleep(left);
+      for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now())
+        await sleep(left);
     };
     const values = fillSyntheticContribution(
       this.layout,
