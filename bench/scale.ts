@@ -74,7 +74,7 @@ const NATS_PORT = 4222;
 /** The shipped cluster's limits (deploy/nats/cluster.conf), without its routes: today's design. */
 const NATS_LIMITS = 'max_payload: 8MB\nmax_pending: 64MB\nwrite_deadline: "10s"\n';
 
-export interface ScaleLocalSteps {
+interface ScaleLocalSteps {
   steps: number;
   replicas: number;
 }

@@ -124,6 +124,10 @@ export interface TtaReport {
 export const samplesPerStep = (o: Pick<TtaOptions, 'replicas' | 'innerBatch'>, mode: TtaMode): number =>
   o.replicas * (mode.localSteps ?? 1) * o.innerBatch;
 
+/** Steps between evaluations: about `evalEverySamples` samples in every mode. */
+const evalEverySteps = (o: TtaOptions, mode: TtaMode): number =>
+  Math.max(1, Math.round(o.evalEverySamples / samplesPerStep(o, mode)));
+
 /** `train` flags for `mode`'s batches: K micro-batches of the inner batch, or K replicas of H inner steps. */
 export function modeArgs(o: Pick<TtaOptions, 'replicas' | 'innerBatch'>, mode: TtaMode): string[] {
   const geometry =
@@ -150,7 +154,6 @@ export function firstReaching(
 
 async function trainMode(o: TtaOptions, mode: TtaMode): Promise<RunSummary> {
   const out = await mkdtemp(join(tmpdir(), 'gradfleet-tta-'));
-  const evalEvery = Math.max(1, Math.round(o.evalEverySamples / samplesPerStep(o, mode)));
   try {
     const child = spawn(
       process.execPath,
@@ -169,7 +172,7 @@ async function trainMode(o: TtaOptions, mode: TtaMode): Promise<RunSummary> {
         '--seed',
         String(o.seed),
         '--eval-every',
-        String(evalEvery),
+        String(evalEverySteps(o, mode)),
         '--workers',
         String(o.workers),
         '--backend',
@@ -217,19 +220,17 @@ async function stepOnCluster(o: TtaOptions, mode: TtaMode, hw: TtaHardware): Pro
 
 /** An earlier report serves only for the same training runs: same model, geometry, optimizer, length, data. */
 function checkSameRuns(o: TtaOptions, earlier: TtaReport): void {
-  const now = { model: o.model, target: o.target, replicas: o.replicas, inner_batch: o.innerBatch, lr: o.lr };
-  const then = {
-    model: earlier.model,
-    target: earlier.target,
-    replicas: earlier.replicas,
-    inner_batch: earlier.inner_batch,
-    lr: earlier.lr,
-  };
-  const more = { lr_decay: o.lrDecay, epochs: o.epochs, seed: o.seed };
-  const differ = [
-    ...Object.entries(now).filter(([k, v]) => then[k as keyof typeof then] !== v),
-    ...Object.entries(more).filter(([k, v]) => earlier[k as keyof typeof more] !== v),
-  ].map(([k]) => k);
+  const pairs: [string, unknown, unknown][] = [
+    ['model', o.model, earlier.model],
+    ['target', o.target, earlier.target],
+    ['replicas', o.replicas, earlier.replicas],
+    ['inner_batch', o.innerBatch, earlier.inner_batch],
+    ['lr', o.lr, earlier.lr],
+    ['lr_decay', o.lrDecay, earlier.lr_decay],
+    ['epochs', o.epochs, earlier.epochs],
+    ['seed', o.seed, earlier.seed],
+  ];
+  const differ = pairs.filter(([, now, then]) => now !== then).map(([name]) => name);
   if (differ.length > 0)
     throw new Error(`the earlier report's runs differ from these in ${differ.join(', ')}: train again`);
 }
@@ -263,7 +264,7 @@ export async function benchmarkTta(o: TtaOptions): Promise<TtaReport> {
       wire: mode.wire,
       local_steps: mode.localSteps,
       samples_per_step: samplesPerStep(o, mode),
-      eval_every_steps: Math.max(1, Math.round(o.evalEverySamples / samplesPerStep(o, mode))),
+      eval_every_steps: evalEverySteps(o, mode),
       steps_to_target: reached?.step ?? null,
       samples_to_target: reached?.samples ?? null,
       final_accuracy: trained?.final_accuracy ?? last?.test_accuracy ?? Number.NaN,

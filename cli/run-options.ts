@@ -152,28 +152,38 @@ export function addRunOptions(cmd: Command, defaultPort: number): Command {
  * --local-steps and --replicas come together; a replica computes each inner batch whole (the micro-batch is
  * the batch), and the outer step has no gradient norm to clip.
  */
-function localStepsOf(cmd: Command, flags: RunFlags): NewRunConfig['localSteps'] {
-  const { localSteps: steps, replicas } = flags;
-  if (steps === undefined && replicas === undefined) {
+function localStepsConfigOf(cmd: Command, flags: RunFlags): NewRunConfig['localSteps'] {
+  const pair = localStepsPair(flags);
+  if (!pair) {
     const given = ['outerLr', 'outerMomentum'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
     if (given.length > 0) throw new UsageError(`--${kebab(given[0])} needs --local-steps and --replicas`);
     return null;
   }
-  if (steps === undefined || replicas === undefined)
-    throw new UsageError('--local-steps and --replicas go together: give both');
   if (cmd.getOptionValueSource('microBatch') === 'cli')
     throw new UsageError(
       '--micro-batch does not apply with --local-steps: each inner step computes its --batch-size samples whole',
     );
   if (flags.maxGradNorm !== undefined)
     throw new UsageError('--max-grad-norm does not apply with --local-steps: the outer step applies deltas');
-  return { steps, replicas, outer: { learningRate: flags.outerLr, momentum: flags.outerMomentum } };
+  return { ...pair, outer: { learningRate: flags.outerLr, momentum: flags.outerMomentum } };
+}
+
+/** --local-steps H and --replicas K, both or neither (train, coordinator, bench scale). */
+export function localStepsPair(flags: {
+  localSteps?: number;
+  replicas?: number;
+}): { steps: number; replicas: number } | null {
+  const { localSteps: steps, replicas } = flags;
+  if (steps === undefined && replicas === undefined) return null;
+  if (steps === undefined || replicas === undefined)
+    throw new UsageError('--local-steps and --replicas go together: give both');
+  return { steps, replicas };
 }
 
 const kebab = (flag: string): string => flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 function runConfigOf(cmd: Command, flags: RunFlags): NewRunConfig {
-  const localSteps = localStepsOf(cmd, flags);
+  const localSteps = localStepsConfigOf(cmd, flags);
   return {
     model: flags.model,
     seed: flags.seed,

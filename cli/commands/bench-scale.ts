@@ -6,7 +6,7 @@ import { setPriority } from 'node:os';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../../common/logger.js';
-import { UsageError } from '../../common/errors.js';
+import { localStepsPair } from '../run-options.js';
 import {
   type LinkTraffic,
   NATS_TOPOLOGIES,
@@ -15,7 +15,6 @@ import {
   SCALE_TRANSPORTS,
   type ScaleReport,
   type ScaleRow,
-  type ScaleLocalSteps,
   type ScaleSharding,
   benchmarkScale,
 } from '../../bench/scale.js';
@@ -163,14 +162,6 @@ function formatScaleReport(report: ScaleReport): string {
   );
 }
 
-function localStepsOf(flags: ScaleFlags): ScaleLocalSteps | null {
-  const { localSteps: steps, replicas } = flags;
-  if (steps === undefined && replicas === undefined) return null;
-  if (steps === undefined || replicas === undefined)
-    throw new UsageError('--local-steps and --replicas go together: give both');
-  return { steps, replicas };
-}
-
 export function scaleCommand(): Command {
   return new Command('scale')
     .description(
@@ -274,7 +265,7 @@ export function scaleCommand(): Command {
         syntheticMs: flags.syntheticMs,
         bucketMb: flags.bucketMb,
         natsTopology: flags.natsTopology,
-        localSteps: localStepsOf(flags),
+        localSteps: localStepsPair(flags),
         shardings: flags.shards,
         validateWorkers: flags.validate ? (flags.validateWorkers ?? Math.max(...flags.workersList)) : null,
         onRun: ({ workers, shards, maxSteps, mbit }) =>

@@ -47,6 +47,15 @@ const one = runOnce([
   `${dir}/one`,
 ]);
 
+/** A coordinator of the config's run in `out`, and wasm workers for it, slowed by `slowMs` per share. */
+async function coordinator(out: string, ...extra: string[]) {
+  const c = start(['coordinator', ...config, '--port', '0', '--no-metrics', '--out', out, ...extra]);
+  const url = await listeningUrl(c);
+  const slowWorker = (id: string, slowMs: number) =>
+    start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', String(slowMs)]);
+  return { c, slowWorker };
+}
+
 describe('--local-steps', () => {
   it('1 worker: 12 rounds of 8 replicas, the figures of a round, the outer step', async () => {
     const summary = await one();
@@ -136,23 +145,9 @@ describe('--local-steps', () => {
 
   it('a worker SIGKILLed mid-round and a new one joining: the round is redone, the same weights and ledger', async () => {
     const out = `${dir}/killed`;
-    const c = start([
-      'coordinator',
-      ...config,
-      '--port',
-      '0',
-      '--no-metrics',
-      '--out',
-      out,
-      '--min-workers',
-      '1',
-      '--checkpoint-every',
-      '1',
-    ]);
-    const url = await listeningUrl(c);
+    const { c, slowWorker } = await coordinator(out, '--min-workers', '1', '--checkpoint-every', '1');
     // Slowed, so that each holds its replicas for a while: the kill lands inside a round.
-    const worker = (id: string) =>
-      start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '150']);
+    const worker = (id: string) => slowWorker(id, 150);
     const doomed = worker('doomed');
     const steady = worker('steady');
     await untilStep(out, 3);
@@ -170,23 +165,15 @@ describe('--local-steps', () => {
   }, 180_000);
 
   it('--step-deadline counts per inner step: workers slower than it per round, within H × it, keep their replicas', async () => {
-    const c = start([
-      'coordinator',
-      ...config,
-      '--port',
-      '0',
-      '--no-metrics',
-      '--out',
+    const { c, slowWorker } = await coordinator(
       `${dir}/deadline`,
       '--min-workers',
       '2',
       '--step-deadline',
       '1',
-    ]);
-    const url = await listeningUrl(c);
+    );
     // 1.5 s of extra work per share: over 1 s, well within the round's 4 × 1 s.
-    for (const id of ['slow-1', 'slow-2'])
-      start(['worker', '--connect', url, '--backend', 'wasm', '--id', id, '--fault-slow-ms', '1500']);
+    for (const id of ['slow-1', 'slow-2']) slowWorker(id, 1500);
     const finished = await c.done;
     const summary = expectOk(finished);
     expect(finished.stderr).not.toMatch(/missed the/);
